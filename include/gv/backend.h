@@ -1,0 +1,127 @@
+/* Compute backends (cpu, cuda) behind one opaque handle. Shared code only calls these wrappers; a backend
+ * is chosen at run time by name.
+ *
+ * Conventions for every op:
+ *  - Buffers are device pointers of the backend. Activations, weights and gradients are in the backend's
+ *    compute dtype (gv_backend_dtype: F32 on cpu, BF16 on cuda); statistics (mean, rstd, attention stash),
+ *    losses, AdamW master weights and moments are F32; token ids and masks are I32.
+ *  - Shapes: B batch, T sequence, C channels, H query heads, KVH key/value heads, D head size,
+ *    N = rows (B*T), OC output channels, F FFN size, V vocab, Vp padded vocab (row stride of logits).
+ *  - Backward ops ACCUMULATE (+=) into every gradient they write (input and parameter gradients), so the
+ *    caller zeroes gradient buffers once and residual branches add up for free. A NULL gradient pointer
+ *    means "not needed" and is skipped.
+ *  - Ops are asynchronous on the backend's compute stream; gv_backend_sync waits. */
+#ifndef GV_BACKEND_H
+#define GV_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+#include "gv/status.h"
+#include "gv/tensor.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gv_backend gv_backend;
+
+/* name: "cpu" or "cuda". `device` selects the GPU ordinal (ignored on cpu). */
+gv_status gv_backend_init(gv_backend **out, const char *name, int device);
+void gv_backend_free(gv_backend *b);
+const char *gv_backend_name(const gv_backend *b);
+gv_device gv_backend_device(const gv_backend *b);
+gv_dtype gv_backend_dtype(const gv_backend *b); /* compute dtype of activations, weights, gradients */
+int gv_backend_available(const char *name);     /* 1 if the backend is compiled in and has a device */
+
+/* Memory: zeroed allocations; bytes counted by the caller's arena. */
+gv_status gv_backend_alloc(gv_backend *b, void **ptr, size_t bytes);
+void gv_backend_dealloc(gv_backend *b, void *ptr);
+gv_status gv_backend_memset0(gv_backend *b, void *ptr, size_t bytes);
+gv_status gv_backend_upload(gv_backend *b, void *dst, const void *src_host, size_t bytes);
+gv_status gv_backend_download(gv_backend *b, void *dst_host, const void *src, size_t bytes);
+/* Host fp32 <-> device buffer of dtype dt (converting to/from bf16 where needed). */
+gv_status gv_backend_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const float *src_host, size_t n);
+gv_status gv_backend_download_f32(gv_backend *b, float *dst_host, const void *src, gv_dtype dt, size_t n);
+/* Device-side conversion: dst (dtype ddt) = src (dtype sdt), n elements. */
+gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n);
+gv_status gv_backend_sync(gv_backend *b);
+
+/* ---- ops ------------------------------------------------------------------------------------------- */
+
+/* out[N,C] = wte[tokens[n]] + (wpe ? wpe[pos0 + n % T] : 0); N = B*T; tokens[N] I32. */
+gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte, const void *wpe,
+                               int B, int T, int C, int pos0);
+gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout, const int32_t *tokens,
+                                int B, int T, int C, int pos0);
+
+/* out[N,C] = (inp - mean) * rstd * w + bias; mean[N], rstd[N] F32 saved for backward. */
+gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp, const void *w,
+                               const void *bias, int N, int C, float eps);
+gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                const void *inp, const void *w, const float *mean, const float *rstd, int N, int C);
+
+/* out[N,C] = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps). */
+gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N, int C,
+                             float eps);
+gv_status gv_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
+                              const void *w, const float *rstd, int N, int C);
+
+/* out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] (bias may be NULL). */
+gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
+                            int C, int OC);
+gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
+                             const void *w, int N, int C, int OC);
+
+/* Attention over packed qkv[B,T,(H+2*KVH)*D]: q heads first, then k heads, then v heads. Query head h
+ * reads kv head h / (H/KVH). Scale 1/sqrt(D). causal: key t' <= t. mask[B,T] I32 (1 = real token,
+ * 0 = padding key) or NULL. out[B,T,H*D]. stash: F32 scratch of gv_attention_stash_bytes() kept for
+ * backward (probabilities on cpu, log-sum-exp on cuda). */
+size_t gv_attention_stash_bytes(gv_backend *b, int B, int T, int H);
+gv_status gv_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
+                               int B, int T, int H, int KVH, int D, int causal);
+gv_status gv_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv, const void *out,
+                                const float *stash, const int32_t *mask, int B, int T, int H, int KVH, int D,
+                                int causal);
+
+/* Rotary embedding (Llama "rotate half" convention) on the q and k heads of qkv[B,T,(H+2*KVH)*D]; v heads
+ * are copied. Position of row t is pos0 + t. out and inp must not alias. */
+gv_status gv_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
+                          float theta, int pos0);
+gv_status gv_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
+                           float theta, int pos0);
+
+/* GELU, tanh approximation. */
+gv_status gv_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+
+/* out[N,F] = silu(inp[:, :F]) * inp[:, F:2F]; inp[N,2F] holds gate then up. */
+gv_status gv_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
+gv_status gv_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
+
+/* out = x + y (n elements); gv_accumulate: dst += src. out may alias x. */
+gv_status gv_add_forward(gv_backend *b, void *out, const void *x, const void *y, size_t n);
+gv_status gv_accumulate(gv_backend *b, void *dst, const void *src, size_t n);
+
+/* Softmax cross-entropy per row: logits[N,Vp] (first V columns are real), targets[N] I32.
+ * losses[N] F32 = -log softmax(logits)[target], 0 where target == ignore_index.
+ * Backward: dlogits += (softmax - onehot) * dloss for rows whose target != ignore_index; columns >= V
+ * get no gradient. (dloss is the same scalar for every row, e.g. 1/number of counted rows.) */
+gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
+                                  int N, int V, int Vp, int ignore_index);
+gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
+                                   float dloss, int N, int V, int Vp, int ignore_index);
+
+/* AdamW on n elements. master, m, v: F32. grad: compute dtype, multiplied by grad_scale first (clipping,
+ * accumulation averaging). weight: the compute-dtype copy written from master, may be NULL (cpu: master is
+ * the weight). step t >= 1 for bias correction. */
+gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v,
+                          size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                          float grad_scale, int t);
+
+/* *out (host) = sum of squares of x[n] (compute dtype), accumulated in double on the host side. */
+gv_status gv_sumsq(gv_backend *b, double *out, const void *x, size_t n);
+/* x *= s. */
+gv_status gv_scale(gv_backend *b, void *x, float s, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

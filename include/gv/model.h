@@ -1,0 +1,111 @@
+/* Model specs (an ordered list of layers described by a few shape fields) and the single-process model
+ * executor: parameters, gradients and activations as one arena each, forward and backward over the
+ * backend's ops, and import/export of weights under Hugging Face tensor names and layouts. */
+#ifndef GV_MODEL_H
+#define GV_MODEL_H
+#include <stdint.h>
+#include "gv/backend.h"
+#include "gv/status.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { GV_ARCH_GPT2 = 0, GV_ARCH_LLAMA = 1 } gv_arch;
+typedef enum { GV_NORM_LAYERNORM = 0, GV_NORM_RMSNORM = 1 } gv_norm;
+typedef enum { GV_ACT_GELU = 0, GV_ACT_SWIGLU = 1 } gv_act;
+typedef enum { GV_POS_LEARNED = 0, GV_POS_ROPE = 1 } gv_pos;
+
+typedef struct {
+    char name[64];
+    gv_arch arch;
+    int n_layer;   /* L */
+    int n_embd;    /* C */
+    int n_head;    /* H */
+    int n_kv_head; /* KVH (== H without GQA) */
+    int ffn;       /* F: MLP hidden size (per branch for SwiGLU) */
+    int max_seq;   /* maximum T (size of learned position table) */
+    int vocab;     /* V */
+    int padded_vocab; /* Vp >= V, rows of the embedding/logit matrices (multiple of 64 or 128) */
+    gv_norm norm;
+    gv_act act;
+    gv_pos pos;
+    int tied;      /* LM head shares the token embedding */
+    int bias;      /* linears and norms have biases */
+    float norm_eps;
+    float rope_theta;
+    float init_std; /* 0.02; residual projections use init_std / sqrt(2 L) */
+} gv_model_spec;
+
+/* Presets: gpt2-tiny, gpt2-small-test, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, llama-tiny, llama-1b,
+ * llama2-7b, llama3-8b. */
+gv_status gv_model_spec_preset(gv_model_spec *s, const char *name);
+/* A preset name or a path to a JSON model file (fields as in gv_model_spec; "preset" may name a base). */
+gv_status gv_model_spec_resolve(gv_model_spec *s, const char *name_or_path);
+gv_status gv_model_spec_load_json(gv_model_spec *s, const char *path);
+gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where);
+int64_t gv_model_spec_num_params(const gv_model_spec *s); /* real (unpadded) parameter count */
+const char *const *gv_model_preset_names(int *n);
+
+/* Host fp32 tensor with a name: the unit of weight import/export (HF names and layouts). */
+typedef struct {
+    char name[96];
+    int ndim;
+    int64_t shape[4];
+    float *data; /* owned */
+} gv_named_f32;
+void gv_named_f32_free(gv_named_f32 *ts, int n); /* frees each data and the array */
+
+typedef struct gv_model gv_model;
+
+/* Allocates for micro-batch B x T on backend b. Weights are zero until gv_model_init_weights/import. */
+gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T);
+void gv_model_free(gv_model *m);
+const gv_model_spec *gv_model_get_spec(const gv_model *m);
+
+/* GPT-2-style init: normal(0, init_std), residual output projections init_std/sqrt(2L), biases 0, norm
+ * weights 1. Value of element i of parameter P = f(seed, P's name, i), independent of any plan. */
+gv_status gv_model_init_weights(gv_model *m, uint64_t seed);
+
+/* Forward on one micro-batch. tokens/targets: host I32 [B*T]; targets may be NULL (no loss). mask: host
+ * I32 [B*T] key-padding mask or NULL. Returns the mean loss over targets != -1 in *loss. */
+gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss);
+/* Backward of the last forward, accumulating into the gradients; dloss scales the mean loss gradient
+ * (1/micro-batches for accumulation). */
+gv_status gv_model_backward(gv_model *m, float dloss);
+gv_status gv_model_zero_grad(gv_model *m);
+
+/* Logits of the last forward as host fp32 [B*T, V]. */
+gv_status gv_model_logits(gv_model *m, float *out);
+
+/* Per-parameter buffers that can be exported/imported under HF names and layouts. */
+typedef enum { GV_BUF_WEIGHTS = 0, GV_BUF_GRADS = 1, GV_BUF_ADAM_M = 2, GV_BUF_ADAM_V = 3 } gv_param_buf;
+
+/* Buffer `which` as newly allocated host fp32 tensors under HF names/layouts (padded vocab rows dropped). */
+gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n);
+/* Sets the weights from HF-named tensors; every expected tensor must be present with its exact shape;
+ * unknown names are ignored (HF files carry buffers such as attn.bias); `source` names the file in errors. */
+gv_status gv_model_import_hf(gv_model *m, const gv_named_f32 *ts, int n, const char *source);
+/* Same for another buffer (AdamW moments on resume). */
+gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, int n, const char *source);
+/* Expected HF tensors: count, and name/shape of the i-th (for readers that load only what they need). */
+int gv_model_hf_count(const gv_model *m);
+gv_status gv_model_hf_info(const gv_model *m, int i, const char **name, int *ndim, int64_t shape[4]);
+
+/* AdamW over every parameter (weight decay only on matrices, as GPT-2/LLaMA training does). */
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} gv_adamw_cfg;
+gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t);
+/* L2 norm of all gradients. */
+gv_status gv_model_grad_norm(gv_model *m, double *norm);
+
+/* Bytes by memory category as allocated by this model on its backend. */
+typedef struct {
+    size_t parameters, gradients, optimizer, activations, workspace;
+} gv_memory_report;
+void gv_model_memory(const gv_model *m, gv_memory_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

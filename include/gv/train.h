@@ -1,0 +1,59 @@
+/* The training loop: data, model, AdamW with warmup + cosine schedule, gradient accumulation over
+ * micro-batches, global-norm clipping, periodic eval, JSONL metrics, atomic checkpoints and resume. */
+#ifndef GV_TRAIN_H
+#define GV_TRAIN_H
+#include <stdint.h>
+#include "gv/model.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int step, steps;       /* step just finished (1-based), total */
+    float loss, lr;
+    double grad_norm;
+    double step_ms, tokens_per_s, eta_s;
+    float eval_loss;       /* NaN unless evaluated at this step */
+} gv_step_info;
+
+typedef struct {
+    gv_model_spec spec;
+    const char *backend; /* "cpu" (default) or "cuda" */
+    int device;
+    const char *data;      /* NULL/"builtin", a .bin token shard, or a text file */
+    const char *init_from; /* optional HF safetensors weights */
+    int steps;
+    uint64_t seed;
+    int global_batch;  /* B: sequences per optimizer step */
+    int micro_batches; /* M: B/M sequences per forward/backward */
+    int seq;           /* T */
+    float lr, min_lr_frac;
+    int warmup;
+    float weight_decay, beta1, beta2, eps, grad_clip;
+    int eval_every, eval_batches;
+    const char *metrics;  /* JSONL path or NULL */
+    const char *out_dir;  /* checkpoints go to out_dir/step-NNNNNN */
+    int save_every;       /* 0: only at the end (when out_dir is set) */
+    const char *resume;   /* checkpoint directory or NULL */
+    void (*on_step)(const gv_step_info *info, void *ctx);
+    void *ctx;
+} gv_train_config;
+
+typedef struct {
+    int steps_done;
+    float first_loss, last_loss, last_eval_loss;
+    float *losses; /* losses[i] = loss of step i+1 for steps run in this call (owned; free()) */
+    double mean_tokens_per_s;
+    gv_memory_report memory;
+} gv_train_result;
+
+void gv_train_config_defaults(gv_train_config *c);
+gv_status gv_train_config_validate(const gv_train_config *c);
+/* Learning rate of (0-based) step s: linear warmup then cosine decay to min_lr_frac * lr. */
+float gv_train_lr(const gv_train_config *c, int s);
+gv_status gv_train_run(const gv_train_config *c, gv_train_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

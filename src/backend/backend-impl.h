@@ -1,0 +1,69 @@
+/* Private: the backend vtable. Only backends and backend.c include this. */
+#ifndef GV_BACKEND_IMPL_H
+#define GV_BACKEND_IMPL_H
+#include "gv/backend.h"
+
+struct gv_backend_i {
+    const char *name;
+    void (*free)(gv_backend *b);
+    gv_status (*alloc)(gv_backend *b, void **ptr, size_t bytes);
+    void (*dealloc)(gv_backend *b, void *ptr);
+    gv_status (*memset0)(gv_backend *b, void *ptr, size_t bytes);
+    gv_status (*upload)(gv_backend *b, void *dst, const void *src, size_t bytes);
+    gv_status (*download)(gv_backend *b, void *dst, const void *src, size_t bytes);
+    gv_status (*upload_f32)(gv_backend *b, void *dst, gv_dtype dt, const float *src, size_t n);
+    gv_status (*download_f32)(gv_backend *b, float *dst, const void *src, gv_dtype dt, size_t n);
+    gv_status (*convert)(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n);
+    gv_status (*sync)(gv_backend *b);
+
+    gv_status (*embedding_forward)(gv_backend *, void *, const int32_t *, const void *, const void *, int, int,
+                                   int, int);
+    gv_status (*embedding_backward)(gv_backend *, void *, void *, const void *, const int32_t *, int, int, int,
+                                    int);
+    gv_status (*layernorm_forward)(gv_backend *, void *, float *, float *, const void *, const void *,
+                                   const void *, int, int, float);
+    gv_status (*layernorm_backward)(gv_backend *, void *, void *, void *, const void *, const void *,
+                                    const void *, const float *, const float *, int, int);
+    gv_status (*rmsnorm_forward)(gv_backend *, void *, float *, const void *, const void *, int, int, float);
+    gv_status (*rmsnorm_backward)(gv_backend *, void *, void *, const void *, const void *, const void *,
+                                  const float *, int, int);
+    gv_status (*matmul_forward)(gv_backend *, void *, const void *, const void *, const void *, int, int, int);
+    gv_status (*matmul_backward)(gv_backend *, void *, void *, void *, const void *, const void *, const void *,
+                                 int, int, int);
+    size_t (*attention_stash_bytes)(gv_backend *, int, int, int);
+    gv_status (*attention_forward)(gv_backend *, void *, float *, const void *, const int32_t *, int, int, int,
+                                   int, int, int);
+    gv_status (*attention_backward)(gv_backend *, void *, const void *, const void *, const void *,
+                                    const float *, const int32_t *, int, int, int, int, int, int);
+    gv_status (*rope_forward)(gv_backend *, void *, const void *, int, int, int, int, int, float, int);
+    gv_status (*rope_backward)(gv_backend *, void *, const void *, int, int, int, int, int, float, int);
+    gv_status (*gelu_forward)(gv_backend *, void *, const void *, size_t);
+    gv_status (*gelu_backward)(gv_backend *, void *, const void *, const void *, size_t);
+    gv_status (*swiglu_forward)(gv_backend *, void *, const void *, int, int);
+    gv_status (*swiglu_backward)(gv_backend *, void *, const void *, const void *, int, int);
+    gv_status (*add_forward)(gv_backend *, void *, const void *, const void *, size_t);
+    gv_status (*accumulate)(gv_backend *, void *, const void *, size_t);
+    gv_status (*crossentropy_forward)(gv_backend *, float *, const void *, const int32_t *, int, int, int, int);
+    gv_status (*crossentropy_backward)(gv_backend *, void *, const void *, const int32_t *, float, int, int, int,
+                                       int);
+    gv_status (*adamw_update)(gv_backend *, float *, void *, const void *, float *, float *, size_t, float, float,
+                              float, float, float, float, int);
+    gv_status (*sumsq)(gv_backend *, double *, const void *, size_t);
+    gv_status (*scale)(gv_backend *, void *, float, size_t);
+};
+
+struct gv_backend {
+    const struct gv_backend_i *iface;
+    void *context;
+    gv_device device;
+    gv_dtype dtype;
+};
+
+/* Constructors of the compiled-in backends. */
+gv_status gv_backend_cpu_init(gv_backend **out);
+#ifdef GV_HAVE_CUDA
+gv_status gv_backend_cuda_init(gv_backend **out, int device);
+int gv_backend_cuda_available(void);
+#endif
+
+#endif

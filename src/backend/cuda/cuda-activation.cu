@@ -1,0 +1,136 @@
+/* Activations: GELU (tanh approximation) and SwiGLU (silu(gate) * up), fp32 math on bf16 data. Backward ops
+ * accumulate. VEC = 8 (16-byte accesses) when pointers and row lengths allow it, else scalar. */
+#include "cuda-common.cuh"
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+/* ---- kernels ----------------------------------------------------------------------------------------- */
+
+__device__ __forceinline__ float gelu_f(float x) {
+    float u = GELU_K * (x + GELU_C * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+__device__ __forceinline__ float gelu_grad(float x) {
+    float u = GELU_K * (x + GELU_C * x * x * x);
+    float th = tanhf(u);
+    float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+template <int VEC> __global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i + VEC <= n) {
+        float x[VEC];
+        gv_load_bf<VEC>(x, inp + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) x[k] = gelu_f(x[k]);
+        gv_store_bf<VEC>(out + i, x);
+    } else {
+        for (; i < n; i++) out[i] = gv_tobf(gelu_f(gv_bf(inp[i])));
+    }
+}
+
+template <int VEC> __global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i + VEC <= n) {
+        float x[VEC], d[VEC], g[VEC];
+        gv_load_bf<VEC>(x, inp + i);
+        gv_load_bf<VEC>(d, dout + i);
+        gv_load_bf<VEC>(g, dinp + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) g[k] += d[k] * gelu_grad(x[k]);
+        gv_store_bf<VEC>(dinp + i, g);
+    } else {
+        for (; i < n; i++) dinp[i] = gv_tobf(gv_bf(dinp[i]) + gv_bf(dout[i]) * gelu_grad(gv_bf(inp[i])));
+    }
+}
+
+/* One thread per VEC consecutive outputs of a row (VEC divides F). */
+template <int VEC> __global__ void swiglu_forward_kernel(bf16 *out, const bf16 *inp, int N, int F) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i >= (size_t)N * F) return;
+    size_t n = i / F, f = i % F;
+    const bf16 *g = inp + n * 2 * F + f;
+    float a[VEC], u[VEC];
+    gv_load_bf<VEC>(a, g);
+    gv_load_bf<VEC>(u, g + F);
+#pragma unroll
+    for (int k = 0; k < VEC; k++) a[k] = a[k] * sigmoid_f(a[k]) * u[k];
+    gv_store_bf<VEC>(out + i, a);
+}
+
+template <int VEC> __global__ void swiglu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, int N, int F) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i >= (size_t)N * F) return;
+    size_t n = i / F, f = i % F;
+    const bf16 *gp = inp + n * 2 * F + f;
+    bf16 *dgp = dinp + n * 2 * F + f;
+    float g[VEC], u[VEC], d[VEC], dg[VEC], du[VEC];
+    gv_load_bf<VEC>(g, gp);
+    gv_load_bf<VEC>(u, gp + F);
+    gv_load_bf<VEC>(d, dout + i);
+    gv_load_bf<VEC>(dg, dgp);
+    gv_load_bf<VEC>(du, dgp + F);
+#pragma unroll
+    for (int k = 0; k < VEC; k++) {
+        float s = sigmoid_f(g[k]);
+        dg[k] += d[k] * u[k] * s * (1.0f + g[k] * (1.0f - s));
+        du[k] += d[k] * g[k] * s;
+    }
+    gv_store_bf<VEC>(dgp, dg);
+    gv_store_bf<VEC>(dgp + F, du);
+}
+
+/* ---- launchers --------------------------------------------------------------------------------------- */
+
+gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n) {
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (n == 0) return GV_OK;
+    if (gv_aligned16(out) && gv_aligned16(inp))
+        gelu_forward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, n);
+    else gelu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, n);
+    GV_CUDA_LAUNCHED("gelu_forward");
+    return GV_OK;
+}
+
+gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (n == 0) return GV_OK;
+    if (gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
+        gelu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
+                                                                   (const bf16 *)inp, n);
+    else
+        gelu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
+                                                               (const bf16 *)inp, n);
+    GV_CUDA_LAUNCHED("gelu_backward");
+    return GV_OK;
+}
+
+gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F) {
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (N < 0 || F < 0) return gv_fail(GV_ERR_INVALID, "swiglu_forward: negative size (N=%d F=%d)", N, F);
+    size_t n = (size_t)N * F;
+    if (n == 0) return GV_OK;
+    if (F % 8 == 0 && gv_aligned16(out) && gv_aligned16(inp))
+        swiglu_forward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, N, F);
+    else swiglu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, N, F);
+    GV_CUDA_LAUNCHED("swiglu_forward");
+    return GV_OK;
+}
+
+gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F) {
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (N < 0 || F < 0) return gv_fail(GV_ERR_INVALID, "swiglu_backward: negative size (N=%d F=%d)", N, F);
+    size_t n = (size_t)N * F;
+    if (n == 0) return GV_OK;
+    if (F % 8 == 0 && gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
+        swiglu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
+                                                                     (const bf16 *)inp, N, F);
+    else
+        swiglu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
+                                                                 (const bf16 *)inp, N, F);
+    GV_CUDA_LAUNCHED("swiglu_backward");
+    return GV_OK;
+}

@@ -1,0 +1,180 @@
+/* Private to the CUDA backend: the context, error-checking macros, bf16 vector helpers and the op function
+ * declarations shared by src/backend/cuda/*.cu. One op family per file (cuda-<family>.cu): kernels first,
+ * then their launchers. Every launch is checked with cudaGetLastError. Compute dtype is BF16 with fp32
+ * arithmetic inside the kernels; statistics, losses and optimizer state are F32. */
+#ifndef GV_CUDA_COMMON_CUH
+#define GV_CUDA_COMMON_CUH
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cublasLt.h>
+#include <math.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend-impl.h"
+}
+
+typedef __nv_bfloat16 bf16;
+
+/* cuBLASLt algorithm cache entry (see cuda-matmul.cu). */
+struct gv_cuda_algo {
+    int valid;
+    int m, n, k, ta, tb, epi, beta1, align;
+    cublasLtMatmulAlgo_t algo;
+    int found; /* 0: cuBLASLt had no algorithm, use the fallback kernel */
+};
+#define GV_CUDA_ALGO_CACHE 128
+
+typedef struct gv_cuda_ctx {
+    int device;
+    int num_sms;
+    size_t smem_optin; /* max dynamic shared memory per block after opt-in */
+    cudaStream_t stream;      /* compute stream: every op runs here */
+    cudaStream_t comm_stream; /* for overlapping communication later */
+    cublasLtHandle_t lt;
+    void *lt_ws;
+    size_t lt_ws_bytes;
+    double *d_sumsq; /* [1] result slot for sumsq */
+    struct gv_cuda_algo algo_cache[GV_CUDA_ALGO_CACHE];
+    int algo_next;
+} gv_cuda_ctx;
+
+static inline gv_cuda_ctx *gv_cuda(gv_backend *b) { return (gv_cuda_ctx *)b->context; }
+
+/* Return GV_ERR_BACKEND from the enclosing function when a CUDA runtime call fails. */
+#define GV_CUDA_TRY(call)                                                                                    \
+    do {                                                                                                     \
+        cudaError_t gv_ce_ = (call);                                                                         \
+        if (gv_ce_ != cudaSuccess)                                                                           \
+            return gv_fail(GV_ERR_BACKEND, "cuda: %s failed: %s (%s:%d)", #call, cudaGetErrorString(gv_ce_), \
+                           __FILE__, __LINE__);                                                              \
+    } while (0)
+
+/* After a kernel launch: return GV_ERR_BACKEND naming the op when the launch failed. */
+#define GV_CUDA_LAUNCHED(opname)                                                                             \
+    do {                                                                                                     \
+        cudaError_t gv_ce_ = cudaGetLastError();                                                             \
+        if (gv_ce_ != cudaSuccess)                                                                           \
+            return gv_fail(GV_ERR_BACKEND, "cuda: %s kernel launch failed: %s", opname,                      \
+                           cudaGetErrorString(gv_ce_));                                                      \
+    } while (0)
+
+static inline unsigned gv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+static inline int gv_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Temporary device memory, stream-ordered on the compute stream (the pool keeps it between calls). */
+gv_status gv_cuda_tmp_alloc(gv_cuda_ctx *c, void **p, size_t bytes);
+gv_status gv_cuda_tmp_free(gv_cuda_ctx *c, void *p);
+
+/* ---- device helpers ---------------------------------------------------------------------------------- */
+
+/* 8 bf16 = 16 bytes, the unit of vectorised loads and stores. */
+struct __align__(16) gv_bf16x8 {
+    bf16 v[8];
+};
+
+__device__ __forceinline__ float gv_bf(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ bf16 gv_tobf(float x) { return __float2bfloat16_rn(x); }
+
+/* Load VEC consecutive bf16 into floats (VEC = 8 needs 16-byte alignment, else VEC = 1). */
+template <int VEC> __device__ __forceinline__ void gv_load_bf(float *dst, const bf16 *src) {
+    if constexpr (VEC == 8) {
+        gv_bf16x8 p = *reinterpret_cast<const gv_bf16x8 *>(src);
+#pragma unroll
+        for (int i = 0; i < 8; i++) dst[i] = gv_bf(p.v[i]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++) dst[i] = gv_bf(src[i]);
+    }
+}
+template <int VEC> __device__ __forceinline__ void gv_store_bf(bf16 *dst, const float *src) {
+    if constexpr (VEC == 8) {
+        gv_bf16x8 p;
+#pragma unroll
+        for (int i = 0; i < 8; i++) p.v[i] = gv_tobf(src[i]);
+        *reinterpret_cast<gv_bf16x8 *>(dst) = p;
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++) dst[i] = gv_tobf(src[i]);
+    }
+}
+
+__device__ __forceinline__ float gv_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float gv_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. `sh` is
+ * 32 floats of shared memory; the function syncs before returning so `sh` can be reused. */
+__device__ __forceinline__ float gv_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = gv_warp_sum(v);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    v = gv_warp_sum(v);
+    __syncthreads();
+    return v;
+}
+__device__ __forceinline__ float gv_block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = gv_warp_max(v);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    v = gv_warp_max(v);
+    __syncthreads();
+    return v;
+}
+
+/* ---- op functions (vtable entries), by file ---------------------------------------------------------- */
+
+/* cuda-embedding.cu */
+gv_status gv_cuda_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte,
+                                    const void *wpe, int B, int T, int C, int pos0);
+gv_status gv_cuda_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout,
+                                     const int32_t *tokens, int B, int T, int C, int pos0);
+/* cuda-norm.cu */
+gv_status gv_cuda_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
+                                    const void *w, const void *bias, int N, int C, float eps);
+gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                     const void *inp, const void *w, const float *mean, const float *rstd, int N,
+                                     int C);
+gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
+                                  int C, float eps);
+gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
+                                   const void *w, const float *rstd, int N, int C);
+/* cuda-matmul.cu */
+gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
+                                 int C, int OC);
+gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                  const void *inp, const void *w, int N, int C, int OC);
+/* cuda-attention.cu */
+size_t gv_cuda_attention_stash_bytes(gv_backend *b, int B, int T, int H);
+gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
+                                    int B, int T, int H, int KVH, int D, int causal);
+gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv,
+                                     const void *out, const float *stash, const int32_t *mask, int B, int T, int H,
+                                     int KVH, int D, int causal);
+/* cuda-rope.cu */
+gv_status gv_cuda_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
+                               float theta, int pos0);
+gv_status gv_cuda_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
+                                float theta, int pos0);
+/* cuda-activation.cu */
+gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
+gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
+/* cuda-crossentropy.cu */
+gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
+                                       int N, int V, int Vp, int ignore_index);
+gv_status gv_cuda_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
+                                        float dloss, int N, int V, int Vp, int ignore_index);
+
+#endif

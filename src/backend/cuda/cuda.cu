@@ -1,0 +1,396 @@
+/* The CUDA backend: context (device, compute and comm streams, cuBLASLt handle and workspace), memory
+ * functions, dtype conversion, and the small vector ops (add, accumulate, scale, AdamW, sum of squares).
+ * The op families live in cuda-<family>.cu. Compute dtype BF16; fp32 arithmetic; F32 AdamW master weights
+ * and moments. Every op is asynchronous on the compute stream; download and sync wait for it. */
+#include "cuda-common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GV_CUDA_LT_WORKSPACE (32u << 20)
+#define GV_SUMSQ_MAX_BLOCKS 1024
+
+/* ---- kernels ----------------------------------------------------------------------------------------- */
+
+template <typename T> __device__ __forceinline__ float gv_to_f32(T x);
+template <> __device__ __forceinline__ float gv_to_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ float gv_to_f32<bf16>(bf16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float gv_to_f32<__half>(__half x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T gv_from_f32(float x);
+template <> __device__ __forceinline__ float gv_from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 gv_from_f32<bf16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ __half gv_from_f32<__half>(float x) { return __float2half_rn(x); }
+
+template <typename TD, typename TS> __global__ void convert_kernel(TD *dst, const TS *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = gv_from_f32<TD>(gv_to_f32<TS>(src[i]));
+}
+
+/* out = x + y; VEC = 8 when every pointer is 16-byte aligned. The last thread takes the ragged tail. */
+template <int VEC> __global__ void add_kernel(bf16 *out, const bf16 *x, const bf16 *y, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i + VEC <= n) {
+        float a[VEC], c[VEC];
+        gv_load_bf<VEC>(a, x + i);
+        gv_load_bf<VEC>(c, y + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) a[k] += c[k];
+        gv_store_bf<VEC>(out + i, a);
+    } else {
+        for (; i < n; i++) out[i] = gv_tobf(gv_bf(x[i]) + gv_bf(y[i]));
+    }
+}
+
+template <int VEC> __global__ void scale_kernel(bf16 *x, float s, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (i + VEC <= n) {
+        float a[VEC];
+        gv_load_bf<VEC>(a, x + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) a[k] *= s;
+        gv_store_bf<VEC>(x + i, a);
+    } else {
+        for (; i < n; i++) x[i] = gv_tobf(gv_bf(x[i]) * s);
+    }
+}
+
+/* PyTorch AdamW in its order of operations (see cpu.c):
+ *   param *= 1 - lr*wd;  m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g;
+ *   param -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps);  weight = bf16(param). */
+__global__ void adamw_kernel(float *master, bf16 *weight, const bf16 *grad, float *m, float *v, size_t n,
+                             float step_size, float bc2_sqrt, float decay, float beta2, float w1, float w2,
+                             float eps, float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = gv_bf(grad[i]) * grad_scale;
+    float p = master[i] * decay;
+    float mo = m[i], vo = v[i];
+    float mi = mo + w1 * (g - mo);
+    float vi = beta2 * vo + w2 * g * g;
+    float denom = sqrtf(vi) / bc2_sqrt + eps;
+    p -= step_size * (mi / denom);
+    m[i] = mi;
+    v[i] = vi;
+    master[i] = p;
+    if (weight) weight[i] = gv_tobf(p);
+}
+
+/* Sum of squares: per-block partial sums (fp32 inside a thread, block reduce), then one block adds the
+ * partials in double. Deterministic for a given n and grid. */
+__global__ void sumsq_partial_kernel(double *partials, const bf16 *x, size_t n) {
+    __shared__ float sh[32];
+    float s = 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float a = gv_bf(x[i]);
+        s += a * a;
+    }
+    s = gv_block_sum(s, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = (double)s;
+}
+__global__ void sumsq_final_kernel(double *out, const double *partials, int np) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < np; i += blockDim.x) s += partials[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) t += sh[w];
+        *out = t;
+    }
+}
+
+/* ---- memory ------------------------------------------------------------------------------------------ */
+
+gv_status gv_cuda_tmp_alloc(gv_cuda_ctx *c, void **p, size_t bytes) {
+    *p = NULL;
+    GV_CUDA_TRY(cudaMallocAsync(p, bytes ? bytes : 16, c->stream));
+    return GV_OK;
+}
+gv_status gv_cuda_tmp_free(gv_cuda_ctx *c, void *p) {
+    if (p) GV_CUDA_TRY(cudaFreeAsync(p, c->stream));
+    return GV_OK;
+}
+
+static void cuda_free(gv_backend *b) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (c) {
+        cudaSetDevice(c->device);
+        if (c->stream) cudaStreamSynchronize(c->stream);
+        if (c->lt) cublasLtDestroy(c->lt);
+        cudaFree(c->lt_ws);
+        cudaFree(c->d_sumsq);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        if (c->comm_stream) cudaStreamDestroy(c->comm_stream);
+        free(c);
+    }
+    free(b);
+}
+
+static gv_status cuda_alloc(gv_backend *b, void **ptr, size_t bytes) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    *ptr = NULL;
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 256);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return gv_fail(e == cudaErrorMemoryAllocation ? GV_ERR_NOMEM : GV_ERR_BACKEND,
+                       "cuda alloc: %zu bytes: %s", bytes, cudaGetErrorString(e));
+    }
+    e = cudaMemsetAsync(p, 0, bytes, c->stream);
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        return gv_fail(GV_ERR_BACKEND, "cuda alloc: zeroing %zu bytes: %s", bytes, cudaGetErrorString(e));
+    }
+    *ptr = p;
+    return GV_OK;
+}
+
+static void cuda_dealloc(gv_backend *b, void *ptr) {
+    (void)b;
+    cudaFree(ptr);
+}
+
+static gv_status cuda_memset0(gv_backend *b, void *ptr, size_t bytes) {
+    if (bytes) GV_CUDA_TRY(cudaMemsetAsync(ptr, 0, bytes, gv_cuda(b)->stream));
+    return GV_OK;
+}
+
+static gv_status cuda_upload(gv_backend *b, void *dst, const void *src, size_t bytes) {
+    /* From pageable memory the source is staged before the call returns, so the caller may reuse it. */
+    if (bytes) GV_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, gv_cuda(b)->stream));
+    return GV_OK;
+}
+
+static gv_status cuda_download(gv_backend *b, void *dst, const void *src, size_t bytes) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (!bytes) return GV_OK;
+    GV_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    GV_CUDA_TRY(cudaStreamSynchronize(c->stream));
+    return GV_OK;
+}
+
+template <typename TD, typename TS>
+static gv_status launch_convert(gv_cuda_ctx *c, void *dst, const void *src, size_t n) {
+    convert_kernel<TD, TS><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((TD *)dst, (const TS *)src, n);
+    GV_CUDA_LAUNCHED("convert");
+    return GV_OK;
+}
+
+/* dst (ddt) = src (sdt) on the device; F32, BF16, F16 in any combination, other equal dtypes copy. */
+static gv_status cuda_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (n == 0) return GV_OK;
+    if (ddt == sdt) {
+        size_t es = gv_dtype_size(ddt);
+        if (es == 0) return gv_fail(GV_ERR_INVALID, "cuda convert: unknown dtype %d", (int)ddt);
+        GV_CUDA_TRY(cudaMemcpyAsync(dst, src, n * es, cudaMemcpyDeviceToDevice, c->stream));
+        return GV_OK;
+    }
+    if (ddt == GV_BF16 && sdt == GV_F32) return launch_convert<bf16, float>(c, dst, src, n);
+    if (ddt == GV_F32 && sdt == GV_BF16) return launch_convert<float, bf16>(c, dst, src, n);
+    if (ddt == GV_F16 && sdt == GV_F32) return launch_convert<__half, float>(c, dst, src, n);
+    if (ddt == GV_F32 && sdt == GV_F16) return launch_convert<float, __half>(c, dst, src, n);
+    if (ddt == GV_BF16 && sdt == GV_F16) return launch_convert<bf16, __half>(c, dst, src, n);
+    if (ddt == GV_F16 && sdt == GV_BF16) return launch_convert<__half, bf16>(c, dst, src, n);
+    return gv_fail(GV_ERR_UNSUPPORTED, "cuda convert: %s -> %s not supported (f32, bf16, f16 only)",
+                   gv_dtype_name(sdt), gv_dtype_name(ddt));
+}
+
+static int float_dtype(gv_dtype dt) { return dt == GV_F32 || dt == GV_BF16 || dt == GV_F16; }
+
+static gv_status cuda_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const float *src, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (!float_dtype(dt))
+        return gv_fail(GV_ERR_UNSUPPORTED, "cuda upload_f32: destination dtype %s not supported",
+                       gv_dtype_name(dt));
+    if (dt == GV_F32) return cuda_upload(b, dst, src, n * sizeof(float));
+    if (n == 0) return GV_OK;
+    void *tmp;
+    GV_TRY(gv_cuda_tmp_alloc(c, &tmp, n * sizeof(float)));
+    gv_status st = cuda_upload(b, tmp, src, n * sizeof(float));
+    if (st == GV_OK) st = cuda_convert(b, dst, dt, tmp, GV_F32, n);
+    gv_status st2 = gv_cuda_tmp_free(c, tmp);
+    return st != GV_OK ? st : st2;
+}
+
+static gv_status cuda_download_f32(gv_backend *b, float *dst, const void *src, gv_dtype dt, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (!float_dtype(dt))
+        return gv_fail(GV_ERR_UNSUPPORTED, "cuda download_f32: source dtype %s not supported", gv_dtype_name(dt));
+    if (dt == GV_F32) return cuda_download(b, dst, src, n * sizeof(float));
+    if (n == 0) return GV_OK;
+    void *tmp;
+    GV_TRY(gv_cuda_tmp_alloc(c, &tmp, n * sizeof(float)));
+    gv_status st = cuda_convert(b, tmp, GV_F32, src, dt, n);
+    if (st == GV_OK) st = cuda_download(b, dst, tmp, n * sizeof(float));
+    gv_status st2 = gv_cuda_tmp_free(c, tmp);
+    return st != GV_OK ? st : st2;
+}
+
+static gv_status cuda_sync(gv_backend *b) {
+    GV_CUDA_TRY(cudaStreamSynchronize(gv_cuda(b)->stream));
+    GV_CUDA_TRY(cudaGetLastError());
+    return GV_OK;
+}
+
+/* ---- small vector ops -------------------------------------------------------------------------------- */
+
+static gv_status cuda_add_forward(gv_backend *b, void *out, const void *x, const void *y, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (n == 0) return GV_OK;
+    if (gv_aligned16(out) && gv_aligned16(x) && gv_aligned16(y))
+        add_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
+    else
+        add_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
+    GV_CUDA_LAUNCHED("add");
+    return GV_OK;
+}
+
+static gv_status cuda_accumulate(gv_backend *b, void *dst, const void *src, size_t n) {
+    return cuda_add_forward(b, dst, dst, src, n);
+}
+
+static gv_status cuda_scale(gv_backend *b, void *x, float s, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (n == 0) return GV_OK;
+    if (gv_aligned16(x)) scale_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
+    else scale_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
+    GV_CUDA_LAUNCHED("scale");
+    return GV_OK;
+}
+
+static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v,
+                                   size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                                   float grad_scale, int t) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (t < 1) return gv_fail(GV_ERR_INVALID, "adamw: step t = %d, must be >= 1", t);
+    if (n == 0) return GV_OK;
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    float step_size = (float)((double)lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    float decay = 1.0f - lr * weight_decay;
+    adamw_kernel<<<gv_cdiv(n, 256), 256, 0, c->stream>>>(master, (bf16 *)weight, (const bf16 *)grad, m, v, n,
+                                                        step_size, bc2_sqrt, decay, beta2, 1.0f - beta1,
+                                                        1.0f - beta2, eps, grad_scale);
+    GV_CUDA_LAUNCHED("adamw");
+    return GV_OK;
+}
+
+static gv_status cuda_sumsq(gv_backend *b, double *out, const void *x, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    *out = 0.0;
+    if (n == 0) return GV_OK;
+    unsigned nb = gv_cdiv(n, 256 * 16);
+    unsigned cap = (unsigned)c->num_sms * 4;
+    if (cap > GV_SUMSQ_MAX_BLOCKS) cap = GV_SUMSQ_MAX_BLOCKS;
+    if (nb > cap) nb = cap;
+    sumsq_partial_kernel<<<nb, 256, 0, c->stream>>>(c->d_sumsq + 1, (const bf16 *)x, n);
+    GV_CUDA_LAUNCHED("sumsq");
+    sumsq_final_kernel<<<1, 256, 0, c->stream>>>(c->d_sumsq, c->d_sumsq + 1, (int)nb);
+    GV_CUDA_LAUNCHED("sumsq final");
+    return cuda_download(b, out, c->d_sumsq, sizeof(double));
+}
+
+/* ---- the vtable -------------------------------------------------------------------------------------- */
+
+static const struct gv_backend_i gv_cuda_iface = {
+    /* .name = */ "cuda",
+    /* .free = */ cuda_free,
+    /* .alloc = */ cuda_alloc,
+    /* .dealloc = */ cuda_dealloc,
+    /* .memset0 = */ cuda_memset0,
+    /* .upload = */ cuda_upload,
+    /* .download = */ cuda_download,
+    /* .upload_f32 = */ cuda_upload_f32,
+    /* .download_f32 = */ cuda_download_f32,
+    /* .convert = */ cuda_convert,
+    /* .sync = */ cuda_sync,
+    /* .embedding_forward = */ gv_cuda_embedding_forward,
+    /* .embedding_backward = */ gv_cuda_embedding_backward,
+    /* .layernorm_forward = */ gv_cuda_layernorm_forward,
+    /* .layernorm_backward = */ gv_cuda_layernorm_backward,
+    /* .rmsnorm_forward = */ gv_cuda_rmsnorm_forward,
+    /* .rmsnorm_backward = */ gv_cuda_rmsnorm_backward,
+    /* .matmul_forward = */ gv_cuda_matmul_forward,
+    /* .matmul_backward = */ gv_cuda_matmul_backward,
+    /* .attention_stash_bytes = */ gv_cuda_attention_stash_bytes,
+    /* .attention_forward = */ gv_cuda_attention_forward,
+    /* .attention_backward = */ gv_cuda_attention_backward,
+    /* .rope_forward = */ gv_cuda_rope_forward,
+    /* .rope_backward = */ gv_cuda_rope_backward,
+    /* .gelu_forward = */ gv_cuda_gelu_forward,
+    /* .gelu_backward = */ gv_cuda_gelu_backward,
+    /* .swiglu_forward = */ gv_cuda_swiglu_forward,
+    /* .swiglu_backward = */ gv_cuda_swiglu_backward,
+    /* .add_forward = */ cuda_add_forward,
+    /* .accumulate = */ cuda_accumulate,
+    /* .crossentropy_forward = */ gv_cuda_crossentropy_forward,
+    /* .crossentropy_backward = */ gv_cuda_crossentropy_backward,
+    /* .adamw_update = */ cuda_adamw_update,
+    /* .sumsq = */ cuda_sumsq,
+    /* .scale = */ cuda_scale,
+};
+
+extern "C" int gv_backend_cuda_available(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n > 0;
+}
+
+static gv_status cuda_ctx_init(gv_cuda_ctx *c, int device) {
+    int n = 0;
+    GV_CUDA_TRY(cudaGetDeviceCount(&n));
+    if (device < 0 || device >= n)
+        return gv_fail(GV_ERR_INVALID, "cuda backend: device %d does not exist (%d device(s))", device, n);
+    c->device = device;
+    GV_CUDA_TRY(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    GV_CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    c->num_sms = prop.multiProcessorCount;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    if (prop.major < 8)
+        return gv_fail(GV_ERR_UNSUPPORTED, "cuda backend: %s has compute capability %d.%d, bf16 needs 8.0+",
+                       prop.name, prop.major, prop.minor);
+    GV_CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    GV_CUDA_TRY(cudaStreamCreateWithFlags(&c->comm_stream, cudaStreamNonBlocking));
+    /* Keep freed stream-ordered temporaries in the pool instead of returning them to the driver. */
+    cudaMemPool_t pool;
+    GV_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t threshold = UINT64_MAX;
+    GV_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    cublasStatus_t bs = cublasLtCreate(&c->lt);
+    if (bs != CUBLAS_STATUS_SUCCESS) return gv_fail(GV_ERR_BACKEND, "cuda backend: cublasLtCreate failed (%d)", (int)bs);
+    c->lt_ws_bytes = GV_CUDA_LT_WORKSPACE;
+    GV_CUDA_TRY(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
+    GV_CUDA_TRY(cudaMalloc((void **)&c->d_sumsq, (GV_SUMSQ_MAX_BLOCKS + 1) * sizeof(double)));
+    return GV_OK;
+}
+
+extern "C" gv_status gv_backend_cuda_init(gv_backend **out, int device) {
+    *out = NULL;
+    gv_backend *b = (gv_backend *)calloc(1, sizeof *b);
+    gv_cuda_ctx *c = (gv_cuda_ctx *)calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        return gv_fail(GV_ERR_NOMEM, "cuda backend: out of memory");
+    }
+    b->iface = &gv_cuda_iface;
+    b->context = c;
+    b->device = GV_DEV_CUDA;
+    b->dtype = GV_BF16;
+    gv_status st = cuda_ctx_init(c, device);
+    if (st != GV_OK) {
+        cuda_free(b);
+        return st;
+    }
+    *out = b;
+    return GV_OK;
+}

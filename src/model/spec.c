@@ -1,0 +1,243 @@
+/* Model specs: presets, the JSON model file, validation. */
+#include "gv/model.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int gv_round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+static void gv_spec_defaults(gv_model_spec *s, gv_arch arch) {
+    memset(s, 0, sizeof *s);
+    s->arch = arch;
+    s->norm_eps = 1e-5f;
+    s->rope_theta = 10000.0f;
+    s->init_std = 0.02f;
+    if (arch == GV_ARCH_GPT2) {
+        s->norm = GV_NORM_LAYERNORM;
+        s->act = GV_ACT_GELU;
+        s->pos = GV_POS_LEARNED;
+        s->tied = 1;
+        s->bias = 1;
+    } else {
+        s->norm = GV_NORM_RMSNORM;
+        s->act = GV_ACT_SWIGLU;
+        s->pos = GV_POS_ROPE;
+        s->tied = 0;
+        s->bias = 0;
+    }
+}
+
+typedef struct {
+    const char *name;
+    gv_arch arch;
+    int L, C, H, KVH, F, T, V;
+    float theta;
+} gv_preset;
+
+/* Real sizes from the published configs; the tiny ones are for tests and the built-in default job. */
+static const gv_preset gv_presets[] = {
+    {"gpt2-tiny", GV_ARCH_GPT2, 2, 64, 4, 4, 256, 128, 512, 0},
+    {"gpt2-124m", GV_ARCH_GPT2, 12, 768, 12, 12, 3072, 1024, 50257, 0},
+    {"gpt2-350m", GV_ARCH_GPT2, 24, 1024, 16, 16, 4096, 1024, 50257, 0},
+    {"gpt2-774m", GV_ARCH_GPT2, 36, 1280, 20, 20, 5120, 1024, 50257, 0},
+    {"gpt2-1.5b", GV_ARCH_GPT2, 48, 1600, 25, 25, 6400, 1024, 50257, 0},
+    {"llama-tiny", GV_ARCH_LLAMA, 2, 64, 4, 2, 176, 128, 512, 10000},
+    {"llama-1b", GV_ARCH_LLAMA, 22, 2048, 32, 4, 5632, 2048, 32000, 10000}, /* TinyLlama-1.1B */
+    {"llama2-7b", GV_ARCH_LLAMA, 32, 4096, 32, 32, 11008, 4096, 32000, 10000},
+    {"llama3-8b", GV_ARCH_LLAMA, 32, 4096, 32, 8, 14336, 8192, 128256, 500000},
+};
+#define GV_NPRESETS ((int)(sizeof gv_presets / sizeof gv_presets[0]))
+
+const char *const *gv_model_preset_names(int *n) {
+    static const char *names[GV_NPRESETS];
+    for (int i = 0; i < GV_NPRESETS; i++) names[i] = gv_presets[i].name;
+    *n = GV_NPRESETS;
+    return names;
+}
+
+gv_status gv_model_spec_preset(gv_model_spec *s, const char *name) {
+    for (int i = 0; i < GV_NPRESETS; i++) {
+        const gv_preset *p = &gv_presets[i];
+        if (strcmp(p->name, name)) continue;
+        gv_spec_defaults(s, p->arch);
+        snprintf(s->name, sizeof s->name, "%s", p->name);
+        s->n_layer = p->L;
+        s->n_embd = p->C;
+        s->n_head = p->H;
+        s->n_kv_head = p->KVH;
+        s->ffn = p->F;
+        s->max_seq = p->T;
+        s->vocab = p->V;
+        s->padded_vocab = gv_round_up(p->V, 128);
+        if (p->theta > 0) s->rope_theta = p->theta;
+        return GV_OK;
+    }
+    char list[512] = "";
+    for (int i = 0; i < GV_NPRESETS; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, gv_presets[i].name, sizeof list - strlen(list) - 1);
+    }
+    return gv_fail(GV_ERR_INVALID, "unknown model preset '%s' (presets: %s; or a path to a .json model file)",
+                   name, list);
+}
+
+/* Integer fields of the JSON model file and where they go. */
+typedef struct {
+    const char *key;
+    size_t off;
+} gv_int_field;
+
+#define GV_F(k) {#k, offsetof(gv_model_spec, k)}
+static const gv_int_field gv_int_fields[] = {GV_F(n_layer), GV_F(n_embd), GV_F(n_head), GV_F(n_kv_head),
+                                             GV_F(ffn),     GV_F(max_seq), GV_F(vocab),  GV_F(padded_vocab)};
+#undef GV_F
+
+static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const char *path) {
+    if (!cJSON_IsObject(root)) return gv_fail(GV_ERR_FORMAT, "%s: model file must be a JSON object", path);
+    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(root, "preset");
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "arch");
+    if (preset) {
+        if (!cJSON_IsString(preset)) return gv_fail(GV_ERR_FORMAT, "%s: field 'preset' must be a string", path);
+        gv_status st = gv_model_spec_preset(s, preset->valuestring);
+        if (st != GV_OK) return gv_fail(st, "%s: field 'preset': %s", path, gv_last_error());
+    } else if (arch) {
+        if (!cJSON_IsString(arch)) return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' must be a string", path);
+        if (!strcmp(arch->valuestring, "gpt2")) gv_spec_defaults(s, GV_ARCH_GPT2);
+        else if (!strcmp(arch->valuestring, "llama")) gv_spec_defaults(s, GV_ARCH_LLAMA);
+        else
+            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch': unknown value '%s' (expected gpt2 or llama)", path,
+                           arch->valuestring);
+    } else {
+        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2 or llama) or 'preset'", path);
+    }
+    if (preset && arch) {
+        if (!cJSON_IsString(arch) || strcmp(arch->valuestring, s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama"))
+            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' contradicts preset '%s'", path, preset->valuestring);
+    }
+    const char *base = strrchr(path, '/');
+    snprintf(s->name, sizeof s->name, "%s", base ? base + 1 : path);
+    int have_padded = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        const char *k = it->string;
+        if (!strcmp(k, "preset") || !strcmp(k, "arch")) continue;
+        if (!strcmp(k, "name")) {
+            if (!cJSON_IsString(it)) return gv_fail(GV_ERR_FORMAT, "%s: field 'name' must be a string", path);
+            snprintf(s->name, sizeof s->name, "%s", it->valuestring);
+            continue;
+        }
+        int found = 0;
+        for (size_t i = 0; i < sizeof gv_int_fields / sizeof gv_int_fields[0]; i++) {
+            if (strcmp(k, gv_int_fields[i].key)) continue;
+            double v = it->valuedouble;
+            if (!cJSON_IsNumber(it) || v != floor(v) || v < 1 || v > 1e9)
+                return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be a positive integer", path, k);
+            *(int *)((char *)s + gv_int_fields[i].off) = (int)v;
+            if (!strcmp(k, "padded_vocab")) have_padded = 1;
+            found = 1;
+        }
+        if (found) continue;
+        if (!strcmp(k, "norm_eps") || !strcmp(k, "rope_theta") || !strcmp(k, "init_std")) {
+            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
+                return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be a positive number", path, k);
+            float v = (float)it->valuedouble;
+            if (!strcmp(k, "norm_eps")) s->norm_eps = v;
+            else if (!strcmp(k, "rope_theta")) s->rope_theta = v;
+            else s->init_std = v;
+            continue;
+        }
+        if (!strcmp(k, "tied") || !strcmp(k, "bias")) {
+            if (!cJSON_IsBool(it)) return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be true or false", path, k);
+            if (!strcmp(k, "tied")) s->tied = cJSON_IsTrue(it);
+            else s->bias = cJSON_IsTrue(it);
+            continue;
+        }
+        return gv_fail(GV_ERR_FORMAT, "%s: unknown field '%s'", path, k);
+    }
+    if (!preset) {
+        static const char *required[] = {"n_layer", "n_embd", "n_head", "vocab", "max_seq"};
+        for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+            if (!cJSON_GetObjectItemCaseSensitive(root, required[i]))
+                return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", path, required[i]);
+        if (!cJSON_GetObjectItemCaseSensitive(root, "n_kv_head")) s->n_kv_head = s->n_head;
+        if (!cJSON_GetObjectItemCaseSensitive(root, "ffn")) {
+            if (s->arch == GV_ARCH_LLAMA) return gv_fail(GV_ERR_FORMAT, "%s: missing field 'ffn'", path);
+            s->ffn = 4 * s->n_embd;
+        }
+    }
+    if (!have_padded) s->padded_vocab = gv_round_up(s->vocab, 128);
+    return gv_model_spec_validate(s, path);
+}
+
+gv_status gv_model_spec_load_json(gv_model_spec *s, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return gv_fail(GV_ERR_IO, "%s: cannot open model file", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1 << 20)) {
+        fclose(f);
+        return gv_fail(GV_ERR_FORMAT, "%s: model file is not a small JSON file", path);
+    }
+    char *buf = malloc((size_t)n + 1);
+    size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+    fclose(f);
+    if (!buf || got != (size_t)n) {
+        free(buf);
+        return gv_fail(GV_ERR_IO, "%s: read failed", path);
+    }
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    if (!root) {
+        const char *e = cJSON_GetErrorPtr();
+        long at = e ? (long)(e - buf) : -1;
+        free(buf);
+        return gv_fail(GV_ERR_FORMAT, "%s: malformed JSON near byte %ld", path, at);
+    }
+    gv_status st = gv_spec_from_json(s, root, path);
+    cJSON_Delete(root);
+    free(buf);
+    return st;
+}
+
+gv_status gv_model_spec_resolve(gv_model_spec *s, const char *name_or_path) {
+    size_t n = strlen(name_or_path);
+    if (strchr(name_or_path, '/') || (n > 5 && !strcmp(name_or_path + n - 5, ".json")))
+        return gv_model_spec_load_json(s, name_or_path);
+    return gv_model_spec_preset(s, name_or_path);
+}
+
+gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
+    const char *w = where ? where : s->name;
+    if (s->n_layer < 1 || s->n_embd < 1 || s->n_head < 1 || s->n_kv_head < 1 || s->ffn < 1 || s->vocab < 1 ||
+        s->max_seq < 1)
+        return gv_fail(GV_ERR_INVALID, "%s: every size must be positive", w);
+    if (s->n_embd % s->n_head)
+        return gv_fail(GV_ERR_INVALID, "%s: n_embd %d is not divisible by n_head %d", w, s->n_embd, s->n_head);
+    if (s->n_head % s->n_kv_head)
+        return gv_fail(GV_ERR_INVALID, "%s: n_head %d is not divisible by n_kv_head %d", w, s->n_head,
+                       s->n_kv_head);
+    if (s->pos == GV_POS_ROPE && (s->n_embd / s->n_head) % 2)
+        return gv_fail(GV_ERR_INVALID, "%s: head size %d must be even for RoPE", w, s->n_embd / s->n_head);
+    if (s->padded_vocab < s->vocab)
+        return gv_fail(GV_ERR_INVALID, "%s: padded_vocab %d is smaller than vocab %d", w, s->padded_vocab,
+                       s->vocab);
+    if (s->arch == GV_ARCH_GPT2 && s->n_kv_head != s->n_head)
+        return gv_fail(GV_ERR_INVALID, "%s: gpt2 has no grouped-query attention (n_kv_head must equal n_head)", w);
+    return GV_OK;
+}
+
+int64_t gv_model_spec_num_params(const gv_model_spec *s) {
+    int64_t C = s->n_embd, D = C / s->n_head, QKV = (int64_t)(s->n_head + 2 * s->n_kv_head) * D;
+    int64_t F2 = s->act == GV_ACT_SWIGLU ? 2 * (int64_t)s->ffn : s->ffn;
+    int64_t nb = s->bias ? 1 : 0, nnorm = s->norm == GV_NORM_LAYERNORM ? 2 : 1;
+    int64_t layer = nnorm * C * 2 + QKV * C + nb * QKV + s->n_head * D * C + nb * C + F2 * C + nb * F2 +
+                    (int64_t)s->ffn * C + nb * C;
+    int64_t total = s->n_layer * layer + (int64_t)s->vocab * C + nnorm * C;
+    if (s->pos == GV_POS_LEARNED) total += (int64_t)s->max_seq * C;
+    if (!s->tied) total += (int64_t)s->vocab * C;
+    return total;
+}

@@ -1,0 +1,710 @@
+/* The single-process model executor: parameter table, one arena per memory category with named views,
+ * forward and backward of a GPT-2 / LLaMA decoder over the backend's ops, and the mapping between the
+ * internal layout and Hugging Face tensor names.
+ *
+ * Internal layout (what the ops see): every linear weight is [OC, C]; q, k and v are one packed matrix
+ * [(H + 2 KVH) D, C]; SwiGLU's gate and up are one packed matrix [2F, C]; vocab matrices have Vp >= V rows
+ * (rows >= V stay zero). HF layouts differ (GPT-2's Conv1D stores [C, OC]; LLaMA splits q/k/v and gate/up);
+ * export/import converts, so checkpoints load in the Hugging Face ecosystem. */
+#include "gv/model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gv/arena.h"
+#include "gv/rng.h"
+
+enum { GV_INIT_NORMAL, GV_INIT_RESID, GV_INIT_ONES, GV_INIT_ZEROS };
+
+typedef struct {
+    char name[64]; /* internal name; also the RNG stream of its initial values */
+    int ndim;
+    int64_t rows, cols; /* cols = 1 for vectors */
+    int64_t real_rows;  /* rows that exist in the real model (V of Vp for vocab matrices) */
+    size_t off;         /* element offset, the same in every per-parameter buffer */
+    int init;
+    int decay;
+} gv_param;
+
+/* One HF tensor = rows [row0, row0+rows) of one internal parameter, optionally transposed. */
+typedef struct {
+    char name[96];
+    int param;
+    int64_t row0, rows;
+    int transpose;
+} gv_hf_piece;
+
+typedef struct {
+    int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
+} gv_layer_idx;
+
+/* Activation views of one layer (byte offsets into the activation arena). */
+typedef struct {
+    size_t ln1, ln1_mean, ln1_rstd; /* [N,C], [N], [N] */
+    size_t qkv, qkv_r;              /* [N,QKV] (qkv_r: after RoPE; == qkv without RoPE) */
+    size_t stash;                   /* attention stash */
+    size_t atty;                    /* [N,H*D] */
+    size_t attproj, res1;           /* [N,C] */
+    size_t ln2, ln2_mean, ln2_rstd; /* [N,C], [N], [N] */
+    size_t fch;                     /* [N,F2] (F2 = 2F for SwiGLU) */
+    size_t fch_act;                 /* [N,F] */
+    size_t fcproj, res2;            /* [N,C] */
+} gv_layer_acts;
+
+struct gv_model {
+    gv_model_spec spec;
+    gv_backend *be;
+    gv_dtype dt; /* compute dtype */
+    size_t esz;  /* its size */
+    int B, T, N, C, H, KVH, D, QKV, F, F2, L, V, Vp;
+
+    gv_param *params;
+    int nparams;
+    size_t param_elems; /* total elements incl. alignment */
+    gv_layer_idx *li;
+    int wte, wpe, lnf_w, lnf_b, lm_head;
+    gv_hf_piece *hf;
+    int nhf;
+
+    gv_arena a_params, a_grads, a_opt, a_acts, a_work;
+    void *weights, *grads; /* compute dtype */
+    float *master;         /* F32 master weights (== weights on an F32 backend) */
+    float *adam_m, *adam_v;
+
+    /* activations */
+    size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
+    gv_layer_acts *la;
+    /* backward scratch (workspace) */
+    size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits;
+
+    int32_t *h_targets; /* host copy of the last targets */
+    float *h_losses;
+    int n_valid;
+    int have_forward;
+};
+
+/* ---- parameter table ------------------------------------------------------------------------------- */
+
+static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t cols, int64_t real_rows, int init,
+                        int decay) {
+    gv_param *p = &m->params[m->nparams];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = cols > 1 ? 2 : 1;
+    p->rows = rows;
+    p->cols = cols;
+    p->real_rows = real_rows;
+    p->off = m->param_elems;
+    p->init = init;
+    p->decay = decay;
+    m->param_elems += (size_t)((rows * cols + 63) / 64 * 64); /* 256-byte aligned views in F32 */
+    return m->nparams++;
+}
+
+static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt, ...) {
+    gv_hf_piece *h = &m->hf[m->nhf++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->name, sizeof h->name, fmt, ap);
+    va_end(ap);
+    h->param = param;
+    h->row0 = row0;
+    h->rows = rows;
+    h->transpose = transpose;
+}
+
+static void gv_build_params(gv_model *m) {
+    const gv_model_spec *s = &m->spec;
+    int gpt2 = s->arch == GV_ARCH_GPT2, ln = s->norm == GV_NORM_LAYERNORM, bias = s->bias;
+    int L = m->L, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F;
+    m->params = calloc((size_t)(16 * L + 8), sizeof *m->params);
+    m->hf = calloc((size_t)(24 * L + 8), sizeof *m->hf);
+    m->li = calloc((size_t)L, sizeof *m->li);
+    char nm[64];
+
+    m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+    gv_add_hf(m, m->wte, 0, m->V, 0, gpt2 ? "wte.weight" : "model.embed_tokens.weight");
+    m->wpe = -1;
+    if (s->pos == GV_POS_LEARNED) {
+        m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->wpe, 0, s->max_seq, 0, gpt2 ? "wpe.weight" : "model.embed_positions.weight");
+    }
+    for (int l = 0; l < L; l++) {
+        gv_layer_idx *x = &m->li[l];
+        char pre[48];
+        snprintf(pre, sizeof pre, gpt2 ? "h.%d." : "model.layers.%d.", l);
+#define P(field, suffix, rows, cols, init, decay)                                                            \
+    do {                                                                                                     \
+        snprintf(nm, sizeof nm, "layer%d.%s", l, suffix);                                                    \
+        x->field = gv_add_param(m, nm, rows, cols, rows, init, decay);                                       \
+    } while (0)
+        x->ln1_b = x->ln2_b = x->qkv_b = x->proj_b = x->fc_b = x->fcproj_b = -1;
+        P(ln1_w, "ln1.weight", C, 1, GV_INIT_ONES, 0);
+        if (ln) P(ln1_b, "ln1.bias", C, 1, GV_INIT_ZEROS, 0);
+        P(qkv_w, "qkv.weight", HD + 2 * KD, C, GV_INIT_NORMAL, 1);
+        if (bias) P(qkv_b, "qkv.bias", HD + 2 * KD, 1, GV_INIT_ZEROS, 0);
+        P(proj_w, "attn_proj.weight", C, HD, GV_INIT_RESID, 1);
+        if (bias) P(proj_b, "attn_proj.bias", C, 1, GV_INIT_ZEROS, 0);
+        P(ln2_w, "ln2.weight", C, 1, GV_INIT_ONES, 0);
+        if (ln) P(ln2_b, "ln2.bias", C, 1, GV_INIT_ZEROS, 0);
+        P(fc_w, "fc.weight", m->F2, C, GV_INIT_NORMAL, 1);
+        if (bias) P(fc_b, "fc.bias", m->F2, 1, GV_INIT_ZEROS, 0);
+        P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID, 1);
+        if (bias) P(fcproj_b, "fc_proj.bias", C, 1, GV_INIT_ZEROS, 0);
+#undef P
+        if (gpt2) {
+            gv_add_hf(m, x->ln1_w, 0, C, 0, "%sln_1.weight", pre);
+            if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sln_1.bias", pre);
+            gv_add_hf(m, x->qkv_w, 0, HD + 2 * KD, 1, "%sattn.c_attn.weight", pre);
+            if (bias) gv_add_hf(m, x->qkv_b, 0, HD + 2 * KD, 0, "%sattn.c_attn.bias", pre);
+            gv_add_hf(m, x->proj_w, 0, C, 1, "%sattn.c_proj.weight", pre);
+            if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sattn.c_proj.bias", pre);
+            gv_add_hf(m, x->ln2_w, 0, C, 0, "%sln_2.weight", pre);
+            if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%sln_2.bias", pre);
+            gv_add_hf(m, x->fc_w, 0, m->F2, 1, "%smlp.c_fc.weight", pre);
+            if (bias) gv_add_hf(m, x->fc_b, 0, m->F2, 0, "%smlp.c_fc.bias", pre);
+            gv_add_hf(m, x->fcproj_w, 0, C, 1, "%smlp.c_proj.weight", pre);
+            if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.c_proj.bias", pre);
+        } else {
+            static const char *qkv[3] = {"q_proj", "k_proj", "v_proj"};
+            int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
+            gv_add_hf(m, x->ln1_w, 0, C, 0, "%sinput_layernorm.weight", pre);
+            if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sinput_layernorm.bias", pre);
+            for (int i = 0; i < 3; i++) {
+                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
+                if (bias) gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
+            }
+            gv_add_hf(m, x->proj_w, 0, C, 0, "%sself_attn.o_proj.weight", pre);
+            if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sself_attn.o_proj.bias", pre);
+            gv_add_hf(m, x->ln2_w, 0, C, 0, "%spost_attention_layernorm.weight", pre);
+            if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%spost_attention_layernorm.bias", pre);
+            if (s->act == GV_ACT_SWIGLU) {
+                gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.gate_proj.weight", pre);
+                gv_add_hf(m, x->fc_w, F, F, 0, "%smlp.up_proj.weight", pre);
+                if (bias) {
+                    gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.gate_proj.bias", pre);
+                    gv_add_hf(m, x->fc_b, F, F, 0, "%smlp.up_proj.bias", pre);
+                }
+            } else {
+                gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.up_proj.weight", pre);
+                if (bias) gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.up_proj.bias", pre);
+            }
+            gv_add_hf(m, x->fcproj_w, 0, C, 0, "%smlp.down_proj.weight", pre);
+            if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.down_proj.bias", pre);
+        }
+    }
+    m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
+    gv_add_hf(m, m->lnf_w, 0, C, 0, gpt2 ? "ln_f.weight" : "model.norm.weight");
+    m->lnf_b = -1;
+    if (ln) {
+        m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
+        gv_add_hf(m, m->lnf_b, 0, C, 0, gpt2 ? "ln_f.bias" : "model.norm.bias");
+    }
+    m->lm_head = m->wte;
+    if (!s->tied) {
+        m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->lm_head, 0, m->V, 0, "lm_head.weight");
+    }
+}
+
+/* ---- allocation ------------------------------------------------------------------------------------- */
+
+#define ACT(m, off) ((void *)((char *)(m)->a_acts.base + (off)))
+#define F32ACT(m, off) ((float *)ACT(m, off))
+#define WORK(m, off) ((void *)((char *)(m)->a_work.base + (off)))
+#define W(m, i) ((i) < 0 ? NULL : (void *)((char *)(m)->weights + (m)->params[i].off * (m)->esz))
+#define G(m, i) ((i) < 0 ? NULL : (void *)((char *)(m)->grads + (m)->params[i].off * (m)->esz))
+
+gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T) {
+    *out = NULL;
+    GV_TRY(gv_model_spec_validate(spec, NULL));
+    if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
+    if (T > spec->max_seq)
+        return gv_fail(GV_ERR_INVALID, "sequence length %d exceeds the model's max_seq %d", T, spec->max_seq);
+    gv_model *m = calloc(1, sizeof *m);
+    if (!m) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    m->spec = *spec;
+    m->be = b;
+    m->dt = gv_backend_dtype(b);
+    m->esz = gv_dtype_size(m->dt);
+    m->B = B;
+    m->T = T;
+    m->N = B * T;
+    m->C = spec->n_embd;
+    m->H = spec->n_head;
+    m->KVH = spec->n_kv_head;
+    m->D = m->C / m->H;
+    m->QKV = (m->H + 2 * m->KVH) * m->D;
+    m->F = spec->ffn;
+    m->F2 = spec->act == GV_ACT_SWIGLU ? 2 * m->F : m->F;
+    m->L = spec->n_layer;
+    m->V = spec->vocab;
+    m->Vp = spec->padded_vocab;
+    gv_build_params(m);
+
+    gv_arena_init(&m->a_params, "parameters", b);
+    gv_arena_init(&m->a_grads, "gradients", b);
+    gv_arena_init(&m->a_opt, "optimizer", b);
+    gv_arena_init(&m->a_acts, "activations", b);
+    gv_arena_init(&m->a_work, "workspace", b);
+    size_t np = m->param_elems;
+    size_t o_w = gv_arena_reserve(&m->a_params, np * m->esz);
+    size_t o_g = gv_arena_reserve(&m->a_grads, np * m->esz);
+    size_t o_master = m->dt == GV_F32 ? 0 : gv_arena_reserve(&m->a_opt, np * 4);
+    size_t o_m = gv_arena_reserve(&m->a_opt, np * 4);
+    size_t o_v = gv_arena_reserve(&m->a_opt, np * 4);
+
+    size_t N = (size_t)m->N, C = (size_t)m->C, e = m->esz;
+    gv_arena *A = &m->a_acts;
+    m->o_tokens = gv_arena_reserve(A, N * 4);
+    m->o_targets = gv_arena_reserve(A, N * 4);
+    m->o_encoded = gv_arena_reserve(A, N * C * e);
+    m->la = calloc((size_t)m->L, sizeof *m->la);
+    size_t stash = gv_attention_stash_bytes(b, B, T, m->H);
+    for (int l = 0; l < m->L; l++) {
+        gv_layer_acts *a = &m->la[l];
+        a->ln1 = gv_arena_reserve(A, N * C * e);
+        a->ln1_mean = gv_arena_reserve(A, N * 4);
+        a->ln1_rstd = gv_arena_reserve(A, N * 4);
+        a->qkv = gv_arena_reserve(A, N * (size_t)m->QKV * e);
+        a->qkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(A, N * (size_t)m->QKV * e) : a->qkv;
+        a->stash = gv_arena_reserve(A, stash);
+        a->atty = gv_arena_reserve(A, N * (size_t)(m->H * m->D) * e);
+        a->attproj = gv_arena_reserve(A, N * C * e);
+        a->res1 = gv_arena_reserve(A, N * C * e);
+        a->ln2 = gv_arena_reserve(A, N * C * e);
+        a->ln2_mean = gv_arena_reserve(A, N * 4);
+        a->ln2_rstd = gv_arena_reserve(A, N * 4);
+        a->fch = gv_arena_reserve(A, N * (size_t)m->F2 * e);
+        a->fch_act = gv_arena_reserve(A, N * (size_t)m->F * e);
+        a->fcproj = gv_arena_reserve(A, N * C * e);
+        a->res2 = gv_arena_reserve(A, N * C * e);
+    }
+    m->o_lnf = gv_arena_reserve(A, N * C * e);
+    m->o_lnf_mean = gv_arena_reserve(A, N * 4);
+    m->o_lnf_rstd = gv_arena_reserve(A, N * 4);
+    m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vp * e);
+    m->o_losses = gv_arena_reserve(A, N * 4);
+
+    gv_arena *Wk = &m->a_work;
+    m->o_dres = gv_arena_reserve(Wk, N * C * e);
+    m->o_dln = gv_arena_reserve(Wk, N * C * e);
+    m->o_dqkv = gv_arena_reserve(Wk, N * (size_t)m->QKV * e);
+    m->o_dqkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(Wk, N * (size_t)m->QKV * e) : m->o_dqkv;
+    m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->H * m->D) * e);
+    m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2 * e);
+    m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->F * e);
+    m->o_dlogits = gv_arena_reserve(Wk, N * (size_t)m->Vp * e);
+
+    gv_status st = GV_OK;
+    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work};
+    for (int i = 0; i < 5 && st == GV_OK; i++) st = gv_arena_commit(all[i]);
+    m->h_targets = malloc(N * 4);
+    m->h_losses = malloc(N * 4);
+    if (st == GV_OK && (!m->h_targets || !m->h_losses)) st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    if (st != GV_OK) {
+        gv_model_free(m);
+        return st;
+    }
+    m->weights = gv_arena_ptr(&m->a_params, o_w);
+    m->grads = gv_arena_ptr(&m->a_grads, o_g);
+    m->master = m->dt == GV_F32 ? (float *)m->weights : (float *)gv_arena_ptr(&m->a_opt, o_master);
+    m->adam_m = gv_arena_ptr(&m->a_opt, o_m);
+    m->adam_v = gv_arena_ptr(&m->a_opt, o_v);
+    *out = m;
+    return GV_OK;
+}
+
+void gv_model_free(gv_model *m) {
+    if (!m) return;
+    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work};
+    for (int i = 0; i < 5; i++) gv_arena_free(all[i]);
+    free(m->params);
+    free(m->hf);
+    free(m->li);
+    free(m->la);
+    free(m->h_targets);
+    free(m->h_losses);
+    free(m);
+}
+
+const gv_model_spec *gv_model_get_spec(const gv_model *m) { return &m->spec; }
+
+void gv_model_memory(const gv_model *m, gv_memory_report *r) {
+    r->parameters = m->a_params.size;
+    r->gradients = m->a_grads.size;
+    r->optimizer = m->a_opt.size;
+    r->activations = m->a_acts.size;
+    r->workspace = m->a_work.size;
+}
+
+/* ---- weights ---------------------------------------------------------------------------------------- */
+
+/* Writes host fp32 values of parameter i (all rows x cols) to the master and compute copies. */
+static gv_status gv_param_upload(gv_model *m, int i, const float *host) {
+    gv_param *p = &m->params[i];
+    size_t n = (size_t)(p->rows * p->cols);
+    GV_TRY(gv_backend_upload_f32(m->be, m->master + p->off, GV_F32, host, n));
+    if ((void *)m->master != m->weights) GV_TRY(gv_backend_upload_f32(m->be, W(m, i), m->dt, host, n));
+    return GV_OK;
+}
+
+gv_status gv_model_init_weights(gv_model *m, uint64_t seed) {
+    float resid_std = m->spec.init_std / sqrtf(2.0f * (float)m->L);
+    gv_status st = GV_OK;
+    for (int i = 0; i < m->nparams && st == GV_OK; i++) {
+        gv_param *p = &m->params[i];
+        size_t n = (size_t)(p->rows * p->cols), real = (size_t)(p->real_rows * p->cols);
+        float *h = calloc(n, sizeof *h);
+        if (!h) return gv_fail(GV_ERR_NOMEM, "init: out of host memory for %s", p->name);
+        if (p->init == GV_INIT_NORMAL || p->init == GV_INIT_RESID)
+            gv_rng_fill_normal(h, (int64_t)real, seed, p->name, 0,
+                               p->init == GV_INIT_RESID ? resid_std : m->spec.init_std);
+        else if (p->init == GV_INIT_ONES)
+            for (size_t k = 0; k < n; k++) h[k] = 1.0f;
+        st = gv_param_upload(m, i, h);
+        free(h);
+    }
+    return st;
+}
+
+static void *gv_buf_base(gv_model *m, int which, gv_dtype *dt) {
+    switch (which) {
+    case GV_BUF_WEIGHTS: *dt = GV_F32; return m->master;
+    case GV_BUF_GRADS: *dt = m->dt; return m->grads;
+    case GV_BUF_ADAM_M: *dt = GV_F32; return m->adam_m;
+    case GV_BUF_ADAM_V: *dt = GV_F32; return m->adam_v;
+    }
+    return NULL;
+}
+
+static void gv_hf_shape(const gv_model *m, const gv_hf_piece *h, int *ndim, int64_t shape[4]) {
+    const gv_param *p = &m->params[h->param];
+    if (p->ndim == 1) {
+        *ndim = 1;
+        shape[0] = h->rows;
+    } else if (h->transpose) {
+        *ndim = 2;
+        shape[0] = p->cols;
+        shape[1] = h->rows;
+    } else {
+        *ndim = 2;
+        shape[0] = h->rows;
+        shape[1] = p->cols;
+    }
+}
+
+int gv_model_hf_count(const gv_model *m) { return m->nhf; }
+
+gv_status gv_model_hf_info(const gv_model *m, int i, const char **name, int *ndim, int64_t shape[4]) {
+    if (i < 0 || i >= m->nhf) return gv_fail(GV_ERR_INVALID, "hf tensor index %d out of range", i);
+    *name = m->hf[i].name;
+    gv_hf_shape(m, &m->hf[i], ndim, shape);
+    return GV_OK;
+}
+
+void gv_named_f32_free(gv_named_f32 *ts, int n) {
+    if (!ts) return;
+    for (int i = 0; i < n; i++) free(ts[i].data);
+    free(ts);
+}
+
+gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    gv_dtype dt;
+    void *base = gv_buf_base(m, which, &dt);
+    if (!base) return gv_fail(GV_ERR_INVALID, "export: unknown buffer %d", which);
+    gv_named_f32 *ts = calloc((size_t)m->nhf, sizeof *ts);
+    if (!ts) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    gv_status st = GV_OK;
+    float *tmp = NULL;
+    size_t tmp_n = 0;
+    for (int i = 0; i < m->nhf && st == GV_OK; i++) {
+        const gv_hf_piece *h = &m->hf[i];
+        const gv_param *p = &m->params[h->param];
+        gv_named_f32 *t = &ts[i];
+        snprintf(t->name, sizeof t->name, "%s", h->name);
+        gv_hf_shape(m, h, &t->ndim, t->shape);
+        size_t cnt = (size_t)(h->rows * p->cols);
+        t->data = malloc(cnt * sizeof(float));
+        if (cnt > tmp_n) {
+            free(tmp);
+            tmp = malloc(cnt * sizeof(float));
+            tmp_n = cnt;
+        }
+        if (!t->data || !tmp) {
+            st = gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+            break;
+        }
+        const char *src = (const char *)base + (p->off + (size_t)(h->row0 * p->cols)) * gv_dtype_size(dt);
+        st = gv_backend_download_f32(m->be, h->transpose ? tmp : t->data, src, dt, cnt);
+        if (st == GV_OK && h->transpose)
+            for (int64_t r = 0; r < h->rows; r++)
+                for (int64_t c = 0; c < p->cols; c++) t->data[c * h->rows + r] = tmp[r * p->cols + c];
+    }
+    free(tmp);
+    if (st != GV_OK) {
+        gv_named_f32_free(ts, m->nhf);
+        return st;
+    }
+    *out = ts;
+    *n = m->nhf;
+    return GV_OK;
+}
+
+gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, int n, const char *source) {
+    gv_dtype dt;
+    void *base = gv_buf_base(m, which, &dt);
+    if (!base) return gv_fail(GV_ERR_INVALID, "import: unknown buffer %d", which);
+    const char *src = source ? source : "weights";
+    /* Check everything before touching any buffer, so a bad file changes nothing. */
+    int *match = malloc((size_t)m->nhf * sizeof *match);
+    if (!match) return gv_fail(GV_ERR_NOMEM, "import: out of host memory");
+    for (int i = 0; i < m->nhf; i++) {
+        const gv_hf_piece *h = &m->hf[i];
+        match[i] = -1;
+        for (int k = 0; k < n; k++) {
+            const char *nm = ts[k].name;
+            /* HF GPT-2 files from GPT2LMHeadModel carry a "transformer." prefix. */
+            if (!strncmp(nm, "transformer.", 12) && strcmp(h->name, nm) != 0) nm += 12;
+            if (!strcmp(nm, h->name)) {
+                match[i] = k;
+                break;
+            }
+        }
+        if (match[i] < 0) {
+            free(match);
+            return gv_fail(GV_ERR_FORMAT, "%s: missing tensor '%s'", src, h->name);
+        }
+        int nd;
+        int64_t sh[4];
+        gv_hf_shape(m, h, &nd, sh);
+        const gv_named_f32 *t = &ts[match[i]];
+        int ok = t->ndim == nd;
+        for (int d = 0; ok && d < nd; d++) ok = t->shape[d] == sh[d];
+        if (!ok) {
+            char want[64], got[64];
+            int k = snprintf(want, sizeof want, "[%lld", (long long)sh[0]);
+            if (nd > 1) k += snprintf(want + k, sizeof want - (size_t)k, ", %lld", (long long)sh[1]);
+            snprintf(want + k, sizeof want - (size_t)k, "]");
+            k = snprintf(got, sizeof got, "[");
+            for (int d = 0; d < t->ndim && d < 4; d++)
+                k += snprintf(got + k, sizeof got - (size_t)k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+            snprintf(got + k, sizeof got - (size_t)k, "]");
+            free(match);
+            return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model expects %s", src, h->name, got,
+                           want);
+        }
+    }
+    gv_status st = GV_OK;
+    float *tmp = NULL;
+    size_t tmp_n = 0;
+    for (int i = 0; i < m->nhf && st == GV_OK; i++) {
+        const gv_hf_piece *h = &m->hf[i];
+        const gv_param *p = &m->params[h->param];
+        const gv_named_f32 *t = &ts[match[i]];
+        size_t cnt = (size_t)(h->rows * p->cols);
+        const float *host = t->data;
+        if (h->transpose) {
+            if (cnt > tmp_n) {
+                free(tmp);
+                tmp = malloc(cnt * sizeof(float));
+                tmp_n = cnt;
+            }
+            if (!tmp) {
+                st = gv_fail(GV_ERR_NOMEM, "import: out of host memory");
+                break;
+            }
+            for (int64_t r = 0; r < h->rows; r++)
+                for (int64_t c = 0; c < p->cols; c++) tmp[r * p->cols + c] = t->data[c * h->rows + r];
+            host = tmp;
+        }
+        size_t eoff = p->off + (size_t)(h->row0 * p->cols);
+        st = gv_backend_upload_f32(m->be, (char *)base + eoff * gv_dtype_size(dt), dt, host, cnt);
+        if (st == GV_OK && which == GV_BUF_WEIGHTS && (void *)m->master != m->weights)
+            st = gv_backend_upload_f32(m->be, (char *)m->weights + eoff * m->esz, m->dt, host, cnt);
+    }
+    free(tmp);
+    free(match);
+    return st;
+}
+
+gv_status gv_model_import_hf(gv_model *m, const gv_named_f32 *ts, int n, const char *source) {
+    return gv_model_import_buf(m, GV_BUF_WEIGHTS, ts, n, source);
+}
+
+/* ---- forward / backward ----------------------------------------------------------------------------- */
+
+static gv_status gv_norm_forward(gv_model *m, void *out, float *mean, float *rstd, const void *inp, int wi,
+                                 int bi) {
+    if (m->spec.norm == GV_NORM_LAYERNORM)
+        return gv_layernorm_forward(m->be, out, mean, rstd, inp, W(m, wi), W(m, bi), m->N, m->C, m->spec.norm_eps);
+    return gv_rmsnorm_forward(m->be, out, rstd, inp, W(m, wi), m->N, m->C, m->spec.norm_eps);
+}
+
+static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, const void *inp, const float *mean,
+                                  const float *rstd, int wi, int bi) {
+    if (m->spec.norm == GV_NORM_LAYERNORM)
+        return gv_layernorm_backward(m->be, dinp, G(m, wi), G(m, bi), dout, inp, W(m, wi), mean, rstd, m->N, m->C);
+    return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->N, m->C);
+}
+
+gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C;
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->V)
+            return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)", tokens[i],
+                           i, m->V);
+        if (targets && (targets[i] < -1 || targets[i] >= m->V))
+            return gv_fail(GV_ERR_INVALID, "target %d at position %d is outside the model's vocab [0, %d)",
+                           targets[i], i, m->V);
+    }
+    int32_t *d_tokens = ACT(m, m->o_tokens), *d_targets = ACT(m, m->o_targets);
+    GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
+    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte), W(m, m->wpe), B, T, C, 0));
+    const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
+    for (int l = 0; l < m->L; l++) {
+        const gv_layer_idx *x = &m->li[l];
+        const gv_layer_acts *a = &m->la[l];
+        GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
+                               x->ln1_b));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKV));
+        if (m->spec.pos == GV_POS_ROPE)
+            GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->H, m->KVH, m->D,
+                                   m->spec.rope_theta, 0));
+        GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->H,
+                                    m->KVH, m->D, 1));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), W(m, x->proj_b), N,
+                                 m->H * m->D, C));
+        GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
+        GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
+                               x->ln2_w, x->ln2_b));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2));
+        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->F));
+        else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), W(m, x->fcproj_b), N,
+                                 m->F, C));
+        GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)N * C));
+        res = ACT(m, a->res2);
+    }
+    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res, m->lnf_w,
+                           m->lnf_b));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf), W(m, m->lm_head), NULL, N, C, m->Vp));
+    m->have_forward = 1;
+    m->n_valid = 0;
+    if (!targets) {
+        if (loss) *loss = 0.0f;
+        return gv_backend_sync(be);
+    }
+    memcpy(m->h_targets, targets, (size_t)N * 4);
+    GV_TRY(gv_backend_upload(be, d_targets, targets, (size_t)N * 4));
+    GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V, m->Vp, -1));
+    GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] != -1) {
+            sum += m->h_losses[i];
+            m->n_valid++;
+        }
+    if (loss) *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+    return GV_OK;
+}
+
+gv_status gv_model_backward(gv_model *m, float dloss) {
+    if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
+    if (m->n_valid == 0) return GV_OK; /* nothing was counted in the loss */
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->H * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e;
+    void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *dlogits = WORK(m, m->o_dlogits);
+    void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
+    void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
+
+    GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vp * e));
+    GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), dloss / (float)m->n_valid,
+                                    N, m->V, m->Vp, -1));
+    GV_TRY(gv_backend_memset0(be, dln, NC));
+    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf), W(m, m->lm_head), N, C,
+                              m->Vp));
+    GV_TRY(gv_backend_memset0(be, dres, NC));
+    const void *res_last = m->L ? ACT(m, m->la[m->L - 1].res2) : ACT(m, m->o_encoded);
+    GV_TRY(gv_norm_backward(m, dres, dln, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), m->lnf_w,
+                            m->lnf_b));
+    /* dres now holds d(residual) and flows down; each branch's input gradient accumulates into it. */
+    for (int l = m->L - 1; l >= 0; l--) {
+        const gv_layer_idx *x = &m->li[l];
+        const gv_layer_acts *a = &m->la[l];
+        const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
+        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->F * e));
+        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres, ACT(m, a->fch_act),
+                                  W(m, x->fcproj_w), N, m->F, C));
+        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2 * e));
+        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->F));
+        else GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->F));
+        GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
+                                  m->F2));
+        GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, a->res1), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+                                x->ln2_w, x->ln2_b));
+        GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
+        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres, ACT(m, a->atty), W(m, x->proj_w),
+                                  N, HD, C));
+        GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKV * e));
+        GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty), F32ACT(m, a->stash),
+                                     NULL, B, T, m->H, m->KVH, m->D, 1));
+        if (m->spec.pos == GV_POS_ROPE) {
+            GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKV * e));
+            GV_TRY(gv_rope_backward(be, dqkv, dqkv_r, B, T, m->H, m->KVH, m->D, m->spec.rope_theta, 0));
+        }
+        GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N,
+                                  C, m->QKV));
+        GV_TRY(gv_norm_backward(m, dres, dln, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
+                                x->ln1_b));
+    }
+    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres, ACT(m, m->o_tokens), B, T, C, 0));
+    return gv_backend_sync(be);
+}
+
+gv_status gv_model_zero_grad(gv_model *m) { return gv_backend_memset0(m->be, m->grads, m->param_elems * m->esz); }
+
+gv_status gv_model_logits(gv_model *m, float *out) {
+    if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "logits requested before any forward");
+    size_t Vp = (size_t)m->Vp, V = (size_t)m->V;
+    float *row = malloc(Vp * sizeof *row);
+    if (!row) return gv_fail(GV_ERR_NOMEM, "logits: out of host memory");
+    gv_status st = GV_OK;
+    for (int i = 0; i < m->N && st == GV_OK; i++) {
+        st = gv_backend_download_f32(m->be, row, (char *)ACT(m, m->o_logits) + (size_t)i * Vp * m->esz, m->dt, Vp);
+        memcpy(out + (size_t)i * V, row, V * sizeof *row);
+    }
+    free(row);
+    return st;
+}
+
+/* ---- optimizer -------------------------------------------------------------------------------------- */
+
+gv_status gv_model_grad_norm(gv_model *m, double *norm) {
+    double ss = 0.0;
+    GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
+    *norm = sqrt(ss);
+    return GV_OK;
+}
+
+gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t) {
+    for (int i = 0; i < m->nparams; i++) {
+        const gv_param *p = &m->params[i];
+        size_t n = (size_t)(p->rows * p->cols);
+        void *wcopy = (void *)m->master == m->weights ? NULL : W(m, i);
+        GV_TRY(gv_adamw_update(m->be, m->master + p->off, wcopy, G(m, i), m->adam_m + p->off, m->adam_v + p->off, n,
+                               lr, cfg->beta1, cfg->beta2, cfg->eps, p->decay ? cfg->weight_decay : 0.0f, grad_scale,
+                               t));
+    }
+    return GV_OK;
+}

@@ -1,0 +1,228 @@
+#include "gv/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "gv/backend.h"
+#include "gv/checkpoint.h"
+#include "gv/data.h"
+#include "gv/log.h"
+
+void gv_train_config_defaults(gv_train_config *c) {
+    memset(c, 0, sizeof *c);
+    gv_model_spec_preset(&c->spec, "gpt2-tiny");
+    c->backend = "cpu";
+    c->steps = 200;
+    c->seed = 1337;
+    c->global_batch = 8;
+    c->micro_batches = 1;
+    c->seq = 64;
+    c->lr = 3e-3f;
+    c->min_lr_frac = 0.1f;
+    c->warmup = 20;
+    c->weight_decay = 0.1f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.95f;
+    c->eps = 1e-8f;
+    c->grad_clip = 1.0f;
+    c->eval_every = 50;
+    c->eval_batches = 4;
+}
+
+gv_status gv_train_config_validate(const gv_train_config *c) {
+    if (c->steps < 1) return gv_fail(GV_ERR_INVALID, "--steps %d: must be at least 1", c->steps);
+    if (c->global_batch < 1) return gv_fail(GV_ERR_INVALID, "--global-batch %d: must be at least 1", c->global_batch);
+    if (c->micro_batches < 1 || c->global_batch % c->micro_batches)
+        return gv_fail(GV_ERR_INVALID, "--micro-batches %d: must divide --global-batch %d", c->micro_batches,
+                       c->global_batch);
+    if (c->seq < 1 || c->seq > c->spec.max_seq)
+        return gv_fail(GV_ERR_INVALID, "--seq %d: must be in [1, %d] (the model's max_seq)", c->seq, c->spec.max_seq);
+    if (!(c->lr > 0)) return gv_fail(GV_ERR_INVALID, "--lr %g: must be positive", c->lr);
+    if (c->warmup < 0) return gv_fail(GV_ERR_INVALID, "--warmup %d: must be non-negative", c->warmup);
+    if (c->min_lr_frac < 0 || c->min_lr_frac > 1)
+        return gv_fail(GV_ERR_INVALID, "--min-lr-frac %g: must be in [0, 1]", c->min_lr_frac);
+    if (c->grad_clip < 0) return gv_fail(GV_ERR_INVALID, "--grad-clip %g: must be non-negative", c->grad_clip);
+    if (c->save_every < 0) return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
+    if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
+    return gv_model_spec_validate(&c->spec, NULL);
+}
+
+float gv_train_lr(const gv_train_config *c, int s) {
+    if (s < c->warmup) return c->lr * (float)(s + 1) / (float)c->warmup;
+    int decay = c->steps - c->warmup;
+    if (decay <= 1) return c->lr;
+    float frac = (float)(s - c->warmup) / (float)(decay - 1);
+    if (frac > 1) frac = 1;
+    float min_lr = c->lr * c->min_lr_frac;
+    return min_lr + 0.5f * (c->lr - min_lr) * (1.0f + cosf(3.14159265358979f * frac));
+}
+
+static double gv_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct {
+    gv_backend *be;
+    gv_model *model;
+    gv_dataset *data;
+    int32_t *tokens, *targets; /* host [B*T] global batch */
+    FILE *metrics;
+} gv_trainer;
+
+/* Mean loss over eval_batches global batches of the eval split. */
+static gv_status gv_train_eval(const gv_train_config *c, gv_trainer *t, float *out) {
+    int Bm = c->global_batch / c->micro_batches, T = c->seq;
+    double sum = 0.0;
+    int n = 0;
+    for (int e = 0; e < c->eval_batches; e++) {
+        GV_TRY(gv_dataset_batch(t->data, (uint64_t)e, 1, c->global_batch, T, t->tokens, t->targets));
+        for (int mb = 0; mb < c->micro_batches; mb++) {
+            float loss;
+            size_t off = (size_t)mb * Bm * T;
+            GV_TRY(gv_model_forward(t->model, t->tokens + off, t->targets + off, &loss));
+            sum += loss;
+            n++;
+        }
+    }
+    *out = n ? (float)(sum / n) : NAN;
+    return GV_OK;
+}
+
+static gv_status gv_save(const gv_train_config *c, gv_trainer *t, int step) {
+    char dir[4096];
+    if (mkdir(c->out_dir, 0755) != 0) {
+        struct stat sb;
+        if (stat(c->out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return gv_fail(GV_ERR_IO, "%s: cannot create output directory", c->out_dir);
+    }
+    snprintf(dir, sizeof dir, "%s/step-%06d", c->out_dir, step);
+    gv_ckpt_meta meta = {.step = step, .seed = c->seed, .data_cursor = step};
+    GV_TRY(gv_checkpoint_save(t->model, dir, &meta));
+    gv_info("saved checkpoint %s", dir);
+    return GV_OK;
+}
+
+static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train_result *r, int start) {
+    int Bm = c->global_batch / c->micro_batches, T = c->seq;
+    gv_adamw_cfg opt = {c->beta1, c->beta2, c->eps, c->weight_decay};
+    double t_begin = gv_now_ms(), tok_total = 0, ms_total = 0;
+    for (int s = start; s < c->steps; s++) {
+        double t0 = gv_now_ms();
+        GV_TRY(gv_dataset_batch(t->data, (uint64_t)s, 0, c->global_batch, T, t->tokens, t->targets));
+        GV_TRY(gv_model_zero_grad(t->model));
+        double loss_sum = 0.0;
+        for (int mb = 0; mb < c->micro_batches; mb++) {
+            float loss;
+            size_t off = (size_t)mb * Bm * T;
+            GV_TRY(gv_model_forward(t->model, t->tokens + off, t->targets + off, &loss));
+            GV_TRY(gv_model_backward(t->model, 1.0f / (float)c->micro_batches));
+            loss_sum += loss;
+        }
+        float loss = (float)(loss_sum / c->micro_batches);
+        if (!isfinite(loss)) return gv_fail(GV_ERR_INVALID, "step %d: loss is %g (diverged; try a lower --lr)", s + 1, loss);
+        double norm;
+        GV_TRY(gv_model_grad_norm(t->model, &norm));
+        float scale = (c->grad_clip > 0 && norm > c->grad_clip) ? (float)(c->grad_clip / norm) : 1.0f;
+        float lr = gv_train_lr(c, s);
+        GV_TRY(gv_model_adamw_step(t->model, &opt, lr, scale, s + 1));
+        GV_TRY(gv_backend_sync(t->be)); /* step time includes the device's work */
+        double ms = gv_now_ms() - t0;
+
+        gv_step_info info = {.step = s + 1, .steps = c->steps, .loss = loss, .lr = lr, .grad_norm = norm,
+                             .step_ms = ms, .eval_loss = NAN};
+        double toks = (double)c->global_batch * T;
+        info.tokens_per_s = toks / (ms / 1e3);
+        tok_total += toks;
+        ms_total += ms;
+        double avg_ms = (gv_now_ms() - t_begin) / (s + 1 - start);
+        info.eta_s = avg_ms * (c->steps - s - 1) / 1e3;
+        if (c->eval_every > 0 && ((s + 1) % c->eval_every == 0 || s + 1 == c->steps) && c->eval_batches > 0) {
+            GV_TRY(gv_train_eval(c, t, &info.eval_loss));
+            r->last_eval_loss = info.eval_loss;
+        }
+        if (r->steps_done == 0) r->first_loss = loss;
+        r->losses[r->steps_done++] = loss;
+        r->last_loss = loss;
+        if (t->metrics) {
+            fprintf(t->metrics,
+                    "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.6g, \"step_ms\": %.3f, "
+                    "\"tokens_per_s\": %.1f",
+                    s + 1, loss, lr, norm, ms, info.tokens_per_s);
+            if (!isnan(info.eval_loss)) fprintf(t->metrics, ", \"eval_loss\": %.9g", info.eval_loss);
+            fprintf(t->metrics, "}\n");
+            fflush(t->metrics);
+        }
+        if (c->on_step) c->on_step(&info, c->ctx);
+        int last = s + 1 == c->steps;
+        if (c->out_dir && ((c->save_every > 0 && (s + 1) % c->save_every == 0) || last)) GV_TRY(gv_save(c, t, s + 1));
+    }
+    r->mean_tokens_per_s = ms_total > 0 ? tok_total / (ms_total / 1e3) : 0;
+    return GV_OK;
+}
+
+gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
+    memset(r, 0, sizeof *r);
+    r->last_eval_loss = NAN;
+    GV_TRY(gv_train_config_validate(c));
+    gv_trainer t = {0};
+    gv_backend *be = NULL;
+    gv_status st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
+    be = t.be;
+    if (st == GV_OK) st = gv_dataset_open(&t.data, c->data, c->seed);
+    if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
+        st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
+                     gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
+    if (st == GV_OK) st = gv_model_init(&t.model, &c->spec, be, c->global_batch / c->micro_batches, c->seq);
+    int start = 0;
+    if (st == GV_OK && c->resume) {
+        gv_ckpt_meta meta;
+        st = gv_checkpoint_load(t.model, c->resume, &meta);
+        if (st == GV_OK && meta.seed != c->seed)
+            st = gv_fail(GV_ERR_INVALID, "%s: checkpoint was trained with --seed %llu, this run has --seed %llu",
+                         c->resume, (unsigned long long)meta.seed, (unsigned long long)c->seed);
+        if (st == GV_OK && meta.step >= c->steps)
+            st = gv_fail(GV_ERR_INVALID, "%s: checkpoint is at step %lld, nothing left to do for --steps %d",
+                         c->resume, (long long)meta.step, c->steps);
+        start = (int)meta.data_cursor;
+    } else if (st == GV_OK && c->init_from) {
+        st = gv_model_load_weights(t.model, c->init_from);
+    } else if (st == GV_OK) {
+        st = gv_model_init_weights(t.model, c->seed);
+    }
+    size_t BT = (size_t)c->global_batch * c->seq;
+    if (st == GV_OK) {
+        t.tokens = malloc(BT * 4);
+        t.targets = malloc(BT * 4);
+        r->losses = calloc((size_t)c->steps, sizeof *r->losses);
+        if (!t.tokens || !t.targets || !r->losses) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
+    }
+    if (st == GV_OK && c->metrics) {
+        /* Resumed runs append so one file holds the whole curve. */
+        t.metrics = fopen(c->metrics, c->resume ? "a" : "w");
+        if (!t.metrics) st = gv_fail(GV_ERR_IO, "%s: cannot open metrics file for writing", c->metrics);
+    }
+    if (st == GV_OK) st = gv_train_loop(c, &t, r, start);
+    if (st == GV_OK) gv_model_memory(t.model, &r->memory);
+    if (t.metrics && st == GV_OK) {
+        gv_memory_report *m = &r->memory;
+        fprintf(t.metrics,
+                "{\"final\": true, \"steps\": %d, \"loss\": %.9g, \"tokens_per_s\": %.1f, \"memory_bytes\": "
+                "{\"parameters\": %zu, \"gradients\": %zu, \"optimizer\": %zu, \"activations\": %zu, "
+                "\"workspace\": %zu}}\n",
+                r->steps_done, r->last_loss, r->mean_tokens_per_s, m->parameters, m->gradients, m->optimizer,
+                m->activations, m->workspace);
+    }
+    if (t.metrics) fclose(t.metrics);
+    free(t.tokens);
+    free(t.targets);
+    gv_model_free(t.model);
+    gv_dataset_free(t.data);
+    gv_backend_free(be);
+    return st;
+}

@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Golden reference data for tests/test_golden.c: a small GPT-2 and a small LLaMA in plain PyTorch.
+
+Regenerate (from the repository root):
+
+    python3 tests/golden/gen_golden.py
+
+Needs torch only: PyPI's CPU wheel (`pip install torch --index-url https://download.pytorch.org/whl/cpu`)
+or Debian's python3-torch. The .safetensors files are written by the small writer below, so the
+`safetensors` package is not needed (if it is installed, the files are read back through it as a check).
+The C test never runs this script: it reads the committed tests/golden/{gpt2,llama}_golden.safetensors.
+
+The models follow Hugging Face semantics, tensor names and layouts exactly (GPT2LMHeadModel without the
+"transformer." prefix, LlamaForCausalLM), so a wrong weight mapping, transpose, RoPE convention or bias in
+the C import/export shows up as a mismatch. Everything is computed in float64 (so the golden values are
+exact to far below fp32 rounding) and stored as float32. Each file holds:
+
+    <HF name>              F32  every weight
+    golden.tokens          I32  [B,T] input ids in [0,V)
+    golden.targets         I32  [B,T] next-token targets; two positions are -1 (ignore_index)
+    golden.logits          F32  [B,T,V]
+    golden.loss            F32  [1]   F.cross_entropy(..., ignore_index=-1), mean over counted positions
+    grad.<HF name>         F32  d loss / d weight for every weight (tied head: the sum lands in wte)
+    __metadata__: "model" (JSON model file for gv_model_spec_load_json), "B", "T"
+
+With --check, it also runs the same model in float32 and prints the fp32-vs-fp64 error under the
+criterion of test_golden.c, to show that the tolerance there is what fp32 arithmetic needs.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REF = torch.float64
+GOLDEN_FLOOR = 0.5  # GV_GOLDEN_FLOOR of test_golden.c
+
+GPT2 = dict(arch="gpt2", n_layer=2, n_embd=32, n_head=4, n_kv_head=4, ffn=128, max_seq=16, vocab=97,
+            padded_vocab=128, norm_eps=1e-5, rope_theta=10000, tied=True, bias=True)
+LLAMA = dict(arch="llama", n_layer=2, n_embd=32, n_head=4, n_kv_head=2, ffn=48, max_seq=16, vocab=101,
+             padded_vocab=128, norm_eps=1e-5, rope_theta=10000, tied=False, bias=False)
+B, T = 2, 8
+
+
+# ---- weights ---------------------------------------------------------------------------------------------
+
+def gpt2_weights(cfg, g):
+    C, V, L, Tm, Fh = cfg["n_embd"], cfg["vocab"], cfg["n_layer"], cfg["max_seq"], cfg["ffn"]
+
+    def normal(shape, std):
+        return torch.randn(*shape, generator=g, dtype=REF) * std
+
+    w = {"wte.weight": normal((V, C), 0.3), "wpe.weight": normal((Tm, C), 0.2)}
+    for i in range(L):
+        p = f"h.{i}."
+        w[p + "ln_1.weight"] = 1.0 + normal((C,), 0.2)
+        w[p + "ln_1.bias"] = normal((C,), 0.2)
+        w[p + "attn.c_attn.weight"] = normal((C, 3 * C), 0.2)  # Conv1D: y = x @ W + b
+        w[p + "attn.c_attn.bias"] = normal((3 * C,), 0.2)
+        w[p + "attn.c_proj.weight"] = normal((C, C), 0.15)
+        w[p + "attn.c_proj.bias"] = normal((C,), 0.2)
+        w[p + "ln_2.weight"] = 1.0 + normal((C,), 0.2)
+        w[p + "ln_2.bias"] = normal((C,), 0.2)
+        w[p + "mlp.c_fc.weight"] = normal((C, Fh), 0.2)
+        w[p + "mlp.c_fc.bias"] = normal((Fh,), 0.2)
+        w[p + "mlp.c_proj.weight"] = normal((Fh, C), 0.1)
+        w[p + "mlp.c_proj.bias"] = normal((C,), 0.2)
+    w["ln_f.weight"] = 1.0 + normal((C,), 0.2)
+    w["ln_f.bias"] = normal((C,), 0.2)
+    return w
+
+
+def llama_weights(cfg, g):
+    C, V, L, Fh = cfg["n_embd"], cfg["vocab"], cfg["n_layer"], cfg["ffn"]
+    H, KVH = cfg["n_head"], cfg["n_kv_head"]
+    D = C // H
+
+    def normal(shape, std):
+        return torch.randn(*shape, generator=g, dtype=REF) * std
+
+    w = {"model.embed_tokens.weight": normal((V, C), 0.5)}
+    for i in range(L):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = 1.0 + normal((C,), 0.2)
+        w[p + "self_attn.q_proj.weight"] = normal((H * D, C), 0.25)  # nn.Linear: y = x @ W^T
+        w[p + "self_attn.k_proj.weight"] = normal((KVH * D, C), 0.25)
+        w[p + "self_attn.v_proj.weight"] = normal((KVH * D, C), 0.2)
+        w[p + "self_attn.o_proj.weight"] = normal((C, H * D), 0.15)
+        w[p + "post_attention_layernorm.weight"] = 1.0 + normal((C,), 0.2)
+        w[p + "mlp.gate_proj.weight"] = normal((Fh, C), 0.2)
+        w[p + "mlp.up_proj.weight"] = normal((Fh, C), 0.2)
+        w[p + "mlp.down_proj.weight"] = normal((C, Fh), 0.15)
+    w["model.norm.weight"] = 1.0 + normal((C,), 0.2)
+    w["lm_head.weight"] = normal((V, C), 0.15)
+    return w
+
+
+# ---- models (Hugging Face semantics, written out op by op) ----------------------------------------------
+
+def causal_attention(q, k, v):
+    """q [B,H,T,D], k/v [B,H,T,D] -> [B,H,T,D]; eager HF attention: scores/sqrt(D), causal, softmax."""
+    Tq, D = q.shape[-2], q.shape[-1]
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    mask = torch.ones(Tq, Tq, dtype=torch.bool).tril()
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return F.softmax(scores, dim=-1) @ v
+
+
+def gelu_new(x):  # HF "gelu_new" (GPT-2): tanh approximation
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def gpt2_forward(cfg, w, tokens):
+    C, H, L, eps = cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["norm_eps"]
+    Bn, Tn = tokens.shape
+    D = C // H
+    pos = torch.arange(Tn)
+    x = w["wte.weight"][tokens] + w["wpe.weight"][pos][None]
+
+    def heads(t):  # [B,T,C] -> [B,H,T,D]
+        return t.view(Bn, Tn, H, D).permute(0, 2, 1, 3)
+
+    for i in range(L):
+        p = f"h.{i}."
+        h = F.layer_norm(x, (C,), w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
+        qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
+        q, k, v = qkv.split(C, dim=2)
+        a = causal_attention(heads(q), heads(k), heads(v))
+        a = a.permute(0, 2, 1, 3).contiguous().view(Bn, Tn, C)
+        x = x + (a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"])
+        h = F.layer_norm(x, (C,), w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
+        h = gelu_new(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
+        x = x + (h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"])
+    x = F.layer_norm(x, (C,), w["ln_f.weight"], w["ln_f.bias"], eps)
+    return x @ w["wte.weight"].t()  # tied LM head
+
+
+def rms_norm(x, weight, eps):  # LlamaRMSNorm
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return weight * (x * torch.rsqrt(variance + eps))
+
+
+def rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_cos_sin(Tn, D, theta, dtype):  # LlamaRotaryEmbedding (default rope type), positions 0..T-1
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).to(torch.float64) / D))
+    pos = torch.arange(Tn, dtype=torch.float64)
+    freqs = pos[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def repeat_kv(x, n_rep):  # [B,KVH,T,D] -> [B,KVH*n_rep,T,D]; query head h reads kv head h // n_rep
+    Bn, KVH, Tn, D = x.shape
+    if n_rep == 1:
+        return x
+    return x[:, :, None, :, :].expand(Bn, KVH, n_rep, Tn, D).reshape(Bn, KVH * n_rep, Tn, D)
+
+
+def llama_forward(cfg, w, tokens):
+    C, H, KVH, L = cfg["n_embd"], cfg["n_head"], cfg["n_kv_head"], cfg["n_layer"]
+    eps, theta = cfg["norm_eps"], cfg["rope_theta"]
+    Bn, Tn = tokens.shape
+    D = C // H
+    x = w["model.embed_tokens.weight"][tokens]
+    cos, sin = rope_cos_sin(Tn, D, theta, x.dtype)
+    cos, sin = cos[None, None], sin[None, None]  # unsqueeze over batch and heads
+    for i in range(L):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = (h @ w[p + "self_attn.q_proj.weight"].t()).view(Bn, Tn, H, D).transpose(1, 2)
+        k = (h @ w[p + "self_attn.k_proj.weight"].t()).view(Bn, Tn, KVH, D).transpose(1, 2)
+        v = (h @ w[p + "self_attn.v_proj.weight"].t()).view(Bn, Tn, KVH, D).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        a = causal_attention(q, repeat_kv(k, H // KVH), repeat_kv(v, H // KVH))
+        a = a.transpose(1, 2).reshape(Bn, Tn, H * D)
+        x = x + a @ w[p + "self_attn.o_proj.weight"].t()
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        gate = h @ w[p + "mlp.gate_proj.weight"].t()
+        up = h @ w[p + "mlp.up_proj.weight"].t()
+        x = x + (F.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].t()
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    return x @ w["lm_head.weight"].t()
+
+
+# ---- run and write --------------------------------------------------------------------------------------
+
+def run(cfg, forward, w, tokens, targets, dtype):
+    params = {k: v.to(dtype).clone().requires_grad_(True) for k, v in w.items()}
+    logits = forward(cfg, params, tokens)
+    V = cfg["vocab"]
+    loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-1)
+    loss.backward()
+    return logits.detach(), loss.detach(), {k: p.grad.detach() for k, p in params.items()}
+
+
+def write_safetensors(path, tensors, metadata):
+    """Minimal safetensors writer: LE u64 header size, JSON header (padded with spaces to 8 bytes), data."""
+    names = sorted(tensors)
+    header, blobs, off = {}, [], 0
+    for n in names:
+        t = tensors[n].contiguous()
+        if t.dtype == torch.float32:
+            dt, fmt = "F32", "f"
+        elif t.dtype == torch.int32:
+            dt, fmt = "I32", "i"
+        else:
+            raise ValueError(f"{n}: unsupported dtype {t.dtype}")
+        vals = t.flatten().tolist()  # no numpy needed; fp32 values round-trip exactly through Python floats
+        raw = struct.pack(f"<{len(vals)}{fmt}", *vals)
+        header[n] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    header["__metadata__"] = metadata
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * ((8 - len(hb) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for raw in blobs:
+            f.write(raw)
+
+
+def scaled_err(a, b):
+    """Error of a (fp32) against b (exact) under test_golden.c's criterion: max |a-b| / max(|b|, floor)
+    with floor = GOLDEN_FLOOR * max|b| over the tensor; the test requires this to be <= 1e-5."""
+    a, b = a.double().flatten(), b.double().flatten()
+    floor = GOLDEN_FLOOR * b.abs().max().clamp_min(1e-30)
+    return ((a - b).abs() / torch.maximum(b.abs(), floor)).max().item()
+
+
+def make(name, cfg, init, forward, seed, check):
+    g = torch.Generator().manual_seed(seed)
+    w = init(cfg, g)
+    V = cfg["vocab"]
+    tokens = torch.randint(0, V, (B, T), generator=g)
+    targets = torch.randint(0, V, (B, T), generator=g)
+    targets[0, 3] = -1
+    targets[1, T - 1] = -1
+    w = {k: v.float().double() for k, v in w.items()}  # weights exactly representable in fp32
+    logits, loss, grads = run(cfg, forward, w, tokens, targets, REF)
+
+    out = {k: v.float() for k, v in w.items()}
+    out["golden.tokens"] = tokens.to(torch.int32)
+    out["golden.targets"] = targets.to(torch.int32)
+    out["golden.logits"] = logits.float()
+    out["golden.loss"] = loss.float().reshape(1)
+    for k, gr in grads.items():
+        out["grad." + k] = gr.float()
+    meta = {"model": json.dumps(cfg), "B": str(B), "T": str(T)}
+    path = os.path.join(HERE, f"{name}_golden.safetensors")
+    write_safetensors(path, out, meta)
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(w)} weights, loss {loss.item():.6f}, "
+          f"|logits| max {logits.abs().max().item():.3f}")
+
+    try:  # read back through the reference implementation when it is installed
+        from safetensors.torch import load_file
+        back = load_file(path)
+        assert set(back) == set(out)
+        for k in out:
+            assert torch.equal(back[k], out[k]), k
+    except ImportError:
+        pass
+
+    if check:
+        l32, s32, g32 = run(cfg, forward, w, tokens, targets, torch.float32)
+        worst = [("loss", scaled_err(s32.reshape(1), loss.reshape(1))), ("logits", scaled_err(l32, logits))]
+        worst += [(k, scaled_err(g32[k], grads[k])) for k in grads]
+        worst.sort(key=lambda e: -e[1])
+        print(f"  torch fp32 vs fp64 (criterion of test_golden.c, limit 1e-5): "
+              + ", ".join(f"{k} {e:.2e}" for k, e in worst[:4]))
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    torch.manual_seed(0)
+    make("gpt2", GPT2, gpt2_weights, gpt2_forward, 1234, check)
+    make("llama", LLAMA, llama_weights, llama_forward, 5678, check)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+/* The `galvatron` command line: the only place that prints errors and exits. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gv/backend.h"
+#include "gv/log.h"
+#include "gv/model.h"
+#include "gv/train.h"
+
+static const char *gv_usage_main =
+    "usage: galvatron <command> [options]\n"
+    "\n"
+    "Automatic hybrid-parallel training of Transformer models.\n"
+    "\n"
+    "commands:\n"
+    "  train     train a model (built-in default: gpt2-tiny on the built-in synthetic language)\n"
+    "  models    list the model presets\n"
+    "\n"
+    "Run 'galvatron <command> --help' for the options of a command.\n";
+
+static const char *gv_usage_train =
+    "usage: galvatron train [options]\n"
+    "\n"
+    "model and data:\n"
+    "  --model PRESET|FILE   preset name (see 'galvatron models') or a JSON model file [gpt2-tiny]\n"
+    "  --layers N            override the preset's number of layers\n"
+    "  --data PATH           builtin (default: a generated language), an llm.c .bin token shard,\n"
+    "                        or any other file read as bytes\n"
+    "  --init-from FILE      initial weights from a safetensors file with Hugging Face names\n"
+    "                        (GPT-2 or LLaMA)\n"
+    "  --seq T               sequence length [64, at most the model's max_seq]\n"
+    "\n"
+    "optimization:\n"
+    "  --steps N             optimizer steps [200]\n"
+    "  --global-batch B      sequences per step [8]\n"
+    "  --micro-batches M     gradient accumulation: B/M sequences per forward/backward [1]\n"
+    "  --lr X                peak learning rate [3e-3]\n"
+    "  --min-lr-frac X       final learning rate as a fraction of the peak (cosine decay) [0.1]\n"
+    "  --warmup N            linear warmup steps [20]\n"
+    "  --weight-decay X      AdamW weight decay on matrices [0.1]\n"
+    "  --grad-clip X         clip the global gradient norm to X, 0 = off [1.0]\n"
+    "  --seed S              seed of the initial weights and of the data order [1337]\n"
+    "\n"
+    "run:\n"
+    "  --backend cpu|cuda    compute backend [cpu]\n"
+    "  --device N            GPU ordinal for --backend cuda [0]\n"
+    "  --eval-every N        eval loss every N steps and at the end, 0 = never [50]\n"
+    "  --eval-batches N      global batches per eval [4]\n"
+    "  --metrics FILE.jsonl  one JSON object per step (step, loss, lr, grad_norm, step_ms, tokens_per_s)\n"
+    "  --out DIR             write checkpoints to DIR/step-NNNNNN/ (at the end, and every --save-every)\n"
+    "  --save-every N        checkpoint every N steps\n"
+    "  --resume CKPT         continue from a checkpoint directory (same model, seed and --steps)\n"
+    "  --quiet               no progress line\n"
+    "\n"
+    "example:\n"
+    "  galvatron train --model gpt2-tiny --steps 300 --metrics run.jsonl --out runs/tiny\n";
+
+static void gv_die(const char *what) {
+    fprintf(stderr, "galvatron: %s\n", what);
+    exit(1);
+}
+
+static void gv_die_status(void) { gv_die(gv_last_error()); }
+
+static int gv_parse_int(const char *flag, const char *v, int lo) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *v == '\0' || *end != '\0' || x < lo || x > 1000000000) {
+        fprintf(stderr, "galvatron: %s '%s': expected an integer >= %d\n", flag, v, lo);
+        exit(2);
+    }
+    return (int)x;
+}
+
+static float gv_parse_float(const char *flag, const char *v) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *v == '\0' || *end != '\0' || !isfinite(x)) {
+        fprintf(stderr, "galvatron: %s '%s': expected a number\n", flag, v);
+        exit(2);
+    }
+    return (float)x;
+}
+
+static void gv_fmt_eta(double s, char *buf, size_t n) {
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+typedef struct {
+    int tty, quiet;
+} gv_progress;
+
+static void gv_on_step(const gv_step_info *i, void *ctx) {
+    gv_progress *p = ctx;
+    if (p->quiet) return;
+    /* On a terminal one line is rewritten; in a log, print about 20 lines per run plus evals. */
+    int every = i->steps >= 20 ? i->steps / 20 : 1;
+    int evaluated = !isnan(i->eval_loss);
+    if (!p->tty && i->step % every && i->step != i->steps && !evaluated) return;
+    char eta[32], ev[48] = "";
+    gv_fmt_eta(i->eta_s, eta, sizeof eta);
+    if (evaluated) snprintf(ev, sizeof ev, " | eval %.4f", i->eval_loss);
+    fprintf(stderr, "%sstep %*d/%d | loss %.4f%s | lr %.2e | norm %.3f | %.1fK tok/s | %.0f ms | ETA %s%s",
+            p->tty ? "\r\033[K" : "", (int)snprintf(NULL, 0, "%d", i->steps), i->step, i->steps, i->loss, ev,
+            i->lr, i->grad_norm, i->tokens_per_s / 1e3, i->step_ms, eta,
+            (!p->tty || evaluated || i->step == i->steps) ? "\n" : "");
+    fflush(stderr);
+}
+
+static int gv_cmd_train(int argc, char **argv) {
+    gv_train_config c;
+    gv_train_config_defaults(&c);
+    const char *model = "gpt2-tiny";
+    int layers = 0;
+    gv_progress prog = {isatty(2), 0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(gv_usage_train, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--quiet")) {
+            prog.quiet = 1;
+            continue;
+        }
+        if (i + 1 >= argc || strncmp(a, "--", 2)) {
+            fprintf(stderr, "galvatron train: %s '%s'%s (see galvatron train --help)\n",
+                    strncmp(a, "--", 2) ? "unexpected argument" : "option", a,
+                    strncmp(a, "--", 2) ? "" : " needs a value");
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--layers")) layers = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--data")) c.data = v;
+        else if (!strcmp(a, "--init-from")) c.init_from = v;
+        else if (!strcmp(a, "--seq")) c.seq = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--steps")) c.steps = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--global-batch")) c.global_batch = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--micro-batches")) c.micro_batches = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--lr")) c.lr = gv_parse_float(a, v);
+        else if (!strcmp(a, "--min-lr-frac")) c.min_lr_frac = gv_parse_float(a, v);
+        else if (!strcmp(a, "--warmup")) c.warmup = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--weight-decay")) c.weight_decay = gv_parse_float(a, v);
+        else if (!strcmp(a, "--grad-clip")) c.grad_clip = gv_parse_float(a, v);
+        else if (!strcmp(a, "--seed")) c.seed = (uint64_t)gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--backend")) c.backend = v;
+        else if (!strcmp(a, "--device")) c.device = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--eval-every")) c.eval_every = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--eval-batches")) c.eval_batches = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--metrics")) c.metrics = v;
+        else if (!strcmp(a, "--out")) c.out_dir = v;
+        else if (!strcmp(a, "--save-every")) c.save_every = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--resume")) c.resume = v;
+        else {
+            fprintf(stderr, "galvatron train: unknown option '%s' (see galvatron train --help)\n", a);
+            return 2;
+        }
+    }
+    if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
+    if (layers) c.spec.n_layer = layers;
+    if (c.warmup >= c.steps) c.warmup = c.steps / 10;
+    c.on_step = gv_on_step;
+    c.ctx = &prog;
+    if (!prog.quiet)
+        fprintf(stderr, "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps\n",
+                c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin", c.global_batch,
+                c.seq, c.micro_batches, c.steps);
+    gv_train_result r;
+    if (gv_train_run(&c, &r) != GV_OK) {
+        free(r.losses);
+        gv_die_status();
+    }
+    printf("trained %d steps: loss %.4f -> %.4f", r.steps_done, r.first_loss, r.last_loss);
+    if (!isnan(r.last_eval_loss)) printf(", eval loss %.4f", r.last_eval_loss);
+    printf(", %.1fK tokens/s\n", r.mean_tokens_per_s / 1e3);
+    printf("memory (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, workspace %.2f\n",
+           r.memory.parameters / 1048576.0, r.memory.gradients / 1048576.0, r.memory.optimizer / 1048576.0,
+           r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0);
+    free(r.losses);
+    return 0;
+}
+
+static int gv_cmd_models(void) {
+    int n;
+    const char *const *names = gv_model_preset_names(&n);
+    printf("%-12s %-6s %6s %6s %4s %4s %6s %6s %7s %10s\n", "preset", "arch", "layers", "hidden", "H", "KVH", "ffn",
+           "seq", "vocab", "params");
+    for (int i = 0; i < n; i++) {
+        gv_model_spec s;
+        gv_model_spec_preset(&s, names[i]);
+        printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name, s.arch == GV_ARCH_GPT2 ? "gpt2" : "llama",
+               s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn, s.max_seq, s.vocab,
+               gv_model_spec_num_params(&s) / 1e6);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        fputs(gv_usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "models")) return gv_cmd_models();
+    fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
+    return 2;
+}
