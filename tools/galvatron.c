@@ -35,7 +35,7 @@ static const char *gv_usage_train =
     "  --seq T               sequence length [64, at most the model's max_seq]\n"
     "\n"
     "optimization:\n"
-    "  --steps N             optimizer steps [200]\n"
+    "  --steps N             optimizer steps [300]\n"
     "  --global-batch B      sequences per step [8]\n"
     "  --micro-batches M     gradient accumulation: B/M sequences per forward/backward [1]\n"
     "  --lr X                peak learning rate [3e-3]\n"

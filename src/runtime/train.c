@@ -16,7 +16,7 @@ void gv_train_config_defaults(gv_train_config *c) {
     memset(c, 0, sizeof *c);
     gv_model_spec_preset(&c->spec, "gpt2-tiny");
     c->backend = "cpu";
-    c->steps = 200;
+    c->steps = 300;
     c->seed = 1337;
     c->global_batch = 8;
     c->micro_batches = 1;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Bad input through the CLI: each case must exit non-zero with exactly one line on stderr that names the
+# file (or flag) and the problem, and must not change any existing checkpoint.
+# usage: cli_bad_input.sh GALVATRON_BINARY SOURCE_DIR
+set -u
+gv=$1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-cli.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+# expect_fail NAME PATTERN -- args...: non-zero exit, one stderr line, matching PATTERN (grep -E).
+expect_fail() {
+    local name=$1 pat=$2
+    shift 3
+    "$gv" "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$? lines
+    lines=$(wc -l <"$tmp/err")
+    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
+        echo "FAIL $name: rc=$rc, $lines stderr line(s), want /$pat/:"
+        sed 's/^/    /' "$tmp/err" | head -5
+        fails=$((fails + 1))
+    else
+        echo "ok   $name: $(cat "$tmp/err")"
+    fi
+}
+
+small=(train --quiet --steps 4 --global-batch 2 --seq 16 --eval-every 0)
+
+# A good checkpoint to protect.
+"$gv" "${small[@]}" --out "$tmp/ckpt" --save-every 2 >/dev/null 2>&1 || { echo "FAIL: could not train"; exit 1; }
+good="$tmp/ckpt/step-000002"
+sums_before=$(cd "$tmp/ckpt" && find . -type f | sort | xargs md5sum)
+
+# Model files.
+printf '{"arch": "gpt2", "n_layer": 2,' >"$tmp/malformed.json"
+expect_fail malformed-json "malformed.json: malformed JSON" -- "${small[@]}" --model "$tmp/malformed.json"
+printf '{"arch": "gpt2", "n_layer": 2, "n_embd": 64, "vocab": 512, "max_seq": 64}' >"$tmp/incomplete.json"
+expect_fail incomplete-json "incomplete.json: missing field 'n_head'" -- "${small[@]}" --model "$tmp/incomplete.json"
+printf '{"arch": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 5, "vocab": 512, "max_seq": 64}' >"$tmp/indiv.json"
+expect_fail indivisible-heads "indiv.json: n_embd 64 is not divisible by n_head 5" -- "${small[@]}" --model "$tmp/indiv.json"
+printf '{"arch": "gpt2", "n_layers": 2}' >"$tmp/typo.json"
+expect_fail unknown-field "typo.json: unknown field 'n_layers'" -- "${small[@]}" --model "$tmp/typo.json"
+printf '{"arch": "bert", "n_layer": 2}' >"$tmp/arch.json"
+expect_fail unknown-arch "arch.json: field 'arch': unknown value 'bert'" -- "${small[@]}" --model "$tmp/arch.json"
+expect_fail missing-model-file "nope.json: cannot open model file" -- "${small[@]}" --model "$tmp/nope.json"
+expect_fail unknown-preset "unknown model preset 'gpt5-huge'" -- "${small[@]}" --model gpt5-huge
+
+# Data.
+expect_fail missing-data "missing.bin" -- "${small[@]}" --data "$tmp/missing.bin"
+python3 - "$tmp" <<'PY'
+import struct, sys
+d = sys.argv[1]
+hdr = [0] * 256
+hdr[0], hdr[1], hdr[2] = 12345, 1, 100
+open(d + "/magic.bin", "wb").write(struct.pack("<256i", *hdr) + b"\0\0" * 100)
+hdr[0] = 20240520
+open(d + "/short.bin", "wb").write(struct.pack("<256i", *hdr) + b"\0\0" * 60)
+PY
+expect_fail shard-magic "magic.bin.*magic" -- "${small[@]}" --data "$tmp/magic.bin"
+expect_fail shard-size "short.bin.*100 tokens" -- "${small[@]}" --data "$tmp/short.bin"
+
+# Checkpoints: truncated, corrupt, of another model, wrong shapes for --init-from.
+cp -r "$good" "$tmp/trunc"
+head -c 3000 "$good/model.safetensors" >"$tmp/trunc/model.safetensors"
+expect_fail truncated-ckpt "trunc/model.safetensors" -- "${small[@]}" --resume "$tmp/trunc"
+cp -r "$good" "$tmp/corrupt"
+printf '\x20\x00\x00\x00\x00\x00\x00\x00{"a": [1, 2' >"$tmp/corrupt/optimizer.safetensors"
+expect_fail corrupt-ckpt "corrupt/optimizer.safetensors" -- "${small[@]}" --resume "$tmp/corrupt"
+expect_fail other-model-ckpt "step-000002/model.safetensors: .*another model" -- "${small[@]}" --model llama-tiny --resume "$good"
+"$gv" train --quiet --steps 1 --global-batch 2 --seq 16 --eval-every 0 --layers 1 --model "$2/tests/models/gpt2-wide.json" \
+    --out "$tmp/wide" >/dev/null 2>&1 || { echo "FAIL: could not train the wide model"; fails=$((fails + 1)); }
+expect_fail wrong-shape "wide/step-000001/model.safetensors: tensor 'wte.weight'.*shape" -- "${small[@]}" \
+    --init-from "$tmp/wide/step-000001/model.safetensors"
+expect_fail resume-done "step-000002: checkpoint is at step 2" -- "${small[@]}" --steps 2 --resume "$good"
+
+# Flags.
+expect_fail bad-int "--steps 'ten'" -- train --steps ten
+expect_fail unknown-option "unknown option '--bogus'" -- train --bogus 1
+expect_fail micro-batches "--micro-batches 3: must divide --global-batch 2" -- "${small[@]}" --micro-batches 3
+expect_fail seq-too-long "--seq 4096: must be in \[1, 128\]" -- "${small[@]}" --seq 4096
+expect_fail unknown-backend "backend 'tpu'" -- "${small[@]}" --backend tpu
+
+sums_after=$(cd "$tmp/ckpt" && find . -type f | sort | xargs md5sum)
+if [ "$sums_before" != "$sums_after" ]; then
+    echo "FAIL: the good checkpoint changed"
+    fails=$((fails + 1))
+fi
+[ -z "$(find "$tmp" -name '*.tmp.*')" ] || { echo "FAIL: temp files left behind"; fails=$((fails + 1)); }
+echo "cli_bad_input: $fails failure(s)"
+[ $fails -eq 0 ]
