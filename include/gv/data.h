@@ -23,8 +23,8 @@
  *     the one before it rotates their weights.
  * Every context has the same next-token entropy H(w) = 1.5597 nats, so that is the entropy rate (the loss a
  * perfect model reaches, vs ln 512 = 6.24 for uniform guessing). A bigram model can only learn the weights
- * averaged over the 4 rotations (about 2.0 nats), so a loss well under 2 shows the model uses 2 tokens of
- * context. A row starts from a random pair, runs 8 burn-in steps, then emits T+1 tokens; position 0 has
+ * averaged over the 4 rotations (roughly 1.9-2.0 nats), so a loss well under 2 shows the model uses 2 tokens
+ * of context. A row starts from a random pair, runs 8 burn-in steps, then emits T+1 tokens; position 0 has
  * only one token of context, so a row's best mean loss is slightly above H(w). */
 #ifndef GV_DATA_H
 #define GV_DATA_H
@@ -57,8 +57,8 @@ double gv_dataset_entropy_estimate(const gv_dataset *d);
 /* Rows [row0, row0+nrows) of the global batch of (step, split): tokens and targets are [nrows*T], row-major,
  * targets[i] = the token after tokens[i]. split 0 = train, 1 = eval. For a data-parallel rank or a
  * micro-batch that owns only some rows of the global batch. */
-gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0, int nrows, int T, int32_t *tokens,
-                          int32_t *targets);
+gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0, int nrows, int T,
+                          int32_t *tokens, int32_t *targets);
 /* The whole global batch: gv_dataset_rows(d, step, split, 0, B, T, ...). */
 gv_status gv_dataset_batch(gv_dataset *d, uint64_t step, int split, int B, int T, int32_t *tokens,
                            int32_t *targets);

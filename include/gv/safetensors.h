@@ -14,10 +14,7 @@
 extern "C" {
 #endif
 
-/* gv_dtype has no 64-bit integer; safetensors files carry them (position ids, step counters), so this code
- * stands for "I64" in gv_st_info / gv_st_writer_add. Only the gv_st_* functions know it. */
-#define GV_ST_I64 ((gv_dtype)64)
-/* Bytes per element of a dtype gv_st_* accepts (F32, BF16, F16, I32, U16, GV_ST_I64); 0 otherwise. */
+/* Bytes per element of a dtype gv_st_* accepts (F32, BF16, F16, I32, U16, GV_I64); 0 otherwise. */
 size_t gv_st_dtype_size(gv_dtype dt);
 /* "F32", "I64", ...: the safetensors spelling. */
 const char *gv_st_dtype_name(gv_dtype dt);

@@ -10,7 +10,7 @@ extern "C" {
 
 #define GV_MAX_DIMS 4
 
-typedef enum { GV_F32 = 0, GV_BF16 = 1, GV_F16 = 2, GV_I32 = 3, GV_U16 = 4 } gv_dtype;
+typedef enum { GV_F32 = 0, GV_BF16 = 1, GV_F16 = 2, GV_I32 = 3, GV_U16 = 4, GV_I64 = 5 } gv_dtype;
 typedef enum { GV_DEV_CPU = 0, GV_DEV_CUDA = 1 } gv_device;
 
 typedef struct {

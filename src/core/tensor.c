@@ -10,6 +10,7 @@ size_t gv_dtype_size(gv_dtype t) {
     case GV_BF16: return 2;
     case GV_F16: return 2;
     case GV_U16: return 2;
+    case GV_I64: return 8;
     }
     return 0;
 }
@@ -21,6 +22,7 @@ const char *gv_dtype_name(gv_dtype t) {
     case GV_BF16: return "BF16";
     case GV_F16: return "F16";
     case GV_U16: return "U16";
+    case GV_I64: return "I64";
     }
     return "?";
 }

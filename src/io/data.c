@@ -60,8 +60,12 @@ void gv_dataset_free(gv_dataset *d) {
     free(d);
 }
 
-int gv_dataset_vocab(const gv_dataset *d) { return d->vocab; }
-const char *gv_dataset_describe(const gv_dataset *d) { return d->describe; }
+int gv_dataset_vocab(const gv_dataset *d) {
+    return d->vocab;
+}
+const char *gv_dataset_describe(const gv_dataset *d) {
+    return d->describe;
+}
 
 int64_t gv_dataset_ntokens(const gv_dataset *d, int split) {
     if (d->kind == GV_DS_BUILTIN) return -1;
@@ -77,7 +81,9 @@ static double gv_lang_entropy(void) {
     return h;
 }
 
-double gv_dataset_entropy_estimate(const gv_dataset *d) { return d->kind == GV_DS_BUILTIN ? gv_lang_entropy() : NAN; }
+double gv_dataset_entropy_estimate(const gv_dataset *d) {
+    return d->kind == GV_DS_BUILTIN ? gv_lang_entropy() : NAN;
+}
 
 /* The successor table: 8 distinct tokens per token, from the fixed language seed. */
 static void gv_lang_build(gv_dataset *d) {
@@ -105,27 +111,29 @@ static gv_status gv_shard_open(gv_ds_file *s, const char *path) {
         return gv_fail(GV_ERR_IO, "%s: token shard is not a regular file", path);
     int64_t size = (int64_t)sb.st_size;
     if (size < GV_SHARD_HEADER_BYTES)
-        return gv_fail(GV_ERR_FORMAT, "%s: file is %lld bytes, shorter than the %d-byte llm.c shard header", path,
-                       (long long)size, GV_SHARD_HEADER_BYTES);
+        return gv_fail(GV_ERR_FORMAT, "%s: file is %lld bytes, shorter than the %d-byte llm.c shard header",
+                       path, (long long)size, GV_SHARD_HEADER_BYTES);
     int32_t hdr[GV_SHARD_HEADER_BYTES / 4];
     ssize_t r = pread(s->fd, hdr, sizeof hdr, 0);
     if (r != (ssize_t)sizeof hdr) return gv_fail(GV_ERR_IO, "%s: cannot read the shard header", path);
     if (hdr[0] != GV_DATA_SHARD_MAGIC)
-        return gv_fail(GV_ERR_FORMAT, "%s: bad magic %d (expected %d; not an llm.c token shard?)", path, hdr[0],
-                       GV_DATA_SHARD_MAGIC);
+        return gv_fail(GV_ERR_FORMAT, "%s: bad magic %d (expected %d; not an llm.c token shard?)", path,
+                       hdr[0], GV_DATA_SHARD_MAGIC);
     if (hdr[1] != GV_DATA_SHARD_VERSION)
-        return gv_fail(GV_ERR_FORMAT, "%s: shard version %d unsupported (expected %d, uint16 GPT-2 tokens)", path,
-                       hdr[1], GV_DATA_SHARD_VERSION);
+        return gv_fail(GV_ERR_FORMAT, "%s: shard version %d unsupported (expected %d, uint16 GPT-2 tokens)",
+                       path, hdr[1], GV_DATA_SHARD_VERSION);
     if (hdr[2] < 0) return gv_fail(GV_ERR_FORMAT, "%s: header says %d tokens", path, hdr[2]);
     int64_t want = GV_SHARD_HEADER_BYTES + 2 * (int64_t)hdr[2];
     if (size != want)
-        return gv_fail(GV_ERR_FORMAT, "%s: header says %d tokens (%lld bytes) but file has %lld bytes", path, hdr[2],
-                       (long long)want, (long long)size);
+        return gv_fail(GV_ERR_FORMAT, "%s: header says %d tokens (%lld bytes) but file has %lld bytes", path,
+                       hdr[2], (long long)want, (long long)size);
     s->count = hdr[2];
     return GV_OK;
 }
 
-static int gv_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int gv_cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* The shard paths of a directory (*.bin, sorted) or a comma list; *paths is malloc'ed strings. */
 static gv_status gv_shard_list(const char *path, int is_dir, char ***paths, int *n) {
@@ -137,7 +145,8 @@ static gv_status gv_shard_list(const char *path, int is_dir, char ***paths, int 
     DIR *dir = NULL;
     char *list = NULL, *save = NULL, *item = NULL;
     if (is_dir) {
-        if (!(dir = opendir(path))) return gv_fail(GV_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
+        if (!(dir = opendir(path)))
+            return gv_fail(GV_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
     } else {
         if (!(list = strdup(path))) return gv_fail(GV_ERR_NOMEM, "out of memory");
         item = strtok_r(list, ",", &save);
@@ -153,7 +162,8 @@ static gv_status gv_shard_list(const char *path, int is_dir, char ***paths, int 
         } else {
             if (!item) break;
             if (!gv_ends_with(item, ".bin")) {
-                st = gv_fail(GV_ERR_INVALID, "%s: '%s' in the shard list is not a .bin token shard", path, item);
+                st = gv_fail(GV_ERR_INVALID, "%s: '%s' in the shard list is not a .bin token shard", path,
+                             item);
                 break;
             }
             p = strdup(item);
@@ -212,14 +222,19 @@ static gv_status gv_dataset_open_files(gv_dataset *d, const char *path) {
         d->hdr_bytes = GV_SHARD_HEADER_BYTES;
         char **paths = NULL;
         int n = 0;
-        if (exists && S_ISDIR(sb.st_mode)) GV_TRY(gv_shard_list(path, 1, &paths, &n));
-        else if (!exists && strchr(path, ',')) GV_TRY(gv_shard_list(path, 0, &paths, &n));
-        else if (!exists) return gv_fail(GV_ERR_IO, "%s: cannot open dataset: %s", path, strerror(ENOENT));
-        else if (!S_ISREG(sb.st_mode)) return gv_fail(GV_ERR_IO, "%s: not a regular file or directory", path);
+        if (exists && S_ISDIR(sb.st_mode))
+            GV_TRY(gv_shard_list(path, 1, &paths, &n));
+        else if (!exists && strchr(path, ','))
+            GV_TRY(gv_shard_list(path, 0, &paths, &n));
+        else if (!exists)
+            return gv_fail(GV_ERR_IO, "%s: cannot open dataset: %s", path, strerror(ENOENT));
+        else if (!S_ISREG(sb.st_mode))
+            return gv_fail(GV_ERR_IO, "%s: not a regular file or directory", path);
         else if (!(paths = malloc(sizeof(char *))) || !(paths[0] = strdup(path))) {
             free(paths);
             return gv_fail(GV_ERR_NOMEM, "%s: out of memory", path);
-        } else n = 1;
+        } else
+            n = 1;
         d->files = calloc((size_t)n, sizeof *d->files);
         gv_status st = d->files ? GV_OK : gv_fail(GV_ERR_NOMEM, "%s: out of memory", path);
         for (int i = 0; i < n; i++) {
@@ -241,8 +256,8 @@ static gv_status gv_dataset_open_files(gv_dataset *d, const char *path) {
         snprintf(d->describe, sizeof d->describe, "text file %s (%lld bytes = tokens, vocab 256)", path,
                  (long long)d->ntok);
     else
-        snprintf(d->describe, sizeof d->describe, "llm.c token shards %s (%d file%s, %lld tokens, vocab %d)", path,
-                 d->nfiles, d->nfiles == 1 ? "" : "s", (long long)d->ntok, d->vocab);
+        snprintf(d->describe, sizeof d->describe, "llm.c token shards %s (%d file%s, %lld tokens, vocab %d)",
+                 path, d->nfiles, d->nfiles == 1 ? "" : "s", (long long)d->ntok, d->vocab);
     return GV_OK;
 }
 
@@ -310,8 +325,10 @@ static gv_status gv_file_tokens(const gv_dataset *d, int64_t pos, int64_t n, int
     int lo = 0, hi = d->nfiles - 1;
     while (lo < hi) { /* the last file whose base <= pos */
         int mid = (lo + hi + 1) / 2;
-        if (d->files[mid].base <= pos) lo = mid;
-        else hi = mid - 1;
+        if (d->files[mid].base <= pos)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     unsigned char buf[4096];
     for (int fi = lo; n > 0 && fi < d->nfiles; fi++) {
@@ -328,15 +345,17 @@ static gv_status gv_file_tokens(const gv_dataset *d, int64_t pos, int64_t n, int
                 ssize_t r = pread(s->fd, buf + got, want - got, off + (off_t)got);
                 if (r < 0 && errno == EINTR) continue;
                 if (r <= 0)
-                    return gv_fail(GV_ERR_IO, "%s: read failed at token %lld: %s", s->path, (long long)(in + done),
+                    return gv_fail(GV_ERR_IO, "%s: read failed at token %lld: %s", s->path,
+                                   (long long)(in + done),
                                    r < 0 ? strerror(errno) : "unexpected end of file (file shrank?)");
                 got += (size_t)r;
             }
             for (int64_t k = 0; k < m; k++) {
                 int v = d->tok_bytes == 1 ? buf[k] : (int)(buf[2 * k] | buf[2 * k + 1] << 8);
                 if (v >= d->vocab)
-                    return gv_fail(GV_ERR_FORMAT, "%s: token %d at position %lld is outside the GPT-2 vocab (%d)",
-                                   s->path, v, (long long)(in + done + k), d->vocab);
+                    return gv_fail(GV_ERR_FORMAT,
+                                   "%s: token %d at position %lld is outside the GPT-2 vocab (%d)", s->path,
+                                   v, (long long)(in + done + k), d->vocab);
                 out[done + k] = v;
             }
             done += m;
@@ -348,13 +367,13 @@ static gv_status gv_file_tokens(const gv_dataset *d, int64_t pos, int64_t n, int
     return GV_OK;
 }
 
-gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0, int nrows, int T, int32_t *tokens,
-                          int32_t *targets) {
+gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0, int nrows, int T,
+                          int32_t *tokens, int32_t *targets) {
     if (split != 0 && split != 1)
         return gv_fail(GV_ERR_INVALID, "%s: split %d is neither 0 (train) nor 1 (eval)", d->name, split);
     if (T < 1 || nrows < 0 || row0 < 0)
-        return gv_fail(GV_ERR_INVALID, "%s: bad batch request (rows %lld+%d, T = %d)", d->name, (long long)row0,
-                       nrows, T);
+        return gv_fail(GV_ERR_INVALID, "%s: bad batch request (rows %lld+%d, T = %d)", d->name,
+                       (long long)row0, nrows, T);
     if (d->kind == GV_DS_BUILTIN) {
         for (int r = 0; r < nrows; r++)
             gv_lang_row(d, gv_row_key(d, step, split, row0 + r), T, tokens + (int64_t)r * T,
@@ -363,7 +382,8 @@ gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0,
     }
     int64_t lo = split == 0 ? 0 : d->ntrain, len = split == 0 ? d->ntrain : d->ntok - d->ntrain;
     if (len < (int64_t)T + 1)
-        return gv_fail(GV_ERR_INVALID, "%s: %s split has %lld tokens (of %lld), too few for T+1 = %d (T = %d)", d->name,
+        return gv_fail(GV_ERR_INVALID,
+                       "%s: %s split has %lld tokens (of %lld), too few for T+1 = %d (T = %d)", d->name,
                        split == 0 ? "train" : "eval", (long long)len, (long long)d->ntok, T + 1, T);
     int32_t *buf = malloc(sizeof(int32_t) * ((size_t)T + 1));
     if (!buf) return gv_fail(GV_ERR_NOMEM, "%s: out of memory", d->name);

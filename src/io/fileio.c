@@ -20,9 +20,12 @@ gv_status gv_file_fwrite(FILE *f, const void *data, size_t n, const char *path) 
 static void gv_fsync_parent_dir(const char *path) {
     const char *slash = strrchr(path, '/');
     char *dir;
-    if (!slash) dir = strdup(".");
-    else if (slash == path) dir = strdup("/");
-    else dir = strndup(path, (size_t)(slash - path));
+    if (!slash)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
     if (!dir) return;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
@@ -63,8 +66,10 @@ gv_status gv_file_write_atomic_fn(const char *path, gv_file_fill_fn fill, void *
     if (fclose(f) != 0 && st == GV_OK) st = gv_fail(GV_ERR_IO, "%s: close failed: %s", path, strerror(errno));
     if (st == GV_OK && rename(tmp, path) != 0)
         st = gv_fail(GV_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (st != GV_OK) unlink(tmp);
-    else gv_fsync_parent_dir(path);
+    if (st != GV_OK)
+        unlink(tmp);
+    else
+        gv_fsync_parent_dir(path);
     free(tmp);
     return st;
 }

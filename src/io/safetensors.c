@@ -14,27 +14,25 @@
 /* The format is little-endian; reading F32/I32 straight into memory relies on the host being so too. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
 
-#define GV_ST_FILE_DIMS 8                    /* most dims a file may carry; gv_st_info exposes GV_MAX_DIMS */
-#define GV_ST_MAX_HEADER (100u << 20)        /* the reference implementation's limit */
-#define GV_ST_MAX_INT 9007199254740992.0     /* 2^53: JSON numbers beyond it are not exact doubles */
-#define GV_ST_CHUNK_ELEMS ((size_t)1 << 18)  /* conversion chunk for 16-bit floats */
+#define GV_ST_FILE_DIMS 8                   /* most dims a file may carry; gv_st_info exposes GV_MAX_DIMS */
+#define GV_ST_MAX_HEADER 100000000u         /* the reference implementation's limit */
+#define GV_ST_MAX_INT 9007199254740992.0    /* 2^53: JSON numbers beyond it are not exact doubles */
+#define GV_ST_CHUNK_ELEMS ((size_t)1 << 18) /* conversion chunk for 16-bit floats */
 
 /* ---- dtypes ---- */
 
 typedef struct {
     const char *name;
     size_t size;
-    int gv; /* the gv_dtype (GV_ST_I64 included), or -1 when gv_dtype cannot express it */
+    int gv; /* the gv_dtype , or -1 when gv_dtype cannot express it */
 } gv_st_dtype_desc;
 
 static const gv_st_dtype_desc gv_st_dtypes[] = {
-    {"F32", 4, GV_F32},  {"BF16", 2, GV_BF16}, {"F16", 2, GV_F16},      {"I32", 4, GV_I32},
-    {"U16", 2, GV_U16},  {"I64", 8, 64},       {"F64", 8, -1},          {"I16", 2, -1},
-    {"I8", 1, -1},       {"U8", 1, -1},        {"U32", 4, -1},          {"U64", 8, -1},
-    {"BOOL", 1, -1},     {"F8_E4M3", 1, -1},   {"F8_E5M2", 1, -1},
+    {"F32", 4, GV_F32}, {"BF16", 2, GV_BF16}, {"F16", 2, GV_F16}, {"I32", 4, GV_I32}, {"U16", 2, GV_U16},
+    {"I64", 8, GV_I64},     {"F64", 8, -1},       {"I16", 2, -1},     {"I8", 1, -1},      {"U8", 1, -1},
+    {"U32", 4, -1},     {"U64", 8, -1},       {"BOOL", 1, -1},    {"F8_E4M3", 1, -1}, {"F8_E5M2", 1, -1},
 };
 #define GV_ST_NDTYPES ((int)(sizeof gv_st_dtypes / sizeof gv_st_dtypes[0]))
-_Static_assert((int)GV_ST_I64 == 64, "GV_ST_I64 must match the dtype table");
 
 static int gv_st_dtype_index(gv_dtype dt) {
     for (int i = 0; i < GV_ST_NDTYPES; i++)
@@ -105,9 +103,15 @@ struct gv_st_file {
     char **meta_key, **meta_val;
 };
 
-const char *gv_st_path(const gv_st_file *f) { return f->path; }
-int gv_st_count(const gv_st_file *f) { return f->n; }
-const char *gv_st_name(const gv_st_file *f, int i) { return i >= 0 && i < f->n ? f->t[i].name : NULL; }
+const char *gv_st_path(const gv_st_file *f) {
+    return f->path;
+}
+int gv_st_count(const gv_st_file *f) {
+    return f->n;
+}
+const char *gv_st_name(const gv_st_file *f, int i) {
+    return i >= 0 && i < f->n ? f->t[i].name : NULL;
+}
 
 void gv_st_close(gv_st_file *f) {
     if (!f) return;
@@ -135,8 +139,9 @@ static gv_status gv_st_pread(const gv_st_file *f, void *dst, size_t n, uint64_t 
             return gv_fail(GV_ERR_IO, "%s: read of %s failed: %s", f->path, what, strerror(errno));
         }
         if (r == 0)
-            return gv_fail(GV_ERR_FORMAT, "%s: unexpected end of file reading %s at byte %llu (truncated file?)",
-                           f->path, what, (unsigned long long)off);
+            return gv_fail(GV_ERR_FORMAT,
+                           "%s: unexpected end of file reading %s at byte %llu (truncated file?)", f->path,
+                           what, (unsigned long long)off);
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
@@ -181,7 +186,8 @@ static gv_status gv_st_parse_entry(gv_st_file *f, const cJSON *it, gv_st_entry *
     for (int k = 0; k < GV_ST_NDTYPES; k++)
         if (strcmp(dt->valuestring, gv_st_dtypes[k].name) == 0) e->dtype = k;
     if (e->dtype < 0)
-        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has unknown dtype \"%s\"", f->path, name, dt->valuestring);
+        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has unknown dtype \"%s\"", f->path, name,
+                       dt->valuestring);
     if (!cJSON_IsArray(shape))
         return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has no \"shape\" array", f->path, name);
     int nd = cJSON_GetArraySize(shape);
@@ -204,20 +210,25 @@ static gv_status gv_st_parse_entry(gv_st_file *f, const cJSON *it, gv_st_entry *
     uint64_t nbytes;
     if (__builtin_mul_overflow(numel, (uint64_t)gv_st_dtypes[e->dtype].size, &nbytes))
         return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' shape overflows", f->path, name);
-    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || !gv_json_uint(cJSON_GetArrayItem(offs, 0), &e->begin) ||
+    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+        !gv_json_uint(cJSON_GetArrayItem(offs, 0), &e->begin) ||
         !gv_json_uint(cJSON_GetArrayItem(offs, 1), &e->end))
-        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' needs \"data_offsets\": [begin, end] of non-negative integers",
+        return gv_fail(GV_ERR_FORMAT,
+                       "%s: tensor '%s' needs \"data_offsets\": [begin, end] of non-negative integers",
                        f->path, name);
     if (e->end < e->begin)
-        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' data_offsets [%llu, %llu] end before they begin", f->path,
-                       name, (unsigned long long)e->begin, (unsigned long long)e->end);
+        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' data_offsets [%llu, %llu] end before they begin",
+                       f->path, name, (unsigned long long)e->begin, (unsigned long long)e->end);
     if (e->end > f->buf_size)
-        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' data_offsets [%llu, %llu] exceed the %llu-byte buffer (truncated file?)",
-                       f->path, name, (unsigned long long)e->begin, (unsigned long long)e->end,
-                       (unsigned long long)f->buf_size);
+        return gv_fail(
+            GV_ERR_FORMAT,
+            "%s: tensor '%s' data_offsets [%llu, %llu] exceed the %llu-byte buffer (truncated file?)",
+            f->path, name, (unsigned long long)e->begin, (unsigned long long)e->end,
+            (unsigned long long)f->buf_size);
     if (e->end - e->begin != nbytes) {
         char sb[160];
-        return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' data_offsets [%llu, %llu] hold %llu bytes but %s %s needs %llu",
+        return gv_fail(GV_ERR_FORMAT,
+                       "%s: tensor '%s' data_offsets [%llu, %llu] hold %llu bytes but %s %s needs %llu",
                        f->path, name, (unsigned long long)e->begin, (unsigned long long)e->end,
                        (unsigned long long)(e->end - e->begin), gv_st_dtypes[e->dtype].name,
                        gv_shape_fmt(sb, sizeof sb, e->ndim, e->shape), (unsigned long long)nbytes);
@@ -237,7 +248,8 @@ static gv_status gv_st_parse_meta(gv_st_file *f, const cJSON *m) {
     const cJSON *it;
     cJSON_ArrayForEach(it, m) {
         if (!cJSON_IsString(it))
-            return gv_fail(GV_ERR_FORMAT, "%s: __metadata__ value for '%s' is not a string", f->path, it->string);
+            return gv_fail(GV_ERR_FORMAT, "%s: __metadata__ value for '%s' is not a string", f->path,
+                           it->string);
         f->meta_key[f->nmeta] = strdup(it->string);
         f->meta_val[f->nmeta] = strdup(it->valuestring);
         f->nmeta++;
@@ -269,19 +281,20 @@ static gv_status gv_st_check_layout(gv_st_file *f) {
     for (int i = 0; i < f->n && st == GV_OK; i++) {
         const gv_st_entry *e = &f->t[ord[i]];
         if (e->begin < pos)
-            st = gv_fail(GV_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", f->path,
-                         prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end, e->name,
-                         (unsigned long long)e->begin, (unsigned long long)e->end);
+            st = gv_fail(GV_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+                         f->path, prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end,
+                         e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
         else if (e->begin > pos)
-            st = gv_fail(GV_ERR_FORMAT, "%s: %llu unused bytes before tensor '%s' at data_offsets [%llu, %llu]",
-                         f->path, (unsigned long long)(e->begin - pos), e->name, (unsigned long long)e->begin,
+            st = gv_fail(GV_ERR_FORMAT,
+                         "%s: %llu unused bytes before tensor '%s' at data_offsets [%llu, %llu]", f->path,
+                         (unsigned long long)(e->begin - pos), e->name, (unsigned long long)e->begin,
                          (unsigned long long)e->end);
         pos = e->end;
         prev = e;
     }
     if (st == GV_OK && pos != f->buf_size)
-        st = gv_fail(GV_ERR_FORMAT, "%s: %llu trailing bytes after the last tensor (buffer is %llu bytes)", f->path,
-                     (unsigned long long)(f->buf_size - pos), (unsigned long long)f->buf_size);
+        st = gv_fail(GV_ERR_FORMAT, "%s: %llu trailing bytes after the last tensor (buffer is %llu bytes)",
+                     f->path, (unsigned long long)(f->buf_size - pos), (unsigned long long)f->buf_size);
     free(ord);
     return st;
 }
@@ -290,7 +303,8 @@ static gv_status gv_st_parse_header(gv_st_file *f, const char *hdr, size_t n) {
     size_t s = 0;
     while (s < n && hdr[s] == ' ') s++;
     if (s == n || hdr[s] != '{')
-        return gv_fail(GV_ERR_FORMAT, "%s: header does not start with '{' (not a safetensors file?)", f->path);
+        return gv_fail(GV_ERR_FORMAT, "%s: header does not start with '{' (not a safetensors file?)",
+                       f->path);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, n, &end, 0);
     if (!root) {
@@ -317,18 +331,18 @@ static gv_status gv_st_parse_header(gv_st_file *f, const char *hdr, size_t n) {
         f->t = calloc((size_t)total + 1, sizeof(gv_st_entry));
         if (!f->t) st = gv_fail(GV_ERR_NOMEM, "%s: out of memory", f->path);
     }
-    const cJSON *it;
     int seen_meta = 0;
-    if (st == GV_OK) cJSON_ArrayForEach(it, root) {
-            if (strcmp(it->string, "__metadata__") == 0) {
-                if (seen_meta++) st = gv_fail(GV_ERR_FORMAT, "%s: \"__metadata__\" appears twice", f->path);
-                else st = gv_st_parse_meta(f, it);
-            } else {
-                st = gv_st_parse_entry(f, it, &f->t[f->n]);
-                if (st == GV_OK) f->n++;
-            }
-            if (st != GV_OK) break;
+    for (const cJSON *it = st == GV_OK ? root->child : NULL; it && st == GV_OK; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0) {
+            if (seen_meta++)
+                st = gv_fail(GV_ERR_FORMAT, "%s: \"__metadata__\" appears twice", f->path);
+            else
+                st = gv_st_parse_meta(f, it);
+        } else {
+            st = gv_st_parse_entry(f, it, &f->t[f->n]);
+            if (st == GV_OK) f->n++;
         }
+    }
     cJSON_Delete(root);
     if (st == GV_OK) st = gv_st_check_layout(f);
     return st;
@@ -348,28 +362,34 @@ gv_status gv_st_open(gv_st_file **out, const char *path) {
     char *hdr = NULL;
     struct stat sb;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) st = gv_fail(GV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (f->fd < 0)
+        st = gv_fail(GV_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     else if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
         st = gv_fail(GV_ERR_IO, "%s: not a regular file", path);
     uint64_t size = st == GV_OK ? (uint64_t)sb.st_size : 0, hlen = 0;
     if (st == GV_OK && size < 8)
-        st = gv_fail(GV_ERR_FORMAT, "%s: file is %llu bytes, too short for the 8-byte header length (truncated file?)",
-                     path, (unsigned long long)size);
+        st = gv_fail(GV_ERR_FORMAT,
+                     "%s: file is %llu bytes, too short for the 8-byte header length (truncated file?)", path,
+                     (unsigned long long)size);
     if (st == GV_OK) {
         unsigned char b[8];
         st = gv_st_pread(f, b, 8, 0, "the header length");
         for (int i = 7; i >= 0 && st == GV_OK; i--) hlen = hlen << 8 | b[i];
     }
     if (st == GV_OK && hlen > size - 8)
-        st = gv_fail(GV_ERR_FORMAT, "%s: header length %llu exceeds the %llu bytes after it (truncated or not a safetensors file?)",
-                     path, (unsigned long long)hlen, (unsigned long long)(size - 8));
+        st = gv_fail(
+            GV_ERR_FORMAT,
+            "%s: header length %llu exceeds the %llu bytes after it (truncated or not a safetensors file?)",
+            path, (unsigned long long)hlen, (unsigned long long)(size - 8));
     if (st == GV_OK && hlen > GV_ST_MAX_HEADER)
-        st = gv_fail(GV_ERR_FORMAT, "%s: header length %llu is over the %u-byte limit (not a safetensors file?)", path,
+        st = gv_fail(GV_ERR_FORMAT,
+                     "%s: header length %llu is over the %u-byte limit (not a safetensors file?)", path,
                      (unsigned long long)hlen, GV_ST_MAX_HEADER);
     if (st == GV_OK && hlen < 2)
         st = gv_fail(GV_ERR_FORMAT, "%s: header length %llu is too small for a JSON object", path,
                      (unsigned long long)hlen);
-    if (st == GV_OK && !(hdr = malloc((size_t)hlen + 1))) st = gv_fail(GV_ERR_NOMEM, "%s: out of memory", path);
+    if (st == GV_OK && !(hdr = malloc((size_t)hlen + 1)))
+        st = gv_fail(GV_ERR_NOMEM, "%s: out of memory", path);
     if (st == GV_OK) st = gv_st_pread(f, hdr, (size_t)hlen, 8, "the header");
     if (st == GV_OK) {
         hdr[hlen] = '\0';
@@ -392,8 +412,10 @@ int gv_st_find(const gv_st_file *f, const char *name) {
         int mid = (lo + hi) / 2, i = f->by_name[mid];
         int c = strcmp(name, f->t[i].name);
         if (c == 0) return i;
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return -1;
 }
@@ -413,11 +435,11 @@ gv_status gv_st_info(const gv_st_file *f, int i, gv_dtype *dt, int *ndim, int64_
         return gv_fail(GV_ERR_INVALID, "%s: tensor index %d out of range (file has %d)", f->path, i, f->n);
     const gv_st_entry *e = &f->t[i];
     if (gv_st_dtypes[e->dtype].gv < 0)
-        return gv_fail(GV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which gv_dtype cannot express", f->path,
-                       e->name, gv_st_dtypes[e->dtype].name);
+        return gv_fail(GV_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which gv_dtype cannot express",
+                       f->path, e->name, gv_st_dtypes[e->dtype].name);
     if (e->ndim > GV_MAX_DIMS)
-        return gv_fail(GV_ERR_UNSUPPORTED, "%s: tensor '%s' has %d dims (at most %d supported)", f->path, e->name,
-                       e->ndim, GV_MAX_DIMS);
+        return gv_fail(GV_ERR_UNSUPPORTED, "%s: tensor '%s' has %d dims (at most %d supported)", f->path,
+                       e->name, e->ndim, GV_MAX_DIMS);
     if (dt) *dt = (gv_dtype)gv_st_dtypes[e->dtype].gv;
     if (ndim) *ndim = e->ndim;
     if (shape)
@@ -433,7 +455,8 @@ const char *gv_st_meta(const gv_st_file *f, const char *key) {
 
 static gv_status gv_st_lookup(const gv_st_file *f, const char *name, const gv_st_entry **e) {
     int i = gv_st_find(f, name);
-    if (i < 0) return gv_fail(GV_ERR_INVALID, "%s: no tensor '%s' (file has %d tensors)", f->path, name, f->n);
+    if (i < 0)
+        return gv_fail(GV_ERR_INVALID, "%s: no tensor '%s' (file has %d tensors)", f->path, name, f->n);
     *e = &f->t[i];
     return GV_OK;
 }
@@ -447,8 +470,8 @@ static gv_status gv_st_read_floats(gv_st_file *f, const gv_st_entry *e, uint64_t
     uint64_t off = f->data_start + e->begin + first * d->size;
     if (d->gv == GV_F32) return gv_st_pread(f, dst, (size_t)(count * 4), off, what);
     if (d->gv != GV_BF16 && d->gv != GV_F16)
-        return gv_fail(GV_ERR_INVALID, "%s: tensor '%s' is %s, not a float dtype (F32, BF16, F16)", f->path, e->name,
-                       d->name);
+        return gv_fail(GV_ERR_INVALID, "%s: tensor '%s' is %s, not a float dtype (F32, BF16, F16)", f->path,
+                       e->name, d->name);
     size_t chunk = count < GV_ST_CHUNK_ELEMS ? (size_t)count : GV_ST_CHUNK_ELEMS;
     uint16_t *buf = malloc((chunk ? chunk : 1) * sizeof(uint16_t));
     if (!buf) return gv_fail(GV_ERR_NOMEM, "%s: out of memory", f->path);
@@ -486,10 +509,11 @@ gv_status gv_st_read_f32(gv_st_file *f, const char *name, float *dst, int ndim, 
 gv_status gv_st_read_f32_rows(gv_st_file *f, const char *name, int64_t row0, int64_t nrows, float *dst) {
     const gv_st_entry *e = NULL;
     GV_TRY(gv_st_lookup(f, name, &e));
-    if (e->ndim < 1) return gv_fail(GV_ERR_INVALID, "%s: tensor '%s' is a scalar, it has no rows", f->path, name);
+    if (e->ndim < 1)
+        return gv_fail(GV_ERR_INVALID, "%s: tensor '%s' is a scalar, it has no rows", f->path, name);
     if (row0 < 0 || nrows < 0 || row0 > e->shape[0] - nrows)
-        return gv_fail(GV_ERR_INVALID, "%s: rows [%lld, %lld) of tensor '%s' are outside its %lld rows", f->path,
-                       (long long)row0, (long long)(row0 + nrows), name, (long long)e->shape[0]);
+        return gv_fail(GV_ERR_INVALID, "%s: rows [%lld, %lld) of tensor '%s' are outside its %lld rows",
+                       f->path, (long long)row0, (long long)(row0 + nrows), name, (long long)e->shape[0]);
     uint64_t row = 1;
     for (int k = 1; k < e->ndim; k++) row *= (uint64_t)e->shape[k];
     return gv_st_read_floats(f, e, (uint64_t)row0 * row, (uint64_t)nrows * row, dst);
@@ -548,10 +572,12 @@ gv_status gv_st_writer_add(gv_st_writer *w, const char *name, gv_dtype dt, int n
     if (strcmp(name, "__metadata__") == 0)
         return gv_fail(GV_ERR_INVALID, "safetensors writer: '__metadata__' is reserved, not a tensor name");
     size_t esize = gv_st_dtype_size(dt);
-    if (!esize) return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has unsupported dtype %d", name, (int)dt);
+    if (!esize)
+        return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has unsupported dtype %d", name,
+                       (int)dt);
     if (ndim < 0 || ndim > GV_MAX_DIMS || (ndim > 0 && !shape))
-        return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has %d dims (0..%d allowed)", name, ndim,
-                       GV_MAX_DIMS);
+        return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has %d dims (0..%d allowed)", name,
+                       ndim, GV_MAX_DIMS);
     uint64_t numel = 1;
     for (int k = 0; k < ndim; k++) {
         if (shape[k] < 0 || __builtin_mul_overflow(numel, (uint64_t)shape[k], &numel))
@@ -629,7 +655,8 @@ static char *gv_st_header_json(const gv_st_writer *w) {
     if (ok && w->nmeta) {
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         ok = m != NULL;
-        for (int i = 0; ok && i < w->nmeta; i++) ok = cJSON_AddStringToObject(m, w->meta_key[i], w->meta_val[i]) != NULL;
+        for (int i = 0; ok && i < w->nmeta; i++)
+            ok = cJSON_AddStringToObject(m, w->meta_key[i], w->meta_val[i]) != NULL;
     }
     uint64_t off = 0;
     for (int i = 0; ok && i < w->n; i++) {
@@ -638,7 +665,8 @@ static char *gv_st_header_json(const gv_st_writer *w) {
         cJSON *shape = o ? cJSON_AddArrayToObject(o, "shape") : NULL;
         cJSON *offs = shape ? cJSON_AddArrayToObject(o, "data_offsets") : NULL;
         ok = offs && cJSON_AddStringToObject(o, "dtype", gv_st_dtype_name(e->dt));
-        for (int k = 0; ok && k < e->ndim; k++) ok = cJSON_AddItemToArray(shape, gv_json_int((uint64_t)e->shape[k]));
+        for (int k = 0; ok && k < e->ndim; k++)
+            ok = cJSON_AddItemToArray(shape, gv_json_int((uint64_t)e->shape[k]));
         ok = ok && cJSON_AddItemToArray(offs, gv_json_int(off)) &&
              cJSON_AddItemToArray(offs, gv_json_int(off + e->nbytes));
         off += e->nbytes;
@@ -662,7 +690,8 @@ static gv_status gv_st_fill(FILE *f, const char *tmp, void *vctx) {
     GV_TRY(gv_file_fwrite(f, c->json, c->json_len, tmp));
     static const char spaces[8] = "        ";
     GV_TRY(gv_file_fwrite(f, spaces, c->padded - c->json_len, tmp));
-    for (int i = 0; i < c->w->n; i++) GV_TRY(gv_file_fwrite(f, c->w->t[i].data, (size_t)c->w->t[i].nbytes, tmp));
+    for (int i = 0; i < c->w->n; i++)
+        GV_TRY(gv_file_fwrite(f, c->w->t[i].data, (size_t)c->w->t[i].nbytes, tmp));
     return GV_OK;
 }
 
