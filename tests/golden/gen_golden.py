@@ -6,14 +6,18 @@ Regenerate (from the repository root):
     python3 tests/golden/gen_golden.py
 
 Needs torch only: PyPI's CPU wheel (`pip install torch --index-url https://download.pytorch.org/whl/cpu`)
-or Debian's python3-torch. The .safetensors files are written by the small writer below, so the
+or Debian's python3-torch (`apt-get install python3-torch`, then run it with /usr/bin/python3; the
+committed files were made with that, torch 1.13). The output is deterministic (fixed seeds, CPU, float64):
+rerunning gives byte-identical files. The .safetensors files are written by the small writer below, so the
 `safetensors` package is not needed (if it is installed, the files are read back through it as a check).
 The C test never runs this script: it reads the committed tests/golden/{gpt2,llama}_golden.safetensors.
 
 The models follow Hugging Face semantics, tensor names and layouts exactly (GPT2LMHeadModel without the
 "transformer." prefix, LlamaForCausalLM), so a wrong weight mapping, transpose, RoPE convention or bias in
 the C import/export shows up as a mismatch. Everything is computed in float64 (so the golden values are
-exact to far below fp32 rounding) and stored as float32. Each file holds:
+exact to far below fp32 rounding) and stored as float32; the weights are rounded to fp32 first, so the C
+model sees exactly the weights the reference used. (RoPE angles are computed in float64 too, where HF
+computes them in fp32; for positions < 8 the difference is ~1e-7, far below the tolerance.) Each file holds:
 
     <HF name>              F32  every weight
     golden.tokens          I32  [B,T] input ids in [0,V)

@@ -38,7 +38,9 @@ gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp_, const void *dout_, co
     return GV_OK;
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
 
 gv_status gv_cpu_swiglu_forward(gv_backend *b, void *out_, const void *inp_, int N, int F) {
     (void)b;
@@ -54,7 +56,8 @@ gv_status gv_cpu_swiglu_forward(gv_backend *b, void *out_, const void *inp_, int
     return GV_OK;
 }
 
-gv_status gv_cpu_swiglu_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_, int N, int F) {
+gv_status gv_cpu_swiglu_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_, int N,
+                                 int F) {
     (void)b;
     if (N < 0 || F < 0) return gv_fail(GV_ERR_INVALID, "swiglu_backward: negative size (N=%d F=%d)", N, F);
     float *dinp = dinp_;       /* [N, 2F] */

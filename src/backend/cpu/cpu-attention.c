@@ -27,8 +27,8 @@ size_t gv_cpu_attention_stash_bytes(gv_backend *b, int B, int T, int H) {
     return (size_t)B * H * T * T * sizeof(float);
 }
 
-gv_status gv_cpu_attention_forward(gv_backend *b, void *out_, float *stash, const void *qkv_, const int32_t *mask,
-                                   int B, int T, int H, int KVH, int D, int causal) {
+gv_status gv_cpu_attention_forward(gv_backend *b, void *out_, float *stash, const void *qkv_,
+                                   const int32_t *mask, int B, int T, int H, int KVH, int D, int causal) {
     (void)b;
     GV_TRY(attn_check("attention_forward", B, T, H, KVH, D));
     float *out = out_;       /* [B, T, H*D] */
@@ -49,13 +49,15 @@ gv_status gv_cpu_attention_forward(gv_backend *b, void *out_, float *stash, cons
         int t = (int)(idx % T), h = (int)(idx / T % H), bb = (int)(idx / ((long)T * H));
         int kh = h / G;
         const int32_t *mb = mask ? mask + (long)bb * T : NULL;
-        const float *q = qkv + ((long)bb * T + t) * R + (long)h * D;  /* [D] */
-        float *p = P + idx * T;                                       /* [T] */
-        float *o = out + ((long)bb * T + t) * H * D + (long)h * D;    /* [D] */
+        const float *q = qkv + ((long)bb * T + t) * R + (long)h * D; /* [D] */
+        float *p = P + idx * T;                                      /* [T] */
+        float *o = out + ((long)bb * T + t) * H * D + (long)h * D;   /* [D] */
         float mx = -INFINITY;
+        int nvis = 0;
         for (int t2 = 0; t2 < T; t2++) {
             p[t2] = 0.0f;
             if (!attn_visible(mb, causal, t, t2)) continue;
+            nvis++;
             const float *k = qkv + ((long)bb * T + t2) * R + (long)(H + kh) * D; /* [D] */
             float s = 0.0f;
             for (int d = 0; d < D; d++) s += q[d] * k[d];
@@ -64,7 +66,7 @@ gv_status gv_cpu_attention_forward(gv_backend *b, void *out_, float *stash, cons
             if (s > mx) mx = s;
         }
         for (int d = 0; d < D; d++) o[d] = 0.0f;
-        if (mx == -INFINITY) continue; /* no visible key: zero probabilities, zero output */
+        if (nvis == 0) continue; /* no visible key: zero probabilities, zero output */
         double sum = 0.0;
         for (int t2 = 0; t2 < T; t2++) {
             if (!attn_visible(mb, causal, t, t2)) continue;
@@ -84,8 +86,8 @@ gv_status gv_cpu_attention_forward(gv_backend *b, void *out_, float *stash, cons
 }
 
 gv_status gv_cpu_attention_backward(gv_backend *b, void *dqkv_, const void *dout_, const void *qkv_,
-                                    const void *out_, const float *stash, const int32_t *mask, int B, int T, int H,
-                                    int KVH, int D, int causal) {
+                                    const void *out_, const float *stash, const int32_t *mask, int B, int T,
+                                    int H, int KVH, int D, int causal) {
     (void)b;
     (void)out_; /* the probabilities in the stash are all the cpu backward needs */
     GV_TRY(attn_check("attention_backward", B, T, H, KVH, D));
@@ -111,10 +113,10 @@ gv_status gv_cpu_attention_backward(gv_backend *b, void *dqkv_, const void *dout
         int t = (int)(idx % T), h = (int)(idx / T % H), bb = (int)(idx / ((long)T * H));
         int kh = h / G;
         const int32_t *mb = mask ? mask + (long)bb * T : NULL;
-        const float *p = P + idx * T;                                    /* [T] */
-        float *ds = dS + idx * T;                                        /* [T] */
+        const float *p = P + idx * T;                                      /* [T] */
+        float *ds = dS + idx * T;                                          /* [T] */
         const float *dO = dout + ((long)bb * T + t) * H * D + (long)h * D; /* [D] */
-        float *dq = dqkv + ((long)bb * T + t) * R + (long)h * D;         /* [D] */
+        float *dq = dqkv + ((long)bb * T + t) * R + (long)h * D;           /* [D] */
         double psum = 0.0;
         for (int t2 = 0; t2 < T; t2++) {
             ds[t2] = 0.0f;
@@ -151,7 +153,7 @@ gv_status gv_cpu_attention_backward(gv_backend *b, void *dqkv_, const void *dout
                 long prow = (((long)bb * H + h) * T + t) * T;
                 float p = P[prow + t2], ds = dS[prow + t2];
                 if (p == 0.0f && ds == 0.0f) continue;
-                const float *q = qkv + ((long)bb * T + t) * R + (long)h * D;         /* [D] */
+                const float *q = qkv + ((long)bb * T + t) * R + (long)h * D;       /* [D] */
                 const float *dO = dout + ((long)bb * T + t) * H * D + (long)h * D; /* [D] */
                 for (int d = 0; d < D; d++) {
                     ak[d] += ds * q[d];

@@ -10,8 +10,8 @@ static gv_status ce_check(const char *op, const int32_t *targets, int N, int V, 
     for (int n = 0; n < N; n++) {
         int tg = targets[n];
         if (tg != ignore_index && (tg < 0 || tg >= V))
-            return gv_fail(GV_ERR_INVALID, "%s: target %d at row %d outside [0, %d) and not ignore_index %d", op,
-                           tg, n, V, ignore_index);
+            return gv_fail(GV_ERR_INVALID, "%s: target %d at row %d outside [0, %d) and not ignore_index %d",
+                           op, tg, n, V, ignore_index);
     }
     return GV_OK;
 }
@@ -27,8 +27,8 @@ static void ce_row_stats(const float *x, int V, float *mx_out, double *lse_out) 
     *lse_out = (double)mx + log(s);
 }
 
-gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *logits_, const int32_t *targets,
-                                      int N, int V, int Vp, int ignore_index) {
+gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *logits_,
+                                      const int32_t *targets, int N, int V, int Vp, int ignore_index) {
     (void)b;
     GV_TRY(ce_check("crossentropy_forward", targets, N, V, Vp, ignore_index));
     const float *logits = logits_; /* [N, Vp] */
@@ -48,8 +48,9 @@ gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *
     return GV_OK;
 }
 
-gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits_, const void *logits_, const int32_t *targets,
-                                       float dloss, int N, int V, int Vp, int ignore_index) {
+gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits_, const void *logits_,
+                                       const int32_t *targets, float dloss, int N, int V, int Vp,
+                                       int ignore_index) {
     (void)b;
     GV_TRY(ce_check("crossentropy_backward", targets, N, V, Vp, ignore_index));
     float *dlogits = dlogits_;     /* [N, Vp] */

@@ -11,7 +11,8 @@ static gv_status emb_check(const char *op, const int32_t *tokens, int B, int T, 
         return gv_fail(GV_ERR_INVALID, "%s: negative size (B=%d T=%d C=%d pos0=%d)", op, B, T, C, pos0);
     long N = (long)B * T;
     for (long n = 0; n < N; n++)
-        if (tokens[n] < 0) return gv_fail(GV_ERR_INVALID, "%s: token %d at row %ld is negative", op, tokens[n], n);
+        if (tokens[n] < 0)
+            return gv_fail(GV_ERR_INVALID, "%s: token %d at row %ld is negative", op, tokens[n], n);
     return GV_OK;
 }
 

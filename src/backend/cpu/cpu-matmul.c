@@ -11,8 +11,8 @@ static gv_status mm_check(const char *op, int N, int C, int OC) {
     return GV_OK;
 }
 
-gv_status gv_cpu_matmul_forward(gv_backend *b, void *out_, const void *inp_, const void *w_, const void *bias_,
-                                int N, int C, int OC) {
+gv_status gv_cpu_matmul_forward(gv_backend *b, void *out_, const void *inp_, const void *w_,
+                                const void *bias_, int N, int C, int OC) {
     (void)b;
     GV_TRY(mm_check("matmul_forward", N, C, OC));
     float *out = out_;         /* [N, OC] */
@@ -20,7 +20,7 @@ gv_status gv_cpu_matmul_forward(gv_backend *b, void *out_, const void *inp_, con
     const float *w = w_;       /* [OC, C] */
     const float *bias = bias_; /* [OC] or NULL */
     if (N == 0 || OC == 0) return GV_OK;
-    /* Prefill out with the bias (or zero) and let sgemm add the product (beta = 1). */
+        /* Prefill out with the bias (or zero) and let sgemm add the product (beta = 1). */
 #pragma omp parallel for if ((long)N * OC > GV_CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         float *o = out + (long)n * OC;
@@ -44,9 +44,13 @@ gv_status gv_cpu_matmul_backward(gv_backend *b, void *dinp_, void *dw_, void *db
     if (N == 0 || OC == 0) return GV_OK;
     if (C > 0) {
         /* dinp[N,C] += dout[N,OC] @ w[OC,C] */
-        if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
+        if (dinp)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp,
+                        C);
         /* dw[OC,C] += dout[N,OC]^T @ inp[N,C] */
-        if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw,
+                        C);
     }
     if (dbias) {
         /* dbias[OC] += sum over rows of dout; each thread owns a block of output channels. */

@@ -8,7 +8,8 @@
 #define NORM_CBLOCK 64
 
 static gv_status norm_check(const char *op, int N, int C) {
-    if (N < 0 || C <= 0) return gv_fail(GV_ERR_INVALID, "%s: bad shape N=%d C=%d (need N >= 0, C > 0)", op, N, C);
+    if (N < 0 || C <= 0)
+        return gv_fail(GV_ERR_INVALID, "%s: bad shape N=%d C=%d (need N >= 0, C > 0)", op, N, C);
     return GV_OK;
 }
 
@@ -47,11 +48,12 @@ gv_status gv_cpu_layernorm_forward(gv_backend *b, void *out_, float *mean, float
 }
 
 gv_status gv_cpu_layernorm_backward(gv_backend *b, void *dinp_, void *dw_, void *dbias_, const void *dout_,
-                                    const void *inp_, const void *w_, const float *mean, const float *rstd, int N,
-                                    int C) {
+                                    const void *inp_, const void *w_, const float *mean, const float *rstd,
+                                    int N, int C) {
     (void)b;
     GV_TRY(norm_check("layernorm_backward", N, C));
-    if (!mean || !rstd) return gv_fail(GV_ERR_INVALID, "layernorm_backward: mean and rstd from the forward are required");
+    if (!mean || !rstd)
+        return gv_fail(GV_ERR_INVALID, "layernorm_backward: mean and rstd from the forward are required");
     float *dinp = dinp_;       /* [N, C] or NULL */
     float *dw = dw_;           /* [C] or NULL */
     float *dbias = dbias_;     /* [C] or NULL */
@@ -106,8 +108,8 @@ gv_status gv_cpu_layernorm_backward(gv_backend *b, void *dinp_, void *dw_, void 
 
 /* ---- RMSNorm ---------------------------------------------------------------------------------------- */
 
-gv_status gv_cpu_rmsnorm_forward(gv_backend *b, void *out_, float *rstd, const void *inp_, const void *w_, int N,
-                                 int C, float eps) {
+gv_status gv_cpu_rmsnorm_forward(gv_backend *b, void *out_, float *rstd, const void *inp_, const void *w_,
+                                 int N, int C, float eps) {
     (void)b;
     GV_TRY(norm_check("rmsnorm_forward", N, C));
     float *out = out_;       /* [N, C] */

@@ -18,32 +18,32 @@ gv_status gv_cpu_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const
 gv_status gv_cpu_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
                                    const void *w, const void *bias, int N, int C, float eps);
 gv_status gv_cpu_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
-                                    const void *inp, const void *w, const float *mean, const float *rstd, int N,
-                                    int C);
+                                    const void *inp, const void *w, const float *mean, const float *rstd,
+                                    int N, int C);
 gv_status gv_cpu_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
                                  int C, float eps);
 gv_status gv_cpu_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                                   const void *w, const float *rstd, int N, int C);
 
 /* cpu-matmul.c */
-gv_status gv_cpu_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
-                                int C, int OC);
+gv_status gv_cpu_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
+                                int N, int C, int OC);
 gv_status gv_cpu_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                  const void *inp, const void *w, int N, int C, int OC);
 
 /* cpu-attention.c */
 size_t gv_cpu_attention_stash_bytes(gv_backend *b, int B, int T, int H);
-gv_status gv_cpu_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
-                                   int B, int T, int H, int KVH, int D, int causal);
+gv_status gv_cpu_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv,
+                                   const int32_t *mask, int B, int T, int H, int KVH, int D, int causal);
 gv_status gv_cpu_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv,
-                                    const void *out, const float *stash, const int32_t *mask, int B, int T, int H,
-                                    int KVH, int D, int causal);
+                                    const void *out, const float *stash, const int32_t *mask, int B, int T,
+                                    int H, int KVH, int D, int causal);
 
 /* cpu-rope.c */
 gv_status gv_cpu_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
                               float theta, int pos0);
-gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
-                               float theta, int pos0);
+gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH,
+                               int D, float theta, int pos0);
 
 /* cpu-activation.c */
 gv_status gv_cpu_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
@@ -52,9 +52,10 @@ gv_status gv_cpu_swiglu_forward(gv_backend *b, void *out, const void *inp, int N
 gv_status gv_cpu_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 
 /* cpu-crossentropy.c */
-gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
-                                      int N, int V, int Vp, int ignore_index);
-gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
-                                       float dloss, int N, int V, int Vp, int ignore_index);
+gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
+                                      const int32_t *targets, int N, int V, int Vp, int ignore_index);
+gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits,
+                                       const int32_t *targets, float dloss, int N, int V, int Vp,
+                                       int ignore_index);
 
 #endif

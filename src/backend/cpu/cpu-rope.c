@@ -11,8 +11,8 @@
 
 static gv_status rope_check(const char *op, int B, int T, int H, int KVH, int D, float theta, int pos0) {
     if (B < 0 || T < 0 || H < 0 || KVH < 0 || D <= 0 || pos0 < 0)
-        return gv_fail(GV_ERR_INVALID, "%s: bad shape B=%d T=%d H=%d KVH=%d D=%d pos0=%d", op, B, T, H, KVH, D,
-                       pos0);
+        return gv_fail(GV_ERR_INVALID, "%s: bad shape B=%d T=%d H=%d KVH=%d D=%d pos0=%d", op, B, T, H, KVH,
+                       D, pos0);
     if (D % 2 != 0) return gv_fail(GV_ERR_INVALID, "%s: head size D=%d must be even", op, D);
     if (!(theta > 0.0f)) return gv_fail(GV_ERR_INVALID, "%s: theta=%g must be positive", op, (double)theta);
     return GV_OK;
@@ -69,8 +69,10 @@ static gv_status rope_apply(const char *op, float *dst, const float *src, int B,
             }
         }
         for (long j = (long)nrot * D; j < R; j++) { /* v heads */
-            if (dir > 0) y[j] = x[j];
-            else y[j] += x[j];
+            if (dir > 0)
+                y[j] = x[j];
+            else
+                y[j] += x[j];
         }
     }
     free(cs);
@@ -84,8 +86,8 @@ gv_status gv_cpu_rope_forward(gv_backend *b, void *out, const void *inp, int B, 
     return rope_apply("rope_forward", out, inp, B, T, H, KVH, D, theta, pos0, +1);
 }
 
-gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
-                               float theta, int pos0) {
+gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH,
+                               int D, float theta, int pos0) {
     (void)b;
     /* dinp (accumulated), dout: [B, T, (H + 2*KVH)*D] */
     return rope_apply("rope_backward", dinp, dout, B, T, H, KVH, D, theta, pos0, -1);

@@ -11,7 +11,9 @@
 
 /* ---- memory ------------------------------------------------------------------------------------------ */
 
-static void cpu_free(gv_backend *b) { free(b); }
+static void cpu_free(gv_backend *b) {
+    free(b);
+}
 
 static gv_status cpu_alloc(gv_backend *b, void **ptr, size_t bytes) {
     (void)b;
@@ -51,7 +53,8 @@ static gv_status cpu_download(gv_backend *b, void *dst, const void *src, size_t 
 }
 
 /* dst (ddt) = src (sdt) for n elements; F32 <-> BF16 convert, equal dtypes copy. */
-static gv_status cpu_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n) {
+static gv_status cpu_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt,
+                             size_t n) {
     (void)b;
     if (ddt == sdt) {
         size_t es = gv_dtype_size(ddt);
@@ -60,7 +63,7 @@ static gv_status cpu_convert(gv_backend *b, void *dst, gv_dtype ddt, const void 
         return GV_OK;
     }
     if (ddt == GV_BF16 && sdt == GV_F32) {
-        uint16_t *d = dst;   /* [n] */
+        uint16_t *d = dst;    /* [n] */
         const float *s = src; /* [n] */
 #pragma omp parallel for if (n > GV_CPU_PAR_MIN)
         for (size_t i = 0; i < n; i++) d[i] = gv_f32_to_bf16(s[i]);
@@ -100,9 +103,9 @@ static gv_status cpu_sync(gv_backend *b) {
 
 static gv_status cpu_add_forward(gv_backend *b, void *out_, const void *x_, const void *y_, size_t n) {
     (void)b;
-    float *out = out_;    /* [n], may alias x */
-    const float *x = x_;  /* [n] */
-    const float *y = y_;  /* [n] */
+    float *out = out_;   /* [n], may alias x */
+    const float *x = x_; /* [n] */
+    const float *y = y_; /* [n] */
 #pragma omp parallel for if (n > GV_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
     return GV_OK;
@@ -125,8 +128,8 @@ static gv_status cpu_adamw_update(gv_backend *b, float *master, void *weight_, c
                                   float weight_decay, float grad_scale, int t) {
     (void)b;
     if (t < 1) return gv_fail(GV_ERR_INVALID, "adamw: step t = %d, must be >= 1", t);
-    float *weight = weight_;     /* [n] compute copy or NULL */
-    const float *grad = grad_;   /* [n] */
+    float *weight = weight_;   /* [n] compute copy or NULL */
+    const float *grad = grad_; /* [n] */
     /* master, m, v: [n] */
     double bc1 = 1.0 - pow((double)beta1, (double)t);
     double bc2 = 1.0 - pow((double)beta2, (double)t);
