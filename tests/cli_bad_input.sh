@@ -80,6 +80,14 @@ expect_fail micro-batches "--micro-batches 3: must divide --global-batch 2" -- "
 expect_fail seq-too-long "--seq 4096: must be in \[1, 128\]" -- "${small[@]}" --seq 4096
 expect_fail unknown-backend "backend 'tpu'" -- "${small[@]}" --backend tpu
 
+# Plans.
+expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \
+    plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny --layers 4 -n 4
+expect_fail plan-layers "galvatron_config_example.json: field 'tp_sizes_enc' has 4 entries, expected 2" -- \
+    plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny -n 8
+"$gv" plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny --layers 4 -n 8 >"$tmp/out" 2>&1 &&
+    grep -q "^vocab .* zero3" "$tmp/out" || { echo "FAIL plan-table"; cat "$tmp/out"; fails=$((fails + 1)); }
+
 sums_after=$(cd "$tmp/ckpt" && find . -type f | sort | xargs md5sum)
 if [ "$sums_before" != "$sums_after" ]; then
     echo "FAIL: the good checkpoint changed"

@@ -9,6 +9,7 @@
 #include "gv/backend.h"
 #include "gv/log.h"
 #include "gv/model.h"
+#include "gv/plan.h"
 #include "gv/train.h"
 
 static const char *gv_usage_main =
@@ -19,6 +20,7 @@ static const char *gv_usage_main =
     "commands:\n"
     "  train     train a model (built-in default: gpt2-tiny on the built-in synthetic language)\n"
     "  models    list the model presets\n"
+    "  plan      check a plan file (galvatron_config or the project's JSON) against a model\n"
     "\n"
     "Run 'galvatron <command> --help' for the options of a command.\n";
 
@@ -188,6 +190,85 @@ static int gv_cmd_train(int argc, char **argv) {
     return 0;
 }
 
+static const char *gv_usage_plan =
+    "usage: galvatron plan check PLAN.json --model PRESET|FILE -n RANKS [--seq T] [--layers N]\n"
+    "\n"
+    "Validates a plan (Hetu-Galvatron's galvatron_config or the project's own JSON form) for a model on RANKS\n"
+    "ranks and prints a per-layer table; exits non-zero with the reason when the plan is impossible.\n";
+
+static int gv_cmd_plan(int argc, char **argv) {
+    if (argc < 1 || !strcmp(argv[0], "-h") || !strcmp(argv[0], "--help")) {
+        fputs(gv_usage_plan, argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    if (strcmp(argv[0], "check")) {
+        fprintf(stderr, "galvatron plan: unknown subcommand '%s' (see galvatron plan --help)\n", argv[0]);
+        return 2;
+    }
+    const char *file = NULL, *model = "gpt2-tiny";
+    int world = 0, seq = 0, layers = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(gv_usage_plan, stdout);
+            return 0;
+        }
+        if (strncmp(a, "-", 1)) {
+            if (file) {
+                fprintf(stderr, "galvatron plan check: unexpected argument '%s'\n", a);
+                return 2;
+            }
+            file = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "galvatron plan check: option '%s' needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "-n")) world = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--seq")) seq = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--layers")) layers = gv_parse_int(a, v, 1);
+        else {
+            fprintf(stderr, "galvatron plan check: unknown option '%s' (see galvatron plan --help)\n", a);
+            return 2;
+        }
+    }
+    if (!file) {
+        fputs(gv_usage_plan, stderr);
+        return 2;
+    }
+    gv_model_spec s;
+    if (gv_model_spec_resolve(&s, model) != GV_OK) gv_die_status();
+    if (layers) s.n_layer = layers;
+    if (!seq) seq = s.max_seq;
+    gv_plan p;
+    if (gv_plan_load(&p, file, s.n_layer, world) != GV_OK) gv_die_status();
+    if (gv_plan_validate(&p, &s, seq, file) != GV_OK) {
+        gv_plan_free(&p);
+        gv_die_status();
+    }
+    printf("%s: valid for %s on %d ranks, seq %d: pp %d (%s), global batch %d in %d micro-batch(es)\n", file, s.name,
+           p.world, seq, p.pp, p.schedule == GV_SCHED_GPIPE ? "gpipe" : "1f1b", p.global_batch, p.micro_batches);
+    printf("%-7s %5s %4s %4s %-9s %-6s %4s\n", "layer", "stage", "tp", "dp", "sp", "dp_type", "ckpt");
+    int stage = 0, left = p.stage_layers[0];
+    for (int i = 0; i <= p.n_layer; i++) {
+        const gv_layer_strategy *l = i < p.n_layer ? &p.layers[i] : &p.vocab;
+        char name[16] = "vocab", st[16] = "-";
+        if (i < p.n_layer) {
+            if (left == 0) left = p.stage_layers[++stage];
+            left--;
+            snprintf(name, sizeof name, "%d", i);
+            snprintf(st, sizeof st, "%d", stage);
+        }
+        printf("%-7s %5s %4d %4d %-9s %-6s %4s\n", name, st, l->tp, gv_plan_dp(&p, l), gv_sp_mode_name(l->sp),
+               gv_zero_name(l->zero), i < p.n_layer ? (l->ckpt ? "yes" : "no") : "-");
+    }
+    gv_plan_free(&p);
+    return 0;
+}
+
 static int gv_cmd_models(void) {
     int n;
     const char *const *names = gv_model_preset_names(&n);
@@ -210,6 +291,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "models")) return gv_cmd_models();
+    if (!strcmp(argv[1], "plan")) return gv_cmd_plan(argc - 2, argv + 2);
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
     return 2;
 }

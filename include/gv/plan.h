@@ -1,0 +1,57 @@
+/* A parallel plan: what the search emits and the runtime executes. Per layer: tensor/sequence-parallel
+ * degree and mode, ZeRO stage over the data-parallel group, activation recompute; plus the vocab layers'
+ * (embedding, LM head) strategy, pipeline degree, stage boundaries, schedule, global batch and
+ * micro-batches. dp of a layer = world / pp / tp. One validation function gives the exact reason a plan is
+ * impossible for a model. Plans read and write Hetu-Galvatron's galvatron_config JSON and the project's
+ * own JSON form. */
+#ifndef GV_PLAN_H
+#define GV_PLAN_H
+#include "gv/model.h"
+#include "gv/status.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { GV_SP_NONE = 0, GV_SP_MEGATRON = 1, GV_SP_ULYSSES = 2 } gv_sp_mode;
+typedef enum { GV_SCHED_GPIPE = 0, GV_SCHED_1F1B = 1 } gv_schedule;
+
+typedef struct {
+    int tp;        /* degree of the tensor-parallel group (Megatron TP, or the Ulysses SP group) */
+    gv_sp_mode sp; /* none, Megatron-SP (needs tp > 1) or Ulysses (the group shards the sequence) */
+    int zero;      /* 0 = DDP, 1/2/3 = ZeRO stage over the data-parallel group */
+    int ckpt;      /* activation recompute */
+} gv_layer_strategy;
+
+typedef struct {
+    int world, pp;
+    gv_schedule schedule;
+    int global_batch, micro_batches;
+    int n_layer;
+    gv_layer_strategy *layers; /* [n_layer] */
+    int *stage_layers;         /* [pp] layers per stage, sums to n_layer */
+    gv_layer_strategy vocab;   /* embedding + LM head (ckpt unused) */
+} gv_plan;
+
+/* GLOBAL mode: every layer the same strategy, stages as even as possible (earlier stages get the extra). */
+gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_strategy layer,
+                          gv_layer_strategy vocab, gv_schedule sched, int global_batch, int micro_batches);
+void gv_plan_free(gv_plan *p);
+static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) { return p->world / p->pp / s->tp; }
+
+/* Checks the plan against a model and sequence length; `where` (a file name or "plan") prefixes the
+ * reason, e.g. "plan: layer 3: tp 3 does not divide n_head 4". */
+gv_status gv_plan_validate(const gv_plan *p, const gv_model_spec *s, int seq, const char *where);
+
+/* Reads either form (detected by its keys). `world` is the number of ranks the plan runs on (galvatron_config
+ * files do not always carry it; 0 = take it from the file). `n_layer` is the model's layer count. */
+gv_status gv_plan_load(gv_plan *p, const char *path, int n_layer, int world);
+gv_status gv_plan_save(const gv_plan *p, const char *path);           /* the project's form */
+gv_status gv_plan_save_galvatron(const gv_plan *p, const char *path); /* galvatron_config */
+
+const char *gv_sp_mode_name(gv_sp_mode m);
+const char *gv_zero_name(int zero); /* "ddp", "zero1", ... */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
