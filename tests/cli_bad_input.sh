@@ -47,15 +47,9 @@ expect_fail unknown-preset "unknown model preset 'gpt5-huge'" -- "${small[@]}" -
 
 # Data.
 expect_fail missing-data "missing.bin" -- "${small[@]}" --data "$tmp/missing.bin"
-python3 - "$tmp" <<'PY'
-import struct, sys
-d = sys.argv[1]
-hdr = [0] * 256
-hdr[0], hdr[1], hdr[2] = 12345, 1, 100
-open(d + "/magic.bin", "wb").write(struct.pack("<256i", *hdr) + b"\0\0" * 100)
-hdr[0] = 20240520
-open(d + "/short.bin", "wb").write(struct.pack("<256i", *hdr) + b"\0\0" * 60)
-PY
+# perl is in every Debian base system (perl-base); python may not be.
+perl -e 'print pack("l<256", 12345, 1, 100, (0) x 253), "\0\0" x 100' >"$tmp/magic.bin"
+perl -e 'print pack("l<256", 20240520, 1, 100, (0) x 253), "\0\0" x 60' >"$tmp/short.bin"
 expect_fail shard-magic "magic.bin.*magic" -- "${small[@]}" --data "$tmp/magic.bin"
 expect_fail shard-size "short.bin.*100 tokens" -- "${small[@]}" --data "$tmp/short.bin"
 

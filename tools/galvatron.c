@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "gv/backend.h"
+#include "gv/comm.h"
+#include "gv/launch.h"
 #include "gv/log.h"
 #include "gv/model.h"
 #include "gv/plan.h"
@@ -47,6 +49,12 @@ static const char *gv_usage_train =
     "  --grad-clip X         clip the global gradient norm to X, 0 = off [1.0]\n"
     "  --seed S              seed of the initial weights and of the data order [1337]\n"
     "\n"
+    "parallelism:\n"
+    "  -n RANKS              data-parallel ranks; started through mpirun unless this process already is\n"
+    "                        a rank of an MPI or Slurm job [1]\n"
+    "  --dp-type ddp|zero1   gradient all-reduce with replicated optimizer, or ZeRO-1 (optimizer state and\n"
+    "                        master weights sharded over the ranks) [ddp]\n"
+    "\n"
     "run:\n"
     "  --backend cpu|cuda    compute backend [cpu]\n"
     "  --device N            GPU ordinal for --backend cuda [0]\n"
@@ -66,7 +74,12 @@ static void gv_die(const char *what) {
     exit(1);
 }
 
-static void gv_die_status(void) { gv_die(gv_last_error()); }
+/* Under MPI every error takes the whole job down, so no rank waits forever in a collective. */
+static gv_comm *gv_world;
+static void gv_die_status(void) {
+    if (gv_world && gv_comm_size(gv_world) > 1) gv_launch_die(gv_world, 1, "%s", gv_last_error());
+    gv_die(gv_last_error());
+}
 
 static int gv_parse_int(const char *flag, const char *v, int lo) {
     char *end;
@@ -116,11 +129,11 @@ static void gv_on_step(const gv_step_info *i, void *ctx) {
     fflush(stderr);
 }
 
-static int gv_cmd_train(int argc, char **argv) {
+static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     gv_train_config c;
     gv_train_config_defaults(&c);
     const char *model = "gpt2-tiny";
-    int layers = 0;
+    int layers = 0, nranks = 0;
     gv_progress prog = {isatty(2), 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -132,10 +145,9 @@ static int gv_cmd_train(int argc, char **argv) {
             prog.quiet = 1;
             continue;
         }
-        if (i + 1 >= argc || strncmp(a, "--", 2)) {
+        if (i + 1 >= argc || a[0] != '-') {
             fprintf(stderr, "galvatron train: %s '%s'%s (see galvatron train --help)\n",
-                    strncmp(a, "--", 2) ? "unexpected argument" : "option", a,
-                    strncmp(a, "--", 2) ? "" : " needs a value");
+                    a[0] != '-' ? "unexpected argument" : "option", a, a[0] != '-' ? "" : " needs a value");
             return 2;
         }
         const char *v = argv[++i];
@@ -154,6 +166,17 @@ static int gv_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--grad-clip")) c.grad_clip = gv_parse_float(a, v);
         else if (!strcmp(a, "--seed")) c.seed = (uint64_t)gv_parse_int(a, v, 0);
         else if (!strcmp(a, "--backend")) c.backend = v;
+        else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--dp-type")) {
+            static const char *const types[] = {"ddp", "zero1", "zero2", "zero3"};
+            c.zero = -1;
+            for (int k = 0; k < 4; k++)
+                if (!strcmp(v, types[k])) c.zero = k;
+            if (c.zero < 0) {
+                fprintf(stderr, "galvatron: --dp-type '%s': expected ddp, zero1, zero2 or zero3\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--device")) c.device = gv_parse_int(a, v, 0);
         else if (!strcmp(a, "--eval-every")) c.eval_every = gv_parse_int(a, v, 0);
         else if (!strcmp(a, "--eval-batches")) c.eval_batches = gv_parse_int(a, v, 0);
@@ -168,17 +191,44 @@ static int gv_cmd_train(int argc, char **argv) {
     }
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
+    if (nranks > 1 && !gv_launch_is_rank()) {
+        /* Ranks on one machine share its cores: without this each rank's OpenMP team would take them all. */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        char nt[24];
+        snprintf(nt, sizeof nt, "%ld", cores / nranks > 1 ? cores / nranks : 1);
+        setenv("OMP_NUM_THREADS", nt, 0);
+        gv_launch_exec(nranks, argc_all, argv_all); /* returns only on failure */
+        gv_die_status();
+    }
+    if (gv_launch_is_rank() || nranks > 1) {
+        if (gv_comm_init_world(&gv_world, NULL) != GV_OK) gv_die_status();
+        int size = gv_comm_size(gv_world);
+        if (nranks && size != nranks)
+            gv_launch_die(gv_world, 1, "-n %d: the job has %d ranks (start it with as many ranks as -n says)", nranks,
+                          size);
+        c.comm = gv_world;
+        if (gv_comm_rank(gv_world) != 0) prog.quiet = 1;
+    }
     if (c.warmup >= c.steps) c.warmup = c.steps / 10;
     c.on_step = gv_on_step;
     c.ctx = &prog;
+    int leader = !gv_world || gv_comm_rank(gv_world) == 0;
     if (!prog.quiet)
-        fprintf(stderr, "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps\n",
+        fprintf(stderr,
+                "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, %d rank(s)"
+                " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin", c.global_batch,
-                c.seq, c.micro_batches, c.steps);
+                c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
+                (const char *[]){"ddp", "zero1", "zero2", "zero3"}[c.zero]);
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {
         free(r.losses);
         gv_die_status();
+    }
+    if (!leader) {
+        free(r.losses);
+        gv_comm_free(gv_world);
+        return 0;
     }
     printf("trained %d steps: loss %.4f -> %.4f", r.steps_done, r.first_loss, r.last_loss);
     if (!isnan(r.last_eval_loss)) printf(", eval loss %.4f", r.last_eval_loss);
@@ -187,6 +237,7 @@ static int gv_cmd_train(int argc, char **argv) {
            r.memory.parameters / 1048576.0, r.memory.gradients / 1048576.0, r.memory.optimizer / 1048576.0,
            r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0);
     free(r.losses);
+    gv_comm_free(gv_world);
     return 0;
 }
 
@@ -289,7 +340,7 @@ int main(int argc, char **argv) {
         fputs(gv_usage_main, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2, argc, argv);
     if (!strcmp(argv[1], "models")) return gv_cmd_models();
     if (!strcmp(argv[1], "plan")) return gv_cmd_plan(argc - 2, argv + 2);
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);

@@ -16,6 +16,7 @@ typedef struct {
     int64_t data_cursor; /* next global batch index */
 } gv_ckpt_meta;
 
+/* Collective over the model's data-parallel group (every rank calls it); its rank 0 writes the files. */
 gv_status gv_checkpoint_save(gv_model *m, const char *dir, const gv_ckpt_meta *meta);
 /* Loads weights and optimizer state; nothing in the model changes unless both files are valid. */
 gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta);

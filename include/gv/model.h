@@ -59,6 +59,22 @@ typedef struct gv_model gv_model;
 
 /* Allocates for micro-batch B x T on backend b. Weights are zero until gv_model_init_weights/import. */
 gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T);
+
+struct gv_comm;
+/* Data parallelism of a model replica: the data-parallel group and the ZeRO stage over it (0 = DDP:
+ * gradients all-reduced, optimizer replicated; 1 = ZeRO-1: optimizer state and fp32 master weights sharded
+ * over the group, each rank updates its shard and the weights are all-gathered). */
+typedef struct {
+    struct gv_comm *dp;
+    int zero;
+} gv_model_dist;
+gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
+                             const gv_model_dist *d);
+/* Sums the gradients over the data-parallel group (bucketed all-reduce). Call once per optimizer step, after
+ * the backward of the last micro-batch; the loss scale given to backward must include 1/dp. */
+gv_status gv_model_reduce_grads(gv_model *m);
+/* 1 on the rank that writes files for this replica (data-parallel rank 0). */
+int gv_model_is_writer(const gv_model *m);
 void gv_model_free(gv_model *m);
 const gv_model_spec *gv_model_get_spec(const gv_model *m);
 
@@ -101,7 +117,7 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm);
 
 /* Bytes by memory category as allocated by this model on its backend. */
 typedef struct {
-    size_t parameters, gradients, optimizer, activations, workspace;
+    size_t parameters, gradients, optimizer, activations, workspace, comm;
 } gv_memory_report;
 void gv_model_memory(const gv_model *m, gv_memory_report *r);
 

@@ -35,6 +35,11 @@ typedef struct {
     const char *out_dir;  /* checkpoints go to out_dir/step-NNNNNN */
     int save_every;       /* 0: only at the end (when out_dir is set) */
     const char *resume;   /* checkpoint directory or NULL */
+    /* Distributed run: the ranks of `comm` (NULL = this process alone) form one data-parallel group with
+     * ZeRO stage `zero` (0 = DDP, 1 = ZeRO-1). Every rank calls gv_train_run; rank 0 writes metrics,
+     * checkpoints and calls on_step. */
+    struct gv_comm *comm;
+    int zero;
     void (*on_step)(const gv_step_info *info, void *ctx);
     void *ctx;
 } gv_train_config;

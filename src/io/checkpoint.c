@@ -118,7 +118,8 @@ static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_
         snprintf(num, sizeof num, "%" PRId64, meta->data_cursor);
         if (st == GV_OK) st = gv_st_writer_meta(w, "data_cursor", num);
     }
-    if (st == GV_OK) st = gv_st_writer_save(w, path);
+    /* Exports are collective under ZeRO (moments are gathered); one rank per replica writes. */
+    if (st == GV_OK && gv_model_is_writer(m)) st = gv_st_writer_save(w, path);
     free(spec);
     for (int i = 0; i < nn; i++) free(names[i]);
     free(names);
@@ -129,7 +130,7 @@ static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_
 }
 
 gv_status gv_checkpoint_save(gv_model *m, const char *dir, const gv_ckpt_meta *meta) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (gv_model_is_writer(m) && mkdir(dir, 0755) != 0 && errno != EEXIST)
         return gv_fail(GV_ERR_IO, "%s: cannot create checkpoint directory: %s", dir, strerror(errno));
     char path[4096];
     /* Optimizer state first: a checkpoint is only complete (loadable) once model.safetensors exists. */

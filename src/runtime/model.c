@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "gv/arena.h"
+#include "gv/comm.h"
 #include "gv/rng.h"
 
 enum { GV_INIT_NORMAL, GV_INIT_RESID, GV_INIT_ONES, GV_INIT_ZEROS };
@@ -68,6 +69,12 @@ struct gv_model {
     int wte, wpe, lnf_w, lnf_b, lm_head;
     gv_hf_piece *hf;
     int nhf;
+
+    /* data parallelism: the flat parameter space [0, param_elems) is cut into dp_size equal shards; with
+     * ZeRO-1 this rank's optimizer state (and fp32 master, if separate) covers only [s0, s0 + shard). */
+    gv_comm *dp;
+    int dp_size, dp_rank, zero;
+    size_t shard, s0;
 
     gv_arena a_params, a_grads, a_opt, a_acts, a_work;
     void *weights, *grads; /* compute dtype */
@@ -220,7 +227,20 @@ static void gv_build_params(gv_model *m) {
 #define G(m, i) ((i) < 0 ? NULL : (void *)((char *)(m)->grads + (m)->params[i].off * (m)->esz))
 
 gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T) {
+    return gv_model_init_dist(out, spec, b, B, T, NULL);
+}
+
+gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
+                             const gv_model_dist *d) {
     *out = NULL;
+    if (d && d->dp && gv_comm_size(d->dp) > 1) {
+        if (gv_backend_device(b) != GV_DEV_CPU)
+            return gv_fail(GV_ERR_UNSUPPORTED, "data parallelism on %s needs a device communicator (not built yet)",
+                           gv_backend_name(b));
+        if (d->zero < 0 || d->zero > 1)
+            return gv_fail(GV_ERR_UNSUPPORTED, "%s is not supported by the runtime yet (ddp and zero1 are)",
+                           d->zero == 2 ? "zero2" : d->zero == 3 ? "zero3" : "this ZeRO stage");
+    }
     GV_TRY(gv_model_spec_validate(spec, NULL));
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
     if (T > spec->max_seq)
@@ -245,6 +265,14 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
     m->V = spec->vocab;
     m->Vp = spec->padded_vocab;
     gv_build_params(m);
+    m->dp = d ? d->dp : NULL;
+    m->dp_size = m->dp ? gv_comm_size(m->dp) : 1;
+    m->dp_rank = m->dp ? gv_comm_rank(m->dp) : 0;
+    m->zero = d && m->dp_size > 1 ? d->zero : 0;
+    size_t unit = (size_t)m->dp_size * 64; /* shards stay 256-byte aligned */
+    m->param_elems = (m->param_elems + unit - 1) / unit * unit;
+    m->shard = m->zero ? m->param_elems / (size_t)m->dp_size : m->param_elems;
+    m->s0 = m->zero ? (size_t)m->dp_rank * m->shard : 0;
 
     gv_arena_init(&m->a_params, "parameters", b);
     gv_arena_init(&m->a_grads, "gradients", b);
@@ -254,9 +282,9 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
     size_t np = m->param_elems;
     size_t o_w = gv_arena_reserve(&m->a_params, np * m->esz);
     size_t o_g = gv_arena_reserve(&m->a_grads, np * m->esz);
-    size_t o_master = m->dt == GV_F32 ? 0 : gv_arena_reserve(&m->a_opt, np * 4);
-    size_t o_m = gv_arena_reserve(&m->a_opt, np * 4);
-    size_t o_v = gv_arena_reserve(&m->a_opt, np * 4);
+    size_t o_master = m->dt == GV_F32 ? 0 : gv_arena_reserve(&m->a_opt, m->shard * 4);
+    size_t o_m = gv_arena_reserve(&m->a_opt, m->shard * 4);
+    size_t o_v = gv_arena_reserve(&m->a_opt, m->shard * 4);
 
     size_t N = (size_t)m->N, C = (size_t)m->C, e = m->esz;
     gv_arena *A = &m->a_acts;
@@ -419,8 +447,22 @@ gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n)
     gv_dtype dt;
     void *base = gv_buf_base(m, which, &dt);
     if (!base) return gv_fail(GV_ERR_INVALID, "export: unknown buffer %d", which);
+    float *full = NULL; /* ZeRO: the moments are gathered from every rank's shard (collective) */
+    if (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V)) {
+        full = malloc(m->param_elems * sizeof *full);
+        if (!full) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+        gv_status st = gv_comm_allgather(m->dp, base, full, m->shard, GV_COMM_F32);
+        if (st != GV_OK) {
+            free(full);
+            return st;
+        }
+        base = full;
+    }
     gv_named_f32 *ts = calloc((size_t)m->nhf, sizeof *ts);
-    if (!ts) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    if (!ts) {
+        free(full);
+        return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    }
     gv_status st = GV_OK;
     float *tmp = NULL;
     size_t tmp_n = 0;
@@ -448,6 +490,7 @@ gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n)
                 for (int64_t c = 0; c < p->cols; c++) t->data[c * h->rows + r] = tmp[r * p->cols + c];
     }
     free(tmp);
+    free(full);
     if (st != GV_OK) {
         gv_named_f32_free(ts, m->nhf);
         return st;
@@ -525,6 +568,14 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
             host = tmp;
         }
         size_t eoff = p->off + (size_t)(h->row0 * p->cols);
+        if (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V)) {
+            /* This rank holds only [s0, s0 + shard) of the moments. */
+            size_t a = eoff > m->s0 ? eoff : m->s0, e = eoff + cnt, hi = m->s0 + m->shard;
+            if (e > hi) e = hi;
+            if (a < e)
+                st = gv_backend_upload_f32(m->be, (float *)base + (a - m->s0), dt, host + (a - eoff), e - a);
+            continue;
+        }
         st = gv_backend_upload_f32(m->be, (char *)base + eoff * gv_dtype_size(dt), dt, host, cnt);
         if (st == GV_OK && which == GV_BUF_WEIGHTS && (void *)m->master != m->weights)
             st = gv_backend_upload_f32(m->be, (char *)m->weights + eoff * m->esz, m->dt, host, cnt);
@@ -698,13 +749,34 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm) {
 }
 
 gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t) {
+    /* Each rank updates its shard [lo, hi) of the flat parameter space (all of it without ZeRO). A separate
+     * fp32 master only exists on bf16 backends, which have no data parallelism yet, so there s0 = 0. */
+    size_t lo = m->s0, hi = m->s0 + m->shard;
     for (int i = 0; i < m->nparams; i++) {
         const gv_param *p = &m->params[i];
-        size_t n = (size_t)(p->rows * p->cols);
-        void *wcopy = (void *)m->master == m->weights ? NULL : W(m, i);
-        GV_TRY(gv_adamw_update(m->be, m->master + p->off, wcopy, G(m, i), m->adam_m + p->off, m->adam_v + p->off, n,
-                               lr, cfg->beta1, cfg->beta2, cfg->eps, p->decay ? cfg->weight_decay : 0.0f, grad_scale,
-                               t));
+        size_t a = p->off > lo ? p->off : lo, e = p->off + (size_t)(p->rows * p->cols);
+        if (e > hi) e = hi;
+        if (a >= e) continue;
+        void *wcopy = (void *)m->master == m->weights ? NULL : (char *)m->weights + a * m->esz;
+        GV_TRY(gv_adamw_update(m->be, m->master + a, wcopy, (char *)m->grads + a * m->esz, m->adam_m + (a - lo),
+                               m->adam_v + (a - lo), e - a, lr, cfg->beta1, cfg->beta2, cfg->eps,
+                               p->decay ? cfg->weight_decay : 0.0f, grad_scale, t));
+    }
+    if (!m->zero) return GV_OK;
+    GV_TRY(gv_backend_sync(m->be));
+    return gv_comm_allgather(m->dp, (char *)m->weights + m->s0 * m->esz, m->weights, m->shard * m->esz, GV_COMM_U8);
+}
+
+gv_status gv_model_reduce_grads(gv_model *m) {
+    if (m->dp_size == 1) return GV_OK;
+    GV_TRY(gv_backend_sync(m->be));
+    const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
+    for (size_t o = 0; o < m->param_elems; o += bucket) {
+        size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;
+        float *g = (float *)m->grads + o;
+        GV_TRY(gv_comm_allreduce(m->dp, g, g, n, GV_COMM_F32, GV_COMM_SUM));
     }
     return GV_OK;
 }
+
+int gv_model_is_writer(const gv_model *m) { return m->dp_rank == 0; }

@@ -9,6 +9,7 @@
 
 #include "gv/backend.h"
 #include "gv/checkpoint.h"
+#include "gv/comm.h"
 #include "gv/data.h"
 #include "gv/log.h"
 
@@ -48,6 +49,12 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
     if (c->grad_clip < 0) return gv_fail(GV_ERR_INVALID, "--grad-clip %g: must be non-negative", c->grad_clip);
     if (c->save_every < 0) return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
     if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
+    int dp = c->comm ? gv_comm_size(c->comm) : 1;
+    if ((c->global_batch / c->micro_batches) % dp)
+        return gv_fail(GV_ERR_INVALID, "%d data-parallel ranks do not divide the micro-batch of %d sequences (--global-batch %d / --micro-batches %d)",
+                       dp, c->global_batch / c->micro_batches, c->global_batch, c->micro_batches);
+    if (c->zero < 0 || c->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", c->zero);
+    if (c->zero > 0 && dp == 1) return gv_fail(GV_ERR_INVALID, "--dp-type zero%d needs more than one rank", c->zero);
     return gv_model_spec_validate(&c->spec, NULL);
 }
 
@@ -69,34 +76,50 @@ static double gv_now_ms(void) {
 
 typedef struct {
     gv_backend *be;
+    gv_comm *comm; /* NULL: one process */
+    int dp, rank;  /* data-parallel degree and this rank */
+    int leader;    /* rank 0: writes metrics, reports progress */
     gv_model *model;
     gv_dataset *data;
     int32_t *tokens, *targets; /* host [B*T] global batch */
     FILE *metrics;
 } gv_trainer;
 
+/* This rank's rows of micro-batch mb of the global batch of (step, split): rows do not depend on the plan. */
+static gv_status gv_fetch_rows(const gv_train_config *c, gv_trainer *t, uint64_t step, int split, int mb) {
+    int Bm = c->global_batch / c->micro_batches, Br = Bm / t->dp;
+    return gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm + (int64_t)t->rank * Br, Br, c->seq, t->tokens,
+                           t->targets);
+}
+
+/* *x = mean of *x over the ranks (every rank gets it). */
+static gv_status gv_mean_over_ranks(gv_trainer *t, double *x) {
+    if (t->dp == 1) return GV_OK;
+    GV_TRY(gv_comm_allreduce(t->comm, x, x, 1, GV_COMM_F64, GV_COMM_SUM));
+    *x /= t->dp;
+    return GV_OK;
+}
+
 /* Mean loss over eval_batches global batches of the eval split. */
 static gv_status gv_train_eval(const gv_train_config *c, gv_trainer *t, float *out) {
-    int Bm = c->global_batch / c->micro_batches, T = c->seq;
     double sum = 0.0;
     int n = 0;
-    for (int e = 0; e < c->eval_batches; e++) {
-        GV_TRY(gv_dataset_batch(t->data, (uint64_t)e, 1, c->global_batch, T, t->tokens, t->targets));
+    for (int e = 0; e < c->eval_batches; e++)
         for (int mb = 0; mb < c->micro_batches; mb++) {
             float loss;
-            size_t off = (size_t)mb * Bm * T;
-            GV_TRY(gv_model_forward(t->model, t->tokens + off, t->targets + off, &loss));
+            GV_TRY(gv_fetch_rows(c, t, (uint64_t)e, 1, mb));
+            GV_TRY(gv_model_forward(t->model, t->tokens, t->targets, &loss));
             sum += loss;
             n++;
         }
-    }
+    GV_TRY(gv_mean_over_ranks(t, &sum));
     *out = n ? (float)(sum / n) : NAN;
     return GV_OK;
 }
 
 static gv_status gv_save(const gv_train_config *c, gv_trainer *t, int step) {
     char dir[4096];
-    if (mkdir(c->out_dir, 0755) != 0) {
+    if (t->leader && mkdir(c->out_dir, 0755) != 0) {
         struct stat sb;
         if (stat(c->out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
             return gv_fail(GV_ERR_IO, "%s: cannot create output directory", c->out_dir);
@@ -104,26 +127,28 @@ static gv_status gv_save(const gv_train_config *c, gv_trainer *t, int step) {
     snprintf(dir, sizeof dir, "%s/step-%06d", c->out_dir, step);
     gv_ckpt_meta meta = {.step = step, .seed = c->seed, .data_cursor = step};
     GV_TRY(gv_checkpoint_save(t->model, dir, &meta));
-    gv_info("saved checkpoint %s", dir);
+    if (t->leader) gv_info("saved checkpoint %s", dir);
     return GV_OK;
 }
 
 static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train_result *r, int start) {
-    int Bm = c->global_batch / c->micro_batches, T = c->seq;
+    int T = c->seq;
     gv_adamw_cfg opt = {c->beta1, c->beta2, c->eps, c->weight_decay};
     double t_begin = gv_now_ms(), tok_total = 0, ms_total = 0;
     for (int s = start; s < c->steps; s++) {
         double t0 = gv_now_ms();
-        GV_TRY(gv_dataset_batch(t->data, (uint64_t)s, 0, c->global_batch, T, t->tokens, t->targets));
         GV_TRY(gv_model_zero_grad(t->model));
         double loss_sum = 0.0;
         for (int mb = 0; mb < c->micro_batches; mb++) {
             float loss;
-            size_t off = (size_t)mb * Bm * T;
-            GV_TRY(gv_model_forward(t->model, t->tokens + off, t->targets + off, &loss));
-            GV_TRY(gv_model_backward(t->model, 1.0f / (float)c->micro_batches));
+            GV_TRY(gv_fetch_rows(c, t, (uint64_t)s, 0, mb));
+            GV_TRY(gv_model_forward(t->model, t->tokens, t->targets, &loss));
+            /* Every row counts once in the global mean: 1/(M*dp) per rank's micro-batch mean. */
+            GV_TRY(gv_model_backward(t->model, 1.0f / (float)(c->micro_batches * t->dp)));
             loss_sum += loss;
         }
+        GV_TRY(gv_model_reduce_grads(t->model));
+        GV_TRY(gv_mean_over_ranks(t, &loss_sum));
         float loss = (float)(loss_sum / c->micro_batches);
         if (!isfinite(loss)) return gv_fail(GV_ERR_INVALID, "step %d: loss is %g (diverged; try a lower --lr)", s + 1, loss);
         double norm;
@@ -149,7 +174,7 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         if (r->steps_done == 0) r->first_loss = loss;
         r->losses[r->steps_done++] = loss;
         r->last_loss = loss;
-        if (t->metrics) {
+        if (t->metrics) { /* only the leader opened it */
             fprintf(t->metrics,
                     "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.6g, \"step_ms\": %.3f, "
                     "\"tokens_per_s\": %.1f",
@@ -158,7 +183,7 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
             fprintf(t->metrics, "}\n");
             fflush(t->metrics);
         }
-        if (c->on_step) c->on_step(&info, c->ctx);
+        if (c->on_step && t->leader) c->on_step(&info, c->ctx);
         int last = s + 1 == c->steps;
         if (c->out_dir && ((c->save_every > 0 && (s + 1) % c->save_every == 0) || last)) GV_TRY(gv_save(c, t, s + 1));
     }
@@ -171,6 +196,10 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     r->last_eval_loss = NAN;
     GV_TRY(gv_train_config_validate(c));
     gv_trainer t = {0};
+    t.comm = c->comm;
+    t.dp = c->comm ? gv_comm_size(c->comm) : 1;
+    t.rank = c->comm ? gv_comm_rank(c->comm) : 0;
+    t.leader = t.rank == 0;
     gv_backend *be = NULL;
     gv_status st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
     be = t.be;
@@ -178,7 +207,9 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
-    if (st == GV_OK) st = gv_model_init(&t.model, &c->spec, be, c->global_batch / c->micro_batches, c->seq);
+    gv_model_dist dist = {t.comm, c->zero};
+    if (st == GV_OK)
+        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq, &dist);
     int start = 0;
     if (st == GV_OK && c->resume) {
         gv_ckpt_meta meta;
@@ -195,14 +226,14 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     } else if (st == GV_OK) {
         st = gv_model_init_weights(t.model, c->seed);
     }
-    size_t BT = (size_t)c->global_batch * c->seq;
+    size_t BT = (size_t)(c->global_batch / c->micro_batches / t.dp) * c->seq;
     if (st == GV_OK) {
         t.tokens = malloc(BT * 4);
         t.targets = malloc(BT * 4);
         r->losses = calloc((size_t)c->steps, sizeof *r->losses);
         if (!t.tokens || !t.targets || !r->losses) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
     }
-    if (st == GV_OK && c->metrics) {
+    if (st == GV_OK && c->metrics && t.leader) {
         /* Resumed runs append so one file holds the whole curve. */
         t.metrics = fopen(c->metrics, c->resume ? "a" : "w");
         if (!t.metrics) st = gv_fail(GV_ERR_IO, "%s: cannot open metrics file for writing", c->metrics);

@@ -1,0 +1,98 @@
+/* Communicators: collectives and point-to-point messages between ranks, behind one opaque handle (NCCL-like
+ * semantics, status codes and last-error text). A backend is chosen at run time by name:
+ *   "local"  one rank; collectives are copies, send/recv to self go through a mailbox.
+ *   "mpi"    host buffers through MPI (MPI_Init_thread in gv_comm_init_world, MPI_Finalize in gv_comm_free).
+ *
+ * Conventions for every call:
+ *  - Buffers are host memory. Counts are elements of the given dtype, not bytes.
+ *  - Collectives are called by every rank of the communicator, in the same order, with the same count, dtype,
+ *    op and root. Calls on one world and its groups must be serialised by the caller (one thread at a time;
+ *    MPI is initialised with MPI_THREAD_SERIALIZED).
+ *  - In place: allreduce with send == recv; reduce_scatter with recv == send + rank * recvcount;
+ *    allgather with send == recv + rank * sendcount; alltoall with send == recv. Any other overlap is an error.
+ *  - Errors come back as statuses (MPI errors are set to return, never to abort) with a message such as
+ *    "mpi allreduce (count 1024) on group [0,1]: MPI_ERR_TRUNCATE: message truncated".
+ *  - A rank that cannot go on must call gv_comm_abort so that no other rank hangs in a collective. */
+#ifndef GV_COMM_H
+#define GV_COMM_H
+#include <stddef.h>
+#include "gv/status.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gv_comm gv_comm;
+
+typedef enum { GV_COMM_F32 = 0, GV_COMM_F64 = 1, GV_COMM_I32 = 2, GV_COMM_I64 = 3, GV_COMM_U8 = 4 } gv_comm_dtype;
+typedef enum { GV_COMM_SUM = 0, GV_COMM_MAX = 1, GV_COMM_MIN = 2 } gv_comm_op;
+
+#define GV_COMM_TAG_MAX 32767 /* user tags of send/recv are in [0, GV_COMM_TAG_MAX] */
+
+size_t gv_comm_dtype_size(gv_comm_dtype dt); /* 0 for an unknown dtype */
+const char *gv_comm_dtype_name(gv_comm_dtype dt);
+const char *gv_comm_op_name(gv_comm_op op);
+
+/* The world communicator of this process. kind: "local", "mpi", or NULL = $GV_COMM if set, else "mpi" when
+ * the process is a rank launched by mpirun or srun (see gv_launch_is_rank), else "local".
+ * Under MPI, one world per process: MPI cannot be initialised again after gv_comm_free finalised it. If the
+ * caller initialised MPI itself, gv_comm_init_world uses it and gv_comm_free leaves it initialised. */
+gv_status gv_comm_init_world(gv_comm **out, const char *kind);
+/* Frees a world with all the groups of its pool (and finalises MPI if gv_comm_init_world initialised it).
+ * On a group this does nothing: groups belong to their world's pool. NULL is allowed. */
+void gv_comm_free(gv_comm *c);
+
+const char *gv_comm_kind(const gv_comm *c); /* "local" or "mpi" */
+int gv_comm_rank(const gv_comm *c);
+int gv_comm_size(const gv_comm *c);
+/* World rank of the communicator's rank r (r itself on a world). */
+int gv_comm_world_rank(const gv_comm *c, int r);
+int gv_comm_is_world(const gv_comm *c);
+
+/* Sub-communicators, pooled by rank set. `ranks` are n distinct world ranks; the new communicator's rank i is
+ * world rank ranks[i], so the order matters ([0,1] and [1,0] are different groups). Returns the cached group
+ * for that exact ordered set, creating it the first time (the whole set in world order returns the world
+ * itself). A rank that is not in `ranks` gets *out = NULL and GV_OK without communicating.
+ *
+ * Calling rule (as for MPI_Comm_create_group, which the mpi backend uses on the world's group): creating a
+ * group is collective over its members only. The simple safe rule is that every rank of the world calls
+ * gv_comm_group with the same arguments in the same order; non-members return at once, and repeated calls
+ * for an existing set are local look-ups. Calling only on members is also correct as long as any two ranks
+ * create the groups they both belong to in the same order. Each distinct set makes one communicator, freed
+ * with the world. `world` must be a world communicator. */
+gv_status gv_comm_group(gv_comm *world, const int *ranks, int n, gv_comm **out);
+/* Number of distinct groups created in the world's pool (the world itself not counted). */
+int gv_comm_pool_count(const gv_comm *world);
+
+/* recv[i] = op over ranks of send[i], i < count. */
+gv_status gv_comm_allreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                            gv_comm_op op);
+/* send[size * recvcount] on every rank; rank r receives block r of the reduction: recv[i] = op over ranks of
+ * send[r * recvcount + i]. */
+gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                 gv_comm_dtype dt, gv_comm_op op);
+/* recv[size * sendcount]: block r = send of rank r. */
+gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount, gv_comm_dtype dt);
+/* send and recv hold size blocks of count: block j of send goes to rank j, block j of recv came from rank j
+ * (the transpose across ranks). */
+gv_status gv_comm_alltoall(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count_per_peer,
+                           gv_comm_dtype dt);
+/* buf of `root` is copied into buf of every rank. */
+gv_status gv_comm_broadcast(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int root);
+/* Blocking point-to-point messages; peer is a rank of c, tag in [0, GV_COMM_TAG_MAX]. A send may block until
+ * the matching recv is posted, so exchanges between two ranks use gv_comm_sendrecv. */
+gv_status gv_comm_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
+gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
+/* Sends sendbuf to `dst` and receives recvbuf from `src` at once (deadlock-free rings and pipeline shifts). */
+gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
+                           size_t recvcount, int src, gv_comm_dtype dt, int tag);
+gv_status gv_comm_barrier(gv_comm *c);
+
+/* Takes the whole job down with exit status `code` (1 if code is 0): MPI_Abort on MPI_COMM_WORLD under MPI
+ * (whatever communicator c is), exit(code) on the local backend. c may be NULL (before or without a world):
+ * aborts MPI if it is initialised, else exits. Never returns. */
+_Noreturn void gv_comm_abort(gv_comm *c, int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

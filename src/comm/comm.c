@@ -1,0 +1,307 @@
+/* Communicator front end: argument checks, the group pool, then the backend's vtable. */
+#include "comm-impl.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gv/launch.h"
+
+size_t gv_comm_dtype_size(gv_comm_dtype dt) {
+    switch (dt) {
+    case GV_COMM_F32: return 4;
+    case GV_COMM_F64: return 8;
+    case GV_COMM_I32: return 4;
+    case GV_COMM_I64: return 8;
+    case GV_COMM_U8: return 1;
+    }
+    return 0;
+}
+
+const char *gv_comm_dtype_name(gv_comm_dtype dt) {
+    switch (dt) {
+    case GV_COMM_F32: return "f32";
+    case GV_COMM_F64: return "f64";
+    case GV_COMM_I32: return "i32";
+    case GV_COMM_I64: return "i64";
+    case GV_COMM_U8: return "u8";
+    }
+    return "unknown";
+}
+
+const char *gv_comm_op_name(gv_comm_op op) {
+    switch (op) {
+    case GV_COMM_SUM: return "sum";
+    case GV_COMM_MAX: return "max";
+    case GV_COMM_MIN: return "min";
+    }
+    return "unknown";
+}
+
+gv_status gv_comm_new(gv_comm **out, const struct gv_comm_i *iface, void *context, int rank, int size,
+                      const int *members) {
+    *out = NULL;
+    gv_comm *c = calloc(1, sizeof *c);
+    int *m = malloc((size_t)size * sizeof *m);
+    if (!c || !m) {
+        free(c);
+        free(m);
+        return gv_fail(GV_ERR_NOMEM, "comm: out of memory for a communicator of %d ranks", size);
+    }
+    for (int i = 0; i < size; i++) m[i] = members ? members[i] : i;
+    c->iface = iface;
+    c->context = context;
+    c->rank = rank;
+    c->size = size;
+    c->members = m;
+    c->world = c;
+    *out = c;
+    return GV_OK;
+}
+
+const char *gv_comm_describe(const gv_comm *c, char *buf, size_t n) {
+    size_t k = 0;
+    int shown = c->size <= 8 ? c->size : 3;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int i = 0; i < shown && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%d", i ? "," : "", c->members[i]);
+    if (k < n && shown < c->size)
+        k += (size_t)snprintf(buf + k, n - k, ",...,%d] (%d ranks)", c->members[c->size - 1], c->size);
+    else if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+/* ---- world, groups, pool ---------------------------------------------------------------------------- */
+
+gv_status gv_comm_init_world(gv_comm **out, const char *kind) {
+    if (!out) return gv_fail(GV_ERR_INVALID, "comm init: out is NULL");
+    *out = NULL;
+    if (!kind) kind = getenv("GV_COMM");
+    if (kind && !*kind) kind = NULL;
+    if (!kind) kind = gv_launch_is_rank() ? "mpi" : "local";
+    if (!strcmp(kind, "local")) return gv_comm_local_init(out);
+    if (!strcmp(kind, "mpi")) return gv_comm_mpi_init(out);
+    return gv_fail(GV_ERR_INVALID, "comm '%s': unknown kind (expected local or mpi)", kind);
+}
+
+static void gv_comm_free_one(gv_comm *c) {
+    c->iface->free(c);
+    free(c->members);
+    free(c);
+}
+
+void gv_comm_free(gv_comm *c) {
+    if (!c || c->world != c) return;
+    /* Groups before the world: the mpi world's free finalises MPI. */
+    for (int i = c->npool - 1; i >= 0; i--) {
+        gv_comm_free_one(c->pool[i].comm);
+        free(c->pool[i].ranks);
+    }
+    free(c->pool);
+    gv_comm_free_one(c);
+}
+
+const char *gv_comm_kind(const gv_comm *c) { return c->iface->name; }
+int gv_comm_rank(const gv_comm *c) { return c->rank; }
+int gv_comm_size(const gv_comm *c) { return c->size; }
+int gv_comm_world_rank(const gv_comm *c, int r) { return r >= 0 && r < c->size ? c->members[r] : -1; }
+int gv_comm_is_world(const gv_comm *c) { return c->world == c; }
+int gv_comm_pool_count(const gv_comm *world) { return world->npool; }
+
+gv_status gv_comm_group(gv_comm *world, const int *ranks, int n, gv_comm **out) {
+    if (!out) return gv_fail(GV_ERR_INVALID, "comm group: out is NULL");
+    *out = NULL;
+    if (!world || world->world != world)
+        return gv_fail(GV_ERR_INVALID, "comm group: needs the world communicator (groups are made of world ranks)");
+    if (!ranks || n < 1 || n > world->size)
+        return gv_fail(GV_ERR_INVALID, "comm group: %d ranks in a world of %d", n, world->size);
+    int me = -1, identity = n == world->size;
+    for (int i = 0; i < n; i++) {
+        if (ranks[i] < 0 || ranks[i] >= world->size)
+            return gv_fail(GV_ERR_INVALID, "comm group: rank %d outside the world [0, %d)", ranks[i], world->size);
+        for (int j = 0; j < i; j++)
+            if (ranks[j] == ranks[i])
+                return gv_fail(GV_ERR_INVALID, "comm group: rank %d listed twice", ranks[i]);
+        if (ranks[i] == world->rank) me = i;
+        if (ranks[i] != i) identity = 0;
+    }
+    if (me < 0) return GV_OK; /* not a member: nothing to create here */
+    if (identity) {
+        *out = world;
+        return GV_OK;
+    }
+    for (int i = 0; i < world->npool; i++) {
+        gv_comm_pool_entry *e = &world->pool[i];
+        if (e->n == n && !memcmp(e->ranks, ranks, (size_t)n * sizeof *ranks)) {
+            *out = e->comm;
+            return GV_OK;
+        }
+    }
+    if (world->npool == world->cappool) {
+        int cap = world->cappool ? 2 * world->cappool : 16;
+        gv_comm_pool_entry *p = realloc(world->pool, (size_t)cap * sizeof *p);
+        if (!p) return gv_fail(GV_ERR_NOMEM, "comm group: out of memory for the pool");
+        world->pool = p;
+        world->cappool = cap;
+    }
+    int *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return gv_fail(GV_ERR_NOMEM, "comm group: out of memory");
+    memcpy(copy, ranks, (size_t)n * sizeof *copy);
+    gv_comm *g = NULL;
+    gv_status st = world->iface->group(world, ranks, n, &g);
+    if (st != GV_OK) {
+        free(copy);
+        return st;
+    }
+    g->world = world;
+    world->pool[world->npool++] = (gv_comm_pool_entry){n, copy, g};
+    *out = g;
+    return GV_OK;
+}
+
+/* ---- argument checks --------------------------------------------------------------------------------- */
+
+static gv_status gv_check(const gv_comm *c, const char *what, gv_comm_dtype dt, size_t count) {
+    if (!c) return gv_fail(GV_ERR_INVALID, "comm %s: communicator is NULL", what);
+    if (!gv_comm_dtype_size(dt)) return gv_fail(GV_ERR_INVALID, "comm %s: unknown dtype %d", what, (int)dt);
+    if (count > SIZE_MAX / 8 / (size_t)c->size)
+        return gv_fail(GV_ERR_INVALID, "comm %s: count %zu too large", what, count);
+    return GV_OK;
+}
+
+static gv_status gv_check_op(const char *what, gv_comm_op op) {
+    if (op != GV_COMM_SUM && op != GV_COMM_MAX && op != GV_COMM_MIN)
+        return gv_fail(GV_ERR_INVALID, "comm %s: unknown op %d", what, (int)op);
+    return GV_OK;
+}
+
+static gv_status gv_check_buf(const char *what, const void *p, const char *name) {
+    if (!p) return gv_fail(GV_ERR_INVALID, "comm %s: %s is NULL", what, name);
+    return GV_OK;
+}
+
+static int gv_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return x < y + nb && y < x + na;
+}
+
+static gv_status gv_check_peer(const gv_comm *c, const char *what, const char *name, int peer) {
+    if (peer < 0 || peer >= c->size)
+        return gv_fail(GV_ERR_INVALID, "comm %s: %s %d outside the communicator [0, %d)", what, name, peer,
+                       c->size);
+    return GV_OK;
+}
+
+static gv_status gv_check_tag(const char *what, int tag) {
+    if (tag < 0 || tag > GV_COMM_TAG_MAX)
+        return gv_fail(GV_ERR_INVALID, "comm %s: tag %d outside [0, %d]", what, tag, GV_COMM_TAG_MAX);
+    return GV_OK;
+}
+
+/* ---- collectives ------------------------------------------------------------------------------------- */
+
+gv_status gv_comm_allreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                            gv_comm_op op) {
+    GV_TRY(gv_check(c, "allreduce", dt, count));
+    GV_TRY(gv_check_op("allreduce", op));
+    if (!count) return GV_OK;
+    GV_TRY(gv_check_buf("allreduce", sendbuf, "sendbuf"));
+    GV_TRY(gv_check_buf("allreduce", recvbuf, "recvbuf"));
+    size_t bytes = count * gv_comm_dtype_size(dt);
+    if (sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
+        return gv_fail(GV_ERR_INVALID, "comm allreduce: send and recv buffers overlap without being equal");
+    return c->iface->allreduce(c, sendbuf, recvbuf, count, dt, op);
+}
+
+gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                 gv_comm_dtype dt, gv_comm_op op) {
+    GV_TRY(gv_check(c, "reduce_scatter", dt, recvcount));
+    GV_TRY(gv_check_op("reduce_scatter", op));
+    if (!recvcount) return GV_OK;
+    GV_TRY(gv_check_buf("reduce_scatter", sendbuf, "sendbuf"));
+    GV_TRY(gv_check_buf("reduce_scatter", recvbuf, "recvbuf"));
+    size_t block = recvcount * gv_comm_dtype_size(dt);
+    if ((const char *)recvbuf != (const char *)sendbuf + (size_t)c->rank * block &&
+        gv_overlap(sendbuf, block * (size_t)c->size, recvbuf, block))
+        return gv_fail(GV_ERR_INVALID, "comm reduce_scatter: recv overlaps send but is not send + rank * recvcount");
+    return c->iface->reduce_scatter(c, sendbuf, recvbuf, recvcount, dt, op);
+}
+
+gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount, gv_comm_dtype dt) {
+    GV_TRY(gv_check(c, "allgather", dt, sendcount));
+    if (!sendcount) return GV_OK;
+    GV_TRY(gv_check_buf("allgather", sendbuf, "sendbuf"));
+    GV_TRY(gv_check_buf("allgather", recvbuf, "recvbuf"));
+    size_t block = sendcount * gv_comm_dtype_size(dt);
+    if ((const char *)sendbuf != (const char *)recvbuf + (size_t)c->rank * block &&
+        gv_overlap(sendbuf, block, recvbuf, block * (size_t)c->size))
+        return gv_fail(GV_ERR_INVALID, "comm allgather: send overlaps recv but is not recv + rank * sendcount");
+    return c->iface->allgather(c, sendbuf, recvbuf, sendcount, dt);
+}
+
+gv_status gv_comm_alltoall(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count_per_peer,
+                           gv_comm_dtype dt) {
+    GV_TRY(gv_check(c, "alltoall", dt, count_per_peer));
+    if (!count_per_peer) return GV_OK;
+    GV_TRY(gv_check_buf("alltoall", sendbuf, "sendbuf"));
+    GV_TRY(gv_check_buf("alltoall", recvbuf, "recvbuf"));
+    size_t bytes = count_per_peer * gv_comm_dtype_size(dt) * (size_t)c->size;
+    if (sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
+        return gv_fail(GV_ERR_INVALID, "comm alltoall: send and recv buffers overlap without being equal");
+    return c->iface->alltoall(c, sendbuf, recvbuf, count_per_peer, dt);
+}
+
+gv_status gv_comm_broadcast(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int root) {
+    GV_TRY(gv_check(c, "broadcast", dt, count));
+    GV_TRY(gv_check_peer(c, "broadcast", "root", root));
+    if (!count) return GV_OK;
+    GV_TRY(gv_check_buf("broadcast", buf, "buf"));
+    return c->iface->broadcast(c, buf, count, dt, root);
+}
+
+gv_status gv_comm_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag) {
+    GV_TRY(gv_check(c, "send", dt, count));
+    GV_TRY(gv_check_peer(c, "send", "peer", peer));
+    GV_TRY(gv_check_tag("send", tag));
+    if (!count) return GV_OK;
+    GV_TRY(gv_check_buf("send", buf, "buf"));
+    return c->iface->send(c, buf, count, dt, peer, tag);
+}
+
+gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag) {
+    GV_TRY(gv_check(c, "recv", dt, count));
+    GV_TRY(gv_check_peer(c, "recv", "peer", peer));
+    GV_TRY(gv_check_tag("recv", tag));
+    if (!count) return GV_OK;
+    GV_TRY(gv_check_buf("recv", buf, "buf"));
+    return c->iface->recv(c, buf, count, dt, peer, tag);
+}
+
+gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
+                           size_t recvcount, int src, gv_comm_dtype dt, int tag) {
+    GV_TRY(gv_check(c, "sendrecv", dt, sendcount > recvcount ? sendcount : recvcount));
+    GV_TRY(gv_check_peer(c, "sendrecv", "dst", dst));
+    GV_TRY(gv_check_peer(c, "sendrecv", "src", src));
+    GV_TRY(gv_check_tag("sendrecv", tag));
+    if (sendcount) GV_TRY(gv_check_buf("sendrecv", sendbuf, "sendbuf"));
+    if (recvcount) GV_TRY(gv_check_buf("sendrecv", recvbuf, "recvbuf"));
+    size_t es = gv_comm_dtype_size(dt);
+    if (sendcount && recvcount && gv_overlap(sendbuf, sendcount * es, recvbuf, recvcount * es))
+        return gv_fail(GV_ERR_INVALID, "comm sendrecv: send and recv buffers overlap");
+    return c->iface->sendrecv(c, sendbuf, sendcount, dst, recvbuf, recvcount, src, dt, tag);
+}
+
+gv_status gv_comm_barrier(gv_comm *c) {
+    if (!c) return gv_fail(GV_ERR_INVALID, "comm barrier: communicator is NULL");
+    return c->iface->barrier(c);
+}
+
+_Noreturn void gv_comm_abort(gv_comm *c, int code) {
+    (void)c; /* MPI_Abort always goes to MPI_COMM_WORLD: a group's abort must take the whole job down too */
+    if (code == 0) code = 1;
+    fflush(stdout);
+    fflush(stderr);
+    gv_comm_mpi_abort_world(code); /* returns when MPI is not running */
+    exit(code);
+}
