@@ -1,5 +1,5 @@
 /* Data parallelism on CPU ranks equals one process: DDP and ZeRO-1 on 2 and 4 ranks train tiny GPT-2 and
- * LLaMA models for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
+ * LLaMA models (also with activation recompute) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
  * weights (1e-4). Started as one process, it re-launches itself on 4 ranks through mpirun (the launcher
  * under test); the 2-rank plans run on two pooled sub-groups at once. */
 #include <math.h>
@@ -83,8 +83,9 @@ int main(int argc, char **argv) {
     const char *presets[] = {"gpt2-tiny", "llama-tiny"};
     struct {
         const char *name;
-        int ranks, zero;
-    } plans[] = {{"dp2", 2, 0}, {"dp4", 4, 0}, {"zero1-dp2", 2, 1}, {"zero1-dp4", 4, 1}};
+        int ranks, zero, ckpt;
+    } plans[] = {{"dp2", 2, 0, 0},        {"dp4", 4, 0, 0},      {"zero1-dp2", 2, 1, 0},
+                 {"zero1-dp4", 4, 1, 0},  {"dp2-ckpt", 2, 0, 1}, {"zero1-dp4-ckpt", 4, 1, 1}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
@@ -105,6 +106,7 @@ int main(int argc, char **argv) {
             config(&c, presets[p], out);
             c.comm = comm;
             c.zero = plans[k].zero;
+            c.ckpt = plans[k].ckpt;
             gv_train_result r;
             CHECK_OK(gv_train_run(&c, &r));
             if (gv_comm_rank(comm) == 0) {
@@ -119,7 +121,7 @@ int main(int argc, char **argv) {
                 compare_weights(a, b, &wg, &wt);
                 CHECK(wg <= 1e-4);
                 CHECK(wt <= 1e-3);
-                printf("%s %-10s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
+                printf("%s %-14s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
                        "%.2e)\n",
                        presets[p], plans[k].name, group, r.losses[0], r.losses[9], worst, wg, wt);
                 fflush(stdout);

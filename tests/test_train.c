@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gv/backend.h"
 #include "gv/data.h"
 #include "gv/safetensors.h"
 #include "gv/train.h"
@@ -99,6 +100,55 @@ static void test_accumulation(void) {
     free(b.losses);
 }
 
+/* Recompute changes where activations live, not the arithmetic: bitwise-identical losses; and the
+ * activation bytes follow the formula base + one full layer + (L-1) layer outputs. */
+static void test_recompute(void) {
+    gv_train_config c;
+    gv_train_result a, b;
+    gv_small_config(&c, 5);
+    c.spec.n_layer = 3;
+    CHECK_OK(gv_train_run(&c, &a));
+    c.ckpt = 1;
+    CHECK_OK(gv_train_run(&c, &b));
+    CHECK(memcmp(a.losses, b.losses, 5 * sizeof(float)) == 0);
+    CHECK(b.memory.activations < a.memory.activations);
+    free(a.losses);
+    free(b.losses);
+
+    gv_backend *be;
+    CHECK_OK(gv_backend_init(&be, "cpu", 0));
+    const char *presets[] = {"gpt2-tiny", "llama-tiny"};
+    for (int p = 0; p < 2; p++) {
+        gv_model_spec s;
+        CHECK_OK(gv_model_spec_preset(&s, presets[p]));
+        int B = 2, T = 16, ones[4] = {1, 1, 1, 1};
+        size_t full[5] = {0}, ck4 = 0;
+        for (int L = 2; L <= 4; L += 2) {
+            gv_model *m;
+            gv_memory_report r;
+            s.n_layer = L;
+            gv_model_dist d = {NULL, 0, NULL};
+            CHECK_OK(gv_model_init_dist(&m, &s, be, B, T, &d));
+            gv_model_memory(m, &r);
+            full[L] = r.activations;
+            gv_model_free(m);
+            if (L == 4) {
+                d.ckpt = ones;
+                CHECK_OK(gv_model_init_dist(&m, &s, be, B, T, &d));
+                gv_model_memory(m, &r);
+                ck4 = r.activations;
+                gv_model_free(m);
+            }
+        }
+        size_t per_layer = (full[4] - full[2]) / 2, base = full[2] - 2 * per_layer;
+        size_t out = ((size_t)B * T * s.n_embd * 4 + 255) / 256 * 256; /* one layer output, arena-aligned */
+        printf("%s: activations per layer %zu B, with recompute 4 layers %zu B (full %zu B)\n", presets[p],
+               per_layer, ck4, full[4]);
+        CHECK(ck4 == base + per_layer + 3 * out);
+    }
+    gv_backend_free(be);
+}
+
 static void test_default_learns(void) {
     gv_train_config c;
     gv_train_config_defaults(&c);
@@ -121,6 +171,7 @@ static void test_default_learns(void) {
 int main(void) {
     test_resume_bitwise();
     test_accumulation();
+    test_recompute();
     test_default_learns();
     return gv_test_result("test_train");
 }

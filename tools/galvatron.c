@@ -54,6 +54,8 @@ static const char *gv_usage_train =
     "                        a rank of an MPI or Slurm job [1]\n"
     "  --dp-type ddp|zero1   gradient all-reduce with replicated optimizer, or ZeRO-1 (optimizer state and\n"
     "                        master weights sharded over the ranks) [ddp]\n"
+    "  --ckpt                activation recompute: keep only each layer's output, recompute the rest in\n"
+    "                        backward\n"
     "\n"
     "run:\n"
     "  --backend cpu|cuda    compute backend [cpu]\n"
@@ -143,6 +145,10 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         }
         if (!strcmp(a, "--quiet")) {
             prog.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ckpt")) {
+            c.ckpt = 1;
             continue;
         }
         if (i + 1 >= argc || a[0] != '-') {

@@ -67,6 +67,7 @@ struct gv_comm;
 typedef struct {
     struct gv_comm *dp;
     int zero;
+    const int *ckpt; /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);

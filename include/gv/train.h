@@ -40,6 +40,7 @@ typedef struct {
      * checkpoints and calls on_step. */
     struct gv_comm *comm;
     int zero;
+    int ckpt; /* recompute every layer's activations in backward */
     void (*on_step)(const gv_step_info *info, void *ctx);
     void *ctx;
 } gv_train_config;

@@ -87,6 +87,7 @@ struct gv_model {
     /* backward scratch (workspace) */
     size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits;
 
+    int *ckpt;          /* [L] layer recomputes its activations in backward */
     int32_t *h_targets; /* host copy of the last targets */
     float *h_losses;
     int n_valid;
@@ -293,8 +294,19 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_encoded = gv_arena_reserve(A, N * C * e);
     m->la = calloc((size_t)m->L, sizeof *m->la);
     size_t stash = gv_attention_stash_bytes(b, B, T, m->H);
+    /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
+     * computes lives in one shared set of views, refilled by re-running its forward during backward. */
+    gv_layer_acts shared = {0};
+    int have_shared = 0;
+    m->ckpt = calloc((size_t)m->L, sizeof *m->ckpt);
     for (int l = 0; l < m->L; l++) {
         gv_layer_acts *a = &m->la[l];
+        m->ckpt[l] = d && d->ckpt ? d->ckpt[l] != 0 : 0;
+        if (m->ckpt[l] && have_shared) {
+            *a = shared;
+            a->res2 = gv_arena_reserve(A, N * C * e);
+            continue;
+        }
         a->ln1 = gv_arena_reserve(A, N * C * e);
         a->ln1_mean = gv_arena_reserve(A, N * 4);
         a->ln1_rstd = gv_arena_reserve(A, N * 4);
@@ -311,6 +323,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->fch_act = gv_arena_reserve(A, N * (size_t)m->F * e);
         a->fcproj = gv_arena_reserve(A, N * C * e);
         a->res2 = gv_arena_reserve(A, N * C * e);
+        if (m->ckpt[l]) {
+            shared = *a;
+            have_shared = 1;
+        }
     }
     m->o_lnf = gv_arena_reserve(A, N * C * e);
     m->o_lnf_mean = gv_arena_reserve(A, N * 4);
@@ -355,6 +371,7 @@ void gv_model_free(gv_model *m) {
     free(m->hf);
     free(m->li);
     free(m->la);
+    free(m->ckpt);
     free(m->h_targets);
     free(m->h_losses);
     free(m);
@@ -605,6 +622,34 @@ static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, con
     return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->N, m->C);
 }
 
+/* Forward of transformer layer l from its input res [N,C] to la[l].res2 [N,C]. */
+static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C;
+    const gv_layer_idx *x = &m->li[l];
+    const gv_layer_acts *a = &m->la[l];
+    GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
+                           x->ln1_b));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKV));
+    if (m->spec.pos == GV_POS_ROPE)
+        GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->H, m->KVH, m->D,
+                               m->spec.rope_theta, 0));
+    GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->H,
+                                m->KVH, m->D, 1));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), W(m, x->proj_b), N,
+                             m->H * m->D, C));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
+    GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
+                           x->ln2_w, x->ln2_b));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2));
+    if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->F));
+    else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), W(m, x->fcproj_b), N,
+                             m->F, C));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)N * C));
+    return GV_OK;
+}
+
 gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, C = m->C;
@@ -621,28 +666,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte), W(m, m->wpe), B, T, C, 0));
     const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
     for (int l = 0; l < m->L; l++) {
-        const gv_layer_idx *x = &m->li[l];
-        const gv_layer_acts *a = &m->la[l];
-        GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
-                               x->ln1_b));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKV));
-        if (m->spec.pos == GV_POS_ROPE)
-            GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->H, m->KVH, m->D,
-                                   m->spec.rope_theta, 0));
-        GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->H,
-                                    m->KVH, m->D, 1));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), W(m, x->proj_b), N,
-                                 m->H * m->D, C));
-        GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
-        GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
-                               x->ln2_w, x->ln2_b));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2));
-        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->F));
-        else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), W(m, x->fcproj_b), N,
-                                 m->F, C));
-        GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)N * C));
-        res = ACT(m, a->res2);
+        GV_TRY(gv_layer_forward(m, l, res));
+        res = ACT(m, m->la[l].res2);
     }
     GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res, m->lnf_w,
                            m->lnf_b));
@@ -692,6 +717,7 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
+        if (m->ckpt[l]) GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->F * e));
         GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres, ACT(m, a->fch_act),
                                   W(m, x->fcproj_w), N, m->F, C));

@@ -207,10 +207,14 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
-    gv_model_dist dist = {t.comm, c->zero};
+    int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
+    for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
+    if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
+    gv_model_dist dist = {t.comm, c->zero, ckpt};
     if (st == GV_OK)
         st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq, &dist);
     int start = 0;
+    free(ckpt);
     if (st == GV_OK && c->resume) {
         gv_ckpt_meta meta;
         st = gv_checkpoint_load(t.model, c->resume, &meta);
