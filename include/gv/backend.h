@@ -46,7 +46,8 @@ gv_status gv_backend_sync(gv_backend *b);
 
 /* ---- ops ------------------------------------------------------------------------------------------- */
 
-/* out[N,C] = wte[tokens[n]] + (wpe ? wpe[pos0 + n % T] : 0); N = B*T; tokens[N] I32. */
+/* out[N,C] = wte[tokens[n]] + (wpe ? wpe[pos0 + n % T] : 0); N = B*T; tokens[N] I32. A negative token
+ * (outside this rank's vocab shard under vocab parallelism) contributes a zero row and gets no gradient. */
 gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte, const void *wpe,
                                int B, int T, int C, int pos0);
 gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout, const int32_t *tokens,
@@ -108,6 +109,17 @@ gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logi
                                   int N, int V, int Vp, int ignore_index);
 gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
                                    float dloss, int N, int V, int Vp, int ignore_index);
+
+/* Vocab-parallel cross-entropy: logits[N,Vp] hold the global vocab columns [v0, v0 + V) of this rank's
+ * shard. Stats: lse[N] = log-sum-exp of the shard's row; tlogit[N] = the target's logit when the target is
+ * in the shard (else 0; 0 for ignored rows). The caller combines shards (loss = log sum_r exp(lse_r) -
+ * sum_r tlogit_r). Backward: dlogits += (exp(logits - lse) - onehot) * dloss with lse[N] the full row's
+ * log-sum-exp; ignored rows get nothing. lse and tlogit are F32 device buffers. */
+gv_status gv_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
+                                      const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index);
+gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
+                                         const float *lse, float dloss, int N, int V, int Vp, int v0,
+                                         int ignore_index);
 
 /* AdamW on n elements. master, m, v: F32. grad: compute dtype, multiplied by grad_scale first (clipping,
  * accumulation averaging). weight: the compute-dtype copy written from master, may be NULL (cpu: master is

@@ -46,6 +46,10 @@ struct gv_backend_i {
     gv_status (*crossentropy_forward)(gv_backend *, float *, const void *, const int32_t *, int, int, int, int);
     gv_status (*crossentropy_backward)(gv_backend *, void *, const void *, const int32_t *, float, int, int, int,
                                        int);
+    gv_status (*crossentropy_shard_stats)(gv_backend *, float *, float *, const void *, const int32_t *, int, int,
+                                          int, int, int);
+    gv_status (*crossentropy_shard_backward)(gv_backend *, void *, const void *, const int32_t *, const float *,
+                                             float, int, int, int, int, int);
     gv_status (*adamw_update)(gv_backend *, float *, void *, const void *, float *, float *, size_t, float, float,
                               float, float, float, float, int);
     gv_status (*sumsq)(gv_backend *, double *, const void *, size_t);

@@ -138,6 +138,22 @@ gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *log
     return b->iface->crossentropy_backward(b, dlogits, logits, targets, dloss, N, V, Vp, ignore_index);
 }
 
+gv_status gv_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
+                                      const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index) {
+    if (!b->iface->crossentropy_shard_stats)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no vocab-parallel cross-entropy", b->iface->name);
+    return b->iface->crossentropy_shard_stats(b, lse, tlogit, logits, targets, N, V, Vp, v0, ignore_index);
+}
+
+gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
+                                         const float *lse, float dloss, int N, int V, int Vp, int v0,
+                                         int ignore_index) {
+    if (!b->iface->crossentropy_shard_backward)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no vocab-parallel cross-entropy", b->iface->name);
+    return b->iface->crossentropy_shard_backward(b, dlogits, logits, targets, lse, dloss, N, V, Vp, v0,
+                                                 ignore_index);
+}
+
 gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
     return b->iface->adamw_update(b, master, weight, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }

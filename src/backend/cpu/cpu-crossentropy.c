@@ -72,3 +72,48 @@ gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits_, const void
     }
     return GV_OK;
 }
+
+/* Vocab-parallel pieces: this shard holds global columns [v0, v0 + V). */
+gv_status gv_cpu_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits_,
+                                          const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index) {
+    (void)b;
+    if (N < 0 || V <= 0 || Vp < V || v0 < 0)
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_stats: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp, v0);
+    const float *logits = logits_; /* [N, Vp] */
+    /* lse, tlogit: [N] F32; targets: [N] */
+#pragma omp parallel for if ((long)N * V > GV_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (long)n * Vp;
+        float mx;
+        double s;
+        ce_row_stats(x, V, &mx, &s);
+        lse[n] = (float)s;
+        int j = targets[n] - v0;
+        tlogit[n] = targets[n] != ignore_index && j >= 0 && j < V ? x[j] : 0.0f;
+    }
+    return GV_OK;
+}
+
+gv_status gv_cpu_crossentropy_shard_backward(gv_backend *b, void *dlogits_, const void *logits_,
+                                             const int32_t *targets, const float *lse, float dloss, int N, int V,
+                                             int Vp, int v0, int ignore_index) {
+    (void)b;
+    if (N < 0 || V <= 0 || Vp < V || v0 < 0)
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp,
+                       v0);
+    float *dlogits = dlogits_;     /* [N, Vp] */
+    const float *logits = logits_; /* [N, Vp] */
+    /* lse: [N] log-sum-exp of the full row; targets: [N] */
+#pragma omp parallel for if ((long)N * V > GV_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] == ignore_index) continue;
+        const float *x = logits + (long)n * Vp;
+        float *dx = dlogits + (long)n * Vp;
+        int tj = targets[n] - v0;
+        for (int j = 0; j < V; j++) {
+            float p = (float)exp((double)x[j] - (double)lse[n]);
+            dx[j] += (p - (j == tj ? 1.0f : 0.0f)) * dloss;
+        }
+    }
+    return GV_OK;
+}

@@ -1,4 +1,5 @@
-/* Token + position embedding: out[n] = wte[tokens[n]] + wpe[pos0 + n % T]. */
+/* Token + position embedding: out[n] = wte[tokens[n]] + wpe[pos0 + n % T]; a negative token (not in this
+ * rank's vocab shard) contributes no wte row and gets no gradient. */
 #include "cpu-ops.h"
 
 #include <string.h>
@@ -9,10 +10,7 @@
 static gv_status emb_check(const char *op, const int32_t *tokens, int B, int T, int C, int pos0) {
     if (B < 0 || T < 0 || C < 0 || pos0 < 0)
         return gv_fail(GV_ERR_INVALID, "%s: negative size (B=%d T=%d C=%d pos0=%d)", op, B, T, C, pos0);
-    long N = (long)B * T;
-    for (long n = 0; n < N; n++)
-        if (tokens[n] < 0)
-            return gv_fail(GV_ERR_INVALID, "%s: token %d at row %ld is negative", op, tokens[n], n);
+    (void)tokens;
     return GV_OK;
 }
 
@@ -28,12 +26,11 @@ gv_status gv_cpu_embedding_forward(gv_backend *b, void *out_, const int32_t *tok
 #pragma omp parallel for if (N * C > GV_CPU_PAR_MIN)
     for (long n = 0; n < N; n++) {
         float *o = out + n * C;
-        const float *e = wte + (long)tokens[n] * C;
+        if (tokens[n] >= 0) memcpy(o, wte + (long)tokens[n] * C, (size_t)C * sizeof(float));
+        else memset(o, 0, (size_t)C * sizeof(float));
         if (wpe) {
             const float *p = wpe + (long)(pos0 + n % T) * C;
-            for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
-        } else {
-            memcpy(o, e, (size_t)C * sizeof(float));
+            for (int c = 0; c < C; c++) o[c] += p[c];
         }
     }
     return GV_OK;
@@ -55,7 +52,7 @@ gv_status gv_cpu_embedding_backward(gv_backend *b, void *dwte_, void *dwpe_, con
         int c0 = blk * EMB_CBLOCK, c1 = c0 + EMB_CBLOCK < C ? c0 + EMB_CBLOCK : C;
         for (long n = 0; n < N; n++) {
             const float *d = dout + n * C;
-            if (dwte) {
+            if (dwte && tokens[n] >= 0) {
                 float *g = dwte + (long)tokens[n] * C;
                 for (int c = c0; c < c1; c++) g[c] += d[c];
             }
