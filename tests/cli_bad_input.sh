@@ -74,6 +74,13 @@ expect_fail micro-batches "--micro-batches 3: must divide --global-batch 2" -- "
 expect_fail seq-too-long "--seq 4096: must be in \[1, 128\]" -- "${small[@]}" --seq 4096
 expect_fail unknown-backend "backend 'tpu'" -- "${small[@]}" --backend tpu
 
+# Parallel plans are checked before any rank starts.
+expect_fail tp-kv-heads "plan: layer 0: tp 4 does not divide n_kv_head 2" -- "${small[@]}" --model llama-tiny -n 4 --tp 4
+expect_fail tp-world "plan: layer 0: tp 2 does not divide the 3 ranks of a stage" -- "${small[@]}" -n 3 --tp 2
+expect_fail dp-batch "dp 4 does not divide the micro-batch of 2 sequences" -- "${small[@]}" -n 4
+expect_fail zero-alone "zero1 needs a data-parallel group larger than 1" -- "${small[@]}" -n 2 --tp 2 --dp-type zero1
+expect_fail vocab-tp "--vocab-tp 4: must be 1 or equal to --tp" -- "${small[@]}" -n 2 --tp 2 --vocab-tp 4
+
 # Plans.
 expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \
     plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny --layers 4 -n 4

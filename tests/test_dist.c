@@ -1,5 +1,5 @@
 /* Data parallelism on CPU ranks equals one process: DDP and ZeRO-1 on 2 and 4 ranks train tiny GPT-2 and
- * LLaMA models (also with activation recompute) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
+ * LLaMA models (also with activation recompute, Megatron tensor parallelism and vocab parallelism) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
  * weights (1e-4). Started as one process, it re-launches itself on 4 ranks through mpirun (the launcher
  * under test); the 2-rank plans run on two pooled sub-groups at once. */
 #include <math.h>
@@ -83,9 +83,18 @@ int main(int argc, char **argv) {
     const char *presets[] = {"gpt2-tiny", "llama-tiny"};
     struct {
         const char *name;
-        int ranks, zero, ckpt;
-    } plans[] = {{"dp2", 2, 0, 0},        {"dp4", 4, 0, 0},      {"zero1-dp2", 2, 1, 0},
-                 {"zero1-dp4", 4, 1, 0},  {"dp2-ckpt", 2, 0, 1}, {"zero1-dp4-ckpt", 4, 1, 1}};
+        int ranks, zero, ckpt, tp, vocab_tp;
+    } plans[] = {{"dp2", 2, 0, 0, 1, 0},
+                 {"dp4", 4, 0, 0, 1, 0},
+                 {"zero1-dp2", 2, 1, 0, 1, 0},
+                 {"zero1-dp4", 4, 1, 0, 1, 0},
+                 {"dp2-ckpt", 2, 0, 1, 1, 0},
+                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0},
+                 {"tp2-dp2", 4, 0, 0, 2, 0},
+                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1},
+                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1},
+                 {"tp4", 4, 0, 0, 4, 0},
+                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
@@ -100,6 +109,7 @@ int main(int argc, char **argv) {
         }
         CHECK_OK(gv_comm_broadcast(world, ref_losses, 10, GV_COMM_F32, 0));
         for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++) {
+            if (plans[k].tp == 4 && p == 1) continue; /* llama-tiny has 2 kv heads */
             gv_comm *comm = plans[k].ranks == 4 ? world : half;
             int group = plans[k].ranks == 4 ? 0 : rank / 2;
             snprintf(out, sizeof out, "dist_tmp/%s-%s-g%d", presets[p], plans[k].name, group);
@@ -107,6 +117,8 @@ int main(int argc, char **argv) {
             c.comm = comm;
             c.zero = plans[k].zero;
             c.ckpt = plans[k].ckpt;
+            c.tp = plans[k].tp;
+            c.vocab_tp = plans[k].vocab_tp;
             gv_train_result r;
             CHECK_OK(gv_train_run(&c, &r));
             if (gv_comm_rank(comm) == 0) {
@@ -121,7 +133,7 @@ int main(int argc, char **argv) {
                 compare_weights(a, b, &wg, &wt);
                 CHECK(wg <= 1e-4);
                 CHECK(wt <= 1e-3);
-                printf("%s %-14s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
+                printf("%s %-20s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
                        "%.2e)\n",
                        presets[p], plans[k].name, group, r.losses[0], r.losses[9], worst, wg, wt);
                 fflush(stdout);

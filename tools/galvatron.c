@@ -50,8 +50,10 @@ static const char *gv_usage_train =
     "  --seed S              seed of the initial weights and of the data order [1337]\n"
     "\n"
     "parallelism:\n"
-    "  -n RANKS              data-parallel ranks; started through mpirun unless this process already is\n"
-    "                        a rank of an MPI or Slurm job [1]\n"
+    "  -n RANKS              ranks; started through mpirun unless this process already is a rank of an\n"
+    "                        MPI or Slurm job [1]. Data-parallel degree = RANKS / tp\n"
+    "  --tp T                Megatron tensor parallelism over T consecutive ranks (heads and FFN split) [1]\n"
+    "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
     "  --dp-type ddp|zero1   gradient all-reduce with replicated optimizer, or ZeRO-1 (optimizer state and\n"
     "                        master weights sharded over the ranks) [ddp]\n"
     "  --ckpt                activation recompute: keep only each layer's output, recompute the rest in\n"
@@ -173,6 +175,15 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--seed")) c.seed = (uint64_t)gv_parse_int(a, v, 0);
         else if (!strcmp(a, "--backend")) c.backend = v;
         else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--tp")) c.tp = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--vocab-tp")) {
+            int vt = gv_parse_int(a, v, 1);
+            c.vocab_tp = vt > 1;
+            if (vt > 1 && vt != c.tp) {
+                fprintf(stderr, "galvatron: --vocab-tp %d: must be 1 or equal to --tp (given before it)\n", vt);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--dp-type")) {
             static const char *const types[] = {"ddp", "zero1", "zero2", "zero3"};
             c.zero = -1;
@@ -198,6 +209,16 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (nranks > 1 && !gv_launch_is_rank()) {
+        /* Reject an impossible plan here, once, instead of on every rank after the launch. */
+        int tp = c.tp > 0 ? c.tp : 1;
+        gv_layer_strategy l = {tp, GV_SP_NONE, c.zero, c.ckpt}, v = {c.vocab_tp ? tp : 1, GV_SP_NONE, c.zero, 0};
+        gv_plan p;
+        if (gv_plan_uniform(&p, nranks, 1, c.spec.n_layer, l, v, GV_SCHED_1F1B, c.global_batch, c.micro_batches) !=
+            GV_OK)
+            gv_die_status();
+        gv_status st = gv_plan_validate(&p, &c.spec, c.seq, "plan");
+        gv_plan_free(&p);
+        if (st != GV_OK) gv_die_status();
         /* Ranks on one machine share its cores: without this each rank's OpenMP team would take them all. */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         char nt[24];

@@ -67,7 +67,9 @@ struct gv_comm;
 typedef struct {
     struct gv_comm *dp;
     int zero;
-    const int *ckpt; /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
+    const int *ckpt;     /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
+    struct gv_comm *tp;  /* Megatron tensor parallelism over this group (NULL = none): heads, FFN columns */
+    int vocab_parallel;  /* with tp: the embedding / LM head rows and the cross-entropy split too */
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);

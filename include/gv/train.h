@@ -35,10 +35,12 @@ typedef struct {
     const char *out_dir;  /* checkpoints go to out_dir/step-NNNNNN */
     int save_every;       /* 0: only at the end (when out_dir is set) */
     const char *resume;   /* checkpoint directory or NULL */
-    /* Distributed run: the ranks of `comm` (NULL = this process alone) form one data-parallel group with
-     * ZeRO stage `zero` (0 = DDP, 1 = ZeRO-1). Every rank calls gv_train_run; rank 0 writes metrics,
-     * checkpoints and calls on_step. */
+    /* Distributed run over the ranks of `comm` (NULL = this process alone): tensor-parallel groups of `tp`
+     * consecutive ranks (Megatron; vocab_tp: the vocab layers too), data parallelism over the rest with ZeRO
+     * stage `zero` (0 = DDP, 1 = ZeRO-1). Every rank calls gv_train_run; rank 0 writes metrics, checkpoints
+     * and calls on_step. */
     struct gv_comm *comm;
+    int tp, vocab_tp;
     int zero;
     int ckpt; /* recompute every layer's activations in backward */
     void (*on_step)(const gv_step_info *info, void *ctx);

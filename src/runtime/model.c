@@ -20,12 +20,20 @@
 
 enum { GV_INIT_NORMAL, GV_INIT_RESID, GV_INIT_ONES, GV_INIT_ZEROS };
 
+/* A parameter as this rank holds it: a [rows, cols] slice of the global [g_rows, g_cols] tensor. Under
+ * tensor parallelism the slice is up to 3 segments of global rows (q, k, v heads of a packed matrix; gate
+ * and up of SwiGLU) and the columns [c0, c0 + cols) (row-parallel linears); replicated parameters hold all. */
 typedef struct {
     char name[64]; /* internal name; also the RNG stream of its initial values */
     int ndim;
-    int64_t rows, cols; /* cols = 1 for vectors */
-    int64_t real_rows;  /* rows that exist in the real model (V of Vp for vocab matrices) */
-    size_t off;         /* element offset, the same in every per-parameter buffer */
+    int64_t rows, cols;     /* local; cols = 1 for vectors */
+    int64_t g_rows, g_cols; /* global */
+    int64_t g_real_rows;    /* global rows that exist in the real model (V of Vp for vocab matrices) */
+    int nseg;
+    int64_t seg0[3], segn[3]; /* local rows = global rows [seg0[k], seg0[k] + segn[k]) in order */
+    int64_t c0;
+    int sharded; /* differs across the tensor-parallel group */
+    size_t off;  /* element offset, the same in every per-parameter buffer */
     int init;
     int decay;
 } gv_param;
@@ -75,6 +83,12 @@ struct gv_model {
     gv_comm *dp;
     int dp_size, dp_rank, zero;
     size_t shard, s0;
+    /* tensor parallelism (Megatron): heads, FFN columns and (with vp) vocab rows split over the tp group */
+    gv_comm *tp;
+    int tp_size, tp_rank, vp;
+    int Hl, KVHl, Fl, QKVl, F2l; /* local heads, kv heads, FFN size, packed qkv rows, fc rows */
+    int Vpl, Vl, v0;             /* local vocab rows (padded), real local columns, first global vocab row */
+    float *d_lse;                /* [N] full-row log-sum-exp of the last forward (vocab parallel) */
 
     gv_arena a_params, a_grads, a_opt, a_acts, a_work;
     void *weights, *grads; /* compute dtype */
@@ -89,6 +103,8 @@ struct gv_model {
 
     int *ckpt;          /* [L] layer recomputes its activations in backward */
     int32_t *h_targets; /* host copy of the last targets */
+    int32_t *h_ids;     /* host [N] vocab-shard-relative token ids */
+    float *h_vp;        /* host [3N] vocab-parallel loss scratch */
     float *h_losses;
     int n_valid;
     int have_forward;
@@ -96,19 +112,47 @@ struct gv_model {
 
 /* ---- parameter table ------------------------------------------------------------------------------- */
 
+/* A replicated parameter of global shape [rows, cols]. */
 static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t cols, int64_t real_rows, int init,
                         int decay) {
     gv_param *p = &m->params[m->nparams];
+    memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = cols > 1 ? 2 : 1;
-    p->rows = rows;
-    p->cols = cols;
-    p->real_rows = real_rows;
-    p->off = m->param_elems;
+    p->rows = p->g_rows = rows;
+    p->cols = p->g_cols = cols;
+    p->g_real_rows = real_rows;
+    p->nseg = 1;
+    p->seg0[0] = 0;
+    p->segn[0] = rows;
     p->init = init;
     p->decay = decay;
-    m->param_elems += (size_t)((rows * cols + 63) / 64 * 64); /* 256-byte aligned views in F32 */
     return m->nparams++;
+}
+
+/* Shards parameter i: local rows = the given global row segments, local columns [c0, c0 + cols). */
+static void gv_shard_param(gv_model *m, int i, int nseg, const int64_t *seg0, const int64_t *segn, int64_t c0,
+                           int64_t cols) {
+    gv_param *p = &m->params[i];
+    p->nseg = nseg;
+    p->rows = 0;
+    for (int k = 0; k < nseg; k++) {
+        p->seg0[k] = seg0[k];
+        p->segn[k] = segn[k];
+        p->rows += segn[k];
+    }
+    p->c0 = c0;
+    p->cols = cols;
+    p->sharded = 1;
+}
+
+/* Global row of local row r. */
+static int64_t gv_global_row(const gv_param *p, int64_t r) {
+    for (int k = 0; k < p->nseg; k++) {
+        if (r < p->segn[k]) return p->seg0[k] + r;
+        r -= p->segn[k];
+    }
+    return -1;
 }
 
 static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt, ...)
@@ -217,6 +261,37 @@ static void gv_build_params(gv_model *m) {
         m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
         gv_add_hf(m, m->lm_head, 0, m->V, 0, "lm_head.weight");
     }
+
+    /* Tensor parallelism: column-parallel q/k/v and fc (heads / FFN columns of this rank), row-parallel
+     * output projections (the matching input columns), vocab rows when the vocab layers are parallel. */
+    int t = m->tp_size, r = m->tp_rank;
+    if (t > 1) {
+        int64_t D = m->D, Fl = m->Fl;
+        for (int l = 0; l < L; l++) {
+            const gv_layer_idx *x = &m->li[l];
+            int64_t q0[3] = {r * m->Hl * D, HD + r * m->KVHl * D, HD + KD + r * m->KVHl * D};
+            int64_t qn[3] = {m->Hl * D, m->KVHl * D, m->KVHl * D};
+            gv_shard_param(m, x->qkv_w, 3, q0, qn, 0, C);
+            if (x->qkv_b >= 0) gv_shard_param(m, x->qkv_b, 3, q0, qn, 0, 1);
+            int64_t f0[2] = {r * Fl, F + r * Fl}, fn[2] = {Fl, Fl};
+            int nf = s->act == GV_ACT_SWIGLU ? 2 : 1;
+            gv_shard_param(m, x->fc_w, nf, f0, fn, 0, C);
+            if (x->fc_b >= 0) gv_shard_param(m, x->fc_b, nf, f0, fn, 0, 1);
+            int64_t all0 = 0, allc = C;
+            gv_shard_param(m, x->proj_w, 1, &all0, &allc, r * (int64_t)m->Hl * D, m->Hl * D);
+            gv_shard_param(m, x->fcproj_w, 1, &all0, &allc, r * Fl, Fl);
+        }
+        if (m->vp) {
+            int64_t v0 = m->v0, vn = m->Vpl;
+            gv_shard_param(m, m->wte, 1, &v0, &vn, 0, C);
+            if (m->lm_head != m->wte) gv_shard_param(m, m->lm_head, 1, &v0, &vn, 0, C);
+        }
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        gv_param *p = &m->params[i];
+        p->off = m->param_elems;
+        m->param_elems += (size_t)((p->rows * p->cols + 63) / 64 * 64); /* 256-byte aligned views in F32 */
+    }
 }
 
 /* ---- allocation ------------------------------------------------------------------------------------- */
@@ -234,6 +309,18 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d) {
     *out = NULL;
+    if (d && d->tp && gv_comm_size(d->tp) > 1) {
+        int t = gv_comm_size(d->tp);
+        if (gv_backend_device(b) != GV_DEV_CPU)
+            return gv_fail(GV_ERR_UNSUPPORTED, "tensor parallelism on %s needs a device communicator (not built yet)",
+                           gv_backend_name(b));
+        if (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)
+            return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t, spec->n_head,
+                           spec->n_kv_head, spec->ffn);
+        if (d->vocab_parallel && (spec->padded_vocab % t || spec->vocab <= spec->padded_vocab - spec->padded_vocab / t))
+            return gv_fail(GV_ERR_INVALID, "vocab tp %d must divide the padded vocab %d and leave real rows on every rank",
+                           t, spec->padded_vocab);
+    }
     if (d && d->dp && gv_comm_size(d->dp) > 1) {
         if (gv_backend_device(b) != GV_DEV_CPU)
             return gv_fail(GV_ERR_UNSUPPORTED, "data parallelism on %s needs a device communicator (not built yet)",
@@ -265,6 +352,19 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->L = spec->n_layer;
     m->V = spec->vocab;
     m->Vp = spec->padded_vocab;
+    m->tp = d ? d->tp : NULL;
+    m->tp_size = m->tp ? gv_comm_size(m->tp) : 1;
+    m->tp_rank = m->tp ? gv_comm_rank(m->tp) : 0;
+    int t = m->tp_size;
+    m->vp = t > 1 && d->vocab_parallel;
+    m->Hl = m->H / t;
+    m->KVHl = m->KVH / t;
+    m->Fl = m->F / t;
+    m->QKVl = (m->Hl + 2 * m->KVHl) * m->D;
+    m->F2l = spec->act == GV_ACT_SWIGLU ? 2 * m->Fl : m->Fl;
+    m->Vpl = m->vp ? m->Vp / t : m->Vp;
+    m->v0 = m->vp ? m->tp_rank * m->Vpl : 0;
+    m->Vl = m->V - m->v0 < m->Vpl ? m->V - m->v0 : m->Vpl;
     gv_build_params(m);
     m->dp = d ? d->dp : NULL;
     m->dp_size = m->dp ? gv_comm_size(m->dp) : 1;
@@ -293,7 +393,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_targets = gv_arena_reserve(A, N * 4);
     m->o_encoded = gv_arena_reserve(A, N * C * e);
     m->la = calloc((size_t)m->L, sizeof *m->la);
-    size_t stash = gv_attention_stash_bytes(b, B, T, m->H);
+    size_t stash = gv_attention_stash_bytes(b, B, T, m->Hl);
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
      * computes lives in one shared set of views, refilled by re-running its forward during backward. */
     gv_layer_acts shared = {0};
@@ -310,17 +410,17 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->ln1 = gv_arena_reserve(A, N * C * e);
         a->ln1_mean = gv_arena_reserve(A, N * 4);
         a->ln1_rstd = gv_arena_reserve(A, N * 4);
-        a->qkv = gv_arena_reserve(A, N * (size_t)m->QKV * e);
-        a->qkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(A, N * (size_t)m->QKV * e) : a->qkv;
+        a->qkv = gv_arena_reserve(A, N * (size_t)m->QKVl * e);
+        a->qkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(A, N * (size_t)m->QKVl * e) : a->qkv;
         a->stash = gv_arena_reserve(A, stash);
-        a->atty = gv_arena_reserve(A, N * (size_t)(m->H * m->D) * e);
+        a->atty = gv_arena_reserve(A, N * (size_t)(m->Hl * m->D) * e);
         a->attproj = gv_arena_reserve(A, N * C * e);
         a->res1 = gv_arena_reserve(A, N * C * e);
         a->ln2 = gv_arena_reserve(A, N * C * e);
         a->ln2_mean = gv_arena_reserve(A, N * 4);
         a->ln2_rstd = gv_arena_reserve(A, N * 4);
-        a->fch = gv_arena_reserve(A, N * (size_t)m->F2 * e);
-        a->fch_act = gv_arena_reserve(A, N * (size_t)m->F * e);
+        a->fch = gv_arena_reserve(A, N * (size_t)m->F2l * e);
+        a->fch_act = gv_arena_reserve(A, N * (size_t)m->Fl * e);
         a->fcproj = gv_arena_reserve(A, N * C * e);
         a->res2 = gv_arena_reserve(A, N * C * e);
         if (m->ckpt[l]) {
@@ -331,30 +431,35 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_lnf = gv_arena_reserve(A, N * C * e);
     m->o_lnf_mean = gv_arena_reserve(A, N * 4);
     m->o_lnf_rstd = gv_arena_reserve(A, N * 4);
-    m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vp * e);
+    m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vpl * e);
     m->o_losses = gv_arena_reserve(A, N * 4);
 
     gv_arena *Wk = &m->a_work;
     m->o_dres = gv_arena_reserve(Wk, N * C * e);
     m->o_dln = gv_arena_reserve(Wk, N * C * e);
-    m->o_dqkv = gv_arena_reserve(Wk, N * (size_t)m->QKV * e);
-    m->o_dqkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(Wk, N * (size_t)m->QKV * e) : m->o_dqkv;
-    m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->H * m->D) * e);
-    m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2 * e);
-    m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->F * e);
-    m->o_dlogits = gv_arena_reserve(Wk, N * (size_t)m->Vp * e);
+    m->o_dqkv = gv_arena_reserve(Wk, N * (size_t)m->QKVl * e);
+    m->o_dqkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(Wk, N * (size_t)m->QKVl * e) : m->o_dqkv;
+    m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
+    m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
+    m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
+    m->o_dlogits = gv_arena_reserve(Wk, N * (size_t)m->Vpl * e);
+    size_t o_lse = gv_arena_reserve(Wk, N * 4);
 
     gv_status st = GV_OK;
     gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work};
     for (int i = 0; i < 5 && st == GV_OK; i++) st = gv_arena_commit(all[i]);
     m->h_targets = malloc(N * 4);
     m->h_losses = malloc(N * 4);
-    if (st == GV_OK && (!m->h_targets || !m->h_losses)) st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    m->h_ids = malloc(N * 4);
+    m->h_vp = malloc(N * 12);
+    if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp))
+        st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
         return st;
     }
     m->weights = gv_arena_ptr(&m->a_params, o_w);
+    m->d_lse = gv_arena_ptr(&m->a_work, o_lse);
     m->grads = gv_arena_ptr(&m->a_grads, o_g);
     m->master = m->dt == GV_F32 ? (float *)m->weights : (float *)gv_arena_ptr(&m->a_opt, o_master);
     m->adam_m = gv_arena_ptr(&m->a_opt, o_m);
@@ -374,6 +479,8 @@ void gv_model_free(gv_model *m) {
     free(m->ckpt);
     free(m->h_targets);
     free(m->h_losses);
+    free(m->h_ids);
+    free(m->h_vp);
     free(m);
 }
 
@@ -389,10 +496,19 @@ void gv_model_memory(const gv_model *m, gv_memory_report *r) {
 
 /* ---- weights ---------------------------------------------------------------------------------------- */
 
-/* Writes host fp32 values of parameter i (all rows x cols) to the master and compute copies. */
+static size_t gv_param_numel(const gv_param *p) { return (size_t)(p->rows * p->cols); }
+static size_t gv_param_gnumel(const gv_param *p) { return (size_t)(p->g_rows * p->g_cols); }
+
+/* Local slice <- global host tensor g [g_rows, g_cols]. */
+static void gv_slice_local(const gv_param *p, const float *g, float *local) {
+    for (int64_t r = 0; r < p->rows; r++)
+        memcpy(local + r * p->cols, g + gv_global_row(p, r) * p->g_cols + p->c0, (size_t)p->cols * sizeof(float));
+}
+
+/* Writes host fp32 values of parameter i (local layout) to the master and compute copies. */
 static gv_status gv_param_upload(gv_model *m, int i, const float *host) {
     gv_param *p = &m->params[i];
-    size_t n = (size_t)(p->rows * p->cols);
+    size_t n = gv_param_numel(p);
     GV_TRY(gv_backend_upload_f32(m->be, m->master + p->off, GV_F32, host, n));
     if ((void *)m->master != m->weights) GV_TRY(gv_backend_upload_f32(m->be, W(m, i), m->dt, host, n));
     return GV_OK;
@@ -403,28 +519,23 @@ gv_status gv_model_init_weights(gv_model *m, uint64_t seed) {
     gv_status st = GV_OK;
     for (int i = 0; i < m->nparams && st == GV_OK; i++) {
         gv_param *p = &m->params[i];
-        size_t n = (size_t)(p->rows * p->cols), real = (size_t)(p->real_rows * p->cols);
-        float *h = calloc(n, sizeof *h);
+        float *h = calloc(gv_param_numel(p), sizeof *h);
         if (!h) return gv_fail(GV_ERR_NOMEM, "init: out of host memory for %s", p->name);
-        if (p->init == GV_INIT_NORMAL || p->init == GV_INIT_RESID)
-            gv_rng_fill_normal(h, (int64_t)real, seed, p->name, 0,
-                               p->init == GV_INIT_RESID ? resid_std : m->spec.init_std);
-        else if (p->init == GV_INIT_ONES)
-            for (size_t k = 0; k < n; k++) h[k] = 1.0f;
+        float std = p->init == GV_INIT_RESID ? resid_std : m->spec.init_std;
+        /* Element (r, c) takes the value of global element (global row, c0 + c): any slice of any plan
+         * starts from the same global tensor. Padded vocab rows stay zero. */
+        for (int64_t r = 0; r < p->rows; r++) {
+            int64_t g = gv_global_row(p, r);
+            float *row = h + r * p->cols;
+            if (p->init == GV_INIT_ONES)
+                for (int64_t c = 0; c < p->cols; c++) row[c] = 1.0f;
+            else if ((p->init == GV_INIT_NORMAL || p->init == GV_INIT_RESID) && g < p->g_real_rows)
+                gv_rng_fill_normal(row, p->cols, seed, p->name, g * p->g_cols + p->c0, std);
+        }
         st = gv_param_upload(m, i, h);
         free(h);
     }
     return st;
-}
-
-static void *gv_buf_base(gv_model *m, int which, gv_dtype *dt) {
-    switch (which) {
-    case GV_BUF_WEIGHTS: *dt = GV_F32; return m->master;
-    case GV_BUF_GRADS: *dt = m->dt; return m->grads;
-    case GV_BUF_ADAM_M: *dt = GV_F32; return m->adam_m;
-    case GV_BUF_ADAM_V: *dt = GV_F32; return m->adam_v;
-    }
-    return NULL;
 }
 
 static void gv_hf_shape(const gv_model *m, const gv_hf_piece *h, int *ndim, int64_t shape[4]) {
@@ -434,12 +545,12 @@ static void gv_hf_shape(const gv_model *m, const gv_hf_piece *h, int *ndim, int6
         shape[0] = h->rows;
     } else if (h->transpose) {
         *ndim = 2;
-        shape[0] = p->cols;
+        shape[0] = p->g_cols;
         shape[1] = h->rows;
     } else {
         *ndim = 2;
         shape[0] = h->rows;
-        shape[1] = p->cols;
+        shape[1] = p->g_cols;
     }
 }
 
@@ -458,58 +569,85 @@ void gv_named_f32_free(gv_named_f32 *ts, int n) {
     free(ts);
 }
 
+/* The local flat buffer `which` as a device pointer over [0, param_elems) and its dtype. ZeRO keeps only
+ * [s0, s0 + shard) of the moments here, so they are first gathered into *owned (collective over dp). */
+static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void **base, float **owned) {
+    *owned = NULL;
+    switch (which) {
+    case GV_BUF_WEIGHTS: *dt = GV_F32, *base = m->master; return GV_OK;
+    case GV_BUF_GRADS: *dt = m->dt, *base = m->grads; return GV_OK;
+    case GV_BUF_ADAM_M:
+    case GV_BUF_ADAM_V: {
+        const float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+        *dt = GV_F32;
+        *base = mv;
+        if (!m->zero) return GV_OK;
+        *owned = malloc(m->param_elems * sizeof(float));
+        if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+        *base = *owned;
+        return gv_comm_allgather(m->dp, mv, *owned, m->shard, GV_COMM_F32);
+    }
+    }
+    return gv_fail(GV_ERR_INVALID, "unknown parameter buffer %d", which);
+}
+
+/* g [g_rows, g_cols] <- the global tensor of parameter i from every tensor-parallel rank (collective over
+ * tp: each rank adds its slice; replicated parameters come from tp rank 0 only). */
+static gv_status gv_param_gather(gv_model *m, const void *base, gv_dtype dt, int i, float *g, float *tmp) {
+    const gv_param *p = &m->params[i];
+    memset(g, 0, gv_param_gnumel(p) * sizeof(float));
+    GV_TRY(gv_backend_download_f32(m->be, tmp, (const char *)base + p->off * gv_dtype_size(dt), dt,
+                                   gv_param_numel(p)));
+    if (p->sharded || m->tp_rank == 0)
+        for (int64_t r = 0; r < p->rows; r++)
+            memcpy(g + gv_global_row(p, r) * p->g_cols + p->c0, tmp + r * p->cols, (size_t)p->cols * sizeof(float));
+    if (m->tp_size > 1) GV_TRY(gv_comm_allreduce(m->tp, g, g, gv_param_gnumel(p), GV_COMM_F32, GV_COMM_SUM));
+    return GV_OK;
+}
+
+static size_t gv_max_gnumel(const gv_model *m) {
+    size_t mx = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (gv_param_gnumel(&m->params[i]) > mx) mx = gv_param_gnumel(&m->params[i]);
+    return mx;
+}
+
 gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n) {
     *out = NULL;
     *n = 0;
-    gv_dtype dt;
-    void *base = gv_buf_base(m, which, &dt);
-    if (!base) return gv_fail(GV_ERR_INVALID, "export: unknown buffer %d", which);
-    float *full = NULL; /* ZeRO: the moments are gathered from every rank's shard (collective) */
-    if (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V)) {
-        full = malloc(m->param_elems * sizeof *full);
-        if (!full) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-        gv_status st = gv_comm_allgather(m->dp, base, full, m->shard, GV_COMM_F32);
-        if (st != GV_OK) {
-            free(full);
-            return st;
-        }
-        base = full;
-    }
+    gv_dtype dt = GV_F32;
+    const void *base = NULL;
+    float *owned = NULL, *g = NULL, *tmp = NULL;
+    GV_TRY(gv_local_buf(m, which, &dt, &base, &owned));
     gv_named_f32 *ts = calloc((size_t)m->nhf, sizeof *ts);
-    if (!ts) {
-        free(full);
-        return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-    }
-    gv_status st = GV_OK;
-    float *tmp = NULL;
-    size_t tmp_n = 0;
+    size_t mx = gv_max_gnumel(m);
+    g = malloc(mx * sizeof *g);
+    tmp = malloc(mx * sizeof *tmp);
+    gv_status st = ts && g && tmp ? GV_OK : gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    int have = -1; /* parameter whose global tensor is in g (HF pieces of one parameter are adjacent) */
     for (int i = 0; i < m->nhf && st == GV_OK; i++) {
         const gv_hf_piece *h = &m->hf[i];
         const gv_param *p = &m->params[h->param];
+        if (have != h->param) st = gv_param_gather(m, base, dt, h->param, g, tmp);
+        have = h->param;
         gv_named_f32 *t = &ts[i];
         snprintf(t->name, sizeof t->name, "%s", h->name);
         gv_hf_shape(m, h, &t->ndim, t->shape);
-        size_t cnt = (size_t)(h->rows * p->cols);
+        size_t cnt = (size_t)(h->rows * p->g_cols);
         t->data = malloc(cnt * sizeof(float));
-        if (cnt > tmp_n) {
-            free(tmp);
-            tmp = malloc(cnt * sizeof(float));
-            tmp_n = cnt;
-        }
-        if (!t->data || !tmp) {
-            st = gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-            break;
-        }
-        const char *src = (const char *)base + (p->off + (size_t)(h->row0 * p->cols)) * gv_dtype_size(dt);
-        st = gv_backend_download_f32(m->be, h->transpose ? tmp : t->data, src, dt, cnt);
-        if (st == GV_OK && h->transpose)
+        if (st == GV_OK && !t->data) st = gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+        if (st != GV_OK) break;
+        const float *src = g + h->row0 * p->g_cols;
+        if (h->transpose)
             for (int64_t r = 0; r < h->rows; r++)
-                for (int64_t c = 0; c < p->cols; c++) t->data[c * h->rows + r] = tmp[r * p->cols + c];
+                for (int64_t c = 0; c < p->g_cols; c++) t->data[c * h->rows + r] = src[r * p->g_cols + c];
+        else memcpy(t->data, src, cnt * sizeof(float));
     }
+    free(g);
     free(tmp);
-    free(full);
+    free(owned);
     if (st != GV_OK) {
-        gv_named_f32_free(ts, m->nhf);
+        gv_named_f32_free(ts, ts ? m->nhf : 0);
         return st;
     }
     *out = ts;
@@ -518,9 +656,8 @@ gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n)
 }
 
 gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, int n, const char *source) {
-    gv_dtype dt;
-    void *base = gv_buf_base(m, which, &dt);
-    if (!base) return gv_fail(GV_ERR_INVALID, "import: unknown buffer %d", which);
+    if (which != GV_BUF_WEIGHTS && which != GV_BUF_ADAM_M && which != GV_BUF_ADAM_V)
+        return gv_fail(GV_ERR_INVALID, "import: buffer %d cannot be imported", which);
     const char *src = source ? source : "weights";
     /* Check everything before touching any buffer, so a bad file changes nothing. */
     int *match = malloc((size_t)m->nhf * sizeof *match);
@@ -561,43 +698,35 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
                            want);
         }
     }
-    gv_status st = GV_OK;
-    float *tmp = NULL;
-    size_t tmp_n = 0;
+    size_t mx = gv_max_gnumel(m);
+    float *g = calloc(mx, sizeof *g), *local = malloc(mx * sizeof *local);
+    gv_status st = g && local ? GV_OK : gv_fail(GV_ERR_NOMEM, "import: out of host memory");
     for (int i = 0; i < m->nhf && st == GV_OK; i++) {
         const gv_hf_piece *h = &m->hf[i];
         const gv_param *p = &m->params[h->param];
         const gv_named_f32 *t = &ts[match[i]];
-        size_t cnt = (size_t)(h->rows * p->cols);
-        const float *host = t->data;
-        if (h->transpose) {
-            if (cnt > tmp_n) {
-                free(tmp);
-                tmp = malloc(cnt * sizeof(float));
-                tmp_n = cnt;
-            }
-            if (!tmp) {
-                st = gv_fail(GV_ERR_NOMEM, "import: out of host memory");
-                break;
-            }
+        float *dst = g + h->row0 * p->g_cols;
+        if (h->transpose)
             for (int64_t r = 0; r < h->rows; r++)
-                for (int64_t c = 0; c < p->cols; c++) tmp[r * p->cols + c] = t->data[c * h->rows + r];
-            host = tmp;
-        }
-        size_t eoff = p->off + (size_t)(h->row0 * p->cols);
-        if (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V)) {
-            /* This rank holds only [s0, s0 + shard) of the moments. */
-            size_t a = eoff > m->s0 ? eoff : m->s0, e = eoff + cnt, hi = m->s0 + m->shard;
-            if (e > hi) e = hi;
-            if (a < e)
-                st = gv_backend_upload_f32(m->be, (float *)base + (a - m->s0), dt, host + (a - eoff), e - a);
+                for (int64_t c = 0; c < p->g_cols; c++) dst[r * p->g_cols + c] = t->data[c * h->rows + r];
+        else memcpy(dst, t->data, (size_t)(h->rows * p->g_cols) * sizeof(float));
+        if (i + 1 < m->nhf && m->hf[i + 1].param == h->param) continue; /* more pieces of this parameter */
+        /* The global tensor is complete (padding rows stay zero): keep this rank's slice. */
+        gv_slice_local(p, g, local);
+        memset(g, 0, gv_param_gnumel(p) * sizeof(float));
+        size_t cnt = gv_param_numel(p);
+        if (which == GV_BUF_WEIGHTS) {
+            st = gv_param_upload(m, h->param, local);
             continue;
         }
-        st = gv_backend_upload_f32(m->be, (char *)base + eoff * gv_dtype_size(dt), dt, host, cnt);
-        if (st == GV_OK && which == GV_BUF_WEIGHTS && (void *)m->master != m->weights)
-            st = gv_backend_upload_f32(m->be, (char *)m->weights + eoff * m->esz, m->dt, host, cnt);
+        /* Moments: ZeRO keeps only [s0, s0 + shard) of the flat space on this rank. */
+        float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+        size_t a = p->off > m->s0 ? p->off : m->s0, e = p->off + cnt, hi = m->s0 + m->shard;
+        if (e > hi) e = hi;
+        if (a < e) st = gv_backend_upload_f32(m->be, mv + (a - m->s0), GV_F32, local + (a - p->off), e - a);
     }
-    free(tmp);
+    free(g);
+    free(local);
     free(match);
     return st;
 }
@@ -622,6 +751,16 @@ static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, con
     return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->N, m->C);
 }
 
+/* Sum over the tensor-parallel group in place (host buffers: cpu backend). */
+static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n) {
+    if (m->tp_size == 1) return GV_OK;
+    GV_TRY(gv_backend_sync(m->be));
+    return gv_comm_allreduce(m->tp, buf, buf, n, GV_COMM_F32, GV_COMM_SUM);
+}
+
+/* A row-parallel linear's bias is added once: on tp rank 0, before the partial sums are reduced. */
+#define ROWPAR_BIAS(m, i) ((m)->tp_rank == 0 ? W(m, i) : NULL)
+
 /* Forward of transformer layer l from its input res [N,C] to la[l].res2 [N,C]. */
 static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     gv_backend *be = m->be;
@@ -630,24 +769,48 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     const gv_layer_acts *a = &m->la[l];
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            x->ln1_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKV));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
-        GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->H, m->KVH, m->D,
+        GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
                                m->spec.rope_theta, 0));
-    GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->H,
-                                m->KVH, m->D, 1));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), W(m, x->proj_b), N,
-                             m->H * m->D, C));
+    GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->Hl,
+                                m->KVHl, m->D, 1));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), ROWPAR_BIAS(m, x->proj_b),
+                             N, m->Hl * m->D, C));
+    GV_TRY(gv_tp_sum(m, ACT(m, a->attproj), (size_t)N * C));
     GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
                            x->ln2_w, x->ln2_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2));
-    if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->F));
-    else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), W(m, x->fcproj_b), N,
-                             m->F, C));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
+    if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->Fl));
+    else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w),
+                             ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
+    GV_TRY(gv_tp_sum(m, ACT(m, a->fcproj), (size_t)N * C));
     GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)N * C));
     return GV_OK;
+}
+
+/* Vocab-parallel cross-entropy: every rank holds columns [v0, v0 + Vl) of the logits. Row losses =
+ * log sum_r exp(lse_r) - target logit; the full-row log-sum-exp is kept for backward. */
+static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
+    int N = m->N;
+    float *lse = F32ACT(m, m->o_losses), *tl = m->d_lse; /* scratch: [N] each */
+    float *h = m->h_vp;                                   /* host [3N]: max, sum of exp, target logit */
+    GV_TRY(gv_crossentropy_shard_stats(m->be, lse, tl, ACT(m, m->o_logits), d_targets, N, m->Vl, m->Vpl, m->v0, -1));
+    GV_TRY(gv_backend_download(m->be, h, lse, (size_t)N * 4));
+    GV_TRY(gv_backend_download(m->be, h + 2 * N, tl, (size_t)N * 4));
+    memcpy(h + N, h, (size_t)N * 4);
+    GV_TRY(gv_comm_allreduce(m->tp, h, h, (size_t)N, GV_COMM_F32, GV_COMM_MAX));
+    for (int i = 0; i < N; i++) h[N + i] = expf(h[N + i] - h[i]);
+    GV_TRY(gv_comm_allreduce(m->tp, h + N, h + N, (size_t)2 * N, GV_COMM_F32, GV_COMM_SUM));
+    for (int i = 0; i < N; i++) {
+        float full = h[i] + logf(h[N + i]);
+        h[N + i] = full;                                        /* full-row log-sum-exp */
+        h[i] = m->h_targets[i] == -1 ? 0.0f : full - h[2 * N + i]; /* row loss */
+    }
+    GV_TRY(gv_backend_upload(m->be, lse, h, (size_t)N * 4));
+    return gv_backend_upload(m->be, m->d_lse, h + N, (size_t)N * 4);
 }
 
 gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss) {
@@ -662,8 +825,17 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
                            targets[i], i, m->V);
     }
     int32_t *d_tokens = ACT(m, m->o_tokens), *d_targets = ACT(m, m->o_targets);
-    GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
-    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte), W(m, m->wpe), B, T, C, 0));
+    if (m->vp) {
+        /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks; the position
+         * embedding is added once (rank 0) and the partial embeddings summed. */
+        for (int i = 0; i < N; i++) m->h_ids[i] = tokens[i] >= m->v0 && tokens[i] < m->v0 + m->Vpl ? tokens[i] - m->v0 : -1;
+        GV_TRY(gv_backend_upload(be, d_tokens, m->h_ids, (size_t)N * 4));
+    } else {
+        GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
+    }
+    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte),
+                                m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, 0));
+    if (m->vp) GV_TRY(gv_tp_sum(m, ACT(m, m->o_encoded), (size_t)N * C));
     const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
     for (int l = 0; l < m->L; l++) {
         GV_TRY(gv_layer_forward(m, l, res));
@@ -671,7 +843,7 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     }
     GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res, m->lnf_w,
                            m->lnf_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf), W(m, m->lm_head), NULL, N, C, m->Vp));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf), W(m, m->lm_head), NULL, N, C, m->Vpl));
     m->have_forward = 1;
     m->n_valid = 0;
     if (!targets) {
@@ -680,7 +852,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     }
     memcpy(m->h_targets, targets, (size_t)N * 4);
     GV_TRY(gv_backend_upload(be, d_targets, targets, (size_t)N * 4));
-    GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V, m->Vp, -1));
+    if (m->vp) GV_TRY(gv_vocab_parallel_loss(m, d_targets));
+    else GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V, m->Vp, -1));
     GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
     double sum = 0.0;
     for (int i = 0; i < N; i++)
@@ -696,18 +869,23 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
     if (m->n_valid == 0) return GV_OK; /* nothing was counted in the loss */
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->H * m->D;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
     size_t e = m->esz, NC = (size_t)N * C * e;
     void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *dlogits = WORK(m, m->o_dlogits);
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
 
-    GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vp * e));
-    GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), dloss / (float)m->n_valid,
-                                    N, m->V, m->Vp, -1));
+    GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vpl * e));
+    if (m->vp)
+        GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), m->d_lse,
+                                              dloss / (float)m->n_valid, N, m->Vl, m->Vpl, m->v0, -1));
+    else
+        GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
+                                        dloss / (float)m->n_valid, N, m->V, m->Vp, -1));
     GV_TRY(gv_backend_memset0(be, dln, NC));
     GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf), W(m, m->lm_head), N, C,
-                              m->Vp));
+                              m->Vpl));
+    if (m->vp) GV_TRY(gv_tp_sum(m, dln, (size_t)N * C)); /* each rank saw only its vocab columns */
     GV_TRY(gv_backend_memset0(be, dres, NC));
     const void *res_last = m->L ? ACT(m, m->la[m->L - 1].res2) : ACT(m, m->o_encoded);
     GV_TRY(gv_norm_backward(m, dres, dln, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), m->lnf_w,
@@ -718,30 +896,32 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
         if (m->ckpt[l]) GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
-        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->F * e));
+        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
         GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres, ACT(m, a->fch_act),
-                                  W(m, x->fcproj_w), N, m->F, C));
-        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2 * e));
-        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->F));
-        else GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->F));
+                                  W(m, x->fcproj_w), N, m->Fl, C));
+        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
+        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->Fl));
+        else GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
-                                  m->F2));
+                                  m->F2l));
+        GV_TRY(gv_tp_sum(m, dln, (size_t)N * C)); /* column-parallel input gradient: partial sums */
         GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, a->res1), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
                                 x->ln2_w, x->ln2_b));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres, ACT(m, a->atty), W(m, x->proj_w),
                                   N, HD, C));
-        GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKV * e));
+        GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKVl * e));
         GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty), F32ACT(m, a->stash),
-                                     NULL, B, T, m->H, m->KVH, m->D, 1));
+                                     NULL, B, T, m->Hl, m->KVHl, m->D, 1));
         if (m->spec.pos == GV_POS_ROPE) {
-            GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKV * e));
-            GV_TRY(gv_rope_backward(be, dqkv, dqkv_r, B, T, m->H, m->KVH, m->D, m->spec.rope_theta, 0));
+            GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
+            GV_TRY(gv_rope_backward(be, dqkv, dqkv_r, B, T, m->Hl, m->KVHl, m->D, m->spec.rope_theta, 0));
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N,
-                                  C, m->QKV));
+                                  C, m->QKVl));
+        GV_TRY(gv_tp_sum(m, dln, (size_t)N * C));
         GV_TRY(gv_norm_backward(m, dres, dln, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
                                 x->ln1_b));
     }
@@ -753,6 +933,7 @@ gv_status gv_model_zero_grad(gv_model *m) { return gv_backend_memset0(m->be, m->
 
 gv_status gv_model_logits(gv_model *m, float *out) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "logits requested before any forward");
+    if (m->vp) return gv_fail(GV_ERR_UNSUPPORTED, "logits: each rank holds only its vocab shard (vocab parallel)");
     size_t Vp = (size_t)m->Vp, V = (size_t)m->V;
     float *row = malloc(Vp * sizeof *row);
     if (!row) return gv_fail(GV_ERR_NOMEM, "logits: out of host memory");
@@ -769,7 +950,19 @@ gv_status gv_model_logits(gv_model *m, float *out) {
 
 gv_status gv_model_grad_norm(gv_model *m, double *norm) {
     double ss = 0.0;
-    GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
+    if (m->tp_size == 1) {
+        GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
+    } else {
+        /* Sharded gradients add up over the tp group; replicated ones are identical there: count once. */
+        for (int i = 0; i < m->nparams; i++) {
+            const gv_param *p = &m->params[i];
+            if (!p->sharded && m->tp_rank != 0) continue;
+            double x;
+            GV_TRY(gv_sumsq(m->be, &x, G(m, i), gv_param_numel(p)));
+            ss += x;
+        }
+        GV_TRY(gv_comm_allreduce(m->tp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
+    }
     *norm = sqrt(ss);
     return GV_OK;
 }
@@ -805,4 +998,4 @@ gv_status gv_model_reduce_grads(gv_model *m) {
     return GV_OK;
 }
 
-int gv_model_is_writer(const gv_model *m) { return m->dp_rank == 0; }
+int gv_model_is_writer(const gv_model *m) { return m->dp_rank == 0 && m->tp_rank == 0; }

@@ -12,6 +12,7 @@
 #include "gv/comm.h"
 #include "gv/data.h"
 #include "gv/log.h"
+#include "gv/plan.h"
 
 void gv_train_config_defaults(gv_train_config *c) {
     memset(c, 0, sizeof *c);
@@ -49,13 +50,15 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
     if (c->grad_clip < 0) return gv_fail(GV_ERR_INVALID, "--grad-clip %g: must be non-negative", c->grad_clip);
     if (c->save_every < 0) return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
     if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
-    int dp = c->comm ? gv_comm_size(c->comm) : 1;
-    if ((c->global_batch / c->micro_batches) % dp)
-        return gv_fail(GV_ERR_INVALID, "%d data-parallel ranks do not divide the micro-batch of %d sequences (--global-batch %d / --micro-batches %d)",
-                       dp, c->global_batch / c->micro_batches, c->global_batch, c->micro_batches);
-    if (c->zero < 0 || c->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", c->zero);
-    if (c->zero > 0 && dp == 1) return gv_fail(GV_ERR_INVALID, "--dp-type zero%d needs more than one rank", c->zero);
-    return gv_model_spec_validate(&c->spec, NULL);
+    GV_TRY(gv_model_spec_validate(&c->spec, NULL));
+    /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
+    int world = c->comm ? gv_comm_size(c->comm) : 1, tp = c->tp > 0 ? c->tp : 1;
+    gv_layer_strategy l = {tp, GV_SP_NONE, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, GV_SP_NONE, c->zero, 0};
+    gv_plan p;
+    GV_TRY(gv_plan_uniform(&p, world, 1, c->spec.n_layer, l, v, GV_SCHED_1F1B, c->global_batch, c->micro_batches));
+    gv_status st = gv_plan_validate(&p, &c->spec, c->seq, "plan");
+    gv_plan_free(&p);
+    return st;
 }
 
 float gv_train_lr(const gv_train_config *c, int s) {
@@ -77,7 +80,8 @@ static double gv_now_ms(void) {
 typedef struct {
     gv_backend *be;
     gv_comm *comm; /* NULL: one process */
-    int dp, rank;  /* data-parallel degree and this rank */
+    gv_comm *dpc, *tpc; /* this rank's data- and tensor-parallel groups (NULL when of size 1) */
+    int dp, rank;       /* data-parallel degree and this rank's data-parallel index */
     int leader;    /* rank 0: writes metrics, reports progress */
     gv_model *model;
     gv_dataset *data;
@@ -95,7 +99,7 @@ static gv_status gv_fetch_rows(const gv_train_config *c, gv_trainer *t, uint64_t
 /* *x = mean of *x over the ranks (every rank gets it). */
 static gv_status gv_mean_over_ranks(gv_trainer *t, double *x) {
     if (t->dp == 1) return GV_OK;
-    GV_TRY(gv_comm_allreduce(t->comm, x, x, 1, GV_COMM_F64, GV_COMM_SUM));
+    GV_TRY(gv_comm_allreduce(t->dpc, x, x, 1, GV_COMM_F64, GV_COMM_SUM));
     *x /= t->dp;
     return GV_OK;
 }
@@ -197,11 +201,32 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     GV_TRY(gv_train_config_validate(c));
     gv_trainer t = {0};
     t.comm = c->comm;
-    t.dp = c->comm ? gv_comm_size(c->comm) : 1;
-    t.rank = c->comm ? gv_comm_rank(c->comm) : 0;
-    t.leader = t.rank == 0;
+    int world = c->comm ? gv_comm_size(c->comm) : 1, wrank = c->comm ? gv_comm_rank(c->comm) : 0;
+    int tp = c->tp > 0 ? c->tp : 1;
+    t.dp = world / tp;
+    t.rank = wrank / tp;
+    t.leader = wrank == 0;
+    /* Rank layout: tp innermost (consecutive ranks), dp outside. Every rank creates every group in the same
+     * order (the pool's calling rule); each keeps its own. */
+    int ranks[1024];
+    gv_status st = world <= 1024 ? GV_OK : gv_fail(GV_ERR_UNSUPPORTED, "more than 1024 ranks");
+    if (tp == 1 && world > 1) t.dpc = c->comm; /* pure data parallelism: any communicator will do */
+    if (tp > 1 && !gv_comm_is_world(c->comm))
+        st = gv_fail(GV_ERR_INVALID, "tensor parallelism needs the world communicator (groups are built from it)");
+    for (int g = 0; st == GV_OK && tp > 1 && g < t.dp; g++) {
+        gv_comm *x;
+        for (int k = 0; k < tp; k++) ranks[k] = g * tp + k;
+        st = gv_comm_group(c->comm, ranks, tp, &x);
+        if (x) t.tpc = x;
+    }
+    for (int g = 0; st == GV_OK && tp > 1 && t.dp > 1 && g < tp; g++) {
+        gv_comm *x;
+        for (int k = 0; k < t.dp; k++) ranks[k] = k * tp + g;
+        st = gv_comm_group(c->comm, ranks, t.dp, &x);
+        if (x) t.dpc = x;
+    }
     gv_backend *be = NULL;
-    gv_status st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
+    if (st == GV_OK) st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
     be = t.be;
     if (st == GV_OK) st = gv_dataset_open(&t.data, c->data, c->seed);
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
@@ -210,7 +235,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
     for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
     if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    gv_model_dist dist = {t.comm, c->zero, ckpt};
+    gv_model_dist dist = {t.dpc, c->zero, ckpt, t.tpc, c->vocab_tp};
     if (st == GV_OK)
         st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq, &dist);
     int start = 0;
