@@ -3,11 +3,14 @@
  * sub-communicators from the pool.
  *
  * Modes (for the ctest drivers):
- *   test_comm                       the suite
- *   test_comm chunk                 allreduce/broadcast/send/recv in chunks (run with GV_COMM_MPI_MAX_COUNT=7)
- *   test_comm launch N -n N         re-executes itself through gv_launch_exec; the ranks check the world
- *   test_comm abort|kill|exit R DIR rank R fails (gv_launch_die / SIGKILL / exit(4)) while the others sit in
- *                                   an allreduce; every rank writes its pid to DIR/pid.<rank> first */
+ *   test_comm              the suite
+ *   test_comm chunk        allreduce/broadcast/send/recv in chunks (run with GV_COMM_MPI_MAX_COUNT=7)
+ *   test_comm launch N -n N
+ *                          re-executes itself through gv_launch_exec; the N ranks check their world
+ *   test_comm abort|kill|exit|exit0 R DIR
+ *                          rank R fails (gv_launch_die / SIGKILL / exit(4) / exit(0) without MPI_Finalize)
+ *                          while the others sit in an allreduce; every rank first writes its pid to
+ *                          DIR/pid.<rank> */
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -132,7 +135,8 @@ static void test_alltoall(gv_comm *c) {
     CHECK_OK(gv_comm_alltoall(c, s, d, CNT, GV_COMM_I32));
     int bad = 0;
     for (int j = 0; j < W; j++)
-        for (int i = 0; i < CNT; i++) bad += d[j * CNT + i] != j * 1000 + r * 10 + i; /* block j came from j */
+        for (int i = 0; i < CNT; i++)
+            bad += d[j * CNT + i] != j * 1000 + r * 10 + i; /* block j came from j */
     if (bad) FAIL_HERE("alltoall: %d wrong\n", bad);
     CHECK_OK(gv_comm_alltoall(c, s, s, CNT, GV_COMM_I32)); /* in place */
     bad = 0;
@@ -201,7 +205,8 @@ static void test_p2p(gv_comm *c) {
             CHECK(st == GV_ERR_COMM);
             if (!strcmp(gv_comm_kind(c), "mpi")) {
                 CHECK(strstr(gv_last_error(), "mpi recv (count 4 f32) on group [") != NULL);
-                CHECK(strstr(gv_last_error(), "TRUNCATE") != NULL || strstr(gv_last_error(), "truncat") != NULL);
+                CHECK(strstr(gv_last_error(), "TRUNCATE") != NULL ||
+                      strstr(gv_last_error(), "truncat") != NULL);
             }
         }
     }
@@ -234,7 +239,9 @@ static void run_suite(gv_comm *c) {
 
 /* ---- layout (pure) ------------------------------------------------------------------------------------ */
 
-static int same(const int *a, const int *b, int n) { return !memcmp(a, b, (size_t)n * sizeof *a); }
+static int same(const int *a, const int *b, int n) {
+    return !memcmp(a, b, (size_t)n * sizeof *a);
+}
 
 static void test_layout(void) {
     int p, d, t, g[64], e[64];
@@ -266,7 +273,8 @@ static void test_layout(void) {
     CHECK(gv_layout_block_groups(4, 4, 2, 0, g) == 2 && same(g, (int[]){4, 6, 5, 7}, 4));
     CHECK(gv_layout_block_groups(0, 8, 3, 1, g) == -1);
     CHECK(gv_layout_block_group_of(8, 0, 8, 2, 1, g) == -1);
-    /* consecutive tp goes with the strided dp group of the layout, and vice versa; each pair meets in one rank */
+    /* consecutive tp goes with the strided dp group of the layout, and vice versa; each pair meets in one
+     * rank */
     int pps[] = {1, 2, 1, 2, 4}, dps[] = {8, 2, 4, 1, 2}, tps[] = {1, 2, 2, 4, 1};
     for (int k = 0; k < 5; k++) {
         int PP = pps[k], DP = dps[k], TP = tps[k], S = DP * TP;
@@ -398,6 +406,28 @@ static void test_groups(gv_comm *world) {
         CHECK(r != NULL && r != world && gv_comm_rank(r) == W - 1 - me);
         CHECK(gv_comm_pool_count(world) == before + 1);
         if (r) run_suite(r);
+        /* groups of a group: ranks of r, pooled by world ranks (r's [0,1] is the world's [W-1, W-2]) */
+        if (r) {
+            int pc = gv_comm_pool_count(world);
+            gv_comm *self = NULL, *sub = NULL, *direct = NULL;
+            CHECK_OK(gv_comm_group(r, rev, W, &self)); /* r reversed is the world in order */
+            CHECK(self == world);
+            for (int i = 0; i < W; i++) rev[i] = i;
+            CHECK_OK(gv_comm_group(r, rev, W, &self)); /* all of r in order: r itself */
+            CHECK(self == r);
+            CHECK_OK(gv_comm_group(r, (int[]){0, 1}, 2, &sub));
+            CHECK_OK(gv_comm_group(world, (int[]){W - 1, W - 2}, 2, &direct));
+            CHECK(sub == direct);
+            if (sub) {
+                CHECK(gv_comm_world_rank(sub, 0) == W - 1);
+                test_allreduce(sub);
+            }
+            CHECK(gv_comm_pool_count(world) <= pc + 1);
+            CHECK_OK(gv_comm_group(r, (int[]){W - 1}, 1, &sub)); /* r's last rank = world rank 0 */
+            CHECK((g_world_rank == 0) == (sub != NULL));
+            if (sub) CHECK(gv_comm_world_rank(sub, 0) == 0 && gv_comm_size(sub) == 1);
+            for (int i = 0; i < W; i++) rev[i] = W - 1 - i;
+        }
         /* group free is a no-op: the pool owns it */
         gv_comm_free(r);
         gv_comm *r2 = NULL;
@@ -415,7 +445,7 @@ static void test_groups(gv_comm *world) {
         float x = (float)me, tsum = 0, dsum = 0;
         CHECK_OK(gv_comm_allreduce(tpg, &x, &tsum, 1, GV_COMM_F32, GV_COMM_SUM));
         CHECK_OK(gv_comm_allreduce(dpg, &x, &dsum, 1, GV_COMM_F32, GV_COMM_SUM));
-        CHECK(tsum == (me < 2 ? 0 + 1 : 2 + 3));     /* {0,1} or {2,3} */
+        CHECK(tsum == (me < 2 ? 0 + 1 : 2 + 3));      /* {0,1} or {2,3} */
         CHECK(dsum == (me % 2 == 0 ? 0 + 2 : 1 + 3)); /* {0,2} or {1,3} */
         if (tpg) run_suite(tpg);
         if (dpg) run_suite(dpg);
@@ -428,12 +458,13 @@ static void test_groups(gv_comm *world) {
     CHECK(gv_comm_group(world, g, 0, &bad) == GV_ERR_INVALID);
     if (W > 1) {
         gv_comm *sub = NULL;
-        CHECK_OK(gv_comm_group(world, (int[]){0, 1}, 2, &sub));
-        if (sub) CHECK(gv_comm_group(sub, (int[]){0}, 1, &bad) == GV_ERR_INVALID);
+        CHECK_OK(gv_comm_group(world, (int[]){W - 1, 0}, 2, &sub)); /* never the world itself */
+        if (sub) CHECK(gv_comm_group(sub, (int[]){2}, 1, &bad) == GV_ERR_INVALID); /* ranks of sub */
     }
 }
 
-/* ---- local-only: mailbox -------------------------------------------------------------------------------- */
+/* ---- local-only: mailbox --------------------------------------------------------------------------------
+ */
 
 static void test_local(gv_comm *c) {
     float a[3] = {1, 2, 3}, b[2] = {4, 5}, x[3];
@@ -468,7 +499,8 @@ static void test_launch_argv(void) {
     CHECK_OK(gv_launch_argv(4, 12, in, &av));
     if (!av) return;
     CHECK(!strcmp(av[0], "mpirun"));
-    CHECK(argv_has(av, "--oversubscribe", NULL) && argv_has(av, "--bind-to", "none") && argv_has(av, "-n", "4"));
+    CHECK(argv_has(av, "--oversubscribe", NULL) && argv_has(av, "--bind-to", "none") &&
+          argv_has(av, "-n", "4"));
     CHECK(argv_has(av, "--allow-run-as-root", NULL) == (geteuid() == 0));
     int i = 0;
     while (av[i] && strcmp(av[i], "train")) i++;
@@ -481,7 +513,8 @@ static void test_launch_argv(void) {
     setenv("GV_MPIRUN_ARGS", " -H a,b  --mca btl self,vader ", 1);
     CHECK_OK(gv_launch_argv(2, 1, in, &av));
     if (av) {
-        CHECK(!strcmp(av[0], "/opt/ompi/bin/mpiexec") && argv_has(av, "-H", "a,b") && argv_has(av, "--mca", "btl"));
+        CHECK(!strcmp(av[0], "/opt/ompi/bin/mpiexec") && argv_has(av, "-H", "a,b") &&
+              argv_has(av, "--mca", "btl"));
         CHECK(argv_has(av, "btl", "self,vader") && argv_has(av, "-n", "2"));
         free(av);
     }
@@ -506,8 +539,10 @@ static int mode_chunk(void) {
     CHECK_OK(gv_comm_broadcast(c, d, N, GV_COMM_F64, W - 1));
     for (int i = 0; i < N; i++) CHECK(d[i] == i * 2.0);
     if (W > 1 && r < 2) {
-        if (r == 0) CHECK_OK(gv_comm_send(c, s, N, GV_COMM_F64, 1, 3));
-        else CHECK_OK(gv_comm_recv(c, d, N, GV_COMM_F64, 0, 3));
+        if (r == 0)
+            CHECK_OK(gv_comm_send(c, s, N, GV_COMM_F64, 1, 3));
+        else
+            CHECK_OK(gv_comm_recv(c, d, N, GV_COMM_F64, 0, 3));
         if (r == 1)
             for (int i = 0; i < N; i++) CHECK(d[i] == (double)i);
     }
@@ -558,10 +593,12 @@ static int mode_fail(const char *how, int victim, const char *dir) {
     }
     if (gv_comm_barrier(c) != GV_OK) gv_launch_die(c, 2, "%s", gv_last_error());
     if (r == victim) {
-        nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL); /* the others are in the allreduce by now */
+        nanosleep(&(struct timespec){0, 300 * 1000 * 1000},
+                  NULL); /* the others are in the allreduce by now */
         if (!strcmp(how, "abort")) gv_launch_die(c, 3, "injected failure on purpose");
         if (!strcmp(how, "kill")) raise(SIGKILL);
         if (!strcmp(how, "exit")) exit(4);
+        if (!strcmp(how, "exit0")) exit(0); /* no MPI_Finalize: still an abnormal end for mpirun */
     }
     float x = 1, y = 0;
     st = gv_comm_allreduce(c, &x, &y, 1, GV_COMM_F32, GV_COMM_SUM);
@@ -589,19 +626,35 @@ int main(int argc, char **argv) {
     g_world_rank = gv_comm_rank(world);
     int W = gv_comm_size(world);
     CHECK(!strcmp(gv_comm_kind(world), under_launcher ? "mpi" : "local"));
-    if (under_launcher) CHECK(gv_launch_env_size() == W && gv_launch_env_rank() == g_world_rank);
-    else CHECK(W == 1 && gv_comm_rank(world) == 0);
+    if (under_launcher)
+        CHECK(gv_launch_env_size() == W && gv_launch_env_rank() == g_world_rank);
+    else
+        CHECK(W == 1 && gv_comm_rank(world) == 0);
     CHECK(W <= 64);
 
     run_suite(world);
     test_groups(world);
+    /* a second world while the first lives: MPI stays initialised until the last one is freed */
+    gv_comm *w2 = NULL;
+    CHECK_OK(gv_comm_init_world(&w2, gv_comm_kind(world)));
+    if (w2) {
+        CHECK(w2 != world && gv_comm_size(w2) == W && gv_comm_rank(w2) == g_world_rank);
+        test_allreduce(w2);
+        gv_comm_free(w2);
+        test_allreduce(world);
+    }
     if (!strcmp(gv_comm_kind(world), "local")) test_local(world);
 
     /* every rank's verdict: the job fails if any rank failed */
     int32_t fails = gv_test_failures, total = 0;
     CHECK_OK(gv_comm_allreduce(world, &fails, &total, 1, GV_COMM_I32, GV_COMM_SUM));
-    int rank = gv_comm_rank(world);
+    int rank = gv_comm_rank(world), mpi = !strcmp(gv_comm_kind(world), "mpi");
     gv_comm_free(world);
+    if (mpi) { /* MPI was finalised with the last world: no second MPI world in this process */
+        gv_comm *again = (gv_comm *)1;
+        CHECK(gv_comm_init_world(&again, "mpi") == GV_ERR_COMM && again == NULL);
+        CHECK(strstr(gv_last_error(), "finalised") != NULL);
+    }
     if (rank == 0 && total && !gv_test_failures) fprintf(stderr, "other ranks failed %d check(s)\n", total);
     if (rank != 0) return gv_test_failures ? 1 : 0;
     if (total > gv_test_failures) gv_test_failures = total;

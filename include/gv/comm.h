@@ -9,7 +9,8 @@
  *    op and root. Calls on one world and its groups must be serialised by the caller (one thread at a time;
  *    MPI is initialised with MPI_THREAD_SERIALIZED).
  *  - In place: allreduce with send == recv; reduce_scatter with recv == send + rank * recvcount;
- *    allgather with send == recv + rank * sendcount; alltoall with send == recv. Any other overlap is an error.
+ *    allgather with send == recv + rank * sendcount; alltoall with send == recv. Any other overlap is
+ *    an error.
  *  - Errors come back as statuses (MPI errors are set to return, never to abort) with a message such as
  *    "mpi allreduce (count 1024) on group [0,1]: MPI_ERR_TRUNCATE: message truncated".
  *  - A rank that cannot go on must call gv_comm_abort so that no other rank hangs in a collective. */
@@ -23,7 +24,13 @@ extern "C" {
 
 typedef struct gv_comm gv_comm;
 
-typedef enum { GV_COMM_F32 = 0, GV_COMM_F64 = 1, GV_COMM_I32 = 2, GV_COMM_I64 = 3, GV_COMM_U8 = 4 } gv_comm_dtype;
+typedef enum {
+    GV_COMM_F32 = 0,
+    GV_COMM_F64 = 1,
+    GV_COMM_I32 = 2,
+    GV_COMM_I64 = 3,
+    GV_COMM_U8 = 4
+} gv_comm_dtype;
 typedef enum { GV_COMM_SUM = 0, GV_COMM_MAX = 1, GV_COMM_MIN = 2 } gv_comm_op;
 
 #define GV_COMM_TAG_MAX 32767 /* user tags of send/recv are in [0, GV_COMM_TAG_MAX] */
@@ -48,18 +55,20 @@ int gv_comm_size(const gv_comm *c);
 int gv_comm_world_rank(const gv_comm *c, int r);
 int gv_comm_is_world(const gv_comm *c);
 
-/* Sub-communicators, pooled by rank set. `ranks` are n distinct world ranks; the new communicator's rank i is
- * world rank ranks[i], so the order matters ([0,1] and [1,0] are different groups). Returns the cached group
- * for that exact ordered set, creating it the first time (the whole set in world order returns the world
- * itself). A rank that is not in `ranks` gets *out = NULL and GV_OK without communicating.
+/* Sub-communicators, pooled by rank set. `ranks` are n distinct ranks of c (world ranks when c is the world;
+ * on a group they are mapped to world ranks, so groups can be carved out of groups); the new communicator's
+ * rank i is c's rank ranks[i], so the order matters ([0,1] and [1,0] are different groups). Returns the
+ * cached group for that exact ordered set of world ranks, creating it the first time; all of c in order
+ * returns c itself, the whole world in order returns the world. A rank of c that is not in `ranks` gets
+ * *out = NULL and GV_OK without communicating.
  *
  * Calling rule (as for MPI_Comm_create_group, which the mpi backend uses on the world's group): creating a
- * group is collective over its members only. The simple safe rule is that every rank of the world calls
+ * group is collective over its members only. The simple safe rule is that every rank of c calls
  * gv_comm_group with the same arguments in the same order; non-members return at once, and repeated calls
  * for an existing set are local look-ups. Calling only on members is also correct as long as any two ranks
- * create the groups they both belong to in the same order. Each distinct set makes one communicator, freed
- * with the world. `world` must be a world communicator. */
-gv_status gv_comm_group(gv_comm *world, const int *ranks, int n, gv_comm **out);
+ * create the groups they both belong to in the same order. Each distinct set makes one communicator, kept
+ * in the world's pool and freed with the world. */
+gv_status gv_comm_group(gv_comm *c, const int *ranks, int n, gv_comm **out);
 /* Number of distinct groups created in the world's pool (the world itself not counted). */
 int gv_comm_pool_count(const gv_comm *world);
 
@@ -71,18 +80,21 @@ gv_status gv_comm_allreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size
 gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
                                  gv_comm_dtype dt, gv_comm_op op);
 /* recv[size * sendcount]: block r = send of rank r. */
-gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount, gv_comm_dtype dt);
+gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount,
+                            gv_comm_dtype dt);
 /* send and recv hold size blocks of count: block j of send goes to rank j, block j of recv came from rank j
  * (the transpose across ranks). */
 gv_status gv_comm_alltoall(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count_per_peer,
                            gv_comm_dtype dt);
 /* buf of `root` is copied into buf of every rank. */
 gv_status gv_comm_broadcast(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int root);
-/* Blocking point-to-point messages; peer is a rank of c, tag in [0, GV_COMM_TAG_MAX]. A send may block until
- * the matching recv is posted, so exchanges between two ranks use gv_comm_sendrecv. */
+/* Blocking point-to-point messages; peer is a rank of c, tag in [0, GV_COMM_TAG_MAX]; the recv count must
+ * equal the message's. A send may block until the matching recv is posted, so exchanges between two ranks
+ * use gv_comm_sendrecv. */
 gv_status gv_comm_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
 gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
-/* Sends sendbuf to `dst` and receives recvbuf from `src` at once (deadlock-free rings and pipeline shifts). */
+/* Sends sendbuf to `dst` and receives recvbuf from `src` at once: deadlock-free rings and pipeline
+ * shifts. Each receive must match its message's count exactly (a different size is GV_ERR_COMM). */
 gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
                            size_t recvcount, int src, gv_comm_dtype dt, int tag);
 gv_status gv_comm_barrier(gv_comm *c);

@@ -36,7 +36,8 @@ gv_status gv_launch_exec(int n, int argc, char **argv);
 /* For the CLI: prints "rank R: <message>\n" to stderr (R from the world, else from the launcher's
  * environment; no prefix outside a job) and aborts the job with `code` through gv_comm_abort(world, code).
  * world may be NULL. */
-_Noreturn void gv_launch_die(gv_comm *world, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+_Noreturn void gv_launch_die(gv_comm *world, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #ifdef __cplusplus
 }

@@ -21,8 +21,8 @@ int gv_layout_rank(int pp_idx, int dp_idx, int tp_idx, int pp, int dp, int tp);
 int gv_layout_tp_group(int rank, int pp, int dp, int tp, int *out);
 int gv_layout_dp_group(int rank, int pp, int dp, int tp, int *out);
 int gv_layout_pp_group(int rank, int pp, int dp, int tp, int *out);
-/* Pipeline neighbours: the rank with the same (dp_idx, tp_idx) in the previous and next stage, -1 at the first
- * and last stage. Returns the stage index of `rank` or -1. */
+/* Pipeline neighbours: the rank with the same (dp_idx, tp_idx) in the previous and next stage, -1 at the
+ * first and last stage. Returns the stage index of `rank` or -1. */
 int gv_layout_pp_neighbours(int rank, int pp, int dp, int tp, int *prev, int *next);
 
 /* Galvatron's consecutive (consec = 1) and strided (consec = 0) groups of g ranks inside the block of `size`
@@ -33,7 +33,8 @@ int gv_layout_pp_neighbours(int rank, int pp, int dp, int tp, int *prev, int *ne
  * for i in [0, size/g). A consecutive tp group of a stage goes with a strided dp group and vice versa:
  * the dp group of a stage with tp groups (g, consec) is the (size/g, !consec) group.
  * gv_layout_block_groups writes all size/g groups one after the other into out[size] and returns their
- * number; gv_layout_block_group_of writes the group that contains `rank` into out[g] and returns its index. */
+ * number; gv_layout_block_group_of writes the group that contains `rank` into out[g] and returns its
+ * index. */
 int gv_layout_block_groups(int base, int size, int g, int consec, int *out);
 int gv_layout_block_group_of(int rank, int base, int size, int g, int consec, int *out);
 

@@ -19,8 +19,8 @@ struct gv_comm_i {
     gv_status (*broadcast)(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int root);
     gv_status (*send)(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
     gv_status (*recv)(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag);
-    gv_status (*sendrecv)(gv_comm *c, const void *send, size_t sendcount, int dst, void *recv, size_t recvcount,
-                          int src, gv_comm_dtype dt, int tag);
+    gv_status (*sendrecv)(gv_comm *c, const void *send, size_t sendcount, int dst, void *recv,
+                          size_t recvcount, int src, gv_comm_dtype dt, int tag);
     gv_status (*barrier)(gv_comm *c);
 };
 

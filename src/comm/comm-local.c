@@ -45,7 +45,8 @@ static gv_status gv_local_reduce_scatter(gv_comm *c, const void *send, void *rec
     return GV_OK;
 }
 
-static gv_status gv_local_allgather(gv_comm *c, const void *send, void *recv, size_t sendcount, gv_comm_dtype dt) {
+static gv_status gv_local_allgather(gv_comm *c, const void *send, void *recv, size_t sendcount,
+                                    gv_comm_dtype dt) {
     (void)c;
     memmove(recv, send, sendcount * gv_comm_dtype_size(dt));
     return GV_OK;
@@ -62,7 +63,8 @@ static gv_status gv_local_broadcast(gv_comm *c, void *buf, size_t count, gv_comm
     return GV_OK;
 }
 
-static gv_status gv_local_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag) {
+static gv_status gv_local_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer,
+                               int tag) {
     (void)peer;
     gv_local_ctx *x = c->context;
     size_t bytes = count * gv_comm_dtype_size(dt);
@@ -86,15 +88,16 @@ static gv_status gv_local_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtyp
         gv_local_msg *m = *p;
         if (m->tag != tag) continue;
         if (m->bytes != bytes)
-            return gv_fail(GV_ERR_COMM, "local recv (count %zu %s): the message with tag %d has %zu bytes, not %zu",
-                           count, gv_comm_dtype_name(dt), tag, m->bytes, bytes);
+            return gv_fail(GV_ERR_COMM,
+                           "local recv (count %zu %s): the message with tag %d has %zu bytes, not %zu", count,
+                           gv_comm_dtype_name(dt), tag, m->bytes, bytes);
         memcpy(buf, m->data, bytes);
         *p = m->next;
         free(m);
         return GV_OK;
     }
-    return gv_fail(GV_ERR_COMM, "local recv (count %zu): no message with tag %d was sent (this would hang)", count,
-                   tag);
+    return gv_fail(GV_ERR_COMM, "local recv (count %zu): no message with tag %d was sent (this would hang)",
+                   count, tag);
 }
 
 static gv_status gv_local_sendrecv(gv_comm *c, const void *send, size_t sendcount, int dst, void *recv,

@@ -14,7 +14,8 @@
 
 #include <mpi.h>
 
-#define GV_MPI_GROUP_TAG 7301 /* tag of MPI_Comm_create_group; creations are ordered, so one tag is enough */
+/* Tag of MPI_Comm_create_group: creations are ordered, so one tag is enough. */
+#define GV_MPI_GROUP_TAG 7301
 
 typedef struct {
     MPI_Comm comm;
@@ -30,26 +31,38 @@ static const struct gv_comm_i gv_mpi_iface;
 
 static MPI_Datatype gv_mpi_dtype(gv_comm_dtype dt) {
     switch (dt) {
-    case GV_COMM_F32: return MPI_FLOAT;
-    case GV_COMM_F64: return MPI_DOUBLE;
-    case GV_COMM_I32: return MPI_INT32_T;
-    case GV_COMM_I64: return MPI_INT64_T;
-    case GV_COMM_U8: return MPI_UINT8_T;
+    case GV_COMM_F32:
+        return MPI_FLOAT;
+    case GV_COMM_F64:
+        return MPI_DOUBLE;
+    case GV_COMM_I32:
+        return MPI_INT32_T;
+    case GV_COMM_I64:
+        return MPI_INT64_T;
+    case GV_COMM_U8:
+        return MPI_UINT8_T;
     }
     return MPI_DATATYPE_NULL;
 }
 
 static MPI_Op gv_mpi_op(gv_comm_op op) {
     switch (op) {
-    case GV_COMM_SUM: return MPI_SUM;
-    case GV_COMM_MAX: return MPI_MAX;
-    case GV_COMM_MIN: return MPI_MIN;
+    case GV_COMM_SUM:
+        return MPI_SUM;
+    case GV_COMM_MAX:
+        return MPI_MAX;
+    case GV_COMM_MIN:
+        return MPI_MIN;
     }
     return MPI_OP_NULL;
 }
 
-static MPI_Comm gv_mpi_comm(const gv_comm *c) { return ((const gv_mpi_ctx *)c->context)->comm; }
-static size_t gv_mpi_max(const gv_comm *c) { return ((const gv_mpi_ctx *)c->context)->max_count; }
+static MPI_Comm gv_mpi_comm(const gv_comm *c) {
+    return ((const gv_mpi_ctx *)c->context)->comm;
+}
+static size_t gv_mpi_max(const gv_comm *c) {
+    return ((const gv_mpi_ctx *)c->context)->max_count;
+}
 
 static gv_status gv_mpi_fail(const gv_comm *c, int rc, const char *what, size_t count, gv_comm_dtype dt) {
     char err[MPI_MAX_ERROR_STRING] = "", desc[96];
@@ -68,8 +81,9 @@ static gv_status gv_mpi_fail(const gv_comm *c, int rc, const char *what, size_t 
 static gv_status gv_mpi_int_count(const gv_comm *c, const char *what, size_t count, gv_comm_dtype dt) {
     if (count > gv_mpi_max(c)) {
         char desc[96];
-        return gv_fail(GV_ERR_UNSUPPORTED, "mpi %s (count %zu %s) on group %s: counts above %zu are not supported",
-                       what, count, gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc), gv_mpi_max(c));
+        return gv_fail(GV_ERR_UNSUPPORTED,
+                       "mpi %s (count %zu %s) on group %s: counts above %zu are not supported", what, count,
+                       gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc), gv_mpi_max(c));
     }
     return GV_OK;
 }
@@ -81,9 +95,9 @@ static gv_status gv_mpi_check_count(const gv_comm *c, const MPI_Status *s, const
     GV_MPI_CALL(c, what, count, dt, MPI_Get_count(s, gv_mpi_dtype(dt), &got));
     if ((size_t)got != count) {
         char desc[96];
-        return gv_fail(GV_ERR_COMM, "mpi %s (count %zu %s) on group %s: the message from rank %d has %d elements",
-                       what, count, gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc), s->MPI_SOURCE,
-                       got);
+        return gv_fail(
+            GV_ERR_COMM, "mpi %s (count %zu %s) on group %s: the message from rank %d has %d elements", what,
+            count, gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc), s->MPI_SOURCE, got);
     }
     return GV_OK;
 }
@@ -119,8 +133,8 @@ static gv_status gv_mpi_group(gv_comm *world, const int *ranks, int n, gv_comm *
         char err[MPI_MAX_ERROR_STRING] = "";
         int len = 0;
         MPI_Error_string(rc, err, &len);
-        return gv_fail(GV_ERR_COMM, "mpi comm_create_group of %d ranks (first %d) in world %s: %s", n, ranks[0],
-                       gv_comm_describe(world, desc, sizeof desc), err);
+        return gv_fail(GV_ERR_COMM, "mpi comm_create_group of %d ranks (first %d) in world %s: %s", n,
+                       ranks[0], gv_comm_describe(world, desc, sizeof desc), err);
     }
     gv_mpi_ctx *x = malloc(sizeof *x);
     if (!x) {
@@ -146,7 +160,8 @@ static gv_status gv_mpi_allreduce(gv_comm *c, const void *send, void *recv, size
         int n = (int)(count - off < max ? count - off : max);
         char *r = (char *)recv + off * es;
         const void *s = send == recv ? MPI_IN_PLACE : (const char *)send + off * es;
-        GV_MPI_CALL(c, "allreduce", count, dt, MPI_Allreduce(s, r, n, gv_mpi_dtype(dt), gv_mpi_op(op), gv_mpi_comm(c)));
+        GV_MPI_CALL(c, "allreduce", count, dt,
+                    MPI_Allreduce(s, r, n, gv_mpi_dtype(dt), gv_mpi_op(op), gv_mpi_comm(c)));
     }
     return GV_OK;
 }
@@ -159,24 +174,26 @@ static gv_status gv_mpi_reduce_scatter(gv_comm *c, const void *send, void *recv,
         /* In place: MPI reduces the whole buffer and leaves block r at its start. */
         void *all = (char *)recv - (size_t)c->rank * block;
         GV_MPI_CALL(c, "reduce_scatter", recvcount, dt,
-                    MPI_Reduce_scatter_block(MPI_IN_PLACE, all, (int)recvcount, gv_mpi_dtype(dt), gv_mpi_op(op),
-                                             gv_mpi_comm(c)));
+                    MPI_Reduce_scatter_block(MPI_IN_PLACE, all, (int)recvcount, gv_mpi_dtype(dt),
+                                             gv_mpi_op(op), gv_mpi_comm(c)));
         if (c->rank) memmove(recv, all, block);
         return GV_OK;
     }
     GV_MPI_CALL(c, "reduce_scatter", recvcount, dt,
-                MPI_Reduce_scatter_block(send, recv, (int)recvcount, gv_mpi_dtype(dt), gv_mpi_op(op), gv_mpi_comm(c)));
+                MPI_Reduce_scatter_block(send, recv, (int)recvcount, gv_mpi_dtype(dt), gv_mpi_op(op),
+                                         gv_mpi_comm(c)));
     return GV_OK;
 }
 
-static gv_status gv_mpi_allgather(gv_comm *c, const void *send, void *recv, size_t sendcount, gv_comm_dtype dt) {
+static gv_status gv_mpi_allgather(gv_comm *c, const void *send, void *recv, size_t sendcount,
+                                  gv_comm_dtype dt) {
     GV_TRY(gv_mpi_int_count(c, "allgather", sendcount, dt));
     size_t block = sendcount * gv_comm_dtype_size(dt);
     int in_place = (const char *)send == (char *)recv + (size_t)c->rank * block;
     GV_MPI_CALL(c, "allgather", sendcount, dt,
                 MPI_Allgather(in_place ? MPI_IN_PLACE : send, in_place ? 0 : (int)sendcount,
-                              in_place ? MPI_DATATYPE_NULL : gv_mpi_dtype(dt), recv, (int)sendcount, gv_mpi_dtype(dt),
-                              gv_mpi_comm(c)));
+                              in_place ? MPI_DATATYPE_NULL : gv_mpi_dtype(dt), recv, (int)sendcount,
+                              gv_mpi_dtype(dt), gv_mpi_comm(c)));
     return GV_OK;
 }
 
@@ -185,8 +202,8 @@ static gv_status gv_mpi_alltoall(gv_comm *c, const void *send, void *recv, size_
     int in_place = send == recv;
     GV_MPI_CALL(c, "alltoall", count, dt,
                 MPI_Alltoall(in_place ? MPI_IN_PLACE : send, in_place ? 0 : (int)count,
-                             in_place ? MPI_DATATYPE_NULL : gv_mpi_dtype(dt), recv, (int)count, gv_mpi_dtype(dt),
-                             gv_mpi_comm(c)));
+                             in_place ? MPI_DATATYPE_NULL : gv_mpi_dtype(dt), recv, (int)count,
+                             gv_mpi_dtype(dt), gv_mpi_comm(c)));
     return GV_OK;
 }
 
@@ -264,7 +281,8 @@ gv_status gv_comm_mpi_init(gv_comm **out) {
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
     if (finalized)
-        return gv_fail(GV_ERR_COMM, "mpi init: MPI was already finalised in this process (one MPI world per process)");
+        return gv_fail(GV_ERR_COMM,
+                       "mpi init: MPI was already finalised in this process (one MPI world per process)");
     int owns = 0;
     if (!inited) {
         int provided = 0;
@@ -281,8 +299,8 @@ gv_status gv_comm_mpi_init(gv_comm **out) {
     if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &size);
     gv_mpi_ctx *x = rc == MPI_SUCCESS ? malloc(sizeof *x) : NULL;
     gv_status st = rc != MPI_SUCCESS ? gv_mpi_init_fail(rc, "world communicator")
-                   : !x ? gv_fail(GV_ERR_NOMEM, "mpi init: out of memory")
-                        : GV_OK;
+                   : !x              ? gv_fail(GV_ERR_NOMEM, "mpi init: out of memory")
+                                     : GV_OK;
     if (st == GV_OK) {
         x->comm = comm;
         x->max_count = INT_MAX;

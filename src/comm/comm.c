@@ -10,31 +10,44 @@
 
 size_t gv_comm_dtype_size(gv_comm_dtype dt) {
     switch (dt) {
-    case GV_COMM_F32: return 4;
-    case GV_COMM_F64: return 8;
-    case GV_COMM_I32: return 4;
-    case GV_COMM_I64: return 8;
-    case GV_COMM_U8: return 1;
+    case GV_COMM_F32:
+        return 4;
+    case GV_COMM_F64:
+        return 8;
+    case GV_COMM_I32:
+        return 4;
+    case GV_COMM_I64:
+        return 8;
+    case GV_COMM_U8:
+        return 1;
     }
     return 0;
 }
 
 const char *gv_comm_dtype_name(gv_comm_dtype dt) {
     switch (dt) {
-    case GV_COMM_F32: return "f32";
-    case GV_COMM_F64: return "f64";
-    case GV_COMM_I32: return "i32";
-    case GV_COMM_I64: return "i64";
-    case GV_COMM_U8: return "u8";
+    case GV_COMM_F32:
+        return "f32";
+    case GV_COMM_F64:
+        return "f64";
+    case GV_COMM_I32:
+        return "i32";
+    case GV_COMM_I64:
+        return "i64";
+    case GV_COMM_U8:
+        return "u8";
     }
     return "unknown";
 }
 
 const char *gv_comm_op_name(gv_comm_op op) {
     switch (op) {
-    case GV_COMM_SUM: return "sum";
-    case GV_COMM_MAX: return "max";
-    case GV_COMM_MIN: return "min";
+    case GV_COMM_SUM:
+        return "sum";
+    case GV_COMM_MAX:
+        return "max";
+    case GV_COMM_MIN:
+        return "min";
     }
     return "unknown";
 }
@@ -68,7 +81,8 @@ const char *gv_comm_describe(const gv_comm *c, char *buf, size_t n) {
         k += (size_t)snprintf(buf + k, n - k, "%s%d", i ? "," : "", c->members[i]);
     if (k < n && shown < c->size)
         k += (size_t)snprintf(buf + k, n - k, ",...,%d] (%d ranks)", c->members[c->size - 1], c->size);
-    else if (k < n) snprintf(buf + k, n - k, "]");
+    else if (k < n)
+        snprintf(buf + k, n - k, "]");
     return buf;
 }
 
@@ -102,38 +116,61 @@ void gv_comm_free(gv_comm *c) {
     gv_comm_free_one(c);
 }
 
-const char *gv_comm_kind(const gv_comm *c) { return c->iface->name; }
-int gv_comm_rank(const gv_comm *c) { return c->rank; }
-int gv_comm_size(const gv_comm *c) { return c->size; }
-int gv_comm_world_rank(const gv_comm *c, int r) { return r >= 0 && r < c->size ? c->members[r] : -1; }
-int gv_comm_is_world(const gv_comm *c) { return c->world == c; }
-int gv_comm_pool_count(const gv_comm *world) { return world->npool; }
+const char *gv_comm_kind(const gv_comm *c) {
+    return c->iface->name;
+}
+int gv_comm_rank(const gv_comm *c) {
+    return c->rank;
+}
+int gv_comm_size(const gv_comm *c) {
+    return c->size;
+}
+int gv_comm_world_rank(const gv_comm *c, int r) {
+    return r >= 0 && r < c->size ? c->members[r] : -1;
+}
+int gv_comm_is_world(const gv_comm *c) {
+    return c->world == c;
+}
+int gv_comm_pool_count(const gv_comm *world) {
+    return world->npool;
+}
 
-gv_status gv_comm_group(gv_comm *world, const int *ranks, int n, gv_comm **out) {
+gv_status gv_comm_group(gv_comm *c, const int *ranks, int n, gv_comm **out) {
     if (!out) return gv_fail(GV_ERR_INVALID, "comm group: out is NULL");
     *out = NULL;
-    if (!world || world->world != world)
-        return gv_fail(GV_ERR_INVALID, "comm group: needs the world communicator (groups are made of world ranks)");
-    if (!ranks || n < 1 || n > world->size)
-        return gv_fail(GV_ERR_INVALID, "comm group: %d ranks in a world of %d", n, world->size);
-    int me = -1, identity = n == world->size;
+    if (!c) return gv_fail(GV_ERR_INVALID, "comm group: communicator is NULL");
+    if (!ranks || n < 1 || n > c->size)
+        return gv_fail(GV_ERR_INVALID, "comm group: %d ranks in a communicator of %d", n, c->size);
+    gv_comm *world = c->world;
+    int *wr = malloc((size_t)n * sizeof *wr); /* the set in world ranks: the pool's key */
+    if (!wr) return gv_fail(GV_ERR_NOMEM, "comm group: out of memory");
+    int me = -1, same = n == c->size, whole = n == world->size;
     for (int i = 0; i < n; i++) {
-        if (ranks[i] < 0 || ranks[i] >= world->size)
-            return gv_fail(GV_ERR_INVALID, "comm group: rank %d outside the world [0, %d)", ranks[i], world->size);
+        if (ranks[i] < 0 || ranks[i] >= c->size) {
+            free(wr);
+            return gv_fail(GV_ERR_INVALID, "comm group: rank %d outside the communicator [0, %d)", ranks[i],
+                           c->size);
+        }
         for (int j = 0; j < i; j++)
-            if (ranks[j] == ranks[i])
+            if (ranks[j] == ranks[i]) {
+                free(wr);
                 return gv_fail(GV_ERR_INVALID, "comm group: rank %d listed twice", ranks[i]);
-        if (ranks[i] == world->rank) me = i;
-        if (ranks[i] != i) identity = 0;
+            }
+        wr[i] = c->members[ranks[i]];
+        if (ranks[i] == c->rank) me = i;
+        if (ranks[i] != i) same = 0;
+        if (wr[i] != i) whole = 0;
     }
-    if (me < 0) return GV_OK; /* not a member: nothing to create here */
-    if (identity) {
-        *out = world;
+    /* not a member: nothing to create here; the whole communicator (or world) in order: itself */
+    *out = me < 0 ? NULL : same ? c : whole ? world : NULL;
+    if (me < 0 || *out) {
+        free(wr);
         return GV_OK;
     }
     for (int i = 0; i < world->npool; i++) {
         gv_comm_pool_entry *e = &world->pool[i];
-        if (e->n == n && !memcmp(e->ranks, ranks, (size_t)n * sizeof *ranks)) {
+        if (e->n == n && !memcmp(e->ranks, wr, (size_t)n * sizeof *wr)) {
+            free(wr);
             *out = e->comm;
             return GV_OK;
         }
@@ -141,21 +178,21 @@ gv_status gv_comm_group(gv_comm *world, const int *ranks, int n, gv_comm **out) 
     if (world->npool == world->cappool) {
         int cap = world->cappool ? 2 * world->cappool : 16;
         gv_comm_pool_entry *p = realloc(world->pool, (size_t)cap * sizeof *p);
-        if (!p) return gv_fail(GV_ERR_NOMEM, "comm group: out of memory for the pool");
+        if (!p) {
+            free(wr);
+            return gv_fail(GV_ERR_NOMEM, "comm group: out of memory for the pool");
+        }
         world->pool = p;
         world->cappool = cap;
     }
-    int *copy = malloc((size_t)n * sizeof *copy);
-    if (!copy) return gv_fail(GV_ERR_NOMEM, "comm group: out of memory");
-    memcpy(copy, ranks, (size_t)n * sizeof *copy);
     gv_comm *g = NULL;
-    gv_status st = world->iface->group(world, ranks, n, &g);
+    gv_status st = world->iface->group(world, wr, n, &g);
     if (st != GV_OK) {
-        free(copy);
+        free(wr);
         return st;
     }
     g->world = world;
-    world->pool[world->npool++] = (gv_comm_pool_entry){n, copy, g};
+    world->pool[world->npool++] = (gv_comm_pool_entry){n, wr, g};
     *out = g;
     return GV_OK;
 }
@@ -224,11 +261,13 @@ gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf,
     size_t block = recvcount * gv_comm_dtype_size(dt);
     if ((const char *)recvbuf != (const char *)sendbuf + (size_t)c->rank * block &&
         gv_overlap(sendbuf, block * (size_t)c->size, recvbuf, block))
-        return gv_fail(GV_ERR_INVALID, "comm reduce_scatter: recv overlaps send but is not send + rank * recvcount");
+        return gv_fail(GV_ERR_INVALID,
+                       "comm reduce_scatter: recv overlaps send but is not send + rank * recvcount");
     return c->iface->reduce_scatter(c, sendbuf, recvbuf, recvcount, dt, op);
 }
 
-gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount, gv_comm_dtype dt) {
+gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount,
+                            gv_comm_dtype dt) {
     GV_TRY(gv_check(c, "allgather", dt, sendcount));
     if (!sendcount) return GV_OK;
     GV_TRY(gv_check_buf("allgather", sendbuf, "sendbuf"));
@@ -236,7 +275,8 @@ gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size
     size_t block = sendcount * gv_comm_dtype_size(dt);
     if ((const char *)sendbuf != (const char *)recvbuf + (size_t)c->rank * block &&
         gv_overlap(sendbuf, block, recvbuf, block * (size_t)c->size))
-        return gv_fail(GV_ERR_INVALID, "comm allgather: send overlaps recv but is not recv + rank * sendcount");
+        return gv_fail(GV_ERR_INVALID,
+                       "comm allgather: send overlaps recv but is not recv + rank * sendcount");
     return c->iface->allgather(c, sendbuf, recvbuf, sendcount, dt);
 }
 

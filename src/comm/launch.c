@@ -24,8 +24,8 @@ static int gv_env_int(const char *name, int *v) {
 
 int gv_launch_is_rank(void) {
     int v;
-    return gv_env_int("OMPI_COMM_WORLD_SIZE", &v) || gv_env_int("PMI_SIZE", &v) || gv_env_int("PMIX_RANK", &v) ||
-           gv_env_int("SLURM_STEP_NUM_TASKS", &v);
+    return gv_env_int("OMPI_COMM_WORLD_SIZE", &v) || gv_env_int("PMI_SIZE", &v) ||
+           gv_env_int("PMIX_RANK", &v) || gv_env_int("SLURM_STEP_NUM_TASKS", &v);
 }
 
 int gv_launch_env_rank(void) {
@@ -62,8 +62,10 @@ gv_status gv_launch_argv(int n, int argc, char **argv, char ***out) {
 
     char exe[PATH_MAX], nbuf[16];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) exe[len] = '\0';
-    else snprintf(exe, sizeof exe, "%s", argv[0]);
+    if (len > 0)
+        exe[len] = '\0';
+    else
+        snprintf(exe, sizeof exe, "%s", argv[0]);
     snprintf(nbuf, sizeof nbuf, "%d", n);
 
     const char *mpirun = getenv("GV_MPIRUN");
@@ -136,8 +138,8 @@ gv_status gv_launch_exec(int n, int argc, char **argv) {
     fflush(stdout);
     fflush(stderr);
     execvp(av[0], av);
-    gv_status st = gv_fail(GV_ERR_COMM, "launch: cannot run '%s' (%s): install OpenMPI or set GV_MPIRUN", av[0],
-                           strerror(errno));
+    gv_status st = gv_fail(GV_ERR_COMM, "launch: cannot run '%s' (%s): install OpenMPI or set GV_MPIRUN",
+                           av[0], strerror(errno));
     free(av);
     return st;
 }
@@ -157,8 +159,10 @@ _Noreturn void gv_launch_die(gv_comm *world, int code, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     fflush(stdout);
-    if (rank >= 0 && size > 1) fprintf(stderr, "rank %d: %s\n", rank, msg);
-    else fprintf(stderr, "%s\n", msg);
+    if (rank >= 0 && size > 1)
+        fprintf(stderr, "rank %d: %s\n", rank, msg);
+    else
+        fprintf(stderr, "%s\n", msg);
     fflush(stderr);
     gv_comm_abort(world, code);
 }
