@@ -1,5 +1,6 @@
 /* Data parallelism on CPU ranks equals one process: DDP and ZeRO-1 on 2 and 4 ranks train tiny GPT-2 and
- * LLaMA models (also with activation recompute, Megatron tensor parallelism and vocab parallelism) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
+ * LLaMA models (also with activation recompute, Megatron tensor parallelism, vocab parallelism and Ulysses
+ * sequence parallelism) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
  * weights (1e-4). Started as one process, it re-launches itself on 4 ranks through mpirun (the launcher
  * under test); the 2-rank plans run on two pooled sub-groups at once. */
 #include <math.h>
@@ -83,18 +84,22 @@ int main(int argc, char **argv) {
     const char *presets[] = {"gpt2-tiny", "llama-tiny"};
     struct {
         const char *name;
-        int ranks, zero, ckpt, tp, vocab_tp;
-    } plans[] = {{"dp2", 2, 0, 0, 1, 0},
-                 {"dp4", 4, 0, 0, 1, 0},
-                 {"zero1-dp2", 2, 1, 0, 1, 0},
-                 {"zero1-dp4", 4, 1, 0, 1, 0},
-                 {"dp2-ckpt", 2, 0, 1, 1, 0},
-                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0},
-                 {"tp2-dp2", 4, 0, 0, 2, 0},
-                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1},
-                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1},
-                 {"tp4", 4, 0, 0, 4, 0},
-                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1}};
+        int ranks, zero, ckpt, tp, vocab_tp, ulysses;
+    } plans[] = {{"dp2", 2, 0, 0, 1, 0, 0},
+                 {"dp4", 4, 0, 0, 1, 0, 0},
+                 {"zero1-dp2", 2, 1, 0, 1, 0, 0},
+                 {"zero1-dp4", 4, 1, 0, 1, 0, 0},
+                 {"dp2-ckpt", 2, 0, 1, 1, 0, 0},
+                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0, 0},
+                 {"tp2-dp2", 4, 0, 0, 2, 0, 0},
+                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1, 0},
+                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1, 0},
+                 {"tp4", 4, 0, 0, 4, 0, 0},
+                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1, 0},
+                 {"ulysses2-dp2", 4, 0, 0, 2, 0, 1},
+                 {"ulysses2-zero1-ckpt", 4, 1, 1, 2, 0, 1},
+                 {"ulysses4", 4, 0, 0, 4, 0, 1},
+                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
@@ -119,6 +124,7 @@ int main(int argc, char **argv) {
             c.ckpt = plans[k].ckpt;
             c.tp = plans[k].tp;
             c.vocab_tp = plans[k].vocab_tp;
+            c.ulysses = plans[k].ulysses;
             gv_train_result r;
             CHECK_OK(gv_train_run(&c, &r));
             if (gv_comm_rank(comm) == 0) {

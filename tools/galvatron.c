@@ -54,6 +54,8 @@ static const char *gv_usage_train =
     "                        MPI or Slurm job [1]. Data-parallel degree = RANKS / tp\n"
     "  --tp T                Megatron tensor parallelism over T consecutive ranks (heads and FFN split) [1]\n"
     "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
+    "  --sp none|ulysses     ulysses: the --tp group shards the sequence instead, with all-to-alls around\n"
+    "                        attention (heads split there) [none]\n"
     "  --dp-type ddp|zero1   gradient all-reduce with replicated optimizer, or ZeRO-1 (optimizer state and\n"
     "                        master weights sharded over the ranks) [ddp]\n"
     "  --ckpt                activation recompute: keep only each layer's output, recompute the rest in\n"
@@ -176,6 +178,14 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--backend")) c.backend = v;
         else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--tp")) c.tp = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--sp")) {
+            if (!strcmp(v, "ulysses")) c.ulysses = 1;
+            else if (!strcmp(v, "none")) c.ulysses = 0;
+            else {
+                fprintf(stderr, "galvatron: --sp '%s': expected none or ulysses (megatron is not built yet)\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--vocab-tp")) {
             int vt = gv_parse_int(a, v, 1);
             c.vocab_tp = vt > 1;
@@ -211,7 +221,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (nranks > 1 && !gv_launch_is_rank()) {
         /* Reject an impossible plan here, once, instead of on every rank after the launch. */
         int tp = c.tp > 0 ? c.tp : 1;
-        gv_layer_strategy l = {tp, GV_SP_NONE, c.zero, c.ckpt}, v = {c.vocab_tp ? tp : 1, GV_SP_NONE, c.zero, 0};
+        gv_sp_mode sp = c.ulysses ? GV_SP_ULYSSES : GV_SP_NONE;
+        gv_layer_strategy l = {tp, sp, c.zero, c.ckpt}, v = {c.vocab_tp ? tp : 1, sp, c.zero, 0};
         gv_plan p;
         if (gv_plan_uniform(&p, nranks, 1, c.spec.n_layer, l, v, GV_SCHED_1F1B, c.global_batch, c.micro_batches) !=
             GV_OK)

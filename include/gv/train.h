@@ -41,6 +41,7 @@ typedef struct {
      * and calls on_step. */
     struct gv_comm *comm;
     int tp, vocab_tp;
+    int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int zero;
     int ckpt; /* recompute every layer's activations in backward */
     void (*on_step)(const gv_step_info *info, void *ctx);

@@ -61,6 +61,7 @@ typedef struct {
     size_t fch;                     /* [N,F2] (F2 = 2F for SwiGLU) */
     size_t fch_act;                 /* [N,F] */
     size_t fcproj, res2;            /* [N,C] */
+    size_t qkv_sp, atty_sp;         /* Ulysses: [B,Tf,QKVs], [B,Tf,Hs*D] (full sequence, head group) */
 } gv_layer_acts;
 
 struct gv_model {
@@ -89,6 +90,12 @@ struct gv_model {
     int Hl, KVHl, Fl, QKVl, F2l; /* local heads, kv heads, FFN size, packed qkv rows, fc rows */
     int Vpl, Vl, v0;             /* local vocab rows (padded), real local columns, first global vocab row */
     float *d_lse;                /* [N] full-row log-sum-exp of the last forward (vocab parallel) */
+    /* Ulysses sequence parallelism: this rank holds T = Tf/sp positions of every sequence; attention runs
+     * on the full sequence for Hs = H/sp heads, reached by all-to-alls on either side. */
+    gv_comm *sp;
+    int sp_size, sp_rank, Tf, Hs, KVHs, QKVs;
+    float *a2a_send, *a2a_recv; /* [N*QKV] host scratch each (comm buffers) */
+    gv_arena a_comm;
 
     gv_arena a_params, a_grads, a_opt, a_acts, a_work;
     void *weights, *grads; /* compute dtype */
@@ -99,7 +106,7 @@ struct gv_model {
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
     gv_layer_acts *la;
     /* backward scratch (workspace) */
-    size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits;
+    size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits, o_dqkv_sp, o_datty_sp;
 
     int *ckpt;          /* [L] layer recomputes its activations in backward */
     int32_t *h_targets; /* host copy of the last targets */
@@ -309,6 +316,19 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d) {
     *out = NULL;
+    if (d && d->sp && gv_comm_size(d->sp) > 1) {
+        int u = gv_comm_size(d->sp);
+        if (gv_backend_device(b) != GV_DEV_CPU)
+            return gv_fail(GV_ERR_UNSUPPORTED, "Ulysses on %s needs a device communicator (not built yet)",
+                           gv_backend_name(b));
+        if (d->tp && gv_comm_size(d->tp) > 1)
+            return gv_fail(GV_ERR_INVALID, "a layer uses either tensor parallelism or Ulysses, not both");
+        if (spec->n_head % u || spec->n_kv_head % u)
+            return gv_fail(GV_ERR_INVALID, "ulysses degree %d must divide n_head %d and n_kv_head %d", u, spec->n_head,
+                           spec->n_kv_head);
+        if ((int64_t)T * u > spec->max_seq)
+            return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u, spec->max_seq);
+    }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
         if (gv_backend_device(b) != GV_DEV_CPU)
@@ -352,6 +372,13 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->L = spec->n_layer;
     m->V = spec->vocab;
     m->Vp = spec->padded_vocab;
+    m->sp = d ? d->sp : NULL;
+    m->sp_size = m->sp ? gv_comm_size(m->sp) : 1;
+    m->sp_rank = m->sp ? gv_comm_rank(m->sp) : 0;
+    m->Tf = T * m->sp_size;
+    m->Hs = m->H / m->sp_size;
+    m->KVHs = m->KVH / m->sp_size;
+    m->QKVs = (m->Hs + 2 * m->KVHs) * m->D;
     m->tp = d ? d->tp : NULL;
     m->tp_size = m->tp ? gv_comm_size(m->tp) : 1;
     m->tp_rank = m->tp ? gv_comm_rank(m->tp) : 0;
@@ -393,7 +420,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_targets = gv_arena_reserve(A, N * 4);
     m->o_encoded = gv_arena_reserve(A, N * C * e);
     m->la = calloc((size_t)m->L, sizeof *m->la);
-    size_t stash = gv_attention_stash_bytes(b, B, T, m->Hl);
+    size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs) : gv_attention_stash_bytes(b, B, T, m->Hl);
+    size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
      * computes lives in one shared set of views, refilled by re-running its forward during backward. */
     gv_layer_acts shared = {0};
@@ -414,6 +442,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->qkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(A, N * (size_t)m->QKVl * e) : a->qkv;
         a->stash = gv_arena_reserve(A, stash);
         a->atty = gv_arena_reserve(A, N * (size_t)(m->Hl * m->D) * e);
+        if (m->sp_size > 1) {
+            a->qkv_sp = gv_arena_reserve(A, NF * (size_t)m->QKVs * e);
+            a->atty_sp = gv_arena_reserve(A, NF * (size_t)(m->Hs * m->D) * e);
+        }
         a->attproj = gv_arena_reserve(A, N * C * e);
         a->res1 = gv_arena_reserve(A, N * C * e);
         a->ln2 = gv_arena_reserve(A, N * C * e);
@@ -444,10 +476,17 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
     m->o_dlogits = gv_arena_reserve(Wk, N * (size_t)m->Vpl * e);
     size_t o_lse = gv_arena_reserve(Wk, N * 4);
+    if (m->sp_size > 1) {
+        m->o_dqkv_sp = gv_arena_reserve(Wk, NF * (size_t)m->QKVs * e);
+        m->o_datty_sp = gv_arena_reserve(Wk, NF * (size_t)(m->Hs * m->D) * e);
+    }
+    gv_arena_init(&m->a_comm, "comm", b);
+    size_t o_send = gv_arena_reserve(&m->a_comm, m->sp_size > 1 ? N * (size_t)m->QKV * 4 : 0);
+    size_t o_recv = gv_arena_reserve(&m->a_comm, m->sp_size > 1 ? N * (size_t)m->QKV * 4 : 0);
 
     gv_status st = GV_OK;
-    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work};
-    for (int i = 0; i < 5 && st == GV_OK; i++) st = gv_arena_commit(all[i]);
+    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work, &m->a_comm};
+    for (int i = 0; i < 6 && st == GV_OK; i++) st = gv_arena_commit(all[i]);
     m->h_targets = malloc(N * 4);
     m->h_losses = malloc(N * 4);
     m->h_ids = malloc(N * 4);
@@ -460,6 +499,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     }
     m->weights = gv_arena_ptr(&m->a_params, o_w);
     m->d_lse = gv_arena_ptr(&m->a_work, o_lse);
+    m->a2a_send = gv_arena_ptr(&m->a_comm, o_send);
+    m->a2a_recv = gv_arena_ptr(&m->a_comm, o_recv);
     m->grads = gv_arena_ptr(&m->a_grads, o_g);
     m->master = m->dt == GV_F32 ? (float *)m->weights : (float *)gv_arena_ptr(&m->a_opt, o_master);
     m->adam_m = gv_arena_ptr(&m->a_opt, o_m);
@@ -470,8 +511,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
 
 void gv_model_free(gv_model *m) {
     if (!m) return;
-    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work};
-    for (int i = 0; i < 5; i++) gv_arena_free(all[i]);
+    gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work, &m->a_comm};
+    for (int i = 0; i < 6; i++) gv_arena_free(all[i]);
     free(m->params);
     free(m->hf);
     free(m->li);
@@ -492,6 +533,7 @@ void gv_model_memory(const gv_model *m, gv_memory_report *r) {
     r->optimizer = m->a_opt.size;
     r->activations = m->a_acts.size;
     r->workspace = m->a_work.size;
+    r->comm = m->a_comm.size;
 }
 
 /* ---- weights ---------------------------------------------------------------------------------------- */
@@ -758,6 +800,55 @@ static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n) {
     return gv_comm_allreduce(m->tp, buf, buf, n, GV_COMM_F32, GV_COMM_SUM);
 }
 
+/* Ulysses all-to-alls. A local row [Wt] holds nseg segments; segment k's part for head group j sits at
+ * off[k] + j * w[k] with width w[k] (Ws = sum of w per group). heads_to_seq: local [B,T,Wt] (this rank's
+ * positions, all heads) -> full [B,Tf,Ws] (all positions, this rank's head group); seq_to_heads inverts. */
+static gv_status gv_sp_heads_to_seq(gv_model *m, const float *local, float *full, int nseg, const int *off,
+                                    const int *w, int Wt) {
+    int B = m->B, T = m->T, u = m->sp_size, Ws = 0;
+    for (int k = 0; k < nseg; k++) Ws += w[k];
+    size_t blk = (size_t)B * T * Ws;
+    for (int j = 0; j < u; j++)
+        for (int bt = 0; bt < B * T; bt++) {
+            float *dst = m->a2a_send + j * blk + (size_t)bt * Ws;
+            for (int k = 0; k < nseg; k++, dst += w[k - 1])
+                memcpy(dst, local + (size_t)bt * Wt + off[k] + j * w[k], (size_t)w[k] * sizeof(float));
+        }
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
+    for (int i = 0; i < u; i++)
+        for (int b = 0; b < B; b++)
+            memcpy(full + ((size_t)b * m->Tf + (size_t)i * T) * Ws, m->a2a_recv + i * blk + (size_t)b * T * Ws,
+                   (size_t)T * Ws * sizeof(float));
+    return GV_OK;
+}
+
+static gv_status gv_sp_seq_to_heads(gv_model *m, const float *full, float *local, int nseg, const int *off,
+                                    const int *w, int Wt) {
+    int B = m->B, T = m->T, u = m->sp_size, Ws = 0;
+    for (int k = 0; k < nseg; k++) Ws += w[k];
+    size_t blk = (size_t)B * T * Ws;
+    for (int i = 0; i < u; i++)
+        for (int b = 0; b < B; b++)
+            memcpy(m->a2a_send + i * blk + (size_t)b * T * Ws, full + ((size_t)b * m->Tf + (size_t)i * T) * Ws,
+                   (size_t)T * Ws * sizeof(float));
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
+    for (int j = 0; j < u; j++)
+        for (int bt = 0; bt < B * T; bt++) {
+            const float *src = m->a2a_recv + j * blk + (size_t)bt * Ws;
+            for (int k = 0; k < nseg; k++, src += w[k - 1])
+                memcpy(local + (size_t)bt * Wt + off[k] + j * w[k], src, (size_t)w[k] * sizeof(float));
+        }
+    return GV_OK;
+}
+
+/* Segments of the packed qkv row (q, k, v) and of the attention output row, per head group. */
+static void gv_sp_segments(const gv_model *m, int *qoff, int *qw, int *aoff, int *aw) {
+    int D = m->D;
+    qoff[0] = 0, qoff[1] = m->H * D, qoff[2] = (m->H + m->KVH) * D;
+    qw[0] = m->Hs * D, qw[1] = m->KVHs * D, qw[2] = m->KVHs * D;
+    aoff[0] = 0, aw[0] = m->Hs * D;
+}
+
 /* A row-parallel linear's bias is added once: on tp rank 0, before the partial sums are reduced. */
 #define ROWPAR_BIAS(m, i) ((m)->tp_rank == 0 ? W(m, i) : NULL)
 
@@ -772,9 +863,20 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
         GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
-                               m->spec.rope_theta, 0));
-    GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->Hl,
-                                m->KVHl, m->D, 1));
+                               m->spec.rope_theta, m->sp_rank * T));
+    if (m->sp_size > 1) {
+        int qoff[3], qw[3], aoff[1], aw[1];
+        gv_sp_segments(m, qoff, qw, aoff, aw);
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_heads_to_seq(m, F32ACT(m, a->qkv_r), F32ACT(m, a->qkv_sp), 3, qoff, qw, m->QKV));
+        GV_TRY(gv_attention_forward(be, ACT(m, a->atty_sp), F32ACT(m, a->stash), ACT(m, a->qkv_sp), NULL, B, m->Tf,
+                                    m->Hs, m->KVHs, m->D, 1));
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_seq_to_heads(m, F32ACT(m, a->atty_sp), F32ACT(m, a->atty), 1, aoff, aw, m->H * m->D));
+    } else {
+        GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->Hl,
+                                    m->KVHl, m->D, 1));
+    }
     GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), ROWPAR_BIAS(m, x->proj_b),
                              N, m->Hl * m->D, C));
     GV_TRY(gv_tp_sum(m, ACT(m, a->attproj), (size_t)N * C));
@@ -834,7 +936,7 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
         GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
     }
     GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte),
-                                m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, 0));
+                                m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, m->sp_rank * T));
     if (m->vp) GV_TRY(gv_tp_sum(m, ACT(m, m->o_encoded), (size_t)N * C));
     const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
     for (int l = 0; l < m->L; l++) {
@@ -912,11 +1014,26 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres, ACT(m, a->atty), W(m, x->proj_w),
                                   N, HD, C));
         GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKVl * e));
-        GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty), F32ACT(m, a->stash),
-                                     NULL, B, T, m->Hl, m->KVHl, m->D, 1));
+        if (m->sp_size > 1) {
+            int qoff[3], qw[3], aoff[1], aw[1];
+            size_t NF = (size_t)B * m->Tf;
+            void *dqkv_sp = WORK(m, m->o_dqkv_sp), *datty_sp = WORK(m, m->o_datty_sp);
+            gv_sp_segments(m, qoff, qw, aoff, aw);
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_heads_to_seq(m, datty, datty_sp, 1, aoff, aw, m->H * m->D));
+            GV_TRY(gv_backend_memset0(be, dqkv_sp, NF * (size_t)m->QKVs * e));
+            GV_TRY(gv_attention_backward(be, dqkv_sp, datty_sp, ACT(m, a->qkv_sp), ACT(m, a->atty_sp),
+                                         F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D, 1));
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_seq_to_heads(m, dqkv_sp, dqkv_r, 3, qoff, qw, m->QKV));
+        } else {
+            GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty), F32ACT(m, a->stash),
+                                         NULL, B, T, m->Hl, m->KVHl, m->D, 1));
+        }
         if (m->spec.pos == GV_POS_ROPE) {
             GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
-            GV_TRY(gv_rope_backward(be, dqkv, dqkv_r, B, T, m->Hl, m->KVHl, m->D, m->spec.rope_theta, 0));
+            GV_TRY(gv_rope_backward(be, dqkv, dqkv_r, B, T, m->Hl, m->KVHl, m->D, m->spec.rope_theta,
+                                    m->sp_rank * T));
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N,
@@ -925,7 +1042,8 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         GV_TRY(gv_norm_backward(m, dres, dln, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
                                 x->ln1_b));
     }
-    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres, ACT(m, m->o_tokens), B, T, C, 0));
+    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres, ACT(m, m->o_tokens), B, T, C,
+                                 m->sp_rank * T));
     return gv_backend_sync(be);
 }
 

@@ -53,7 +53,10 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
     GV_TRY(gv_model_spec_validate(&c->spec, NULL));
     /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
     int world = c->comm ? gv_comm_size(c->comm) : 1, tp = c->tp > 0 ? c->tp : 1;
-    gv_layer_strategy l = {tp, GV_SP_NONE, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, GV_SP_NONE, c->zero, 0};
+    gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : GV_SP_NONE;
+    gv_layer_strategy l = {tp, sp, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, sp, c->zero, 0};
+    if (c->ulysses && c->vocab_tp)
+        return gv_fail(GV_ERR_INVALID, "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
     gv_plan p;
     GV_TRY(gv_plan_uniform(&p, world, 1, c->spec.n_layer, l, v, GV_SCHED_1F1B, c->global_batch, c->micro_batches));
     gv_status st = gv_plan_validate(&p, &c->spec, c->seq, "plan");
@@ -80,8 +83,11 @@ static double gv_now_ms(void) {
 typedef struct {
     gv_backend *be;
     gv_comm *comm; /* NULL: one process */
-    gv_comm *dpc, *tpc; /* this rank's data- and tensor-parallel groups (NULL when of size 1) */
-    int dp, rank;       /* data-parallel degree and this rank's data-parallel index */
+    gv_comm *dpc, *tpc; /* this rank's gradient-sum (dp, or sp x dp) and tp/sp groups (NULL when of size 1) */
+    int dp, rank;       /* batch split degree and this rank's index in it */
+    int ndp;            /* ranks in dpc: the loss is averaged over them */
+    int u, chunk;       /* Ulysses degree and this rank's sequence chunk */
+    int32_t *full_tok, *full_tgt; /* host [Br*T] whole rows before the Ulysses slice */
     int leader;    /* rank 0: writes metrics, reports progress */
     gv_model *model;
     gv_dataset *data;
@@ -91,16 +97,22 @@ typedef struct {
 
 /* This rank's rows of micro-batch mb of the global batch of (step, split): rows do not depend on the plan. */
 static gv_status gv_fetch_rows(const gv_train_config *c, gv_trainer *t, uint64_t step, int split, int mb) {
-    int Bm = c->global_batch / c->micro_batches, Br = Bm / t->dp;
-    return gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm + (int64_t)t->rank * Br, Br, c->seq, t->tokens,
-                           t->targets);
+    int Bm = c->global_batch / c->micro_batches, Br = Bm / t->dp, T = c->seq, Tl = T / t->u;
+    int64_t row0 = (int64_t)mb * Bm + (int64_t)t->rank * Br;
+    if (t->u == 1) return gv_dataset_rows(t->data, step, split, row0, Br, T, t->tokens, t->targets);
+    GV_TRY(gv_dataset_rows(t->data, step, split, row0, Br, T, t->full_tok, t->full_tgt));
+    for (int b = 0; b < Br; b++) { /* Ulysses: this rank's positions [chunk*Tl, (chunk+1)*Tl) */
+        memcpy(t->tokens + (size_t)b * Tl, t->full_tok + (size_t)b * T + (size_t)t->chunk * Tl, (size_t)Tl * 4);
+        memcpy(t->targets + (size_t)b * Tl, t->full_tgt + (size_t)b * T + (size_t)t->chunk * Tl, (size_t)Tl * 4);
+    }
+    return GV_OK;
 }
 
 /* *x = mean of *x over the ranks (every rank gets it). */
 static gv_status gv_mean_over_ranks(gv_trainer *t, double *x) {
-    if (t->dp == 1) return GV_OK;
+    if (t->ndp == 1) return GV_OK;
     GV_TRY(gv_comm_allreduce(t->dpc, x, x, 1, GV_COMM_F64, GV_COMM_SUM));
-    *x /= t->dp;
+    *x /= t->ndp;
     return GV_OK;
 }
 
@@ -148,7 +160,7 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
             GV_TRY(gv_fetch_rows(c, t, (uint64_t)s, 0, mb));
             GV_TRY(gv_model_forward(t->model, t->tokens, t->targets, &loss));
             /* Every row counts once in the global mean: 1/(M*dp) per rank's micro-batch mean. */
-            GV_TRY(gv_model_backward(t->model, 1.0f / (float)(c->micro_batches * t->dp)));
+            GV_TRY(gv_model_backward(t->model, 1.0f / (float)(c->micro_batches * t->ndp)));
             loss_sum += loss;
         }
         GV_TRY(gv_model_reduce_grads(t->model));
@@ -206,11 +218,15 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     t.dp = world / tp;
     t.rank = wrank / tp;
     t.leader = wrank == 0;
+    t.u = c->ulysses ? tp : 1;
+    t.chunk = c->ulysses ? wrank % tp : 0;
+    t.ndp = c->ulysses ? world : t.dp;
     /* Rank layout: tp innermost (consecutive ranks), dp outside. Every rank creates every group in the same
      * order (the pool's calling rule); each keeps its own. */
     int ranks[1024];
     gv_status st = world <= 1024 ? GV_OK : gv_fail(GV_ERR_UNSUPPORTED, "more than 1024 ranks");
-    if (tp == 1 && world > 1) t.dpc = c->comm; /* pure data parallelism: any communicator will do */
+    /* Pure data parallelism or Ulysses: gradients are summed over every rank of the run. */
+    if ((tp == 1 || c->ulysses) && world > 1) t.dpc = c->comm;
     if (tp > 1 && !gv_comm_is_world(c->comm))
         st = gv_fail(GV_ERR_INVALID, "tensor parallelism needs the world communicator (groups are built from it)");
     for (int g = 0; st == GV_OK && tp > 1 && g < t.dp; g++) {
@@ -219,7 +235,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         st = gv_comm_group(c->comm, ranks, tp, &x);
         if (x) t.tpc = x;
     }
-    for (int g = 0; st == GV_OK && tp > 1 && t.dp > 1 && g < tp; g++) {
+    for (int g = 0; st == GV_OK && tp > 1 && !c->ulysses && t.dp > 1 && g < tp; g++) {
         gv_comm *x;
         for (int k = 0; k < t.dp; k++) ranks[k] = k * tp + g;
         st = gv_comm_group(c->comm, ranks, t.dp, &x);
@@ -235,9 +251,10 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
     for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
     if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    gv_model_dist dist = {t.dpc, c->zero, ckpt, t.tpc, c->vocab_tp};
+    gv_model_dist dist = {t.dpc, c->zero, ckpt, c->ulysses ? NULL : t.tpc, c->vocab_tp, c->ulysses ? t.tpc : NULL};
     if (st == GV_OK)
-        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq, &dist);
+        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq / t.u,
+                                &dist);
     int start = 0;
     free(ckpt);
     if (st == GV_OK && c->resume) {
@@ -256,6 +273,11 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         st = gv_model_init_weights(t.model, c->seed);
     }
     size_t BT = (size_t)(c->global_batch / c->micro_batches / t.dp) * c->seq;
+    if (st == GV_OK && t.u > 1) {
+        t.full_tok = malloc(BT * 4);
+        t.full_tgt = malloc(BT * 4);
+        if (!t.full_tok || !t.full_tgt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
+    }
     if (st == GV_OK) {
         t.tokens = malloc(BT * 4);
         t.targets = malloc(BT * 4);
@@ -281,6 +303,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);
+    free(t.full_tok);
+    free(t.full_tgt);
     gv_model_free(t.model);
     gv_dataset_free(t.data);
     gv_backend_free(be);
