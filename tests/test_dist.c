@@ -89,6 +89,9 @@ int main(int argc, char **argv) {
                  {"dp4", 4, 0, 0, 1, 0, 0},
                  {"zero1-dp2", 2, 1, 0, 1, 0, 0},
                  {"zero1-dp4", 4, 1, 0, 1, 0, 0},
+                 {"zero2-dp2", 2, 2, 0, 1, 0, 0},
+                 {"zero2-dp4-ckpt", 4, 2, 1, 1, 0, 0},
+                 {"tp2-zero2-vocab", 4, 2, 0, 2, 1, 0},
                  {"dp2-ckpt", 2, 0, 1, 1, 0, 0},
                  {"zero1-dp4-ckpt", 4, 1, 1, 1, 0, 0},
                  {"tp2-dp2", 4, 0, 0, 2, 0, 0},
@@ -99,7 +102,8 @@ int main(int argc, char **argv) {
                  {"ulysses2-dp2", 4, 0, 0, 2, 0, 1},
                  {"ulysses2-zero1-ckpt", 4, 1, 1, 2, 0, 1},
                  {"ulysses4", 4, 0, 0, 4, 0, 1},
-                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1}};
+                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1},
+                 {"ulysses2-zero2-ckpt", 4, 2, 1, 2, 0, 1}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);

@@ -56,8 +56,10 @@ static const char *gv_usage_train =
     "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
     "  --sp none|ulysses     ulysses: the --tp group shards the sequence instead, with all-to-alls around\n"
     "                        attention (heads split there) [none]\n"
-    "  --dp-type ddp|zero1   gradient all-reduce with replicated optimizer, or ZeRO-1 (optimizer state and\n"
-    "                        master weights sharded over the ranks) [ddp]\n"
+    "  --dp-type ddp|zero1|zero2\n"
+    "                        gradient all-reduce with replicated optimizer; ZeRO-1 (optimizer state and\n"
+    "                        master weights sharded over the data-parallel ranks); ZeRO-2 (gradients also\n"
+    "                        reduce-scattered) [ddp]\n"
     "  --ckpt                activation recompute: keep only each layer's output, recompute the rest in\n"
     "                        backward\n"
     "\n"
@@ -219,17 +221,9 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (nranks > 1 && !gv_launch_is_rank()) {
-        /* Reject an impossible plan here, once, instead of on every rank after the launch. */
-        int tp = c.tp > 0 ? c.tp : 1;
-        gv_sp_mode sp = c.ulysses ? GV_SP_ULYSSES : GV_SP_NONE;
-        gv_layer_strategy l = {tp, sp, c.zero, c.ckpt}, v = {c.vocab_tp ? tp : 1, sp, c.zero, 0};
-        gv_plan p;
-        if (gv_plan_uniform(&p, nranks, 1, c.spec.n_layer, l, v, GV_SCHED_1F1B, c.global_batch, c.micro_batches) !=
-            GV_OK)
-            gv_die_status();
-        gv_status st = gv_plan_validate(&p, &c.spec, c.seq, "plan");
-        gv_plan_free(&p);
-        if (st != GV_OK) gv_die_status();
+        /* Reject an impossible run here, once, instead of on every rank after the launch. */
+        c.world = nranks;
+        if (gv_train_config_validate(&c) != GV_OK) gv_die_status();
         /* Ranks on one machine share its cores: without this each rank's OpenMP team would take them all. */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         char nt[24];

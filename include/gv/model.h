@@ -63,7 +63,8 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
 struct gv_comm;
 /* Data parallelism of a model replica: the data-parallel group and the ZeRO stage over it (0 = DDP:
  * gradients all-reduced, optimizer replicated; 1 = ZeRO-1: optimizer state and fp32 master weights sharded
- * over the group, each rank updates its shard and the weights are all-gathered). */
+ * over the group, each rank updates its shard and the weights are all-gathered; 2 = ZeRO-2: also the
+ * gradients are reduce-scattered, each rank reducing only its shard). */
 typedef struct {
     struct gv_comm *dp;
     int zero;

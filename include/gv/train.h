@@ -40,6 +40,7 @@ typedef struct {
      * stage `zero` (0 = DDP, 1 = ZeRO-1). Every rank calls gv_train_run; rank 0 writes metrics, checkpoints
      * and calls on_step. */
     struct gv_comm *comm;
+    int world; /* rank count to validate against before the ranks exist (when comm is NULL); 0 = 1 */
     int tp, vocab_tp;
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int zero;

@@ -345,9 +345,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (gv_backend_device(b) != GV_DEV_CPU)
             return gv_fail(GV_ERR_UNSUPPORTED, "data parallelism on %s needs a device communicator (not built yet)",
                            gv_backend_name(b));
-        if (d->zero < 0 || d->zero > 1)
-            return gv_fail(GV_ERR_UNSUPPORTED, "%s is not supported by the runtime yet (ddp and zero1 are)",
-                           d->zero == 2 ? "zero2" : d->zero == 3 ? "zero3" : "this ZeRO stage");
+        if (d->zero < 0 || d->zero > 2)
+            return gv_fail(GV_ERR_UNSUPPORTED, "%s is not supported by the runtime yet (ddp, zero1 and zero2 are)",
+                           d->zero == 3 ? "zero3" : "this ZeRO stage");
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -1068,18 +1068,23 @@ gv_status gv_model_logits(gv_model *m, float *out) {
 
 gv_status gv_model_grad_norm(gv_model *m, double *norm) {
     double ss = 0.0;
-    if (m->tp_size == 1) {
+    if (m->tp_size == 1 && m->zero < 2) {
         GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
     } else {
-        /* Sharded gradients add up over the tp group; replicated ones are identical there: count once. */
+        /* Sharded gradients add up over the tp group, replicated ones are identical there (count once);
+         * under ZeRO-2 each rank holds the reduced gradients of its shard only (add up over dp). */
+        size_t lo = m->zero >= 2 ? m->s0 : 0, hi = m->zero >= 2 ? m->s0 + m->shard : m->param_elems;
         for (int i = 0; i < m->nparams; i++) {
             const gv_param *p = &m->params[i];
-            if (!p->sharded && m->tp_rank != 0) continue;
+            size_t a = p->off > lo ? p->off : lo, e = p->off + gv_param_numel(p);
+            if (e > hi) e = hi;
+            if (a >= e || (!p->sharded && m->tp_rank != 0)) continue;
             double x;
-            GV_TRY(gv_sumsq(m->be, &x, G(m, i), gv_param_numel(p)));
+            GV_TRY(gv_sumsq(m->be, &x, (char *)m->grads + a * m->esz, e - a));
             ss += x;
         }
-        GV_TRY(gv_comm_allreduce(m->tp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
+        if (m->tp_size > 1) GV_TRY(gv_comm_allreduce(m->tp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
+        if (m->zero >= 2) GV_TRY(gv_comm_allreduce(m->dp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
     }
     *norm = sqrt(ss);
     return GV_OK;
@@ -1107,6 +1112,11 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
 gv_status gv_model_reduce_grads(gv_model *m) {
     if (m->dp_size == 1) return GV_OK;
     GV_TRY(gv_backend_sync(m->be));
+    /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over
+     * the micro-batches and are reduce-scattered once per step (Galvatron's async_grad_reduce); the full
+     * buffer is therefore still counted under "gradients". */
+    if (m->zero >= 2)
+        return gv_comm_reduce_scatter(m->dp, m->grads, (float *)m->grads + m->s0, m->shard, GV_COMM_F32, GV_COMM_SUM);
     const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
     for (size_t o = 0; o < m->param_elems; o += bucket) {
         size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;

@@ -1,0 +1,716 @@
+/* CUDA backend ops against the fp32 CPU reference backend. Exits 77 (skipped) without a GPU.
+ *
+ * Every case draws fresh random inputs, rounds them to bf16 on the host so both backends see the same values,
+ * runs the op on the CPU backend (fp32) and on the CUDA backend (bf16 data, fp32 math) and compares every
+ * output and every gradient. A comparison passes when the norm-wise relative error ||a-b|| / ||b|| is within
+ * tol and every element satisfies |a-b| <= 8*tol*(|b| + rms(b)) (the rms is the absolute floor). bf16 paths
+ * use tol ~1e-2, fp32 paths (AdamW state, sum of squares, statistics) ~1e-5. Gradients start at zero; the
+ * CUDA backward is then run a second time and must give twice the result (backward ops accumulate).
+ * Shapes: small odd ones (ragged tiles, scalar code paths) and realistic ones (B=4, T=256, C=768, H=12, D=64;
+ * GQA H=8, KVH=2, D=128).
+ *
+ * GV_CUDA_BENCH=1 also times attention (flash vs the naive fallback), the matmul and the cross-entropy at
+ * training sizes and prints the results. */
+#include "gv/backend.h"
+#include "gv/rng.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static gv_backend *cpu, *gpu;
+static uint64_t rng_ctr;
+
+static float runif(void) {
+    return 2.0f * gv_rng_uniform(777u, 1, rng_ctr++) - 1.0f;
+} /* [-1, 1) */
+static float bfr(float x) {
+    return gv_bf16_to_f32(gv_f32_to_bf16(x));
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of host memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* host array of n bf16-representable values, uniform in [-scale, scale) */
+static float *hrand(size_t n, float scale) {
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = bfr(scale * runif());
+    return p;
+}
+
+/* ---- buffers on both backends ---------------------------------------------------------------------------
+ */
+
+typedef struct {
+    void *c, *g; /* cpu (f32 / i32) and cuda (gdt / i32) pointers */
+    size_t n;
+    gv_dtype gdt; /* dtype of the cuda buffer: GV_BF16, GV_F32 or GV_I32 */
+} pair;
+
+static void *alloc_on(gv_backend *b, size_t bytes) {
+    void *p = NULL;
+    if (gv_backend_alloc(b, &p, bytes) != GV_OK) {
+        fprintf(stderr, "alloc failed: %s\n", gv_last_error());
+        exit(2);
+    }
+    return p;
+}
+
+/* Both copies hold `host` (or zeros when host is NULL). */
+static pair mk(const float *host, size_t n, gv_dtype gdt) {
+    pair p = {alloc_on(cpu, n * 4 + 64), alloc_on(gpu, n * gv_dtype_size(gdt) + 64), n, gdt};
+    if (host) {
+        CHECK_OK(gv_backend_upload_f32(cpu, p.c, GV_F32, host, n));
+        CHECK_OK(gv_backend_upload_f32(gpu, p.g, gdt, host, n));
+    }
+    return p;
+}
+static pair mk_i32(const int32_t *host, size_t n) {
+    pair p = {alloc_on(cpu, n * 4 + 64), alloc_on(gpu, n * 4 + 64), n, GV_I32};
+    CHECK_OK(gv_backend_upload(cpu, p.c, host, n * 4));
+    CHECK_OK(gv_backend_upload(gpu, p.g, host, n * 4));
+    return p;
+}
+static void pfree(pair p) {
+    gv_backend_dealloc(cpu, p.c);
+    gv_backend_dealloc(gpu, p.g);
+}
+static float *get_c(pair p) {
+    float *h = xmalloc(p.n * sizeof(float));
+    CHECK_OK(gv_backend_download_f32(cpu, h, p.c, GV_F32, p.n));
+    return h;
+}
+static float *get_g(pair p) {
+    float *h = xmalloc(p.n * sizeof(float));
+    CHECK_OK(gv_backend_download_f32(gpu, h, p.g, p.gdt, p.n));
+    return h;
+}
+
+/* ---- comparison -----------------------------------------------------------------------------------------
+ */
+
+static int ncmp, nfail;
+
+static int cmp(const char *what, const float *a, const float *b, size_t n, double tol) {
+    double d2 = 0.0, b2 = 0.0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) && !(isinf(a[i]) && a[i] == b[i])) nan = 1;
+        if (isinf(b[i]) && a[i] == b[i]) continue;
+        double d = (double)a[i] - b[i];
+        d2 += d * d;
+        b2 += (double)b[i] * b[i];
+    }
+    double rms = n ? sqrt(b2 / n) : 0.0;
+    double rel = b2 > 0.0 ? sqrt(d2 / b2) : sqrt(d2);
+    size_t bad = 0, worst = 0;
+    double worst_r = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(b[i]) && a[i] == b[i]) continue;
+        double e = fabs((double)a[i] - b[i]), lim = 8.0 * tol * (fabs(b[i]) + rms) + 1e-30;
+        if (!(e <= lim)) bad++;
+        if (e / lim > worst_r || e != e) worst_r = e / lim, worst = i;
+    }
+    int ok = !nan && rel <= tol && bad == 0;
+    ncmp++;
+    if (!ok) nfail++;
+    printf("  %-44s n=%-9zu relerr=%.2e (tol %.0e) worst=%.2f%s\n", what, n, rel, tol, worst_r,
+           ok ? "" : "  FAIL");
+    if (!ok)
+        fprintf(stderr, "    FAIL %s: %zu bad elements, e.g. [%zu] cuda=%.7g cpu=%.7g%s\n", what, bad, worst,
+                (double)a[worst], (double)b[worst], nan ? " (non-finite values)" : "");
+    CHECK(ok);
+    return ok;
+}
+
+/* cuda copy vs cpu copy */
+static int cmpp(const char *what, pair p, double tol) {
+    float *a = get_g(p), *b = get_c(p);
+    int ok = cmp(what, a, b, p.n, tol);
+    free(a);
+    free(b);
+    return ok;
+}
+
+/* After a second identical backward call, the cuda buffer must hold twice the snapshot `first`. */
+static int check_twice(const char *what, pair p, const float *first, double tol) {
+    float *a = get_g(p), *b = xmalloc(p.n * sizeof(float));
+    for (size_t i = 0; i < p.n; i++) b[i] = 2.0f * first[i];
+    char name[128];
+    snprintf(name, sizeof name, "%s accumulates (2x)", what);
+    int ok = cmp(name, a, b, p.n, tol);
+    free(a);
+    free(b);
+    return ok;
+}
+
+#define TOL_BF 1e-2
+#define TOL_F32 1e-5
+
+/* ---- ops ------------------------------------------------------------------------------------------------
+ */
+
+/* neg: some tokens negative (outside this rank's vocab shard: zero row, no gradient) */
+static void t_embedding(int B, int T, int C, int V, int use_wpe, int pos0, int neg) {
+    printf("embedding B=%d T=%d C=%d V=%d wpe=%d pos0=%d negative tokens=%d\n", B, T, C, V, use_wpe, pos0,
+           neg);
+    size_t N = (size_t)B * T;
+    int32_t *tok = xmalloc(N * 4);
+    for (size_t i = 0; i < N; i++)
+        tok[i] = (int)((runif() * 0.5f + 0.5f) * (V < 8 ? V : V / 4)) % V; /* repeats */
+    tok[0] = V - 1;
+    if (neg)
+        for (size_t i = 1; i < N; i += 3) tok[i] = -1 - (int)(i % 5);
+    float *hwte = hrand((size_t)V * C, 1.0f), *hwpe = hrand((size_t)(pos0 + T) * C, 1.0f),
+          *hd = hrand(N * C, 1.0f);
+    pair tk = mk_i32(tok, N), wte = mk(hwte, (size_t)V * C, GV_BF16),
+         wpe = mk(hwpe, (size_t)(pos0 + T) * C, GV_BF16);
+    pair out = mk(NULL, N * C, GV_BF16), dout = mk(hd, N * C, GV_BF16);
+    pair dwte = mk(NULL, (size_t)V * C, GV_BF16), dwpe = mk(NULL, (size_t)(pos0 + T) * C, GV_BF16);
+    CHECK_OK(gv_embedding_forward(cpu, out.c, tk.c, wte.c, use_wpe ? wpe.c : NULL, B, T, C, pos0));
+    CHECK_OK(gv_embedding_forward(gpu, out.g, tk.g, wte.g, use_wpe ? wpe.g : NULL, B, T, C, pos0));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_embedding_backward(cpu, dwte.c, use_wpe ? dwpe.c : NULL, dout.c, tk.c, B, T, C, pos0));
+    CHECK_OK(gv_embedding_backward(gpu, dwte.g, use_wpe ? dwpe.g : NULL, dout.g, tk.g, B, T, C, pos0));
+    cmpp("dwte", dwte, TOL_BF);
+    if (use_wpe) cmpp("dwpe", dwpe, TOL_BF);
+    float *f1 = get_g(dwte), *f2 = get_g(dwpe);
+    CHECK_OK(gv_embedding_backward(gpu, dwte.g, use_wpe ? dwpe.g : NULL, dout.g, tk.g, B, T, C, pos0));
+    check_twice("dwte", dwte, f1, TOL_BF);
+    if (use_wpe) check_twice("dwpe", dwpe, f2, TOL_BF);
+    free(f1), free(f2), free(tok), free(hwte), free(hwpe), free(hd);
+    pfree(tk), pfree(wte), pfree(wpe), pfree(out), pfree(dout), pfree(dwte), pfree(dwpe);
+}
+
+static void t_norm(int rms, int N, int C, int use_w, int use_b) {
+    printf("%s N=%d C=%d w=%d bias=%d\n", rms ? "rmsnorm" : "layernorm", N, C, use_w, use_b);
+    size_t n = (size_t)N * C;
+    float *hx = hrand(n, 2.0f), *hw = hrand(C, 1.0f), *hb = hrand(C, 1.0f), *hd = hrand(n, 1.0f);
+    for (size_t i = 0; i < n; i++) hx[i] = bfr(hx[i] + 0.5f); /* nonzero mean */
+    pair x = mk(hx, n, GV_BF16), w = mk(hw, C, GV_BF16), bias = mk(hb, C, GV_BF16),
+         out = mk(NULL, n, GV_BF16);
+    pair mean = mk(NULL, N, GV_F32), rstd = mk(NULL, N, GV_F32), dout = mk(hd, n, GV_BF16);
+    pair dx = mk(NULL, n, GV_BF16), dw = mk(NULL, C, GV_BF16), db = mk(NULL, C, GV_BF16);
+    void *wc = use_w ? w.c : NULL, *wg = use_w ? w.g : NULL;
+    if (rms) {
+        CHECK_OK(gv_rmsnorm_forward(cpu, out.c, rstd.c, x.c, wc, N, C, 1e-5f));
+        CHECK_OK(gv_rmsnorm_forward(gpu, out.g, rstd.g, x.g, wg, N, C, 1e-5f));
+    } else {
+        CHECK_OK(
+            gv_layernorm_forward(cpu, out.c, mean.c, rstd.c, x.c, wc, use_b ? bias.c : NULL, N, C, 1e-5f));
+        CHECK_OK(
+            gv_layernorm_forward(gpu, out.g, mean.g, rstd.g, x.g, wg, use_b ? bias.g : NULL, N, C, 1e-5f));
+        cmpp("mean", mean, 1e-4);
+    }
+    cmpp("out", out, TOL_BF);
+    cmpp("rstd", rstd, 1e-4);
+    /* backward from the cpu statistics on both sides */
+    float *hm = get_c(mean), *hr = get_c(rstd);
+    CHECK_OK(gv_backend_upload_f32(gpu, mean.g, GV_F32, hm, N));
+    CHECK_OK(gv_backend_upload_f32(gpu, rstd.g, GV_F32, hr, N));
+    for (int rep = 0; rep < 2; rep++) {
+        gv_backend *be = rep ? gpu : cpu;
+        void *dxp = rep ? dx.g : dx.c, *dwp = rep ? dw.g : dw.c, *dbp = rep ? db.g : db.c;
+        void *doutp = rep ? dout.g : dout.c, *xp = rep ? x.g : x.c, *wp = use_w ? (rep ? w.g : w.c) : NULL;
+        float *mp = rep ? mean.g : mean.c, *rp = rep ? rstd.g : rstd.c;
+        if (rms)
+            CHECK_OK(gv_rmsnorm_backward(be, dxp, dwp, doutp, xp, wp, rp, N, C));
+        else
+            CHECK_OK(gv_layernorm_backward(be, dxp, dwp, use_b ? dbp : NULL, doutp, xp, wp, mp, rp, N, C));
+    }
+    cmpp("dinp", dx, TOL_BF);
+    if (use_w) cmpp("dw", dw, TOL_BF);
+    if (!rms && use_b) cmpp("dbias", db, TOL_BF);
+    float *f1 = get_g(dx), *f2 = get_g(dw), *f3 = get_g(db);
+    if (rms)
+        CHECK_OK(gv_rmsnorm_backward(gpu, dx.g, dw.g, dout.g, x.g, wg, rstd.g, N, C));
+    else
+        CHECK_OK(gv_layernorm_backward(gpu, dx.g, dw.g, use_b ? db.g : NULL, dout.g, x.g, wg, mean.g, rstd.g,
+                                       N, C));
+    check_twice("dinp", dx, f1, TOL_BF);
+    if (use_w) check_twice("dw", dw, f2, TOL_BF);
+    if (!rms && use_b) check_twice("dbias", db, f3, TOL_BF);
+    free(f1), free(f2), free(f3), free(hm), free(hr), free(hx), free(hw), free(hb), free(hd);
+    pfree(x), pfree(w), pfree(bias), pfree(out), pfree(mean), pfree(rstd), pfree(dout), pfree(dx), pfree(dw),
+        pfree(db);
+}
+
+static void t_matmul(int N, int C, int OC, int use_bias) {
+    printf("matmul N=%d C=%d OC=%d bias=%d\n", N, C, OC, use_bias);
+    float *hx = hrand((size_t)N * C, 1.0f), *hw = hrand((size_t)OC * C, 1.0f / sqrtf((float)C + 1));
+    float *hb = hrand(OC, 1.0f), *hd = hrand((size_t)N * OC, 1.0f);
+    pair x = mk(hx, (size_t)N * C, GV_BF16), w = mk(hw, (size_t)OC * C, GV_BF16), bias = mk(hb, OC, GV_BF16);
+    pair out = mk(NULL, (size_t)N * OC, GV_BF16), dout = mk(hd, (size_t)N * OC, GV_BF16);
+    pair dx = mk(NULL, (size_t)N * C, GV_BF16), dw = mk(NULL, (size_t)OC * C, GV_BF16),
+         db = mk(NULL, OC, GV_BF16);
+    CHECK_OK(gv_matmul_forward(cpu, out.c, x.c, w.c, use_bias ? bias.c : NULL, N, C, OC));
+    CHECK_OK(gv_matmul_forward(gpu, out.g, x.g, w.g, use_bias ? bias.g : NULL, N, C, OC));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_matmul_backward(cpu, dx.c, dw.c, use_bias ? db.c : NULL, dout.c, x.c, w.c, N, C, OC));
+    CHECK_OK(gv_matmul_backward(gpu, dx.g, dw.g, use_bias ? db.g : NULL, dout.g, x.g, w.g, N, C, OC));
+    cmpp("dinp", dx, TOL_BF);
+    cmpp("dw", dw, TOL_BF);
+    if (use_bias) cmpp("dbias", db, TOL_BF);
+    float *f1 = get_g(dx), *f2 = get_g(dw), *f3 = get_g(db);
+    CHECK_OK(gv_matmul_backward(gpu, dx.g, dw.g, use_bias ? db.g : NULL, dout.g, x.g, w.g, N, C, OC));
+    check_twice("dinp", dx, f1, TOL_BF);
+    check_twice("dw", dw, f2, TOL_BF);
+    if (use_bias) check_twice("dbias", db, f3, TOL_BF);
+    free(f1), free(f2), free(f3), free(hx), free(hw), free(hb), free(hd);
+    pfree(x), pfree(w), pfree(bias), pfree(out), pfree(dout), pfree(dx), pfree(dw), pfree(db);
+}
+
+/* mask_kind: 0 none, 1 random padding (~25%) with key 0 of batch 0 masked, 2 right padding per batch */
+static void set_cfg(int cfg) {
+    char v[16];
+    snprintf(v, sizeof v, "%d", cfg);
+    setenv("GV_ATTN_FWD_CFG", v, 1);
+    setenv("GV_ATTN_BWD_CFG", v, 1);
+}
+
+/* cfg: tile configuration of the fast kernels (GV_ATTN_FWD_CFG / GV_ATTN_BWD_CFG), 0 = default */
+static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int mask_kind, int naive,
+                            int cfg) {
+    printf("attention B=%d T=%d H=%d KVH=%d D=%d causal=%d mask=%d%s cfg=%d\n", B, T, H, KVH, D, causal,
+           mask_kind, naive ? " (naive kernels)" : "", cfg);
+    if (naive) setenv("GV_ATTN_NAIVE", "1", 1);
+    set_cfg(cfg);
+    size_t S = (size_t)(H + 2 * KVH) * D, n = (size_t)B * T * S, no = (size_t)B * T * H * D;
+    float *hq = hrand(n, 1.0f), *hd = hrand(no, 1.0f);
+    for (size_t i = 0; i < n; i++)
+        if (i % S < (size_t)(H + KVH) * D) hq[i] = bfr(hq[i] * 2.0f); /* sharper softmax */
+    int32_t *hm = xmalloc((size_t)B * T * 4);
+    for (int bb = 0; bb < B; bb++)
+        for (int t = 0; t < T; t++) {
+            int v = 1;
+            if (mask_kind == 1) v = runif() > -0.5f;
+            if (mask_kind == 2) v = t < T - (bb * 7 + 3) % (T / 2 + 1);
+            hm[bb * T + t] = v;
+        }
+    if (mask_kind == 1) hm[0] = 0;
+    pair qkv = mk(hq, n, GV_BF16), dout = mk(hd, no, GV_BF16), out = mk(NULL, no, GV_BF16),
+         dqkv = mk(NULL, n, GV_BF16);
+    pair mask = mk_i32(hm, (size_t)B * T);
+    void *stc = alloc_on(cpu, gv_attention_stash_bytes(cpu, B, T, H));
+    void *stg = alloc_on(gpu, gv_attention_stash_bytes(gpu, B, T, H));
+    CHECK(gv_attention_stash_bytes(gpu, B, T, H) == (size_t)B * H * T * 4);
+    const int32_t *mc = mask_kind ? mask.c : NULL, *mg = mask_kind ? mask.g : NULL;
+    CHECK_OK(gv_attention_forward(cpu, out.c, stc, qkv.c, mc, B, T, H, KVH, D, causal));
+    CHECK_OK(gv_attention_forward(gpu, out.g, stg, qkv.g, mg, B, T, H, KVH, D, causal));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_attention_backward(cpu, dqkv.c, dout.c, qkv.c, out.c, stc, mc, B, T, H, KVH, D, causal));
+    CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
+    /* compare the q, k and v gradients separately (different scales) */
+    float *a = get_g(dqkv), *b = get_c(dqkv);
+    const char *names[3] = {"dq", "dk", "dv"};
+    size_t lo[3] = {0, (size_t)H * D, (size_t)(H + KVH) * D},
+           hi[3] = {(size_t)H * D, (size_t)(H + KVH) * D, S};
+    for (int part = 0; part < 3; part++) {
+        size_t w = hi[part] - lo[part], m = (size_t)B * T * w;
+        float *pa = xmalloc(m * 4), *pb = xmalloc(m * 4);
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            memcpy(pa + r * w, a + r * S + lo[part], w * 4);
+            memcpy(pb + r * w, b + r * S + lo[part], w * 4);
+        }
+        cmp(names[part], pa, pb, m, 2e-2);
+        free(pa), free(pb);
+    }
+    CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
+    check_twice("dqkv", dqkv, a, 2e-2);
+    free(a), free(b), free(hq), free(hd), free(hm);
+    gv_backend_dealloc(cpu, stc);
+    gv_backend_dealloc(gpu, stg);
+    pfree(qkv), pfree(dout), pfree(out), pfree(dqkv), pfree(mask);
+    if (naive) unsetenv("GV_ATTN_NAIVE");
+    set_cfg(0);
+}
+static void t_attention(int B, int T, int H, int KVH, int D, int causal, int mask_kind, int naive) {
+    t_attention_cfg(B, T, H, KVH, D, causal, mask_kind, naive, 0);
+}
+
+static void t_rope(int B, int T, int H, int KVH, int D, float theta, int pos0) {
+    printf("rope B=%d T=%d H=%d KVH=%d D=%d theta=%g pos0=%d\n", B, T, H, KVH, D, (double)theta, pos0);
+    size_t n = (size_t)B * T * (H + 2 * KVH) * D;
+    float *hx = hrand(n, 1.0f), *hd = hrand(n, 1.0f);
+    pair x = mk(hx, n, GV_BF16), out = mk(NULL, n, GV_BF16), dout = mk(hd, n, GV_BF16),
+         dx = mk(NULL, n, GV_BF16);
+    CHECK_OK(gv_rope_forward(cpu, out.c, x.c, B, T, H, KVH, D, theta, pos0));
+    CHECK_OK(gv_rope_forward(gpu, out.g, x.g, B, T, H, KVH, D, theta, pos0));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_rope_backward(cpu, dx.c, dout.c, B, T, H, KVH, D, theta, pos0));
+    CHECK_OK(gv_rope_backward(gpu, dx.g, dout.g, B, T, H, KVH, D, theta, pos0));
+    cmpp("dinp", dx, TOL_BF);
+    float *f = get_g(dx);
+    CHECK_OK(gv_rope_backward(gpu, dx.g, dout.g, B, T, H, KVH, D, theta, pos0));
+    check_twice("dinp", dx, f, TOL_BF);
+    free(f), free(hx), free(hd);
+    pfree(x), pfree(out), pfree(dout), pfree(dx);
+}
+
+static void t_gelu(size_t n, int off) {
+    printf("gelu n=%zu offset=%d\n", n, off);
+    float *hx = hrand(n + off, 4.0f), *hd = hrand(n + off, 1.0f);
+    pair x = mk(hx, n + off, GV_BF16), out = mk(NULL, n + off, GV_BF16), dout = mk(hd, n + off, GV_BF16);
+    pair dx = mk(NULL, n + off, GV_BF16);
+    CHECK_OK(gv_gelu_forward(cpu, (float *)out.c + off, (float *)x.c + off, n));
+    CHECK_OK(gv_gelu_forward(gpu, (uint16_t *)out.g + off, (uint16_t *)x.g + off, n));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_gelu_backward(cpu, (float *)dx.c + off, (float *)dout.c + off, (float *)x.c + off, n));
+    CHECK_OK(
+        gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
+    cmpp("dinp", dx, TOL_BF);
+    float *f = get_g(dx);
+    CHECK_OK(
+        gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
+    check_twice("dinp", dx, f, TOL_BF);
+    free(f), free(hx), free(hd);
+    pfree(x), pfree(out), pfree(dout), pfree(dx);
+}
+
+static void t_swiglu(int N, int F) {
+    printf("swiglu N=%d F=%d\n", N, F);
+    size_t n = (size_t)N * F;
+    float *hx = hrand(2 * n, 3.0f), *hd = hrand(n, 1.0f);
+    pair x = mk(hx, 2 * n, GV_BF16), out = mk(NULL, n, GV_BF16), dout = mk(hd, n, GV_BF16),
+         dx = mk(NULL, 2 * n, GV_BF16);
+    CHECK_OK(gv_swiglu_forward(cpu, out.c, x.c, N, F));
+    CHECK_OK(gv_swiglu_forward(gpu, out.g, x.g, N, F));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_swiglu_backward(cpu, dx.c, dout.c, x.c, N, F));
+    CHECK_OK(gv_swiglu_backward(gpu, dx.g, dout.g, x.g, N, F));
+    cmpp("dinp", dx, TOL_BF);
+    float *f = get_g(dx);
+    CHECK_OK(gv_swiglu_backward(gpu, dx.g, dout.g, x.g, N, F));
+    check_twice("dinp", dx, f, TOL_BF);
+    free(f), free(hx), free(hd);
+    pfree(x), pfree(out), pfree(dout), pfree(dx);
+}
+
+static void t_vector_ops(size_t n, int off) {
+    printf("add / accumulate / scale / sumsq n=%zu offset=%d\n", n, off);
+    float *hx = hrand(n + off, 1.0f), *hy = hrand(n + off, 1.0f);
+    pair x = mk(hx, n + off, GV_BF16), y = mk(hy, n + off, GV_BF16), out = mk(NULL, n + off, GV_BF16);
+    CHECK_OK(gv_add_forward(cpu, (float *)out.c + off, (float *)x.c + off, (float *)y.c + off, n));
+    CHECK_OK(gv_add_forward(gpu, (uint16_t *)out.g + off, (uint16_t *)x.g + off, (uint16_t *)y.g + off, n));
+    cmpp("add", out, TOL_BF);
+    CHECK_OK(gv_accumulate(cpu, (float *)x.c + off, (float *)y.c + off, n));
+    CHECK_OK(gv_accumulate(gpu, (uint16_t *)x.g + off, (uint16_t *)y.g + off, n));
+    cmpp("accumulate", x, TOL_BF);
+    CHECK_OK(gv_scale(cpu, (float *)y.c + off, 0.37f, n));
+    CHECK_OK(gv_scale(gpu, (uint16_t *)y.g + off, 0.37f, n));
+    cmpp("scale", y, TOL_BF);
+    /* sum of squares of identical bf16 values: an fp32 path */
+    CHECK_OK(gv_backend_upload_f32(cpu, x.c, GV_F32, hx, n + off));
+    CHECK_OK(gv_backend_upload_f32(gpu, x.g, GV_BF16, hx, n + off));
+    double sc = 0.0, sg = 0.0;
+    CHECK_OK(gv_sumsq(cpu, &sc, (float *)x.c + off, n));
+    CHECK_OK(gv_sumsq(gpu, &sg, (uint16_t *)x.g + off, n));
+    float fa = (float)sg, fb = (float)sc;
+    cmp("sumsq", &fa, &fb, 1, TOL_F32);
+    free(hx), free(hy);
+    pfree(x), pfree(y), pfree(out);
+}
+
+static void t_crossentropy(int N, int V, int Vp, int inplace) {
+    printf("crossentropy N=%d V=%d Vp=%d%s\n", N, V, Vp, inplace ? " (in place)" : "");
+    const int ignore = -100;
+    size_t n = (size_t)N * Vp;
+    float *hl = hrand(n, 6.0f), *hg = hrand(n, 0.01f);
+    int32_t *tg = xmalloc(N * 4);
+    for (int i = 0; i < N; i++) tg[i] = i % 5 == 3 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
+    tg[0] = V - 1;
+    for (int i = 0; i < N; i++) /* make some targets the row max, some not */
+        if (i % 3 == 1 && tg[i] != ignore) hl[(size_t)i * Vp + tg[i]] = 6.0f;
+    pair lg = mk(hl, n, GV_BF16), t = mk_i32(tg, N), loss = mk(NULL, N, GV_F32);
+    pair dl = mk(inplace ? NULL : hg, n, GV_BF16);
+    CHECK_OK(gv_crossentropy_forward(cpu, loss.c, lg.c, t.c, N, V, Vp, ignore));
+    CHECK_OK(gv_crossentropy_forward(gpu, loss.g, lg.g, t.g, N, V, Vp, ignore));
+    cmpp("losses", loss, 1e-4);
+    float dloss = 1.0f / N;
+    CHECK_OK(gv_crossentropy_backward(cpu, dl.c, lg.c, t.c, dloss, N, V, Vp, ignore));
+    if (inplace) {
+        /* the gradient replaces the logits; rows with ignore_index and padding columns keep the logits */
+        CHECK_OK(gv_crossentropy_backward(gpu, lg.g, lg.g, t.g, dloss, N, V, Vp, ignore));
+        float *a = get_g(lg), *b = get_c(dl);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < Vp; j++)
+                if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = hl[(size_t)i * Vp + j];
+        cmp("dlogits (in place)", a, b, n, TOL_BF);
+        free(a), free(b);
+    } else {
+        CHECK_OK(gv_crossentropy_backward(gpu, dl.g, lg.g, t.g, dloss, N, V, Vp, ignore));
+        cmpp("dlogits (incl. untouched padding)", dl, TOL_BF);
+        /* accumulation: the second call adds the same gradient again */
+        float *first = get_g(dl);
+        CHECK_OK(gv_crossentropy_backward(gpu, dl.g, lg.g, t.g, dloss, N, V, Vp, ignore));
+        float *a = get_g(dl), *b = get_c(dl);
+        for (size_t i = 0; i < n; i++) b[i] = 2.0f * first[i] - hg[i];
+        cmp("dlogits accumulates", a, b, n, TOL_BF);
+        free(a), free(b), free(first);
+    }
+    free(hl), free(hg), free(tg);
+    pfree(lg), pfree(t), pfree(loss), pfree(dl);
+}
+
+/* vocab-parallel pieces on a shard [v0, v0 + V) of a global vocab */
+static void t_ce_shard(int N, int V, int Vp, int v0) {
+    printf("crossentropy shard N=%d V=%d Vp=%d v0=%d\n", N, V, Vp, v0);
+    const int ignore = -100;
+    size_t n = (size_t)N * Vp;
+    float *hl = hrand(n, 6.0f), *hg = hrand(n, 0.01f), *hlse = xmalloc(N * 4);
+    int32_t *tg = xmalloc(N * 4);
+    for (int i = 0; i < N; i++) /* global targets in and outside the shard */
+        tg[i] = i % 5 == 3 ? ignore : (int)((runif() * 0.5f + 0.5f) * (v0 + 2 * V)) % (v0 + 2 * V);
+    tg[0] = v0;
+    tg[N - 1] = v0 + V - 1;
+    pair lg = mk(hl, n, GV_BF16), t = mk_i32(tg, N), lse = mk(NULL, N, GV_F32), tl = mk(NULL, N, GV_F32);
+    pair dl = mk(hg, n, GV_BF16);
+    CHECK_OK(gv_crossentropy_shard_stats(cpu, lse.c, tl.c, lg.c, t.c, N, V, Vp, v0, ignore));
+    CHECK_OK(gv_crossentropy_shard_stats(gpu, lse.g, tl.g, lg.g, t.g, N, V, Vp, v0, ignore));
+    cmpp("lse", lse, 1e-5);
+    cmpp("tlogit", tl, 1e-5);
+    /* backward with a "full-row" lse slightly above the shard's own, the same on both sides */
+    float *l = get_c(lse);
+    for (int i = 0; i < N; i++) hlse[i] = l[i] + 0.3f;
+    CHECK_OK(gv_backend_upload_f32(cpu, lse.c, GV_F32, hlse, N));
+    CHECK_OK(gv_backend_upload_f32(gpu, lse.g, GV_F32, hlse, N));
+    CHECK_OK(gv_crossentropy_shard_backward(cpu, dl.c, lg.c, t.c, lse.c, 1.0f / N, N, V, Vp, v0, ignore));
+    CHECK_OK(gv_crossentropy_shard_backward(gpu, dl.g, lg.g, t.g, lse.g, 1.0f / N, N, V, Vp, v0, ignore));
+    cmpp("dlogits", dl, TOL_BF);
+    free(l), free(hl), free(hg), free(hlse), free(tg);
+    pfree(lg), pfree(t), pfree(lse), pfree(tl), pfree(dl);
+}
+
+static void t_adamw(size_t n) {
+    printf("adamw n=%zu (3 steps)\n", n);
+    float *hp = hrand(n, 1.0f), *hz = calloc(n, 4);
+    pair master = mk(hp, n, GV_F32), m = mk(hz, n, GV_F32), v = mk(hz, n, GV_F32),
+         weight = mk(NULL, n, GV_BF16);
+    for (int t = 1; t <= 3; t++) {
+        float *hgr = hrand(n, t == 2 ? 1e-3f : 1.0f);
+        pair grad = mk(hgr, n, GV_BF16);
+        CHECK_OK(gv_adamw_update(cpu, master.c, NULL, grad.c, m.c, v.c, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                                 0.5f, t));
+        CHECK_OK(gv_adamw_update(gpu, master.g, weight.g, grad.g, m.g, v.g, n, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                                 0.1f, 0.5f, t));
+        free(hgr);
+        pfree(grad);
+    }
+    cmpp("master", master, TOL_F32);
+    cmpp("m", m, TOL_F32);
+    cmpp("v", v, TOL_F32);
+    float *w = get_g(weight), *mg = get_g(master);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += w[i] != bfr(mg[i]);
+    printf("  %-44s %zu mismatches\n", "weight == bf16(master)", bad);
+    CHECK(bad == 0);
+    free(w), free(mg), free(hp), free(hz);
+    pfree(master), pfree(m), pfree(v), pfree(weight);
+}
+
+static void t_memory(void) {
+    printf("memory: upload_f32 / download_f32 / convert / memset0\n");
+    size_t n = 1003;
+    float *h = xmalloc(n * 4), *back = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) h[i] = 3.0f * runif() + 1e-3f * (float)i;
+    void *b16 = alloc_on(gpu, n * 2), *f32 = alloc_on(gpu, n * 4);
+    CHECK_OK(gv_backend_upload_f32(gpu, b16, GV_BF16, h, n));
+    CHECK_OK(gv_backend_download_f32(gpu, back, b16, GV_BF16, n));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += back[i] != bfr(h[i]);
+    CHECK_OK(gv_backend_convert(gpu, f32, GV_F32, b16, GV_BF16, n));
+    CHECK_OK(gv_backend_download(gpu, back, f32, n * 4));
+    for (size_t i = 0; i < n; i++) bad += back[i] != bfr(h[i]);
+    CHECK_OK(gv_backend_upload(gpu, f32, h, n * 4));
+    CHECK_OK(gv_backend_convert(gpu, b16, GV_BF16, f32, GV_F32, n));
+    CHECK_OK(gv_backend_download_f32(gpu, back, b16, GV_BF16, n));
+    for (size_t i = 0; i < n; i++) bad += back[i] != bfr(h[i]);
+    CHECK_OK(gv_backend_memset0(gpu, f32, n * 4));
+    CHECK_OK(gv_backend_download_f32(gpu, back, f32, GV_F32, n));
+    for (size_t i = 0; i < n; i++) bad += back[i] != 0.0f;
+    printf("  %-44s %zu mismatches\n", "round trips (RNE) and zeroing", bad);
+    CHECK(bad == 0);
+    CHECK(gv_backend_dtype(gpu) == GV_BF16);
+    CHECK(gv_backend_device(gpu) == GV_DEV_CUDA);
+    CHECK_OK(gv_backend_sync(gpu));
+    gv_backend_dealloc(gpu, b16);
+    gv_backend_dealloc(gpu, f32);
+    free(h), free(back);
+}
+
+/* ---- timing (GV_CUDA_BENCH=1) -----------------------------------------------------------------------------
+ */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static void bench_attention(int B, int T, int H, int KVH, int D, int naive, int iters, int cfg) {
+    if (naive) setenv("GV_ATTN_NAIVE", "1", 1);
+    set_cfg(cfg);
+    size_t S = (size_t)(H + 2 * KVH) * D, n = (size_t)B * T * S, no = (size_t)B * T * H * D;
+    void *qkv = alloc_on(gpu, n * 2), *dqkv = alloc_on(gpu, n * 2), *out = alloc_on(gpu, no * 2),
+         *dout = alloc_on(gpu, no * 2);
+    void *st = alloc_on(gpu, gv_attention_stash_bytes(gpu, B, T, H));
+    float *h = hrand(n > no ? n : no, 1.0f);
+    CHECK_OK(gv_backend_upload_f32(gpu, qkv, GV_BF16, h, n));
+    CHECK_OK(gv_backend_upload_f32(gpu, dout, GV_BF16, h, no));
+    double tf = 0, tb = 0;
+    for (int i = -1; i < iters; i++) { /* i = -1: warm-up */
+        CHECK_OK(gv_backend_sync(gpu));
+        double t0 = now_ms();
+        CHECK_OK(gv_attention_forward(gpu, out, st, qkv, NULL, B, T, H, KVH, D, 1));
+        CHECK_OK(gv_backend_sync(gpu));
+        double t1 = now_ms();
+        CHECK_OK(gv_attention_backward(gpu, dqkv, dout, qkv, out, st, NULL, B, T, H, KVH, D, 1));
+        CHECK_OK(gv_backend_sync(gpu));
+        double t2 = now_ms();
+        if (i >= 0) tf += t1 - t0, tb += t2 - t1;
+    }
+    tf /= iters, tb /= iters;
+    double flops = 4.0 * B * H * (double)T * T * D / 2; /* causal forward */
+    printf("BENCH attention %-5s cfg=%d B=%d T=%d H=%d KVH=%d D=%d causal: fwd %.3f ms (%.0f TFLOP/s) bwd "
+           "%.3f ms "
+           "(%.0f TFLOP/s) fwd+bwd %.3f ms\n",
+           naive ? "naive" : "flash", cfg, B, T, H, KVH, D, tf, flops / tf * 1e-9, tb,
+           2.5 * flops / tb * 1e-9, tf + tb);
+    set_cfg(0);
+    free(h);
+    gv_backend_dealloc(gpu, qkv), gv_backend_dealloc(gpu, dqkv), gv_backend_dealloc(gpu, out);
+    gv_backend_dealloc(gpu, dout), gv_backend_dealloc(gpu, st);
+    if (naive) unsetenv("GV_ATTN_NAIVE");
+}
+
+static void bench_matmul(int N, int C, int OC, int iters) {
+    void *x = alloc_on(gpu, (size_t)N * C * 2), *w = alloc_on(gpu, (size_t)OC * C * 2),
+         *b = alloc_on(gpu, OC * 2);
+    void *out = alloc_on(gpu, (size_t)N * OC * 2), *dx = alloc_on(gpu, (size_t)N * C * 2),
+         *dw = alloc_on(gpu, (size_t)OC * C * 2);
+    void *db = alloc_on(gpu, OC * 2);
+    double tf = 0, tb = 0;
+    for (int i = -1; i < iters; i++) {
+        CHECK_OK(gv_backend_sync(gpu));
+        double t0 = now_ms();
+        CHECK_OK(gv_matmul_forward(gpu, out, x, w, b, N, C, OC));
+        CHECK_OK(gv_backend_sync(gpu));
+        double t1 = now_ms();
+        CHECK_OK(gv_matmul_backward(gpu, dx, dw, db, out, x, w, N, C, OC));
+        CHECK_OK(gv_backend_sync(gpu));
+        double t2 = now_ms();
+        if (i >= 0) tf += t1 - t0, tb += t2 - t1;
+    }
+    tf /= iters, tb /= iters;
+    double flops = 2.0 * N * C * (double)OC;
+    printf("BENCH matmul N=%d C=%d OC=%d: fwd %.3f ms (%.0f TFLOP/s) bwd %.3f ms (%.0f TFLOP/s)\n", N, C, OC,
+           tf, flops / tf * 1e-9, tb, 2 * flops / tb * 1e-9);
+    gv_backend_dealloc(gpu, x), gv_backend_dealloc(gpu, w), gv_backend_dealloc(gpu, b),
+        gv_backend_dealloc(gpu, out);
+    gv_backend_dealloc(gpu, dx), gv_backend_dealloc(gpu, dw), gv_backend_dealloc(gpu, db);
+}
+
+static void run_tests(int big) {
+    t_memory();
+
+    t_vector_ops(1001, 0);
+    t_vector_ops(big ? 1 << 20 : 5000, 3);
+    t_adamw(1001);
+    if (big) t_adamw(1 << 20);
+    t_gelu(1001, 0);
+    if (big) t_gelu(4 * 256 * 3072, 0);
+    t_gelu(777, 1);
+    t_swiglu(7, 13);
+    t_swiglu(big ? 1024 : 16, 2048);
+    t_embedding(2, 7, 37, 11, 1, 3, 0);
+    t_embedding(2, 9, 40, 13, 1, 0, 1);
+    t_embedding(3, 5, 16, 9, 0, 0, 1);
+    if (big) t_embedding(4, 256, 768, 1000, 1, 0, 0);
+    t_norm(0, 5, 37, 1, 1);
+    t_norm(0, 9, 40, 0, 0);
+    if (big) t_norm(0, 1024, 768, 1, 1);
+    t_norm(0, 64, 3000, 1, 1);
+    t_norm(0, 8, 16384, 1, 0);
+    t_norm(1, 6, 5001, 1, 0);
+    t_norm(1, 5, 37, 1, 0);
+    if (big) t_norm(1, 1024, 768, 1, 0);
+    t_norm(1, 16, 4096, 0, 0);
+    t_matmul(7, 13, 9, 1);
+    t_matmul(100, 36, 50, 1);
+    if (big) {
+        t_matmul(1024, 768, 2304, 1);
+        t_matmul(256, 768, 3072, 0);
+        t_matmul(1024, 3072, 768, 1);
+    }
+    t_rope(2, 5, 3, 1, 8, 10000.0f, 3);
+    if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
+    t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
+    t_crossentropy(5, 11, 16, 0);
+    t_crossentropy(3, 7, 7, 0);
+    t_crossentropy(big ? 64 : 4, 50257, 50304, 0);
+    t_crossentropy(big ? 16 : 3, 50257, 50304, 1);
+    t_ce_shard(7, 13, 16, 26);
+    t_ce_shard(5, 11, 11, 0);
+    t_ce_shard(big ? 32 : 3, 25129, 25152, 25128);
+    /* attention: ragged tiles, masks, GQA, both head sizes, the naive fallback (any D), realistic shapes */
+    t_attention(2, 37, 4, 4, 64, 1, 0, 0);
+    t_attention(2, 37, 4, 2, 64, 0, 1, 0);
+    t_attention(2, 37, 4, 2, 64, 1, 1, 0);
+    t_attention(1, 70, 2, 1, 128, 1, 2, 0);
+    t_attention(2, 100, 4, 2, 128, 0, 2, 0);
+    t_attention(2, 33, 3, 1, 40, 1, 1, 0);
+    t_attention(2, 37, 4, 2, 64, 1, 1, 1);
+    for (int cfg = 1; cfg < 4; cfg++) { /* the alternative tile configurations */
+        t_attention_cfg(2, 150, 4, 2, 64, 1, 1, 0, cfg);
+        t_attention_cfg(2, 150, 4, 2, 128, 1, 1, 0, cfg);
+        t_attention_cfg(1, 77, 2, 2, 128, 0, 2, 0, cfg);
+    }
+    if (big) {
+        t_attention(4, 256, 12, 12, 64, 1, 0, 0);
+        t_attention(4, 256, 12, 12, 64, 0, 2, 0);
+        t_attention(4, 256, 8, 2, 128, 1, 0, 0);
+        t_attention(2, 256, 8, 2, 128, 0, 1, 0);
+    }
+    printf("\n%d comparisons, %d failed\n", ncmp, nfail);
+}
+
+int main(void) {
+    if (!gv_backend_available("cuda")) {
+        printf("test_cuda_ops: no CUDA device, skipped\n");
+        return 77;
+    }
+    if (gv_backend_init(&cpu, "cpu", 0) != GV_OK || gv_backend_init(&gpu, "cuda", 0) != GV_OK) {
+        fprintf(stderr, "backend init failed: %s\n", gv_last_error());
+        return 1;
+    }
+    /* GV_CUDA_SMALL=1: small shapes only (for compute-sanitizer runs) */
+    const char *small = getenv("GV_CUDA_SMALL"), *bench = getenv("GV_CUDA_BENCH");
+    const int big = !(small && small[0] == '1');
+    const int bench_only = bench && (bench[0] == '2' || !strcmp(bench, "ncu"));
+    if (!bench_only) run_tests(big);
+    /* GV_CUDA_BENCH=1: also time; 2: time only (the tests are skipped); ncu: one launch per kernel */
+    if (bench && !strcmp(bench, "ncu")) { /* one launch of each kernel per shape, for a profiler */
+        bench_attention(16, 1024, 12, 12, 64, 0, 1, 0);
+        bench_attention(8, 2048, 16, 4, 128, 0, 1, 0);
+    } else if (bench_only || (bench && bench[0] == '1')) {
+        for (int cfg = 0; cfg < 4; cfg++) bench_attention(16, 1024, 12, 12, 64, 0, 10, cfg);
+        bench_attention(2, 1024, 12, 12, 64, 0, 10, 0);
+        bench_attention(2, 1024, 12, 12, 64, 1, 1, 0);
+        for (int cfg = 0; cfg < 4; cfg++) bench_attention(8, 2048, 16, 4, 128, 0, 5, cfg);
+        bench_matmul(16384, 768, 3072, 10);
+        bench_matmul(16384, 3072, 768, 10);
+        bench_matmul(16384, 768, 2304, 10);
+    }
+    gv_backend_free(gpu);
+    gv_backend_free(cpu);
+    return gv_test_result("test_cuda_ops");
+}
