@@ -84,26 +84,29 @@ int main(int argc, char **argv) {
     const char *presets[] = {"gpt2-tiny", "llama-tiny"};
     struct {
         const char *name;
-        int ranks, zero, ckpt, tp, vocab_tp, ulysses;
-    } plans[] = {{"dp2", 2, 0, 0, 1, 0, 0},
-                 {"dp4", 4, 0, 0, 1, 0, 0},
-                 {"zero1-dp2", 2, 1, 0, 1, 0, 0},
-                 {"zero1-dp4", 4, 1, 0, 1, 0, 0},
-                 {"zero2-dp2", 2, 2, 0, 1, 0, 0},
-                 {"zero2-dp4-ckpt", 4, 2, 1, 1, 0, 0},
-                 {"tp2-zero2-vocab", 4, 2, 0, 2, 1, 0},
-                 {"dp2-ckpt", 2, 0, 1, 1, 0, 0},
-                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0, 0},
-                 {"tp2-dp2", 4, 0, 0, 2, 0, 0},
-                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1, 0},
-                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1, 0},
-                 {"tp4", 4, 0, 0, 4, 0, 0},
-                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1, 0},
-                 {"ulysses2-dp2", 4, 0, 0, 2, 0, 1},
-                 {"ulysses2-zero1-ckpt", 4, 1, 1, 2, 0, 1},
-                 {"ulysses4", 4, 0, 0, 4, 0, 1},
-                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1},
-                 {"ulysses2-zero2-ckpt", 4, 2, 1, 2, 0, 1}};
+        int ranks, zero, ckpt, tp, vocab_tp, ulysses, msp;
+    } plans[] = {{"dp2", 2, 0, 0, 1, 0, 0, 0},
+                 {"dp4", 4, 0, 0, 1, 0, 0, 0},
+                 {"zero1-dp2", 2, 1, 0, 1, 0, 0, 0},
+                 {"zero1-dp4", 4, 1, 0, 1, 0, 0, 0},
+                 {"zero2-dp2", 2, 2, 0, 1, 0, 0, 0},
+                 {"zero2-dp4-ckpt", 4, 2, 1, 1, 0, 0, 0},
+                 {"tp2-zero2-vocab", 4, 2, 0, 2, 1, 0, 0},
+                 {"dp2-ckpt", 2, 0, 1, 1, 0, 0, 0},
+                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0, 0, 0},
+                 {"tp2-dp2", 4, 0, 0, 2, 0, 0, 0},
+                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1, 0, 0},
+                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1, 0, 0},
+                 {"tp4", 4, 0, 0, 4, 0, 0, 0},
+                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1, 0, 0},
+                 {"ulysses2-dp2", 4, 0, 0, 2, 0, 1, 0},
+                 {"ulysses2-zero1-ckpt", 4, 1, 1, 2, 0, 1, 0},
+                 {"ulysses4", 4, 0, 0, 4, 0, 1, 0},
+                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1, 0},
+                 {"ulysses2-zero2-ckpt", 4, 2, 1, 2, 0, 1, 0},
+                 {"tp2-msp-dp2", 4, 0, 0, 2, 1, 0, 1},
+                 {"tp2-msp-zero1-ckpt", 4, 1, 1, 2, 1, 0, 1},
+                 {"tp4-msp-ckpt", 4, 0, 1, 4, 1, 0, 1}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
@@ -129,6 +132,7 @@ int main(int argc, char **argv) {
             c.tp = plans[k].tp;
             c.vocab_tp = plans[k].vocab_tp;
             c.ulysses = plans[k].ulysses;
+            c.megatron_sp = plans[k].msp;
             gv_train_result r;
             CHECK_OK(gv_train_run(&c, &r));
             if (gv_comm_rank(comm) == 0) {
@@ -218,6 +222,38 @@ int main(int argc, char **argv) {
     CHECK(r2.memory.parameters == r1.memory.parameters && r2.memory.gradients == r1.memory.gradients);
     free(r1.losses);
     free(r2.losses);
+    c.zero = 2; /* ZeRO-2 shards the same state as ZeRO-1 here (gradients accumulate unsharded) */
+    CHECK_OK(gv_train_run(&c, &r2));
+    CHECK(r2.memory.optimizer * 4 == r1.memory.optimizer && r2.memory.gradients == r1.memory.gradients);
+    free(r2.losses);
+
+    /* Megatron-SP: per layer, the six [B*T, C] residual-region tensors (two norm outputs, two projections,
+     * two residual sums) and four [B*T] norm statistics shrink to this rank's T/tp positions. Measured per
+     * layer as the difference between 4 and 2 layers, with tp 2 over pairs of ranks. */
+    size_t per_layer[2];
+    for (int msp = 0; msp < 2; msp++) {
+        size_t act[2];
+        for (int k = 0; k < 2; k++) {
+            config(&c, "llama-tiny", NULL);
+            c.steps = 1;
+            c.spec.n_layer = 2 + 2 * k;
+            c.comm = world;
+            c.tp = 2;
+            c.vocab_tp = 1;
+            c.megatron_sp = msp;
+            CHECK_OK(gv_train_run(&c, &r1));
+            act[k] = r1.memory.activations;
+            free(r1.losses);
+        }
+        per_layer[msp] = (act[1] - act[0]) / 2;
+    }
+    size_t N = 8 / 2 / 2 * 32, Nl = N / 2, Cm = 64; /* local batch 2 (B 8, M 2, dp 2) x T 32 */
+#define A256(x) (((x) + 255) / 256 * 256) /* arena views are 256-byte aligned */
+    size_t want = 6 * (A256(N * Cm * 4) - A256(Nl * Cm * 4)) + 4 * (A256(N * 4) - A256(Nl * 4));
+    if (rank == 0)
+        printf("Megatron-SP: activations per layer %zu B -> %zu B (formula: %zu B less)\n", per_layer[0],
+               per_layer[1], want);
+    CHECK(per_layer[0] - per_layer[1] == want);
     int fails = gv_test_failures;
     CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
     gv_comm_free(world);

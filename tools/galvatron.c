@@ -54,7 +54,10 @@ static const char *gv_usage_train =
     "                        MPI or Slurm job [1]. Data-parallel degree = RANKS / tp\n"
     "  --tp T                Megatron tensor parallelism over T consecutive ranks (heads and FFN split) [1]\n"
     "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
-    "  --sp none|ulysses     ulysses: the --tp group shards the sequence instead, with all-to-alls around\n"
+    "  --sp none|megatron|ulysses\n"
+    "                        megatron: with --tp and --vocab-tp, norms and the residual stream are split\n"
+    "                        over the sequence (all-gather / reduce-scatter around the parallel linears);\n"
+    "                        ulysses: the --tp group shards the sequence instead, with all-to-alls around\n"
     "                        attention (heads split there) [none]\n"
     "  --dp-type ddp|zero1|zero2\n"
     "                        gradient all-reduce with replicated optimizer; ZeRO-1 (optimizer state and\n"
@@ -181,10 +184,10 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--tp")) c.tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--sp")) {
-            if (!strcmp(v, "ulysses")) c.ulysses = 1;
-            else if (!strcmp(v, "none")) c.ulysses = 0;
-            else {
-                fprintf(stderr, "galvatron: --sp '%s': expected none or ulysses (megatron is not built yet)\n", v);
+            c.ulysses = !strcmp(v, "ulysses");
+            c.megatron_sp = !strcmp(v, "megatron");
+            if (!c.ulysses && !c.megatron_sp && strcmp(v, "none")) {
+                fprintf(stderr, "galvatron: --sp '%s': expected none, megatron or ulysses\n", v);
                 return 2;
             }
         }

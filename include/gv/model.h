@@ -71,6 +71,7 @@ typedef struct {
     const int *ckpt;     /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
     struct gv_comm *tp;  /* Megatron tensor parallelism over this group (NULL = none): heads, FFN columns */
     int vocab_parallel;  /* with tp: the embedding / LM head rows and the cross-entropy split too */
+    int megatron_sp;     /* with tp and vocab_parallel: norms and residual stream sharded over the sequence */
     struct gv_comm *sp;  /* Ulysses over this group (NULL = none): each rank holds T of the Tf = T * sp
                           * positions (B, T given to init are the local ones); attention runs on the full
                           * sequence for H/sp heads. Gradients are then summed over dp, which must span

@@ -42,7 +42,8 @@ typedef struct {
     struct gv_comm *comm;
     int world; /* rank count to validate against before the ranks exist (when comm is NULL); 0 = 1 */
     int tp, vocab_tp;
-    int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
+    int ulysses;     /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
+    int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
     int ckpt; /* recompute every layer's activations in backward */
     void (*on_step)(const gv_step_info *info, void *ctx);

@@ -62,6 +62,10 @@ typedef struct {
     size_t fch_act;                 /* [N,F] */
     size_t fcproj, res2;            /* [N,C] */
     size_t qkv_sp, atty_sp;         /* Ulysses: [B,Tf,QKVs], [B,Tf,Hs*D] (full sequence, head group) */
+    /* Megatron-SP: ln1/ln2 and the residual stream hold Nl = N/tp rows (this rank's positions); ln1f/ln2f
+     * are their gathered [N,C] forms and attproj_p/fcproj_p the [N,C] partial sums before the
+     * reduce-scatter. Without it they alias ln1, ln2, attproj, fcproj. */
+    size_t ln1f, ln2f, attproj_p, fcproj_p;
 } gv_layer_acts;
 
 struct gv_model {
@@ -94,6 +98,7 @@ struct gv_model {
      * on the full sequence for Hs = H/sp heads, reached by all-to-alls on either side. */
     gv_comm *sp;
     int sp_size, sp_rank, Tf, Hs, KVHs, QKVs;
+    int msp, Nl; /* Megatron sequence parallelism; rows of the residual stream on this rank */
     float *a2a_send, *a2a_recv; /* [N*QKV] host scratch each (comm buffers) */
     gv_arena a_comm;
 
@@ -104,8 +109,10 @@ struct gv_model {
 
     /* activations */
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
+    size_t o_emb_full, o_lnf_full; /* [N,C]: partial embedding, gathered final norm (alias without msp) */
     gv_layer_acts *la;
     /* backward scratch (workspace) */
+    size_t o_dres_full, o_dln_l; /* [N,C] gathered d(residual), [Nl,C] scattered d(norm out) */
     size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits, o_dqkv_sp, o_datty_sp;
 
     int *ckpt;          /* [L] layer recomputes its activations in backward */
@@ -337,6 +344,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)
             return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t, spec->n_head,
                            spec->n_kv_head, spec->ffn);
+        if (d->megatron_sp && !d->vocab_parallel)
+            return gv_fail(GV_ERR_INVALID, "Megatron sequence parallelism needs the vocab layers split too (vocab tp = tp)");
+        if (d->megatron_sp && T % t)
+            return gv_fail(GV_ERR_INVALID, "megatron degree %d does not divide the sequence length %d", t, T);
         if (d->vocab_parallel && (spec->padded_vocab % t || spec->vocab <= spec->padded_vocab - spec->padded_vocab / t))
             return gv_fail(GV_ERR_INVALID, "vocab tp %d must divide the padded vocab %d and leave real rows on every rank",
                            t, spec->padded_vocab);
@@ -384,6 +395,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->tp_rank = m->tp ? gv_comm_rank(m->tp) : 0;
     int t = m->tp_size;
     m->vp = t > 1 && d->vocab_parallel;
+    m->msp = t > 1 && d->megatron_sp;
+    m->Nl = m->msp ? m->N / t : m->N;
     m->Hl = m->H / t;
     m->KVHl = m->KVH / t;
     m->Fl = m->F / t;
@@ -414,11 +427,16 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t o_m = gv_arena_reserve(&m->a_opt, m->shard * 4);
     size_t o_v = gv_arena_reserve(&m->a_opt, m->shard * 4);
 
-    size_t N = (size_t)m->N, C = (size_t)m->C, e = m->esz;
+    size_t N = (size_t)m->N, Nl = (size_t)m->Nl, C = (size_t)m->C, e = m->esz;
     gv_arena *A = &m->a_acts;
     m->o_tokens = gv_arena_reserve(A, N * 4);
     m->o_targets = gv_arena_reserve(A, N * 4);
-    m->o_encoded = gv_arena_reserve(A, N * C * e);
+    m->o_encoded = gv_arena_reserve(A, Nl * C * e);
+    m->o_emb_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_encoded;
+    /* Megatron-SP keeps only this rank's positions between forward and backward: the gathered norm outputs
+     * and the partial sums live in two [N,C] views shared by all layers; backward gathers again. */
+    size_t o_gathered = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
+    size_t o_partial = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
     m->la = calloc((size_t)m->L, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs) : gv_attention_stash_bytes(b, B, T, m->Hl);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
@@ -432,12 +450,13 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->ckpt[l] = d && d->ckpt ? d->ckpt[l] != 0 : 0;
         if (m->ckpt[l] && have_shared) {
             *a = shared;
-            a->res2 = gv_arena_reserve(A, N * C * e);
+            a->res2 = gv_arena_reserve(A, Nl * C * e);
             continue;
         }
-        a->ln1 = gv_arena_reserve(A, N * C * e);
-        a->ln1_mean = gv_arena_reserve(A, N * 4);
-        a->ln1_rstd = gv_arena_reserve(A, N * 4);
+        a->ln1 = gv_arena_reserve(A, Nl * C * e);
+        a->ln1f = m->msp ? o_gathered : a->ln1;
+        a->ln1_mean = gv_arena_reserve(A, Nl * 4);
+        a->ln1_rstd = gv_arena_reserve(A, Nl * 4);
         a->qkv = gv_arena_reserve(A, N * (size_t)m->QKVl * e);
         a->qkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(A, N * (size_t)m->QKVl * e) : a->qkv;
         a->stash = gv_arena_reserve(A, stash);
@@ -446,29 +465,35 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             a->qkv_sp = gv_arena_reserve(A, NF * (size_t)m->QKVs * e);
             a->atty_sp = gv_arena_reserve(A, NF * (size_t)(m->Hs * m->D) * e);
         }
-        a->attproj = gv_arena_reserve(A, N * C * e);
-        a->res1 = gv_arena_reserve(A, N * C * e);
-        a->ln2 = gv_arena_reserve(A, N * C * e);
-        a->ln2_mean = gv_arena_reserve(A, N * 4);
-        a->ln2_rstd = gv_arena_reserve(A, N * 4);
+        a->attproj = gv_arena_reserve(A, Nl * C * e);
+        a->attproj_p = m->msp ? o_partial : a->attproj;
+        a->res1 = gv_arena_reserve(A, Nl * C * e);
+        a->ln2 = gv_arena_reserve(A, Nl * C * e);
+        a->ln2f = m->msp ? o_gathered : a->ln2;
+        a->ln2_mean = gv_arena_reserve(A, Nl * 4);
+        a->ln2_rstd = gv_arena_reserve(A, Nl * 4);
         a->fch = gv_arena_reserve(A, N * (size_t)m->F2l * e);
         a->fch_act = gv_arena_reserve(A, N * (size_t)m->Fl * e);
-        a->fcproj = gv_arena_reserve(A, N * C * e);
-        a->res2 = gv_arena_reserve(A, N * C * e);
+        a->fcproj = gv_arena_reserve(A, Nl * C * e);
+        a->fcproj_p = m->msp ? o_partial : a->fcproj;
+        a->res2 = gv_arena_reserve(A, Nl * C * e);
         if (m->ckpt[l]) {
             shared = *a;
             have_shared = 1;
         }
     }
-    m->o_lnf = gv_arena_reserve(A, N * C * e);
-    m->o_lnf_mean = gv_arena_reserve(A, N * 4);
-    m->o_lnf_rstd = gv_arena_reserve(A, N * 4);
+    m->o_lnf = gv_arena_reserve(A, Nl * C * e);
+    m->o_lnf_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_lnf;
+    m->o_lnf_mean = gv_arena_reserve(A, Nl * 4);
+    m->o_lnf_rstd = gv_arena_reserve(A, Nl * 4);
     m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vpl * e);
     m->o_losses = gv_arena_reserve(A, N * 4);
 
     gv_arena *Wk = &m->a_work;
-    m->o_dres = gv_arena_reserve(Wk, N * C * e);
+    m->o_dres = gv_arena_reserve(Wk, Nl * C * e);
+    m->o_dres_full = m->msp ? gv_arena_reserve(Wk, N * C * e) : m->o_dres;
     m->o_dln = gv_arena_reserve(Wk, N * C * e);
+    m->o_dln_l = m->msp ? gv_arena_reserve(Wk, Nl * C * e) : m->o_dln;
     m->o_dqkv = gv_arena_reserve(Wk, N * (size_t)m->QKVl * e);
     m->o_dqkv_r = spec->pos == GV_POS_ROPE ? gv_arena_reserve(Wk, N * (size_t)m->QKVl * e) : m->o_dqkv;
     m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
@@ -481,8 +506,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->o_datty_sp = gv_arena_reserve(Wk, NF * (size_t)(m->Hs * m->D) * e);
     }
     gv_arena_init(&m->a_comm, "comm", b);
-    size_t o_send = gv_arena_reserve(&m->a_comm, m->sp_size > 1 ? N * (size_t)m->QKV * 4 : 0);
-    size_t o_recv = gv_arena_reserve(&m->a_comm, m->sp_size > 1 ? N * (size_t)m->QKV * 4 : 0);
+    /* Host staging for the all-to-alls (Ulysses) and the sequence gathers/scatters (Megatron-SP). */
+    size_t stage = m->sp_size > 1 ? N * (size_t)m->QKV * 4 : m->msp ? N * C * 4 : 0;
+    size_t o_send = gv_arena_reserve(&m->a_comm, stage);
+    size_t o_recv = gv_arena_reserve(&m->a_comm, stage);
 
     gv_status st = GV_OK;
     gv_arena *all[] = {&m->a_params, &m->a_grads, &m->a_opt, &m->a_acts, &m->a_work, &m->a_comm};
@@ -779,18 +806,19 @@ gv_status gv_model_import_hf(gv_model *m, const gv_named_f32 *ts, int n, const c
 
 /* ---- forward / backward ----------------------------------------------------------------------------- */
 
+/* Norms run on the residual stream: Nl rows (this rank's positions under Megatron-SP, else all N). */
 static gv_status gv_norm_forward(gv_model *m, void *out, float *mean, float *rstd, const void *inp, int wi,
                                  int bi) {
     if (m->spec.norm == GV_NORM_LAYERNORM)
-        return gv_layernorm_forward(m->be, out, mean, rstd, inp, W(m, wi), W(m, bi), m->N, m->C, m->spec.norm_eps);
-    return gv_rmsnorm_forward(m->be, out, rstd, inp, W(m, wi), m->N, m->C, m->spec.norm_eps);
+        return gv_layernorm_forward(m->be, out, mean, rstd, inp, W(m, wi), W(m, bi), m->Nl, m->C, m->spec.norm_eps);
+    return gv_rmsnorm_forward(m->be, out, rstd, inp, W(m, wi), m->Nl, m->C, m->spec.norm_eps);
 }
 
 static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, const void *inp, const float *mean,
                                   const float *rstd, int wi, int bi) {
     if (m->spec.norm == GV_NORM_LAYERNORM)
-        return gv_layernorm_backward(m->be, dinp, G(m, wi), G(m, bi), dout, inp, W(m, wi), mean, rstd, m->N, m->C);
-    return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->N, m->C);
+        return gv_layernorm_backward(m->be, dinp, G(m, wi), G(m, bi), dout, inp, W(m, wi), mean, rstd, m->Nl, m->C);
+    return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->Nl, m->C);
 }
 
 /* Sum over the tensor-parallel group in place (host buffers: cpu backend). */
@@ -849,18 +877,49 @@ static void gv_sp_segments(const gv_model *m, int *qoff, int *qw, int *aoff, int
     aoff[0] = 0, aw[0] = m->Hs * D;
 }
 
+/* Megatron-SP layout changes of a [B,T,C] activation: this rank's positions [r*Tl, (r+1)*Tl) of every
+ * sequence (local, [B,Tl,C]) <-> all positions (full). expand = all-gather; combine = sum of the tp ranks'
+ * partial full tensors, each rank keeping its positions (reduce-scatter). Without Megatron-SP, expand is the
+ * identity (local and full alias) and combine sums in place (all-reduce; nothing without tp). */
+static gv_status gv_tp_expand(gv_model *m, const void *local, void *full) {
+    if (!m->msp) return GV_OK;
+    int B = m->B, t = m->tp_size, Tl = m->T / t;
+    size_t C = (size_t)m->C, blk = (size_t)B * Tl * C;
+    GV_TRY(gv_backend_sync(m->be));
+    GV_TRY(gv_comm_allgather(m->tp, local, m->a2a_recv, blk, GV_COMM_F32));
+    for (int r = 0; r < t; r++) /* [t][B][Tl][C] -> [B][T][C] */
+        for (int b = 0; b < B; b++)
+            memcpy((float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C, m->a2a_recv + r * blk + (size_t)b * Tl * C,
+                   (size_t)Tl * C * sizeof(float));
+    return GV_OK;
+}
+
+static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
+    if (!m->msp) return gv_tp_sum(m, full, (size_t)m->N * m->C);
+    int B = m->B, t = m->tp_size, Tl = m->T / t;
+    size_t C = (size_t)m->C, blk = (size_t)B * Tl * C;
+    GV_TRY(gv_backend_sync(m->be));
+    for (int r = 0; r < t; r++) /* [B][T][C] -> [t][B][Tl][C] */
+        for (int b = 0; b < B; b++)
+            memcpy(m->a2a_send + r * blk + (size_t)b * Tl * C, (float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C,
+                   (size_t)Tl * C * sizeof(float));
+    return gv_comm_reduce_scatter(m->tp, m->a2a_send, local, blk, GV_COMM_F32, GV_COMM_SUM);
+}
+
 /* A row-parallel linear's bias is added once: on tp rank 0, before the partial sums are reduced. */
 #define ROWPAR_BIAS(m, i) ((m)->tp_rank == 0 ? W(m, i) : NULL)
 
 /* Forward of transformer layer l from its input res [N,C] to la[l].res2 [N,C]. */
 static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C;
+    int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C;
     const gv_layer_idx *x = &m->li[l];
     const gv_layer_acts *a = &m->la[l];
+    /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions */
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            x->ln1_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKVl));
+    GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1f), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
         GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
                                m->spec.rope_theta, m->sp_rank * T));
@@ -877,19 +936,20 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->Hl,
                                     m->KVHl, m->D, 1));
     }
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), ROWPAR_BIAS(m, x->proj_b),
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w), ROWPAR_BIAS(m, x->proj_b),
                              N, m->Hl * m->D, C));
-    GV_TRY(gv_tp_sum(m, ACT(m, a->attproj), (size_t)N * C));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
                            x->ln2_w, x->ln2_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
+    GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
     if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->Fl));
     else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w),
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w),
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
-    GV_TRY(gv_tp_sum(m, ACT(m, a->fcproj), (size_t)N * C));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)N * C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
     return GV_OK;
 }
 
@@ -935,9 +995,9 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     } else {
         GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
     }
-    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_encoded), d_tokens, W(m, m->wte),
+    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_emb_full), d_tokens, W(m, m->wte),
                                 m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, m->sp_rank * T));
-    if (m->vp) GV_TRY(gv_tp_sum(m, ACT(m, m->o_encoded), (size_t)N * C));
+    if (m->vp) GV_TRY(gv_tp_combine(m, ACT(m, m->o_emb_full), ACT(m, m->o_encoded)));
     const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
     for (int l = 0; l < m->L; l++) {
         GV_TRY(gv_layer_forward(m, l, res));
@@ -945,7 +1005,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     }
     GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res, m->lnf_w,
                            m->lnf_b));
-    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf), W(m, m->lm_head), NULL, N, C, m->Vpl));
+    GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C, m->Vpl));
     m->have_forward = 1;
     m->n_valid = 0;
     if (!targets) {
@@ -971,9 +1032,11 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
     if (m->n_valid == 0) return GV_OK; /* nothing was counted in the loss */
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
-    size_t e = m->esz, NC = (size_t)N * C * e;
-    void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *dlogits = WORK(m, m->o_dlogits);
+    int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C * e;
+    void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
+    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);         /* [N,C] partial, [Nl,C] summed */
+    void *dlogits = WORK(m, m->o_dlogits);
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
 
@@ -985,34 +1048,37 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
                                         dloss / (float)m->n_valid, N, m->V, m->Vp, -1));
     GV_TRY(gv_backend_memset0(be, dln, NC));
-    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf), W(m, m->lm_head), N, C,
-                              m->Vpl));
-    if (m->vp) GV_TRY(gv_tp_sum(m, dln, (size_t)N * C)); /* each rank saw only its vocab columns */
-    GV_TRY(gv_backend_memset0(be, dres, NC));
+    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full), W(m, m->lm_head), N,
+                              C, m->Vpl));
+    if (m->vp) GV_TRY(gv_tp_combine(m, dln, dln_l)); /* each rank saw only its vocab columns */
+    GV_TRY(gv_backend_memset0(be, dres, NlC));
     const void *res_last = m->L ? ACT(m, m->la[m->L - 1].res2) : ACT(m, m->o_encoded);
-    GV_TRY(gv_norm_backward(m, dres, dln, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), m->lnf_w,
+    GV_TRY(gv_norm_backward(m, dres, dln_l, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), m->lnf_w,
                             m->lnf_b));
-    /* dres now holds d(residual) and flows down; each branch's input gradient accumulates into it. */
+    /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. */
     for (int l = m->L - 1; l >= 0; l--) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
         if (m->ckpt[l]) GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
+        GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
-        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres, ACT(m, a->fch_act),
+        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f, ACT(m, a->fch_act),
                                   W(m, x->fcproj_w), N, m->Fl, C));
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
         if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->Fl));
         else GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
+        GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f))); /* the shared gathered view was reused */
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2f), W(m, x->fc_w), N, C,
                                   m->F2l));
-        GV_TRY(gv_tp_sum(m, dln, (size_t)N * C)); /* column-parallel input gradient: partial sums */
-        GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, a->res1), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+        GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradient: partial sums */
+        GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
                                 x->ln2_w, x->ln2_b));
+        GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
-        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres, ACT(m, a->atty), W(m, x->proj_w),
-                                  N, HD, C));
+        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres_f, ACT(m, a->atty),
+                                  W(m, x->proj_w), N, HD, C));
         GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKVl * e));
         if (m->sp_size > 1) {
             int qoff[3], qw[3], aoff[1], aw[1];
@@ -1036,13 +1102,15 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
                                     m->sp_rank * T));
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N,
+        GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1f), W(m, x->qkv_w), N,
                                   C, m->QKVl));
-        GV_TRY(gv_tp_sum(m, dln, (size_t)N * C));
-        GV_TRY(gv_norm_backward(m, dres, dln, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
+        GV_TRY(gv_tp_combine(m, dln, dln_l));
+        GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
                                 x->ln1_b));
     }
-    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres, ACT(m, m->o_tokens), B, T, C,
+    GV_TRY(gv_tp_expand(m, dres, dres_f));
+    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres_f, ACT(m, m->o_tokens), B, T, C,
                                  m->sp_rank * T));
     return gv_backend_sync(be);
 }
@@ -1110,6 +1178,15 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
 }
 
 gv_status gv_model_reduce_grads(gv_model *m) {
+    if (m->msp) {
+        /* Megatron-SP: each rank normalised only its positions, so the norms' gradients are partial sums. */
+        for (int l = 0; l <= m->L; l++) {
+            int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
+            if (l < m->L) ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w, ids[3] = m->li[l].ln2_b;
+            for (int k = 0; k < 4; k++)
+                if (ids[k] >= 0) GV_TRY(gv_tp_sum(m, G(m, ids[k]), gv_param_numel(&m->params[ids[k]])));
+        }
+    }
     if (m->dp_size == 1) return GV_OK;
     GV_TRY(gv_backend_sync(m->be));
     /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over

@@ -55,7 +55,9 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
         return gv_fail(GV_ERR_UNSUPPORTED, "--dp-type zero3 is not supported by the runtime yet (ddp, zero1 and zero2 are)");
     /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
     int world = c->comm ? gv_comm_size(c->comm) : c->world > 0 ? c->world : 1, tp = c->tp > 0 ? c->tp : 1;
-    gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : GV_SP_NONE;
+    gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : c->megatron_sp ? GV_SP_MEGATRON : GV_SP_NONE;
+    if (c->megatron_sp && (!c->vocab_tp || tp < 2))
+        return gv_fail(GV_ERR_INVALID, "--sp megatron needs --tp > 1 and --vocab-tp equal to --tp");
     gv_layer_strategy l = {tp, sp, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, sp, c->zero, 0};
     if (c->ulysses && c->vocab_tp)
         return gv_fail(GV_ERR_INVALID, "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
@@ -253,7 +255,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
     for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
     if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    gv_model_dist dist = {t.dpc, c->zero, ckpt, c->ulysses ? NULL : t.tpc, c->vocab_tp, c->ulysses ? t.tpc : NULL};
+    gv_model_dist dist = {t.dpc, c->zero, ckpt, c->ulysses ? NULL : t.tpc, c->vocab_tp, c->megatron_sp,
+                          c->ulysses ? t.tpc : NULL};
     if (st == GV_OK)
         st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq / t.u,
                                 &dist);
