@@ -4,6 +4,7 @@
  * and the gradients go out through gv_model_export_hf, so a wrong name, transpose, bias, norm, RoPE
  * convention, GQA head mapping, padding of the vocabulary or tying shows up here. */
 #include "gv/backend.h"
+#include "gv/checkpoint.h"
 #include "gv/model.h"
 #include "gv/safetensors.h"
 #include "test.h"
@@ -335,6 +336,20 @@ static void gv_run_case(const gv_golden_case *gc) {
 
     printf("%s: %d weights, %d gradients; loss %.7f (golden %.7f); worst rel err %.3g (%s), limit %g\n", tag,
            nw, matched, loss, want_loss[0], worst, worst_name, GV_GOLDEN_RTOL);
+
+    /* The same file loaded by path, as `galvatron train --init-from` does (gv_model_load_weights reads the HF
+     * names straight from safetensors): the golden loss again. */
+    {
+        gv_model *m2 = NULL;
+        float loss2 = 0;
+        CHECK_OK(gv_model_init(&m2, &spec, b, B, T));
+        if (m2) {
+            CHECK_OK(gv_model_load_weights(m2, path));
+            CHECK_OK(gv_model_forward(m2, tokens, targets, &loss2));
+            CHECK_CLOSE(loss2, want_loss[0], GV_GOLDEN_RTOL, 0);
+            gv_model_free(m2);
+        }
+    }
 
 done:
     free(tokens);
