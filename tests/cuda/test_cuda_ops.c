@@ -307,6 +307,15 @@ static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int
     CHECK_OK(gv_attention_forward(cpu, out.c, stc, qkv.c, mc, B, T, H, KVH, D, causal));
     CHECK_OK(gv_attention_forward(gpu, out.g, stg, qkv.g, mg, B, T, H, KVH, D, causal));
     cmpp("out", out, TOL_BF);
+    { /* without a stash (inference) the output is the same */
+        void *o2 = alloc_on(gpu, no * 2);
+        float *a2 = xmalloc(no * 4), *a1 = get_g(out);
+        CHECK_OK(gv_attention_forward(gpu, o2, NULL, qkv.g, mg, B, T, H, KVH, D, causal));
+        CHECK_OK(gv_backend_download_f32(gpu, a2, o2, GV_BF16, no));
+        CHECK(memcmp(a1, a2, no * 4) == 0);
+        free(a1), free(a2);
+        gv_backend_dealloc(gpu, o2);
+    }
     CHECK_OK(gv_attention_backward(cpu, dqkv.c, dout.c, qkv.c, out.c, stc, mc, B, T, H, KVH, D, causal));
     CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
     /* compare the q, k and v gradients separately (different scales) */
@@ -619,6 +628,73 @@ static void bench_matmul(int N, int C, int OC, int iters) {
     gv_backend_dealloc(gpu, dx), gv_backend_dealloc(gpu, dw), gv_backend_dealloc(gpu, db);
 }
 
+/* Memory-bound ops at GPT-2 small training sizes (B*T = 16384 rows, C = 768): time and effective bandwidth
+ * (bytes = the minimum traffic of the op). */
+#define BENCH_OP(label, bytes, call)                                                                         \
+    do {                                                                                                     \
+        CHECK_OK(call);                                                                                      \
+        CHECK_OK(gv_backend_sync(gpu));                                                                      \
+        double t0_ = now_ms();                                                                               \
+        for (int i_ = 0; i_ < 10; i_++) CHECK_OK(call);                                                      \
+        CHECK_OK(gv_backend_sync(gpu));                                                                      \
+        double ms_ = (now_ms() - t0_) / 10;                                                                  \
+        printf("BENCH %-36s %8.3f ms %6.0f GB/s\n", label, ms_, (double)(bytes) / ms_ * 1e-6);               \
+    } while (0)
+
+static void bench_memory_ops(void) {
+    const int N = 16384, C = 768, F = 3072, V = 50257, Vp = 50304, NC = 8192, BT = 16, T = 1024;
+    const size_t P = 124000000; /* parameters for AdamW */
+    void *x = alloc_on(gpu, (size_t)N * F * 2 * 2), *y = alloc_on(gpu, (size_t)N * F * 2 * 2);
+    void *z = alloc_on(gpu, (size_t)N * F * 2 * 2), *w = alloc_on(gpu, (size_t)V * C * 2),
+         *bias = alloc_on(gpu, C * 2);
+    float *mean = alloc_on(gpu, N * 4), *rstd = alloc_on(gpu, N * 4);
+    int32_t *tok = alloc_on(gpu, N * 4), *htok = xmalloc(N * 4);
+    for (int i = 0; i < N; i++) htok[i] = (i * 7919) % V;
+    CHECK_OK(gv_backend_upload(gpu, tok, htok, N * 4));
+    const size_t nc = (size_t)N * C;
+    BENCH_OP("layernorm_forward N=16384 C=768", 4 * nc,
+             gv_layernorm_forward(gpu, y, mean, rstd, x, w, bias, N, C, 1e-5f));
+    BENCH_OP("layernorm_backward", 8 * nc, gv_layernorm_backward(gpu, z, w, bias, y, x, w, mean, rstd, N, C));
+    BENCH_OP("rmsnorm_forward", 4 * nc, gv_rmsnorm_forward(gpu, y, rstd, x, w, N, C, 1e-5f));
+    BENCH_OP("rmsnorm_backward", 8 * nc, gv_rmsnorm_backward(gpu, z, w, y, x, w, rstd, N, C));
+    BENCH_OP("gelu_forward n=16384*3072", 4 * (size_t)N * F, gv_gelu_forward(gpu, y, x, (size_t)N * F));
+    BENCH_OP("gelu_backward", 8 * (size_t)N * F, gv_gelu_backward(gpu, z, y, x, (size_t)N * F));
+    BENCH_OP("swiglu_forward N=16384 F=3072", 6 * (size_t)N * F, gv_swiglu_forward(gpu, y, x, N, F));
+    BENCH_OP("swiglu_backward", 14 * (size_t)N * F, gv_swiglu_backward(gpu, z, y, x, N, F));
+    BENCH_OP("add_forward n=16384*768", 6 * nc, gv_add_forward(gpu, z, x, y, nc));
+    BENCH_OP("embedding_forward B=16 T=1024 C=768", 6 * nc,
+             gv_embedding_forward(gpu, y, tok, w, x, BT, T, C, 0));
+    BENCH_OP("embedding_backward (dwte + dwpe)", 6 * nc,
+             gv_embedding_backward(gpu, z, x, y, tok, BT, T, C, 0));
+    BENCH_OP("rope_forward B=16 T=1024 H=12 D=64", 4 * 3 * nc,
+             gv_rope_forward(gpu, y, x, BT, T, 12, 12, 64, 1e4f, 0));
+    BENCH_OP("rope_backward", 6 * 3 * nc, gv_rope_backward(gpu, z, y, BT, T, 12, 12, 64, 1e4f, 0));
+    gv_backend_dealloc(gpu, x), gv_backend_dealloc(gpu, y), gv_backend_dealloc(gpu, z);
+    /* cross-entropy over a GPT-2 vocab, 8192 rows */
+    void *lg = alloc_on(gpu, (size_t)NC * Vp * 2), *dl = alloc_on(gpu, (size_t)NC * Vp * 2);
+    float *loss = alloc_on(gpu, NC * 4);
+    const size_t nl = (size_t)NC * Vp * 2;
+    BENCH_OP("crossentropy_forward N=8192 V=50257", nl,
+             gv_crossentropy_forward(gpu, loss, lg, tok, NC, V, Vp, -100));
+    BENCH_OP("crossentropy_backward (accumulate)", 4 * nl,
+             gv_crossentropy_backward(gpu, dl, lg, tok, 1e-4f, NC, V, Vp, -100));
+    BENCH_OP("crossentropy_backward (in place)", 3 * nl,
+             gv_crossentropy_backward(gpu, lg, lg, tok, 0.0f, NC, V, Vp, -100));
+    gv_backend_dealloc(gpu, lg), gv_backend_dealloc(gpu, dl), gv_backend_dealloc(gpu, loss);
+    /* AdamW and the gradient norm over 124M parameters */
+    float *master = alloc_on(gpu, P * 4), *m = alloc_on(gpu, P * 4), *v = alloc_on(gpu, P * 4);
+    void *grad = alloc_on(gpu, P * 2), *wt = alloc_on(gpu, P * 2);
+    BENCH_OP("adamw_update n=124M", 28 * P,
+             gv_adamw_update(gpu, master, wt, grad, m, v, P, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1));
+    double ss;
+    BENCH_OP("sumsq n=124M (with download)", 2 * P, gv_sumsq(gpu, &ss, grad, P));
+    gv_backend_dealloc(gpu, master), gv_backend_dealloc(gpu, m), gv_backend_dealloc(gpu, v);
+    gv_backend_dealloc(gpu, grad), gv_backend_dealloc(gpu, wt);
+    gv_backend_dealloc(gpu, w), gv_backend_dealloc(gpu, bias), gv_backend_dealloc(gpu, mean);
+    gv_backend_dealloc(gpu, rstd), gv_backend_dealloc(gpu, tok);
+    free(htok);
+}
+
 static void run_tests(int big) {
     t_memory();
 
@@ -709,6 +785,7 @@ int main(void) {
         bench_matmul(16384, 768, 3072, 10);
         bench_matmul(16384, 3072, 768, 10);
         bench_matmul(16384, 768, 2304, 10);
+        bench_memory_ops();
     }
     gv_backend_free(gpu);
     gv_backend_free(cpu);

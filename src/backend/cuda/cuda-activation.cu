@@ -17,7 +17,9 @@ __device__ __forceinline__ float gelu_grad(float x) {
     float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float sigmoid_f(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
 
 template <int VEC> __global__ void gelu_forward_kernel(bf16 *out, const bf16 *inp, size_t n) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
@@ -32,7 +34,8 @@ template <int VEC> __global__ void gelu_forward_kernel(bf16 *out, const bf16 *in
     }
 }
 
-template <int VEC> __global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n) {
+template <int VEC>
+__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i + VEC <= n) {
         float x[VEC], d[VEC], g[VEC];
@@ -61,7 +64,8 @@ template <int VEC> __global__ void swiglu_forward_kernel(bf16 *out, const bf16 *
     gv_store_bf<VEC>(out + i, a);
 }
 
-template <int VEC> __global__ void swiglu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, int N, int F) {
+template <int VEC>
+__global__ void swiglu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, int N, int F) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i >= (size_t)N * F) return;
     size_t n = i / F, f = i % F;
@@ -90,7 +94,8 @@ gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t
     if (n == 0) return GV_OK;
     if (gv_aligned16(out) && gv_aligned16(inp))
         gelu_forward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, n);
-    else gelu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, n);
+    else
+        gelu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, n);
     GV_CUDA_LAUNCHED("gelu_forward");
     return GV_OK;
 }
@@ -99,11 +104,11 @@ gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, con
     cudaStream_t s = gv_cuda(b)->stream;
     if (n == 0) return GV_OK;
     if (gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
-        gelu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
-                                                                   (const bf16 *)inp, n);
+        gelu_backward_kernel<8>
+            <<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n);
     else
-        gelu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
-                                                               (const bf16 *)inp, n);
+        gelu_backward_kernel<1>
+            <<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n);
     GV_CUDA_LAUNCHED("gelu_backward");
     return GV_OK;
 }
@@ -115,22 +120,24 @@ gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int 
     if (n == 0) return GV_OK;
     if (F % 8 == 0 && gv_aligned16(out) && gv_aligned16(inp))
         swiglu_forward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, N, F);
-    else swiglu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, N, F);
+    else
+        swiglu_forward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)out, (const bf16 *)inp, N, F);
     GV_CUDA_LAUNCHED("swiglu_forward");
     return GV_OK;
 }
 
-gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F) {
+gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N,
+                                  int F) {
     cudaStream_t s = gv_cuda(b)->stream;
     if (N < 0 || F < 0) return gv_fail(GV_ERR_INVALID, "swiglu_backward: negative size (N=%d F=%d)", N, F);
     size_t n = (size_t)N * F;
     if (n == 0) return GV_OK;
     if (F % 8 == 0 && gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
-        swiglu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
-                                                                     (const bf16 *)inp, N, F);
+        swiglu_backward_kernel<8>
+            <<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, N, F);
     else
-        swiglu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout,
-                                                                 (const bf16 *)inp, N, F);
+        swiglu_backward_kernel<1>
+            <<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, N, F);
     GV_CUDA_LAUNCHED("swiglu_backward");
     return GV_OK;
 }

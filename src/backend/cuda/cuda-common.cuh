@@ -1,7 +1,7 @@
 /* Private to the CUDA backend: the context, error-checking macros, bf16 vector helpers and the op function
- * declarations shared by src/backend/cuda/*.cu. One op family per file (cuda-<family>.cu): kernels first,
- * then their launchers. Every launch is checked with cudaGetLastError. Compute dtype is BF16 with fp32
- * arithmetic inside the kernels; statistics, losses and optimizer state are F32. */
+ * declarations shared by the .cu files of src/backend/cuda. One op family per file (cuda-<family>.cu):
+ * kernels first, then their launchers. Every launch is checked with cudaGetLastError. Compute dtype is BF16
+ * with fp32 arithmetic inside the kernels; statistics, losses and optimizer state are F32. */
 #ifndef GV_CUDA_COMMON_CUH
 #define GV_CUDA_COMMON_CUH
 #include <cuda_runtime.h>
@@ -28,7 +28,7 @@ struct gv_cuda_algo {
 typedef struct gv_cuda_ctx {
     int device;
     int num_sms;
-    size_t smem_optin; /* max dynamic shared memory per block after opt-in */
+    size_t smem_optin;        /* max dynamic shared memory per block after opt-in */
     cudaStream_t stream;      /* compute stream: every op runs here */
     cudaStream_t comm_stream; /* for overlapping communication later */
     cublasLtHandle_t lt;
@@ -39,7 +39,9 @@ typedef struct gv_cuda_ctx {
     int algo_next;
 } gv_cuda_ctx;
 
-static inline gv_cuda_ctx *gv_cuda(gv_backend *b) { return (gv_cuda_ctx *)b->context; }
+static inline gv_cuda_ctx *gv_cuda(gv_backend *b) {
+    return (gv_cuda_ctx *)b->context;
+}
 
 /* Return GV_ERR_BACKEND from the enclosing function when a CUDA runtime call fails. */
 #define GV_CUDA_TRY(call)                                                                                    \
@@ -59,8 +61,12 @@ static inline gv_cuda_ctx *gv_cuda(gv_backend *b) { return (gv_cuda_ctx *)b->con
                            cudaGetErrorString(gv_ce_));                                                      \
     } while (0)
 
-static inline unsigned gv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
-static inline int gv_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static inline unsigned gv_cdiv(size_t a, size_t b) {
+    return (unsigned)((a + b - 1) / b);
+}
+static inline int gv_aligned16(const void *p) {
+    return ((uintptr_t)p & 15) == 0;
+}
 
 /* Temporary device memory, stream-ordered on the compute stream (the pool keeps it between calls). */
 gv_status gv_cuda_tmp_alloc(gv_cuda_ctx *c, void **p, size_t bytes);
@@ -73,8 +79,12 @@ struct __align__(16) gv_bf16x8 {
     bf16 v[8];
 };
 
-__device__ __forceinline__ float gv_bf(bf16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ bf16 gv_tobf(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ float gv_bf(bf16 x) {
+    return __bfloat162float(x);
+}
+__device__ __forceinline__ bf16 gv_tobf(float x) {
+    return __float2bfloat16_rn(x);
+}
 
 /* Load VEC consecutive bf16 into floats (VEC = 8 needs 16-byte alignment, else VEC = 1). */
 template <int VEC> __device__ __forceinline__ void gv_load_bf(float *dst, const bf16 *src) {
@@ -132,6 +142,25 @@ __device__ __forceinline__ float gv_block_max(float v, float *sh) {
     return v;
 }
 
+/* dst[c] += sum_g part[g*C + c] for c < C: blocks of (32, 16) threads, 32 columns each, the G partial rows
+ * summed in a fixed order (deterministic). A template so every file can use it without duplicate symbols. */
+template <int BY = 16>
+__global__ void gv_column_reduce_add_kernel(bf16 *dst, const float *part, int G, int C) {
+    __shared__ float sh[BY][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (c < C)
+        for (int g = threadIdx.y; g < G; g += BY) s += part[(size_t)g * C + c];
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float t = 0.0f;
+#pragma unroll
+        for (int i = 0; i < BY; i++) t += sh[i][threadIdx.x];
+        dst[c] = gv_tobf(gv_bf(dst[c]) + t);
+    }
+}
+
 /* ---- op functions (vtable entries), by file ---------------------------------------------------------- */
 
 /* cuda-embedding.cu */
@@ -143,38 +172,45 @@ gv_status gv_cuda_embedding_backward(gv_backend *b, void *dwte, void *dwpe, cons
 gv_status gv_cuda_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
                                     const void *w, const void *bias, int N, int C, float eps);
 gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
-                                     const void *inp, const void *w, const float *mean, const float *rstd, int N,
-                                     int C);
-gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
-                                  int C, float eps);
+                                     const void *inp, const void *w, const float *mean, const float *rstd,
+                                     int N, int C);
+gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w,
+                                  int N, int C, float eps);
 gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                                    const void *w, const float *rstd, int N, int C);
 /* cuda-matmul.cu */
-gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
-                                 int C, int OC);
+gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
+                                 int N, int C, int OC);
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                   const void *inp, const void *w, int N, int C, int OC);
 /* cuda-attention.cu */
 size_t gv_cuda_attention_stash_bytes(gv_backend *b, int B, int T, int H);
-gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
-                                    int B, int T, int H, int KVH, int D, int causal);
+gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv,
+                                    const int32_t *mask, int B, int T, int H, int KVH, int D, int causal);
 gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv,
-                                     const void *out, const float *stash, const int32_t *mask, int B, int T, int H,
-                                     int KVH, int D, int causal);
+                                     const void *out, const float *stash, const int32_t *mask, int B, int T,
+                                     int H, int KVH, int D, int causal);
 /* cuda-rope.cu */
 gv_status gv_cuda_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
                                float theta, int pos0);
-gv_status gv_cuda_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
-                                float theta, int pos0);
+gv_status gv_cuda_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH,
+                                int D, float theta, int pos0);
 /* cuda-activation.cu */
 gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 /* cuda-crossentropy.cu */
-gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
-                                       int N, int V, int Vp, int ignore_index);
-gv_status gv_cuda_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
-                                        float dloss, int N, int V, int Vp, int ignore_index);
+gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
+                                       const int32_t *targets, int N, int V, int Vp, int ignore_index);
+gv_status gv_cuda_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits,
+                                        const int32_t *targets, float dloss, int N, int V, int Vp,
+                                        int ignore_index);
+gv_status gv_cuda_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
+                                           const int32_t *targets, int N, int V, int Vp, int v0,
+                                           int ignore_index);
+gv_status gv_cuda_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
+                                              const int32_t *targets, const float *lse, float dloss, int N,
+                                              int V, int Vp, int v0, int ignore_index);
 
 #endif

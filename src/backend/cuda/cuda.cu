@@ -13,13 +13,25 @@
 /* ---- kernels ----------------------------------------------------------------------------------------- */
 
 template <typename T> __device__ __forceinline__ float gv_to_f32(T x);
-template <> __device__ __forceinline__ float gv_to_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ float gv_to_f32<bf16>(bf16 x) { return __bfloat162float(x); }
-template <> __device__ __forceinline__ float gv_to_f32<__half>(__half x) { return __half2float(x); }
+template <> __device__ __forceinline__ float gv_to_f32<float>(float x) {
+    return x;
+}
+template <> __device__ __forceinline__ float gv_to_f32<bf16>(bf16 x) {
+    return __bfloat162float(x);
+}
+template <> __device__ __forceinline__ float gv_to_f32<__half>(__half x) {
+    return __half2float(x);
+}
 template <typename T> __device__ __forceinline__ T gv_from_f32(float x);
-template <> __device__ __forceinline__ float gv_from_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ bf16 gv_from_f32<bf16>(float x) { return __float2bfloat16_rn(x); }
-template <> __device__ __forceinline__ __half gv_from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ float gv_from_f32<float>(float x) {
+    return x;
+}
+template <> __device__ __forceinline__ bf16 gv_from_f32<bf16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half gv_from_f32<__half>(float x) {
+    return __float2half_rn(x);
+}
 
 template <typename TD, typename TS> __global__ void convert_kernel(TD *dst, const TS *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -77,13 +89,22 @@ __global__ void adamw_kernel(float *master, bf16 *weight, const bf16 *grad, floa
 
 /* Sum of squares: per-block partial sums (fp32 inside a thread, block reduce), then one block adds the
  * partials in double. Deterministic for a given n and grid. */
-__global__ void sumsq_partial_kernel(double *partials, const bf16 *x, size_t n) {
+template <int VEC> __global__ void sumsq_partial_kernel(double *partials, const bf16 *x, size_t n) {
     __shared__ float sh[32];
     float s = 0.0f;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float a = gv_bf(x[i]);
-        s += a * a;
+    const size_t nv = n / VEC;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < nv;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float a[VEC];
+        gv_load_bf<VEC>(a, x + i * VEC);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) s += a[k] * a[k];
     }
+    if (blockIdx.x == 0) /* ragged tail */
+        for (size_t i = nv * VEC + threadIdx.x; i < n; i += blockDim.x) {
+            float a = gv_bf(x[i]);
+            s += a * a;
+        }
     s = gv_block_sum(s, sh);
     if (threadIdx.x == 0) partials[blockIdx.x] = (double)s;
 }
@@ -180,7 +201,8 @@ static gv_status launch_convert(gv_cuda_ctx *c, void *dst, const void *src, size
 }
 
 /* dst (ddt) = src (sdt) on the device; F32, BF16, F16 in any combination, other equal dtypes copy. */
-static gv_status cuda_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n) {
+static gv_status cuda_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt,
+                              size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
     if (n == 0) return GV_OK;
     if (ddt == sdt) {
@@ -199,7 +221,9 @@ static gv_status cuda_convert(gv_backend *b, void *dst, gv_dtype ddt, const void
                    gv_dtype_name(sdt), gv_dtype_name(ddt));
 }
 
-static int float_dtype(gv_dtype dt) { return dt == GV_F32 || dt == GV_BF16 || dt == GV_F16; }
+static int float_dtype(gv_dtype dt) {
+    return dt == GV_F32 || dt == GV_BF16 || dt == GV_F16;
+}
 
 static gv_status cuda_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const float *src, size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
@@ -219,7 +243,8 @@ static gv_status cuda_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const fl
 static gv_status cuda_download_f32(gv_backend *b, float *dst, const void *src, gv_dtype dt, size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
     if (!float_dtype(dt))
-        return gv_fail(GV_ERR_UNSUPPORTED, "cuda download_f32: source dtype %s not supported", gv_dtype_name(dt));
+        return gv_fail(GV_ERR_UNSUPPORTED, "cuda download_f32: source dtype %s not supported",
+                       gv_dtype_name(dt));
     if (dt == GV_F32) return cuda_download(b, dst, src, n * sizeof(float));
     if (n == 0) return GV_OK;
     void *tmp;
@@ -242,9 +267,11 @@ static gv_status cuda_add_forward(gv_backend *b, void *out, const void *x, const
     gv_cuda_ctx *c = gv_cuda(b);
     if (n == 0) return GV_OK;
     if (gv_aligned16(out) && gv_aligned16(x) && gv_aligned16(y))
-        add_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
+        add_kernel<8>
+            <<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
     else
-        add_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
+        add_kernel<1>
+            <<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)x, (const bf16 *)y, n);
     GV_CUDA_LAUNCHED("add");
     return GV_OK;
 }
@@ -256,15 +283,17 @@ static gv_status cuda_accumulate(gv_backend *b, void *dst, const void *src, size
 static gv_status cuda_scale(gv_backend *b, void *x, float s, size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
     if (n == 0) return GV_OK;
-    if (gv_aligned16(x)) scale_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
-    else scale_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
+    if (gv_aligned16(x))
+        scale_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
+    else
+        scale_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)x, s, n);
     GV_CUDA_LAUNCHED("scale");
     return GV_OK;
 }
 
-static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v,
-                                   size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                                   float grad_scale, int t) {
+static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m,
+                                   float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                                   float weight_decay, float grad_scale, int t) {
     gv_cuda_ctx *c = gv_cuda(b);
     if (t < 1) return gv_fail(GV_ERR_INVALID, "adamw: step t = %d, must be >= 1", t);
     if (n == 0) return GV_OK;
@@ -274,8 +303,8 @@ static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, c
     float bc2_sqrt = (float)sqrt(bc2);
     float decay = 1.0f - lr * weight_decay;
     adamw_kernel<<<gv_cdiv(n, 256), 256, 0, c->stream>>>(master, (bf16 *)weight, (const bf16 *)grad, m, v, n,
-                                                        step_size, bc2_sqrt, decay, beta2, 1.0f - beta1,
-                                                        1.0f - beta2, eps, grad_scale);
+                                                         step_size, bc2_sqrt, decay, beta2, 1.0f - beta1,
+                                                         1.0f - beta2, eps, grad_scale);
     GV_CUDA_LAUNCHED("adamw");
     return GV_OK;
 }
@@ -284,11 +313,14 @@ static gv_status cuda_sumsq(gv_backend *b, double *out, const void *x, size_t n)
     gv_cuda_ctx *c = gv_cuda(b);
     *out = 0.0;
     if (n == 0) return GV_OK;
-    unsigned nb = gv_cdiv(n, 256 * 16);
-    unsigned cap = (unsigned)c->num_sms * 4;
+    unsigned nb = gv_cdiv(n, 256 * 32);
+    unsigned cap = (unsigned)c->num_sms * 8;
     if (cap > GV_SUMSQ_MAX_BLOCKS) cap = GV_SUMSQ_MAX_BLOCKS;
     if (nb > cap) nb = cap;
-    sumsq_partial_kernel<<<nb, 256, 0, c->stream>>>(c->d_sumsq + 1, (const bf16 *)x, n);
+    if (gv_aligned16(x))
+        sumsq_partial_kernel<8><<<nb, 256, 0, c->stream>>>(c->d_sumsq + 1, (const bf16 *)x, n);
+    else
+        sumsq_partial_kernel<1><<<nb, 256, 0, c->stream>>>(c->d_sumsq + 1, (const bf16 *)x, n);
     GV_CUDA_LAUNCHED("sumsq");
     sumsq_final_kernel<<<1, 256, 0, c->stream>>>(c->d_sumsq, c->d_sumsq + 1, (int)nb);
     GV_CUDA_LAUNCHED("sumsq final");
@@ -330,6 +362,8 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .accumulate = */ cuda_accumulate,
     /* .crossentropy_forward = */ gv_cuda_crossentropy_forward,
     /* .crossentropy_backward = */ gv_cuda_crossentropy_backward,
+    /* .crossentropy_shard_stats = */ gv_cuda_crossentropy_shard_stats,
+    /* .crossentropy_shard_backward = */ gv_cuda_crossentropy_shard_backward,
     /* .adamw_update = */ cuda_adamw_update,
     /* .sumsq = */ cuda_sumsq,
     /* .scale = */ cuda_scale,
@@ -366,7 +400,8 @@ static gv_status cuda_ctx_init(gv_cuda_ctx *c, int device) {
     uint64_t threshold = UINT64_MAX;
     GV_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
     cublasStatus_t bs = cublasLtCreate(&c->lt);
-    if (bs != CUBLAS_STATUS_SUCCESS) return gv_fail(GV_ERR_BACKEND, "cuda backend: cublasLtCreate failed (%d)", (int)bs);
+    if (bs != CUBLAS_STATUS_SUCCESS)
+        return gv_fail(GV_ERR_BACKEND, "cuda backend: cublasLtCreate failed (%d)", (int)bs);
     c->lt_ws_bytes = GV_CUDA_LT_WORKSPACE;
     GV_CUDA_TRY(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
     GV_CUDA_TRY(cudaMalloc((void **)&c->d_sumsq, (GV_SUMSQ_MAX_BLOCKS + 1) * sizeof(double)));

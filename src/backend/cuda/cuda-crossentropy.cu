@@ -1,0 +1,209 @@
+/* Fused softmax cross-entropy over the first V of Vp logit columns, one block per row. Forward writes the
+ * per-row loss; backward recomputes the row's log-sum-exp from the bf16 logits and writes
+ * dlogits += (softmax - onehot) * dloss without any fp32 copy of the logits. Rows whose target is
+ * ignore_index get loss 0 and no gradient; columns >= V are never touched. The vocab-parallel variants
+ * (shard_stats, shard_backward) work on a shard of global columns [v0, v0 + V).
+ * dlogits may alias logits: the gradient then replaces the logits (each element is read before its thread
+ * writes it), the usual in-place trick that saves a [N, Vp] buffer. */
+#include "cuda-common.cuh"
+
+#define CE_THREADS 512
+
+/* ---- kernels ----------------------------------------------------------------------------------------- */
+
+/* Online (max, sum of exp) merge. */
+__device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
+    float M = fmaxf(m, m2);
+    if (M == -INFINITY) return; /* both empty */
+    s = s * expf(m - M) + s2 * expf(m2 - M);
+    m = M;
+}
+
+/* Log-sum-exp of x[0:V] over the block; every thread gets it. */
+template <int VEC> __device__ float row_lse(const bf16 *x, int V) {
+    __shared__ float shm[32], shs[32];
+    float m = -INFINITY, s = 0.0f;
+    for (int c = threadIdx.x * VEC; c < V; c += blockDim.x * VEC) {
+        float a[VEC];
+        if (c + VEC <= V) {
+            gv_load_bf<VEC>(a, x + c);
+        } else {
+#pragma unroll
+            for (int k = 0; k < VEC; k++) a[k] = c + k < V ? gv_bf(x[c + k]) : -INFINITY;
+        }
+        float cm = a[0];
+#pragma unroll
+        for (int k = 1; k < VEC; k++) cm = fmaxf(cm, a[k]);
+        float cs = 0.0f;
+#pragma unroll
+        for (int k = 0; k < VEC; k++) cs += expf(a[k] - cm);
+        lse_merge(m, s, cm, cs);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) {
+        shm[warp] = m;
+        shs[warp] = s;
+    }
+    __syncthreads();
+    m = lane < nw ? shm[lane] : -INFINITY;
+    s = lane < nw ? shs[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    return m + logf(s);
+}
+
+template <int VEC>
+__global__ void crossentropy_forward_kernel(float *losses, const bf16 *logits, const int32_t *targets, int V,
+                                            int Vp, int ignore_index) {
+    const size_t n = blockIdx.x;
+    const int tg = targets[n];
+    if (tg == ignore_index) {
+        if (threadIdx.x == 0) losses[n] = 0.0f;
+        return;
+    }
+    const bf16 *x = logits + n * Vp;
+    float lse = row_lse<VEC>(x, V);
+    if (threadIdx.x == 0) losses[n] = lse - (tg >= 0 && tg < V ? gv_bf(x[tg]) : 0.0f);
+}
+
+/* Per-row stats of a vocab shard (global columns [v0, v0 + V)): lse of the shard's row, target logit if the
+ * target is in the shard (else 0; 0 for ignored rows). */
+template <int VEC>
+__global__ void crossentropy_shard_stats_kernel(float *lse, float *tlogit, const bf16 *logits,
+                                                const int32_t *targets, int V, int Vp, int v0,
+                                                int ignore_index) {
+    const size_t n = blockIdx.x;
+    const int tg = targets[n], j = tg - v0;
+    const bf16 *x = logits + n * Vp;
+    float l = row_lse<VEC>(x, V);
+    if (threadIdx.x == 0) {
+        lse[n] = l;
+        tlogit[n] = tg != ignore_index && j >= 0 && j < V ? gv_bf(x[j]) : 0.0f;
+    }
+}
+
+/* dlogits += (softmax - onehot) * dloss. lse_in == NULL: the row's lse is computed here (plain op, v0 = 0);
+ * else lse_in[n] is the full row's lse and the shard starts at global column v0. */
+template <int VEC, bool INPLACE>
+__global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, const int32_t *targets,
+                                             const float *lse_in, float dloss, int V, int Vp, int v0,
+                                             int ignore_index) {
+    const size_t n = blockIdx.x;
+    const int tg0 = targets[n];
+    if (tg0 == ignore_index) return;
+    const int tg = tg0 - v0;
+    const bf16 *x = logits + n * Vp;
+    bf16 *dx = dlogits + n * Vp;
+    const float lse = lse_in ? lse_in[n] : row_lse<VEC>(x, V);
+    for (int c = threadIdx.x * VEC; c < V; c += blockDim.x * VEC) {
+        if (c + VEC <= V) {
+            float a[VEC], g[VEC];
+            gv_load_bf<VEC>(a, x + c);
+            if (!INPLACE) gv_load_bf<VEC>(g, dx + c);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) {
+                float d = (expf(a[k] - lse) - (c + k == tg ? 1.0f : 0.0f)) * dloss;
+                g[k] = INPLACE ? d : g[k] + d;
+            }
+            gv_store_bf<VEC>(dx + c, g);
+        } else {
+            for (int j = c; j < V; j++) {
+                float d = (expf(gv_bf(x[j]) - lse) - (j == tg ? 1.0f : 0.0f)) * dloss;
+                dx[j] = gv_tobf(INPLACE ? d : gv_bf(dx[j]) + d);
+            }
+        }
+    }
+}
+
+/* ---- launchers --------------------------------------------------------------------------------------- */
+
+static gv_status ce_check(const char *op, int N, int V, int Vp) {
+    if (N < 0 || V <= 0 || Vp < V)
+        return gv_fail(GV_ERR_INVALID, "%s: bad shape N=%d V=%d Vp=%d (need V > 0, Vp >= V)", op, N, V, Vp);
+    return GV_OK;
+}
+
+gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
+                                       const int32_t *targets, int N, int V, int Vp, int ignore_index) {
+    GV_TRY(ce_check("crossentropy_forward", N, V, Vp));
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (N == 0) return GV_OK;
+    if (Vp % 8 == 0 && gv_aligned16(logits))
+        crossentropy_forward_kernel<8>
+            <<<N, CE_THREADS, 0, s>>>(losses, (const bf16 *)logits, targets, V, Vp, ignore_index);
+    else
+        crossentropy_forward_kernel<1>
+            <<<N, CE_THREADS, 0, s>>>(losses, (const bf16 *)logits, targets, V, Vp, ignore_index);
+    GV_CUDA_LAUNCHED("crossentropy_forward");
+    return GV_OK;
+}
+
+static gv_status ce_backward(gv_backend *b, const char *op, void *dlogits, const void *logits,
+                             const int32_t *targets, const float *lse, float dloss, int N, int V, int Vp,
+                             int v0, int ignore_index) {
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (N == 0) return GV_OK;
+    bf16 *dx = (bf16 *)dlogits;
+    const bf16 *x = (const bf16 *)logits;
+    bool vec = Vp % 8 == 0 && gv_aligned16(logits) && gv_aligned16(dlogits);
+    bool inplace = dlogits == logits;
+    if (vec && inplace)
+        crossentropy_backward_kernel<8, true>
+            <<<N, CE_THREADS, 0, s>>>(dx, x, targets, lse, dloss, V, Vp, v0, ignore_index);
+    else if (vec)
+        crossentropy_backward_kernel<8, false>
+            <<<N, CE_THREADS, 0, s>>>(dx, x, targets, lse, dloss, V, Vp, v0, ignore_index);
+    else if (inplace)
+        crossentropy_backward_kernel<1, true>
+            <<<N, CE_THREADS, 0, s>>>(dx, x, targets, lse, dloss, V, Vp, v0, ignore_index);
+    else
+        crossentropy_backward_kernel<1, false>
+            <<<N, CE_THREADS, 0, s>>>(dx, x, targets, lse, dloss, V, Vp, v0, ignore_index);
+    GV_CUDA_LAUNCHED(op);
+    return GV_OK;
+}
+
+gv_status gv_cuda_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits,
+                                        const int32_t *targets, float dloss, int N, int V, int Vp,
+                                        int ignore_index) {
+    GV_TRY(ce_check("crossentropy_backward", N, V, Vp));
+    return ce_backward(b, "crossentropy_backward", dlogits, logits, targets, NULL, dloss, N, V, Vp, 0,
+                       ignore_index);
+}
+
+gv_status gv_cuda_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
+                                           const int32_t *targets, int N, int V, int Vp, int v0,
+                                           int ignore_index) {
+    if (N < 0 || V <= 0 || Vp < V || v0 < 0)
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_stats: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp,
+                       v0);
+    cudaStream_t s = gv_cuda(b)->stream;
+    if (N == 0) return GV_OK;
+    if (Vp % 8 == 0 && gv_aligned16(logits))
+        crossentropy_shard_stats_kernel<8>
+            <<<N, CE_THREADS, 0, s>>>(lse, tlogit, (const bf16 *)logits, targets, V, Vp, v0, ignore_index);
+    else
+        crossentropy_shard_stats_kernel<1>
+            <<<N, CE_THREADS, 0, s>>>(lse, tlogit, (const bf16 *)logits, targets, V, Vp, v0, ignore_index);
+    GV_CUDA_LAUNCHED("crossentropy_shard_stats");
+    return GV_OK;
+}
+
+gv_status gv_cuda_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
+                                              const int32_t *targets, const float *lse, float dloss, int N,
+                                              int V, int Vp, int v0, int ignore_index) {
+    if (N < 0 || V <= 0 || Vp < V || v0 < 0)
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: bad shape N=%d V=%d Vp=%d v0=%d", N, V,
+                       Vp, v0);
+    if (!lse) return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: lse is required");
+    return ce_backward(b, "crossentropy_shard_backward", dlogits, logits, targets, lse, dloss, N, V, Vp, v0,
+                       ignore_index);
+}

@@ -1,0 +1,254 @@
+/* Linear layer out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] through cuBLASLt: bf16 operands, fp32 compute,
+ * bias in the forward epilogue. Backward: dinp += dout @ w and dw += dout^T @ inp as GEMMs with beta = 1
+ * (accumulation for free); dbias += column sums of dout by a deterministic two-pass reduction.
+ *
+ * Row-major X[r,c] is column-major X^T, so out^T[OC,N] = w^T... in cuBLAS terms (column-major):
+ *   forward: D(OC x N) = op_T(w: C x OC) * inp(C x N)
+ *   dinp:    D(C x N)  = w(C x OC) * dout(OC x N)
+ *   dw:      D(C x OC) = inp(C x N) * op_T(dout: OC x N)
+ * Algorithms are chosen once per (shape, transposes, epilogue, beta, alignment) and cached. Where cuBLASLt
+ * has no algorithm (odd leading dimensions, say) a simple tiled fp32-accumulating kernel takes over. */
+#include "cuda-common.cuh"
+
+#include <string.h>
+
+#define FB_TILE 16
+
+/* ---- kernels ----------------------------------------------------------------------------------------- */
+
+/* Fallback GEMM, column-major: D[i + j*ldd] = sum_l opA(i,l) opB(l,j) + beta*D + bias[i]. */
+__global__ void gemm_fallback_kernel(bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
+                                     int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+    __shared__ float As[FB_TILE][FB_TILE + 1], Bs[FB_TILE][FB_TILE + 1];
+    const int i = blockIdx.x * FB_TILE + threadIdx.x; /* row of D */
+    const int j = blockIdx.y * FB_TILE + threadIdx.y; /* column of D */
+    float acc = 0.0f;
+    for (int l0 = 0; l0 < k; l0 += FB_TILE) {
+        /* As[x][y] = opA(blockrow + x, l0 + y); Bs[x][y] = opB(l0 + x, blockcol + y) */
+        int ai = blockIdx.x * FB_TILE + threadIdx.x, al = l0 + threadIdx.y;
+        float av = 0.0f;
+        if (ai < m && al < k) av = gv_bf(ta ? A[al + (size_t)ai * lda] : A[ai + (size_t)al * lda]);
+        As[threadIdx.x][threadIdx.y] = av;
+        int bl = l0 + threadIdx.x, bj = blockIdx.y * FB_TILE + threadIdx.y;
+        float bv = 0.0f;
+        if (bl < k && bj < n) bv = gv_bf(tb ? Bm[bj + (size_t)bl * ldb] : Bm[bl + (size_t)bj * ldb]);
+        Bs[threadIdx.x][threadIdx.y] = bv;
+        __syncthreads();
+#pragma unroll
+        for (int l = 0; l < FB_TILE; l++) acc += As[threadIdx.x][l] * Bs[l][threadIdx.y];
+        __syncthreads();
+    }
+    if (i < m && j < n) {
+        size_t o = i + (size_t)j * ldd;
+        if (beta != 0.0f) acc += beta * gv_bf(D[o]);
+        if (bias) acc += gv_bf(bias[i]);
+        D[o] = gv_tobf(acc);
+    }
+}
+
+/* out[n, :] = bias (or 0) when C == 0. */
+__global__ void fill_bias_kernel(bf16 *out, const bf16 *bias, int N, int OC) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)N * OC) out[i] = bias ? bias[i % OC] : gv_tobf(0.0f);
+}
+
+/* part[y, col] = sum of dout[r, col] over row block y; each thread owns VEC consecutive columns. */
+template <int VEC>
+__global__ void bias_partial_kernel(float *part, const bf16 *dout, int N, int OC, int rows_per_block) {
+    const int col = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+    if (col >= OC) return;
+    const int r0 = blockIdx.y * rows_per_block;
+    const int r1 = min(N, r0 + rows_per_block);
+    float acc[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; k++) acc[k] = 0.0f;
+    for (int r = r0; r < r1; r++) {
+        float d[VEC];
+        gv_load_bf<VEC>(d, dout + (size_t)r * OC + col);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) acc[k] += d[k];
+    }
+#pragma unroll
+    for (int k = 0; k < VEC; k++) part[(size_t)blockIdx.y * OC + col + k] = acc[k];
+}
+
+/* ---- cuBLASLt ---------------------------------------------------------------------------------------- */
+
+static int ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 2 && (a % al) != 0) al >>= 1;
+    return al;
+}
+
+#define LT_TRY(call)                                                                                         \
+    do {                                                                                                     \
+        cublasStatus_t s_ = (call);                                                                          \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                   \
+            st = gv_fail(GV_ERR_BACKEND, "cublasLt: %s failed (%d)", #call, (int)s_);                        \
+            goto done;                                                                                       \
+        }                                                                                                    \
+    } while (0)
+
+/* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
+static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
+                      int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+    gv_status st = GV_OK;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const float alpha = 1.0f;
+    int align = ptr_align(A);
+    if (ptr_align(Bm) < align) align = ptr_align(Bm);
+    if (ptr_align(D) < align) align = ptr_align(D);
+    if (bias && ptr_align(bias) < align) align = ptr_align(bias);
+    const int epi = bias ? 1 : 0, beta1 = beta != 0.0f;
+
+    /* cached algorithm? */
+    struct gv_cuda_algo *hit = NULL;
+    for (int i = 0; i < GV_CUDA_ALGO_CACHE; i++) {
+        struct gv_cuda_algo *e = &c->algo_cache[i];
+        if (e->valid && e->m == m && e->n == n && e->k == k && e->ta == ta && e->tb == tb && e->epi == epi &&
+            e->beta1 == beta1 && e->align == align) {
+            hit = e;
+            break;
+        }
+    }
+    if (hit && !hit->found) goto fallback;
+
+    {
+        cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+        LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+        LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+        if (bias) {
+            cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+            cudaDataType_t bt = CUDA_R_16BF;
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        }
+        LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
+        LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
+        LT_TRY(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, m, n, ldd));
+        if (!hit) {
+            uint32_t al = (uint32_t)align;
+            LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                        &c->lt_ws_bytes, sizeof c->lt_ws_bytes));
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al,
+                                                        sizeof al));
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al,
+                                                        sizeof al));
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al,
+                                                        sizeof al));
+            LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
+                                                        sizeof al));
+            cublasLtMatmulHeuristicResult_t res;
+            int nres = 0;
+            cublasStatus_t hs =
+                cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &res, &nres);
+            struct gv_cuda_algo *e = &c->algo_cache[c->algo_next];
+            c->algo_next = (c->algo_next + 1) % GV_CUDA_ALGO_CACHE;
+            memset(e, 0, sizeof *e);
+            e->valid = 1;
+            e->m = m, e->n = n, e->k = k, e->ta = ta, e->tb = tb, e->epi = epi, e->beta1 = beta1,
+            e->align = align;
+            e->found = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+            if (e->found) e->algo = res.algo;
+            hit = e;
+        }
+        if (hit->found) {
+            cublasStatus_t ms = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, D, ld, D, ld,
+                                               &hit->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+            if (ms == CUBLAS_STATUS_SUCCESS) goto done;
+            if (ms != CUBLAS_STATUS_NOT_SUPPORTED) {
+                st = gv_fail(GV_ERR_BACKEND, "cublasLt: matmul m=%d n=%d k=%d failed (%d)", m, n, k, (int)ms);
+                goto done;
+            }
+            hit->found = 0; /* remember: use the fallback for this shape */
+        }
+    }
+fallback : {
+    dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
+    gemm_fallback_kernel<<<grid, block, 0, c->stream>>>(D, A, Bm, bias, m, n, k, ta, tb, lda, ldb, ldd, beta);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback launch failed: %s", cudaGetErrorString(e));
+}
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return st;
+}
+
+/* ---- launchers --------------------------------------------------------------------------------------- */
+
+static gv_status mm_check(const char *op, int N, int C, int OC) {
+    if (N < 0 || C < 0 || OC < 0)
+        return gv_fail(GV_ERR_INVALID, "%s: negative size (N=%d C=%d OC=%d)", op, N, C, OC);
+    return GV_OK;
+}
+
+gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
+                                 int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_forward", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0 || OC == 0) return GV_OK;
+    if (C == 0) {
+        size_t n = (size_t)N * OC;
+        fill_bias_kernel<<<gv_cdiv(n, 256), 256, 0, c->stream>>>((bf16 *)out, (const bf16 *)bias, N, OC);
+        GV_CUDA_LAUNCHED("matmul_forward fill");
+        return GV_OK;
+    }
+    return gemm(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, (const bf16 *)bias, OC, N, C, 1, 0, C, C,
+                OC, 0.0f);
+}
+
+static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, int N, int OC) {
+    const int vec = OC % 8 == 0 && gv_aligned16(dout) ? 8 : 1;
+    const int threads = 128;
+    unsigned colblocks = gv_cdiv((size_t)OC, (size_t)threads * vec);
+    int rb = (int)((size_t)c->num_sms * 4 / colblocks);
+    if (rb < 1) rb = 1;
+    int rows_per_block = (N + rb - 1) / rb;
+    if (rows_per_block < 16) rows_per_block = 16;
+    int G = (N + rows_per_block - 1) / rows_per_block;
+    float *part;
+    GV_TRY(gv_cuda_tmp_alloc(c, (void **)&part, (size_t)G * OC * sizeof(float)));
+    dim3 grid(colblocks, G);
+    if (vec == 8)
+        bias_partial_kernel<8><<<grid, threads, 0, c->stream>>>(part, dout, N, OC, rows_per_block);
+    else
+        bias_partial_kernel<1><<<grid, threads, 0, c->stream>>>(part, dout, N, OC, rows_per_block);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) {
+        gv_column_reduce_add_kernel<16><<<gv_cdiv(OC, 32), dim3(32, 16), 0, c->stream>>>(dbias, part, G, OC);
+        e = cudaGetLastError();
+    }
+    gv_status st = GV_OK;
+    if (e != cudaSuccess)
+        st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward dbias launch failed: %s", cudaGetErrorString(e));
+    gv_status st2 = gv_cuda_tmp_free(c, part);
+    return st != GV_OK ? st : st2;
+}
+
+gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                  const void *inp, const void *w, int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_backward", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0 || OC == 0) return GV_OK;
+    if (C > 0) {
+        if (dinp)
+            GV_TRY(gemm(c, (bf16 *)dinp, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C,
+                        1.0f));
+        if (dw)
+            GV_TRY(gemm(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, NULL, C, OC, N, 0, 1, C, OC, C,
+                        1.0f));
+    }
+    if (dbias) GV_TRY(bias_backward(c, (bf16 *)dbias, (const bf16 *)dout, N, OC));
+    return GV_OK;
+}

@@ -1,0 +1,310 @@
+/* LayerNorm and RMSNorm over the last dimension (bf16 data, fp32 statistics). w may be NULL (scale 1, dw
+ * skipped) and so may bias / dbias; mean and rstd may be NULL in the forward. Backward ops accumulate.
+ *
+ * Forward: one warp per row. Backward: a block per group of rows; each thread owns the same NCH chunks of
+ * VEC channels for every row, so the row is read once into registers and the thread's dw / dbias partial
+ * sums stay in registers. Per-block partials go to a scratch buffer and a second kernel reduces them in a
+ * fixed order (deterministic) and adds them into dw / dbias. */
+#include "cuda-common.cuh"
+
+/* ---- kernels ----------------------------------------------------------------------------------------- */
+
+template <int VEC, bool RMS>
+__global__ void norm_forward_kernel(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
+                                    const bf16 *bias, int N, int C, float eps) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= N) return;
+    const bf16 *x = inp + (size_t)row * C;
+    float s = 0.0f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float a[VEC];
+        gv_load_bf<VEC>(a, x + c);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) s += RMS ? a[k] * a[k] : a[k];
+    }
+    s = gv_warp_sum(s);
+    float m = 0.0f, var;
+    if (RMS) {
+        var = s / C;
+    } else {
+        m = s / C;
+        float v = 0.0f;
+        for (int c = lane * VEC; c < C; c += 32 * VEC) {
+            float a[VEC];
+            gv_load_bf<VEC>(a, x + c);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) v += (a[k] - m) * (a[k] - m);
+        }
+        var = gv_warp_sum(v) / C;
+    }
+    const float rs = 1.0f / sqrtf(var + eps);
+    bf16 *o = out + (size_t)row * C;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        float a[VEC], wv[VEC], bv[VEC];
+        gv_load_bf<VEC>(a, x + c);
+        if (w) gv_load_bf<VEC>(wv, w + c);
+        if (bias) gv_load_bf<VEC>(bv, bias + c);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            float y = (a[k] - m) * rs;
+            if (w) y *= wv[k];
+            if (bias) y += bv[k];
+            a[k] = y;
+        }
+        gv_store_bf<VEC>(o + c, a);
+    }
+    if (lane == 0) {
+        if (!RMS && mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
+/* part_dw / part_db: [gridDim.x, C] fp32 partial sums (NULL when not needed). At most NORM_BWD_THREADS
+ * threads; a thread owns chunks threadIdx.x + j*blockDim.x (j < NCH) of VEC channels. When NCH*VEC <= 16 the
+ * row's normalised input and weighted gradient stay in registers between the reduction and the dinp pass;
+ * for wider rows they are recomputed from the (L1-resident) row instead. */
+#define NORM_BWD_THREADS 256
+template <int VEC, int NCH, bool RMS>
+__global__ void __launch_bounds__(NORM_BWD_THREADS)
+    norm_backward_kernel(bf16 *dinp, float *part_dw, float *part_db, const bf16 *dout, const bf16 *inp,
+                         const bf16 *w, const float *mean, const float *rstd, int N, int C) {
+    constexpr bool CACHE = NCH * VEC <= 16;
+    constexpr int NC = CACHE ? NCH : 1;
+    __shared__ float sh[64];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float gw[NCH][VEC], gb[NCH][VEC], xc[NC][VEC], dc[NC][VEC];
+#pragma unroll
+    for (int j = 0; j < NCH; j++)
+#pragma unroll
+        for (int k = 0; k < VEC; k++) gw[j][k] = gb[j][k] = 0.0f;
+    const float invC = 1.0f / C;
+    for (int row = blockIdx.x; row < N; row += gridDim.x) {
+        const float m = RMS ? 0.0f : mean[row], rs = rstd[row];
+        const bf16 *xr = inp + (size_t)row * C, *dr = dout + (size_t)row * C;
+        float s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            int c = (threadIdx.x + j * blockDim.x) * VEC;
+            if (c < C) {
+                float a[VEC], d[VEC], wv[VEC];
+                gv_load_bf<VEC>(a, xr + c);
+                gv_load_bf<VEC>(d, dr + c);
+                if (w) gv_load_bf<VEC>(wv, w + c);
+#pragma unroll
+                for (int k = 0; k < VEC; k++) {
+                    float xh = (a[k] - m) * rs, dn = w ? d[k] * wv[k] : d[k];
+                    s1 += dn;
+                    s2 += dn * xh;
+                    gw[j][k] += d[k] * xh;
+                    gb[j][k] += d[k];
+                    if constexpr (CACHE) {
+                        xc[j][k] = xh;
+                        dc[j][k] = dn;
+                    }
+                }
+            }
+        }
+        if (dinp) {
+            s1 = gv_warp_sum(s1);
+            s2 = gv_warp_sum(s2);
+            if (lane == 0) {
+                sh[warp] = s1;
+                sh[32 + warp] = s2;
+            }
+            __syncthreads();
+            s1 = s2 = 0.0f;
+            for (int i = 0; i < nw; i++) {
+                s1 += sh[i];
+                s2 += sh[32 + i];
+            }
+            __syncthreads();
+            const float md = RMS ? 0.0f : s1 * invC, mdn = s2 * invC;
+            bf16 *gr = dinp + (size_t)row * C;
+#pragma unroll
+            for (int j = 0; j < NCH; j++) {
+                int c = (threadIdx.x + j * blockDim.x) * VEC;
+                if (c < C) {
+                    float g[VEC], xh[VEC], dn[VEC];
+                    if constexpr (CACHE) {
+#pragma unroll
+                        for (int k = 0; k < VEC; k++) xh[k] = xc[j][k], dn[k] = dc[j][k];
+                    } else {
+                        float wv[VEC];
+                        gv_load_bf<VEC>(xh, xr + c);
+                        gv_load_bf<VEC>(dn, dr + c);
+                        if (w) gv_load_bf<VEC>(wv, w + c);
+#pragma unroll
+                        for (int k = 0; k < VEC; k++) {
+                            xh[k] = (xh[k] - m) * rs;
+                            if (w) dn[k] *= wv[k];
+                        }
+                    }
+                    gv_load_bf<VEC>(g, gr + c);
+#pragma unroll
+                    for (int k = 0; k < VEC; k++) g[k] += (dn[k] - md - xh[k] * mdn) * rs;
+                    gv_store_bf<VEC>(gr + c, g);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        int c = (threadIdx.x + j * blockDim.x) * VEC;
+        if (c < C) {
+#pragma unroll
+            for (int k = 0; k < VEC; k++) {
+                if (part_dw) part_dw[(size_t)blockIdx.x * C + c + k] = gw[j][k];
+                if (part_db) part_db[(size_t)blockIdx.x * C + c + k] = gb[j][k];
+            }
+        }
+    }
+}
+
+/* ---- launchers --------------------------------------------------------------------------------------- */
+
+static gv_status norm_check(const char *op, int N, int C) {
+    if (N < 0 || C <= 0)
+        return gv_fail(GV_ERR_INVALID, "%s: bad shape N=%d C=%d (need N >= 0, C > 0)", op, N, C);
+    return GV_OK;
+}
+
+template <bool RMS>
+static gv_status norm_forward(gv_backend *b, const char *op, void *out, float *mean, float *rstd,
+                              const void *inp, const void *w, const void *bias, int N, int C, float eps) {
+    GV_TRY(norm_check(op, N, C));
+    if (N == 0) return GV_OK;
+    cudaStream_t s = gv_cuda(b)->stream;
+    bool vec = C % 8 == 0 && gv_aligned16(out) && gv_aligned16(inp) && (!w || gv_aligned16(w)) &&
+               (!bias || gv_aligned16(bias));
+    const int warps = 4;
+    if (vec)
+        norm_forward_kernel<8, RMS><<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(
+            (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w, (const bf16 *)bias, N, C, eps);
+    else
+        norm_forward_kernel<1, RMS><<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(
+            (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w, (const bf16 *)bias, N, C, eps);
+    GV_CUDA_LAUNCHED(op);
+    return GV_OK;
+}
+
+template <int VEC, int NCH, bool RMS>
+static void launch_norm_backward(int G, int threads, cudaStream_t s, bf16 *dinp, float *pdw, float *pdb,
+                                 const bf16 *dout, const bf16 *inp, const bf16 *w, const float *mean,
+                                 const float *rstd, int N, int C) {
+    norm_backward_kernel<VEC, NCH, RMS><<<G, threads, 0, s>>>(dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C);
+}
+
+/* Threads per block and chunks per thread for `chunks` chunks of VEC channels: NCH a power of two with
+ * NCH * VEC <= 64 (C <= 16384). Returns the block size, 0 when C is too large. */
+template <int VEC> static int norm_bwd_shape(int chunks, int *nch_out) {
+    int nch = 1;
+    while (nch * NORM_BWD_THREADS < chunks) nch *= 2;
+    if (nch * VEC > 64) return 0;
+    *nch_out = nch;
+    int threads = (chunks + nch - 1) / nch;
+    return (threads + 31) / 32 * 32;
+}
+
+template <int VEC, bool RMS>
+static bool dispatch_norm_backward(int G, int chunks, cudaStream_t s, bf16 *dinp, float *pdw, float *pdb,
+                                   const bf16 *dout, const bf16 *inp, const bf16 *w, const float *mean,
+                                   const float *rstd, int N, int C) {
+    int nch = 0, threads = norm_bwd_shape<VEC>(chunks, &nch);
+    if (!threads) return false;
+#define GV_NB(NCH_)                                                                                          \
+    launch_norm_backward<VEC, NCH_, RMS>(G, threads, s, dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C);     \
+    return true
+    switch (nch) {
+    case 1:
+        GV_NB(1);
+    case 2:
+        GV_NB(2);
+    case 4:
+        GV_NB(4);
+    case 8:
+        GV_NB(8);
+    }
+    if constexpr (VEC == 1) {
+        switch (nch) {
+        case 16:
+            GV_NB(16);
+        case 32:
+            GV_NB(32);
+        case 64:
+            GV_NB(64);
+        }
+    }
+#undef GV_NB
+    return false;
+}
+
+template <bool RMS>
+static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *dw, void *dbias,
+                               const void *dout, const void *inp, const void *w, const float *mean,
+                               const float *rstd, int N, int C) {
+    GV_TRY(norm_check(op, N, C));
+    if ((!RMS && !mean) || !rstd)
+        return gv_fail(GV_ERR_INVALID, "%s: statistics from the forward are required", op);
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0) return GV_OK;
+    if (!w) dw = NULL;
+    if (!dinp && !dw && !dbias) return GV_OK;
+    bool vec = C % 8 == 0 && gv_aligned16(inp) && gv_aligned16(dout) && (!dinp || gv_aligned16(dinp)) &&
+               (!w || gv_aligned16(w));
+    const int VECN = vec ? 8 : 1;
+    const int chunks = (C + VECN - 1) / VECN;
+    int nch_est = 1,
+        threads_est = vec ? norm_bwd_shape<8>(chunks, &nch_est) : norm_bwd_shape<1>(chunks, &nch_est);
+    if (threads_est == 0) return gv_fail(GV_ERR_UNSUPPORTED, "%s: C=%d too large (at most 16384)", op, C);
+    /* ~1024 resident threads per SM; the partial sums are then reduced over G rows by 32 lanes per column */
+    int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
+    if (G > N) G = N;
+    float *part = NULL;
+    size_t pn = (size_t)G * C;
+    if (dw || dbias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&part, pn * sizeof(float) * 2));
+    float *pdw = dw ? part : NULL, *pdb = dbias ? part + pn : NULL;
+    bool ok;
+    if (vec)
+        ok = dispatch_norm_backward<8, RMS>(G, chunks, c->stream, (bf16 *)dinp, pdw, pdb, (const bf16 *)dout,
+                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C);
+    else
+        ok = dispatch_norm_backward<1, RMS>(G, chunks, c->stream, (bf16 *)dinp, pdw, pdb, (const bf16 *)dout,
+                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C);
+    gv_status st = GV_OK;
+    if (!ok) st = gv_fail(GV_ERR_UNSUPPORTED, "%s: C=%d too large (at most 16384)", op, C);
+    cudaError_t e = cudaGetLastError();
+    if (st == GV_OK && e != cudaSuccess)
+        st = gv_fail(GV_ERR_BACKEND, "cuda: %s kernel launch failed: %s", op, cudaGetErrorString(e));
+    dim3 rb(32, 32);
+    if (st == GV_OK && pdw)
+        gv_column_reduce_add_kernel<32><<<gv_cdiv(C, 32), rb, 0, c->stream>>>((bf16 *)dw, pdw, G, C);
+    if (st == GV_OK && pdb)
+        gv_column_reduce_add_kernel<32><<<gv_cdiv(C, 32), rb, 0, c->stream>>>((bf16 *)dbias, pdb, G, C);
+    e = cudaGetLastError();
+    if (st == GV_OK && e != cudaSuccess)
+        st = gv_fail(GV_ERR_BACKEND, "cuda: %s reduce launch failed: %s", op, cudaGetErrorString(e));
+    if (part) {
+        gv_status st2 = gv_cuda_tmp_free(c, part);
+        if (st == GV_OK) st = st2;
+    }
+    return st;
+}
+
+gv_status gv_cuda_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
+                                    const void *w, const void *bias, int N, int C, float eps) {
+    return norm_forward<false>(b, "layernorm_forward", out, mean, rstd, inp, w, bias, N, C, eps);
+}
+gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                     const void *inp, const void *w, const float *mean, const float *rstd,
+                                     int N, int C) {
+    return norm_backward<false>(b, "layernorm_backward", dinp, dw, dbias, dout, inp, w, mean, rstd, N, C);
+}
+gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w,
+                                  int N, int C, float eps) {
+    return norm_forward<true>(b, "rmsnorm_forward", out, NULL, rstd, inp, w, NULL, N, C, eps);
+}
+gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
+                                   const void *w, const float *rstd, int N, int C) {
+    return norm_backward<true>(b, "rmsnorm_backward", dinp, dw, NULL, dout, inp, w, NULL, rstd, N, C);
+}
