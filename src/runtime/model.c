@@ -8,6 +8,7 @@
  * export/import converts, so checkpoints load in the Hugging Face ecosystem. */
 #include "gv/model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -240,10 +241,10 @@ static void gv_build_params(gv_model *m) {
             int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
             gv_add_hf(m, x->ln1_w, 0, C, 0, "%sinput_layernorm.weight", pre);
             if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sinput_layernorm.bias", pre);
-            for (int i = 0; i < 3; i++) {
-                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
-                if (bias) gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
-            }
+            /* The pieces of one parameter stay adjacent (import assembles a parameter from a run of pieces). */
+            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
+            for (int i = 0; bias && i < 3; i++)
+                gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
             gv_add_hf(m, x->proj_w, 0, C, 0, "%sself_attn.o_proj.weight", pre);
             if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sself_attn.o_proj.bias", pre);
             gv_add_hf(m, x->ln2_w, 0, C, 0, "%spost_attention_layernorm.weight", pre);
@@ -301,6 +302,8 @@ static void gv_build_params(gv_model *m) {
             if (m->lm_head != m->wte) gv_shard_param(m, m->lm_head, 1, &v0, &vn, 0, C);
         }
     }
+    for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
+        for (int k = 0; k < i - 1; k++) assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
     for (int i = 0; i < m->nparams; i++) {
         gv_param *p = &m->params[i];
         p->off = m->param_elems;
