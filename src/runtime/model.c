@@ -121,7 +121,8 @@ struct gv_model {
     int32_t *h_ids;     /* host [N] vocab-shard-relative token ids */
     float *h_vp;        /* host [3N] vocab-parallel loss scratch */
     float *h_losses;
-    int n_valid;
+    int n_valid;    /* targets counted in the last forward on this rank */
+    float loss_div; /* what the summed row losses are divided by (n_valid; sp-group count / sp) */
     int have_forward;
 };
 
@@ -1012,6 +1013,7 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C, m->Vpl));
     m->have_forward = 1;
     m->n_valid = 0;
+    m->loss_div = 0;
     if (!targets) {
         if (loss) *loss = 0.0f;
         return gv_backend_sync(be);
@@ -1027,13 +1029,23 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
             sum += m->h_losses[i];
             m->n_valid++;
         }
-    if (loss) *loss = m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+    /* Ulysses: the sp ranks hold parts of the same sequences, so the mean is over their counted positions
+     * together; each rank reports sum * sp / total so that the ranks' mean is the group's mean. */
+    m->loss_div = (float)m->n_valid;
+    if (m->sp_size > 1) {
+        int total = m->n_valid;
+        GV_TRY(gv_comm_allreduce(m->sp, &total, &total, 1, GV_COMM_I32, GV_COMM_SUM));
+        m->loss_div = (float)total / (float)m->sp_size;
+    }
+    if (loss) *loss = m->loss_div > 0 ? (float)(sum / m->loss_div) : 0.0f;
     return GV_OK;
 }
 
 gv_status gv_model_backward(gv_model *m, float dloss) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
-    if (m->n_valid == 0) return GV_OK; /* nothing was counted in the loss */
+    /* Nothing counted in the loss: no gradient (under Ulysses only when the whole sp group counted nothing,
+     * since this rank's keys and values still feed the other ranks' positions, and backward communicates). */
+    if (m->loss_div == 0) return GV_OK;
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D;
     size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C * e;
@@ -1046,10 +1058,10 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vpl * e));
     if (m->vp)
         GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), m->d_lse,
-                                              dloss / (float)m->n_valid, N, m->Vl, m->Vpl, m->v0, -1));
+                                              dloss / m->loss_div, N, m->Vl, m->Vpl, m->v0, -1));
     else
         GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
-                                        dloss / (float)m->n_valid, N, m->V, m->Vp, -1));
+                                        dloss / m->loss_div, N, m->V, m->Vp, -1));
     GV_TRY(gv_backend_memset0(be, dln, NC));
     GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full), W(m, m->lm_head), N,
                               C, m->Vpl));
