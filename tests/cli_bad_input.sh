@@ -82,7 +82,10 @@ expect_fail zero-alone "zero1 needs a data-parallel group larger than 1" -- "${s
 expect_fail ulysses-seq "ulysses degree 2 does not divide the sequence length 15" -- "${small[@]}" -n 2 --tp 2 --sp ulysses --seq 15
 expect_fail zero3 "zero3 is not supported by the runtime yet" -- "${small[@]}" -n 2 --dp-type zero3
 expect_fail sp-mode "--sp 'ring': expected none, megatron or ulysses" -- "${small[@]}" --sp ring
-expect_fail vocab-tp "--vocab-tp 4: must be 1 or equal to --tp" -- "${small[@]}" -n 2 --tp 2 --vocab-tp 4
+expect_fail vocab-tp "--vocab-tp 4: must be 1 or equal to --tp 2" -- "${small[@]}" -n 2 --tp 2 --vocab-tp 4
+expect_fail vocab-rows "vocab: tp 4 leaves rank 3 \(rows 480..639\) without real tokens" -- "${small[@]}" \
+    --model "$2/tests/models/gpt2-padded.json" -n 4 --tp 4 --vocab-tp 4 --global-batch 4
+expect_fail out-dir "--out $tmp/missing/run: cannot create the output directory" -- "${small[@]}" --out "$tmp/missing/run"
 
 # Plans.
 expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \

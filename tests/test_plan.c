@@ -131,6 +131,10 @@ static void test_galvatron_config(void) {
          "field 'layers[1].sp': unknown value 'ring'"},
         {"{\"layers\": [{\"tp\": 1}, {\"tq\": 1}], \"world\": 8, \"global_batch\": 8}", "layers[1]: unknown field 'tq'"},
         {"{\"tp\": 1}", "neither a galvatron_config"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1,\", \"dp_types_enc\": \"0,0\"}", "is not a comma-separated integer list"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"tp_consecutive_flags\": \"1,0\", \"dp_types_enc\": \"0,0\", \"global_bsz\": 8}",
+         "'tp_consecutive_flags': entry 1 is 0"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\"}", "missing field 'global_bsz'"},
         {"{\"pp_deg\": 1, ", "malformed JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -144,7 +144,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     gv_train_config c;
     gv_train_config_defaults(&c);
     const char *model = "gpt2-tiny";
-    int layers = 0, nranks = 0;
+    int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0;
     gv_progress prog = {isatty(2), 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -176,7 +176,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--micro-batches")) c.micro_batches = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--lr")) c.lr = gv_parse_float(a, v);
         else if (!strcmp(a, "--min-lr-frac")) c.min_lr_frac = gv_parse_float(a, v);
-        else if (!strcmp(a, "--warmup")) c.warmup = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--warmup")) c.warmup = gv_parse_int(a, v, 0), warmup_set = 1;
         else if (!strcmp(a, "--weight-decay")) c.weight_decay = gv_parse_float(a, v);
         else if (!strcmp(a, "--grad-clip")) c.grad_clip = gv_parse_float(a, v);
         else if (!strcmp(a, "--seed")) c.seed = (uint64_t)gv_parse_int(a, v, 0);
@@ -191,14 +191,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
                 return 2;
             }
         }
-        else if (!strcmp(a, "--vocab-tp")) {
-            int vt = gv_parse_int(a, v, 1);
-            c.vocab_tp = vt > 1;
-            if (vt > 1 && vt != c.tp) {
-                fprintf(stderr, "galvatron: --vocab-tp %d: must be 1 or equal to --tp (given before it)\n", vt);
-                return 2;
-            }
-        }
+        else if (!strcmp(a, "--vocab-tp")) vocab_tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--dp-type")) {
             static const char *const types[] = {"ddp", "zero1", "zero2", "zero3"};
             c.zero = -1;
@@ -221,8 +214,14 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             return 2;
         }
     }
+    if (vocab_tp > 1 && vocab_tp != (c.tp > 0 ? c.tp : 1)) {
+        fprintf(stderr, "galvatron: --vocab-tp %d: must be 1 or equal to --tp %d\n", vocab_tp, c.tp > 0 ? c.tp : 1);
+        return 2;
+    }
+    c.vocab_tp = vocab_tp > 1;
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
+    if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10; /* the default must fit short runs */
     if (nranks > 1 && !gv_launch_is_rank()) {
         /* Reject an impossible run here, once, instead of on every rank after the launch. */
         c.world = nranks;
@@ -244,10 +243,10 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         c.comm = gv_world;
         if (gv_comm_rank(gv_world) != 0) prog.quiet = 1;
     }
-    if (c.warmup >= c.steps) c.warmup = c.steps / 10;
     c.on_step = gv_on_step;
     c.ctx = &prog;
     int leader = !gv_world || gv_comm_rank(gv_world) == 0;
+    if (gv_train_config_validate(&c) != GV_OK) gv_die_status(); /* before the banner: one line on error */
     if (!prog.quiet)
         fprintf(stderr,
                 "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, %d rank(s)"

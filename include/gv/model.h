@@ -79,8 +79,9 @@ typedef struct {
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);
-/* Sums the gradients over the data-parallel group (bucketed all-reduce). Call once per optimizer step, after
- * the backward of the last micro-batch; the loss scale given to backward must include 1/dp. */
+/* Sums the gradients over the data-parallel group (bucketed all-reduce; reduce-scatter under ZeRO-2) and,
+ * under Megatron-SP, the norms' partial gradients over the tp group. Call once per optimizer step after the
+ * backward of the last micro-batch, also at dp = 1; the loss scale given to backward must include 1/dp. */
 gv_status gv_model_reduce_grads(gv_model *m);
 /* 1 on the rank that writes files for this replica (data-parallel rank 0). */
 int gv_model_is_writer(const gv_model *m);
@@ -91,8 +92,8 @@ const gv_model_spec *gv_model_get_spec(const gv_model *m);
  * weights 1. Value of element i of parameter P = f(seed, P's name, i), independent of any plan. */
 gv_status gv_model_init_weights(gv_model *m, uint64_t seed);
 
-/* Forward on one micro-batch. tokens/targets: host I32 [B*T]; targets may be NULL (no loss). mask: host
- * I32 [B*T] key-padding mask or NULL. Returns the mean loss over targets != -1 in *loss. */
+/* Forward on one micro-batch. tokens/targets: host I32 [B*T]; targets may be NULL (no loss). Returns the
+ * mean loss over targets != -1 in *loss (under Ulysses: this rank's share of its sp group's mean). */
 gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss);
 /* Backward of the last forward, accumulating into the gradients; dloss scales the mean loss gradient
  * (1/micro-batches for accumulation). */

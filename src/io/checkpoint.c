@@ -76,6 +76,10 @@ static char *gv_spec_json(const gv_model_spec *s) {
     cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
     cJSON_AddBoolToObject(o, "tied", s->tied);
     cJSON_AddBoolToObject(o, "bias", s->bias);
+    /* Not model-file fields (fixed by arch today), but a checkpoint must record what it was trained as. */
+    cJSON_AddStringToObject(o, "norm", s->norm == GV_NORM_LAYERNORM ? "layernorm" : "rmsnorm");
+    cJSON_AddStringToObject(o, "act", s->act == GV_ACT_GELU ? "gelu" : "swiglu");
+    cJSON_AddStringToObject(o, "pos", s->pos == GV_POS_LEARNED ? "learned" : "rope");
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return txt;
@@ -160,9 +164,12 @@ static gv_status gv_check_spec(gv_model *m, gv_st_file *f) {
     cJSON *a = cJSON_Parse(saved), *b = cJSON_Parse(mine);
     gv_status st = GV_OK;
     if (!a) st = gv_fail(GV_ERR_FORMAT, "%s: metadata field 'model' is not valid JSON", gv_st_path(f));
-    static const char *keys[] = {"arch", "n_layer", "n_embd", "n_head", "n_kv_head", "ffn", "vocab", "tied"};
+    static const char *keys[] = {"arch",  "n_layer",  "n_embd",     "n_head", "n_kv_head", "ffn",  "max_seq", "vocab",
+                                 "padded_vocab", "norm_eps", "rope_theta", "tied", "bias", "norm", "act", "pos"};
     for (size_t i = 0; st == GV_OK && i < sizeof keys / sizeof keys[0]; i++) {
         cJSON *x = cJSON_GetObjectItemCaseSensitive(a, keys[i]), *y = cJSON_GetObjectItemCaseSensitive(b, keys[i]);
+        /* norm/act/pos were added to the format later: absent means "as the arch implies". */
+        if (!x && (!strcmp(keys[i], "norm") || !strcmp(keys[i], "act") || !strcmp(keys[i], "pos"))) continue;
         if (!x || !cJSON_Compare(x, y, 1)) {
             char *xs = x ? cJSON_PrintUnformatted(x) : NULL, *ys = cJSON_PrintUnformatted(y);
             st = gv_fail(GV_ERR_FORMAT, "%s: checkpoint is of another model: '%s' is %s, this model has %s",

@@ -360,6 +360,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (gv_backend_device(b) != GV_DEV_CPU)
             return gv_fail(GV_ERR_UNSUPPORTED, "data parallelism on %s needs a device communicator (not built yet)",
                            gv_backend_name(b));
+        if (d->zero > 0 && gv_backend_dtype(b) != GV_F32)
+            return gv_fail(GV_ERR_UNSUPPORTED, "ZeRO with a separate fp32 master copy is not built yet");
         if (d->zero < 0 || d->zero > 2)
             return gv_fail(GV_ERR_UNSUPPORTED, "%s is not supported by the runtime yet (ddp, zero1 and zero2 are)",
                            d->zero == 3 ? "zero3" : "this ZeRO stage");
@@ -648,7 +650,11 @@ static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void *
     *owned = NULL;
     switch (which) {
     case GV_BUF_WEIGHTS: *dt = GV_F32, *base = m->master; return GV_OK;
-    case GV_BUF_GRADS: *dt = m->dt, *base = m->grads; return GV_OK;
+    case GV_BUF_GRADS:
+        /* After a ZeRO-2 reduction only this rank's shard holds summed gradients. */
+        if (m->zero >= 2) return gv_fail(GV_ERR_UNSUPPORTED, "export: gradients are sharded under ZeRO-2");
+        *dt = m->dt, *base = m->grads;
+        return GV_OK;
     case GV_BUF_ADAM_M:
     case GV_BUF_ADAM_V: {
         const float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
@@ -658,7 +664,12 @@ static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void *
         *owned = malloc(m->param_elems * sizeof(float));
         if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
         *base = *owned;
-        return gv_comm_allgather(m->dp, mv, *owned, m->shard, GV_COMM_F32);
+        gv_status st = gv_comm_allgather(m->dp, mv, *owned, m->shard, GV_COMM_F32);
+        if (st != GV_OK) {
+            free(*owned);
+            *owned = NULL;
+        }
+        return st;
     }
     }
     return gv_fail(GV_ERR_INVALID, "unknown parameter buffer %d", which);

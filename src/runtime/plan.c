@@ -82,6 +82,11 @@ static gv_status gv_check_strategy(const gv_plan *p, const gv_layer_strategy *l,
         } else if (l->sp != GV_SP_ULYSSES && s->padded_vocab % t) {
             return gv_fail(GV_ERR_INVALID, "%s: vocab: tp %d does not divide the padded vocab %d", w, t,
                            s->padded_vocab);
+        } else if (l->sp != GV_SP_ULYSSES && s->vocab <= s->padded_vocab - s->padded_vocab / t) {
+            return gv_fail(GV_ERR_INVALID,
+                           "%s: vocab: tp %d leaves rank %d (rows %d..%d) without real tokens (vocab %d of %d padded)",
+                           w, t, t - 1, s->padded_vocab - s->padded_vocab / t, s->padded_vocab - 1, s->vocab,
+                           s->padded_vocab);
         }
         if (l->sp != GV_SP_NONE && seq % t)
             return gv_fail(GV_ERR_INVALID, "%s: %s: %s degree %d does not divide the sequence length %d", w, what,
@@ -157,7 +162,7 @@ static gv_status gv_int_list(const cJSON *root, const char *key, int *out, int n
             k++;
             s = end;
             while (*s == ' ') s++;
-            if (*s == ',') s++;
+            if (*s == ',' && s[1] != '\0') s++;
             else if (*s)
                 return gv_fail(GV_ERR_FORMAT, "%s: field '%s': '%s' is not a comma-separated integer list", path, key,
                                it->valuestring);
@@ -232,6 +237,13 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     }
     int *tps = tmp, *dpt = tmp + n_layer, *usp = tmp + 2 * n_layer, *ck = tmp + 3 * n_layer;
     gv_status st = gv_int_list(root, "tp_sizes_enc", tps, n_layer, 1, path, &present);
+    if (st == GV_OK) st = gv_int_list(root, "tp_consecutive_flags", ck, n_layer, 0, path, &present);
+    for (int i = 0; st == GV_OK && present && i < n_layer; i++)
+        if (ck[i] != 1)
+            st = gv_fail(GV_ERR_UNSUPPORTED,
+                         "%s: field 'tp_consecutive_flags': entry %d is %d (tensor-parallel groups are consecutive ranks)",
+                         path, i, ck[i]);
+    memset(ck, 0, (size_t)n_layer * sizeof *ck);
     if (st == GV_OK) st = gv_int_list(root, "dp_types_enc", dpt, n_layer, 1, path, &present);
     if (st == GV_OK) st = gv_int_list(root, "use_sp", usp, n_layer, 0, path, &present);
     if (st == GV_OK) st = gv_int_list(root, "checkpoint", ck, n_layer, 0, path, &present);
@@ -253,7 +265,7 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
         l->ckpt = ck[i];
     }
     free(tmp);
-    if (st == GV_OK) st = gv_get_int(root, "global_bsz", &p->global_batch, 0, 1, path);
+    if (st == GV_OK) st = gv_get_int(root, "global_bsz", &p->global_batch, 1, 1, path);
     if (st == GV_OK) st = gv_get_int(root, "chunks", &p->micro_batches, 0, 1, path);
     if (st == GV_OK) st = gv_get_int(root, "vtp", &vtp, 0, 1, path);
     if (st == GV_OK) st = gv_get_int(root, "vsp", &vsp, 0, 0, path);

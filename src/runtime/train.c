@@ -1,5 +1,6 @@
 #include "gv/train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,13 +138,17 @@ static gv_status gv_train_eval(const gv_train_config *c, gv_trainer *t, float *o
     return GV_OK;
 }
 
+/* The output directory must exist (or be creatable) before any step runs, so a bad --out costs nothing. */
+static gv_status gv_make_out_dir(const char *dir) {
+    if (mkdir(dir, 0755) == 0) return GV_OK;
+    int err = errno;
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return GV_OK;
+    return gv_fail(GV_ERR_IO, "--out %s: cannot create the output directory: %s", dir, strerror(err));
+}
+
 static gv_status gv_save(const gv_train_config *c, gv_trainer *t, int step) {
     char dir[4096];
-    if (t->leader && mkdir(c->out_dir, 0755) != 0) {
-        struct stat sb;
-        if (stat(c->out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            return gv_fail(GV_ERR_IO, "%s: cannot create output directory", c->out_dir);
-    }
     snprintf(dir, sizeof dir, "%s/step-%06d", c->out_dir, step);
     gv_ckpt_meta meta = {.step = step, .seed = c->seed, .data_cursor = step};
     GV_TRY(gv_checkpoint_save(t->model, dir, &meta));
@@ -262,6 +267,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
                                 &dist);
     int start = 0;
     free(ckpt);
+    if (st == GV_OK && c->out_dir && t.leader) st = gv_make_out_dir(c->out_dir);
     if (st == GV_OK && c->resume) {
         gv_ckpt_meta meta;
         st = gv_checkpoint_load(t.model, c->resume, &meta);
