@@ -80,7 +80,6 @@ expect_fail tp-world "plan: layer 0: tp 2 does not divide the 3 ranks of a stage
 expect_fail dp-batch "dp 4 does not divide the micro-batch of 2 sequences" -- "${small[@]}" -n 4
 expect_fail zero-alone "zero1 needs a data-parallel group larger than 1" -- "${small[@]}" -n 2 --tp 2 --dp-type zero1
 expect_fail ulysses-seq "ulysses degree 2 does not divide the sequence length 15" -- "${small[@]}" -n 2 --tp 2 --sp ulysses --seq 15
-expect_fail zero3 "zero3 is not supported by the runtime yet" -- "${small[@]}" -n 2 --dp-type zero3
 expect_fail sp-mode "--sp 'ring': expected none, megatron or ulysses" -- "${small[@]}" --sp ring
 expect_fail vocab-tp "--vocab-tp 4: must be 1 or equal to --tp 2" -- "${small[@]}" -n 2 --tp 2 --vocab-tp 4
 expect_fail vocab-rows "vocab: tp 4 leaves rank 3 \(rows 480..639\) without real tokens" -- "${small[@]}" \

@@ -91,6 +91,11 @@ int main(int argc, char **argv) {
                  {"zero1-dp2", 2, 1, 0, 1, 0, 0, 0},
                  {"zero1-dp4", 4, 1, 0, 1, 0, 0, 0},
                  {"zero2-dp2", 2, 2, 0, 1, 0, 0, 0},
+                 {"zero3-dp2", 2, 3, 0, 1, 0, 0, 0},
+                 {"zero3-dp4-ckpt", 4, 3, 1, 1, 0, 0, 0},
+                 {"tp2-zero3-vocab", 4, 3, 0, 2, 1, 0, 0},
+                 {"tp2-msp-zero3-ckpt", 4, 3, 1, 2, 1, 0, 1},
+                 {"ulysses2-zero3", 4, 3, 0, 2, 0, 1, 0},
                  {"zero2-dp4-ckpt", 4, 2, 1, 1, 0, 0, 0},
                  {"tp2-zero2-vocab", 4, 2, 0, 2, 1, 0, 0},
                  {"dp2-ckpt", 2, 0, 1, 1, 0, 0, 0},
@@ -284,6 +289,38 @@ int main(int argc, char **argv) {
     CHECK_OK(gv_train_run(&c, &r2));
     CHECK(r2.memory.optimizer * 4 == r1.memory.optimizer && r2.memory.gradients == r1.memory.gradients);
     free(r2.losses);
+
+    /* Bytes per rank against the ZeRO formulas, for gpt2-tiny on dp = 4 (fp32 on cpu: the weights are the
+     * master copy). Parameter sizes are rounded to 64 elements; ZeRO units (embeddings, each layer, final
+     * norm) to dp*64. With Pf the flat size and Pu the sum of units:
+     *   parameters = gradients = Pf (DDP, ZeRO-1, ZeRO-2), Pu/dp + one embedding + one layer + one final unit
+     *   (ZeRO-3 working slots); optimizer (m, v) = 2 Pf (DDP), 2 Pf/dp (ZeRO-1/2), 2 Pu/dp (ZeRO-3). */
+    {
+        size_t Cc = 64, Vp = 512, Tm = 128, F = 256, L = 2, dp = 4, u = dp * 64;
+#define R64(x) (((x) + 63) / 64 * 64)
+#define RU(x) (((x) + u - 1) / u * u)
+        size_t emb = R64(Vp * Cc) + R64(Tm * Cc);
+        size_t layer = 4 * R64(Cc) + R64(3 * Cc * Cc) + R64(3 * Cc) + R64(Cc * Cc) + R64(Cc) + R64(F * Cc) + R64(F) +
+                       R64(Cc * F) + R64(Cc);
+        size_t fin = 2 * R64(Cc);
+        size_t Pf = RU(emb + L * layer + fin), Pu = RU(emb) + L * RU(layer) + RU(fin);
+        size_t want_p[4] = {Pf, Pf, Pf, Pu / dp + RU(emb) + RU(layer) + RU(fin)};
+        size_t want_o[4] = {2 * Pf, 2 * Pf / dp, 2 * Pf / dp, 2 * Pu / dp};
+        for (int z = 0; z < 4; z++) {
+            config(&c, "gpt2-tiny", NULL);
+            c.steps = 1;
+            c.comm = world;
+            c.zero = z;
+            CHECK_OK(gv_train_run(&c, &r1));
+            if (rank == 0)
+                printf("%s: parameters %zu B (formula %zu), gradients %zu B, optimizer %zu B (formula %zu)\n",
+                       (const char *[]){"ddp", "zero1", "zero2", "zero3"}[z], r1.memory.parameters, want_p[z] * 4,
+                       r1.memory.gradients, r1.memory.optimizer, want_o[z] * 4);
+            CHECK(r1.memory.parameters == want_p[z] * 4 && r1.memory.gradients == want_p[z] * 4);
+            CHECK(r1.memory.optimizer == want_o[z] * 4);
+            free(r1.losses);
+        }
+    }
 
     /* Megatron-SP: per layer, the six [B*T, C] residual-region tensors (two norm outputs, two projections,
      * two residual sums) and four [B*T] norm statistics shrink to this rank's T/tp positions. Measured per

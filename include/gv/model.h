@@ -64,7 +64,9 @@ struct gv_comm;
 /* Data parallelism of a model replica: the data-parallel group and the ZeRO stage over it (0 = DDP:
  * gradients all-reduced, optimizer replicated; 1 = ZeRO-1: optimizer state and fp32 master weights sharded
  * over the group, each rank updates its shard and the weights are all-gathered; 2 = ZeRO-2: also the
- * gradients are reduce-scattered, each rank reducing only its shard). */
+ * gradients are reduce-scattered, each rank reducing only its shard; 3 = ZeRO-3: parameters kept as each
+ * rank's piece of every unit (embeddings, each layer, final norm/head), gathered per unit just before use,
+ * gradients reduce-scattered per unit during backward). */
 typedef struct {
     struct gv_comm *dp;
     int zero;

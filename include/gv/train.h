@@ -37,7 +37,7 @@ typedef struct {
     const char *resume;   /* checkpoint directory or NULL */
     /* Distributed run over the ranks of `comm` (NULL = this process alone): tensor-parallel groups of `tp`
      * consecutive ranks (Megatron; vocab_tp: the vocab layers too), data parallelism over the rest with ZeRO
-     * stage `zero` (0 = DDP, 1 = ZeRO-1, 2 = ZeRO-2). Every rank calls gv_train_run; rank 0 writes metrics,
+     * stage `zero` (0 = DDP, 1..3 = ZeRO-1/2/3). Every rank calls gv_train_run; rank 0 writes metrics,
      * checkpoints and calls on_step. */
     struct gv_comm *comm;
     int world; /* rank count to validate against before the ranks exist (when comm is NULL); 0 = 1 */

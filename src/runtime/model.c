@@ -89,6 +89,15 @@ struct gv_model {
     gv_comm *dp;
     int dp_size, dp_rank, zero;
     size_t shard, s0;
+    /* ZeRO-3: parameters live as this rank's pieces of each unit (the vocab layers, each transformer layer,
+     * the final norm/head), a "shard space" of S elements; a unit is all-gathered into a working slot just
+     * before use. wp[i]/gp[i] point at parameter i's weights/gradients wherever they are (the flat buffers,
+     * or a slot under ZeRO-3). */
+    int nunits;
+    size_t *u_start, *u_size, *u_shoff; /* [nunits] global start, padded size, offset of this rank's piece */
+    int *p_unit;                        /* [nparams] */
+    void *slot_w[3], *slot_g[3];        /* 0: vocab unit, 1: layers, 2: final unit */
+    void **wp, **gp;
     /* tensor parallelism (Megatron): heads, FFN columns and (with vp) vocab rows split over the tp group */
     gv_comm *tp;
     int tp_size, tp_rank, vp;
@@ -305,10 +314,33 @@ static void gv_build_params(gv_model *m) {
     }
     for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
         for (int k = 0; k < i - 1; k++) assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
+    /* Units (what ZeRO-3 gathers at once): 0 = token/position embeddings, 1..L = the layers (their params
+     * were created consecutively), L+1 = final norm and untied head. */
+    m->nunits = L + 2;
+    m->u_start = calloc((size_t)m->nunits * 3, sizeof *m->u_start);
+    m->u_size = m->u_start + m->nunits;
+    m->u_shoff = m->u_size + m->nunits;
+    m->p_unit = calloc((size_t)m->nparams, sizeof *m->p_unit);
+    m->wp = calloc((size_t)m->nparams * 2, sizeof *m->wp);
+    m->gp = m->wp + m->nparams;
+    for (int i = 0; i < m->nparams; i++) {
+        int u = i == m->wte || i == m->wpe ? 0 : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1 : 0;
+        for (int l = 0; u == 0 && !(i == m->wte || i == m->wpe) && l < L; l++)
+            if (m->li[l].ln1_w <= i && (l + 1 == L || i < m->li[l + 1].ln1_w)) u = l + 1;
+        m->p_unit[i] = u;
+    }
+    size_t ualign = (size_t)m->dp_size * 64;
     for (int i = 0; i < m->nparams; i++) {
         gv_param *p = &m->params[i];
+        int u = m->p_unit[i];
+        if (m->zero == 3 && (i == 0 || m->p_unit[i - 1] != u)) { /* units start on a dp*64 boundary */
+            m->param_elems = (m->param_elems + ualign - 1) / ualign * ualign;
+            m->u_start[u] = m->param_elems;
+        }
         p->off = m->param_elems;
         m->param_elems += (size_t)((p->rows * p->cols + 63) / 64 * 64); /* 256-byte aligned views in F32 */
+        if (m->zero == 3 && (i + 1 == m->nparams || m->p_unit[i + 1] != u))
+            m->u_size[u] = (m->param_elems - m->u_start[u] + ualign - 1) / ualign * ualign;
     }
 }
 
@@ -317,8 +349,8 @@ static void gv_build_params(gv_model *m) {
 #define ACT(m, off) ((void *)((char *)(m)->a_acts.base + (off)))
 #define F32ACT(m, off) ((float *)ACT(m, off))
 #define WORK(m, off) ((void *)((char *)(m)->a_work.base + (off)))
-#define W(m, i) ((i) < 0 ? NULL : (void *)((char *)(m)->weights + (m)->params[i].off * (m)->esz))
-#define G(m, i) ((i) < 0 ? NULL : (void *)((char *)(m)->grads + (m)->params[i].off * (m)->esz))
+#define W(m, i) ((i) < 0 ? NULL : (m)->wp[i])
+#define G(m, i) ((i) < 0 ? NULL : (m)->gp[i])
 
 gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T) {
     return gv_model_init_dist(out, spec, b, B, T, NULL);
@@ -362,9 +394,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
                            gv_backend_name(b));
         if (d->zero > 0 && gv_backend_dtype(b) != GV_F32)
             return gv_fail(GV_ERR_UNSUPPORTED, "ZeRO with a separate fp32 master copy is not built yet");
-        if (d->zero < 0 || d->zero > 2)
-            return gv_fail(GV_ERR_UNSUPPORTED, "%s is not supported by the runtime yet (ddp, zero1 and zero2 are)",
-                           d->zero == 3 ? "zero3" : "this ZeRO stage");
+        if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -411,24 +441,39 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->Vpl = m->vp ? m->Vp / t : m->Vp;
     m->v0 = m->vp ? m->tp_rank * m->Vpl : 0;
     m->Vl = m->V - m->v0 < m->Vpl ? m->V - m->v0 : m->Vpl;
-    gv_build_params(m);
     m->dp = d ? d->dp : NULL;
     m->dp_size = m->dp ? gv_comm_size(m->dp) : 1;
     m->dp_rank = m->dp ? gv_comm_rank(m->dp) : 0;
     m->zero = d && m->dp_size > 1 ? d->zero : 0;
+    gv_build_params(m);
     size_t unit = (size_t)m->dp_size * 64; /* shards stay 256-byte aligned */
     m->param_elems = (m->param_elems + unit - 1) / unit * unit;
     m->shard = m->zero ? m->param_elems / (size_t)m->dp_size : m->param_elems;
     m->s0 = m->zero ? (size_t)m->dp_rank * m->shard : 0;
+    size_t slot_elems[3] = {0, 0, 0};
+    if (m->zero == 3) {
+        m->shard = 0; /* the shard space: this rank's piece of every unit */
+        for (int u = 0; u < m->nunits; u++) {
+            m->u_shoff[u] = m->shard;
+            m->shard += m->u_size[u] / (size_t)m->dp_size;
+            int k = u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1;
+            if (m->u_size[u] > slot_elems[k]) slot_elems[k] = m->u_size[u];
+        }
+    }
 
     gv_arena_init(&m->a_params, "parameters", b);
     gv_arena_init(&m->a_grads, "gradients", b);
     gv_arena_init(&m->a_opt, "optimizer", b);
     gv_arena_init(&m->a_acts, "activations", b);
     gv_arena_init(&m->a_work, "workspace", b);
-    size_t np = m->param_elems;
+    size_t np = m->zero == 3 ? m->shard : m->param_elems; /* persistent parameters and gradients */
     size_t o_w = gv_arena_reserve(&m->a_params, np * m->esz);
     size_t o_g = gv_arena_reserve(&m->a_grads, np * m->esz);
+    size_t o_sw[3], o_sg[3];
+    for (int k = 0; k < 3; k++) {
+        o_sw[k] = gv_arena_reserve(&m->a_params, slot_elems[k] * m->esz);
+        o_sg[k] = gv_arena_reserve(&m->a_grads, slot_elems[k] * m->esz);
+    }
     size_t o_master = m->dt == GV_F32 ? 0 : gv_arena_reserve(&m->a_opt, m->shard * 4);
     size_t o_m = gv_arena_reserve(&m->a_opt, m->shard * 4);
     size_t o_v = gv_arena_reserve(&m->a_opt, m->shard * 4);
@@ -538,6 +583,14 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->master = m->dt == GV_F32 ? (float *)m->weights : (float *)gv_arena_ptr(&m->a_opt, o_master);
     m->adam_m = gv_arena_ptr(&m->a_opt, o_m);
     m->adam_v = gv_arena_ptr(&m->a_opt, o_v);
+    for (int k = 0; k < 3; k++) {
+        m->slot_w[k] = gv_arena_ptr(&m->a_params, o_sw[k]);
+        m->slot_g[k] = gv_arena_ptr(&m->a_grads, o_sg[k]);
+    }
+    for (int i = 0; i < m->nparams; i++) { /* ZeRO-3 re-points them at the slots unit by unit */
+        m->wp[i] = (char *)m->weights + m->params[i].off * m->esz;
+        m->gp[i] = (char *)m->grads + m->params[i].off * m->esz;
+    }
     *out = m;
     return GV_OK;
 }
@@ -551,6 +604,9 @@ void gv_model_free(gv_model *m) {
     free(m->li);
     free(m->la);
     free(m->ckpt);
+    free(m->u_start);
+    free(m->p_unit);
+    free(m->wp);
     free(m->h_targets);
     free(m->h_losses);
     free(m->h_ids);
@@ -580,12 +636,33 @@ static void gv_slice_local(const gv_param *p, const float *g, float *local) {
         memcpy(local + r * p->cols, g + gv_global_row(p, r) * p->g_cols + p->c0, (size_t)p->cols * sizeof(float));
 }
 
-/* Writes host fp32 values of parameter i (local layout) to the master and compute copies. */
-static gv_status gv_param_upload(gv_model *m, int i, const float *host) {
-    gv_param *p = &m->params[i];
+/* This rank's piece of unit u: global elements [*g0, *g0 + *n) at shard offset *sh (ZeRO-3). */
+static void gv_unit_piece(const gv_model *m, int u, size_t *g0, size_t *n, size_t *sh) {
+    *n = m->u_size[u] / (size_t)m->dp_size;
+    *g0 = m->u_start[u] + (size_t)m->dp_rank * *n;
+    *sh = m->u_shoff[u];
+}
+
+/* Stores host fp32 values of parameter i (local layout) into buffer `which` (weights: master and compute
+ * copies; or an AdamW moment), keeping only what this rank holds under ZeRO. */
+static gv_status gv_store_local(gv_model *m, int which, int i, const float *host) {
+    const gv_param *p = &m->params[i];
     size_t n = gv_param_numel(p);
-    GV_TRY(gv_backend_upload_f32(m->be, m->master + p->off, GV_F32, host, n));
-    if ((void *)m->master != m->weights) GV_TRY(gv_backend_upload_f32(m->be, W(m, i), m->dt, host, n));
+    float *dst = which == GV_BUF_WEIGHTS ? m->master : which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+    size_t lo = 0, hi = SIZE_MAX, sh = 0; /* global range held, and its offset in dst */
+    if (m->zero == 3) {
+        size_t g0, pn;
+        gv_unit_piece(m, m->p_unit[i], &g0, &pn, &sh);
+        lo = g0, hi = g0 + pn;
+    } else if (m->zero && which != GV_BUF_WEIGHTS) {
+        lo = m->s0, hi = m->s0 + m->shard;
+    }
+    size_t a = p->off > lo ? p->off : lo, e = p->off + n < hi ? p->off + n : hi;
+    if (a >= e) return GV_OK;
+    float *at = dst + (hi == SIZE_MAX ? a : sh + (a - lo));
+    GV_TRY(gv_backend_upload_f32(m->be, at, GV_F32, host + (a - p->off), e - a));
+    if (which == GV_BUF_WEIGHTS && (void *)m->master != m->weights) /* bf16 copy: no ZeRO there (yet) */
+        GV_TRY(gv_backend_upload_f32(m->be, W(m, i), m->dt, host, n));
     return GV_OK;
 }
 
@@ -607,7 +684,7 @@ gv_status gv_model_init_weights(gv_model *m, uint64_t seed) {
             else if ((p->init == GV_INIT_NORMAL || p->init == GV_INIT_RESID) && g < p->g_real_rows)
                 gv_rng_fill_normal(row, p->cols, seed, p->name, g * p->g_cols + p->c0, std);
         }
-        st = gv_param_upload(m, i, h);
+        st = gv_store_local(m, GV_BUF_WEIGHTS, i, h);
         free(h);
     }
     return st;
@@ -648,6 +725,23 @@ void gv_named_f32_free(gv_named_f32 *ts, int n) {
  * [s0, s0 + shard) of the moments here, so they are first gathered into *owned (collective over dp). */
 static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void **base, float **owned) {
     *owned = NULL;
+    if (m->zero == 3) { /* every buffer is in pieces: gather each unit into a full flat copy (F32 only) */
+        const float *src = which == GV_BUF_WEIGHTS ? m->master : which == GV_BUF_GRADS ? (const float *)m->grads
+                         : which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+        *dt = GV_F32;
+        *owned = calloc(m->param_elems, sizeof(float));
+        if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+        *base = *owned;
+        gv_status st = gv_backend_sync(m->be);
+        for (int u = 0; u < m->nunits && st == GV_OK; u++)
+            st = gv_comm_allgather(m->dp, src + m->u_shoff[u], *owned + m->u_start[u], m->u_size[u] / m->dp_size,
+                                   GV_COMM_F32);
+        if (st != GV_OK) {
+            free(*owned);
+            *owned = NULL;
+        }
+        return st;
+    }
     switch (which) {
     case GV_BUF_WEIGHTS: *dt = GV_F32, *base = m->master; return GV_OK;
     case GV_BUF_GRADS:
@@ -798,16 +892,7 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
         /* The global tensor is complete (padding rows stay zero): keep this rank's slice. */
         gv_slice_local(p, g, local);
         memset(g, 0, gv_param_gnumel(p) * sizeof(float));
-        size_t cnt = gv_param_numel(p);
-        if (which == GV_BUF_WEIGHTS) {
-            st = gv_param_upload(m, h->param, local);
-            continue;
-        }
-        /* Moments: ZeRO keeps only [s0, s0 + shard) of the flat space on this rank. */
-        float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
-        size_t a = p->off > m->s0 ? p->off : m->s0, e = p->off + cnt, hi = m->s0 + m->shard;
-        if (e > hi) e = hi;
-        if (a < e) st = gv_backend_upload_f32(m->be, mv + (a - m->s0), GV_F32, local + (a - p->off), e - a);
+        st = gv_store_local(m, which, h->param, local);
     }
     free(g);
     free(local);
@@ -924,12 +1009,68 @@ static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
 /* A row-parallel linear's bias is added once: on tp rank 0, before the partial sums are reduced. */
 #define ROWPAR_BIAS(m, i) ((m)->tp_rank == 0 ? W(m, i) : NULL)
 
+/* ZeRO-3 units in use. gather: all-gather unit u's pieces into its working slot and point its parameters'
+ * weights there. grad_begin: its gradients go to a zeroed slot. grad_end: reduce-scatter the slot over dp
+ * and add this rank's piece to its accumulated gradients (after summing Megatron-SP's partial norm
+ * gradients over tp). All no-ops without ZeRO-3. */
+static int gv_unit_slot(const gv_model *m, int u) { return u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1; }
+
+static gv_status gv_unit_gather(gv_model *m, int u) {
+    if (m->zero != 3) return GV_OK;
+    size_t g0, n, sh;
+    gv_unit_piece(m, u, &g0, &n, &sh);
+    char *slot = m->slot_w[gv_unit_slot(m, u)];
+    GV_TRY(gv_backend_sync(m->be));
+    GV_TRY(gv_comm_allgather(m->dp, (char *)m->weights + sh * m->esz, slot, n * m->esz, GV_COMM_U8));
+    for (int i = 0; i < m->nparams; i++)
+        if (m->p_unit[i] == u) m->wp[i] = slot + (m->params[i].off - m->u_start[u]) * m->esz;
+    return GV_OK;
+}
+
+static gv_status gv_unit_grad_begin(gv_model *m, int u) {
+    if (m->zero != 3) return GV_OK;
+    char *slot = m->slot_g[gv_unit_slot(m, u)];
+    GV_TRY(gv_backend_memset0(m->be, slot, m->u_size[u] * m->esz));
+    for (int i = 0; i < m->nparams; i++)
+        if (m->p_unit[i] == u) m->gp[i] = slot + (m->params[i].off - m->u_start[u]) * m->esz;
+    return GV_OK;
+}
+
+static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n);
+
+/* Megatron-SP: the norms of unit u (u = 0: none; 1..L: ln1, ln2 of that layer; L+1: the final norm; -1: all)
+ * have partial gradients on each tp rank: sum them over tp. */
+static gv_status gv_msp_norm_grads(gv_model *m, int u) {
+    if (!m->msp) return GV_OK;
+    for (int l = 0; l <= m->L; l++) {
+        if (u >= 0 && u != l + 1 && !(u == m->L + 1 && l == m->L)) continue;
+        int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
+        if (l < m->L) ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w, ids[3] = m->li[l].ln2_b;
+        for (int k = 0; k < 4; k++)
+            if (ids[k] >= 0) GV_TRY(gv_tp_sum(m, G(m, ids[k]), gv_param_numel(&m->params[ids[k]])));
+    }
+    return GV_OK;
+}
+
+static gv_status gv_unit_grad_end(gv_model *m, int u) {
+    if (m->zero != 3) return GV_OK;
+    size_t g0, n, sh;
+    gv_unit_piece(m, u, &g0, &n, &sh);
+    float *slot = m->slot_g[gv_unit_slot(m, u)];
+    GV_TRY(gv_backend_sync(m->be));
+    GV_TRY(gv_msp_norm_grads(m, u));
+    float *mine = slot + (size_t)m->dp_rank * n; /* in place: rank r's block of the reduction */
+    GV_TRY(gv_comm_reduce_scatter(m->dp, slot, mine, n, GV_COMM_F32, GV_COMM_SUM));
+    return gv_accumulate(m->be, (float *)m->grads + sh, mine, n);
+}
+
 /* Forward of transformer layer l from its input res [N,C] to la[l].res2 [N,C]. */
 static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C;
     const gv_layer_idx *x = &m->li[l];
     const gv_layer_acts *a = &m->la[l];
+    GV_TRY(gv_unit_gather(m, l + 1));
     /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions */
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            x->ln1_b));
@@ -1002,6 +1143,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
                            targets[i], i, m->V);
     }
     int32_t *d_tokens = ACT(m, m->o_tokens), *d_targets = ACT(m, m->o_targets);
+    GV_TRY(gv_unit_gather(m, 0));
+    GV_TRY(gv_unit_gather(m, m->nunits - 1));
     if (m->vp) {
         /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks; the position
          * embedding is added once (rank 0) and the partial embeddings summed. */
@@ -1066,6 +1209,8 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
 
+    GV_TRY(gv_unit_grad_begin(m, 0));
+    GV_TRY(gv_unit_grad_begin(m, m->nunits - 1));
     GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vpl * e));
     if (m->vp)
         GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), m->d_lse,
@@ -1087,6 +1232,8 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
         if (m->ckpt[l]) GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
+        else GV_TRY(gv_unit_gather(m, l + 1));                  /* ZeRO-3: later layers took the slot */
+        GV_TRY(gv_unit_grad_begin(m, l + 1));
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
         GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f, ACT(m, a->fch_act),
@@ -1134,14 +1281,17 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         GV_TRY(gv_tp_combine(m, dln, dln_l));
         GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
                                 x->ln1_b));
+        GV_TRY(gv_unit_grad_end(m, l + 1));
     }
     GV_TRY(gv_tp_expand(m, dres, dres_f));
     GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres_f, ACT(m, m->o_tokens), B, T, C,
                                  m->sp_rank * T));
+    GV_TRY(gv_unit_grad_end(m, 0));
+    GV_TRY(gv_unit_grad_end(m, m->nunits - 1));
     return gv_backend_sync(be);
 }
 
-gv_status gv_model_zero_grad(gv_model *m) { return gv_backend_memset0(m->be, m->grads, m->param_elems * m->esz); }
+gv_status gv_model_zero_grad(gv_model *m) { return gv_backend_memset0(m->be, m->a_grads.base, m->a_grads.size); }
 
 gv_status gv_model_logits(gv_model *m, float *out) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "logits requested before any forward");
@@ -1160,23 +1310,43 @@ gv_status gv_model_logits(gv_model *m, float *out) {
 
 /* ---- optimizer -------------------------------------------------------------------------------------- */
 
+/* The ranges of the flat parameter space this rank updates: everything (no ZeRO), [s0, s0 + shard) (ZeRO-1/2),
+ * or its piece of every unit (ZeRO-3). Piece k covers global [g0[k], g0[k] + n[k]) at shard offset sh[k]. */
+static int gv_held_pieces(const gv_model *m, size_t *g0, size_t *n, size_t *sh) {
+    if (m->zero == 3) {
+        for (int u = 0; u < m->nunits; u++) gv_unit_piece(m, u, &g0[u], &n[u], &sh[u]);
+        return m->nunits;
+    }
+    g0[0] = m->s0, n[0] = m->shard, sh[0] = 0;
+    return 1;
+}
+
 gv_status gv_model_grad_norm(gv_model *m, double *norm) {
     double ss = 0.0;
     if (m->tp_size == 1 && m->zero < 2) {
         GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
     } else {
         /* Sharded gradients add up over the tp group, replicated ones are identical there (count once);
-         * under ZeRO-2 each rank holds the reduced gradients of its shard only (add up over dp). */
-        size_t lo = m->zero >= 2 ? m->s0 : 0, hi = m->zero >= 2 ? m->s0 + m->shard : m->param_elems;
-        for (int i = 0; i < m->nparams; i++) {
-            const gv_param *p = &m->params[i];
-            size_t a = p->off > lo ? p->off : lo, e = p->off + gv_param_numel(p);
-            if (e > hi) e = hi;
-            if (a >= e || (!p->sharded && m->tp_rank != 0)) continue;
-            double x;
-            GV_TRY(gv_sumsq(m->be, &x, (char *)m->grads + a * m->esz, e - a));
-            ss += x;
-        }
+         * under ZeRO-2/3 each rank holds the reduced gradients of its pieces only (add up over dp). */
+        size_t *g0 = malloc(3 * (size_t)m->nunits * sizeof *g0), *n = g0 + m->nunits, *sh = n + m->nunits;
+        if (!g0) return gv_fail(GV_ERR_NOMEM, "grad norm: out of host memory");
+        int np = 1; /* DDP and ZeRO-1 hold the whole summed gradient */
+        g0[0] = 0, n[0] = m->param_elems, sh[0] = 0;
+        if (m->zero >= 2) np = gv_held_pieces(m, g0, n, sh);
+        gv_status st = GV_OK;
+        for (int k = 0; k < np && st == GV_OK; k++)
+            for (int i = 0; i < m->nparams && st == GV_OK; i++) {
+                const gv_param *p = &m->params[i];
+                size_t a = p->off > g0[k] ? p->off : g0[k], e = p->off + gv_param_numel(p);
+                if (e > g0[k] + n[k]) e = g0[k] + n[k];
+                if (a >= e || (!p->sharded && m->tp_rank != 0)) continue;
+                size_t at = m->zero == 3 ? sh[k] + (a - g0[k]) : a;
+                double x;
+                st = gv_sumsq(m->be, &x, (char *)m->grads + at * m->esz, e - a);
+                ss += x;
+            }
+        free(g0);
+        GV_TRY(st);
         if (m->tp_size > 1) GV_TRY(gv_comm_allreduce(m->tp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
         if (m->zero >= 2) GV_TRY(gv_comm_allreduce(m->dp, &ss, &ss, 1, GV_COMM_F64, GV_COMM_SUM));
     }
@@ -1185,34 +1355,36 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm) {
 }
 
 gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t) {
-    /* Each rank updates its shard [lo, hi) of the flat parameter space (all of it without ZeRO). A separate
-     * fp32 master only exists on bf16 backends, which have no data parallelism yet, so there s0 = 0. */
-    size_t lo = m->s0, hi = m->s0 + m->shard;
-    for (int i = 0; i < m->nparams; i++) {
-        const gv_param *p = &m->params[i];
-        size_t a = p->off > lo ? p->off : lo, e = p->off + (size_t)(p->rows * p->cols);
-        if (e > hi) e = hi;
-        if (a >= e) continue;
-        void *wcopy = (void *)m->master == m->weights ? NULL : (char *)m->weights + a * m->esz;
-        GV_TRY(gv_adamw_update(m->be, m->master + a, wcopy, (char *)m->grads + a * m->esz, m->adam_m + (a - lo),
-                               m->adam_v + (a - lo), e - a, lr, cfg->beta1, cfg->beta2, cfg->eps,
-                               p->decay ? cfg->weight_decay : 0.0f, grad_scale, t));
-    }
-    if (!m->zero) return GV_OK;
+    /* Each rank updates the pieces it holds. Moments are indexed in the shard space; weights and gradients
+     * too under ZeRO-3, else in the flat space. A separate fp32 master only exists on bf16 backends, which
+     * have no ZeRO yet (rejected at init), so it is indexed like the weights. */
+    size_t *g0 = malloc(3 * (size_t)m->nunits * sizeof *g0), *n = g0 + m->nunits, *sh = n + m->nunits;
+    if (!g0) return gv_fail(GV_ERR_NOMEM, "adamw: out of host memory");
+    int np = gv_held_pieces(m, g0, n, sh);
+    gv_status st = GV_OK;
+    for (int k = 0; k < np && st == GV_OK; k++)
+        for (int i = 0; i < m->nparams && st == GV_OK; i++) {
+            const gv_param *p = &m->params[i];
+            size_t a = p->off > g0[k] ? p->off : g0[k], e = p->off + gv_param_numel(p);
+            if (e > g0[k] + n[k]) e = g0[k] + n[k];
+            if (a >= e) continue;
+            size_t si = sh[k] + (a - g0[k]), at = m->zero == 3 ? si : a;
+            void *wcopy = (void *)m->master == m->weights ? NULL : (char *)m->weights + at * m->esz;
+            st = gv_adamw_update(m->be, m->master + at, wcopy, (char *)m->grads + at * m->esz, m->adam_m + si,
+                                 m->adam_v + si, e - a, lr, cfg->beta1, cfg->beta2, cfg->eps,
+                                 p->decay ? cfg->weight_decay : 0.0f, grad_scale, t);
+        }
+    free(g0);
+    GV_TRY(st);
+    if (m->zero != 1 && m->zero != 2) return GV_OK; /* ZeRO-3 keeps its pieces; no ZeRO updated everything */
     GV_TRY(gv_backend_sync(m->be));
     return gv_comm_allgather(m->dp, (char *)m->weights + m->s0 * m->esz, m->weights, m->shard * m->esz, GV_COMM_U8);
 }
 
 gv_status gv_model_reduce_grads(gv_model *m) {
-    if (m->msp) {
-        /* Megatron-SP: each rank normalised only its positions, so the norms' gradients are partial sums. */
-        for (int l = 0; l <= m->L; l++) {
-            int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
-            if (l < m->L) ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w, ids[3] = m->li[l].ln2_b;
-            for (int k = 0; k < 4; k++)
-                if (ids[k] >= 0) GV_TRY(gv_tp_sum(m, G(m, ids[k]), gv_param_numel(&m->params[ids[k]])));
-        }
-    }
+    if (m->zero == 3) return GV_OK; /* reduced unit by unit during backward */
+    /* Megatron-SP: each rank normalised only its positions, so the norms' gradients are partial sums. */
+    GV_TRY(gv_msp_norm_grads(m, -1));
     if (m->dp_size == 1) return GV_OK;
     GV_TRY(gv_backend_sync(m->be));
     /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over

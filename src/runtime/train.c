@@ -52,8 +52,6 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
     if (c->save_every < 0) return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
     if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
     GV_TRY(gv_model_spec_validate(&c->spec, NULL));
-    if (c->zero == 3)
-        return gv_fail(GV_ERR_UNSUPPORTED, "--dp-type zero3 is not supported by the runtime yet (ddp, zero1 and zero2 are)");
     /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
     int world = c->comm ? gv_comm_size(c->comm) : c->world > 0 ? c->world : 1, tp = c->tp > 0 ? c->tp : 1;
     gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : c->megatron_sp ? GV_SP_MEGATRON : GV_SP_NONE;
