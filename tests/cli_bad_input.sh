@@ -86,6 +86,18 @@ expect_fail vocab-rows "vocab: tp 4 leaves rank 3 \(rows 480..639\) without real
     --model "$2/tests/models/gpt2-padded.json" -n 4 --tp 4 --vocab-tp 4 --global-batch 4
 expect_fail out-dir "--out $tmp/missing/run: cannot create the output directory" -- "${small[@]}" --out "$tmp/missing/run"
 
+# A job whose rank count differs from -n is rejected (every rank says so, then the job is aborted).
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 60 mpirun --allow-run-as-root --oversubscribe \
+    --bind-to none -n 2 "$gv" "${small[@]}" -n 4 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ $rc -eq 0 ] || ! grep -q -e "-n 4: the job has 2 ranks" "$tmp/err"; then
+    echo "FAIL world-mismatch: rc=$rc"
+    head -3 "$tmp/err"
+    fails=$((fails + 1))
+else
+    echo "ok   world-mismatch: $(grep -m1 -e '-n 4' "$tmp/err")"
+fi
+
 # Plans.
 expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \
     plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny --layers 4 -n 4

@@ -85,34 +85,35 @@ int main(int argc, char **argv) {
     const char *presets[] = {"gpt2-tiny", "llama-tiny"};
     struct {
         const char *name;
-        int ranks, zero, ckpt, tp, vocab_tp, ulysses, msp;
-    } plans[] = {{"dp2", 2, 0, 0, 1, 0, 0, 0},
-                 {"dp4", 4, 0, 0, 1, 0, 0, 0},
-                 {"zero1-dp2", 2, 1, 0, 1, 0, 0, 0},
-                 {"zero1-dp4", 4, 1, 0, 1, 0, 0, 0},
-                 {"zero2-dp2", 2, 2, 0, 1, 0, 0, 0},
-                 {"zero3-dp2", 2, 3, 0, 1, 0, 0, 0},
-                 {"zero3-dp4-ckpt", 4, 3, 1, 1, 0, 0, 0},
-                 {"tp2-zero3-vocab", 4, 3, 0, 2, 1, 0, 0},
-                 {"tp2-msp-zero3-ckpt", 4, 3, 1, 2, 1, 0, 1},
-                 {"ulysses2-zero3", 4, 3, 0, 2, 0, 1, 0},
-                 {"zero2-dp4-ckpt", 4, 2, 1, 1, 0, 0, 0},
-                 {"tp2-zero2-vocab", 4, 2, 0, 2, 1, 0, 0},
-                 {"dp2-ckpt", 2, 0, 1, 1, 0, 0, 0},
-                 {"zero1-dp4-ckpt", 4, 1, 1, 1, 0, 0, 0},
-                 {"tp2-dp2", 4, 0, 0, 2, 0, 0, 0},
-                 {"tp2-dp2-vocab", 4, 0, 0, 2, 1, 0, 0},
-                 {"tp2-zero1-ckpt-vocab", 4, 1, 1, 2, 1, 0, 0},
-                 {"tp4", 4, 0, 0, 4, 0, 0, 0},
-                 {"tp4-vocab-ckpt", 4, 0, 1, 4, 1, 0, 0},
-                 {"ulysses2-dp2", 4, 0, 0, 2, 0, 1, 0},
-                 {"ulysses2-zero1-ckpt", 4, 1, 1, 2, 0, 1, 0},
-                 {"ulysses4", 4, 0, 0, 4, 0, 1, 0},
-                 {"ulysses4-zero1", 4, 1, 0, 4, 0, 1, 0},
-                 {"ulysses2-zero2-ckpt", 4, 2, 1, 2, 0, 1, 0},
-                 {"tp2-msp-dp2", 4, 0, 0, 2, 1, 0, 1},
-                 {"tp2-msp-zero1-ckpt", 4, 1, 1, 2, 1, 0, 1},
-                 {"tp4-msp-ckpt", 4, 0, 1, 4, 1, 0, 1}};
+        int ranks, zero, tp, vocab_tp, ulysses, msp;
+    } plans[] = {{"dp2", 2, 0, 1, 0, 0, 0},
+                 {"dp4", 4, 0, 1, 0, 0, 0},
+                 {"zero1-dp2", 2, 1, 1, 0, 0, 0},
+                 {"zero1-dp4", 4, 1, 1, 0, 0, 0},
+                 {"zero2-dp2", 2, 2, 1, 0, 0, 0},
+                 {"zero3-dp2", 2, 3, 1, 0, 0, 0},
+                 {"zero3-dp4", 4, 3, 1, 0, 0, 0},
+                 {"tp2-zero3-vocab", 4, 3, 2, 1, 0, 0},
+                 {"tp2-msp-zero3", 4, 3, 2, 1, 0, 1},
+                 {"ulysses2-zero3", 4, 3, 2, 0, 1, 0},
+                 {"zero2-dp4", 4, 2, 1, 0, 0, 0},
+                 {"tp2-zero2-vocab", 4, 2, 2, 1, 0, 0},
+                 {"tp2-dp2", 4, 0, 2, 0, 0, 0},
+                 {"tp2-dp2-vocab", 4, 0, 2, 1, 0, 0},
+                 {"tp2-zero1-vocab", 4, 1, 2, 1, 0, 0},
+                 {"tp4", 4, 0, 4, 0, 0, 0},
+                 {"tp4-vocab", 4, 0, 4, 1, 0, 0},
+                 {"ulysses2-dp2", 4, 0, 2, 0, 1, 0},
+                 {"ulysses2-zero1", 4, 1, 2, 0, 1, 0},
+                 {"ulysses4", 4, 0, 4, 0, 1, 0},
+                 {"ulysses4-zero1", 4, 1, 4, 0, 1, 0},
+                 {"ulysses2-zero2", 4, 2, 2, 0, 1, 0},
+                 {"tp2-msp-dp2", 4, 0, 2, 1, 0, 1},
+                 {"tp2-msp-zero1", 4, 1, 2, 1, 0, 1},
+                 {"tp4-msp", 4, 0, 4, 1, 0, 1},
+                 {"tp2", 2, 0, 2, 0, 0, 0},
+                 {"tp2-msp", 2, 0, 2, 1, 0, 1},
+                 {"ulysses2", 2, 0, 2, 0, 1, 0}};
     for (int p = 0; p < 2; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
@@ -126,15 +127,17 @@ int main(int argc, char **argv) {
             free(ref.losses);
         }
         CHECK_OK(gv_comm_broadcast(world, ref_losses, 10, GV_COMM_F32, 0));
-        for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++) {
+        for (size_t kk = 0; kk < 2 * sizeof plans / sizeof plans[0]; kk++) {
+            size_t k = kk / 2;
+            int ckpt = (int)(kk % 2); /* every plan with and without recompute */
             if (plans[k].tp == 4 && p == 1) continue; /* llama-tiny has 2 kv heads */
             gv_comm *comm = plans[k].ranks == 4 ? world : half;
             int group = plans[k].ranks == 4 ? 0 : rank / 2;
-            snprintf(out, sizeof out, "dist_tmp/%s-%s-g%d", presets[p], plans[k].name, group);
+            snprintf(out, sizeof out, "dist_tmp/%s-%s%s-g%d", presets[p], plans[k].name, ckpt ? "-ckpt" : "", group);
             config(&c, presets[p], out);
             c.comm = comm;
             c.zero = plans[k].zero;
-            c.ckpt = plans[k].ckpt;
+            c.ckpt = ckpt;
             c.tp = plans[k].tp;
             c.vocab_tp = plans[k].vocab_tp;
             c.ulysses = plans[k].ulysses;
@@ -153,9 +156,10 @@ int main(int argc, char **argv) {
                 compare_weights(a, b, &wg, &wt);
                 CHECK(wg <= 1e-4);
                 CHECK(wt <= 1e-3);
-                printf("%s %-20s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
+                printf("%s %-20s%s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
                        "%.2e)\n",
-                       presets[p], plans[k].name, group, r.losses[0], r.losses[9], worst, wg, wt);
+                       presets[p], plans[k].name, ckpt ? " +ckpt" : "      ", group, r.losses[0], r.losses[9], worst,
+                       wg, wt);
                 fflush(stdout);
             }
             free(r.losses);

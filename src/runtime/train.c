@@ -234,8 +234,6 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     gv_status st = world <= 1024 ? GV_OK : gv_fail(GV_ERR_UNSUPPORTED, "more than 1024 ranks");
     /* Pure data parallelism or Ulysses: gradients are summed over every rank of the run. */
     if ((tp == 1 || c->ulysses) && world > 1) t.dpc = c->comm;
-    if (tp > 1 && !gv_comm_is_world(c->comm))
-        st = gv_fail(GV_ERR_INVALID, "tensor parallelism needs the world communicator (groups are built from it)");
     for (int g = 0; st == GV_OK && tp > 1 && g < t.dp; g++) {
         gv_comm *x;
         for (int k = 0; k < tp; k++) ranks[k] = g * tp + k;
