@@ -184,6 +184,12 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--backend")) c.backend = v;
         else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--tp")) c.tp = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--pp")) {
+            if (gv_parse_int(a, v, 1) != 1) {
+                fprintf(stderr, "galvatron: --pp %s: pipeline parallelism is not built yet (only --pp 1)\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--sp")) {
             c.ulysses = !strcmp(v, "ulysses");
             c.megatron_sp = !strcmp(v, "megatron");
@@ -268,9 +274,11 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     printf("trained %d steps: loss %.4f -> %.4f", r.steps_done, r.first_loss, r.last_loss);
     if (!isnan(r.last_eval_loss)) printf(", eval loss %.4f", r.last_eval_loss);
     printf(", %.1fK tokens/s\n", r.mean_tokens_per_s / 1e3);
-    printf("memory (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, workspace %.2f\n",
+    printf("memory of rank 0 (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, workspace %.2f, "
+           "comm %.2f%s\n",
            r.memory.parameters / 1048576.0, r.memory.gradients / 1048576.0, r.memory.optimizer / 1048576.0,
-           r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0);
+           r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0, r.memory.comm / 1048576.0,
+           gv_world && gv_comm_size(gv_world) > 1 ? " (every rank's: --metrics final record)" : "");
     free(r.losses);
     gv_comm_free(gv_world);
     return 0;

@@ -298,15 +298,37 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     }
     if (st == GV_OK) st = gv_train_loop(c, &t, r, start);
     if (st == GV_OK) gv_model_memory(t.model, &r->memory);
+    /* Every rank's memory by category, collected on the leader (ranks of one plan can differ: ZeRO pieces,
+     * vocab shards). */
+    double *mem = NULL;
+    if (st == GV_OK) {
+        mem = calloc((size_t)world * 6, sizeof *mem);
+        if (!mem) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
+    }
+    if (st == GV_OK) {
+        const gv_memory_report *m = &r->memory;
+        double mine[6] = {(double)m->parameters, (double)m->gradients, (double)m->optimizer,
+                          (double)m->activations, (double)m->workspace, (double)m->comm};
+        if (t.comm) st = gv_comm_allgather(t.comm, mine, mem, 6, GV_COMM_F64);
+        else memcpy(mem, mine, sizeof mine);
+    }
     if (t.metrics && st == GV_OK) {
         gv_memory_report *m = &r->memory;
         fprintf(t.metrics,
                 "{\"final\": true, \"steps\": %d, \"loss\": %.9g, \"tokens_per_s\": %.1f, \"memory_bytes\": "
                 "{\"parameters\": %zu, \"gradients\": %zu, \"optimizer\": %zu, \"activations\": %zu, "
-                "\"workspace\": %zu}}\n",
+                "\"workspace\": %zu, \"comm\": %zu}, \"memory_bytes_per_rank\": [",
                 r->steps_done, r->last_loss, r->mean_tokens_per_s, m->parameters, m->gradients, m->optimizer,
-                m->activations, m->workspace);
+                m->activations, m->workspace, m->comm);
+        for (int k = 0; k < world; k++)
+            fprintf(t.metrics,
+                    "%s{\"rank\": %d, \"parameters\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
+                    "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f}",
+                    k ? ", " : "", k, mem[6 * k], mem[6 * k + 1], mem[6 * k + 2], mem[6 * k + 3], mem[6 * k + 4],
+                    mem[6 * k + 5]);
+        fprintf(t.metrics, "]}\n");
     }
+    free(mem);
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);

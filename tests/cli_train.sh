@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CLI's normal paths: help texts, the progress lines, the JSONL metrics (one record per step with the
+# documented fields, a final record with every rank's memory by category), and the models table.
+# usage: cli_train.sh GALVATRON_BINARY SOURCE_DIR
+set -u
+gv=$1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-train.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() { # check NAME COMMAND...: the command must succeed
+    local name=$1
+    shift
+    if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+check help "$gv" --help >"$tmp/help"
+check help-lists-train grep -q "^  train" "$tmp/help"
+check train-help "$gv" train --help >"$tmp/thelp"
+check train-help-flags grep -q -e "--dp-type" "$tmp/thelp"
+check plan-help "$gv" plan --help >/dev/null
+check models "$gv" models >"$tmp/models"
+check models-124m grep -q "gpt2-124m .* 124.4M" "$tmp/models"
+
+# 20 steps, evaluated at 10 and 20: 20 progress lines with loss/tokens/ETA (not a terminal: one per step).
+check train "$gv" train --steps 20 --global-batch 4 --seq 32 --eval-every 10 --metrics "$tmp/m.jsonl" \
+    >"$tmp/out" 2>"$tmp/err"
+check progress-lines test "$(grep -c '^step .* | loss .* tok/s .* ETA' "$tmp/err")" -eq 20
+check progress-eval test "$(grep -c '| eval ' "$tmp/err")" -eq 2
+check metrics-steps test "$(grep -c '"step": ' "$tmp/m.jsonl")" -eq 20
+check metrics-fields grep -q '"step": 20, "loss": [0-9.e+-]*, "lr": [0-9.e+-]*, "grad_norm": [0-9.e+-]*, "step_ms": [0-9.]*, "tokens_per_s": [0-9.]*, "eval_loss"' "$tmp/m.jsonl"
+check summary grep -q "trained 20 steps: loss" "$tmp/out"
+
+# Two ranks: the final record has both ranks' memory by category.
+check train-2ranks "$gv" train -n 2 --dp-type zero1 --steps 2 --global-batch 4 --seq 32 --eval-every 0 --quiet \
+    --metrics "$tmp/m2.jsonl" >/dev/null
+check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*}, {"rank": 1,' "$tmp/m2.jsonl"
+echo "cli_train: $fails failure(s)"
+[ $fails -eq 0 ]
