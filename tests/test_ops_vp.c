@@ -43,6 +43,20 @@ int main(void) {
             for (int n = 0; n < N; n++) memcpy(got_d + n * Vp + v0, dshard + n * Vs, sizeof(float) * Vs);
         }
         for (int i = 0; i < N * Vp; i++) CHECK_CLOSE(got_d[i], want_d[i], 1e-5, 1e-7);
+        /* In place (dlogits == logits): the gradient replaces the logits, ignored rows and padding columns
+         * become 0; equal to accumulating into a zeroed buffer. Plain and sharded forms. */
+        float *inpl = malloc(sizeof(float) * N * Vp);
+        memcpy(inpl, logits, sizeof(float) * N * Vp);
+        CHECK_OK(gv_crossentropy_backward(be, inpl, inpl, tg, 0.37f, N, V, Vp, -1));
+        for (int i = 0; i < N * Vp; i++) CHECK(inpl[i] == want_d[i]);
+        for (int r = 0; r < t; r++) {
+            int v0 = r * Vs, Vr = V - v0 < Vs ? V - v0 : Vs;
+            for (int n = 0; n < N; n++) memcpy(shard + n * Vs, logits + n * Vp + v0, sizeof(float) * Vs);
+            CHECK_OK(gv_crossentropy_shard_backward(be, shard, shard, tg, glse, 0.37f, N, Vr, Vs, v0, -1));
+            for (int n = 0; n < N; n++)
+                for (int j = 0; j < Vs; j++) CHECK_CLOSE(shard[n * Vs + j], want_d[n * Vp + v0 + j], 1e-5, 1e-7);
+        }
+        free(inpl);
         free(logits), free(want_loss), free(want_d), free(got_d), free(tg), free(shard), free(dshard), free(lse);
         free(tl);
     }

@@ -104,7 +104,9 @@ gv_status gv_accumulate(gv_backend *b, void *dst, const void *src, size_t n);
 /* Softmax cross-entropy per row: logits[N,Vp] (first V columns are real), targets[N] I32.
  * losses[N] F32 = -log softmax(logits)[target], 0 where target == ignore_index.
  * Backward: dlogits += (softmax - onehot) * dloss for rows whose target != ignore_index; columns >= V
- * get no gradient. (dloss is the same scalar for every row, e.g. 1/number of counted rows.) */
+ * get no gradient. (dloss is the same scalar for every row, e.g. 1/number of counted rows.)
+ * In place: with dlogits == logits the logits are REPLACED by their gradient (ignored rows and columns
+ * >= V become 0) — saves the [N,Vp] gradient buffer. Same for gv_crossentropy_shard_backward. */
 gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
                                   int N, int V, int Vp, int ignore_index);
 gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,

@@ -102,7 +102,7 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
 gv_status gv_model_backward(gv_model *m, float dloss);
 gv_status gv_model_zero_grad(gv_model *m);
 
-/* Logits of the last forward as host fp32 [B*T, V]. */
+/* Logits of the last forward as host fp32 [B*T, V] (until backward, which replaces them by their gradient). */
 gv_status gv_model_logits(gv_model *m, float *out);
 
 /* Per-parameter buffers that can be exported/imported under HF names and layouts. */

@@ -123,7 +123,7 @@ struct gv_model {
     gv_layer_acts *la;
     /* backward scratch (workspace) */
     size_t o_dres_full, o_dln_l; /* [N,C] gathered d(residual), [Nl,C] scattered d(norm out) */
-    size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dlogits, o_dqkv_sp, o_datty_sp;
+    size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dqkv_sp, o_datty_sp;
 
     int *ckpt;          /* [L] layer recomputes its activations in backward */
     int32_t *h_targets; /* host copy of the last targets */
@@ -550,7 +550,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
-    m->o_dlogits = gv_arena_reserve(Wk, N * (size_t)m->Vpl * e);
     size_t o_lse = gv_arena_reserve(Wk, N * 4);
     if (m->sp_size > 1) {
         m->o_dqkv_sp = gv_arena_reserve(Wk, NF * (size_t)m->QKVs * e);
@@ -1205,13 +1204,12 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C * e;
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
     void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);         /* [N,C] partial, [Nl,C] summed */
-    void *dlogits = WORK(m, m->o_dlogits);
+    void *dlogits = ACT(m, m->o_logits); /* the loss gradient replaces the logits in place */
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
 
     GV_TRY(gv_unit_grad_begin(m, 0));
     GV_TRY(gv_unit_grad_begin(m, m->nunits - 1));
-    GV_TRY(gv_backend_memset0(be, dlogits, (size_t)N * m->Vpl * e));
     if (m->vp)
         GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), m->d_lse,
                                               dloss / m->loss_div, N, m->Vl, m->Vpl, m->v0, -1));

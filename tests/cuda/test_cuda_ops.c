@@ -445,14 +445,20 @@ static void t_crossentropy(int N, int V, int Vp, int inplace) {
     CHECK_OK(gv_crossentropy_forward(gpu, loss.g, lg.g, t.g, N, V, Vp, ignore));
     cmpp("losses", loss, 1e-4);
     float dloss = 1.0f / N;
-    CHECK_OK(gv_crossentropy_backward(cpu, dl.c, lg.c, t.c, dloss, N, V, Vp, ignore));
+    if (!inplace) CHECK_OK(gv_crossentropy_backward(cpu, dl.c, lg.c, t.c, dloss, N, V, Vp, ignore));
     if (inplace) {
-        /* the gradient replaces the logits; rows with ignore_index and padding columns keep the logits */
+        /* the cpu backend's in-place result is the reference (same contract) */
+        float *lc = xmalloc(n * 4);
+        CHECK_OK(gv_crossentropy_backward(cpu, lg.c, lg.c, t.c, dloss, N, V, Vp, ignore));
+        CHECK_OK(gv_backend_download_f32(cpu, lc, lg.c, GV_F32, n));
+        CHECK_OK(gv_backend_upload_f32(cpu, dl.c, GV_F32, lc, n));
+        free(lc);
+        /* the gradient replaces the logits; rows with ignore_index and padding columns become 0 */
         CHECK_OK(gv_crossentropy_backward(gpu, lg.g, lg.g, t.g, dloss, N, V, Vp, ignore));
         float *a = get_g(lg), *b = get_c(dl);
         for (int i = 0; i < N; i++)
             for (int j = 0; j < Vp; j++)
-                if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = hl[(size_t)i * Vp + j];
+                if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = 0.0f;
         cmp("dlogits (in place)", a, b, n, TOL_BF);
         free(a), free(b);
     } else {

@@ -1,8 +1,11 @@
 /* Softmax cross-entropy over the first V of Vp logit columns. Rows whose target is ignore_index give loss
- * 0 and no gradient; padding columns (>= V) are never read for the loss and never get a gradient. */
+ * 0 and no gradient; padding columns (>= V) are never read for the loss and never get a gradient.
+ * Backward with dlogits == logits replaces the logits by their gradient (ignored rows and padding columns
+ * become 0) instead of accumulating: the in-place form that saves a [N, Vp] buffer. */
 #include "cpu-ops.h"
 
 #include <math.h>
+#include <string.h>
 
 static gv_status ce_check(const char *op, const int32_t *targets, int N, int V, int Vp, int ignore_index) {
     if (N < 0 || V <= 0 || Vp < V)
@@ -56,19 +59,24 @@ gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits_, const void
     float *dlogits = dlogits_;     /* [N, Vp] */
     const float *logits = logits_; /* [N, Vp] */
     /* targets: [N] */
+    int inplace = dlogits_ == logits_;
 #pragma omp parallel for if ((long)N * V > GV_CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
         int tg = targets[n];
-        if (tg == ignore_index) continue;
         const float *x = logits + (long)n * Vp;
         float *dx = dlogits + (long)n * Vp;
+        if (tg == ignore_index) {
+            if (inplace) memset(dx, 0, (size_t)Vp * sizeof(float));
+            continue;
+        }
         float mx;
         double lse;
         ce_row_stats(x, V, &mx, &lse);
         for (int j = 0; j < V; j++) {
-            float p = (float)exp((double)x[j] - lse);
-            dx[j] += (p - (j == tg ? 1.0f : 0.0f)) * dloss;
+            float d = ((float)exp((double)x[j] - lse) - (j == tg ? 1.0f : 0.0f)) * dloss;
+            dx[j] = inplace ? d : dx[j] + d;
         }
+        if (inplace) memset(dx + V, 0, (size_t)(Vp - V) * sizeof(float));
     }
     return GV_OK;
 }
@@ -104,16 +112,21 @@ gv_status gv_cpu_crossentropy_shard_backward(gv_backend *b, void *dlogits_, cons
     float *dlogits = dlogits_;     /* [N, Vp] */
     const float *logits = logits_; /* [N, Vp] */
     /* lse: [N] log-sum-exp of the full row; targets: [N] */
+    int inplace = dlogits_ == logits_;
 #pragma omp parallel for if ((long)N * V > GV_CPU_PAR_MIN)
     for (int n = 0; n < N; n++) {
-        if (targets[n] == ignore_index) continue;
         const float *x = logits + (long)n * Vp;
         float *dx = dlogits + (long)n * Vp;
+        if (targets[n] == ignore_index) {
+            if (inplace) memset(dx, 0, (size_t)Vp * sizeof(float));
+            continue;
+        }
         int tj = targets[n] - v0;
         for (int j = 0; j < V; j++) {
-            float p = (float)exp((double)x[j] - (double)lse[n]);
-            dx[j] += (p - (j == tj ? 1.0f : 0.0f)) * dloss;
+            float d = ((float)exp((double)x[j] - (double)lse[n]) - (j == tj ? 1.0f : 0.0f)) * dloss;
+            dx[j] = inplace ? d : dx[j] + d;
         }
+        if (inplace) memset(dx + V, 0, (size_t)(Vp - V) * sizeof(float));
     }
     return GV_OK;
 }

@@ -4,7 +4,8 @@
  * ignore_index get loss 0 and no gradient; columns >= V are never touched. The vocab-parallel variants
  * (shard_stats, shard_backward) work on a shard of global columns [v0, v0 + V).
  * dlogits may alias logits: the gradient then replaces the logits (each element is read before its thread
- * writes it), the usual in-place trick that saves a [N, Vp] buffer. */
+ * writes it; rows with ignore_index and padding columns become 0), the usual in-place trick that saves a
+ * [N, Vp] buffer. */
 #include "cuda-common.cuh"
 
 #define CE_THREADS 512
@@ -98,7 +99,11 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
                                              int ignore_index) {
     const size_t n = blockIdx.x;
     const int tg0 = targets[n];
-    if (tg0 == ignore_index) return;
+    if (tg0 == ignore_index) {
+        if (INPLACE) /* the row's gradient is zero: the logits must not stay behind as one */
+            for (int c = threadIdx.x; c < Vp; c += blockDim.x) dlogits[n * Vp + c] = gv_tobf(0.0f);
+        return;
+    }
     const int tg = tg0 - v0;
     const bf16 *x = logits + n * Vp;
     bf16 *dx = dlogits + n * Vp;
@@ -121,6 +126,8 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
             }
         }
     }
+    if (INPLACE) /* padding columns get no gradient (row_lse never reads them) */
+        for (int j = V + threadIdx.x; j < Vp; j += blockDim.x) dx[j] = gv_tobf(0.0f);
 }
 
 /* ---- launchers --------------------------------------------------------------------------------------- */
