@@ -326,9 +326,9 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* Megatron-SP: per layer, the six [B*T, C] residual-region tensors (two norm outputs, two projections,
-     * two residual sums) and four [B*T] norm statistics shrink to this rank's T/tp positions. Measured per
-     * layer as the difference between 4 and 2 layers, with tp 2 over pairs of ranks. */
+    /* Megatron-SP: per layer, the four stored [B*T, C] residual-region tensors (two norm outputs, two
+     * residual sums) and four [B*T] norm statistics shrink to this rank's T/tp positions. Measured per layer
+     * as the difference between 4 and 2 layers, with tp 2 over pairs of ranks. */
     size_t per_layer[2];
     for (int msp = 0; msp < 2; msp++) {
         size_t act[2];
@@ -348,7 +348,7 @@ int main(int argc, char **argv) {
     }
     size_t N = 8 / 2 / 2 * 32, Nl = N / 2, Cm = 64; /* local batch 2 (B 8, M 2, dp 2) x T 32 */
 #define A256(x) (((x) + 255) / 256 * 256) /* arena views are 256-byte aligned */
-    size_t want = 6 * (A256(N * Cm * 4) - A256(Nl * Cm * 4)) + 4 * (A256(N * 4) - A256(Nl * 4));
+    size_t want = 4 * (A256(N * Cm * 4) - A256(Nl * Cm * 4)) + 4 * (A256(N * 4) - A256(Nl * 4));
     if (rank == 0)
         printf("Megatron-SP: activations per layer %zu B -> %zu B (formula: %zu B less)\n", per_layer[0],
                per_layer[1], want);

@@ -488,6 +488,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
      * and the partial sums live in two [N,C] views shared by all layers; backward gathers again. */
     size_t o_gathered = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
     size_t o_partial = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
+    /* The output projections are only added into the residual stream (backward never reads them): one
+     * [Nl,C] view serves every layer's attention and MLP projection. */
+    size_t o_proj = gv_arena_reserve(A, Nl * C * e);
     m->la = calloc((size_t)m->L, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs) : gv_attention_stash_bytes(b, B, T, m->Hl);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
@@ -516,7 +519,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             a->qkv_sp = gv_arena_reserve(A, NF * (size_t)m->QKVs * e);
             a->atty_sp = gv_arena_reserve(A, NF * (size_t)(m->Hs * m->D) * e);
         }
-        a->attproj = gv_arena_reserve(A, Nl * C * e);
+        a->attproj = o_proj;
         a->attproj_p = m->msp ? o_partial : a->attproj;
         a->res1 = gv_arena_reserve(A, Nl * C * e);
         a->ln2 = gv_arena_reserve(A, Nl * C * e);
@@ -525,7 +528,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->ln2_rstd = gv_arena_reserve(A, Nl * 4);
         a->fch = gv_arena_reserve(A, N * (size_t)m->F2l * e);
         a->fch_act = gv_arena_reserve(A, N * (size_t)m->Fl * e);
-        a->fcproj = gv_arena_reserve(A, Nl * C * e);
+        a->fcproj = o_proj;
         a->fcproj_p = m->msp ? o_partial : a->fcproj;
         a->res2 = gv_arena_reserve(A, Nl * C * e);
         if (m->ckpt[l]) {
