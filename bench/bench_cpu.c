@@ -20,7 +20,8 @@ static int gv_cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     const char *preset = argc > 1 ? argv[1] : "gpt2-124m";
-    int B = argc > 2 ? atoi(argv[2]) : 4, T = argc > 3 ? atoi(argv[3]) : 256, iters = argc > 4 ? atoi(argv[4]) : 5;
+    int B = argc > 2 ? atoi(argv[2]) : 4, T = argc > 3 ? atoi(argv[3]) : 256,
+        iters = argc > 4 ? atoi(argv[4]) : 5;
     gv_model_spec spec;
     gv_backend *be;
     gv_model *m;
@@ -47,8 +48,8 @@ int main(int argc, char **argv) {
     }
     qsort(t + 1, (size_t)iters, sizeof(double), gv_cmp);
     double med = t[1 + iters / 2];
-    printf("%s forward+backward, B=%d T=%d: median %.3f s/iter over %d, %.0f tokens/s\n", preset, B, T, med, iters,
-           B * T / med);
+    printf("%s forward+backward, B=%d T=%d: median %.3f s/iter over %d, %.0f tokens/s\n", preset, B, T, med,
+           iters, B * T / med);
     gv_model_free(m);
     gv_backend_free(be);
     return 0;

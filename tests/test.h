@@ -36,8 +36,10 @@ static int gv_test_failures = 0;
     } while (0)
 
 static inline int gv_test_result(const char *name) {
-    if (gv_test_failures) fprintf(stderr, "%s: %d failure(s)\n", name, gv_test_failures);
-    else printf("%s: ok\n", name);
+    if (gv_test_failures)
+        fprintf(stderr, "%s: %d failure(s)\n", name, gv_test_failures);
+    else
+        printf("%s: ok\n", name);
     return gv_test_failures ? 1 : 0;
 }
 #endif

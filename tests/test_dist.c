@@ -1,7 +1,7 @@
 /* Data parallelism on CPU ranks equals one process: DDP and ZeRO-1 on 2 and 4 ranks train tiny GPT-2 and
  * LLaMA models (also with activation recompute, Megatron tensor parallelism, vocab parallelism and Ulysses
- * sequence parallelism) for 10 steps with the single-process loss at every step (1e-5 relative) and the same final
- * weights (1e-4). Started as one process, it re-launches itself on 4 ranks through mpirun (the launcher
+ * sequence parallelism) for 10 steps with the single-process loss at every step (1e-5 relative) and the same
+ * final weights (1e-4). Started as one process, it re-launches itself on 4 ranks through mpirun (the launcher
  * under test); the 2-rank plans run on two pooled sub-groups at once. */
 #include <math.h>
 #include <string.h>
@@ -28,10 +28,10 @@ static void config(gv_train_config *c, const char *preset, const char *out) {
 
 /* Weight comparison: *global = ||x - y|| / ||y|| over all parameters, *worst = the largest per-tensor
  * ||x - y|| / ||y||. The global figure carries the 1e-4 bound; per tensor we allow 1e-3, because AdamW turns
- * gradient rounding noise (~1e-9) on directions whose true gradient is exactly zero (GPT-2's key bias: softmax
- * ignores a per-query constant) into lr-sized steps in either plan, so such a tensor measures the optimizer's
- * amplification of float summation order, not plan equivalence. A wrong shard or a missed update still shows
- * as an O(1) error. */
+ * gradient rounding noise (~1e-9) on directions whose true gradient is exactly zero (GPT-2's key bias:
+ * softmax ignores a per-query constant) into lr-sized steps in either plan, so such a tensor measures the
+ * optimizer's amplification of float summation order, not plan equivalence. A wrong shard or a missed update
+ * still shows as an O(1) error. */
 static void compare_weights(const char *a, const char *b, double *global, double *worst) {
     gv_st_file *fa = NULL, *fb = NULL;
     *global = *worst = INFINITY;
@@ -55,7 +55,8 @@ static void compare_weights(const char *a, const char *b, double *global, double
         dd += d;
         yy += t;
         if (ok && t > 0) w = fmax(w, sqrt(d / t));
-        if (ok && t > 0 && sqrt(d / t) > 1e-4) printf("  %s: per-tensor relative difference %.2e\n", name, sqrt(d / t));
+        if (ok && t > 0 && sqrt(d / t) > 1e-4)
+            printf("  %s: per-tensor relative difference %.2e\n", name, sqrt(d / t));
         free(x);
         free(y);
     }
@@ -129,11 +130,12 @@ int main(int argc, char **argv) {
         CHECK_OK(gv_comm_broadcast(world, ref_losses, 10, GV_COMM_F32, 0));
         for (size_t kk = 0; kk < 2 * sizeof plans / sizeof plans[0]; kk++) {
             size_t k = kk / 2;
-            int ckpt = (int)(kk % 2); /* every plan with and without recompute */
+            int ckpt = (int)(kk % 2);                 /* every plan with and without recompute */
             if (plans[k].tp == 4 && p == 1) continue; /* llama-tiny has 2 kv heads */
             gv_comm *comm = plans[k].ranks == 4 ? world : half;
             int group = plans[k].ranks == 4 ? 0 : rank / 2;
-            snprintf(out, sizeof out, "dist_tmp/%s-%s%s-g%d", presets[p], plans[k].name, ckpt ? "-ckpt" : "", group);
+            snprintf(out, sizeof out, "dist_tmp/%s-%s%s-g%d", presets[p], plans[k].name, ckpt ? "-ckpt" : "",
+                     group);
             config(&c, presets[p], out);
             c.comm = comm;
             c.zero = plans[k].zero;
@@ -156,10 +158,11 @@ int main(int argc, char **argv) {
                 compare_weights(a, b, &wg, &wt);
                 CHECK(wg <= 1e-4);
                 CHECK(wt <= 1e-3);
-                printf("%s %-20s%s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e (worst tensor "
+                printf("%s %-20s%s group %d: loss %.6f -> %.6f, worst loss rel diff %.2e, weights %.2e "
+                       "(worst tensor "
                        "%.2e)\n",
-                       presets[p], plans[k].name, ckpt ? " +ckpt" : "      ", group, r.losses[0], r.losses[9], worst,
-                       wg, wt);
+                       presets[p], plans[k].name, ckpt ? " +ckpt" : "      ", group, r.losses[0], r.losses[9],
+                       worst, wg, wt);
                 fflush(stdout);
             }
             free(r.losses);
@@ -198,7 +201,8 @@ int main(int argc, char **argv) {
             CHECK_OK(gv_train_run(&c, &r));
             CHECK(r.steps_done == 10);
             double worst = 0;
-            for (int s = 0; s < r.steps_done; s++) worst = fmax(worst, fabs(r.losses[s] - want[10 + s]) / want[10 + s]);
+            for (int s = 0; s < r.steps_done; s++)
+                worst = fmax(worst, fabs(r.losses[s] - want[10 + s]) / want[10 + s]);
             printf("resume tp2 x zero1-dp2 (4 ranks) -> 1 process: worst loss rel diff %.2e\n", worst);
             CHECK(worst <= 1e-5);
             free(r.losses);
@@ -212,7 +216,8 @@ int main(int argc, char **argv) {
         CHECK_OK(gv_train_run(&c, &r));
         if (rank == 0) {
             double worst = 0;
-            for (int s = 0; s < r.steps_done; s++) worst = fmax(worst, fabs(r.losses[s] - want[10 + s]) / want[10 + s]);
+            for (int s = 0; s < r.steps_done; s++)
+                worst = fmax(worst, fabs(r.losses[s] - want[10 + s]) / want[10 + s]);
             printf("resume 1 process -> tp4 + vocab tp (4 ranks): worst loss rel diff %.2e\n", worst);
             CHECK(r.steps_done == 10 && worst <= 1e-5);
         }
@@ -267,7 +272,9 @@ int main(int argc, char **argv) {
                 yy += (double)gr[i].data[k] * gr[i].data[k];
             }
         }
-        if (rank == 0) printf("ulysses2 with ignored targets on one rank: loss %.6f vs %.6f, grads rel %.2e\n", lsum / 2, lref, sqrt(dd / yy));
+        if (rank == 0)
+            printf("ulysses2 with ignored targets on one rank: loss %.6f vs %.6f, grads rel %.2e\n", lsum / 2,
+                   lref, sqrt(dd / yy));
         CHECK(nr == nu && sqrt(dd / yy) < 1e-5);
         gv_named_f32_free(gr, nr);
         gv_named_f32_free(gu, nu);
@@ -304,8 +311,8 @@ int main(int argc, char **argv) {
 #define R64(x) (((x) + 63) / 64 * 64)
 #define RU(x) (((x) + u - 1) / u * u)
         size_t emb = R64(Vp * Cc) + R64(Tm * Cc);
-        size_t layer = 4 * R64(Cc) + R64(3 * Cc * Cc) + R64(3 * Cc) + R64(Cc * Cc) + R64(Cc) + R64(F * Cc) + R64(F) +
-                       R64(Cc * F) + R64(Cc);
+        size_t layer = 4 * R64(Cc) + R64(3 * Cc * Cc) + R64(3 * Cc) + R64(Cc * Cc) + R64(Cc) + R64(F * Cc) +
+                       R64(F) + R64(Cc * F) + R64(Cc);
         size_t fin = 2 * R64(Cc);
         size_t Pf = RU(emb + L * layer + fin), Pu = RU(emb) + L * RU(layer) + RU(fin);
         size_t want_p[4] = {Pf, Pf, Pf, Pu / dp + RU(emb) + RU(layer) + RU(fin)};
@@ -318,8 +325,8 @@ int main(int argc, char **argv) {
             CHECK_OK(gv_train_run(&c, &r1));
             if (rank == 0)
                 printf("%s: parameters %zu B (formula %zu), gradients %zu B, optimizer %zu B (formula %zu)\n",
-                       (const char *[]){"ddp", "zero1", "zero2", "zero3"}[z], r1.memory.parameters, want_p[z] * 4,
-                       r1.memory.gradients, r1.memory.optimizer, want_o[z] * 4);
+                       (const char *[]){"ddp", "zero1", "zero2", "zero3"}[z], r1.memory.parameters,
+                       want_p[z] * 4, r1.memory.gradients, r1.memory.optimizer, want_o[z] * 4);
             CHECK(r1.memory.parameters == want_p[z] * 4 && r1.memory.gradients == want_p[z] * 4);
             CHECK(r1.memory.optimizer == want_o[z] * 4);
             free(r1.losses);
@@ -347,7 +354,7 @@ int main(int argc, char **argv) {
         per_layer[msp] = (act[1] - act[0]) / 2;
     }
     size_t N = 8 / 2 / 2 * 32, Nl = N / 2, Cm = 64; /* local batch 2 (B 8, M 2, dp 2) x T 32 */
-#define A256(x) (((x) + 255) / 256 * 256) /* arena views are 256-byte aligned */
+#define A256(x) (((x) + 255) / 256 * 256)           /* arena views are 256-byte aligned */
     size_t want = 4 * (A256(N * Cm * 4) - A256(Nl * Cm * 4)) + 4 * (A256(N * 4) - A256(Nl * 4));
     if (rank == 0)
         printf("Megatron-SP: activations per layer %zu B -> %zu B (formula: %zu B less)\n", per_layer[0],

@@ -225,7 +225,7 @@ static void test_embedding_case(int B, int T, int C, int V, int pos0, int use_wp
     emb_ctx c = {B, T, C, V, pos0, ibuf((size_t)B * T), randn((size_t)V * C, 1), NULL};
     if (use_wpe) c.wpe = randn((size_t)(pos0 + T) * C, 1);
     for (int i = 0; i < B * T; i++) c.tok[i] = rint_(0, V - 1); /* V small: tokens repeat */
-    for (int i = 2; i < B * T; i += 5) c.tok[i] = -1;             /* not in this vocab shard */
+    for (int i = 2; i < B * T; i += 5) c.tok[i] = -1;           /* not in this vocab shard */
     gcheck g = {.fwd = emb_fwd, .bwd = emb_bwd, .ctx = &c};
     snprintf(g.name, sizeof g.name, "embedding B=%d T=%d C=%d V=%d pos0=%d wpe=%d", B, T, C, V, pos0,
              use_wpe);

@@ -54,10 +54,12 @@ int main(void) {
             for (int n = 0; n < N; n++) memcpy(shard + n * Vs, logits + n * Vp + v0, sizeof(float) * Vs);
             CHECK_OK(gv_crossentropy_shard_backward(be, shard, shard, tg, glse, 0.37f, N, Vr, Vs, v0, -1));
             for (int n = 0; n < N; n++)
-                for (int j = 0; j < Vs; j++) CHECK_CLOSE(shard[n * Vs + j], want_d[n * Vp + v0 + j], 1e-5, 1e-7);
+                for (int j = 0; j < Vs; j++)
+                    CHECK_CLOSE(shard[n * Vs + j], want_d[n * Vp + v0 + j], 1e-5, 1e-7);
         }
         free(inpl);
-        free(logits), free(want_loss), free(want_d), free(got_d), free(tg), free(shard), free(dshard), free(lse);
+        free(logits), free(want_loss), free(want_d), free(got_d), free(tg), free(shard), free(dshard),
+            free(lse);
         free(tl);
     }
     gv_backend_free(be);

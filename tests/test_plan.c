@@ -12,8 +12,8 @@ static gv_layer_strategy S(int tp, gv_sp_mode sp, int zero, int ckpt) {
 }
 
 /* Validation of a uniform plan fails with a message containing `want` (or passes when want is NULL). */
-static void expect(const gv_model_spec *spec, int world, int pp, gv_layer_strategy l, gv_layer_strategy v, int B,
-                   int M, int seq, const char *want) {
+static void expect(const gv_model_spec *spec, int world, int pp, gv_layer_strategy l, gv_layer_strategy v,
+                   int B, int M, int seq, const char *want) {
     gv_plan p;
     CHECK_OK(gv_plan_uniform(&p, world, pp, spec->n_layer, l, v, GV_SCHED_1F1B, B, M));
     gv_status st = gv_plan_validate(&p, spec, seq, "plan");
@@ -40,21 +40,26 @@ static void test_validate(void) {
     expect(&g, 4, 1, S(3, GV_SP_NONE, 0, 0), one, 8, 1, 64, "tp 3 does not divide the 4 ranks of a stage");
     expect(&g, 8, 1, S(8, GV_SP_NONE, 0, 0), one, 8, 1, 64, "layer 0: tp 8 does not divide n_head 4");
     expect(&l, 4, 1, S(4, GV_SP_NONE, 0, 0), one, 8, 1, 64, "layer 0: tp 4 does not divide n_kv_head 2");
-    expect(&l, 4, 1, S(4, GV_SP_ULYSSES, 0, 0), one, 8, 1, 64, "ulysses degree 4 does not divide n_kv_head 2");
+    expect(&l, 4, 1, S(4, GV_SP_ULYSSES, 0, 0), one, 8, 1, 64,
+           "ulysses degree 4 does not divide n_kv_head 2");
     gv_model_spec f = g;
     f.ffn = 255;
     expect(&f, 2, 1, S(2, GV_SP_NONE, 0, 0), one, 8, 1, 64, "tp 2 does not divide ffn 255");
     gv_model_spec v = g;
     v.padded_vocab = 514;
     v.vocab = 514;
-    expect(&v, 4, 1, one, S(4, GV_SP_NONE, 0, 0), 8, 1, 64, "vocab: tp 4 does not divide the padded vocab 514");
-    expect(&g, 2, 1, S(2, GV_SP_MEGATRON, 0, 0), one, 8, 1, 63, "megatron degree 2 does not divide the sequence length 63");
-    expect(&g, 2, 1, S(2, GV_SP_ULYSSES, 0, 0), one, 8, 1, 63, "ulysses degree 2 does not divide the sequence length 63");
+    expect(&v, 4, 1, one, S(4, GV_SP_NONE, 0, 0), 8, 1, 64,
+           "vocab: tp 4 does not divide the padded vocab 514");
+    expect(&g, 2, 1, S(2, GV_SP_MEGATRON, 0, 0), one, 8, 1, 63,
+           "megatron degree 2 does not divide the sequence length 63");
+    expect(&g, 2, 1, S(2, GV_SP_ULYSSES, 0, 0), one, 8, 1, 63,
+           "ulysses degree 2 does not divide the sequence length 63");
     expect(&g, 2, 1, S(1, GV_SP_MEGATRON, 0, 0), one, 8, 1, 64, "Megatron sequence parallelism needs tp > 1");
     expect(&g, 4, 1, one, one, 6, 1, 64, "dp 4 does not divide the micro-batch of 6 sequences");
     expect(&g, 4, 1, one, one, 8, 4, 64, "dp 4 does not divide the micro-batch of 2 sequences");
     expect(&g, 4, 1, one, one, 8, 3, 64, "3 micro-batches do not divide the global batch 8");
-    expect(&g, 2, 1, S(2, GV_SP_NONE, 2, 0), one, 8, 1, 64, "zero2 needs a data-parallel group larger than 1");
+    expect(&g, 2, 1, S(2, GV_SP_NONE, 2, 0), one, 8, 1, 64,
+           "zero2 needs a data-parallel group larger than 1");
     expect(&g, 4, 4, one, one, 8, 1, 64, "pp 4 exceeds the 2 layers");
     expect(&g, 4, 1, S(1, GV_SP_NONE, 5, 0), one, 8, 1, 64, "ZeRO stage 5 is not 0..3");
 
@@ -69,16 +74,19 @@ static void test_validate(void) {
     gv_plan_free(&p);
 }
 
-static void write_file(const char *path, const char *txt) { CHECK_OK(gv_file_write_atomic(path, txt, strlen(txt))); }
+static void write_file(const char *path, const char *txt) {
+    CHECK_OK(gv_file_write_atomic(path, txt, strlen(txt)));
+}
 
 static void test_galvatron_config(void) {
     mkdir("plan_tmp", 0755);
     /* The shape of the reference's llama2-7b example, on 8 ranks with 4 layers. */
-    write_file("plan_tmp/g.json", "{\"pp_deg\": 2, \"tp_sizes_enc\": \"1,2,4,2\", \"tp_consecutive_flags\": \"1,1,1,1\","
-                                  " \"dp_types_enc\": \"0,1,0,0\", \"use_sp\": \"0,0,1,0\", \"checkpoint\": \"1,0,0,1\","
-                                  " \"global_bsz\": 16, \"chunks\": 4, \"pp_division\": \"3,1\","
-                                  " \"pipeline_type\": \"gpipe\", \"default_dp_type\": \"zero2\", \"vtp\": 2,"
-                                  " \"vsp\": 0, \"vocab_sdp\": 1}");
+    write_file("plan_tmp/g.json",
+               "{\"pp_deg\": 2, \"tp_sizes_enc\": \"1,2,4,2\", \"tp_consecutive_flags\": \"1,1,1,1\","
+               " \"dp_types_enc\": \"0,1,0,0\", \"use_sp\": \"0,0,1,0\", \"checkpoint\": \"1,0,0,1\","
+               " \"global_bsz\": 16, \"chunks\": 4, \"pp_division\": \"3,1\","
+               " \"pipeline_type\": \"gpipe\", \"default_dp_type\": \"zero2\", \"vtp\": 2,"
+               " \"vsp\": 0, \"vocab_sdp\": 1}");
     gv_plan p;
     CHECK_OK(gv_plan_load(&p, "plan_tmp/g.json", 4, 8));
     CHECK(p.pp == 2 && p.world == 8 && p.global_batch == 16 && p.micro_batches == 4);
@@ -116,9 +124,12 @@ static void test_galvatron_config(void) {
         {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1,1\", \"dp_types_enc\": \"0,0\"}",
          "field 'tp_sizes_enc' has 3 entries, expected 2"},
         {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\"}", "missing field 'dp_types_enc'"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,x\", \"dp_types_enc\": \"0,0\"}", "is not a comma-separated integer list"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,2\"}", "'dp_types_enc': entry 1 is 2"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\", \"default_dp_type\": \"fsdp\"}",
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,x\", \"dp_types_enc\": \"0,0\"}",
+         "is not a comma-separated integer list"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,2\"}",
+         "'dp_types_enc': entry 1 is 2"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\", \"default_dp_type\": "
+         "\"fsdp\"}",
          "field 'default_dp_type': unknown value 'fsdp'"},
         {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\", \"pipeline_type\": \"zb\"}",
          "field 'pipeline_type': unknown value 'zb'"},
@@ -129,20 +140,27 @@ static void test_galvatron_config(void) {
         {"{\"layers\": [], \"world\": 8}", "field 'layers' has 0 entries, the model has 2 layers"},
         {"{\"layers\": [{\"tp\": 1}, {\"tp\": 1, \"sp\": \"ring\"}], \"world\": 8, \"global_batch\": 8}",
          "field 'layers[1].sp': unknown value 'ring'"},
-        {"{\"layers\": [{\"tp\": 1}, {\"tq\": 1}], \"world\": 8, \"global_batch\": 8}", "layers[1]: unknown field 'tq'"},
+        {"{\"layers\": [{\"tp\": 1}, {\"tq\": 1}], \"world\": 8, \"global_batch\": 8}",
+         "layers[1]: unknown field 'tq'"},
         {"{\"tp\": 1}", "neither a galvatron_config"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1,\", \"dp_types_enc\": \"0,0\"}", "is not a comma-separated integer list"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"tp_consecutive_flags\": \"1,0\", \"dp_types_enc\": \"0,0\", \"global_bsz\": 8}",
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1,\", \"dp_types_enc\": \"0,0\"}",
+         "is not a comma-separated integer list"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"tp_consecutive_flags\": \"1,0\", \"dp_types_enc\": "
+         "\"0,0\", \"global_bsz\": 8}",
          "'tp_consecutive_flags': entry 1 is 0"},
-        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\"}", "missing field 'global_bsz'"},
+        {"{\"pp_deg\": 1, \"tp_sizes_enc\": \"1,1\", \"dp_types_enc\": \"0,0\"}",
+         "missing field 'global_bsz'"},
         {"{\"pp_deg\": 1, ", "malformed JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_file("plan_tmp/bad.json", bad[i].txt);
         gv_status st = gv_plan_load(&p, "plan_tmp/bad.json", 2, 8);
-        if (st == GV_OK || !strstr(gv_last_error(), bad[i].want) || !strstr(gv_last_error(), "plan_tmp/bad.json"))
-            fprintf(stderr, "case %zu: want '%s', got '%s'\n", i, bad[i].want, st == GV_OK ? "(ok)" : gv_last_error());
-        CHECK(st != GV_OK && strstr(gv_last_error(), bad[i].want) && strstr(gv_last_error(), "plan_tmp/bad.json"));
+        if (st == GV_OK || !strstr(gv_last_error(), bad[i].want) ||
+            !strstr(gv_last_error(), "plan_tmp/bad.json"))
+            fprintf(stderr, "case %zu: want '%s', got '%s'\n", i, bad[i].want,
+                    st == GV_OK ? "(ok)" : gv_last_error());
+        CHECK(st != GV_OK && strstr(gv_last_error(), bad[i].want) &&
+              strstr(gv_last_error(), "plan_tmp/bad.json"));
         if (st == GV_OK) gv_plan_free(&p);
     }
 }

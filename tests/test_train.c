@@ -198,10 +198,10 @@ static void test_default_learns(void) {
     CHECK_OK(gv_dataset_open(&d, NULL, c.seed));
     double H = gv_dataset_entropy_estimate(d);
     gv_dataset_free(d);
-    printf("default model: loss %.4f -> %.4f, eval %.4f (language entropy %.4f, uniform %.4f)\n", r.first_loss,
-           r.last_loss, r.last_eval_loss, H, log(512.0));
-    CHECK(r.first_loss > 6.0f);        /* starts near ln(512) = 6.24 */
-    CHECK(r.last_eval_loss < 4.5f); /* 1.7 nats below the start after 150 steps (measured 4.10) */
+    printf("default model: loss %.4f -> %.4f, eval %.4f (language entropy %.4f, uniform %.4f)\n",
+           r.first_loss, r.last_loss, r.last_eval_loss, H, log(512.0));
+    CHECK(r.first_loss > 6.0f);         /* starts near ln(512) = 6.24 */
+    CHECK(r.last_eval_loss < 4.5f);     /* 1.7 nats below the start after 150 steps (measured 4.10) */
     CHECK(r.last_eval_loss > H - 0.05); /* but cannot beat the true entropy */
     free(r.losses);
 }

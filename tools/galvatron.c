@@ -167,38 +167,55 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             return 2;
         }
         const char *v = argv[++i];
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--layers")) layers = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--data")) c.data = v;
-        else if (!strcmp(a, "--init-from")) c.init_from = v;
-        else if (!strcmp(a, "--seq")) c.seq = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--steps")) c.steps = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--global-batch")) c.global_batch = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--micro-batches")) c.micro_batches = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--lr")) c.lr = gv_parse_float(a, v);
-        else if (!strcmp(a, "--min-lr-frac")) c.min_lr_frac = gv_parse_float(a, v);
-        else if (!strcmp(a, "--warmup")) c.warmup = gv_parse_int(a, v, 0), warmup_set = 1;
-        else if (!strcmp(a, "--weight-decay")) c.weight_decay = gv_parse_float(a, v);
-        else if (!strcmp(a, "--grad-clip")) c.grad_clip = gv_parse_float(a, v);
-        else if (!strcmp(a, "--seed")) c.seed = (uint64_t)gv_parse_int(a, v, 0);
-        else if (!strcmp(a, "--backend")) c.backend = v;
-        else if (!strcmp(a, "-n")) nranks = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--tp")) c.tp = gv_parse_int(a, v, 1);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--layers"))
+            layers = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--data"))
+            c.data = v;
+        else if (!strcmp(a, "--init-from"))
+            c.init_from = v;
+        else if (!strcmp(a, "--seq"))
+            c.seq = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--steps"))
+            c.steps = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--global-batch"))
+            c.global_batch = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--micro-batches"))
+            c.micro_batches = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--lr"))
+            c.lr = gv_parse_float(a, v);
+        else if (!strcmp(a, "--min-lr-frac"))
+            c.min_lr_frac = gv_parse_float(a, v);
+        else if (!strcmp(a, "--warmup"))
+            c.warmup = gv_parse_int(a, v, 0), warmup_set = 1;
+        else if (!strcmp(a, "--weight-decay"))
+            c.weight_decay = gv_parse_float(a, v);
+        else if (!strcmp(a, "--grad-clip"))
+            c.grad_clip = gv_parse_float(a, v);
+        else if (!strcmp(a, "--seed"))
+            c.seed = (uint64_t)gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--backend"))
+            c.backend = v;
+        else if (!strcmp(a, "-n"))
+            nranks = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--tp"))
+            c.tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--pp")) {
             if (gv_parse_int(a, v, 1) != 1) {
-                fprintf(stderr, "galvatron: --pp %s: pipeline parallelism is not built yet (only --pp 1)\n", v);
+                fprintf(stderr, "galvatron: --pp %s: pipeline parallelism is not built yet (only --pp 1)\n",
+                        v);
                 return 2;
             }
-        }
-        else if (!strcmp(a, "--sp")) {
+        } else if (!strcmp(a, "--sp")) {
             c.ulysses = !strcmp(v, "ulysses");
             c.megatron_sp = !strcmp(v, "megatron");
             if (!c.ulysses && !c.megatron_sp && strcmp(v, "none")) {
                 fprintf(stderr, "galvatron: --sp '%s': expected none, megatron or ulysses\n", v);
                 return 2;
             }
-        }
-        else if (!strcmp(a, "--vocab-tp")) vocab_tp = gv_parse_int(a, v, 1);
+        } else if (!strcmp(a, "--vocab-tp"))
+            vocab_tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--dp-type")) {
             static const char *const types[] = {"ddp", "zero1", "zero2", "zero3"};
             c.zero = -1;
@@ -208,21 +225,28 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
                 fprintf(stderr, "galvatron: --dp-type '%s': expected ddp, zero1, zero2 or zero3\n", v);
                 return 2;
             }
-        }
-        else if (!strcmp(a, "--device")) c.device = gv_parse_int(a, v, 0);
-        else if (!strcmp(a, "--eval-every")) c.eval_every = gv_parse_int(a, v, 0);
-        else if (!strcmp(a, "--eval-batches")) c.eval_batches = gv_parse_int(a, v, 0);
-        else if (!strcmp(a, "--metrics")) c.metrics = v;
-        else if (!strcmp(a, "--out")) c.out_dir = v;
-        else if (!strcmp(a, "--save-every")) c.save_every = gv_parse_int(a, v, 0);
-        else if (!strcmp(a, "--resume")) c.resume = v;
+        } else if (!strcmp(a, "--device"))
+            c.device = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--eval-every"))
+            c.eval_every = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--eval-batches"))
+            c.eval_batches = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--metrics"))
+            c.metrics = v;
+        else if (!strcmp(a, "--out"))
+            c.out_dir = v;
+        else if (!strcmp(a, "--save-every"))
+            c.save_every = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--resume"))
+            c.resume = v;
         else {
             fprintf(stderr, "galvatron train: unknown option '%s' (see galvatron train --help)\n", a);
             return 2;
         }
     }
     if (vocab_tp > 1 && vocab_tp != (c.tp > 0 ? c.tp : 1)) {
-        fprintf(stderr, "galvatron: --vocab-tp %d: must be 1 or equal to --tp %d\n", vocab_tp, c.tp > 0 ? c.tp : 1);
+        fprintf(stderr, "galvatron: --vocab-tp %d: must be 1 or equal to --tp %d\n", vocab_tp,
+                c.tp > 0 ? c.tp : 1);
         return 2;
     }
     c.vocab_tp = vocab_tp > 1;
@@ -245,8 +269,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         if (gv_comm_init_world(&gv_world, NULL) != GV_OK) gv_die_status();
         int size = gv_comm_size(gv_world);
         if (nranks && size != nranks)
-            gv_launch_die(gv_world, 1, "-n %d: the job has %d ranks (start it with as many ranks as -n says)", nranks,
-                          size);
+            gv_launch_die(gv_world, 1, "-n %d: the job has %d ranks (start it with as many ranks as -n says)",
+                          nranks, size);
         c.comm = gv_world;
         if (gv_comm_rank(gv_world) != 0) prog.quiet = 1;
     }
@@ -256,10 +280,11 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_train_config_validate(&c) != GV_OK) gv_die_status(); /* before the banner: one line on error */
     if (!prog.quiet)
         fprintf(stderr,
-                "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, %d rank(s)"
+                "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, "
+                "%d rank(s)"
                 " %s\n",
-                c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin", c.global_batch,
-                c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
+                c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
+                c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
                 (const char *[]){"ddp", "zero1", "zero2", "zero3"}[c.zero]);
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {
@@ -274,7 +299,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     printf("trained %d steps: loss %.4f -> %.4f", r.steps_done, r.first_loss, r.last_loss);
     if (!isnan(r.last_eval_loss)) printf(", eval loss %.4f", r.last_eval_loss);
     printf(", %.1fK tokens/s\n", r.mean_tokens_per_s / 1e3);
-    printf("memory of rank 0 (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, workspace %.2f, "
+    printf("memory of rank 0 (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, "
+           "workspace %.2f, "
            "comm %.2f%s\n",
            r.memory.parameters / 1048576.0, r.memory.gradients / 1048576.0, r.memory.optimizer / 1048576.0,
            r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0, r.memory.comm / 1048576.0,
@@ -287,7 +313,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
 static const char *gv_usage_plan =
     "usage: galvatron plan check PLAN.json --model PRESET|FILE -n RANKS [--seq T] [--layers N]\n"
     "\n"
-    "Validates a plan (Hetu-Galvatron's galvatron_config or the project's own JSON form) for a model on RANKS\n"
+    "Validates a plan (Hetu-Galvatron's galvatron_config or the project's own JSON form) for a model on "
+    "RANKS\n"
     "ranks and prints a per-layer table; exits non-zero with the reason when the plan is impossible.\n";
 
 static int gv_cmd_plan(int argc, char **argv) {
@@ -320,10 +347,14 @@ static int gv_cmd_plan(int argc, char **argv) {
             return 2;
         }
         const char *v = argv[++i];
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "-n")) world = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--seq")) seq = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--layers")) layers = gv_parse_int(a, v, 1);
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "-n"))
+            world = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--seq"))
+            seq = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--layers"))
+            layers = gv_parse_int(a, v, 1);
         else {
             fprintf(stderr, "galvatron plan check: unknown option '%s' (see galvatron plan --help)\n", a);
             return 2;
@@ -343,8 +374,9 @@ static int gv_cmd_plan(int argc, char **argv) {
         gv_plan_free(&p);
         gv_die_status();
     }
-    printf("%s: valid for %s on %d ranks, seq %d: pp %d (%s), global batch %d in %d micro-batch(es)\n", file, s.name,
-           p.world, seq, p.pp, p.schedule == GV_SCHED_GPIPE ? "gpipe" : "1f1b", p.global_batch, p.micro_batches);
+    printf("%s: valid for %s on %d ranks, seq %d: pp %d (%s), global batch %d in %d micro-batch(es)\n", file,
+           s.name, p.world, seq, p.pp, p.schedule == GV_SCHED_GPIPE ? "gpipe" : "1f1b", p.global_batch,
+           p.micro_batches);
     printf("%-7s %5s %4s %4s %-9s %-6s %4s\n", "layer", "stage", "tp", "dp", "sp", "dp_type", "ckpt");
     int stage = 0, left = p.stage_layers[0];
     for (int i = 0; i <= p.n_layer; i++) {
@@ -366,14 +398,14 @@ static int gv_cmd_plan(int argc, char **argv) {
 static int gv_cmd_models(void) {
     int n;
     const char *const *names = gv_model_preset_names(&n);
-    printf("%-12s %-6s %6s %6s %4s %4s %6s %6s %7s %10s\n", "preset", "arch", "layers", "hidden", "H", "KVH", "ffn",
-           "seq", "vocab", "params");
+    printf("%-12s %-6s %6s %6s %4s %4s %6s %6s %7s %10s\n", "preset", "arch", "layers", "hidden", "H", "KVH",
+           "ffn", "seq", "vocab", "params");
     for (int i = 0; i < n; i++) {
         gv_model_spec s;
         gv_model_spec_preset(&s, names[i]);
-        printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name, s.arch == GV_ARCH_GPT2 ? "gpt2" : "llama",
-               s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn, s.max_seq, s.vocab,
-               gv_model_spec_num_params(&s) / 1e6);
+        printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name,
+               s.arch == GV_ARCH_GPT2 ? "gpt2" : "llama", s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn,
+               s.max_seq, s.vocab, gv_model_spec_num_params(&s) / 1e6);
     }
     return 0;
 }

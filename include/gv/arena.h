@@ -16,8 +16,8 @@ typedef struct gv_arena {
     const char *category; /* "parameters", "gradients", ... (static string) */
     struct gv_backend *backend;
     void *base;
-    size_t size;      /* bytes reserved so far / allocated */
-    size_t align;     /* alignment of each view in bytes */
+    size_t size;  /* bytes reserved so far / allocated */
+    size_t align; /* alignment of each view in bytes */
 } gv_arena;
 
 void gv_arena_init(gv_arena *a, const char *category, struct gv_backend *backend);

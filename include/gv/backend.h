@@ -48,28 +48,29 @@ gv_status gv_backend_sync(gv_backend *b);
 
 /* out[N,C] = wte[tokens[n]] + (wpe ? wpe[pos0 + n % T] : 0); N = B*T; tokens[N] I32. A negative token
  * (outside this rank's vocab shard under vocab parallelism) contributes a zero row and gets no gradient. */
-gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte, const void *wpe,
-                               int B, int T, int C, int pos0);
-gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout, const int32_t *tokens,
-                                int B, int T, int C, int pos0);
+gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte,
+                               const void *wpe, int B, int T, int C, int pos0);
+gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout,
+                                const int32_t *tokens, int B, int T, int C, int pos0);
 
 /* out[N,C] = (inp - mean) * rstd * w + bias; mean[N], rstd[N] F32 saved for backward. */
-gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp, const void *w,
-                               const void *bias, int N, int C, float eps);
+gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
+                               const void *w, const void *bias, int N, int C, float eps);
 gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
-                                const void *inp, const void *w, const float *mean, const float *rstd, int N, int C);
+                                const void *inp, const void *w, const float *mean, const float *rstd, int N,
+                                int C);
 
 /* out[N,C] = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps). */
-gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N, int C,
-                             float eps);
+gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
+                             int C, float eps);
 gv_status gv_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                               const void *w, const float *rstd, int N, int C);
 
 /* out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] (bias may be NULL). */
 gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
                             int C, int OC);
-gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
-                             const void *w, int N, int C, int OC);
+gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                             const void *inp, const void *w, int N, int C, int OC);
 
 /* Attention over packed qkv[B,T,(H+2*KVH)*D]: q heads first, then k heads, then v heads. Query head h
  * reads kv head h / (H/KVH). Scale 1/sqrt(D). causal: key t' <= t. mask[B,T] I32 (1 = real token,
@@ -119,9 +120,9 @@ gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *log
  * log-sum-exp; ignored rows get nothing. lse and tlogit are F32 device buffers. */
 gv_status gv_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
                                       const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index);
-gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
-                                         const float *lse, float dloss, int N, int V, int Vp, int v0,
-                                         int ignore_index);
+gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
+                                         const int32_t *targets, const float *lse, float dloss, int N, int V,
+                                         int Vp, int v0, int ignore_index);
 
 /* AdamW on n elements. master, m, v: F32. grad: compute dtype, multiplied by grad_scale first (clipping,
  * accumulation averaging). weight: the compute-dtype copy written from master, may be NULL (cpu: master is

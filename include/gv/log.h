@@ -5,7 +5,13 @@
 extern "C" {
 #endif
 
-typedef enum { GV_LOG_DEBUG = 0, GV_LOG_INFO = 1, GV_LOG_WARN = 2, GV_LOG_ERROR = 3, GV_LOG_QUIET = 4 } gv_log_level;
+typedef enum {
+    GV_LOG_DEBUG = 0,
+    GV_LOG_INFO = 1,
+    GV_LOG_WARN = 2,
+    GV_LOG_ERROR = 3,
+    GV_LOG_QUIET = 4
+} gv_log_level;
 
 void gv_log_set_level(gv_log_level lvl);
 gv_log_level gv_log_get_level(void);

@@ -18,19 +18,19 @@ typedef enum { GV_POS_LEARNED = 0, GV_POS_ROPE = 1 } gv_pos;
 typedef struct {
     char name[64];
     gv_arch arch;
-    int n_layer;   /* L */
-    int n_embd;    /* C */
-    int n_head;    /* H */
-    int n_kv_head; /* KVH (== H without GQA) */
-    int ffn;       /* F: MLP hidden size (per branch for SwiGLU) */
-    int max_seq;   /* maximum T (size of learned position table) */
-    int vocab;     /* V */
+    int n_layer;      /* L */
+    int n_embd;       /* C */
+    int n_head;       /* H */
+    int n_kv_head;    /* KVH (== H without GQA) */
+    int ffn;          /* F: MLP hidden size (per branch for SwiGLU) */
+    int max_seq;      /* maximum T (size of learned position table) */
+    int vocab;        /* V */
     int padded_vocab; /* Vp >= V, rows of the embedding/logit matrices (multiple of 64 or 128) */
     gv_norm norm;
     gv_act act;
     gv_pos pos;
-    int tied;      /* LM head shares the token embedding */
-    int bias;      /* linears and norms have biases */
+    int tied; /* LM head shares the token embedding */
+    int bias; /* linears and norms have biases */
     float norm_eps;
     float rope_theta;
     float init_std; /* 0.02; residual projections use init_std / sqrt(2 L) */
@@ -70,14 +70,14 @@ struct gv_comm;
 typedef struct {
     struct gv_comm *dp;
     int zero;
-    const int *ckpt;     /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
-    struct gv_comm *tp;  /* Megatron tensor parallelism over this group (NULL = none): heads, FFN columns */
-    int vocab_parallel;  /* with tp: the embedding / LM head rows and the cross-entropy split too */
-    int megatron_sp;     /* with tp and vocab_parallel: norms and residual stream sharded over the sequence */
-    struct gv_comm *sp;  /* Ulysses over this group (NULL = none): each rank holds T of the Tf = T * sp
-                          * positions (B, T given to init are the local ones); attention runs on the full
-                          * sequence for H/sp heads. Gradients are then summed over dp, which must span
-                          * the sp ranks too (the sdp group). */
+    const int *ckpt;    /* [n_layer] 1 = recompute that layer's activations in backward; NULL = none */
+    struct gv_comm *tp; /* Megatron tensor parallelism over this group (NULL = none): heads, FFN columns */
+    int vocab_parallel; /* with tp: the embedding / LM head rows and the cross-entropy split too */
+    int megatron_sp;    /* with tp and vocab_parallel: norms and residual stream sharded over the sequence */
+    struct gv_comm *sp; /* Ulysses over this group (NULL = none): each rank holds T of the Tf = T * sp
+                         * positions (B, T given to init are the local ones); attention runs on the full
+                         * sequence for H/sp heads. Gradients are then summed over dp, which must span
+                         * the sp ranks too (the sdp group). */
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);
@@ -102,7 +102,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
 gv_status gv_model_backward(gv_model *m, float dloss);
 gv_status gv_model_zero_grad(gv_model *m);
 
-/* Logits of the last forward as host fp32 [B*T, V] (until backward, which replaces them by their gradient). */
+/* Logits of the last forward as host fp32 [B*T, V] (until backward, which replaces them by their gradient).
+ */
 gv_status gv_model_logits(gv_model *m, float *out);
 
 /* Per-parameter buffers that can be exported/imported under HF names and layouts. */

@@ -36,7 +36,9 @@ typedef struct {
 gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_strategy layer,
                           gv_layer_strategy vocab, gv_schedule sched, int global_batch, int micro_batches);
 void gv_plan_free(gv_plan *p);
-static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) { return p->world / p->pp / s->tp; }
+static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) {
+    return p->world / p->pp / s->tp;
+}
 
 /* Checks the plan against a model and sequence length; `where` (a file name or "plan") prefixes the
  * reason, e.g. "plan: layer 3: tp 3 does not divide n_head 4". */

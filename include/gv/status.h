@@ -8,12 +8,12 @@ extern "C" {
 
 typedef enum {
     GV_OK = 0,
-    GV_ERR_INVALID = 1,  /* bad argument or bad input data */
-    GV_ERR_IO = 2,       /* file missing, unreadable, short write */
-    GV_ERR_FORMAT = 3,   /* file present but malformed */
-    GV_ERR_NOMEM = 4,    /* allocation failed */
-    GV_ERR_BACKEND = 5,  /* device / library failure */
-    GV_ERR_COMM = 6,     /* communicator failure */
+    GV_ERR_INVALID = 1, /* bad argument or bad input data */
+    GV_ERR_IO = 2,      /* file missing, unreadable, short write */
+    GV_ERR_FORMAT = 3,  /* file present but malformed */
+    GV_ERR_NOMEM = 4,   /* allocation failed */
+    GV_ERR_BACKEND = 5, /* device / library failure */
+    GV_ERR_COMM = 6,    /* communicator failure */
     GV_ERR_UNSUPPORTED = 7,
 } gv_status;
 

@@ -9,11 +9,11 @@ extern "C" {
 #endif
 
 typedef struct {
-    int step, steps;       /* step just finished (1-based), total */
+    int step, steps; /* step just finished (1-based), total */
     float loss, lr;
     double grad_norm;
     double step_ms, tokens_per_s, eta_s;
-    float eval_loss;       /* NaN unless evaluated at this step */
+    float eval_loss; /* NaN unless evaluated at this step */
 } gv_step_info;
 
 typedef struct {
@@ -31,10 +31,10 @@ typedef struct {
     int warmup;
     float weight_decay, beta1, beta2, eps, grad_clip;
     int eval_every, eval_batches;
-    const char *metrics;  /* JSONL path or NULL */
-    const char *out_dir;  /* checkpoints go to out_dir/step-NNNNNN */
-    int save_every;       /* 0: only at the end (when out_dir is set) */
-    const char *resume;   /* checkpoint directory or NULL */
+    const char *metrics; /* JSONL path or NULL */
+    const char *out_dir; /* checkpoints go to out_dir/step-NNNNNN */
+    int save_every;      /* 0: only at the end (when out_dir is set) */
+    const char *resume;  /* checkpoint directory or NULL */
     /* Distributed run over the ranks of `comm` (NULL = this process alone): tensor-parallel groups of `tp`
      * consecutive ranks (Megatron; vocab_tp: the vocab layers too), data parallelism over the rest with ZeRO
      * stage `zero` (0 = DDP, 1..3 = ZeRO-1/2/3). Every rank calls gv_train_run; rank 0 writes metrics,
@@ -42,7 +42,7 @@ typedef struct {
     struct gv_comm *comm;
     int world; /* rank count to validate against before the ranks exist (when comm is NULL); 0 = 1 */
     int tp, vocab_tp;
-    int ulysses;     /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
+    int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
     int ckpt; /* recompute every layer's activations in backward */

@@ -16,10 +16,10 @@ struct gv_backend_i {
     gv_status (*convert)(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n);
     gv_status (*sync)(gv_backend *b);
 
-    gv_status (*embedding_forward)(gv_backend *, void *, const int32_t *, const void *, const void *, int, int,
-                                   int, int);
-    gv_status (*embedding_backward)(gv_backend *, void *, void *, const void *, const int32_t *, int, int, int,
-                                    int);
+    gv_status (*embedding_forward)(gv_backend *, void *, const int32_t *, const void *, const void *, int,
+                                   int, int, int);
+    gv_status (*embedding_backward)(gv_backend *, void *, void *, const void *, const int32_t *, int, int,
+                                    int, int);
     gv_status (*layernorm_forward)(gv_backend *, void *, float *, float *, const void *, const void *,
                                    const void *, int, int, float);
     gv_status (*layernorm_backward)(gv_backend *, void *, void *, void *, const void *, const void *,
@@ -27,12 +27,13 @@ struct gv_backend_i {
     gv_status (*rmsnorm_forward)(gv_backend *, void *, float *, const void *, const void *, int, int, float);
     gv_status (*rmsnorm_backward)(gv_backend *, void *, void *, const void *, const void *, const void *,
                                   const float *, int, int);
-    gv_status (*matmul_forward)(gv_backend *, void *, const void *, const void *, const void *, int, int, int);
-    gv_status (*matmul_backward)(gv_backend *, void *, void *, void *, const void *, const void *, const void *,
-                                 int, int, int);
+    gv_status (*matmul_forward)(gv_backend *, void *, const void *, const void *, const void *, int, int,
+                                int);
+    gv_status (*matmul_backward)(gv_backend *, void *, void *, void *, const void *, const void *,
+                                 const void *, int, int, int);
     size_t (*attention_stash_bytes)(gv_backend *, int, int, int);
-    gv_status (*attention_forward)(gv_backend *, void *, float *, const void *, const int32_t *, int, int, int,
-                                   int, int, int);
+    gv_status (*attention_forward)(gv_backend *, void *, float *, const void *, const int32_t *, int, int,
+                                   int, int, int, int);
     gv_status (*attention_backward)(gv_backend *, void *, const void *, const void *, const void *,
                                     const float *, const int32_t *, int, int, int, int, int, int);
     gv_status (*rope_forward)(gv_backend *, void *, const void *, int, int, int, int, int, float, int);
@@ -43,15 +44,16 @@ struct gv_backend_i {
     gv_status (*swiglu_backward)(gv_backend *, void *, const void *, const void *, int, int);
     gv_status (*add_forward)(gv_backend *, void *, const void *, const void *, size_t);
     gv_status (*accumulate)(gv_backend *, void *, const void *, size_t);
-    gv_status (*crossentropy_forward)(gv_backend *, float *, const void *, const int32_t *, int, int, int, int);
-    gv_status (*crossentropy_backward)(gv_backend *, void *, const void *, const int32_t *, float, int, int, int,
-                                       int);
-    gv_status (*crossentropy_shard_stats)(gv_backend *, float *, float *, const void *, const int32_t *, int, int,
-                                          int, int, int);
-    gv_status (*crossentropy_shard_backward)(gv_backend *, void *, const void *, const int32_t *, const float *,
-                                             float, int, int, int, int, int);
-    gv_status (*adamw_update)(gv_backend *, float *, void *, const void *, float *, float *, size_t, float, float,
-                              float, float, float, float, int);
+    gv_status (*crossentropy_forward)(gv_backend *, float *, const void *, const int32_t *, int, int, int,
+                                      int);
+    gv_status (*crossentropy_backward)(gv_backend *, void *, const void *, const int32_t *, float, int, int,
+                                       int, int);
+    gv_status (*crossentropy_shard_stats)(gv_backend *, float *, float *, const void *, const int32_t *, int,
+                                          int, int, int, int);
+    gv_status (*crossentropy_shard_backward)(gv_backend *, void *, const void *, const int32_t *,
+                                             const float *, float, int, int, int, int, int);
+    gv_status (*adamw_update)(gv_backend *, float *, void *, const void *, float *, float *, size_t, float,
+                              float, float, float, float, float, int);
     gv_status (*sumsq)(gv_backend *, double *, const void *, size_t);
     gv_status (*scale)(gv_backend *, void *, float, size_t);
 };

@@ -11,7 +11,8 @@ gv_status gv_backend_init(gv_backend **out, const char *name, int device) {
         return gv_backend_cuda_init(out, device);
 #else
         (void)device;
-        return gv_fail(GV_ERR_UNSUPPORTED, "backend 'cuda': this build has no CUDA (configure with -DGV_CUDA=ON)");
+        return gv_fail(GV_ERR_UNSUPPORTED,
+                       "backend 'cuda': this build has no CUDA (configure with -DGV_CUDA=ON)");
 #endif
     }
     return gv_fail(GV_ERR_INVALID, "backend '%s': unknown (expected cpu or cuda)", name);
@@ -28,15 +29,25 @@ int gv_backend_available(const char *name) {
 void gv_backend_free(gv_backend *b) {
     if (b) b->iface->free(b);
 }
-const char *gv_backend_name(const gv_backend *b) { return b->iface->name; }
-gv_device gv_backend_device(const gv_backend *b) { return b->device; }
-gv_dtype gv_backend_dtype(const gv_backend *b) { return b->dtype; }
+const char *gv_backend_name(const gv_backend *b) {
+    return b->iface->name;
+}
+gv_device gv_backend_device(const gv_backend *b) {
+    return b->device;
+}
+gv_dtype gv_backend_dtype(const gv_backend *b) {
+    return b->dtype;
+}
 
-gv_status gv_backend_alloc(gv_backend *b, void **ptr, size_t bytes) { return b->iface->alloc(b, ptr, bytes); }
+gv_status gv_backend_alloc(gv_backend *b, void **ptr, size_t bytes) {
+    return b->iface->alloc(b, ptr, bytes);
+}
 void gv_backend_dealloc(gv_backend *b, void *ptr) {
     if (ptr) b->iface->dealloc(b, ptr);
 }
-gv_status gv_backend_memset0(gv_backend *b, void *ptr, size_t bytes) { return b->iface->memset0(b, ptr, bytes); }
+gv_status gv_backend_memset0(gv_backend *b, void *ptr, size_t bytes) {
+    return b->iface->memset0(b, ptr, bytes);
+}
 gv_status gv_backend_upload(gv_backend *b, void *dst, const void *src_host, size_t bytes) {
     return b->iface->upload(b, dst, src_host, bytes);
 }
@@ -49,40 +60,52 @@ gv_status gv_backend_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const flo
 gv_status gv_backend_download_f32(gv_backend *b, float *dst_host, const void *src, gv_dtype dt, size_t n) {
     return b->iface->download_f32(b, dst_host, src, dt, n);
 }
-gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n) {
+gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt,
+                             size_t n) {
     return b->iface->convert(b, dst, ddt, src, sdt, n);
 }
-gv_status gv_backend_sync(gv_backend *b) { return b->iface->sync(b); }
+gv_status gv_backend_sync(gv_backend *b) {
+    return b->iface->sync(b);
+}
 
-gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B, int T, int C, int pos0) {
+gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte,
+                               const void *wpe, int B, int T, int C, int pos0) {
     return b->iface->embedding_forward(b, out, tokens, wte, wpe, B, T, C, pos0);
 }
 
-gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout, const int32_t *tokens, int B, int T, int C, int pos0) {
+gv_status gv_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout,
+                                const int32_t *tokens, int B, int T, int C, int pos0) {
     return b->iface->embedding_backward(b, dwte, dwpe, dout, tokens, B, T, C, pos0);
 }
 
-gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp, const void *w, const void *bias, int N, int C, float eps) {
+gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
+                               const void *w, const void *bias, int N, int C, float eps) {
     return b->iface->layernorm_forward(b, out, mean, rstd, inp, w, bias, N, C, eps);
 }
 
-gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w, const float *mean, const float *rstd, int N, int C) {
+gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                                const void *inp, const void *w, const float *mean, const float *rstd, int N,
+                                int C) {
     return b->iface->layernorm_backward(b, dinp, dw, dbias, dout, inp, w, mean, rstd, N, C);
 }
 
-gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N, int C, float eps) {
+gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
+                             int C, float eps) {
     return b->iface->rmsnorm_forward(b, out, rstd, inp, w, N, C, eps);
 }
 
-gv_status gv_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp, const void *w, const float *rstd, int N, int C) {
+gv_status gv_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
+                              const void *w, const float *rstd, int N, int C) {
     return b->iface->rmsnorm_backward(b, dinp, dw, dout, inp, w, rstd, N, C);
 }
 
-gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N, int C, int OC) {
+gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
+                            int C, int OC) {
     return b->iface->matmul_forward(b, out, inp, w, bias, N, C, OC);
 }
 
-gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w, int N, int C, int OC) {
+gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
+                             const void *inp, const void *w, int N, int C, int OC) {
     return b->iface->matmul_backward(b, dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
@@ -90,19 +113,24 @@ size_t gv_attention_stash_bytes(gv_backend *b, int B, int T, int H) {
     return b->iface->attention_stash_bytes(b, B, T, H);
 }
 
-gv_status gv_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask, int B, int T, int H, int KVH, int D, int causal) {
+gv_status gv_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
+                               int B, int T, int H, int KVH, int D, int causal) {
     return b->iface->attention_forward(b, out, stash, qkv, mask, B, T, H, KVH, D, causal);
 }
 
-gv_status gv_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv, const void *out, const float *stash, const int32_t *mask, int B, int T, int H, int KVH, int D, int causal) {
+gv_status gv_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv, const void *out,
+                                const float *stash, const int32_t *mask, int B, int T, int H, int KVH, int D,
+                                int causal) {
     return b->iface->attention_backward(b, dqkv, dout, qkv, out, stash, mask, B, T, H, KVH, D, causal);
 }
 
-gv_status gv_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D, float theta, int pos0) {
+gv_status gv_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
+                          float theta, int pos0) {
     return b->iface->rope_forward(b, out, inp, B, T, H, KVH, D, theta, pos0);
 }
 
-gv_status gv_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D, float theta, int pos0) {
+gv_status gv_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D,
+                           float theta, int pos0) {
     return b->iface->rope_backward(b, dinp, dout, B, T, H, KVH, D, theta, pos0);
 }
 
@@ -130,32 +158,38 @@ gv_status gv_accumulate(gv_backend *b, void *dst, const void *src, size_t n) {
     return b->iface->accumulate(b, dst, src, n);
 }
 
-gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets, int N, int V, int Vp, int ignore_index) {
+gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logits, const int32_t *targets,
+                                  int N, int V, int Vp, int ignore_index) {
     return b->iface->crossentropy_forward(b, losses, logits, targets, N, V, Vp, ignore_index);
 }
 
-gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets, float dloss, int N, int V, int Vp, int ignore_index) {
+gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
+                                   float dloss, int N, int V, int Vp, int ignore_index) {
     return b->iface->crossentropy_backward(b, dlogits, logits, targets, dloss, N, V, Vp, ignore_index);
 }
 
 gv_status gv_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
-                                      const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index) {
+                                      const int32_t *targets, int N, int V, int Vp, int v0,
+                                      int ignore_index) {
     if (!b->iface->crossentropy_shard_stats)
         return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no vocab-parallel cross-entropy", b->iface->name);
     return b->iface->crossentropy_shard_stats(b, lse, tlogit, logits, targets, N, V, Vp, v0, ignore_index);
 }
 
-gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
-                                         const float *lse, float dloss, int N, int V, int Vp, int v0,
-                                         int ignore_index) {
+gv_status gv_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
+                                         const int32_t *targets, const float *lse, float dloss, int N, int V,
+                                         int Vp, int v0, int ignore_index) {
     if (!b->iface->crossentropy_shard_backward)
         return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no vocab-parallel cross-entropy", b->iface->name);
     return b->iface->crossentropy_shard_backward(b, dlogits, logits, targets, lse, dloss, N, V, Vp, v0,
                                                  ignore_index);
 }
 
-gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
-    return b->iface->adamw_update(b, master, weight, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void *grad, float *m, float *v,
+                          size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                          float grad_scale, int t) {
+    return b->iface->adamw_update(b, master, weight, grad, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                  grad_scale, t);
 }
 
 gv_status gv_sumsq(gv_backend *b, double *out, const void *x, size_t n) {

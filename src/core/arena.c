@@ -24,7 +24,9 @@ gv_status gv_arena_commit(gv_arena *a) {
     return GV_OK;
 }
 
-void *gv_arena_ptr(const gv_arena *a, size_t offset) { return a->base ? (char *)a->base + offset : NULL; }
+void *gv_arena_ptr(const gv_arena *a, size_t offset) {
+    return a->base ? (char *)a->base + offset : NULL;
+}
 
 void gv_arena_free(gv_arena *a) {
     if (a->base) gv_backend_dealloc(a->backend, a->base);

@@ -11,13 +11,19 @@ static void gv_log_init(void) {
     const char *e = getenv("GV_LOG");
     gv_level = GV_LOG_INFO;
     if (!e) return;
-    if (!strcmp(e, "debug")) gv_level = GV_LOG_DEBUG;
-    else if (!strcmp(e, "warn")) gv_level = GV_LOG_WARN;
-    else if (!strcmp(e, "error")) gv_level = GV_LOG_ERROR;
-    else if (!strcmp(e, "quiet")) gv_level = GV_LOG_QUIET;
+    if (!strcmp(e, "debug"))
+        gv_level = GV_LOG_DEBUG;
+    else if (!strcmp(e, "warn"))
+        gv_level = GV_LOG_WARN;
+    else if (!strcmp(e, "error"))
+        gv_level = GV_LOG_ERROR;
+    else if (!strcmp(e, "quiet"))
+        gv_level = GV_LOG_QUIET;
 }
 
-void gv_log_set_level(gv_log_level lvl) { gv_level = (int)lvl; }
+void gv_log_set_level(gv_log_level lvl) {
+    gv_level = (int)lvl;
+}
 
 gv_log_level gv_log_get_level(void) {
     if (gv_level < 0) gv_log_init();

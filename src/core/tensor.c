@@ -5,24 +5,36 @@
 
 size_t gv_dtype_size(gv_dtype t) {
     switch (t) {
-    case GV_F32: return 4;
-    case GV_I32: return 4;
-    case GV_BF16: return 2;
-    case GV_F16: return 2;
-    case GV_U16: return 2;
-    case GV_I64: return 8;
+    case GV_F32:
+        return 4;
+    case GV_I32:
+        return 4;
+    case GV_BF16:
+        return 2;
+    case GV_F16:
+        return 2;
+    case GV_U16:
+        return 2;
+    case GV_I64:
+        return 8;
     }
     return 0;
 }
 
 const char *gv_dtype_name(gv_dtype t) {
     switch (t) {
-    case GV_F32: return "F32";
-    case GV_I32: return "I32";
-    case GV_BF16: return "BF16";
-    case GV_F16: return "F16";
-    case GV_U16: return "U16";
-    case GV_I64: return "I64";
+    case GV_F32:
+        return "F32";
+    case GV_I32:
+        return "I32";
+    case GV_BF16:
+        return "BF16";
+    case GV_F16:
+        return "F16";
+    case GV_U16:
+        return "U16";
+    case GV_I64:
+        return "I64";
     }
     return "?";
 }
@@ -49,7 +61,9 @@ int64_t gv_tensor_numel(const gv_tensor *t) {
     return n;
 }
 
-size_t gv_tensor_nbytes(const gv_tensor *t) { return (size_t)gv_tensor_numel(t) * gv_dtype_size(t->dtype); }
+size_t gv_tensor_nbytes(const gv_tensor *t) {
+    return (size_t)gv_tensor_numel(t) * gv_dtype_size(t->dtype);
+}
 
 int gv_tensor_is_contiguous(const gv_tensor *t) {
     int64_t s = 1;

@@ -32,15 +32,18 @@ static gv_status gv_read_buf(gv_model *m, gv_st_file *f, int which, gv_named_f32
             if (gv_st_find(f, alt) >= 0) snprintf(key, sizeof key, "%s", alt);
         }
         if (gv_st_find(f, key) < 0) {
-            st = gv_fail(GV_ERR_FORMAT, "%s: missing tensor '%s' (a file of another model?)", gv_st_path(f), key);
+            st = gv_fail(GV_ERR_FORMAT, "%s: missing tensor '%s' (a file of another model?)", gv_st_path(f),
+                         key);
             break;
         }
         snprintf(t->name, sizeof t->name, "%s", name);
         int64_t cnt = 1;
         for (int d = 0; d < t->ndim; d++) cnt *= t->shape[d];
         t->data = malloc((size_t)cnt * sizeof(float));
-        if (!t->data) st = gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
-        else st = gv_st_read_f32(f, key, t->data, t->ndim, t->shape);
+        if (!t->data)
+            st = gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
+        else
+            st = gv_st_read_f32(f, key, t->data, t->ndim, t->shape);
     }
     if (st != GV_OK) {
         gv_named_f32_free(ts, n);
@@ -150,8 +153,8 @@ static gv_status gv_meta_i64(gv_st_file *f, const char *key, int64_t *out) {
     if (!v) return gv_fail(GV_ERR_FORMAT, "%s: metadata field '%s' is missing", gv_st_path(f), key);
     long long x = strtoll(v, &end, 10);
     if (*v == '\0' || *end != '\0' || x < 0)
-        return gv_fail(GV_ERR_FORMAT, "%s: metadata field '%s' = '%s' is not a non-negative integer", gv_st_path(f),
-                       key, v);
+        return gv_fail(GV_ERR_FORMAT, "%s: metadata field '%s' = '%s' is not a non-negative integer",
+                       gv_st_path(f), key, v);
     *out = x;
     return GV_OK;
 }
@@ -164,10 +167,12 @@ static gv_status gv_check_spec(gv_model *m, gv_st_file *f) {
     cJSON *a = cJSON_Parse(saved), *b = cJSON_Parse(mine);
     gv_status st = GV_OK;
     if (!a) st = gv_fail(GV_ERR_FORMAT, "%s: metadata field 'model' is not valid JSON", gv_st_path(f));
-    static const char *keys[] = {"arch",  "n_layer",  "n_embd",     "n_head", "n_kv_head", "ffn",  "max_seq", "vocab",
-                                 "padded_vocab", "norm_eps", "rope_theta", "tied", "bias", "norm", "act", "pos"};
+    static const char *keys[] = {"arch",    "n_layer", "n_embd",       "n_head",   "n_kv_head",  "ffn",
+                                 "max_seq", "vocab",   "padded_vocab", "norm_eps", "rope_theta", "tied",
+                                 "bias",    "norm",    "act",          "pos"};
     for (size_t i = 0; st == GV_OK && i < sizeof keys / sizeof keys[0]; i++) {
-        cJSON *x = cJSON_GetObjectItemCaseSensitive(a, keys[i]), *y = cJSON_GetObjectItemCaseSensitive(b, keys[i]);
+        cJSON *x = cJSON_GetObjectItemCaseSensitive(a, keys[i]),
+              *y = cJSON_GetObjectItemCaseSensitive(b, keys[i]);
         /* norm/act/pos were added to the format later: absent means "as the arch implies". */
         if (!x && (!strcmp(keys[i], "norm") || !strcmp(keys[i], "act") || !strcmp(keys[i], "pos"))) continue;
         if (!x || !cJSON_Compare(x, y, 1)) {

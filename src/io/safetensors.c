@@ -29,7 +29,7 @@ typedef struct {
 
 static const gv_st_dtype_desc gv_st_dtypes[] = {
     {"F32", 4, GV_F32}, {"BF16", 2, GV_BF16}, {"F16", 2, GV_F16}, {"I32", 4, GV_I32}, {"U16", 2, GV_U16},
-    {"I64", 8, GV_I64},     {"F64", 8, -1},       {"I16", 2, -1},     {"I8", 1, -1},      {"U8", 1, -1},
+    {"I64", 8, GV_I64}, {"F64", 8, -1},       {"I16", 2, -1},     {"I8", 1, -1},      {"U8", 1, -1},
     {"U32", 4, -1},     {"U64", 8, -1},       {"BOOL", 1, -1},    {"F8_E4M3", 1, -1}, {"F8_E5M2", 1, -1},
 };
 #define GV_ST_NDTYPES ((int)(sizeof gv_st_dtypes / sizeof gv_st_dtypes[0]))

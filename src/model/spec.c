@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int gv_round_up(int x, int m) { return (x + m - 1) / m * m; }
+static int gv_round_up(int x, int m) {
+    return (x + m - 1) / m * m;
+}
 
 static void gv_spec_defaults(gv_model_spec *s, gv_arch arch) {
     memset(s, 0, sizeof *s);
@@ -90,8 +92,9 @@ typedef struct {
     size_t off;
 } gv_int_field;
 
-#define GV_F(k) {#k, offsetof(gv_model_spec, k)}
-static const gv_int_field gv_int_fields[] = {GV_F(n_layer), GV_F(n_embd), GV_F(n_head), GV_F(n_kv_head),
+#define GV_F(k)                                                                                              \
+    { #k, offsetof(gv_model_spec, k) }
+static const gv_int_field gv_int_fields[] = {GV_F(n_layer), GV_F(n_embd),  GV_F(n_head), GV_F(n_kv_head),
                                              GV_F(ffn),     GV_F(max_seq), GV_F(vocab),  GV_F(padded_vocab)};
 #undef GV_F
 
@@ -100,22 +103,26 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
     const cJSON *preset = cJSON_GetObjectItemCaseSensitive(root, "preset");
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "arch");
     if (preset) {
-        if (!cJSON_IsString(preset)) return gv_fail(GV_ERR_FORMAT, "%s: field 'preset' must be a string", path);
+        if (!cJSON_IsString(preset))
+            return gv_fail(GV_ERR_FORMAT, "%s: field 'preset' must be a string", path);
         gv_status st = gv_model_spec_preset(s, preset->valuestring);
         if (st != GV_OK) return gv_fail(st, "%s: field 'preset': %s", path, gv_last_error());
     } else if (arch) {
         if (!cJSON_IsString(arch)) return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' must be a string", path);
-        if (!strcmp(arch->valuestring, "gpt2")) gv_spec_defaults(s, GV_ARCH_GPT2);
-        else if (!strcmp(arch->valuestring, "llama")) gv_spec_defaults(s, GV_ARCH_LLAMA);
+        if (!strcmp(arch->valuestring, "gpt2"))
+            gv_spec_defaults(s, GV_ARCH_GPT2);
+        else if (!strcmp(arch->valuestring, "llama"))
+            gv_spec_defaults(s, GV_ARCH_LLAMA);
         else
-            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch': unknown value '%s' (expected gpt2 or llama)", path,
-                           arch->valuestring);
+            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch': unknown value '%s' (expected gpt2 or llama)",
+                           path, arch->valuestring);
     } else {
         return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2 or llama) or 'preset'", path);
     }
     if (preset && arch) {
         if (!cJSON_IsString(arch) || strcmp(arch->valuestring, s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama"))
-            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' contradicts preset '%s'", path, preset->valuestring);
+            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' contradicts preset '%s'", path,
+                           preset->valuestring);
     }
     const char *base = strrchr(path, '/');
     snprintf(s->name, sizeof s->name, "%s", base ? base + 1 : path);
@@ -144,15 +151,21 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
             if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
                 return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be a positive number", path, k);
             float v = (float)it->valuedouble;
-            if (!strcmp(k, "norm_eps")) s->norm_eps = v;
-            else if (!strcmp(k, "rope_theta")) s->rope_theta = v;
-            else s->init_std = v;
+            if (!strcmp(k, "norm_eps"))
+                s->norm_eps = v;
+            else if (!strcmp(k, "rope_theta"))
+                s->rope_theta = v;
+            else
+                s->init_std = v;
             continue;
         }
         if (!strcmp(k, "tied") || !strcmp(k, "bias")) {
-            if (!cJSON_IsBool(it)) return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be true or false", path, k);
-            if (!strcmp(k, "tied")) s->tied = cJSON_IsTrue(it);
-            else s->bias = cJSON_IsTrue(it);
+            if (!cJSON_IsBool(it))
+                return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be true or false", path, k);
+            if (!strcmp(k, "tied"))
+                s->tied = cJSON_IsTrue(it);
+            else
+                s->bias = cJSON_IsTrue(it);
             continue;
         }
         return gv_fail(GV_ERR_FORMAT, "%s: unknown field '%s'", path, k);
@@ -216,7 +229,8 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
         s->max_seq < 1)
         return gv_fail(GV_ERR_INVALID, "%s: every size must be positive", w);
     if (s->n_embd % s->n_head)
-        return gv_fail(GV_ERR_INVALID, "%s: n_embd %d is not divisible by n_head %d", w, s->n_embd, s->n_head);
+        return gv_fail(GV_ERR_INVALID, "%s: n_embd %d is not divisible by n_head %d", w, s->n_embd,
+                       s->n_head);
     if (s->n_head % s->n_kv_head)
         return gv_fail(GV_ERR_INVALID, "%s: n_head %d is not divisible by n_kv_head %d", w, s->n_head,
                        s->n_kv_head);
@@ -226,7 +240,8 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
         return gv_fail(GV_ERR_INVALID, "%s: padded_vocab %d is smaller than vocab %d", w, s->padded_vocab,
                        s->vocab);
     if (s->arch == GV_ARCH_GPT2 && s->n_kv_head != s->n_head)
-        return gv_fail(GV_ERR_INVALID, "%s: gpt2 has no grouped-query attention (n_kv_head must equal n_head)", w);
+        return gv_fail(GV_ERR_INVALID,
+                       "%s: gpt2 has no grouped-query attention (n_kv_head must equal n_head)", w);
     return GV_OK;
 }
 

@@ -23,7 +23,8 @@ enum { GV_INIT_NORMAL, GV_INIT_RESID, GV_INIT_ONES, GV_INIT_ZEROS };
 
 /* A parameter as this rank holds it: a [rows, cols] slice of the global [g_rows, g_cols] tensor. Under
  * tensor parallelism the slice is up to 3 segments of global rows (q, k, v heads of a packed matrix; gate
- * and up of SwiGLU) and the columns [c0, c0 + cols) (row-parallel linears); replicated parameters hold all. */
+ * and up of SwiGLU) and the columns [c0, c0 + cols) (row-parallel linears); replicated parameters hold all.
+ */
 typedef struct {
     char name[64]; /* internal name; also the RNG stream of its initial values */
     int ndim;
@@ -108,7 +109,7 @@ struct gv_model {
      * on the full sequence for Hs = H/sp heads, reached by all-to-alls on either side. */
     gv_comm *sp;
     int sp_size, sp_rank, Tf, Hs, KVHs, QKVs;
-    int msp, Nl; /* Megatron sequence parallelism; rows of the residual stream on this rank */
+    int msp, Nl;                /* Megatron sequence parallelism; rows of the residual stream on this rank */
     float *a2a_send, *a2a_recv; /* [N*QKV] host scratch each (comm buffers) */
     gv_arena a_comm;
 
@@ -138,8 +139,8 @@ struct gv_model {
 /* ---- parameter table ------------------------------------------------------------------------------- */
 
 /* A replicated parameter of global shape [rows, cols]. */
-static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t cols, int64_t real_rows, int init,
-                        int decay) {
+static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t cols, int64_t real_rows,
+                        int init, int decay) {
     gv_param *p = &m->params[m->nparams];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -182,7 +183,8 @@ static int64_t gv_global_row(const gv_param *p, int64_t r) {
 
 static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt, ...) {
+static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int transpose, const char *fmt,
+                      ...) {
     gv_hf_piece *h = &m->hf[m->nhf++];
     va_list ap;
     va_start(ap, fmt);
@@ -251,8 +253,10 @@ static void gv_build_params(gv_model *m) {
             int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
             gv_add_hf(m, x->ln1_w, 0, C, 0, "%sinput_layernorm.weight", pre);
             if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sinput_layernorm.bias", pre);
-            /* The pieces of one parameter stay adjacent (import assembles a parameter from a run of pieces). */
-            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
+            /* The pieces of one parameter stay adjacent (import assembles a parameter from a run of pieces).
+             */
+            for (int i = 0; i < 3; i++)
+                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
             for (int i = 0; bias && i < 3; i++)
                 gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
             gv_add_hf(m, x->proj_w, 0, C, 0, "%sself_attn.o_proj.weight", pre);
@@ -313,7 +317,8 @@ static void gv_build_params(gv_model *m) {
         }
     }
     for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
-        for (int k = 0; k < i - 1; k++) assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
+        for (int k = 0; k < i - 1; k++)
+            assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
     /* Units (what ZeRO-3 gathers at once): 0 = token/position embeddings, 1..L = the layers (their params
      * were created consecutively), L+1 = final norm and untied head. */
     m->nunits = L + 2;
@@ -324,7 +329,9 @@ static void gv_build_params(gv_model *m) {
     m->wp = calloc((size_t)m->nparams * 2, sizeof *m->wp);
     m->gp = m->wp + m->nparams;
     for (int i = 0; i < m->nparams; i++) {
-        int u = i == m->wte || i == m->wpe ? 0 : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1 : 0;
+        int u = i == m->wte || i == m->wpe                          ? 0
+                : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1
+                                                                    : 0;
         for (int l = 0; u == 0 && !(i == m->wte || i == m->wpe) && l < L; l++)
             if (m->li[l].ln1_w <= i && (l + 1 == L || i < m->li[l + 1].ln1_w)) u = l + 1;
         m->p_unit[i] = u;
@@ -367,30 +374,36 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->tp && gv_comm_size(d->tp) > 1)
             return gv_fail(GV_ERR_INVALID, "a layer uses either tensor parallelism or Ulysses, not both");
         if (spec->n_head % u || spec->n_kv_head % u)
-            return gv_fail(GV_ERR_INVALID, "ulysses degree %d must divide n_head %d and n_kv_head %d", u, spec->n_head,
-                           spec->n_kv_head);
+            return gv_fail(GV_ERR_INVALID, "ulysses degree %d must divide n_head %d and n_kv_head %d", u,
+                           spec->n_head, spec->n_kv_head);
         if ((int64_t)T * u > spec->max_seq)
-            return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u, spec->max_seq);
+            return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u,
+                           spec->max_seq);
     }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
         if (gv_backend_device(b) != GV_DEV_CPU)
-            return gv_fail(GV_ERR_UNSUPPORTED, "tensor parallelism on %s needs a device communicator (not built yet)",
+            return gv_fail(GV_ERR_UNSUPPORTED,
+                           "tensor parallelism on %s needs a device communicator (not built yet)",
                            gv_backend_name(b));
         if (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)
-            return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t, spec->n_head,
-                           spec->n_kv_head, spec->ffn);
+            return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t,
+                           spec->n_head, spec->n_kv_head, spec->ffn);
         if (d->megatron_sp && !d->vocab_parallel)
-            return gv_fail(GV_ERR_INVALID, "Megatron sequence parallelism needs the vocab layers split too (vocab tp = tp)");
+            return gv_fail(GV_ERR_INVALID,
+                           "Megatron sequence parallelism needs the vocab layers split too (vocab tp = tp)");
         if (d->megatron_sp && T % t)
             return gv_fail(GV_ERR_INVALID, "megatron degree %d does not divide the sequence length %d", t, T);
-        if (d->vocab_parallel && (spec->padded_vocab % t || spec->vocab <= spec->padded_vocab - spec->padded_vocab / t))
-            return gv_fail(GV_ERR_INVALID, "vocab tp %d must divide the padded vocab %d and leave real rows on every rank",
-                           t, spec->padded_vocab);
+        if (d->vocab_parallel &&
+            (spec->padded_vocab % t || spec->vocab <= spec->padded_vocab - spec->padded_vocab / t))
+            return gv_fail(GV_ERR_INVALID,
+                           "vocab tp %d must divide the padded vocab %d and leave real rows on every rank", t,
+                           spec->padded_vocab);
     }
     if (d && d->dp && gv_comm_size(d->dp) > 1) {
         if (gv_backend_device(b) != GV_DEV_CPU)
-            return gv_fail(GV_ERR_UNSUPPORTED, "data parallelism on %s needs a device communicator (not built yet)",
+            return gv_fail(GV_ERR_UNSUPPORTED,
+                           "data parallelism on %s needs a device communicator (not built yet)",
                            gv_backend_name(b));
         if (d->zero > 0 && gv_backend_dtype(b) != GV_F32)
             return gv_fail(GV_ERR_UNSUPPORTED, "ZeRO with a separate fp32 master copy is not built yet");
@@ -492,7 +505,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
      * [Nl,C] view serves every layer's attention and MLP projection. */
     size_t o_proj = gv_arena_reserve(A, Nl * C * e);
     m->la = calloc((size_t)m->L, sizeof *m->la);
-    size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs) : gv_attention_stash_bytes(b, B, T, m->Hl);
+    size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
+                                  : gv_attention_stash_bytes(b, B, T, m->Hl);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
      * computes lives in one shared set of views, refilled by re-running its forward during backward. */
@@ -616,7 +630,9 @@ void gv_model_free(gv_model *m) {
     free(m);
 }
 
-const gv_model_spec *gv_model_get_spec(const gv_model *m) { return &m->spec; }
+const gv_model_spec *gv_model_get_spec(const gv_model *m) {
+    return &m->spec;
+}
 
 void gv_model_memory(const gv_model *m, gv_memory_report *r) {
     r->parameters = m->a_params.size;
@@ -629,13 +645,18 @@ void gv_model_memory(const gv_model *m, gv_memory_report *r) {
 
 /* ---- weights ---------------------------------------------------------------------------------------- */
 
-static size_t gv_param_numel(const gv_param *p) { return (size_t)(p->rows * p->cols); }
-static size_t gv_param_gnumel(const gv_param *p) { return (size_t)(p->g_rows * p->g_cols); }
+static size_t gv_param_numel(const gv_param *p) {
+    return (size_t)(p->rows * p->cols);
+}
+static size_t gv_param_gnumel(const gv_param *p) {
+    return (size_t)(p->g_rows * p->g_cols);
+}
 
 /* Local slice <- global host tensor g [g_rows, g_cols]. */
 static void gv_slice_local(const gv_param *p, const float *g, float *local) {
     for (int64_t r = 0; r < p->rows; r++)
-        memcpy(local + r * p->cols, g + gv_global_row(p, r) * p->g_cols + p->c0, (size_t)p->cols * sizeof(float));
+        memcpy(local + r * p->cols, g + gv_global_row(p, r) * p->g_cols + p->c0,
+               (size_t)p->cols * sizeof(float));
 }
 
 /* This rank's piece of unit u: global elements [*g0, *g0 + *n) at shard offset *sh (ZeRO-3). */
@@ -708,7 +729,9 @@ static void gv_hf_shape(const gv_model *m, const gv_hf_piece *h, int *ndim, int6
     }
 }
 
-int gv_model_hf_count(const gv_model *m) { return m->nhf; }
+int gv_model_hf_count(const gv_model *m) {
+    return m->nhf;
+}
 
 gv_status gv_model_hf_info(const gv_model *m, int i, const char **name, int *ndim, int64_t shape[4]) {
     if (i < 0 || i >= m->nhf) return gv_fail(GV_ERR_INVALID, "hf tensor index %d out of range", i);
@@ -728,16 +751,18 @@ void gv_named_f32_free(gv_named_f32 *ts, int n) {
 static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void **base, float **owned) {
     *owned = NULL;
     if (m->zero == 3) { /* every buffer is in pieces: gather each unit into a full flat copy (F32 only) */
-        const float *src = which == GV_BUF_WEIGHTS ? m->master : which == GV_BUF_GRADS ? (const float *)m->grads
-                         : which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+        const float *src = which == GV_BUF_WEIGHTS  ? m->master
+                           : which == GV_BUF_GRADS  ? (const float *)m->grads
+                           : which == GV_BUF_ADAM_M ? m->adam_m
+                                                    : m->adam_v;
         *dt = GV_F32;
         *owned = calloc(m->param_elems, sizeof(float));
         if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
         *base = *owned;
         gv_status st = gv_backend_sync(m->be);
         for (int u = 0; u < m->nunits && st == GV_OK; u++)
-            st = gv_comm_allgather(m->dp, src + m->u_shoff[u], *owned + m->u_start[u], m->u_size[u] / m->dp_size,
-                                   GV_COMM_F32);
+            st = gv_comm_allgather(m->dp, src + m->u_shoff[u], *owned + m->u_start[u],
+                                   m->u_size[u] / m->dp_size, GV_COMM_F32);
         if (st != GV_OK) {
             free(*owned);
             *owned = NULL;
@@ -745,7 +770,9 @@ static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void *
         return st;
     }
     switch (which) {
-    case GV_BUF_WEIGHTS: *dt = GV_F32, *base = m->master; return GV_OK;
+    case GV_BUF_WEIGHTS:
+        *dt = GV_F32, *base = m->master;
+        return GV_OK;
     case GV_BUF_GRADS:
         /* After a ZeRO-2 reduction only this rank's shard holds summed gradients. */
         if (m->zero >= 2) return gv_fail(GV_ERR_UNSUPPORTED, "export: gradients are sharded under ZeRO-2");
@@ -780,7 +807,8 @@ static gv_status gv_param_gather(gv_model *m, const void *base, gv_dtype dt, int
                                    gv_param_numel(p)));
     if (p->sharded || m->tp_rank == 0)
         for (int64_t r = 0; r < p->rows; r++)
-            memcpy(g + gv_global_row(p, r) * p->g_cols + p->c0, tmp + r * p->cols, (size_t)p->cols * sizeof(float));
+            memcpy(g + gv_global_row(p, r) * p->g_cols + p->c0, tmp + r * p->cols,
+                   (size_t)p->cols * sizeof(float));
     if (m->tp_size > 1) GV_TRY(gv_comm_allreduce(m->tp, g, g, gv_param_gnumel(p), GV_COMM_F32, GV_COMM_SUM));
     return GV_OK;
 }
@@ -821,7 +849,8 @@ gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n)
         if (h->transpose)
             for (int64_t r = 0; r < h->rows; r++)
                 for (int64_t c = 0; c < p->g_cols; c++) t->data[c * h->rows + r] = src[r * p->g_cols + c];
-        else memcpy(t->data, src, cnt * sizeof(float));
+        else
+            memcpy(t->data, src, cnt * sizeof(float));
     }
     free(g);
     free(tmp);
@@ -874,8 +903,8 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
                 k += snprintf(got + k, sizeof got - (size_t)k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
             snprintf(got + k, sizeof got - (size_t)k, "]");
             free(match);
-            return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model expects %s", src, h->name, got,
-                           want);
+            return gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has shape %s, the model expects %s", src, h->name,
+                           got, want);
         }
     }
     size_t mx = gv_max_gnumel(m);
@@ -889,7 +918,8 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
         if (h->transpose)
             for (int64_t r = 0; r < h->rows; r++)
                 for (int64_t c = 0; c < p->g_cols; c++) dst[r * p->g_cols + c] = t->data[c * h->rows + r];
-        else memcpy(dst, t->data, (size_t)(h->rows * p->g_cols) * sizeof(float));
+        else
+            memcpy(dst, t->data, (size_t)(h->rows * p->g_cols) * sizeof(float));
         if (i + 1 < m->nhf && m->hf[i + 1].param == h->param) continue; /* more pieces of this parameter */
         /* The global tensor is complete (padding rows stay zero): keep this rank's slice. */
         gv_slice_local(p, g, local);
@@ -912,14 +942,16 @@ gv_status gv_model_import_hf(gv_model *m, const gv_named_f32 *ts, int n, const c
 static gv_status gv_norm_forward(gv_model *m, void *out, float *mean, float *rstd, const void *inp, int wi,
                                  int bi) {
     if (m->spec.norm == GV_NORM_LAYERNORM)
-        return gv_layernorm_forward(m->be, out, mean, rstd, inp, W(m, wi), W(m, bi), m->Nl, m->C, m->spec.norm_eps);
+        return gv_layernorm_forward(m->be, out, mean, rstd, inp, W(m, wi), W(m, bi), m->Nl, m->C,
+                                    m->spec.norm_eps);
     return gv_rmsnorm_forward(m->be, out, rstd, inp, W(m, wi), m->Nl, m->C, m->spec.norm_eps);
 }
 
-static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, const void *inp, const float *mean,
-                                  const float *rstd, int wi, int bi) {
+static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, const void *inp,
+                                  const float *mean, const float *rstd, int wi, int bi) {
     if (m->spec.norm == GV_NORM_LAYERNORM)
-        return gv_layernorm_backward(m->be, dinp, G(m, wi), G(m, bi), dout, inp, W(m, wi), mean, rstd, m->Nl, m->C);
+        return gv_layernorm_backward(m->be, dinp, G(m, wi), G(m, bi), dout, inp, W(m, wi), mean, rstd, m->Nl,
+                                     m->C);
     return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->Nl, m->C);
 }
 
@@ -947,8 +979,8 @@ static gv_status gv_sp_heads_to_seq(gv_model *m, const float *local, float *full
     GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
     for (int i = 0; i < u; i++)
         for (int b = 0; b < B; b++)
-            memcpy(full + ((size_t)b * m->Tf + (size_t)i * T) * Ws, m->a2a_recv + i * blk + (size_t)b * T * Ws,
-                   (size_t)T * Ws * sizeof(float));
+            memcpy(full + ((size_t)b * m->Tf + (size_t)i * T) * Ws,
+                   m->a2a_recv + i * blk + (size_t)b * T * Ws, (size_t)T * Ws * sizeof(float));
     return GV_OK;
 }
 
@@ -959,8 +991,8 @@ static gv_status gv_sp_seq_to_heads(gv_model *m, const float *full, float *local
     size_t blk = (size_t)B * T * Ws;
     for (int i = 0; i < u; i++)
         for (int b = 0; b < B; b++)
-            memcpy(m->a2a_send + i * blk + (size_t)b * T * Ws, full + ((size_t)b * m->Tf + (size_t)i * T) * Ws,
-                   (size_t)T * Ws * sizeof(float));
+            memcpy(m->a2a_send + i * blk + (size_t)b * T * Ws,
+                   full + ((size_t)b * m->Tf + (size_t)i * T) * Ws, (size_t)T * Ws * sizeof(float));
     GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
     for (int j = 0; j < u; j++)
         for (int bt = 0; bt < B * T; bt++) {
@@ -991,8 +1023,8 @@ static gv_status gv_tp_expand(gv_model *m, const void *local, void *full) {
     GV_TRY(gv_comm_allgather(m->tp, local, m->a2a_recv, blk, GV_COMM_F32));
     for (int r = 0; r < t; r++) /* [t][B][Tl][C] -> [B][T][C] */
         for (int b = 0; b < B; b++)
-            memcpy((float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C, m->a2a_recv + r * blk + (size_t)b * Tl * C,
-                   (size_t)Tl * C * sizeof(float));
+            memcpy((float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C,
+                   m->a2a_recv + r * blk + (size_t)b * Tl * C, (size_t)Tl * C * sizeof(float));
     return GV_OK;
 }
 
@@ -1003,8 +1035,8 @@ static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
     GV_TRY(gv_backend_sync(m->be));
     for (int r = 0; r < t; r++) /* [B][T][C] -> [t][B][Tl][C] */
         for (int b = 0; b < B; b++)
-            memcpy(m->a2a_send + r * blk + (size_t)b * Tl * C, (float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C,
-                   (size_t)Tl * C * sizeof(float));
+            memcpy(m->a2a_send + r * blk + (size_t)b * Tl * C,
+                   (float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C, (size_t)Tl * C * sizeof(float));
     return gv_comm_reduce_scatter(m->tp, m->a2a_send, local, blk, GV_COMM_F32, GV_COMM_SUM);
 }
 
@@ -1015,7 +1047,9 @@ static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
  * weights there. grad_begin: its gradients go to a zeroed slot. grad_end: reduce-scatter the slot over dp
  * and add this rank's piece to its accumulated gradients (after summing Megatron-SP's partial norm
  * gradients over tp). All no-ops without ZeRO-3. */
-static int gv_unit_slot(const gv_model *m, int u) { return u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1; }
+static int gv_unit_slot(const gv_model *m, int u) {
+    return u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1;
+}
 
 static gv_status gv_unit_gather(gv_model *m, int u) {
     if (m->zero != 3) return GV_OK;
@@ -1047,7 +1081,9 @@ static gv_status gv_msp_norm_grads(gv_model *m, int u) {
     for (int l = 0; l <= m->L; l++) {
         if (u >= 0 && u != l + 1 && !(u == m->L + 1 && l == m->L)) continue;
         int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
-        if (l < m->L) ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w, ids[3] = m->li[l].ln2_b;
+        if (l < m->L)
+            ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w,
+            ids[3] = m->li[l].ln2_b;
         for (int k = 0; k < 4; k++)
             if (ids[k] >= 0) GV_TRY(gv_tp_sum(m, G(m, ids[k]), gv_param_numel(&m->params[ids[k]])));
     }
@@ -1073,11 +1109,13 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     const gv_layer_idx *x = &m->li[l];
     const gv_layer_acts *a = &m->la[l];
     GV_TRY(gv_unit_gather(m, l + 1));
-    /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions */
+    /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions
+     */
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            x->ln1_b));
     GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1f), W(m, x->qkv_w), W(m, x->qkv_b), N, C, m->QKVl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1f), W(m, x->qkv_w), W(m, x->qkv_b), N, C,
+                             m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
         GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
                                m->spec.rope_theta, m->sp_rank * T));
@@ -1086,24 +1124,27 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
         gv_sp_segments(m, qoff, qw, aoff, aw);
         GV_TRY(gv_backend_sync(be));
         GV_TRY(gv_sp_heads_to_seq(m, F32ACT(m, a->qkv_r), F32ACT(m, a->qkv_sp), 3, qoff, qw, m->QKV));
-        GV_TRY(gv_attention_forward(be, ACT(m, a->atty_sp), F32ACT(m, a->stash), ACT(m, a->qkv_sp), NULL, B, m->Tf,
-                                    m->Hs, m->KVHs, m->D, 1));
+        GV_TRY(gv_attention_forward(be, ACT(m, a->atty_sp), F32ACT(m, a->stash), ACT(m, a->qkv_sp), NULL, B,
+                                    m->Tf, m->Hs, m->KVHs, m->D, 1));
         GV_TRY(gv_backend_sync(be));
         GV_TRY(gv_sp_seq_to_heads(m, F32ACT(m, a->atty_sp), F32ACT(m, a->atty), 1, aoff, aw, m->H * m->D));
     } else {
-        GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T, m->Hl,
-                                    m->KVHl, m->D, 1));
+        GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T,
+                                    m->Hl, m->KVHl, m->D, 1));
     }
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w), ROWPAR_BIAS(m, x->proj_b),
-                             N, m->Hl * m->D, C));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w),
+                             ROWPAR_BIAS(m, x->proj_b), N, m->Hl * m->D, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
     GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
                            x->ln2_w, x->ln2_b));
     GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
-    if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->Fl));
-    else GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
+    GV_TRY(
+        gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
+    if (m->spec.act == GV_ACT_SWIGLU)
+        GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->Fl));
+    else
+        GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
     GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w),
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
@@ -1116,8 +1157,9 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
 static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
     int N = m->N;
     float *lse = F32ACT(m, m->o_losses), *tl = m->d_lse; /* scratch: [N] each */
-    float *h = m->h_vp;                                   /* host [3N]: max, sum of exp, target logit */
-    GV_TRY(gv_crossentropy_shard_stats(m->be, lse, tl, ACT(m, m->o_logits), d_targets, N, m->Vl, m->Vpl, m->v0, -1));
+    float *h = m->h_vp;                                  /* host [3N]: max, sum of exp, target logit */
+    GV_TRY(gv_crossentropy_shard_stats(m->be, lse, tl, ACT(m, m->o_logits), d_targets, N, m->Vl, m->Vpl,
+                                       m->v0, -1));
     GV_TRY(gv_backend_download(m->be, h, lse, (size_t)N * 4));
     GV_TRY(gv_backend_download(m->be, h + 2 * N, tl, (size_t)N * 4));
     memcpy(h + N, h, (size_t)N * 4);
@@ -1126,7 +1168,7 @@ static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
     GV_TRY(gv_comm_allreduce(m->tp, h + N, h + N, (size_t)2 * N, GV_COMM_F32, GV_COMM_SUM));
     for (int i = 0; i < N; i++) {
         float full = h[i] + logf(h[N + i]);
-        h[N + i] = full;                                        /* full-row log-sum-exp */
+        h[N + i] = full;                                           /* full-row log-sum-exp */
         h[i] = m->h_targets[i] == -1 ? 0.0f : full - h[2 * N + i]; /* row loss */
     }
     GV_TRY(gv_backend_upload(m->be, lse, h, (size_t)N * 4));
@@ -1138,8 +1180,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     int B = m->B, T = m->T, N = m->N, C = m->C;
     for (int i = 0; i < N; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->V)
-            return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)", tokens[i],
-                           i, m->V);
+            return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)",
+                           tokens[i], i, m->V);
         if (targets && (targets[i] < -1 || targets[i] >= m->V))
             return gv_fail(GV_ERR_INVALID, "target %d at position %d is outside the model's vocab [0, %d)",
                            targets[i], i, m->V);
@@ -1150,7 +1192,8 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     if (m->vp) {
         /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks; the position
          * embedding is added once (rank 0) and the partial embeddings summed. */
-        for (int i = 0; i < N; i++) m->h_ids[i] = tokens[i] >= m->v0 && tokens[i] < m->v0 + m->Vpl ? tokens[i] - m->v0 : -1;
+        for (int i = 0; i < N; i++)
+            m->h_ids[i] = tokens[i] >= m->v0 && tokens[i] < m->v0 + m->Vpl ? tokens[i] - m->v0 : -1;
         GV_TRY(gv_backend_upload(be, d_tokens, m->h_ids, (size_t)N * 4));
     } else {
         GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
@@ -1163,10 +1206,11 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
         GV_TRY(gv_layer_forward(m, l, res));
         res = ACT(m, m->la[l].res2);
     }
-    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res, m->lnf_w,
-                           m->lnf_b));
+    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res,
+                           m->lnf_w, m->lnf_b));
     GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C, m->Vpl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C,
+                             m->Vpl));
     m->have_forward = 1;
     m->n_valid = 0;
     m->loss_div = 0;
@@ -1176,8 +1220,11 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     }
     memcpy(m->h_targets, targets, (size_t)N * 4);
     GV_TRY(gv_backend_upload(be, d_targets, targets, (size_t)N * 4));
-    if (m->vp) GV_TRY(gv_vocab_parallel_loss(m, d_targets));
-    else GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V, m->Vp, -1));
+    if (m->vp)
+        GV_TRY(gv_vocab_parallel_loss(m, d_targets));
+    else
+        GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V,
+                                       m->Vp, -1));
     GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
     double sum = 0.0;
     for (int i = 0; i < N; i++)
@@ -1206,7 +1253,7 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D;
     size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C * e;
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
-    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);         /* [N,C] partial, [Nl,C] summed */
+    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
     void *dlogits = ACT(m, m->o_logits); /* the loss gradient replaces the logits in place */
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
@@ -1214,41 +1261,45 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     GV_TRY(gv_unit_grad_begin(m, 0));
     GV_TRY(gv_unit_grad_begin(m, m->nunits - 1));
     if (m->vp)
-        GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), m->d_lse,
-                                              dloss / m->loss_div, N, m->Vl, m->Vpl, m->v0, -1));
+        GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
+                                              m->d_lse, dloss / m->loss_div, N, m->Vl, m->Vpl, m->v0, -1));
     else
         GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
                                         dloss / m->loss_div, N, m->V, m->Vp, -1));
     GV_TRY(gv_backend_memset0(be, dln, NC));
-    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full), W(m, m->lm_head), N,
-                              C, m->Vpl));
+    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full),
+                              W(m, m->lm_head), N, C, m->Vpl));
     if (m->vp) GV_TRY(gv_tp_combine(m, dln, dln_l)); /* each rank saw only its vocab columns */
     GV_TRY(gv_backend_memset0(be, dres, NlC));
     const void *res_last = m->L ? ACT(m, m->la[m->L - 1].res2) : ACT(m, m->o_encoded);
-    GV_TRY(gv_norm_backward(m, dres, dln_l, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), m->lnf_w,
-                            m->lnf_b));
+    GV_TRY(gv_norm_backward(m, dres, dln_l, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
+                            m->lnf_w, m->lnf_b));
     /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. */
     for (int l = m->L - 1; l >= 0; l--) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
-        if (m->ckpt[l]) GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
-        else GV_TRY(gv_unit_gather(m, l + 1));                  /* ZeRO-3: later layers took the slot */
+        if (m->ckpt[l])
+            GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
+        else
+            GV_TRY(gv_unit_gather(m, l + 1)); /* ZeRO-3: later layers took the slot */
         GV_TRY(gv_unit_grad_begin(m, l + 1));
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
-        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f, ACT(m, a->fch_act),
-                                  W(m, x->fcproj_w), N, m->Fl, C));
+        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f,
+                                  ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
-        if (m->spec.act == GV_ACT_SWIGLU) GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->Fl));
-        else GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
+        if (m->spec.act == GV_ACT_SWIGLU)
+            GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->Fl));
+        else
+            GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f))); /* the shared gathered view was reused */
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2f), W(m, x->fc_w), N, C,
-                                  m->F2l));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2f), W(m, x->fc_w),
+                                  N, C, m->F2l));
         GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradient: partial sums */
-        GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
-                                x->ln2_w, x->ln2_b));
+        GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean),
+                                F32ACT(m, a->ln2_rstd), x->ln2_w, x->ln2_b));
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres_f, ACT(m, a->atty),
@@ -1267,8 +1318,8 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
             GV_TRY(gv_backend_sync(be));
             GV_TRY(gv_sp_seq_to_heads(m, dqkv_sp, dqkv_r, 3, qoff, qw, m->QKV));
         } else {
-            GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty), F32ACT(m, a->stash),
-                                         NULL, B, T, m->Hl, m->KVHl, m->D, 1));
+            GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty),
+                                         F32ACT(m, a->stash), NULL, B, T, m->Hl, m->KVHl, m->D, 1));
         }
         if (m->spec.pos == GV_POS_ROPE) {
             GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
@@ -1277,11 +1328,11 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1f), W(m, x->qkv_w), N,
-                                  C, m->QKVl));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1f),
+                                  W(m, x->qkv_w), N, C, m->QKVl));
         GV_TRY(gv_tp_combine(m, dln, dln_l));
-        GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), x->ln1_w,
-                                x->ln1_b));
+        GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
+                                x->ln1_w, x->ln1_b));
         GV_TRY(gv_unit_grad_end(m, l + 1));
     }
     GV_TRY(gv_tp_expand(m, dres, dres_f));
@@ -1292,17 +1343,21 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
     return gv_backend_sync(be);
 }
 
-gv_status gv_model_zero_grad(gv_model *m) { return gv_backend_memset0(m->be, m->a_grads.base, m->a_grads.size); }
+gv_status gv_model_zero_grad(gv_model *m) {
+    return gv_backend_memset0(m->be, m->a_grads.base, m->a_grads.size);
+}
 
 gv_status gv_model_logits(gv_model *m, float *out) {
     if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "logits requested before any forward");
-    if (m->vp) return gv_fail(GV_ERR_UNSUPPORTED, "logits: each rank holds only its vocab shard (vocab parallel)");
+    if (m->vp)
+        return gv_fail(GV_ERR_UNSUPPORTED, "logits: each rank holds only its vocab shard (vocab parallel)");
     size_t Vp = (size_t)m->Vp, V = (size_t)m->V;
     float *row = malloc(Vp * sizeof *row);
     if (!row) return gv_fail(GV_ERR_NOMEM, "logits: out of host memory");
     gv_status st = GV_OK;
     for (int i = 0; i < m->N && st == GV_OK; i++) {
-        st = gv_backend_download_f32(m->be, row, (char *)ACT(m, m->o_logits) + (size_t)i * Vp * m->esz, m->dt, Vp);
+        st = gv_backend_download_f32(m->be, row, (char *)ACT(m, m->o_logits) + (size_t)i * Vp * m->esz, m->dt,
+                                     Vp);
         memcpy(out + (size_t)i * V, row, V * sizeof *row);
     }
     free(row);
@@ -1311,8 +1366,9 @@ gv_status gv_model_logits(gv_model *m, float *out) {
 
 /* ---- optimizer -------------------------------------------------------------------------------------- */
 
-/* The ranges of the flat parameter space this rank updates: everything (no ZeRO), [s0, s0 + shard) (ZeRO-1/2),
- * or its piece of every unit (ZeRO-3). Piece k covers global [g0[k], g0[k] + n[k]) at shard offset sh[k]. */
+/* The ranges of the flat parameter space this rank updates: everything (no ZeRO), [s0, s0 + shard)
+ * (ZeRO-1/2), or its piece of every unit (ZeRO-3). Piece k covers global [g0[k], g0[k] + n[k]) at shard
+ * offset sh[k]. */
 static int gv_held_pieces(const gv_model *m, size_t *g0, size_t *n, size_t *sh) {
     if (m->zero == 3) {
         for (int u = 0; u < m->nunits; u++) gv_unit_piece(m, u, &g0[u], &n[u], &sh[u]);
@@ -1379,7 +1435,8 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
     GV_TRY(st);
     if (m->zero != 1 && m->zero != 2) return GV_OK; /* ZeRO-3 keeps its pieces; no ZeRO updated everything */
     GV_TRY(gv_backend_sync(m->be));
-    return gv_comm_allgather(m->dp, (char *)m->weights + m->s0 * m->esz, m->weights, m->shard * m->esz, GV_COMM_U8);
+    return gv_comm_allgather(m->dp, (char *)m->weights + m->s0 * m->esz, m->weights, m->shard * m->esz,
+                             GV_COMM_U8);
 }
 
 gv_status gv_model_reduce_grads(gv_model *m) {
@@ -1392,7 +1449,8 @@ gv_status gv_model_reduce_grads(gv_model *m) {
      * the micro-batches and are reduce-scattered once per step (Galvatron's async_grad_reduce); the full
      * buffer is therefore still counted under "gradients". */
     if (m->zero >= 2)
-        return gv_comm_reduce_scatter(m->dp, m->grads, (float *)m->grads + m->s0, m->shard, GV_COMM_F32, GV_COMM_SUM);
+        return gv_comm_reduce_scatter(m->dp, m->grads, (float *)m->grads + m->s0, m->shard, GV_COMM_F32,
+                                      GV_COMM_SUM);
     const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
     for (size_t o = 0; o < m->param_elems; o += bucket) {
         size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;
@@ -1402,4 +1460,6 @@ gv_status gv_model_reduce_grads(gv_model *m) {
     return GV_OK;
 }
 
-int gv_model_is_writer(const gv_model *m) { return m->dp_rank == 0 && m->tp_rank == 0; }
+int gv_model_is_writer(const gv_model *m) {
+    return m->dp_rank == 0 && m->tp_rank == 0;
+}

@@ -35,13 +35,15 @@ static gv_status gv_plan_alloc(gv_plan *p, int n_layer, int pp) {
 }
 
 static void gv_even_stages(gv_plan *p) {
-    for (int s = 0; s < p->pp; s++) p->stage_layers[s] = p->n_layer / p->pp + (s < p->n_layer % p->pp ? 1 : 0);
+    for (int s = 0; s < p->pp; s++)
+        p->stage_layers[s] = p->n_layer / p->pp + (s < p->n_layer % p->pp ? 1 : 0);
 }
 
 gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_strategy layer,
                           gv_layer_strategy vocab, gv_schedule sched, int global_batch, int micro_batches) {
     memset(p, 0, sizeof *p);
-    if (pp < 1 || n_layer < 1) return gv_fail(GV_ERR_INVALID, "plan: pp %d and layers %d must be positive", pp, n_layer);
+    if (pp < 1 || n_layer < 1)
+        return gv_fail(GV_ERR_INVALID, "plan: pp %d and layers %d must be positive", pp, n_layer);
     GV_TRY(gv_plan_alloc(p, n_layer, pp));
     p->world = world;
     p->pp = pp;
@@ -57,12 +59,13 @@ gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_s
 }
 
 /* Checks one strategy; `what` is "layer 3" or "vocab". */
-static gv_status gv_check_strategy(const gv_plan *p, const gv_layer_strategy *l, const gv_model_spec *s, int seq,
-                                   const char *w, const char *what) {
+static gv_status gv_check_strategy(const gv_plan *p, const gv_layer_strategy *l, const gv_model_spec *s,
+                                   int seq, const char *w, const char *what) {
     int per_stage = p->world / p->pp, t = l->tp;
     if (t < 1 || per_stage % t)
-        return gv_fail(GV_ERR_INVALID, "%s: %s: tp %d does not divide the %d ranks of a stage (world %d / pp %d)", w,
-                       what, t, per_stage, p->world, p->pp);
+        return gv_fail(GV_ERR_INVALID,
+                       "%s: %s: tp %d does not divide the %d ranks of a stage (world %d / pp %d)", w, what, t,
+                       per_stage, p->world, p->pp);
     if (l->zero < 0 || l->zero > 3)
         return gv_fail(GV_ERR_INVALID, "%s: %s: ZeRO stage %d is not 0..3", w, what, l->zero);
     if (l->sp == GV_SP_MEGATRON && t < 2)
@@ -83,18 +86,19 @@ static gv_status gv_check_strategy(const gv_plan *p, const gv_layer_strategy *l,
             return gv_fail(GV_ERR_INVALID, "%s: vocab: tp %d does not divide the padded vocab %d", w, t,
                            s->padded_vocab);
         } else if (l->sp != GV_SP_ULYSSES && s->vocab <= s->padded_vocab - s->padded_vocab / t) {
-            return gv_fail(GV_ERR_INVALID,
-                           "%s: vocab: tp %d leaves rank %d (rows %d..%d) without real tokens (vocab %d of %d padded)",
-                           w, t, t - 1, s->padded_vocab - s->padded_vocab / t, s->padded_vocab - 1, s->vocab,
-                           s->padded_vocab);
+            return gv_fail(
+                GV_ERR_INVALID,
+                "%s: vocab: tp %d leaves rank %d (rows %d..%d) without real tokens (vocab %d of %d padded)",
+                w, t, t - 1, s->padded_vocab - s->padded_vocab / t, s->padded_vocab - 1, s->vocab,
+                s->padded_vocab);
         }
         if (l->sp != GV_SP_NONE && seq % t)
-            return gv_fail(GV_ERR_INVALID, "%s: %s: %s degree %d does not divide the sequence length %d", w, what,
-                           gv_sp_mode_name(l->sp), t, seq);
+            return gv_fail(GV_ERR_INVALID, "%s: %s: %s degree %d does not divide the sequence length %d", w,
+                           what, gv_sp_mode_name(l->sp), t, seq);
     }
     if (l->zero > 0 && dp == 1 && !(l->sp == GV_SP_ULYSSES && t > 1))
-        return gv_fail(GV_ERR_INVALID, "%s: %s: %s needs a data-parallel group larger than 1 (dp = %d)", w, what,
-                       gv_zero_name(l->zero), dp);
+        return gv_fail(GV_ERR_INVALID, "%s: %s: %s needs a data-parallel group larger than 1 (dp = %d)", w,
+                       what, gv_zero_name(l->zero), dp);
     int local = p->global_batch / p->micro_batches;
     if (local % dp)
         return gv_fail(GV_ERR_INVALID,
@@ -110,7 +114,8 @@ gv_status gv_plan_validate(const gv_plan *p, const gv_model_spec *s, int seq, co
     if (p->pp < 1 || p->world % p->pp)
         return gv_fail(GV_ERR_INVALID, "%s: pp %d does not divide the world size %d", w, p->pp, p->world);
     if (p->n_layer != s->n_layer)
-        return gv_fail(GV_ERR_INVALID, "%s: plan has %d layers, model %s has %d", w, p->n_layer, s->name, s->n_layer);
+        return gv_fail(GV_ERR_INVALID, "%s: plan has %d layers, model %s has %d", w, p->n_layer, s->name,
+                       s->n_layer);
     if (p->pp > p->n_layer)
         return gv_fail(GV_ERR_INVALID, "%s: pp %d exceeds the %d layers", w, p->pp, p->n_layer);
     int sum = 0;
@@ -121,10 +126,11 @@ gv_status gv_plan_validate(const gv_plan *p, const gv_model_spec *s, int seq, co
         sum += p->stage_layers[i];
     }
     if (sum != p->n_layer)
-        return gv_fail(GV_ERR_INVALID, "%s: pp_division sums to %d layers, the model has %d", w, sum, p->n_layer);
+        return gv_fail(GV_ERR_INVALID, "%s: pp_division sums to %d layers, the model has %d", w, sum,
+                       p->n_layer);
     if (p->global_batch < 1 || p->micro_batches < 1 || p->global_batch % p->micro_batches)
-        return gv_fail(GV_ERR_INVALID, "%s: %d micro-batches do not divide the global batch %d", w, p->micro_batches,
-                       p->global_batch);
+        return gv_fail(GV_ERR_INVALID, "%s: %d micro-batches do not divide the global batch %d", w,
+                       p->micro_batches, p->global_batch);
     char what[32];
     for (int i = 0; i < p->n_layer; i++) {
         snprintf(what, sizeof what, "layer %d", i);
@@ -136,8 +142,8 @@ gv_status gv_plan_validate(const gv_plan *p, const gv_model_spec *s, int seq, co
 /* ---- JSON ------------------------------------------------------------------------------------------- */
 
 /* A per-layer list: a JSON array of integers or a Galvatron string "1,1,2". */
-static gv_status gv_int_list(const cJSON *root, const char *key, int *out, int n, int required, const char *path,
-                             int *present) {
+static gv_status gv_int_list(const cJSON *root, const char *key, int *out, int n, int required,
+                             const char *path, int *present) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
     *present = it != NULL;
     if (!it) return required ? gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", path, key) : GV_OK;
@@ -156,26 +162,27 @@ static gv_status gv_int_list(const cJSON *root, const char *key, int *out, int n
             char *end;
             long v = strtol(s, &end, 10);
             if (end == s)
-                return gv_fail(GV_ERR_FORMAT, "%s: field '%s': '%s' is not a comma-separated integer list", path, key,
-                               it->valuestring);
+                return gv_fail(GV_ERR_FORMAT, "%s: field '%s': '%s' is not a comma-separated integer list",
+                               path, key, it->valuestring);
             if (k < n) out[k] = (int)v;
             k++;
             s = end;
             while (*s == ' ') s++;
-            if (*s == ',' && s[1] != '\0') s++;
+            if (*s == ',' && s[1] != '\0')
+                s++;
             else if (*s)
-                return gv_fail(GV_ERR_FORMAT, "%s: field '%s': '%s' is not a comma-separated integer list", path, key,
-                               it->valuestring);
+                return gv_fail(GV_ERR_FORMAT, "%s: field '%s': '%s' is not a comma-separated integer list",
+                               path, key, it->valuestring);
         }
     } else {
         return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be a list of integers", path, key);
     }
-    if (k != n)
-        return gv_fail(GV_ERR_FORMAT, "%s: field '%s' has %d entries, expected %d", path, key, k, n);
+    if (k != n) return gv_fail(GV_ERR_FORMAT, "%s: field '%s' has %d entries, expected %d", path, key, k, n);
     return GV_OK;
 }
 
-static gv_status gv_get_int(const cJSON *root, const char *key, int *out, int required, int lo, const char *path) {
+static gv_status gv_get_int(const cJSON *root, const char *key, int *out, int required, int lo,
+                            const char *path) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!it) return required ? gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", path, key) : GV_OK;
     if (!cJSON_IsNumber(it) || it->valuedouble != (int)it->valuedouble || it->valuedouble < lo)
@@ -208,18 +215,22 @@ static const char *const gv_dp_type_names[] = {"ddp", "zero1", "zero2", "zero3"}
 static const char *const gv_sp_names[] = {"none", "megatron", "ulysses"};
 
 /* Hetu-Galvatron's galvatron_config (reference §5.1). */
-static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const char *path, int n_layer, int world) {
+static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const char *path, int n_layer,
+                                        int world) {
     int pp = 1, vtp = 1, vsp = 0, vsdp = 0, default_dp = 0, sched = GV_SCHED_1F1B, present;
     GV_TRY(gv_get_int(root, "pp_deg", &pp, 1, 1, path));
     int file_world = 0;
     GV_TRY(gv_get_int(root, "world_size", &file_world, 0, 1, path));
     if (world == 0) world = file_world;
-    if (world == 0) return gv_fail(GV_ERR_FORMAT, "%s: no 'world_size' in the file; give the rank count (-n)", path);
+    if (world == 0)
+        return gv_fail(GV_ERR_FORMAT, "%s: no 'world_size' in the file; give the rank count (-n)", path);
     if (file_world && file_world != world)
-        return gv_fail(GV_ERR_INVALID, "%s: plan is for world_size %d, but %d ranks were given", path, file_world, world);
+        return gv_fail(GV_ERR_INVALID, "%s: plan is for world_size %d, but %d ranks were given", path,
+                       file_world, world);
     static const char *const dp_names[] = {"ddp", "zero1", "zero2", "zero3"};
     GV_TRY(gv_get_enum(root, "default_dp_type", dp_names, 4, &default_dp, path));
-    if (default_dp == 1) return gv_fail(GV_ERR_FORMAT, "%s: field 'default_dp_type': zero1 is not a Galvatron type", path);
+    if (default_dp == 1)
+        return gv_fail(GV_ERR_FORMAT, "%s: field 'default_dp_type': zero1 is not a Galvatron type", path);
     static const char *const pipe_names[] = {"gpipe", "pipedream_flush"};
     GV_TRY(gv_get_enum(root, "pipeline_type", pipe_names, 2, &sched, path));
     memset(p, 0, sizeof *p);
@@ -241,7 +252,8 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     for (int i = 0; st == GV_OK && present && i < n_layer; i++)
         if (ck[i] != 1)
             st = gv_fail(GV_ERR_UNSUPPORTED,
-                         "%s: field 'tp_consecutive_flags': entry %d is %d (tensor-parallel groups are consecutive ranks)",
+                         "%s: field 'tp_consecutive_flags': entry %d is %d (tensor-parallel groups are "
+                         "consecutive ranks)",
                          path, i, ck[i]);
     memset(ck, 0, (size_t)n_layer * sizeof *ck);
     if (st == GV_OK) st = gv_int_list(root, "dp_types_enc", dpt, n_layer, 1, path, &present);
@@ -250,13 +262,17 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     if (st == GV_OK) st = gv_int_list(root, "pp_division", p->stage_layers, pp, 0, path, &present);
     if (st == GV_OK && !present) gv_even_stages(p);
     for (int i = 0; st == GV_OK && i < n_layer; i++) {
-        if (tps[i] < 1) st = gv_fail(GV_ERR_FORMAT, "%s: field 'tp_sizes_enc': entry %d is %d", path, i, tps[i]);
+        if (tps[i] < 1)
+            st = gv_fail(GV_ERR_FORMAT, "%s: field 'tp_sizes_enc': entry %d is %d", path, i, tps[i]);
         else if (dpt[i] != 0 && dpt[i] != 1)
-            st = gv_fail(GV_ERR_FORMAT, "%s: field 'dp_types_enc': entry %d is %d (expected 0 or 1)", path, i, dpt[i]);
+            st = gv_fail(GV_ERR_FORMAT, "%s: field 'dp_types_enc': entry %d is %d (expected 0 or 1)", path, i,
+                         dpt[i]);
         else if (usp[i] != 0 && usp[i] != 1)
-            st = gv_fail(GV_ERR_FORMAT, "%s: field 'use_sp': entry %d is %d (expected 0 or 1)", path, i, usp[i]);
+            st = gv_fail(GV_ERR_FORMAT, "%s: field 'use_sp': entry %d is %d (expected 0 or 1)", path, i,
+                         usp[i]);
         else if (ck[i] != 0 && ck[i] != 1)
-            st = gv_fail(GV_ERR_FORMAT, "%s: field 'checkpoint': entry %d is %d (expected 0 or 1)", path, i, ck[i]);
+            st = gv_fail(GV_ERR_FORMAT, "%s: field 'checkpoint': entry %d is %d (expected 0 or 1)", path, i,
+                         ck[i]);
         if (st != GV_OK) break;
         gv_layer_strategy *l = &p->layers[i];
         l->tp = tps[i];
@@ -284,7 +300,8 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     return GV_OK;
 }
 
-static gv_status gv_strategy_from_json(gv_layer_strategy *l, const cJSON *o, const char *path, const char *what) {
+static gv_status gv_strategy_from_json(gv_layer_strategy *l, const cJSON *o, const char *path,
+                                       const char *what) {
     if (!cJSON_IsObject(o)) return gv_fail(GV_ERR_FORMAT, "%s: %s must be an object", path, what);
     char key[64];
     l->tp = 1;
@@ -319,7 +336,8 @@ static gv_status gv_strategy_from_json(gv_layer_strategy *l, const cJSON *o, con
         GV_TRY(st);
     }
     const cJSON *ck = cJSON_GetObjectItemCaseSensitive(o, "ckpt");
-    if (ck && !cJSON_IsBool(ck)) return gv_fail(GV_ERR_FORMAT, "%s: field '%s.ckpt' must be true or false", path, what);
+    if (ck && !cJSON_IsBool(ck))
+        return gv_fail(GV_ERR_FORMAT, "%s: field '%s.ckpt' must be true or false", path, what);
     l->sp = (gv_sp_mode)sp;
     l->zero = zero;
     l->ckpt = ck ? cJSON_IsTrue(ck) : 0;
@@ -329,13 +347,14 @@ static gv_status gv_strategy_from_json(gv_layer_strategy *l, const cJSON *o, con
 /* The project's form: {"format": "galvatron-c-plan/1", "world", "pp", "schedule", "global_batch",
  * "micro_batches", "stages": [..], "vocab": {tp, sp, dp_type}, "layers": [{tp, sp, dp_type, ckpt}, ...]}. */
 static gv_status gv_plan_from_own(gv_plan *p, const cJSON *root, const char *path, int n_layer, int world) {
-    static const char *const known[] = {"format", "world", "pp", "schedule", "global_batch", "micro_batches",
-                                        "stages", "vocab", "layers"};
+    static const char *const known[] = {"format",        "world",  "pp",    "schedule", "global_batch",
+                                        "micro_batches", "stages", "vocab", "layers"};
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
         size_t i = 0;
         while (i < sizeof known / sizeof known[0] && strcmp(it->string, known[i])) i++;
-        if (i == sizeof known / sizeof known[0]) return gv_fail(GV_ERR_FORMAT, "%s: unknown field '%s'", path, it->string);
+        if (i == sizeof known / sizeof known[0])
+            return gv_fail(GV_ERR_FORMAT, "%s: unknown field '%s'", path, it->string);
     }
     int pp = 1, fw = 0, sched = GV_SCHED_1F1B, present;
     GV_TRY(gv_get_int(root, "world", &fw, 1, 1, path));
@@ -391,7 +410,8 @@ gv_status gv_plan_load(gv_plan *p, const char *path, int n_layer, int world) {
     } else if (cJSON_GetObjectItemCaseSensitive(root, "layers")) {
         st = gv_plan_from_own(p, root, path, n_layer, world);
     } else {
-        st = gv_fail(GV_ERR_FORMAT, "%s: neither a galvatron_config (no 'tp_sizes_enc') nor a plan (no 'layers')", path);
+        st = gv_fail(GV_ERR_FORMAT,
+                     "%s: neither a galvatron_config (no 'tp_sizes_enc') nor a plan (no 'layers')", path);
     }
     cJSON_Delete(root);
     free(txt);
@@ -440,30 +460,45 @@ static char *gv_join(int n, const gv_plan *p, int (*f)(const gv_plan *, int)) {
     s[k] = '\0';
     return s;
 }
-static int gv_f_tp(const gv_plan *p, int i) { return p->layers[i].tp; }
-static int gv_f_consec(const gv_plan *p, int i) { return (void)p, (void)i, 1; }
-static int gv_f_dpt(const gv_plan *p, int i) { return p->layers[i].zero == 3; }
-static int gv_f_sp(const gv_plan *p, int i) { return p->layers[i].sp == GV_SP_ULYSSES; }
-static int gv_f_ck(const gv_plan *p, int i) { return p->layers[i].ckpt; }
-static int gv_f_stage(const gv_plan *p, int i) { return p->stage_layers[i]; }
+static int gv_f_tp(const gv_plan *p, int i) {
+    return p->layers[i].tp;
+}
+static int gv_f_consec(const gv_plan *p, int i) {
+    return (void)p, (void)i, 1;
+}
+static int gv_f_dpt(const gv_plan *p, int i) {
+    return p->layers[i].zero == 3;
+}
+static int gv_f_sp(const gv_plan *p, int i) {
+    return p->layers[i].sp == GV_SP_ULYSSES;
+}
+static int gv_f_ck(const gv_plan *p, int i) {
+    return p->layers[i].ckpt;
+}
+static int gv_f_stage(const gv_plan *p, int i) {
+    return p->stage_layers[i];
+}
 
 gv_status gv_plan_save_galvatron(const gv_plan *p, const char *path) {
-    /* Galvatron has one default dp type for all non-ZeRO-3 layers, and no ZeRO-1 or Megatron-SP flag per layer. */
+    /* Galvatron has one default dp type for all non-ZeRO-3 layers, and no ZeRO-1 or Megatron-SP flag per
+     * layer. */
     int def = -1;
     for (int i = 0; i <= p->n_layer; i++) {
         const gv_layer_strategy *l = i < p->n_layer ? &p->layers[i] : &p->vocab;
-        if (l->zero == 1) return gv_fail(GV_ERR_UNSUPPORTED, "%s: galvatron_config has no zero1 dp type", path);
+        if (l->zero == 1)
+            return gv_fail(GV_ERR_UNSUPPORTED, "%s: galvatron_config has no zero1 dp type", path);
         if (l->zero == 3) continue;
         if (def >= 0 && def != l->zero)
-            return gv_fail(GV_ERR_UNSUPPORTED, "%s: galvatron_config allows one non-ZeRO-3 dp type, the plan mixes %s and %s",
+            return gv_fail(GV_ERR_UNSUPPORTED,
+                           "%s: galvatron_config allows one non-ZeRO-3 dp type, the plan mixes %s and %s",
                            path, gv_zero_name(def), gv_zero_name(l->zero));
         def = l->zero;
     }
     if (def < 0) def = 0;
     cJSON *o = cJSON_CreateObject();
-    char *lists[6] = {gv_join(p->n_layer, p, gv_f_tp), gv_join(p->n_layer, p, gv_f_consec),
+    char *lists[6] = {gv_join(p->n_layer, p, gv_f_tp),  gv_join(p->n_layer, p, gv_f_consec),
                       gv_join(p->n_layer, p, gv_f_dpt), gv_join(p->n_layer, p, gv_f_sp),
-                      gv_join(p->n_layer, p, gv_f_ck), gv_join(p->pp, p, gv_f_stage)};
+                      gv_join(p->n_layer, p, gv_f_ck),  gv_join(p->pp, p, gv_f_stage)};
     cJSON_AddNumberToObject(o, "pp_deg", p->pp);
     cJSON_AddStringToObject(o, "tp_sizes_enc", lists[0] ? lists[0] : "");
     cJSON_AddStringToObject(o, "tp_consecutive_flags", lists[1] ? lists[1] : "");

@@ -38,18 +38,22 @@ void gv_train_config_defaults(gv_train_config *c) {
 
 gv_status gv_train_config_validate(const gv_train_config *c) {
     if (c->steps < 1) return gv_fail(GV_ERR_INVALID, "--steps %d: must be at least 1", c->steps);
-    if (c->global_batch < 1) return gv_fail(GV_ERR_INVALID, "--global-batch %d: must be at least 1", c->global_batch);
+    if (c->global_batch < 1)
+        return gv_fail(GV_ERR_INVALID, "--global-batch %d: must be at least 1", c->global_batch);
     if (c->micro_batches < 1 || c->global_batch % c->micro_batches)
         return gv_fail(GV_ERR_INVALID, "--micro-batches %d: must divide --global-batch %d", c->micro_batches,
                        c->global_batch);
     if (c->seq < 1 || c->seq > c->spec.max_seq)
-        return gv_fail(GV_ERR_INVALID, "--seq %d: must be in [1, %d] (the model's max_seq)", c->seq, c->spec.max_seq);
+        return gv_fail(GV_ERR_INVALID, "--seq %d: must be in [1, %d] (the model's max_seq)", c->seq,
+                       c->spec.max_seq);
     if (!(c->lr > 0)) return gv_fail(GV_ERR_INVALID, "--lr %g: must be positive", c->lr);
     if (c->warmup < 0) return gv_fail(GV_ERR_INVALID, "--warmup %d: must be non-negative", c->warmup);
     if (c->min_lr_frac < 0 || c->min_lr_frac > 1)
         return gv_fail(GV_ERR_INVALID, "--min-lr-frac %g: must be in [0, 1]", c->min_lr_frac);
-    if (c->grad_clip < 0) return gv_fail(GV_ERR_INVALID, "--grad-clip %g: must be non-negative", c->grad_clip);
-    if (c->save_every < 0) return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
+    if (c->grad_clip < 0)
+        return gv_fail(GV_ERR_INVALID, "--grad-clip %g: must be non-negative", c->grad_clip);
+    if (c->save_every < 0)
+        return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
     if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
     GV_TRY(gv_model_spec_validate(&c->spec, NULL));
     /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
@@ -59,9 +63,11 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
         return gv_fail(GV_ERR_INVALID, "--sp megatron needs --tp > 1 and --vocab-tp equal to --tp");
     gv_layer_strategy l = {tp, sp, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, sp, c->zero, 0};
     if (c->ulysses && c->vocab_tp)
-        return gv_fail(GV_ERR_INVALID, "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
+        return gv_fail(GV_ERR_INVALID,
+                       "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
     gv_plan p;
-    GV_TRY(gv_plan_uniform(&p, world, 1, c->spec.n_layer, l, v, GV_SCHED_1F1B, c->global_batch, c->micro_batches));
+    GV_TRY(gv_plan_uniform(&p, world, 1, c->spec.n_layer, l, v, GV_SCHED_1F1B, c->global_batch,
+                           c->micro_batches));
     gv_status st = gv_plan_validate(&p, &c->spec, c->seq, "plan");
     gv_plan_free(&p);
     return st;
@@ -85,13 +91,13 @@ static double gv_now_ms(void) {
 
 typedef struct {
     gv_backend *be;
-    gv_comm *comm; /* NULL: one process */
+    gv_comm *comm;      /* NULL: one process */
     gv_comm *dpc, *tpc; /* this rank's gradient-sum (dp, or sp x dp) and tp/sp groups (NULL when of size 1) */
     int dp, rank;       /* batch split degree and this rank's index in it */
     int ndp;            /* ranks in dpc: the loss is averaged over them */
     int u, chunk;       /* Ulysses degree and this rank's sequence chunk */
     int32_t *full_tok, *full_tgt; /* host [Br*T] whole rows before the Ulysses slice */
-    int leader;    /* rank 0: writes metrics, reports progress */
+    int leader;                   /* rank 0: writes metrics, reports progress */
     gv_model *model;
     gv_dataset *data;
     int32_t *tokens, *targets; /* host [B*T] global batch */
@@ -105,8 +111,10 @@ static gv_status gv_fetch_rows(const gv_train_config *c, gv_trainer *t, uint64_t
     if (t->u == 1) return gv_dataset_rows(t->data, step, split, row0, Br, T, t->tokens, t->targets);
     GV_TRY(gv_dataset_rows(t->data, step, split, row0, Br, T, t->full_tok, t->full_tgt));
     for (int b = 0; b < Br; b++) { /* Ulysses: this rank's positions [chunk*Tl, (chunk+1)*Tl) */
-        memcpy(t->tokens + (size_t)b * Tl, t->full_tok + (size_t)b * T + (size_t)t->chunk * Tl, (size_t)Tl * 4);
-        memcpy(t->targets + (size_t)b * Tl, t->full_tgt + (size_t)b * T + (size_t)t->chunk * Tl, (size_t)Tl * 4);
+        memcpy(t->tokens + (size_t)b * Tl, t->full_tok + (size_t)b * T + (size_t)t->chunk * Tl,
+               (size_t)Tl * 4);
+        memcpy(t->targets + (size_t)b * Tl, t->full_tgt + (size_t)b * T + (size_t)t->chunk * Tl,
+               (size_t)Tl * 4);
     }
     return GV_OK;
 }
@@ -173,7 +181,8 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         GV_TRY(gv_model_reduce_grads(t->model));
         GV_TRY(gv_mean_over_ranks(t, &loss_sum));
         float loss = (float)(loss_sum / c->micro_batches);
-        if (!isfinite(loss)) return gv_fail(GV_ERR_INVALID, "step %d: loss is %g (diverged; try a lower --lr)", s + 1, loss);
+        if (!isfinite(loss))
+            return gv_fail(GV_ERR_INVALID, "step %d: loss is %g (diverged; try a lower --lr)", s + 1, loss);
         double norm;
         GV_TRY(gv_model_grad_norm(t->model, &norm));
         float scale = (c->grad_clip > 0 && norm > c->grad_clip) ? (float)(c->grad_clip / norm) : 1.0f;
@@ -182,8 +191,13 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         GV_TRY(gv_backend_sync(t->be)); /* step time includes the device's work */
         double ms = gv_now_ms() - t0;
 
-        gv_step_info info = {.step = s + 1, .steps = c->steps, .loss = loss, .lr = lr, .grad_norm = norm,
-                             .step_ms = ms, .eval_loss = NAN};
+        gv_step_info info = {.step = s + 1,
+                             .steps = c->steps,
+                             .loss = loss,
+                             .lr = lr,
+                             .grad_norm = norm,
+                             .step_ms = ms,
+                             .eval_loss = NAN};
         double toks = (double)c->global_batch * T;
         info.tokens_per_s = toks / (ms / 1e3);
         tok_total += toks;
@@ -208,7 +222,8 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         }
         if (c->on_step && t->leader) c->on_step(&info, c->ctx);
         int last = s + 1 == c->steps;
-        if (c->out_dir && ((c->save_every > 0 && (s + 1) % c->save_every == 0) || last)) GV_TRY(gv_save(c, t, s + 1));
+        if (c->out_dir && ((c->save_every > 0 && (s + 1) % c->save_every == 0) || last))
+            GV_TRY(gv_save(c, t, s + 1));
     }
     r->mean_tokens_per_s = ms_total > 0 ? tok_total / (ms_total / 1e3) : 0;
     return GV_OK;
@@ -256,11 +271,16 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
     for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
     if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    gv_model_dist dist = {t.dpc, c->zero, ckpt, c->ulysses ? NULL : t.tpc, c->vocab_tp, c->megatron_sp,
+    gv_model_dist dist = {t.dpc,
+                          c->zero,
+                          ckpt,
+                          c->ulysses ? NULL : t.tpc,
+                          c->vocab_tp,
+                          c->megatron_sp,
                           c->ulysses ? t.tpc : NULL};
     if (st == GV_OK)
-        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp, c->seq / t.u,
-                                &dist);
+        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp,
+                                c->seq / t.u, &dist);
     int start = 0;
     free(ckpt);
     if (st == GV_OK && c->out_dir && t.leader) st = gv_make_out_dir(c->out_dir);
@@ -268,8 +288,9 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         gv_ckpt_meta meta;
         st = gv_checkpoint_load(t.model, c->resume, &meta);
         if (st == GV_OK && meta.seed != c->seed)
-            st = gv_fail(GV_ERR_INVALID, "%s: checkpoint was trained with --seed %llu, this run has --seed %llu",
-                         c->resume, (unsigned long long)meta.seed, (unsigned long long)c->seed);
+            st = gv_fail(GV_ERR_INVALID,
+                         "%s: checkpoint was trained with --seed %llu, this run has --seed %llu", c->resume,
+                         (unsigned long long)meta.seed, (unsigned long long)c->seed);
         if (st == GV_OK && meta.step >= c->steps)
             st = gv_fail(GV_ERR_INVALID, "%s: checkpoint is at step %lld, nothing left to do for --steps %d",
                          c->resume, (long long)meta.step, c->steps);
@@ -307,10 +328,12 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     }
     if (st == GV_OK) {
         const gv_memory_report *m = &r->memory;
-        double mine[6] = {(double)m->parameters, (double)m->gradients, (double)m->optimizer,
+        double mine[6] = {(double)m->parameters,  (double)m->gradients, (double)m->optimizer,
                           (double)m->activations, (double)m->workspace, (double)m->comm};
-        if (t.comm) st = gv_comm_allgather(t.comm, mine, mem, 6, GV_COMM_F64);
-        else memcpy(mem, mine, sizeof mine);
+        if (t.comm)
+            st = gv_comm_allgather(t.comm, mine, mem, 6, GV_COMM_F64);
+        else
+            memcpy(mem, mine, sizeof mine);
     }
     if (t.metrics && st == GV_OK) {
         gv_memory_report *m = &r->memory;
@@ -324,8 +347,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
             fprintf(t.metrics,
                     "%s{\"rank\": %d, \"parameters\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
                     "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f}",
-                    k ? ", " : "", k, mem[6 * k], mem[6 * k + 1], mem[6 * k + 2], mem[6 * k + 3], mem[6 * k + 4],
-                    mem[6 * k + 5]);
+                    k ? ", " : "", k, mem[6 * k], mem[6 * k + 1], mem[6 * k + 2], mem[6 * k + 3],
+                    mem[6 * k + 4], mem[6 * k + 5]);
         fprintf(t.metrics, "]}\n");
     }
     free(mem);

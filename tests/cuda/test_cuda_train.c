@@ -28,7 +28,8 @@ int main(void) {
     double worst = 0;
     for (int s = 0; s < 20; s++) {
         double rel = fabs(r[1].losses[s] - r[0].losses[s]) / r[0].losses[s];
-        printf("step %2d: cpu fp32 %.5f  cuda bf16 %.5f  rel %.2e\n", s + 1, r[0].losses[s], r[1].losses[s], rel);
+        printf("step %2d: cpu fp32 %.5f  cuda bf16 %.5f  rel %.2e\n", s + 1, r[0].losses[s], r[1].losses[s],
+               rel);
         worst = fmax(worst, rel);
     }
     printf("worst relative difference %.3e\n", worst);

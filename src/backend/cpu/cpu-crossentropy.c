@@ -83,10 +83,12 @@ gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits_, const void
 
 /* Vocab-parallel pieces: this shard holds global columns [v0, v0 + V). */
 gv_status gv_cpu_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits_,
-                                          const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index) {
+                                          const int32_t *targets, int N, int V, int Vp, int v0,
+                                          int ignore_index) {
     (void)b;
     if (N < 0 || V <= 0 || Vp < V || v0 < 0)
-        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_stats: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp, v0);
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_stats: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp,
+                       v0);
     const float *logits = logits_; /* [N, Vp] */
     /* lse, tlogit: [N] F32; targets: [N] */
 #pragma omp parallel for if ((long)N * V > GV_CPU_PAR_MIN)
@@ -103,12 +105,12 @@ gv_status gv_cpu_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlog
 }
 
 gv_status gv_cpu_crossentropy_shard_backward(gv_backend *b, void *dlogits_, const void *logits_,
-                                             const int32_t *targets, const float *lse, float dloss, int N, int V,
-                                             int Vp, int v0, int ignore_index) {
+                                             const int32_t *targets, const float *lse, float dloss, int N,
+                                             int V, int Vp, int v0, int ignore_index) {
     (void)b;
     if (N < 0 || V <= 0 || Vp < V || v0 < 0)
-        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: bad shape N=%d V=%d Vp=%d v0=%d", N, V, Vp,
-                       v0);
+        return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: bad shape N=%d V=%d Vp=%d v0=%d", N, V,
+                       Vp, v0);
     float *dlogits = dlogits_;     /* [N, Vp] */
     const float *logits = logits_; /* [N, Vp] */
     /* lse: [N] log-sum-exp of the full row; targets: [N] */

@@ -26,8 +26,10 @@ gv_status gv_cpu_embedding_forward(gv_backend *b, void *out_, const int32_t *tok
 #pragma omp parallel for if (N * C > GV_CPU_PAR_MIN)
     for (long n = 0; n < N; n++) {
         float *o = out + n * C;
-        if (tokens[n] >= 0) memcpy(o, wte + (long)tokens[n] * C, (size_t)C * sizeof(float));
-        else memset(o, 0, (size_t)C * sizeof(float));
+        if (tokens[n] >= 0)
+            memcpy(o, wte + (long)tokens[n] * C, (size_t)C * sizeof(float));
+        else
+            memset(o, 0, (size_t)C * sizeof(float));
         if (wpe) {
             const float *p = wpe + (long)(pos0 + n % T) * C;
             for (int c = 0; c < C; c++) o[c] += p[c];

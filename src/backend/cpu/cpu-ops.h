@@ -53,10 +53,11 @@ gv_status gv_cpu_swiglu_backward(gv_backend *b, void *dinp, const void *dout, co
 
 /* cpu-crossentropy.c */
 gv_status gv_cpu_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
-                                          const int32_t *targets, int N, int V, int Vp, int v0, int ignore_index);
+                                          const int32_t *targets, int N, int V, int Vp, int v0,
+                                          int ignore_index);
 gv_status gv_cpu_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
-                                             const int32_t *targets, const float *lse, float dloss, int N, int V,
-                                             int Vp, int v0, int ignore_index);
+                                             const int32_t *targets, const float *lse, float dloss, int N,
+                                             int V, int Vp, int v0, int ignore_index);
 gv_status gv_cpu_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
                                       const int32_t *targets, int N, int V, int Vp, int ignore_index);
 gv_status gv_cpu_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits,
