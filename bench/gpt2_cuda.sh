@@ -3,19 +3,10 @@
 # builds with -DGV_CUDA=ON, runs the CUDA op tests, trains 50 steps at B=16 and B=64 (T=1024) with each, and
 # prints a side-by-side table (tokens/s, ms/step, MFU, peak GPU memory by nvidia-smi and by the allocator).
 # usage (on the GPU machine, from the repo root): bench/gpt2_cuda.sh [OUT_DIR]
-# cJSON: if .deps/*.deb exist (Debian's libcjson1/libcjson-dev), they are unpacked into /tmp/cj first.
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-bench}}
 mkdir -p "$out"
-cmake_args=()
-if ls .deps/*.deb >/dev/null 2>&1; then
-    for f in .deps/*.deb; do dpkg -x "$f" /tmp/cj; done
-    cmake_args=(-DCMAKE_PREFIX_PATH=/tmp/cj/usr -DCMAKE_LIBRARY_PATH=/tmp/cj/usr/lib/x86_64-linux-gnu
-                -DCMAKE_INCLUDE_PATH=/tmp/cj/usr/include)
-    export LD_LIBRARY_PATH=/tmp/cj/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-fi
-cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGV_CUDA=ON "${cmake_args[@]}" >"$out/cmake.log" 2>&1 &&
-    cmake --build build-cuda -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+source bench/build_cuda.sh
 ctest --test-dir build-cuda -L cuda --output-on-failure 2>&1 | tail -15 | tee "$out/cuda_tests.log"
 
 # peak GPU memory of a command by nvidia-smi sampling (MiB, includes the CUDA context)

@@ -6,15 +6,7 @@
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-bench}}
 mkdir -p "$out"
-cmake_args=()
-if ls .deps/*.deb >/dev/null 2>&1; then
-    for f in .deps/*.deb; do dpkg -x "$f" /tmp/cj; done
-    cmake_args=(-DCMAKE_PREFIX_PATH=/tmp/cj/usr -DCMAKE_LIBRARY_PATH=/tmp/cj/usr/lib/x86_64-linux-gnu
-                -DCMAKE_INCLUDE_PATH=/tmp/cj/usr/include)
-    export LD_LIBRARY_PATH=/tmp/cj/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-fi
-cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DGV_CUDA=ON "${cmake_args[@]}" >"$out/cmake.log" 2>&1 &&
-    cmake --build build-cuda -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+source bench/build_cuda.sh
 ctest --test-dir build-cuda -L cuda --output-on-failure >"$out/cuda_tests.log" 2>&1
 grep -E "tests passed|Failed|worst relative" "$out/cuda_tests.log"
 grep -A1 "step 20:" "$out/cuda_tests.log" | head -2
