@@ -98,6 +98,13 @@ else
     echo "ok   world-mismatch: $(grep -m1 -e '-n 4' "$tmp/err")"
 fi
 
+# Plan files given to train: layer-wise degrees and pipelines are refused with the reason, before launch.
+expect_fail plan-pp "galvatron_config_example.json: pp 2: pipeline parallelism is not built yet" -- \
+    "${small[@]}" --plan "$2/examples/plans/galvatron_config_example.json" --layers 4 -n 8
+printf '{"world": 2, "global_batch": 4, "layers": [{"tp": 2}, {"tp": 1, "dp_type": "zero1"}]}' >"$tmp/lw.json"
+expect_fail plan-layerwise "lw.json: layer 1 is tp 1 / sp none / zero1 but layer 0 is tp 2 / sp none / ddp" -- \
+    "${small[@]}" --plan "$tmp/lw.json"
+
 # Plans.
 expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \
     plan check "$2/examples/plans/galvatron_config_example.json" --model gpt2-tiny --layers 4 -n 4

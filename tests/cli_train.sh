@@ -33,5 +33,11 @@ check summary grep -q "trained 20 steps: loss" "$tmp/out"
 check train-2ranks "$gv" train -n 2 --dp-type zero1 --steps 2 --global-batch 4 --seq 32 --eval-every 0 --quiet \
     --metrics "$tmp/m2.jsonl" >/dev/null
 check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*}, {"rank": 1,' "$tmp/m2.jsonl"
+# A plan file (4 ranks: tp 2 x ZeRO-1 over 2, recompute on layer 0 only) trains like one process (same
+# losses to print precision at the last step).
+check plan-train "$gv" train --plan "$2/tests/plans/tp2_zero1_half_ckpt.json" --steps 10 --seq 32 --eval-every 0 \
+    --quiet >"$tmp/plan.out"
+"$gv" train --global-batch 8 --micro-batches 2 --steps 10 --seq 32 --eval-every 0 --quiet >"$tmp/single.out"
+check plan-equals-single test "$(head -1 "$tmp/plan.out" | cut -d, -f1)" = "$(head -1 "$tmp/single.out" | cut -d, -f1)"
 echo "cli_train: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -50,6 +50,9 @@ static const char *gv_usage_train =
     "  --seed S              seed of the initial weights and of the data order [1337]\n"
     "\n"
     "parallelism:\n"
+    "  --plan FILE           a plan: Hetu-Galvatron's galvatron_config or the project's JSON form (see\n"
+    "                        'galvatron plan check'); sets the layout, batch, micro-batches and per-layer\n"
+    "                        recompute, and -n from its world size\n"
     "  -n RANKS              ranks; started through mpirun unless this process already is a rank of an\n"
     "                        MPI or Slurm job [1]. Data-parallel degree = RANKS / tp\n"
     "  --tp T                Megatron tensor parallelism over T consecutive ranks (heads and FFN split) [1]\n"
@@ -146,6 +149,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     gv_train_config_defaults(&c);
     const char *model = "gpt2-tiny";
     int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0;
+    const char *plan_file = NULL;
     gv_progress prog = {isatty(2), 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -201,6 +205,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             nranks = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--tp"))
             c.tp = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--plan"))
+            plan_file = v;
         else if (!strcmp(a, "--pp")) {
             if (gv_parse_int(a, v, 1) != 1) {
                 fprintf(stderr, "galvatron: --pp %s: pipeline parallelism is not built yet (only --pp 1)\n",
@@ -253,6 +259,17 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10; /* the default must fit short runs */
+    int *plan_ckpt = NULL;                                           /* per-layer recompute of a plan file */
+    if (plan_file) {
+        /* The plan file sets the parallel layout and batch; the rank count comes from it (or -n). */
+        gv_plan p;
+        if (gv_plan_load(&p, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();
+        gv_status st = gv_plan_validate(&p, &c.spec, c.seq, plan_file);
+        if (st == GV_OK) st = gv_train_config_from_plan(&c, &p, &plan_ckpt, plan_file);
+        if (!nranks) nranks = p.world;
+        gv_plan_free(&p);
+        if (st != GV_OK) gv_die_status();
+    }
     if (nranks > 1 && !gv_launch_is_rank()) {
         /* Reject an impossible run here, once, instead of on every rank after the launch. */
         c.world = nranks;
@@ -293,6 +310,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     }
     if (!leader) {
         free(r.losses);
+        free(plan_ckpt);
         gv_comm_free(gv_world);
         return 0;
     }
@@ -306,6 +324,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
            r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0, r.memory.comm / 1048576.0,
            gv_world && gv_comm_size(gv_world) > 1 ? " (every rank's: --metrics final record)" : "");
     free(r.losses);
+    free(plan_ckpt);
     gv_comm_free(gv_world);
     return 0;
 }

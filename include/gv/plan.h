@@ -22,7 +22,7 @@ typedef struct {
     int ckpt;      /* activation recompute */
 } gv_layer_strategy;
 
-typedef struct {
+typedef struct gv_plan_s {
     int world, pp;
     gv_schedule schedule;
     int global_batch, micro_batches;

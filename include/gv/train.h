@@ -45,7 +45,8 @@ typedef struct {
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
-    int ckpt; /* recompute every layer's activations in backward */
+    int ckpt;               /* recompute every layer's activations in backward */
+    const int *ckpt_layers; /* [n_layer] per-layer recompute (overrides ckpt when set) */
     void (*on_step)(const gv_step_info *info, void *ctx);
     void *ctx;
 } gv_train_config;
@@ -63,6 +64,13 @@ gv_status gv_train_config_validate(const gv_train_config *c);
 /* Learning rate of (0-based) step s: linear warmup then cosine decay to min_lr_frac * lr. */
 float gv_train_lr(const gv_train_config *c, int s);
 gv_status gv_train_run(const gv_train_config *c, gv_train_result *r);
+struct gv_plan_s;
+/* Takes a plan's settings into c: batch, micro-batches, the layers' tp / sequence-parallel mode / ZeRO stage
+ * and per-layer recompute (kept in *ckpt_layers, which the caller frees). The runtime executes plans whose
+ * layers share tp, sp mode and ZeRO stage, with pp = 1; other plans get the exact reason. `where` names
+ * the plan file in messages. */
+gv_status gv_train_config_from_plan(gv_train_config *c, const struct gv_plan_s *plan, int **ckpt_layers,
+                                    const char *where);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,47 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
     return st;
 }
 
+gv_status gv_train_config_from_plan(gv_train_config *c, const gv_plan *p, int **ckpt_layers,
+                                    const char *where) {
+    *ckpt_layers = NULL;
+    if (p->n_layer != c->spec.n_layer)
+        return gv_fail(GV_ERR_INVALID, "%s: plan has %d layers, model %s has %d", where, p->n_layer,
+                       c->spec.name, c->spec.n_layer);
+    if (p->pp != 1)
+        return gv_fail(GV_ERR_UNSUPPORTED, "%s: pp %d: pipeline parallelism is not built yet (pp 1 only)",
+                       where, p->pp);
+    const gv_layer_strategy *l0 = &p->layers[0];
+    for (int i = 1; i < p->n_layer; i++) {
+        const gv_layer_strategy *l = &p->layers[i];
+        if (l->tp != l0->tp || l->sp != l0->sp || l->zero != l0->zero)
+            return gv_fail(
+                GV_ERR_UNSUPPORTED,
+                "%s: layer %d is tp %d / sp %s / %s but layer 0 is tp %d / sp %s / %s: layer-wise degrees "
+                "are not built yet (per-layer recompute is)",
+                where, i, l->tp, gv_sp_mode_name(l->sp), gv_zero_name(l->zero), l0->tp,
+                gv_sp_mode_name(l0->sp), gv_zero_name(l0->zero));
+    }
+    if (p->vocab.tp != 1 && p->vocab.tp != l0->tp)
+        return gv_fail(GV_ERR_UNSUPPORTED, "%s: vocab tp %d must be 1 or the layers' tp %d", where,
+                       p->vocab.tp, l0->tp);
+    if (p->vocab.zero != l0->zero)
+        return gv_fail(GV_ERR_UNSUPPORTED, "%s: vocab %s must match the layers' %s", where,
+                       gv_zero_name(p->vocab.zero), gv_zero_name(l0->zero));
+    int *ck = calloc((size_t)p->n_layer, sizeof *ck);
+    if (!ck) return gv_fail(GV_ERR_NOMEM, "plan: out of host memory");
+    for (int i = 0; i < p->n_layer; i++) ck[i] = p->layers[i].ckpt;
+    c->global_batch = p->global_batch;
+    c->micro_batches = p->micro_batches;
+    c->tp = l0->tp;
+    c->ulysses = l0->sp == GV_SP_ULYSSES;
+    c->megatron_sp = l0->sp == GV_SP_MEGATRON;
+    c->vocab_tp = p->vocab.tp > 1;
+    c->zero = l0->zero;
+    c->ckpt_layers = ck;
+    *ckpt_layers = ck;
+    return GV_OK;
+}
+
 float gv_train_lr(const gv_train_config *c, int s) {
     if (s < c->warmup) return c->lr * (float)(s + 1) / (float)c->warmup;
     int decay = c->steps - c->warmup;
@@ -269,7 +310,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
     int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
-    for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt;
+    for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt_layers ? c->ckpt_layers[l] : c->ckpt;
     if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
     gv_model_dist dist = {t.dpc,
                           c->zero,
