@@ -98,6 +98,9 @@ else
     echo "ok   world-mismatch: $(grep -m1 -e '-n 4' "$tmp/err")"
 fi
 
+expect_fail resume-missing-ranks "--resume: cannot read $tmp/nope/model.safetensors" -- "${small[@]}" -n 2 \
+    --resume "$tmp/nope"
+
 # Plan files given to train: layer-wise degrees and pipelines are refused with the reason, before launch.
 expect_fail plan-pp "galvatron_config_example.json: pp 2: pipeline parallelism is not built yet" -- \
     "${small[@]}" --plan "$2/examples/plans/galvatron_config_example.json" --layers 4 -n 8

@@ -223,10 +223,9 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         } else if (!strcmp(a, "--vocab-tp"))
             vocab_tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--dp-type")) {
-            static const char *const types[] = {"ddp", "zero1", "zero2", "zero3"};
             c.zero = -1;
             for (int k = 0; k < 4; k++)
-                if (!strcmp(v, types[k])) c.zero = k;
+                if (!strcmp(v, gv_zero_name(k))) c.zero = k;
             if (c.zero < 0) {
                 fprintf(stderr, "galvatron: --dp-type '%s': expected ddp, zero1, zero2 or zero3\n", v);
                 return 2;
@@ -274,6 +273,19 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         /* Reject an impossible run here, once, instead of on every rank after the launch. */
         c.world = nranks;
         if (gv_train_config_validate(&c) != GV_OK) gv_die_status();
+        /* Files every rank would fail on alike: one message here rather than one per rank. */
+        char ck[4096];
+        snprintf(ck, sizeof ck, "%s/model.safetensors", c.resume ? c.resume : "");
+        const char *need[3][2] = {
+            {"--resume", c.resume ? ck : NULL},
+            {"--init-from", c.init_from},
+            {"--data", c.data && strcmp(c.data, "builtin") && !strchr(c.data, ',') ? c.data : NULL}};
+        for (int k = 0; k < 3; k++)
+            if (need[k][1] && access(need[k][1], R_OK) != 0) {
+                fprintf(stderr, "galvatron: %s: cannot read %s: %s\n", need[k][0], need[k][1],
+                        strerror(errno));
+                return 1;
+            }
         /* Ranks on one machine share its cores: without this each rank's OpenMP team would take them all. */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         char nt[24];
@@ -302,7 +314,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
                 " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
                 c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
-                (const char *[]){"ddp", "zero1", "zero2", "zero3"}[c.zero]);
+                gv_zero_name(c.zero));
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {
         free(r.losses);

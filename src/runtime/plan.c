@@ -12,9 +12,10 @@ const char *gv_sp_mode_name(gv_sp_mode m) {
     return m == GV_SP_MEGATRON ? "megatron" : m == GV_SP_ULYSSES ? "ulysses" : "none";
 }
 
+static const char *const gv_dp_type_names[] = {"ddp", "zero1", "zero2", "zero3"};
+
 const char *gv_zero_name(int zero) {
-    static const char *names[] = {"ddp", "zero1", "zero2", "zero3"};
-    return zero >= 0 && zero <= 3 ? names[zero] : "?";
+    return zero >= 0 && zero <= 3 ? gv_dp_type_names[zero] : "?";
 }
 
 void gv_plan_free(gv_plan *p) {
@@ -211,7 +212,6 @@ static gv_status gv_get_enum(const cJSON *root, const char *key, const char *con
                    cJSON_IsString(it) ? "'" : "", list);
 }
 
-static const char *const gv_dp_type_names[] = {"ddp", "zero1", "zero2", "zero3"};
 static const char *const gv_sp_names[] = {"none", "megatron", "ulysses"};
 
 /* Hetu-Galvatron's galvatron_config (reference §5.1). */
@@ -227,8 +227,7 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     if (file_world && file_world != world)
         return gv_fail(GV_ERR_INVALID, "%s: plan is for world_size %d, but %d ranks were given", path,
                        file_world, world);
-    static const char *const dp_names[] = {"ddp", "zero1", "zero2", "zero3"};
-    GV_TRY(gv_get_enum(root, "default_dp_type", dp_names, 4, &default_dp, path));
+    GV_TRY(gv_get_enum(root, "default_dp_type", gv_dp_type_names, 4, &default_dp, path));
     if (default_dp == 1)
         return gv_fail(GV_ERR_FORMAT, "%s: field 'default_dp_type': zero1 is not a Galvatron type", path);
     static const char *const pipe_names[] = {"gpipe", "pipedream_flush"};
