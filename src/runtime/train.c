@@ -141,7 +141,7 @@ typedef struct {
     int leader;                   /* rank 0: writes metrics, reports progress */
     gv_model *model;
     gv_dataset *data;
-    int32_t *tokens, *targets; /* host [B*T] global batch */
+    int32_t *tokens, *targets; /* host [Br*T/u]: this rank's rows (and positions) of a micro-batch */
     FILE *metrics;
 } gv_trainer;
 
