@@ -111,6 +111,15 @@ typedef enum { GV_BUF_WEIGHTS = 0, GV_BUF_GRADS = 1, GV_BUF_ADAM_M = 2, GV_BUF_A
 
 /* Buffer `which` as newly allocated host fp32 tensors under HF names/layouts (padded vocab rows dropped). */
 gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n);
+/* One HF tensor (index k < gv_model_hf_count) of buffer `which` into out (its HF shape, row-major).
+ * Collective over the model's tp and dp groups: every rank calls it for the same k in the same order; only
+ * one parameter's global tensor is held at a time (checkpoints stream through it). */
+gv_status gv_model_export_one(gv_model *m, int which, int k, float *out);
+/* Sets buffer `which` (weights or a moment) tensor by tensor: read(ctx, k, dst) fills HF tensor k (HF shape)
+ * — called for k = 0 .. hf_count-1 in order; each rank keeps its slice. The caller has checked names and
+ * shapes (gv_model_hf_info); a read error stops the import (buffers then hold a mix). */
+typedef gv_status (*gv_hf_reader)(void *ctx, int k, float *dst);
+gv_status gv_model_import_stream(gv_model *m, int which, gv_hf_reader read, void *ctx);
 /* Sets the weights from HF-named tensors; every expected tensor must be present with its exact shape;
  * unknown names are ignored (HF files carry buffers such as attn.bias); `source` names the file in errors. */
 gv_status gv_model_import_hf(gv_model *m, const gv_named_f32 *ts, int n, const char *source);

@@ -56,6 +56,11 @@ gv_status gv_st_writer_add(gv_st_writer *w, const char *name, gv_dtype dt, int n
                            const void *data);
 /* Sets a __metadata__ entry (copied; a repeated key replaces the value). */
 gv_status gv_st_writer_meta(gv_st_writer *w, const char *key, const char *value);
+/* A tensor whose bytes are produced at save time, in insertion order, into a buffer of its size: saving
+ * streams tensor by tensor instead of holding them all. */
+typedef gv_status (*gv_st_produce_fn)(void *ctx, void *dst);
+gv_status gv_st_writer_add_fn(gv_st_writer *w, const char *name, gv_dtype dt, int ndim, const int64_t *shape,
+                              gv_st_produce_fn produce, void *ctx);
 /* Writes the file atomically (temp + fsync + rename, see gv/fileio.h); tensors in insertion order. The
  * writer may be saved again or freed afterwards. */
 gv_status gv_st_writer_save(gv_st_writer *w, const char *path);

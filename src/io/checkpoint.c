@@ -14,52 +14,85 @@ static const char *gv_buf_prefix(int which) {
     return which == GV_BUF_ADAM_M ? "exp_avg." : which == GV_BUF_ADAM_V ? "exp_avg_sq." : "";
 }
 
-/* Reads every tensor the model expects for buffer `which` from f into host tensors. */
-static gv_status gv_read_buf(gv_model *m, gv_st_file *f, int which, gv_named_f32 **out) {
+/* The file's key for each tensor the model expects in buffer `which`, checked for presence and shape
+ * before any data is read (keys[k] is owned by the caller; free with gv_keys_free). */
+static gv_status gv_resolve_keys(gv_model *m, gv_st_file *f, int which, char ***out) {
     int n = gv_model_hf_count(m);
-    gv_named_f32 *ts = calloc((size_t)n, sizeof *ts);
-    if (!ts) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
+    char **keys = calloc((size_t)n, sizeof *keys);
+    if (!keys) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
     gv_status st = GV_OK;
-    for (int i = 0; i < n && st == GV_OK; i++) {
+    for (int k = 0; k < n && st == GV_OK; k++) {
         const char *name;
-        gv_named_f32 *t = &ts[i];
-        gv_model_hf_info(m, i, &name, &t->ndim, t->shape);
-        char key[128];
+        int ndim, fnd;
+        int64_t shape[4], fshape[4];
+        gv_dtype dt;
+        gv_model_hf_info(m, k, &name, &ndim, shape);
+        char key[160];
         snprintf(key, sizeof key, "%s%s", gv_buf_prefix(which), name);
         if (gv_st_find(f, key) < 0 && which == GV_BUF_WEIGHTS) {
-            char alt[128]; /* GPT2LMHeadModel files prefix the body with "transformer." */
+            char alt[160]; /* GPT2LMHeadModel files prefix the body with "transformer." */
             snprintf(alt, sizeof alt, "transformer.%s", name);
             if (gv_st_find(f, alt) >= 0) snprintf(key, sizeof key, "%s", alt);
         }
-        if (gv_st_find(f, key) < 0) {
+        int idx = gv_st_find(f, key);
+        if (idx < 0) {
             st = gv_fail(GV_ERR_FORMAT, "%s: missing tensor '%s' (a file of another model?)", gv_st_path(f),
                          key);
             break;
         }
-        snprintf(t->name, sizeof t->name, "%s", name);
-        int64_t cnt = 1;
-        for (int d = 0; d < t->ndim; d++) cnt *= t->shape[d];
-        t->data = malloc((size_t)cnt * sizeof(float));
-        if (!t->data)
-            st = gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
-        else
-            st = gv_st_read_f32(f, key, t->data, t->ndim, t->shape);
+        st = gv_st_info(f, idx, &dt, &fnd, fshape);
+        int same = st == GV_OK && fnd == ndim;
+        for (int d = 0; same && d < ndim; d++) same = fshape[d] == shape[d];
+        if (st == GV_OK && !same) {
+            char want[64] = "", got[64] = "";
+            for (int d = 0; d < ndim; d++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), d ? ", %lld" : "[%lld",
+                         (long long)shape[d]);
+            for (int d = 0; d < fnd && d < 4; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "[%lld",
+                         (long long)fshape[d]);
+            st = gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' has shape %s], expected %s]", gv_st_path(f), key,
+                         got, want);
+        }
+        if (st == GV_OK && !(keys[k] = strdup(key))) st = gv_fail(GV_ERR_NOMEM, "out of host memory");
     }
     if (st != GV_OK) {
-        gv_named_f32_free(ts, n);
+        for (int k = 0; k < n; k++) free(keys[k]);
+        free(keys);
         return st;
     }
-    *out = ts;
+    *out = keys;
     return GV_OK;
+}
+
+static void gv_keys_free(char **keys, int n) {
+    for (int k = 0; keys && k < n; k++) free(keys[k]);
+    free(keys);
+}
+
+typedef struct {
+    gv_model *m;
+    gv_st_file *f;
+    char **keys;
+} gv_file_reader;
+
+static gv_status gv_file_read(void *ctx, int k, float *dst) {
+    gv_file_reader *r = ctx;
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+    gv_model_hf_info(r->m, k, &name, &ndim, shape);
+    return gv_st_read_f32(r->f, r->keys[k], dst, ndim, shape);
 }
 
 gv_status gv_model_load_weights(gv_model *m, const char *path) {
     gv_st_file *f;
     GV_TRY(gv_st_open(&f, path));
-    gv_named_f32 *ts = NULL;
-    gv_status st = gv_read_buf(m, f, GV_BUF_WEIGHTS, &ts);
-    if (st == GV_OK) st = gv_model_import_hf(m, ts, gv_model_hf_count(m), path);
-    gv_named_f32_free(ts, gv_model_hf_count(m));
+    char **keys = NULL;
+    gv_status st = gv_resolve_keys(m, f, GV_BUF_WEIGHTS, &keys);
+    gv_file_reader r = {m, f, keys};
+    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_WEIGHTS, gv_file_read, &r);
+    gv_keys_free(keys, gv_model_hf_count(m));
     gv_st_close(f);
     return st;
 }
@@ -88,31 +121,57 @@ static char *gv_spec_json(const gv_model_spec *s) {
     return txt;
 }
 
+typedef struct {
+    gv_model *m;
+    int which, k;
+} gv_export_job;
+
+static gv_status gv_produce(void *ctx, void *dst) {
+    const gv_export_job *j = ctx;
+    return gv_model_export_one(j->m, j->which, j->k, dst);
+}
+
+/* Writes buffer `which` (the optimizer file: both moments) tensor by tensor. Exports are collective over the
+ * model's groups: the writer produces each tensor as it streams it into the file; the other ranks take
+ * part in the same exports in the same order and drop the result. A writer that fails aborts the job
+ * through the CLI's error rule, so the others do not wait on it. */
 static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_ckpt_meta *meta) {
-    gv_named_f32 *ts = NULL;
-    int n = 0;
-    GV_TRY(gv_model_export_hf(m, which, &ts, &n));
-    gv_st_writer *w = NULL;
-    gv_status st = gv_st_writer_init(&w);
-    char **names = calloc((size_t)(2 * n), sizeof *names);
-    int nn = 0;
-    int bufs[2] = {which, -1};
-    gv_named_f32 *ts2 = NULL;
-    if (st == GV_OK && which == GV_BUF_ADAM_M) { /* the optimizer file holds both moments */
-        bufs[1] = GV_BUF_ADAM_V;
-        int n2;
-        st = gv_model_export_hf(m, GV_BUF_ADAM_V, &ts2, &n2);
-    }
-    for (int b = 0; b < 2 && st == GV_OK && bufs[b] >= 0; b++) {
-        gv_named_f32 *src = b ? ts2 : ts;
-        for (int i = 0; i < n && st == GV_OK; i++) {
-            size_t len = strlen(src[i].name) + 16;
-            names[nn] = malloc(len);
-            snprintf(names[nn], len, "%s%s", gv_buf_prefix(bufs[b]), src[i].name);
-            st = gv_st_writer_add(w, names[nn], GV_F32, src[i].ndim, src[i].shape, src[i].data);
-            nn++;
+    int n = gv_model_hf_count(m), nb = which == GV_BUF_ADAM_M ? 2 : 1;
+    int bufs[2] = {which, GV_BUF_ADAM_V};
+    gv_status st = GV_OK;
+    if (!gv_model_is_writer(m)) {
+        size_t mx = 0;
+        for (int k = 0; k < n; k++) {
+            const char *name;
+            int nd;
+            int64_t sh[4], c = 1;
+            gv_model_hf_info(m, k, &name, &nd, sh);
+            for (int d = 0; d < nd; d++) c *= sh[d];
+            if ((size_t)c > mx) mx = (size_t)c;
         }
+        float *scratch = malloc(mx * sizeof *scratch);
+        if (!scratch) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", path);
+        for (int b = 0; b < nb && st == GV_OK; b++)
+            for (int k = 0; k < n && st == GV_OK; k++) st = gv_model_export_one(m, bufs[b], k, scratch);
+        free(scratch);
+        return st;
     }
+    gv_st_writer *w = NULL;
+    gv_export_job *jobs = calloc((size_t)(n * nb), sizeof *jobs);
+    if (!jobs) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", path);
+    st = gv_st_writer_init(&w);
+    for (int b = 0; b < nb && st == GV_OK; b++)
+        for (int k = 0; k < n && st == GV_OK; k++) {
+            const char *name;
+            int nd;
+            int64_t sh[4];
+            char key[160];
+            gv_model_hf_info(m, k, &name, &nd, sh);
+            snprintf(key, sizeof key, "%s%s", gv_buf_prefix(bufs[b]), name);
+            gv_export_job *j = &jobs[b * n + k];
+            j->m = m, j->which = bufs[b], j->k = k;
+            st = gv_st_writer_add_fn(w, key, GV_F32, nd, sh, gv_produce, j);
+        }
     char *spec = gv_spec_json(gv_model_get_spec(m));
     char num[32];
     if (st == GV_OK) st = gv_st_writer_meta(w, "format", "galvatron-c/1");
@@ -125,14 +184,10 @@ static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_
         snprintf(num, sizeof num, "%" PRId64, meta->data_cursor);
         if (st == GV_OK) st = gv_st_writer_meta(w, "data_cursor", num);
     }
-    /* Exports are collective under ZeRO (moments are gathered); one rank per replica writes. */
-    if (st == GV_OK && gv_model_is_writer(m)) st = gv_st_writer_save(w, path);
+    if (st == GV_OK) st = gv_st_writer_save(w, path);
     free(spec);
-    for (int i = 0; i < nn; i++) free(names[i]);
-    free(names);
+    free(jobs);
     gv_st_writer_free(w);
-    gv_named_f32_free(ts, n);
-    gv_named_f32_free(ts2, n);
     return st;
 }
 
@@ -194,7 +249,7 @@ gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta) {
     snprintf(mpath, sizeof mpath, "%s/model.safetensors", dir);
     snprintf(opath, sizeof opath, "%s/optimizer.safetensors", dir);
     gv_st_file *fm = NULL, *fo = NULL;
-    gv_named_f32 *w = NULL, *mm = NULL, *vv = NULL;
+    char **kw = NULL, **km = NULL, **kv = NULL;
     int n = gv_model_hf_count(m);
     gv_status st = gv_st_open(&fm, mpath);
     if (st == GV_OK) st = gv_st_open(&fo, opath);
@@ -209,17 +264,19 @@ gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta) {
     if (st == GV_OK && gv_meta_i64(fm, "step", &mstep) == GV_OK && mstep != md.step)
         st = gv_fail(GV_ERR_FORMAT, "%s: step %lld does not match %s step %lld (mixed checkpoints?)", mpath,
                      (long long)mstep, opath, (long long)md.step);
-    /* Read everything before changing the model, so a bad file leaves it untouched. */
-    if (st == GV_OK) st = gv_read_buf(m, fm, GV_BUF_WEIGHTS, &w);
-    if (st == GV_OK) st = gv_read_buf(m, fo, GV_BUF_ADAM_M, &mm);
-    if (st == GV_OK) st = gv_read_buf(m, fo, GV_BUF_ADAM_V, &vv);
-    if (st == GV_OK) st = gv_model_import_buf(m, GV_BUF_WEIGHTS, w, n, mpath);
-    if (st == GV_OK) st = gv_model_import_buf(m, GV_BUF_ADAM_M, mm, n, opath);
-    if (st == GV_OK) st = gv_model_import_buf(m, GV_BUF_ADAM_V, vv, n, opath);
+    /* Every tensor's presence and shape is checked (headers only; the data sizes were checked at open) before
+     * the model changes; then the data streams in one tensor at a time. */
+    if (st == GV_OK) st = gv_resolve_keys(m, fm, GV_BUF_WEIGHTS, &kw);
+    if (st == GV_OK) st = gv_resolve_keys(m, fo, GV_BUF_ADAM_M, &km);
+    if (st == GV_OK) st = gv_resolve_keys(m, fo, GV_BUF_ADAM_V, &kv);
+    gv_file_reader rw = {m, fm, kw}, rm = {m, fo, km}, rv = {m, fo, kv};
+    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_WEIGHTS, gv_file_read, &rw);
+    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_ADAM_M, gv_file_read, &rm);
+    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_ADAM_V, gv_file_read, &rv);
     if (st == GV_OK && meta) *meta = md;
-    gv_named_f32_free(w, w ? n : 0);
-    gv_named_f32_free(mm, mm ? n : 0);
-    gv_named_f32_free(vv, vv ? n : 0);
+    gv_keys_free(kw, n);
+    gv_keys_free(km, n);
+    gv_keys_free(kv, n);
     gv_st_close(fm);
     gv_st_close(fo);
     return st;

@@ -539,6 +539,8 @@ typedef struct {
     int64_t shape[GV_MAX_DIMS];
     const void *data;
     uint64_t nbytes;
+    gv_st_produce_fn produce; /* lazy tensor: produce(ctx, dst) fills its bytes at save time */
+    void *ctx;
 } gv_st_wentry;
 
 struct gv_st_writer {
@@ -546,6 +548,7 @@ struct gv_st_writer {
     int n, cap;
     char **meta_key, **meta_val;
     int nmeta, meta_cap;
+    int adding_lazy;
 };
 
 gv_status gv_st_writer_init(gv_st_writer **w) {
@@ -586,7 +589,8 @@ gv_status gv_st_writer_add(gv_st_writer *w, const char *name, gv_dtype dt, int n
     uint64_t nbytes;
     if (__builtin_mul_overflow(numel, (uint64_t)esize, &nbytes))
         return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' is too large", name);
-    if (nbytes && !data) return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has no data", name);
+    if (nbytes && !data && !w->adding_lazy)
+        return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has no data", name);
     for (int i = 0; i < w->n; i++)
         if (strcmp(w->t[i].name, name) == 0)
             return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' added twice", name);
@@ -606,6 +610,18 @@ gv_status gv_st_writer_add(gv_st_writer *w, const char *name, gv_dtype dt, int n
     e->data = data;
     e->nbytes = nbytes;
     w->n++;
+    return GV_OK;
+}
+
+gv_status gv_st_writer_add_fn(gv_st_writer *w, const char *name, gv_dtype dt, int ndim, const int64_t *shape,
+                              gv_st_produce_fn produce, void *ctx) {
+    if (!produce) return gv_fail(GV_ERR_INVALID, "safetensors writer: tensor '%s' has no producer", name);
+    w->adding_lazy = 1;
+    gv_status st = gv_st_writer_add(w, name, dt, ndim, shape, NULL);
+    w->adding_lazy = 0;
+    if (st != GV_OK) return st;
+    w->t[w->n - 1].produce = produce;
+    w->t[w->n - 1].ctx = ctx;
     return GV_OK;
 }
 
@@ -690,9 +706,26 @@ static gv_status gv_st_fill(FILE *f, const char *tmp, void *vctx) {
     GV_TRY(gv_file_fwrite(f, c->json, c->json_len, tmp));
     static const char spaces[8] = "        ";
     GV_TRY(gv_file_fwrite(f, spaces, c->padded - c->json_len, tmp));
+    /* Lazy tensors are produced one at a time into one buffer, so a file can be larger than memory. */
+    uint64_t lazy_max = 0;
     for (int i = 0; i < c->w->n; i++)
-        GV_TRY(gv_file_fwrite(f, c->w->t[i].data, (size_t)c->w->t[i].nbytes, tmp));
-    return GV_OK;
+        if (c->w->t[i].produce && c->w->t[i].nbytes > lazy_max) lazy_max = c->w->t[i].nbytes;
+    void *buf = lazy_max ? malloc((size_t)lazy_max) : NULL;
+    if (lazy_max && !buf)
+        return gv_fail(GV_ERR_NOMEM, "%s: out of memory for a %llu-byte tensor", tmp,
+                       (unsigned long long)lazy_max);
+    gv_status st = GV_OK;
+    for (int i = 0; i < c->w->n && st == GV_OK; i++) {
+        const gv_st_wentry *e = &c->w->t[i];
+        const void *data = e->data;
+        if (e->produce) {
+            st = e->produce(e->ctx, buf);
+            data = buf;
+        }
+        if (st == GV_OK) st = gv_file_fwrite(f, data, (size_t)e->nbytes, tmp);
+    }
+    free(buf);
+    return st;
 }
 
 gv_status gv_st_writer_save(gv_st_writer *w, const char *path) {

@@ -746,70 +746,93 @@ void gv_named_f32_free(gv_named_f32 *ts, int n) {
     free(ts);
 }
 
-/* The local flat buffer `which` as a device pointer over [0, param_elems) and its dtype. ZeRO keeps only
- * [s0, s0 + shard) of the moments here, so they are first gathered into *owned (collective over dp). */
-static gv_status gv_local_buf(gv_model *m, int which, gv_dtype *dt, const void **base, float **owned) {
-    *owned = NULL;
-    if (m->zero == 3) { /* every buffer is in pieces: gather each unit into a full flat copy (F32 only) */
-        const float *src = which == GV_BUF_WEIGHTS  ? m->master
-                           : which == GV_BUF_GRADS  ? (const float *)m->grads
-                           : which == GV_BUF_ADAM_M ? m->adam_m
-                                                    : m->adam_v;
-        *dt = GV_F32;
-        *owned = calloc(m->param_elems, sizeof(float));
-        if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-        *base = *owned;
-        gv_status st = gv_backend_sync(m->be);
-        for (int u = 0; u < m->nunits && st == GV_OK; u++)
-            st = gv_comm_allgather(m->dp, src + m->u_shoff[u], *owned + m->u_start[u],
-                                   m->u_size[u] / m->dp_size, GV_COMM_F32);
-        if (st != GV_OK) {
-            free(*owned);
-            *owned = NULL;
-        }
-        return st;
+/* Parameter i's local values (local layout) from buffer `which`. Buffers held in pieces (ZeRO-3: all of them;
+ * ZeRO-1/2: the moments) are assembled over the dp group: each rank contributes the elements it holds
+ * (collective over dp). Memory: one parameter, never the whole model. */
+static gv_status gv_param_local_values(gv_model *m, int which, int i, float *local) {
+    const gv_param *p = &m->params[i];
+    size_t n = gv_param_numel(p);
+    const float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+    int pieces = m->zero == 3 || (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V));
+    if (which == GV_BUF_GRADS && m->zero == 2)
+        return gv_fail(GV_ERR_UNSUPPORTED, "export: gradients are sharded under ZeRO-2");
+    if (!pieces) {
+        if (which == GV_BUF_WEIGHTS)
+            return gv_backend_download_f32(m->be, local, m->master + p->off, GV_F32, n);
+        if (which == GV_BUF_GRADS) return gv_backend_download_f32(m->be, local, G(m, i), m->dt, n);
+        return gv_backend_download_f32(m->be, local, mv + p->off, GV_F32, n);
     }
-    switch (which) {
-    case GV_BUF_WEIGHTS:
-        *dt = GV_F32, *base = m->master;
-        return GV_OK;
-    case GV_BUF_GRADS:
-        /* After a ZeRO-2 reduction only this rank's shard holds summed gradients. */
-        if (m->zero >= 2) return gv_fail(GV_ERR_UNSUPPORTED, "export: gradients are sharded under ZeRO-2");
-        *dt = m->dt, *base = m->grads;
-        return GV_OK;
-    case GV_BUF_ADAM_M:
-    case GV_BUF_ADAM_V: {
-        const float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
-        *dt = GV_F32;
-        *base = mv;
-        if (!m->zero) return GV_OK;
-        *owned = malloc(m->param_elems * sizeof(float));
-        if (!*owned) return gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-        *base = *owned;
-        gv_status st = gv_comm_allgather(m->dp, mv, *owned, m->shard, GV_COMM_F32);
-        if (st != GV_OK) {
-            free(*owned);
-            *owned = NULL;
-        }
-        return st;
+    const float *src = which == GV_BUF_WEIGHTS ? m->master
+                       : which == GV_BUF_GRADS ? (const float *)m->grads
+                                               : mv;
+    size_t lo = m->s0, hi = m->s0 + m->shard, sh = 0;
+    if (m->zero == 3) {
+        size_t g0, pn;
+        gv_unit_piece(m, m->p_unit[i], &g0, &pn, &sh);
+        lo = g0, hi = g0 + pn;
     }
-    }
-    return gv_fail(GV_ERR_INVALID, "unknown parameter buffer %d", which);
+    memset(local, 0, n * sizeof *local);
+    size_t a = p->off > lo ? p->off : lo, e = p->off + n < hi ? p->off + n : hi;
+    if (a < e)
+        GV_TRY(gv_backend_download_f32(m->be, local + (a - p->off), src + sh + (a - lo), GV_F32, e - a));
+    return gv_comm_allreduce(m->dp, local, local, n, GV_COMM_F32, GV_COMM_SUM);
 }
 
-/* g [g_rows, g_cols] <- the global tensor of parameter i from every tensor-parallel rank (collective over
- * tp: each rank adds its slice; replicated parameters come from tp rank 0 only). */
-static gv_status gv_param_gather(gv_model *m, const void *base, gv_dtype dt, int i, float *g, float *tmp) {
+/* g [g_rows, g_cols] <- parameter i's global tensor from its local values on every tensor-parallel rank
+ * (collective over tp: each rank adds its slice; replicated parameters come from tp rank 0 only). */
+static gv_status gv_param_to_global(gv_model *m, int i, const float *local, float *g) {
     const gv_param *p = &m->params[i];
     memset(g, 0, gv_param_gnumel(p) * sizeof(float));
-    GV_TRY(gv_backend_download_f32(m->be, tmp, (const char *)base + p->off * gv_dtype_size(dt), dt,
-                                   gv_param_numel(p)));
     if (p->sharded || m->tp_rank == 0)
         for (int64_t r = 0; r < p->rows; r++)
-            memcpy(g + gv_global_row(p, r) * p->g_cols + p->c0, tmp + r * p->cols,
+            memcpy(g + gv_global_row(p, r) * p->g_cols + p->c0, local + r * p->cols,
                    (size_t)p->cols * sizeof(float));
     if (m->tp_size > 1) GV_TRY(gv_comm_allreduce(m->tp, g, g, gv_param_gnumel(p), GV_COMM_F32, GV_COMM_SUM));
+    return GV_OK;
+}
+
+gv_status gv_model_export_one(gv_model *m, int which, int k, float *out) {
+    if (k < 0 || k >= m->nhf) return gv_fail(GV_ERR_INVALID, "export: tensor index %d out of range", k);
+    const gv_hf_piece *h = &m->hf[k];
+    const gv_param *p = &m->params[h->param];
+    float *local = malloc(gv_param_numel(p) * sizeof *local), *g = malloc(gv_param_gnumel(p) * sizeof *g);
+    gv_status st = local && g ? GV_OK : gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    if (st == GV_OK) st = gv_backend_sync(m->be);
+    if (st == GV_OK) st = gv_param_local_values(m, which, h->param, local);
+    if (st == GV_OK) st = gv_param_to_global(m, h->param, local, g);
+    if (st == GV_OK) {
+        const float *src = g + h->row0 * p->g_cols;
+        if (h->transpose)
+            for (int64_t r = 0; r < h->rows; r++)
+                for (int64_t c = 0; c < p->g_cols; c++) out[c * h->rows + r] = src[r * p->g_cols + c];
+        else
+            memcpy(out, src, (size_t)(h->rows * p->g_cols) * sizeof(float));
+    }
+    free(local);
+    free(g);
+    return st;
+}
+
+gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    gv_named_f32 *ts = calloc((size_t)m->nhf, sizeof *ts);
+    gv_status st = ts ? GV_OK : gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    for (int i = 0; i < m->nhf && st == GV_OK; i++) {
+        gv_named_f32 *t = &ts[i];
+        snprintf(t->name, sizeof t->name, "%s", m->hf[i].name);
+        gv_hf_shape(m, &m->hf[i], &t->ndim, t->shape);
+        size_t cnt = (size_t)(m->hf[i].rows * m->params[m->hf[i].param].g_cols);
+        t->data = malloc(cnt * sizeof(float));
+        st = t->data ? gv_model_export_one(m, which, i, t->data)
+                     : gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+    }
+    if (st != GV_OK) {
+        gv_named_f32_free(ts, ts ? m->nhf : 0);
+        return st;
+    }
+    *out = ts;
+    *n = m->nhf;
     return GV_OK;
 }
 
@@ -820,47 +843,50 @@ static size_t gv_max_gnumel(const gv_model *m) {
     return mx;
 }
 
-gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n) {
-    *out = NULL;
-    *n = 0;
-    gv_dtype dt = GV_F32;
-    const void *base = NULL;
-    float *owned = NULL, *g = NULL, *tmp = NULL;
-    GV_TRY(gv_local_buf(m, which, &dt, &base, &owned));
-    gv_named_f32 *ts = calloc((size_t)m->nhf, sizeof *ts);
-    size_t mx = gv_max_gnumel(m);
-    g = malloc(mx * sizeof *g);
-    tmp = malloc(mx * sizeof *tmp);
-    gv_status st = ts && g && tmp ? GV_OK : gv_fail(GV_ERR_NOMEM, "export: out of host memory");
-    int have = -1; /* parameter whose global tensor is in g (HF pieces of one parameter are adjacent) */
+gv_status gv_model_import_stream(gv_model *m, int which, gv_hf_reader read, void *ctx) {
+    if (which != GV_BUF_WEIGHTS && which != GV_BUF_ADAM_M && which != GV_BUF_ADAM_V)
+        return gv_fail(GV_ERR_INVALID, "import: buffer %d cannot be imported", which);
+    size_t mx = gv_max_gnumel(m), mh = 0;
+    for (int i = 0; i < m->nhf; i++) {
+        size_t c = (size_t)(m->hf[i].rows * m->params[m->hf[i].param].g_cols);
+        if (c > mh) mh = c;
+    }
+    float *g = calloc(mx, sizeof *g), *local = malloc(mx * sizeof *local), *t = malloc(mh * sizeof *t);
+    gv_status st = g && local && t ? GV_OK : gv_fail(GV_ERR_NOMEM, "import: out of host memory");
     for (int i = 0; i < m->nhf && st == GV_OK; i++) {
         const gv_hf_piece *h = &m->hf[i];
         const gv_param *p = &m->params[h->param];
-        if (have != h->param) st = gv_param_gather(m, base, dt, h->param, g, tmp);
-        have = h->param;
-        gv_named_f32 *t = &ts[i];
-        snprintf(t->name, sizeof t->name, "%s", h->name);
-        gv_hf_shape(m, h, &t->ndim, t->shape);
-        size_t cnt = (size_t)(h->rows * p->g_cols);
-        t->data = malloc(cnt * sizeof(float));
-        if (st == GV_OK && !t->data) st = gv_fail(GV_ERR_NOMEM, "export: out of host memory");
+        st = read(ctx, i, t);
         if (st != GV_OK) break;
-        const float *src = g + h->row0 * p->g_cols;
+        float *dst = g + h->row0 * p->g_cols;
         if (h->transpose)
             for (int64_t r = 0; r < h->rows; r++)
-                for (int64_t c = 0; c < p->g_cols; c++) t->data[c * h->rows + r] = src[r * p->g_cols + c];
+                for (int64_t c = 0; c < p->g_cols; c++) dst[r * p->g_cols + c] = t[c * h->rows + r];
         else
-            memcpy(t->data, src, cnt * sizeof(float));
+            memcpy(dst, t, (size_t)(h->rows * p->g_cols) * sizeof(float));
+        if (i + 1 < m->nhf && m->hf[i + 1].param == h->param) continue; /* more pieces of this parameter */
+        /* The global tensor is complete (padding rows stay zero): keep this rank's slice. */
+        gv_slice_local(p, g, local);
+        memset(g, 0, gv_param_gnumel(p) * sizeof(float));
+        st = gv_store_local(m, which, h->param, local);
     }
     free(g);
-    free(tmp);
-    free(owned);
-    if (st != GV_OK) {
-        gv_named_f32_free(ts, ts ? m->nhf : 0);
-        return st;
-    }
-    *out = ts;
-    *n = m->nhf;
+    free(local);
+    free(t);
+    return st;
+}
+
+typedef struct {
+    const gv_named_f32 *ts;
+    const int *match; /* HF tensor k of the model is ts[match[k]] */
+} gv_named_reader;
+
+static gv_status gv_named_read(void *ctx, int k, float *dst) {
+    const gv_named_reader *r = ctx;
+    const gv_named_f32 *t = &r->ts[r->match[k]];
+    size_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+    memcpy(dst, t->data, n * sizeof(float));
     return GV_OK;
 }
 
@@ -907,27 +933,8 @@ gv_status gv_model_import_buf(gv_model *m, int which, const gv_named_f32 *ts, in
                            got, want);
         }
     }
-    size_t mx = gv_max_gnumel(m);
-    float *g = calloc(mx, sizeof *g), *local = malloc(mx * sizeof *local);
-    gv_status st = g && local ? GV_OK : gv_fail(GV_ERR_NOMEM, "import: out of host memory");
-    for (int i = 0; i < m->nhf && st == GV_OK; i++) {
-        const gv_hf_piece *h = &m->hf[i];
-        const gv_param *p = &m->params[h->param];
-        const gv_named_f32 *t = &ts[match[i]];
-        float *dst = g + h->row0 * p->g_cols;
-        if (h->transpose)
-            for (int64_t r = 0; r < h->rows; r++)
-                for (int64_t c = 0; c < p->g_cols; c++) dst[r * p->g_cols + c] = t->data[c * h->rows + r];
-        else
-            memcpy(dst, t->data, (size_t)(h->rows * p->g_cols) * sizeof(float));
-        if (i + 1 < m->nhf && m->hf[i + 1].param == h->param) continue; /* more pieces of this parameter */
-        /* The global tensor is complete (padding rows stay zero): keep this rank's slice. */
-        gv_slice_local(p, g, local);
-        memset(g, 0, gv_param_gnumel(p) * sizeof(float));
-        st = gv_store_local(m, which, h->param, local);
-    }
-    free(g);
-    free(local);
+    gv_named_reader r = {ts, match};
+    gv_status st = gv_model_import_stream(m, which, gv_named_read, &r);
     free(match);
     return st;
 }
