@@ -19,6 +19,10 @@ static void config(gv_train_config *c, const char *preset, const char *out) {
     if (!strcmp(preset, "gpt2-padded")) { /* vocab 600 padded to 640: the last vocab shard has padding rows */
         gv_model_spec_preset(&c->spec, "gpt2-tiny");
         c->spec.vocab = 600, c->spec.padded_vocab = 640;
+    } else if (!strcmp(preset,
+                       "llama-kv4")) { /* 8 heads over 4 kv heads: GQA that tp 4 / Ulysses 4 can split */
+        gv_model_spec_preset(&c->spec, "llama-tiny");
+        c->spec.n_head = 8, c->spec.n_kv_head = 4;
     } else {
         gv_model_spec_preset(&c->spec, preset);
     }
@@ -88,7 +92,7 @@ int main(int argc, char **argv) {
     int pair[2] = {rank / 2 * 2, rank / 2 * 2 + 1};
     gv_comm *half;
     CHECK_OK(gv_comm_group(world, pair, 2, &half));
-    const char *presets[] = {"gpt2-tiny", "llama-tiny", "gpt2-padded"};
+    const char *presets[] = {"gpt2-tiny", "llama-tiny", "gpt2-padded", "llama-kv4"};
     struct {
         const char *name;
         int ranks, zero, tp, vocab_tp, ulysses, msp;
@@ -120,7 +124,7 @@ int main(int argc, char **argv) {
                  {"tp2", 2, 0, 2, 0, 0, 0},
                  {"tp2-msp", 2, 0, 2, 1, 0, 1},
                  {"ulysses2", 2, 0, 2, 0, 1, 0}};
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < 4; p++) {
         char ref_dir[256], out[256], a[512], b[512];
         snprintf(ref_dir, sizeof ref_dir, "dist_tmp/%s-single", presets[p]);
         gv_train_config c;
@@ -135,9 +139,11 @@ int main(int argc, char **argv) {
         CHECK_OK(gv_comm_broadcast(world, ref_losses, 10, GV_COMM_F32, 0));
         for (size_t kk = 0; kk < 2 * sizeof plans / sizeof plans[0]; kk++) {
             size_t k = kk / 2;
-            int ckpt = (int)(kk % 2);                 /* every plan with and without recompute */
-            if (plans[k].tp == 4 && p == 1) continue; /* llama-tiny has 2 kv heads */
+            int ckpt = (int)(kk % 2);                   /* every plan with and without recompute */
+            if (plans[k].tp == 4 && p == 1) continue;   /* llama-tiny has 2 kv heads */
             if (p == 2 && !plans[k].vocab_tp) continue; /* the padded vocab matters to vocab-parallel plans */
+            if (p == 3 && plans[k].tp != 4)
+                continue; /* the 4-way splits llama-tiny's 2 kv heads cannot take */
             gv_comm *comm = plans[k].ranks == 4 ? world : half;
             int group = plans[k].ranks == 4 ? 0 : rank / 2;
             snprintf(out, sizeof out, "dist_tmp/%s-%s%s-g%d", presets[p], plans[k].name, ckpt ? "-ckpt" : "",
