@@ -109,6 +109,13 @@ static void test_galvatron_config(void) {
     CHECK(q.stage_layers[0] == 3 && r.stage_layers[0] == 3 && q.micro_batches == 4 && r.global_batch == 16);
     gv_plan_free(&q);
     gv_plan_free(&r);
+    /* What galvatron_config cannot say is refused, not silently dropped. */
+    p.layers[0].sp = GV_SP_MEGATRON;
+    CHECK(gv_plan_save_galvatron(&p, "plan_tmp/g3.json") == GV_ERR_UNSUPPORTED &&
+          strstr(gv_last_error(), "no per-layer Megatron-SP flag"));
+    p.layers[0].sp = GV_SP_NONE, p.layers[0].zero = 1;
+    CHECK(gv_plan_save_galvatron(&p, "plan_tmp/g3.json") == GV_ERR_UNSUPPORTED &&
+          strstr(gv_last_error(), "no zero1"));
     gv_plan_free(&p);
 
     /* embed_sdp (what the search writes) means the same as vocab_sdp. */

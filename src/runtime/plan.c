@@ -486,6 +486,9 @@ gv_status gv_plan_save_galvatron(const gv_plan *p, const char *path) {
         const gv_layer_strategy *l = i < p->n_layer ? &p->layers[i] : &p->vocab;
         if (l->zero == 1)
             return gv_fail(GV_ERR_UNSUPPORTED, "%s: galvatron_config has no zero1 dp type", path);
+        if (l->sp == GV_SP_MEGATRON) /* Galvatron sets Megatron-SP globally at run time, not in the config */
+            return gv_fail(GV_ERR_UNSUPPORTED, "%s: galvatron_config has no per-layer Megatron-SP flag",
+                           path);
         if (l->zero == 3) continue;
         if (def >= 0 && def != l->zero)
             return gv_fail(GV_ERR_UNSUPPORTED,
