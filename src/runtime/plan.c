@@ -192,8 +192,9 @@ static gv_status gv_get_int(const cJSON *root, const char *key, int *out, int re
     return GV_OK;
 }
 
+/* Enum field `key` of root (absent: *out unchanged); `label` names it in messages (NULL: key). */
 static gv_status gv_get_enum(const cJSON *root, const char *key, const char *const *names, int n, int *out,
-                             const char *path) {
+                             const char *path, const char *label) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!it) return GV_OK;
     if (cJSON_IsString(it))
@@ -207,9 +208,10 @@ static gv_status gv_get_enum(const cJSON *root, const char *key, const char *con
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
         strncat(list, names[i], sizeof list - strlen(list) - 1);
     }
-    return gv_fail(GV_ERR_FORMAT, "%s: field '%s': unknown value %s%s%s (expected %s)", path, key,
-                   cJSON_IsString(it) ? "'" : "", cJSON_IsString(it) ? it->valuestring : "(not a string)",
-                   cJSON_IsString(it) ? "'" : "", list);
+    return gv_fail(GV_ERR_FORMAT, "%s: field '%s': unknown value %s%s%s (expected %s)", path,
+                   label ? label : key, cJSON_IsString(it) ? "'" : "",
+                   cJSON_IsString(it) ? it->valuestring : "(not a string)", cJSON_IsString(it) ? "'" : "",
+                   list);
 }
 
 static const char *const gv_sp_names[] = {"none", "megatron", "ulysses"};
@@ -227,11 +229,11 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     if (file_world && file_world != world)
         return gv_fail(GV_ERR_INVALID, "%s: plan is for world_size %d, but %d ranks were given", path,
                        file_world, world);
-    GV_TRY(gv_get_enum(root, "default_dp_type", gv_dp_type_names, 4, &default_dp, path));
+    GV_TRY(gv_get_enum(root, "default_dp_type", gv_dp_type_names, 4, &default_dp, path, NULL));
     if (default_dp == 1)
         return gv_fail(GV_ERR_FORMAT, "%s: field 'default_dp_type': zero1 is not a Galvatron type", path);
     static const char *const pipe_names[] = {"gpipe", "pipedream_flush"};
-    GV_TRY(gv_get_enum(root, "pipeline_type", pipe_names, 2, &sched, path));
+    GV_TRY(gv_get_enum(root, "pipeline_type", pipe_names, 2, &sched, path, NULL));
     memset(p, 0, sizeof *p);
     GV_TRY(gv_plan_alloc(p, n_layer, pp));
     p->world = world;
@@ -317,23 +319,9 @@ static gv_status gv_strategy_from_json(gv_layer_strategy *l, const cJSON *o, con
     if (tp) l->tp = (int)tp->valuedouble;
     int sp = 0, zero = 0;
     snprintf(key, sizeof key, "%s.sp", what);
-    const cJSON *spv = cJSON_GetObjectItemCaseSensitive(o, "sp");
-    if (spv) {
-        cJSON *wrap = cJSON_CreateObject();
-        cJSON_AddItemReferenceToObject(wrap, key, (cJSON *)spv);
-        gv_status st = gv_get_enum(wrap, key, gv_sp_names, 3, &sp, path);
-        cJSON_Delete(wrap);
-        GV_TRY(st);
-    }
+    GV_TRY(gv_get_enum(o, "sp", gv_sp_names, 3, &sp, path, key));
     snprintf(key, sizeof key, "%s.dp_type", what);
-    const cJSON *dv = cJSON_GetObjectItemCaseSensitive(o, "dp_type");
-    if (dv) {
-        cJSON *wrap = cJSON_CreateObject();
-        cJSON_AddItemReferenceToObject(wrap, key, (cJSON *)dv);
-        gv_status st = gv_get_enum(wrap, key, gv_dp_type_names, 4, &zero, path);
-        cJSON_Delete(wrap);
-        GV_TRY(st);
-    }
+    GV_TRY(gv_get_enum(o, "dp_type", gv_dp_type_names, 4, &zero, path, key));
     const cJSON *ck = cJSON_GetObjectItemCaseSensitive(o, "ckpt");
     if (ck && !cJSON_IsBool(ck))
         return gv_fail(GV_ERR_FORMAT, "%s: field '%s.ckpt' must be true or false", path, what);
@@ -361,7 +349,7 @@ static gv_status gv_plan_from_own(gv_plan *p, const cJSON *root, const char *pat
         return gv_fail(GV_ERR_INVALID, "%s: plan is for world %d, but %d ranks were given", path, fw, world);
     GV_TRY(gv_get_int(root, "pp", &pp, 0, 1, path));
     static const char *const sched_names[] = {"gpipe", "1f1b"};
-    GV_TRY(gv_get_enum(root, "schedule", sched_names, 2, &sched, path));
+    GV_TRY(gv_get_enum(root, "schedule", sched_names, 2, &sched, path, NULL));
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_IsArray(layers)) return gv_fail(GV_ERR_FORMAT, "%s: field 'layers' must be a list", path);
     if (cJSON_GetArraySize(layers) != n_layer)
