@@ -970,52 +970,62 @@ static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n) {
 }
 
 /* Ulysses all-to-alls. A local row [Wt] holds nseg segments; segment k's part for head group j sits at
- * off[k] + j * w[k] with width w[k] (Ws = sum of w per group). heads_to_seq: local [B,T,Wt] (this rank's
- * positions, all heads) -> full [B,Tf,Ws] (all positions, this rank's head group); seq_to_heads inverts. */
-static gv_status gv_sp_heads_to_seq(gv_model *m, const float *local, float *full, int nseg, const int *off,
-                                    const int *w, int Wt) {
-    int B = m->B, T = m->T, u = m->sp_size, Ws = 0;
-    for (int k = 0; k < nseg; k++) Ws += w[k];
-    size_t blk = (size_t)B * T * Ws;
-    for (int j = 0; j < u; j++)
-        for (int bt = 0; bt < B * T; bt++) {
-            float *dst = m->a2a_send + j * blk + (size_t)bt * Ws;
-            for (int k = 0; k < nseg; k++, dst += w[k - 1])
-                memcpy(dst, local + (size_t)bt * Wt + off[k] + j * w[k], (size_t)w[k] * sizeof(float));
+ * off[k] + j * w[k] with width w[k] (Ws = sum of w per group). The exchange blocks are [B,T,Ws] each:
+ * block j of a local tensor is head group j at this rank's positions; block i of a full tensor is
+ * sequence chunk i for this rank's head group. */
+typedef struct {
+    int nseg, Wt, Ws;
+    const int *off, *w;
+} gv_sp_layout;
+
+/* to_blocks: local [B,T,Wt] -> the u head-group blocks of buf; else the reverse. */
+static void gv_sp_heads(const gv_model *m, const gv_sp_layout *y, float *local, float *buf, int to_blocks) {
+    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws;
+    for (int j = 0; j < m->sp_size; j++)
+        for (size_t bt = 0; bt < BT; bt++) {
+            float *b = buf + j * blk + bt * y->Ws, *l = local + bt * y->Wt;
+            for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
+                float *lk = l + y->off[k] + j * y->w[k];
+                memcpy(to_blocks ? b + at : lk, to_blocks ? lk : b + at, (size_t)y->w[k] * sizeof(float));
+            }
         }
-    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
-    for (int i = 0; i < u; i++)
-        for (int b = 0; b < B; b++)
-            memcpy(full + ((size_t)b * m->Tf + (size_t)i * T) * Ws,
-                   m->a2a_recv + i * blk + (size_t)b * T * Ws, (size_t)T * Ws * sizeof(float));
+}
+
+/* to_blocks: full [B,Tf,Ws] -> the u sequence-chunk blocks of buf; else the reverse. */
+static void gv_sp_seq(const gv_model *m, const gv_sp_layout *y, float *full, float *buf, int to_blocks) {
+    size_t T = (size_t)m->T, rows = T * y->Ws, blk = (size_t)m->B * rows;
+    for (int i = 0; i < m->sp_size; i++)
+        for (int b = 0; b < m->B; b++) {
+            float *f = full + ((size_t)b * m->Tf + i * T) * y->Ws, *x = buf + i * blk + b * rows;
+            memcpy(to_blocks ? x : f, to_blocks ? f : x, rows * sizeof(float));
+        }
+}
+
+/* local [B,T,Wt] (this rank's positions, all heads) -> full [B,Tf,Ws] (all positions, its head group). */
+static gv_status gv_sp_heads_to_seq(gv_model *m, const gv_sp_layout *y, const float *local, float *full) {
+    gv_sp_heads(m, y, (float *)local, m->a2a_send, 1);
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, GV_COMM_F32));
+    gv_sp_seq(m, y, full, m->a2a_recv, 0);
     return GV_OK;
 }
 
-static gv_status gv_sp_seq_to_heads(gv_model *m, const float *full, float *local, int nseg, const int *off,
-                                    const int *w, int Wt) {
-    int B = m->B, T = m->T, u = m->sp_size, Ws = 0;
-    for (int k = 0; k < nseg; k++) Ws += w[k];
-    size_t blk = (size_t)B * T * Ws;
-    for (int i = 0; i < u; i++)
-        for (int b = 0; b < B; b++)
-            memcpy(m->a2a_send + i * blk + (size_t)b * T * Ws,
-                   full + ((size_t)b * m->Tf + (size_t)i * T) * Ws, (size_t)T * Ws * sizeof(float));
-    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, blk, GV_COMM_F32));
-    for (int j = 0; j < u; j++)
-        for (int bt = 0; bt < B * T; bt++) {
-            const float *src = m->a2a_recv + j * blk + (size_t)bt * Ws;
-            for (int k = 0; k < nseg; k++, src += w[k - 1])
-                memcpy(local + (size_t)bt * Wt + off[k] + j * w[k], src, (size_t)w[k] * sizeof(float));
-        }
+/* The inverse: full [B,Tf,Ws] -> local [B,T,Wt]. */
+static gv_status gv_sp_seq_to_heads(gv_model *m, const gv_sp_layout *y, const float *full, float *local) {
+    gv_sp_seq(m, y, (float *)full, m->a2a_send, 1);
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, GV_COMM_F32));
+    gv_sp_heads(m, y, local, m->a2a_recv, 0);
     return GV_OK;
 }
 
-/* Segments of the packed qkv row (q, k, v) and of the attention output row, per head group. */
-static void gv_sp_segments(const gv_model *m, int *qoff, int *qw, int *aoff, int *aw) {
+/* Layouts of the packed qkv row (q, k, v segments) and of the attention output row, per head group. */
+static void gv_sp_layouts(const gv_model *m, int qoff[3], int qw[3], int aoff[1], int aw[1], gv_sp_layout *q,
+                          gv_sp_layout *att) {
     int D = m->D;
     qoff[0] = 0, qoff[1] = m->H * D, qoff[2] = (m->H + m->KVH) * D;
     qw[0] = m->Hs * D, qw[1] = m->KVHs * D, qw[2] = m->KVHs * D;
     aoff[0] = 0, aw[0] = m->Hs * D;
+    *q = (gv_sp_layout){3, m->QKV, m->QKVs, qoff, qw};
+    *att = (gv_sp_layout){1, m->H * D, m->Hs * D, aoff, aw};
 }
 
 /* Megatron-SP layout changes of a [B,T,C] activation: this rank's positions [r*Tl, (r+1)*Tl) of every
@@ -1128,13 +1138,14 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
                                m->spec.rope_theta, m->sp_rank * T));
     if (m->sp_size > 1) {
         int qoff[3], qw[3], aoff[1], aw[1];
-        gv_sp_segments(m, qoff, qw, aoff, aw);
+        gv_sp_layout yq, ya;
+        gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
         GV_TRY(gv_backend_sync(be));
-        GV_TRY(gv_sp_heads_to_seq(m, F32ACT(m, a->qkv_r), F32ACT(m, a->qkv_sp), 3, qoff, qw, m->QKV));
+        GV_TRY(gv_sp_heads_to_seq(m, &yq, F32ACT(m, a->qkv_r), F32ACT(m, a->qkv_sp)));
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty_sp), F32ACT(m, a->stash), ACT(m, a->qkv_sp), NULL, B,
                                     m->Tf, m->Hs, m->KVHs, m->D, 1));
         GV_TRY(gv_backend_sync(be));
-        GV_TRY(gv_sp_seq_to_heads(m, F32ACT(m, a->atty_sp), F32ACT(m, a->atty), 1, aoff, aw, m->H * m->D));
+        GV_TRY(gv_sp_seq_to_heads(m, &ya, F32ACT(m, a->atty_sp), F32ACT(m, a->atty)));
     } else {
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T,
                                     m->Hl, m->KVHl, m->D, 1));
@@ -1314,16 +1325,17 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKVl * e));
         if (m->sp_size > 1) {
             int qoff[3], qw[3], aoff[1], aw[1];
+            gv_sp_layout yq, ya;
             size_t NF = (size_t)B * m->Tf;
             void *dqkv_sp = WORK(m, m->o_dqkv_sp), *datty_sp = WORK(m, m->o_datty_sp);
-            gv_sp_segments(m, qoff, qw, aoff, aw);
+            gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
             GV_TRY(gv_backend_sync(be));
-            GV_TRY(gv_sp_heads_to_seq(m, datty, datty_sp, 1, aoff, aw, m->H * m->D));
+            GV_TRY(gv_sp_heads_to_seq(m, &ya, datty, datty_sp));
             GV_TRY(gv_backend_memset0(be, dqkv_sp, NF * (size_t)m->QKVs * e));
             GV_TRY(gv_attention_backward(be, dqkv_sp, datty_sp, ACT(m, a->qkv_sp), ACT(m, a->atty_sp),
                                          F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D, 1));
             GV_TRY(gv_backend_sync(be));
-            GV_TRY(gv_sp_seq_to_heads(m, dqkv_sp, dqkv_r, 3, qoff, qw, m->QKV));
+            GV_TRY(gv_sp_seq_to_heads(m, &yq, dqkv_sp, dqkv_r));
         } else {
             GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty),
                                          F32ACT(m, a->stash), NULL, B, T, m->Hl, m->KVHl, m->D, 1));
