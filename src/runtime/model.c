@@ -1312,7 +1312,8 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
         else
             GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f))); /* the shared gathered view was reused */
+        /* The gathered view is shared by all layers: gather ln2 again, unless the recompute just did. */
+        if (!m->ckpt[l]) GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2f), W(m, x->fc_w),
                                   N, C, m->F2l));
         GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradient: partial sums */
