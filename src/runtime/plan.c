@@ -25,7 +25,14 @@ void gv_plan_free(gv_plan *p) {
     p->stage_layers = NULL;
 }
 
-static gv_status gv_plan_alloc(gv_plan *p, int n_layer, int pp) {
+/* A zeroed plan with its header set, one micro-batch, and room for the layers and stages. */
+static gv_status gv_plan_alloc(gv_plan *p, int world, int pp, int n_layer, gv_schedule sched) {
+    memset(p, 0, sizeof *p);
+    p->world = world;
+    p->pp = pp;
+    p->n_layer = n_layer;
+    p->schedule = sched;
+    p->micro_batches = 1;
     p->layers = calloc((size_t)(n_layer > 0 ? n_layer : 1), sizeof *p->layers);
     p->stage_layers = calloc((size_t)(pp > 0 ? pp : 1), sizeof *p->stage_layers);
     if (!p->layers || !p->stage_layers) {
@@ -45,11 +52,7 @@ gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_s
     memset(p, 0, sizeof *p);
     if (pp < 1 || n_layer < 1)
         return gv_fail(GV_ERR_INVALID, "plan: pp %d and layers %d must be positive", pp, n_layer);
-    GV_TRY(gv_plan_alloc(p, n_layer, pp));
-    p->world = world;
-    p->pp = pp;
-    p->n_layer = n_layer;
-    p->schedule = sched;
+    GV_TRY(gv_plan_alloc(p, world, pp, n_layer, sched));
     p->global_batch = global_batch;
     p->micro_batches = micro_batches;
     p->vocab = vocab;
@@ -234,14 +237,7 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
         return gv_fail(GV_ERR_FORMAT, "%s: field 'default_dp_type': zero1 is not a Galvatron type", path);
     static const char *const pipe_names[] = {"gpipe", "pipedream_flush"};
     GV_TRY(gv_get_enum(root, "pipeline_type", pipe_names, 2, &sched, path, NULL));
-    memset(p, 0, sizeof *p);
-    GV_TRY(gv_plan_alloc(p, n_layer, pp));
-    p->world = world;
-    p->pp = pp;
-    p->n_layer = n_layer;
-    p->schedule = (gv_schedule)sched;
-    p->global_batch = 0;
-    p->micro_batches = 1;
+    GV_TRY(gv_plan_alloc(p, world, pp, n_layer, (gv_schedule)sched));
     int *tmp = calloc((size_t)n_layer * 4, sizeof *tmp);
     if (!tmp) {
         gv_plan_free(p);
@@ -355,13 +351,7 @@ static gv_status gv_plan_from_own(gv_plan *p, const cJSON *root, const char *pat
     if (cJSON_GetArraySize(layers) != n_layer)
         return gv_fail(GV_ERR_FORMAT, "%s: field 'layers' has %d entries, the model has %d layers", path,
                        cJSON_GetArraySize(layers), n_layer);
-    memset(p, 0, sizeof *p);
-    GV_TRY(gv_plan_alloc(p, n_layer, pp));
-    p->world = fw;
-    p->pp = pp;
-    p->n_layer = n_layer;
-    p->schedule = (gv_schedule)sched;
-    p->micro_batches = 1;
+    GV_TRY(gv_plan_alloc(p, fw, pp, n_layer, (gv_schedule)sched));
     gv_status st = gv_get_int(root, "global_batch", &p->global_batch, 1, 1, path);
     if (st == GV_OK) st = gv_get_int(root, "micro_batches", &p->micro_batches, 0, 1, path);
     if (st == GV_OK) st = gv_int_list(root, "stages", p->stage_layers, pp, 0, path, &present);
