@@ -101,12 +101,17 @@ fi
 expect_fail resume-missing-ranks "--resume: cannot read $tmp/nope/model.safetensors" -- "${small[@]}" -n 2 \
     --resume "$tmp/nope"
 
-# Plan files given to train: layer-wise degrees and pipelines are refused with the reason, before launch.
-expect_fail plan-pp "galvatron_config_example.json: pp 2: pipeline parallelism is not built yet" -- \
-    "${small[@]}" --plan "$2/examples/plans/galvatron_config_example.json" --layers 4 -n 8
-printf '{"world": 2, "global_batch": 4, "layers": [{"tp": 2}, {"tp": 1, "dp_type": "zero1"}]}' >"$tmp/lw.json"
-expect_fail plan-layerwise "lw.json: layer 1 is tp 1 / sp none / zero1 but layer 0 is tp 2 / sp none / ddp" -- \
-    "${small[@]}" --plan "$tmp/lw.json"
+# Plan files given to train: what cannot run is refused with the reason, before launch.
+printf '{"world": 4, "pp": 2, "global_batch": 4, "layers": [{"tp": 2}, {"tp": 1}], "vocab": {"dp_type": "zero3"}}' \
+    >"$tmp/tied.json"
+expect_fail plan-tied-zero3 "plan: vocab zero3 with tied embeddings on separate pipeline stages" -- \
+    "${small[@]}" --layers 2 --plan "$tmp/tied.json"
+printf '{"pp_deg": 2, "tp_sizes_enc": "1,1,1,1", "tp_consecutive_flags": "1,1,1,1", "dp_types_enc": "0,0,0,0",
+  "global_bsz": 8, "chunks": 2, "pp_division": "2,1", "world_size": 4}' >"$tmp/div.json"
+expect_fail plan-division "div.json: pp_division sums to 3 layers, the model has 4" -- \
+    "${small[@]}" --layers 4 --plan "$tmp/div.json"
+sed 's/"chunks": 2/"chunks": 2, "pipeline_type": "zigzag"/; s/"2,1"/"2,2"/' "$tmp/div.json" >"$tmp/bad.json"
+expect_fail plan-unknown "bad.json: .*'pipeline_type'.*" -- "${small[@]}" --layers 4 --plan "$tmp/bad.json"
 
 # Plans.
 expect_fail plan-world "galvatron_config_example.json: layer 1: zero3 needs a data-parallel group larger than 1" -- \

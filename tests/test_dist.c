@@ -264,7 +264,7 @@ int main(int argc, char **argv) {
         CHECK_OK(gv_model_forward(ref, tok, tgt, &lref));
         CHECK_OK(gv_model_backward(ref, 1.0f));
         CHECK_OK(gv_model_export_hf(ref, GV_BUF_GRADS, &gr, &nr));
-        gv_model_dist d = {half, 0, NULL, NULL, 0, 0, half};
+        gv_model_dist d = {.dp = half, .sp = half};
         CHECK_OK(gv_model_init_dist(&uly, &s, be, B, Tl, &d));
         CHECK_OK(gv_model_init_weights(uly, 3));
         CHECK_OK(gv_model_zero_grad(uly));

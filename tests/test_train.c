@@ -127,7 +127,7 @@ static void test_recompute(void) {
             gv_model *m;
             gv_memory_report r;
             s.n_layer = L;
-            gv_model_dist d = {NULL, 0, NULL, NULL, 0, 0, NULL};
+            gv_model_dist d = {0};
             CHECK_OK(gv_model_init_dist(&m, &s, be, B, T, &d));
             gv_model_memory(m, &r);
             full[L] = r.activations;

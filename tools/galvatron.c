@@ -207,12 +207,14 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             c.tp = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--plan"))
             plan_file = v;
-        else if (!strcmp(a, "--pp")) {
-            if (gv_parse_int(a, v, 1) != 1) {
-                fprintf(stderr, "galvatron: --pp %s: pipeline parallelism is not built yet (only --pp 1)\n",
-                        v);
+        else if (!strcmp(a, "--pp"))
+            c.pp = gv_parse_int(a, v, 1);
+        else if (!strcmp(a, "--schedule")) {
+            if (strcmp(v, "gpipe") && strcmp(v, "1f1b")) {
+                fprintf(stderr, "galvatron: --schedule '%s': expected gpipe or 1f1b\n", v);
                 return 2;
             }
+            c.schedule = !strcmp(v, "gpipe") ? GV_SCHED_GPIPE : GV_SCHED_1F1B;
         } else if (!strcmp(a, "--sp")) {
             c.ulysses = !strcmp(v, "ulysses");
             c.megatron_sp = !strcmp(v, "megatron");
@@ -258,15 +260,13 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10; /* the default must fit short runs */
-    int *plan_ckpt = NULL;                                           /* per-layer recompute of a plan file */
+    gv_plan plan = {0}; /* a plan file's: kept for the run */
     if (plan_file) {
         /* The plan file sets the parallel layout and batch; the rank count comes from it (or -n). */
-        gv_plan p;
-        if (gv_plan_load(&p, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();
-        gv_status st = gv_plan_validate(&p, &c.spec, c.seq, plan_file);
-        if (st == GV_OK) st = gv_train_config_from_plan(&c, &p, &plan_ckpt, plan_file);
-        if (!nranks) nranks = p.world;
-        gv_plan_free(&p);
+        if (gv_plan_load(&plan, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();
+        gv_status st = gv_plan_validate(&plan, &c.spec, c.seq, plan_file);
+        if (st == GV_OK) st = gv_train_config_from_plan(&c, &plan, plan_file);
+        if (!nranks) nranks = plan.world;
         if (st != GV_OK) gv_die_status();
     }
     if (nranks > 1 && !gv_launch_is_rank()) {
@@ -322,7 +322,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     }
     if (!leader) {
         free(r.losses);
-        free(plan_ckpt);
+        gv_plan_free(&plan);
         gv_comm_free(gv_world);
         return 0;
     }
@@ -336,7 +336,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
            r.memory.activations / 1048576.0, r.memory.workspace / 1048576.0, r.memory.comm / 1048576.0,
            gv_world && gv_comm_size(gv_world) > 1 ? " (every rank's: --metrics final record)" : "");
     free(r.losses);
-    free(plan_ckpt);
+    gv_plan_free(&plan);
     gv_comm_free(gv_world);
     return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef GV_CHECKPOINT_H
 #define GV_CHECKPOINT_H
 #include <stdint.h>
+#include "gv/hybrid.h"
 #include "gv/model.h"
 #ifdef __cplusplus
 extern "C" {
@@ -18,13 +19,14 @@ typedef struct {
 
 /* Collective over the model's groups (every rank calls it); one rank writes, streaming tensor by tensor, so
  * memory stays at one parameter's global tensor whatever the model size. */
-gv_status gv_checkpoint_save(gv_model *m, const char *dir, const gv_ckpt_meta *meta);
+gv_status gv_checkpoint_save(gv_hybrid *h, const char *dir, const gv_ckpt_meta *meta);
 /* Loads weights and optimizer state. Both files' headers, the model description and every tensor's name and
  * shape are checked before the model changes; the data then streams in one tensor at a time (each rank
  * keeps its slice), so no rank ever holds the whole checkpoint. */
-gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta);
+gv_status gv_checkpoint_load(gv_hybrid *h, const char *dir, gv_ckpt_meta *meta);
 /* Loads weights only from a safetensors file with HF names (e.g. a Hugging Face GPT-2 or LLaMA file). */
 gv_status gv_model_load_weights(gv_model *m, const char *path);
+gv_status gv_hybrid_load_weights(gv_hybrid *h, const char *path);
 
 #ifdef __cplusplus
 }

@@ -78,6 +78,16 @@ typedef struct {
                          * positions (B, T given to init are the local ones); attention runs on the full
                          * sequence for H/sp heads. Gradients are then summed over dp, which must span
                          * the sp ranks too (the sdp group). */
+    /* A part of the model (layer-wise and pipelined plans run one part per run of layers with the same
+     * strategy): layers [l0, l1) (l1 = 0: all; -1: none), with or without the embedding and the final norm + LM head.
+     * All zero = the whole model. Parameter names, initial values and HF names stay global. */
+    int l0, l1;
+    int no_embed, no_head;
+    int tied_copy; /* this part's LM head is a copy of the embedding held by another part (tied weights
+                    * across pipeline stages): left out of the gradient norm; the runtime sums its gradient
+                    * with the original's */
+    int slots;     /* activation sets for micro-batches in flight (pipeline schedules); 0 = 1 */
+    int meta_only; /* parameter table and HF names only: nothing is allocated (forward etc. fail) */
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);
@@ -101,6 +111,29 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
  * (1/micro-batches for accumulation). */
 gv_status gv_model_backward(gv_model *m, float dloss);
 gv_status gv_model_zero_grad(gv_model *m);
+
+/* Phases of a part, run separately by the layer-wise runtime (forward in this order, backward reversed):
+ * EMBED: tokens -> embedding output; LAYERS: the part's input -> its layers' output; HEAD: -> loss. A
+ * phase whose input comes from another part reads gv_model_part_input (forward) or, for its output
+ * gradient, gv_model_part_grad (backward); both are [Nl, C] views of this part's layout. */
+typedef enum { GV_PHASE_EMBED = 1, GV_PHASE_LAYERS = 2, GV_PHASE_HEAD = 4, GV_PHASE_ALL = 7 } gv_phase;
+/* Forward of `phases` on activation set `slot` (< slots). tokens: host I32 [B*T] (EMBED); targets: host
+ * I32 [B*T] or NULL (HEAD); loss as gv_model_forward. */
+gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t *tokens,
+                                const int32_t *targets, float *loss);
+/* Backward of `phases` of the forward that filled `slot`; dloss as gv_model_backward (HEAD). */
+gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss);
+/* Device view [Nl, C] the caller fills with the input of `phase` (LAYERS of a part without the embedding;
+ * HEAD of a part without layers) before gv_model_part_forward; NULL when the part computes it itself. */
+void *gv_model_part_input(gv_model *m, int phase, int slot);
+/* Device view [Nl, C] of the output of `phase` (EMBED, LAYERS) in `slot`. */
+void *gv_model_part_output(gv_model *m, int phase, int slot);
+/* Device view [Nl, C] of the running residual gradient: filled by the caller with d(output) before the
+ * backward of LAYERS or EMBED when the phase after it ran in another part; holds d(input) after it. */
+void *gv_model_part_grad(gv_model *m);
+/* Local gradient of the token embedding / tied LM head (before gv_model_reduce_grads), elements of the
+ * compute dtype; NULL when the part holds neither or under ZeRO-3. */
+void *gv_model_embedding_grad(gv_model *m, size_t *count);
 
 /* Logits of the last forward as host fp32 [B*T, V] (until backward, which replaces them by their gradient).
  */

@@ -36,6 +36,7 @@ typedef struct gv_plan_s {
 gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_strategy layer,
                           gv_layer_strategy vocab, gv_schedule sched, int global_batch, int micro_batches);
 void gv_plan_free(gv_plan *p);
+gv_status gv_plan_copy(gv_plan *dst, const gv_plan *src); /* deep copy; free dst with gv_plan_free */
 static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) {
     return p->world / p->pp / s->tp;
 }

@@ -4,6 +4,7 @@
 #define GV_TRAIN_H
 #include <stdint.h>
 #include "gv/model.h"
+#include "gv/plan.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,8 +46,12 @@ typedef struct {
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
-    int ckpt;               /* recompute every layer's activations in backward */
-    const int *ckpt_layers; /* [n_layer] per-layer recompute (overrides ckpt when set) */
+    int ckpt;            /* recompute every layer's activations in backward */
+    int pp;              /* pipeline stages (even split, earlier stages take the extra layers); 0 = 1 */
+    gv_schedule schedule; /* of the pipeline */
+    /* A layer-wise plan (per-layer strategies, vocab strategy, stages, schedule, batch); when set it
+     * replaces tp, vocab_tp, ulysses, megatron_sp, zero, ckpt and pp. Owned by the caller. */
+    const gv_plan *plan;
     void (*on_step)(const gv_step_info *info, void *ctx);
     void *ctx;
 } gv_train_config;
@@ -57,6 +62,7 @@ typedef struct {
     float *losses; /* losses[i] = loss of step i+1 for steps run in this call (owned; free()) */
     double mean_tokens_per_s;
     gv_memory_report memory;
+    int act_slots, act_peak; /* this rank's activation sets and most micro-batches in flight */
 } gv_train_result;
 
 void gv_train_config_defaults(gv_train_config *c);
@@ -64,13 +70,12 @@ gv_status gv_train_config_validate(const gv_train_config *c);
 /* Learning rate of (0-based) step s: linear warmup then cosine decay to min_lr_frac * lr. */
 float gv_train_lr(const gv_train_config *c, int s);
 gv_status gv_train_run(const gv_train_config *c, gv_train_result *r);
-struct gv_plan_s;
-/* Takes a plan's settings into c: batch, micro-batches, the layers' tp / sequence-parallel mode / ZeRO stage
- * and per-layer recompute (kept in *ckpt_layers, which the caller frees). The runtime executes plans whose
- * layers share tp, sp mode and ZeRO stage, with pp = 1; other plans get the exact reason. `where` names
- * the plan file in messages. */
-gv_status gv_train_config_from_plan(gv_train_config *c, const struct gv_plan_s *plan, int **ckpt_layers,
-                                    const char *where);
+/* Runs plan p (kept by pointer: it must outlive the run): its batch and micro-batches too. Checks that p is
+ * for this model; `where` names the plan file in messages. */
+gv_status gv_train_config_from_plan(gv_train_config *c, const gv_plan *p, const char *where);
+/* The plan a config runs: c->plan, or the uniform (GLOBAL mode) plan of its flags, into *out (free with
+ * gv_plan_free). */
+gv_status gv_train_plan(const gv_train_config *c, gv_plan *out);
 
 #ifdef __cplusplus
 }

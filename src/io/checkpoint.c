@@ -8,7 +8,36 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gv/hybrid.h"
 #include "gv/safetensors.h"
+
+/* What a checkpoint is read into / written from: a whole model (one process) or the layer-wise runtime. */
+typedef struct {
+    gv_model *m;
+    gv_hybrid *h;
+} gv_target;
+
+static int gv_t_count(gv_target t) {
+    return t.h ? gv_hybrid_hf_count(t.h) : gv_model_hf_count(t.m);
+}
+static void gv_t_info(gv_target t, int k, const char **name, int *ndim, int64_t shape[4]) {
+    if (t.h)
+        gv_hybrid_hf_info(t.h, k, name, ndim, shape);
+    else
+        gv_model_hf_info(t.m, k, name, ndim, shape);
+}
+static gv_status gv_t_import(gv_target t, int which, gv_hf_reader read, void *ctx) {
+    return t.h ? gv_hybrid_import_stream(t.h, which, read, ctx) : gv_model_import_stream(t.m, which, read, ctx);
+}
+static gv_status gv_t_export(gv_target t, int which, int k, float *out) {
+    return t.h ? gv_hybrid_export_one(t.h, which, k, out) : gv_model_export_one(t.m, which, k, out);
+}
+static int gv_t_writer(gv_target t) {
+    return t.h ? gv_hybrid_is_writer(t.h) : gv_model_is_writer(t.m);
+}
+static const gv_model_spec *gv_t_spec(gv_target t) {
+    return t.h ? gv_hybrid_spec(t.h) : gv_model_get_spec(t.m);
+}
 
 static const char *gv_buf_prefix(int which) {
     return which == GV_BUF_ADAM_M ? "exp_avg." : which == GV_BUF_ADAM_V ? "exp_avg_sq." : "";
@@ -16,8 +45,8 @@ static const char *gv_buf_prefix(int which) {
 
 /* The file's key for each tensor the model expects in buffer `which`, checked for presence and shape
  * before any data is read (keys[k] is owned by the caller; free with gv_keys_free). */
-static gv_status gv_resolve_keys(gv_model *m, gv_st_file *f, int which, char ***out) {
-    int n = gv_model_hf_count(m);
+static gv_status gv_resolve_keys(gv_target m, gv_st_file *f, int which, char ***out) {
+    int n = gv_t_count(m);
     char **keys = calloc((size_t)n, sizeof *keys);
     if (!keys) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", gv_st_path(f));
     gv_status st = GV_OK;
@@ -26,7 +55,7 @@ static gv_status gv_resolve_keys(gv_model *m, gv_st_file *f, int which, char ***
         int ndim, fnd;
         int64_t shape[4], fshape[4];
         gv_dtype dt;
-        gv_model_hf_info(m, k, &name, &ndim, shape);
+        gv_t_info(m, k, &name, &ndim, shape);
         char key[160];
         snprintf(key, sizeof key, "%s%s", gv_buf_prefix(which), name);
         if (gv_st_find(f, key) < 0 && which == GV_BUF_WEIGHTS) {
@@ -71,7 +100,7 @@ static void gv_keys_free(char **keys, int n) {
 }
 
 typedef struct {
-    gv_model *m;
+    gv_target m;
     gv_st_file *f;
     char **keys;
 } gv_file_reader;
@@ -81,20 +110,28 @@ static gv_status gv_file_read(void *ctx, int k, float *dst) {
     const char *name;
     int ndim;
     int64_t shape[4];
-    gv_model_hf_info(r->m, k, &name, &ndim, shape);
+    gv_t_info(r->m, k, &name, &ndim, shape);
     return gv_st_read_f32(r->f, r->keys[k], dst, ndim, shape);
 }
 
-gv_status gv_model_load_weights(gv_model *m, const char *path) {
+static gv_status gv_load_weights(gv_target m, const char *path) {
     gv_st_file *f;
     GV_TRY(gv_st_open(&f, path));
     char **keys = NULL;
     gv_status st = gv_resolve_keys(m, f, GV_BUF_WEIGHTS, &keys);
     gv_file_reader r = {m, f, keys};
-    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_WEIGHTS, gv_file_read, &r);
-    gv_keys_free(keys, gv_model_hf_count(m));
+    if (st == GV_OK) st = gv_t_import(m, GV_BUF_WEIGHTS, gv_file_read, &r);
+    gv_keys_free(keys, gv_t_count(m));
     gv_st_close(f);
     return st;
+}
+
+gv_status gv_model_load_weights(gv_model *m, const char *path) {
+    return gv_load_weights((gv_target){m, NULL}, path);
+}
+
+gv_status gv_hybrid_load_weights(gv_hybrid *h, const char *path) {
+    return gv_load_weights((gv_target){NULL, h}, path);
 }
 
 static char *gv_spec_json(const gv_model_spec *s) {
@@ -122,37 +159,37 @@ static char *gv_spec_json(const gv_model_spec *s) {
 }
 
 typedef struct {
-    gv_model *m;
+    gv_target m;
     int which, k;
 } gv_export_job;
 
 static gv_status gv_produce(void *ctx, void *dst) {
     const gv_export_job *j = ctx;
-    return gv_model_export_one(j->m, j->which, j->k, dst);
+    return gv_t_export(j->m, j->which, j->k, dst);
 }
 
 /* Writes buffer `which` (the optimizer file: both moments) tensor by tensor. Exports are collective over the
  * model's groups: the writer produces each tensor as it streams it into the file; the other ranks take
  * part in the same exports in the same order and drop the result. A writer that fails aborts the job
  * through the CLI's error rule, so the others do not wait on it. */
-static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_ckpt_meta *meta) {
-    int n = gv_model_hf_count(m), nb = which == GV_BUF_ADAM_M ? 2 : 1;
+static gv_status gv_save_buf(gv_target m, int which, const char *path, const gv_ckpt_meta *meta) {
+    int n = gv_t_count(m), nb = which == GV_BUF_ADAM_M ? 2 : 1;
     int bufs[2] = {which, GV_BUF_ADAM_V};
     gv_status st = GV_OK;
-    if (!gv_model_is_writer(m)) {
+    if (!gv_t_writer(m)) {
         size_t mx = 0;
         for (int k = 0; k < n; k++) {
             const char *name;
             int nd;
             int64_t sh[4], c = 1;
-            gv_model_hf_info(m, k, &name, &nd, sh);
+            gv_t_info(m, k, &name, &nd, sh);
             for (int d = 0; d < nd; d++) c *= sh[d];
             if ((size_t)c > mx) mx = (size_t)c;
         }
         float *scratch = malloc(mx * sizeof *scratch);
         if (!scratch) return gv_fail(GV_ERR_NOMEM, "%s: out of host memory", path);
         for (int b = 0; b < nb && st == GV_OK; b++)
-            for (int k = 0; k < n && st == GV_OK; k++) st = gv_model_export_one(m, bufs[b], k, scratch);
+            for (int k = 0; k < n && st == GV_OK; k++) st = gv_t_export(m, bufs[b], k, scratch);
         free(scratch);
         return st;
     }
@@ -166,13 +203,13 @@ static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_
             int nd;
             int64_t sh[4];
             char key[160];
-            gv_model_hf_info(m, k, &name, &nd, sh);
+            gv_t_info(m, k, &name, &nd, sh);
             snprintf(key, sizeof key, "%s%s", gv_buf_prefix(bufs[b]), name);
             gv_export_job *j = &jobs[b * n + k];
             j->m = m, j->which = bufs[b], j->k = k;
             st = gv_st_writer_add_fn(w, key, GV_F32, nd, sh, gv_produce, j);
         }
-    char *spec = gv_spec_json(gv_model_get_spec(m));
+    char *spec = gv_spec_json(gv_t_spec(m));
     char num[32];
     if (st == GV_OK) st = gv_st_writer_meta(w, "format", "galvatron-c/1");
     if (st == GV_OK) st = gv_st_writer_meta(w, "model", spec);
@@ -191,8 +228,9 @@ static gv_status gv_save_buf(gv_model *m, int which, const char *path, const gv_
     return st;
 }
 
-gv_status gv_checkpoint_save(gv_model *m, const char *dir, const gv_ckpt_meta *meta) {
-    if (gv_model_is_writer(m) && mkdir(dir, 0755) != 0 && errno != EEXIST)
+gv_status gv_checkpoint_save(gv_hybrid *h, const char *dir, const gv_ckpt_meta *meta) {
+    gv_target m = {NULL, h};
+    if (gv_t_writer(m) && mkdir(dir, 0755) != 0 && errno != EEXIST)
         return gv_fail(GV_ERR_IO, "%s: cannot create checkpoint directory: %s", dir, strerror(errno));
     char path[4096];
     /* Optimizer state first: a checkpoint is only complete (loadable) once model.safetensors exists. */
@@ -215,10 +253,10 @@ static gv_status gv_meta_i64(gv_st_file *f, const char *key, int64_t *out) {
 }
 
 /* The saved model description must match the model being resumed (shapes alone miss e.g. n_head). */
-static gv_status gv_check_spec(gv_model *m, gv_st_file *f) {
+static gv_status gv_check_spec(gv_target m, gv_st_file *f) {
     const char *saved = gv_st_meta(f, "model");
     if (!saved) return gv_fail(GV_ERR_FORMAT, "%s: metadata field 'model' is missing", gv_st_path(f));
-    char *mine = gv_spec_json(gv_model_get_spec(m));
+    char *mine = gv_spec_json(gv_t_spec(m));
     cJSON *a = cJSON_Parse(saved), *b = cJSON_Parse(mine);
     gv_status st = GV_OK;
     if (!a) st = gv_fail(GV_ERR_FORMAT, "%s: metadata field 'model' is not valid JSON", gv_st_path(f));
@@ -244,13 +282,14 @@ static gv_status gv_check_spec(gv_model *m, gv_st_file *f) {
     return st;
 }
 
-gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta) {
+gv_status gv_checkpoint_load(gv_hybrid *h, const char *dir, gv_ckpt_meta *meta) {
+    gv_target m = {NULL, h};
     char mpath[4096], opath[4096];
     snprintf(mpath, sizeof mpath, "%s/model.safetensors", dir);
     snprintf(opath, sizeof opath, "%s/optimizer.safetensors", dir);
     gv_st_file *fm = NULL, *fo = NULL;
     char **kw = NULL, **km = NULL, **kv = NULL;
-    int n = gv_model_hf_count(m);
+    int n = gv_t_count(m);
     gv_status st = gv_st_open(&fm, mpath);
     if (st == GV_OK) st = gv_st_open(&fo, opath);
     if (st == GV_OK) st = gv_check_spec(m, fm);
@@ -270,9 +309,9 @@ gv_status gv_checkpoint_load(gv_model *m, const char *dir, gv_ckpt_meta *meta) {
     if (st == GV_OK) st = gv_resolve_keys(m, fo, GV_BUF_ADAM_M, &km);
     if (st == GV_OK) st = gv_resolve_keys(m, fo, GV_BUF_ADAM_V, &kv);
     gv_file_reader rw = {m, fm, kw}, rm = {m, fo, km}, rv = {m, fo, kv};
-    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_WEIGHTS, gv_file_read, &rw);
-    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_ADAM_M, gv_file_read, &rm);
-    if (st == GV_OK) st = gv_model_import_stream(m, GV_BUF_ADAM_V, gv_file_read, &rv);
+    if (st == GV_OK) st = gv_t_import(m, GV_BUF_WEIGHTS, gv_file_read, &rw);
+    if (st == GV_OK) st = gv_t_import(m, GV_BUF_ADAM_M, gv_file_read, &rm);
+    if (st == GV_OK) st = gv_t_import(m, GV_BUF_ADAM_V, gv_file_read, &rv);
     if (st == GV_OK && meta) *meta = md;
     gv_keys_free(kw, n);
     gv_keys_free(km, n);

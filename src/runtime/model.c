@@ -76,6 +76,15 @@ struct gv_model {
     gv_dtype dt; /* compute dtype */
     size_t esz;  /* its size */
     int B, T, N, C, H, KVH, D, QKV, F, F2, L, V, Vp;
+    /* This part: global layers [l0, l0 + nl) (li/la/ckpt are indexed by l - l0), with or without the
+     * embedding and the head. */
+    int l0, nl, has_embed, has_head, tied_copy, meta_only;
+    /* Activation sets: views are offsets inside one set; set k starts at k * slot_bytes. */
+    int nslots, slot;
+    size_t slot_bytes;
+    float *loss_divs; /* [nslots] loss_div of the forward held in each set */
+    int *fwd_done;    /* [nslots] */
+    int u0_open;      /* ZeRO-3: the embedding unit's gradient slot is collecting (tied head, then embedding) */
 
     gv_param *params;
     int nparams;
@@ -104,7 +113,7 @@ struct gv_model {
     int tp_size, tp_rank, vp;
     int Hl, KVHl, Fl, QKVl, F2l; /* local heads, kv heads, FFN size, packed qkv rows, fc rows */
     int Vpl, Vl, v0;             /* local vocab rows (padded), real local columns, first global vocab row */
-    float *d_lse;                /* [N] full-row log-sum-exp of the last forward (vocab parallel) */
+    size_t o_lse;                /* [N] full-row log-sum-exp of the forward (vocab parallel; activations) */
     /* Ulysses sequence parallelism: this rank holds T = Tf/sp positions of every sequence; attention runs
      * on the full sequence for Hs = H/sp heads, reached by all-to-alls on either side. */
     gv_comm *sp;
@@ -121,6 +130,7 @@ struct gv_model {
     /* activations */
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
     size_t o_emb_full, o_lnf_full; /* [N,C]: partial embedding, gathered final norm (alias without msp) */
+    size_t o_input, o_head_in;     /* [Nl,C] inputs filled by the caller (part without embedding / layers) */
     gv_layer_acts *la;
     /* backward scratch (workspace) */
     size_t o_dres_full, o_dln_l; /* [N,C] gathered d(residual), [Nl,C] scattered d(norm out) */
@@ -199,21 +209,25 @@ static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int tr
 static void gv_build_params(gv_model *m) {
     const gv_model_spec *s = &m->spec;
     int gpt2 = s->arch == GV_ARCH_GPT2, ln = s->norm == GV_NORM_LAYERNORM, bias = s->bias;
-    int L = m->L, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F;
+    int L = m->nl, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F;
     m->params = calloc((size_t)(16 * L + 8), sizeof *m->params);
     m->hf = calloc((size_t)(24 * L + 8), sizeof *m->hf);
-    m->li = calloc((size_t)L, sizeof *m->li);
+    m->li = calloc((size_t)L + 1, sizeof *m->li);
     char nm[64];
+    const char *wte_hf = gpt2 ? "wte.weight" : "model.embed_tokens.weight";
 
-    m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-    gv_add_hf(m, m->wte, 0, m->V, 0, gpt2 ? "wte.weight" : "model.embed_tokens.weight");
-    m->wpe = -1;
-    if (s->pos == GV_POS_LEARNED) {
-        m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
-        gv_add_hf(m, m->wpe, 0, s->max_seq, 0, gpt2 ? "wpe.weight" : "model.embed_positions.weight");
+    m->wte = m->wpe = -1;
+    if (m->has_embed) {
+        m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->wte, 0, m->V, 0, "%s", wte_hf);
+        if (s->pos == GV_POS_LEARNED) {
+            m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->wpe, 0, s->max_seq, 0, gpt2 ? "wpe.weight" : "model.embed_positions.weight");
+        }
     }
-    for (int l = 0; l < L; l++) {
-        gv_layer_idx *x = &m->li[l];
+    for (int j = 0; j < L; j++) {
+        int l = m->l0 + j; /* global layer: names and initial values */
+        gv_layer_idx *x = &m->li[j];
         char pre[48];
         snprintf(pre, sizeof pre, gpt2 ? "h.%d." : "model.layers.%d.", l);
 #define P(field, suffix, rows, cols, init, decay)                                                            \
@@ -278,17 +292,22 @@ static void gv_build_params(gv_model *m) {
             if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.down_proj.bias", pre);
         }
     }
-    m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
-    gv_add_hf(m, m->lnf_w, 0, C, 0, gpt2 ? "ln_f.weight" : "model.norm.weight");
-    m->lnf_b = -1;
-    if (ln) {
-        m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
-        gv_add_hf(m, m->lnf_b, 0, C, 0, gpt2 ? "ln_f.bias" : "model.norm.bias");
-    }
-    m->lm_head = m->wte;
-    if (!s->tied) {
-        m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-        gv_add_hf(m, m->lm_head, 0, m->V, 0, "lm_head.weight");
+    m->lnf_w = m->lnf_b = m->lm_head = -1;
+    if (m->has_head) {
+        m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
+        gv_add_hf(m, m->lnf_w, 0, C, 0, gpt2 ? "ln_f.weight" : "model.norm.weight");
+        if (ln) {
+            m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
+            gv_add_hf(m, m->lnf_b, 0, C, 0, gpt2 ? "ln_f.bias" : "model.norm.bias");
+        }
+        m->lm_head = m->wte;
+        if (s->tied && !m->has_embed) { /* a copy of the embedding of another part, under the same name */
+            m->lm_head = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->lm_head, 0, m->V, 0, "%s", wte_hf);
+        } else if (!s->tied) {
+            m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->lm_head, 0, m->V, 0, "lm_head.weight");
+        }
     }
 
     /* Tensor parallelism: column-parallel q/k/v and fc (heads / FFN columns of this rank), row-parallel
@@ -312,8 +331,8 @@ static void gv_build_params(gv_model *m) {
         }
         if (m->vp) {
             int64_t v0 = m->v0, vn = m->Vpl;
-            gv_shard_param(m, m->wte, 1, &v0, &vn, 0, C);
-            if (m->lm_head != m->wte) gv_shard_param(m, m->lm_head, 1, &v0, &vn, 0, C);
+            if (m->wte >= 0) gv_shard_param(m, m->wte, 1, &v0, &vn, 0, C);
+            if (m->lm_head >= 0 && m->lm_head != m->wte) gv_shard_param(m, m->lm_head, 1, &v0, &vn, 0, C);
         }
     }
     for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
@@ -329,10 +348,11 @@ static void gv_build_params(gv_model *m) {
     m->wp = calloc((size_t)m->nparams * 2, sizeof *m->wp);
     m->gp = m->wp + m->nparams;
     for (int i = 0; i < m->nparams; i++) {
-        int u = i == m->wte || i == m->wpe                          ? 0
+        int emb = i == m->wte || i == m->wpe;
+        int u = emb                                                 ? 0
                 : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1
                                                                     : 0;
-        for (int l = 0; u == 0 && !(i == m->wte || i == m->wpe) && l < L; l++)
+        for (int l = 0; u == 0 && !emb && l < L; l++)
             if (m->li[l].ln1_w <= i && (l + 1 == L || i < m->li[l + 1].ln1_w)) u = l + 1;
         m->p_unit[i] = u;
     }
@@ -353,7 +373,7 @@ static void gv_build_params(gv_model *m) {
 
 /* ---- allocation ------------------------------------------------------------------------------------- */
 
-#define ACT(m, off) ((void *)((char *)(m)->a_acts.base + (off)))
+#define ACT(m, off) ((void *)((char *)(m)->a_acts.base + (m)->slot * (m)->slot_bytes + (off)))
 #define F32ACT(m, off) ((float *)ACT(m, off))
 #define WORK(m, off) ((void *)((char *)(m)->a_work.base + (off)))
 #define W(m, i) ((i) < 0 ? NULL : (m)->wp[i])
@@ -389,7 +409,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)
             return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t,
                            spec->n_head, spec->n_kv_head, spec->ffn);
-        if (d->megatron_sp && !d->vocab_parallel)
+        if (d->megatron_sp && !d->vocab_parallel && !(d->no_embed && d->no_head))
             return gv_fail(GV_ERR_INVALID,
                            "Megatron sequence parallelism needs the vocab layers split too (vocab tp = tp)");
         if (d->megatron_sp && T % t)
@@ -410,6 +430,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
+    int l0 = d ? d->l0 : 0, l1 = !d || d->l1 == 0 ? spec->n_layer : d->l1 < 0 ? l0 : d->l1;
+    if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
+        return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
     if (T > spec->max_seq)
         return gv_fail(GV_ERR_INVALID, "sequence length %d exceeds the model's max_seq %d", T, spec->max_seq);
@@ -430,6 +453,13 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->F = spec->ffn;
     m->F2 = spec->act == GV_ACT_SWIGLU ? 2 * m->F : m->F;
     m->L = spec->n_layer;
+    m->l0 = l0;
+    m->nl = l1 - l0;
+    m->has_embed = !(d && d->no_embed);
+    m->has_head = !(d && d->no_head);
+    m->tied_copy = d && d->tied_copy && m->has_head && !m->has_embed && spec->tied;
+    m->meta_only = d && d->meta_only;
+    m->nslots = d && d->slots > 1 ? d->slots : 1;
     m->V = spec->vocab;
     m->Vp = spec->padded_vocab;
     m->sp = d ? d->sp : NULL;
@@ -443,7 +473,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->tp_size = m->tp ? gv_comm_size(m->tp) : 1;
     m->tp_rank = m->tp ? gv_comm_rank(m->tp) : 0;
     int t = m->tp_size;
-    m->vp = t > 1 && d->vocab_parallel;
+    m->vp = t > 1 && d->vocab_parallel && (m->has_embed || m->has_head);
     m->msp = t > 1 && d->megatron_sp;
     m->Nl = m->msp ? m->N / t : m->N;
     m->Hl = m->H / t;
@@ -459,6 +489,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->dp_rank = m->dp ? gv_comm_rank(m->dp) : 0;
     m->zero = d && m->dp_size > 1 ? d->zero : 0;
     gv_build_params(m);
+    if (m->meta_only) {
+        *out = m;
+        return GV_OK;
+    }
     size_t unit = (size_t)m->dp_size * 64; /* shards stay 256-byte aligned */
     m->param_elems = (m->param_elems + unit - 1) / unit * unit;
     m->shard = m->zero ? m->param_elems / (size_t)m->dp_size : m->param_elems;
@@ -492,11 +526,15 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t o_v = gv_arena_reserve(&m->a_opt, m->shard * 4);
 
     size_t N = (size_t)m->N, Nl = (size_t)m->Nl, C = (size_t)m->C, e = m->esz;
-    gv_arena *A = &m->a_acts;
-    m->o_tokens = gv_arena_reserve(A, N * 4);
-    m->o_targets = gv_arena_reserve(A, N * 4);
-    m->o_encoded = gv_arena_reserve(A, Nl * C * e);
-    m->o_emb_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_encoded;
+    gv_arena *A = &m->a_acts; /* the views of one activation set (slot) */
+    if (m->has_embed) {
+        m->o_tokens = gv_arena_reserve(A, N * 4);
+        m->o_encoded = gv_arena_reserve(A, Nl * C * e);
+        m->o_emb_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_encoded;
+    } else {
+        m->o_input = gv_arena_reserve(A, Nl * C * e);
+    }
+    if (m->has_head && m->has_embed && m->nl == 0) m->o_head_in = gv_arena_reserve(A, Nl * C * e);
     /* Megatron-SP keeps only this rank's positions between forward and backward: the gathered norm outputs
      * and the partial sums live in two [N,C] views shared by all layers; backward gathers again. */
     size_t o_gathered = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
@@ -504,7 +542,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     /* The output projections are only added into the residual stream (backward never reads them): one
      * [Nl,C] view serves every layer's attention and MLP projection. */
     size_t o_proj = gv_arena_reserve(A, Nl * C * e);
-    m->la = calloc((size_t)m->L, sizeof *m->la);
+    m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
@@ -512,10 +550,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
      * computes lives in one shared set of views, refilled by re-running its forward during backward. */
     gv_layer_acts shared = {0};
     int have_shared = 0;
-    m->ckpt = calloc((size_t)m->L, sizeof *m->ckpt);
-    for (int l = 0; l < m->L; l++) {
+    m->ckpt = calloc((size_t)m->nl + 1, sizeof *m->ckpt);
+    for (int l = 0; l < m->nl; l++) {
         gv_layer_acts *a = &m->la[l];
-        m->ckpt[l] = d && d->ckpt ? d->ckpt[l] != 0 : 0;
+        m->ckpt[l] = d && d->ckpt ? d->ckpt[m->l0 + l] != 0 : 0;
         if (m->ckpt[l] && have_shared) {
             *a = shared;
             a->res2 = gv_arena_reserve(A, Nl * C * e);
@@ -550,12 +588,19 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             have_shared = 1;
         }
     }
-    m->o_lnf = gv_arena_reserve(A, Nl * C * e);
-    m->o_lnf_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_lnf;
-    m->o_lnf_mean = gv_arena_reserve(A, Nl * 4);
-    m->o_lnf_rstd = gv_arena_reserve(A, Nl * 4);
-    m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vpl * e);
-    m->o_losses = gv_arena_reserve(A, N * 4);
+    if (m->has_head) {
+        m->o_targets = gv_arena_reserve(A, N * 4);
+        m->o_lnf = gv_arena_reserve(A, Nl * C * e);
+        m->o_lnf_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_lnf;
+        m->o_lnf_mean = gv_arena_reserve(A, Nl * 4);
+        m->o_lnf_rstd = gv_arena_reserve(A, Nl * 4);
+        m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vpl * e);
+        m->o_losses = gv_arena_reserve(A, N * 4);
+        m->o_lse = gv_arena_reserve(A, N * 4);
+    }
+    /* Micro-batches in flight each hold a whole set. */
+    m->slot_bytes = (A->size + A->align - 1) / A->align * A->align;
+    if (m->nslots > 1) gv_arena_reserve(A, m->slot_bytes * (size_t)(m->nslots - 1));
 
     gv_arena *Wk = &m->a_work;
     m->o_dres = gv_arena_reserve(Wk, Nl * C * e);
@@ -567,7 +612,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
-    size_t o_lse = gv_arena_reserve(Wk, N * 4);
     if (m->sp_size > 1) {
         m->o_dqkv_sp = gv_arena_reserve(Wk, NF * (size_t)m->QKVs * e);
         m->o_datty_sp = gv_arena_reserve(Wk, NF * (size_t)(m->Hs * m->D) * e);
@@ -585,14 +629,15 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->h_losses = malloc(N * 4);
     m->h_ids = malloc(N * 4);
     m->h_vp = malloc(N * 12);
-    if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp))
+    m->loss_divs = calloc((size_t)m->nslots, sizeof *m->loss_divs);
+    m->fwd_done = calloc((size_t)m->nslots, sizeof *m->fwd_done);
+    if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->loss_divs || !m->fwd_done))
         st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
         return st;
     }
     m->weights = gv_arena_ptr(&m->a_params, o_w);
-    m->d_lse = gv_arena_ptr(&m->a_work, o_lse);
     m->a2a_send = gv_arena_ptr(&m->a_comm, o_send);
     m->a2a_recv = gv_arena_ptr(&m->a_comm, o_recv);
     m->grads = gv_arena_ptr(&m->a_grads, o_g);
@@ -627,6 +672,8 @@ void gv_model_free(gv_model *m) {
     free(m->h_losses);
     free(m->h_ids);
     free(m->h_vp);
+    free(m->loss_divs);
+    free(m->fwd_done);
     free(m);
 }
 
@@ -1069,7 +1116,7 @@ static int gv_unit_slot(const gv_model *m, int u) {
 }
 
 static gv_status gv_unit_gather(gv_model *m, int u) {
-    if (m->zero != 3) return GV_OK;
+    if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
     size_t g0, n, sh;
     gv_unit_piece(m, u, &g0, &n, &sh);
     char *slot = m->slot_w[gv_unit_slot(m, u)];
@@ -1081,7 +1128,7 @@ static gv_status gv_unit_gather(gv_model *m, int u) {
 }
 
 static gv_status gv_unit_grad_begin(gv_model *m, int u) {
-    if (m->zero != 3) return GV_OK;
+    if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
     char *slot = m->slot_g[gv_unit_slot(m, u)];
     GV_TRY(gv_backend_memset0(m->be, slot, m->u_size[u] * m->esz));
     for (int i = 0; i < m->nparams; i++)
@@ -1095,10 +1142,10 @@ static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n);
  * have partial gradients on each tp rank: sum them over tp. */
 static gv_status gv_msp_norm_grads(gv_model *m, int u) {
     if (!m->msp) return GV_OK;
-    for (int l = 0; l <= m->L; l++) {
-        if (u >= 0 && u != l + 1 && !(u == m->L + 1 && l == m->L)) continue;
+    for (int l = 0; l <= m->nl; l++) {
+        if (u >= 0 && u != l + 1 && !(u == m->nl + 1 && l == m->nl)) continue;
         int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
-        if (l < m->L)
+        if (l < m->nl)
             ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w,
             ids[3] = m->li[l].ln2_b;
         for (int k = 0; k < 4; k++)
@@ -1108,7 +1155,7 @@ static gv_status gv_msp_norm_grads(gv_model *m, int u) {
 }
 
 static gv_status gv_unit_grad_end(gv_model *m, int u) {
-    if (m->zero != 3) return GV_OK;
+    if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
     size_t g0, n, sh;
     gv_unit_piece(m, u, &g0, &n, &sh);
     float *slot = m->slot_g[gv_unit_slot(m, u)];
@@ -1172,10 +1219,12 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
 
 /* Vocab-parallel cross-entropy: every rank holds columns [v0, v0 + Vl) of the logits. Row losses =
  * log sum_r exp(lse_r) - target logit; the full-row log-sum-exp is kept for backward. */
+/* Vocab-parallel cross-entropy: every rank holds columns [v0, v0 + Vl) of the logits. Row losses =
+ * log sum_r exp(lse_r) - target logit; the full-row log-sum-exp is kept for backward. */
 static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
     int N = m->N;
-    float *lse = F32ACT(m, m->o_losses), *tl = m->d_lse; /* scratch: [N] each */
-    float *h = m->h_vp;                                  /* host [3N]: max, sum of exp, target logit */
+    float *lse = F32ACT(m, m->o_losses), *tl = F32ACT(m, m->o_lse); /* scratch: [N] each */
+    float *h = m->h_vp; /* host [3N]: max, sum of exp, target logit */
     GV_TRY(gv_crossentropy_shard_stats(m->be, lse, tl, ACT(m, m->o_logits), d_targets, N, m->Vl, m->Vpl,
                                        m->v0, -1));
     GV_TRY(gv_backend_download(m->be, h, lse, (size_t)N * 4));
@@ -1190,23 +1239,63 @@ static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
         h[i] = m->h_targets[i] == -1 ? 0.0f : full - h[2 * N + i]; /* row loss */
     }
     GV_TRY(gv_backend_upload(m->be, lse, h, (size_t)N * 4));
-    return gv_backend_upload(m->be, m->d_lse, h + N, (size_t)N * 4);
+    return gv_backend_upload(m->be, tl, h + N, (size_t)N * 4);
 }
 
-gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss) {
+/* The views between phases in the current slot: the layers' input (embedding output, or filled by the
+ * caller), the layers' output, and the head's input. */
+static void *gv_layers_in(gv_model *m) {
+    return ACT(m, m->has_embed ? m->o_encoded : m->o_input);
+}
+static void *gv_layers_out(gv_model *m) {
+    return m->nl ? ACT(m, m->la[m->nl - 1].res2) : gv_layers_in(m);
+}
+static void *gv_head_in(gv_model *m) {
+    return m->nl ? gv_layers_out(m) : ACT(m, m->has_embed ? m->o_head_in : m->o_input);
+}
+
+static gv_status gv_check_phases(gv_model *m, int phases, int slot) {
+    if (m->meta_only) return gv_fail(GV_ERR_INVALID, "model part was built for its names only");
+    if (slot < 0 || slot >= m->nslots)
+        return gv_fail(GV_ERR_INVALID, "activation set %d of %d", slot, m->nslots);
+    if (((phases & GV_PHASE_EMBED) && !m->has_embed) || ((phases & GV_PHASE_HEAD) && !m->has_head))
+        return gv_fail(GV_ERR_INVALID, "model part has no %s", (phases & GV_PHASE_EMBED) ? "embedding" : "head");
+    m->slot = slot;
+    return GV_OK;
+}
+
+void *gv_model_part_input(gv_model *m, int phase, int slot) {
+    m->slot = slot;
+    if (phase == GV_PHASE_LAYERS) return m->has_embed ? NULL : gv_layers_in(m);
+    if (phase == GV_PHASE_HEAD) return m->nl || (m->has_embed && !m->o_head_in) ? NULL : gv_head_in(m);
+    return NULL;
+}
+
+void *gv_model_part_output(gv_model *m, int phase, int slot) {
+    m->slot = slot;
+    return phase == GV_PHASE_EMBED ? gv_layers_in(m) : gv_layers_out(m);
+}
+
+void *gv_model_part_grad(gv_model *m) {
+    return WORK(m, m->o_dres);
+}
+
+void *gv_model_embedding_grad(gv_model *m, size_t *count) {
+    int i = m->has_embed ? m->wte : m->lm_head;
+    if (i < 0 || m->zero == 3) return NULL;
+    *count = gv_param_numel(&m->params[i]);
+    return G(m, i);
+}
+
+static gv_status gv_embed_forward(gv_model *m, const int32_t *tokens) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, C = m->C;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= m->V)
             return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)",
                            tokens[i], i, m->V);
-        if (targets && (targets[i] < -1 || targets[i] >= m->V))
-            return gv_fail(GV_ERR_INVALID, "target %d at position %d is outside the model's vocab [0, %d)",
-                           targets[i], i, m->V);
-    }
-    int32_t *d_tokens = ACT(m, m->o_tokens), *d_targets = ACT(m, m->o_targets);
+    int32_t *d_tokens = ACT(m, m->o_tokens);
     GV_TRY(gv_unit_gather(m, 0));
-    GV_TRY(gv_unit_gather(m, m->nunits - 1));
     if (m->vp) {
         /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks; the position
          * embedding is added once (rank 0) and the partial embeddings summed. */
@@ -1219,19 +1308,27 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
     GV_TRY(gv_embedding_forward(be, ACT(m, m->o_emb_full), d_tokens, W(m, m->wte),
                                 m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, m->sp_rank * T));
     if (m->vp) GV_TRY(gv_tp_combine(m, ACT(m, m->o_emb_full), ACT(m, m->o_encoded)));
-    const void *res = ACT(m, m->o_encoded); /* [N,C] residual stream */
-    for (int l = 0; l < m->L; l++) {
-        GV_TRY(gv_layer_forward(m, l, res));
-        res = ACT(m, m->la[l].res2);
-    }
-    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), res,
-                           m->lnf_w, m->lnf_b));
+    return GV_OK;
+}
+
+/* Final norm, LM head and loss from the head's input [Nl,C]. */
+static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *loss) {
+    gv_backend *be = m->be;
+    int N = m->N, C = m->C;
+    for (int i = 0; targets && i < N; i++)
+        if (targets[i] < -1 || targets[i] >= m->V)
+            return gv_fail(GV_ERR_INVALID, "target %d at position %d is outside the model's vocab [0, %d)",
+                           targets[i], i, m->V);
+    int32_t *d_targets = ACT(m, m->o_targets);
+    GV_TRY(gv_unit_gather(m, m->nunits - 1));
+    if (m->lm_head == m->wte) GV_TRY(gv_unit_gather(m, 0)); /* tied: the embedding unit holds the head */
+    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
+                           gv_head_in(m), m->lnf_w, m->lnf_b));
     GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
     GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C,
                              m->Vpl));
     m->have_forward = 1;
-    m->n_valid = 0;
-    m->loss_div = 0;
+    m->loss_divs[m->slot] = 0;
     if (!targets) {
         if (loss) *loss = 0.0f;
         return gv_backend_sync(be);
@@ -1245,58 +1342,96 @@ gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *ta
                                        m->Vp, -1));
     GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
     double sum = 0.0;
+    int n_valid = 0;
     for (int i = 0; i < N; i++)
         if (targets[i] != -1) {
             sum += m->h_losses[i];
-            m->n_valid++;
+            n_valid++;
         }
     /* Ulysses: the sp ranks hold parts of the same sequences, so the mean is over their counted positions
      * together; each rank reports sum * sp / total so that the ranks' mean is the group's mean. */
-    m->loss_div = (float)m->n_valid;
+    float div = (float)n_valid;
     if (m->sp_size > 1) {
-        int total = m->n_valid;
+        int total = n_valid;
         GV_TRY(gv_comm_allreduce(m->sp, &total, &total, 1, GV_COMM_I32, GV_COMM_SUM));
-        m->loss_div = (float)total / (float)m->sp_size;
+        div = (float)total / (float)m->sp_size;
     }
-    if (loss) *loss = m->loss_div > 0 ? (float)(sum / m->loss_div) : 0.0f;
+    m->loss_divs[m->slot] = div;
+    if (loss) *loss = div > 0 ? (float)(sum / div) : 0.0f;
     return GV_OK;
 }
 
-gv_status gv_model_backward(gv_model *m, float dloss) {
-    if (!m->have_forward) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
-    /* Nothing counted in the loss: no gradient (under Ulysses only when the whole sp group counted nothing,
-     * since this rank's keys and values still feed the other ranks' positions, and backward communicates). */
-    if (m->loss_div == 0) return GV_OK;
-    gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D;
-    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C * e;
-    void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
-    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
-    void *dlogits = ACT(m, m->o_logits); /* the loss gradient replaces the logits in place */
-    void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
-    void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
+gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t *tokens,
+                                const int32_t *targets, float *loss) {
+    GV_TRY(gv_check_phases(m, phases, slot));
+    if (loss) *loss = 0.0f;
+    m->fwd_done[slot] = 1;
+    if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_forward(m, tokens));
+    if (phases & GV_PHASE_LAYERS) {
+        const void *res = gv_layers_in(m); /* [Nl,C] residual stream */
+        for (int l = 0; l < m->nl; l++) {
+            GV_TRY(gv_layer_forward(m, l, res));
+            res = ACT(m, m->la[l].res2);
+        }
+    }
+    if (phases & GV_PHASE_HEAD) return gv_head_forward(m, targets, loss);
+    return phases & GV_PHASE_LAYERS ? gv_backend_sync(m->be) : GV_OK;
+}
 
-    GV_TRY(gv_unit_grad_begin(m, 0));
+gv_status gv_model_forward(gv_model *m, const int32_t *tokens, const int32_t *targets, float *loss) {
+    return gv_model_part_forward(m, GV_PHASE_ALL, 0, tokens, targets, loss);
+}
+
+/* ZeRO-3: the embedding unit's gradients collect from the tied head's backward to the embedding's. */
+static gv_status gv_unit0_grad_open(gv_model *m) {
+    if (m->u0_open) return GV_OK;
+    m->u0_open = 1;
+    return gv_unit_grad_begin(m, 0);
+}
+
+/* From the loss to d(head input) in dres [Nl,C]. */
+static gv_status gv_head_backward(gv_model *m, float dloss) {
+    gv_backend *be = m->be;
+    int N = m->N, C = m->C;
+    size_t e = m->esz;
+    void *dres = WORK(m, m->o_dres);
+    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l); /* [N,C] partial, [Nl,C] summed */
+    void *dlogits = ACT(m, m->o_logits); /* the loss gradient replaces the logits in place */
+    /* Nothing counted in the loss (all targets ignored): a zero gradient, still run through every
+     * communicating step so that no rank of any group waits. */
+    float div = m->loss_divs[m->slot], scale = div > 0 ? dloss / div : 0.0f;
+    if (m->lm_head == m->wte) GV_TRY(gv_unit0_grad_open(m));
     GV_TRY(gv_unit_grad_begin(m, m->nunits - 1));
     if (m->vp)
         GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
-                                              m->d_lse, dloss / m->loss_div, N, m->Vl, m->Vpl, m->v0, -1));
+                                              F32ACT(m, m->o_lse), scale, N, m->Vl, m->Vpl, m->v0, -1));
     else
-        GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
-                                        dloss / m->loss_div, N, m->V, m->Vp, -1));
-    GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), scale, N,
+                                        m->V, m->Vp, -1));
+    GV_TRY(gv_backend_memset0(be, dln, (size_t)N * C * e));
     GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full),
                               W(m, m->lm_head), N, C, m->Vpl));
     if (m->vp) GV_TRY(gv_tp_combine(m, dln, dln_l)); /* each rank saw only its vocab columns */
-    GV_TRY(gv_backend_memset0(be, dres, NlC));
-    const void *res_last = m->L ? ACT(m, m->la[m->L - 1].res2) : ACT(m, m->o_encoded);
-    GV_TRY(gv_norm_backward(m, dres, dln_l, res_last, F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
+    GV_TRY(gv_backend_memset0(be, dres, (size_t)m->Nl * C * e));
+    GV_TRY(gv_norm_backward(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
                             m->lnf_w, m->lnf_b));
+    return gv_unit_grad_end(m, m->nunits - 1);
+}
+
+/* Layers l = nl-1 .. 0: dres [Nl,C] holds d(layers output) and leaves holding d(layers input). */
+static gv_status gv_layers_backward(gv_model *m) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e;
+    void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
+    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
+    void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
+    void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
     /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. */
-    for (int l = m->L - 1; l >= 0; l--) {
+    for (int l = m->nl - 1; l >= 0; l--) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
-        const void *res_in = l ? ACT(m, m->la[l - 1].res2) : ACT(m, m->o_encoded);
+        const void *res_in = l ? ACT(m, m->la[l - 1].res2) : gv_layers_in(m);
         if (m->ckpt[l])
             GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
         else
@@ -1355,12 +1490,31 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
                                 x->ln1_w, x->ln1_b));
         GV_TRY(gv_unit_grad_end(m, l + 1));
     }
+    return GV_OK;
+}
+
+/* Embedding gradients from d(embedding output) in dres [Nl,C]. */
+static gv_status gv_embed_backward(gv_model *m) {
+    void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full);
+    GV_TRY(gv_unit0_grad_open(m));
     GV_TRY(gv_tp_expand(m, dres, dres_f));
-    GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), dres_f, ACT(m, m->o_tokens), B, T, C,
-                                 m->sp_rank * T));
-    GV_TRY(gv_unit_grad_end(m, 0));
-    GV_TRY(gv_unit_grad_end(m, m->nunits - 1));
-    return gv_backend_sync(be);
+    GV_TRY(gv_embedding_backward(m->be, G(m, m->wte), G(m, m->wpe), dres_f, ACT(m, m->o_tokens), m->B, m->T,
+                                 m->C, m->sp_rank * m->T));
+    m->u0_open = 0;
+    return gv_unit_grad_end(m, 0);
+}
+
+gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss) {
+    GV_TRY(gv_check_phases(m, phases, slot));
+    if (!m->fwd_done[slot]) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
+    if (phases & GV_PHASE_HEAD) GV_TRY(gv_head_backward(m, dloss));
+    if (phases & GV_PHASE_LAYERS) GV_TRY(gv_layers_backward(m));
+    if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_backward(m));
+    return gv_backend_sync(m->be);
+}
+
+gv_status gv_model_backward(gv_model *m, float dloss) {
+    return gv_model_part_backward(m, GV_PHASE_ALL, 0, dloss);
 }
 
 gv_status gv_model_zero_grad(gv_model *m) {
@@ -1400,7 +1554,7 @@ static int gv_held_pieces(const gv_model *m, size_t *g0, size_t *n, size_t *sh) 
 
 gv_status gv_model_grad_norm(gv_model *m, double *norm) {
     double ss = 0.0;
-    if (m->tp_size == 1 && m->zero < 2) {
+    if (m->tp_size == 1 && m->zero < 2 && !m->tied_copy) {
         GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
     } else {
         /* Sharded gradients add up over the tp group, replicated ones are identical there (count once);
@@ -1417,6 +1571,7 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm) {
                 size_t a = p->off > g0[k] ? p->off : g0[k], e = p->off + gv_param_numel(p);
                 if (e > g0[k] + n[k]) e = g0[k] + n[k];
                 if (a >= e || (!p->sharded && m->tp_rank != 0)) continue;
+                if (m->tied_copy && i == m->lm_head) continue; /* counted where the embedding lives */
                 size_t at = m->zero == 3 ? sh[k] + (a - g0[k]) : a;
                 double x;
                 st = gv_sumsq(m->be, &x, (char *)m->grads + at * m->esz, e - a);

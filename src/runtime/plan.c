@@ -42,6 +42,16 @@ static gv_status gv_plan_alloc(gv_plan *p, int world, int pp, int n_layer, gv_sc
     return GV_OK;
 }
 
+gv_status gv_plan_copy(gv_plan *dst, const gv_plan *src) {
+    GV_TRY(gv_plan_alloc(dst, src->world, src->pp, src->n_layer, src->schedule));
+    gv_layer_strategy *l = dst->layers;
+    int *st = dst->stage_layers;
+    *dst = *src;
+    dst->layers = memcpy(l, src->layers, (size_t)src->n_layer * sizeof *l);
+    dst->stage_layers = memcpy(st, src->stage_layers, (size_t)src->pp * sizeof *st);
+    return GV_OK;
+}
+
 static void gv_even_stages(gv_plan *p) {
     for (int s = 0; s < p->pp; s++)
         p->stage_layers[s] = p->n_layer / p->pp + (s < p->n_layer % p->pp ? 1 : 0);

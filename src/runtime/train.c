@@ -12,6 +12,7 @@
 #include "gv/checkpoint.h"
 #include "gv/comm.h"
 #include "gv/data.h"
+#include "gv/hybrid.h"
 #include "gv/log.h"
 #include "gv/plan.h"
 
@@ -56,61 +57,36 @@ gv_status gv_train_config_validate(const gv_train_config *c) {
         return gv_fail(GV_ERR_INVALID, "--save-every %d: must be non-negative", c->save_every);
     if (c->save_every > 0 && !c->out_dir) return gv_fail(GV_ERR_INVALID, "--save-every needs --out DIR");
     GV_TRY(gv_model_spec_validate(&c->spec, NULL));
-    /* The run is a uniform plan: its one validation function gives the exact reason when it is impossible. */
-    int world = c->comm ? gv_comm_size(c->comm) : c->world > 0 ? c->world : 1, tp = c->tp > 0 ? c->tp : 1;
-    gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : c->megatron_sp ? GV_SP_MEGATRON : GV_SP_NONE;
-    if (c->megatron_sp && (!c->vocab_tp || tp < 2))
-        return gv_fail(GV_ERR_INVALID, "--sp megatron needs --tp > 1 and --vocab-tp equal to --tp");
-    gv_layer_strategy l = {tp, sp, c->zero, c->ckpt}, v = {c->vocab_tp ? tp : 1, sp, c->zero, 0};
-    if (c->ulysses && c->vocab_tp)
-        return gv_fail(GV_ERR_INVALID,
-                       "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
     gv_plan p;
-    GV_TRY(gv_plan_uniform(&p, world, 1, c->spec.n_layer, l, v, GV_SCHED_1F1B, c->global_batch,
-                           c->micro_batches));
+    GV_TRY(gv_train_plan(c, &p));
     gv_status st = gv_plan_validate(&p, &c->spec, c->seq, "plan");
+    if (st == GV_OK) st = gv_hybrid_check(&c->spec, &p, "plan");
     gv_plan_free(&p);
     return st;
 }
 
-gv_status gv_train_config_from_plan(gv_train_config *c, const gv_plan *p, int **ckpt_layers,
-                                    const char *where) {
-    *ckpt_layers = NULL;
+gv_status gv_train_plan(const gv_train_config *c, gv_plan *out) {
+    if (c->plan) return gv_plan_copy(out, c->plan);
+    /* GLOBAL mode: one strategy for every layer. The vocab layers take the layers' tp with --vocab-tp
+     * (and always under Ulysses, whose sequence split they follow), else tp 1 over all ranks of a stage. */
+    int world = c->comm ? gv_comm_size(c->comm) : c->world > 0 ? c->world : 1, tp = c->tp > 0 ? c->tp : 1;
+    gv_sp_mode sp = c->ulysses ? GV_SP_ULYSSES : c->megatron_sp ? GV_SP_MEGATRON : GV_SP_NONE;
+    if (c->ulysses && c->vocab_tp)
+        return gv_fail(GV_ERR_INVALID,
+                       "--sp ulysses: the vocab layers follow the sequence split (no --vocab-tp)");
+    int vt = c->vocab_tp || c->ulysses ? tp : 1;
+    gv_layer_strategy l = {tp, sp, c->zero, c->ckpt}, v = {vt, vt > 1 ? sp : GV_SP_NONE, c->zero, 0};
+    return gv_plan_uniform(out, world, c->pp > 0 ? c->pp : 1, c->spec.n_layer, l, v, c->schedule,
+                           c->global_batch, c->micro_batches);
+}
+
+gv_status gv_train_config_from_plan(gv_train_config *c, const gv_plan *p, const char *where) {
     if (p->n_layer != c->spec.n_layer)
         return gv_fail(GV_ERR_INVALID, "%s: plan has %d layers, model %s has %d", where, p->n_layer,
                        c->spec.name, c->spec.n_layer);
-    if (p->pp != 1)
-        return gv_fail(GV_ERR_UNSUPPORTED, "%s: pp %d: pipeline parallelism is not built yet (pp 1 only)",
-                       where, p->pp);
-    const gv_layer_strategy *l0 = &p->layers[0];
-    for (int i = 1; i < p->n_layer; i++) {
-        const gv_layer_strategy *l = &p->layers[i];
-        if (l->tp != l0->tp || l->sp != l0->sp || l->zero != l0->zero)
-            return gv_fail(
-                GV_ERR_UNSUPPORTED,
-                "%s: layer %d is tp %d / sp %s / %s but layer 0 is tp %d / sp %s / %s: layer-wise degrees "
-                "are not built yet (per-layer recompute is)",
-                where, i, l->tp, gv_sp_mode_name(l->sp), gv_zero_name(l->zero), l0->tp,
-                gv_sp_mode_name(l0->sp), gv_zero_name(l0->zero));
-    }
-    if (p->vocab.tp != 1 && p->vocab.tp != l0->tp)
-        return gv_fail(GV_ERR_UNSUPPORTED, "%s: vocab tp %d must be 1 or the layers' tp %d", where,
-                       p->vocab.tp, l0->tp);
-    if (p->vocab.zero != l0->zero)
-        return gv_fail(GV_ERR_UNSUPPORTED, "%s: vocab %s must match the layers' %s", where,
-                       gv_zero_name(p->vocab.zero), gv_zero_name(l0->zero));
-    int *ck = calloc((size_t)p->n_layer, sizeof *ck);
-    if (!ck) return gv_fail(GV_ERR_NOMEM, "plan: out of host memory");
-    for (int i = 0; i < p->n_layer; i++) ck[i] = p->layers[i].ckpt;
+    c->plan = p;
     c->global_batch = p->global_batch;
     c->micro_batches = p->micro_batches;
-    c->tp = l0->tp;
-    c->ulysses = l0->sp == GV_SP_ULYSSES;
-    c->megatron_sp = l0->sp == GV_SP_MEGATRON;
-    c->vocab_tp = p->vocab.tp > 1;
-    c->zero = l0->zero;
-    c->ckpt_layers = ck;
-    *ckpt_layers = ck;
     return GV_OK;
 }
 
@@ -132,56 +108,35 @@ static double gv_now_ms(void) {
 
 typedef struct {
     gv_backend *be;
-    gv_comm *comm;      /* NULL: one process */
-    gv_comm *dpc, *tpc; /* this rank's gradient-sum (dp, or sp x dp) and tp/sp groups (NULL when of size 1) */
-    int dp, rank;       /* batch split degree and this rank's index in it */
-    int ndp;            /* ranks in dpc: the loss is averaged over them */
-    int u, chunk;       /* Ulysses degree and this rank's sequence chunk */
-    int32_t *full_tok, *full_tgt; /* host [Br*T] whole rows before the Ulysses slice */
-    int leader;                   /* rank 0: writes metrics, reports progress */
-    gv_model *model;
+    gv_comm *comm; /* NULL: one process */
+    int leader;    /* rank 0: writes metrics, reports progress */
+    gv_hybrid *model;
     gv_dataset *data;
-    int32_t *tokens, *targets; /* host [Br*T/u]: this rank's rows (and positions) of a micro-batch */
+    int32_t *tokens, *targets; /* host [M][Bm*T]: the global batch's micro-batches */
     FILE *metrics;
 } gv_trainer;
 
-/* This rank's rows of micro-batch mb of the global batch of (step, split): rows do not depend on the plan. */
-static gv_status gv_fetch_rows(const gv_train_config *c, gv_trainer *t, uint64_t step, int split, int mb) {
-    int Bm = c->global_batch / c->micro_batches, Br = Bm / t->dp, T = c->seq, Tl = T / t->u;
-    int64_t row0 = (int64_t)mb * Bm + (int64_t)t->rank * Br;
-    if (t->u == 1) return gv_dataset_rows(t->data, step, split, row0, Br, T, t->tokens, t->targets);
-    GV_TRY(gv_dataset_rows(t->data, step, split, row0, Br, T, t->full_tok, t->full_tgt));
-    for (int b = 0; b < Br; b++) { /* Ulysses: this rank's positions [chunk*Tl, (chunk+1)*Tl) */
-        memcpy(t->tokens + (size_t)b * Tl, t->full_tok + (size_t)b * T + (size_t)t->chunk * Tl,
-               (size_t)Tl * 4);
-        memcpy(t->targets + (size_t)b * Tl, t->full_tgt + (size_t)b * T + (size_t)t->chunk * Tl,
-               (size_t)Tl * 4);
+/* The global batch of (step, split), micro-batch by micro-batch: rows do not depend on the plan (each part
+ * of the runtime takes its rows and positions). */
+static gv_status gv_fetch_batch(const gv_train_config *c, gv_trainer *t, uint64_t step, int split) {
+    int M = c->micro_batches, Bm = c->global_batch / M, T = c->seq;
+    for (int mb = 0; mb < M; mb++) {
+        size_t at = (size_t)mb * Bm * T;
+        GV_TRY(gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm, Bm, T, t->tokens + at, t->targets + at));
     }
-    return GV_OK;
-}
-
-/* *x = mean of *x over the ranks (every rank gets it). */
-static gv_status gv_mean_over_ranks(gv_trainer *t, double *x) {
-    if (t->ndp == 1) return GV_OK;
-    GV_TRY(gv_comm_allreduce(t->dpc, x, x, 1, GV_COMM_F64, GV_COMM_SUM));
-    *x /= t->ndp;
     return GV_OK;
 }
 
 /* Mean loss over eval_batches global batches of the eval split. */
 static gv_status gv_train_eval(const gv_train_config *c, gv_trainer *t, float *out) {
     double sum = 0.0;
-    int n = 0;
-    for (int e = 0; e < c->eval_batches; e++)
-        for (int mb = 0; mb < c->micro_batches; mb++) {
-            float loss;
-            GV_TRY(gv_fetch_rows(c, t, (uint64_t)e, 1, mb));
-            GV_TRY(gv_model_forward(t->model, t->tokens, t->targets, &loss));
-            sum += loss;
-            n++;
-        }
-    GV_TRY(gv_mean_over_ranks(t, &sum));
-    *out = n ? (float)(sum / n) : NAN;
+    for (int e = 0; e < c->eval_batches; e++) {
+        float loss;
+        GV_TRY(gv_fetch_batch(c, t, (uint64_t)e, 1));
+        GV_TRY(gv_hybrid_eval_batch(t->model, t->tokens, t->targets, &loss));
+        sum += loss;
+    }
+    *out = c->eval_batches ? (float)(sum / c->eval_batches) : NAN;
     return GV_OK;
 }
 
@@ -209,26 +164,18 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
     double t_begin = gv_now_ms(), tok_total = 0, ms_total = 0;
     for (int s = start; s < c->steps; s++) {
         double t0 = gv_now_ms();
-        GV_TRY(gv_model_zero_grad(t->model));
-        double loss_sum = 0.0;
-        for (int mb = 0; mb < c->micro_batches; mb++) {
-            float loss;
-            GV_TRY(gv_fetch_rows(c, t, (uint64_t)s, 0, mb));
-            GV_TRY(gv_model_forward(t->model, t->tokens, t->targets, &loss));
-            /* Every row counts once in the global mean: 1/(M*dp) per rank's micro-batch mean. */
-            GV_TRY(gv_model_backward(t->model, 1.0f / (float)(c->micro_batches * t->ndp)));
-            loss_sum += loss;
-        }
-        GV_TRY(gv_model_reduce_grads(t->model));
-        GV_TRY(gv_mean_over_ranks(t, &loss_sum));
-        float loss = (float)(loss_sum / c->micro_batches);
+        GV_TRY(gv_hybrid_zero_grad(t->model));
+        float loss;
+        GV_TRY(gv_fetch_batch(c, t, (uint64_t)s, 0));
+        GV_TRY(gv_hybrid_train_batch(t->model, t->tokens, t->targets, &loss));
+        GV_TRY(gv_hybrid_reduce_grads(t->model));
         if (!isfinite(loss))
             return gv_fail(GV_ERR_INVALID, "step %d: loss is %g (diverged; try a lower --lr)", s + 1, loss);
         double norm;
-        GV_TRY(gv_model_grad_norm(t->model, &norm));
+        GV_TRY(gv_hybrid_grad_norm(t->model, &norm));
         float scale = (c->grad_clip > 0 && norm > c->grad_clip) ? (float)(c->grad_clip / norm) : 1.0f;
         float lr = gv_train_lr(c, s);
-        GV_TRY(gv_model_adamw_step(t->model, &opt, lr, scale, s + 1));
+        GV_TRY(gv_hybrid_adamw_step(t->model, &opt, lr, scale, s + 1));
         GV_TRY(gv_backend_sync(t->be)); /* step time includes the device's work */
         double ms = gv_now_ms() - t0;
 
@@ -277,53 +224,20 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     gv_trainer t = {0};
     t.comm = c->comm;
     int world = c->comm ? gv_comm_size(c->comm) : 1, wrank = c->comm ? gv_comm_rank(c->comm) : 0;
-    int tp = c->tp > 0 ? c->tp : 1;
-    t.dp = world / tp;
-    t.rank = wrank / tp;
     t.leader = wrank == 0;
-    t.u = c->ulysses ? tp : 1;
-    t.chunk = c->ulysses ? wrank % tp : 0;
-    t.ndp = c->ulysses ? world : t.dp;
-    /* Rank layout: tp innermost (consecutive ranks), dp outside. Every rank creates every group in the same
-     * order (the pool's calling rule); each keeps its own. */
-    int ranks[1024];
-    gv_status st = world <= 1024 ? GV_OK : gv_fail(GV_ERR_UNSUPPORTED, "more than 1024 ranks");
-    /* Pure data parallelism or Ulysses: gradients are summed over every rank of the run. */
-    if ((tp == 1 || c->ulysses) && world > 1) t.dpc = c->comm;
-    for (int g = 0; st == GV_OK && tp > 1 && g < t.dp; g++) {
-        gv_comm *x;
-        for (int k = 0; k < tp; k++) ranks[k] = g * tp + k;
-        st = gv_comm_group(c->comm, ranks, tp, &x);
-        if (x) t.tpc = x;
-    }
-    for (int g = 0; st == GV_OK && tp > 1 && !c->ulysses && t.dp > 1 && g < tp; g++) {
-        gv_comm *x;
-        for (int k = 0; k < t.dp; k++) ranks[k] = k * tp + g;
-        st = gv_comm_group(c->comm, ranks, t.dp, &x);
-        if (x) t.dpc = x;
-    }
+    gv_plan plan;
+    gv_status st = gv_train_plan(c, &plan);
+    if (st != GV_OK) return st;
     gv_backend *be = NULL;
-    if (st == GV_OK) st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
+    st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
     be = t.be;
     if (st == GV_OK) st = gv_dataset_open(&t.data, c->data, c->seed);
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
-    int *ckpt = calloc((size_t)c->spec.n_layer, sizeof *ckpt);
-    for (int l = 0; ckpt && l < c->spec.n_layer; l++) ckpt[l] = c->ckpt_layers ? c->ckpt_layers[l] : c->ckpt;
-    if (!ckpt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    gv_model_dist dist = {t.dpc,
-                          c->zero,
-                          ckpt,
-                          c->ulysses ? NULL : t.tpc,
-                          c->vocab_tp,
-                          c->megatron_sp,
-                          c->ulysses ? t.tpc : NULL};
-    if (st == GV_OK)
-        st = gv_model_init_dist(&t.model, &c->spec, be, c->global_batch / c->micro_batches / t.dp,
-                                c->seq / t.u, &dist);
+    if (st == GV_OK) st = gv_hybrid_init(&t.model, &c->spec, be, c->comm, &plan, c->seq, "plan");
+    gv_plan_free(&plan);
     int start = 0;
-    free(ckpt);
     if (st == GV_OK && c->out_dir && t.leader) st = gv_make_out_dir(c->out_dir);
     if (st == GV_OK && c->resume) {
         gv_ckpt_meta meta;
@@ -337,16 +251,11 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
                          c->resume, (long long)meta.step, c->steps);
         start = (int)meta.data_cursor;
     } else if (st == GV_OK && c->init_from) {
-        st = gv_model_load_weights(t.model, c->init_from);
+        st = gv_hybrid_load_weights(t.model, c->init_from);
     } else if (st == GV_OK) {
-        st = gv_model_init_weights(t.model, c->seed);
+        st = gv_hybrid_init_weights(t.model, c->seed);
     }
-    size_t BT = (size_t)(c->global_batch / c->micro_batches / t.dp) * c->seq;
-    if (st == GV_OK && t.u > 1) {
-        t.full_tok = malloc(BT * 4);
-        t.full_tgt = malloc(BT * 4);
-        if (!t.full_tok || !t.full_tgt) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
-    }
+    size_t BT = (size_t)c->global_batch * c->seq;
     if (st == GV_OK) {
         t.tokens = malloc(BT * 4);
         t.targets = malloc(BT * 4);
@@ -359,7 +268,10 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         if (!t.metrics) st = gv_fail(GV_ERR_IO, "%s: cannot open metrics file for writing", c->metrics);
     }
     if (st == GV_OK) st = gv_train_loop(c, &t, r, start);
-    if (st == GV_OK) gv_model_memory(t.model, &r->memory);
+    if (st == GV_OK) {
+        gv_hybrid_memory(t.model, &r->memory);
+        gv_hybrid_inflight(t.model, &r->act_slots, &r->act_peak);
+    }
     /* Every rank's memory by category, collected on the leader (ranks of one plan can differ: ZeRO pieces,
      * vocab shards). */
     double *mem = NULL;
@@ -396,9 +308,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);
-    free(t.full_tok);
-    free(t.full_tgt);
-    gv_model_free(t.model);
+    gv_hybrid_free(t.model);
     gv_dataset_free(t.data);
     gv_backend_free(be);
     return st;

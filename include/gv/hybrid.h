@@ -1,0 +1,62 @@
+/* The layer-wise hybrid-parallel runtime: executes any valid plan — per-layer tensor / sequence parallelism
+ * and ZeRO stage, a separate strategy for the vocab layers, pipeline stages (uneven allowed) under GPipe or
+ * 1F1B — on this rank's stage. The stage is cut into parts (runs of layers with the same strategy, plus the
+ * embedding and the head), each a gv_model with its own groups; activations and their gradients are
+ * redistributed between parts whose layouts differ and sent between stages. The trainer and checkpoints see
+ * one model with global (layout-free) tensors. */
+#ifndef GV_HYBRID_H
+#define GV_HYBRID_H
+#include <stdint.h>
+#include "gv/model.h"
+#include "gv/plan.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gv_hybrid gv_hybrid;
+struct gv_comm;
+
+/* world: the plan's plan->world ranks (NULL when it is 1). seq: T. The plan must have passed
+ * gv_plan_validate; what the runtime cannot run gets the exact reason, prefixed by `where`. */
+gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, struct gv_comm *world,
+                         const gv_plan *plan, int seq, const char *where);
+/* What the runtime cannot run although the plan is valid (before launching ranks). */
+gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where);
+void gv_hybrid_free(gv_hybrid *h);
+
+/* Forward and backward of one global batch under the plan's schedule, accumulating gradients. tokens and
+ * targets: host I32 [M][Bm * T], the whole micro-batches (every rank passes all of them; each part takes
+ * its rows and positions). *loss: the mean loss over the micro-batches, the same on every rank. */
+gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tokens, const int32_t *targets, float *loss);
+/* Forward only (evaluation), same arguments. */
+gv_status gv_hybrid_eval_batch(gv_hybrid *h, const int32_t *tokens, const int32_t *targets, float *loss);
+
+gv_status gv_hybrid_zero_grad(gv_hybrid *h);
+/* Gradient sums of every part (and of the tied embedding across the first and last stage). */
+gv_status gv_hybrid_reduce_grads(gv_hybrid *h);
+gv_status gv_hybrid_grad_norm(gv_hybrid *h, double *norm); /* global, the same on every rank */
+gv_status gv_hybrid_adamw_step(gv_hybrid *h, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t);
+gv_status gv_hybrid_init_weights(gv_hybrid *h, uint64_t seed);
+
+/* This rank's bytes by category (all parts plus the runtime's staging buffers). */
+void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r);
+/* Activation sets this stage allocated and the most micro-batches it held in flight so far. */
+void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak);
+int gv_hybrid_stage(const gv_hybrid *h);
+/* Parts on this rank (for reports and tests). */
+int gv_hybrid_num_parts(const gv_hybrid *h);
+
+/* Checkpoint interface: the model's global HF tensors (a tied copy counted once). export_one is collective
+ * over the world; the writer (world rank 0) receives every tensor. import_stream: every rank keeps what its
+ * parts hold. */
+const gv_model_spec *gv_hybrid_spec(const gv_hybrid *h);
+int gv_hybrid_hf_count(const gv_hybrid *h);
+gv_status gv_hybrid_hf_info(const gv_hybrid *h, int k, const char **name, int *ndim, int64_t shape[4]);
+gv_status gv_hybrid_export_one(gv_hybrid *h, int which, int k, float *out);
+gv_status gv_hybrid_import_stream(gv_hybrid *h, int which, gv_hf_reader read, void *ctx);
+int gv_hybrid_is_writer(const gv_hybrid *h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
