@@ -260,7 +260,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10; /* the default must fit short runs */
-    gv_plan plan = {0}; /* a plan file's: kept for the run */
+    gv_plan plan = {0};                                              /* a plan file's: kept for the run */
     if (plan_file) {
         /* The plan file sets the parallel layout and batch; the rank count comes from it (or -n). */
         if (gv_plan_load(&plan, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();

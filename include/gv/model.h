@@ -79,8 +79,8 @@ typedef struct {
                          * sequence for H/sp heads. Gradients are then summed over dp, which must span
                          * the sp ranks too (the sdp group). */
     /* A part of the model (layer-wise and pipelined plans run one part per run of layers with the same
-     * strategy): layers [l0, l1) (l1 = 0: all; -1: none), with or without the embedding and the final norm + LM head.
-     * All zero = the whole model. Parameter names, initial values and HF names stay global. */
+     * strategy): layers [l0, l1) (l1 = 0: all; -1: none), with or without the embedding and the final norm +
+     * LM head. All zero = the whole model. Parameter names, initial values and HF names stay global. */
     int l0, l1;
     int no_embed, no_head;
     int tied_copy; /* this part's LM head is a copy of the embedding held by another part (tied weights

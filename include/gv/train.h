@@ -46,8 +46,8 @@ typedef struct {
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
-    int ckpt;            /* recompute every layer's activations in backward */
-    int pp;              /* pipeline stages (even split, earlier stages take the extra layers); 0 = 1 */
+    int ckpt;             /* recompute every layer's activations in backward */
+    int pp;               /* pipeline stages (even split, earlier stages take the extra layers); 0 = 1 */
     gv_schedule schedule; /* of the pipeline */
     /* A layer-wise plan (per-layer strategies, vocab strategy, stages, schedule, batch); when set it
      * replaces tp, vocab_tp, ulysses, megatron_sp, zero, ckpt and pp. Owned by the caller. */

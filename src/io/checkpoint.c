@@ -27,7 +27,8 @@ static void gv_t_info(gv_target t, int k, const char **name, int *ndim, int64_t 
         gv_model_hf_info(t.m, k, name, ndim, shape);
 }
 static gv_status gv_t_import(gv_target t, int which, gv_hf_reader read, void *ctx) {
-    return t.h ? gv_hybrid_import_stream(t.h, which, read, ctx) : gv_model_import_stream(t.m, which, read, ctx);
+    return t.h ? gv_hybrid_import_stream(t.h, which, read, ctx)
+               : gv_model_import_stream(t.m, which, read, ctx);
 }
 static gv_status gv_t_export(gv_target t, int which, int k, float *out) {
     return t.h ? gv_hybrid_export_one(t.h, which, k, out) : gv_model_export_one(t.m, which, k, out);

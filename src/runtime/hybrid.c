@@ -190,7 +190,8 @@ static gv_status gv_redistribute(gv_hybrid *h, const float *src, gv_layout a, fl
             int rb0, rnb, rt0, rnt;
             gv_hold(h, a, ra, &rb0, &rnb, &rt0, &rnt);
             int run = rt0 + rnt < bt0 + bnt ? rt0 + rnt - t : bt0 + bnt - t;
-            const float *from = h->gather + (size_t)(ra - base) * blk + ((size_t)(row - rb0) * rnt + (t - rt0)) * C;
+            const float *from =
+                h->gather + (size_t)(ra - base) * blk + ((size_t)(row - rb0) * rnt + (t - rt0)) * C;
             memcpy(dst + ((size_t)i * bnt + (t - bt0)) * C, from, (size_t)run * C * sizeof(float));
             t += run;
         }
@@ -420,7 +421,8 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
             off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
         /* host memory, not the backend's: allocate directly */
         h->a_comm.base = st == GV_OK ? calloc(1, h->a_comm.size ? h->a_comm.size : 1) : NULL;
-        if (st == GV_OK && !h->a_comm.base) st = gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory for staging");
+        if (st == GV_OK && !h->a_comm.base)
+            st = gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory for staging");
         if (st == GV_OK) {
             float **bufs[6] = {&h->x, &h->y, &h->g, &h->dx, &h->tmp, &h->gather};
             for (int k = 0; k < 6; k++) *bufs[k] = gv_arena_ptr(&h->a_comm, off[k]);
@@ -456,13 +458,16 @@ void gv_hybrid_free(gv_hybrid *h) {
 
 /* Part p's rows (and, under Ulysses, positions) of the global micro-batch src [Bm, T] into dst. */
 static void gv_slice_ids(const gv_hybrid *h, const gv_part *p, const int32_t *src, int32_t *dst) {
-    int rows = h->Bm / p->dp, T = h->T, nt = p->uly ? T / p->st.tp : T, t0 = p->uly ? h->lr % p->st.tp * nt : 0;
+    int rows = h->Bm / p->dp, T = h->T, nt = p->uly ? T / p->st.tp : T,
+        t0 = p->uly ? h->lr % p->st.tp * nt : 0;
     for (int b = 0; b < rows; b++)
         memcpy(dst + (size_t)b * nt, src + (size_t)(p->dp_idx * rows + b) * T + t0, (size_t)nt * 4);
 }
 
 static int gv_first_phase(int phases) {
-    return phases & GV_PHASE_EMBED ? GV_PHASE_EMBED : phases & GV_PHASE_LAYERS ? GV_PHASE_LAYERS : GV_PHASE_HEAD;
+    return phases & GV_PHASE_EMBED    ? GV_PHASE_EMBED
+           : phases & GV_PHASE_LAYERS ? GV_PHASE_LAYERS
+                                      : GV_PHASE_HEAD;
 }
 
 /* Forward of micro-batch mb in activation set `slot`: x = the previous stage's output (host, in_lay; NULL
@@ -472,7 +477,8 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
     size_t BT = (size_t)h->Bm * h->T;
     const float *src = h->x;
     gv_layout src_lay = h->in_lay;
-    float *scratch[2] = {h->dx, h->g}; /* free during a forward; alternate so a part never overwrites its input */
+    float *scratch[2] = {h->dx,
+                         h->g}; /* free during a forward; alternate so a part never overwrites its input */
     int sc = 0;
     for (int e = 0; e < h->nex; e++) {
         gv_part *p = &h->parts[h->ex[e].part];
@@ -659,7 +665,8 @@ gv_status gv_hybrid_reduce_grads(gv_hybrid *h) {
                                         GV_TAG_PIPE + 1);
         /* The same order of addition on both sides: embedding's partial first. */
         int emb = h->parts[h->tie_part].embed;
-        for (size_t i = 0; st == GV_OK && i < n; i++) h->tie[i] = emb ? h->tie[i] + peer[i] : peer[i] + h->tie[i];
+        for (size_t i = 0; st == GV_OK && i < n; i++)
+            h->tie[i] = emb ? h->tie[i] + peer[i] : peer[i] + h->tie[i];
         free(peer);
         GV_TRY(st);
         GV_TRY(gv_backend_upload_f32(h->be, gr, dt, h->tie, n));

@@ -84,7 +84,7 @@ struct gv_model {
     size_t slot_bytes;
     float *loss_divs; /* [nslots] loss_div of the forward held in each set */
     int *fwd_done;    /* [nslots] */
-    int u0_open;      /* ZeRO-3: the embedding unit's gradient slot is collecting (tied head, then embedding) */
+    int u0_open; /* ZeRO-3: the embedding unit's gradient slot is collecting (tied head, then embedding) */
 
     gv_param *params;
     int nparams;
@@ -349,9 +349,7 @@ static void gv_build_params(gv_model *m) {
     m->gp = m->wp + m->nparams;
     for (int i = 0; i < m->nparams; i++) {
         int emb = i == m->wte || i == m->wpe;
-        int u = emb                                                 ? 0
-                : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1
-                                                                    : 0;
+        int u = emb ? 0 : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1 : 0;
         for (int l = 0; u == 0 && !emb && l < L; l++)
             if (m->li[l].ln1_w <= i && (l + 1 == L || i < m->li[l + 1].ln1_w)) u = l + 1;
         m->p_unit[i] = u;
@@ -386,6 +384,7 @@ gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d) {
     *out = NULL;
+    int l0 = d ? d->l0 : 0, l1 = !d || d->l1 == 0 ? spec->n_layer : d->l1 < 0 ? l0 : d->l1;
     if (d && d->sp && gv_comm_size(d->sp) > 1) {
         int u = gv_comm_size(d->sp);
         if (gv_backend_device(b) != GV_DEV_CPU)
@@ -393,7 +392,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
                            gv_backend_name(b));
         if (d->tp && gv_comm_size(d->tp) > 1)
             return gv_fail(GV_ERR_INVALID, "a layer uses either tensor parallelism or Ulysses, not both");
-        if (spec->n_head % u || spec->n_kv_head % u)
+        if (l1 > l0 && (spec->n_head % u || spec->n_kv_head % u))
             return gv_fail(GV_ERR_INVALID, "ulysses degree %d must divide n_head %d and n_kv_head %d", u,
                            spec->n_head, spec->n_kv_head);
         if ((int64_t)T * u > spec->max_seq)
@@ -406,7 +405,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             return gv_fail(GV_ERR_UNSUPPORTED,
                            "tensor parallelism on %s needs a device communicator (not built yet)",
                            gv_backend_name(b));
-        if (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)
+        if (l1 > l0 && (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)) /* the layers' split */
             return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t,
                            spec->n_head, spec->n_kv_head, spec->ffn);
         if (d->megatron_sp && !d->vocab_parallel && !(d->no_embed && d->no_head))
@@ -430,7 +429,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
-    int l0 = d ? d->l0 : 0, l1 = !d || d->l1 == 0 ? spec->n_layer : d->l1 < 0 ? l0 : d->l1;
     if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
         return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -631,7 +629,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->h_vp = malloc(N * 12);
     m->loss_divs = calloc((size_t)m->nslots, sizeof *m->loss_divs);
     m->fwd_done = calloc((size_t)m->nslots, sizeof *m->fwd_done);
-    if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->loss_divs || !m->fwd_done))
+    if (st == GV_OK &&
+        (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->loss_divs || !m->fwd_done))
         st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
@@ -1259,7 +1258,8 @@ static gv_status gv_check_phases(gv_model *m, int phases, int slot) {
     if (slot < 0 || slot >= m->nslots)
         return gv_fail(GV_ERR_INVALID, "activation set %d of %d", slot, m->nslots);
     if (((phases & GV_PHASE_EMBED) && !m->has_embed) || ((phases & GV_PHASE_HEAD) && !m->has_head))
-        return gv_fail(GV_ERR_INVALID, "model part has no %s", (phases & GV_PHASE_EMBED) ? "embedding" : "head");
+        return gv_fail(GV_ERR_INVALID, "model part has no %s",
+                       (phases & GV_PHASE_EMBED) ? "embedding" : "head");
     m->slot = slot;
     return GV_OK;
 }

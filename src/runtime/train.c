@@ -122,7 +122,8 @@ static gv_status gv_fetch_batch(const gv_train_config *c, gv_trainer *t, uint64_
     int M = c->micro_batches, Bm = c->global_batch / M, T = c->seq;
     for (int mb = 0; mb < M; mb++) {
         size_t at = (size_t)mb * Bm * T;
-        GV_TRY(gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm, Bm, T, t->tokens + at, t->targets + at));
+        GV_TRY(
+            gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm, Bm, T, t->tokens + at, t->targets + at));
     }
     return GV_OK;
 }

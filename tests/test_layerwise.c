@@ -1,0 +1,252 @@
+/* Layer-wise and pipelined plans equal one process: per-layer tp / Megatron-SP / Ulysses / ZeRO stage /
+ * recompute, vocab strategies that differ from the layers', pipelines with even and uneven stages under
+ * GPipe and 1F1B, on 4 and 8 ranks. Each plan trains 4-layer tiny GPT-2 (tied embeddings: synced across
+ * stages) or LLaMA (untied, RoPE, GQA) for 10 steps: the loss of every step within 1e-5 relative of the
+ * single-process run, the final weights within 1e-4 (global relative L2; see test_dist.c for why not
+ * tighter per tensor). Also: the activation sets a stage keeps in flight (1F1B: pp - stage, GPipe: m), read
+ * from the runtime's memory report. Started as one process, it re-launches itself on 8 ranks; 4-rank plans
+ * run two at a time on the halves of the world. */
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gv/comm.h"
+#include "gv/launch.h"
+#include "gv/safetensors.h"
+#include "gv/train.h"
+#include "test.h"
+
+typedef struct {
+    const char *name, *model;
+    int world, pp, gpipe, micro;
+    const char *stages; /* layers per stage, e.g. "3,1"; NULL = even */
+    const char *layers; /* one strategy per layer: t|m|u + degree (tp, Megatron-SP, Ulysses), zN, c = ckpt */
+    const char *vocab;
+} plan_case;
+
+static const plan_case cases[] = {
+    /* 4 ranks */
+    {"pp2-1f1b", "gpt2", 4, 2, 0, 4, NULL, "t1 t1 t1 t1", "t1"},
+    {"pp2-gpipe", "gpt2", 4, 2, 1, 4, NULL, "t1 t1 t1 t1", "t1"},
+    {"pp2-uneven-3+1-tp-mixed", "gpt2", 4, 2, 0, 4, "3,1", "t2 t1 t2 t1", "t2"},
+    {"alternate-tp2-dp4", "gpt2", 4, 1, 0, 2, NULL, "t2 t1 t2 t1", "t1"},
+    {"zero3-some-layers", "llama", 4, 1, 0, 2, NULL, "t1z3 t1 t1z3 t1z1", "t1z2"},
+    {"ulysses-some-layers", "llama", 4, 1, 0, 2, NULL, "u2 t1 u2z1 t2", "t1"},
+    {"ckpt-half-vocab-tp2", "gpt2", 4, 1, 0, 2, NULL, "t2c t2 t1c t1", "t2"},
+    {"vocab-tp4-layers-dp", "gpt2", 4, 1, 0, 2, NULL, "t1 t1z1 t1 t1z1", "t4"},
+    {"megatron-sp-some", "gpt2", 4, 1, 0, 2, NULL, "m2 m2 t1 t2z2", "m2"},
+    {"pp2-layerwise-stages", "llama", 4, 2, 0, 4, NULL, "t2 t1c u2 t1z1", "t2"},
+    {"pp4-1f1b", "gpt2", 4, 4, 0, 4, NULL, "t1 t1c t1 t1", "t1"},
+    {"pp2-gpipe-zero2-vocab-ckpt", "gpt2", 4, 2, 1, 2, "1,3", "t1c t1z1 t1 t1c", "t1z2"},
+    /* 8 ranks */
+    {"8-pp2-tp-mixed-zero3", "gpt2", 8, 2, 0, 2, NULL, "t2 t4 t1 t2z3", "t2"},
+    {"8-pp4-ulysses-tp", "llama", 8, 4, 0, 4, NULL, "u2 t2 u2c t1z1", "t1"},
+    {"8-layerwise-dp8-tp4", "gpt2", 8, 1, 0, 2, NULL, "t1z1 t4 t2 t1z3", "t4"},
+    {"8-pp2-uneven-gpipe-msp", "gpt2", 8, 2, 1, 2, "3,1", "m2 m4 t1c m2", "m2"},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void spec_of(const char *model, gv_model_spec *s) {
+    if (!strcmp(model, "gpt2")) {
+        gv_model_spec_preset(s, "gpt2-tiny");
+    } else { /* 8 heads over 4 kv heads: splits 2 and 4 ways */
+        gv_model_spec_preset(s, "llama-tiny");
+        s->n_head = 8, s->n_kv_head = 4;
+    }
+    s->n_layer = 4;
+}
+
+static void config(gv_train_config *c, const char *model, int micro, const char *out) {
+    gv_train_config_defaults(c);
+    spec_of(model, &c->spec);
+    c->steps = 10;
+    c->global_batch = 16;
+    c->micro_batches = micro;
+    c->seq = 32;
+    c->warmup = 2;
+    c->eval_every = 5;
+    c->eval_batches = 1;
+    c->out_dir = out;
+}
+
+static gv_layer_strategy parse_strategy(const char *s, const char **end) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
+    l.tp = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'c') l.ckpt = 1, s++;
+    while (*s == ' ') s++;
+    *end = s;
+    return l;
+}
+
+static void make_plan(const plan_case *pc, gv_plan *p) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    const char *s = pc->vocab, *e;
+    CHECK_OK(gv_plan_uniform(p, pc->world, pc->pp, 4, l, parse_strategy(s, &e),
+                             pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro));
+    s = pc->layers;
+    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
+    if (pc->stages)
+        for (int i = 0, k = 0; i < pc->pp; i++, k += 2) p->stage_layers[i] = pc->stages[k] - '0';
+}
+
+/* ||x - y|| / ||y|| over all tensors of two safetensors files. */
+static double weights_diff(const char *a, const char *b) {
+    gv_st_file *fa = NULL, *fb = NULL;
+    if (gv_st_open(&fa, a) != GV_OK || gv_st_open(&fb, b) != GV_OK) {
+        fprintf(stderr, "%s\n", gv_last_error());
+        gv_st_close(fa);
+        return INFINITY;
+    }
+    double dd = 0, yy = 0;
+    int ok = gv_st_count(fa) == gv_st_count(fb);
+    for (int i = 0; i < gv_st_count(fa) && ok; i++) {
+        const char *name = gv_st_name(fa, i);
+        size_t n = gv_st_nbytes(fa, i) / 4;
+        float *x = malloc(n * 4), *y = malloc(n * 4);
+        ok = gv_st_read_f32(fa, name, x, 0, NULL) == GV_OK && gv_st_read_f32(fb, name, y, 0, NULL) == GV_OK;
+        for (size_t k = 0; ok && k < n; k++) {
+            dd += (double)(x[k] - y[k]) * (x[k] - y[k]);
+            yy += (double)y[k] * y[k];
+        }
+        free(x);
+        free(y);
+    }
+    gv_st_close(fa);
+    gv_st_close(fb);
+    return ok ? sqrt(dd / yy) : INFINITY;
+}
+
+typedef struct {
+    float losses[10], eval;
+} reference;
+
+/* Runs case pc on comm; rank 0 of comm checks it against ref. */
+static void run_case(const plan_case *pc, gv_comm *comm, const reference *ref, const char *ref_dir) {
+    char out[256], a[512], b[512];
+    snprintf(out, sizeof out, "layerwise_tmp/%s", pc->name);
+    gv_train_config c;
+    gv_train_result r = {0};
+    gv_plan p;
+    config(&c, pc->model, pc->micro, out);
+    make_plan(pc, &p);
+    gv_status st = gv_plan_validate(&p, &c.spec, c.seq, pc->name);
+    if (st == GV_OK) st = gv_train_config_from_plan(&c, &p, pc->name);
+    c.comm = comm;
+    if (st == GV_OK) st = gv_train_run(&c, &r);
+    if (st != GV_OK) fprintf(stderr, "%s: %s\n", pc->name, gv_last_error());
+    CHECK(st == GV_OK);
+    gv_plan_free(&p);
+    if (st != GV_OK || gv_comm_rank(comm) != 0) {
+        free(r.losses);
+        return;
+    }
+    double worst = 0;
+    for (int s = 0; s < 10; s++) worst = fmax(worst, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
+    snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
+    snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
+    double wd = weights_diff(a, b), ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    printf("%-28s losses %.2e  eval %.2e  weights %.2e\n", pc->name, worst, ed, wd);
+    CHECK(worst <= 1e-5);
+    CHECK(ed <= 1e-5);
+    CHECK(wd <= 1e-4);
+    free(r.losses);
+}
+
+/* In-flight micro-batches of a pp2 plan with m = 4 on 4 ranks: 1F1B keeps pp - stage activation sets on a
+ * stage, GPipe all m; the activation bytes scale with them (the rest of the stage is the same). */
+static void check_inflight(gv_comm *four, int rank) {
+    size_t act[2];
+    int peak[2];
+    for (int g = 0; g < 2; g++) {
+        plan_case pc = {"inflight", "gpt2", 4, 2, g, 4, NULL, "t1 t1 t1 t1", "t1"};
+        gv_train_config c;
+        gv_train_result r = {0};
+        gv_plan p;
+        config(&c, "gpt2", 4, NULL);
+        c.steps = 2, c.eval_every = 0;
+        make_plan(&pc, &p);
+        CHECK_OK(gv_train_config_from_plan(&c, &p, "inflight"));
+        c.comm = four;
+        CHECK_OK(gv_train_run(&c, &r));
+        act[g] = r.memory.activations;
+        peak[g] = r.act_peak;
+        CHECK(r.act_slots == r.act_peak);
+        free(r.losses);
+        gv_plan_free(&p);
+    }
+    int stage = rank / 2, want = 2 - stage; /* 1F1B: pp - stage */
+    printf("rank %d (stage %d): 1F1B %d in flight, %zu activation bytes; GPipe %d, %zu bytes\n", rank, stage,
+           peak[0], act[0], peak[1], act[1]);
+    CHECK(peak[0] == want);
+    CHECK(peak[1] == 4);
+    CHECK(act[1] * (size_t)want == act[0] * 4);
+}
+
+int main(int argc, char **argv) {
+    if (!gv_launch_is_rank()) {
+        setenv("OMP_NUM_THREADS", "1", 1); /* 8 ranks share 2 cores */
+        gv_launch_exec(8, argc, argv);
+        fprintf(stderr, "test_layerwise: cannot launch: %s\n", gv_last_error());
+        return 1;
+    }
+    gv_comm *world, *half;
+    if (gv_comm_init_world(&world, "mpi") != GV_OK) gv_launch_die(NULL, 1, "%s", gv_last_error());
+    int rank = gv_comm_rank(world);
+    CHECK(gv_comm_size(world) == 8);
+    int lo[4] = {0, 1, 2, 3}, hi[4] = {4, 5, 6, 7};
+    gv_comm *a, *b;
+    CHECK_OK(gv_comm_group(world, lo, 4, &a));
+    CHECK_OK(gv_comm_group(world, hi, 4, &b));
+    half = a ? a : b;
+    mkdir("layerwise_tmp", 0755);
+
+    /* References: one process per (model, micro-batches). */
+    const char *models[2] = {"gpt2", "llama"};
+    int micros[2] = {2, 4};
+    reference ref[2][2];
+    char ref_dir[2][2][128];
+    for (int mi = 0; mi < 2; mi++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(ref_dir[mi][k], sizeof ref_dir[mi][k], "layerwise_tmp/single-%s-m%d", models[mi],
+                     micros[k]);
+            if (rank == 0) {
+                gv_train_config c;
+                gv_train_result r;
+                config(&c, models[mi], micros[k], ref_dir[mi][k]);
+                CHECK_OK(gv_train_run(&c, &r));
+                memcpy(ref[mi][k].losses, r.losses, sizeof ref[mi][k].losses);
+                ref[mi][k].eval = r.last_eval_loss;
+                free(r.losses);
+            }
+            CHECK_OK(gv_comm_broadcast(world, &ref[mi][k], 11, GV_COMM_F32, 0));
+        }
+
+    /* 4-rank cases two at a time (one per half), then the 8-rank ones. */
+    int four[NCASES], nfour = 0;
+    for (int i = 0; i < NCASES; i++)
+        if (cases[i].world == 4) four[nfour++] = i;
+    for (int i = 0; i < nfour; i += 2) {
+        int idx = a ? four[i] : i + 1 < nfour ? four[i + 1] : -1;
+        if (idx >= 0) {
+            const plan_case *pc = &cases[idx];
+            int mi = !strcmp(pc->model, "llama"), k = pc->micro == 4;
+            run_case(pc, half, &ref[mi][k], ref_dir[mi][k]);
+        }
+        CHECK_OK(gv_comm_barrier(world));
+    }
+    for (int i = 0; i < NCASES; i++) {
+        if (cases[i].world != 8) continue;
+        int mi = !strcmp(cases[i].model, "llama"), k = cases[i].micro == 4;
+        run_case(&cases[i], world, &ref[mi][k], ref_dir[mi][k]);
+    }
+    if (a) check_inflight(a, rank);
+    CHECK_OK(gv_comm_barrier(world));
+
+    int fails = gv_test_failures;
+    CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
+    gv_comm_free(world);
+    if (rank == 0) printf("test_layerwise: %d plans, %s\n", NCASES, fails ? "FAILED" : "ok");
+    return fails ? 1 : 0;
+}
