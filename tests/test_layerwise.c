@@ -22,27 +22,32 @@ typedef struct {
     const char *stages; /* layers per stage, e.g. "3,1"; NULL = even */
     const char *layers; /* one strategy per layer: t|m|u + degree (tp, Megatron-SP, Ulysses), zN, c = ckpt */
     const char *vocab;
+    const char *file; /* instead: a plan file of the source tree */
 } plan_case;
 
 static const plan_case cases[] = {
     /* 4 ranks */
-    {"pp2-1f1b", "gpt2", 4, 2, 0, 4, NULL, "t1 t1 t1 t1", "t1"},
-    {"pp2-gpipe", "gpt2", 4, 2, 1, 4, NULL, "t1 t1 t1 t1", "t1"},
-    {"pp2-uneven-3+1-tp-mixed", "gpt2", 4, 2, 0, 4, "3,1", "t2 t1 t2 t1", "t2"},
-    {"alternate-tp2-dp4", "gpt2", 4, 1, 0, 2, NULL, "t2 t1 t2 t1", "t1"},
-    {"zero3-some-layers", "llama", 4, 1, 0, 2, NULL, "t1z3 t1 t1z3 t1z1", "t1z2"},
-    {"ulysses-some-layers", "llama", 4, 1, 0, 2, NULL, "u2 t1 u2z1 t2", "t1"},
-    {"ckpt-half-vocab-tp2", "gpt2", 4, 1, 0, 2, NULL, "t2c t2 t1c t1", "t2"},
-    {"vocab-tp4-layers-dp", "gpt2", 4, 1, 0, 2, NULL, "t1 t1z1 t1 t1z1", "t4"},
-    {"megatron-sp-some", "gpt2", 4, 1, 0, 2, NULL, "m2 m2 t1 t2z2", "m2"},
-    {"pp2-layerwise-stages", "llama", 4, 2, 0, 4, NULL, "t2 t1c u2 t1z1", "t2"},
-    {"pp4-1f1b", "gpt2", 4, 4, 0, 4, NULL, "t1 t1c t1 t1", "t1"},
-    {"pp2-gpipe-zero2-vocab-ckpt", "gpt2", 4, 2, 1, 2, "1,3", "t1c t1z1 t1 t1c", "t1z2"},
+    {"pp2-1f1b", "gpt2", 4, 2, 0, 4, NULL, "t1 t1 t1 t1", "t1", NULL},
+    {"pp2-gpipe", "gpt2", 4, 2, 1, 4, NULL, "t1 t1 t1 t1", "t1", NULL},
+    {"pp2-uneven-3+1-tp-mixed", "gpt2", 4, 2, 0, 4, "3,1", "t2 t1 t2 t1", "t2", NULL},
+    {"alternate-tp2-dp4", "gpt2", 4, 1, 0, 2, NULL, "t2 t1 t2 t1", "t1", NULL},
+    {"zero3-some-layers", "llama", 4, 1, 0, 2, NULL, "t1z3 t1 t1z3 t1z1", "t1z2", NULL},
+    {"ulysses-some-layers", "llama", 4, 1, 0, 2, NULL, "u2 t1 u2z1 t2", "t1", NULL},
+    {"ckpt-half-vocab-tp2", "gpt2", 4, 1, 0, 2, NULL, "t2c t2 t1c t1", "t2", NULL},
+    {"vocab-tp4-layers-dp", "gpt2", 4, 1, 0, 2, NULL, "t1 t1z1 t1 t1z1", "t4", NULL},
+    {"megatron-sp-some", "gpt2", 4, 1, 0, 2, NULL, "m2 m2 t1 t2z2", "m2", NULL},
+    {"pp2-layerwise-stages", "llama", 4, 2, 0, 4, NULL, "t2 t1c u2 t1z1", "t2", NULL},
+    {"pp4-1f1b", "gpt2", 4, 4, 0, 4, NULL, "t1 t1c t1 t1", "t1", NULL},
+    {"pp2-gpipe-zero2-vocab-ckpt", "gpt2", 4, 2, 1, 2, "1,3", "t1c t1z1 t1 t1c", "t1z2", NULL},
     /* 8 ranks */
-    {"8-pp2-tp-mixed-zero3", "gpt2", 8, 2, 0, 2, NULL, "t2 t4 t1 t2z3", "t2"},
-    {"8-pp4-ulysses-tp", "llama", 8, 4, 0, 4, NULL, "u2 t2 u2c t1z1", "t1"},
-    {"8-layerwise-dp8-tp4", "gpt2", 8, 1, 0, 2, NULL, "t1z1 t4 t2 t1z3", "t4"},
-    {"8-pp2-uneven-gpipe-msp", "gpt2", 8, 2, 1, 2, "3,1", "m2 m4 t1c m2", "m2"},
+    {"8-pp2-tp-mixed-zero3", "gpt2", 8, 2, 0, 2, NULL, "t2 t4 t1 t2z3", "t2", NULL},
+    {"8-pp4-ulysses-tp", "llama", 8, 4, 0, 4, NULL, "u2 t2 u2c t1z1", "t1", NULL},
+    {"8-layerwise-dp8-tp4", "gpt2", 8, 1, 0, 2, NULL, "t1z1 t4 t2 t1z3", "t4", NULL},
+    {"8-pp2-uneven-gpipe-msp", "gpt2", 8, 2, 1, 2, "3,1", "m2 m4 t1c m2", "m2", NULL},
+    /* Hetu-Galvatron's own config: pp2 3+1 GPipe, tp 1/2/4/2, ZeRO-2/3, Ulysses 4, recompute, vocab tp2 x
+     * ZeRO-3 (tied embeddings on both stages) */
+    {"8-galvatron-config", "gpt2", 8, 2, 1, 4, NULL, NULL, NULL,
+     "examples/plans/galvatron_config_example.json"},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -81,6 +86,13 @@ static gv_layer_strategy parse_strategy(const char *s, const char **end) {
 }
 
 static void make_plan(const plan_case *pc, gv_plan *p) {
+    if (pc->file) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", GV_SOURCE_DIR, pc->file);
+        CHECK_OK(gv_plan_load(p, path, 4, pc->world));
+        CHECK(p->micro_batches == pc->micro && p->global_batch == 16);
+        return;
+    }
     gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
     const char *s = pc->vocab, *e;
     CHECK_OK(gv_plan_uniform(p, pc->world, pc->pp, 4, l, parse_strategy(s, &e),
@@ -160,7 +172,7 @@ static void check_inflight(gv_comm *four, int rank) {
     size_t act[2];
     int peak[2];
     for (int g = 0; g < 2; g++) {
-        plan_case pc = {"inflight", "gpt2", 4, 2, g, 4, NULL, "t1 t1 t1 t1", "t1"};
+        plan_case pc = {"inflight", "gpt2", 4, 2, g, 4, NULL, "t1 t1 t1 t1", "t1", NULL};
         gv_train_config c;
         gv_train_result r = {0};
         gv_plan p;

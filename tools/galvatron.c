@@ -50,15 +50,20 @@ static const char *gv_usage_train =
     "  --seed S              seed of the initial weights and of the data order [1337]\n"
     "\n"
     "parallelism:\n"
-    "  --plan FILE           a plan: Hetu-Galvatron's galvatron_config or the project's JSON form (see\n"
-    "                        'galvatron plan check'); sets the layout, batch, micro-batches and per-layer\n"
-    "                        recompute, and -n from its world size\n"
+    "  --plan FILE           a layer-wise plan: Hetu-Galvatron's galvatron_config or the project's JSON\n"
+    "                        form (see 'galvatron plan check'): per-layer tp / sp / ZeRO / recompute, the\n"
+    "                        vocab layers' strategy, pipeline stages and schedule, batch and micro-batches;\n"
+    "                        -n comes from its world size. Replaces the GLOBAL-mode flags below\n"
     "  -n RANKS              ranks; started through mpirun unless this process already is a rank of an\n"
     "                        MPI or Slurm job [1]. Data-parallel degree = RANKS / tp\n"
     "  --tp T                Megatron tensor parallelism over T consecutive ranks (heads and FFN split) [1]\n"
     "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
+    "  --pp P                pipeline stages over RANKS/P ranks each (layers split evenly, earlier stages\n"
+    "                        take the extra ones); each stage runs the strategy above [1]\n"
+    "  --schedule gpipe|1f1b pipeline schedule over the micro-batches: GPipe keeps all of them in flight,\n"
+    "                        1F1B at most pp - stage [1f1b]\n"
     "  --sp none|megatron|ulysses\n"
-    "                        megatron: with --tp and --vocab-tp, norms and the residual stream are split\n"
+    "                        megatron: with --tp, norms and the residual stream are split\n"
     "                        over the sequence (all-gather / reduce-scatter around the parallel linears);\n"
     "                        ulysses: the --tp group shards the sequence instead, with all-to-alls around\n"
     "                        attention (heads split there) [none]\n"
@@ -81,8 +86,10 @@ static const char *gv_usage_train =
     "  --resume CKPT         continue from a checkpoint directory (same model, seed and --steps)\n"
     "  --quiet               no progress line\n"
     "\n"
-    "example:\n"
-    "  galvatron train --model gpt2-tiny --steps 300 --metrics run.jsonl --out runs/tiny\n";
+    "examples:\n"
+    "  galvatron train --model gpt2-tiny --steps 300 --metrics run.jsonl --out runs/tiny\n"
+    "  galvatron train -n 4 --pp 2 --tp 2 --micro-batches 4 --schedule 1f1b --layers 4\n"
+    "  galvatron train --plan examples/plans/galvatron_config_example.json --layers 4 -n 8\n";
 
 static void gv_die(const char *what) {
     fprintf(stderr, "galvatron: %s\n", what);
@@ -259,8 +266,9 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     c.vocab_tp = vocab_tp > 1;
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
-    if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10; /* the default must fit short runs */
-    gv_plan plan = {0};                                              /* a plan file's: kept for the run */
+    if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10;   /* the default must fit short runs */
+    gv_plan plan = {0};                                                /* a plan file's: kept for the run */
+    if (!nranks && gv_launch_is_rank()) nranks = gv_launch_env_size(); /* the launcher drops -n */
     if (plan_file) {
         /* The plan file sets the parallel layout and batch; the rank count comes from it (or -n). */
         if (gv_plan_load(&plan, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();

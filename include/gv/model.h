@@ -131,9 +131,12 @@ void *gv_model_part_output(gv_model *m, int phase, int slot);
 /* Device view [Nl, C] of the running residual gradient: filled by the caller with d(output) before the
  * backward of LAYERS or EMBED when the phase after it ran in another part; holds d(input) after it. */
 void *gv_model_part_grad(gv_model *m);
-/* Local gradient of the token embedding / tied LM head (before gv_model_reduce_grads), elements of the
- * compute dtype; NULL when the part holds neither or under ZeRO-3. */
-void *gv_model_embedding_grad(gv_model *m, size_t *count);
+/* The token embedding's (or the tied LM head copy's) gradient as this rank's tp slice, host fp32: before
+ * gv_model_reduce_grads this rank's partial sum; under ZeRO-3 (reduced during backward) the reduced
+ * gradient, assembled over dp (collective there). set writes it back (ZeRO-3: this rank's piece). */
+size_t gv_model_embedding_numel(const gv_model *m);
+gv_status gv_model_embedding_grad_get(gv_model *m, float *local);
+gv_status gv_model_embedding_grad_set(gv_model *m, const float *local);
 
 /* Logits of the last forward as host fp32 [B*T, V] (until backward, which replaces them by their gradient).
  */

@@ -346,12 +346,7 @@ static gv_status gv_build_hf(gv_hybrid *h, const gv_plan *plan) {
 }
 
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where) {
-    const char *w = where ? where : "plan";
-    if (plan->pp > 1 && spec->tied && plan->vocab.zero == 3)
-        return gv_fail(GV_ERR_UNSUPPORTED,
-                       "%s: vocab zero3 with tied embeddings on separate pipeline stages is not supported "
-                       "(use zero2 for the vocab layers)",
-                       w);
+    (void)spec, (void)plan, (void)where; /* every valid plan runs (kept for limits to come) */
     return GV_OK;
 }
 
@@ -417,8 +412,8 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
         h->blk_max = mx;
         size_t f = sizeof(float), sz[6] = {mx, mx, mx, mx, mx, mx * (size_t)h->S}, off[7];
         for (int k = 0; k < 6; k++) off[k] = gv_arena_reserve(&h->a_comm, sz[k] * f);
-        if (h->tie_part >= 0 && gv_model_embedding_grad(h->parts[h->tie_part].m, &h->tie_n))
-            off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
+        if (h->tie_part >= 0) h->tie_n = gv_model_embedding_numel(h->parts[h->tie_part].m);
+        if (h->tie_n) off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
         /* host memory, not the backend's: allocate directly */
         h->a_comm.base = st == GV_OK ? calloc(1, h->a_comm.size ? h->a_comm.size : 1) : NULL;
         if (st == GV_OK && !h->a_comm.base)
@@ -649,29 +644,29 @@ gv_status gv_hybrid_zero_grad(gv_hybrid *h) {
     return GV_OK;
 }
 
+/* Tied embedding on the first and last stage: rank i of each holds the same slice; both add the other's
+ * gradient, in the same order, so both copies step alike. Before the data-parallel sums (partial
+ * gradients), or after them under ZeRO-3, which reduces during backward. */
+static gv_status gv_tie_sync(gv_hybrid *h) {
+    gv_model *m = h->parts[h->tie_part].m;
+    size_t n = h->tie_n;
+    GV_TRY(gv_model_embedding_grad_get(m, h->tie));
+    float *peer = malloc(n * sizeof *peer);
+    if (!peer) return gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
+    gv_status st = gv_comm_sendrecv(h->world, h->tie, n, h->tie_peer, peer, n, h->tie_peer, GV_COMM_F32,
+                                    GV_TAG_PIPE + 1);
+    int emb = h->parts[h->tie_part].embed; /* the embedding's gradient first on both sides */
+    for (size_t i = 0; st == GV_OK && i < n; i++) h->tie[i] = emb ? h->tie[i] + peer[i] : peer[i] + h->tie[i];
+    free(peer);
+    GV_TRY(st);
+    return gv_model_embedding_grad_set(m, h->tie);
+}
+
 gv_status gv_hybrid_reduce_grads(gv_hybrid *h) {
-    if (h->tie_part >= 0) {
-        /* Tied embedding on the first and last stage: rank i of each holds the same slice; both add the
-         * other's partial gradient before their own data-parallel sums, so both copies step alike. */
-        gv_model *m = h->parts[h->tie_part].m;
-        size_t n;
-        void *gr = gv_model_embedding_grad(m, &n);
-        gv_dtype dt = gv_backend_dtype(h->be);
-        GV_TRY(gv_backend_sync(h->be));
-        GV_TRY(gv_backend_download_f32(h->be, h->tie, gr, dt, n));
-        float *peer = malloc(n * sizeof *peer);
-        if (!peer) return gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
-        gv_status st = gv_comm_sendrecv(h->world, h->tie, n, h->tie_peer, peer, n, h->tie_peer, GV_COMM_F32,
-                                        GV_TAG_PIPE + 1);
-        /* The same order of addition on both sides: embedding's partial first. */
-        int emb = h->parts[h->tie_part].embed;
-        for (size_t i = 0; st == GV_OK && i < n; i++)
-            h->tie[i] = emb ? h->tie[i] + peer[i] : peer[i] + h->tie[i];
-        free(peer);
-        GV_TRY(st);
-        GV_TRY(gv_backend_upload_f32(h->be, gr, dt, h->tie, n));
-    }
+    int tie_late = h->tie_part >= 0 && h->parts[h->tie_part].st.zero == 3;
+    if (h->tie_part >= 0 && !tie_late) GV_TRY(gv_tie_sync(h));
     for (int i = 0; i < h->nparts; i++) GV_TRY(gv_model_reduce_grads(h->parts[i].m));
+    if (tie_late) GV_TRY(gv_tie_sync(h));
     return GV_OK;
 }
 

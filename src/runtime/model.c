@@ -717,7 +717,10 @@ static void gv_unit_piece(const gv_model *m, int u, size_t *g0, size_t *n, size_
 static gv_status gv_store_local(gv_model *m, int which, int i, const float *host) {
     const gv_param *p = &m->params[i];
     size_t n = gv_param_numel(p);
-    float *dst = which == GV_BUF_WEIGHTS ? m->master : which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
+    float *dst = which == GV_BUF_WEIGHTS  ? m->master
+                 : which == GV_BUF_GRADS  ? (float *)m->grads /* ZeRO-3 only: F32 there */
+                 : which == GV_BUF_ADAM_M ? m->adam_m
+                                          : m->adam_v;
     size_t lo = 0, hi = SIZE_MAX, sh = 0; /* global range held, and its offset in dst */
     if (m->zero == 3) {
         size_t g0, pn;
@@ -1280,11 +1283,28 @@ void *gv_model_part_grad(gv_model *m) {
     return WORK(m, m->o_dres);
 }
 
-void *gv_model_embedding_grad(gv_model *m, size_t *count) {
-    int i = m->has_embed ? m->wte : m->lm_head;
-    if (i < 0 || m->zero == 3) return NULL;
-    *count = gv_param_numel(&m->params[i]);
-    return G(m, i);
+static int gv_embedding_param(const gv_model *m) {
+    return m->has_embed ? m->wte : m->lm_head;
+}
+
+size_t gv_model_embedding_numel(const gv_model *m) {
+    int i = gv_embedding_param(m);
+    return i < 0 ? 0 : gv_param_numel(&m->params[i]);
+}
+
+gv_status gv_model_embedding_grad_get(gv_model *m, float *local) {
+    int i = gv_embedding_param(m);
+    if (i < 0) return gv_fail(GV_ERR_INVALID, "model part holds no token embedding");
+    GV_TRY(gv_backend_sync(m->be));
+    if (m->zero == 3) return gv_param_local_values(m, GV_BUF_GRADS, i, local);
+    return gv_backend_download_f32(m->be, local, G(m, i), m->dt, gv_param_numel(&m->params[i]));
+}
+
+gv_status gv_model_embedding_grad_set(gv_model *m, const float *local) {
+    int i = gv_embedding_param(m);
+    if (i < 0) return gv_fail(GV_ERR_INVALID, "model part holds no token embedding");
+    if (m->zero == 3) return gv_store_local(m, GV_BUF_GRADS, i, local);
+    return gv_backend_upload_f32(m->be, G(m, i), m->dt, local, gv_param_numel(&m->params[i]));
 }
 
 static gv_status gv_embed_forward(gv_model *m, const int32_t *tokens) {
