@@ -126,15 +126,16 @@ static void check_stage_dp(void) {
     int agree = 0, feasible = 0;
     for (int it = 0; it < 400; it++) {
         int S = 1 + rnd() % 7, L = 1 + rnd() % 6, budget = rnd() % 200;
-        int mem[8];
+        int mem[8], group[8];
         double cost[8], inter[64];
+        for (int s = 0; s < 8; s++) group[s] = rnd() % 3;
         for (int s = 0; s < S; s++) {
             mem[s] = 1 + rnd() % 60;
             cost[s] = (double)(rnd() % 20); /* integers: exact sums, and many ties */
         }
         for (int a = 0; a < S * S; a++) inter[a] = (a % (S + 1)) == 0 ? 0 : (double)(rnd() % 4);
         gv_stage_dp *dp;
-        CHECK_OK(gv_stage_dp_solve(&dp, S, mem, cost, inter, L, 200));
+        CHECK_OK(gv_stage_dp_solve(&dp, S, mem, cost, inter, (it & 1) ? group : NULL, L, 200));
         int plan[8], used = -1, dplan[8];
         double got = gv_stage_dp_query(dp, L, budget, plan, &used);
         double ref = dense_dp(S, mem, cost, inter, L, budget, dplan);

@@ -37,10 +37,11 @@ gv_status gv_search_space(const gv_search_opts *o, int vocab, gv_strategy **out,
 
 /* One stage's layer-wise DP (exposed for tests and the optimality check). n_strat strategies, each layer
  * costs mem[s] MB (integer) and cost[s]; switching a -> b between adjacent layers costs inter[a*S + b].
- * Solves for up to max_layers layers with budgets up to cap MB. */
+ * group (may be NULL = one group) says which strategies are compared for pruning (same tp/sp degree: their
+ * switch costs to others are alike). Solves for up to max_layers layers with budgets up to cap MB. */
 typedef struct gv_stage_dp gv_stage_dp;
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int n_strat, const int *mem, const double *cost,
-                            const double *inter, int max_layers, int cap);
+                            const double *inter, const int *group, int max_layers, int cap);
 /* Best cost of n layers within budget (Galvatron's dense-DP semantics, ties to the lowest strategy index);
  * fills plan[n] with strategy indices and *used with their memory. Returns INFINITY when nothing fits. */
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used);

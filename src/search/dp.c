@@ -5,6 +5,7 @@
  * backtracked exactly like the dense table (ties go to the lowest strategy index, as numpy's argmin), but
  * its size is the number of distinct memory totals that improve the cost, not the budget in MB. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,12 +36,13 @@ void gv_stage_dp_free(gv_stage_dp *dp) {
     free(dp);
 }
 
-/* Lower envelope of step functions a (owners < k) and b (+ add, owner k): at every memory x the value is
- * the smaller one, ties to a. Writes to out (capacity na + nb), returns its length. */
+/* Lower envelope of step functions a and b + add: at every memory x the smaller value, ties to the lower
+ * owner (numpy's argmin). b's points have owner k, or their own owner when k < 0. Writes to out (capacity
+ * na + nb), returns its length. */
 static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double add, int k, gv_pt *out) {
     int i = 0, j = 0, n = 0;
     double va = INFINITY, vb = INFINITY;
-    int oa = -1;
+    int oa = -1, ob = -1;
     while (i < na || j < nb) {
         int x;
         if (j >= nb || (i < na && a[i].mem <= b[j].mem))
@@ -54,13 +56,14 @@ static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double ad
         }
         while (j < nb && b[j].mem == x) {
             vb = b[j].cost + add;
+            ob = k >= 0 ? k : b[j].owner;
             j++;
         }
         double v;
         int o;
-        if (vb < va) {
+        if (vb < va || (vb == va && ob >= 0 && (oa < 0 || ob < oa))) {
             v = vb;
-            o = k;
+            o = ob;
         } else {
             v = va;
             o = oa;
@@ -75,8 +78,47 @@ static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double ad
     return n;
 }
 
+/* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
+ * its group has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
+ * much more m pays than s to reach any next strategy x. Then m beats s at every memory >= w for every
+ * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes
+ * (domination is transitive through D's triangle inequality, so points are judged all at once). */
+static gv_status gv_prune_layer(gv_stage_dp *dp, int i, const double *D, const int *cls, const int *cmem,
+                                const int *csize, int *ptr) {
+    int S = dp->S, mx = 1;
+    for (int q = 0; q < S; q++) mx = dp->len[i * S + q] > mx ? dp->len[i * S + q] : mx;
+    int *keep = malloc(sizeof(int) * mx);
+    if (!keep) return GV_ERR_NOMEM;
+    for (int s = 0; s < S; s++) {
+        gv_pt *l = dp->list[i * S + s];
+        int n = dp->len[i * S + s];
+        if (n == 0) continue;
+        for (int m = 0; m < S; m++) ptr[m] = 0;
+        int k = 0;
+        for (int q = 0; q < n; q++) {
+            double other = INFINITY;
+            for (int qm = 0; qm < csize[cls[s]]; qm++) {
+                int m = cmem[cls[s] * S + qm];
+                if (m == s || !dp->len[i * S + m]) continue;
+                const gv_pt *lm = dp->list[i * S + m];
+                int nm = dp->len[i * S + m];
+                while (ptr[m] < nm && lm[ptr[m]].mem <= l[q].mem) ptr[m]++;
+                if (ptr[m] == 0) continue;
+                double x = lm[ptr[m] - 1].cost + D[m * S + s];
+                if (x < other) other = x;
+            }
+            keep[q] = !(other < l[q].cost - 1e-12 * fabs(l[q].cost));
+        }
+        for (int q = 0; q < n; q++)
+            if (keep[q]) l[k++] = l[q];
+        dp->len[i * S + s] = k;
+    }
+    free(keep);
+    return GV_OK;
+}
+
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const double *cost, const double *inter,
-                            int L, int cap) {
+                            const int *group, int L, int cap) {
     *out = NULL;
     if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
     gv_stage_dp *dp = calloc(1, sizeof *dp);
@@ -89,10 +131,39 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     dp->inter = malloc(sizeof(double) * S * S);
     dp->list = calloc((size_t)L * S, sizeof *dp->list);
     dp->len = calloc((size_t)L * S, sizeof *dp->len);
-    gv_pt *buf[2] = {NULL, NULL};
+    gv_pt *buf[3] = {NULL, NULL, NULL}, *genv = NULL;
     size_t bufcap = 0;
     gv_status st = GV_OK;
-    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len) goto nomem;
+    double *D = malloc(sizeof(double) * S * S);
+    int *ptr = malloc(sizeof(int) * S);
+    /* classes: cls[s]; members cmem[c * S + q]; uni[c * S + s] = every member of c switches to s at the
+     * same cost */
+    int *cls = malloc(sizeof(int) * S), *csize = calloc(S, sizeof(int)), *cmem = malloc(sizeof(int) * S * S);
+    int *goff = malloc(sizeof(int) * S), *glen = malloc(sizeof(int) * S), *uni = malloc(sizeof(int) * S * S);
+    int ncls = 0;
+    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !ptr || !cls || !csize ||
+        !cmem || !goff || !glen || !uni)
+        goto nomem;
+    for (int s = 0; s < S; s++) {
+        int c = 0;
+        while (c < ncls && (group ? group[cmem[c * S]] != group[s] : 0)) c++;
+        if (c == ncls) ncls++;
+        cls[s] = c;
+        cmem[c * S + csize[c]++] = s;
+    }
+    for (int c = 0; c < ncls; c++)
+        for (int s = 0; s < S; s++) {
+            int u = 1;
+            for (int q = 1; q < csize[c]; q++)
+                u &= inter[cmem[c * S + q] * S + s] == inter[cmem[c * S] * S + s];
+            uni[c * S + s] = u;
+        }
+    for (int m = 0; m < S; m++)
+        for (int t = 0; t < S; t++) {
+            double d = 0;
+            for (int x = 0; x < S; x++) d = fmax(d, inter[m * S + x] - inter[t * S + x]);
+            D[m * S + t] = d;
+        }
     memcpy(dp->mem, mem, sizeof(int) * S);
     memcpy(dp->cost, cost, sizeof(double) * S);
     memcpy(dp->inter, inter, sizeof(double) * S * S);
@@ -103,42 +174,62 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
         dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
         dp->len[s] = 1;
     }
+    if (gv_prune_layer(dp, 0, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     for (int i = 1; i < L; i++) {
         size_t total = 0;
         for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
         if (total + 1 > bufcap) {
             bufcap = total + 1;
-            for (int b = 0; b < 2; b++) {
+            for (int b = 0; b < 3; b++) {
                 free(buf[b]);
                 buf[b] = malloc(sizeof(gv_pt) * bufcap);
                 if (!buf[b]) goto nomem;
             }
         }
+        genv = buf[2];
+        for (int c = 0, off = 0; c < ncls; c++) { /* a class envelope is at most its columns' points */
+            goff[c] = off;
+            for (int q = 0; q < csize[c]; q++) off += dp->len[(i - 1) * S + cmem[c * S + q]];
+        }
+        /* class envelopes of the previous layer: columns of one class reach a strategy of another class
+         * at one and the same switch cost, so they are merged once, not once per target */
+        for (int c = 0; c < ncls; c++) {
+            int n = 0, cur = 0;
+            for (int q = 0; q < csize[c]; q++) {
+                int k = cmem[c * S + q];
+                const gv_pt *src = dp->list[(i - 1) * S + k];
+                int ns = dp->len[(i - 1) * S + k];
+                if (!ns) continue;
+                n = gv_envelope(buf[cur], n, src, ns, 0.0, k, buf[cur ^ 1]);
+                cur ^= 1;
+            }
+            gv_pt *g = genv + goff[c];
+            memcpy(g, buf[cur], sizeof(gv_pt) * n);
+            glen[c] = n;
+        }
         for (int s = 0; s < S; s++) {
             int limit = cap - mem[s];
             if (limit < 0 || mem[s] < 0) continue;
             int n = 0, cur = 0;
-            for (int k = 0; k < S; k++) {
-                const gv_pt *src = dp->list[(i - 1) * S + k];
-                int ns = dp->len[(i - 1) * S + k];
-                while (ns > 0 && src[ns - 1].mem > limit) ns--;
-                if (!ns) continue;
-                /* points of column k as predecessor: owner k */
-                gv_pt *dst = buf[cur ^ 1];
-                if (n == 0) {
-                    for (int q = 0; q < ns; q++) {
-                        dst[q].mem = src[q].mem;
-                        dst[q].cost = src[q].cost + inter[k * S + s];
-                        dst[q].owner = k;
-                    }
-                    n = 1;
-                    /* drop steps that do not improve (a column is already non-increasing) */
-                    for (int q = 1; q < ns; q++)
-                        if (dst[q].cost != dst[n - 1].cost) dst[n++] = dst[q];
-                } else {
-                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s], k, dst);
+            for (int c = 0; c < ncls; c++) {
+                if (c != cls[s] && uni[c * S + s]) {
+                    const gv_pt *g = genv + goff[c];
+                    int ng = glen[c];
+                    while (ng > 0 && g[ng - 1].mem > limit) ng--;
+                    if (!ng) continue;
+                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s], -1, buf[cur ^ 1]);
+                    cur ^= 1;
+                    continue;
                 }
-                cur ^= 1;
+                for (int q = 0; q < csize[c]; q++) {
+                    int k = cmem[c * S + q];
+                    const gv_pt *src = dp->list[(i - 1) * S + k];
+                    int ns = dp->len[(i - 1) * S + k];
+                    while (ns > 0 && src[ns - 1].mem > limit) ns--;
+                    if (!ns) continue;
+                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s], k, buf[cur ^ 1]);
+                    cur ^= 1;
+                }
             }
             if (!n) continue;
             gv_pt *l = malloc(sizeof(gv_pt) * n);
@@ -151,14 +242,39 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             dp->list[i * S + s] = l;
             dp->len[i * S + s] = n;
         }
+        if (gv_prune_layer(dp, i, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     }
     free(buf[0]);
     free(buf[1]);
+    free(buf[2]);
+    free(D);
+    free(ptr);
+    free(cls);
+    free(csize);
+    free(cmem);
+    free(goff);
+    free(glen);
+    free(uni);
+    if (getenv("GV_DP_STATS")) {
+        long tot = 0;
+        for (int i = 0; i < L * S; i++) tot += dp->len[i];
+        fprintf(stderr, "dp S %d L %d cap %d points %ld (%.1f per list)\n", S, L, cap, tot,
+                (double)tot / (L * S));
+    }
     *out = dp;
     return st;
 nomem:
     free(buf[0]);
     free(buf[1]);
+    free(buf[2]);
+    free(D);
+    free(ptr);
+    free(cls);
+    free(csize);
+    free(cmem);
+    free(goff);
+    free(glen);
+    free(uni);
     gv_stage_dp_free(dp);
     return gv_fail(GV_ERR_NOMEM, "search: out of host memory in the stage DP");
 }

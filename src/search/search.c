@@ -199,7 +199,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     int *nk = malloc(sizeof(int) * pp), *plan = malloc(sizeof(int) * (L + 1)),
         *stage_plan = malloc(sizeof(int) * (L + 1));
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
-    int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL;
+    int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
     double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
     gv_cost_mem *om = NULL;
     gv_stage_dp **dps = NULL;
@@ -223,11 +223,12 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     om = malloc(sizeof(gv_cost_mem) * pp);
     sub = malloc(sizeof(int) * S);
     smem = malloc(sizeof(int) * S);
+    sgroup = malloc(sizeof(int) * S);
     sintra = malloc(sizeof(double) * S);
     sinter = malloc(sizeof(double) * S * S);
     dps = calloc(pp, sizeof *dps);
     if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om || !sub || !smem ||
-        !sintra || !sinter || !dps)
+        !sgroup || !sintra || !sinter || !dps)
         goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
@@ -342,6 +343,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
             if (ceil(trans[a]) <= capv) sub[nsub++] = a;
         if (!nsub) continue;
         for (int i = 0; i < nsub; i++) {
+            sgroup[i] = gv_strategy_tsp(&c->ls[sidx[sub[i]]]);
             sintra[i] = intra[sub[i]];
             for (int j = 0; j < nsub; j++) sinter[i * nsub + j] = inter[sub[i] * S + sub[j]];
         }
@@ -351,7 +353,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
         ndps = shared ? 1 : pp;
         for (int k = 0; k < ndps; k++) {
             for (int i = 0; i < nsub; i++) smem[i] = mem[k * S + sub[i]];
-            st = gv_stage_dp_solve(&dps[k], nsub, smem, sintra, sinter, maxn, max_mem);
+            st = gv_stage_dp_solve(&dps[k], nsub, smem, sintra, sinter, sgroup, maxn, max_mem);
             if (st != GV_OK) goto out;
         }
         for (int v = 0; v < V; v++) {
@@ -432,6 +434,7 @@ out:
     free(om);
     free(sub);
     free(smem);
+    free(sgroup);
     free(sintra);
     free(sinter);
     free(pr);
