@@ -20,7 +20,7 @@ static gv_status gv_json_load(const char *path, cJSON **out) {
     char *txt;
     size_t n;
     gv_status st = gv_file_read_all(path, &txt, &n);
-    if (st != GV_OK) return gv_fail(st, "%s: cannot read the profile file (%s)", path, gv_last_error());
+    if (st != GV_OK) return st; /* gv_file_read_all's message names the file and the reason */
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(txt, &end, 1);
     if (!root) {
