@@ -188,6 +188,78 @@ done:
     return found;
 }
 
+typedef struct {
+    int S, shared, ndps, maxn, max_mem, ncap;
+    const int *mem, *sidx;
+    const double *intra, *inter, *trans;
+    const gv_strategy *ls;
+    double caps[256];
+    gv_stage_dp **dp; /* [ncap * ndps], solved when first needed */
+    int *subs, *nsub; /* strategies of cap q: subs[q * S + i] */
+    int *tmp;
+    int *smem, *sgroup; /* scratch [S], [S] */
+    double *sintra, *sinter;
+} gv_capdp;
+
+static int gv_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void gv_capdp_free(gv_capdp *cd) {
+    if (cd->dp)
+        for (int i = 0; i < cd->ncap * cd->ndps; i++) gv_stage_dp_free(cd->dp[i]);
+    free(cd->dp);
+    free(cd->subs);
+    free(cd->nsub);
+    free(cd->tmp);
+    memset(cd, 0, sizeof *cd);
+}
+
+static gv_status gv_capdp_solve(gv_capdp *cd, int q) {
+    int S = cd->S, n = 0, *sub = cd->subs + q * S;
+    for (int a = 0; a < S; a++)
+        if (ceil(cd->trans[a]) <= cd->caps[q]) sub[n++] = a;
+    cd->nsub[q] = n;
+    if (!n) return GV_OK;
+    for (int i = 0; i < n; i++) {
+        cd->sgroup[i] = gv_strategy_tsp(&cd->ls[cd->sidx[sub[i]]]);
+        cd->sintra[i] = cd->intra[sub[i]];
+        for (int j = 0; j < n; j++) cd->sinter[i * n + j] = cd->inter[sub[i] * S + sub[j]];
+    }
+    for (int k = 0; k < cd->ndps; k++) {
+        for (int i = 0; i < n; i++) cd->smem[i] = cd->mem[k * S + sub[i]];
+        GV_TRY(gv_stage_dp_solve(&cd->dp[q * cd->ndps + k], n, cd->smem, cd->sintra, cd->sinter, cd->sgroup,
+                                 cd->maxn, cd->max_mem));
+    }
+    return GV_OK;
+}
+
+/* Best n layers of stage k under cap q within `budget` (the cap still to be taken off); plan gets task
+ * strategy indices. The all-strategies DP (largest cap) answers first: if its optimum at the lower budget
+ * keeps every transient within the cap it is also the cap's optimum, and the cap's own DP is never built. */
+static double gv_cap_query(gv_capdp *cd, int q, int k, int n, int budget, int *plan, gv_status *st) {
+    if (*st != GV_OK) return INFINITY;
+    int full = cd->ncap - 1, kk = cd->shared ? 0 : k, b = budget - (int)cd->caps[q];
+    if (b < 0) return INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        int qq = pass ? q : full;
+        if (!cd->dp[qq * cd->ndps] && !cd->nsub[qq]) {
+            *st = gv_capdp_solve(cd, qq);
+            if (*st != GV_OK || !cd->nsub[qq]) return INFINITY;
+        }
+        double f = gv_stage_dp_query(cd->dp[qq * cd->ndps + kk], n, b, cd->tmp, NULL);
+        if (!isfinite(f)) return INFINITY; /* the cap's set is a subset of the full one */
+        double mt = 0;
+        for (int j = 0; j < n; j++) {
+            plan[j] = cd->subs[qq * cd->S + cd->tmp[j]];
+            mt = fmax(mt, ceil(cd->trans[plan[j]]));
+        }
+        if (pass || mt <= cd->caps[q]) return f;
+    }
+    return INFINITY;
+}
+
 static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
@@ -202,8 +274,6 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
     double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
     gv_cost_mem *om = NULL;
-    gv_stage_dp **dps = NULL;
-    int ndps = 0;
     if (!sidx || !vidx || !nk || !plan || !stage_plan) goto nomem;
     for (int i = 0; i < c->nls; i++)
         if (gv_task_keeps(c, t, &c->ls[i])) sidx[S++] = i;
@@ -226,9 +296,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     sgroup = malloc(sizeof(int) * S);
     sintra = malloc(sizeof(double) * S);
     sinter = malloc(sizeof(double) * S * S);
-    dps = calloc(pp, sizeof *dps);
     if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om || !sub || !smem ||
-        !sgroup || !sintra || !sinter || !dps)
+        !sgroup || !sintra || !sinter)
         goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
@@ -307,15 +376,32 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     }
 
     /* caps on the largest transient of a stage (own model): plans whose largest transient is tj are found
-     * by the DP over strategies with transient <= tj and tj taken off the budget */
-    double caps[256];
-    int ncap = 0;
-    caps[ncap++] = 0;
+     * by the DP over strategies with transient <= tj, tj taken off the budget (cap q) */
+    gv_capdp cd;
+    memset(&cd, 0, sizeof cd);
+    cd.S = S;
+    cd.shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1; /* 1F1B memory depends on the stage */
+    cd.ndps = cd.shared ? 1 : pp;
+    cd.mem = mem;
+    cd.intra = intra;
+    cd.inter = inter;
+    cd.trans = trans;
+    cd.max_mem = max_mem;
+    cd.caps[cd.ncap++] = 0;
     for (int a = 0; a < S; a++) {
         double x = ceil(trans[a]);
         int seen = 0;
-        for (int q = 0; q < ncap; q++) seen |= caps[q] == x;
-        if (!seen && ncap < 256) caps[ncap++] = x;
+        for (int q = 0; q < cd.ncap; q++) seen |= cd.caps[q] == x;
+        if (!seen && cd.ncap < 256) cd.caps[cd.ncap++] = x;
+    }
+    qsort(cd.caps, cd.ncap, sizeof(double), gv_cmp_double);
+    /* pp > 1: the per-stage objective only steers the pipeline formula, so a few caps (none, spread ones and
+     * the largest) stand for all; pp = 1 keeps every cap (exact), skipping those that cannot win */
+    if (pp > 1 && cd.ncap > 4) {
+        double keep[4];
+        for (int i = 0; i < 4; i++) keep[i] = cd.caps[(int)((cd.ncap - 1) * (i / 3.0) + 0.5)];
+        memcpy(cd.caps, keep, sizeof keep);
+        cd.ncap = 4;
     }
     int uneven = !galv && o->uneven_stages && pp > 1;
     int lo = 1, hi = L;
@@ -325,56 +411,58 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
         hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
     }
-    int maxn = 0;
-    for (int k = 0; k < pp; k++) maxn = nk[k] > maxn ? nk[k] : maxn;
-    if (uneven) maxn = hi;
+    cd.maxn = 0;
+    for (int k = 0; k < pp; k++) cd.maxn = nk[k] > cd.maxn ? nk[k] : cd.maxn;
+    if (uneven) cd.maxn = hi;
     gv_parts pt = {lo, hi, NULL, NULL};
+    cd.dp = calloc((size_t)cd.ncap * cd.ndps, sizeof *cd.dp);
+    cd.subs = malloc(sizeof(int) * cd.ncap * S);
+    cd.nsub = calloc(cd.ncap, sizeof(int));
+    cd.tmp = malloc(sizeof(int) * (L + 1));
+    cd.smem = smem;
+    cd.sintra = sintra;
+    cd.sinter = sinter;
+    cd.sgroup = sgroup;
+    cd.ls = c->ls;
+    cd.sidx = sidx;
+    if (!cd.dp || !cd.subs || !cd.nsub || !cd.tmp) goto nomem_cd;
     if (uneven) {
         pr = malloc(sizeof(double) * pp * (hi + 1));
         pc = malloc(sizeof(double) * pp * (hi + 1));
-        if (!pr || !pc) goto nomem;
+        if (!pr || !pc) goto nomem_cd;
         pt.r = pr;
         pt.c = pc;
     }
-    for (int q = 0; q < ncap; q++) {
-        double capv = caps[q];
-        int nsub = 0;
-        for (int a = 0; a < S; a++)
-            if (ceil(trans[a]) <= capv) sub[nsub++] = a;
-        if (!nsub) continue;
-        for (int i = 0; i < nsub; i++) {
-            sgroup[i] = gv_strategy_tsp(&c->ls[sidx[sub[i]]]);
-            sintra[i] = intra[sub[i]];
-            for (int j = 0; j < nsub; j++) sinter[i * nsub + j] = inter[sub[i] * S + sub[j]];
-        }
-        /* one DP per stage (1F1B memory depends on the stage; GPipe's does not) */
-        int shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1;
-        for (int k = 0; k < ndps; k++) gv_stage_dp_free(dps[k]), dps[k] = NULL;
-        ndps = shared ? 1 : pp;
-        for (int k = 0; k < ndps; k++) {
-            for (int i = 0; i < nsub; i++) smem[i] = mem[k * S + sub[i]];
-            st = gv_stage_dp_solve(&dps[k], nsub, smem, sintra, sinter, sgroup, maxn, max_mem);
-            if (st != GV_OK) goto out;
-        }
-        for (int v = 0; v < V; v++) {
+    for (int q = 0; q < cd.ncap && st == GV_OK; q++) {
+        for (int v = 0; v < V && st == GV_OK; v++) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
+            if (pp == 1 && q < cd.ncap - 1 && t->found && !galv) {
+                /* pp 1: step = DP objective + vocab terms, and the all-strategies DP at this budget bounds
+                 * the cap's objective from below */
+                int b = max_mem - omem[v] - (int)cd.caps[q];
+                int full = cd.ncap - 1;
+                if (!cd.dp[full] && !cd.nsub[full]) st = gv_capdp_solve(&cd, full);
+                if (st != GV_OK) break;
+                double f = cd.dp[full] ? gv_stage_dp_query(cd.dp[full], L, b, cd.tmp, NULL) : INFINITY;
+                double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
+                if (!(lb * (1 - 1e-9) < t->step)) continue;
+            }
             if (uneven) {
                 int W = hi + 1;
-                for (int k = 0; k < pp; k++)
-                    for (int x = 0; x <= hi; x++) {
+                for (int k = 0; k < pp && st == GV_OK; k++)
+                    for (int x = 0; x <= hi && st == GV_OK; x++) {
                         pr[k * W + x] = pc[k * W + x] = INFINITY;
                         if (x < lo) continue;
-                        int budget = max_mem - omem[v * pp + k] - (int)capv;
-                        double f = gv_stage_dp_query(dps[shared ? 0 : k], x, budget, stage_plan, NULL);
+                        double f = gv_cap_query(&cd, q, k, x, max_mem - omem[v * pp + k], stage_plan, &st);
                         if (!isfinite(f)) continue;
                         double R = ow[v * pp + k], C = on[v * pp + k];
                         for (int j = 0; j < x; j++) {
-                            int a = sub[stage_plan[j]];
+                            int a = stage_plan[j];
                             R += w[a];
                             C += ns[a];
                             if (j) {
-                                double xi = inter[sub[stage_plan[j - 1]] * S + a] / t->m;
+                                double xi = inter[stage_plan[j - 1] * S + a] / t->m;
                                 R += xi;
                                 C += xi;
                             }
@@ -383,40 +471,38 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                         pc[k * W + x] = C;
                     }
                 int bn[64];
-                if (!gv_best_partition(cm, &pt, pp, L, t->m, bn)) continue;
-                for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
-                    int budget = max_mem - omem[v * pp + k] - (int)capv;
-                    gv_stage_dp_query(dps[shared ? 0 : k], bn[k], budget, stage_plan, NULL);
-                    for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[sub[stage_plan[j]]];
+                if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
+                    for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
+                        gv_cap_query(&cd, q, k, bn[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                        for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
+                    }
+                    gv_plan p;
+                    if (st == GV_OK) st = gv_make_plan(c, t, plan, bn, vs, &p);
+                    if (st == GV_OK) st = gv_offer(c, t, &p);
                 }
-                gv_plan p;
-                st = gv_make_plan(c, t, plan, bn, vs, &p);
-                if (st == GV_OK) st = gv_offer(c, t, &p);
-                if (st != GV_OK) goto out;
-                /* the even split too: the bound enumeration ignores the exposed-sync term */
+                /* and the even split: the bound enumeration ignores the exposed-sync term */
             }
-            for (int k = 0, l = 0; k < pp && ok; l += nk[k], k++) {
-                int budget = max_mem - omem[v * pp + k] - (int)capv;
-                double f = gv_stage_dp_query(dps[shared ? 0 : k], nk[k], budget, stage_plan, NULL);
+            for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
+                double f = gv_cap_query(&cd, q, k, nk[k], max_mem - omem[v * pp + k], stage_plan, &st);
                 if (!isfinite(f)) {
                     ok = 0;
                     break;
                 }
-                for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[sub[stage_plan[j]]];
+                for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[stage_plan[j]];
             }
-            if (!ok) continue;
+            if (!ok || st != GV_OK) continue;
             gv_plan p;
             st = gv_make_plan(c, t, plan, nk, vs, &p);
             if (st == GV_OK) st = gv_offer(c, t, &p);
-            if (st != GV_OK) goto out;
         }
     }
+    gv_capdp_free(&cd);
     goto out;
+nomem_cd:
+    gv_capdp_free(&cd);
 nomem:
     st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
 out:
-    for (int k = 0; k < ndps; k++) gv_stage_dp_free(dps[k]);
-    free(dps);
     free(sidx);
     free(vidx);
     free(nk);
