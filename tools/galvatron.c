@@ -23,6 +23,7 @@ static const char *gv_usage_main =
     "  train     train a model (built-in default: gpt2-tiny on the built-in synthetic language)\n"
     "  models    list the model presets\n"
     "  plan      check a plan file (galvatron_config or the project's JSON) against a model\n"
+    "  search    find the fastest plan that fits in memory, from profile files\n"
     "\n"
     "Run 'galvatron <command> --help' for the options of a command.\n";
 
@@ -457,6 +458,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2, argc, argv);
     if (!strcmp(argv[1], "models")) return gv_cmd_models();
     if (!strcmp(argv[1], "plan")) return gv_cmd_plan(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "search")) { int gv_cmd_search(int, char **); return gv_cmd_search(argc - 2, argv + 2); }
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
     return 2;
 }

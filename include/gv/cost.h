@@ -1,0 +1,173 @@
+/* Profiles and the cost model: time and memory of one layer under a strategy, of the vocab layers
+ * (embedding + LM head, Galvatron's "other"), and of a whole plan (pipeline step time, memory per stage by
+ * category). Two models:
+ *   GV_COST_GALVATRON  Hetu-Galvatron HEAD's formulas exactly, quirks included (reference §2, §10);
+ *   GV_COST_OWN        the project's model: Ulysses all-to-alls and Megatron-SP collectives fully counted,
+ *                      ZeRO-3 gathers every micro-batch, gradient sync where the runtime does it, optimizer
+ *                      step and fixed per-step costs, uneven stages, memory per category incl. comm buffers.
+ * Units: profile times ms, bandwidth coefficients ms/MB (1/bandwidth, MB = 2^20 bytes), memory MB; layer
+ * times are seconds per layer per micro-batch, plan times seconds per step. */
+#ifndef GV_COST_H
+#define GV_COST_H
+#include "gv/plan.h"
+#include "gv/status.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GV_COST_LOGS 11 /* degrees 1, 2, 4, ..., 1024 (index = log2) */
+
+/* Latency table of one collective on one group size: time [ms] at profiled sizes [MB], and the
+ * least-squares line ms = m * MB + c used between/after the profiled sizes (Galvatron's curve_fit). */
+typedef struct {
+    int n;
+    double mb[32], ms[32];
+    double m, c;
+} gv_latency_table;
+
+typedef struct {
+    int world; /* the world size the files were read for */
+    /* All-reduce: coe[log2 g][consec] = 1 / bus bandwidth [ms/MB]; 0 for g = 1; < 0 not profiled. The full
+     * world has only a consecutive entry, used for both flags (Galvatron's "W", "W_0", "W_1"). */
+    double coe[GV_COST_LOGS + 1][2];
+    double p2p_coe[GV_COST_LOGS + 1]; /* by pp degree; < 0 not profiled */
+    double overlap_coe;               /* >= 1 */
+    /* sp_time tables by group size: all-gather (= half the measured all-reduce) and all-to-all. */
+    gv_latency_table ag[GV_COST_LOGS + 1], a2a[GV_COST_LOGS + 1];
+    int have_sp_time;
+} gv_hw_profile;
+
+typedef enum { GV_PROFILE_STATIC = 0, GV_PROFILE_BATCH = 1, GV_PROFILE_SEQUENCE = 2 } gv_profile_mode;
+
+/* One decoder-layer type plus the vocab layers, at one sequence length. */
+typedef struct {
+    int seq;
+    /* time: per-sample forward ms of one layer, x = samples per rank / tsp; static: m = 0, c = F */
+    double fwd_m, fwd_c;     /* layer:  ms(x) = fwd_m * x + fwd_c      (per sample: F = ms(x) / x ...) */
+    double other_m, other_c; /* vocab layers, same form */
+    int fwd_linear;          /* 1: batch mode (total ms of x samples = m x + c); 0: per-sample F = fwd_c */
+    /* memory [MB]: Galvatron's parameter_size P (model states / 4) and activations per sample by tsp */
+    double param_mb;
+    double act_mb[GV_COST_LOGS + 1]; /* < 0: not profiled */
+    double act_ckpt_mb;
+    /* vocab layers: [0] pp off, [1] pp on first stage, [2] pp on last stage; by log2 tp */
+    double other_ms_mb[3][GV_COST_LOGS + 1], other_act_mb[3][GV_COST_LOGS + 1];
+    /* own-model extras, read when present in the computation profile (0 = not profiled):
+     * "optimizer_time_per_mparam" ms per million local parameters, "step_fixed_ms" per step */
+    double opt_ms_per_mparam, step_fixed_ms;
+} gv_model_profile;
+
+/* Reads allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., overlap_coefficient.json and
+ * sp_time_... from dir (reference §4.1). A missing file or key gives an error naming both. */
+gv_status gv_hw_profile_load(gv_hw_profile *hw, const char *dir, int num_nodes, int gpus_per_node);
+/* Reads computation_profiling_* and memory_profiling_* files (reference §4.2) for sequence length seq;
+ * sequence_parallel picks the "_sp" memory keys. */
+gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
+                                int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode);
+/* Value of a latency table at `mb` (exact profiled size, else the line). */
+double gv_latency_at(const gv_latency_table *t, double mb);
+
+typedef enum { GV_COST_GALVATRON = 0, GV_COST_OWN = 1 } gv_cost_mode;
+
+/* Everything that is fixed for a search besides the profiles. */
+typedef struct {
+    gv_cost_mode mode;
+    int world, hidden, seq;
+    int n_layer;              /* layers of the type (Galvatron spreads the p2p time over them) */
+    int mixed_precision;      /* bf16/fp16 */
+    int sequence_parallel;    /* Megatron-SP on TP layers */
+    int global_memory_buffer; /* Galvatron's Megatron-SP gather buffer */
+    int async_grad_reduce;    /* gradients accumulate unsharded over micro-batches (default 1) */
+    gv_schedule pipeline;
+    double costmodel_coe;  /* Galvatron's debug_costmodel_coe (1) */
+    int mem_reserve;       /* Galvatron: keep 20% of a > 20 GB budget for the allocator (1) */
+    double context_mb;     /* fixed per-stage memory (Galvatron: pytorch context 1024) */
+    int overlap_grad_sync; /* own: the runtime overlaps DP/ZeRO communication with compute (0: it
+                              reduces after the last backward, as the CPU runtime does) */
+} gv_cost_opts;
+void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hidden, int seq);
+
+/* Galvatron's strategy of one layer (reference §2.0): tp and sp (Ulysses) are exclusive. zero: 0 DDP,
+ * 1 ZeRO-1 (own model only), 2 ZeRO-2, 3 ZeRO-3. */
+typedef struct {
+    int pp, tp, sp, cp, dp, zero, ckpt;
+} gv_strategy;
+static inline int gv_strategy_tsp(const gv_strategy *s) {
+    return s->tp > s->sp ? s->tp : s->sp;
+}
+static inline int gv_strategy_sdp(const gv_strategy *s) {
+    return s->dp * s->sp * s->cp;
+}
+/* Galvatron's simple string "pp-tsp[*]-dp[f][-c][-sp]". */
+void gv_strategy_str(const gv_strategy *s, char *buf, int n);
+
+typedef struct {
+    const gv_hw_profile *hw;
+    const gv_model_profile *mp;
+    gv_cost_opts o;
+} gv_cost_model;
+
+/* Batch geometry of one evaluation. */
+typedef struct {
+    int global_batch, chunks;
+} gv_cost_batch;
+
+/* Time of one layer [s per micro-batch]: with the gradient synchronisation of the step's last micro-batch,
+ * and without. */
+void gv_cost_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                        double *with_sync, double *no_sync);
+
+/* Memory [MB] by category, per rank. */
+typedef struct {
+    double parameters, gradients, optimizer, activations, comm, workspace;
+} gv_cost_mem;
+static inline double gv_cost_mem_total(const gv_cost_mem *m) {
+    return m->parameters + m->gradients + m->optimizer + m->activations + m->comm + m->workspace;
+}
+/* One layer on stage `stage` (in-flight micro-batches depend on it under 1F1B). Own model: `transient`
+ * receives what the layer needs only while it runs (recompute working set, ZeRO-3 gathered slot); a
+ * stage's peak adds the largest transient of its layers. Galvatron: transient = 0. */
+void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b, int stage,
+                          gv_cost_mem *m, double *transient);
+/* Vocab layers (strategy without ckpt): per-stage time with and without sync [s], memory per stage [MB]
+ * (incl. the fixed context memory); arrays of s->pp. */
+void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                        double *with_sync, double *no_sync);
+void gv_cost_other_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                          gv_cost_mem *per_stage);
+/* Galvatron's Megatron-SP global gather buffer [MB] for global_buffer_tp g (0 if not applicable). */
+double gv_cost_global_buffer(const gv_cost_model *cm, const gv_cost_batch *b, int pp, int g);
+/* Switch cost entering a layer with strategy `to` after one with `from` [s]. Galvatron: its 1e-7-scaled
+ * redistribution penalty and tie-break biases (it only steers the DP); own: the real activation
+ * redistribution time (forward + backward) per micro-batch. */
+double gv_cost_inter(const gv_cost_model *cm, const gv_strategy *from, const gv_strategy *to,
+                     const gv_cost_batch *b);
+/* Own model: a layer's with_sync time includes its share of the optimizer step (profiled
+ * optimizer_time_per_mparam), and the vocab layers' with_sync their share; this is the fixed per-step
+ * time [s] (profiled step_fixed_ms; 0 under Galvatron). */
+double gv_cost_fixed(const gv_cost_model *cm);
+
+/* Whole-plan evaluation. */
+typedef struct {
+    int pp;
+    double step_s;      /* predicted time of one optimizer step */
+    double throughput;  /* samples / s */
+    double stage_c[64]; /* per-micro-batch stage time without sync [s] */
+    double stage_r[64]; /* same with the step's gradient sync */
+    gv_cost_mem mem[64];
+    double mem_total[64]; /* incl. Galvatron's global buffer; rounded up as Galvatron does in its mode */
+} gv_plan_cost;
+/* Pipeline formula on per-stage times (reference §2.3 for Galvatron; own: fill/drain + steady state +
+ * exposed sync). */
+double gv_cost_pipeline(const gv_cost_model *cm, int pp, int chunks, const double *stage_r,
+                        const double *stage_c, double fixed_s);
+/* Layers as gv_strategy (pp, dp, cp filled in) of a plan. */
+void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *vocab);
+/* Evaluates a plan: step time, throughput, memory per stage by category. global_buffer_tp: Galvatron's
+ * buffer group size (0 = none). */
+gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int global_buffer_tp, gv_plan_cost *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,543 @@
+/* The cost model: Hetu-Galvatron HEAD's formulas (GV_COST_GALVATRON, reference §2 with its quirks) and the
+ * project's own (GV_COST_OWN). Comments marked "quirk" reproduce Galvatron behaviour that the own model
+ * does differently. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gv/cost.h"
+
+#define GV_MB (1024.0 * 1024.0)
+
+static int gv_lg(int x) {
+    int k = 0;
+    while ((1 << k) < x) k++;
+    return k;
+}
+
+void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hidden, int seq) {
+    memset(o, 0, sizeof *o);
+    o->mode = mode;
+    o->world = world;
+    o->hidden = hidden;
+    o->seq = seq;
+    o->mixed_precision = 1;
+    o->sequence_parallel = 1;
+    o->global_memory_buffer = 0;
+    o->async_grad_reduce = 1;
+    o->pipeline = GV_SCHED_1F1B;
+    o->costmodel_coe = 1.0;
+    o->mem_reserve = mode == GV_COST_GALVATRON;
+    o->context_mb = 1024;
+}
+
+void gv_strategy_str(const gv_strategy *s, char *buf, int n) {
+    int t = gv_strategy_tsp(s);
+    snprintf(buf, n, "%d-%d%s-%d%s%s%s", s->pp, t, t > 1 ? "*" : "", s->dp, s->zero == 3 ? "f" : "",
+             s->ckpt ? "-c" : "", s->sp > 1 ? "-sp" : "");
+}
+
+/* ---- shared pieces ----------------------------------------------------------------------------------- */
+
+static double gv_coe(const gv_hw_profile *hw, int g, int consec) {
+    if (g <= 1) return 0;
+    double c = hw->coe[gv_lg(g)][consec];
+    return c > 0 ? c : 0;
+}
+
+/* Forward ms of `x` samples per rank (x may be fractional: lbsz / tsp). */
+static double gv_fwd_ms(double m, double c, int linear, double x) {
+    return linear ? m * x + c : c * x;
+}
+
+static double gv_act_bytes(const gv_cost_model *cm) {
+    return cm->o.mixed_precision ? 2.0 : 4.0;
+}
+
+/* ---- Galvatron HEAD ---------------------------------------------------------------------------------- */
+
+static double gv_g_overlap(double alpha, double msg_time, double bct) {
+    double hi = msg_time > bct ? msg_time : bct, lo = msg_time > bct ? bct : msg_time;
+    return hi + (alpha - 1) * lo;
+}
+
+static void gv_g_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                            double *with_sync, double *no_sync) {
+    const gv_model_profile *mp = cm->mp;
+    const gv_hw_profile *hw = cm->hw;
+    int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    int lbsz = b->global_batch / b->chunks / s->dp; /* quirk: dp, not sdp (Galvatron's NOTE) */
+    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, (double)lbsz / tsp);
+    double bct = 2 * fct;
+    if (s->ckpt) bct += fct;
+    double dp_msg = 2.0 * (sdp - 1) * (mp->param_mb / s->tp / sdp);
+    if (cm->o.mixed_precision) dp_msg /= 2;
+    double fsdp_ag = 0.5 * dp_msg;
+    double dc = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
+    double tp_time = 0;
+    if (tsp > 1) {
+        double n = s->tp == 1 ? 4 : 6; /* quirk: Ulysses 4 all-to-alls (runtime does 8), Megatron 6 */
+        if (s->ckpt) n *= 1.5;
+        const gv_latency_table *t = s->tp == 1 ? &hw->a2a[gv_lg(s->sp)] : &hw->ag[gv_lg(s->tp)];
+        double msg = lbsz * (double)cm->o.seq * cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+        tp_time = gv_latency_at(t, msg) * n;
+    }
+    double p2p = 0;
+    if (s->pp > 1) {
+        double msg = s->pp * 2.0 * lbsz * cm->o.seq * (double)cm->o.hidden * 4 / GV_MB;
+        if (cm->o.mixed_precision) msg /= 2;
+        p2p = msg * (hw->p2p_coe[gv_lg(s->pp)] > 0 ? hw->p2p_coe[gv_lg(s->pp)] : 0);
+        p2p /= cm->o.n_layer > 0 ? cm->o.n_layer : 1; /* quirk: not scaled by the dummy layer count */
+    }
+    for (int f = 1; f >= 0; f--) {
+        double T, alpha = hw->overlap_coe;
+        if (tsp == 1 && s->dp > 1)
+            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct);
+        else if (s->dp == 1 && tsp > 1) /* quirk: an Ulysses layer with dp 1 gets no DP time */
+            T = fct + bct + tp_time;
+        else if (s->dp == 1 && tsp == 1)
+            T = fct + bct;
+        else
+            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct) + tp_time;
+        if (s->zero == 3) T += fsdp_ag * dc; /* quirk: never overlapped */
+        T += p2p;
+        double sec = T * 0.001 * cm->o.costmodel_coe;
+        if (f)
+            *with_sync = sec;
+        else
+            *no_sync = sec;
+    }
+}
+
+/* Galvatron's ZeRO memory ratios (reference §2.4). */
+static double gv_g_zero_ratio(const gv_cost_model *cm, int zero, int d, int chunks) {
+    if (zero == 0 || d <= 1) return 1.0;
+    int mp = cm->o.mixed_precision;
+    double x = 1.0 / d + 0.003;
+    if (chunks == 1) {
+        if (zero == 3) return x;
+        return mp ? 7.0 / 8 * x + 1.0 / 8 : 3.0 / 4 * x + 1.0 / 4;
+    }
+    if (cm->o.async_grad_reduce) {
+        if (zero == 3) return mp ? 7.0 / 8 * x + 1.0 / 8 : 3.0 / 4 * x + 1.0 / 4;
+        return mp ? 6.0 / 8 * x + 2.0 / 8 : 2.0 / 4 * x + 2.0 / 4;
+    }
+    if (zero == 3) return x * 5.0 / 4;
+    return mp ? (7.0 / 8 * x + 1.0 / 8) * 5.0 / 4 : 3.0 / 4 * x + 1.0 / 4;
+}
+
+static int gv_cum_num(const gv_cost_model *cm, int pp, int stage, int chunks) {
+    if (pp == 1) return 1;
+    return cm->o.pipeline == GV_SCHED_GPIPE ? chunks : pp - stage;
+}
+
+static double gv_act_of(const gv_model_profile *mp, int tsp) {
+    double a = mp->act_mb[gv_lg(tsp)];
+    return a > 0 ? a : 0;
+}
+
+static void gv_split_states(double ms, gv_cost_mem *m) {
+    /* Galvatron's model states are 4 P: split as its /4 reads them (param, grad, two Adam moments) */
+    m->parameters = ms / 4;
+    m->gradients = ms / 4;
+    m->optimizer = ms / 2;
+}
+
+/* ---- own model --------------------------------------------------------------------------------------- */
+
+/* Per-rank bytes per element: parameters, gradients, optimizer state (moments + fp32 master with mixed
+ * precision). 16 in both cases, which is what Galvatron's "4 P" assumes. */
+static void gv_elem_bytes(const gv_cost_model *cm, double *pb, double *gb, double *ob) {
+    int mp = cm->o.mixed_precision;
+    *pb = mp ? 2 : 4;
+    *gb = mp ? 2 : 4;
+    *ob = mp ? 12 : 8;
+}
+
+/* Time [ms] of a collective moving `mb` MB per rank over g ranks with bus-bandwidth coefficient coe. */
+static double gv_ar_ms(double mb, int g, double coe) {
+    return g > 1 ? 2.0 * (g - 1) / g * mb * coe : 0;
+}
+static double gv_half_ms(double mb, int g, double coe) { /* reduce-scatter or all-gather */
+    return g > 1 ? (double)(g - 1) / g * mb * coe : 0;
+}
+
+/* Time of `elems` local elements' gradient sync / ZeRO traffic. per_mb: ZeRO-3 traffic of every
+ * micro-batch (fwd gather, bwd gather, grad reduce-scatter); per_step: once per step. */
+static void gv_o_dp_ms(const gv_cost_model *cm, double elems, int zero, int sdp, double coe,
+                       double *per_mb_fwd, double *per_mb_bwd, double *per_step) {
+    double pb, gb, ob;
+    gv_elem_bytes(cm, &pb, &gb, &ob);
+    double pmb = elems * pb / GV_MB, gmb = elems * gb / GV_MB;
+    *per_mb_fwd = *per_mb_bwd = *per_step = 0;
+    if (sdp <= 1) return;
+    if (zero == 3) {
+        *per_mb_fwd = gv_half_ms(pmb, sdp, coe);
+        *per_mb_bwd = gv_half_ms(pmb, sdp, coe) + gv_half_ms(gmb, sdp, coe);
+    } else if (zero == 2) {
+        *per_step =
+            gv_half_ms(gmb, sdp, coe) + gv_half_ms(pmb, sdp, coe); /* reduce-scatter + weight gather */
+    } else if (zero == 1) {
+        *per_step = gv_ar_ms(gmb, sdp, coe) + gv_half_ms(pmb, sdp, coe);
+    } else {
+        *per_step = gv_ar_ms(gmb, sdp, coe);
+    }
+}
+
+static double gv_o_overlap(const gv_cost_model *cm, double comm, double comp) {
+    if (!cm->o.overlap_grad_sync) return comm + comp;
+    return gv_g_overlap(cm->hw->overlap_coe, comm, comp);
+}
+
+static double gv_opt_ms(const gv_cost_model *cm, double elems, int zero, int sdp) {
+    double local = zero >= 1 && sdp > 1 ? elems / sdp : elems;
+    return cm->mp->opt_ms_per_mparam * local / 1e6;
+}
+
+static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                            double *with_sync, double *no_sync) {
+    const gv_model_profile *mp = cm->mp;
+    const gv_hw_profile *hw = cm->hw;
+    int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    double lbsz = (double)b->global_batch / b->chunks / s->dp;
+    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
+    double bct = 2 * fct;
+    if (s->ckpt) bct += fct;
+    /* activation of the layer's full micro-batch share (all positions) [MB] */
+    double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+    double tpc = 0;
+    if (s->tp >
+        1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in recompute */
+        tpc = gv_latency_at(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
+    else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
+        tpc = gv_latency_at(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
+    double elems = mp->param_mb * GV_MB / 4 / s->tp;
+    double f_mb, b_mb, step;
+    gv_o_dp_ms(cm, elems, s->zero, sdp, gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), &f_mb, &b_mb, &step);
+    /* the step's sync (DDP/ZeRO-1/2) follows the last backward; with overlap it hides behind it */
+    double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
+    double r = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb + step, bct) + tpc;
+    r += gv_opt_ms(cm, elems, s->zero, sdp);
+    *no_sync = c * 0.001;
+    *with_sync = r * 0.001;
+}
+
+/* ---- public ------------------------------------------------------------------------------------------ */
+
+void gv_cost_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                        double *with_sync, double *no_sync) {
+    if (cm->o.mode == GV_COST_GALVATRON)
+        gv_g_layer_time(cm, s, b, with_sync, no_sync);
+    else
+        gv_o_layer_time(cm, s, b, with_sync, no_sync);
+}
+
+void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b, int stage,
+                          gv_cost_mem *m, double *transient) {
+    const gv_model_profile *mp = cm->mp;
+    memset(m, 0, sizeof *m);
+    *transient = 0;
+    int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    int zero = sdp == 1 ? 0 : s->zero;
+    int cum = gv_cum_num(cm, s->pp, stage, b->chunks);
+    int seq_sharded = s->sp > 1 || (s->tp > 1 && cm->o.sequence_parallel);
+    if (cm->o.mode == GV_COST_GALVATRON) {
+        int lbsz = b->global_batch / b->chunks / s->dp;
+        double ms = 4 * (mp->param_mb / s->tp) * gv_g_zero_ratio(cm, zero, sdp, b->chunks);
+        gv_split_states(ms, m);
+        double cl = (double)cum * lbsz;
+        m->activations = s->ckpt ? mp->act_ckpt_mb * cl / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cl;
+        return;
+    }
+    double lbsz = (double)b->global_batch / b->chunks / s->dp;
+    if (s->pp > 1 && cm->o.pipeline != GV_SCHED_GPIPE && cum > b->chunks) cum = b->chunks;
+    double pb, gb, ob;
+    gv_elem_bytes(cm, &pb, &gb, &ob);
+    double elems = mp->param_mb * GV_MB / 4 / s->tp;
+    int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+    m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
+    m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
+    m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
+    m->activations =
+        s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
+    if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz;   /* recompute refills one layer's activations */
+    if (zero == 3) *transient += elems * (pb + gb) / GV_MB; /* gathered parameters + full gradient slot */
+}
+
+/* Which "other" profile row a stage uses: 0 pp off, 1 first, 2 last, -1 none (middle stage). */
+static int gv_other_row(int pp, int stage) {
+    if (pp == 1) return 0;
+    if (stage == 0) return 1;
+    if (stage == pp - 1) return 2;
+    return -1;
+}
+
+static double gv_row_val(const double *row, int deg) {
+    double v = row[gv_lg(deg)];
+    return v > 0 ? v : 0;
+}
+
+void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                        double *with_sync, double *no_sync) {
+    const gv_model_profile *mp = cm->mp;
+    const gv_hw_profile *hw = cm->hw;
+    int pp = s->pp, tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    int galv = cm->o.mode == GV_COST_GALVATRON;
+    double lbsz =
+        galv ? (double)(b->global_batch / b->chunks / s->dp) : (double)b->global_batch / b->chunks / s->dp;
+    double fct_total = gv_fwd_ms(mp->other_m, mp->other_c, mp->fwd_linear, lbsz / tsp / s->cp);
+    double alpha = hw->overlap_coe;
+    double coe = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
+    double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+    double ag = s->tp > 1 ? gv_latency_at(&hw->ag[gv_lg(s->tp)], act) : 0;
+    for (int k = 0; k < pp; k++) {
+        int row = gv_other_row(pp, k);
+        with_sync[k] = no_sync[k] = 0;
+        if (row < 0) continue;
+        double fct = pp == 1 ? fct_total : fct_total / 2;
+        double ms = gv_row_val(mp->other_ms_mb[row], s->tp);
+        if (galv) {
+            double dp_coe = coe * (sdp > 1 ? (double)(sdp - 1) / sdp : 0);
+            double dp_msg = ms / 4 * (cm->o.mixed_precision ? 0.5 : 1);
+            double fw = s->zero == 3 ? 0.5 : 0, bw = s->zero == 3 ? 1.0 : 0.5;
+            double tpsp = ag * (pp == 1 ? 2 : 1); /* quirk: one all-gather per end; Ulysses costs nothing */
+            for (int f = 1; f >= 0; f--) {
+                double bwf = f ? bw : bw - 0.5;
+                double fc = dp_msg * dp_coe * fw, bc = dp_msg * dp_coe * bwf;
+                double g1 = fc + fmax(0, alpha * fct - fc) / alpha;
+                double g2 = bc + fmax(0, alpha * 2 * fct - bc) / alpha;
+                double t = 0.001 * (g1 + g2 + tpsp);
+                if (f)
+                    with_sync[k] = t;
+                else
+                    no_sync[k] = t;
+            }
+            continue;
+        }
+        /* own: vocab parameters from the profiled model states (16 bytes per element) */
+        double elems = ms * GV_MB / 16;
+        double f_mb, b_mb, step;
+        gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &step);
+        double tpc = ag * 2 * (pp == 1 ? 2 : 1); /* an all-gather / reduce-scatter each way at each end */
+        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, 2 * fct) + tpc;
+        no_sync[k] = 0.001 * c;
+        with_sync[k] = 0.001 * (c + step + gv_opt_ms(cm, elems, s->zero, sdp));
+    }
+}
+
+void gv_cost_other_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+                          gv_cost_mem *per_stage) {
+    const gv_model_profile *mp = cm->mp;
+    int pp = s->pp, tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    int zero = sdp == 1 ? 0 : s->zero;
+    int galv = cm->o.mode == GV_COST_GALVATRON;
+    double lbsz =
+        galv ? (double)(b->global_batch / b->chunks / s->dp) : (double)b->global_batch / b->chunks / s->dp;
+    for (int k = 0; k < pp; k++) {
+        gv_cost_mem *m = &per_stage[k];
+        memset(m, 0, sizeof *m);
+        m->workspace = cm->o.context_mb;
+        int row = gv_other_row(pp, k);
+        if (row < 0) continue;
+        int cum = 1;
+        if (pp > 1) cum = cm->o.pipeline == GV_SCHED_GPIPE ? b->chunks : (k == 0 ? pp : 1);
+        if (!galv && cum > b->chunks) cum = b->chunks;
+        double ms = gv_row_val(mp->other_ms_mb[row], s->tp);
+        m->activations = gv_row_val(mp->other_act_mb[row], tsp) * cum * lbsz;
+        if (galv) {
+            gv_split_states(ms * gv_g_zero_ratio(cm, zero, sdp, b->chunks), m);
+            continue;
+        }
+        double pb, gb, ob;
+        gv_elem_bytes(cm, &pb, &gb, &ob);
+        double elems = ms * GV_MB / 16;
+        int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+        m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
+        m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
+        m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
+    }
+    if (!galv && cm->o.world / pp > 1) /* gradient all-reduce buckets: 4M fp32 elements per stage */
+        for (int k = 0; k < pp; k++) per_stage[k].comm += 16;
+}
+
+double gv_cost_global_buffer(const gv_cost_model *cm, const gv_cost_batch *b, int pp, int g) {
+    if (!cm->o.sequence_parallel || !cm->o.global_memory_buffer || g < 1) return 0;
+    int dp = cm->o.world / pp / g;
+    double lbsz = (double)b->global_batch / b->chunks / dp;
+    double mb = lbsz * cm->o.hidden * (double)cm->o.seq * 4 / GV_MB;
+    return cm->o.mixed_precision ? mb / 2 : mb;
+}
+
+/* Galvatron's match_strategy (dynamic_programming.py) for the tie-break biases. */
+static int gv_same(const gv_strategy *a, const gv_strategy *b, int pp, int tsp, int dp, int ck, int dpt,
+                   int sp, int tp) {
+    if (pp && a->pp != b->pp) return 0;
+    if (tsp && gv_strategy_tsp(a) != gv_strategy_tsp(b)) return 0;
+    if (dp && a->dp != b->dp) return 0;
+    if (ck && a->ckpt != b->ckpt) return 0;
+    if (dpt && a->zero != b->zero) return 0;
+    if (sp && a->sp != b->sp) return 0;
+    if (tp && a->tp != b->tp) return 0;
+    return 1;
+}
+enum { GV_M_SP, GV_M_FSDP, GV_M_CPT, GV_M_FSDP_CPT };
+static int gv_match(const gv_strategy *a, const gv_strategy *b, int which) {
+    switch (which) {
+    case GV_M_SP:
+        return gv_same(a, b, 1, 1, 1, 1, 1, 0, 0) && !gv_same(a, b, 0, 0, 0, 0, 0, 1, 0);
+    case GV_M_FSDP:
+        return gv_same(a, b, 1, 0, 1, 1, 0, 1, 1) && !gv_same(a, b, 0, 0, 0, 0, 1, 0, 0);
+    case GV_M_CPT:
+        return gv_same(a, b, 1, 0, 1, 0, 1, 1, 1) && !gv_same(a, b, 0, 0, 0, 1, 0, 0, 0);
+    default:
+        return gv_same(a, b, 1, 0, 1, 0, 0, 1, 1) && !gv_same(a, b, 0, 0, 0, 1, 1, 0, 0);
+    }
+}
+
+static int gv_strategy_eq(const gv_strategy *a, const gv_strategy *b) {
+    return a->pp == b->pp && a->tp == b->tp && a->sp == b->sp && a->cp == b->cp && a->dp == b->dp &&
+           a->zero == b->zero && a->ckpt == b->ckpt;
+}
+
+double gv_cost_inter(const gv_cost_model *cm, const gv_strategy *a, const gv_strategy *b,
+                     const gv_cost_batch *bt) {
+    if (gv_strategy_eq(a, b)) return 0;
+    int ta = gv_strategy_tsp(a), tb = gv_strategy_tsp(b);
+    int T = ta > tb ? ta : tb;
+    int dp = cm->o.world / a->pp / T;
+    double lb = (double)bt->global_batch / bt->chunks / dp;
+    if (cm->o.mode == GV_COST_GALVATRON) {
+        if (cm->o.sequence_parallel && ta != tb) {
+            double bytes = (T - 1.0) / T * lb * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm);
+            return bytes * gv_coe(cm->hw, T, 1) * 1e-7; /* quirk: bytes x ms/MB x 1e-7 */
+        }
+        double r = 0;
+        if (gv_match(a, b, GV_M_SP) && b->sp > 1) r = 1e-10;
+        if (gv_match(a, b, GV_M_FSDP) && b->zero == 3) r = 1e-9;
+        if (gv_match(a, b, GV_M_CPT) && b->ckpt) r = 2e-9;
+        if (gv_match(a, b, GV_M_FSDP_CPT) && b->zero == 3 && b->ckpt) r = 3e-9;
+        if (gv_match(a, b, GV_M_FSDP_CPT) && !gv_match(a, b, GV_M_FSDP) && !gv_match(a, b, GV_M_CPT) &&
+            a->zero == 3 && b->ckpt)
+            r = 1e-9;
+        return r;
+    }
+    /* own: the real exchange. Sequence-sharded layouts of the same group are compatible; a plain-TP layer
+     * (activations replicated over its group) after a sharded one needs them gathered. */
+    int a_sh = a->sp > 1 || (a->tp > 1 && cm->o.sequence_parallel);
+    int b_sh = b->sp > 1 || (b->tp > 1 && cm->o.sequence_parallel);
+    if (ta == tb && (a_sh == b_sh || !a_sh || ta == 1)) return 0;
+    if (T == 1) return 0;
+    double mb = lb * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+    return 2 * gv_latency_at(&cm->hw->ag[gv_lg(T)], mb) * 0.001; /* forward gather, backward reverse */
+}
+
+double gv_cost_fixed(const gv_cost_model *cm) {
+    return cm->o.mode == GV_COST_OWN ? cm->mp->step_fixed_ms * 0.001 : 0;
+}
+
+double gv_cost_pipeline(const gv_cost_model *cm, int pp, int m, const double *R, const double *C,
+                        double fixed_s) {
+    if (cm->o.mode == GV_COST_GALVATRON) {
+        double sum = 0, rest = 0;
+        for (int i = 0; i < pp; i++) sum += C[i];
+        for (int i = 1; i < pp; i++) rest += C[i];
+        double T1 = sum + (m - 1) * C[pp - 1];
+        int k = (pp - 1) < (m - 1) ? pp - 1 : m - 1;
+        double T2 = fmax(k * C[0] / 3, rest / 3) + fmax(k * 2 * C[0] / 3, rest * 2 / 3) +
+                    C[0] * (m + 1 - pp > 0 ? m + 1 - pp : 0);
+        double T = fmax(T1, T2), acc = 0, ex = 0;
+        for (int i = 0; i < pp; i++) {
+            acc += C[i];
+            ex = fmax(ex, R[i] - acc);
+        }
+        return T + ex;
+    }
+    /* own: the last micro-batch fills and drains the pipeline (sum of stage times); the other m-1 pass
+     * at the slowest stage's pace; a stage's gradient sync after its last backward is exposed unless the
+     * backwards of the stages before it (which finish later) cover it. */
+    double sum = 0, mx = 0, ex = 0, before = 0;
+    for (int i = 0; i < pp; i++) {
+        sum += C[i];
+        mx = fmax(mx, C[i]);
+    }
+    for (int i = 0; i < pp; i++) {
+        ex = fmax(ex, (R[i] - C[i]) - before);
+        before += C[i] * 2.0 / 3.0;
+    }
+    return sum + (m - 1) * mx + ex + fixed_s;
+}
+
+void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *vocab) {
+    for (int i = 0; i <= p->n_layer; i++) {
+        const gv_layer_strategy *l = i < p->n_layer ? &p->layers[i] : &p->vocab;
+        gv_strategy *s = i < p->n_layer ? &layers[i] : vocab;
+        s->pp = p->pp;
+        s->cp = 1;
+        int t = l->tp;
+        s->tp = l->sp == GV_SP_ULYSSES ? 1 : t;
+        s->sp = l->sp == GV_SP_ULYSSES ? t : 1;
+        s->dp = p->world / p->pp / t;
+        s->zero = l->zero;
+        s->ckpt = i < p->n_layer ? l->ckpt : 0;
+    }
+}
+
+gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_plan_cost *out) {
+    if (p->pp > 64) return gv_fail(GV_ERR_UNSUPPORTED, "cost: pp %d > 64 stages", p->pp);
+    memset(out, 0, sizeof *out);
+    gv_strategy ls[4096], vs;
+    if (p->n_layer > 4096) return gv_fail(GV_ERR_UNSUPPORTED, "cost: more than 4096 layers");
+    gv_plan_strategies(p, ls, &vs);
+    gv_cost_batch b = {p->global_batch, p->micro_batches};
+    double ow[64], on[64];
+    gv_cost_mem om[64];
+    gv_cost_other_time(cm, &vs, &b, ow, on);
+    gv_cost_other_memory(cm, &vs, &b, om);
+    double gbuf = gv_cost_global_buffer(cm, &b, p->pp, gtp);
+    int galv = cm->o.mode == GV_COST_GALVATRON;
+    out->pp = p->pp;
+    int l = 0;
+    for (int k = 0; k < p->pp; k++) {
+        double R = 0, C = galv ? on[k] : on[k], trans = 0, mem = 0;
+        if (!galv) R = ow[k];
+        gv_cost_mem *sm = &out->mem[k];
+        *sm = om[k];
+        for (int j = 0; j < p->stage_layers[k]; j++, l++) {
+            double w, n, t;
+            gv_cost_layer_time(cm, &ls[l], &b, &w, &n);
+            if (!galv && j > 0) {
+                double x = gv_cost_inter(cm, &ls[l - 1], &ls[l], &b);
+                w += x;
+                n += x;
+            }
+            R += w;
+            C += n;
+            gv_cost_mem lm;
+            gv_cost_layer_memory(cm, &ls[l], &b, k, &lm, &t);
+            sm->parameters += lm.parameters;
+            sm->gradients += lm.gradients;
+            sm->optimizer += lm.optimizer;
+            sm->activations += lm.activations;
+            mem += ceil(gv_cost_mem_total(&lm));
+            trans = fmax(trans, t);
+        }
+        if (!galv && p->pp > 1) { /* activations to / from the neighbours, forward and backward */
+            int nb = (k > 0) + (k < p->pp - 1);
+            double mb = (double)p->global_batch / p->micro_batches / (p->world / p->pp) * cm->o.seq *
+                        cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+            double c = cm->hw->p2p_coe[gv_lg(p->pp)];
+            double t = 2.0 * nb * mb * (c > 0 ? c : 0) * 0.001;
+            R += t;
+            C += t;
+        }
+        sm->workspace += trans;
+        sm->comm += gbuf;
+        out->stage_r[k] = R;
+        out->stage_c[k] = C;
+        out->mem_total[k] = mem + ceil(trans) + ceil(gv_cost_mem_total(&om[k])) + (int)gbuf;
+    }
+    out->step_s =
+        gv_cost_pipeline(cm, p->pp, p->micro_batches, out->stage_r, out->stage_c, gv_cost_fixed(cm));
+    out->throughput = out->step_s > 0 ? p->global_batch / out->step_s : 0;
+    return GV_OK;
+}

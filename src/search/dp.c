@@ -1,0 +1,319 @@
+/* The layer-wise dynamic program of one pipeline stage (reference §3.3). Galvatron's C++ core fills a dense
+ * table f[v][s] = least cost of the layers so far with memory <= v MB ending in strategy s, O(layers x
+ * budget x S^2). Here each column f[.][s] is kept as its step function: the breakpoints (memory, cost,
+ * predecessor) where the value or the arg-min predecessor changes. That is the same function, queried and
+ * backtracked exactly like the dense table (ties go to the lowest strategy index, as numpy's argmin), but
+ * its size is the number of distinct memory totals that improve the cost, not the budget in MB. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gv/search.h"
+
+typedef struct {
+    int mem, owner;
+    double cost;
+} gv_pt;
+
+struct gv_stage_dp {
+    int S, L, cap;
+    int *mem;
+    double *cost, *inter;
+    gv_pt **list; /* [L * S]: breakpoints of f after layer i for strategy s, memory ascending */
+    int *len;
+};
+
+void gv_stage_dp_free(gv_stage_dp *dp) {
+    if (!dp) return;
+    if (dp->list)
+        for (int i = 0; i < dp->L * dp->S; i++) free(dp->list[i]);
+    free(dp->list);
+    free(dp->len);
+    free(dp->mem);
+    free(dp->cost);
+    free(dp->inter);
+    free(dp);
+}
+
+/* Lower envelope of step functions a and b + add: at every memory x the smaller value, ties to the lower
+ * owner (numpy's argmin). b's points have owner k, or their own owner when k < 0. Writes to out (capacity
+ * na + nb), returns its length. */
+static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double add, int k, gv_pt *out) {
+    int i = 0, j = 0, n = 0;
+    double va = INFINITY, vb = INFINITY;
+    int oa = -1, ob = -1;
+    while (i < na || j < nb) {
+        int x;
+        if (j >= nb || (i < na && a[i].mem <= b[j].mem))
+            x = a[i].mem;
+        else
+            x = b[j].mem;
+        while (i < na && a[i].mem == x) {
+            va = a[i].cost;
+            oa = a[i].owner;
+            i++;
+        }
+        while (j < nb && b[j].mem == x) {
+            vb = b[j].cost + add;
+            ob = k >= 0 ? k : b[j].owner;
+            j++;
+        }
+        double v;
+        int o;
+        if (vb < va || (vb == va && ob >= 0 && (oa < 0 || ob < oa))) {
+            v = vb;
+            o = ob;
+        } else {
+            v = va;
+            o = oa;
+        }
+        if (o < 0) continue;
+        if (n && out[n - 1].cost == v && out[n - 1].owner == o) continue;
+        out[n].mem = x;
+        out[n].cost = v;
+        out[n].owner = o;
+        n++;
+    }
+    return n;
+}
+
+/* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
+ * its group has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
+ * much more m pays than s to reach any next strategy x. Then m beats s at every memory >= w for every
+ * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes
+ * (domination is transitive through D's triangle inequality, so points are judged all at once). */
+static gv_status gv_prune_layer(gv_stage_dp *dp, int i, const double *D, const int *cls, const int *cmem,
+                                const int *csize, int *ptr) {
+    int S = dp->S, mx = 1;
+    for (int q = 0; q < S; q++) mx = dp->len[i * S + q] > mx ? dp->len[i * S + q] : mx;
+    int *keep = malloc(sizeof(int) * mx);
+    if (!keep) return GV_ERR_NOMEM;
+    for (int s = 0; s < S; s++) {
+        gv_pt *l = dp->list[i * S + s];
+        int n = dp->len[i * S + s];
+        if (n == 0) continue;
+        for (int m = 0; m < S; m++) ptr[m] = 0;
+        int k = 0;
+        for (int q = 0; q < n; q++) {
+            double other = INFINITY;
+            for (int qm = 0; qm < csize[cls[s]]; qm++) {
+                int m = cmem[cls[s] * S + qm];
+                if (m == s || !dp->len[i * S + m]) continue;
+                const gv_pt *lm = dp->list[i * S + m];
+                int nm = dp->len[i * S + m];
+                while (ptr[m] < nm && lm[ptr[m]].mem <= l[q].mem) ptr[m]++;
+                if (ptr[m] == 0) continue;
+                double x = lm[ptr[m] - 1].cost + D[m * S + s];
+                if (x < other) other = x;
+            }
+            keep[q] = !(other < l[q].cost - 1e-12 * fabs(l[q].cost));
+        }
+        for (int q = 0; q < n; q++)
+            if (keep[q]) l[k++] = l[q];
+        dp->len[i * S + s] = k;
+    }
+    free(keep);
+    return GV_OK;
+}
+
+gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const double *cost, const double *inter,
+                            const int *group, int L, int cap) {
+    *out = NULL;
+    if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
+    gv_stage_dp *dp = calloc(1, sizeof *dp);
+    if (!dp) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    dp->S = S;
+    dp->L = L;
+    dp->cap = cap;
+    dp->mem = malloc(sizeof(int) * S);
+    dp->cost = malloc(sizeof(double) * S);
+    dp->inter = malloc(sizeof(double) * S * S);
+    dp->list = calloc((size_t)L * S, sizeof *dp->list);
+    dp->len = calloc((size_t)L * S, sizeof *dp->len);
+    gv_pt *buf[3] = {NULL, NULL, NULL}, *genv = NULL;
+    size_t bufcap = 0;
+    gv_status st = GV_OK;
+    double *D = malloc(sizeof(double) * S * S);
+    int *ptr = malloc(sizeof(int) * S);
+    /* classes: cls[s]; members cmem[c * S + q]; uni[c * S + s] = every member of c switches to s at the
+     * same cost */
+    int *cls = malloc(sizeof(int) * S), *csize = calloc(S, sizeof(int)), *cmem = malloc(sizeof(int) * S * S);
+    int *goff = malloc(sizeof(int) * S), *glen = malloc(sizeof(int) * S), *uni = malloc(sizeof(int) * S * S);
+    int ncls = 0;
+    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !ptr || !cls || !csize ||
+        !cmem || !goff || !glen || !uni)
+        goto nomem;
+    for (int s = 0; s < S; s++) {
+        int c = 0;
+        while (c < ncls && (group ? group[cmem[c * S]] != group[s] : 0)) c++;
+        if (c == ncls) ncls++;
+        cls[s] = c;
+        cmem[c * S + csize[c]++] = s;
+    }
+    for (int c = 0; c < ncls; c++)
+        for (int s = 0; s < S; s++) {
+            int u = 1;
+            for (int q = 1; q < csize[c]; q++)
+                u &= inter[cmem[c * S + q] * S + s] == inter[cmem[c * S] * S + s];
+            uni[c * S + s] = u;
+        }
+    for (int m = 0; m < S; m++)
+        for (int t = 0; t < S; t++) {
+            double d = 0;
+            for (int x = 0; x < S; x++) d = fmax(d, inter[m * S + x] - inter[t * S + x]);
+            D[m * S + t] = d;
+        }
+    memcpy(dp->mem, mem, sizeof(int) * S);
+    memcpy(dp->cost, cost, sizeof(double) * S);
+    memcpy(dp->inter, inter, sizeof(double) * S * S);
+    for (int s = 0; s < S; s++) { /* layer 0: f = intra for v >= mem, predecessor 0 (all-zero start) */
+        if (mem[s] > cap || mem[s] < 0) continue;
+        dp->list[s] = malloc(sizeof(gv_pt));
+        if (!dp->list[s]) goto nomem;
+        dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
+        dp->len[s] = 1;
+    }
+    if (gv_prune_layer(dp, 0, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
+    for (int i = 1; i < L; i++) {
+        size_t total = 0;
+        for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
+        if (total + 1 > bufcap) {
+            bufcap = total + 1;
+            for (int b = 0; b < 3; b++) {
+                free(buf[b]);
+                buf[b] = malloc(sizeof(gv_pt) * bufcap);
+                if (!buf[b]) goto nomem;
+            }
+        }
+        genv = buf[2];
+        for (int c = 0, off = 0; c < ncls; c++) { /* a class envelope is at most its columns' points */
+            goff[c] = off;
+            for (int q = 0; q < csize[c]; q++) off += dp->len[(i - 1) * S + cmem[c * S + q]];
+        }
+        /* class envelopes of the previous layer: columns of one class reach a strategy of another class
+         * at one and the same switch cost, so they are merged once, not once per target */
+        for (int c = 0; c < ncls; c++) {
+            int n = 0, cur = 0;
+            for (int q = 0; q < csize[c]; q++) {
+                int k = cmem[c * S + q];
+                const gv_pt *src = dp->list[(i - 1) * S + k];
+                int ns = dp->len[(i - 1) * S + k];
+                if (!ns) continue;
+                n = gv_envelope(buf[cur], n, src, ns, 0.0, k, buf[cur ^ 1]);
+                cur ^= 1;
+            }
+            gv_pt *g = genv + goff[c];
+            memcpy(g, buf[cur], sizeof(gv_pt) * n);
+            glen[c] = n;
+        }
+        for (int s = 0; s < S; s++) {
+            int limit = cap - mem[s];
+            if (limit < 0 || mem[s] < 0) continue;
+            int n = 0, cur = 0;
+            for (int c = 0; c < ncls; c++) {
+                if (c != cls[s] && uni[c * S + s]) {
+                    const gv_pt *g = genv + goff[c];
+                    int ng = glen[c];
+                    while (ng > 0 && g[ng - 1].mem > limit) ng--;
+                    if (!ng) continue;
+                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s], -1, buf[cur ^ 1]);
+                    cur ^= 1;
+                    continue;
+                }
+                for (int q = 0; q < csize[c]; q++) {
+                    int k = cmem[c * S + q];
+                    const gv_pt *src = dp->list[(i - 1) * S + k];
+                    int ns = dp->len[(i - 1) * S + k];
+                    while (ns > 0 && src[ns - 1].mem > limit) ns--;
+                    if (!ns) continue;
+                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s], k, buf[cur ^ 1]);
+                    cur ^= 1;
+                }
+            }
+            if (!n) continue;
+            gv_pt *l = malloc(sizeof(gv_pt) * n);
+            if (!l) goto nomem;
+            for (int q = 0; q < n; q++) {
+                l[q].mem = buf[cur][q].mem + mem[s];
+                l[q].cost = buf[cur][q].cost + cost[s];
+                l[q].owner = buf[cur][q].owner;
+            }
+            dp->list[i * S + s] = l;
+            dp->len[i * S + s] = n;
+        }
+        if (gv_prune_layer(dp, i, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
+    }
+    free(buf[0]);
+    free(buf[1]);
+    free(buf[2]);
+    free(D);
+    free(ptr);
+    free(cls);
+    free(csize);
+    free(cmem);
+    free(goff);
+    free(glen);
+    free(uni);
+    if (getenv("GV_DP_STATS")) {
+        long tot = 0;
+        for (int i = 0; i < L * S; i++) tot += dp->len[i];
+        fprintf(stderr, "dp S %d L %d cap %d points %ld (%.1f per list)\n", S, L, cap, tot,
+                (double)tot / (L * S));
+    }
+    *out = dp;
+    return st;
+nomem:
+    free(buf[0]);
+    free(buf[1]);
+    free(buf[2]);
+    free(D);
+    free(ptr);
+    free(cls);
+    free(csize);
+    free(cmem);
+    free(goff);
+    free(glen);
+    free(uni);
+    gv_stage_dp_free(dp);
+    return gv_fail(GV_ERR_NOMEM, "search: out of host memory in the stage DP");
+}
+
+/* The breakpoint of a column in effect at memory v (last with mem <= v), or NULL. */
+static const gv_pt *gv_at(const gv_stage_dp *dp, int i, int s, int v) {
+    const gv_pt *l = dp->list[i * dp->S + s];
+    int lo = 0, hi = dp->len[i * dp->S + s];
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (l[mid].mem <= v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo ? &l[lo - 1] : NULL;
+}
+
+double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used) {
+    if (n < 1 || n > dp->L || budget < 0) return INFINITY;
+    if (budget > dp->cap) budget = dp->cap;
+    int best = -1;
+    double bv = INFINITY;
+    for (int s = 0; s < dp->S; s++) {
+        const gv_pt *p = gv_at(dp, n - 1, s, budget);
+        if (p && p->cost < bv) {
+            bv = p->cost;
+            best = s;
+        }
+    }
+    if (best < 0) return INFINITY;
+    int v = budget, s = best, tot = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        if (plan) plan[i] = s;
+        tot += dp->mem[s];
+        const gv_pt *p = gv_at(dp, i, s, v);
+        v -= dp->mem[s];
+        s = p ? p->owner : 0;
+    }
+    if (used) *used = tot;
+    return bv;
+}

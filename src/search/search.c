@@ -1,0 +1,782 @@
+/* Outer loops of the search (reference §3.2) and the per-task solve (§3.3): for every (global batch B,
+ * micro-batches m, pp, tp/sp mode, global-buffer group g) task, the layer strategies of that task, one
+ * stage DP per pipeline stage, every vocab strategy, and the pipeline formula on the result. Tasks run on
+ * a pthread pool; the answer is reduced in task order, so it does not depend on the thread count. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gv/search.h"
+
+enum { GV_MODE_TP_ONLY = 0, GV_MODE_SP_ONLY = 1, GV_MODE_TP_WITH_SP = 2 };
+
+typedef struct {
+    int B, m, pp, mode, g;
+    /* result */
+    gv_status st;
+    char err[256];
+    int found;
+    double step;
+    gv_plan plan;
+    gv_plan_cost cost;
+    /* closest plan when nothing fits: largest stage memory need (incl. the reserve) */
+    int have_close;
+    double close_need;
+    int close_stage;
+    gv_plan close;
+} gv_task;
+
+typedef struct {
+    const gv_cost_model *cm;
+    const gv_search_opts *o;
+    const gv_strategy *ls, *vs;
+    int nls, nvs;
+    gv_task *tasks;
+    int ntasks;
+    atomic_int next;
+} gv_search_ctx;
+
+static double gv_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Memory kept back for the allocator: Galvatron keeps 20% of a budget above 20 GB (integer GB test). */
+static int gv_mem_cache(const gv_cost_model *cm, const gv_search_opts *o) {
+    int budget = (int)o->memory_mb;
+    if (cm->o.mem_reserve && budget / 1024 > 20) return (int)(budget * 0.2);
+    return 0;
+}
+
+static int gv_task_keeps(const gv_search_ctx *c, const gv_task *t, const gv_strategy *s) {
+    int max_dp = t->B / t->m < c->o->world / t->pp ? t->B / t->m : c->o->world / t->pp;
+    if (max_dp < 1) max_dp = 1;
+    if (s->pp != t->pp || gv_strategy_tsp(s) > t->g || s->dp > max_dp) return 0;
+    if (t->mode == GV_MODE_TP_ONLY && s->sp > 1) return 0;
+    if (t->mode == GV_MODE_SP_ONLY && s->tp > 1) return 0;
+    /* own model: only plans the runtime can run (the micro-batch splits evenly over dp) */
+    if (c->cm->o.mode == GV_COST_OWN && (t->B / t->m) % s->dp) return 0;
+    return 1;
+}
+
+static gv_layer_strategy gv_to_layer(const gv_cost_model *cm, const gv_strategy *s) {
+    gv_layer_strategy l;
+    l.tp = gv_strategy_tsp(s);
+    l.sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 && cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE);
+    l.zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+    l.ckpt = s->ckpt;
+    return l;
+}
+
+/* Fills a plan for the task: layer strategies by index into ls, vocab strategy v, stage sizes n[]. */
+static gv_status gv_make_plan(const gv_search_ctx *c, const gv_task *t, const int *idx, const int *n,
+                              const gv_strategy *v, gv_plan *p) {
+    const gv_search_opts *o = c->o;
+    gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
+    GV_TRY(gv_plan_uniform(p, o->world, t->pp, o->n_layer, one, one, c->cm->o.pipeline, t->B, t->m));
+    for (int i = 0; i < o->n_layer; i++) p->layers[i] = gv_to_layer(c->cm, &c->ls[idx[i]]);
+    for (int k = 0; k < t->pp; k++) p->stage_layers[k] = n[k];
+    p->vocab = gv_to_layer(c->cm, v);
+    p->vocab.ckpt = 0;
+    return GV_OK;
+}
+
+/* Keeps plan p if it is better than the task's best (strict: the first of equals stays, as Galvatron). */
+static gv_status gv_offer(const gv_search_ctx *c, gv_task *t, gv_plan *p) {
+    gv_plan_cost pc;
+    int gtp = t->mode == GV_MODE_SP_ONLY ? 0 : t->g;
+    gv_status st = gv_cost_plan(c->cm, p, gtp, &pc);
+    if (st != GV_OK) {
+        gv_plan_free(p);
+        return st;
+    }
+    if (!t->found || pc.step_s < t->step) {
+        if (t->found) gv_plan_free(&t->plan);
+        t->plan = *p;
+        t->cost = pc;
+        t->step = pc.step_s;
+        t->found = 1;
+    } else {
+        gv_plan_free(p);
+    }
+    return GV_OK;
+}
+
+/* Remembers the smallest plan of the task (each stage at its least-memory strategy) for the "no plan fits"
+ * report. */
+static void gv_offer_close(const gv_search_ctx *c, gv_task *t, const int *idx, const int *n,
+                           const gv_strategy *v, double need, int stage) {
+    if (t->have_close && need >= t->close_need) return;
+    gv_plan p;
+    if (gv_make_plan(c, t, idx, n, v, &p) != GV_OK) return;
+    if (t->have_close) gv_plan_free(&t->close);
+    t->close = p;
+    t->close_need = need;
+    t->close_stage = stage;
+    t->have_close = 1;
+}
+
+/* Stage sizes for the own model: per stage k and count n the DP's best plan gives (r, c); choose the
+ * composition minimising the pipeline formula's sum + (m-1) max part by enumerating the bottleneck bound,
+ * then the exact formula decides between the candidates. */
+typedef struct {
+    int lo, hi;    /* counts considered */
+    double *r, *c; /* [pp][hi+1], INFINITY = infeasible */
+} gv_parts;
+
+static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
+    int W = pt->hi + 1;
+    double best = INFINITY;
+    int found = 0;
+    /* candidate bounds: every stage time that occurs */
+    int nc = 0;
+    double *cand = malloc(sizeof(double) * pp * W);
+    double *f = malloc(sizeof(double) * (pp + 1) * (L + 1));
+    int *arg = malloc(sizeof(int) * (pp + 1) * (L + 1));
+    int *n = malloc(sizeof(int) * pp);
+    if (!cand || !f || !arg || !n) goto done;
+    for (int k = 0; k < pp; k++)
+        for (int x = pt->lo; x <= pt->hi; x++)
+            if (isfinite(pt->c[k * W + x])) cand[nc++] = pt->c[k * W + x];
+    for (int ci = 0; ci < nc; ci++) {
+        double tau = cand[ci];
+        /* f[k][l] = least sum of c over stages < k holding l layers, every stage c <= tau */
+        for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
+        f[0] = 0;
+        for (int k = 0; k < pp; k++)
+            for (int l = 0; l <= L; l++) {
+                double base = f[k * (L + 1) + l];
+                if (!isfinite(base)) continue;
+                for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
+                    double cc = pt->c[k * W + x];
+                    if (!isfinite(cc) || cc > tau) continue;
+                    double v = base + cc;
+                    if (v < f[(k + 1) * (L + 1) + l + x]) {
+                        f[(k + 1) * (L + 1) + l + x] = v;
+                        arg[(k + 1) * (L + 1) + l + x] = x;
+                    }
+                }
+            }
+        if (!isfinite(f[pp * (L + 1) + L])) continue;
+        for (int k = pp, l = L; k > 0; k--) {
+            n[k - 1] = arg[k * (L + 1) + l];
+            l -= n[k - 1];
+        }
+        double R[64], C[64];
+        for (int k = 0; k < pp; k++) {
+            R[k] = pt->r[k * W + n[k]];
+            C[k] = pt->c[k * W + n[k]];
+        }
+        double T = gv_cost_pipeline(cm, pp, m, R, C, 0);
+        if (T < best) {
+            best = T;
+            memcpy(best_n, n, sizeof(int) * pp);
+            found = 1;
+        }
+    }
+done:
+    free(cand);
+    free(f);
+    free(arg);
+    free(n);
+    return found;
+}
+
+typedef struct {
+    int S, shared, ndps, maxn, max_mem, ncap;
+    const int *mem, *sidx;
+    const double *intra, *inter, *trans;
+    const gv_strategy *ls;
+    double caps[256];
+    gv_stage_dp **dp; /* [ncap * ndps], solved when first needed */
+    int *subs, *nsub; /* strategies of cap q: subs[q * S + i] */
+    int *tmp;
+    int *smem, *sgroup; /* scratch [S], [S] */
+    double *sintra, *sinter;
+} gv_capdp;
+
+static int gv_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void gv_capdp_free(gv_capdp *cd) {
+    if (cd->dp)
+        for (int i = 0; i < cd->ncap * cd->ndps; i++) gv_stage_dp_free(cd->dp[i]);
+    free(cd->dp);
+    free(cd->subs);
+    free(cd->nsub);
+    free(cd->tmp);
+    memset(cd, 0, sizeof *cd);
+}
+
+static gv_status gv_capdp_solve(gv_capdp *cd, int q) {
+    int S = cd->S, n = 0, *sub = cd->subs + q * S;
+    for (int a = 0; a < S; a++)
+        if (ceil(cd->trans[a]) <= cd->caps[q]) sub[n++] = a;
+    cd->nsub[q] = n;
+    if (!n) return GV_OK;
+    for (int i = 0; i < n; i++) {
+        cd->sgroup[i] = gv_strategy_tsp(&cd->ls[cd->sidx[sub[i]]]);
+        cd->sintra[i] = cd->intra[sub[i]];
+        for (int j = 0; j < n; j++) cd->sinter[i * n + j] = cd->inter[sub[i] * S + sub[j]];
+    }
+    for (int k = 0; k < cd->ndps; k++) {
+        for (int i = 0; i < n; i++) cd->smem[i] = cd->mem[k * S + sub[i]];
+        GV_TRY(gv_stage_dp_solve(&cd->dp[q * cd->ndps + k], n, cd->smem, cd->sintra, cd->sinter, cd->sgroup,
+                                 cd->maxn, cd->max_mem));
+    }
+    return GV_OK;
+}
+
+/* Best n layers of stage k under cap q within `budget` (the cap still to be taken off); plan gets task
+ * strategy indices. The all-strategies DP (largest cap) answers first: if its optimum at the lower budget
+ * keeps every transient within the cap it is also the cap's optimum, and the cap's own DP is never built. */
+static double gv_cap_query(gv_capdp *cd, int q, int k, int n, int budget, int *plan, gv_status *st) {
+    if (*st != GV_OK) return INFINITY;
+    int full = cd->ncap - 1, kk = cd->shared ? 0 : k, b = budget - (int)cd->caps[q];
+    if (b < 0) return INFINITY;
+    for (int pass = 0; pass < 2; pass++) {
+        int qq = pass ? q : full;
+        if (!cd->dp[qq * cd->ndps] && !cd->nsub[qq]) {
+            *st = gv_capdp_solve(cd, qq);
+            if (*st != GV_OK || !cd->nsub[qq]) return INFINITY;
+        }
+        double f = gv_stage_dp_query(cd->dp[qq * cd->ndps + kk], n, b, cd->tmp, NULL);
+        if (!isfinite(f)) return INFINITY; /* the cap's set is a subset of the full one */
+        double mt = 0;
+        for (int j = 0; j < n; j++) {
+            plan[j] = cd->subs[qq * cd->S + cd->tmp[j]];
+            mt = fmax(mt, ceil(cd->trans[plan[j]]));
+        }
+        if (pass || mt <= cd->caps[q]) return f;
+    }
+    return INFINITY;
+}
+
+static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
+    const gv_cost_model *cm = c->cm;
+    const gv_search_opts *o = c->o;
+    int galv = cm->o.mode == GV_COST_GALVATRON, L = o->n_layer, pp = t->pp;
+    gv_cost_batch b = {t->B, t->m};
+    gv_status st = GV_OK;
+    int S = 0, V = 0;
+    int *sidx = malloc(sizeof(int) * (c->nls + 1)), *vidx = malloc(sizeof(int) * (c->nvs + 1));
+    int *nk = malloc(sizeof(int) * pp), *plan = malloc(sizeof(int) * (L + 1)),
+        *stage_plan = malloc(sizeof(int) * (L + 1));
+    double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
+    int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
+    double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
+    gv_cost_mem *om = NULL;
+    if (!sidx || !vidx || !nk || !plan || !stage_plan) goto nomem;
+    for (int i = 0; i < c->nls; i++)
+        if (gv_task_keeps(c, t, &c->ls[i])) sidx[S++] = i;
+    for (int i = 0; i < c->nvs; i++)
+        if (gv_task_keeps(c, t, &c->vs[i])) vidx[V++] = i;
+    if (!S || !V) goto out;
+    for (int k = 0; k < pp; k++) nk[k] = k < pp - 1 ? L / pp : L - (pp - 1) * (L / pp);
+    w = malloc(sizeof(double) * S);
+    ns = malloc(sizeof(double) * S);
+    intra = malloc(sizeof(double) * S);
+    trans = malloc(sizeof(double) * S);
+    inter = malloc(sizeof(double) * S * S);
+    mem = malloc(sizeof(int) * S * pp);
+    ow = malloc(sizeof(double) * V * pp);
+    on = malloc(sizeof(double) * V * pp);
+    omem = malloc(sizeof(int) * V * pp);
+    om = malloc(sizeof(gv_cost_mem) * pp);
+    sub = malloc(sizeof(int) * S);
+    smem = malloc(sizeof(int) * S);
+    sgroup = malloc(sizeof(int) * S);
+    sintra = malloc(sizeof(double) * S);
+    sinter = malloc(sizeof(double) * S * S);
+    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om || !sub || !smem ||
+        !sgroup || !sintra || !sinter)
+        goto nomem;
+    for (int a = 0; a < S; a++) {
+        const gv_strategy *s = &c->ls[sidx[a]];
+        gv_cost_layer_time(cm, s, &b, &w[a], &ns[a]);
+        intra[a] = galv ? w[a] : (t->m - 1) * ns[a] + w[a];
+        trans[a] = 0;
+        for (int k = 0; k < pp; k++) {
+            gv_cost_mem lm;
+            double tr;
+            gv_cost_layer_memory(cm, s, &b, k, &lm, &tr);
+            mem[k * S + a] = (int)ceil(gv_cost_mem_total(&lm));
+            trans[a] = tr;
+        }
+        for (int d = 0; d < S; d++) {
+            double x = gv_cost_inter(cm, &c->ls[sidx[a]], &c->ls[sidx[d]], &b);
+            inter[a * S + d] = galv ? x : x * t->m;
+        }
+    }
+    double gbuf = gv_cost_global_buffer(cm, &b, pp, t->mode == GV_MODE_SP_ONLY ? 0 : t->g);
+    for (int v = 0; v < V; v++) {
+        const gv_strategy *s = &c->vs[vidx[v]];
+        gv_cost_other_time(cm, s, &b, &ow[v * pp], &on[v * pp]);
+        gv_cost_other_memory(cm, s, &b, om);
+        for (int k = 0; k < pp; k++) omem[v * pp + k] = (int)ceil(gv_cost_mem_total(&om[k])) + (int)gbuf;
+    }
+    int cache = gv_mem_cache(cm, o);
+    int max_mem = (int)o->memory_mb - cache;
+
+    /* closest plan: every layer at its stage's least-memory strategy, vocab at its least-memory one */
+    {
+        double need = INFINITY;
+        int need_stage = 0, bv = 0;
+        for (int v = 0; v < V; v++) {
+            double worst = -1;
+            int ws = 0;
+            for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
+                int a_min = 0;
+                for (int a = 1; a < S; a++)
+                    if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+                for (int j = 0; j < nk[k]; j++) plan[l + j] = a_min;
+                double x = (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]) + omem[v * pp + k];
+                if (x > worst) worst = x, ws = k;
+            }
+            if (worst < need) need = worst, need_stage = ws, bv = v;
+        }
+        for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
+            int a_min = 0;
+            for (int a = 1; a < S; a++)
+                if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+            for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[a_min];
+        }
+        gv_offer_close(c, t, plan, nk, &c->vs[vidx[bv]], need + cache, need_stage);
+    }
+
+    if (!o->fine_grained) { /* coarse: one strategy for all layers with its own vocab strategy */
+        for (int a = 0; a < S; a++) {
+            const gv_strategy *s = &c->ls[sidx[a]];
+            gv_strategy vs = *s;
+            vs.ckpt = 0;
+            int fits = 1;
+            gv_cost_mem vm[64];
+            gv_cost_other_memory(cm, &vs, &b, vm);
+            for (int k = 0; k < pp && fits; k++) {
+                double used = ceil(gbuf) + ceil(gv_cost_mem_total(&vm[k])) + (double)nk[k] * mem[k * S + a] +
+                              ceil(trans[a]);
+                if (used > max_mem) fits = 0;
+            }
+            if (!fits) continue;
+            for (int i = 0; i < L; i++) plan[i] = sidx[a];
+            gv_plan p;
+            st = gv_make_plan(c, t, plan, nk, &vs, &p);
+            if (st == GV_OK) st = gv_offer(c, t, &p);
+            if (st != GV_OK) goto out;
+        }
+        goto out;
+    }
+
+    /* caps on the largest transient of a stage (own model): plans whose largest transient is tj are found
+     * by the DP over strategies with transient <= tj, tj taken off the budget (cap q) */
+    gv_capdp cd;
+    memset(&cd, 0, sizeof cd);
+    cd.S = S;
+    cd.shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1; /* 1F1B memory depends on the stage */
+    cd.ndps = cd.shared ? 1 : pp;
+    cd.mem = mem;
+    cd.intra = intra;
+    cd.inter = inter;
+    cd.trans = trans;
+    cd.max_mem = max_mem;
+    cd.caps[cd.ncap++] = 0;
+    for (int a = 0; a < S; a++) {
+        double x = ceil(trans[a]);
+        int seen = 0;
+        for (int q = 0; q < cd.ncap; q++) seen |= cd.caps[q] == x;
+        if (!seen && cd.ncap < 256) cd.caps[cd.ncap++] = x;
+    }
+    qsort(cd.caps, cd.ncap, sizeof(double), gv_cmp_double);
+    /* pp > 1: the per-stage objective only steers the pipeline formula, so a few caps (none, spread ones and
+     * the largest) stand for all; pp = 1 keeps every cap (exact), skipping those that cannot win */
+    if (pp > 1 && cd.ncap > 4) {
+        double keep[4];
+        for (int i = 0; i < 4; i++) keep[i] = cd.caps[(int)((cd.ncap - 1) * (i / 3.0) + 0.5)];
+        memcpy(cd.caps, keep, sizeof keep);
+        cd.ncap = 4;
+    }
+    int uneven = !galv && o->uneven_stages && pp > 1;
+    int lo = 1, hi = L;
+    if (uneven) { /* stage sizes within half an even stage of even */
+        int e = L / pp, h = (L / pp + 1) / 2;
+        lo = e - h > 1 ? e - h : 1;
+        hi = (L + pp - 1) / pp + h;
+        if (hi > L - (pp - 1)) hi = L - (pp - 1);
+    }
+    cd.maxn = 0;
+    for (int k = 0; k < pp; k++) cd.maxn = nk[k] > cd.maxn ? nk[k] : cd.maxn;
+    if (uneven) cd.maxn = hi;
+    gv_parts pt = {lo, hi, NULL, NULL};
+    cd.dp = calloc((size_t)cd.ncap * cd.ndps, sizeof *cd.dp);
+    cd.subs = malloc(sizeof(int) * cd.ncap * S);
+    cd.nsub = calloc(cd.ncap, sizeof(int));
+    cd.tmp = malloc(sizeof(int) * (L + 1));
+    cd.smem = smem;
+    cd.sintra = sintra;
+    cd.sinter = sinter;
+    cd.sgroup = sgroup;
+    cd.ls = c->ls;
+    cd.sidx = sidx;
+    if (!cd.dp || !cd.subs || !cd.nsub || !cd.tmp) goto nomem_cd;
+    if (uneven) {
+        pr = malloc(sizeof(double) * pp * (hi + 1));
+        pc = malloc(sizeof(double) * pp * (hi + 1));
+        if (!pr || !pc) goto nomem_cd;
+        pt.r = pr;
+        pt.c = pc;
+    }
+    for (int q = 0; q < cd.ncap && st == GV_OK; q++) {
+        for (int v = 0; v < V && st == GV_OK; v++) {
+            const gv_strategy *vs = &c->vs[vidx[v]];
+            int ok = 1;
+            if (pp == 1 && q < cd.ncap - 1 && t->found && !galv) {
+                /* pp 1: step = DP objective + vocab terms, and the all-strategies DP at this budget bounds
+                 * the cap's objective from below */
+                int b = max_mem - omem[v] - (int)cd.caps[q];
+                int full = cd.ncap - 1;
+                if (!cd.dp[full] && !cd.nsub[full]) st = gv_capdp_solve(&cd, full);
+                if (st != GV_OK) break;
+                double f = cd.dp[full] ? gv_stage_dp_query(cd.dp[full], L, b, cd.tmp, NULL) : INFINITY;
+                double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
+                if (!(lb * (1 - 1e-9) < t->step)) continue;
+            }
+            if (uneven) {
+                int W = hi + 1;
+                for (int k = 0; k < pp && st == GV_OK; k++)
+                    for (int x = 0; x <= hi && st == GV_OK; x++) {
+                        pr[k * W + x] = pc[k * W + x] = INFINITY;
+                        if (x < lo) continue;
+                        double f = gv_cap_query(&cd, q, k, x, max_mem - omem[v * pp + k], stage_plan, &st);
+                        if (!isfinite(f)) continue;
+                        double R = ow[v * pp + k], C = on[v * pp + k];
+                        for (int j = 0; j < x; j++) {
+                            int a = stage_plan[j];
+                            R += w[a];
+                            C += ns[a];
+                            if (j) {
+                                double xi = inter[stage_plan[j - 1] * S + a] / t->m;
+                                R += xi;
+                                C += xi;
+                            }
+                        }
+                        pr[k * W + x] = R;
+                        pc[k * W + x] = C;
+                    }
+                int bn[64];
+                if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
+                    for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
+                        gv_cap_query(&cd, q, k, bn[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                        for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
+                    }
+                    gv_plan p;
+                    if (st == GV_OK) st = gv_make_plan(c, t, plan, bn, vs, &p);
+                    if (st == GV_OK) st = gv_offer(c, t, &p);
+                }
+                /* and the even split: the bound enumeration ignores the exposed-sync term */
+            }
+            for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
+                double f = gv_cap_query(&cd, q, k, nk[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                if (!isfinite(f)) {
+                    ok = 0;
+                    break;
+                }
+                for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[stage_plan[j]];
+            }
+            if (!ok || st != GV_OK) continue;
+            gv_plan p;
+            st = gv_make_plan(c, t, plan, nk, vs, &p);
+            if (st == GV_OK) st = gv_offer(c, t, &p);
+        }
+    }
+    gv_capdp_free(&cd);
+    goto out;
+nomem_cd:
+    gv_capdp_free(&cd);
+nomem:
+    st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+out:
+    free(sidx);
+    free(vidx);
+    free(nk);
+    free(plan);
+    free(stage_plan);
+    free(w);
+    free(ns);
+    free(intra);
+    free(trans);
+    free(inter);
+    free(mem);
+    free(ow);
+    free(on);
+    free(omem);
+    free(om);
+    free(sub);
+    free(smem);
+    free(sgroup);
+    free(sintra);
+    free(sinter);
+    free(pr);
+    free(pc);
+    if (st != GV_OK) snprintf(t->err, sizeof t->err, "%s", gv_last_error());
+    t->st = st;
+    return st;
+}
+
+static void *gv_worker(void *arg) {
+    gv_search_ctx *c = arg;
+    for (;;) {
+        int i = atomic_fetch_add(&c->next, 1);
+        if (i >= c->ntasks) break;
+        gv_task_run(c, &c->tasks[i]);
+    }
+    return NULL;
+}
+
+/* "24x 1-2*-4, 8x 1-2*-4-c" from a plan. */
+static void gv_describe(const gv_search_ctx *c, const gv_plan *p, char *buf, int n) {
+    gv_strategy ls[4096], vs;
+    int nl = p->n_layer < 4096 ? p->n_layer : 4096;
+    gv_plan_strategies(p, ls, &vs);
+    buf[0] = '\0';
+    int used = 0;
+    for (int i = 0; i < nl;) {
+        int j = i;
+        while (j < nl && !memcmp(&ls[j], &ls[i], sizeof ls[i])) j++;
+        char s[48];
+        gv_strategy_str(&ls[i], s, sizeof s);
+        int w = snprintf(buf + used, n - used, "%s%dx %s", used ? ", " : "", j - i, s);
+        if (w < 0 || w >= n - used) {
+            if (n > 4) strcpy(buf + n - 4, "...");
+            return;
+        }
+        used += w;
+        i = j;
+    }
+    (void)c;
+}
+
+static void gv_alt_of(const gv_search_ctx *c, const gv_task *x, gv_search_alt *a) {
+    memset(a, 0, sizeof *a);
+    a->global_batch = x->B;
+    a->micro_batches = x->m;
+    a->pp = x->pp;
+    a->vocab_tp = x->plan.vocab.tp;
+    a->vocab_sp = x->plan.vocab.sp == GV_SP_ULYSSES;
+    a->vocab_zero3 = x->plan.vocab.zero == 3;
+    gv_describe(c, &x->plan, a->layers, sizeof a->layers);
+    a->step_s = x->step;
+    a->throughput = x->cost.throughput;
+}
+
+static int gv_alt_same(const gv_search_alt *a, const gv_search_alt *b) {
+    return a->global_batch == b->global_batch && a->micro_batches == b->micro_batches && a->pp == b->pp &&
+           a->vocab_tp == b->vocab_tp && a->vocab_sp == b->vocab_sp && a->vocab_zero3 == b->vocab_zero3 &&
+           !strcmp(a->layers, b->layers);
+}
+
+static void gv_add_task(gv_task **v, int *n, int *cap, int B, int m, int pp, int mode, int g) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        gv_task *nv = realloc(*v, sizeof **v * *cap);
+        if (!nv) return;
+        *v = nv;
+    }
+    gv_task *t = &(*v)[(*n)++];
+    memset(t, 0, sizeof *t);
+    t->B = B;
+    t->m = m;
+    t->pp = pp;
+    t->mode = mode;
+    t->g = g;
+}
+
+void gv_search_result_free(gv_search_result *r) {
+    if (r->plan.layers || r->plan.stage_layers) gv_plan_free(&r->plan);
+    memset(r, 0, sizeof *r);
+}
+
+gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_search_result *out) {
+    memset(out, 0, sizeof *out);
+    double t0 = gv_now_ms();
+    if (o->world < 1 || (o->world & (o->world - 1)))
+        return gv_fail(GV_ERR_INVALID, "search: world %d is not a power of two", o->world);
+    if (o->n_layer < 1) return gv_fail(GV_ERR_INVALID, "search: the model has no layers");
+    if (o->memory_mb <= 0) return gv_fail(GV_ERR_INVALID, "search: memory budget must be positive");
+    if (cm->o.world != o->world)
+        return gv_fail(GV_ERR_INVALID, "search: cost model is for %d ranks, search for %d", cm->o.world,
+                       o->world);
+    if (cm->hw->world < o->world)
+        return gv_fail(GV_ERR_INVALID, "search: the hardware profile covers %d ranks, the search needs %d",
+                       cm->hw->world, o->world);
+    gv_search_ctx c = {.cm = cm, .o = o};
+    gv_strategy *ls = NULL, *vs = NULL;
+    GV_TRY(gv_search_space(o, 0, &ls, &c.nls));
+    gv_status st = gv_search_space(o, 1, &vs, &c.nvs);
+    if (st != GV_OK) {
+        free(ls);
+        return st;
+    }
+    c.ls = ls;
+    c.vs = vs;
+    /* the profile entries the space needs */
+    for (int i = 0; i < c.nls && st == GV_OK; i++) {
+        int t = gv_strategy_tsp(&ls[i]), lg = 0;
+        while ((1 << lg) < t) lg++;
+        if (cm->mp->act_mb[lg] < 0 && !ls[i].ckpt)
+            st = gv_fail(GV_ERR_FORMAT,
+                         "memory profile: missing field 'tp_activation_per_bsz_dict.%d' (needed for "
+                         "tp/sp degree %d)",
+                         t, t);
+        int mlg = 0;
+        while ((1 << mlg) < ls[i].pp) mlg++;
+        if (ls[i].pp > 1 && cm->hw->p2p_coe[mlg] < 0)
+            st = gv_fail(GV_ERR_FORMAT, "hardware profile: missing field 'pp_size_%d'", ls[i].pp);
+    }
+    for (int i = 0; i < c.nvs && st == GV_OK; i++) {
+        int lg = 0, tl = 0;
+        while ((1 << lg) < vs[i].tp) lg++;
+        while ((1 << tl) < gv_strategy_tsp(&vs[i])) tl++;
+        int rows[3] = {0, 1, 2};
+        for (int r = vs[i].pp == 1 ? 0 : 1; r < (vs[i].pp == 1 ? 1 : 3) && st == GV_OK; r++) {
+            static const char *const nm[3] = {"other_memory_pp_off", "other_memory_pp_on_first",
+                                              "other_memory_pp_on_last"};
+            if (cm->mp->other_ms_mb[rows[r]][lg] < 0)
+                st = gv_fail(GV_ERR_FORMAT, "memory profile: missing field '%s.model_states.%d'", nm[r],
+                             vs[i].tp);
+            else if (cm->mp->other_act_mb[rows[r]][tl] < 0)
+                st = gv_fail(GV_ERR_FORMAT, "memory profile: missing field '%s.activation.%d'", nm[r],
+                             gv_strategy_tsp(&vs[i]));
+        }
+    }
+    gv_task *tasks = NULL;
+    int nt = 0, cap = 0;
+    if (st == GV_OK) {
+        int bsz_lo, bsz_hi, bsz_step;
+        if (o->settle_bsz > 0) {
+            bsz_lo = bsz_hi = o->settle_bsz;
+            bsz_step = 1;
+        } else {
+            bsz_step = o->bsz_scale > 0 ? o->bsz_scale : 8;
+            bsz_lo = o->min_bsz > bsz_step ? o->min_bsz : bsz_step;
+            bsz_hi = o->max_bsz;
+        }
+        for (int B = bsz_lo; B <= bsz_hi; B += bsz_step)
+            for (int m = 1; m <= B; m++) {
+                if (o->settle_chunk > 0 && m != o->settle_chunk) continue;
+                if (B % m) continue;
+                for (int pp = 1; pp <= o->world; pp *= 2) {
+                    int have = 0;
+                    for (int i = 0; i < c.nvs; i++) have |= vs[i].pp == pp;
+                    if (!have || pp > m || pp > o->n_layer) continue;
+                    int max_tp = o->world / pp < o->max_tp ? o->world / pp : o->max_tp;
+                    int max_dp = B / m < o->world / pp ? B / m : o->world / pp;
+                    if (max_dp < 1) max_dp = 1;
+                    int min_tp = o->world / pp / max_dp;
+                    if (min_tp < 1) min_tp = 1;
+                    for (int mode = 0; mode < 3; mode++) {
+                        if (mode == GV_MODE_SP_ONLY) {
+                            gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, max_tp);
+                            continue;
+                        }
+                        for (int g = 1; g <= max_tp; g *= 2)
+                            if (g >= min_tp && g * pp <= o->world)
+                                gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, g);
+                    }
+                }
+            }
+        if (nt && !tasks) st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    }
+    if (st == GV_OK) {
+        c.tasks = tasks;
+        c.ntasks = nt;
+        atomic_init(&c.next, 0);
+        int nth = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (nth < 1) nth = 1;
+        if (nth > nt) nth = nt;
+        if (nth > 64) nth = 64;
+        pthread_t th[64];
+        int started = 0;
+        for (int i = 1; i < nth; i++)
+            if (pthread_create(&th[started], NULL, gv_worker, &c) == 0) started++;
+        gv_worker(&c);
+        for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    }
+    /* reduce in task order */
+    int best = -1, close = -1;
+    for (int i = 0; i < nt && st == GV_OK; i++) {
+        gv_task *t = &tasks[i];
+        if (t->st != GV_OK) {
+            st = gv_fail(t->st, "%s", t->err);
+            break;
+        }
+        if (t->found && (best < 0 || t->step < tasks[best].step)) best = i;
+        if (t->have_close && (close < 0 || t->close_need < tasks[close].close_need)) close = i;
+    }
+    if (st == GV_OK && best >= 0) {
+        gv_task *t = &tasks[best];
+        out->found = 1;
+        out->plan = t->plan;
+        out->cost = t->cost;
+        out->global_buffer_tp = t->mode == GV_MODE_SP_ONLY ? 0 : t->g;
+        /* alternatives: the next best tasks whose plan differs from the ones already listed */
+        int k = o->top_k < 8 ? o->top_k : 8;
+        gv_search_alt cur;
+        gv_alt_of(&c, t, &cur);
+        gv_search_alt seen[9];
+        int nseen = 0;
+        seen[nseen++] = cur;
+        while (out->n_alt < k) {
+            int pick = -1;
+            gv_search_alt pa;
+            for (int i = 0; i < nt; i++) {
+                gv_task *x = &tasks[i];
+                if (!x->found || (pick >= 0 && x->step >= tasks[pick].step)) continue;
+                gv_search_alt xa;
+                gv_alt_of(&c, x, &xa);
+                int dup = 0;
+                for (int q = 0; q < nseen && !dup; q++) dup = gv_alt_same(&seen[q], &xa);
+                if (dup) continue;
+                pick = i;
+                pa = xa;
+            }
+            if (pick < 0) break;
+            pa.gap = pa.step_s / out->cost.step_s - 1;
+            out->alt[out->n_alt++] = pa;
+            seen[nseen++] = pa;
+        }
+        t->found = 0; /* the plan now belongs to out */
+    } else if (st == GV_OK && close >= 0) {
+        gv_task *t = &tasks[close];
+        out->found = 0;
+        out->plan = t->close;
+        t->have_close = 0;
+        out->need_mb = t->close_need;
+        out->need_stage = t->close_stage;
+        out->global_buffer_tp = t->mode == GV_MODE_SP_ONLY ? 0 : t->g;
+        gv_cost_plan(cm, &out->plan, out->global_buffer_tp, &out->cost);
+        st =
+            gv_fail(GV_ERR_INVALID, "no plan fits: the smallest needs %.0f MiB on stage %d (budget %.0f MiB)",
+                    out->need_mb, out->need_stage, o->memory_mb);
+    } else if (st == GV_OK) {
+        st = gv_fail(GV_ERR_INVALID, "no plan fits: the strategy space is empty for %d ranks and %d layers",
+                     o->world, o->n_layer);
+    }
+    for (int i = 0; i < nt; i++) {
+        if (tasks[i].found) gv_plan_free(&tasks[i].plan);
+        if (tasks[i].have_close) gv_plan_free(&tasks[i].close);
+    }
+    out->tasks = nt;
+    free(tasks);
+    free(ls);
+    free(vs);
+    out->ms = gv_now_ms() - t0;
+    return st;
+}

@@ -1,0 +1,244 @@
+/* Cost model: profile readers (and their errors) and the Galvatron-compatible formulas against values
+ * computed by hand from reference §2 on the fixture profiles in tests/profiles (llama2-7b numbers of the
+ * reference where it gives them). The RAN fact of §2.1 (an Ulysses layer with dp 1 has equal times with and
+ * without gradient sync) is checked as such. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gv/cost.h"
+#include "test.h"
+
+#define PROF GV_SOURCE_DIR "/tests/profiles"
+#define COMP PROF "/computation_profiling_bf16_llama2-7b_all.json"
+#define MEM PROF "/memory_profiling_bf16_llama2-7b_all.json"
+
+static gv_strategy S(int pp, int tp, int sp, int dp, int zero, int ckpt) {
+    gv_strategy s = {pp, tp, sp, 1, dp, zero, ckpt};
+    return s;
+}
+
+static void check_formulas(void) {
+    gv_hw_profile hw;
+    gv_model_profile mp;
+    CHECK_OK(gv_hw_profile_load(&hw, PROF, 1, 8));
+    CHECK_OK(gv_model_profile_load(&mp, COMP, MEM, 2048, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC));
+    CHECK_CLOSE(hw.coe[3][1], 1 / 155.658, 1e-12, 0);
+    CHECK_CLOSE(hw.coe[3][0], 1 / 155.658, 1e-12, 0); /* the world's strided key = its consecutive one */
+    CHECK_CLOSE(hw.coe[2][0], 1 / 16.22, 1e-12, 0);
+    CHECK_CLOSE(hw.ag[3].ms[0], 0.07895 / 2, 1e-12, 0); /* all-gather = half the all-reduce */
+    CHECK(hw.ag[2].n == 11 && hw.a2a[1].n == 11);
+    CHECK_CLOSE(mp.param_mb, 778.2236328125, 1e-12, 0);
+    CHECK_CLOSE(mp.fwd_c, 3.937, 1e-12, 0);
+    CHECK_CLOSE(mp.other_c, 2.959, 1e-12, 0);
+    CHECK_CLOSE(mp.act_mb[3], 68.32, 1e-12, 0);
+
+    gv_cost_model cm = {&hw, &mp, {0}};
+    gv_cost_opts_default(&cm.o, GV_COST_GALVATRON, 8, 4096, 2048);
+    cm.o.n_layer = 32;
+    gv_cost_batch b16 = {16, 1}, b16m2 = {16, 2}, b16m4 = {16, 4};
+    double w, n;
+    gv_strategy s;
+    /* §2.1 by hand: 1-1-8 ZeRO-2, B 16, m 1: lbsz 2, fct 7.874 ms, dp_msg 680.95 MB at 1/155.658 ms/MB
+     * overlapped with bct 15.748 ms under alpha 1.1256 */
+    s = S(1, 1, 1, 8, 2, 0);
+    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    CHECK_CLOSE(w, 0.0241712456697, 1e-9, 0);
+    CHECK_CLOSE(n, 0.023622, 1e-9, 0);
+    /* 1-2*-4 ZeRO-3 + ckpt: strided DP group (4_0), 9 all-gathers of the 64 MB micro-batch, fsdp gather */
+    s = S(1, 2, 1, 4, 3, 1);
+    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    CHECK_CLOSE(w, 0.0449860966049, 1e-9, 0);
+    CHECK_CLOSE(n, 0.0427271266617, 1e-9, 0);
+    /* RAN fact: Ulysses 1-8*-1-sp has the same time with and without gradient sync */
+    s = S(1, 1, 8, 1, 0, 0);
+    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    CHECK_CLOSE(w, 0.02921148, 1e-9, 0);
+    CHECK(w == n);
+    /* pp 2: p2p volume pp * 2 * lbsz s h (bf16) per dummy layer, spread over the 32 layers */
+    s = S(2, 1, 1, 4, 2, 0);
+    gv_cost_layer_time(&cm, &s, &b16m2, &w, &n);
+    CHECK_CLOSE(w, 0.024110289946, 1e-9, 0);
+    CHECK_CLOSE(n, 0.0236464392715, 1e-9, 0);
+    s = S(1, 1, 4, 2, 2, 1); /* Ulysses 4 with dp 2: all-to-all table, 6 = 4 x 1.5 ops */
+    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    CHECK_CLOSE(w, 0.0358156456697, 1e-9, 0);
+    CHECK_CLOSE(n, 0.0352664, 1e-9, 0);
+
+    /* §2.4 memory */
+    gv_cost_mem m;
+    double tr;
+    s = S(1, 1, 1, 8, 2, 0);
+    gv_cost_layer_memory(&cm, &s, &b16, 0, &m, &tr);
+    CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 737.756003906, 1e-9, 0);
+    CHECK_CLOSE(m.activations, 1029.12, 1e-9, 0);
+    CHECK(tr == 0);
+    s = S(2, 2, 1, 2, 3, 1); /* m 4, async: zero3 ratio 7/8 (1/d + .003) + 1/8; 1F1B stage 0 holds 2 */
+    gv_cost_layer_memory(&cm, &s, &b16m4, 0, &m, &tr);
+    CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 879.587260986, 1e-9, 0);
+    CHECK_CLOSE(m.activations, 64, 1e-9, 0);
+    s = S(2, 1, 4, 1, 0, 1);
+    gv_cost_layer_memory(&cm, &s, &b16m4, 1, &m, &tr);
+    CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 3112.89453125, 1e-9, 0);
+    CHECK_CLOSE(m.activations, 32, 1e-9, 0);
+
+    /* §2.2 vocab layers */
+    double ow[8], on[8];
+    s = S(1, 1, 1, 8, 2, 0);
+    gv_cost_other_time(&cm, &s, &b16, ow, on);
+    CHECK_CLOSE(ow[0], 0.0179158688619, 1e-9, 0);
+    CHECK_CLOSE(on[0], 0.017754, 1e-9, 0);
+    s = S(2, 2, 1, 2, 3, 0);
+    gv_cost_other_time(&cm, &s, &b16m2, ow, on);
+    CHECK_CLOSE(ow[0], 0.0136338286058, 1e-9, 0);
+    CHECK_CLOSE(on[0], 0.0111258723097, 1e-9, 0);
+    gv_cost_mem om[2];
+    s = S(1, 1, 1, 8, 2, 0);
+    gv_cost_other_memory(&cm, &s, &b16, om);
+    /* 4130.35 x zero2(8) + 841.58 x 2 samples + 1024 context */
+    CHECK_CLOSE(gv_cost_mem_total(&om[0]),
+                4130.35 * (7.0 / 8 * (1.0 / 8 + .003) + 1.0 / 8) + 841.58 * 2 + 1024, 1e-9, 0);
+
+    /* §3.3 inter-layer: Megatron-SP switch tsp 1 -> 4 (lb 8, coe 4_1) and the tie-break biases */
+    gv_strategy a = S(1, 1, 1, 8, 2, 0), c4 = S(1, 4, 1, 2, 2, 0);
+    CHECK_CLOSE(gv_cost_inter(&cm, &a, &c4, &b16), 0.0637173992303, 1e-9, 0);
+    gv_strategy f = S(1, 1, 1, 8, 3, 0), ck = S(1, 1, 1, 8, 2, 1), fck = S(1, 1, 1, 8, 3, 1);
+    gv_strategy t2 = S(1, 2, 1, 4, 2, 0), u2 = S(1, 1, 2, 4, 2, 0);
+    CHECK(gv_cost_inter(&cm, &a, &f, &b16) == 1e-9);
+    CHECK(gv_cost_inter(&cm, &f, &a, &b16) == 0);
+    CHECK(gv_cost_inter(&cm, &a, &ck, &b16) == 2e-9);
+    CHECK(gv_cost_inter(&cm, &a, &fck, &b16) == 3e-9);
+    CHECK(gv_cost_inter(&cm, &ck, &fck, &b16) == 3e-9); /* the later rule overrides "c -> fc" */
+    CHECK(gv_cost_inter(&cm, &f, &ck, &b16) == 1e-9);   /* f -> c */
+    CHECK(gv_cost_inter(&cm, &t2, &u2, &b16) == 1e-10); /* tp -> sp of the same size */
+    CHECK(gv_cost_inter(&cm, &u2, &t2, &b16) == 0);
+
+    /* §2.3 pipeline formula on given stage times */
+    double R[3] = {0.5, 0.4, 0.45}, C[3] = {0.3, 0.35, 0.2};
+    CHECK_CLOSE(gv_cost_pipeline(&cm, 3, 4, R, C, 0), 1.65, 1e-12, 0);
+    double R1 = 0.5, C1 = 0.3; /* pp 1: m C + max(0, R - C) */
+    CHECK_CLOSE(gv_cost_pipeline(&cm, 1, 4, &R1, &C1, 0), 4 * 0.3 + 0.2, 1e-12, 0);
+
+    /* own model: Ulysses all-to-alls are all counted (8 instead of 4), so it costs more than Galvatron's */
+    gv_cost_model own = cm;
+    gv_cost_opts_default(&own.o, GV_COST_OWN, 8, 4096, 2048);
+    own.o.n_layer = 32;
+    s = S(1, 1, 8, 1, 0, 0);
+    double w2, n2;
+    gv_cost_layer_time(&own, &s, &b16, &w2, &n2);
+    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    double fct = 3.937 * 16 / 8;
+    CHECK_CLOSE(n2, (3 * fct + 8 * 0.21842) * 0.001, 1e-9, 0); /* 32 MB per rank all-to-alls */
+    CHECK(n2 > 0 && w2 >= n2);
+}
+
+static void write_file(const char *path, const char *txt) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs(txt, f);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[4096];
+    size_t n;
+    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    if (a) fclose(a);
+    if (b) fclose(b);
+}
+
+static int contains(const char *s, const char *sub) {
+    return strstr(s, sub) != NULL;
+}
+
+static void check_errors(void) {
+    char dir[] = "/tmp/gv_test_cost_XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0);
+        return;
+    }
+    static const char *files[] = {"allreduce_bandwidth_1nodes_8gpus_per_node.json",
+                                  "p2p_bandwidth_1nodes_8gpus_per_node.json", "overlap_coefficient.json",
+                                  "sp_time_1nodes_8gpus_per_node.json"};
+    char from[1024], to[1024];
+    for (int i = 0; i < 4; i++) {
+        snprintf(from, sizeof from, "%s/%s", PROF, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        copy_file(from, to);
+    }
+    gv_hw_profile hw;
+    CHECK_OK(gv_hw_profile_load(&hw, dir, 1, 8));
+    /* missing file */
+    CHECK(gv_hw_profile_load(&hw, dir, 2, 8) == GV_ERR_IO);
+    CHECK(contains(gv_last_error(), "allreduce_bandwidth_2nodes_8gpus_per_node.json"));
+    /* missing key */
+    snprintf(to, sizeof to, "%s/%s", dir, files[1]);
+    write_file(to, "{\"pp_size_2\": 163.671, \"pp_size_8\": 109.45}");
+    CHECK(gv_hw_profile_load(&hw, dir, 1, 8) == GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "p2p_bandwidth_1nodes_8gpus_per_node.json") &&
+          contains(gv_last_error(), "'pp_size_4'"));
+    /* corrupt JSON */
+    write_file(to, "{\"pp_size_2\": 163.671,");
+    CHECK(gv_hw_profile_load(&hw, dir, 1, 8) == GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "p2p_bandwidth_1nodes_8gpus_per_node.json") &&
+          contains(gv_last_error(), "not valid JSON"));
+    /* a bad value */
+    write_file(to, "{\"pp_size_2\": 163.671, \"pp_size_4\": \"fast\", \"pp_size_8\": 109.45}");
+    CHECK(gv_hw_profile_load(&hw, dir, 1, 8) == GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "'pp_size_4' must be a positive number"));
+    copy_file(PROF "/p2p_bandwidth_1nodes_8gpus_per_node.json", to);
+    /* too few sp_time sizes */
+    snprintf(to, sizeof to, "%s/%s", dir, files[3]);
+    write_file(to, "{\"allreduce_size_8_1MB_time\": 0.1, \"all2all_size_8_1MB_time\": 0.1}");
+    CHECK(gv_hw_profile_load(&hw, dir, 1, 8) == GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "sp_time_1nodes_8gpus_per_node.json") &&
+          contains(gv_last_error(), "allreduce_size_8_<n>MB_time"));
+
+    /* model profiles */
+    gv_model_profile mp;
+    char comp[1024], mem[1024];
+    snprintf(comp, sizeof comp, "%s/comp.json", dir);
+    snprintf(mem, sizeof mem, "%s/mem.json", dir);
+    write_file(comp, "{\"layertype_0_bsz8_seq2048\": 3.9}");
+    copy_file(MEM, mem);
+    CHECK(gv_model_profile_load(&mp, comp, mem, 2048, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC) ==
+          GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "comp.json") &&
+          contains(gv_last_error(), "layertype_other_bsz<b>_seq<s>"));
+    copy_file(COMP, comp);
+    CHECK(gv_model_profile_load(&mp, comp, mem, 4096, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC) ==
+          GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "mem.json") && contains(gv_last_error(), "'layertype_0_sp.4096'"));
+    CHECK(gv_model_profile_load(&mp, comp, mem, 2048, 0, GV_PROFILE_STATIC, GV_PROFILE_STATIC) ==
+          GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "missing field 'layertype_0'"));
+    write_file(mem,
+               "{\"layertype_0_sp\": {\"2048\": {\"parameter_size\": 778.2, \"tp_activation_per_bsz_dict\": "
+               "{\"1\": 514.56}}}}");
+    CHECK(gv_model_profile_load(&mp, comp, mem, 2048, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC) ==
+          GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "layertype_0_sp.2048.tp_activation_per_bsz_dict.checkpoint"));
+    CHECK(gv_model_profile_load(&mp, comp, "/nonexistent/mem.json", 2048, 1, GV_PROFILE_STATIC,
+                                GV_PROFILE_STATIC) == GV_ERR_IO);
+    CHECK(contains(gv_last_error(), "/nonexistent/mem.json"));
+    /* batch mode needs 8 batch sizes */
+    CHECK(gv_model_profile_load(&mp, COMP, MEM, 2048, 1, GV_PROFILE_BATCH, GV_PROFILE_STATIC) ==
+          GV_ERR_FORMAT);
+    CHECK(contains(gv_last_error(), "at least 8"));
+    for (int i = 0; i < 4; i++) {
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        unlink(to);
+    }
+    unlink(comp);
+    unlink(mem);
+    rmdir(dir);
+}
+
+int main(void) {
+    check_formulas();
+    check_errors();
+    return gv_test_result("test_cost");
+}

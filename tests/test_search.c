@@ -1,0 +1,365 @@
+/* Search: the strategy enumeration test vector of the reference appendix, the stage DP against Galvatron's
+ * dense DP and against brute force, the whole search against brute force over every layer-wise plan under
+ * the same cost model (random small instances), "no plan fits", and a run on the fixture profiles. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gv/search.h"
+#include "test.h"
+
+#define PROF GV_SOURCE_DIR "/tests/profiles"
+
+static unsigned long long gv_rs = 88172645463325252ull;
+static unsigned rnd(void) {
+    gv_rs ^= gv_rs << 13;
+    gv_rs ^= gv_rs >> 7;
+    gv_rs ^= gv_rs << 17;
+    return (unsigned)(gv_rs >> 11);
+}
+static double urand(double lo, double hi) {
+    return lo + (hi - lo) * (rnd() % 1000000) / 1e6;
+}
+
+static void check_enumeration(void) {
+    static const char *expect =
+        "1-1-8, 1-1-8-c, 1-1-8f, 1-1-8f-c, 1-2*-4-sp, 1-2*-4-c-sp, 1-2*-4f-sp, 1-2*-4f-c-sp, 1-4*-2-sp, "
+        "1-4*-2-c-sp, "
+        "1-4*-2f-sp, 1-4*-2f-c-sp, 1-8*-1-sp, 1-8*-1-c-sp, 1-2*-4, 1-2*-4-c, 1-2*-4f, 1-2*-4f-c, 1-4*-2, "
+        "1-4*-2-c, "
+        "1-4*-2f, 1-4*-2f-c, 1-8*-1, 1-8*-1-c, 2-1-4, 2-1-4-c, 2-1-4f, 2-1-4f-c, 2-2*-2-sp, 2-2*-2-c-sp, "
+        "2-2*-2f-sp, "
+        "2-2*-2f-c-sp, 2-4*-1-sp, 2-4*-1-c-sp, 2-2*-2, 2-2*-2-c, 2-2*-2f, 2-2*-2f-c, 2-4*-1, 2-4*-1-c, "
+        "4-1-2, "
+        "4-1-2-c, 4-1-2f, 4-1-2f-c, 4-2*-1-sp, 4-2*-1-c-sp, 4-2*-1, 4-2*-1-c, 8-1-1, 8-1-1-c";
+    gv_search_opts o;
+    gv_search_opts_default(&o, 8, 32, 36 * 1024);
+    gv_strategy *s;
+    int n;
+    CHECK_OK(gv_search_space(&o, 0, &s, &n));
+    CHECK(n == 50);
+    char got[4096] = "", one[32];
+    for (int i = 0; i < n; i++) {
+        gv_strategy_str(&s[i], one, sizeof one);
+        if (i) strcat(got, ", ");
+        strcat(got, one);
+    }
+    if (strcmp(got, expect)) fprintf(stderr, "enumeration:\n got    %s\n expect %s\n", got, expect);
+    CHECK(!strcmp(got, expect));
+    free(s);
+    CHECK_OK(gv_search_space(&o, 1, &s, &n));
+    CHECK(n == 25);
+    for (int i = 0; i < n; i++) CHECK(!s[i].ckpt);
+    free(s);
+    /* switches */
+    o.disable_sp = 1;
+    o.disable_fsdp = 1;
+    o.max_pp = 2;
+    CHECK_OK(gv_search_space(&o, 0, &s, &n));
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad |= s[i].sp > 1 || s[i].zero == 3 || s[i].pp > 2;
+    CHECK(!bad && n == 14); /* pp 1: 4 degrees x 2 (ckpt) = 8; pp 2: 3 x 2 = 6 */
+    free(s);
+}
+
+/* Galvatron's dense DP (reference §3.3) literally, for small budgets. */
+static double dense_dp(int S, const int *mem, const double *cost, const double *inter, int L, int budget,
+                       int *plan) {
+    int V = budget + 1;
+    double *f = calloc((size_t)V * S, sizeof(double));
+    int *mark = malloc(sizeof(int) * (size_t)L * V * S);
+    for (int i = 0; i < L; i++)
+        for (int v = V - 1; v >= 0; v--)
+            for (int s = 0; s < S; s++) {
+                if (v < mem[s]) {
+                    f[v * S + s] = INFINITY;
+                    mark[(i * V + v) * S + s] = -1;
+                    continue;
+                }
+                int arg = 0;
+                double best = INFINITY;
+                for (int si = 0; si < S; si++) {
+                    double x = f[(v - mem[s]) * S + si] + (i ? inter[si * S + s] : 0);
+                    if (x < best || si == 0) {
+                        if (si == 0 || x < best) {
+                            best = x;
+                            arg = si;
+                        }
+                    }
+                }
+                f[v * S + s] = best + cost[s];
+                mark[(i * V + v) * S + s] = arg;
+            }
+    int last = 0;
+    for (int s = 1; s < S; s++)
+        if (f[budget * S + s] < f[budget * S + last]) last = s;
+    double r = f[budget * S + last];
+    if (isfinite(r)) {
+        int v = budget, s = last;
+        for (int i = L - 1; i >= 0; i--) {
+            plan[i] = s;
+            int prev = mark[(i * V + v) * S + s];
+            v -= mem[s];
+            s = prev;
+        }
+    }
+    free(f);
+    free(mark);
+    return r;
+}
+
+static void brute(int S, const int *mem, const double *cost, const double *inter, int L, int budget, int i,
+                  int prev, int used, double acc, double *best) {
+    if (i == L) {
+        if (acc < *best) *best = acc;
+        return;
+    }
+    for (int s = 0; s < S; s++) {
+        if (used + mem[s] > budget) continue;
+        double c = (acc + (i ? inter[prev * S + s] : 0)) + cost[s];
+        brute(S, mem, cost, inter, L, budget, i + 1, s, used + mem[s], c, best);
+    }
+}
+
+static void check_stage_dp(void) {
+    int agree = 0, feasible = 0;
+    for (int it = 0; it < 400; it++) {
+        int S = 1 + rnd() % 7, L = 1 + rnd() % 6, budget = rnd() % 200;
+        int mem[8], group[8];
+        double cost[8], inter[64];
+        for (int s = 0; s < 8; s++) group[s] = rnd() % 3;
+        for (int s = 0; s < S; s++) {
+            mem[s] = 1 + rnd() % 60;
+            cost[s] = (double)(rnd() % 20); /* integers: exact sums, and many ties */
+        }
+        for (int a = 0; a < S * S; a++) inter[a] = (a % (S + 1)) == 0 ? 0 : (double)(rnd() % 4);
+        gv_stage_dp *dp;
+        CHECK_OK(gv_stage_dp_solve(&dp, S, mem, cost, inter, (it & 1) ? group : NULL, L, 200));
+        int plan[8], used = -1, dplan[8];
+        double got = gv_stage_dp_query(dp, L, budget, plan, &used);
+        double ref = dense_dp(S, mem, cost, inter, L, budget, dplan);
+        double bf = INFINITY;
+        brute(S, mem, cost, inter, L, budget, 0, 0, 0, 0.0, &bf);
+        CHECK(got == bf || (isinf(got) && isinf(bf)));
+        CHECK(got == ref || (isinf(got) && isinf(ref)));
+        if (isfinite(got)) {
+            feasible++;
+            double c = 0;
+            int u = 0;
+            for (int i = 0; i < L; i++) {
+                c = (c + (i ? inter[plan[i - 1] * S + plan[i]] : 0)) + cost[plan[i]];
+                u += mem[plan[i]];
+            }
+            CHECK(c == got && u == used && u <= budget);
+            int same = !memcmp(plan, dplan, sizeof(int) * L);
+            agree += same;
+            CHECK(same); /* the same plan as Galvatron's dense table, ties included */
+            /* shorter prefixes come from the same solve */
+            for (int n = 1; n < L; n++) {
+                double bn = INFINITY;
+                brute(S, mem, cost, inter, n, budget, 0, 0, 0, 0.0, &bn);
+                double gn = gv_stage_dp_query(dp, n, budget, plan, NULL);
+                CHECK(gn == bn || (isinf(gn) && isinf(bn)));
+            }
+        }
+        gv_stage_dp_free(dp);
+    }
+    CHECK(feasible > 200);
+    printf("stage DP: %d feasible random instances, all equal to brute force and to the dense DP\n",
+           feasible);
+}
+
+/* A random hardware + model profile for W ranks. */
+static void random_profiles(gv_hw_profile *hw, gv_model_profile *mp, int W) {
+    memset(hw, 0, sizeof *hw);
+    memset(mp, 0, sizeof *mp);
+    hw->world = W;
+    for (int i = 0; i <= GV_COST_LOGS; i++) {
+        hw->coe[i][0] = urand(0.005, 0.2);
+        hw->coe[i][1] = urand(0.002, 0.05);
+        hw->p2p_coe[i] = urand(0.002, 0.05);
+        hw->ag[i].m = urand(0.001, 0.02);
+        hw->ag[i].c = urand(0.01, 0.1);
+        hw->a2a[i].m = urand(0.001, 0.02);
+        hw->a2a[i].c = urand(0.01, 0.1);
+    }
+    hw->coe[0][0] = hw->coe[0][1] = 0;
+    hw->overlap_coe = urand(1.0, 1.3);
+    hw->have_sp_time = 1;
+    mp->seq = 256;
+    mp->fwd_c = urand(0.2, 4);
+    mp->other_c = urand(0.1, 3);
+    mp->param_mb = urand(5, 400);
+    double a = urand(20, 300);
+    for (int i = 0; i <= GV_COST_LOGS; i++) mp->act_mb[i] = a / (1 << i) * urand(0.9, 1.2);
+    mp->act_ckpt_mb = a * urand(0.03, 0.2);
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i <= GV_COST_LOGS; i++) {
+            mp->other_ms_mb[r][i] = urand(10, 600) / (1 << i);
+            mp->other_act_mb[r][i] = urand(5, 200) / (1 << i);
+        }
+    mp->opt_ms_per_mparam = urand(0, 3);
+    mp->step_fixed_ms = urand(0, 5);
+}
+
+typedef struct {
+    const gv_cost_model *cm;
+    gv_plan *p;
+    const gv_strategy *ls, *vs;
+    int nls, nvs;
+    double max_mem, best;
+} bf_ctx;
+
+static void bf_rec(bf_ctx *b, int i) {
+    if (i == b->p->n_layer) {
+        for (int v = 0; v < b->nvs; v++) {
+            const gv_strategy *s = &b->vs[v];
+            b->p->vocab.tp = gv_strategy_tsp(s);
+            b->p->vocab.sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
+            b->p->vocab.zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+            gv_plan_cost pc;
+            if (gv_cost_plan(b->cm, b->p, 0, &pc) != GV_OK) continue;
+            if (pc.mem_total[0] <= b->max_mem && pc.step_s < b->best) b->best = pc.step_s;
+        }
+        return;
+    }
+    for (int a = 0; a < b->nls; a++) {
+        const gv_strategy *s = &b->ls[a];
+        b->p->layers[i].tp = gv_strategy_tsp(s);
+        b->p->layers[i].sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
+        b->p->layers[i].zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+        b->p->layers[i].ckpt = s->ckpt;
+        bf_rec(b, i + 1);
+    }
+}
+
+/* Keeps the strategies a pp = 1 task of the search may use (same rules as the search's task filter). */
+static int bf_filter(gv_strategy *v, int n, int W, int B, int m) {
+    int k = 0, max_dp = B / m < W ? B / m : W;
+    for (int i = 0; i < n; i++)
+        if (v[i].pp == 1 && v[i].dp <= max_dp && (B / m) % v[i].dp == 0) v[k++] = v[i];
+    return k;
+}
+
+static void check_optimality(void) {
+    int instances = 0, fits = 0;
+    for (int it = 0; fits < 60 && it < 1000; it++) {
+        int W = 1 << (rnd() % 4);
+        int B = 8 << (rnd() % 2), m = 1 << (rnd() % 3);
+        gv_hw_profile hw;
+        gv_model_profile mp;
+        random_profiles(&hw, &mp, W);
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, GV_COST_OWN, W, 64 * (1 + rnd() % 4), 256);
+        cm.o.mixed_precision = rnd() % 2;
+        cm.o.overlap_grad_sync = rnd() % 2;
+        cm.o.async_grad_reduce = rnd() % 2;
+        cm.o.context_mb = 100;
+        gv_search_opts o;
+        gv_search_opts_default(&o, W, 1, 0);
+        o.max_pp = 1;
+        o.settle_bsz = B;
+        o.settle_chunk = m;
+        o.threads = 1 + rnd() % 2;
+        o.default_dp_type = rnd() % 3 == 0 ? 0 : 2;
+        gv_strategy *ls, *vs;
+        int nls, nvs;
+        CHECK_OK(gv_search_space(&o, 0, &ls, &nls));
+        CHECK_OK(gv_search_space(&o, 1, &vs, &nvs));
+        nls = bf_filter(ls, nls, W, B, m);
+        nvs = bf_filter(vs, nvs, W, B, m);
+        int L = 1;
+        while (L < 6 && pow(nls, L + 1) * nvs <= 60000) L++;
+        o.n_layer = L;
+        cm.o.n_layer = L;
+        /* a budget between the smallest and the largest plan */
+        o.memory_mb = urand(150, 100 + 300.0 * L * (1 + mp.param_mb / 50));
+        gv_plan p;
+        gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
+        CHECK_OK(gv_plan_uniform(&p, W, 1, L, one, one, GV_SCHED_1F1B, B, m));
+        bf_ctx bc = {&cm, &p, ls, vs, nls, nvs, o.memory_mb, INFINITY};
+        bf_rec(&bc, 0);
+        gv_search_result r;
+        gv_status st = gv_search_run(&cm, &o, &r);
+        if (isfinite(bc.best)) {
+            CHECK(st == GV_OK && r.found);
+            if (st == GV_OK) {
+                CHECK_CLOSE(r.cost.step_s, bc.best, 1e-12, 0);
+                CHECK(r.cost.mem_total[0] <= o.memory_mb);
+                fits++;
+            } else {
+                fprintf(stderr, "instance %d: %s\n", it, gv_last_error());
+            }
+        } else {
+            CHECK(st == GV_ERR_INVALID && !r.found);
+            CHECK(strstr(gv_last_error(), "no plan fits: the smallest needs ") != NULL);
+        }
+        gv_search_result_free(&r);
+        gv_plan_free(&p);
+        free(ls);
+        free(vs);
+        instances++;
+    }
+    CHECK(fits >= 60);
+    printf(
+        "search optimality: %d random instances with a plan equal to brute force (%d without one, agreed)\n",
+        fits, instances - fits);
+}
+
+static void check_fixture_search(void) {
+    gv_hw_profile hw;
+    gv_model_profile mp;
+    CHECK_OK(gv_hw_profile_load(&hw, PROF, 1, 8));
+    CHECK_OK(gv_model_profile_load(&mp, PROF "/computation_profiling_bf16_llama2-7b_all.json",
+                                   PROF "/memory_profiling_bf16_llama2-7b_all.json", 2048, 1,
+                                   GV_PROFILE_STATIC, GV_PROFILE_STATIC));
+    for (int mode = 0; mode < 2; mode++) {
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, mode ? GV_COST_OWN : GV_COST_GALVATRON, 8, 4096, 2048);
+        cm.o.n_layer = 32;
+        gv_search_opts o;
+        gv_search_opts_default(&o, 8, 32, 36 * 1024);
+        o.settle_bsz = 32;
+        gv_search_result r1, r2;
+        o.threads = 1;
+        CHECK_OK(gv_search_run(&cm, &o, &r1));
+        o.threads = 2;
+        CHECK_OK(gv_search_run(&cm, &o, &r2));
+        CHECK(r1.found && r2.found);
+        if (r1.found && r2.found) {
+            CHECK(r1.cost.step_s == r2.cost.step_s && r1.plan.pp == r2.plan.pp);
+            CHECK(!memcmp(r1.plan.layers, r2.plan.layers, sizeof(gv_layer_strategy) * 32));
+            int sum = 0;
+            for (int k = 0; k < r1.plan.pp; k++) {
+                sum += r1.plan.stage_layers[k];
+                CHECK(r1.cost.mem_total[k] <= 36 * 1024);
+            }
+            CHECK(sum == 32);
+            CHECK(r1.n_alt > 0);
+            for (int a = 0; a < r1.n_alt; a++)
+                CHECK(r1.alt[a].step_s >= r1.cost.step_s && r1.alt[a].gap >= 0);
+            printf("%s: B %d, m %d, pp %d, %.3f samples/s, %d tasks, %.1f ms\n", mode ? "own" : "galvatron",
+                   r1.plan.global_batch, r1.plan.micro_batches, r1.plan.pp, r1.cost.throughput, r1.tasks,
+                   r1.ms);
+        }
+        gv_search_result_free(&r1);
+        gv_search_result_free(&r2);
+        /* nothing fits: 2 GB */
+        o.memory_mb = 2048;
+        gv_search_result r;
+        CHECK(gv_search_run(&cm, &o, &r) == GV_ERR_INVALID);
+        CHECK(strstr(gv_last_error(), "no plan fits: the smallest needs ") &&
+              strstr(gv_last_error(), " MiB on stage "));
+        CHECK(!r.found && r.need_mb > 2048 && r.plan.n_layer == 32);
+        gv_search_result_free(&r);
+    }
+}
+
+int main(void) {
+    check_enumeration();
+    check_stage_dp();
+    check_optimality();
+    check_fixture_search();
+    return gv_test_result("test_search");
+}
