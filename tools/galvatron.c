@@ -14,6 +14,9 @@
 #include "gv/plan.h"
 #include "gv/train.h"
 
+int gv_cmd_search(int argc, char **argv);  /* tools/cmd_search.c */
+int gv_cmd_explain(int argc, char **argv); /* tools/cmd_explain.c */
+
 static const char *gv_usage_main =
     "usage: galvatron <command> [options]\n"
     "\n"
@@ -24,6 +27,7 @@ static const char *gv_usage_main =
     "  models    list the model presets\n"
     "  plan      check a plan file (galvatron_config or the project's JSON) against a model\n"
     "  search    find the fastest plan that fits in memory, from profile files\n"
+    "  explain   predicted time, memory per rank and pipeline timeline of a plan (text, HTML, trace)\n"
     "\n"
     "Run 'galvatron <command> --help' for the options of a command.\n";
 
@@ -458,7 +462,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return gv_cmd_train(argc - 2, argv + 2, argc, argv);
     if (!strcmp(argv[1], "models")) return gv_cmd_models();
     if (!strcmp(argv[1], "plan")) return gv_cmd_plan(argc - 2, argv + 2);
-    if (!strcmp(argv[1], "search")) { int gv_cmd_search(int, char **); return gv_cmd_search(argc - 2, argv + 2); }
+    if (!strcmp(argv[1], "search")) return gv_cmd_search(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "explain")) return gv_cmd_explain(argc - 2, argv + 2);
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
     return 2;
 }
