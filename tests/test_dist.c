@@ -42,39 +42,9 @@ static void config(gv_train_config *c, const char *preset, const char *out) {
  * optimizer's amplification of float summation order, not plan equivalence. A wrong shard or a missed update
  * still shows as an O(1) error. */
 static void compare_weights(const char *a, const char *b, double *global, double *worst) {
-    gv_st_file *fa = NULL, *fb = NULL;
-    *global = *worst = INFINITY;
-    if (gv_st_open(&fa, a) != GV_OK || gv_st_open(&fb, b) != GV_OK) {
-        fprintf(stderr, "%s\n", gv_last_error());
-        gv_st_close(fa);
-        return;
-    }
-    double dd = 0, yy = 0, w = 0;
-    int ok = gv_st_count(fa) == gv_st_count(fb);
-    for (int i = 0; i < gv_st_count(fa) && ok; i++) {
-        const char *name = gv_st_name(fa, i);
-        size_t n = gv_st_nbytes(fa, i) / 4;
-        float *x = malloc(n * 4), *y = malloc(n * 4);
-        ok = gv_st_read_f32(fa, name, x, 0, NULL) == GV_OK && gv_st_read_f32(fb, name, y, 0, NULL) == GV_OK;
-        double d = 0, t = 0;
-        for (size_t k = 0; ok && k < n; k++) {
-            d += (double)(x[k] - y[k]) * (x[k] - y[k]);
-            t += (double)y[k] * y[k];
-        }
-        dd += d;
-        yy += t;
-        if (ok && t > 0) w = fmax(w, sqrt(d / t));
-        if (ok && t > 0 && sqrt(d / t) > 1e-4)
-            printf("  %s: per-tensor relative difference %.2e\n", name, sqrt(d / t));
-        free(x);
-        free(y);
-    }
-    gv_st_close(fa);
-    gv_st_close(fb);
-    if (ok) {
-        *global = sqrt(dd / yy);
-        *worst = w;
-    }
+    char name[96] = "";
+    CHECK_OK(gv_st_diff(a, b, global, worst, name));
+    if (*worst > 1e-4) printf("  %s: per-tensor relative difference %.2e\n", name, *worst);
 }
 
 int main(int argc, char **argv) {

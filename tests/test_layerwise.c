@@ -103,33 +103,6 @@ static void make_plan(const plan_case *pc, gv_plan *p) {
         for (int i = 0, k = 0; i < pc->pp; i++, k += 2) p->stage_layers[i] = pc->stages[k] - '0';
 }
 
-/* ||x - y|| / ||y|| over all tensors of two safetensors files. */
-static double weights_diff(const char *a, const char *b) {
-    gv_st_file *fa = NULL, *fb = NULL;
-    if (gv_st_open(&fa, a) != GV_OK || gv_st_open(&fb, b) != GV_OK) {
-        fprintf(stderr, "%s\n", gv_last_error());
-        gv_st_close(fa);
-        return INFINITY;
-    }
-    double dd = 0, yy = 0;
-    int ok = gv_st_count(fa) == gv_st_count(fb);
-    for (int i = 0; i < gv_st_count(fa) && ok; i++) {
-        const char *name = gv_st_name(fa, i);
-        size_t n = gv_st_nbytes(fa, i) / 4;
-        float *x = malloc(n * 4), *y = malloc(n * 4);
-        ok = gv_st_read_f32(fa, name, x, 0, NULL) == GV_OK && gv_st_read_f32(fb, name, y, 0, NULL) == GV_OK;
-        for (size_t k = 0; ok && k < n; k++) {
-            dd += (double)(x[k] - y[k]) * (x[k] - y[k]);
-            yy += (double)y[k] * y[k];
-        }
-        free(x);
-        free(y);
-    }
-    gv_st_close(fa);
-    gv_st_close(fb);
-    return ok ? sqrt(dd / yy) : INFINITY;
-}
-
 typedef struct {
     float losses[10], eval;
 } reference;
@@ -158,7 +131,8 @@ static void run_case(const plan_case *pc, gv_comm *comm, const reference *ref, c
     for (int s = 0; s < 10; s++) worst = fmax(worst, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
     snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
     snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
-    double wd = weights_diff(a, b), ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    double wd, worst_tensor, ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    CHECK_OK(gv_st_diff(a, b, &wd, &worst_tensor, NULL));
     printf("%-28s losses %.2e  eval %.2e  weights %.2e\n", pc->name, worst, ed, wd);
     CHECK(worst <= 1e-5);
     CHECK(ed <= 1e-5);

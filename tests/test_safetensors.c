@@ -498,6 +498,34 @@ static void test_python_interop(void) {
     gv_st_close(sf);
 }
 
+/* gv_st_diff: global and per-tensor relative L2 differences, and errors for unlike files. */
+static void write2(const char *path, const float *x, const float *y, int with_y) {
+    gv_st_writer *w;
+    int64_t s2[1] = {2}, s3[1] = {3};
+    CHECK_OK(gv_st_writer_init(&w));
+    CHECK_OK(gv_st_writer_add(w, "x", GV_F32, 1, s3, x));
+    if (with_y) CHECK_OK(gv_st_writer_add(w, "y", GV_F32, 1, s2, y));
+    CHECK_OK(gv_st_writer_save(w, path));
+    gv_st_writer_free(w);
+}
+
+static void test_diff(void) {
+    float x[3] = {3, 0, 4}, y[2] = {1, 0}, x2[3] = {3, 0, 4.25f}, y2[2] = {1, 0.1f};
+    write2(DIR "/d1.safetensors", x, y, 1);
+    write2(DIR "/d2.safetensors", x2, y2, 1);
+    write2(DIR "/d3.safetensors", x, y, 0);
+    double g, worst;
+    char name[96];
+    CHECK_OK(gv_st_diff(DIR "/d2.safetensors", DIR "/d1.safetensors", &g, &worst, name));
+    /* ||d|| = sqrt(0.0625 + 0.01), ||b|| = sqrt(25 + 1); per tensor: x 0.25/5, y 0.1/1 */
+    CHECK_CLOSE(g, sqrt(0.0725 / 26.0), 1e-6, 0);
+    CHECK_CLOSE(worst, 0.1, 1e-6, 0);
+    CHECK(!strcmp(name, "y"));
+    CHECK_OK(gv_st_diff(DIR "/d1.safetensors", DIR "/d1.safetensors", &g, &worst, NULL));
+    CHECK(g == 0 && worst == 0);
+    CHECK(gv_st_diff(DIR "/d1.safetensors", DIR "/d3.safetensors", &g, &worst, NULL) == GV_ERR_FORMAT);
+}
+
 int main(void) {
     mkdir(DIR, 0755);
     CHECK(gv_f16_to_f32(0x3c00) == 1.0f);
@@ -510,5 +538,6 @@ int main(void) {
     test_atomic();
     test_corrupt();
     test_python_interop();
+    test_diff();
     return gv_test_result("test_safetensors");
 }

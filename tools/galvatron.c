@@ -14,8 +14,9 @@
 #include "gv/plan.h"
 #include "gv/train.h"
 
-int gv_cmd_search(int argc, char **argv);  /* tools/cmd_search.c */
-int gv_cmd_explain(int argc, char **argv); /* tools/cmd_explain.c */
+int gv_cmd_search(int argc, char **argv);                                /* tools/cmd_search.c */
+int gv_cmd_explain(int argc, char **argv);                               /* tools/cmd_explain.c */
+int gv_cmd_verify(int argc, char **argv, int argc_all, char **argv_all); /* tools/cmd_verify.c */
 
 static const char *gv_usage_main =
     "usage: galvatron <command> [options]\n"
@@ -28,6 +29,7 @@ static const char *gv_usage_main =
     "  plan      check a plan file (galvatron_config or the project's JSON) against a model\n"
     "  search    find the fastest plan that fits in memory, from profile files\n"
     "  explain   predicted time, memory per rank and pipeline timeline of a plan (text, HTML, trace)\n"
+    "  verify    train a few steps under a plan and in one process, compare losses and weights\n"
     "\n"
     "Run 'galvatron <command> --help' for the options of a command.\n";
 
@@ -464,6 +466,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "plan")) return gv_cmd_plan(argc - 2, argv + 2);
     if (!strcmp(argv[1], "search")) return gv_cmd_search(argc - 2, argv + 2);
     if (!strcmp(argv[1], "explain")) return gv_cmd_explain(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "verify")) return gv_cmd_verify(argc - 2, argv + 2, argc, argv);
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
     return 2;
 }

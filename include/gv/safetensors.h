@@ -43,6 +43,10 @@ gv_status gv_st_read_f32(gv_st_file *f, const char *name, float *dst, int ndim, 
 gv_status gv_st_read_f32_rows(gv_st_file *f, const char *name, int64_t row0, int64_t nrows, float *dst);
 /* The tensor's bytes as stored (little-endian); `bytes` must equal its size exactly. */
 gv_status gv_st_read_raw(gv_st_file *f, const char *name, void *dst, size_t bytes);
+/* Compares two files tensor by tensor (same names, read as f32): *global = ||a - b|| / ||b|| over all
+ * tensors, *worst = the largest per-tensor ||a - b|| / ||b|| (its name in worst_name[96] when not NULL).
+ * A tensor of a missing in b, or of another size, is an error naming it. */
+gv_status gv_st_diff(const char *a, const char *b, double *global, double *worst, char *worst_name);
 /* The __metadata__ value for key, or NULL. Valid until gv_st_close. */
 const char *gv_st_meta(const gv_st_file *f, const char *key);
 

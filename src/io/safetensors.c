@@ -4,6 +4,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -736,4 +738,47 @@ gv_status gv_st_writer_save(gv_st_writer *w, const char *path) {
     gv_status st = gv_file_write_atomic_fn(path, gv_st_fill, &c);
     free(json);
     return st;
+}
+
+gv_status gv_st_diff(const char *a, const char *b, double *global, double *worst, char *worst_name) {
+    gv_st_file *fa = NULL, *fb = NULL;
+    *global = *worst = INFINITY;
+    GV_TRY(gv_st_open(&fa, a));
+    gv_status st = gv_st_open(&fb, b);
+    double dd = 0, yy = 0, w = 0;
+    if (st == GV_OK && gv_st_count(fa) != gv_st_count(fb))
+        st = gv_fail(GV_ERR_FORMAT, "%s has %d tensors, %s has %d", a, gv_st_count(fa), b, gv_st_count(fb));
+    for (int i = 0; st == GV_OK && i < gv_st_count(fa); i++) {
+        const char *name = gv_st_name(fa, i);
+        int j = gv_st_find(fb, name);
+        if (j < 0 || gv_st_nbytes(fb, j) != gv_st_nbytes(fa, i)) {
+            st = gv_fail(GV_ERR_FORMAT, "%s: tensor '%s' %s", b, name,
+                         j < 0 ? "is missing" : "has another size");
+            break;
+        }
+        size_t n = gv_st_nbytes(fa, i) / 4;
+        float *x = malloc(n * 4), *y = malloc(n * 4);
+        st = x && y ? GV_OK : gv_fail(GV_ERR_NOMEM, "diff: out of host memory");
+        if (st == GV_OK) st = gv_st_read_f32(fa, name, x, 0, NULL);
+        if (st == GV_OK) st = gv_st_read_f32(fb, name, y, 0, NULL);
+        double d = 0, t = 0;
+        for (size_t k = 0; st == GV_OK && k < n; k++) {
+            d += (double)(x[k] - y[k]) * (x[k] - y[k]);
+            t += (double)y[k] * y[k];
+        }
+        dd += d;
+        yy += t;
+        if (st == GV_OK && t > 0 && sqrt(d / t) > w) {
+            w = sqrt(d / t);
+            if (worst_name) snprintf(worst_name, 96, "%s", name);
+        }
+        free(x);
+        free(y);
+    }
+    gv_st_close(fa);
+    gv_st_close(fb);
+    GV_TRY(st);
+    *global = yy > 0 ? sqrt(dd / yy) : sqrt(dd);
+    *worst = w;
+    return GV_OK;
 }
