@@ -29,10 +29,10 @@ check metrics-steps test "$(grep -c '"step": ' "$tmp/m.jsonl")" -eq 20
 check metrics-fields grep -q '"step": 20, "loss": [0-9.e+-]*, "lr": [0-9.e+-]*, "grad_norm": [0-9.e+-]*, "step_ms": [0-9.]*, "tokens_per_s": [0-9.]*, "eval_loss"' "$tmp/m.jsonl"
 check summary grep -q "trained 20 steps: loss" "$tmp/out"
 
-# Two ranks: the final record has both ranks' memory by category.
+# Two ranks: the final record has both ranks' memory by category and time split.
 check train-2ranks "$gv" train -n 2 --dp-type zero1 --steps 2 --global-batch 4 --seq 32 --eval-every 0 --quiet \
     --metrics "$tmp/m2.jsonl" >/dev/null
-check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*}, {"rank": 1,' "$tmp/m2.jsonl"
+check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*, "forward_ms": [0-9.]*, "backward_ms": [0-9.]*, "redistribute_ms": [0-9.]*, "p2p_ms": [0-9.]*}, {"rank": 1,' "$tmp/m2.jsonl"
 # A plan file (4 ranks: tp 2 x ZeRO-1 over 2, recompute on layer 0 only) trains like one process (same
 # losses to print precision at the last step).
 check plan-train "$gv" train --plan "$2/tests/plans/tp2_zero1_half_ckpt.json" --steps 10 --seq 32 --eval-every 0 \

@@ -42,6 +42,13 @@ gv_status gv_hybrid_init_weights(gv_hybrid *h, uint64_t seed);
 void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r);
 /* Activation sets this stage allocated and the most micro-batches it held in flight so far. */
 void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak);
+/* Where a training batch's time went on this rank, mean over the batches so far [ms]: the parts' forward
+ * and backward compute, redistribution between parts (with the host staging), and pipeline messages
+ * (including the wait for a neighbour). */
+typedef struct {
+    double forward_ms, backward_ms, redistribute_ms, p2p_ms;
+} gv_hybrid_times;
+void gv_hybrid_timing(const gv_hybrid *h, gv_hybrid_times *t);
 int gv_hybrid_stage(const gv_hybrid *h);
 /* Parts on this rank (for reports and tests). */
 int gv_hybrid_num_parts(const gv_hybrid *h);

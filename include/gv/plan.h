@@ -37,6 +37,9 @@ gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_s
                           gv_layer_strategy vocab, gv_schedule sched, int global_batch, int micro_batches);
 void gv_plan_free(gv_plan *p);
 gv_status gv_plan_copy(gv_plan *dst, const gv_plan *src); /* deep copy; free dst with gv_plan_free */
+struct gv_comm;
+/* Root's plan to every rank of c (collective); the others' *p is allocated (gv_plan_free). */
+gv_status gv_plan_broadcast(gv_plan *p, struct gv_comm *c, int root);
 static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) {
     return p->world / p->pp / s->tp;
 }

@@ -3,6 +3,7 @@
 #ifndef GV_TRAIN_H
 #define GV_TRAIN_H
 #include <stdint.h>
+#include "gv/hybrid.h"
 #include "gv/model.h"
 #include "gv/plan.h"
 #ifdef __cplusplus
@@ -63,6 +64,7 @@ typedef struct {
     double mean_tokens_per_s;
     gv_memory_report memory;
     int act_slots, act_peak; /* this rank's activation sets and most micro-batches in flight */
+    gv_hybrid_times times;   /* this rank's time split per step (forward, backward, redistribution, p2p) */
 } gv_train_result;
 
 void gv_train_config_defaults(gv_train_config *c);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gv/arena.h"
 #include "gv/comm.h"
@@ -62,7 +63,15 @@ struct gv_hybrid {
     int32_t *tok, *tgt; /* host [Bm * T]: a part's rows of a micro-batch */
     gv_hf_entry *hf;
     int nhf;
+    gv_hybrid_times times; /* accumulated over train batches */
+    int batches;
 };
+
+static double gv_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 /* ---- parts of a stage ------------------------------------------------------------------------------- */
 
@@ -201,14 +210,20 @@ static gv_status gv_redistribute(gv_hybrid *h, const float *src, gv_layout a, fl
 
 /* Device view `view` of part p <- host block src in layout a (redistributed to p's layout). */
 static gv_status gv_put(gv_hybrid *h, const gv_part *p, void *view, const float *src, gv_layout a) {
+    double t0 = gv_ms();
     GV_TRY(gv_redistribute(h, src, a, h->tmp, p->lay));
-    return gv_backend_upload_f32(h->be, view, gv_backend_dtype(h->be), h->tmp, gv_block(h, p->lay));
+    gv_status st = gv_backend_upload_f32(h->be, view, gv_backend_dtype(h->be), h->tmp, gv_block(h, p->lay));
+    h->times.redistribute_ms += gv_ms() - t0;
+    return st;
 }
 
 /* Host block dst <- device view of part p (p's layout). */
 static gv_status gv_get(gv_hybrid *h, const gv_part *p, const void *view, float *dst) {
+    double t0 = gv_ms();
     GV_TRY(gv_backend_sync(h->be));
-    return gv_backend_download_f32(h->be, dst, view, gv_backend_dtype(h->be), gv_block(h, p->lay));
+    gv_status st = gv_backend_download_f32(h->be, dst, view, gv_backend_dtype(h->be), gv_block(h, p->lay));
+    h->times.redistribute_ms += gv_ms() - t0;
+    return st;
 }
 
 /* ---- init ------------------------------------------------------------------------------------------- */
@@ -483,7 +498,9 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
         void *in = gv_model_part_input(p->m, gv_first_phase(ph), slot);
         if (in) GV_TRY(gv_put(h, p, in, src, src_lay));
         float loss = 0;
+        double t0 = gv_ms();
         GV_TRY(gv_model_part_forward(p->m, ph, slot, h->tok, targets ? h->tgt : NULL, &loss));
+        h->times.forward_ms += gv_ms() - t0;
         if (ph & GV_PHASE_HEAD) {
             *loss_sum += loss;
             continue;
@@ -508,7 +525,9 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss) {
         gv_part *p = &h->parts[h->ex[e].part];
         int ph = h->ex[e].phases;
         if (!(ph & GV_PHASE_HEAD)) GV_TRY(gv_put(h, p, gv_model_part_grad(p->m), src, src_lay));
+        double t0 = gv_ms();
         GV_TRY(gv_model_part_backward(p->m, ph, slot, dloss));
+        h->times.backward_ms += gv_ms() - t0;
         if (gv_model_part_input(p->m, gv_first_phase(ph), slot)) {
             float *dst = scratch[sc ^= 1];
             GV_TRY(gv_get(h, p, gv_model_part_grad(p->m), dst));
@@ -516,7 +535,9 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss) {
             src_lay = p->lay;
         }
     }
+    double t0 = gv_ms();
     if (h->stage > 0) GV_TRY(gv_redistribute(h, src, src_lay, h->dx, h->in_lay));
+    h->times.redistribute_ms += gv_ms() - t0;
     return GV_OK;
 }
 
@@ -524,35 +545,51 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss) {
 
 enum { GV_TAG_PIPE = 7 };
 
-static gv_status gv_recv_fwd(gv_hybrid *h) {
+static gv_status gv_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
     return gv_comm_recv(h->world, h->x, gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S, GV_TAG_PIPE);
 }
-static gv_status gv_send_fwd(gv_hybrid *h) {
+static gv_status gv_send_fwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
     return gv_comm_send(h->world, h->y, gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S, GV_TAG_PIPE);
 }
-static gv_status gv_recv_bwd(gv_hybrid *h) {
+static gv_status gv_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
     return gv_comm_recv(h->world, h->g, gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S, GV_TAG_PIPE);
 }
-static gv_status gv_send_bwd(gv_hybrid *h) {
+static gv_status gv_send_bwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
     return gv_comm_send(h->world, h->dx, gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S, GV_TAG_PIPE);
 }
 /* Megatron's paired exchanges: deadlock-free with blocking messages. */
-static gv_status gv_send_fwd_recv_bwd(gv_hybrid *h) {
+static gv_status gv_send_fwd_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
     size_t n = gv_block(h, h->out_lay);
     return gv_comm_sendrecv(h->world, h->y, n, h->wrank + h->S, h->g, n, h->wrank + h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
-static gv_status gv_send_bwd_recv_fwd(gv_hybrid *h) {
+static gv_status gv_send_bwd_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
     size_t n = gv_block(h, h->in_lay);
     return gv_comm_sendrecv(h->world, h->dx, n, h->wrank - h->S, h->x, n, h->wrank - h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
+
+/* The pipeline messages, timed: waiting for a neighbour counts here (the bubble as this stage sees it). */
+#define GV_TIMED_P2P(fn)                                                                                     \
+    static gv_status fn(gv_hybrid *h) {                                                                      \
+        double t0 = gv_ms();                                                                                 \
+        gv_status st = fn##_(h);                                                                             \
+        h->times.p2p_ms += gv_ms() - t0;                                                                     \
+        return st;                                                                                           \
+    }
+GV_TIMED_P2P(gv_recv_fwd)
+GV_TIMED_P2P(gv_send_fwd)
+GV_TIMED_P2P(gv_recv_bwd)
+GV_TIMED_P2P(gv_send_bwd)
+GV_TIMED_P2P(gv_send_fwd_recv_bwd)
+GV_TIMED_P2P(gv_send_bwd_recv_fwd)
+#undef GV_TIMED_P2P
 
 static gv_status gv_fwd(gv_hybrid *h, int mb, const int32_t *tok, const int32_t *tgt, float *loss_sum) {
     int slot = mb % h->K;
@@ -624,16 +661,19 @@ gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tok, const int32_t 
             GV_TRY(gv_send_bwd(h));
         }
     }
+    h->batches++;
     return gv_loss_mean(h, ls, loss);
 }
 
 gv_status gv_hybrid_eval_batch(gv_hybrid *h, const int32_t *tok, const int32_t *tgt, float *loss) {
     float ls = 0;
+    gv_hybrid_times keep = h->times; /* the times are of training batches */
     for (int i = 0; i < h->M; i++) {
         GV_TRY(gv_recv_fwd(h));
         GV_TRY(gv_forward_mb(h, i, 0, tok, tgt, &ls)); /* nothing stays for a backward: set 0 */
         GV_TRY(gv_send_fwd(h));
     }
+    h->times = keep;
     return gv_loss_mean(h, ls, loss);
 }
 
@@ -713,6 +753,14 @@ void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r) {
 void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak) {
     *slots = h->K;
     *peak = h->peak;
+}
+
+void gv_hybrid_timing(const gv_hybrid *h, gv_hybrid_times *t) {
+    double n = h->batches ? h->batches : 1;
+    t->forward_ms = h->times.forward_ms / n;
+    t->backward_ms = h->times.backward_ms / n;
+    t->redistribute_ms = h->times.redistribute_ms / n;
+    t->p2p_ms = h->times.p2p_ms / n;
 }
 
 int gv_hybrid_stage(const gv_hybrid *h) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gv/comm.h"
 #include "gv/fileio.h"
 
 const char *gv_sp_mode_name(gv_sp_mode m) {
@@ -506,4 +507,30 @@ gv_status gv_plan_save_galvatron(const gv_plan *p, const char *path) {
     cJSON_AddNumberToObject(o, "world_size", p->world);
     for (int i = 0; i < 6; i++) free(lists[i]);
     return gv_write_json(o, path);
+}
+
+gv_status gv_plan_broadcast(gv_plan *p, struct gv_comm *c, int root) {
+    /* Header first (the receivers size their plan from it), then the per-layer strategies and stages. */
+    int h[9] = {p->world, p->pp, (int)p->schedule, p->global_batch, p->micro_batches, p->n_layer,
+                p->vocab.tp, (int)p->vocab.sp, p->vocab.zero};
+    int me = gv_comm_rank(c);
+    GV_TRY(gv_comm_broadcast(c, h, 9, GV_COMM_I32, root));
+    if (me != root) {
+        GV_TRY(gv_plan_alloc(p, h[0], h[1], h[5], (gv_schedule)h[2]));
+        p->global_batch = h[3], p->micro_batches = h[4];
+        p->vocab = (gv_layer_strategy){h[6], (gv_sp_mode)h[7], h[8], 0};
+    }
+    int n = 4 * p->n_layer + p->pp, *v = malloc((size_t)n * sizeof *v);
+    if (!v) return gv_fail(GV_ERR_NOMEM, "plan: out of host memory");
+    for (int i = 0; me == root && i < p->n_layer; i++) {
+        const gv_layer_strategy *l = &p->layers[i];
+        v[4 * i] = l->tp, v[4 * i + 1] = (int)l->sp, v[4 * i + 2] = l->zero, v[4 * i + 3] = l->ckpt;
+    }
+    if (me == root) memcpy(v + 4 * p->n_layer, p->stage_layers, (size_t)p->pp * sizeof *v);
+    gv_status st = gv_comm_broadcast(c, v, (size_t)n, GV_COMM_I32, root);
+    for (int i = 0; st == GV_OK && me != root && i < p->n_layer; i++)
+        p->layers[i] = (gv_layer_strategy){v[4 * i], (gv_sp_mode)v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]};
+    if (st == GV_OK && me != root) memcpy(p->stage_layers, v + 4 * p->n_layer, (size_t)p->pp * sizeof *v);
+    free(v);
+    return st;
 }

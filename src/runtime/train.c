@@ -272,20 +272,26 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK) {
         gv_hybrid_memory(t.model, &r->memory);
         gv_hybrid_inflight(t.model, &r->act_slots, &r->act_peak);
+        gv_hybrid_timing(t.model, &r->times);
     }
-    /* Every rank's memory by category, collected on the leader (ranks of one plan can differ: ZeRO pieces,
-     * vocab shards). */
+    /* Every rank's memory by category and time split, collected on the leader (ranks of one plan differ:
+     * ZeRO pieces, vocab shards, pipeline stages). */
+    enum { NV = 10 };
     double *mem = NULL;
     if (st == GV_OK) {
-        mem = calloc((size_t)world * 6, sizeof *mem);
+        mem = calloc((size_t)world * NV, sizeof *mem);
         if (!mem) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
     }
     if (st == GV_OK) {
         const gv_memory_report *m = &r->memory;
-        double mine[6] = {(double)m->parameters,  (double)m->gradients, (double)m->optimizer,
-                          (double)m->activations, (double)m->workspace, (double)m->comm};
+        const gv_hybrid_times *x = &r->times;
+        double mine[NV] = {(double)m->parameters, (double)m->gradients,
+                           (double)m->optimizer,  (double)m->activations,
+                           (double)m->workspace,  (double)m->comm,
+                           x->forward_ms,         x->backward_ms,
+                           x->redistribute_ms,    x->p2p_ms};
         if (t.comm)
-            st = gv_comm_allgather(t.comm, mine, mem, 6, GV_COMM_F64);
+            st = gv_comm_allgather(t.comm, mine, mem, NV, GV_COMM_F64);
         else
             memcpy(mem, mine, sizeof mine);
     }
@@ -300,9 +306,11 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         for (int k = 0; k < world; k++)
             fprintf(t.metrics,
                     "%s{\"rank\": %d, \"parameters\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
-                    "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f}",
-                    k ? ", " : "", k, mem[6 * k], mem[6 * k + 1], mem[6 * k + 2], mem[6 * k + 3],
-                    mem[6 * k + 4], mem[6 * k + 5]);
+                    "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f, \"forward_ms\": %.3f, "
+                    "\"backward_ms\": %.3f, \"redistribute_ms\": %.3f, \"p2p_ms\": %.3f}",
+                    k ? ", " : "", k, mem[NV * k], mem[NV * k + 1], mem[NV * k + 2], mem[NV * k + 3],
+                    mem[NV * k + 4], mem[NV * k + 5], mem[NV * k + 6], mem[NV * k + 7], mem[NV * k + 8],
+                    mem[NV * k + 9]);
         fprintf(t.metrics, "]}\n");
     }
     free(mem);
