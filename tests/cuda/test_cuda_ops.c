@@ -156,6 +156,18 @@ static int check_twice(const char *what, pair p, const float *first, double tol)
 #define TOL_BF 1e-2
 #define TOL_F32 1e-5
 
+/* Fill the cuda copy of p (from element off, n elements) with garbage, then memset0 exactly that region:
+ * the backend defers the memset, and the next backward op into the region may write instead of
+ * accumulate (see cuda.cu). extra > 0 zeroes `extra` more elements so the region does NOT match the op's
+ * output (the memset must then be issued before the op accumulates). */
+static void garbage_then_zero(pair p, size_t off, size_t n, size_t extra) {
+    float *h = hrand(p.n, 5.0f);
+    CHECK_OK(gv_backend_upload_f32(gpu, p.g, p.gdt, h, p.n));
+    size_t es = gv_dtype_size(p.gdt);
+    CHECK_OK(gv_backend_memset0(gpu, (char *)p.g + off * es, (n + extra) * es));
+    free(h);
+}
+
 /* ---- ops ------------------------------------------------------------------------------------------------
  */
 
@@ -239,6 +251,12 @@ static void t_norm(int rms, int N, int C, int use_w, int use_b) {
     check_twice("dinp", dx, f1, TOL_BF);
     if (use_w) check_twice("dw", dw, f2, TOL_BF);
     if (!rms && use_b) check_twice("dbias", db, f3, TOL_BF);
+    garbage_then_zero(dx, 0, n, 0);
+    if (rms)
+        CHECK_OK(gv_rmsnorm_backward(gpu, dx.g, NULL, dout.g, x.g, wg, rstd.g, N, C));
+    else
+        CHECK_OK(gv_layernorm_backward(gpu, dx.g, NULL, NULL, dout.g, x.g, wg, mean.g, rstd.g, N, C));
+    cmpp("dinp over a deferred zero", dx, TOL_BF);
     free(f1), free(f2), free(f3), free(hm), free(hr), free(hx), free(hw), free(hb), free(hd);
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(mean), pfree(rstd), pfree(dout), pfree(dx), pfree(dw),
         pfree(db);
@@ -265,6 +283,11 @@ static void t_matmul(int N, int C, int OC, int use_bias) {
     check_twice("dinp", dx, f1, TOL_BF);
     check_twice("dw", dw, f2, TOL_BF);
     if (use_bias) check_twice("dbias", db, f3, TOL_BF);
+    for (int extra = 0; extra < 2; extra++) { /* written over the deferred zero; accumulated onto zeros */
+        garbage_then_zero(dx, 0, (size_t)N * C, (size_t)extra * 5);
+        CHECK_OK(gv_matmul_backward(gpu, dx.g, NULL, NULL, dout.g, x.g, w.g, N, C, OC));
+        cmpp(extra ? "dinp onto a wider memset0" : "dinp over a deferred zero", dx, TOL_BF);
+    }
     free(f1), free(f2), free(f3), free(hx), free(hw), free(hb), free(hd);
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(dout), pfree(dx), pfree(dw), pfree(db);
 }
@@ -335,6 +358,13 @@ static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int
     }
     CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
     check_twice("dqkv", dqkv, a, 2e-2);
+    garbage_then_zero(dqkv, 0, n, 0);
+    CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
+    {
+        float *a2 = get_g(dqkv);
+        cmp("dqkv over a deferred zero", a2, a, n, TOL_BF);
+        free(a2);
+    }
     free(a), free(b), free(hq), free(hd), free(hm);
     gv_backend_dealloc(cpu, stc);
     gv_backend_dealloc(gpu, stg);
@@ -381,6 +411,15 @@ static void t_gelu(size_t n, int off) {
     CHECK_OK(
         gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
     check_twice("dinp", dx, f, TOL_BF);
+    garbage_then_zero(dx, off, n, 0);
+    CHECK_OK(
+        gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
+    {
+        float *a = get_g(dx);
+        for (int i = 0; i < off; i++) a[i] = f[i]; /* the elements before the region hold garbage */
+        cmp("dinp over a deferred zero", a, f, n + off, 1e-6);
+        free(a);
+    }
     free(f), free(hx), free(hd);
     pfree(x), pfree(out), pfree(dout), pfree(dx);
 }

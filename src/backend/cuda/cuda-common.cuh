@@ -37,6 +37,11 @@ typedef struct gv_cuda_ctx {
     double *d_sumsq; /* [1] result slot for sumsq */
     struct gv_cuda_algo algo_cache[GV_CUDA_ALGO_CACHE];
     int algo_next;
+    /* Deferred zeroing (cuda.cu): a memset0 not issued yet, GV_CUDA_LAZY_ZERO=0 turns it off. */
+    int lazy_zero;
+    void *zero_ptr;
+    size_t zero_bytes;
+    struct gv_cuda_prof *prof; /* op profiler, GV_CUDA_PROFILE=1 (cuda-profile.cu); NULL when off */
 } gv_cuda_ctx;
 
 static inline gv_cuda_ctx *gv_cuda(gv_backend *b) {
@@ -71,6 +76,27 @@ static inline int gv_aligned16(const void *p) {
 /* Temporary device memory, stream-ordered on the compute stream (the pool keeps it between calls). */
 gv_status gv_cuda_tmp_alloc(gv_cuda_ctx *c, void **p, size_t bytes);
 gv_status gv_cuda_tmp_free(gv_cuda_ctx *c, void *p);
+
+/* Deferred zeroing. memset0 only records its region; the next backend call either claims it (a backward
+ * op whose accumulated output is exactly that region then writes instead of accumulating, saving the
+ * memset and the read of the zeros) or issues the memset first (every other op, download, sync).
+ * gv_cuda_zero_claim: *claimed = 1 when dst[0:bytes) was the pending region and none of the op's inputs
+ * in[0:nin) overlaps it: the caller must then write every byte of it. Otherwise the pending memset (if
+ * any) is issued and *claimed = 0: accumulate as usual. */
+struct gv_range {
+    const void *p;
+    size_t bytes;
+};
+gv_status gv_cuda_zero_flush(gv_cuda_ctx *c);
+gv_status gv_cuda_zero_claim(gv_cuda_ctx *c, int *claimed, const void *dst, size_t bytes,
+                             const struct gv_range *in, int nin);
+
+/* Op profiler (cuda-profile.cu): with GV_CUDA_PROFILE=1 every vtable op is bracketed by CUDA events and
+ * its GPU time added up per (op, shape); the table is printed to stderr when the backend is freed. */
+gv_status gv_cuda_prof_init(gv_cuda_ctx *c);
+int gv_cuda_prof_begin(gv_cuda_ctx *c);
+void gv_cuda_prof_end(gv_cuda_ctx *c, int slot, const char *op, long d0, long d1, long d2);
+void gv_cuda_prof_report_free(gv_cuda_ctx *c);
 
 /* ---- device helpers ---------------------------------------------------------------------------------- */
 

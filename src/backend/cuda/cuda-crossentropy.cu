@@ -8,7 +8,10 @@
  * [N, Vp] buffer. */
 #include "cuda-common.cuh"
 
+#include <stdlib.h>
+
 #define CE_THREADS 512
+#define CE1_THREADS 512
 
 /* ---- kernels ----------------------------------------------------------------------------------------- */
 
@@ -130,6 +133,88 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
         for (int j = V + threadIdx.x; j < Vp; j += blockDim.x) dx[j] = gv_tobf(0.0f);
 }
 
+/* One-pass backward of the plain op: the row (Vp % 8 == 0 columns, Vp * 2 bytes of dynamic shared memory)
+ * is read from global memory once, kept in shared memory while its log-sum-exp is reduced, and the gradient
+ * written from there: one read and one write of the logits instead of two reads and a write. */
+template <bool INPLACE>
+__global__ void __launch_bounds__(CE1_THREADS)
+    crossentropy_backward_smem_kernel(bf16 *dlogits, const bf16 *logits, const int32_t *targets, float dloss,
+                                      int V, int Vp, int ignore_index) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    gv_bf16x8 *row = (gv_bf16x8 *)smem_raw; /* [Vp / 8] */
+    __shared__ float shm[32], shs[32];
+    const size_t n = blockIdx.x;
+    const int tg = targets[n], nch = Vp / 8;
+    const bf16 *x = logits + n * Vp;
+    bf16 *dx = dlogits + n * Vp;
+    if (tg == ignore_index) {
+        if (INPLACE) /* the row's gradient is zero */
+            for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+                gv_bf16x8 z;
+#pragma unroll
+                for (int k = 0; k < 8; k++) z.v[k] = gv_tobf(0.0f);
+                reinterpret_cast<gv_bf16x8 *>(dx)[j] = z;
+            }
+        return;
+    }
+    float m = -INFINITY, sum = 0.0f;
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+        const int c = j * 8;
+        gv_bf16x8 p;
+        if (c + 8 <= V) {
+            p = reinterpret_cast<const gv_bf16x8 *>(x)[j];
+        } else { /* past V: -inf, so exp gives 0 and no onehot matches */
+#pragma unroll
+            for (int k = 0; k < 8; k++) p.v[k] = c + k < V ? x[c + k] : __float2bfloat16(-INFINITY);
+        }
+        row[j] = p;
+        float a[8], cm = -INFINITY, cs = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) cm = fmaxf(cm, a[k] = gv_bf(p.v[k]));
+        if (cm != -INFINITY) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) cs += expf(a[k] - cm);
+            lse_merge(m, sum, cm, cs);
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+        lse_merge(m, sum, m2, s2);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) {
+        shm[warp] = m;
+        shs[warp] = sum;
+    }
+    __syncthreads();
+    m = lane < nw ? shm[lane] : -INFINITY;
+    sum = lane < nw ? shs[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+        lse_merge(m, sum, m2, s2);
+    }
+    const float lse = m + logf(sum);
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+        const int c = j * 8;
+        if (!INPLACE && c >= V) break;
+        gv_bf16x8 p = row[j];
+        float g[8];
+        if (!INPLACE && c + 8 <= V) gv_load_bf<8>(g, dx + c);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            float d = (expf(gv_bf(p.v[k]) - lse) - (c + k == tg ? 1.0f : 0.0f)) * dloss;
+            g[k] = INPLACE || c + 8 > V ? d : g[k] + d;
+        }
+        if (INPLACE || c + 8 <= V) {
+            gv_store_bf<8>(dx + c, g);
+        } else {
+            for (int k = 0; k < 8 && c + k < V; k++) dx[c + k] = gv_tobf(gv_bf(dx[c + k]) + g[k]);
+        }
+    }
+}
+
 /* ---- launchers --------------------------------------------------------------------------------------- */
 
 static gv_status ce_check(const char *op, int N, int V, int Vp) {
@@ -153,6 +238,16 @@ gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void 
     return GV_OK;
 }
 
+/* GV_CUDA_CE_ONEPASS=0: the two-pass backward kernel only (A/B timing). */
+static int ce_one_pass_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_CE_ONEPASS");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
 static gv_status ce_backward(gv_backend *b, const char *op, void *dlogits, const void *logits,
                              const int32_t *targets, const float *lse, float dloss, int N, int V, int Vp,
                              int v0, int ignore_index) {
@@ -162,6 +257,29 @@ static gv_status ce_backward(gv_backend *b, const char *op, void *dlogits, const
     const bf16 *x = (const bf16 *)logits;
     bool vec = Vp % 8 == 0 && gv_aligned16(logits) && gv_aligned16(dlogits);
     bool inplace = dlogits == logits;
+    /* the one-pass kernel: plain op, rows that fit in shared memory with two blocks per SM */
+    const size_t smem = (size_t)Vp * sizeof(bf16);
+    if (vec && !lse && smem <= gv_cuda(b)->smem_optin / 2 && ce_one_pass_on()) {
+        static bool attr_set[64][2];
+        int dev = gv_cuda(b)->device;
+        if (dev >= 64 || !attr_set[dev][inplace]) {
+            cudaError_t e = cudaFuncSetAttribute(
+                inplace ? crossentropy_backward_smem_kernel<true> : crossentropy_backward_smem_kernel<false>,
+                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(gv_cuda(b)->smem_optin / 2));
+            if (e != cudaSuccess)
+                return gv_fail(GV_ERR_BACKEND, "cuda: %s: cudaFuncSetAttribute: %s", op,
+                               cudaGetErrorString(e));
+            if (dev < 64) attr_set[dev][inplace] = true;
+        }
+        if (inplace)
+            crossentropy_backward_smem_kernel<true>
+                <<<N, CE1_THREADS, smem, s>>>(dx, x, targets, dloss, V, Vp, ignore_index);
+        else
+            crossentropy_backward_smem_kernel<false>
+                <<<N, CE1_THREADS, smem, s>>>(dx, x, targets, dloss, V, Vp, ignore_index);
+        GV_CUDA_LAUNCHED(op);
+        return GV_OK;
+    }
     if (vec && inplace)
         crossentropy_backward_kernel<8, true>
             <<<N, CE_THREADS, 0, s>>>(dx, x, targets, lse, dloss, V, Vp, v0, ignore_index);

@@ -10,6 +10,7 @@
  * has no algorithm (odd leading dimensions, say) a simple tiled fp32-accumulating kernel takes over. */
 #include "cuda-common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define FB_TILE 16
@@ -44,6 +45,12 @@ __global__ void gemm_fallback_kernel(bf16 *D, const bf16 *A, const bf16 *Bm, con
         if (bias) acc += gv_bf(bias[i]);
         D[o] = gv_tobf(acc);
     }
+}
+
+/* dst[i] += src[i], i < n (a bias gradient from the epilogue into the accumulated one). */
+__global__ void vec_add_kernel(bf16 *dst, const bf16 *src, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = gv_tobf(gv_bf(dst[i]) + gv_bf(src[i]));
 }
 
 /* out[n, :] = bias (or 0) when C == 0. */
@@ -90,27 +97,47 @@ static int ptr_align(const void *p) {
         }                                                                                                    \
     } while (0)
 
-/* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
-static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
-                      int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+/* Epilogues. NONE / BIAS fall back to the simple kernel when cuBLASLt has no algorithm; the others report
+ * *fused = 0 instead and the caller takes the unfused route.
+ *   BIAS:      D = AB + beta*D + vec[m]
+ *   BGRADB:    D = AB + beta*D, vec[n] = column sums of op(B) over k (a bias gradient, written)
+ *   GELU_AUX:  aux = AB + vec[m], D = gelu(aux) (beta 0)
+ *   DGELU:     D = (AB) * gelu'(aux), vec[m] = row sums of D over n (beta 0; vec may be NULL) */
+enum { EPI_NONE, EPI_BIAS, EPI_BGRADB, EPI_GELU_AUX, EPI_DGELU };
+
+struct gemm_epi {
+    int kind;
+    const void *vec; /* bias (BIAS, GELU_AUX) or bias gradient output (BGRADB, DGELU) */
+    const void *aux; /* pre-activation [n][ldaux] (GELU_AUX writes it, DGELU reads it) */
+    int ldaux;
+};
+
+/* D (m x n, ldd) = op(A) op(B) (+ beta*D) with epilogue e, column-major, all bf16. *fused: 1 when the
+ * product and its epilogue ran (always for NONE / BIAS). */
+static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, struct gemm_epi e, int m,
+                          int n, int k, int ta, int tb, int lda, int ldb, int ldd, float beta, int *fused) {
     gv_status st = GV_OK;
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     const float alpha = 1.0f;
+    const bf16 *bias = e.kind == EPI_BIAS ? (const bf16 *)e.vec : NULL;
+    if (e.kind == EPI_BIAS && !bias) e.kind = EPI_NONE;
     int align = ptr_align(A);
     if (ptr_align(Bm) < align) align = ptr_align(Bm);
     if (ptr_align(D) < align) align = ptr_align(D);
-    if (bias && ptr_align(bias) < align) align = ptr_align(bias);
-    const int epi = bias ? 1 : 0, beta1 = beta != 0.0f;
+    if (e.vec && ptr_align(e.vec) < align) align = ptr_align(e.vec);
+    if (e.aux && ptr_align(e.aux) < align) align = ptr_align(e.aux);
+    const int epi = e.kind * 2 + (e.vec != NULL), beta1 = beta != 0.0f;
+    *fused = 1;
 
     /* cached algorithm? */
     struct gv_cuda_algo *hit = NULL;
     for (int i = 0; i < GV_CUDA_ALGO_CACHE; i++) {
-        struct gv_cuda_algo *e = &c->algo_cache[i];
-        if (e->valid && e->m == m && e->n == n && e->k == k && e->ta == ta && e->tb == tb && e->epi == epi &&
-            e->beta1 == beta1 && e->align == align) {
-            hit = e;
+        struct gv_cuda_algo *ce = &c->algo_cache[i];
+        if (ce->valid && ce->m == m && ce->n == n && ce->k == k && ce->ta == ta && ce->tb == tb &&
+            ce->epi == epi && ce->beta1 == beta1 && ce->align == align) {
+            hit = ce;
             break;
         }
     }
@@ -121,12 +148,29 @@ static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, co
         LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-        if (bias) {
-            cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+        if (e.kind != EPI_NONE) {
+            cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+            if (e.kind == EPI_BGRADB) ep = CUBLASLT_EPILOGUE_BGRADB;
+            if (e.kind == EPI_GELU_AUX)
+                ep = e.vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+            if (e.kind == EPI_DGELU) ep = e.vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
             cudaDataType_t bt = CUDA_R_16BF;
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+            if (e.vec) {
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &e.vec,
+                                                      sizeof e.vec));
+                LT_TRY(
+                    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+            }
+            if (e.aux) {
+                int64_t lda64 = e.ldaux;
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &e.aux,
+                                                      sizeof e.aux));
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &lda64,
+                                                      sizeof lda64));
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &bt,
+                                                      sizeof bt));
+            }
         }
         LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
         LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
@@ -148,34 +192,41 @@ static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, co
             int nres = 0;
             cublasStatus_t hs =
                 cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &res, &nres);
-            struct gv_cuda_algo *e = &c->algo_cache[c->algo_next];
+            struct gv_cuda_algo *ce = &c->algo_cache[c->algo_next];
             c->algo_next = (c->algo_next + 1) % GV_CUDA_ALGO_CACHE;
-            memset(e, 0, sizeof *e);
-            e->valid = 1;
-            e->m = m, e->n = n, e->k = k, e->ta = ta, e->tb = tb, e->epi = epi, e->beta1 = beta1,
-            e->align = align;
-            e->found = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
-            if (e->found) e->algo = res.algo;
-            hit = e;
+            memset(ce, 0, sizeof *ce);
+            ce->valid = 1;
+            ce->m = m, ce->n = n, ce->k = k, ce->ta = ta, ce->tb = tb, ce->epi = epi, ce->beta1 = beta1,
+            ce->align = align;
+            ce->found = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+            if (ce->found) ce->algo = res.algo;
+            hit = ce;
         }
         if (hit->found) {
             cublasStatus_t ms = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, D, ld, D, ld,
                                                &hit->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
             if (ms == CUBLAS_STATUS_SUCCESS) goto done;
             if (ms != CUBLAS_STATUS_NOT_SUPPORTED) {
-                st = gv_fail(GV_ERR_BACKEND, "cublasLt: matmul m=%d n=%d k=%d failed (%d)", m, n, k, (int)ms);
+                st = gv_fail(GV_ERR_BACKEND, "cublasLt: matmul m=%d n=%d k=%d epilogue %d failed (%d)", m, n,
+                             k, e.kind, (int)ms);
                 goto done;
             }
             hit->found = 0; /* remember: use the fallback for this shape */
         }
     }
-fallback : {
-    dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
-    gemm_fallback_kernel<<<grid, block, 0, c->stream>>>(D, A, Bm, bias, m, n, k, ta, tb, lda, ldb, ldd, beta);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback launch failed: %s", cudaGetErrorString(e));
-}
+fallback:
+    if (e.kind != EPI_NONE && e.kind != EPI_BIAS) {
+        *fused = 0; /* the caller does the epilogue's work itself */
+        goto done;
+    }
+    {
+        dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
+        gemm_fallback_kernel<<<grid, block, 0, c->stream>>>(D, A, Bm, bias, m, n, k, ta, tb, lda, ldb, ldd,
+                                                            beta);
+        cudaError_t ce = cudaGetLastError();
+        if (ce != cudaSuccess)
+            st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback launch failed: %s", cudaGetErrorString(ce));
+    }
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -183,6 +234,14 @@ done:
     if (ld) cublasLtMatrixLayoutDestroy(ld);
     if (op) cublasLtMatmulDescDestroy(op);
     return st;
+}
+
+/* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
+static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
+                      int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+    struct gemm_epi e = {bias ? EPI_BIAS : EPI_NONE, bias, NULL, 0};
+    int fused;
+    return gemm_epi(c, D, A, Bm, e, m, n, k, ta, tb, lda, ldb, ldd, beta, &fused);
 }
 
 /* ---- launchers --------------------------------------------------------------------------------------- */
@@ -236,15 +295,59 @@ static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, in
     return st != GV_OK ? st : st2;
 }
 
+/* GV_CUDA_BGRAD=0: bias gradients by the reduction kernels instead of the cuBLASLt epilogue (A/B timing). */
+static int bgrad_epilogue_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_BGRAD");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                   const void *inp, const void *w, int N, int C, int OC) {
     GV_TRY(mm_check("matmul_backward", N, C, OC));
     gv_cuda_ctx *c = gv_cuda(b);
+    const size_t es = sizeof(bf16);
+    /* dinp written (beta 0) when it is a pending zero, else accumulated */
+    int claimed = 0;
+    if (dinp && N > 0 && C > 0 && OC > 0) {
+        const struct gv_range in[] = {{dout, (size_t)N * OC * es},
+                                      {inp, (size_t)N * C * es},
+                                      {w, (size_t)OC * C * es},
+                                      {dw, dw ? (size_t)OC * C * es : 0},
+                                      {dbias, dbias ? (size_t)OC * es : 0}};
+        GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, (size_t)N * C * es, in, 5));
+    } else {
+        GV_TRY(gv_cuda_zero_flush(c));
+    }
     if (N == 0 || OC == 0) return GV_OK;
     if (C > 0) {
         if (dinp)
             GV_TRY(gemm(c, (bf16 *)dinp, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C,
-                        1.0f));
+                        claimed ? 0.0f : 1.0f));
+        if (dw && dbias && bgrad_epilogue_on()) {
+            /* dw GEMM with the bias gradient in its epilogue (written to a scratch vector, then added) */
+            bf16 *db;
+            GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, (size_t)OC * es));
+            struct gemm_epi e = {EPI_BGRADB, db, NULL, 0};
+            int fused = 0;
+            gv_status st = gemm_epi(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, e, C, OC, N, 0, 1,
+                                    C, OC, C, 1.0f, &fused);
+            if (st == GV_OK && fused) {
+                vec_add_kernel<<<gv_cdiv(OC, 256), 256, 0, c->stream>>>((bf16 *)dbias, db, OC);
+                cudaError_t ce = cudaGetLastError();
+                if (ce != cudaSuccess)
+                    st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward dbias add launch failed: %s",
+                                 cudaGetErrorString(ce));
+                dbias = NULL; /* done */
+                dw = NULL;
+            }
+            gv_status st2 = gv_cuda_tmp_free(c, db);
+            GV_TRY(st);
+            GV_TRY(st2);
+        }
         if (dw)
             GV_TRY(gemm(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, NULL, C, OC, N, 0, 1, C, OC, C,
                         1.0f));
