@@ -107,22 +107,23 @@ gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t
     return GV_OK;
 }
 
+gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n,
+                                     int acc) {
+    if (n == 0) return GV_OK;
+    if (gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
+        gelu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>(dinp, dout, inp, n, acc);
+    else
+        gelu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>(dinp, dout, inp, n, acc);
+    GV_CUDA_LAUNCHED("gelu_backward");
+    return GV_OK;
+}
+
 gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
-    cudaStream_t s = c->stream;
     int claimed = 0;
     const struct gv_range in[] = {{dout, n * sizeof(bf16)}, {inp, n * sizeof(bf16)}};
     GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, n * sizeof(bf16), in, 2));
-    if (n == 0) return GV_OK;
-    const int acc = !claimed;
-    if (gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
-        gelu_backward_kernel<8>
-            <<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n, acc);
-    else
-        gelu_backward_kernel<1>
-            <<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n, acc);
-    GV_CUDA_LAUNCHED("gelu_backward");
-    return GV_OK;
+    return gv_cuda_gelu_backward_into(c, (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n, !claimed);
 }
 
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F) {

@@ -209,6 +209,11 @@ gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, cons
                                  int N, int C, int OC);
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                   const void *inp, const void *w, int N, int C, int OC);
+gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                      const void *bias, int N, int C, int OC);
+gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                       const void *dout, const void *act, const void *pre, const void *w,
+                                       int N, int C, int OC);
 /* cuda-attention.cu */
 size_t gv_cuda_attention_stash_bytes(gv_backend *b, int B, int T, int H);
 gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv,
@@ -224,6 +229,9 @@ gv_status gv_cuda_rope_backward(gv_backend *b, void *dinp, const void *dout, int
 /* cuda-activation.cu */
 gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+/* dinp (+)= dout * gelu'(inp), acc = 0: written; dinp may alias dout (elementwise). */
+gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n,
+                                     int acc);
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 /* cuda-crossentropy.cu */

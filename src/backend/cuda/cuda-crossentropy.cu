@@ -133,22 +133,35 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
         for (int j = V + threadIdx.x; j < Vp; j += blockDim.x) dx[j] = gv_tobf(0.0f);
 }
 
-/* One-pass backward of the plain op: the row (Vp % 8 == 0 columns, Vp * 2 bytes of dynamic shared memory)
- * is read from global memory once, kept in shared memory while its log-sum-exp is reduced, and the gradient
- * written from there: one read and one write of the logits instead of two reads and a write. */
-template <bool INPLACE>
+/* Row-in-shared-memory kernels of the plain op (Vp % 8 == 0, 16-byte aligned, Vp * 2 bytes of dynamic shared
+ * memory): the row is read from global memory once into shared memory while its max is found, then the
+ * sum of exp is taken from shared memory (one ex2 per element: the online max/sum merge of row_lse costs
+ * 1.25 exp per element and made the kernels exp-bound, not memory-bound). MODE 0: forward (losses);
+ * 1: backward in place; 2: backward accumulating into dlogits. The backward writes the gradient from shared
+ * memory (a second ex2 per element), so the logits are read once and written once. */
+__device__ __forceinline__ float ce_ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+#define CE_LOG2E 1.4426950408889634f
+#define CE_UNROLL 4
+
+template <int MODE>
 __global__ void __launch_bounds__(CE1_THREADS)
-    crossentropy_backward_smem_kernel(bf16 *dlogits, const bf16 *logits, const int32_t *targets, float dloss,
-                                      int V, int Vp, int ignore_index) {
+    crossentropy_smem_kernel(float *losses, bf16 *dlogits, const bf16 *logits, const int32_t *targets,
+                             float dloss, int V, int Vp, int ignore_index) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     gv_bf16x8 *row = (gv_bf16x8 *)smem_raw; /* [Vp / 8] */
-    __shared__ float shm[32], shs[32];
+    __shared__ float sh[32];
     const size_t n = blockIdx.x;
     const int tg = targets[n], nch = Vp / 8;
     const bf16 *x = logits + n * Vp;
     bf16 *dx = dlogits + n * Vp;
     if (tg == ignore_index) {
-        if (INPLACE) /* the row's gradient is zero */
+        if (MODE == 0 && threadIdx.x == 0) losses[n] = 0.0f;
+        if (MODE == 1) /* the row's gradient is zero */
             for (int j = threadIdx.x; j < nch; j += blockDim.x) {
                 gv_bf16x8 z;
 #pragma unroll
@@ -157,57 +170,58 @@ __global__ void __launch_bounds__(CE1_THREADS)
             }
         return;
     }
-    float m = -INFINITY, sum = 0.0f;
+    /* pass 1: global -> shared, row max; CE_UNROLL 16-byte loads in flight per thread */
+    float m = -INFINITY;
+    for (int j0 = threadIdx.x; j0 < nch; j0 += blockDim.x * CE_UNROLL) {
+        gv_bf16x8 p[CE_UNROLL];
+#pragma unroll
+        for (int u = 0; u < CE_UNROLL; u++) {
+            const int j = j0 + u * blockDim.x, c = j * 8;
+            if (j >= nch) break;
+            if (c + 8 <= V) {
+                p[u] = reinterpret_cast<const gv_bf16x8 *>(x)[j];
+            } else { /* past V: -inf, so exp gives 0 and no onehot matches */
+#pragma unroll
+                for (int k = 0; k < 8; k++) p[u].v[k] = c + k < V ? x[c + k] : __float2bfloat16(-INFINITY);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < CE_UNROLL; u++) {
+            const int j = j0 + u * blockDim.x;
+            if (j >= nch) break;
+            row[j] = p[u];
+#pragma unroll
+            for (int k = 0; k < 8; k++) m = fmaxf(m, gv_bf(p[u].v[k]));
+        }
+    }
+    m = gv_block_max(m, sh); /* syncs: the row is in shared memory */
+    const float ml2 = m * CE_LOG2E;
+    /* pass 2: sum of exp from shared memory */
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
+        gv_bf16x8 p = row[j];
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -ml2));
+    }
+    s = gv_block_sum(s, sh);
+    if (MODE == 0) {
+        if (threadIdx.x == 0) losses[n] = m + logf(s) - (tg >= 0 && tg < V ? gv_bf(x[tg]) : 0.0f);
+        return;
+    }
+    /* pass 3 (backward): dlogits (+)= (softmax - onehot) * dloss, softmax = exp2(x*log2e - lse2) */
+    const float lse2 = ml2 + log2f(s);
     for (int j = threadIdx.x; j < nch; j += blockDim.x) {
         const int c = j * 8;
-        gv_bf16x8 p;
-        if (c + 8 <= V) {
-            p = reinterpret_cast<const gv_bf16x8 *>(x)[j];
-        } else { /* past V: -inf, so exp gives 0 and no onehot matches */
-#pragma unroll
-            for (int k = 0; k < 8; k++) p.v[k] = c + k < V ? x[c + k] : __float2bfloat16(-INFINITY);
-        }
-        row[j] = p;
-        float a[8], cm = -INFINITY, cs = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 8; k++) cm = fmaxf(cm, a[k] = gv_bf(p.v[k]));
-        if (cm != -INFINITY) {
-#pragma unroll
-            for (int k = 0; k < 8; k++) cs += expf(a[k] - cm);
-            lse_merge(m, sum, cm, cs);
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
-        lse_merge(m, sum, m2, s2);
-    }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    if (lane == 0) {
-        shm[warp] = m;
-        shs[warp] = sum;
-    }
-    __syncthreads();
-    m = lane < nw ? shm[lane] : -INFINITY;
-    sum = lane < nw ? shs[lane] : 0.0f;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, sum, o);
-        lse_merge(m, sum, m2, s2);
-    }
-    const float lse = m + logf(sum);
-    for (int j = threadIdx.x; j < nch; j += blockDim.x) {
-        const int c = j * 8;
-        if (!INPLACE && c >= V) break;
+        if (MODE == 2 && c >= V) break;
         gv_bf16x8 p = row[j];
         float g[8];
-        if (!INPLACE && c + 8 <= V) gv_load_bf<8>(g, dx + c);
+        if (MODE == 2 && c + 8 <= V) gv_load_bf<8>(g, dx + c);
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            float d = (expf(gv_bf(p.v[k]) - lse) - (c + k == tg ? 1.0f : 0.0f)) * dloss;
-            g[k] = INPLACE || c + 8 > V ? d : g[k] + d;
+            float d = (ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -lse2)) - (c + k == tg ? 1.0f : 0.0f)) * dloss;
+            g[k] = MODE == 1 || c + 8 > V ? d : g[k] + d;
         }
-        if (INPLACE || c + 8 <= V) {
+        if (MODE == 1 || c + 8 <= V) {
             gv_store_bf<8>(dx + c, g);
         } else {
             for (int k = 0; k < 8 && c + k < V; k++) dx[c + k] = gv_tobf(gv_bf(dx[c + k]) + g[k]);
@@ -223,11 +237,50 @@ static gv_status ce_check(const char *op, int N, int V, int Vp) {
     return GV_OK;
 }
 
+/* GV_CUDA_CE_ONEPASS=0: the older kernels only (A/B timing). */
+static int ce_one_pass_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_CE_ONEPASS");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+/* Launch crossentropy_smem_kernel<MODE> when the row fits (two blocks per SM); *done = 0 otherwise. */
+template <int MODE>
+static gv_status ce_smem(gv_backend *b, const char *op, int *done, float *losses, void *dlogits,
+                         const void *logits, const int32_t *targets, float dloss, int N, int V, int Vp,
+                         int ignore_index) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    const size_t smem = (size_t)Vp * sizeof(bf16);
+    *done = 0;
+    if (Vp % 8 || !gv_aligned16(logits) || (dlogits && !gv_aligned16(dlogits)) || smem > c->smem_optin / 2 ||
+        !ce_one_pass_on())
+        return GV_OK;
+    static bool attr_set[64];
+    if (c->device >= 64 || !attr_set[c->device]) {
+        GV_CUDA_TRY(cudaFuncSetAttribute(crossentropy_smem_kernel<MODE>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)(c->smem_optin / 2)));
+        if (c->device < 64) attr_set[c->device] = true;
+    }
+    crossentropy_smem_kernel<MODE><<<N, CE1_THREADS, smem, c->stream>>>(
+        losses, (bf16 *)dlogits, (const bf16 *)logits, targets, dloss, V, Vp, ignore_index);
+    GV_CUDA_LAUNCHED(op);
+    *done = 1;
+    return GV_OK;
+}
+
 gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
                                        const int32_t *targets, int N, int V, int Vp, int ignore_index) {
     GV_TRY(ce_check("crossentropy_forward", N, V, Vp));
     cudaStream_t s = gv_cuda(b)->stream;
     if (N == 0) return GV_OK;
+    int done = 0;
+    GV_TRY(ce_smem<0>(b, "crossentropy_forward", &done, losses, NULL, logits, targets, 0.0f, N, V, Vp,
+                      ignore_index));
+    if (done) return GV_OK;
     if (Vp % 8 == 0 && gv_aligned16(logits))
         crossentropy_forward_kernel<8>
             <<<N, CE_THREADS, 0, s>>>(losses, (const bf16 *)logits, targets, V, Vp, ignore_index);
@@ -236,16 +289,6 @@ gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void 
             <<<N, CE_THREADS, 0, s>>>(losses, (const bf16 *)logits, targets, V, Vp, ignore_index);
     GV_CUDA_LAUNCHED("crossentropy_forward");
     return GV_OK;
-}
-
-/* GV_CUDA_CE_ONEPASS=0: the two-pass backward kernel only (A/B timing). */
-static int ce_one_pass_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_CE_ONEPASS");
-        on = !(e && e[0] == '0');
-    }
-    return on;
 }
 
 static gv_status ce_backward(gv_backend *b, const char *op, void *dlogits, const void *logits,
@@ -257,28 +300,14 @@ static gv_status ce_backward(gv_backend *b, const char *op, void *dlogits, const
     const bf16 *x = (const bf16 *)logits;
     bool vec = Vp % 8 == 0 && gv_aligned16(logits) && gv_aligned16(dlogits);
     bool inplace = dlogits == logits;
-    /* the one-pass kernel: plain op, rows that fit in shared memory with two blocks per SM */
-    const size_t smem = (size_t)Vp * sizeof(bf16);
-    if (vec && !lse && smem <= gv_cuda(b)->smem_optin / 2 && ce_one_pass_on()) {
-        static bool attr_set[64][2];
-        int dev = gv_cuda(b)->device;
-        if (dev >= 64 || !attr_set[dev][inplace]) {
-            cudaError_t e = cudaFuncSetAttribute(
-                inplace ? crossentropy_backward_smem_kernel<true> : crossentropy_backward_smem_kernel<false>,
-                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(gv_cuda(b)->smem_optin / 2));
-            if (e != cudaSuccess)
-                return gv_fail(GV_ERR_BACKEND, "cuda: %s: cudaFuncSetAttribute: %s", op,
-                               cudaGetErrorString(e));
-            if (dev < 64) attr_set[dev][inplace] = true;
-        }
+    /* plain op: the row-in-shared-memory kernel where the row fits */
+    if (!lse) {
+        int done = 0;
         if (inplace)
-            crossentropy_backward_smem_kernel<true>
-                <<<N, CE1_THREADS, smem, s>>>(dx, x, targets, dloss, V, Vp, ignore_index);
+            GV_TRY(ce_smem<1>(b, op, &done, NULL, dlogits, logits, targets, dloss, N, V, Vp, ignore_index));
         else
-            crossentropy_backward_smem_kernel<false>
-                <<<N, CE1_THREADS, smem, s>>>(dx, x, targets, dloss, V, Vp, ignore_index);
-        GV_CUDA_LAUNCHED(op);
-        return GV_OK;
+            GV_TRY(ce_smem<2>(b, op, &done, NULL, dlogits, logits, targets, dloss, N, V, Vp, ignore_index));
+        if (done) return GV_OK;
     }
     if (vec && inplace)
         crossentropy_backward_kernel<8, true>

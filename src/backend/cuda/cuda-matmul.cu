@@ -53,6 +53,12 @@ __global__ void vec_add_kernel(bf16 *dst, const bf16 *src, int n) {
     if (i < n) dst[i] = gv_tobf(gv_bf(dst[i]) + gv_bf(src[i]));
 }
 
+/* dst[i] += src[i], i < n (the unfused route of matmul_backward_gelu). */
+__global__ void acc_kernel(bf16 *dst, const bf16 *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = gv_tobf(gv_bf(dst[i]) + gv_bf(src[i]));
+}
+
 /* out[n, :] = bias (or 0) when C == 0. */
 __global__ void fill_bias_kernel(bf16 *out, const bf16 *bias, int N, int OC) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -111,6 +117,62 @@ struct gemm_epi {
     const void *aux; /* pre-activation [n][ldaux] (GELU_AUX writes it, DGELU reads it) */
     int ldaux;
 };
+
+/* Algorithm choice: cuBLASLt's heuristic proposes up to LT_CANDIDATES algorithms; the first call of each
+ * shape times them (one warm-up, then LT_TUNE_REPS runs each) and keeps the fastest. The products run on
+ * the real operands: in place when beta = 0 (the real call overwrites D afterwards), on a scratch copy of D
+ * when beta != 0 and D is small enough, else no timing (the heuristic's first). GV_CUDA_LT_TUNE=0: off. */
+#define LT_CANDIDATES 8
+#define LT_TUNE_REPS 3
+#define LT_TUNE_MAX_SCRATCH (256u << 20)
+
+static int lt_tune_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_LT_TUNE");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+static int lt_autotune(gv_cuda_ctx *c, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t ld, const void *A, const void *Bm,
+                       void *D, float beta, size_t dbytes, const cublasLtMatmulHeuristicResult_t *cand,
+                       int ncand) {
+    const float alpha = 1.0f;
+    void *Dt = D, *scratch = NULL;
+    if (beta != 0.0f) {
+        if (dbytes > LT_TUNE_MAX_SCRATCH || gv_cuda_tmp_alloc(c, &scratch, dbytes) != GV_OK) return 0;
+        Dt = scratch;
+    }
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int best = 0;
+    float best_ms = INFINITY;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
+    for (int i = 0; i < ncand; i++) {
+        if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        cublasStatus_t s = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Dt, ld, Dt, ld,
+                                          &cand[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+        if (s != CUBLAS_STATUS_SUCCESS) continue;
+        cudaEventRecord(e0, c->stream);
+        for (int r = 0; r < LT_TUNE_REPS && s == CUBLAS_STATUS_SUCCESS; r++)
+            s = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Dt, ld, Dt, ld, &cand[i].algo,
+                               c->lt_ws, c->lt_ws_bytes, c->stream);
+        cudaEventRecord(e1, c->stream);
+        float ms = INFINITY;
+        if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+            cudaGetLastError();
+            ms = INFINITY;
+        }
+        if (s == CUBLAS_STATUS_SUCCESS && ms < best_ms) best_ms = ms, best = i;
+    }
+out:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaGetLastError();
+    if (scratch) gv_cuda_tmp_free(c, scratch);
+    return best;
+}
 
 /* D (m x n, ldd) = op(A) op(B) (+ beta*D) with epilogue e, column-major, all bf16. *fused: 1 when the
  * product and its epilogue ran (always for NONE / BIAS). */
@@ -188,10 +250,15 @@ static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm
                                                         sizeof al));
             LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
                                                         sizeof al));
-            cublasLtMatmulHeuristicResult_t res;
+            cublasLtMatmulHeuristicResult_t cand[LT_CANDIDATES];
             int nres = 0;
-            cublasStatus_t hs =
-                cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &res, &nres);
+            cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref,
+                                                               lt_tune_on() ? LT_CANDIDATES : 1, cand, &nres);
+            int pick = 0;
+            if (hs == CUBLAS_STATUS_SUCCESS && nres > 1)
+                pick = lt_autotune(c, op, la, lb, ld, A, Bm, D, beta, (size_t)ldd * n * sizeof(bf16), cand,
+                                   nres);
+            cublasLtMatmulHeuristicResult_t res = cand[pick];
             struct gv_cuda_algo *ce = &c->algo_cache[c->algo_next];
             c->algo_next = (c->algo_next + 1) % GV_CUDA_ALGO_CACHE;
             memset(ce, 0, sizeof *ce);
@@ -295,12 +362,13 @@ static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, in
     return st != GV_OK ? st : st2;
 }
 
-/* GV_CUDA_BGRAD=0: bias gradients by the reduction kernels instead of the cuBLASLt epilogue (A/B timing). */
+/* GV_CUDA_BGRAD=1: bias gradients in the dW GEMM's epilogue (BGRADB) instead of the reduction kernels. Off
+ * by default: on the H200 it was no faster (2026-12-01, GPT-2 124M: 126.9 vs 128.3 ms/step at B=64). */
 static int bgrad_epilogue_on(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("GV_CUDA_BGRAD");
-        on = !(e && e[0] == '0');
+        on = e && e[0] == '1';
     }
     return on;
 }
@@ -354,4 +422,95 @@ gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbi
     }
     if (dbias) GV_TRY(bias_backward(c, (bf16 *)dbias, (const bf16 *)dout, N, OC));
     return GV_OK;
+}
+
+/* GV_CUDA_GELU_EPI=0: the fused linear+GELU ops take their unfused route (A/B timing). */
+static int gelu_epilogue_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_GELU_EPI");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                      const void *bias, int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_gelu_forward", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0 || OC == 0) return GV_OK;
+    if (C > 0 && gelu_epilogue_on()) {
+        /* pre (aux) = w^T.inp + bias, out = gelu(pre), in the epilogue; column-major pre is OC x N, ld OC */
+        struct gemm_epi e = {EPI_GELU_AUX, bias, pre, OC};
+        int fused = 0;
+        GV_TRY(gemm_epi(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, e, OC, N, C, 1, 0, C, C, OC, 0.0f,
+                        &fused));
+        if (fused) return GV_OK;
+    }
+    GV_TRY(gv_cuda_matmul_forward(b, pre, inp, w, bias, N, C, OC));
+    return gv_cuda_gelu_forward(b, out, pre, (size_t)N * OC);
+}
+
+gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                       const void *dout, const void *act, const void *pre, const void *w,
+                                       int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_backward_gelu", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    const size_t es = sizeof(bf16), nc = (size_t)N * C;
+    /* dpre written (beta 0) when it is a pending zero, which the epilogue needs: it cannot accumulate */
+    int claimed = 0;
+    if (dpre && N > 0 && C > 0 && OC > 0) {
+        const struct gv_range in[] = {{dout, (size_t)N * OC * es},
+                                      {act, nc * es},
+                                      {pre, nc * es},
+                                      {w, (size_t)OC * C * es},
+                                      {dw, dw ? (size_t)OC * C * es : 0},
+                                      {dbias, dbias ? OC * es : 0},
+                                      {dpre_bias, dpre_bias ? C * es : 0}};
+        GV_TRY(gv_cuda_zero_claim(c, &claimed, dpre, nc * es, in, 7));
+    } else {
+        GV_TRY(gv_cuda_zero_flush(c));
+    }
+    /* the weight and bias gradients of this layer, as in matmul_backward */
+    GV_TRY(gv_cuda_matmul_backward(b, NULL, dw, dbias, dout, act, w, N, C, OC));
+    if ((!dpre && !dpre_bias) || N == 0 || C == 0 || OC == 0) return GV_OK;
+    if (claimed && gelu_epilogue_on()) {
+        /* dpre = (w.dout) * gelu'(pre), the producer's bias gradient = row sums (column-major: C x N) */
+        bf16 *db = NULL;
+        if (dpre_bias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
+        struct gemm_epi e = {EPI_DGELU, db, pre, C};
+        int fused = 0;
+        gv_status st = gemm_epi(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, e, C, N, OC, 0, 0, C,
+                                OC, C, 0.0f, &fused);
+        if (st == GV_OK && fused && db) {
+            vec_add_kernel<<<gv_cdiv(C, 256), 256, 0, c->stream>>>((bf16 *)dpre_bias, db, C);
+            cudaError_t ce = cudaGetLastError();
+            if (ce != cudaSuccess)
+                st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu bias add launch failed: %s",
+                             cudaGetErrorString(ce));
+        }
+        gv_status st2 = db ? gv_cuda_tmp_free(c, db) : GV_OK;
+        GV_TRY(st);
+        GV_TRY(st2);
+        if (fused) return GV_OK;
+    }
+    /* unfused: g = (dout @ w) * gelu'(pre) in a scratch, then dpre (+)= g, dpre_bias += column sums of g */
+    bf16 *g;
+    GV_TRY(gv_cuda_tmp_alloc(c, (void **)&g, nc * es));
+    gv_status st = gemm(c, g, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f);
+    if (st == GV_OK) st = gv_cuda_gelu_backward_into(c, g, g, (const bf16 *)pre, nc, 0);
+    if (st == GV_OK && dpre_bias) st = bias_backward(c, (bf16 *)dpre_bias, g, N, C);
+    if (st == GV_OK && dpre) {
+        cudaError_t ce =
+            claimed ? cudaMemcpyAsync(dpre, g, nc * es, cudaMemcpyDeviceToDevice, c->stream) : cudaSuccess;
+        if (!claimed) {
+            acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
+            ce = cudaGetLastError();
+        }
+        if (ce != cudaSuccess)
+            st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu accumulate failed: %s",
+                         cudaGetErrorString(ce));
+    }
+    gv_status st2 = gv_cuda_tmp_free(c, g);
+    return st != GV_OK ? st : st2;
 }

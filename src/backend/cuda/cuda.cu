@@ -405,11 +405,8 @@ GV_MEM(download_f32, cuda_download_f32, (gv_backend * b, float *dst, const void 
 GV_MEM(sync, cuda_sync, (gv_backend * b), (b))
 
 static void mem_dealloc(gv_backend *b, void *ptr) {
-    gv_cuda_ctx *c = gv_cuda(b);
-    if (c->zero_ptr && ranges_overlap(c->zero_ptr, c->zero_bytes, ptr, 1)) {
-        c->zero_ptr = NULL; /* the pending region goes away with the buffer */
-        c->zero_bytes = 0;
-    }
+    /* issued while the memory is still ours (it may lie in the buffer being freed) */
+    if (gv_cuda_zero_flush(gv_cuda(b)) != GV_OK) cudaGetLastError();
     cuda_dealloc(b, ptr);
 }
 static gv_status op_memset0(gv_backend *b, void *ptr, size_t bytes) {
@@ -501,6 +498,15 @@ GV_OP(adamw_update, cuda_adamw_update, 0, n, 0, 0,
 GV_OP(sumsq, cuda_sumsq, 0, n, 0, 0, (gv_backend * b, double *out, const void *x, size_t n), (b, out, x, n))
 GV_OP(scale, cuda_scale, 0, n, 0, 0, (gv_backend * b, void *x, float s, size_t n), (b, x, s, n))
 
+GV_OP(matmul_gelu_forward, gv_cuda_matmul_gelu_forward, 0, N, C, OC,
+      (gv_backend * b, void *out, void *pre, const void *inp, const void *w, const void *bias, int N, int C,
+       int OC),
+      (b, out, pre, inp, w, bias, N, C, OC))
+GV_OP(matmul_backward_gelu, gv_cuda_matmul_backward_gelu, 1, N, C, OC,
+      (gv_backend * b, void *dpre, void *dpre_bias, void *dw, void *dbias, const void *dout, const void *act,
+       const void *pre, const void *w, int N, int C, int OC),
+      (b, dpre, dpre_bias, dw, dbias, dout, act, pre, w, N, C, OC))
+
 static size_t op_attention_stash_bytes(gv_backend *b, int B, int T, int H) {
     return gv_cuda_attention_stash_bytes(b, B, T, H);
 }
@@ -543,6 +549,8 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .adamw_update = */ op_adamw_update,
     /* .sumsq = */ op_sumsq,
     /* .scale = */ op_scale,
+    /* .matmul_gelu_forward = */ op_matmul_gelu_forward,
+    /* .matmul_backward_gelu = */ op_matmul_backward_gelu,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
