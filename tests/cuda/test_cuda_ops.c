@@ -6,6 +6,8 @@
  * tol and every element satisfies |a-b| <= 8*tol*(|b| + rms(b)) (the rms is the absolute floor). bf16 paths
  * use tol ~1e-2, fp32 paths (AdamW state, sum of squares, statistics) ~1e-5. Gradients start at zero; the
  * CUDA backward is then run a second time and must give twice the result (backward ops accumulate).
+ * Backward ops whose output may be a deferred memset0 (see src/backend/cuda/cuda.cu) are also run over
+ * garbage that was just memset0'd: they then write instead of accumulating and must match the reference.
  * Shapes: small odd ones (ragged tiles, scalar code paths) and realistic ones (B=4, T=256, C=768, H=12, D=64;
  * GQA H=8, KVH=2, D=128).
  *
@@ -317,12 +319,21 @@ static void t_matmul_gelu(int N, int C, int F, int OC) {
     CHECK_OK(gv_backend_upload_f32(cpu, act.c, GV_F32, ha, (size_t)N * F));
     CHECK_OK(gv_backend_upload_f32(gpu, act.g, GV_BF16, ha, (size_t)N * F));
     CHECK_OK(gv_matmul_backward_gelu(cpu, dpre.c, db1.c, dw2.c, db2.c, dout.c, act.c, pre.c, w2.c, N, F, OC));
-    garbage_then_zero(dpre, 0, (size_t)N * F, 0);
-    CHECK_OK(gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
-    cmpp("dpre (over a deferred zero)", dpre, TOL_BF);
-    cmpp("dpre_bias", db1, TOL_BF);
-    cmpp("dw", dw2, TOL_BF);
-    cmpp("dbias", db2, TOL_BF);
+    /* route 1: the DGELU_BGRAD epilogue (GV_CUDA_DGELU_EPI=1); 0: the default in-place route */
+    for (int route = 1; route >= 0; route--) {
+        if (route) setenv("GV_CUDA_DGELU_EPI", "1", 1);
+        CHECK_OK(gv_backend_memset0(gpu, db1.g, F * 2));
+        CHECK_OK(gv_backend_memset0(gpu, dw2.g, (size_t)OC * F * 2));
+        CHECK_OK(gv_backend_memset0(gpu, db2.g, OC * 2));
+        garbage_then_zero(dpre, 0, (size_t)N * F, 0);
+        CHECK_OK(
+            gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
+        cmpp(route ? "dpre (DGELU epilogue)" : "dpre (over a deferred zero)", dpre, TOL_BF);
+        cmpp(route ? "dpre_bias (DGELU epilogue)" : "dpre_bias", db1, TOL_BF);
+        cmpp("dw", dw2, TOL_BF);
+        cmpp("dbias", db2, TOL_BF);
+        if (route) unsetenv("GV_CUDA_DGELU_EPI");
+    }
     float *f1 = get_g(dpre), *f2 = get_g(db1), *f3 = get_g(dw2), *f4 = get_g(db2);
     CHECK_OK(gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
     check_twice("dpre", dpre, f1, TOL_BF);

@@ -424,14 +424,14 @@ gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbi
     return GV_OK;
 }
 
-/* GV_CUDA_GELU_EPI=0: the fused linear+GELU ops take their unfused route (A/B timing). */
-static int gelu_epilogue_on(void) {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_GELU_EPI");
-        on = !(e && e[0] == '0');
-    }
-    return on;
+/* GV_CUDA_GELU_EPI=0: matmul_gelu_forward without the GELU_AUX_BIAS epilogue (A/B timing).
+ * GV_CUDA_DGELU_EPI=1: matmul_backward_gelu through the DGELU_BGRAD epilogue. Off by default: on the H200
+ * (2026-12-01, N=65536, C=768, F=3072) the forward epilogue was faster than GEMM + GELU kernel (0.53 vs
+ * 0.68 ms) but the DGELU_BGRAD GEMM was far slower than GEMM + GELU-gradient kernel + bias reduction (the
+ * whole backward pair 2.00 vs 1.19 ms). Read on every call (tests switch them). */
+static int env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && e[0] ? e[0] != '0' : dflt;
 }
 
 gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
@@ -439,7 +439,7 @@ gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const
     GV_TRY(mm_check("matmul_gelu_forward", N, C, OC));
     gv_cuda_ctx *c = gv_cuda(b);
     if (N == 0 || OC == 0) return GV_OK;
-    if (C > 0 && gelu_epilogue_on()) {
+    if (C > 0 && env_flag("GV_CUDA_GELU_EPI", 1)) {
         /* pre (aux) = w^T.inp + bias, out = gelu(pre), in the epilogue; column-major pre is OC x N, ld OC */
         struct gemm_epi e = {EPI_GELU_AUX, bias, pre, OC};
         int fused = 0;
@@ -457,7 +457,7 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
     GV_TRY(mm_check("matmul_backward_gelu", N, C, OC));
     gv_cuda_ctx *c = gv_cuda(b);
     const size_t es = sizeof(bf16), nc = (size_t)N * C;
-    /* dpre written (beta 0) when it is a pending zero, which the epilogue needs: it cannot accumulate */
+    /* dpre written in place when it is a pending zero (no scratch; the epilogue cannot accumulate) */
     int claimed = 0;
     if (dpre && N > 0 && C > 0 && OC > 0) {
         const struct gv_range in[] = {{dout, (size_t)N * OC * es},
@@ -474,7 +474,7 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
     /* the weight and bias gradients of this layer, as in matmul_backward */
     GV_TRY(gv_cuda_matmul_backward(b, NULL, dw, dbias, dout, act, w, N, C, OC));
     if ((!dpre && !dpre_bias) || N == 0 || C == 0 || OC == 0) return GV_OK;
-    if (claimed && gelu_epilogue_on()) {
+    if (claimed && env_flag("GV_CUDA_DGELU_EPI", 0)) {
         /* dpre = (w.dout) * gelu'(pre), the producer's bias gradient = row sums (column-major: C x N) */
         bf16 *db = NULL;
         if (dpre_bias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
@@ -494,19 +494,24 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
         GV_TRY(st2);
         if (fused) return GV_OK;
     }
-    /* unfused: g = (dout @ w) * gelu'(pre) in a scratch, then dpre (+)= g, dpre_bias += column sums of g */
+    if (claimed) {
+        /* dpre = dout @ w written in place (beta 0), times gelu'(pre) in place, then its column sums: the
+         * unfused sequence without the [N, C] scratch and its memset */
+        GV_TRY(
+            gemm(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f));
+        GV_TRY(gv_cuda_gelu_backward_into(c, (bf16 *)dpre, (const bf16 *)dpre, (const bf16 *)pre, nc, 0));
+        if (dpre_bias) GV_TRY(bias_backward(c, (bf16 *)dpre_bias, (const bf16 *)dpre, N, C));
+        return GV_OK;
+    }
+    /* accumulating: g = (dout @ w) * gelu'(pre) in a scratch, then dpre += g, dpre_bias += column sums */
     bf16 *g;
     GV_TRY(gv_cuda_tmp_alloc(c, (void **)&g, nc * es));
     gv_status st = gemm(c, g, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f);
     if (st == GV_OK) st = gv_cuda_gelu_backward_into(c, g, g, (const bf16 *)pre, nc, 0);
     if (st == GV_OK && dpre_bias) st = bias_backward(c, (bf16 *)dpre_bias, g, N, C);
     if (st == GV_OK && dpre) {
-        cudaError_t ce =
-            claimed ? cudaMemcpyAsync(dpre, g, nc * es, cudaMemcpyDeviceToDevice, c->stream) : cudaSuccess;
-        if (!claimed) {
-            acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
-            ce = cudaGetLastError();
-        }
+        acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
+        cudaError_t ce = cudaGetLastError();
         if (ce != cudaSuccess)
             st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu accumulate failed: %s",
                          cudaGetErrorString(ce));
