@@ -121,7 +121,9 @@ struct gemm_epi {
 /* Algorithm choice: cuBLASLt's heuristic proposes up to LT_CANDIDATES algorithms; the first call of each
  * shape times them (one warm-up, then LT_TUNE_REPS runs each) and keeps the fastest. The products run on
  * the real operands: in place when beta = 0 (the real call overwrites D afterwards), on a scratch copy of D
- * when beta != 0 and D is small enough, else no timing (the heuristic's first). GV_CUDA_LT_TUNE=0: off. */
+ * when beta != 0 and D is small enough, else no timing (the heuristic's first). GV_CUDA_LT_TUNE=0: off.
+ * The timing waits on the stream, so a first call must not happen inside a CUDA graph capture (run one
+ * eager step first). */
 #define LT_CANDIDATES 8
 #define LT_TUNE_REPS 3
 #define LT_TUNE_MAX_SCRATCH (256u << 20)
