@@ -431,6 +431,78 @@ static void test_matmul(void) {
     for (int r = 0; r < 2; r++) test_matmul_case(rint_(1, 5), rint_(1, 16), rint_(1, 16), r);
 }
 
+/* ---- linear + GELU (the MLP pair) ---------------------------------------------------------------- */
+
+/* out = act @ w2^T + b2 with act = gelu(pre), pre = inp @ w1^T + b1: the forward through
+ * gv_matmul_gelu_forward, the gradients of (pre via b1, w2, b2) through gv_matmul_backward_gelu, the
+ * gradients of (inp, w1) through gv_matmul_backward from dpre. */
+typedef struct {
+    int N, C, F, OC;
+    float *inp, *w1, *b1, *w2, *b2, *pre, *act, *dpre;
+} mg_ctx;
+
+static void mg_fwd(gcheck *g) {
+    mg_ctx *c = g->ctx;
+    CHECK_OK(gv_matmul_gelu_forward(be, c->act, c->pre, c->inp, c->w1, c->b1, c->N, c->C, c->F));
+    CHECK_OK(gv_matmul_forward(be, g->out, c->act, c->w2, c->b2, c->N, c->F, c->OC));
+}
+static void mg_bwd(gcheck *g) {
+    mg_ctx *c = g->ctx;
+    /* grad[0] inp, [1] w1, [2] b1, [3] w2; b2's gradient goes to dpre_bias's twin check below */
+    memset(c->dpre, 0, (size_t)c->N * c->F * sizeof(float));
+    CHECK_OK(gv_matmul_backward_gelu(be, c->dpre, g->grad[2], g->grad[3], NULL, g->R, c->act, c->pre, c->w2,
+                                     c->N, c->F, c->OC));
+    CHECK_OK(gv_matmul_backward(be, g->grad[0], g->grad[1], NULL, c->dpre, c->inp, c->w1, c->N, c->C, c->F));
+}
+
+static void test_matmul_gelu_case(int N, int C, int F, int OC) {
+    mg_ctx c = {N,
+                C,
+                F,
+                OC,
+                randn((size_t)N * C, 1),
+                randn((size_t)F * C, 1),
+                randn(F, 1),
+                randn((size_t)OC * F, 1),
+                randn(OC, 1),
+                fbuf((size_t)N * F),
+                fbuf((size_t)N * F),
+                fbuf((size_t)N * F)};
+    gcheck g = {.fwd = mg_fwd, .bwd = mg_bwd, .ctx = &c};
+    snprintf(g.name, sizeof g.name, "matmul+gelu N=%d C=%d F=%d OC=%d", N, C, F, OC);
+    gc_add_in(&g, "inp", c.inp, (size_t)N * C);
+    gc_add_in(&g, "w1", c.w1, (size_t)F * C);
+    gc_add_in(&g, "b1", c.b1, F);
+    gc_add_in(&g, "w2", c.w2, (size_t)OC * F);
+    gc_set_out(&g, fbuf((size_t)N * OC), (size_t)N * OC);
+    gc_expect_pass(&g);
+    /* forward values: pre and act against the scalar formulas */
+    mg_fwd(&g);
+    for (int n = 0; n < N; n++)
+        for (int f = 0; f < F; f++) {
+            double s = c.b1[f];
+            for (int k = 0; k < C; k++) s += (double)c.inp[n * C + k] * c.w1[f * C + k];
+            double x = s, want = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+            CHECK_CLOSE(c.pre[n * F + f], s, 1e-5, 1e-5);
+            CHECK_CLOSE(c.act[n * F + f], want, 1e-5, 1e-5);
+        }
+    /* dbias of the second layer equals matmul_backward's; dpre equals matmul_backward + gelu_backward */
+    float *db_a = fbuf(OC), *db_b = fbuf(OC), *dp_a = fbuf((size_t)N * F), *dp_b = fbuf((size_t)N * F),
+          *dx = fbuf((size_t)N * F);
+    CHECK_OK(gv_matmul_backward_gelu(be, dp_a, NULL, NULL, db_a, g.R, c.act, c.pre, c.w2, N, F, OC));
+    CHECK_OK(gv_matmul_backward(be, dx, NULL, db_b, g.R, c.act, c.w2, N, F, OC));
+    CHECK_OK(gv_gelu_backward(be, dp_b, dx, c.pre, (size_t)N * F));
+    for (int j = 0; j < OC; j++) CHECK_CLOSE(db_a[j], db_b[j], 1e-5, 1e-6);
+    for (int i = 0; i < N * F; i++) CHECK_CLOSE(dp_a[i], dp_b[i], 1e-5, 1e-6);
+    pool_reset();
+}
+
+static void test_matmul_gelu(void) {
+    test_matmul_gelu_case(1, 1, 1, 1);
+    test_matmul_gelu_case(3, 5, 8, 4);
+    test_matmul_gelu_case(4, 6, 13, 7);
+}
+
 /* ---- attention ---------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1039,6 +1111,7 @@ int main(void) {
     test_embedding();
     test_norm();
     test_matmul();
+    test_matmul_gelu();
     test_attention();
     test_rope();
     test_activation();

@@ -34,6 +34,9 @@ int gv_backend_available(const char *name);     /* 1 if the backend is compiled 
 /* Memory: zeroed allocations; bytes counted by the caller's arena. */
 gv_status gv_backend_alloc(gv_backend *b, void **ptr, size_t bytes);
 void gv_backend_dealloc(gv_backend *b, void *ptr);
+/* memset0 is stream-ordered like every op; cuda defers it to the next backend call (a backward op that
+ * accumulates into exactly that region then writes instead), so memory handed to anything outside the
+ * backend (a communicator) right after memset0 needs a gv_backend_sync first, as after any op. */
 gv_status gv_backend_memset0(gv_backend *b, void *ptr, size_t bytes);
 gv_status gv_backend_upload(gv_backend *b, void *dst, const void *src_host, size_t bytes);
 gv_status gv_backend_download(gv_backend *b, void *dst_host, const void *src, size_t bytes);
@@ -71,6 +74,21 @@ gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const voi
                             int C, int OC);
 gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                              const void *inp, const void *w, int N, int C, int OC);
+
+/* Linear + GELU (the MLP's first layer): pre[N,OC] = inp @ w^T + bias (kept for backward) and
+ * out[N,OC] = gelu(pre); the same values as gv_matmul_forward into pre then gv_gelu_forward (on cuda the
+ * GELU runs in the matmul's epilogue, saving a pass over both buffers). */
+gv_status gv_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                 const void *bias, int N, int C, int OC);
+/* Backward of a linear layer whose input act[N,C] = gelu(pre[N,C]) (the MLP's second layer), through the
+ * GELU: dpre += gelu'(pre) * (dout @ w); dpre_bias[C] += column sums of that term (the bias gradient of the
+ * layer that produced pre); dw += dout^T @ act; dbias += column sums of dout. Any gradient may be NULL.
+ * The same as gv_matmul_backward into a zeroed scratch dinp, gv_gelu_backward(dpre, dinp, pre) and the
+ * producer's bias reduction, without the scratch (on cuda: one GEMM with the GELU gradient and the bias
+ * reduction in its epilogue when dpre was just zeroed with gv_backend_memset0). */
+gv_status gv_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                  const void *dout, const void *act, const void *pre, const void *w, int N,
+                                  int C, int OC);
 
 /* Attention over packed qkv[B,T,(H+2*KVH)*D]: q heads first, then k heads, then v heads. Query head h
  * reads kv head h / (H/KVH). Scale 1/sqrt(D). causal: key t' <= t. mask[B,T] I32 (1 = real token,

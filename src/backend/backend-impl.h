@@ -56,6 +56,10 @@ struct gv_backend_i {
                               float, float, float, float, float, int);
     gv_status (*sumsq)(gv_backend *, double *, const void *, size_t);
     gv_status (*scale)(gv_backend *, void *, float, size_t);
+    gv_status (*matmul_gelu_forward)(gv_backend *, void *, void *, const void *, const void *, const void *,
+                                     int, int, int);
+    gv_status (*matmul_backward_gelu)(gv_backend *, void *, void *, void *, void *, const void *,
+                                      const void *, const void *, const void *, int, int, int);
 };
 
 struct gv_backend {

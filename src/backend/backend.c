@@ -109,6 +109,17 @@ gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, c
     return b->iface->matmul_backward(b, dinp, dw, dbias, dout, inp, w, N, C, OC);
 }
 
+gv_status gv_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                 const void *bias, int N, int C, int OC) {
+    return b->iface->matmul_gelu_forward(b, out, pre, inp, w, bias, N, C, OC);
+}
+
+gv_status gv_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                  const void *dout, const void *act, const void *pre, const void *w, int N,
+                                  int C, int OC) {
+    return b->iface->matmul_backward_gelu(b, dpre, dpre_bias, dw, dbias, dout, act, pre, w, N, C, OC);
+}
+
 size_t gv_attention_stash_bytes(gv_backend *b, int B, int T, int H) {
     return b->iface->attention_stash_bytes(b, B, T, H);
 }

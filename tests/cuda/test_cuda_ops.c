@@ -6,6 +6,8 @@
  * tol and every element satisfies |a-b| <= 8*tol*(|b| + rms(b)) (the rms is the absolute floor). bf16 paths
  * use tol ~1e-2, fp32 paths (AdamW state, sum of squares, statistics) ~1e-5. Gradients start at zero; the
  * CUDA backward is then run a second time and must give twice the result (backward ops accumulate).
+ * Backward ops whose output may be a deferred memset0 (see src/backend/cuda/cuda.cu) are also run over
+ * garbage that was just memset0'd: they then write instead of accumulating and must match the reference.
  * Shapes: small odd ones (ragged tiles, scalar code paths) and realistic ones (B=4, T=256, C=768, H=12, D=64;
  * GQA H=8, KVH=2, D=128).
  *
@@ -156,6 +158,18 @@ static int check_twice(const char *what, pair p, const float *first, double tol)
 #define TOL_BF 1e-2
 #define TOL_F32 1e-5
 
+/* Fill the cuda copy of p (from element off, n elements) with garbage, then memset0 exactly that region:
+ * the backend defers the memset, and the next backward op into the region may write instead of
+ * accumulate (see cuda.cu). extra > 0 zeroes `extra` more elements so the region does NOT match the op's
+ * output (the memset must then be issued before the op accumulates). */
+static void garbage_then_zero(pair p, size_t off, size_t n, size_t extra) {
+    float *h = hrand(p.n, 5.0f);
+    CHECK_OK(gv_backend_upload_f32(gpu, p.g, p.gdt, h, p.n));
+    size_t es = gv_dtype_size(p.gdt);
+    CHECK_OK(gv_backend_memset0(gpu, (char *)p.g + off * es, (n + extra) * es));
+    free(h);
+}
+
 /* ---- ops ------------------------------------------------------------------------------------------------
  */
 
@@ -239,6 +253,12 @@ static void t_norm(int rms, int N, int C, int use_w, int use_b) {
     check_twice("dinp", dx, f1, TOL_BF);
     if (use_w) check_twice("dw", dw, f2, TOL_BF);
     if (!rms && use_b) check_twice("dbias", db, f3, TOL_BF);
+    garbage_then_zero(dx, 0, n, 0);
+    if (rms)
+        CHECK_OK(gv_rmsnorm_backward(gpu, dx.g, NULL, dout.g, x.g, wg, rstd.g, N, C));
+    else
+        CHECK_OK(gv_layernorm_backward(gpu, dx.g, NULL, NULL, dout.g, x.g, wg, mean.g, rstd.g, N, C));
+    cmpp("dinp over a deferred zero", dx, TOL_BF);
     free(f1), free(f2), free(f3), free(hm), free(hr), free(hx), free(hw), free(hb), free(hd);
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(mean), pfree(rstd), pfree(dout), pfree(dx), pfree(dw),
         pfree(db);
@@ -265,8 +285,65 @@ static void t_matmul(int N, int C, int OC, int use_bias) {
     check_twice("dinp", dx, f1, TOL_BF);
     check_twice("dw", dw, f2, TOL_BF);
     if (use_bias) check_twice("dbias", db, f3, TOL_BF);
+    for (int extra = 0; extra < 2; extra++) { /* written over the deferred zero; accumulated onto zeros */
+        garbage_then_zero(dx, 0, (size_t)N * C, (size_t)extra * 5);
+        CHECK_OK(gv_matmul_backward(gpu, dx.g, NULL, NULL, dout.g, x.g, w.g, N, C, OC));
+        cmpp(extra ? "dinp onto a wider memset0" : "dinp over a deferred zero", dx, TOL_BF);
+    }
     free(f1), free(f2), free(f3), free(hx), free(hw), free(hb), free(hd);
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(dout), pfree(dx), pfree(dw), pfree(db);
+}
+
+/* The MLP pair: pre = x @ w1^T + b1, act = gelu(pre) (matmul_gelu_forward); backward of the second layer
+ * through the GELU (matmul_backward_gelu) into dpre / db1 (its bias reduction) and dw2 / db2. dpre is
+ * zeroed with memset0 first (the fused epilogue), then accumulated again (the unfused route). */
+static void t_matmul_gelu(int N, int C, int F, int OC) {
+    printf("matmul+gelu N=%d C=%d F=%d OC=%d\n", N, C, F, OC);
+    float *hx = hrand((size_t)N * C, 1.0f), *hw1 = hrand((size_t)F * C, 2.0f / sqrtf((float)C + 1));
+    float *hb1 = hrand(F, 1.0f), *hw2 = hrand((size_t)OC * F, 1.0f / sqrtf((float)F + 1));
+    float *hd = hrand((size_t)N * OC, 1.0f);
+    pair x = mk(hx, (size_t)N * C, GV_BF16), w1 = mk(hw1, (size_t)F * C, GV_BF16), b1 = mk(hb1, F, GV_BF16);
+    pair w2 = mk(hw2, (size_t)OC * F, GV_BF16), dout = mk(hd, (size_t)N * OC, GV_BF16);
+    pair pre = mk(NULL, (size_t)N * F, GV_BF16), act = mk(NULL, (size_t)N * F, GV_BF16);
+    pair dpre = mk(NULL, (size_t)N * F, GV_BF16), db1 = mk(NULL, F, GV_BF16);
+    pair dw2 = mk(NULL, (size_t)OC * F, GV_BF16), db2 = mk(NULL, OC, GV_BF16);
+    CHECK_OK(gv_matmul_gelu_forward(cpu, act.c, pre.c, x.c, w1.c, b1.c, N, C, F));
+    CHECK_OK(gv_matmul_gelu_forward(gpu, act.g, pre.g, x.g, w1.g, b1.g, N, C, F));
+    cmpp("pre", pre, TOL_BF);
+    cmpp("act", act, TOL_BF);
+    /* backward from the same (cpu, bf16-rounded) pre and act on both sides */
+    float *hp = get_c(pre), *ha = get_c(act);
+    for (size_t i = 0; i < (size_t)N * F; i++) hp[i] = bfr(hp[i]), ha[i] = bfr(ha[i]);
+    CHECK_OK(gv_backend_upload_f32(cpu, pre.c, GV_F32, hp, (size_t)N * F));
+    CHECK_OK(gv_backend_upload_f32(gpu, pre.g, GV_BF16, hp, (size_t)N * F));
+    CHECK_OK(gv_backend_upload_f32(cpu, act.c, GV_F32, ha, (size_t)N * F));
+    CHECK_OK(gv_backend_upload_f32(gpu, act.g, GV_BF16, ha, (size_t)N * F));
+    CHECK_OK(gv_matmul_backward_gelu(cpu, dpre.c, db1.c, dw2.c, db2.c, dout.c, act.c, pre.c, w2.c, N, F, OC));
+    /* route 1: the DGELU_BGRAD epilogue (GV_CUDA_DGELU_EPI=1); 0: the default in-place route */
+    for (int route = 1; route >= 0; route--) {
+        if (route) setenv("GV_CUDA_DGELU_EPI", "1", 1);
+        CHECK_OK(gv_backend_memset0(gpu, db1.g, F * 2));
+        CHECK_OK(gv_backend_memset0(gpu, dw2.g, (size_t)OC * F * 2));
+        CHECK_OK(gv_backend_memset0(gpu, db2.g, OC * 2));
+        garbage_then_zero(dpre, 0, (size_t)N * F, 0);
+        CHECK_OK(
+            gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
+        cmpp(route ? "dpre (DGELU epilogue)" : "dpre (over a deferred zero)", dpre, TOL_BF);
+        cmpp(route ? "dpre_bias (DGELU epilogue)" : "dpre_bias", db1, TOL_BF);
+        cmpp("dw", dw2, TOL_BF);
+        cmpp("dbias", db2, TOL_BF);
+        if (route) unsetenv("GV_CUDA_DGELU_EPI");
+    }
+    float *f1 = get_g(dpre), *f2 = get_g(db1), *f3 = get_g(dw2), *f4 = get_g(db2);
+    CHECK_OK(gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
+    check_twice("dpre", dpre, f1, TOL_BF);
+    check_twice("dpre_bias", db1, f2, TOL_BF);
+    check_twice("dw", dw2, f3, TOL_BF);
+    check_twice("dbias", db2, f4, TOL_BF);
+    free(f1), free(f2), free(f3), free(f4), free(hp), free(ha);
+    free(hx), free(hw1), free(hb1), free(hw2), free(hd);
+    pfree(x), pfree(w1), pfree(b1), pfree(w2), pfree(dout), pfree(pre), pfree(act), pfree(dpre), pfree(db1),
+        pfree(dw2), pfree(db2);
 }
 
 /* mask_kind: 0 none, 1 random padding (~25%) with key 0 of batch 0 masked, 2 right padding per batch */
@@ -335,6 +412,13 @@ static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int
     }
     CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
     check_twice("dqkv", dqkv, a, 2e-2);
+    garbage_then_zero(dqkv, 0, n, 0);
+    CHECK_OK(gv_attention_backward(gpu, dqkv.g, dout.g, qkv.g, out.g, stg, mg, B, T, H, KVH, D, causal));
+    {
+        float *a2 = get_g(dqkv);
+        cmp("dqkv over a deferred zero", a2, a, n, TOL_BF);
+        free(a2);
+    }
     free(a), free(b), free(hq), free(hd), free(hm);
     gv_backend_dealloc(cpu, stc);
     gv_backend_dealloc(gpu, stg);
@@ -381,6 +465,15 @@ static void t_gelu(size_t n, int off) {
     CHECK_OK(
         gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
     check_twice("dinp", dx, f, TOL_BF);
+    garbage_then_zero(dx, off, n, 0);
+    CHECK_OK(
+        gv_gelu_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off, (uint16_t *)x.g + off, n));
+    {
+        float *a = get_g(dx);
+        for (int i = 0; i < off; i++) a[i] = f[i]; /* the elements before the region hold garbage */
+        cmp("dinp over a deferred zero", a, f, n + off, 1e-6);
+        free(a);
+    }
     free(f), free(hx), free(hd);
     pfree(x), pfree(out), pfree(dout), pfree(dx);
 }
@@ -634,6 +727,51 @@ static void bench_matmul(int N, int C, int OC, int iters) {
     gv_backend_dealloc(gpu, dx), gv_backend_dealloc(gpu, dw), gv_backend_dealloc(gpu, db);
 }
 
+/* The MLP pair at training size: fused (matmul_gelu_forward; memset0 + matmul_backward_gelu) against the
+ * unfused sequence model.c runs (matmul_forward + gelu_forward; memset0 + matmul_backward, memset0 +
+ * gelu_backward, and the first layer's bias reduction inside its matmul_backward). */
+static void bench_mlp_pair(int N, int C, int F, int iters) {
+    void *x = alloc_on(gpu, (size_t)N * F * 2), *w = alloc_on(gpu, (size_t)C * F * 2),
+         *b = alloc_on(gpu, F * 2);
+    void *pre = alloc_on(gpu, (size_t)N * F * 2), *act = alloc_on(gpu, (size_t)N * F * 2),
+         *dact = alloc_on(gpu, (size_t)N * F * 2), *dpre = alloc_on(gpu, (size_t)N * F * 2);
+    void *dout = alloc_on(gpu, (size_t)N * C * 2), *dw = alloc_on(gpu, (size_t)C * F * 2),
+         *db = alloc_on(gpu, C * 2), *db1 = alloc_on(gpu, F * 2);
+    double t[4] = {0, 0, 0, 0};
+    for (int i = -1; i < iters; i++) {
+        double t0, t1;
+        CHECK_OK(gv_backend_sync(gpu));
+        t0 = now_ms();
+        CHECK_OK(gv_matmul_forward(gpu, pre, x, w, b, N, C, F)); /* x [N, C] part of the buffer */
+        CHECK_OK(gv_gelu_forward(gpu, act, pre, (size_t)N * F));
+        CHECK_OK(gv_backend_sync(gpu));
+        t1 = now_ms();
+        if (i >= 0) t[0] += t1 - t0;
+        CHECK_OK(gv_matmul_gelu_forward(gpu, act, pre, x, w, b, N, C, F));
+        CHECK_OK(gv_backend_sync(gpu));
+        t0 = now_ms();
+        if (i >= 0) t[1] += t0 - t1;
+        CHECK_OK(gv_backend_memset0(gpu, dact, (size_t)N * F * 2));
+        CHECK_OK(gv_matmul_backward(gpu, dact, dw, db, dout, act, w, N, F, C));
+        CHECK_OK(gv_backend_memset0(gpu, dpre, (size_t)N * F * 2));
+        CHECK_OK(gv_gelu_backward(gpu, dpre, dact, pre, (size_t)N * F));
+        CHECK_OK(gv_matmul_backward(gpu, NULL, NULL, db1, dpre, x, w, N, C, F)); /* the bias reduction */
+        CHECK_OK(gv_backend_sync(gpu));
+        t1 = now_ms();
+        if (i >= 0) t[2] += t1 - t0;
+        CHECK_OK(gv_backend_memset0(gpu, dpre, (size_t)N * F * 2));
+        CHECK_OK(gv_matmul_backward_gelu(gpu, dpre, db1, dw, db, dout, act, pre, w, N, F, C));
+        CHECK_OK(gv_backend_sync(gpu));
+        t0 = now_ms();
+        if (i >= 0) t[3] += t0 - t1;
+    }
+    printf("BENCH mlp pair N=%d C=%d F=%d: forward unfused %.3f ms fused %.3f ms; backward unfused %.3f ms "
+           "fused %.3f ms\n",
+           N, C, F, t[0] / iters, t[1] / iters, t[2] / iters, t[3] / iters);
+    void *all[] = {x, w, b, pre, act, dact, dpre, dout, dw, db, db1};
+    for (int i = 0; i < 11; i++) gv_backend_dealloc(gpu, all[i]);
+}
+
 /* Memory-bound ops at GPT-2 small training sizes (B*T = 16384 rows, C = 768): time and effective bandwidth
  * (bytes = the minimum traffic of the op). */
 #define BENCH_OP(label, bytes, call)                                                                         \
@@ -733,6 +871,9 @@ static void run_tests(int big) {
         t_matmul(256, 768, 3072, 0);
         t_matmul(1024, 3072, 768, 1);
     }
+    t_matmul_gelu(7, 13, 24, 9);
+    t_matmul_gelu(64, 40, 96, 24);
+    if (big) t_matmul_gelu(1024, 768, 3072, 768);
     t_rope(2, 5, 3, 1, 8, 10000.0f, 3);
     if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
     t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
@@ -791,6 +932,8 @@ int main(void) {
         bench_matmul(16384, 768, 3072, 10);
         bench_matmul(16384, 3072, 768, 10);
         bench_matmul(16384, 768, 2304, 10);
+        bench_mlp_pair(16384, 768, 3072, 10);
+        bench_mlp_pair(65536, 768, 3072, 5);
         bench_memory_ops();
     }
     gv_backend_free(gpu);

@@ -3,20 +3,13 @@
 
 #include <math.h>
 
-#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
-#define GELU_C 0.044715f
-
 gv_status gv_cpu_gelu_forward(gv_backend *b, void *out_, const void *inp_, size_t n) {
     (void)b;
     float *out = out_;       /* [n] */
     const float *inp = inp_; /* [n] */
     /* out = 0.5 x (1 + tanh(k (x + c x^3))) */
 #pragma omp parallel for if (n > GV_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + GELU_C * x * x * x);
-        out[i] = 0.5f * x * (1.0f + tanhf(u));
-    }
+    for (size_t i = 0; i < n; i++) out[i] = gv_cpu_gelu(inp[i]);
     return GV_OK;
 }
 
@@ -27,14 +20,7 @@ gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp_, const void *dout_, co
     const float *inp = inp_;   /* [n] */
     /* d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 c x^2) */
 #pragma omp parallel for if (n > GV_CPU_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + GELU_C * x * x * x);
-        float th = tanhf(u);
-        float du = GELU_K * (1.0f + 3.0f * GELU_C * x * x);
-        float g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-        dinp[i] += dout[i] * g;
-    }
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gv_cpu_gelu_grad(inp[i]);
     return GV_OK;
 }
 

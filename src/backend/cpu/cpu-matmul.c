@@ -2,6 +2,7 @@
 #include "cpu-ops.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 
 #define MM_OCBLOCK 64
 
@@ -66,5 +67,51 @@ gv_status gv_cpu_matmul_backward(gv_backend *b, void *dinp_, void *dw_, void *db
             for (int j = j0; j < j1; j++) dbias[j] += (float)acc[j - j0];
         }
     }
+    return GV_OK;
+}
+
+/* Linear + GELU: pre = inp @ w^T + bias, out = gelu(pre). */
+gv_status gv_cpu_matmul_gelu_forward(gv_backend *b, void *out_, void *pre_, const void *inp, const void *w,
+                                     const void *bias, int N, int C, int OC) {
+    GV_TRY(gv_cpu_matmul_forward(b, pre_, inp, w, bias, N, C, OC));
+    float *out = out_;       /* [N, OC] */
+    const float *pre = pre_; /* [N, OC] */
+    size_t n = (size_t)N * OC;
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = gv_cpu_gelu(pre[i]);
+    return GV_OK;
+}
+
+/* Backward through a linear layer whose input was act = gelu(pre): the input gradient goes through the
+ * GELU into dpre (and its column sums into dpre_bias); dw, dbias as in gv_cpu_matmul_backward. */
+gv_status gv_cpu_matmul_backward_gelu(gv_backend *b, void *dpre_, void *dpre_bias_, void *dw, void *dbias,
+                                      const void *dout_, const void *act, const void *pre_, const void *w_,
+                                      int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_backward_gelu", N, C, OC));
+    GV_TRY(gv_cpu_matmul_backward(b, NULL, dw, dbias, dout_, act, w_, N, C, OC));
+    float *dpre = dpre_;           /* [N, C] or NULL */
+    float *dpre_bias = dpre_bias_; /* [C] or NULL */
+    const float *dout = dout_;     /* [N, OC] */
+    const float *pre = pre_;       /* [N, C] */
+    const float *w = w_;           /* [OC, C] */
+    if ((!dpre && !dpre_bias) || N == 0 || C == 0 || OC == 0) return GV_OK;
+    /* g[N,C] = (dout @ w) * gelu'(pre) */
+    float *g = malloc((size_t)N * C * sizeof(float));
+    if (!g) return gv_fail(GV_ERR_NOMEM, "matmul_backward_gelu: out of memory (%d x %d)", N, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, g, C);
+    size_t n = (size_t)N * C;
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) g[i] *= gv_cpu_gelu_grad(pre[i]);
+    if (dpre)
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dpre[i] += g[i];
+    if (dpre_bias)
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int r = 0; r < N; r++) s += g[(size_t)r * C + c];
+            dpre_bias[c] += (float)s;
+        }
+    free(g);
     return GV_OK;
 }

@@ -5,6 +5,8 @@
 #define GV_CPU_OPS_H
 #include "backend/backend-impl.h"
 
+#include <math.h>
+
 /* Below this many elements an elementwise loop runs on one thread (fork/join costs more than it saves). */
 #define GV_CPU_PAR_MIN 16384
 
@@ -30,6 +32,27 @@ gv_status gv_cpu_matmul_forward(gv_backend *b, void *out, const void *inp, const
                                 int N, int C, int OC);
 gv_status gv_cpu_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                  const void *inp, const void *w, int N, int C, int OC);
+
+gv_status gv_cpu_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                     const void *bias, int N, int C, int OC);
+gv_status gv_cpu_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                      const void *dout, const void *act, const void *pre, const void *w,
+                                      int N, int C, int OC);
+
+/* GELU (tanh approximation) and its derivative, shared by cpu-activation.c and cpu-matmul.c. */
+#define GV_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GV_GELU_C 0.044715f
+static inline float gv_cpu_gelu(float x) {
+    float u = GV_GELU_K * (x + GV_GELU_C * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+/* d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 c x^2) */
+static inline float gv_cpu_gelu_grad(float x) {
+    float u = GV_GELU_K * (x + GV_GELU_C * x * x * x);
+    float th = tanhf(u);
+    float du = GV_GELU_K * (1.0f + 3.0f * GV_GELU_C * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
 
 /* cpu-attention.c */
 size_t gv_cpu_attention_stash_bytes(gv_backend *b, int B, int T, int H);

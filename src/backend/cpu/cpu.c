@@ -212,6 +212,8 @@ static const struct gv_backend_i gv_cpu_iface = {
     .adamw_update = cpu_adamw_update,
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
+    .matmul_gelu_forward = gv_cpu_matmul_gelu_forward,
+    .matmul_backward_gelu = gv_cpu_matmul_backward_gelu,
 };
 
 gv_status gv_backend_cpu_init(gv_backend **out) {

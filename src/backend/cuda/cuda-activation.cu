@@ -34,19 +34,26 @@ template <int VEC> __global__ void gelu_forward_kernel(bf16 *out, const bf16 *in
     }
 }
 
+/* dinp (+)= dout * gelu'(inp); acc = 0: dinp is written (a claimed deferred zero, see cuda.cu). */
 template <int VEC>
-__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n) {
+__global__ void gelu_backward_kernel(bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n, int acc) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i + VEC <= n) {
         float x[VEC], d[VEC], g[VEC];
         gv_load_bf<VEC>(x, inp + i);
         gv_load_bf<VEC>(d, dout + i);
-        gv_load_bf<VEC>(g, dinp + i);
+        if (acc) {
+            gv_load_bf<VEC>(g, dinp + i);
+        } else {
+#pragma unroll
+            for (int k = 0; k < VEC; k++) g[k] = 0.0f;
+        }
 #pragma unroll
         for (int k = 0; k < VEC; k++) g[k] += d[k] * gelu_grad(x[k]);
         gv_store_bf<VEC>(dinp + i, g);
     } else {
-        for (; i < n; i++) dinp[i] = gv_tobf(gv_bf(dinp[i]) + gv_bf(dout[i]) * gelu_grad(gv_bf(inp[i])));
+        for (; i < n; i++)
+            dinp[i] = gv_tobf((acc ? gv_bf(dinp[i]) : 0.0f) + gv_bf(dout[i]) * gelu_grad(gv_bf(inp[i])));
     }
 }
 
@@ -100,17 +107,23 @@ gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t
     return GV_OK;
 }
 
-gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
-    cudaStream_t s = gv_cuda(b)->stream;
+gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n,
+                                     int acc) {
     if (n == 0) return GV_OK;
     if (gv_aligned16(dinp) && gv_aligned16(dout) && gv_aligned16(inp))
-        gelu_backward_kernel<8>
-            <<<gv_cdiv(n, 8 * 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n);
+        gelu_backward_kernel<8><<<gv_cdiv(n, 8 * 256), 256, 0, c->stream>>>(dinp, dout, inp, n, acc);
     else
-        gelu_backward_kernel<1>
-            <<<gv_cdiv(n, 256), 256, 0, s>>>((bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n);
+        gelu_backward_kernel<1><<<gv_cdiv(n, 256), 256, 0, c->stream>>>(dinp, dout, inp, n, acc);
     GV_CUDA_LAUNCHED("gelu_backward");
     return GV_OK;
+}
+
+gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    int claimed = 0;
+    const struct gv_range in[] = {{dout, n * sizeof(bf16)}, {inp, n * sizeof(bf16)}};
+    GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, n * sizeof(bf16), in, 2));
+    return gv_cuda_gelu_backward_into(c, (bf16 *)dinp, (const bf16 *)dout, (const bf16 *)inp, n, !claimed);
 }
 
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F) {

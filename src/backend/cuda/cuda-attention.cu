@@ -359,7 +359,7 @@ __global__ void __launch_bounds__(NW * 32)
     flash_bwd_kernel(bf16 *__restrict__ dqkv, float *__restrict__ dq_acc, const bf16 *__restrict__ dout,
                      const bf16 *__restrict__ qkv, const float *__restrict__ lse,
                      const float *__restrict__ dvec, const int32_t *__restrict__ mask, int T, int H, int KVH,
-                     int causal, float scale, float sl2) {
+                     int causal, float scale, float sl2, int acc) {
     constexpr int BC = 16 * NW, LDS = D + 8, LDSS = BR + 8, NT = NW * 32;
     constexpr int MT = BR / 16, WN = NW / MT, NTQ = (D / 8) / WN;
     static_assert(NW % MT == 0 && (D / 8) % WN == 0 && NTQ % 2 == 0, "bad backward tile configuration");
@@ -563,7 +563,7 @@ __global__ void __launch_bounds__(NW * 32)
         __syncthreads();
     }
 
-    /* dqkv k, v rows of this block += dK * scale, dV */
+    /* dqkv k, v rows of this block += dK * scale, dV (written when !acc: a claimed deferred zero) */
     bf16 *dkb = dqkv + (size_t)b * T * S + (size_t)(H + kvh) * D,
          *dvb = dqkv + (size_t)b * T * S + (size_t)(H + KVH + kvh) * D;
 #pragma unroll
@@ -575,18 +575,19 @@ __global__ void __launch_bounds__(NW * 32)
             if (kr >= T) continue;
             __nv_bfloat162 *pk = reinterpret_cast<__nv_bfloat162 *>(dkb + (size_t)kr * S + col);
             __nv_bfloat162 *pv = reinterpret_cast<__nv_bfloat162 *>(dvb + (size_t)kr * S + col);
-            float2 ok = __bfloat1622float2(*pk), ov = __bfloat1622float2(*pv);
+            float2 ok = make_float2(0.0f, 0.0f), ov = ok;
+            if (acc) ok = __bfloat1622float2(*pk), ov = __bfloat1622float2(*pv);
             *pk = __floats2bfloat162_rn(ok.x + dk[dt][2 * half] * scale, ok.y + dk[dt][2 * half + 1] * scale);
             *pv = __floats2bfloat162_rn(ov.x + dv[dt][2 * half], ov.y + dv[dt][2 * half + 1]);
         }
     }
 }
 
-/* dst[r*dst_stride + dst_off + i] += acc[r*width + i] for r < rows, i < width; VEC = 4 consecutive elements
- * per thread (width, dst_stride and dst_off multiples of 4, 8-byte aligned dst) or 1. */
+/* dst[r*dst_stride + dst_off + i] += acc[r*width + i] for r < rows, i < width (= when !accum); VEC = 4
+ * consecutive elements per thread (width, dst_stride and dst_off multiples of 4, 8-byte aligned dst) or 1. */
 template <int VEC>
 __global__ void add_acc_rows_kernel(bf16 *dst, const float *acc, size_t rows, int width, size_t dst_stride,
-                                    size_t dst_off) {
+                                    size_t dst_off, int accum) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (i >= rows * width) return;
     size_t r = i / width, c = i % width;
@@ -594,11 +595,12 @@ __global__ void add_acc_rows_kernel(bf16 *dst, const float *acc, size_t rows, in
     if constexpr (VEC == 4) {
         float4 a = *reinterpret_cast<const float4 *>(acc + i);
         __nv_bfloat162 *p2 = reinterpret_cast<__nv_bfloat162 *>(p);
-        float2 x0 = __bfloat1622float2(p2[0]), x1 = __bfloat1622float2(p2[1]);
+        float2 x0 = make_float2(0.0f, 0.0f), x1 = x0;
+        if (accum) x0 = __bfloat1622float2(p2[0]), x1 = __bfloat1622float2(p2[1]);
         p2[0] = __floats2bfloat162_rn(x0.x + a.x, x0.y + a.y);
         p2[1] = __floats2bfloat162_rn(x1.x + a.z, x1.y + a.w);
     } else {
-        *p = gv_tobf(gv_bf(*p) + acc[i]);
+        *p = gv_tobf((accum ? gv_bf(*p) : 0.0f) + acc[i]);
     }
 }
 
@@ -761,7 +763,7 @@ static gv_status launch_fwd(gv_cuda_ctx *c, bf16 *out, float *lse, const bf16 *q
 template <int D, int NW, int BR>
 static gv_status launch_bwd(gv_cuda_ctx *c, bf16 *dqkv, float *dq_acc, const bf16 *dout, const bf16 *qkv,
                             const float *lse, const float *dvec, const int32_t *mask, int B, int T, int H,
-                            int KVH, int causal, float scale) {
+                            int KVH, int causal, float scale, int acc) {
     constexpr size_t smem = bwd_smem_bytes<D, NW, BR>();
     static bool attr_set[GV_ATT_MAX_DEVICES]; /* the attribute is per device */
     if (c->device >= GV_ATT_MAX_DEVICES || !attr_set[c->device]) {
@@ -771,7 +773,7 @@ static gv_status launch_bwd(gv_cuda_ctx *c, bf16 *dqkv, float *dq_acc, const bf1
     }
     unsigned grid = (unsigned)B * KVH * gv_cdiv(T, 16 * NW);
     flash_bwd_kernel<D, NW, BR><<<grid, NW * 32, smem, c->stream>>>(
-        dqkv, dq_acc, dout, qkv, lse, dvec, mask, T, H, KVH, causal, scale, scale * ATT_LOG2E);
+        dqkv, dq_acc, dout, qkv, lse, dvec, mask, T, H, KVH, causal, scale, scale * ATT_LOG2E, acc);
     GV_CUDA_LAUNCHED("attention_backward");
     return GV_OK;
 }
@@ -845,6 +847,17 @@ gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout
     const float scale = 1.0f / sqrtf((float)D);
     const size_t rows = (size_t)B * H * T, S = (size_t)(H + 2 * KVH) * D;
     const bool fast = attn_fast(D, qkv, dqkv) && gv_aligned16(dout) && gv_aligned16(out);
+    /* fast path: dqkv written instead of accumulated when it is a pending zero (every element is covered) */
+    int claimed = 0;
+    if (fast) {
+        const size_t es = sizeof(bf16), HDb = (size_t)B * T * H * D * es;
+        const struct gv_range in[] = {
+            {dout, HDb}, {out, HDb}, {qkv, rows / H * S * es}, {stash, rows * sizeof(float)}};
+        GV_TRY(gv_cuda_zero_claim(c, &claimed, dqkv, (size_t)B * T * S * es, in, 4));
+    } else {
+        GV_TRY(gv_cuda_zero_flush(c));
+    }
+    const int acc_out = !claimed;
     /* scratch: dvec [B*H*T], then the fp32 gradient accumulator (dQ [B*T, H, D] or dK/dV [B*T, 2*KVH, D]) */
     const size_t acc_w = fast ? (size_t)H * D : (size_t)2 * KVH * D;
     const size_t dv_bytes = (rows * sizeof(float) + 255) / 256 * 256;
@@ -874,7 +887,7 @@ gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout
         bf16 *dx = (bf16 *)dqkv;
         const bf16 *dO = (const bf16 *)dout, *x = (const bf16 *)qkv;
 #define GV_BWD(D_, NW_, BR_)                                                                                 \
-    launch_bwd<D_, NW_, BR_>(c, dx, acc, dO, x, stash, dvec, mask, B, T, H, KVH, causal, scale)
+    launch_bwd<D_, NW_, BR_>(c, dx, acc, dO, x, stash, dvec, mask, B, T, H, KVH, causal, scale, acc_out)
         if (fast && D == 64) {
             switch (cfg) {
             case 1:
@@ -917,10 +930,10 @@ gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout
         /* fast: dq_acc -> q columns [0, H*D); naive: dk/dv acc -> k, v columns [H*D, S) */
         if (fast) /* D in {64, 128}: every width, stride and offset is a multiple of 4 */
             add_acc_rows_kernel<4><<<gv_cdiv(acc_n, 4 * 256), 256, 0, c->stream>>>(
-                (bf16 *)dqkv, acc, (size_t)B * T, (int)acc_w, S, 0);
+                (bf16 *)dqkv, acc, (size_t)B * T, (int)acc_w, S, 0, acc_out);
         else
             add_acc_rows_kernel<1><<<gv_cdiv(acc_n, 256), 256, 0, c->stream>>>(
-                (bf16 *)dqkv, acc, (size_t)B * T, (int)acc_w, S, (size_t)H * D);
+                (bf16 *)dqkv, acc, (size_t)B * T, (int)acc_w, S, (size_t)H * D, 1);
         e = cudaGetLastError();
         if (e != cudaSuccess)
             st = gv_fail(GV_ERR_BACKEND, "cuda: attention_backward accumulate launch failed: %s",

@@ -37,6 +37,11 @@ typedef struct gv_cuda_ctx {
     double *d_sumsq; /* [1] result slot for sumsq */
     struct gv_cuda_algo algo_cache[GV_CUDA_ALGO_CACHE];
     int algo_next;
+    /* Deferred zeroing (cuda.cu): a memset0 not issued yet, GV_CUDA_LAZY_ZERO=0 turns it off. */
+    int lazy_zero;
+    void *zero_ptr;
+    size_t zero_bytes;
+    struct gv_cuda_prof *prof; /* op profiler, GV_CUDA_PROFILE=1 (cuda-profile.cu); NULL when off */
 } gv_cuda_ctx;
 
 static inline gv_cuda_ctx *gv_cuda(gv_backend *b) {
@@ -71,6 +76,27 @@ static inline int gv_aligned16(const void *p) {
 /* Temporary device memory, stream-ordered on the compute stream (the pool keeps it between calls). */
 gv_status gv_cuda_tmp_alloc(gv_cuda_ctx *c, void **p, size_t bytes);
 gv_status gv_cuda_tmp_free(gv_cuda_ctx *c, void *p);
+
+/* Deferred zeroing. memset0 only records its region; the next backend call either claims it (a backward
+ * op whose accumulated output is exactly that region then writes instead of accumulating, saving the
+ * memset and the read of the zeros) or issues the memset first (every other op, download, sync).
+ * gv_cuda_zero_claim: *claimed = 1 when dst[0:bytes) was the pending region and none of the op's inputs
+ * in[0:nin) overlaps it: the caller must then write every byte of it. Otherwise the pending memset (if
+ * any) is issued and *claimed = 0: accumulate as usual. */
+struct gv_range {
+    const void *p;
+    size_t bytes;
+};
+gv_status gv_cuda_zero_flush(gv_cuda_ctx *c);
+gv_status gv_cuda_zero_claim(gv_cuda_ctx *c, int *claimed, const void *dst, size_t bytes,
+                             const struct gv_range *in, int nin);
+
+/* Op profiler (cuda-profile.cu): with GV_CUDA_PROFILE=1 every vtable op is bracketed by CUDA events and
+ * its GPU time added up per (op, shape); the table is printed to stderr when the backend is freed. */
+gv_status gv_cuda_prof_init(gv_cuda_ctx *c);
+int gv_cuda_prof_begin(gv_cuda_ctx *c);
+void gv_cuda_prof_end(gv_cuda_ctx *c, int slot, const char *op, long d0, long d1, long d2);
+void gv_cuda_prof_report_free(gv_cuda_ctx *c);
 
 /* ---- device helpers ---------------------------------------------------------------------------------- */
 
@@ -183,6 +209,11 @@ gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, cons
                                  int N, int C, int OC);
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                   const void *inp, const void *w, int N, int C, int OC);
+gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                      const void *bias, int N, int C, int OC);
+gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                       const void *dout, const void *act, const void *pre, const void *w,
+                                       int N, int C, int OC);
 /* cuda-attention.cu */
 size_t gv_cuda_attention_stash_bytes(gv_backend *b, int B, int T, int H);
 gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, const void *qkv,
@@ -198,6 +229,9 @@ gv_status gv_cuda_rope_backward(gv_backend *b, void *dinp, const void *dout, int
 /* cuda-activation.cu */
 gv_status gv_cuda_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+/* dinp (+)= dout * gelu'(inp), acc = 0: written; dinp may alias dout (elementwise). */
+gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n,
+                                     int acc);
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 /* cuda-crossentropy.cu */

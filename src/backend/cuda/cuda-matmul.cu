@@ -10,6 +10,7 @@
  * has no algorithm (odd leading dimensions, say) a simple tiled fp32-accumulating kernel takes over. */
 #include "cuda-common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define FB_TILE 16
@@ -44,6 +45,18 @@ __global__ void gemm_fallback_kernel(bf16 *D, const bf16 *A, const bf16 *Bm, con
         if (bias) acc += gv_bf(bias[i]);
         D[o] = gv_tobf(acc);
     }
+}
+
+/* dst[i] += src[i], i < n (a bias gradient from the epilogue into the accumulated one). */
+__global__ void vec_add_kernel(bf16 *dst, const bf16 *src, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = gv_tobf(gv_bf(dst[i]) + gv_bf(src[i]));
+}
+
+/* dst[i] += src[i], i < n (the unfused route of matmul_backward_gelu). */
+__global__ void acc_kernel(bf16 *dst, const bf16 *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = gv_tobf(gv_bf(dst[i]) + gv_bf(src[i]));
 }
 
 /* out[n, :] = bias (or 0) when C == 0. */
@@ -90,27 +103,105 @@ static int ptr_align(const void *p) {
         }                                                                                                    \
     } while (0)
 
-/* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
-static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
-                      int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+/* Epilogues. NONE / BIAS fall back to the simple kernel when cuBLASLt has no algorithm; the others report
+ * *fused = 0 instead and the caller takes the unfused route.
+ *   BIAS:      D = AB + beta*D + vec[m]
+ *   BGRADB:    D = AB + beta*D, vec[n] = column sums of op(B) over k (a bias gradient, written)
+ *   GELU_AUX:  aux = AB + vec[m], D = gelu(aux) (beta 0)
+ *   DGELU:     D = (AB) * gelu'(aux), vec[m] = row sums of D over n (beta 0; vec may be NULL) */
+enum { EPI_NONE, EPI_BIAS, EPI_BGRADB, EPI_GELU_AUX, EPI_DGELU };
+
+struct gemm_epi {
+    int kind;
+    const void *vec; /* bias (BIAS, GELU_AUX) or bias gradient output (BGRADB, DGELU) */
+    const void *aux; /* pre-activation [n][ldaux] (GELU_AUX writes it, DGELU reads it) */
+    int ldaux;
+};
+
+/* Algorithm choice: cuBLASLt's heuristic proposes up to LT_CANDIDATES algorithms; the first call of each
+ * shape times them (one warm-up, then LT_TUNE_REPS runs each) and keeps the fastest. The products run on
+ * the real operands: in place when beta = 0 (the real call overwrites D afterwards), on a scratch copy of D
+ * when beta != 0 and D is small enough, else no timing (the heuristic's first). GV_CUDA_LT_TUNE=0: off.
+ * The timing waits on the stream, so a first call must not happen inside a CUDA graph capture (run one
+ * eager step first). */
+#define LT_CANDIDATES 8
+#define LT_TUNE_REPS 3
+#define LT_TUNE_MAX_SCRATCH (256u << 20)
+
+static int lt_tune_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_LT_TUNE");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+static int lt_autotune(gv_cuda_ctx *c, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                       cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t ld, const void *A, const void *Bm,
+                       void *D, float beta, size_t dbytes, const cublasLtMatmulHeuristicResult_t *cand,
+                       int ncand) {
+    const float alpha = 1.0f;
+    void *Dt = D, *scratch = NULL;
+    if (beta != 0.0f) {
+        if (dbytes > LT_TUNE_MAX_SCRATCH || gv_cuda_tmp_alloc(c, &scratch, dbytes) != GV_OK) return 0;
+        Dt = scratch;
+    }
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int best = 0;
+    float best_ms = INFINITY;
+    if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
+    for (int i = 0; i < ncand; i++) {
+        if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        cublasStatus_t s = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Dt, ld, Dt, ld,
+                                          &cand[i].algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+        if (s != CUBLAS_STATUS_SUCCESS) continue;
+        cudaEventRecord(e0, c->stream);
+        for (int r = 0; r < LT_TUNE_REPS && s == CUBLAS_STATUS_SUCCESS; r++)
+            s = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Dt, ld, Dt, ld, &cand[i].algo,
+                               c->lt_ws, c->lt_ws_bytes, c->stream);
+        cudaEventRecord(e1, c->stream);
+        float ms = INFINITY;
+        if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+            cudaGetLastError();
+            ms = INFINITY;
+        }
+        if (s == CUBLAS_STATUS_SUCCESS && ms < best_ms) best_ms = ms, best = i;
+    }
+out:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaGetLastError();
+    if (scratch) gv_cuda_tmp_free(c, scratch);
+    return best;
+}
+
+/* D (m x n, ldd) = op(A) op(B) (+ beta*D) with epilogue e, column-major, all bf16. *fused: 1 when the
+ * product and its epilogue ran (always for NONE / BIAS). */
+static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, struct gemm_epi e, int m,
+                          int n, int k, int ta, int tb, int lda, int ldb, int ldd, float beta, int *fused) {
     gv_status st = GV_OK;
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     const float alpha = 1.0f;
+    const bf16 *bias = e.kind == EPI_BIAS ? (const bf16 *)e.vec : NULL;
+    if (e.kind == EPI_BIAS && !bias) e.kind = EPI_NONE;
     int align = ptr_align(A);
     if (ptr_align(Bm) < align) align = ptr_align(Bm);
     if (ptr_align(D) < align) align = ptr_align(D);
-    if (bias && ptr_align(bias) < align) align = ptr_align(bias);
-    const int epi = bias ? 1 : 0, beta1 = beta != 0.0f;
+    if (e.vec && ptr_align(e.vec) < align) align = ptr_align(e.vec);
+    if (e.aux && ptr_align(e.aux) < align) align = ptr_align(e.aux);
+    const int epi = e.kind * 2 + (e.vec != NULL), beta1 = beta != 0.0f;
+    *fused = 1;
 
     /* cached algorithm? */
     struct gv_cuda_algo *hit = NULL;
     for (int i = 0; i < GV_CUDA_ALGO_CACHE; i++) {
-        struct gv_cuda_algo *e = &c->algo_cache[i];
-        if (e->valid && e->m == m && e->n == n && e->k == k && e->ta == ta && e->tb == tb && e->epi == epi &&
-            e->beta1 == beta1 && e->align == align) {
-            hit = e;
+        struct gv_cuda_algo *ce = &c->algo_cache[i];
+        if (ce->valid && ce->m == m && ce->n == n && ce->k == k && ce->ta == ta && ce->tb == tb &&
+            ce->epi == epi && ce->beta1 == beta1 && ce->align == align) {
+            hit = ce;
             break;
         }
     }
@@ -121,12 +212,29 @@ static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, co
         LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-        if (bias) {
-            cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+        if (e.kind != EPI_NONE) {
+            cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
+            if (e.kind == EPI_BGRADB) ep = CUBLASLT_EPILOGUE_BGRADB;
+            if (e.kind == EPI_GELU_AUX)
+                ep = e.vec ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+            if (e.kind == EPI_DGELU) ep = e.vec ? CUBLASLT_EPILOGUE_DGELU_BGRAD : CUBLASLT_EPILOGUE_DGELU;
             cudaDataType_t bt = CUDA_R_16BF;
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+            if (e.vec) {
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &e.vec,
+                                                      sizeof e.vec));
+                LT_TRY(
+                    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+            }
+            if (e.aux) {
+                int64_t lda64 = e.ldaux;
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &e.aux,
+                                                      sizeof e.aux));
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &lda64,
+                                                      sizeof lda64));
+                LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &bt,
+                                                      sizeof bt));
+            }
         }
         LT_TRY(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta ? k : m, ta ? m : k, lda));
         LT_TRY(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb ? n : k, tb ? k : n, ldb));
@@ -144,38 +252,50 @@ static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, co
                                                         sizeof al));
             LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
                                                         sizeof al));
-            cublasLtMatmulHeuristicResult_t res;
+            cublasLtMatmulHeuristicResult_t cand[LT_CANDIDATES];
             int nres = 0;
-            cublasStatus_t hs =
-                cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &res, &nres);
-            struct gv_cuda_algo *e = &c->algo_cache[c->algo_next];
+            cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref,
+                                                               lt_tune_on() ? LT_CANDIDATES : 1, cand, &nres);
+            int pick = 0;
+            if (hs == CUBLAS_STATUS_SUCCESS && nres > 1)
+                pick = lt_autotune(c, op, la, lb, ld, A, Bm, D, beta, (size_t)ldd * n * sizeof(bf16), cand,
+                                   nres);
+            cublasLtMatmulHeuristicResult_t res = cand[pick];
+            struct gv_cuda_algo *ce = &c->algo_cache[c->algo_next];
             c->algo_next = (c->algo_next + 1) % GV_CUDA_ALGO_CACHE;
-            memset(e, 0, sizeof *e);
-            e->valid = 1;
-            e->m = m, e->n = n, e->k = k, e->ta = ta, e->tb = tb, e->epi = epi, e->beta1 = beta1,
-            e->align = align;
-            e->found = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
-            if (e->found) e->algo = res.algo;
-            hit = e;
+            memset(ce, 0, sizeof *ce);
+            ce->valid = 1;
+            ce->m = m, ce->n = n, ce->k = k, ce->ta = ta, ce->tb = tb, ce->epi = epi, ce->beta1 = beta1,
+            ce->align = align;
+            ce->found = hs == CUBLAS_STATUS_SUCCESS && nres > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+            if (ce->found) ce->algo = res.algo;
+            hit = ce;
         }
         if (hit->found) {
             cublasStatus_t ms = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, D, ld, D, ld,
                                                &hit->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
             if (ms == CUBLAS_STATUS_SUCCESS) goto done;
             if (ms != CUBLAS_STATUS_NOT_SUPPORTED) {
-                st = gv_fail(GV_ERR_BACKEND, "cublasLt: matmul m=%d n=%d k=%d failed (%d)", m, n, k, (int)ms);
+                st = gv_fail(GV_ERR_BACKEND, "cublasLt: matmul m=%d n=%d k=%d epilogue %d failed (%d)", m, n,
+                             k, e.kind, (int)ms);
                 goto done;
             }
             hit->found = 0; /* remember: use the fallback for this shape */
         }
     }
-fallback : {
-    dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
-    gemm_fallback_kernel<<<grid, block, 0, c->stream>>>(D, A, Bm, bias, m, n, k, ta, tb, lda, ldb, ldd, beta);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-        st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback launch failed: %s", cudaGetErrorString(e));
-}
+fallback:
+    if (e.kind != EPI_NONE && e.kind != EPI_BIAS) {
+        *fused = 0; /* the caller does the epilogue's work itself */
+        goto done;
+    }
+    {
+        dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
+        gemm_fallback_kernel<<<grid, block, 0, c->stream>>>(D, A, Bm, bias, m, n, k, ta, tb, lda, ldb, ldd,
+                                                            beta);
+        cudaError_t ce = cudaGetLastError();
+        if (ce != cudaSuccess)
+            st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback launch failed: %s", cudaGetErrorString(ce));
+    }
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -183,6 +303,14 @@ done:
     if (ld) cublasLtMatrixLayoutDestroy(ld);
     if (op) cublasLtMatmulDescDestroy(op);
     return st;
+}
+
+/* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
+static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
+                      int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
+    struct gemm_epi e = {bias ? EPI_BIAS : EPI_NONE, bias, NULL, 0};
+    int fused;
+    return gemm_epi(c, D, A, Bm, e, m, n, k, ta, tb, lda, ldb, ldd, beta, &fused);
 }
 
 /* ---- launchers --------------------------------------------------------------------------------------- */
@@ -236,19 +364,160 @@ static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, in
     return st != GV_OK ? st : st2;
 }
 
+/* GV_CUDA_BGRAD=1: bias gradients in the dW GEMM's epilogue (BGRADB) instead of the reduction kernels. Off
+ * by default: on the H200 it was no faster (2026-12-01, GPT-2 124M: 126.9 vs 128.3 ms/step at B=64). */
+static int bgrad_epilogue_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_BGRAD");
+        on = e && e[0] == '1';
+    }
+    return on;
+}
+
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                   const void *inp, const void *w, int N, int C, int OC) {
     GV_TRY(mm_check("matmul_backward", N, C, OC));
     gv_cuda_ctx *c = gv_cuda(b);
+    const size_t es = sizeof(bf16);
+    /* dinp written (beta 0) when it is a pending zero, else accumulated */
+    int claimed = 0;
+    if (dinp && N > 0 && C > 0 && OC > 0) {
+        const struct gv_range in[] = {{dout, (size_t)N * OC * es},
+                                      {inp, (size_t)N * C * es},
+                                      {w, (size_t)OC * C * es},
+                                      {dw, dw ? (size_t)OC * C * es : 0},
+                                      {dbias, dbias ? (size_t)OC * es : 0}};
+        GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, (size_t)N * C * es, in, 5));
+    } else {
+        GV_TRY(gv_cuda_zero_flush(c));
+    }
     if (N == 0 || OC == 0) return GV_OK;
     if (C > 0) {
         if (dinp)
             GV_TRY(gemm(c, (bf16 *)dinp, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C,
-                        1.0f));
+                        claimed ? 0.0f : 1.0f));
+        if (dw && dbias && bgrad_epilogue_on()) {
+            /* dw GEMM with the bias gradient in its epilogue (written to a scratch vector, then added) */
+            bf16 *db;
+            GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, (size_t)OC * es));
+            struct gemm_epi e = {EPI_BGRADB, db, NULL, 0};
+            int fused = 0;
+            gv_status st = gemm_epi(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, e, C, OC, N, 0, 1,
+                                    C, OC, C, 1.0f, &fused);
+            if (st == GV_OK && fused) {
+                vec_add_kernel<<<gv_cdiv(OC, 256), 256, 0, c->stream>>>((bf16 *)dbias, db, OC);
+                cudaError_t ce = cudaGetLastError();
+                if (ce != cudaSuccess)
+                    st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward dbias add launch failed: %s",
+                                 cudaGetErrorString(ce));
+                dbias = NULL; /* done */
+                dw = NULL;
+            }
+            gv_status st2 = gv_cuda_tmp_free(c, db);
+            GV_TRY(st);
+            GV_TRY(st2);
+        }
         if (dw)
             GV_TRY(gemm(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, NULL, C, OC, N, 0, 1, C, OC, C,
                         1.0f));
     }
     if (dbias) GV_TRY(bias_backward(c, (bf16 *)dbias, (const bf16 *)dout, N, OC));
     return GV_OK;
+}
+
+/* GV_CUDA_GELU_EPI=0: matmul_gelu_forward without the GELU_AUX_BIAS epilogue (A/B timing).
+ * GV_CUDA_DGELU_EPI=1: matmul_backward_gelu through the DGELU_BGRAD epilogue. Off by default: on the H200
+ * (2026-12-01, N=65536, C=768, F=3072) the forward epilogue was faster than GEMM + GELU kernel (0.53 vs
+ * 0.68 ms) but the DGELU_BGRAD GEMM was far slower than GEMM + GELU-gradient kernel + bias reduction (the
+ * whole backward pair 2.00 vs 1.19 ms). Read on every call (tests switch them). */
+static int env_flag(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && e[0] ? e[0] != '0' : dflt;
+}
+
+gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
+                                      const void *bias, int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_gelu_forward", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0 || OC == 0) return GV_OK;
+    if (C > 0 && env_flag("GV_CUDA_GELU_EPI", 1)) {
+        /* pre (aux) = w^T.inp + bias, out = gelu(pre), in the epilogue; column-major pre is OC x N, ld OC */
+        struct gemm_epi e = {EPI_GELU_AUX, bias, pre, OC};
+        int fused = 0;
+        GV_TRY(gemm_epi(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, e, OC, N, C, 1, 0, C, C, OC, 0.0f,
+                        &fused));
+        if (fused) return GV_OK;
+    }
+    GV_TRY(gv_cuda_matmul_forward(b, pre, inp, w, bias, N, C, OC));
+    return gv_cuda_gelu_forward(b, out, pre, (size_t)N * OC);
+}
+
+gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bias, void *dw, void *dbias,
+                                       const void *dout, const void *act, const void *pre, const void *w,
+                                       int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_backward_gelu", N, C, OC));
+    gv_cuda_ctx *c = gv_cuda(b);
+    const size_t es = sizeof(bf16), nc = (size_t)N * C;
+    /* dpre written in place when it is a pending zero (no scratch; the epilogue cannot accumulate) */
+    int claimed = 0;
+    if (dpre && N > 0 && C > 0 && OC > 0) {
+        const struct gv_range in[] = {{dout, (size_t)N * OC * es},
+                                      {act, nc * es},
+                                      {pre, nc * es},
+                                      {w, (size_t)OC * C * es},
+                                      {dw, dw ? (size_t)OC * C * es : 0},
+                                      {dbias, dbias ? OC * es : 0},
+                                      {dpre_bias, dpre_bias ? C * es : 0}};
+        GV_TRY(gv_cuda_zero_claim(c, &claimed, dpre, nc * es, in, 7));
+    } else {
+        GV_TRY(gv_cuda_zero_flush(c));
+    }
+    /* the weight and bias gradients of this layer, as in matmul_backward */
+    GV_TRY(gv_cuda_matmul_backward(b, NULL, dw, dbias, dout, act, w, N, C, OC));
+    if ((!dpre && !dpre_bias) || N == 0 || C == 0 || OC == 0) return GV_OK;
+    if (claimed && env_flag("GV_CUDA_DGELU_EPI", 0)) {
+        /* dpre = (w.dout) * gelu'(pre), the producer's bias gradient = row sums (column-major: C x N) */
+        bf16 *db = NULL;
+        if (dpre_bias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
+        struct gemm_epi e = {EPI_DGELU, db, pre, C};
+        int fused = 0;
+        gv_status st = gemm_epi(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, e, C, N, OC, 0, 0, C,
+                                OC, C, 0.0f, &fused);
+        if (st == GV_OK && fused && db) {
+            vec_add_kernel<<<gv_cdiv(C, 256), 256, 0, c->stream>>>((bf16 *)dpre_bias, db, C);
+            cudaError_t ce = cudaGetLastError();
+            if (ce != cudaSuccess)
+                st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu bias add launch failed: %s",
+                             cudaGetErrorString(ce));
+        }
+        gv_status st2 = db ? gv_cuda_tmp_free(c, db) : GV_OK;
+        GV_TRY(st);
+        GV_TRY(st2);
+        if (fused) return GV_OK;
+    }
+    if (claimed) {
+        /* dpre = dout @ w written in place (beta 0), times gelu'(pre) in place, then its column sums: the
+         * unfused sequence without the [N, C] scratch and its memset */
+        GV_TRY(
+            gemm(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f));
+        GV_TRY(gv_cuda_gelu_backward_into(c, (bf16 *)dpre, (const bf16 *)dpre, (const bf16 *)pre, nc, 0));
+        if (dpre_bias) GV_TRY(bias_backward(c, (bf16 *)dpre_bias, (const bf16 *)dpre, N, C));
+        return GV_OK;
+    }
+    /* accumulating: g = (dout @ w) * gelu'(pre) in a scratch, then dpre += g, dpre_bias += column sums */
+    bf16 *g;
+    GV_TRY(gv_cuda_tmp_alloc(c, (void **)&g, nc * es));
+    gv_status st = gemm(c, g, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f);
+    if (st == GV_OK) st = gv_cuda_gelu_backward_into(c, g, g, (const bf16 *)pre, nc, 0);
+    if (st == GV_OK && dpre_bias) st = bias_backward(c, (bf16 *)dpre_bias, g, N, C);
+    if (st == GV_OK && dpre) {
+        acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
+        cudaError_t ce = cudaGetLastError();
+        if (ce != cudaSuccess)
+            st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu accumulate failed: %s",
+                         cudaGetErrorString(ce));
+    }
+    gv_status st2 = gv_cuda_tmp_free(c, g);
+    return st != GV_OK ? st : st2;
 }

@@ -68,7 +68,7 @@ __global__ void norm_forward_kernel(bf16 *out, float *mean, float *rstd, const b
 template <int VEC, int NCH, bool RMS>
 __global__ void __launch_bounds__(NORM_BWD_THREADS)
     norm_backward_kernel(bf16 *dinp, float *part_dw, float *part_db, const bf16 *dout, const bf16 *inp,
-                         const bf16 *w, const float *mean, const float *rstd, int N, int C) {
+                         const bf16 *w, const float *mean, const float *rstd, int N, int C, int acc) {
     constexpr bool CACHE = NCH * VEC <= 16;
     constexpr int NC = CACHE ? NCH : 1;
     __shared__ float sh[64];
@@ -140,7 +140,12 @@ __global__ void __launch_bounds__(NORM_BWD_THREADS)
                             if (w) dn[k] *= wv[k];
                         }
                     }
-                    gv_load_bf<VEC>(g, gr + c);
+                    if (acc) {
+                        gv_load_bf<VEC>(g, gr + c);
+                    } else {
+#pragma unroll
+                        for (int k = 0; k < VEC; k++) g[k] = 0.0f;
+                    }
 #pragma unroll
                     for (int k = 0; k < VEC; k++) g[k] += (dn[k] - md - xh[k] * mdn) * rs;
                     gv_store_bf<VEC>(gr + c, g);
@@ -191,8 +196,9 @@ static gv_status norm_forward(gv_backend *b, const char *op, void *out, float *m
 template <int VEC, int NCH, bool RMS>
 static void launch_norm_backward(int G, int threads, cudaStream_t s, bf16 *dinp, float *pdw, float *pdb,
                                  const bf16 *dout, const bf16 *inp, const bf16 *w, const float *mean,
-                                 const float *rstd, int N, int C) {
-    norm_backward_kernel<VEC, NCH, RMS><<<G, threads, 0, s>>>(dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C);
+                                 const float *rstd, int N, int C, int acc) {
+    norm_backward_kernel<VEC, NCH, RMS>
+        <<<G, threads, 0, s>>>(dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C, acc);
 }
 
 /* Threads per block and chunks per thread for `chunks` chunks of VEC channels: NCH a power of two with
@@ -209,11 +215,12 @@ template <int VEC> static int norm_bwd_shape(int chunks, int *nch_out) {
 template <int VEC, bool RMS>
 static bool dispatch_norm_backward(int G, int chunks, cudaStream_t s, bf16 *dinp, float *pdw, float *pdb,
                                    const bf16 *dout, const bf16 *inp, const bf16 *w, const float *mean,
-                                   const float *rstd, int N, int C) {
+                                   const float *rstd, int N, int C, int acc) {
     int nch = 0, threads = norm_bwd_shape<VEC>(chunks, &nch);
     if (!threads) return false;
 #define GV_NB(NCH_)                                                                                          \
-    launch_norm_backward<VEC, NCH_, RMS>(G, threads, s, dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C);     \
+    launch_norm_backward<VEC, NCH_, RMS>(G, threads, s, dinp, pdw, pdb, dout, inp, w, mean, rstd, N, C,      \
+                                         acc);                                                               \
     return true
     switch (nch) {
     case 1:
@@ -247,6 +254,14 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     if ((!RMS && !mean) || !rstd)
         return gv_fail(GV_ERR_INVALID, "%s: statistics from the forward are required", op);
     gv_cuda_ctx *c = gv_cuda(b);
+    const size_t nb = (size_t)N * C * sizeof(bf16);
+    int claimed = 0; /* dinp a pending zero: written, not accumulated */
+    const struct gv_range in[] = {{dout, nb},
+                                  {inp, nb},
+                                  {w, w ? C * sizeof(bf16) : 0},
+                                  {dw, dw ? C * sizeof(bf16) : 0},
+                                  {dbias, dbias ? C * sizeof(bf16) : 0}};
+    GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, nb, in, 5));
     if (N == 0) return GV_OK;
     if (!w) dw = NULL;
     if (!dinp && !dw && !dbias) return GV_OK;
@@ -267,10 +282,10 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     bool ok;
     if (vec)
         ok = dispatch_norm_backward<8, RMS>(G, chunks, c->stream, (bf16 *)dinp, pdw, pdb, (const bf16 *)dout,
-                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C);
+                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C, !claimed);
     else
         ok = dispatch_norm_backward<1, RMS>(G, chunks, c->stream, (bf16 *)dinp, pdw, pdb, (const bf16 *)dout,
-                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C);
+                                            (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C, !claimed);
     gv_status st = GV_OK;
     if (!ok) st = gv_fail(GV_ERR_UNSUPPORTED, "%s: C=%d too large (at most 16384)", op, C);
     cudaError_t e = cudaGetLastError();

@@ -140,6 +140,7 @@ static void cuda_free(gv_backend *b) {
     if (c) {
         cudaSetDevice(c->device);
         if (c->stream) cudaStreamSynchronize(c->stream);
+        gv_cuda_prof_report_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         cudaFree(c->lt_ws);
         cudaFree(c->d_sumsq);
@@ -174,8 +175,54 @@ static void cuda_dealloc(gv_backend *b, void *ptr) {
     cudaFree(ptr);
 }
 
+/* Deferred zeroing: the model zeroes an activation gradient right before the backward op that accumulates
+ * into it (memset0(dinp); matmul_backward(dinp += ...)). Deferring the memset lets that op write instead,
+ * which saves a pass over the buffer and the read of the zeros. Every other op, download and sync issue
+ * the pending memset first, so the memory reads as zero whenever anything can look at it. */
+gv_status gv_cuda_zero_flush(gv_cuda_ctx *c) {
+    if (!c->zero_ptr) return GV_OK;
+    void *p = c->zero_ptr;
+    size_t n = c->zero_bytes;
+    c->zero_ptr = NULL;
+    c->zero_bytes = 0;
+    int slot = gv_cuda_prof_begin(c);
+    cudaError_t e = cudaMemsetAsync(p, 0, n, c->stream);
+    gv_cuda_prof_end(c, slot, "memset0 (issued)", (long)n, 0, 0);
+    if (e != cudaSuccess)
+        return gv_fail(GV_ERR_BACKEND, "cuda: memset0 of %zu bytes failed: %s", n, cudaGetErrorString(e));
+    return GV_OK;
+}
+
+static int ranges_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return a && b && na && nb && x < y + nb && y < x + na;
+}
+
+gv_status gv_cuda_zero_claim(gv_cuda_ctx *c, int *claimed, const void *dst, size_t bytes,
+                             const struct gv_range *in, int nin) {
+    *claimed = 0;
+    if (!c->zero_ptr) return GV_OK;
+    int ok = dst && c->zero_ptr == dst && c->zero_bytes == bytes;
+    for (int i = 0; ok && i < nin; i++)
+        if (ranges_overlap(dst, bytes, in[i].p, in[i].bytes)) ok = 0;
+    if (!ok) return gv_cuda_zero_flush(c);
+    c->zero_ptr = NULL;
+    c->zero_bytes = 0;
+    *claimed = 1;
+    return GV_OK;
+}
+
 static gv_status cuda_memset0(gv_backend *b, void *ptr, size_t bytes) {
-    if (bytes) GV_CUDA_TRY(cudaMemsetAsync(ptr, 0, bytes, gv_cuda(b)->stream));
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (!bytes) return GV_OK;
+    if (c->lazy_zero) {
+        if (c->zero_ptr == ptr && c->zero_bytes >= bytes) return GV_OK; /* already pending */
+        GV_TRY(gv_cuda_zero_flush(c));
+        c->zero_ptr = ptr;
+        c->zero_bytes = bytes;
+        return GV_OK;
+    }
+    GV_CUDA_TRY(cudaMemsetAsync(ptr, 0, bytes, c->stream));
     return GV_OK;
 }
 
@@ -329,44 +376,181 @@ static gv_status cuda_sumsq(gv_backend *b, double *out, const void *x, size_t n)
 
 /* ---- the vtable -------------------------------------------------------------------------------------- */
 
+/* Each entry goes through a wrapper: ops that do not consume a deferred zero issue it first (see
+ * gv_cuda_zero_flush), and the op profiler brackets the op (no-op unless GV_CUDA_PROFILE is set). The
+ * consumers (backward ops whose accumulated output may be the pending region) call gv_cuda_zero_claim. */
+#define GV_OP(NAME, FN, CONSUMER, D0, D1, D2, PARAMS, ARGS)                                                  \
+    static gv_status op_##NAME PARAMS {                                                                      \
+        gv_cuda_ctx *c_ = gv_cuda(b);                                                                        \
+        if (!(CONSUMER)) GV_TRY(gv_cuda_zero_flush(c_));                                                     \
+        int slot_ = gv_cuda_prof_begin(c_);                                                                  \
+        gv_status st_ = FN ARGS;                                                                             \
+        gv_cuda_prof_end(c_, slot_, #NAME, (long)(D0), (long)(D1), (long)(D2));                              \
+        return st_;                                                                                          \
+    }
+/* Memory entries: issue a pending zero, no profiling (host waits would be counted). */
+#define GV_MEM(NAME, FN, PARAMS, ARGS)                                                                       \
+    static gv_status mem_##NAME PARAMS {                                                                     \
+        GV_TRY(gv_cuda_zero_flush(gv_cuda(b)));                                                              \
+        return FN ARGS;                                                                                      \
+    }
+
+GV_MEM(alloc, cuda_alloc, (gv_backend * b, void **ptr, size_t bytes), (b, ptr, bytes))
+GV_MEM(upload, cuda_upload, (gv_backend * b, void *dst, const void *src, size_t n), (b, dst, src, n))
+GV_MEM(download, cuda_download, (gv_backend * b, void *dst, const void *src, size_t n), (b, dst, src, n))
+GV_MEM(upload_f32, cuda_upload_f32, (gv_backend * b, void *dst, gv_dtype dt, const float *src, size_t n),
+       (b, dst, dt, src, n))
+GV_MEM(download_f32, cuda_download_f32, (gv_backend * b, float *dst, const void *src, gv_dtype dt, size_t n),
+       (b, dst, src, dt, n))
+GV_MEM(sync, cuda_sync, (gv_backend * b), (b))
+
+static void mem_dealloc(gv_backend *b, void *ptr) {
+    /* issued while the memory is still ours (it may lie in the buffer being freed) */
+    if (gv_cuda_zero_flush(gv_cuda(b)) != GV_OK) cudaGetLastError();
+    cuda_dealloc(b, ptr);
+}
+static gv_status op_memset0(gv_backend *b, void *ptr, size_t bytes) {
+    return cuda_memset0(b, ptr, bytes); /* deferred; profiled when issued */
+}
+
+GV_OP(convert, cuda_convert, 0, n, 0, 0,
+      (gv_backend * b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n),
+      (b, dst, ddt, src, sdt, n))
+GV_OP(embedding_forward, gv_cuda_embedding_forward, 0, B *T, C, 0,
+      (gv_backend * b, void *out, const int32_t *tokens, const void *wte, const void *wpe, int B, int T,
+       int C, int pos0),
+      (b, out, tokens, wte, wpe, B, T, C, pos0))
+GV_OP(embedding_backward, gv_cuda_embedding_backward, 0, B *T, C, 0,
+      (gv_backend * b, void *dwte, void *dwpe, const void *dout, const int32_t *tokens, int B, int T, int C,
+       int pos0),
+      (b, dwte, dwpe, dout, tokens, B, T, C, pos0))
+GV_OP(layernorm_forward, gv_cuda_layernorm_forward, 0, N, C, 0,
+      (gv_backend * b, void *out, float *mean, float *rstd, const void *inp, const void *w, const void *bias,
+       int N, int C, float eps),
+      (b, out, mean, rstd, inp, w, bias, N, C, eps))
+GV_OP(layernorm_backward, gv_cuda_layernorm_backward, 1, N, C, 0,
+      (gv_backend * b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w,
+       const float *mean, const float *rstd, int N, int C),
+      (b, dinp, dw, dbias, dout, inp, w, mean, rstd, N, C))
+GV_OP(rmsnorm_forward, gv_cuda_rmsnorm_forward, 0, N, C, 0,
+      (gv_backend * b, void *out, float *rstd, const void *inp, const void *w, int N, int C, float eps),
+      (b, out, rstd, inp, w, N, C, eps))
+GV_OP(rmsnorm_backward, gv_cuda_rmsnorm_backward, 1, N, C, 0,
+      (gv_backend * b, void *dinp, void *dw, const void *dout, const void *inp, const void *w,
+       const float *rstd, int N, int C),
+      (b, dinp, dw, dout, inp, w, rstd, N, C))
+GV_OP(matmul_forward, gv_cuda_matmul_forward, 0, N, C, OC,
+      (gv_backend * b, void *out, const void *inp, const void *w, const void *bias, int N, int C, int OC),
+      (b, out, inp, w, bias, N, C, OC))
+GV_OP(matmul_backward, gv_cuda_matmul_backward, 1, N, C, OC,
+      (gv_backend * b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w,
+       int N, int C, int OC),
+      (b, dinp, dw, dbias, dout, inp, w, N, C, OC))
+GV_OP(attention_forward, gv_cuda_attention_forward, 0, B *T, H, D,
+      (gv_backend * b, void *out, float *stash, const void *qkv, const int32_t *mask, int B, int T, int H,
+       int KVH, int D, int causal),
+      (b, out, stash, qkv, mask, B, T, H, KVH, D, causal))
+GV_OP(attention_backward, gv_cuda_attention_backward, 1, B *T, H, D,
+      (gv_backend * b, void *dqkv, const void *dout, const void *qkv, const void *out, const float *stash,
+       const int32_t *mask, int B, int T, int H, int KVH, int D, int causal),
+      (b, dqkv, dout, qkv, out, stash, mask, B, T, H, KVH, D, causal))
+GV_OP(rope_forward, gv_cuda_rope_forward, 0, B *T, H, D,
+      (gv_backend * b, void *out, const void *inp, int B, int T, int H, int KVH, int D, float theta,
+       int pos0),
+      (b, out, inp, B, T, H, KVH, D, theta, pos0))
+GV_OP(rope_backward, gv_cuda_rope_backward, 0, B *T, H, D,
+      (gv_backend * b, void *dinp, const void *dout, int B, int T, int H, int KVH, int D, float theta,
+       int pos0),
+      (b, dinp, dout, B, T, H, KVH, D, theta, pos0))
+GV_OP(gelu_forward, gv_cuda_gelu_forward, 0, n, 0, 0, (gv_backend * b, void *out, const void *inp, size_t n),
+      (b, out, inp, n))
+GV_OP(gelu_backward, gv_cuda_gelu_backward, 1, n, 0, 0,
+      (gv_backend * b, void *dinp, const void *dout, const void *inp, size_t n), (b, dinp, dout, inp, n))
+GV_OP(swiglu_forward, gv_cuda_swiglu_forward, 0, N, F, 0,
+      (gv_backend * b, void *out, const void *inp, int N, int F), (b, out, inp, N, F))
+GV_OP(swiglu_backward, gv_cuda_swiglu_backward, 0, N, F, 0,
+      (gv_backend * b, void *dinp, const void *dout, const void *inp, int N, int F),
+      (b, dinp, dout, inp, N, F))
+GV_OP(add_forward, cuda_add_forward, 0, n, 0, 0,
+      (gv_backend * b, void *out, const void *x, const void *y, size_t n), (b, out, x, y, n))
+GV_OP(accumulate, cuda_accumulate, 0, n, 0, 0, (gv_backend * b, void *dst, const void *src, size_t n),
+      (b, dst, src, n))
+GV_OP(crossentropy_forward, gv_cuda_crossentropy_forward, 0, N, Vp, 0,
+      (gv_backend * b, float *losses, const void *logits, const int32_t *targets, int N, int V, int Vp,
+       int ignore_index),
+      (b, losses, logits, targets, N, V, Vp, ignore_index))
+GV_OP(crossentropy_backward, gv_cuda_crossentropy_backward, 0, N, Vp, 0,
+      (gv_backend * b, void *dlogits, const void *logits, const int32_t *targets, float dloss, int N, int V,
+       int Vp, int ignore_index),
+      (b, dlogits, logits, targets, dloss, N, V, Vp, ignore_index))
+GV_OP(crossentropy_shard_stats, gv_cuda_crossentropy_shard_stats, 0, N, Vp, 0,
+      (gv_backend * b, float *lse, float *tlogit, const void *logits, const int32_t *targets, int N, int V,
+       int Vp, int v0, int ignore_index),
+      (b, lse, tlogit, logits, targets, N, V, Vp, v0, ignore_index))
+GV_OP(crossentropy_shard_backward, gv_cuda_crossentropy_shard_backward, 0, N, Vp, 0,
+      (gv_backend * b, void *dlogits, const void *logits, const int32_t *targets, const float *lse,
+       float dloss, int N, int V, int Vp, int v0, int ignore_index),
+      (b, dlogits, logits, targets, lse, dloss, N, V, Vp, v0, ignore_index))
+GV_OP(adamw_update, cuda_adamw_update, 0, n, 0, 0,
+      (gv_backend * b, float *master, void *weight, const void *grad, float *m, float *v, size_t n, float lr,
+       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t),
+      (b, master, weight, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t))
+GV_OP(sumsq, cuda_sumsq, 0, n, 0, 0, (gv_backend * b, double *out, const void *x, size_t n), (b, out, x, n))
+GV_OP(scale, cuda_scale, 0, n, 0, 0, (gv_backend * b, void *x, float s, size_t n), (b, x, s, n))
+
+GV_OP(matmul_gelu_forward, gv_cuda_matmul_gelu_forward, 0, N, C, OC,
+      (gv_backend * b, void *out, void *pre, const void *inp, const void *w, const void *bias, int N, int C,
+       int OC),
+      (b, out, pre, inp, w, bias, N, C, OC))
+GV_OP(matmul_backward_gelu, gv_cuda_matmul_backward_gelu, 1, N, C, OC,
+      (gv_backend * b, void *dpre, void *dpre_bias, void *dw, void *dbias, const void *dout, const void *act,
+       const void *pre, const void *w, int N, int C, int OC),
+      (b, dpre, dpre_bias, dw, dbias, dout, act, pre, w, N, C, OC))
+
+static size_t op_attention_stash_bytes(gv_backend *b, int B, int T, int H) {
+    return gv_cuda_attention_stash_bytes(b, B, T, H);
+}
+
 static const struct gv_backend_i gv_cuda_iface = {
     /* .name = */ "cuda",
     /* .free = */ cuda_free,
-    /* .alloc = */ cuda_alloc,
-    /* .dealloc = */ cuda_dealloc,
-    /* .memset0 = */ cuda_memset0,
-    /* .upload = */ cuda_upload,
-    /* .download = */ cuda_download,
-    /* .upload_f32 = */ cuda_upload_f32,
-    /* .download_f32 = */ cuda_download_f32,
-    /* .convert = */ cuda_convert,
-    /* .sync = */ cuda_sync,
-    /* .embedding_forward = */ gv_cuda_embedding_forward,
-    /* .embedding_backward = */ gv_cuda_embedding_backward,
-    /* .layernorm_forward = */ gv_cuda_layernorm_forward,
-    /* .layernorm_backward = */ gv_cuda_layernorm_backward,
-    /* .rmsnorm_forward = */ gv_cuda_rmsnorm_forward,
-    /* .rmsnorm_backward = */ gv_cuda_rmsnorm_backward,
-    /* .matmul_forward = */ gv_cuda_matmul_forward,
-    /* .matmul_backward = */ gv_cuda_matmul_backward,
-    /* .attention_stash_bytes = */ gv_cuda_attention_stash_bytes,
-    /* .attention_forward = */ gv_cuda_attention_forward,
-    /* .attention_backward = */ gv_cuda_attention_backward,
-    /* .rope_forward = */ gv_cuda_rope_forward,
-    /* .rope_backward = */ gv_cuda_rope_backward,
-    /* .gelu_forward = */ gv_cuda_gelu_forward,
-    /* .gelu_backward = */ gv_cuda_gelu_backward,
-    /* .swiglu_forward = */ gv_cuda_swiglu_forward,
-    /* .swiglu_backward = */ gv_cuda_swiglu_backward,
-    /* .add_forward = */ cuda_add_forward,
-    /* .accumulate = */ cuda_accumulate,
-    /* .crossentropy_forward = */ gv_cuda_crossentropy_forward,
-    /* .crossentropy_backward = */ gv_cuda_crossentropy_backward,
-    /* .crossentropy_shard_stats = */ gv_cuda_crossentropy_shard_stats,
-    /* .crossentropy_shard_backward = */ gv_cuda_crossentropy_shard_backward,
-    /* .adamw_update = */ cuda_adamw_update,
-    /* .sumsq = */ cuda_sumsq,
-    /* .scale = */ cuda_scale,
+    /* .alloc = */ mem_alloc,
+    /* .dealloc = */ mem_dealloc,
+    /* .memset0 = */ op_memset0,
+    /* .upload = */ mem_upload,
+    /* .download = */ mem_download,
+    /* .upload_f32 = */ mem_upload_f32,
+    /* .download_f32 = */ mem_download_f32,
+    /* .convert = */ op_convert,
+    /* .sync = */ mem_sync,
+    /* .embedding_forward = */ op_embedding_forward,
+    /* .embedding_backward = */ op_embedding_backward,
+    /* .layernorm_forward = */ op_layernorm_forward,
+    /* .layernorm_backward = */ op_layernorm_backward,
+    /* .rmsnorm_forward = */ op_rmsnorm_forward,
+    /* .rmsnorm_backward = */ op_rmsnorm_backward,
+    /* .matmul_forward = */ op_matmul_forward,
+    /* .matmul_backward = */ op_matmul_backward,
+    /* .attention_stash_bytes = */ op_attention_stash_bytes,
+    /* .attention_forward = */ op_attention_forward,
+    /* .attention_backward = */ op_attention_backward,
+    /* .rope_forward = */ op_rope_forward,
+    /* .rope_backward = */ op_rope_backward,
+    /* .gelu_forward = */ op_gelu_forward,
+    /* .gelu_backward = */ op_gelu_backward,
+    /* .swiglu_forward = */ op_swiglu_forward,
+    /* .swiglu_backward = */ op_swiglu_backward,
+    /* .add_forward = */ op_add_forward,
+    /* .accumulate = */ op_accumulate,
+    /* .crossentropy_forward = */ op_crossentropy_forward,
+    /* .crossentropy_backward = */ op_crossentropy_backward,
+    /* .crossentropy_shard_stats = */ op_crossentropy_shard_stats,
+    /* .crossentropy_shard_backward = */ op_crossentropy_shard_backward,
+    /* .adamw_update = */ op_adamw_update,
+    /* .sumsq = */ op_sumsq,
+    /* .scale = */ op_scale,
+    /* .matmul_gelu_forward = */ op_matmul_gelu_forward,
+    /* .matmul_backward_gelu = */ op_matmul_backward_gelu,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
@@ -405,7 +589,9 @@ static gv_status cuda_ctx_init(gv_cuda_ctx *c, int device) {
     c->lt_ws_bytes = GV_CUDA_LT_WORKSPACE;
     GV_CUDA_TRY(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
     GV_CUDA_TRY(cudaMalloc((void **)&c->d_sumsq, (GV_SUMSQ_MAX_BLOCKS + 1) * sizeof(double)));
-    return GV_OK;
+    const char *lz = getenv("GV_CUDA_LAZY_ZERO");
+    c->lazy_zero = !(lz && lz[0] == '0');
+    return gv_cuda_prof_init(c);
 }
 
 extern "C" gv_status gv_backend_cuda_init(gv_backend **out, int device) {
