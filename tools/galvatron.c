@@ -17,6 +17,7 @@
 int gv_cmd_search(int argc, char **argv);                                /* tools/cmd_search.c */
 int gv_cmd_explain(int argc, char **argv);                               /* tools/cmd_explain.c */
 int gv_cmd_verify(int argc, char **argv, int argc_all, char **argv_all); /* tools/cmd_verify.c */
+int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all); /* tools/cmd_profile.c */
 
 static const char *gv_usage_main =
     "usage: galvatron <command> [options]\n"
@@ -30,6 +31,7 @@ static const char *gv_usage_main =
     "  search    find the fastest plan that fits in memory, from profile files\n"
     "  explain   predicted time, memory per rank and pipeline timeline of a plan (text, HTML, trace)\n"
     "  verify    train a few steps under a plan and in one process, compare losses and weights\n"
+    "  profile   measure the hardware (profile hardware) or a model's layers (profile model)\n"
     "\n"
     "Run 'galvatron <command> --help' for the options of a command.\n";
 
@@ -467,6 +469,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "search")) return gv_cmd_search(argc - 2, argv + 2);
     if (!strcmp(argv[1], "explain")) return gv_cmd_explain(argc - 2, argv + 2);
     if (!strcmp(argv[1], "verify")) return gv_cmd_verify(argc - 2, argv + 2, argc, argv);
+    if (!strcmp(argv[1], "profile")) return gv_cmd_profile(argc - 2, argv + 2, argc, argv);
     fprintf(stderr, "galvatron: unknown command '%s' (see galvatron --help)\n", argv[1]);
     return 2;
 }

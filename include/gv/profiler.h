@@ -1,0 +1,174 @@
+/* Profiler: measures the hardware (collective and point-to-point bandwidth through gv_comm, the slowdown
+ * of compute and communication running at once, matmul throughput through gv_backend) and the model (per
+ * layer forward/backward time and memory, from runs of the runtime's own gv_model at two layer counts).
+ *
+ * Both profiles are collective over the world communicator: every rank calls the same function with the
+ * same configuration; results are complete on rank 0 (the writer of the files). Files written by
+ * gv_*_profile_save (rank 0 only):
+ *   hardware: hardware_profile.json (the project's form, see docs/architecture.md "Profiler") and
+ *             Hetu-Galvatron's allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json,
+ *             p2p_bandwidth_{N}nodes_{G}gpus_per_node.json, overlap_coefficient.json,
+ *             sp_time_{N}nodes_{G}gpus_per_node.json
+ *   model:    model_profile.json and Hetu-Galvatron's computation_profiling_fp32_{model}_all.json,
+ *             memory_profiling_fp32_{model}_all.json
+ * Units in the project's files: bytes, milliseconds, GB/s (1e9 bytes/s, as nccl-tests). Units in Galvatron's
+ * files are Galvatron's: MB = 2^20 bytes, ms, bandwidth in MB/ms. */
+#ifndef GV_PROFILER_H
+#define GV_PROFILER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "gv/backend.h"
+#include "gv/comm.h"
+#include "gv/model.h"
+#include "gv/status.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- hardware --------------------------------------------------------------------------------------- */
+
+typedef enum {
+    GV_COLL_ALLREDUCE = 0,
+    GV_COLL_ALLGATHER = 1,
+    GV_COLL_REDUCE_SCATTER = 2,
+    GV_COLL_ALLTOALL = 3,
+    GV_COLL_COUNT = 4
+} gv_coll_op;
+const char *gv_coll_op_name(gv_coll_op op); /* "allreduce", "allgather", "reduce_scatter", "alltoall" */
+/* nccl-tests' bus-bandwidth factor for n ranks: 2(n-1)/n for all-reduce, (n-1)/n for the others. */
+double gv_coll_busbw_factor(gv_coll_op op, int n);
+
+typedef struct {
+    int warmup, iters;        /* untimed and timed repetitions of every measured operation [1, 5] */
+    size_t min_bytes;         /* bandwidth sweep: min_bytes, 2 min_bytes, ... max_bytes [64 KiB] */
+    size_t max_bytes;         /* [4 MiB]; also the p2p message and the overlap all-reduce */
+    int sp_max_mb;            /* Galvatron's sp_time tables at 1, 2, 4, ... sp_max_mb MiB [128] */
+    int matmul_n;             /* matmul throughput and overlap compute: [n,n] x [n,n] [512] */
+    const char *backend_name; /* recorded in the profile ("cpu") */
+} gv_hw_profile_config;
+void gv_hw_profile_config_defaults(gv_hw_profile_config *c);
+
+/* One collective at one size over all groups of one partition of the world, run at the same time.
+ * bytes is nccl-tests' "size": the all-reduce buffer, the all-gather output, the reduce-scatter input,
+ * the all-to-all send buffer of one rank. time_ms: per rank the median over iters, then the maximum over
+ * the ranks of a group, then the mean over the groups. algbw = bytes / time, busbw = algbw * factor. */
+typedef struct {
+    gv_coll_op op;
+    int group_size, consec, ngroups;
+    size_t bytes;
+    double time_ms, algbw_gbps, busbw_gbps;
+} gv_coll_point;
+
+/* Messages between pipeline neighbours: pp stages of world/pp consecutive ranks; every rank sends
+ * `bytes` to the same position of the next stage while receiving from the previous one (all at once). */
+typedef struct {
+    int pp;
+    size_t bytes;
+    double time_ms, bw_gbps;
+} gv_p2p_point;
+
+/* Galvatron's sequence-parallel latency tables (consecutive groups): an all-reduce of mb MiB and an
+ * all-to-all whose per-rank buffer is mb / group_size MiB (the slice of an mb-MiB activation). */
+typedef struct {
+    int group_size, mb;
+    double allreduce_ms, alltoall_ms;
+} gv_sp_point;
+
+typedef struct {
+    int world, nodes, ranks_per_node; /* nodes = distinct host names */
+    char date[32], host[64], comm[16], backend[16];
+    gv_hw_profile_config cfg;
+    gv_coll_point *coll;
+    int ncoll;
+    gv_p2p_point *p2p;
+    int np2p;
+    gv_sp_point *sp;
+    int nsp;
+    /* Matmul [n,n] x [n,n]^T through gv_matmul_forward, all ranks at once: per rank the median time, then
+     * the mean over ranks; GFLOP/s per rank = 2 n^3 / that time. */
+    int matmul_n;
+    double matmul_ms, matmul_gflops;
+    /* Overlap: a matmul loop on a second thread (which never calls the communicator) against all-reduces of
+     * overlap_bytes over the world on the main thread. comm_delay = all-reduce time with compute running /
+     * alone, comp_delay = matmul time with all-reduces running / alone (means over ranks);
+     * overlap_coe = max(1, comm_delay, comp_delay) as Galvatron's. */
+    size_t overlap_bytes;
+    double comm_alone_ms, comm_overlap_ms, comp_alone_ms, comp_overlap_ms;
+    double comm_delay, comp_delay, overlap_coe;
+} gv_hw_profile;
+
+/* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */
+gv_status gv_hw_profile_config_check(const gv_hw_profile_config *c, int W);
+/* Collective over world (size a power of two, at least 2). b computes the matmuls. Progress lines at info
+ * level on rank 0. */
+gv_status gv_hw_profile_run(gv_hw_profile *p, gv_comm *world, gv_backend *b, const gv_hw_profile_config *c);
+void gv_hw_profile_free(gv_hw_profile *p);
+/* The busbw (GB/s) of op at the largest measured size for (group_size, consec); NaN when not measured. */
+double gv_hw_profile_busbw(const gv_hw_profile *p, gv_coll_op op, int group_size, int consec);
+/* Writes the project's and Galvatron's hardware files into dir (which must exist); call on rank 0. */
+gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir);
+
+/* ---- model ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    gv_model_spec spec; /* n_layer is ignored: the runs use layers_min and layers_max */
+    const int *seqs;    /* sequence lengths [nseq] */
+    int nseq;
+    const int *tps; /* tensor-parallel degrees (Megatron, with sequence parallelism when > 1) [ntp] */
+    int ntp;
+    const int *batches; /* time points: micro-batch sizes of one replica [nbatch] */
+    int nbatch;
+    int mem_batch;              /* memory runs: global batch over the world (a multiple of world / tp) */
+    int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
+    int warmup, iters;          /* per time point [1, 5] */
+    uint64_t seed;
+} gv_model_profile_config;
+/* Defaults for everything but spec and the lists. */
+void gv_model_profile_config_defaults(gv_model_profile_config *c);
+
+/* Forward and backward of one micro-batch of `batch` sequences per replica (the world runs world/tp
+ * replicas at once, tp consecutive ranks each). *_ms[0|1]: median time at layers_min | layers_max
+ * (maximum over the ranks). layer_*: per layer per sample; other_*: the rest (embedding, final norm, head,
+ * loss) per sample, clamped at 0 as Galvatron does. */
+typedef struct {
+    int seq, tp, batch;
+    double fwd_ms[2], bwd_ms[2];
+    double layer_fwd_ms, layer_bwd_ms, other_fwd_ms, other_bwd_ms;
+} gv_time_point;
+
+/* Memory of one configuration (Megatron-SP over tp consecutive ranks, vocab split too when tp > 1, DDP
+ * over world/tp) at layers_min | layers_max, as the runtime's arenas report it after one forward and
+ * backward, for rank 0 and rank world-1. global_batch sequences over world/tp replicas. Derived as
+ * Galvatron does: model states = parameters + gradients + optimizer; param_mb = per-layer model states / 4
+ * (MB); act_mb = per-layer activations per sample of a replica (MB); other_ms_mb = model states outside
+ * the layers (MB); other_act_mb = (activations + workspace + comm outside the layers) per sample (MB). */
+typedef struct {
+    int seq, tp, ckpt, global_batch, local_batch;
+    gv_memory_report mem[2][2]; /* [layer count index][0 = rank 0, 1 = rank world-1] */
+    double param_mb, act_mb, other_ms_mb, other_act_mb;
+} gv_mem_point;
+
+typedef struct {
+    char model[64], date[32];
+    int world, layers_min, layers_max, warmup, iters;
+    gv_model_spec spec;
+    gv_time_point *time;
+    int ntime;
+    gv_mem_point *mem;
+    int nmem;
+} gv_model_profile;
+
+/* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */
+gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W);
+/* Collective over world; b is this rank's backend. Every tp must divide the world, the heads, the FFN
+ * size and each seq (Megatron-SP); every seq must be at most spec.max_seq. */
+gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *b,
+                               const gv_model_profile_config *c);
+void gv_model_profile_free(gv_model_profile *p);
+/* Writes model_profile.json and Galvatron's computation_profiling_* / memory_profiling_* into dir. */
+gv_status gv_model_profile_save(const gv_model_profile *p, const char *dir);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,221 @@
+/* Model profile files: the project's model_profile.json and Hetu-Galvatron's
+ * computation_profiling_fp32_{model}_all.json and memory_profiling_fp32_{model}_all.json under its key
+ * names (times in ms, memory in MB = 2^20 bytes). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gv/profiler.h"
+#include "profile-util.h"
+
+static size_t gv_states(const gv_memory_report *r) {
+    return r->parameters + r->gradients + r->optimizer;
+}
+
+static cJSON *gv_report_json(const gv_memory_report *r, int layers, int rank) {
+    cJSON *e = cJSON_CreateObject();
+    gv_prof_num(e, "layers", layers);
+    gv_prof_num(e, "rank", rank);
+    gv_prof_num(e, "parameters", (double)r->parameters);
+    gv_prof_num(e, "gradients", (double)r->gradients);
+    gv_prof_num(e, "optimizer", (double)r->optimizer);
+    gv_prof_num(e, "activations", (double)r->activations);
+    gv_prof_num(e, "workspace", (double)r->workspace);
+    gv_prof_num(e, "comm", (double)r->comm);
+    return e;
+}
+
+static cJSON *gv_mp_own_json(const gv_model_profile *p) {
+    const gv_model_spec *s = &p->spec;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "format", "galvatron-c model profile");
+    gv_prof_num(j, "version", 1);
+    cJSON_AddStringToObject(j, "date", p->date);
+    cJSON_AddStringToObject(j, "model", p->model);
+    cJSON *sp = cJSON_AddObjectToObject(j, "spec");
+    cJSON_AddStringToObject(sp, "arch", s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama");
+    gv_prof_num(sp, "n_embd", s->n_embd);
+    gv_prof_num(sp, "n_head", s->n_head);
+    gv_prof_num(sp, "n_kv_head", s->n_kv_head);
+    gv_prof_num(sp, "ffn", s->ffn);
+    gv_prof_num(sp, "vocab", s->vocab);
+    gv_prof_num(sp, "padded_vocab", s->padded_vocab);
+    gv_prof_num(sp, "max_seq", s->max_seq);
+    cJSON_AddStringToObject(j, "layer_type",
+                            s->arch == GV_ARCH_GPT2 ? "gpt2 decoder block" : "llama decoder block");
+    cJSON_AddStringToObject(j, "dtype", "f32");
+    cJSON_AddStringToObject(j, "units", "ms, bytes");
+    gv_prof_num(j, "world", p->world);
+    gv_prof_num(j, "layers_min", p->layers_min);
+    gv_prof_num(j, "layers_max", p->layers_max);
+    gv_prof_num(j, "warmup", p->warmup);
+    gv_prof_num(j, "iters", p->iters);
+
+    cJSON *ts = cJSON_AddArrayToObject(j, "time");
+    for (int i = 0; i < p->ntime; i++) {
+        const gv_time_point *t = &p->time[i];
+        cJSON *e = cJSON_CreateObject();
+        gv_prof_num(e, "seq", t->seq);
+        gv_prof_num(e, "tp", t->tp);
+        gv_prof_num(e, "batch", t->batch);
+        cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 2));
+        cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 2));
+        gv_prof_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms);
+        gv_prof_num(e, "layer_backward_ms_per_sample", t->layer_bwd_ms);
+        gv_prof_num(e, "other_forward_ms_per_sample", t->other_fwd_ms);
+        gv_prof_num(e, "other_backward_ms_per_sample", t->other_bwd_ms);
+        cJSON_AddItemToArray(ts, e);
+    }
+    cJSON *ms = cJSON_AddArrayToObject(j, "memory");
+    int L[2] = {p->layers_min, p->layers_max};
+    double dL = p->layers_max - p->layers_min;
+    for (int i = 0; i < p->nmem; i++) {
+        const gv_mem_point *m = &p->mem[i];
+        cJSON *e = cJSON_CreateObject();
+        gv_prof_num(e, "seq", m->seq);
+        gv_prof_num(e, "tp", m->tp);
+        cJSON_AddStringToObject(e, "sp", m->tp > 1 ? "megatron" : "none");
+        cJSON_AddBoolToObject(e, "vocab_parallel", m->tp > 1);
+        cJSON_AddBoolToObject(e, "ckpt", m->ckpt);
+        gv_prof_num(e, "global_batch", m->global_batch);
+        gv_prof_num(e, "local_batch", m->local_batch);
+        cJSON *rs = cJSON_AddArrayToObject(e, "reports");
+        for (int k = 0; k < 2; k++)
+            for (int r = 0; r < 2; r++)
+                cJSON_AddItemToArray(rs, gv_report_json(&m->mem[k][r], L[k], r ? p->world - 1 : 0));
+        const gv_memory_report *a = &m->mem[0][0], *b = &m->mem[1][0];
+        gv_prof_num(e, "layer_parameter_bytes", ((double)b->parameters - (double)a->parameters) / dL);
+        gv_prof_num(e, "layer_model_state_bytes", ((double)gv_states(b) - (double)gv_states(a)) / dL);
+        gv_prof_num(e, "layer_activation_bytes_per_sample",
+                    ((double)b->activations - (double)a->activations) / dL / m->local_batch);
+        gv_prof_num(e, "other_model_state_bytes", m->other_ms_mb * 1048576.0);
+        gv_prof_num(e, "other_activation_bytes_per_sample", m->other_act_mb * 1048576.0);
+        cJSON_AddItemToArray(ms, e);
+    }
+    return j;
+}
+
+/* Galvatron's computation file: forward times of the tp = 1 points. */
+static cJSON *gv_mp_galvatron_time(const gv_model_profile *p) {
+    cJSON *j = cJSON_CreateObject();
+    for (int i = 0; i < p->ntime; i++) {
+        const gv_time_point *t = &p->time[i];
+        if (t->tp != 1) continue;
+        char key[96];
+        int L[2] = {p->layers_min, p->layers_max};
+        for (int k = 0; k < 2; k++) {
+            snprintf(key, sizeof key, "layernum[%d]_bsz%d_seq%d", L[k], t->batch, t->seq);
+            gv_prof_num(j, key, t->fwd_ms[k]);
+        }
+        snprintf(key, sizeof key, "layertype_0_bsz%d_seq%d", t->batch, t->seq);
+        gv_prof_num(j, key, t->layer_fwd_ms);
+        snprintf(key, sizeof key, "layertype_other_bsz%d_seq%d", t->batch, t->seq);
+        gv_prof_num(j, key, t->other_fwd_ms);
+    }
+    return j;
+}
+
+static void gv_tp_key(char *buf, size_t n, int tp) {
+    snprintf(buf, n, "%d", tp);
+}
+
+/* Galvatron's memory file (sequence_parallel = True, so every key carries "_sp"): the raw records of every
+ * run under "{pp}_{tp}_{dp}[_c][_vtp]_sp", and the processed layertype_0_sp / other_memory_pp_off_sp per
+ * seq. Degrees up to 8 that were not run are filled by halving the next smaller one, as Galvatron's
+ * post-processing does for sequence parallelism. */
+static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
+    cJSON *j = cJSON_CreateObject();
+    int L[2] = {p->layers_min, p->layers_max};
+    for (int i = 0; i < p->nmem; i++) {
+        const gv_mem_point *m = &p->mem[i];
+        char key[64];
+        snprintf(key, sizeof key, "1_%d_%d%s%s_sp", m->tp, p->world / m->tp, m->ckpt ? "_c" : "",
+                 m->tp > 1 ? "_vtp" : "");
+        cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, key);
+        if (!rec) rec = cJSON_AddObjectToObject(j, key);
+        for (int k = 0; k < 2; k++)
+            for (int r = 0; r < 2; r++) {
+                const gv_memory_report *x = &m->mem[k][r];
+                int rank = r ? p->world - 1 : 0;
+                char base[96], e[128];
+                snprintf(base, sizeof base, "layernum[%d]_bsz%d_seq%d_rank%d", L[k], m->global_batch, m->seq,
+                         rank);
+                double act = x->activations / 1048576.0;
+                double peak = (x->activations + x->workspace + x->comm) / 1048576.0;
+                snprintf(e, sizeof e, "%s_ms", base);
+                gv_prof_num(rec, e, gv_states(x) / 1048576.0);
+                snprintf(e, sizeof e, "%s_act", base);
+                gv_prof_num(rec, e, act);
+                snprintf(e, sizeof e, "%s_act_peak", base);
+                gv_prof_num(rec, e, peak);
+            }
+    }
+    cJSON *lt = cJSON_AddObjectToObject(j, "layertype_0_sp");
+    cJSON *off = cJSON_AddObjectToObject(j, "other_memory_pp_off_sp");
+    for (int i = 0; i < p->nmem; i++) {
+        int seq = p->mem[i].seq;
+        char sk[16];
+        snprintf(sk, sizeof sk, "%d", seq);
+        if (cJSON_GetObjectItemCaseSensitive(lt, sk)) continue; /* each seq once */
+        double act[16] = {0}, oms[16] = {0}, oact[16] = {0}, param = -1, ckpt = -1;
+        int have[16] = {0}, maxlog = 0;
+        for (int k = 0; k < p->nmem; k++) {
+            const gv_mem_point *m = &p->mem[k];
+            if (m->seq != seq) continue;
+            int lg = 0;
+            while ((1 << lg) < m->tp) lg++;
+            if (m->ckpt) {
+                if (m->act_mb > ckpt) ckpt = m->act_mb;
+                continue;
+            }
+            have[lg] = 1;
+            act[lg] = m->act_mb;
+            oms[lg] = m->other_ms_mb;
+            oact[lg] = m->other_act_mb;
+            if (m->param_mb * m->tp > param) param = m->param_mb * m->tp;
+            if (lg > maxlog) maxlog = lg;
+        }
+        int top = maxlog > 3 ? maxlog : 3; /* Galvatron's halving fill covers tp 2, 4, 8 */
+        for (int lg = 1; lg <= top; lg++)
+            if (!have[lg] && have[lg - 1]) {
+                act[lg] = act[lg - 1] / 2, oms[lg] = oms[lg - 1] / 2, oact[lg] = oact[lg - 1] / 2;
+                have[lg] = 1;
+            }
+        cJSON *e = cJSON_AddObjectToObject(lt, sk);
+        gv_prof_num(e, "parameter_size", param);
+        cJSON *d = cJSON_AddObjectToObject(e, "tp_activation_per_bsz_dict");
+        cJSON *o = cJSON_AddObjectToObject(off, sk);
+        cJSON *oms_j = cJSON_AddObjectToObject(o, "model_states");
+        cJSON *oact_j = cJSON_AddObjectToObject(o, "activation");
+        for (int lg = 0; lg <= top; lg++) {
+            if (!have[lg]) continue;
+            char tk[16];
+            gv_tp_key(tk, sizeof tk, 1 << lg);
+            gv_prof_num(d, tk, act[lg]);
+            gv_prof_num(oms_j, tk, oms[lg]);
+            gv_prof_num(oact_j, tk, oact[lg]);
+        }
+        gv_prof_num(d, "checkpoint", ckpt);
+    }
+    return j;
+}
+
+gv_status gv_model_profile_save(const gv_model_profile *p, const char *dir) {
+    char name[160];
+    cJSON *js[3] = {gv_mp_own_json(p), gv_mp_galvatron_time(p), gv_mp_galvatron_mem(p)};
+    gv_status st = GV_OK;
+    for (int i = 0; i < 3 && st == GV_OK; i++) {
+        if (!js[i]) {
+            st = gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+            break;
+        }
+        if (i == 0)
+            snprintf(name, sizeof name, "model_profile.json");
+        else
+            snprintf(name, sizeof name, "%s_profiling_fp32_%s_all.json", i == 1 ? "computation" : "memory",
+                     p->model);
+        st = gv_prof_write_json(js[i], dir, name);
+    }
+    for (int i = 0; i < 3; i++) cJSON_Delete(js[i]);
+    return st;
+}

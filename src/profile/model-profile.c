@@ -1,0 +1,307 @@
+/* Model profiler: runs the runtime's own gv_model at two layer counts (Galvatron's layernum_min/max) and
+ * takes the difference as one layer's cost — forward and backward time per sample at every (seq, tp, batch)
+ * point, and memory per layer (model states, activations per sample, with and without recompute) from the
+ * arenas' report. Every rank runs the same sequence; tp consecutive ranks form one model replica (Megatron
+ * tensor parallelism with sequence parallelism and a split vocab when tp > 1), replicas run at once. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gv/layout.h"
+#include "gv/log.h"
+#include "gv/profiler.h"
+#include "profile-util.h"
+
+void gv_model_profile_config_defaults(gv_model_profile_config *c) {
+    memset(c, 0, sizeof *c);
+    c->mem_batch = 8;
+    c->layers_min = 1;
+    c->layers_max = 2;
+    c->warmup = 1;
+    c->iters = 5;
+    c->seed = 1337;
+}
+
+void gv_model_profile_free(gv_model_profile *p) {
+    if (!p) return;
+    free(p->time);
+    free(p->mem);
+    memset(p, 0, sizeof *p);
+}
+
+static gv_status gv_mp_push(void **arr, int *n, size_t elem, const void *x) {
+    void *a = realloc(*arr, (size_t)(*n + 1) * elem);
+    if (!a) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    memcpy((char *)a + (size_t)*n * elem, x, elem);
+    *arr = a;
+    (*n)++;
+    return GV_OK;
+}
+
+/* The tp group (consecutive ranks) and dp group (stride tp) of this rank; every rank creates every group
+ * in the same order. NULL for a group of one. */
+static gv_status gv_mp_groups(gv_comm *world, int tp, gv_comm **tpg, gv_comm **dpg) {
+    int W = gv_comm_size(world);
+    int *ranks = malloc((size_t)W * sizeof *ranks);
+    if (!ranks) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    gv_status st = GV_OK;
+    *tpg = *dpg = NULL;
+    for (int pass = 0; pass < 2 && st == GV_OK; pass++) {
+        int g = pass ? W / tp : tp;
+        if (g == 1) continue;
+        int n = gv_layout_block_groups(0, W, g, pass ? 0 : 1, ranks);
+        for (int i = 0; i < n && st == GV_OK; i++) {
+            gv_comm *c = NULL;
+            st = gv_comm_group(world, ranks + (size_t)i * g, g, &c);
+            if (c) *(pass ? dpg : tpg) = c;
+        }
+    }
+    free(ranks);
+    return st;
+}
+
+typedef struct {
+    gv_comm *world;
+    gv_backend *b;
+    const gv_model_profile_config *c;
+    gv_comm *tpg, *dpg;
+    int tp;
+} gv_mp_ctx;
+
+/* The two models (layers_min, layers_max) of one configuration, with random tokens. */
+typedef struct {
+    gv_model *m[2];
+    int32_t *tokens, *targets;
+    int *ckpt;
+} gv_mp_pair;
+
+static void gv_mp_pair_free(gv_mp_pair *q) {
+    gv_model_free(q->m[0]);
+    gv_model_free(q->m[1]);
+    free(q->tokens);
+    free(q->targets);
+    free(q->ckpt);
+    memset(q, 0, sizeof *q);
+}
+
+static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int ckpt) {
+    const gv_model_profile_config *c = x->c;
+    memset(q, 0, sizeof *q);
+    size_t n = (size_t)B * T;
+    q->tokens = malloc(n * sizeof *q->tokens);
+    q->targets = malloc(n * sizeof *q->targets);
+    q->ckpt = malloc((size_t)c->layers_max * sizeof *q->ckpt);
+    if (!q->tokens || !q->targets || !q->ckpt) {
+        gv_mp_pair_free(q);
+        return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    }
+    uint64_t s = c->seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        q->tokens[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        q->targets[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
+    }
+    for (int l = 0; l < c->layers_max; l++) q->ckpt[l] = ckpt;
+    gv_model_dist d = {x->dpg, 0, q->ckpt, x->tpg, x->tp > 1, x->tp > 1, NULL};
+    for (int k = 0; k < 2; k++) {
+        gv_model_spec s2 = c->spec;
+        s2.n_layer = k ? c->layers_max : c->layers_min;
+        gv_status st = gv_model_init_dist(&q->m[k], &s2, x->b, B, T, &d);
+        if (st == GV_OK) st = gv_model_init_weights(q->m[k], c->seed);
+        if (st != GV_OK) {
+            gv_mp_pair_free(q);
+            return st;
+        }
+    }
+    return GV_OK;
+}
+
+/* One forward and backward of model k; times in ms (NULL to skip). The world barrier first keeps the
+ * replicas' and tp ranks' iterations together. */
+static gv_status gv_mp_step(gv_mp_ctx *x, gv_mp_pair *q, int k, double *fwd, double *bwd) {
+    float loss;
+    GV_TRY(gv_model_zero_grad(q->m[k]));
+    GV_TRY(gv_backend_sync(x->b));
+    GV_TRY(gv_comm_barrier(x->world));
+    double t0 = gv_prof_now_ms();
+    GV_TRY(gv_model_forward(q->m[k], q->tokens, q->targets, &loss));
+    GV_TRY(gv_backend_sync(x->b));
+    double t1 = gv_prof_now_ms();
+    GV_TRY(gv_model_backward(q->m[k], 1.0f));
+    GV_TRY(gv_backend_sync(x->b));
+    double t2 = gv_prof_now_ms();
+    if (!isfinite(loss)) return gv_fail(GV_ERR_BACKEND, "profile model: non-finite loss %g", (double)loss);
+    if (fwd) *fwd = t1 - t0;
+    if (bwd) *bwd = t2 - t1;
+    return GV_OK;
+}
+
+static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *p) {
+    const gv_model_profile_config *c = x->c;
+    gv_mp_pair q;
+    GV_TRY(gv_mp_pair_init(&q, x, B, T, 0));
+    int n = c->iters;
+    double *f = malloc(4 * (size_t)n * sizeof *f);
+    gv_status st = f ? GV_OK : gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    for (int i = 0; st == GV_OK && i < c->warmup; i++)
+        for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
+    /* The two layer counts alternate, so slow drift of the machine hits both alike. */
+    for (int i = 0; st == GV_OK && i < n; i++)
+        for (int k = 0; k < 2 && st == GV_OK; k++)
+            st = gv_mp_step(x, &q, k, &f[k * n + i], &f[(2 + k) * n + i]);
+    gv_time_point t = {T, x->tp, B, {0, 0}, {0, 0}, 0, 0, 0, 0};
+    for (int k = 0; k < 2 && st == GV_OK; k++) {
+        t.fwd_ms[k] = gv_prof_median(f + k * n, n);
+        t.bwd_ms[k] = gv_prof_median(f + (2 + k) * n, n);
+        st = gv_prof_max(x->world, &t.fwd_ms[k]);
+        if (st == GV_OK) st = gv_prof_max(x->world, &t.bwd_ms[k]);
+    }
+    free(f);
+    gv_mp_pair_free(&q);
+    if (st != GV_OK) return st;
+    int dL = c->layers_max - c->layers_min;
+    t.layer_fwd_ms = (t.fwd_ms[1] - t.fwd_ms[0]) / B / dL;
+    t.layer_bwd_ms = (t.bwd_ms[1] - t.bwd_ms[0]) / B / dL;
+    t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
+    t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
+    if (!(t.layer_fwd_ms > 0) || !(t.layer_bwd_ms > 0))
+        return gv_fail(
+            GV_ERR_BACKEND,
+            "profile model: seq %d tp %d batch %d: %d layers were not slower than %d (forward %.3f vs "
+            "%.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger --batch or "
+            "--layers-max",
+            T, x->tp, B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0], t.bwd_ms[1], t.bwd_ms[0]);
+    if (gv_comm_rank(x->world) == 0)
+        gv_info("profile model: seq %d tp %d batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
+                "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",
+                T, x->tp, B, t.fwd_ms[0], t.fwd_ms[1], t.bwd_ms[0], t.bwd_ms[1], c->layers_min, c->layers_max,
+                t.layer_fwd_ms, t.layer_bwd_ms);
+    return gv_mp_push((void **)&p->time, &p->ntime, sizeof t, &t);
+}
+
+static double gv_mb(double bytes) {
+    return bytes / 1048576.0;
+}
+static size_t gv_states(const gv_memory_report *r) {
+    return r->parameters + r->gradients + r->optimizer;
+}
+static size_t gv_peak_act(const gv_memory_report *r) {
+    return r->activations + r->workspace + r->comm;
+}
+
+static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile *p) {
+    const gv_model_profile_config *c = x->c;
+    int W = gv_comm_size(x->world), lb = c->mem_batch / (W / x->tp);
+    gv_mp_pair q;
+    GV_TRY(gv_mp_pair_init(&q, x, lb, T, ckpt));
+    gv_mem_point m;
+    memset(&m, 0, sizeof m);
+    m.seq = T;
+    m.tp = x->tp;
+    m.ckpt = ckpt;
+    m.global_batch = c->mem_batch;
+    m.local_batch = lb;
+    int64_t mine[6], *all = malloc((size_t)W * 6 * sizeof *all);
+    gv_status st = all ? GV_OK : gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    for (int k = 0; k < 2 && st == GV_OK; k++) {
+        st = gv_mp_step(x, &q, k, NULL, NULL); /* measured after an iteration, as Galvatron does */
+        gv_memory_report r;
+        gv_model_memory(q.m[k], &r);
+        int64_t v[6] = {(int64_t)r.parameters,  (int64_t)r.gradients, (int64_t)r.optimizer,
+                        (int64_t)r.activations, (int64_t)r.workspace, (int64_t)r.comm};
+        memcpy(mine, v, sizeof v);
+        if (st == GV_OK) st = gv_comm_allgather(x->world, mine, all, 6, GV_COMM_I64);
+        for (int e = 0; e < 2 && st == GV_OK; e++) {
+            const int64_t *a = all + (size_t)(e ? W - 1 : 0) * 6;
+            gv_memory_report *o = &m.mem[k][e];
+            o->parameters = (size_t)a[0], o->gradients = (size_t)a[1], o->optimizer = (size_t)a[2];
+            o->activations = (size_t)a[3], o->workspace = (size_t)a[4], o->comm = (size_t)a[5];
+        }
+    }
+    free(all);
+    gv_mp_pair_free(&q);
+    if (st != GV_OK) return st;
+    /* Galvatron's post-processing (pp = 1): rank 0, difference over the layer counts. */
+    double dL = c->layers_max - c->layers_min;
+    const gv_memory_report *r0 = &m.mem[0][0], *r1 = &m.mem[1][0];
+    double ms_layer = ((double)gv_states(r1) - (double)gv_states(r0)) / dL;
+    double act_layer = ((double)r1->activations - (double)r0->activations) / dL;
+    m.param_mb = gv_mb(ms_layer) / 4;
+    m.act_mb = gv_mb(act_layer) / lb;
+    m.other_ms_mb = gv_mb((double)gv_states(r0) - c->layers_min * ms_layer);
+    m.other_act_mb = gv_mb((double)gv_peak_act(r0) - c->layers_min * act_layer) / lb;
+    if (gv_comm_rank(x->world) == 0)
+        gv_info("profile model: memory seq %d tp %d%s, batch %d per replica: layer model states %.4f MB, "
+                "activations %.4f MB per sample",
+                T, x->tp, ckpt ? " recompute" : "", lb, gv_mb(ms_layer), m.act_mb);
+    return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
+}
+
+gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W) {
+    const gv_model_spec *s = &c->spec;
+    if (W < 1 || (W & (W - 1)))
+        return gv_fail(GV_ERR_INVALID, "profile model: the world has %d ranks: needs a power of two", W);
+    if (c->nseq < 1 || c->ntp < 1 || c->nbatch < 1)
+        return gv_fail(GV_ERR_INVALID, "profile model: needs at least one seq, tp and batch");
+    if (c->layers_min < 1 || c->layers_max <= c->layers_min)
+        return gv_fail(GV_ERR_INVALID, "profile model: layer counts %d and %d: need 1 <= min < max",
+                       c->layers_min, c->layers_max);
+    if (c->iters < 1 || c->warmup < 0)
+        return gv_fail(GV_ERR_INVALID, "profile model: iters %d, warmup %d", c->iters, c->warmup);
+    if (c->mem_batch < 1 || c->mem_batch % W)
+        return gv_fail(GV_ERR_INVALID, "--mem-batch %d: must be a multiple of the %d ranks", c->mem_batch, W);
+    int has1 = 0;
+    for (int i = 0; i < c->ntp; i++) {
+        int t = c->tps[i];
+        has1 |= t == 1;
+        if (t < 1 || (t & (t - 1)) || W % t)
+            return gv_fail(GV_ERR_INVALID, "--tp %d: must be a power of two that divides the %d ranks", t, W);
+        if (s->n_head % t || s->n_kv_head % t || s->ffn % t)
+            return gv_fail(GV_ERR_INVALID, "--tp %d: must divide n_head %d, n_kv_head %d and ffn %d of %s", t,
+                           s->n_head, s->n_kv_head, s->ffn, s->name);
+        for (int k = 0; k < c->nseq; k++)
+            if (c->seqs[k] % t)
+                return gv_fail(GV_ERR_INVALID, "--tp %d: does not divide seq %d (sequence parallelism)", t,
+                               c->seqs[k]);
+    }
+    if (!has1)
+        return gv_fail(GV_ERR_INVALID, "--tp: must include 1 (Galvatron's files are keyed on tp 1 runs)");
+    for (int k = 0; k < c->nseq; k++)
+        if (c->seqs[k] < 1 || c->seqs[k] > s->max_seq)
+            return gv_fail(GV_ERR_INVALID, "--seq %d: must be in [1, %d] (max_seq of %s)", c->seqs[k],
+                           s->max_seq, s->name);
+    return gv_model_spec_validate(s, s->name);
+}
+
+gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *b,
+                               const gv_model_profile_config *c) {
+    memset(p, 0, sizeof *p);
+    int W = gv_comm_size(world);
+    const gv_model_spec *s = &c->spec;
+    GV_TRY(gv_model_profile_config_check(c, W));
+    snprintf(p->model, sizeof p->model, "%s", s->name);
+    gv_prof_date(p->date, sizeof p->date);
+    p->world = W;
+    p->layers_min = c->layers_min;
+    p->layers_max = c->layers_max;
+    p->warmup = c->warmup;
+    p->iters = c->iters;
+    p->spec = *s;
+    if (gv_comm_rank(world) == 0)
+        gv_info("profile model: %s, %d rank(s), layers %d and %d, %d seq x %d tp x %d batch point(s), %d+%d "
+                "iterations",
+                s->name, W, c->layers_min, c->layers_max, c->nseq, c->ntp, c->nbatch, c->warmup, c->iters);
+    gv_status st = GV_OK;
+    for (int k = 0; k < c->nseq && st == GV_OK; k++)
+        for (int i = 0; i < c->ntp && st == GV_OK; i++) {
+            gv_mp_ctx x = {world, b, c, NULL, NULL, c->tps[i]};
+            st = gv_mp_groups(world, x.tp, &x.tpg, &x.dpg);
+            for (int j = 0; j < c->nbatch && st == GV_OK; j++)
+                st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], p);
+            for (int ck = 0; ck < 2 && st == GV_OK; ck++) st = gv_mp_mem_point(&x, c->seqs[k], ck, p);
+        }
+    if (st != GV_OK) gv_model_profile_free(p);
+    return st;
+}

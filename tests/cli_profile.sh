@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `galvatron profile` bad input: each case exits non-zero with one stderr line naming the flag, value or path.
+# usage: cli_profile.sh GALVATRON_BINARY SOURCE_DIR
+set -u
+gv=$1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-profile.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+# expect_fail NAME PATTERN -- args...: non-zero exit, one stderr line, matching PATTERN (grep -E).
+expect_fail() {
+    local name=$1 pat=$2
+    shift 3
+    "$gv" "$@" >"$tmp/out" 2>"$tmp/err"
+    local rc=$? lines
+    lines=$(wc -l <"$tmp/err")
+    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
+        echo "FAIL $name: rc=$rc, $lines stderr line(s), want /$pat/:"
+        sed 's/^/    /' "$tmp/err" | head -5
+        fails=$((fails + 1))
+    else
+        echo "ok   $name: $(cat "$tmp/err")"
+    fi
+}
+
+touch "$tmp/file"
+expect_fail unknown-subcommand "unknown subcommand 'network'" -- profile network
+expect_fail unknown-flag "unknown option '--bogus'" -- profile hardware --bogus 1
+expect_fail model-flag-on-hardware "'--seq' is not an option of profile hardware" -- profile hardware --seq 64
+expect_fail hw-flag-on-model "'--max-size' is not an option of profile model" -- profile model --max-size 1M
+expect_fail missing-value "option '-o' needs a value" -- profile hardware -o
+expect_fail n-not-pow2 "-n 3: expected a power of two" -- profile hardware -n 3 -o "$tmp/o"
+expect_fail n-zero "-n 0: expected a power of two" -- profile model -n 0 -o "$tmp/o"
+expect_fail hw-one-rank "-n 1: profile hardware needs at least 2 ranks" -- profile hardware -n 1 -o "$tmp/o"
+expect_fail bad-size "--max-size '3K': expected a power of two" -- profile hardware --max-size 3K
+expect_fail min-over-max "--min-size 1048576 is larger than --max-size 65536" -- profile hardware --min-size 1M --max-size 64K
+expect_fail bad-list "--seq '64,,128': expected a comma list" -- profile model --seq 64,,128
+expect_fail unwritable-out "-o $tmp/file/sub: cannot create directory" -- profile hardware -n 2 -o "$tmp/file/sub"
+expect_fail out-is-file "-o $tmp/file: not a directory" -- profile model -o "$tmp/file"
+expect_fail unknown-model "unknown model preset 'gpt5-huge'" -- profile model --model gpt5-huge -o "$tmp/o"
+expect_fail tp-not-dividing "--tp 3: must be a power of two that divides the 1 ranks" -- profile model --tp 1,3 -o "$tmp/o"
+expect_fail tp-over-world "--tp 4: must be a power of two that divides the 2 ranks" -- profile model -n 2 --tp 1,4 -o "$tmp/o"
+expect_fail seq-too-long "--seq 4096: must be in \[1, 128\]" -- profile model --seq 4096 -o "$tmp/o"
+expect_fail layers-order "--layers-min 2 must be smaller than --layers-max 2" -- profile model --layers-min 2 --layers-max 2
+expect_fail mem-batch "--mem-batch 3: must be a multiple of the 2 ranks" -- profile model -n 2 --mem-batch 3 -o "$tmp/o"
+# Nothing was written by the failed runs.
+if [ -n "$(ls -A "$tmp/o" 2>/dev/null)" ]; then echo "FAIL: files written by failed runs"; fails=$((fails + 1)); fi
+
+"$gv" profile --help >"$tmp/help" || { echo "FAIL help"; fails=$((fails + 1)); }
+grep -q "galvatron profile hardware" "$tmp/help" || { echo "FAIL help text"; fails=$((fails + 1)); }
+"$gv" --help | grep -q "^  profile" || { echo "FAIL main help lists profile"; fails=$((fails + 1)); }
+
+[ $fails -eq 0 ] && echo "cli_profile: ok" || echo "cli_profile: $fails failure(s)"
+exit $((fails > 0))
