@@ -138,41 +138,62 @@ static gv_status gv_mp_step(gv_mp_ctx *x, gv_mp_pair *q, int k, double *fwd, dou
     return GV_OK;
 }
 
+/* Medians of `n` alternating iterations of both models (so slow drift of the machine hits both alike),
+ * maximum over the ranks (the same on every rank). */
+static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point *t) {
+    double *f = malloc(4 * (size_t)n * sizeof *f);
+    if (!f) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    gv_status st = GV_OK;
+    for (int i = 0; st == GV_OK && i < n; i++)
+        for (int k = 0; k < 2 && st == GV_OK; k++)
+            st = gv_mp_step(x, q, k, &f[k * n + i], &f[(2 + k) * n + i]);
+    for (int k = 0; k < 2 && st == GV_OK; k++) {
+        t->fwd_ms[k] = gv_prof_median(f + k * n, n);
+        t->bwd_ms[k] = gv_prof_median(f + (2 + k) * n, n);
+        st = gv_prof_max(x->world, &t->fwd_ms[k]);
+        if (st == GV_OK) st = gv_prof_max(x->world, &t->bwd_ms[k]);
+    }
+    free(f);
+    return st;
+}
+
 static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *p) {
     const gv_model_profile_config *c = x->c;
     gv_mp_pair q;
     GV_TRY(gv_mp_pair_init(&q, x, B, T, 0));
-    int n = c->iters;
-    double *f = malloc(4 * (size_t)n * sizeof *f);
-    gv_status st = f ? GV_OK : gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < c->warmup; i++)
         for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
-    /* The two layer counts alternate, so slow drift of the machine hits both alike. */
-    for (int i = 0; st == GV_OK && i < n; i++)
-        for (int k = 0; k < 2 && st == GV_OK; k++)
-            st = gv_mp_step(x, &q, k, &f[k * n + i], &f[(2 + k) * n + i]);
     gv_time_point t = {T, x->tp, B, {0, 0}, {0, 0}, 0, 0, 0, 0};
-    for (int k = 0; k < 2 && st == GV_OK; k++) {
-        t.fwd_ms[k] = gv_prof_median(f + k * n, n);
-        t.bwd_ms[k] = gv_prof_median(f + (2 + k) * n, n);
-        st = gv_prof_max(x->world, &t.fwd_ms[k]);
-        if (st == GV_OK) st = gv_prof_max(x->world, &t.bwd_ms[k]);
+    int dL = c->layers_max - c->layers_min, n = c->iters;
+    /* A layer too small for the timer's noise can come out at <= 0: measure again with twice the
+     * iterations (the decision is on rank-reduced values, so every rank takes it alike), then give up. */
+    for (int attempt = 0; st == GV_OK; attempt++, n *= 2) {
+        st = gv_mp_measure(x, &q, n, &t);
+        if (st != GV_OK) break;
+        t.layer_fwd_ms = (t.fwd_ms[1] - t.fwd_ms[0]) / B / dL;
+        t.layer_bwd_ms = (t.bwd_ms[1] - t.bwd_ms[0]) / B / dL;
+        if (t.layer_fwd_ms > 0 && t.layer_bwd_ms > 0) break;
+        if (attempt == 2) {
+            st = gv_fail(
+                GV_ERR_BACKEND,
+                "profile model: seq %d tp %d batch %d: %d layers were not slower than %d (forward %.3f vs "
+                "%.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger --batch or "
+                "--layers-max",
+                T, x->tp, B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0], t.bwd_ms[1],
+                t.bwd_ms[0]);
+            break;
+        }
+        if (gv_comm_rank(x->world) == 0)
+            gv_warn("profile model: seq %d tp %d batch %d: layer time not above the noise, measuring again "
+                    "with %d "
+                    "iterations",
+                    T, x->tp, B, 2 * n);
     }
-    free(f);
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
-    int dL = c->layers_max - c->layers_min;
-    t.layer_fwd_ms = (t.fwd_ms[1] - t.fwd_ms[0]) / B / dL;
-    t.layer_bwd_ms = (t.bwd_ms[1] - t.bwd_ms[0]) / B / dL;
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
     t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
-    if (!(t.layer_fwd_ms > 0) || !(t.layer_bwd_ms > 0))
-        return gv_fail(
-            GV_ERR_BACKEND,
-            "profile model: seq %d tp %d batch %d: %d layers were not slower than %d (forward %.3f vs "
-            "%.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger --batch or "
-            "--layers-max",
-            T, x->tp, B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0], t.bwd_ms[1], t.bwd_ms[0]);
     if (gv_comm_rank(x->world) == 0)
         gv_info("profile model: seq %d tp %d batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
                 "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",

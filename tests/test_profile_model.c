@@ -1,0 +1,246 @@
+/* `galvatron profile model` through the CLI on gpt2-tiny: Galvatron's computation and memory files have
+ * every key of the (seq, batch) points asked with positive finite values, the derived values follow from
+ * the raw ones by Galvatron's formulas, and the memory numbers satisfy the relations the runtime makes
+ * exact: per-layer model states = 16 bytes per parameter of a layer (fp32 weights, gradients, AdamW m, v),
+ * recompute keeps exactly one [T, C] output per layer, layer costs are the same between 1->2 and 2->3
+ * layers and per sample whatever the batch, and Megatron-SP over 2 ranks halves the activations. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "gv/fileio.h"
+#include "gv/model.h"
+#include "test.h"
+
+static const double MB = 1048576.0;
+
+static cJSON *load(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *s;
+    size_t n;
+    if (gv_file_read_all(path, &s, &n) != GV_OK) {
+        fprintf(stderr, "missing %s: %s\n", path, gv_last_error());
+        gv_test_failures++;
+        return NULL;
+    }
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    if (!j) {
+        fprintf(stderr, "%s does not parse\n", path);
+        gv_test_failures++;
+    }
+    return j;
+}
+
+/* Number under key: finite and > 0 (>= 0 when zero_ok); NaN and a failure when missing. */
+static double numz(const cJSON *j, const char *key, int zero_ok) {
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0 ||
+        (!zero_ok && v->valuedouble == 0)) {
+        fprintf(stderr, "key %s: missing, not a number or not positive\n", key);
+        gv_test_failures++;
+        return NAN;
+    }
+    return v->valuedouble;
+}
+static double num(const cJSON *j, const char *key) {
+    return numz(j, key, 0);
+}
+static const cJSON *obj(const cJSON *j, const char *key) {
+    const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
+    if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) {
+        fprintf(stderr, "key %s: missing object\n", key);
+        gv_test_failures++;
+        return NULL;
+    }
+    return v;
+}
+
+static int run(const char *dir, const char *sub, const char *args) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "%s/galvatron profile model --model gpt2-tiny -o %s/%s %s > %s/%s.out 2> %s/%s.err",
+             GV_BINARY_DIR, dir, sub, args, dir, sub, dir, sub);
+    int rc = system(cmd);
+    if (rc != 0) fprintf(stderr, "failed (%d): %s\n", rc, cmd);
+    return rc;
+}
+
+/* The memory entry of model_profile.json for (tp, ckpt) at seq. */
+static const cJSON *mem_entry(const cJSON *own, int seq, int tp, int ckpt) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, obj(own, "memory")) {
+        if (num(e, "seq") == seq && num(e, "tp") == tp &&
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ckpt")) == ckpt)
+            return e;
+    }
+    fprintf(stderr, "no memory entry seq %d tp %d ckpt %d\n", seq, tp, ckpt);
+    gv_test_failures++;
+    return NULL;
+}
+
+/* Report k (0: layers_min rank 0, 1: layers_min last rank, 2, 3: layers_max) field. */
+static double rep(const cJSON *e, int k, const char *field) {
+    return numz(cJSON_GetArrayItem(obj(e, "reports"), k), field, 1);
+}
+
+int main(void) {
+    char dir[] = "/tmp/gv-prof-model.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    gv_model_spec s;
+    CHECK_OK(gv_model_spec_preset(&s, "gpt2-tiny"));
+    int C = s.n_embd;
+    gv_model_spec s1 = s, s2 = s;
+    s1.n_layer = 1, s2.n_layer = 2;
+    double layer_params = (double)(gv_model_spec_num_params(&s2) - gv_model_spec_num_params(&s1));
+
+    /* 1. One rank, two seqs, two batches. */
+    CHECK(run(dir, "a", "--seq 32,64 --batch 1,2") == 0);
+    char out[600];
+    snprintf(out, sizeof out, "%s/a", dir);
+    cJSON *ct = load(out, "computation_profiling_fp32_gpt2-tiny_all.json");
+    cJSON *mm = load(out, "memory_profiling_fp32_gpt2-tiny_all.json");
+    cJSON *own = load(out, "model_profile.json");
+    char err[600];
+    snprintf(err, sizeof err, "%s/a.err", dir);
+    char *log;
+    size_t n;
+    if (gv_file_read_all(err, &log, &n) == GV_OK) {
+        CHECK(strstr(log, "[gv info] profile model: seq 64 tp 1 batch 2") != NULL);
+        free(log);
+    }
+    int seqs[2] = {32, 64}, bs[2] = {1, 2};
+    for (int i = 0; i < 2 && ct; i++)
+        for (int k = 0; k < 2; k++) {
+            char key[96];
+            snprintf(key, sizeof key, "layernum[1]_bsz%d_seq%d", bs[k], seqs[i]);
+            double t1 = num(ct, key);
+            snprintf(key, sizeof key, "layernum[2]_bsz%d_seq%d", bs[k], seqs[i]);
+            double t2 = num(ct, key);
+            snprintf(key, sizeof key, "layertype_0_bsz%d_seq%d", bs[k], seqs[i]);
+            double l = num(ct, key);
+            snprintf(key, sizeof key, "layertype_other_bsz%d_seq%d", bs[k], seqs[i]);
+            double o = numz(ct, key, 1);
+            CHECK_CLOSE(l, (t2 - t1) / bs[k], 1e-12, 0);
+            CHECK_CLOSE(o, fmax(0.0, (t1 - l * bs[k]) / bs[k]), 1e-12, 1e-15);
+        }
+    CHECK(!ct || cJSON_GetArraySize(ct) == 16);
+    /* Backward too, in the project's file. */
+    const cJSON *e;
+    int ntime = 0;
+    cJSON_ArrayForEach(e, obj(own, "time")) {
+        num(e, "layer_forward_ms_per_sample");
+        num(e, "layer_backward_ms_per_sample");
+        numz(e, "other_forward_ms_per_sample", 1);
+        numz(e, "other_backward_ms_per_sample", 1);
+        ntime++;
+    }
+    CHECK(ntime == 4);
+
+    for (int i = 0; i < 2; i++) {
+        char sk[16];
+        snprintf(sk, sizeof sk, "%d", seqs[i]);
+        const cJSON *lt = obj(obj(mm, "layertype_0_sp"), sk);
+        const cJSON *d = obj(lt, "tp_activation_per_bsz_dict");
+        /* parameter_size = per-layer model states / 4 = 4 bytes per parameter on one rank (dp = 1: no
+         * padding between the layer counts). */
+        CHECK_CLOSE(num(lt, "parameter_size"), layer_params * 4 / MB, 1e-12, 0);
+        CHECK_CLOSE(num(d, "checkpoint"), (double)seqs[i] * C * 4 / MB, 1e-12, 0);
+        for (int t = 1; t <= 8; t *= 2) {
+            char tk[8];
+            snprintf(tk, sizeof tk, "%d", t);
+            double a = num(d, tk);
+            CHECK(a > num(d, "checkpoint") / t);
+        }
+        const cJSON *off = obj(obj(mm, "other_memory_pp_off_sp"), sk);
+        const cJSON *me = mem_entry(own, seqs[i], 1, 0), *mc = mem_entry(own, seqs[i], 1, 1);
+        if (!me || !mc) continue;
+        /* fp32 on cpu: gradients = parameters, AdamW m and v = 2 x parameters. */
+        for (int k = 0; k < 4; k++) {
+            CHECK(rep(me, k, "gradients") == rep(me, k, "parameters"));
+            CHECK(rep(me, k, "optimizer") == 2 * rep(me, k, "parameters"));
+        }
+        CHECK(num(me, "layer_parameter_bytes") == layer_params * 4);
+        CHECK(num(me, "layer_model_state_bytes") == layer_params * 16);
+        /* Recompute changes activations only. */
+        CHECK(rep(mc, 2, "parameters") == rep(me, 2, "parameters"));
+        CHECK(rep(mc, 2, "activations") < rep(me, 2, "activations"));
+        /* Galvatron's processed values from the raw records. */
+        char rk[96];
+        int gb = (int)num(me, "global_batch");
+        CHECK(gb == 8 && num(me, "local_batch") == 8);
+        const cJSON *raw = obj(mm, "1_1_1_sp");
+        snprintf(rk, sizeof rk, "layernum[1]_bsz%d_seq%d_rank0_ms", gb, seqs[i]);
+        double ms1 = num(raw, rk);
+        snprintf(rk, sizeof rk, "layernum[2]_bsz%d_seq%d_rank0_ms", gb, seqs[i]);
+        double ms2 = num(raw, rk);
+        snprintf(rk, sizeof rk, "layernum[1]_bsz%d_seq%d_rank0_act", gb, seqs[i]);
+        double a1 = num(raw, rk);
+        snprintf(rk, sizeof rk, "layernum[2]_bsz%d_seq%d_rank0_act", gb, seqs[i]);
+        double a2 = num(raw, rk);
+        snprintf(rk, sizeof rk, "layernum[1]_bsz%d_seq%d_rank0_act_peak", gb, seqs[i]);
+        double p1 = num(raw, rk);
+        CHECK_CLOSE(num(d, "1"), (a2 - a1) / 8, 1e-12, 0);
+        CHECK_CLOSE(num(obj(off, "model_states"), "1"), ms1 - (ms2 - ms1), 1e-12, 1e-12);
+        CHECK_CLOSE(num(obj(off, "activation"), "1"), (p1 - (a2 - a1)) / 8, 1e-12, 1e-12);
+        CHECK(p1 >= a1);
+    }
+
+    /* 2. Layers 2 -> 3 and a global batch of 4: the same per-layer costs, exactly. */
+    CHECK(run(dir, "b", "--seq 32 --batch 1 --layers-min 2 --layers-max 3 --mem-batch 4") == 0);
+    snprintf(out, sizeof out, "%s/b", dir);
+    cJSON *own_b = load(out, "model_profile.json");
+    for (int ck = 0; ck < 2; ck++) {
+        const cJSON *x = mem_entry(own, 32, 1, ck), *y = mem_entry(own_b, 32, 1, ck);
+        if (!x || !y) continue;
+        CHECK(num(y, "local_batch") == 4);
+        CHECK(num(x, "layer_model_state_bytes") == num(y, "layer_model_state_bytes"));
+        CHECK(num(x, "layer_activation_bytes_per_sample") == num(y, "layer_activation_bytes_per_sample"));
+        /* 3 layers cost 1 layer more than 2 at the same batch: report of the 2-layer model in run b (batch
+         * 4) vs run a (batch 8) differs only by the batch-proportional activations. */
+        CHECK(rep(y, 0, "parameters") == rep(x, 2, "parameters"));
+    }
+
+    /* 3. Two ranks, tp 1 and 2 (Megatron-SP): activations per sample halve exactly, parameters of a layer
+     * split (all but the replicated norms and row-parallel biases). */
+    CHECK(run(dir, "c", "-n 2 --seq 32 --batch 2") == 0);
+    snprintf(out, sizeof out, "%s/c", dir);
+    cJSON *own_c = load(out, "model_profile.json");
+    cJSON *mm_c = load(out, "memory_profiling_fp32_gpt2-tiny_all.json");
+    const cJSON *t1 = mem_entry(own_c, 32, 1, 0), *t2 = mem_entry(own_c, 32, 2, 0);
+    const cJSON *c1 = mem_entry(own_c, 32, 1, 1), *c2 = mem_entry(own_c, 32, 2, 1);
+    if (t1 && t2 && c1 && c2) {
+        CHECK(num(t2, "layer_activation_bytes_per_sample") * 2 ==
+              num(t1, "layer_activation_bytes_per_sample"));
+        CHECK(num(c2, "layer_activation_bytes_per_sample") * 2 ==
+              num(c1, "layer_activation_bytes_per_sample"));
+        CHECK(num(t1, "local_batch") == 4 && num(t2, "local_batch") == 8);
+        double p1 = num(t1, "layer_parameter_bytes"), p2 = num(t2, "layer_parameter_bytes");
+        CHECK(p2 < p1 && 2 * p2 > p1 && 2 * p2 < 1.05 * p1);
+        /* Both ranks of a tp group hold the same amount. */
+        CHECK(rep(t2, 0, "parameters") == rep(t2, 1, "parameters"));
+        CHECK(rep(t2, 2, "activations") == rep(t2, 3, "activations"));
+    }
+    const cJSON *d = obj(obj(obj(mm_c, "layertype_0_sp"), "32"), "tp_activation_per_bsz_dict");
+    CHECK_CLOSE(num(d, "2"), num(d, "1") / 2, 1e-12, 0);
+    CHECK(obj(mm_c, "1_2_1_vtp_sp") != NULL && obj(mm_c, "1_1_2_c_sp") != NULL);
+    int ntp2 = 0;
+    cJSON_ArrayForEach(e, obj(own_c, "time")) ntp2 +=
+        num(e, "tp") == 2 && num(e, "layer_forward_ms_per_sample") > 0;
+    CHECK(ntp2 == 1);
+
+    cJSON_Delete(ct);
+    cJSON_Delete(mm);
+    cJSON_Delete(own);
+    cJSON_Delete(own_b);
+    cJSON_Delete(own_c);
+    cJSON_Delete(mm_c);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return gv_test_result("test_profile_model");
+}
