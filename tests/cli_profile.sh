@@ -34,6 +34,7 @@ expect_fail n-zero "-n 0: expected a power of two" -- profile model -n 0 -o "$tm
 expect_fail hw-one-rank "-n 1: profile hardware needs at least 2 ranks" -- profile hardware -n 1 -o "$tmp/o"
 expect_fail bad-size "--max-size '3K': expected a power of two" -- profile hardware --max-size 3K
 expect_fail min-over-max "--min-size 1048576 is larger than --max-size 65536" -- profile hardware --min-size 1M --max-size 64K
+expect_fail bad-sp "--sp 'megatron,foo': expected a comma list of none, megatron, ulysses" -- profile model --sp megatron,foo
 expect_fail bad-list "--seq '64,,128': expected a comma list" -- profile model --seq 64,,128
 expect_fail unwritable-out "-o $tmp/file/sub: cannot create directory" -- profile hardware -n 2 -o "$tmp/file/sub"
 expect_fail out-is-file "-o $tmp/file: not a directory" -- profile model -o "$tmp/file"

@@ -70,17 +70,24 @@ static int run(const char *dir, const char *sub, const char *args) {
     return rc;
 }
 
-/* The memory entry of model_profile.json for (tp, ckpt) at seq. */
-static const cJSON *mem_entry(const cJSON *own, int seq, int tp, int ckpt) {
+/* The memory entry of model_profile.json for (tp, sp mode, vocab split, ckpt) at seq. */
+static const cJSON *mem_entry_sp(const cJSON *own, int seq, int tp, const char *sp, int vtp, int ckpt) {
     const cJSON *e;
     cJSON_ArrayForEach(e, obj(own, "memory")) {
-        if (num(e, "seq") == seq && num(e, "tp") == tp &&
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "sp"));
+        if (num(e, "seq") == seq && num(e, "tp") == tp && m && !strcmp(m, sp) &&
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "vocab_parallel")) == vtp &&
             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ckpt")) == ckpt)
             return e;
     }
-    fprintf(stderr, "no memory entry seq %d tp %d ckpt %d\n", seq, tp, ckpt);
+    fprintf(stderr, "no memory entry seq %d tp %d %s vtp %d ckpt %d\n", seq, tp, sp, vtp, ckpt);
     gv_test_failures++;
     return NULL;
+}
+
+/* tp 1 entries, or Megatron-SP ones (the default mode) for tp > 1. */
+static const cJSON *mem_entry(const cJSON *own, int seq, int tp, int ckpt) {
+    return mem_entry_sp(own, seq, tp, tp > 1 ? "megatron" : "none", tp > 1, ckpt);
 }
 
 /* Report k (0: layers_min rank 0, 1: layers_min last rank, 2, 3: layers_max) field. */
@@ -110,7 +117,7 @@ int main(void) {
     char *log;
     size_t n;
     if (gv_file_read_all(err, &log, &n) == GV_OK) {
-        CHECK(strstr(log, "[gv info] profile model: seq 64 tp 1 batch 2") != NULL);
+        CHECK(strstr(log, "[gv info] profile model: seq 64 tp 1 none batch 2") != NULL);
         free(log);
     }
     int seqs[2] = {32, 64}, bs[2] = {1, 2};
@@ -232,6 +239,41 @@ int main(void) {
     cJSON_ArrayForEach(e, obj(own_c, "time")) ntp2 +=
         num(e, "tp") == 2 && num(e, "layer_forward_ms_per_sample") > 0;
     CHECK(ntp2 == 1);
+
+    /* 4. Plain TP (vocab whole and split) and Ulysses: Galvatron's keys without "_sp"; recompute keeps
+     * the full [T, C] output under plain TP and half of it under Ulysses; Ulysses replicates the layer. */
+    CHECK(run(dir, "d", "-n 2 --seq 32 --batch 2 --sp none,ulysses") == 0);
+    snprintf(out, sizeof out, "%s/d", dir);
+    cJSON *own_d = load(out, "model_profile.json");
+    cJSON *mm_d = load(out, "memory_profiling_fp32_gpt2-tiny_all.json");
+    CHECK(mm_d && !cJSON_GetObjectItemCaseSensitive(mm_d, "layertype_0_sp"));
+    const cJSON *dd = obj(obj(obj(mm_d, "layertype_0"), "32"), "tp_activation_per_bsz_dict");
+    const cJSON *od = obj(obj(mm_d, "other_memory_pp_off"), "32");
+    num(obj(od, "model_states"), "1");
+    num(obj(od, "model_states"), "2"); /* from the split-vocab run */
+    CHECK(obj(mm_d, "1_2_1_vtp") && obj(mm_d, "1_2_1") && obj(mm_d, "1_2_1_c") && obj(mm_d, "1_1_2_c"));
+    CHECK(num(dd, "2") < num(dd, "1") && 2 * num(dd, "2") > num(dd, "1"));
+    CHECK(!cJSON_GetObjectItemCaseSensitive(dd, "4")); /* no halving fill without SP */
+    const cJSON *n1 = mem_entry_sp(own_d, 32, 1, "none", 0, 1),
+                *n2 = mem_entry_sp(own_d, 32, 2, "none", 0, 1);
+    const cJSON *u2 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 1),
+                *u0 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 0);
+    const cJSON *m1 = mem_entry_sp(own_d, 32, 1, "none", 0, 0);
+    if (n1 && n2 && u2 && u0 && m1) {
+        CHECK(num(n2, "layer_activation_bytes_per_sample") == num(n1, "layer_activation_bytes_per_sample"));
+        CHECK(2 * num(u2, "layer_activation_bytes_per_sample") ==
+              num(n1, "layer_activation_bytes_per_sample"));
+        CHECK(num(u0, "layer_parameter_bytes") == num(m1, "layer_parameter_bytes"));
+        CHECK(num(u0, "layer_activation_bytes_per_sample") < num(m1, "layer_activation_bytes_per_sample"));
+    }
+    int nul = 0;
+    cJSON_ArrayForEach(e, obj(own_d, "time")) {
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "sp"));
+        nul += m && !strcmp(m, "ulysses") && num(e, "layer_backward_ms_per_sample") > 0;
+    }
+    CHECK(nul == 1);
+    cJSON_Delete(own_d);
+    cJSON_Delete(mm_d);
 
     cJSON_Delete(ct);
     cJSON_Delete(mm);

@@ -31,6 +31,7 @@ static const char *gv_usage_profile =
     "  --max-size BYTES      largest message; also the p2p and overlap message [4M]\n"
     "  --sp-max-mb MB        sp_time tables at 1, 2, 4, ... MB (0 = none; Galvatron fits need >= 128) [128]\n"
     "  --matmul-n N          [N,N] x [N,N] matmul for throughput and overlap [512]\n"
+    "  --window-ms MS        matmul and overlap timings in windows of about MS milliseconds [20]\n"
     "\n"
     "model: per layer, forward and backward time per sample at every (seq, tp, batch) point and memory\n"
     "(parameters, activations per sample per tp degree and with recompute), from runs of the runtime at\n"
@@ -38,8 +39,11 @@ static const char *gv_usage_profile =
     "memory_profiling_fp32_<model>_all.json.\n"
     "  --model PRESET|FILE   the model [gpt2-tiny]\n"
     "  --seq T,...           sequence lengths [min(128, max_seq)]\n"
-    "  --tp T,...            tensor-parallel degrees (Megatron-SP when > 1; each divides RANKS) [1, 2, ...\n"
+    "  --tp T,...            degrees that split a layer over T consecutive ranks, including 1 [1, 2, ...\n"
     "                        up to RANKS, those that divide the heads, FFN and every seq]\n"
+    "  --sp MODE,...         how a degree > 1 splits: megatron (TP with sequence parallelism, vocab\n"
+    "                        split; Galvatron's _sp keys), none (TP alone, vocab whole and split;\n"
+    "                        Galvatron's keys without _sp), ulysses (model_profile.json only) [megatron]\n"
     "  --batch B,...         micro-batch sizes of the time points [1,2,4]\n"
     "  --mem-batch B         global batch of the memory runs, a multiple of RANKS [8 rounded up]\n"
     "  --layers-min N        smaller layer count [1]\n"
@@ -108,6 +112,26 @@ static int gv_plist(const char *v, int *out, int max) {
     return n ? n : -1;
 }
 
+/* Comma list of split modes (none, megatron, ulysses), each at most once; returns 1 on a bad list. */
+static int gv_psp(const char *v, gv_sp_mode *out, int *n) {
+    static const char *names[3] = {"none", "megatron", "ulysses"};
+    *n = 0;
+    const char *p = v;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (len == strlen(names[i]) && !strncmp(p, names[i], len)) k = i;
+        for (int i = 0; i < *n && k >= 0; i++)
+            if ((int)out[i] == k) k = -1;
+        if (k < 0 || *n == 3) return 1;
+        out[(*n)++] = (gv_sp_mode)k;
+        p += len;
+        if (*p == ',' && !*++p) return 1;
+    }
+    return *n == 0;
+}
+
 static int gv_is_pow2(long long x) {
     return x > 0 && !(x & (x - 1));
 }
@@ -147,6 +171,8 @@ typedef struct {
     const char *out, *backend, *model;
     int device, iters, warmup;
     gv_hw_profile_config hw;
+    gv_sp_mode sps[3];
+    int nsps;
     int seqs[64], nseq, tps[16], ntp, ntp_given, batches[64], nbatch, mem_batch, lmin, lmax;
 } gv_profile_args;
 
@@ -183,6 +209,8 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
             hw_only = 1, bad = !gv_is_pow2(x = gv_pint(v, 4, 1)), a->hw.max_bytes = (size_t)x;
         else if (!strcmp(f, "--sp-max-mb"))
             hw_only = 1, bad = (x = gv_pint(v, 0, 0)) < 0 || (x && !gv_is_pow2(x)), a->hw.sp_max_mb = (int)x;
+        else if (!strcmp(f, "--window-ms"))
+            hw_only = 1, bad = (x = gv_pint(v, 1, 0)) < 0, a->hw.window_ms = (double)x;
         else if (!strcmp(f, "--matmul-n"))
             hw_only = 1, bad = (x = gv_pint(v, 1, 0)) < 0, a->hw.matmul_n = (int)x;
         else if (!strcmp(f, "--model"))
@@ -191,6 +219,8 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
             model_only = 1, bad = (a->nseq = gv_plist(v, a->seqs, 64)) < 0;
         else if (!strcmp(f, "--tp"))
             model_only = 1, bad = (a->ntp_given = gv_plist(v, a->tps, 16)) < 0;
+        else if (!strcmp(f, "--sp"))
+            model_only = 1, bad = gv_psp(v, a->sps, &a->nsps);
         else if (!strcmp(f, "--batch"))
             model_only = 1, bad = (a->nbatch = gv_plist(v, a->batches, 64)) < 0;
         else if (!strcmp(f, "--mem-batch"))
@@ -209,6 +239,7 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
             const char *want = !strcmp(f, "--min-size") || !strcmp(f, "--max-size")
                                    ? "expected a power of two of bytes >= 4 (K/M suffixes allowed)"
                                : !strcmp(f, "--sp-max-mb") ? "expected 0 or a power of two"
+                               : !strcmp(f, "--sp") ? "expected a comma list of none, megatron, ulysses"
                                : !strcmp(f, "--seq") || !strcmp(f, "--tp") || !strcmp(f, "--batch")
                                    ? "expected a comma list of positive integers"
                                    : "expected a non-negative integer";
@@ -251,6 +282,9 @@ static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W
     c.nseq = a->nseq;
     c.tps = a->tps;
     c.ntp = a->ntp;
+    if (!a->nsps) a->sps[0] = GV_SP_MEGATRON, a->nsps = 1;
+    c.sps = a->sps;
+    c.nsps = a->nsps;
     c.batches = a->batches;
     c.nbatch = a->nbatch;
     c.mem_batch = a->mem_batch ? a->mem_batch : (8 + W - 1) / W * W;

@@ -20,6 +20,7 @@
 #include "gv/backend.h"
 #include "gv/comm.h"
 #include "gv/model.h"
+#include "gv/plan.h"
 #include "gv/status.h"
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +45,7 @@ typedef struct {
     size_t max_bytes;         /* [4 MiB]; also the p2p message and the overlap all-reduce */
     int sp_max_mb;            /* Galvatron's sp_time tables at 1, 2, 4, ... sp_max_mb MiB [128] */
     int matmul_n;             /* matmul throughput and overlap compute: [n,n] x [n,n] [512] */
+    double window_ms;         /* matmul and overlap timings: windows of about this long [20] */
     const char *backend_name; /* recorded in the profile ("cpu") */
 } gv_hw_profile_config;
 void gv_hw_profile_config_defaults(gv_hw_profile_config *c);
@@ -84,14 +86,16 @@ typedef struct {
     int np2p;
     gv_sp_point *sp;
     int nsp;
-    /* Matmul [n,n] x [n,n]^T through gv_matmul_forward, all ranks at once: per rank the median time, then
-     * the mean over ranks; GFLOP/s per rank = 2 n^3 / that time. */
+    /* Matmul [n,n] x [n,n]^T through gv_matmul_forward, all ranks at once, timed in windows of
+     * window_ms: per rank the median window / its matmuls, then the mean over ranks; GFLOP/s per rank =
+     * 2 n^3 / that time. */
     int matmul_n;
     double matmul_ms, matmul_gflops;
     /* Overlap: a matmul loop on a second thread (which never calls the communicator) against all-reduces of
-     * overlap_bytes over the world on the main thread. comm_delay = all-reduce time with compute running /
-     * alone, comp_delay = matmul time with all-reduces running / alone (means over ranks);
-     * overlap_coe = max(1, comm_delay, comp_delay) as Galvatron's. */
+     * overlap_bytes over the world on the main thread, both timed in windows of window_ms. comm_delay =
+     * all-reduce time with compute running / alone, comp_delay = matmul time with all-reduces running /
+     * alone (per-operation times, means over ranks); overlap_coe = max(1, comm_delay, comp_delay) as
+     * Galvatron's. */
     size_t overlap_bytes;
     double comm_alone_ms, comm_overlap_ms, comp_alone_ms, comp_overlap_ms;
     double comm_delay, comp_delay, overlap_coe;
@@ -110,15 +114,24 @@ gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir);
 
 /* ---- model ------------------------------------------------------------------------------------------ */
 
+/* How a degree t > 1 splits a layer (at t = 1 the modes coincide: one run, GV_SP_NONE):
+ *   GV_SP_MEGATRON  Megatron tensor parallelism with sequence parallelism; the vocab layers split too.
+ *                   Galvatron's "sequence_parallel = True" profile ("_sp" keys).
+ *   GV_SP_NONE      Megatron tensor parallelism without sequence parallelism, runs with the vocab
+ *                   layers whole and split (Galvatron's "sequence_parallel = False" profile, no "_sp").
+ *   GV_SP_ULYSSES   Ulysses over t ranks (the project's file only; Galvatron costs Ulysses from the tp
+ *                   dictionary). */
 typedef struct {
     gv_model_spec spec; /* n_layer is ignored: the runs use layers_min and layers_max */
     const int *seqs;    /* sequence lengths [nseq] */
     int nseq;
-    const int *tps; /* tensor-parallel degrees (Megatron, with sequence parallelism when > 1) [ntp] */
+    const int *tps; /* degrees t, powers of two dividing the world; must include 1 [ntp] */
     int ntp;
+    const gv_sp_mode *sps; /* split modes for t > 1 [nsps] */
+    int nsps;
     const int *batches; /* time points: micro-batch sizes of one replica [nbatch] */
     int nbatch;
-    int mem_batch;              /* memory runs: global batch over the world (a multiple of world / tp) */
+    int mem_batch;              /* memory runs: global batch over the world (a multiple of the world) [8] */
     int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
     int warmup, iters;          /* per time point [1, 5] */
     uint64_t seed;
@@ -132,18 +145,23 @@ void gv_model_profile_config_defaults(gv_model_profile_config *c);
  * loss) per sample, clamped at 0 as Galvatron does. */
 typedef struct {
     int seq, tp, batch;
+    gv_sp_mode sp;
+    int vtp; /* vocab layers split over the tp ranks */
     double fwd_ms[2], bwd_ms[2];
     double layer_fwd_ms, layer_bwd_ms, other_fwd_ms, other_bwd_ms;
 } gv_time_point;
 
-/* Memory of one configuration (Megatron-SP over tp consecutive ranks, vocab split too when tp > 1, DDP
- * over world/tp) at layers_min | layers_max, as the runtime's arenas report it after one forward and
- * backward, for rank 0 and rank world-1. global_batch sequences over world/tp replicas. Derived as
- * Galvatron does: model states = parameters + gradients + optimizer; param_mb = per-layer model states / 4
- * (MB); act_mb = per-layer activations per sample of a replica (MB); other_ms_mb = model states outside
- * the layers (MB); other_act_mb = (activations + workspace + comm outside the layers) per sample (MB). */
+/* Memory of one configuration (tp consecutive ranks split as `sp` says, DDP over the rest) at
+ * layers_min | layers_max, as the runtime's arenas report it after one forward and backward, for rank 0
+ * and rank world-1. global_batch sequences over world/tp replicas of local_batch. Derived as Galvatron
+ * does: model states = parameters + gradients + optimizer; param_mb = per-layer model states / 4 (MB);
+ * act_mb = per-layer activations per sample of a replica (MB); other_ms_mb = model states outside the
+ * layers (MB); other_act_mb = (activations + workspace + comm outside the layers) / (local_batch, or
+ * local_batch / tp when the vocab layers are whole), MB. */
 typedef struct {
     int seq, tp, ckpt, global_batch, local_batch;
+    gv_sp_mode sp;
+    int vtp;
     gv_memory_report mem[2][2]; /* [layer count index][0 = rank 0, 1 = rank world-1] */
     double param_mb, act_mb, other_ms_mb, other_act_mb;
 } gv_mem_point;
@@ -160,8 +178,8 @@ typedef struct {
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */
 gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W);
-/* Collective over world; b is this rank's backend. Every tp must divide the world, the heads, the FFN
- * size and each seq (Megatron-SP); every seq must be at most spec.max_seq. */
+/* Collective over world; b is this rank's backend. Every tp must divide the world, the heads, the kv heads,
+ * the FFN size and each seq; every seq must be at most spec.max_seq. */
 gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *b,
                                const gv_model_profile_config *c);
 void gv_model_profile_free(gv_model_profile *p);

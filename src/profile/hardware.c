@@ -33,6 +33,7 @@ void gv_hw_profile_config_defaults(gv_hw_profile_config *c) {
     c->max_bytes = (size_t)4 << 20;
     c->sp_max_mb = 128;
     c->matmul_n = 512;
+    c->window_ms = 20;
     c->backend_name = "cpu";
 }
 
@@ -248,13 +249,14 @@ static gv_status gv_hw_sp_tables(gv_hw_ctx *x, gv_hw_profile *p) {
 }
 
 /* The compute side of the overlap test: matmuls on a second thread that never touches the communicator.
- * Mode "until stopped" loops until *stop; mode "count" times `count` matmuls and then sets *done. */
+ * With windows == 0 it loops until *stop; else it times `windows` windows of `per_window` matmuls into
+ * t[] and then sets *done. */
 typedef struct {
     gv_backend *b;
     void *a, *w, *o;
-    int n, count;
+    int n, windows, per_window;
     atomic_int stop, done, started;
-    double *t; /* [count] */
+    double *t; /* [windows] */
     gv_status st;
 } gv_mm_job;
 
@@ -263,15 +265,20 @@ static gv_status gv_mm_once(gv_mm_job *j) {
     return gv_backend_sync(j->b);
 }
 
+/* One window of k matmuls, in ms. */
+static gv_status gv_mm_window(gv_mm_job *j, int k, double *ms) {
+    double t0 = gv_prof_now_ms();
+    for (int i = 0; i < k; i++) GV_TRY(gv_mm_once(j));
+    *ms = gv_prof_now_ms() - t0;
+    return GV_OK;
+}
+
 static void *gv_mm_thread(void *arg) {
     gv_mm_job *j = arg;
     atomic_store(&j->started, 1);
-    if (j->count > 0) {
-        for (int i = 0; i < j->count && j->st == GV_OK; i++) {
-            double t0 = gv_prof_now_ms();
-            j->st = gv_mm_once(j);
-            j->t[i] = gv_prof_now_ms() - t0;
-        }
+    if (j->windows > 0) {
+        for (int i = 0; i < j->windows && j->st == GV_OK; i++)
+            j->st = gv_mm_window(j, j->per_window, &j->t[i]);
     } else {
         while (!atomic_load(&j->stop) && j->st == GV_OK) j->st = gv_mm_once(j);
     }
@@ -279,9 +286,127 @@ static void *gv_mm_thread(void *arg) {
     return NULL;
 }
 
-static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_profile *p) {
+/* One window of k all-reduces over the world, started together, in ms. */
+static gv_status gv_ar_window(gv_comm *w, const float *s, float *r, size_t count, int k, double *ms) {
+    GV_TRY(gv_comm_barrier(w));
+    double t0 = gv_prof_now_ms();
+    for (int i = 0; i < k; i++) GV_TRY(gv_comm_allreduce(w, s, r, count, GV_COMM_F32, GV_COMM_SUM));
+    *ms = gv_prof_now_ms() - t0;
+    return GV_OK;
+}
+
+/* Operations per timing window: enough for window_ms (a few scheduler time slices, so one preemption does
+ * not decide a measurement), the same on every rank. */
+static gv_status gv_hw_per_window(gv_comm *w, double op_ms, double window_ms, int *k) {
+    double v = op_ms > 0 ? ceil(window_ms / op_ms) : 1;
+    if (v < 1) v = 1;
+    if (v > 1e6) v = 1e6;
+    GV_TRY(gv_prof_max(w, &v));
+    *k = (int)v;
+    return GV_OK;
+}
+
+static gv_status gv_hw_mean(gv_comm *w, double *v, int n) {
+    GV_TRY(gv_comm_allreduce(w, v, v, (size_t)n, GV_COMM_F64, GV_COMM_SUM));
+    for (int i = 0; i < n; i++) v[i] /= gv_comm_size(w);
+    return GV_OK;
+}
+
+static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_profile *p) {
     const gv_hw_profile_config *cfg = x->cfg;
-    int n = cfg->matmul_n, iters = cfg->iters;
+    int iters = cfg->iters, n = cfg->matmul_n;
+    size_t bytes = cfg->max_bytes, count = bytes / sizeof(float);
+    gv_comm *w = x->world;
+    double *t = x->t, mm1, ar1;
+
+    /* Single-operation times (after warmup; medians of 3) size the windows. */
+    for (int i = 0; i < cfg->warmup; i++) GV_TRY(gv_mm_once(j));
+    double one[3];
+    for (int i = 0; i < 3; i++) GV_TRY(gv_mm_window(j, 1, &one[i]));
+    mm1 = gv_prof_median(one, 3);
+    for (int i = 0; i < 3; i++) GV_TRY(gv_ar_window(w, x->s, x->r, count, 1, &one[i]));
+    ar1 = gv_prof_median(one, 3);
+    int kmm, kar;
+    GV_TRY(gv_hw_per_window(w, mm1, cfg->window_ms, &kmm));
+    GV_TRY(gv_hw_per_window(w, ar1, cfg->window_ms, &kar));
+
+    /* Matmul alone, every rank at once (the condition of training); all-reduce alone. */
+    GV_TRY(gv_comm_barrier(w));
+    for (int i = 0; i < iters; i++) GV_TRY(gv_mm_window(j, kmm, &t[i]));
+    double v[4];
+    v[0] = gv_prof_median(t, iters) / kmm;
+    for (int i = 0; i < iters; i++) GV_TRY(gv_ar_window(w, x->s, x->r, count, kar, &t[i]));
+    v[1] = gv_prof_median(t, iters) / kar;
+
+    /* All-reduce windows while the compute thread runs matmuls until stopped. */
+    pthread_t th;
+    atomic_store(&j->stop, 0);
+    atomic_store(&j->done, 0);
+    atomic_store(&j->started, 0);
+    j->windows = 0;
+    j->st = GV_OK;
+    if (pthread_create(&th, NULL, gv_mm_thread, j))
+        return gv_fail(GV_ERR_BACKEND, "profile: cannot start the compute thread");
+    while (!atomic_load(&j->started)) sched_yield();
+    gv_status st = GV_OK;
+    for (int i = 0; st == GV_OK && i < iters; i++) st = gv_ar_window(w, x->s, x->r, count, kar, &t[i]);
+    atomic_store(&j->stop, 1);
+    pthread_join(th, NULL);
+    GV_TRY(st);
+    GV_TRY(j->st);
+    v[2] = gv_prof_median(t, iters) / kar;
+
+    /* Matmul windows timed on the compute thread while all-reduces run until every rank's thread is done
+     * (the ranks agree on the count of all-reduces through a one-element MAX after each). */
+    double *tm = malloc((size_t)iters * sizeof *tm);
+    if (!tm) return gv_fail(GV_ERR_NOMEM, "profile: out of memory");
+    atomic_store(&j->done, 0);
+    atomic_store(&j->started, 0);
+    j->windows = iters;
+    j->per_window = kmm;
+    j->t = tm;
+    st = gv_comm_barrier(w);
+    if (st == GV_OK && pthread_create(&th, NULL, gv_mm_thread, j)) {
+        st = gv_fail(GV_ERR_BACKEND, "profile: cannot start the compute thread");
+    } else if (st == GV_OK) {
+        int more = 1;
+        while (st == GV_OK && more) {
+            st = gv_comm_allreduce(w, x->s, x->r, count, GV_COMM_F32, GV_COMM_SUM);
+            more = !atomic_load(&j->done);
+            if (st == GV_OK) st = gv_comm_allreduce(w, &more, &more, 1, GV_COMM_I32, GV_COMM_MAX);
+        }
+        pthread_join(th, NULL);
+        if (st == GV_OK) st = j->st;
+        if (st == GV_OK) v[3] = gv_prof_median(tm, iters) / kmm;
+    }
+    free(tm);
+    GV_TRY(st);
+    GV_TRY(gv_hw_mean(w, v, 4));
+    p->matmul_n = n;
+    p->matmul_ms = v[0];
+    p->matmul_gflops = 2.0 * n * (double)n * n / (p->matmul_ms * 1e-3) / 1e9;
+    p->overlap_bytes = bytes;
+    p->comp_alone_ms = v[0];
+    p->comm_alone_ms = v[1];
+    p->comm_overlap_ms = v[2];
+    p->comp_overlap_ms = v[3];
+    p->comm_delay = p->comm_overlap_ms / p->comm_alone_ms;
+    p->comp_delay = p->comp_overlap_ms / p->comp_alone_ms;
+    p->overlap_coe = fmax(1.0, fmax(p->comm_delay, p->comp_delay));
+    if (x->leader) {
+        gv_info("profile hardware: matmul %dx%dx%d: %.3f ms, %.2f GFLOP/s per rank (%d ranks at once)", n, n,
+                n, p->matmul_ms, p->matmul_gflops, x->W);
+        gv_info(
+            "profile hardware: overlap (windows of %d all-reduces / %d matmuls): all-reduce %.3f -> %.3f ms, "
+            "matmul %.3f -> %.3f ms: overlap_coe %.3f",
+            kar, kmm, p->comm_alone_ms, p->comm_overlap_ms, p->comp_alone_ms, p->comp_overlap_ms,
+            p->overlap_coe);
+    }
+    return GV_OK;
+}
+
+static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_profile *p) {
+    int n = x->cfg->matmul_n;
     gv_dtype dt = gv_backend_dtype(b);
     size_t nn = (size_t)n * n, esz = dt == GV_F32 ? 4 : 2;
     gv_mm_job j;
@@ -299,100 +424,7 @@ static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_profile
         if (st == GV_OK) st = gv_backend_upload_f32(b, j.w, dt, h, nn);
     }
     free(h);
-    double *tm = malloc((size_t)iters * sizeof *tm);
-    if (st == GV_OK && !tm) st = gv_fail(GV_ERR_NOMEM, "profile: out of memory");
-    size_t bytes = cfg->max_bytes, count = bytes / sizeof(float);
-    gv_comm *w = x->world;
-    double sum;
-
-    /* Matmul alone, every rank at once (the condition of training). */
-    for (int i = 0; st == GV_OK && i < cfg->warmup; i++) st = gv_mm_once(&j);
-    if (st == GV_OK) st = gv_comm_barrier(w);
-    for (int i = 0; st == GV_OK && i < iters; i++) {
-        double t0 = gv_prof_now_ms();
-        st = gv_mm_once(&j);
-        x->t[i] = gv_prof_now_ms() - t0;
-    }
-    double mm = st == GV_OK ? gv_prof_median(x->t, iters) : 0;
-    sum = mm;
-    if (st == GV_OK) st = gv_comm_allreduce(w, &sum, &sum, 1, GV_COMM_F64, GV_COMM_SUM);
-    p->matmul_n = n;
-    p->matmul_ms = sum / x->W;
-    p->matmul_gflops = 2.0 * n * (double)n * n / (p->matmul_ms * 1e-3) / 1e9;
-    if (st == GV_OK && x->leader)
-        gv_info("profile hardware: matmul %dx%dx%d: %.2f ms, %.2f GFLOP/s per rank (%d ranks at once)", n, n,
-                n, p->matmul_ms, p->matmul_gflops, x->W);
-
-    /* All-reduce over the world alone. */
-    double ar = 0;
-    if (st == GV_OK) st = gv_hw_time_coll(GV_COLL_ALLREDUCE, w, x->s, x->r, bytes, cfg, x->t, &ar);
-
-    /* All-reduce while the compute thread runs matmuls until stopped. */
-    pthread_t th;
-    double ar_ov = 0;
-    if (st == GV_OK) {
-        atomic_store(&j.stop, 0);
-        atomic_store(&j.done, 0);
-        atomic_store(&j.started, 0);
-        j.count = 0;
-        if (pthread_create(&th, NULL, gv_mm_thread, &j)) {
-            st = gv_fail(GV_ERR_BACKEND, "profile: cannot start the compute thread");
-        } else {
-            while (!atomic_load(&j.started)) sched_yield();
-            for (int i = 0; st == GV_OK && i < iters; i++) {
-                st = gv_comm_barrier(w);
-                double t0 = gv_prof_now_ms();
-                if (st == GV_OK) st = gv_comm_allreduce(w, x->s, x->r, count, GV_COMM_F32, GV_COMM_SUM);
-                x->t[i] = gv_prof_now_ms() - t0;
-            }
-            atomic_store(&j.stop, 1);
-            pthread_join(th, NULL);
-            if (st == GV_OK) st = j.st;
-            if (st == GV_OK) ar_ov = gv_prof_median(x->t, iters);
-        }
-    }
-
-    /* Matmuls timed on the compute thread while all-reduces run until every rank's thread is done (the
-     * ranks agree on the count of all-reduces through a one-element MAX after each). */
-    double mm_ov = 0;
-    if (st == GV_OK) {
-        atomic_store(&j.done, 0);
-        atomic_store(&j.started, 0);
-        j.count = iters;
-        j.t = tm;
-        st = gv_comm_barrier(w);
-        if (st == GV_OK && pthread_create(&th, NULL, gv_mm_thread, &j)) {
-            st = gv_fail(GV_ERR_BACKEND, "profile: cannot start the compute thread");
-        } else if (st == GV_OK) {
-            int more = 1;
-            while (st == GV_OK && more) {
-                st = gv_comm_allreduce(w, x->s, x->r, count, GV_COMM_F32, GV_COMM_SUM);
-                more = !atomic_load(&j.done);
-                if (st == GV_OK) st = gv_comm_allreduce(w, &more, &more, 1, GV_COMM_I32, GV_COMM_MAX);
-            }
-            pthread_join(th, NULL);
-            if (st == GV_OK) st = j.st;
-            if (st == GV_OK) mm_ov = gv_prof_median(tm, iters);
-        }
-    }
-    if (st == GV_OK) {
-        double v[4] = {ar, ar_ov, mm, mm_ov};
-        st = gv_comm_allreduce(w, v, v, 4, GV_COMM_F64, GV_COMM_SUM);
-        p->overlap_bytes = bytes;
-        p->comm_alone_ms = v[0] / x->W;
-        p->comm_overlap_ms = v[1] / x->W;
-        p->comp_alone_ms = v[2] / x->W;
-        p->comp_overlap_ms = v[3] / x->W;
-        p->comm_delay = p->comm_overlap_ms / p->comm_alone_ms;
-        p->comp_delay = p->comp_overlap_ms / p->comp_alone_ms;
-        p->overlap_coe = fmax(1.0, fmax(p->comm_delay, p->comp_delay));
-        if (x->leader)
-            gv_info("profile hardware: overlap: all-reduce %.2f -> %.2f ms, matmul %.2f -> %.2f ms: "
-                    "overlap_coe %.3f",
-                    p->comm_alone_ms, p->comm_overlap_ms, p->comp_alone_ms, p->comp_overlap_ms,
-                    p->overlap_coe);
-    }
-    free(tm);
+    if (st == GV_OK) st = gv_hw_overlap_run(x, &j, p);
     gv_backend_dealloc(b, j.a);
     gv_backend_dealloc(b, j.w);
     gv_backend_dealloc(b, j.o);
@@ -432,9 +464,10 @@ gv_status gv_hw_profile_config_check(const gv_hw_profile_config *c, int W) {
             GV_ERR_INVALID,
             "profile hardware: sizes %zu .. %zu bytes: need powers of two, min <= max, min >= 4 * %d",
             c->min_bytes, c->max_bytes, W);
-    if (c->sp_max_mb < 0 || (c->sp_max_mb & (c->sp_max_mb - 1)) || c->matmul_n < 1)
-        return gv_fail(GV_ERR_INVALID, "profile hardware: sp max %d MiB (a power of two or 0), matmul n %d",
-                       c->sp_max_mb, c->matmul_n);
+    if (c->sp_max_mb < 0 || (c->sp_max_mb & (c->sp_max_mb - 1)) || c->matmul_n < 1 || !(c->window_ms > 0))
+        return gv_fail(GV_ERR_INVALID,
+                       "profile hardware: sp max %d MiB (a power of two or 0), matmul n %d, window %g ms",
+                       c->sp_max_mb, c->matmul_n, c->window_ms);
     return GV_OK;
 }
 

@@ -58,6 +58,8 @@ static cJSON *gv_mp_own_json(const gv_model_profile *p) {
         gv_prof_num(e, "seq", t->seq);
         gv_prof_num(e, "tp", t->tp);
         gv_prof_num(e, "batch", t->batch);
+        cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(t->sp));
+        cJSON_AddBoolToObject(e, "vocab_parallel", t->vtp);
         cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 2));
         cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 2));
         gv_prof_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms);
@@ -74,8 +76,8 @@ static cJSON *gv_mp_own_json(const gv_model_profile *p) {
         cJSON *e = cJSON_CreateObject();
         gv_prof_num(e, "seq", m->seq);
         gv_prof_num(e, "tp", m->tp);
-        cJSON_AddStringToObject(e, "sp", m->tp > 1 ? "megatron" : "none");
-        cJSON_AddBoolToObject(e, "vocab_parallel", m->tp > 1);
+        cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(m->sp));
+        cJSON_AddBoolToObject(e, "vocab_parallel", m->vtp);
         cJSON_AddBoolToObject(e, "ckpt", m->ckpt);
         gv_prof_num(e, "global_batch", m->global_batch);
         gv_prof_num(e, "local_batch", m->local_batch);
@@ -119,18 +121,29 @@ static void gv_tp_key(char *buf, size_t n, int tp) {
     snprintf(buf, n, "%d", tp);
 }
 
-/* Galvatron's memory file (sequence_parallel = True, so every key carries "_sp"): the raw records of every
- * run under "{pp}_{tp}_{dp}[_c][_vtp]_sp", and the processed layertype_0_sp / other_memory_pp_off_sp per
- * seq. Degrees up to 8 that were not run are filled by halving the next smaller one, as Galvatron's
- * post-processing does for sequence parallelism. */
-static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
-    cJSON *j = cJSON_CreateObject();
-    int L[2] = {p->layers_min, p->layers_max};
+/* The points of one Galvatron family: sequence_parallel = True (Megatron-SP at t > 1) or False (plain
+ * Megatron TP at t > 1); the t = 1 runs belong to both. */
+static int gv_in_family(const gv_mem_point *m, int sp_family) {
+    return m->tp == 1 || m->sp == (sp_family ? GV_SP_MEGATRON : GV_SP_NONE);
+}
+
+/* One family of Galvatron's memory file (keys end in "_sp" for sequence parallelism): the raw records of
+ * every run under "{pp}_{tp}_{dp}[_c][_vtp][_sp]", and per seq the processed layertype_0[_sp] (per-layer
+ * parameter_size and activations per sample by degree, from the runs with the vocab whole — or split,
+ * under SP, which needs it) and other_memory_pp_off[_sp] (the vocab layers' model states and
+ * activations, keyed by the vocab degree, minimum over the runs). Under SP, degrees up to 8 that were not
+ * run are filled by halving the next smaller one, as Galvatron's post-processing does. Returns the
+ * number of points of the family. */
+static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_family) {
+    const char *sfx = sp_family ? "_sp" : "";
+    int L[2] = {p->layers_min, p->layers_max}, count = 0;
     for (int i = 0; i < p->nmem; i++) {
         const gv_mem_point *m = &p->mem[i];
+        if (!gv_in_family(m, sp_family)) continue;
+        count++;
         char key[64];
-        snprintf(key, sizeof key, "1_%d_%d%s%s_sp", m->tp, p->world / m->tp, m->ckpt ? "_c" : "",
-                 m->tp > 1 ? "_vtp" : "");
+        snprintf(key, sizeof key, "1_%d_%d%s%s%s", m->tp, p->world / m->tp, m->ckpt ? "_c" : "",
+                 m->vtp ? "_vtp" : "", sfx);
         cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, key);
         if (!rec) rec = cJSON_AddObjectToObject(j, key);
         for (int k = 0; k < 2; k++)
@@ -140,46 +153,53 @@ static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
                 char base[96], e[128];
                 snprintf(base, sizeof base, "layernum[%d]_bsz%d_seq%d_rank%d", L[k], m->global_batch, m->seq,
                          rank);
-                double act = x->activations / 1048576.0;
-                double peak = (x->activations + x->workspace + x->comm) / 1048576.0;
                 snprintf(e, sizeof e, "%s_ms", base);
                 gv_prof_num(rec, e, gv_states(x) / 1048576.0);
                 snprintf(e, sizeof e, "%s_act", base);
-                gv_prof_num(rec, e, act);
+                gv_prof_num(rec, e, x->activations / 1048576.0);
                 snprintf(e, sizeof e, "%s_act_peak", base);
-                gv_prof_num(rec, e, peak);
+                gv_prof_num(rec, e, (x->activations + x->workspace + x->comm) / 1048576.0);
             }
     }
-    cJSON *lt = cJSON_AddObjectToObject(j, "layertype_0_sp");
-    cJSON *off = cJSON_AddObjectToObject(j, "other_memory_pp_off_sp");
+    if (!count) return 0;
+    char k1[32], k2[32];
+    snprintf(k1, sizeof k1, "layertype_0%s", sfx);
+    snprintf(k2, sizeof k2, "other_memory_pp_off%s", sfx);
+    cJSON *lt = cJSON_AddObjectToObject(j, k1);
+    cJSON *off = cJSON_AddObjectToObject(j, k2);
     for (int i = 0; i < p->nmem; i++) {
         int seq = p->mem[i].seq;
         char sk[16];
         snprintf(sk, sizeof sk, "%d", seq);
-        if (cJSON_GetObjectItemCaseSensitive(lt, sk)) continue; /* each seq once */
-        double act[16] = {0}, oms[16] = {0}, oact[16] = {0}, param = -1, ckpt = -1;
-        int have[16] = {0}, maxlog = 0;
+        if (!gv_in_family(&p->mem[i], sp_family) || cJSON_GetObjectItemCaseSensitive(lt, sk)) continue;
+        double act[16] = {0}, oms[16], oact[16], param = -1, ckpt = -1;
+        int have[16] = {0}, ohave[16] = {0}, maxlog = 0;
         for (int k = 0; k < p->nmem; k++) {
             const gv_mem_point *m = &p->mem[k];
-            if (m->seq != seq) continue;
+            if (m->seq != seq || !gv_in_family(m, sp_family)) continue;
             int lg = 0;
             while ((1 << lg) < m->tp) lg++;
             if (m->ckpt) {
                 if (m->act_mb > ckpt) ckpt = m->act_mb;
                 continue;
             }
+            /* the vocab layers' cost goes under their degree: tp when split, 1 when whole */
+            int olg = m->vtp ? lg : 0;
+            if (!ohave[olg] || m->other_ms_mb < oms[olg]) oms[olg] = m->other_ms_mb;
+            if (!ohave[olg] || m->other_act_mb < oact[olg]) oact[olg] = m->other_act_mb;
+            ohave[olg] = 1;
+            if (m->vtp && !sp_family) continue; /* layer costs from the whole-vocab runs */
             have[lg] = 1;
             act[lg] = m->act_mb;
-            oms[lg] = m->other_ms_mb;
-            oact[lg] = m->other_act_mb;
             if (m->param_mb * m->tp > param) param = m->param_mb * m->tp;
             if (lg > maxlog) maxlog = lg;
         }
-        int top = maxlog > 3 ? maxlog : 3; /* Galvatron's halving fill covers tp 2, 4, 8 */
-        for (int lg = 1; lg <= top; lg++)
-            if (!have[lg] && have[lg - 1]) {
-                act[lg] = act[lg - 1] / 2, oms[lg] = oms[lg - 1] / 2, oact[lg] = oact[lg - 1] / 2;
-                have[lg] = 1;
+        int top = maxlog > 3 ? maxlog : 3;
+        if (sp_family) /* Galvatron's halving fill covers tp 2, 4, 8 */
+            for (int lg = 1; lg <= top; lg++) {
+                if (!have[lg] && have[lg - 1]) act[lg] = act[lg - 1] / 2, have[lg] = 1;
+                if (!ohave[lg] && ohave[lg - 1])
+                    oms[lg] = oms[lg - 1] / 2, oact[lg] = oact[lg - 1] / 2, ohave[lg] = 1;
             }
         cJSON *e = cJSON_AddObjectToObject(lt, sk);
         gv_prof_num(e, "parameter_size", param);
@@ -188,15 +208,28 @@ static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
         cJSON *oms_j = cJSON_AddObjectToObject(o, "model_states");
         cJSON *oact_j = cJSON_AddObjectToObject(o, "activation");
         for (int lg = 0; lg <= top; lg++) {
-            if (!have[lg]) continue;
             char tk[16];
             gv_tp_key(tk, sizeof tk, 1 << lg);
-            gv_prof_num(d, tk, act[lg]);
-            gv_prof_num(oms_j, tk, oms[lg]);
-            gv_prof_num(oact_j, tk, oact[lg]);
+            if (have[lg]) gv_prof_num(d, tk, act[lg]);
+            if (ohave[lg]) {
+                gv_prof_num(oms_j, tk, oms[lg]);
+                gv_prof_num(oact_j, tk, oact[lg]);
+            }
         }
         gv_prof_num(d, "checkpoint", ckpt);
     }
+    return count;
+}
+
+static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
+    cJSON *j = cJSON_CreateObject();
+    int has_sp = 0;
+    for (int i = 0; i < p->nmem; i++) has_sp |= p->mem[i].sp == GV_SP_MEGATRON;
+    int has_plain = 0;
+    for (int i = 0; i < p->nmem; i++) has_plain |= p->mem[i].sp == GV_SP_NONE && p->mem[i].tp > 1;
+    /* With t = 1 only, both families hold the same numbers; write the SP one, Galvatron's default. */
+    if (has_sp || !has_plain) gv_mp_galvatron_family(j, p, 1);
+    if (has_plain) gv_mp_galvatron_family(j, p, 0);
     return j;
 }
 

@@ -1,8 +1,8 @@
 /* Model profiler: runs the runtime's own gv_model at two layer counts (Galvatron's layernum_min/max) and
  * takes the difference as one layer's cost — forward and backward time per sample at every (seq, tp, batch)
  * point, and memory per layer (model states, activations per sample, with and without recompute) from the
- * arenas' report. Every rank runs the same sequence; tp consecutive ranks form one model replica (Megatron
- * tensor parallelism with sequence parallelism and a split vocab when tp > 1), replicas run at once. */
+ * arenas' report. Every rank runs the same sequence; tp consecutive ranks form one model replica (split by
+ * Megatron TP with or without sequence parallelism, or by Ulysses), replicas run at once. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,9 +65,15 @@ typedef struct {
     gv_comm *world;
     gv_backend *b;
     const gv_model_profile_config *c;
-    gv_comm *tpg, *dpg;
-    int tp;
+    gv_comm *tpg, *dpg; /* the tp (or Ulysses) group and the data-parallel group of this rank */
+    int tp, vtp;
+    gv_sp_mode sp;
 } gv_mp_ctx;
+
+/* Positions of a sequence on one rank. */
+static int gv_mp_local_seq(const gv_mp_ctx *x, int T) {
+    return x->sp == GV_SP_ULYSSES ? T / x->tp : T;
+}
 
 /* The two models (layers_min, layers_max) of one configuration, with random tokens. */
 typedef struct {
@@ -104,7 +110,13 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
         q->targets[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
     }
     for (int l = 0; l < c->layers_max; l++) q->ckpt[l] = ckpt;
-    gv_model_dist d = {x->dpg, 0, q->ckpt, x->tpg, x->tp > 1, x->tp > 1, NULL};
+    gv_model_dist d = {x->dpg, 0, q->ckpt, x->tpg, x->vtp, x->sp == GV_SP_MEGATRON, NULL};
+    if (x->sp == GV_SP_ULYSSES) {
+        /* The group shards the sequence; gradients are summed over every rank (the sdp group). */
+        d.tp = NULL;
+        d.sp = x->tpg;
+        d.dp = gv_comm_size(x->world) > 1 ? x->world : NULL;
+    }
     for (int k = 0; k < 2; k++) {
         gv_model_spec s2 = c->spec;
         s2.n_layer = k ? c->layers_max : c->layers_min;
@@ -160,11 +172,11 @@ static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point
 static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *p) {
     const gv_model_profile_config *c = x->c;
     gv_mp_pair q;
-    GV_TRY(gv_mp_pair_init(&q, x, B, T, 0));
+    GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), 0));
     gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < c->warmup; i++)
         for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
-    gv_time_point t = {T, x->tp, B, {0, 0}, {0, 0}, 0, 0, 0, 0};
+    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, {0, 0}, {0, 0}, 0, 0, 0, 0};
     int dL = c->layers_max - c->layers_min, n = c->iters;
     /* A layer too small for the timer's noise can come out at <= 0: measure again with twice the
      * iterations (the decision is on rank-reduced values, so every rank takes it alike), then give up. */
@@ -195,10 +207,10 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
     t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
     if (gv_comm_rank(x->world) == 0)
-        gv_info("profile model: seq %d tp %d batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
+        gv_info("profile model: seq %d tp %d %s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
                 "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",
-                T, x->tp, B, t.fwd_ms[0], t.fwd_ms[1], t.bwd_ms[0], t.bwd_ms[1], c->layers_min, c->layers_max,
-                t.layer_fwd_ms, t.layer_bwd_ms);
+                T, x->tp, gv_sp_mode_name(x->sp), B, t.fwd_ms[0], t.fwd_ms[1], t.bwd_ms[0], t.bwd_ms[1],
+                c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
     return gv_mp_push((void **)&p->time, &p->ntime, sizeof t, &t);
 }
 
@@ -216,11 +228,13 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile
     const gv_model_profile_config *c = x->c;
     int W = gv_comm_size(x->world), lb = c->mem_batch / (W / x->tp);
     gv_mp_pair q;
-    GV_TRY(gv_mp_pair_init(&q, x, lb, T, ckpt));
+    GV_TRY(gv_mp_pair_init(&q, x, lb, gv_mp_local_seq(x, T), ckpt));
     gv_mem_point m;
     memset(&m, 0, sizeof m);
     m.seq = T;
     m.tp = x->tp;
+    m.sp = x->sp;
+    m.vtp = x->vtp;
     m.ckpt = ckpt;
     m.global_batch = c->mem_batch;
     m.local_batch = lb;
@@ -252,11 +266,15 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile
     m.param_mb = gv_mb(ms_layer) / 4;
     m.act_mb = gv_mb(act_layer) / lb;
     m.other_ms_mb = gv_mb((double)gv_states(r0) - c->layers_min * ms_layer);
-    m.other_act_mb = gv_mb((double)gv_peak_act(r0) - c->layers_min * act_layer) / lb;
+    /* Galvatron divides by the local batch / tp when the vocab layers are whole on every tp rank. */
+    m.other_act_mb = gv_mb((double)gv_peak_act(r0) - c->layers_min * act_layer) /
+                     (x->vtp || x->tp == 1 ? lb : (double)lb / x->tp);
     if (gv_comm_rank(x->world) == 0)
-        gv_info("profile model: memory seq %d tp %d%s, batch %d per replica: layer model states %.4f MB, "
-                "activations %.4f MB per sample",
-                T, x->tp, ckpt ? " recompute" : "", lb, gv_mb(ms_layer), m.act_mb);
+        gv_info(
+            "profile model: memory seq %d tp %d %s%s%s, batch %d per replica: layer model states %.4f MB, "
+            "activations %.4f MB per sample",
+            T, x->tp, gv_sp_mode_name(x->sp), x->vtp ? " vocab-split" : "", ckpt ? " recompute" : "", lb,
+            gv_mb(ms_layer), m.act_mb);
     return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
 }
 
@@ -264,8 +282,11 @@ gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W)
     const gv_model_spec *s = &c->spec;
     if (W < 1 || (W & (W - 1)))
         return gv_fail(GV_ERR_INVALID, "profile model: the world has %d ranks: needs a power of two", W);
-    if (c->nseq < 1 || c->ntp < 1 || c->nbatch < 1)
-        return gv_fail(GV_ERR_INVALID, "profile model: needs at least one seq, tp and batch");
+    if (c->nseq < 1 || c->ntp < 1 || c->nbatch < 1 || c->nsps < 1)
+        return gv_fail(GV_ERR_INVALID, "profile model: needs at least one seq, tp, sp mode and batch");
+    for (int i = 0; i < c->nsps; i++)
+        if (c->sps[i] != GV_SP_NONE && c->sps[i] != GV_SP_MEGATRON && c->sps[i] != GV_SP_ULYSSES)
+            return gv_fail(GV_ERR_INVALID, "profile model: unknown sp mode %d", (int)c->sps[i]);
     if (c->layers_min < 1 || c->layers_max <= c->layers_min)
         return gv_fail(GV_ERR_INVALID, "profile model: layer counts %d and %d: need 1 <= min < max",
                        c->layers_min, c->layers_max);
@@ -317,11 +338,24 @@ gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *
     gv_status st = GV_OK;
     for (int k = 0; k < c->nseq && st == GV_OK; k++)
         for (int i = 0; i < c->ntp && st == GV_OK; i++) {
-            gv_mp_ctx x = {world, b, c, NULL, NULL, c->tps[i]};
-            st = gv_mp_groups(world, x.tp, &x.tpg, &x.dpg);
-            for (int j = 0; j < c->nbatch && st == GV_OK; j++)
-                st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], p);
-            for (int ck = 0; ck < 2 && st == GV_OK; ck++) st = gv_mp_mem_point(&x, c->seqs[k], ck, p);
+            int t = c->tps[i];
+            gv_comm *tpg = NULL, *dpg = NULL;
+            st = gv_mp_groups(world, t, &tpg, &dpg);
+            /* At t = 1 every mode is the same run. Megatron-SP needs the vocab split; without SP Galvatron
+             * profiles the vocab whole (the layer costs) and split (the vocab layers' cost per degree). */
+            for (int mi = 0; mi < (t == 1 ? 1 : c->nsps) && st == GV_OK; mi++) {
+                gv_sp_mode sp = t == 1 ? GV_SP_NONE : c->sps[mi];
+                int vtp_lo = sp == GV_SP_MEGATRON,
+                    vtp_hi = sp == GV_SP_MEGATRON || (sp == GV_SP_NONE && t > 1);
+                for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
+                    gv_mp_ctx x = {world, b, c, tpg, dpg, t, vtp, sp};
+                    int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: its memory only */
+                    for (int j = 0; j < c->nbatch && st == GV_OK && !extra; j++)
+                        st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], p);
+                    for (int ck = 0; ck < 2 - extra && st == GV_OK; ck++)
+                        st = gv_mp_mem_point(&x, c->seqs[k], ck, p);
+                }
+            }
         }
     if (st != GV_OK) gv_model_profile_free(p);
     return st;
