@@ -259,6 +259,14 @@ int main(void) {
     const cJSON *u2 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 1),
                 *u0 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 0);
     const cJSON *m1 = mem_entry_sp(own_d, 32, 1, "none", 0, 0);
+    /* How the vocab layers are split does not change a layer's cost. */
+    const cJSON *w0 = mem_entry_sp(own_d, 32, 2, "none", 0, 0),
+                *w1 = mem_entry_sp(own_d, 32, 2, "none", 1, 0);
+    if (w0 && w1) {
+        CHECK(num(w0, "layer_model_state_bytes") == num(w1, "layer_model_state_bytes"));
+        CHECK(num(w0, "layer_activation_bytes_per_sample") == num(w1, "layer_activation_bytes_per_sample"));
+        CHECK(num(w1, "other_model_state_bytes") < num(w0, "other_model_state_bytes"));
+    }
     if (n1 && n2 && u2 && u0 && m1) {
         CHECK(num(n2, "layer_activation_bytes_per_sample") == num(n1, "layer_activation_bytes_per_sample"));
         CHECK(2 * num(u2, "layer_activation_bytes_per_sample") ==

@@ -189,18 +189,18 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *
         if (attempt == 2) {
             st = gv_fail(
                 GV_ERR_BACKEND,
-                "profile model: seq %d tp %d batch %d: %d layers were not slower than %d (forward %.3f vs "
-                "%.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger --batch or "
-                "--layers-max",
-                T, x->tp, B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0], t.bwd_ms[1],
-                t.bwd_ms[0]);
+                "profile model: seq %d tp %d %s batch %d: %d layers were not slower than %d (forward "
+                "%.3f vs %.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger "
+                "--batch or --layers-max",
+                T, x->tp, gv_sp_mode_name(x->sp), B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0],
+                t.bwd_ms[1], t.bwd_ms[0]);
             break;
         }
         if (gv_comm_rank(x->world) == 0)
-            gv_warn("profile model: seq %d tp %d batch %d: layer time not above the noise, measuring again "
-                    "with %d "
-                    "iterations",
-                    T, x->tp, B, 2 * n);
+            gv_warn(
+                "profile model: seq %d tp %d %s batch %d: layer time not above the noise, measuring again "
+                "with %d iterations",
+                T, x->tp, gv_sp_mode_name(x->sp), B, 2 * n);
     }
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
