@@ -256,10 +256,11 @@ static void gv_profile_hardware(gv_profile_args *a, gv_backend *b) {
     if (gv_hw_profile_run(&p, gv_pworld, b, &a->hw) != GV_OK) gv_pdie(gv_last_error());
     if (gv_comm_rank(gv_pworld) == 0) {
         if (gv_hw_profile_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
-        printf("hardware profile of %d ranks (%d node(s)) written to %s: hardware_profile.json, "
-               "allreduce_bandwidth_%dnodes_%dgpus_per_node.json, p2p_bandwidth_*, sp_time_*, "
-               "overlap_coefficient.json (overlap_coe %.3f)\n",
-               p.world, p.nodes, a->out, p.nodes, p.ranks_per_node, p.overlap_coe);
+        printf(
+            "hardware profile of %d ranks (%d node(s)) written to %s: hardware_profile.json, "
+            "allreduce_bandwidth_%dnodes_%dgpus_per_node.json, p2p_bandwidth_*, %soverlap_coefficient.json "
+            "(overlap_coe %.3f)\n",
+            p.world, p.nodes, a->out, p.nodes, p.ranks_per_node, p.nsp ? "sp_time_*, " : "", p.overlap_coe);
     }
     gv_hw_profile_free(&p);
 }

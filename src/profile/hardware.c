@@ -258,6 +258,7 @@ typedef struct {
     atomic_int stop, done, started;
     double *t; /* [windows] */
     gv_status st;
+    char err[512]; /* the thread's last-error message (thread-local there) */
 } gv_mm_job;
 
 static gv_status gv_mm_once(gv_mm_job *j) {
@@ -282,6 +283,7 @@ static void *gv_mm_thread(void *arg) {
     } else {
         while (!atomic_load(&j->stop) && j->st == GV_OK) j->st = gv_mm_once(j);
     }
+    if (j->st != GV_OK) snprintf(j->err, sizeof j->err, "%s", gv_last_error());
     atomic_store(&j->done, 1);
     return NULL;
 }
@@ -353,7 +355,7 @@ static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_profile *p)
     atomic_store(&j->stop, 1);
     pthread_join(th, NULL);
     GV_TRY(st);
-    GV_TRY(j->st);
+    if (j->st != GV_OK) return gv_fail(j->st, "%s", j->err);
     v[2] = gv_prof_median(t, iters) / kar;
 
     /* Matmul windows timed on the compute thread while all-reduces run until every rank's thread is done
@@ -376,7 +378,7 @@ static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_profile *p)
             if (st == GV_OK) st = gv_comm_allreduce(w, &more, &more, 1, GV_COMM_I32, GV_COMM_MAX);
         }
         pthread_join(th, NULL);
-        if (st == GV_OK) st = j->st;
+        if (st == GV_OK && j->st != GV_OK) st = gv_fail(j->st, "%s", j->err);
         if (st == GV_OK) v[3] = gv_prof_median(tm, iters) / kmm;
     }
     free(tm);
