@@ -239,6 +239,20 @@ int main(void) {
     cJSON_ArrayForEach(e, obj(own_c, "time")) ntp2 +=
         num(e, "tp") == 2 && num(e, "layer_forward_ms_per_sample") > 0;
     CHECK(ntp2 == 1);
+    /* Pipelined run (pp 2, one layer per stage, through the layer-wise runtime): the first stage's vocab
+     * layers are the token and position embeddings, the last stage's the final norm and the tied LM head
+     * copy; 16 bytes per parameter, within the padding of the layer costs taken from the pp = 1 runs. */
+    CHECK(obj(mm_c, "2_1_1_sp") != NULL);
+    double emb = ((double)s.padded_vocab + s.max_seq) * C * 16 / MB,
+           head = ((double)s.padded_vocab + 2) * C * 16 / MB;
+    double f1 = num(obj(obj(obj(mm_c, "other_memory_pp_on_first_sp"), "32"), "model_states"), "1");
+    double l1 = num(obj(obj(obj(mm_c, "other_memory_pp_on_last_sp"), "32"), "model_states"), "1");
+    CHECK_CLOSE(f1, emb, 0.01, 0);
+    CHECK_CLOSE(l1, head, 0.01, 0);
+    num(obj(obj(obj(mm_c, "other_memory_pp_on_first_sp"), "32"), "activation"), "1");
+    num(obj(obj(obj(mm_c, "other_memory_pp_on_last_sp"), "32"), "activation"), "8"); /* halving fill */
+    const cJSON *pl = cJSON_GetArrayItem(obj(own_c, "memory_pipelined"), 0);
+    CHECK(pl && num(pl, "pp") == 2 && num(pl, "tp") == 1 && num(pl, "local_batch") == 8);
 
     /* 4. Plain TP (vocab whole and split) and Ulysses: Galvatron's keys without "_sp"; recompute keeps
      * the full [T, C] output under plain TP and half of it under Ulysses; Ulysses replicates the layer. */

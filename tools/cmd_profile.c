@@ -47,6 +47,8 @@ static const char *gv_usage_profile =
     "                        Galvatron's keys without _sp), ulysses (model_profile.json only) [megatron]\n"
     "  --batch B,...         micro-batch sizes of the time points [1,2,4]\n"
     "  --mem-batch B         global batch of the memory runs, a multiple of RANKS [8 rounded up]\n"
+    "  --pp-memory 0|1       also the pipelined memory runs (pp 2 and 4 within RANKS, one layer per\n"
+    "                        stage): the vocab layers' memory on the first and last stage [1]\n"
     "  --layers-min N        smaller layer count [1]\n"
     "  --layers-max N        larger layer count [2]\n"
     "  -n RANKS              ranks, a power of two [1]\n"
@@ -174,6 +176,7 @@ typedef struct {
     gv_hw_profile_config hw;
     gv_sp_mode sps[3];
     int nsps;
+    int pp_memory;
     int seqs[64], nseq, tps[16], ntp, ntp_given, batches[64], nbatch, mem_batch, lmin, lmax;
 } gv_profile_args;
 
@@ -226,6 +229,8 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
             model_only = 1, bad = (a->nbatch = gv_plist(v, a->batches, 64)) < 0;
         else if (!strcmp(f, "--mem-batch"))
             model_only = 1, bad = (x = gv_pint(v, 1, 0)) < 0, a->mem_batch = (int)x;
+        else if (!strcmp(f, "--pp-memory"))
+            model_only = 1, bad = (x = gv_pint(v, 0, 0)) < 0 || x > 1, a->pp_memory = (int)x;
         else if (!strcmp(f, "--layers-min"))
             model_only = 1, bad = (x = gv_pint(v, 1, 0)) < 0, a->lmin = (int)x;
         else if (!strcmp(f, "--layers-max"))
@@ -241,6 +246,7 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
                                    ? "expected a power of two of bytes >= 4 (K/M suffixes allowed)"
                                : !strcmp(f, "--sp-max-mb") ? "expected 0 or a power of two"
                                : !strcmp(f, "--sp") ? "expected a comma list of none, megatron, ulysses"
+                               : !strcmp(f, "--pp-memory") ? "expected 0 or 1"
                                : !strcmp(f, "--seq") || !strcmp(f, "--tp") || !strcmp(f, "--batch")
                                    ? "expected a comma list of positive integers"
                                    : "expected a non-negative integer";
@@ -290,6 +296,7 @@ static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W
     c.batches = a->batches;
     c.nbatch = a->nbatch;
     c.mem_batch = a->mem_batch ? a->mem_batch : (8 + W - 1) / W * W;
+    c.pp_memory = a->pp_memory;
     if (a->lmin) c.layers_min = a->lmin;
     if (a->lmax) c.layers_max = a->lmax;
     c.iters = a->iters;
@@ -330,6 +337,7 @@ int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all) {
     a.model = "gpt2-tiny";
     a.iters = 5;
     a.warmup = 1;
+    a.pp_memory = 1;
     int rc = gv_profile_parse(&a, argc, argv);
     if (rc) return rc;
     if (a.hardware && a.hw.min_bytes > a.hw.max_bytes) {

@@ -133,7 +133,8 @@ typedef struct {
     int nbatch;
     int mem_batch;              /* memory runs: global batch over the world (a multiple of the world) [8] */
     int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
-    int warmup, iters;          /* per time point [1, 5] */
+    int pp_memory;     /* also Galvatron's pipelined memory runs (pp 2, 4; vocab layers per stage) [1] */
+    int warmup, iters; /* per time point [1, 5] */
     uint64_t seed;
 } gv_model_profile_config;
 /* Defaults for everything but spec and the lists. */
@@ -160,6 +161,7 @@ typedef struct {
  * local_batch / tp when the vocab layers are whole), MB. */
 typedef struct {
     int seq, tp, ckpt, global_batch, local_batch;
+    int pp; /* 1, or a pipelined run (layernum = pp, one layer per stage; mem[0] only, derived fields 0) */
     gv_sp_mode sp;
     int vtp;
     gv_memory_report mem[2][2]; /* [layer count index][0 = rank 0, 1 = rank world-1] */

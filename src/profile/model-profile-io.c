@@ -72,8 +72,26 @@ static cJSON *gv_mp_own_json(const gv_model_profile *p) {
     cJSON *ms = cJSON_AddArrayToObject(j, "memory");
     int L[2] = {p->layers_min, p->layers_max};
     double dL = p->layers_max - p->layers_min;
+    cJSON *mp = cJSON_AddArrayToObject(j, "memory_pipelined");
     for (int i = 0; i < p->nmem; i++) {
         const gv_mem_point *m = &p->mem[i];
+        if (m->pp == 1) continue;
+        cJSON *e = cJSON_CreateObject();
+        gv_prof_num(e, "seq", m->seq);
+        gv_prof_num(e, "pp", m->pp);
+        gv_prof_num(e, "tp", m->tp);
+        cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(m->sp));
+        cJSON_AddBoolToObject(e, "vocab_parallel", m->vtp);
+        gv_prof_num(e, "global_batch", m->global_batch);
+        gv_prof_num(e, "local_batch", m->local_batch);
+        cJSON *rs = cJSON_AddArrayToObject(e, "reports");
+        for (int r = 0; r < 2; r++)
+            cJSON_AddItemToArray(rs, gv_report_json(&m->mem[0][r], m->pp, r ? p->world - 1 : 0));
+        cJSON_AddItemToArray(mp, e);
+    }
+    for (int i = 0; i < p->nmem; i++) {
+        const gv_mem_point *m = &p->mem[i];
+        if (m->pp > 1) continue;
         cJSON *e = cJSON_CreateObject();
         gv_prof_num(e, "seq", m->seq);
         gv_prof_num(e, "tp", m->tp);
@@ -128,13 +146,47 @@ static int gv_in_family(const gv_mem_point *m, int sp_family) {
     return m->tp == 1 || m->sp == (sp_family ? GV_SP_MEGATRON : GV_SP_NONE);
 }
 
+/* Minimum per degree, as Galvatron keeps over the runs that give one key. */
+typedef struct {
+    double ms[16], act[16];
+    int have[16];
+} gv_other_mem;
+
+static void gv_other_put(gv_other_mem *o, int lg, double ms, double act) {
+    ms = ms > 0 ? ms : 0, act = act > 0 ? act : 0; /* Galvatron clamps at 0 */
+    if (!o->have[lg] || ms < o->ms[lg]) o->ms[lg] = ms;
+    if (!o->have[lg] || act < o->act[lg]) o->act[lg] = act;
+    o->have[lg] = 1;
+}
+
+static void gv_other_json(cJSON *parent, const char *key, const char *seq, const gv_other_mem *o, int top) {
+    cJSON *fam = cJSON_GetObjectItemCaseSensitive(parent, key);
+    if (!fam) fam = cJSON_AddObjectToObject(parent, key);
+    cJSON *e = cJSON_AddObjectToObject(fam, seq);
+    cJSON *ms = cJSON_AddObjectToObject(e, "model_states"), *act = cJSON_AddObjectToObject(e, "activation");
+    for (int lg = 0; lg <= top; lg++) {
+        if (!o->have[lg]) continue;
+        char tk[16];
+        gv_tp_key(tk, sizeof tk, 1 << lg);
+        gv_prof_num(ms, tk, o->ms[lg]);
+        gv_prof_num(act, tk, o->act[lg]);
+    }
+}
+
+static int gv_log2(int t) {
+    int lg = 0;
+    while ((1 << lg) < t) lg++;
+    return lg;
+}
+
 /* One family of Galvatron's memory file (keys end in "_sp" for sequence parallelism): the raw records of
  * every run under "{pp}_{tp}_{dp}[_c][_vtp][_sp]", and per seq the processed layertype_0[_sp] (per-layer
  * parameter_size and activations per sample by degree, from the runs with the vocab whole — or split,
- * under SP, which needs it) and other_memory_pp_off[_sp] (the vocab layers' model states and
- * activations, keyed by the vocab degree, minimum over the runs). Under SP, degrees up to 8 that were not
- * run are filled by halving the next smaller one, as Galvatron's post-processing does. Returns the
- * number of points of the family. */
+ * under SP, which needs it), other_memory_pp_off[_sp] (the vocab layers' model states and activations,
+ * keyed by the vocab degree, minimum over the runs) and other_memory_pp_on_first[_sp] / _last[_sp] (the
+ * same for the first and last pipeline stage, from the pipelined runs minus their one layer). Under SP,
+ * degrees up to 8 that were not run are filled by halving the next smaller one, as Galvatron's
+ * post-processing does. Returns the number of points of the family. */
 static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_family) {
     const char *sfx = sp_family ? "_sp" : "";
     int L[2] = {p->layers_min, p->layers_max}, count = 0;
@@ -143,17 +195,17 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_fa
         if (!gv_in_family(m, sp_family)) continue;
         count++;
         char key[64];
-        snprintf(key, sizeof key, "1_%d_%d%s%s%s", m->tp, p->world / m->tp, m->ckpt ? "_c" : "",
-                 m->vtp ? "_vtp" : "", sfx);
+        snprintf(key, sizeof key, "%d_%d_%d%s%s%s", m->pp, m->tp, p->world / m->pp / m->tp,
+                 m->ckpt ? "_c" : "", m->vtp ? "_vtp" : "", sfx);
         cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, key);
         if (!rec) rec = cJSON_AddObjectToObject(j, key);
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < (m->pp > 1 ? 1 : 2); k++)
             for (int r = 0; r < 2; r++) {
                 const gv_memory_report *x = &m->mem[k][r];
                 int rank = r ? p->world - 1 : 0;
                 char base[96], e[128];
-                snprintf(base, sizeof base, "layernum[%d]_bsz%d_seq%d_rank%d", L[k], m->global_batch, m->seq,
-                         rank);
+                snprintf(base, sizeof base, "layernum[%d]_bsz%d_seq%d_rank%d", m->pp > 1 ? m->pp : L[k],
+                         m->global_batch, m->seq, rank);
                 snprintf(e, sizeof e, "%s_ms", base);
                 gv_prof_num(rec, e, gv_states(x) / 1048576.0);
                 snprintf(e, sizeof e, "%s_act", base);
@@ -163,61 +215,81 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_fa
             }
     }
     if (!count) return 0;
-    char k1[32], k2[32];
+    char k1[32], k2[40], k3[40], k4[40];
     snprintf(k1, sizeof k1, "layertype_0%s", sfx);
     snprintf(k2, sizeof k2, "other_memory_pp_off%s", sfx);
+    snprintf(k3, sizeof k3, "other_memory_pp_on_first%s", sfx);
+    snprintf(k4, sizeof k4, "other_memory_pp_on_last%s", sfx);
     cJSON *lt = cJSON_AddObjectToObject(j, k1);
-    cJSON *off = cJSON_AddObjectToObject(j, k2);
     for (int i = 0; i < p->nmem; i++) {
         int seq = p->mem[i].seq;
         char sk[16];
         snprintf(sk, sizeof sk, "%d", seq);
-        if (!gv_in_family(&p->mem[i], sp_family) || cJSON_GetObjectItemCaseSensitive(lt, sk)) continue;
-        double act[16] = {0}, oms[16], oact[16], param = -1, ckpt = -1;
-        int have[16] = {0}, ohave[16] = {0}, maxlog = 0;
+        if (!gv_in_family(&p->mem[i], sp_family) || p->mem[i].pp > 1 ||
+            cJSON_GetObjectItemCaseSensitive(lt, sk))
+            continue;
+        double act[16] = {0}, pm[16] = {0}, param = -1, ckpt = -1;
+        int have[16] = {0}, maxlog = 0, pipelined = 0;
+        gv_other_mem off = {{0}, {0}, {0}}, first = {{0}, {0}, {0}}, last = {{0}, {0}, {0}};
+        /* Layer costs per degree (pp = 1 runs). */
         for (int k = 0; k < p->nmem; k++) {
             const gv_mem_point *m = &p->mem[k];
-            if (m->seq != seq || !gv_in_family(m, sp_family)) continue;
-            int lg = 0;
-            while ((1 << lg) < m->tp) lg++;
+            if (m->seq != seq || !gv_in_family(m, sp_family) || m->pp > 1) continue;
+            int lg = gv_log2(m->tp);
             if (m->ckpt) {
                 if (m->act_mb > ckpt) ckpt = m->act_mb;
                 continue;
             }
             /* the vocab layers' cost goes under their degree: tp when split, 1 when whole */
-            int olg = m->vtp ? lg : 0;
-            if (!ohave[olg] || m->other_ms_mb < oms[olg]) oms[olg] = m->other_ms_mb;
-            if (!ohave[olg] || m->other_act_mb < oact[olg]) oact[olg] = m->other_act_mb;
-            ohave[olg] = 1;
+            gv_other_put(&off, m->vtp ? lg : 0, m->other_ms_mb, m->other_act_mb);
             if (m->vtp && !sp_family) continue; /* layer costs from the whole-vocab runs */
             have[lg] = 1;
             act[lg] = m->act_mb;
+            pm[lg] = m->param_mb;
             if (m->param_mb * m->tp > param) param = m->param_mb * m->tp;
             if (lg > maxlog) maxlog = lg;
+        }
+        /* Pipelined runs: stage memory minus its one layer (Galvatron's formulas with layernum = pp). */
+        for (int k = 0; k < p->nmem; k++) {
+            const gv_mem_point *m = &p->mem[k];
+            int lg = gv_log2(m->tp);
+            if (m->seq != seq || !gv_in_family(m, sp_family) || m->pp == 1 || !have[lg]) continue;
+            double lb = m->local_batch, den = m->vtp || m->tp == 1 ? lb : lb / m->tp;
+            for (int e = 0; e < 2; e++) {
+                const gv_memory_report *x = &m->mem[0][e];
+                double ms = gv_states(x) / 1048576.0 - pm[lg] * 4;
+                double a = x->activations / 1048576.0;
+                double peak = (x->activations + x->workspace + x->comm) / 1048576.0;
+                double oa = ((peak > a ? peak : a) - act[lg] * lb) / den;
+                gv_other_put(e ? &last : &first, m->vtp ? lg : 0, ms, oa);
+            }
+            pipelined = 1;
         }
         int top = maxlog > 3 ? maxlog : 3;
         if (sp_family) /* Galvatron's halving fill covers tp 2, 4, 8 */
             for (int lg = 1; lg <= top; lg++) {
                 if (!have[lg] && have[lg - 1]) act[lg] = act[lg - 1] / 2, have[lg] = 1;
-                if (!ohave[lg] && ohave[lg - 1])
-                    oms[lg] = oms[lg - 1] / 2, oact[lg] = oact[lg - 1] / 2, ohave[lg] = 1;
+                gv_other_mem *os[3] = {&off, &first, &last};
+                for (int q = 0; q < 3; q++)
+                    if (!os[q]->have[lg] && os[q]->have[lg - 1]) {
+                        os[q]->ms[lg] = os[q]->ms[lg - 1] / 2, os[q]->act[lg] = os[q]->act[lg - 1] / 2;
+                        os[q]->have[lg] = 1;
+                    }
             }
         cJSON *e = cJSON_AddObjectToObject(lt, sk);
         gv_prof_num(e, "parameter_size", param);
         cJSON *d = cJSON_AddObjectToObject(e, "tp_activation_per_bsz_dict");
-        cJSON *o = cJSON_AddObjectToObject(off, sk);
-        cJSON *oms_j = cJSON_AddObjectToObject(o, "model_states");
-        cJSON *oact_j = cJSON_AddObjectToObject(o, "activation");
         for (int lg = 0; lg <= top; lg++) {
             char tk[16];
             gv_tp_key(tk, sizeof tk, 1 << lg);
             if (have[lg]) gv_prof_num(d, tk, act[lg]);
-            if (ohave[lg]) {
-                gv_prof_num(oms_j, tk, oms[lg]);
-                gv_prof_num(oact_j, tk, oact[lg]);
-            }
         }
         gv_prof_num(d, "checkpoint", ckpt);
+        gv_other_json(j, k2, sk, &off, top);
+        if (pipelined) {
+            gv_other_json(j, k3, sk, &first, top);
+            gv_other_json(j, k4, sk, &last, top);
+        }
     }
     return count;
 }

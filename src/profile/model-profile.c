@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gv/hybrid.h"
 #include "gv/layout.h"
 #include "gv/log.h"
 #include "gv/profiler.h"
@@ -18,6 +19,7 @@ void gv_model_profile_config_defaults(gv_model_profile_config *c) {
     c->mem_batch = 8;
     c->layers_min = 1;
     c->layers_max = 2;
+    c->pp_memory = 1;
     c->warmup = 1;
     c->iters = 5;
     c->seed = 1337;
@@ -110,7 +112,12 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
         q->targets[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
     }
     for (int l = 0; l < c->layers_max; l++) q->ckpt[l] = ckpt;
-    gv_model_dist d = {x->dpg, 0, q->ckpt, x->tpg, x->vtp, x->sp == GV_SP_MEGATRON, NULL};
+    gv_model_dist d = {.dp = x->dpg,
+                       .zero = 0,
+                       .ckpt = q->ckpt,
+                       .tp = x->tpg,
+                       .vocab_parallel = x->vtp,
+                       .megatron_sp = x->sp == GV_SP_MEGATRON};
     if (x->sp == GV_SP_ULYSSES) {
         /* The group shards the sequence; gradients are summed over every rank (the sdp group). */
         d.tp = NULL;
@@ -233,6 +240,7 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile
     memset(&m, 0, sizeof m);
     m.seq = T;
     m.tp = x->tp;
+    m.pp = 1;
     m.sp = x->sp;
     m.vtp = x->vtp;
     m.ckpt = ckpt;
@@ -275,6 +283,73 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile
             "activations %.4f MB per sample",
             T, x->tp, gv_sp_mode_name(x->sp), x->vtp ? " vocab-split" : "", ckpt ? " recompute" : "", lb,
             gv_mb(ms_layer), m.act_mb);
+    return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
+}
+
+/* Galvatron's pipelined memory runs: pp stages of world/pp ranks, layernum = pp (one layer per stage),
+ * the layers split over tp as `sp` says and the vocab layers over vtp ranks, DDP over the rest, one GPipe
+ * micro-batch of the global batch, through the layer-wise runtime (gv_hybrid). Records rank 0 (first
+ * stage) and rank world-1 (last stage). */
+static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_profile *p) {
+    const gv_model_profile_config *c = x->c;
+    int W = gv_comm_size(x->world), B = c->mem_batch;
+    gv_model_spec s = c->spec;
+    s.n_layer = pp;
+    gv_layer_strategy l = {x->tp, x->tp > 1 ? x->sp : GV_SP_NONE, 0, 0};
+    gv_layer_strategy v = {x->vtp ? x->tp : 1, x->vtp ? x->sp : GV_SP_NONE, 0, 0};
+    gv_plan plan;
+    GV_TRY(gv_plan_uniform(&plan, W, pp, pp, l, v, GV_SCHED_GPIPE, B, 1));
+    gv_status st = gv_plan_validate(&plan, &s, T, "profile model");
+    if (st == GV_OK) st = gv_hybrid_check(&s, &plan, "profile model");
+    gv_hybrid *h = NULL;
+    if (st == GV_OK) st = gv_hybrid_init(&h, &s, x->b, x->world, &plan, T, "profile model");
+    gv_plan_free(&plan);
+    if (st == GV_OK) st = gv_hybrid_init_weights(h, c->seed);
+    size_t n = (size_t)B * T;
+    int32_t *tok = malloc(n * sizeof *tok), *tgt = malloc(n * sizeof *tgt);
+    int64_t *all = malloc((size_t)W * 6 * sizeof *all);
+    if (st == GV_OK && (!tok || !tgt || !all)) st = gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    if (st == GV_OK) {
+        uint64_t r = c->seed * 6364136223846793005ull + 1442695040888963407ull;
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            tok[i] = (int32_t)((r >> 33) % (uint64_t)s.vocab);
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            tgt[i] = (int32_t)((r >> 33) % (uint64_t)s.vocab);
+        }
+        float loss;
+        st = gv_hybrid_zero_grad(h);
+        if (st == GV_OK) st = gv_hybrid_train_batch(h, tok, tgt, &loss);
+    }
+    gv_mem_point m;
+    memset(&m, 0, sizeof m);
+    m.seq = T, m.tp = x->tp, m.pp = pp, m.sp = x->sp, m.vtp = x->vtp;
+    m.global_batch = B;
+    m.local_batch = B / (W / (pp * x->tp));
+    if (st == GV_OK) {
+        gv_memory_report r;
+        gv_hybrid_memory(h, &r);
+        int64_t v6[6] = {(int64_t)r.parameters,  (int64_t)r.gradients, (int64_t)r.optimizer,
+                         (int64_t)r.activations, (int64_t)r.workspace, (int64_t)r.comm};
+        st = gv_comm_allgather(x->world, v6, all, 6, GV_COMM_I64);
+    }
+    for (int e = 0; e < 2 && st == GV_OK; e++) {
+        const int64_t *a = all + (size_t)(e ? W - 1 : 0) * 6;
+        gv_memory_report *o = &m.mem[0][e];
+        o->parameters = (size_t)a[0], o->gradients = (size_t)a[1], o->optimizer = (size_t)a[2];
+        o->activations = (size_t)a[3], o->workspace = (size_t)a[4], o->comm = (size_t)a[5];
+    }
+    free(tok);
+    free(tgt);
+    free(all);
+    gv_hybrid_free(h);
+    if (st != GV_OK) return st;
+    if (gv_comm_rank(x->world) == 0)
+        gv_info(
+            "profile model: memory seq %d pp %d tp %d %s%s, batch %d per replica: first stage %.3f MB model "
+            "states, last stage %.3f MB",
+            T, pp, x->tp, gv_sp_mode_name(x->sp), x->vtp ? " vocab-split" : "", m.local_batch,
+            gv_mb((double)gv_states(&m.mem[0][0])), gv_mb((double)gv_states(&m.mem[0][1])));
     return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
 }
 
@@ -359,6 +434,23 @@ gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *
                 }
             }
         }
+    /* Pipelined memory runs, as Galvatron's profiler does them: pp 2 and 4 (within the world), layernum =
+     * pp, every degree that fits, the vocab layers whole and split (split only, under Megatron-SP). */
+    for (int k = 0; k < c->nseq && st == GV_OK && c->pp_memory; k++)
+        for (int pp = 2; pp <= 4 && pp <= W && st == GV_OK; pp *= 2)
+            for (int i = 0; i < c->ntp && st == GV_OK; i++) {
+                int t = c->tps[i];
+                if (pp * t > W) continue;
+                for (int mi = 0; mi < (t == 1 ? 1 : c->nsps) && st == GV_OK; mi++) {
+                    gv_sp_mode sp = t == 1 ? GV_SP_NONE : c->sps[mi];
+                    if (sp == GV_SP_ULYSSES) continue;
+                    int vtp_lo = sp == GV_SP_MEGATRON, vtp_hi = t > 1;
+                    for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
+                        gv_mp_ctx x = {world, b, c, NULL, NULL, t, vtp, sp};
+                        st = gv_mp_pp_point(&x, c->seqs[k], pp, p);
+                    }
+                }
+            }
     if (st != GV_OK) gv_model_profile_free(p);
     return st;
 }
