@@ -51,5 +51,27 @@ if [ -n "$(ls -A "$tmp/o" 2>/dev/null)" ]; then echo "FAIL: files written by fai
 grep -q "galvatron profile hardware" "$tmp/help" || { echo "FAIL help text"; fails=$((fails + 1)); }
 "$gv" --help | grep -q "^  profile" || { echo "FAIL main help lists profile"; fails=$((fails + 1)); }
 
+# The search reads what the profiler writes: hardware and model profiles of 2 ranks in one directory.
+d="$tmp/prof"
+if "$gv" profile hardware -n 2 -o "$d" --min-size 16K --max-size 256K --iters 2 --matmul-n 128 >/dev/null 2>&1 &&
+    "$gv" profile model -n 2 --seq 32 --batch 2 --iters 3 -o "$d" >/dev/null 2>&1; then
+    echo '{"mixed_precision": "fp32"}' >"$d/opts.json"
+    for cm in galvatron own; do
+        if "$gv" search --model gpt2-tiny --seq 32 -n 2 --memory 2 --profile-dir "$d" --cost-model $cm \
+            --global-batch 4 --options "$d/opts.json" -o "$d/plan_$cm.json" --galvatron-out "$d/gc_$cm.json" \
+            >"$tmp/search.out" 2>&1 &&
+            [ -s "$d/plan_$cm.json" ]; then
+            echo "ok   search-reads-profiles ($cm)"
+        else
+            echo "FAIL search-reads-profiles ($cm):"
+            sed 's/^/    /' "$tmp/search.out" | tail -5
+            fails=$((fails + 1))
+        fi
+    done
+else
+    echo "FAIL: profiling for the search"
+    fails=$((fails + 1))
+fi
+
 [ $fails -eq 0 ] && echo "cli_profile: ok" || echo "cli_profile: $fails failure(s)"
 exit $((fails > 0))
