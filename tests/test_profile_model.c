@@ -11,8 +11,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "gv/cost.h" /* with the profiler's header: no clash of names with the cost model's */
 #include "gv/fileio.h"
 #include "gv/model.h"
+#include "gv/profiler.h"
 #include "test.h"
 
 static const double MB = 1048576.0;

@@ -173,7 +173,7 @@ typedef struct {
     int nranks; /* 0 = not given */
     const char *out, *backend, *model;
     int device, iters, warmup;
-    gv_hw_profile_config hw;
+    gv_hw_prof_config hw;
     gv_sp_mode sps[3];
     int nsps;
     int pp_memory;
@@ -258,24 +258,23 @@ static int gv_profile_parse(gv_profile_args *a, int argc, char **argv) {
 }
 
 static void gv_profile_hardware(gv_profile_args *a, gv_backend *b) {
-    gv_hw_profile p;
-    if (gv_hw_profile_run(&p, gv_pworld, b, &a->hw) != GV_OK) gv_pdie(gv_last_error());
+    gv_hw_prof p;
+    if (gv_hw_prof_run(&p, gv_pworld, b, &a->hw) != GV_OK) gv_pdie(gv_last_error());
     if (gv_comm_rank(gv_pworld) == 0) {
-        if (gv_hw_profile_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
+        if (gv_hw_prof_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
         printf(
             "hardware profile of %d ranks (%d node(s)) written to %s: hardware_profile.json, "
             "allreduce_bandwidth_%dnodes_%dgpus_per_node.json, p2p_bandwidth_*, %soverlap_coefficient.json "
             "(overlap_coe %.3f)\n",
             p.world, p.nodes, a->out, p.nodes, p.ranks_per_node, p.nsp ? "sp_time_*, " : "", p.overlap_coe);
     }
-    gv_hw_profile_free(&p);
+    gv_hw_prof_free(&p);
 }
 
 /* The model profile configuration for W ranks: defaults where the command line gave nothing. */
-static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W,
-                            gv_model_profile_config *cp) {
-    gv_model_profile_config c;
-    gv_model_profile_config_defaults(&c);
+static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W, gv_model_prof_config *cp) {
+    gv_model_prof_config c;
+    gv_model_prof_config_defaults(&c);
     c.spec = *spec;
     a->ntp = a->ntp_given;
     if (!a->nseq) a->seqs[a->nseq++] = spec->max_seq < 128 ? spec->max_seq : 128;
@@ -305,17 +304,17 @@ static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W
 }
 
 static void gv_profile_model(gv_profile_args *a, gv_backend *b, const gv_model_spec *spec) {
-    gv_model_profile_config c;
+    gv_model_prof_config c;
     gv_model_config(a, spec, gv_comm_size(gv_pworld), &c);
-    gv_model_profile p;
-    if (gv_model_profile_run(&p, gv_pworld, b, &c) != GV_OK) gv_pdie(gv_last_error());
+    gv_model_prof p;
+    if (gv_model_prof_run(&p, gv_pworld, b, &c) != GV_OK) gv_pdie(gv_last_error());
     if (gv_comm_rank(gv_pworld) == 0) {
-        if (gv_model_profile_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
+        if (gv_model_prof_save(&p, a->out) != GV_OK) gv_pdie(gv_last_error());
         printf("model profile of %s (%d time points, %d memory configurations) written to %s: "
                "model_profile.json, computation_profiling_%s_%s_all.json, memory_profiling_%s_%s_all.json\n",
                p.model, p.ntime, p.nmem, a->out, p.precision, p.model, p.precision, p.model);
     }
-    gv_model_profile_free(&p);
+    gv_model_prof_free(&p);
 }
 
 int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all) {
@@ -331,7 +330,7 @@ int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all) {
         fprintf(stderr, "galvatron profile: unknown subcommand '%s' (expected hardware or model)\n", argv[0]);
         return 2;
     }
-    gv_hw_profile_config_defaults(&a.hw);
+    gv_hw_prof_config_defaults(&a.hw);
     a.out = "profiles";
     a.backend = "cpu";
     a.model = "gpt2-tiny";
@@ -366,11 +365,11 @@ int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all) {
     /* An impossible configuration is refused here, once, instead of on every rank after the launch. */
     gv_status cst;
     if (a.hardware) {
-        cst = gv_hw_profile_config_check(&a.hw, n);
+        cst = gv_hw_prof_config_check(&a.hw, n);
     } else {
-        gv_model_profile_config c;
+        gv_model_prof_config c;
         gv_model_config(&a, &spec, n, &c);
-        cst = gv_model_profile_config_check(&c, n);
+        cst = gv_model_prof_config_check(&c, n);
     }
     if (cst != GV_OK) {
         fprintf(stderr, "galvatron profile: %s\n", gv_last_error());

@@ -47,8 +47,8 @@ typedef struct {
     int matmul_n;             /* matmul throughput and overlap compute: [n,n] x [n,n] [512] */
     double window_ms;         /* matmul and overlap timings: windows of about this long [20] */
     const char *backend_name; /* recorded in the profile ("cpu") */
-} gv_hw_profile_config;
-void gv_hw_profile_config_defaults(gv_hw_profile_config *c);
+} gv_hw_prof_config;
+void gv_hw_prof_config_defaults(gv_hw_prof_config *c);
 
 /* One collective at one size over all groups of one partition of the world, run at the same time.
  * bytes is nccl-tests' "size": the all-reduce buffer, the all-gather output, the reduce-scatter input,
@@ -79,7 +79,7 @@ typedef struct {
 typedef struct {
     int world, nodes, ranks_per_node; /* nodes = distinct host names */
     char date[32], host[64], comm[16], backend[16];
-    gv_hw_profile_config cfg;
+    gv_hw_prof_config cfg;
     gv_coll_point *coll;
     int ncoll;
     gv_p2p_point *p2p;
@@ -99,18 +99,18 @@ typedef struct {
     size_t overlap_bytes;
     double comm_alone_ms, comm_overlap_ms, comp_alone_ms, comp_overlap_ms;
     double comm_delay, comp_delay, overlap_coe;
-} gv_hw_profile;
+} gv_hw_prof;
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */
-gv_status gv_hw_profile_config_check(const gv_hw_profile_config *c, int W);
+gv_status gv_hw_prof_config_check(const gv_hw_prof_config *c, int W);
 /* Collective over world (size a power of two, at least 2). b computes the matmuls. Progress lines at info
  * level on rank 0. */
-gv_status gv_hw_profile_run(gv_hw_profile *p, gv_comm *world, gv_backend *b, const gv_hw_profile_config *c);
-void gv_hw_profile_free(gv_hw_profile *p);
+gv_status gv_hw_prof_run(gv_hw_prof *p, gv_comm *world, gv_backend *b, const gv_hw_prof_config *c);
+void gv_hw_prof_free(gv_hw_prof *p);
 /* The busbw (GB/s) of op at the largest measured size for (group_size, consec); NaN when not measured. */
-double gv_hw_profile_busbw(const gv_hw_profile *p, gv_coll_op op, int group_size, int consec);
+double gv_hw_prof_busbw(const gv_hw_prof *p, gv_coll_op op, int group_size, int consec);
 /* Writes the project's and Galvatron's hardware files into dir (which must exist); call on rank 0. */
-gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir);
+gv_status gv_hw_prof_save(const gv_hw_prof *p, const char *dir);
 
 /* ---- model ------------------------------------------------------------------------------------------ */
 
@@ -136,9 +136,9 @@ typedef struct {
     int pp_memory;     /* also Galvatron's pipelined memory runs (pp 2, 4; vocab layers per stage) [1] */
     int warmup, iters; /* per time point [1, 5] */
     uint64_t seed;
-} gv_model_profile_config;
+} gv_model_prof_config;
 /* Defaults for everything but spec and the lists. */
-void gv_model_profile_config_defaults(gv_model_profile_config *c);
+void gv_model_prof_config_defaults(gv_model_prof_config *c);
 
 /* Forward and backward of one micro-batch of `batch` sequences per replica (the world runs world/tp
  * replicas at once, tp consecutive ranks each). *_ms[0|1]: median time at layers_min | layers_max
@@ -177,17 +177,16 @@ typedef struct {
     int ntime;
     gv_mem_point *mem;
     int nmem;
-} gv_model_profile;
+} gv_model_prof;
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */
-gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W);
+gv_status gv_model_prof_config_check(const gv_model_prof_config *c, int W);
 /* Collective over world; b is this rank's backend. Every tp must divide the world, the heads, the kv heads,
  * the FFN size and each seq; every seq must be at most spec.max_seq. */
-gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *b,
-                               const gv_model_profile_config *c);
-void gv_model_profile_free(gv_model_profile *p);
+gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, const gv_model_prof_config *c);
+void gv_model_prof_free(gv_model_prof *p);
 /* Writes model_profile.json and Galvatron's computation_profiling_* / memory_profiling_* into dir. */
-gv_status gv_model_profile_save(const gv_model_profile *p, const char *dir);
+gv_status gv_model_prof_save(const gv_model_prof *p, const char *dir);
 
 #ifdef __cplusplus
 }

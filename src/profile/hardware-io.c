@@ -10,7 +10,7 @@ static double gv_gbps_to_mb_per_ms(double gbps) {
     return gbps * 1e9 / 1048576.0 / 1e3;
 }
 
-static cJSON *gv_hw_own_json(const gv_hw_profile *p) {
+static cJSON *gv_hw_own_json(const gv_hw_prof *p) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "galvatron-c hardware profile");
     gv_prof_num(j, "version", 1);
@@ -88,7 +88,7 @@ static cJSON *gv_hw_own_json(const gv_hw_profile *p) {
     return j;
 }
 
-gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir) {
+gv_status gv_hw_prof_save(const gv_hw_prof *p, const char *dir) {
     char suffix[96], name[160];
     snprintf(suffix, sizeof suffix, "%dnodes_%dgpus_per_node.json", p->nodes, p->ranks_per_node);
     cJSON *own = gv_hw_own_json(p);
@@ -104,7 +104,7 @@ gv_status gv_hw_profile_save(const gv_hw_profile *p, const char *dir) {
             if (g == p->world && !consec) continue;
             char key[64];
             snprintf(key, sizeof key, "allreduce_size_%d_consec_%d", g, consec);
-            gv_prof_num(ar, key, gv_gbps_to_mb_per_ms(gv_hw_profile_busbw(p, GV_COLL_ALLREDUCE, g, consec)));
+            gv_prof_num(ar, key, gv_gbps_to_mb_per_ms(gv_hw_prof_busbw(p, GV_COLL_ALLREDUCE, g, consec)));
         }
     snprintf(name, sizeof name, "allreduce_bandwidth_%s", suffix);
     st = gv_prof_write_json(ar, dir, name);

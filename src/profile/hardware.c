@@ -25,7 +25,7 @@ double gv_coll_busbw_factor(gv_coll_op op, int n) {
     return op == GV_COLL_ALLREDUCE ? 2.0 * (n - 1) / n : (double)(n - 1) / n;
 }
 
-void gv_hw_profile_config_defaults(gv_hw_profile_config *c) {
+void gv_hw_prof_config_defaults(gv_hw_prof_config *c) {
     memset(c, 0, sizeof *c);
     c->warmup = 1;
     c->iters = 5;
@@ -37,7 +37,7 @@ void gv_hw_profile_config_defaults(gv_hw_profile_config *c) {
     c->backend_name = "cpu";
 }
 
-void gv_hw_profile_free(gv_hw_profile *p) {
+void gv_hw_prof_free(gv_hw_prof *p) {
     if (!p) return;
     free(p->coll);
     free(p->p2p);
@@ -45,7 +45,7 @@ void gv_hw_profile_free(gv_hw_profile *p) {
     memset(p, 0, sizeof *p);
 }
 
-double gv_hw_profile_busbw(const gv_hw_profile *p, gv_coll_op op, int group_size, int consec) {
+double gv_hw_prof_busbw(const gv_hw_prof *p, gv_coll_op op, int group_size, int consec) {
     double bw = NAN;
     size_t best = 0;
     for (int i = 0; i < p->ncoll; i++) {
@@ -111,7 +111,7 @@ static gv_status gv_hw_coll(gv_coll_op op, gv_comm *c, const float *s, float *r,
 
 /* Median over iters of one collective on this rank, each repetition started together by a barrier. */
 static gv_status gv_hw_time_coll(gv_coll_op op, gv_comm *c, const float *s, float *r, size_t bytes,
-                                 const gv_hw_profile_config *cfg, double *t, double *med) {
+                                 const gv_hw_prof_config *cfg, double *t, double *med) {
     for (int i = 0; i < cfg->warmup; i++) GV_TRY(gv_hw_coll(op, c, s, r, bytes));
     for (int i = 0; i < cfg->iters; i++) {
         GV_TRY(gv_comm_barrier(c));
@@ -146,14 +146,14 @@ static void gv_fmt_bytes(size_t b, char *buf, size_t n) {
 typedef struct {
     gv_comm *world;
     int W, rank, leader;
-    const gv_hw_profile_config *cfg;
+    const gv_hw_prof_config *cfg;
     float *s, *r;    /* host buffers of buf_bytes */
     double *t, *all; /* [iters], [W] */
     int *ranks;      /* [W] */
 } gv_hw_ctx;
 
-static gv_status gv_hw_collectives(gv_hw_ctx *x, gv_hw_profile *p) {
-    const gv_hw_profile_config *cfg = x->cfg;
+static gv_status gv_hw_collectives(gv_hw_ctx *x, gv_hw_prof *p) {
+    const gv_hw_prof_config *cfg = x->cfg;
     for (int g = x->W; g >= 2; g /= 2)
         for (int consec = 1; consec >= 0; consec--) {
             if (g == x->W && !consec) continue; /* one group of everyone: no strided variant */
@@ -188,8 +188,8 @@ static gv_status gv_hw_collectives(gv_hw_ctx *x, gv_hw_profile *p) {
 
 /* Pipeline neighbours: stage k of pp sends to stage k+1 while receiving from stage k-1, every pp group
  * (one rank per stage, stride W/pp) at once — the forward activation transfer of a pipeline. */
-static gv_status gv_hw_p2p(gv_hw_ctx *x, gv_hw_profile *p) {
-    const gv_hw_profile_config *cfg = x->cfg;
+static gv_status gv_hw_p2p(gv_hw_ctx *x, gv_hw_prof *p) {
+    const gv_hw_prof_config *cfg = x->cfg;
     size_t bytes = cfg->max_bytes, count = bytes / sizeof(float);
     for (int pp = 2; pp <= x->W; pp *= 2) {
         int s = x->W / pp;
@@ -225,8 +225,8 @@ static gv_status gv_hw_p2p(gv_hw_ctx *x, gv_hw_profile *p) {
 
 /* Galvatron's sp_time tables over consecutive groups: all-reduce of mb MiB, all-to-all of mb/g MiB per
  * rank, mb = 1, 2, 4, ... sp_max_mb. */
-static gv_status gv_hw_sp_tables(gv_hw_ctx *x, gv_hw_profile *p) {
-    const gv_hw_profile_config *cfg = x->cfg;
+static gv_status gv_hw_sp_tables(gv_hw_ctx *x, gv_hw_prof *p) {
+    const gv_hw_prof_config *cfg = x->cfg;
     for (int g = x->W; g >= 2 && cfg->sp_max_mb > 0; g /= 2) {
         gv_comm *c;
         GV_TRY(gv_hw_partition(x->world, g, 1, x->ranks, &c));
@@ -314,8 +314,8 @@ static gv_status gv_hw_mean(gv_comm *w, double *v, int n) {
     return GV_OK;
 }
 
-static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_profile *p) {
-    const gv_hw_profile_config *cfg = x->cfg;
+static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_prof *p) {
+    const gv_hw_prof_config *cfg = x->cfg;
     int iters = cfg->iters, n = cfg->matmul_n;
     size_t bytes = cfg->max_bytes, count = bytes / sizeof(float);
     gv_comm *w = x->world;
@@ -407,7 +407,7 @@ static gv_status gv_hw_overlap_run(gv_hw_ctx *x, gv_mm_job *j, gv_hw_profile *p)
     return GV_OK;
 }
 
-static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_profile *p) {
+static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_prof *p) {
     int n = x->cfg->matmul_n;
     gv_dtype dt = gv_backend_dtype(b);
     size_t nn = (size_t)n * n, esz = dt == GV_F32 ? 4 : 2;
@@ -434,7 +434,7 @@ static gv_status gv_hw_matmul_overlap(gv_hw_ctx *x, gv_backend *b, gv_hw_profile
 }
 
 /* Distinct host names over the world. */
-static gv_status gv_hw_hosts(gv_hw_ctx *x, gv_hw_profile *p) {
+static gv_status gv_hw_hosts(gv_hw_ctx *x, gv_hw_prof *p) {
     char me[64] = {0};
     gethostname(me, sizeof me - 1);
     snprintf(p->host, sizeof p->host, "%s", me);
@@ -453,7 +453,7 @@ static gv_status gv_hw_hosts(gv_hw_ctx *x, gv_hw_profile *p) {
     return st;
 }
 
-gv_status gv_hw_profile_config_check(const gv_hw_profile_config *c, int W) {
+gv_status gv_hw_prof_config_check(const gv_hw_prof_config *c, int W) {
     if (W < 2 || (W & (W - 1)))
         return gv_fail(GV_ERR_INVALID, "profile hardware: the world has %d ranks: needs a power of two >= 2",
                        W);
@@ -473,10 +473,10 @@ gv_status gv_hw_profile_config_check(const gv_hw_profile_config *c, int W) {
     return GV_OK;
 }
 
-gv_status gv_hw_profile_run(gv_hw_profile *p, gv_comm *world, gv_backend *b, const gv_hw_profile_config *c) {
+gv_status gv_hw_prof_run(gv_hw_prof *p, gv_comm *world, gv_backend *b, const gv_hw_prof_config *c) {
     memset(p, 0, sizeof *p);
     int W = gv_comm_size(world);
-    GV_TRY(gv_hw_profile_config_check(c, W));
+    GV_TRY(gv_hw_prof_config_check(c, W));
     p->cfg = *c;
     p->world = W;
     gv_prof_date(p->date, sizeof p->date);
@@ -509,6 +509,6 @@ gv_status gv_hw_profile_run(gv_hw_profile *p, gv_comm *world, gv_backend *b, con
     free(x.t);
     free(x.all);
     free(x.ranks);
-    if (st != GV_OK) gv_hw_profile_free(p);
+    if (st != GV_OK) gv_hw_prof_free(p);
     return st;
 }

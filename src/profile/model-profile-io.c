@@ -25,7 +25,7 @@ static cJSON *gv_report_json(const gv_memory_report *r, int layers, int rank) {
     return e;
 }
 
-static cJSON *gv_mp_own_json(const gv_model_profile *p) {
+static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     const gv_model_spec *s = &p->spec;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "format", "galvatron-c model profile");
@@ -117,7 +117,7 @@ static cJSON *gv_mp_own_json(const gv_model_profile *p) {
 }
 
 /* Galvatron's computation file: forward times of the tp = 1 points. */
-static cJSON *gv_mp_galvatron_time(const gv_model_profile *p) {
+static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < p->ntime; i++) {
         const gv_time_point *t = &p->time[i];
@@ -187,7 +187,7 @@ static int gv_log2(int t) {
  * same for the first and last pipeline stage, from the pipelined runs minus their one layer). Under SP,
  * degrees up to 8 that were not run are filled by halving the next smaller one, as Galvatron's
  * post-processing does. Returns the number of points of the family. */
-static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_family) {
+static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_family) {
     const char *sfx = sp_family ? "_sp" : "";
     int L[2] = {p->layers_min, p->layers_max}, count = 0;
     for (int i = 0; i < p->nmem; i++) {
@@ -294,7 +294,7 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_profile *p, int sp_fa
     return count;
 }
 
-static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
+static cJSON *gv_mp_galvatron_mem(const gv_model_prof *p) {
     cJSON *j = cJSON_CreateObject();
     int has_sp = 0;
     for (int i = 0; i < p->nmem; i++) has_sp |= p->mem[i].sp == GV_SP_MEGATRON;
@@ -306,7 +306,7 @@ static cJSON *gv_mp_galvatron_mem(const gv_model_profile *p) {
     return j;
 }
 
-gv_status gv_model_profile_save(const gv_model_profile *p, const char *dir) {
+gv_status gv_model_prof_save(const gv_model_prof *p, const char *dir) {
     char name[160];
     cJSON *js[3] = {gv_mp_own_json(p), gv_mp_galvatron_time(p), gv_mp_galvatron_mem(p)};
     gv_status st = GV_OK;

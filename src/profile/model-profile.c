@@ -14,7 +14,7 @@
 #include "gv/profiler.h"
 #include "profile-util.h"
 
-void gv_model_profile_config_defaults(gv_model_profile_config *c) {
+void gv_model_prof_config_defaults(gv_model_prof_config *c) {
     memset(c, 0, sizeof *c);
     c->mem_batch = 8;
     c->layers_min = 1;
@@ -25,7 +25,7 @@ void gv_model_profile_config_defaults(gv_model_profile_config *c) {
     c->seed = 1337;
 }
 
-void gv_model_profile_free(gv_model_profile *p) {
+void gv_model_prof_free(gv_model_prof *p) {
     if (!p) return;
     free(p->time);
     free(p->mem);
@@ -66,7 +66,7 @@ static gv_status gv_mp_groups(gv_comm *world, int tp, gv_comm **tpg, gv_comm **d
 typedef struct {
     gv_comm *world;
     gv_backend *b;
-    const gv_model_profile_config *c;
+    const gv_model_prof_config *c;
     gv_comm *tpg, *dpg; /* the tp (or Ulysses) group and the data-parallel group of this rank */
     int tp, vtp;
     gv_sp_mode sp;
@@ -94,7 +94,7 @@ static void gv_mp_pair_free(gv_mp_pair *q) {
 }
 
 static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int ckpt) {
-    const gv_model_profile_config *c = x->c;
+    const gv_model_prof_config *c = x->c;
     memset(q, 0, sizeof *q);
     size_t n = (size_t)B * T;
     q->tokens = malloc(n * sizeof *q->tokens);
@@ -176,8 +176,8 @@ static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point
     return st;
 }
 
-static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_profile *p) {
-    const gv_model_profile_config *c = x->c;
+static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) {
+    const gv_model_prof_config *c = x->c;
     gv_mp_pair q;
     GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), 0));
     gv_status st = GV_OK;
@@ -231,8 +231,8 @@ static size_t gv_peak_act(const gv_memory_report *r) {
     return r->activations + r->workspace + r->comm;
 }
 
-static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile *p) {
-    const gv_model_profile_config *c = x->c;
+static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_prof *p) {
+    const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), lb = c->mem_batch / (W / x->tp);
     gv_mp_pair q;
     GV_TRY(gv_mp_pair_init(&q, x, lb, gv_mp_local_seq(x, T), ckpt));
@@ -290,8 +290,8 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_profile
  * the layers split over tp as `sp` says and the vocab layers over vtp ranks, DDP over the rest, one GPipe
  * micro-batch of the global batch, through the layer-wise runtime (gv_hybrid). Records rank 0 (first
  * stage) and rank world-1 (last stage). */
-static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_profile *p) {
-    const gv_model_profile_config *c = x->c;
+static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_prof *p) {
+    const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), B = c->mem_batch;
     gv_model_spec s = c->spec;
     s.n_layer = pp;
@@ -353,7 +353,7 @@ static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_profile *p
     return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
 }
 
-gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W) {
+gv_status gv_model_prof_config_check(const gv_model_prof_config *c, int W) {
     const gv_model_spec *s = &c->spec;
     if (W < 1 || (W & (W - 1)))
         return gv_fail(GV_ERR_INVALID, "profile model: the world has %d ranks: needs a power of two", W);
@@ -392,12 +392,11 @@ gv_status gv_model_profile_config_check(const gv_model_profile_config *c, int W)
     return gv_model_spec_validate(s, s->name);
 }
 
-gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *b,
-                               const gv_model_profile_config *c) {
+gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, const gv_model_prof_config *c) {
     memset(p, 0, sizeof *p);
     int W = gv_comm_size(world);
     const gv_model_spec *s = &c->spec;
-    GV_TRY(gv_model_profile_config_check(c, W));
+    GV_TRY(gv_model_prof_config_check(c, W));
     snprintf(p->model, sizeof p->model, "%s", s->name);
     snprintf(p->precision, sizeof p->precision, "%s", gv_backend_dtype(b) == GV_BF16 ? "bf16" : "fp32");
     snprintf(p->backend, sizeof p->backend, "%s", gv_backend_name(b));
@@ -451,6 +450,6 @@ gv_status gv_model_profile_run(gv_model_profile *p, gv_comm *world, gv_backend *
                     }
                 }
             }
-    if (st != GV_OK) gv_model_profile_free(p);
+    if (st != GV_OK) gv_model_prof_free(p);
     return st;
 }
