@@ -79,42 +79,19 @@ static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double ad
 }
 
 /* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
- * its group has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
+ * its class has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
  * much more m pays than s to reach any next strategy x. Then m beats s at every memory >= w for every
- * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes
- * (domination is transitive through D's triangle inequality, so points are judged all at once). */
-static gv_status gv_prune_layer(gv_stage_dp *dp, int i, const double *D, const int *cls, const int *cmem,
-                                const int *csize, int *ptr) {
-    int S = dp->S, mx = 1;
-    for (int q = 0; q < S; q++) mx = dp->len[i * S + q] > mx ? dp->len[i * S + q] : mx;
-    int *keep = malloc(sizeof(int) * mx);
-    if (!keep) return GV_ERR_NOMEM;
-    for (int s = 0; s < S; s++) {
-        gv_pt *l = dp->list[i * S + s];
-        int n = dp->len[i * S + s];
-        if (n == 0) continue;
-        for (int m = 0; m < S; m++) ptr[m] = 0;
-        int k = 0;
-        for (int q = 0; q < n; q++) {
-            double other = INFINITY;
-            for (int qm = 0; qm < csize[cls[s]]; qm++) {
-                int m = cmem[cls[s] * S + qm];
-                if (m == s || !dp->len[i * S + m]) continue;
-                const gv_pt *lm = dp->list[i * S + m];
-                int nm = dp->len[i * S + m];
-                while (ptr[m] < nm && lm[ptr[m]].mem <= l[q].mem) ptr[m]++;
-                if (ptr[m] == 0) continue;
-                double x = lm[ptr[m] - 1].cost + D[m * S + s];
-                if (x < other) other = x;
-            }
-            keep[q] = !(other < l[q].cost - 1e-12 * fabs(l[q].cost));
-        }
-        for (int q = 0; q < n; q++)
-            if (keep[q]) l[k++] = l[q];
-        dp->len[i * S + s] = k;
+ * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes. The
+ * class envelope g (least f over the class, with its owner) gives the best such m; dmax[s] bounds D over
+ * the class. A dropped point never owns the envelope, so g stays valid for the next layer. */
+static void gv_prune_list(gv_pt *l, int *len, const gv_pt *g, int ng, int s, double dmax) {
+    int n = *len, k = 0, j = 0;
+    for (int q = 0; q < n; q++) {
+        while (j < ng && g[j].mem <= l[q].mem) j++;
+        int drop = j > 0 && g[j - 1].owner != s && g[j - 1].cost + dmax < l[q].cost - 1e-12 * fabs(l[q].cost);
+        if (!drop) l[k++] = l[q];
     }
-    free(keep);
-    return GV_OK;
+    *len = k;
 }
 
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const double *cost, const double *inter,
@@ -135,13 +112,13 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     size_t bufcap = 0;
     gv_status st = GV_OK;
     double *D = malloc(sizeof(double) * S * S);
-    int *ptr = malloc(sizeof(int) * S);
+    double *dmax = malloc(sizeof(double) * S);
     /* classes: cls[s]; members cmem[c * S + q]; uni[c * S + s] = every member of c switches to s at the
      * same cost */
     int *cls = malloc(sizeof(int) * S), *csize = calloc(S, sizeof(int)), *cmem = malloc(sizeof(int) * S * S);
     int *goff = malloc(sizeof(int) * S), *glen = malloc(sizeof(int) * S), *uni = malloc(sizeof(int) * S * S);
     int ncls = 0;
-    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !ptr || !cls || !csize ||
+    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !dmax || !cls || !csize ||
         !cmem || !goff || !glen || !uni)
         goto nomem;
     for (int s = 0; s < S; s++) {
@@ -164,6 +141,13 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             for (int x = 0; x < S; x++) d = fmax(d, inter[m * S + x] - inter[t * S + x]);
             D[m * S + t] = d;
         }
+    for (int s = 0; s < S; s++) {
+        dmax[s] = 0;
+        for (int q = 0; q < csize[cls[s]]; q++) {
+            int m = cmem[cls[s] * S + q];
+            if (m != s) dmax[s] = fmax(dmax[s], D[m * S + s]);
+        }
+    }
     memcpy(dp->mem, mem, sizeof(int) * S);
     memcpy(dp->cost, cost, sizeof(double) * S);
     memcpy(dp->inter, inter, sizeof(double) * S * S);
@@ -174,7 +158,6 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
         dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
         dp->len[s] = 1;
     }
-    if (gv_prune_layer(dp, 0, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     for (int i = 1; i < L; i++) {
         size_t total = 0;
         for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
@@ -206,13 +189,17 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             gv_pt *g = genv + goff[c];
             memcpy(g, buf[cur], sizeof(gv_pt) * n);
             glen[c] = n;
+            for (int q = 0; q < csize[c]; q++) {
+                int k = cmem[c * S + q];
+                gv_prune_list(dp->list[(i - 1) * S + k], &dp->len[(i - 1) * S + k], g, n, k, dmax[k]);
+            }
         }
         for (int s = 0; s < S; s++) {
             int limit = cap - mem[s];
             if (limit < 0 || mem[s] < 0) continue;
             int n = 0, cur = 0;
             for (int c = 0; c < ncls; c++) {
-                if (c != cls[s] && uni[c * S + s]) {
+                if (uni[c * S + s]) {
                     const gv_pt *g = genv + goff[c];
                     int ng = glen[c];
                     while (ng > 0 && g[ng - 1].mem > limit) ng--;
@@ -242,13 +229,12 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             dp->list[i * S + s] = l;
             dp->len[i * S + s] = n;
         }
-        if (gv_prune_layer(dp, i, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     }
     free(buf[0]);
     free(buf[1]);
     free(buf[2]);
     free(D);
-    free(ptr);
+    free(dmax);
     free(cls);
     free(csize);
     free(cmem);
@@ -268,7 +254,7 @@ nomem:
     free(buf[1]);
     free(buf[2]);
     free(D);
-    free(ptr);
+    free(dmax);
     free(cls);
     free(csize);
     free(cmem);
