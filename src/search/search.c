@@ -130,12 +130,43 @@ typedef struct {
     double *r, *c; /* [pp][hi+1], INFINITY = infeasible */
 } gv_parts;
 
-static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
+static int gv_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* f[k][l] = least sum of c over stages < k holding l layers with every stage's c <= tau; fills n[] with the
+ * composition and returns the sum (INFINITY: none). */
+static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double *f, int *arg, int *n) {
     int W = pt->hi + 1;
+    for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
+    f[0] = 0;
+    for (int k = 0; k < pp; k++)
+        for (int l = 0; l <= L; l++) {
+            double base = f[k * (L + 1) + l];
+            if (!isfinite(base)) continue;
+            for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
+                double cc = pt->c[k * W + x];
+                if (!isfinite(cc) || cc > tau) continue;
+                double v = base + cc;
+                if (v < f[(k + 1) * (L + 1) + l + x]) {
+                    f[(k + 1) * (L + 1) + l + x] = v;
+                    arg[(k + 1) * (L + 1) + l + x] = x;
+                }
+            }
+        }
+    double r = f[pp * (L + 1) + L];
+    if (!isfinite(r)) return r;
+    for (int k = pp, l = L; k > 0; k--) {
+        n[k - 1] = arg[k * (L + 1) + l];
+        l -= n[k - 1];
+    }
+    return r;
+}
+
+static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
+    int W = pt->hi + 1, found = 0, nc = 0;
     double best = INFINITY;
-    int found = 0;
-    /* candidate bounds: every stage time that occurs */
-    int nc = 0;
     double *cand = malloc(sizeof(double) * pp * W);
     double *f = malloc(sizeof(double) * (pp + 1) * (L + 1));
     int *arg = malloc(sizeof(int) * (pp + 1) * (L + 1));
@@ -144,30 +175,15 @@ static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp
     for (int k = 0; k < pp; k++)
         for (int x = pt->lo; x <= pt->hi; x++)
             if (isfinite(pt->c[k * W + x])) cand[nc++] = pt->c[k * W + x];
+    qsort(cand, nc, sizeof(double), gv_cmp_double);
+    /* every composition with bottleneck tau costs at least (m-1) tau + the unconstrained least sum */
+    double least = gv_least_sum(pt, pp, L, INFINITY, f, arg, n);
+    if (!isfinite(least)) goto done;
     for (int ci = 0; ci < nc; ci++) {
         double tau = cand[ci];
-        /* f[k][l] = least sum of c over stages < k holding l layers, every stage c <= tau */
-        for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
-        f[0] = 0;
-        for (int k = 0; k < pp; k++)
-            for (int l = 0; l <= L; l++) {
-                double base = f[k * (L + 1) + l];
-                if (!isfinite(base)) continue;
-                for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
-                    double cc = pt->c[k * W + x];
-                    if (!isfinite(cc) || cc > tau) continue;
-                    double v = base + cc;
-                    if (v < f[(k + 1) * (L + 1) + l + x]) {
-                        f[(k + 1) * (L + 1) + l + x] = v;
-                        arg[(k + 1) * (L + 1) + l + x] = x;
-                    }
-                }
-            }
-        if (!isfinite(f[pp * (L + 1) + L])) continue;
-        for (int k = pp, l = L; k > 0; k--) {
-            n[k - 1] = arg[k * (L + 1) + l];
-            l -= n[k - 1];
-        }
+        if (ci + 1 < nc && cand[ci + 1] == tau) continue;
+        if ((m - 1) * tau + least >= best) break;
+        if (!isfinite(gv_least_sum(pt, pp, L, tau, f, arg, n))) continue;
         double R[64], C[64];
         for (int k = 0; k < pp; k++) {
             R[k] = pt->r[k * W + n[k]];
@@ -200,11 +216,6 @@ typedef struct {
     int *smem, *sgroup; /* scratch [S], [S] */
     double *sintra, *sinter;
 } gv_capdp;
-
-static int gv_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void gv_capdp_free(gv_capdp *cd) {
     if (cd->dp)
