@@ -113,13 +113,14 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     gv_status st = GV_OK;
     double *D = malloc(sizeof(double) * S * S);
     double *dmax = malloc(sizeof(double) * S);
+    int *same = malloc(sizeof(int) * S);
     /* classes: cls[s]; members cmem[c * S + q]; uni[c * S + s] = every member of c switches to s at the
      * same cost */
     int *cls = malloc(sizeof(int) * S), *csize = calloc(S, sizeof(int)), *cmem = malloc(sizeof(int) * S * S);
     int *goff = malloc(sizeof(int) * S), *glen = malloc(sizeof(int) * S), *uni = malloc(sizeof(int) * S * S);
     int ncls = 0;
-    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !dmax || !cls || !csize ||
-        !cmem || !goff || !glen || !uni)
+    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !dmax || !same || !cls ||
+        !csize || !cmem || !goff || !glen || !uni)
         goto nomem;
     for (int s = 0; s < S; s++) {
         int c = 0;
@@ -127,6 +128,14 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
         if (c == ncls) ncls++;
         cls[s] = c;
         cmem[c * S + csize[c]++] = s;
+    }
+    for (int s = 0; s < S; s++) { /* first target with the same switch-cost column */
+        same[s] = s;
+        for (int s0 = 0; s0 < s && same[s] == s; s0++) {
+            int eq = same[s0] == s0;
+            for (int k = 0; k < S && eq; k++) eq = inter[k * S + s0] == inter[k * S + s];
+            if (eq) same[s] = s0;
+        }
     }
     for (int c = 0; c < ncls; c++)
         for (int s = 0; s < S; s++) {
@@ -194,17 +203,22 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
                 gv_prune_list(dp->list[(i - 1) * S + k], &dp->len[(i - 1) * S + k], g, n, k, dmax[k]);
             }
         }
-        for (int s = 0; s < S; s++) {
-            int limit = cap - mem[s];
-            if (limit < 0 || mem[s] < 0) continue;
+        /* targets with the same switch-cost column share one envelope (before their own cost and memory) */
+        for (int s0 = 0; s0 < S; s0++) {
+            if (same[s0] != s0) continue;
+            int minmem = -1;
+            for (int s = s0; s < S; s++)
+                if (same[s] == s0 && mem[s] >= 0 && (minmem < 0 || mem[s] < minmem)) minmem = mem[s];
+            int limit = cap - minmem;
+            if (minmem < 0 || limit < 0) continue;
             int n = 0, cur = 0;
             for (int c = 0; c < ncls; c++) {
-                if (uni[c * S + s]) {
+                if (uni[c * S + s0]) {
                     const gv_pt *g = genv + goff[c];
                     int ng = glen[c];
                     while (ng > 0 && g[ng - 1].mem > limit) ng--;
                     if (!ng) continue;
-                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s], -1, buf[cur ^ 1]);
+                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s0], -1, buf[cur ^ 1]);
                     cur ^= 1;
                     continue;
                 }
@@ -214,20 +228,25 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
                     int ns = dp->len[(i - 1) * S + k];
                     while (ns > 0 && src[ns - 1].mem > limit) ns--;
                     if (!ns) continue;
-                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s], k, buf[cur ^ 1]);
+                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s0], k, buf[cur ^ 1]);
                     cur ^= 1;
                 }
             }
-            if (!n) continue;
-            gv_pt *l = malloc(sizeof(gv_pt) * n);
-            if (!l) goto nomem;
-            for (int q = 0; q < n; q++) {
-                l[q].mem = buf[cur][q].mem + mem[s];
-                l[q].cost = buf[cur][q].cost + cost[s];
-                l[q].owner = buf[cur][q].owner;
+            for (int s = s0; s < S && n; s++) {
+                if (same[s] != s0 || mem[s] < 0 || mem[s] > cap) continue;
+                int ns = n;
+                while (ns > 0 && buf[cur][ns - 1].mem > cap - mem[s]) ns--;
+                if (!ns) continue;
+                gv_pt *l = malloc(sizeof(gv_pt) * ns);
+                if (!l) goto nomem;
+                for (int q = 0; q < ns; q++) {
+                    l[q].mem = buf[cur][q].mem + mem[s];
+                    l[q].cost = buf[cur][q].cost + cost[s];
+                    l[q].owner = buf[cur][q].owner;
+                }
+                dp->list[i * S + s] = l;
+                dp->len[i * S + s] = ns;
             }
-            dp->list[i * S + s] = l;
-            dp->len[i * S + s] = n;
         }
     }
     free(buf[0]);
@@ -235,6 +254,7 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     free(buf[2]);
     free(D);
     free(dmax);
+    free(same);
     free(cls);
     free(csize);
     free(cmem);
@@ -255,6 +275,7 @@ nomem:
     free(buf[2]);
     free(D);
     free(dmax);
+    free(same);
     free(cls);
     free(csize);
     free(cmem);

@@ -697,9 +697,12 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
                             gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, max_tp);
                             continue;
                         }
-                        for (int g = 1; g <= max_tp; g *= 2)
+                        for (int g = 1; g <= max_tp; g *= 2) {
+                            /* tp_with_sp at g = 1 is the tp_only task at g = 1 again (same layers, buffer) */
+                            if (mode == GV_MODE_TP_WITH_SP && g == 1) continue;
                             if (g >= min_tp && g * pp <= o->world)
                                 gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, g);
+                        }
                     }
                 }
             }
