@@ -38,6 +38,7 @@ typedef struct {
     int nls, nvs;
     gv_task *tasks;
     int ntasks;
+    int *group_start, ngroups; /* tasks of one (B, m, pp) are consecutive */
     atomic_int next;
 } gv_search_ctx;
 
@@ -204,74 +205,134 @@ done:
     return found;
 }
 
+/* DPs of one (B, m, pp) group, shared by its (mode, g) tasks and transient caps: a DP over all the group's
+ * strategies answers first; if its optimum only uses strategies of the asked subset it is also the
+ * subset's answer (the same plan the subset's own DP would give, ties included: every value on its path is
+ * the same and every other candidate is no better), otherwise the subset's DP is built. */
 typedef struct {
-    int S, shared, ndps, maxn, max_mem, ncap;
-    const int *mem, *sidx;
-    const double *intra, *inter, *trans;
+    unsigned char *in; /* [S] membership over the group's strategies */
+    gv_stage_dp **dp;  /* [ndps] */
+    int *sub, nsub;
+} gv_dpent;
+
+typedef struct {
+    int S, *gidx, *pos; /* group strategies (indices into the layer space); pos: space index -> group */
+    int *mem;           /* [pp * S] */
+    double *intra, *inter, *trans;
     const gv_strategy *ls;
-    double caps[256];
-    gv_stage_dp **dp; /* [ncap * ndps], solved when first needed */
-    int *subs, *nsub; /* strategies of cap q: subs[q * S + i] */
-    int *tmp;
-    int *smem, *sgroup; /* scratch [S], [S] */
+    int shared, ndps, maxn, max_mem;
+    gv_dpent *ent;
+    int nent, capent;
+    int *tmp, *smem, *sgroup;
     double *sintra, *sinter;
-} gv_capdp;
+    unsigned char *key;
+} gv_group;
 
-static void gv_capdp_free(gv_capdp *cd) {
-    if (cd->dp)
-        for (int i = 0; i < cd->ncap * cd->ndps; i++) gv_stage_dp_free(cd->dp[i]);
-    free(cd->dp);
-    free(cd->subs);
-    free(cd->nsub);
-    free(cd->tmp);
-    memset(cd, 0, sizeof *cd);
+static void gv_dpent_free(gv_group *g, gv_dpent *e) {
+    if (e->dp)
+        for (int k = 0; k < g->ndps; k++) gv_stage_dp_free(e->dp[k]);
+    free(e->dp);
+    free(e->sub);
+    free(e->in);
+    memset(e, 0, sizeof *e);
 }
 
-static gv_status gv_capdp_solve(gv_capdp *cd, int q) {
-    int S = cd->S, n = 0, *sub = cd->subs + q * S;
+static void gv_group_free(gv_group *g) {
+    for (int i = 0; i < g->nent; i++) gv_dpent_free(g, &g->ent[i]);
+    free(g->ent);
+    free(g->gidx);
+    free(g->pos);
+    free(g->mem);
+    free(g->intra);
+    free(g->inter);
+    free(g->trans);
+    free(g->tmp);
+    free(g->smem);
+    free(g->sgroup);
+    free(g->sintra);
+    free(g->sinter);
+    free(g->key);
+    memset(g, 0, sizeof *g);
+}
+
+/* Drops the cached subset DPs (not the group's full one, entry 0). */
+static void gv_group_trim(gv_group *g) {
+    for (int i = 1; i < g->nent; i++) gv_dpent_free(g, &g->ent[i]);
+    if (g->nent > 1) g->nent = 1;
+}
+
+/* The entry for membership `in`, solved on first use. */
+static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status *st) {
+    int S = g->S;
+    for (int i = 0; i < g->nent; i++)
+        if (!memcmp(g->ent[i].in, in, S)) return &g->ent[i];
+    if (g->nent == g->capent) {
+        int nc = g->capent ? g->capent * 2 : 8;
+        gv_dpent *ne = realloc(g->ent, sizeof *ne * nc);
+        if (!ne) {
+            *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+            return NULL;
+        }
+        g->ent = ne;
+        g->capent = nc;
+    }
+    gv_dpent *e = &g->ent[g->nent++];
+    memset(e, 0, sizeof *e);
+    e->in = malloc(S);
+    e->sub = malloc(sizeof(int) * S);
+    e->dp = calloc(g->ndps, sizeof *e->dp);
+    if (!e->in || !e->sub || !e->dp) {
+        *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+        return NULL;
+    }
+    memcpy(e->in, in, S);
+    int n = 0;
     for (int a = 0; a < S; a++)
-        if (ceil(cd->trans[a]) <= cd->caps[q]) sub[n++] = a;
-    cd->nsub[q] = n;
-    if (!n) return GV_OK;
+        if (in[a]) e->sub[n++] = a;
+    e->nsub = n;
+    if (!n) return e;
     for (int i = 0; i < n; i++) {
-        cd->sgroup[i] = gv_strategy_tsp(&cd->ls[cd->sidx[sub[i]]]);
-        cd->sintra[i] = cd->intra[sub[i]];
-        for (int j = 0; j < n; j++) cd->sinter[i * n + j] = cd->inter[sub[i] * S + sub[j]];
+        g->sgroup[i] = gv_strategy_tsp(&g->ls[g->gidx[e->sub[i]]]);
+        g->sintra[i] = g->intra[e->sub[i]];
+        for (int j = 0; j < n; j++) g->sinter[i * n + j] = g->inter[e->sub[i] * S + e->sub[j]];
     }
-    for (int k = 0; k < cd->ndps; k++) {
-        for (int i = 0; i < n; i++) cd->smem[i] = cd->mem[k * S + sub[i]];
-        GV_TRY(gv_stage_dp_solve(&cd->dp[q * cd->ndps + k], n, cd->smem, cd->sintra, cd->sinter, cd->sgroup,
-                                 cd->maxn, cd->max_mem));
+    for (int k = 0; k < g->ndps; k++) {
+        for (int i = 0; i < n; i++) g->smem[i] = g->mem[k * S + e->sub[i]];
+        *st = gv_stage_dp_solve(&e->dp[k], n, g->smem, g->sintra, g->sinter, g->sgroup, g->maxn, g->max_mem);
+        if (*st != GV_OK) return NULL;
     }
-    return GV_OK;
+    return e;
 }
 
-/* Best n layers of stage k under cap q within `budget` (the cap still to be taken off); plan gets task
- * strategy indices. The all-strategies DP (largest cap) answers first: if its optimum at the lower budget
- * keeps every transient within the cap it is also the cap's optimum, and the cap's own DP is never built. */
-static double gv_cap_query(gv_capdp *cd, int q, int k, int n, int budget, int *plan, gv_status *st) {
+/* Best n layers of stage k for a task (its strategies: group positions with tin[x] = 1, apos[x] = the
+ * task's index) under transient cap `cap` within `budget` (the cap still to be taken off). */
+static double gv_group_query(gv_group *g, const unsigned char *tin, const int *apos, double cap, int k, int n,
+                             int budget, int *plan, gv_status *st) {
     if (*st != GV_OK) return INFINITY;
-    int full = cd->ncap - 1, kk = cd->shared ? 0 : k, b = budget - (int)cd->caps[q];
+    int kk = g->shared ? 0 : k, b = budget - (int)cap;
     if (b < 0) return INFINITY;
-    for (int pass = 0; pass < 2; pass++) {
-        int qq = pass ? q : full;
-        if (!cd->dp[qq * cd->ndps] && !cd->nsub[qq]) {
-            *st = gv_capdp_solve(cd, qq);
-            if (*st != GV_OK || !cd->nsub[qq]) return INFINITY;
-        }
-        double f = gv_stage_dp_query(cd->dp[qq * cd->ndps + kk], n, b, cd->tmp, NULL);
-        if (!isfinite(f)) return INFINITY; /* the cap's set is a subset of the full one */
-        double mt = 0;
-        for (int j = 0; j < n; j++) {
-            plan[j] = cd->subs[qq * cd->S + cd->tmp[j]];
-            mt = fmax(mt, ceil(cd->trans[plan[j]]));
-        }
-        if (pass || mt <= cd->caps[q]) return f;
+    gv_dpent *full = &g->ent[0];
+    double f = gv_stage_dp_query(full->dp[kk], n, b, g->tmp, NULL);
+    if (!isfinite(f)) return INFINITY; /* every subset is a subset of the full set */
+    int inside = 1;
+    for (int j = 0; j < n && inside; j++) {
+        int x = full->sub[g->tmp[j]];
+        inside = tin[x] && ceil(g->trans[x]) <= cap;
     }
-    return INFINITY;
+    if (inside) {
+        for (int j = 0; j < n; j++) plan[j] = apos[full->sub[g->tmp[j]]];
+        return f;
+    }
+    for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
+    gv_dpent *e = gv_group_entry(g, g->key, st);
+    if (!e || !e->nsub) return INFINITY;
+    f = gv_stage_dp_query(e->dp[kk], n, b, g->tmp, NULL);
+    if (!isfinite(f)) return INFINITY;
+    for (int j = 0; j < n; j++) plan[j] = apos[e->sub[g->tmp[j]]];
+    return f;
 }
 
-static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
+static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
     int galv = cm->o.mode == GV_COST_GALVATRON, L = o->n_layer, pp = t->pp;
@@ -284,6 +345,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
     int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
     double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
+    unsigned char *tin = NULL;
+    int *apos = NULL;
     gv_cost_mem *om = NULL;
     if (!sidx || !vidx || !nk || !plan || !stage_plan) goto nomem;
     for (int i = 0; i < c->nls; i++)
@@ -388,74 +451,63 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
 
     /* caps on the largest transient of a stage (own model): plans whose largest transient is tj are found
      * by the DP over strategies with transient <= tj, tj taken off the budget (cap q) */
-    gv_capdp cd;
-    memset(&cd, 0, sizeof cd);
-    cd.S = S;
-    cd.shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1; /* 1F1B memory depends on the stage */
-    cd.ndps = cd.shared ? 1 : pp;
-    cd.mem = mem;
-    cd.intra = intra;
-    cd.inter = inter;
-    cd.trans = trans;
-    cd.max_mem = max_mem;
-    cd.caps[cd.ncap++] = 0;
+    double caps[256];
+    int ncap = 0;
+    caps[ncap++] = 0;
     for (int a = 0; a < S; a++) {
         double x = ceil(trans[a]);
         int seen = 0;
-        for (int q = 0; q < cd.ncap; q++) seen |= cd.caps[q] == x;
-        if (!seen && cd.ncap < 256) cd.caps[cd.ncap++] = x;
+        for (int q = 0; q < ncap; q++) seen |= caps[q] == x;
+        if (!seen && ncap < 256) caps[ncap++] = x;
     }
-    qsort(cd.caps, cd.ncap, sizeof(double), gv_cmp_double);
+    qsort(caps, ncap, sizeof(double), gv_cmp_double);
     /* pp > 1: the per-stage objective only steers the pipeline formula, so a few caps (none, spread ones and
      * the largest) stand for all; pp = 1 keeps every cap (exact), skipping those that cannot win */
-    if (pp > 1 && cd.ncap > 4) {
+    if (pp > 1 && ncap > 4) {
         double keep[4];
-        for (int i = 0; i < 4; i++) keep[i] = cd.caps[(int)((cd.ncap - 1) * (i / 3.0) + 0.5)];
-        memcpy(cd.caps, keep, sizeof keep);
-        cd.ncap = 4;
+        for (int i = 0; i < 4; i++) keep[i] = caps[(int)((ncap - 1) * (i / 3.0) + 0.5)];
+        memcpy(caps, keep, sizeof keep);
+        ncap = 4;
     }
     int uneven = !galv && o->uneven_stages && pp > 1;
     int lo = 1, hi = L;
-    if (uneven) { /* stage sizes within half an even stage of even */
+    if (uneven) { /* stage sizes within half an even stage of even (the group's maxn covers them) */
         int e = L / pp, h = (L / pp + 1) / 2;
         lo = e - h > 1 ? e - h : 1;
         hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
     }
-    cd.maxn = 0;
-    for (int k = 0; k < pp; k++) cd.maxn = nk[k] > cd.maxn ? nk[k] : cd.maxn;
-    if (uneven) cd.maxn = hi;
     gv_parts pt = {lo, hi, NULL, NULL};
-    cd.dp = calloc((size_t)cd.ncap * cd.ndps, sizeof *cd.dp);
-    cd.subs = malloc(sizeof(int) * cd.ncap * S);
-    cd.nsub = calloc(cd.ncap, sizeof(int));
-    cd.tmp = malloc(sizeof(int) * (L + 1));
-    cd.smem = smem;
-    cd.sintra = sintra;
-    cd.sinter = sinter;
-    cd.sgroup = sgroup;
-    cd.ls = c->ls;
-    cd.sidx = sidx;
-    if (!cd.dp || !cd.subs || !cd.nsub || !cd.tmp) goto nomem_cd;
+    /* this task's strategies as group positions */
+    tin = calloc(G->S, 1);
+    apos = malloc(sizeof(int) * G->S);
+    if (!tin || !apos) goto nomem;
+    for (int x = 0; x < G->S; x++) apos[x] = -1;
+    for (int a2 = 0; a2 < S; a2++) {
+        int x = G->pos[sidx[a2]];
+        if (x < 0) {
+            st = gv_fail(GV_ERR_INVALID, "search: internal: task strategy outside its group");
+            goto out;
+        }
+        tin[x] = 1;
+        apos[x] = a2;
+    }
     if (uneven) {
         pr = malloc(sizeof(double) * pp * (hi + 1));
         pc = malloc(sizeof(double) * pp * (hi + 1));
-        if (!pr || !pc) goto nomem_cd;
+        if (!pr || !pc) goto nomem;
         pt.r = pr;
         pt.c = pc;
     }
-    for (int q = 0; q < cd.ncap && st == GV_OK; q++) {
+    for (int q = 0; q < ncap && st == GV_OK; q++) {
         for (int v = 0; v < V && st == GV_OK; v++) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
-            if (pp == 1 && q < cd.ncap - 1 && t->found && !galv) {
-                /* pp 1: step = DP objective + vocab terms, and the all-strategies DP at this budget bounds
-                 * the cap's objective from below */
-                int b = max_mem - omem[v] - (int)cd.caps[q];
-                int full = cd.ncap - 1;
-                if (!cd.dp[full] && !cd.nsub[full]) st = gv_capdp_solve(&cd, full);
-                if (st != GV_OK) break;
-                double f = cd.dp[full] ? gv_stage_dp_query(cd.dp[full], L, b, cd.tmp, NULL) : INFINITY;
+            if (pp == 1 && q < ncap - 1 && t->found && !galv) {
+                /* pp 1: step = DP objective + vocab terms, and the group's full DP at this budget bounds the
+                 * cap's objective from below */
+                int b = max_mem - omem[v] - (int)caps[q];
+                double f = gv_stage_dp_query(G->ent[0].dp[0], L, b, G->tmp, NULL);
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
@@ -465,7 +517,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                     for (int x = 0; x <= hi && st == GV_OK; x++) {
                         pr[k * W + x] = pc[k * W + x] = INFINITY;
                         if (x < lo) continue;
-                        double f = gv_cap_query(&cd, q, k, x, max_mem - omem[v * pp + k], stage_plan, &st);
+                        double f = gv_group_query(G, tin, apos, caps[q], k, x, max_mem - omem[v * pp + k],
+                                                  stage_plan, &st);
                         if (!isfinite(f)) continue;
                         double R = ow[v * pp + k], C = on[v * pp + k];
                         for (int j = 0; j < x; j++) {
@@ -484,7 +537,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                 int bn[64];
                 if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
                     for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
-                        gv_cap_query(&cd, q, k, bn[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                        gv_group_query(G, tin, apos, caps[q], k, bn[k], max_mem - omem[v * pp + k],
+                                       stage_plan, &st);
                         for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
                     }
                     gv_plan p;
@@ -494,7 +548,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                 /* and the even split: the bound enumeration ignores the exposed-sync term */
             }
             for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
-                double f = gv_cap_query(&cd, q, k, nk[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                double f = gv_group_query(G, tin, apos, caps[q], k, nk[k], max_mem - omem[v * pp + k],
+                                          stage_plan, &st);
                 if (!isfinite(f)) {
                     ok = 0;
                     break;
@@ -507,10 +562,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
             if (st == GV_OK) st = gv_offer(c, t, &p);
         }
     }
-    gv_capdp_free(&cd);
     goto out;
-nomem_cd:
-    gv_capdp_free(&cd);
 nomem:
     st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
 out:
@@ -536,8 +588,80 @@ out:
     free(sinter);
     free(pr);
     free(pc);
+    free(tin);
+    free(apos);
+    gv_group_trim(G);
     if (st != GV_OK) snprintf(t->err, sizeof t->err, "%s", gv_last_error());
     t->st = st;
+    return st;
+}
+
+/* The group's strategies (those of its tasks with any mode and g), their costs, and its full DP. */
+static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_task *t0) {
+    const gv_cost_model *cm = c->cm;
+    const gv_search_opts *o = c->o;
+    int galv = cm->o.mode == GV_COST_GALVATRON, pp = t0->pp, L = o->n_layer;
+    gv_cost_batch b = {t0->B, t0->m};
+    gv_task any = *t0;
+    any.mode = GV_MODE_TP_WITH_SP;
+    any.g = 1 << 30;
+    memset(g, 0, sizeof *g);
+    g->ls = c->ls;
+    g->gidx = malloc(sizeof(int) * (c->nls + 1));
+    g->pos = malloc(sizeof(int) * (c->nls + 1));
+    if (!g->gidx || !g->pos) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int i = 0; i < c->nls; i++) {
+        g->pos[i] = -1;
+        if (gv_task_keeps(c, &any, &c->ls[i])) {
+            g->pos[i] = g->S;
+            g->gidx[g->S++] = i;
+        }
+    }
+    int S = g->S;
+    g->shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1;
+    g->ndps = g->shared ? 1 : pp;
+    g->max_mem = (int)o->memory_mb - gv_mem_cache(cm, o);
+    g->maxn = L - (pp - 1) * (L / pp);
+    if (L / pp > g->maxn) g->maxn = L / pp;
+    if (!galv && o->uneven_stages && pp > 1) {
+        int h = (L / pp + 1) / 2, hi = (L + pp - 1) / pp + h;
+        if (hi > L - (pp - 1)) hi = L - (pp - 1);
+        if (hi > g->maxn) g->maxn = hi;
+    }
+    if (!S) return GV_OK;
+    g->mem = malloc(sizeof(int) * pp * S);
+    g->intra = malloc(sizeof(double) * S);
+    g->trans = malloc(sizeof(double) * S);
+    g->inter = malloc(sizeof(double) * S * S);
+    g->tmp = malloc(sizeof(int) * (L + 1));
+    g->smem = malloc(sizeof(int) * S);
+    g->sgroup = malloc(sizeof(int) * S);
+    g->sintra = malloc(sizeof(double) * S);
+    g->sinter = malloc(sizeof(double) * S * S);
+    g->key = malloc(S);
+    if (!g->mem || !g->intra || !g->trans || !g->inter || !g->tmp || !g->smem || !g->sgroup || !g->sintra ||
+        !g->sinter || !g->key)
+        return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int a = 0; a < S; a++) {
+        const gv_strategy *s = &c->ls[g->gidx[a]];
+        double w, n;
+        gv_cost_layer_time(cm, s, &b, &w, &n);
+        g->intra[a] = galv ? w : (t0->m - 1) * n + w;
+        for (int k = 0; k < pp; k++) {
+            gv_cost_mem lm;
+            double tr;
+            gv_cost_layer_memory(cm, s, &b, k, &lm, &tr);
+            g->mem[k * S + a] = (int)ceil(gv_cost_mem_total(&lm));
+            g->trans[a] = tr;
+        }
+        for (int d = 0; d < S; d++) {
+            double x = gv_cost_inter(cm, s, &c->ls[g->gidx[d]], &b);
+            g->inter[a * S + d] = galv ? x : x * t0->m;
+        }
+    }
+    memset(g->key, 1, S);
+    gv_status st = GV_OK;
+    gv_group_entry(g, g->key, &st);
     return st;
 }
 
@@ -545,8 +669,20 @@ static void *gv_worker(void *arg) {
     gv_search_ctx *c = arg;
     for (;;) {
         int i = atomic_fetch_add(&c->next, 1);
-        if (i >= c->ntasks) break;
-        gv_task_run(c, &c->tasks[i]);
+        if (i >= c->ngroups) break;
+        int lo = c->group_start[i], hi = c->group_start[i + 1];
+        gv_group g;
+        gv_status st =
+            c->o->fine_grained ? gv_group_init(&g, c, &c->tasks[lo]) : (memset(&g, 0, sizeof g), GV_OK);
+        for (int k = lo; k < hi; k++) {
+            if (st != GV_OK) {
+                c->tasks[k].st = st;
+                snprintf(c->tasks[k].err, sizeof c->tasks[k].err, "%s", gv_last_error());
+                continue;
+            }
+            gv_task_run(c, &c->tasks[k], &g);
+        }
+        gv_group_free(&g);
     }
     return NULL;
 }
@@ -711,10 +847,19 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
     if (st == GV_OK) {
         c.tasks = tasks;
         c.ntasks = nt;
+        c.group_start = malloc(sizeof(int) * (nt + 1));
+        if (!c.group_start) st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    }
+    if (st == GV_OK) {
+        for (int i = 0; i < nt; i++)
+            if (!i || tasks[i].B != tasks[i - 1].B || tasks[i].m != tasks[i - 1].m ||
+                tasks[i].pp != tasks[i - 1].pp)
+                c.group_start[c.ngroups++] = i;
+        c.group_start[c.ngroups] = nt;
         atomic_init(&c.next, 0);
         int nth = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nth < 1) nth = 1;
-        if (nth > nt) nth = nt;
+        if (nth > c.ngroups) nth = c.ngroups;
         if (nth > 64) nth = 64;
         pthread_t th[64];
         int started = 0;
@@ -788,6 +933,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
         if (tasks[i].have_close) gv_plan_free(&tasks[i].close);
     }
     out->tasks = nt;
+    free(c.group_start);
     free(tasks);
     free(ls);
     free(vs);
