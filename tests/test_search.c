@@ -327,6 +327,16 @@ static void check_fixture_search(void) {
         o.threads = 2;
         CHECK_OK(gv_search_run(&cm, &o, &r2));
         CHECK(r1.found && r2.found);
+        /* the group's shared DP gives the same answer as every task solving its own DPs */
+        gv_search_result r3;
+        o.no_shortcut = 1;
+        CHECK_OK(gv_search_run(&cm, &o, &r3));
+        o.no_shortcut = 0;
+        CHECK(r3.found && r1.found && r3.cost.step_s == r1.cost.step_s && r3.plan.pp == r1.plan.pp &&
+              !memcmp(r3.plan.layers, r1.plan.layers, sizeof(gv_layer_strategy) * 32) &&
+              !memcmp(&r3.plan.vocab, &r1.plan.vocab, sizeof r1.plan.vocab));
+        for (int a = 0; a < r1.n_alt && a < r3.n_alt; a++) CHECK(r1.alt[a].step_s == r3.alt[a].step_s);
+        gv_search_result_free(&r3);
         if (r1.found && r2.found) {
             CHECK(r1.cost.step_s == r2.cost.step_s && r1.plan.pp == r2.plan.pp);
             CHECK(!memcmp(r1.plan.layers, r2.plan.layers, sizeof(gv_layer_strategy) * 32));

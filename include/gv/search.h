@@ -27,6 +27,7 @@ typedef struct {
     int uneven_stages;         /* own model: search stage boundaries (default 1) */
     int threads;               /* 0 = one per online CPU */
     int top_k;                 /* alternatives kept for the report (<= 8) */
+    int no_shortcut;           /* testing: every task solves its own DPs (no answers from the shared one) */
     const gv_model_spec *spec; /* optional: drop degrees the model cannot run (heads, ffn, vocab, seq) */
 } gv_search_opts;
 void gv_search_opts_default(gv_search_opts *o, int world, int n_layer, double memory_mb);

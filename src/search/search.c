@@ -216,6 +216,7 @@ typedef struct {
 } gv_dpent;
 
 typedef struct {
+    int no_shortcut;
     int S, *gidx, *pos; /* group strategies (indices into the layer space); pos: space index -> group */
     int *mem;           /* [pp * S] */
     double *intra, *inter, *trans;
@@ -314,7 +315,7 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
     gv_dpent *full = &g->ent[0];
     double f = gv_stage_dp_query(full->dp[kk], n, b, g->tmp, NULL);
     if (!isfinite(f)) return INFINITY; /* every subset is a subset of the full set */
-    int inside = 1;
+    int inside = !g->no_shortcut;
     for (int j = 0; j < n && inside; j++) {
         int x = full->sub[g->tmp[j]];
         inside = tin[x] && ceil(g->trans[x]) <= cap;
@@ -606,6 +607,7 @@ static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_tas
     any.mode = GV_MODE_TP_WITH_SP;
     any.g = 1 << 30;
     memset(g, 0, sizeof *g);
+    g->no_shortcut = o->no_shortcut;
     g->ls = c->ls;
     g->gidx = malloc(sizeof(int) * (c->nls + 1));
     g->pos = malloc(sizeof(int) * (c->nls + 1));
