@@ -213,6 +213,7 @@ typedef struct {
     unsigned char *in; /* [S] membership over the group's strategies */
     gv_stage_dp **dp;  /* [ndps] */
     int *sub, nsub;
+    int tried; /* scratch of gv_group_query */
 } gv_dpent;
 
 typedef struct {
@@ -312,22 +313,36 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
     if (*st != GV_OK) return INFINITY;
     int kk = g->shared ? 0 : k, b = budget - (int)cap;
     if (b < 0) return INFINITY;
-    gv_dpent *full = &g->ent[0];
-    double f = gv_stage_dp_query(full->dp[kk], n, b, g->tmp, NULL);
-    if (!isfinite(f)) return INFINITY; /* every subset is a subset of the full set */
-    int inside = !g->no_shortcut;
-    for (int j = 0; j < n && inside; j++) {
-        int x = full->sub[g->tmp[j]];
-        inside = tin[x] && ceil(g->trans[x]) <= cap;
-    }
-    if (inside) {
-        for (int j = 0; j < n; j++) plan[j] = apos[full->sub[g->tmp[j]]];
-        return f;
-    }
     for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
+    /* a cached DP over a superset answers when its optimum stays inside the subset; smallest first */
+    for (int tries = 0; tries < g->nent && !g->no_shortcut; tries++) {
+        gv_dpent *best = NULL;
+        for (int i = 0; i < g->nent; i++) {
+            gv_dpent *e = &g->ent[i];
+            if (e->tried || !e->nsub) continue;
+            int sup = 1;
+            for (int x = 0; x < g->S && sup; x++) sup = !g->key[x] || e->in[x];
+            if (sup && (!best || e->nsub < best->nsub)) best = e;
+        }
+        if (!best) break;
+        best->tried = 1;
+        double f = gv_stage_dp_query(best->dp[kk], n, b, g->tmp, NULL);
+        if (!isfinite(f)) { /* a superset found nothing: neither will the subset */
+            for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
+            return INFINITY;
+        }
+        int inside = 1;
+        for (int j = 0; j < n && inside; j++) inside = g->key[best->sub[g->tmp[j]]];
+        if (inside) {
+            for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
+            for (int j = 0; j < n; j++) plan[j] = apos[best->sub[g->tmp[j]]];
+            return f;
+        }
+    }
+    for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
     gv_dpent *e = gv_group_entry(g, g->key, st);
     if (!e || !e->nsub) return INFINITY;
-    f = gv_stage_dp_query(e->dp[kk], n, b, g->tmp, NULL);
+    double f = gv_stage_dp_query(e->dp[kk], n, b, g->tmp, NULL);
     if (!isfinite(f)) return INFINITY;
     for (int j = 0; j < n; j++) plan[j] = apos[e->sub[g->tmp[j]]];
     return f;
@@ -500,7 +515,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         pt.r = pr;
         pt.c = pc;
     }
-    for (int q = 0; q < ncap && st == GV_OK; q++) {
+    /* largest cap first: its DP is the full one, and a larger cap's DP often answers a smaller one */
+    for (int q = ncap - 1; q >= 0 && st == GV_OK; q--) {
         for (int v = 0; v < V && st == GV_OK; v++) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
