@@ -401,22 +401,13 @@ int gv_cmd_search(int argc, char **argv) {
     co.seq = cli.seq;
     co.n_layer = cli.layers;
 
-    gv_hw_profile hw;
-    gv_model_profile mp;
-    if (gv_hw_profile_load(&hw, profile_dir, cli.num_nodes, cli.gpus_per_node) != GV_OK) {
+    static gv_cost_env env; /* large: not on the stack */
+    if (gv_cost_env_load(&env, profile_dir, cli.model_name, cli.num_nodes, cli.gpus_per_node, &co,
+                         cli.time_mode, cli.mem_mode) != GV_OK) {
         fprintf(stderr, "galvatron search: %s\n", gv_last_error());
         return 1;
     }
-    char comp[1024], mem[1024];
-    const char *prec = co.mixed_precision ? "bf16" : "fp32";
-    snprintf(comp, sizeof comp, "%s/computation_profiling_%s_%s_all.json", profile_dir, prec, cli.model_name);
-    snprintf(mem, sizeof mem, "%s/memory_profiling_%s_%s_all.json", profile_dir, prec, cli.model_name);
-    if (gv_model_profile_load(&mp, comp, mem, cli.seq, co.sequence_parallel, cli.time_mode, cli.mem_mode) !=
-        GV_OK) {
-        fprintf(stderr, "galvatron search: %s\n", gv_last_error());
-        return 1;
-    }
-    gv_cost_model cm = {&hw, &mp, co};
+    const gv_cost_model cm = env.cm;
     gv_search_result r;
     gv_status st = gv_search_run(&cm, &so, &r);
     if (st != GV_OK) {
@@ -454,8 +445,8 @@ int gv_cmd_search(int argc, char **argv) {
     char gname[512];
     if (!gout && mode == GV_COST_GALVATRON) {
         snprintf(gname, sizeof gname, "galvatron_config_%s_%dnodes_%dgpus_per_node_%dGB_%s_bsz%d.json",
-                 cli.model_name, cli.num_nodes, cli.gpus_per_node, (int)cli.memory_gb, prec,
-                 r.plan.global_batch);
+                 cli.model_name, cli.num_nodes, cli.gpus_per_node, (int)cli.memory_gb,
+                 co.mixed_precision ? "bf16" : "fp32", r.plan.global_batch);
         gout = gname;
     }
     if (gout) {
