@@ -307,6 +307,43 @@ static void check_optimality(void) {
         fits, instances - fits);
 }
 
+/* The shared-DP shortcuts (group DP, transient caps) against every task solving its own DPs, on random
+ * instances with pipelines, both cost models. */
+static void check_shortcuts(void) {
+    int compared = 0;
+    for (int it = 0; it < 40; it++) {
+        int W = 2 << (rnd() % 3), B = 8 << (rnd() % 2);
+        gv_hw_profile hw;
+        gv_model_profile mp;
+        random_profiles(&hw, &mp, W);
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, it % 2 ? GV_COST_OWN : GV_COST_GALVATRON, W, 64 * (1 + rnd() % 4), 256);
+        cm.o.pipeline = rnd() % 2 ? GV_SCHED_GPIPE : GV_SCHED_1F1B;
+        cm.o.context_mb = 100;
+        gv_search_opts o;
+        int L = 2 + rnd() % 7;
+        cm.o.n_layer = L;
+        gv_search_opts_default(&o, W, L, urand(300, 3000));
+        o.settle_bsz = B;
+        o.threads = 1;
+        gv_search_result a, b;
+        gv_status sa = gv_search_run(&cm, &o, &a);
+        o.no_shortcut = 1;
+        gv_status sb = gv_search_run(&cm, &o, &b);
+        CHECK(sa == sb && a.found == b.found);
+        if (sa == GV_OK && sb == GV_OK && a.found && b.found) {
+            CHECK(a.cost.step_s == b.cost.step_s && a.plan.pp == b.plan.pp &&
+                  !memcmp(a.plan.layers, b.plan.layers, sizeof(gv_layer_strategy) * L) &&
+                  !memcmp(a.plan.stage_layers, b.plan.stage_layers, sizeof(int) * a.plan.pp));
+            compared++;
+        }
+        gv_search_result_free(&a);
+        gv_search_result_free(&b);
+    }
+    CHECK(compared >= 15);
+    printf("shortcuts: %d random searches with pipelines give the same plan as without them\n", compared);
+}
+
 static void check_fixture_search(void) {
     gv_hw_profile hw;
     gv_model_profile mp;
@@ -370,6 +407,7 @@ int main(void) {
     check_enumeration();
     check_stage_dp();
     check_optimality();
+    check_shortcuts();
     check_fixture_search();
     return gv_test_result("test_search");
 }
