@@ -1,7 +1,8 @@
 /* Outer loops of the search (reference §3.2) and the per-task solve (§3.3): for every (global batch B,
  * micro-batches m, pp, tp/sp mode, global-buffer group g) task, the layer strategies of that task, one
- * stage DP per pipeline stage, every vocab strategy, and the pipeline formula on the result. Tasks run on
- * a pthread pool; the answer is reduced in task order, so it does not depend on the thread count. */
+ * stage DP per pipeline stage, every vocab strategy, and the pipeline formula on the result. The tasks of
+ * one (B, m, pp) share their DPs (gv_group) and run on one thread of a pthread pool; the answer is reduced
+ * in task order, so it does not depend on the thread count. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -359,8 +360,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     int *nk = malloc(sizeof(int) * pp), *plan = malloc(sizeof(int) * (L + 1)),
         *stage_plan = malloc(sizeof(int) * (L + 1));
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
-    int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
-    double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
+    int *mem = NULL, *omem = NULL;
+    double *pr = NULL, *pc = NULL;
     unsigned char *tin = NULL;
     int *apos = NULL;
     gv_cost_mem *om = NULL;
@@ -381,14 +382,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     on = malloc(sizeof(double) * V * pp);
     omem = malloc(sizeof(int) * V * pp);
     om = malloc(sizeof(gv_cost_mem) * pp);
-    sub = malloc(sizeof(int) * S);
-    smem = malloc(sizeof(int) * S);
-    sgroup = malloc(sizeof(int) * S);
-    sintra = malloc(sizeof(double) * S);
-    sinter = malloc(sizeof(double) * S * S);
-    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om || !sub || !smem ||
-        !sgroup || !sintra || !sinter)
-        goto nomem;
+    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om) goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
         gv_cost_layer_time(cm, s, &b, &w[a], &ns[a]);
@@ -598,11 +592,6 @@ out:
     free(on);
     free(omem);
     free(om);
-    free(sub);
-    free(smem);
-    free(sgroup);
-    free(sintra);
-    free(sinter);
     free(pr);
     free(pc);
     free(tin);
