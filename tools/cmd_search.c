@@ -37,7 +37,8 @@ static const char *gv_usage_search =
     "                           min_bsz, max_bsz, bsz_scale, fine_grained_mode, default_dp_type,\n"
     "                           pipeline_type, async_grad_reduce, sequence_parallel, global_memory_buffer,\n"
     "                           mixed_precision, time_profile_mode, memory_profile_mode, disable_*,\n"
-    "                           max_*_deg, seq_length, hidden_size, num_layers, model_name, ...)\n"
+    "                           max_*_deg, seq_length, hidden_size, num_layers, model_name, ...; and\n"
+    "                           the own model's overlap_grad_sync, uneven_stages, context_mb)\n"
     "  --global-batch B         search this global batch only (settle_bsz)\n"
     "  --micro-batches M        and this many micro-batches (settle_chunk)\n"
     "  --threads N              search threads [one per CPU]\n"
@@ -157,15 +158,21 @@ static int gv_read_options(const char *path, gv_search_opts *so, gv_cost_opts *c
             if (rc) break;
             continue;
         }
-        if (!strcmp(k, "memory_constraint") || !strcmp(k, "debug_costmodel_coe")) {
-            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0)) {
-                rc = gv_bad("%s: field '%s' must be a positive number", path, k);
+        if (!strcmp(k, "memory_constraint") || !strcmp(k, "debug_costmodel_coe") ||
+            !strcmp(k, "context_mb")) {
+            int zero_ok = k[0] == 'c';
+            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0 || (zero_ok && it->valuedouble == 0))) {
+                rc = gv_bad(zero_ok ? "%s: field '%s' must be a non-negative number"
+                                    : "%s: field '%s' must be a positive number",
+                            path, k);
                 break;
             }
             if (k[0] == 'm')
                 cli->memory_gb = it->valuedouble;
-            else
+            else if (k[0] == 'd')
                 co->costmodel_coe = it->valuedouble;
+            else
+                co->context_mb = it->valuedouble; /* fixed memory per stage (Galvatron: 1024) */
             continue;
         }
         if (!strcmp(k, "model_name")) {
