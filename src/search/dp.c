@@ -41,20 +41,35 @@ void gv_stage_dp_free(gv_stage_dp *dp) {
  * na + nb), returns its length. */
 static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double add, int k, gv_pt *out) {
     int i = 0, j = 0, n = 0;
+    if (na == 0) { /* the common first merge: a copy */
+        for (; j < nb; j++) {
+            double v = b[j].cost + add;
+            int o = k >= 0 ? k : b[j].owner;
+            if (n && out[n - 1].cost == v && out[n - 1].owner == o) continue;
+            out[n].mem = b[j].mem;
+            out[n].cost = v;
+            out[n].owner = o;
+            n++;
+        }
+        return n;
+    }
     double va = INFINITY, vb = INFINITY;
     int oa = -1, ob = -1;
+    /* breakpoints are unique per memory within each input */
     while (i < na || j < nb) {
         int x;
-        if (j >= nb || (i < na && a[i].mem <= b[j].mem))
+        if (j >= nb || (i < na && a[i].mem <= b[j].mem)) {
             x = a[i].mem;
-        else
-            x = b[j].mem;
-        while (i < na && a[i].mem == x) {
             va = a[i].cost;
             oa = a[i].owner;
             i++;
-        }
-        while (j < nb && b[j].mem == x) {
+            if (j < nb && b[j].mem == x) {
+                vb = b[j].cost + add;
+                ob = k >= 0 ? k : b[j].owner;
+                j++;
+            }
+        } else {
+            x = b[j].mem;
             vb = b[j].cost + add;
             ob = k >= 0 ? k : b[j].owner;
             j++;
