@@ -276,12 +276,6 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     free(goff);
     free(glen);
     free(uni);
-    if (getenv("GV_DP_STATS")) {
-        long tot = 0;
-        for (int i = 0; i < L * S; i++) tot += dp->len[i];
-        fprintf(stderr, "dp S %d L %d cap %d points %ld (%.1f per list)\n", S, L, cap, tot,
-                (double)tot / (L * S));
-    }
     *out = dp;
     return st;
 nomem:
