@@ -1,7 +1,8 @@
 /* Search speed (docs/benchmarks.md "Search speed"): wall time of gv_search_run on
  *   1. the reference's measured case (§3.4): llama2-7b profile, 28 layers, 8 ranks, 36 GB, B 64, m 32 and
  *      m free (every divisor of 64), fine-grained;
- *   2. the full space, 32 layers on 8 ranks, fixed global batch (32), m free;
+ *   2. the full space, 32 layers on 8 ranks, fixed global batch (32), m free; and the reference's 32-layer,
+ *      64 GB, B 64 case;
  *   3. 96 layers on 1024 ranks, fixed global batch (1024), m free, max degrees 8 (Galvatron's defaults).
  * Cases 1-2 read the fixture profiles in tests/profiles; case 3 uses a made-up 1024-rank hardware profile
  * (bandwidths only steer which plan wins; the work done does not depend on their values much).
@@ -106,6 +107,9 @@ int main(int argc, char **argv) {
         o.threads = threads;
         o.settle_bsz = 32;
         run("32 layers, 8 ranks, 36 GB, B 32, m free", &cm, &o, reps);
+        o.memory_mb = 64 * 1024; /* the reference's other measured case */
+        o.settle_bsz = 64;
+        run("32 layers, 8 ranks, 64 GB, B 64, m free", &cm, &o, reps);
         /* 3: 96 layers on 1024 ranks */
         gv_cost_model big = {&hw1k, &mp, {0}};
         gv_cost_opts_default(&big.o, cmode, 1024, 4096, 2048);

@@ -5,7 +5,6 @@
  * backtracked exactly like the dense table (ties go to the lowest strategy index, as numpy's argmin), but
  * its size is the number of distinct memory totals that improve the cost, not the budget in MB. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
