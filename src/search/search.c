@@ -420,7 +420,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
                 int a_min = 0;
                 for (int a = 1; a < S; a++)
-                    if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+                    if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
+                        (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
+                        a_min = a;
                 for (int j = 0; j < nk[k]; j++) plan[l + j] = a_min;
                 double x = (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]) + omem[v * pp + k];
                 if (x > worst) worst = x, ws = k;
@@ -430,7 +432,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
             int a_min = 0;
             for (int a = 1; a < S; a++)
-                if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+                if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
+                    (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
+                    a_min = a;
             for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[a_min];
         }
         gv_offer_close(c, t, plan, nk, &c->vs[vidx[bv]], need + cache, need_stage);
