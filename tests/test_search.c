@@ -208,7 +208,7 @@ typedef struct {
     gv_plan *p;
     const gv_strategy *ls, *vs;
     int nls, nvs;
-    double max_mem, best;
+    double max_mem, best, least_mem;
 } bf_ctx;
 
 static void bf_rec(bf_ctx *b, int i) {
@@ -221,6 +221,7 @@ static void bf_rec(bf_ctx *b, int i) {
             gv_plan_cost pc;
             if (gv_cost_plan(b->cm, b->p, 0, &pc) != GV_OK) continue;
             if (pc.mem_total[0] <= b->max_mem && pc.step_s < b->best) b->best = pc.step_s;
+            if (pc.mem_total[0] < b->least_mem) b->least_mem = pc.mem_total[0];
         }
         return;
     }
@@ -278,7 +279,7 @@ static void check_optimality(void) {
         gv_plan p;
         gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
         CHECK_OK(gv_plan_uniform(&p, W, 1, L, one, one, GV_SCHED_1F1B, B, m));
-        bf_ctx bc = {&cm, &p, ls, vs, nls, nvs, o.memory_mb, INFINITY};
+        bf_ctx bc = {&cm, &p, ls, vs, nls, nvs, o.memory_mb, INFINITY, INFINITY};
         bf_rec(&bc, 0);
         gv_search_result r;
         gv_status st = gv_search_run(&cm, &o, &r);
@@ -294,6 +295,8 @@ static void check_optimality(void) {
         } else {
             CHECK(st == GV_ERR_INVALID && !r.found);
             CHECK(strstr(gv_last_error(), "no plan fits: the smallest needs ") != NULL);
+            CHECK(r.need_mb == bc.least_mem); /* the smallest plan there is */
+            CHECK(r.plan.n_layer == L && r.cost.mem_total[0] == bc.least_mem);
         }
         gv_search_result_free(&r);
         gv_plan_free(&p);
