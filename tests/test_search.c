@@ -388,13 +388,35 @@ static void check_fixture_search(void) {
             CHECK(sum == 32);
             CHECK(r1.n_alt > 0);
             for (int a = 0; a < r1.n_alt; a++)
-                CHECK(r1.alt[a].step_s >= r1.cost.step_s && r1.alt[a].gap >= 0);
+                CHECK(r1.alt[a].throughput <= r1.cost.throughput && r1.alt[a].gap >= 0);
             printf("%s: B %d, m %d, pp %d, %.3f samples/s, %d tasks, %.1f ms\n", mode ? "own" : "galvatron",
                    r1.plan.global_batch, r1.plan.micro_batches, r1.plan.pp, r1.cost.throughput, r1.tasks,
                    r1.ms);
         }
         gv_search_result_free(&r1);
         gv_search_result_free(&r2);
+        /* a batch range: the answer is the best throughput of the batches searched one by one */
+        gv_search_opts ro = o;
+        ro.settle_bsz = 0;
+        ro.min_bsz = 8;
+        ro.max_bsz = 32;
+        ro.bsz_scale = 8;
+        gv_search_result rr;
+        CHECK_OK(gv_search_run(&cm, &ro, &rr));
+        double best_thr = 0;
+        int best_b = 0;
+        for (int B = 8; B <= 32; B += 8) {
+            gv_search_opts bo = o;
+            bo.settle_bsz = B;
+            gv_search_result rb;
+            if (gv_search_run(&cm, &bo, &rb) == GV_OK && rb.cost.throughput > best_thr) {
+                best_thr = rb.cost.throughput;
+                best_b = B;
+            }
+            gv_search_result_free(&rb);
+        }
+        CHECK(rr.found && rr.cost.throughput == best_thr && rr.plan.global_batch == best_b);
+        gv_search_result_free(&rr);
         /* nothing fits: 2 GB */
         o.memory_mb = 2048;
         gv_search_result r;

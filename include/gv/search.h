@@ -51,7 +51,7 @@ void gv_stage_dp_free(gv_stage_dp *dp);
 typedef struct {
     int global_batch, micro_batches, pp, vocab_tp, vocab_sp, vocab_zero3;
     char layers[160];               /* short description: "24x 1-2*-4 + 8x 1-2*-4-c" */
-    double step_s, throughput, gap; /* gap: relative slowdown vs the best */
+    double step_s, throughput, gap; /* gap: time per sample relative to the best, minus 1 */
 } gv_search_alt;
 
 typedef struct {

@@ -887,7 +887,8 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
             st = gv_fail(t->st, "%s", t->err);
             break;
         }
-        if (t->found && (best < 0 || t->step < tasks[best].step)) best = i;
+        /* tasks differ in global batch: the answer is the highest throughput (first of equals) */
+        if (t->found && (best < 0 || t->cost.throughput > tasks[best].cost.throughput)) best = i;
         if (t->have_close && (close < 0 || t->close_need < tasks[close].close_need)) close = i;
     }
     if (st == GV_OK && best >= 0) {
@@ -908,7 +909,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
             gv_search_alt pa;
             for (int i = 0; i < nt; i++) {
                 gv_task *x = &tasks[i];
-                if (!x->found || (pick >= 0 && x->step >= tasks[pick].step)) continue;
+                if (!x->found || (pick >= 0 && x->cost.throughput <= tasks[pick].cost.throughput)) continue;
                 gv_search_alt xa;
                 gv_alt_of(&c, x, &xa);
                 int dup = 0;
@@ -918,7 +919,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
                 pa = xa;
             }
             if (pick < 0) break;
-            pa.gap = pa.step_s / out->cost.step_s - 1;
+            pa.gap = out->cost.throughput / pa.throughput - 1; /* time per sample, relative */
             out->alt[out->n_alt++] = pa;
             seen[nseen++] = pa;
         }
