@@ -61,51 +61,69 @@ static double gv_g_overlap(double alpha, double msg_time, double bct) {
     return hi + (alpha - 1) * lo;
 }
 
+/* HEAD's TimeCostModelBase in its own order of operations (times for L "dummy" layers, then / L), so the
+ * values are the same doubles as Galvatron's and its comparisons and ties come out the same. */
 static void gv_g_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
     const gv_model_profile *mp = cm->mp;
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    double L = cm->o.n_layer > 0 ? cm->o.n_layer : 1;
     int lbsz = b->global_batch / b->chunks / s->dp; /* quirk: dp, not sdp (Galvatron's NOTE) */
-    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, (double)lbsz / tsp);
-    double bct = 2 * fct;
+    double param = mp->param_mb / s->tp;
+    double fct =
+        mp->fwd_linear ? (mp->fwd_m * ((double)lbsz / tsp) + mp->fwd_c) * L : mp->fwd_c * lbsz / tsp * L;
+    double bct = fct * 2; /* bct_fct_coe */
     if (s->ckpt) bct += fct;
-    double dp_msg = 2.0 * (sdp - 1) * (mp->param_mb / s->tp / sdp);
+    double dp_msg = 2 * (sdp - 1) * (param / sdp) * L;
     if (cm->o.mixed_precision) dp_msg /= 2;
-    double fsdp_ag = 0.5 * dp_msg;
-    double dc = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
+    double fsdp_ag = dp_msg * 0.5;
+    double alpha = hw->overlap_coe;
+    double dc = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), dc_overlap = dc * alpha;
     double tp_time = 0;
     if (tsp > 1) {
-        double n = s->tp == 1 ? 4 : 6; /* quirk: Ulysses 4 all-to-alls (runtime does 8), Megatron 6 */
+        double n = (s->tp == 1 ? 4 : 6) * L; /* quirk: Ulysses 4 all-to-alls (runtime does 8), Megatron 6 */
         if (s->ckpt) n *= 1.5;
         const gv_latency_table *t = s->tp == 1 ? &hw->a2a[gv_lg(s->sp)] : &hw->ag[gv_lg(s->tp)];
-        double msg = lbsz * (double)cm->o.seq * cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+        double msg = (double)lbsz * cm->o.seq * cm->o.hidden * (cm->o.mixed_precision ? 2 : 4) / 1024 / 1024;
         tp_time = gv_latency_at(t, msg) * n;
     }
-    double p2p = 0;
+    double p2p_msg = 0, p2p_coe = 0;
     if (s->pp > 1) {
-        double msg = s->pp * 2.0 * lbsz * cm->o.seq * (double)cm->o.hidden * 4 / GV_MB;
-        if (cm->o.mixed_precision) msg /= 2;
-        p2p = msg * (hw->p2p_coe[gv_lg(s->pp)] > 0 ? hw->p2p_coe[gv_lg(s->pp)] : 0);
-        p2p /= cm->o.n_layer > 0 ? cm->o.n_layer : 1; /* quirk: not scaled by the dummy layer count */
+        p2p_coe = hw->p2p_coe[gv_lg(s->pp)] > 0 ? hw->p2p_coe[gv_lg(s->pp)] : 0;
+        p2p_msg = (double)s->pp * 2 * lbsz * cm->o.seq * cm->o.hidden * 4 / 1024 / 1024;
+        if (cm->o.mixed_precision) p2p_msg = p2p_msg / 2;
     }
     for (int f = 1; f >= 0; f--) {
-        double T, alpha = hw->overlap_coe;
+        double msg = dp_msg * f, overlap = 0, rest = 0, T;
+        if (s->dp > 1) { /* bct_dp_overlap */
+            double dp_ov = msg * dc_overlap, bct_ov = bct * alpha;
+            if (dp_ov > bct_ov) {
+                overlap = bct_ov;
+                rest = (msg - bct_ov / dc_overlap) * dc;
+            } else if (dp_ov < bct_ov) {
+                overlap = dp_ov;
+                rest = bct - dp_ov / alpha;
+            } else {
+                overlap = bct_ov;
+            }
+        }
         if (tsp == 1 && s->dp > 1)
-            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct);
+            T = fct + overlap + rest;
         else if (s->dp == 1 && tsp > 1) /* quirk: an Ulysses layer with dp 1 gets no DP time */
             T = fct + bct + tp_time;
         else if (s->dp == 1 && tsp == 1)
             T = fct + bct;
         else
-            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct) + tp_time;
-        if (s->zero == 3) T += fsdp_ag * dc; /* quirk: never overlapped */
-        T += p2p;
-        double sec = T * 0.001 * cm->o.costmodel_coe;
+            T = fct + overlap + rest + tp_time;
+        if (s->zero == 3) T = T + fsdp_ag * dc;   /* quirk: never overlapped */
+        if (s->pp > 1) T = T + p2p_msg * p2p_coe; /* quirk: not scaled by the dummy layer count */
+        T = T * (0.001 * cm->o.costmodel_coe);
+        T = T / L;
         if (f)
-            *with_sync = sec;
+            *with_sync = T;
         else
-            *no_sync = sec;
+            *no_sync = T;
     }
 }
 
@@ -408,8 +426,9 @@ double gv_cost_inter(const gv_cost_model *cm, const gv_strategy *a, const gv_str
     double lb = (double)bt->global_batch / bt->chunks / dp;
     if (cm->o.mode == GV_COST_GALVATRON) {
         if (cm->o.sequence_parallel && ta != tb) {
-            double bytes = (T - 1.0) / T * lb * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm);
-            return bytes * gv_coe(cm->hw, T, 1) * 1e-7; /* quirk: bytes x ms/MB x 1e-7 */
+            double sample = (double)cm->o.seq * cm->o.hidden * (cm->o.mixed_precision ? 2 : 4);
+            double bytes = (T - 1.0) / T * lb * sample;
+            return bytes * (gv_coe(cm->hw, T, 1) * 1e-7); /* quirk: bytes x ms/MB x 1e-7 */
         }
         double r = 0;
         if (gv_match(a, b, GV_M_SP) && b->sp > 1) r = 1e-10;
