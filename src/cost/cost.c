@@ -454,22 +454,41 @@ double gv_cost_fixed(const gv_cost_model *cm) {
     return cm->o.mode == GV_COST_OWN ? cm->mp->step_fixed_ms * 0.001 : 0;
 }
 
+/* numpy's np.sum of a float64 array (pairwise: 8 running sums in blocks of up to 128), which Galvatron uses
+ * for stage times; the same rounding keeps its comparisons. */
+static double gv_np_sum(const double *a, int n) {
+    if (n < 8) {
+        double r = 0.;
+        for (int i = 0; i < n; i++) r += a[i];
+        return r;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        int i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    int n2 = n / 2;
+    n2 -= n2 % 8;
+    return gv_np_sum(a, n2) + gv_np_sum(a + n2, n - n2);
+}
+
 double gv_cost_pipeline(const gv_cost_model *cm, int pp, int m, const double *R, const double *C,
                         double fixed_s) {
-    if (cm->o.mode == GV_COST_GALVATRON) {
-        double sum = 0, rest = 0;
-        for (int i = 0; i < pp; i++) sum += C[i];
-        for (int i = 1; i < pp; i++) rest += C[i];
-        double T1 = sum + (m - 1) * C[pp - 1];
+    if (cm->o.mode == GV_COST_GALVATRON) { /* pipeline_costmodel, in its order of operations */
+        double sum = gv_np_sum(C, pp), rest = gv_np_sum(C + 1, pp - 1);
+        double T = sum + C[pp - 1] * (m - 1);
         int k = (pp - 1) < (m - 1) ? pp - 1 : m - 1;
-        double T2 = fmax(k * C[0] / 3, rest / 3) + fmax(k * 2 * C[0] / 3, rest * 2 / 3) +
+        double T2 = fmax(k * C[0] * 1 / 3, rest * 1 / 3) + fmax(k * C[0] * 2 / 3, rest * 2 / 3) +
                     C[0] * (m + 1 - pp > 0 ? m + 1 - pp : 0);
-        double T = fmax(T1, T2), acc = 0, ex = 0;
-        for (int i = 0; i < pp; i++) {
-            acc += C[i];
-            ex = fmax(ex, R[i] - acc);
-        }
-        return T + ex;
+        T = fmax(T, T2);
+        double ex = -INFINITY;
+        for (int i = 0; i < pp; i++) ex = fmax(ex, R[i] - gv_np_sum(C, i + 1));
+        return T + (ex > 0 ? ex : 0);
     }
     /* own: the last micro-batch fills and drains the pipeline (sum of stage times); the other m-1 pass
      * at the slowest stage's pace; a stage's gradient sync after its last backward is exposed unless the
@@ -504,7 +523,9 @@ void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *voca
 gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_plan_cost *out) {
     if (p->pp > 64) return gv_fail(GV_ERR_UNSUPPORTED, "cost: pp %d > 64 stages", p->pp);
     memset(out, 0, sizeof *out);
-    gv_strategy ls[4096], vs;
+    static _Thread_local gv_strategy ls[4096];
+    static _Thread_local double lw[4096], ln[4096];
+    gv_strategy vs;
     if (p->n_layer > 4096) return gv_fail(GV_ERR_UNSUPPORTED, "cost: more than 4096 layers");
     gv_plan_strategies(p, ls, &vs);
     gv_cost_batch b = {p->global_batch, p->micro_batches};
@@ -517,8 +538,8 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
     out->pp = p->pp;
     int l = 0;
     for (int k = 0; k < p->pp; k++) {
-        double R = 0, C = galv ? on[k] : on[k], trans = 0, mem = 0;
-        if (!galv) R = ow[k];
+        double R = galv ? 0 : ow[k], C = galv ? 0 : on[k], trans = 0, mem = 0;
+        int l0 = l;
         gv_cost_mem *sm = &out->mem[k];
         *sm = om[k];
         for (int j = 0; j < p->stage_layers[k]; j++, l++) {
@@ -531,6 +552,10 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
             }
             R += w;
             C += n;
+            if (galv) {
+                lw[l - l0] = w;
+                ln[l - l0] = n;
+            }
             gv_cost_mem lm;
             gv_cost_layer_memory(cm, &ls[l], &b, k, &lm, &t);
             sm->parameters += lm.parameters;
@@ -539,6 +564,10 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
             sm->activations += lm.activations;
             mem += ceil(gv_cost_mem_total(&lm));
             trans = fmax(trans, t);
+        }
+        if (galv) { /* np.sum over the stage's layers, then the vocab layers' time */
+            R = gv_np_sum(lw, l - l0);
+            C = gv_np_sum(ln, l - l0) + on[k];
         }
         if (!galv && p->pp > 1) { /* activations to / from the neighbours, forward and backward */
             int nb = (k > 0) + (k < p->pp - 1);
