@@ -125,6 +125,16 @@ static void test_galvatron_config(void) {
     CHECK(p.vocab.zero == 3 && p.world == 2 && p.layers[1].zero == 0);
     gv_plan_free(&p);
 
+    /* The default dp type applies where there is data parallelism: a tp = stage layer (and the vocab
+     * layers at vtp = stage) run DDP, an explicit zero3 there stays (and validation names it). */
+    write_file("plan_tmp/d.json", "{\"pp_deg\": 2, \"tp_sizes_enc\": \"2,1,1,2\", \"dp_types_enc\": \"0,0,1,1\", "
+                                  "\"default_dp_type\": \"zero2\", \"global_bsz\": 8, \"vtp\": 2, "
+                                  "\"world_size\": 4}");
+    CHECK_OK(gv_plan_load(&p, "plan_tmp/d.json", 4, 0));
+    CHECK(p.layers[0].zero == 0 && p.layers[1].zero == 2 && p.layers[2].zero == 3 && p.layers[3].zero == 3);
+    CHECK(p.vocab.zero == 0);
+    gv_plan_free(&p);
+
     struct {
         const char *txt, *want;
     } bad[] = {

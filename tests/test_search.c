@@ -208,7 +208,7 @@ typedef struct {
     gv_plan *p;
     const gv_strategy *ls, *vs;
     int nls, nvs;
-    double max_mem, best;
+    double max_mem, best, least_mem;
 } bf_ctx;
 
 static void bf_rec(bf_ctx *b, int i) {
@@ -221,6 +221,7 @@ static void bf_rec(bf_ctx *b, int i) {
             gv_plan_cost pc;
             if (gv_cost_plan(b->cm, b->p, 0, &pc) != GV_OK) continue;
             if (pc.mem_total[0] <= b->max_mem && pc.step_s < b->best) b->best = pc.step_s;
+            if (pc.mem_total[0] < b->least_mem) b->least_mem = pc.mem_total[0];
         }
         return;
     }
@@ -278,7 +279,7 @@ static void check_optimality(void) {
         gv_plan p;
         gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
         CHECK_OK(gv_plan_uniform(&p, W, 1, L, one, one, GV_SCHED_1F1B, B, m));
-        bf_ctx bc = {&cm, &p, ls, vs, nls, nvs, o.memory_mb, INFINITY};
+        bf_ctx bc = {&cm, &p, ls, vs, nls, nvs, o.memory_mb, INFINITY, INFINITY};
         bf_rec(&bc, 0);
         gv_search_result r;
         gv_status st = gv_search_run(&cm, &o, &r);
@@ -294,6 +295,8 @@ static void check_optimality(void) {
         } else {
             CHECK(st == GV_ERR_INVALID && !r.found);
             CHECK(strstr(gv_last_error(), "no plan fits: the smallest needs ") != NULL);
+            CHECK(r.need_mb == bc.least_mem); /* the smallest plan there is */
+            CHECK(r.plan.n_layer == L && r.cost.mem_total[0] == bc.least_mem);
         }
         gv_search_result_free(&r);
         gv_plan_free(&p);
@@ -305,6 +308,43 @@ static void check_optimality(void) {
     printf(
         "search optimality: %d random instances with a plan equal to brute force (%d without one, agreed)\n",
         fits, instances - fits);
+}
+
+/* The shared-DP shortcuts (group DP, transient caps) against every task solving its own DPs, on random
+ * instances with pipelines, both cost models. */
+static void check_shortcuts(void) {
+    int compared = 0;
+    for (int it = 0; it < 40; it++) {
+        int W = 2 << (rnd() % 3), B = 8 << (rnd() % 2);
+        gv_hw_profile hw;
+        gv_model_profile mp;
+        random_profiles(&hw, &mp, W);
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, it % 2 ? GV_COST_OWN : GV_COST_GALVATRON, W, 64 * (1 + rnd() % 4), 256);
+        cm.o.pipeline = rnd() % 2 ? GV_SCHED_GPIPE : GV_SCHED_1F1B;
+        cm.o.context_mb = 100;
+        gv_search_opts o;
+        int L = 2 + rnd() % 7;
+        cm.o.n_layer = L;
+        gv_search_opts_default(&o, W, L, urand(300, 3000));
+        o.settle_bsz = B;
+        o.threads = 1;
+        gv_search_result a, b;
+        gv_status sa = gv_search_run(&cm, &o, &a);
+        o.no_shortcut = 1;
+        gv_status sb = gv_search_run(&cm, &o, &b);
+        CHECK(sa == sb && a.found == b.found);
+        if (sa == GV_OK && sb == GV_OK && a.found && b.found) {
+            CHECK(a.cost.step_s == b.cost.step_s && a.plan.pp == b.plan.pp &&
+                  !memcmp(a.plan.layers, b.plan.layers, sizeof(gv_layer_strategy) * L) &&
+                  !memcmp(a.plan.stage_layers, b.plan.stage_layers, sizeof(int) * a.plan.pp));
+            compared++;
+        }
+        gv_search_result_free(&a);
+        gv_search_result_free(&b);
+    }
+    CHECK(compared >= 15);
+    printf("shortcuts: %d random searches with pipelines give the same plan as without them\n", compared);
 }
 
 static void check_fixture_search(void) {
@@ -327,6 +367,16 @@ static void check_fixture_search(void) {
         o.threads = 2;
         CHECK_OK(gv_search_run(&cm, &o, &r2));
         CHECK(r1.found && r2.found);
+        /* the group's shared DP gives the same answer as every task solving its own DPs */
+        gv_search_result r3;
+        o.no_shortcut = 1;
+        CHECK_OK(gv_search_run(&cm, &o, &r3));
+        o.no_shortcut = 0;
+        CHECK(r3.found && r1.found && r3.cost.step_s == r1.cost.step_s && r3.plan.pp == r1.plan.pp &&
+              !memcmp(r3.plan.layers, r1.plan.layers, sizeof(gv_layer_strategy) * 32) &&
+              !memcmp(&r3.plan.vocab, &r1.plan.vocab, sizeof r1.plan.vocab));
+        for (int a = 0; a < r1.n_alt && a < r3.n_alt; a++) CHECK(r1.alt[a].step_s == r3.alt[a].step_s);
+        gv_search_result_free(&r3);
         if (r1.found && r2.found) {
             CHECK(r1.cost.step_s == r2.cost.step_s && r1.plan.pp == r2.plan.pp);
             CHECK(!memcmp(r1.plan.layers, r2.plan.layers, sizeof(gv_layer_strategy) * 32));
@@ -338,13 +388,35 @@ static void check_fixture_search(void) {
             CHECK(sum == 32);
             CHECK(r1.n_alt > 0);
             for (int a = 0; a < r1.n_alt; a++)
-                CHECK(r1.alt[a].step_s >= r1.cost.step_s && r1.alt[a].gap >= 0);
+                CHECK(r1.alt[a].throughput <= r1.cost.throughput && r1.alt[a].gap >= 0);
             printf("%s: B %d, m %d, pp %d, %.3f samples/s, %d tasks, %.1f ms\n", mode ? "own" : "galvatron",
                    r1.plan.global_batch, r1.plan.micro_batches, r1.plan.pp, r1.cost.throughput, r1.tasks,
                    r1.ms);
         }
         gv_search_result_free(&r1);
         gv_search_result_free(&r2);
+        /* a batch range: the answer is the best throughput of the batches searched one by one */
+        gv_search_opts ro = o;
+        ro.settle_bsz = 0;
+        ro.min_bsz = 8;
+        ro.max_bsz = 32;
+        ro.bsz_scale = 8;
+        gv_search_result rr;
+        CHECK_OK(gv_search_run(&cm, &ro, &rr));
+        double best_thr = 0;
+        int best_b = 0;
+        for (int B = 8; B <= 32; B += 8) {
+            gv_search_opts bo = o;
+            bo.settle_bsz = B;
+            gv_search_result rb;
+            if (gv_search_run(&cm, &bo, &rb) == GV_OK && rb.cost.throughput > best_thr) {
+                best_thr = rb.cost.throughput;
+                best_b = B;
+            }
+            gv_search_result_free(&rb);
+        }
+        CHECK(rr.found && rr.cost.throughput == best_thr && rr.plan.global_batch == best_b);
+        gv_search_result_free(&rr);
         /* nothing fits: 2 GB */
         o.memory_mb = 2048;
         gv_search_result r;
@@ -360,6 +432,7 @@ int main(void) {
     check_enumeration();
     check_stage_dp();
     check_optimality();
+    check_shortcuts();
     check_fixture_search();
     return gv_test_result("test_search");
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gv/explain.h"
 #include "gv/model.h"
@@ -91,15 +92,24 @@ int gv_cmd_explain(int argc, char **argv) {
     if (!seq) seq = spec.max_seq;
     gv_plan p;
     if (gv_plan_load(&p, plan_path, spec.n_layer, world) != GV_OK) return gv_explain_fail(gv_last_error());
-    gv_cost_setup cs;
+    static gv_cost_env env; /* large; env.cm points into it */
     gv_plan_cost c;
     gv_timeline_event *ev = NULL;
     int n = 0;
     double makespan = 0, fwd[64], bwd[64];
     gv_status st = gv_plan_validate(&p, &spec, seq, plan_path);
     if (st == GV_OK && p.pp > 64) st = gv_fail(GV_ERR_UNSUPPORTED, "%s: pp %d > 64", plan_path, p.pp);
-    if (st == GV_OK) st = gv_cost_setup_load(&cs, dir, &spec, world, seq, mode, -1);
-    if (st == GV_OK) st = gv_cost_plan(&cs.cm, &p, 0, &c);
+    if (st == GV_OK) {
+        gv_cost_opts co;
+        gv_cost_opts_default(&co, mode, world, spec.n_embd, seq);
+        co.n_layer = spec.n_layer;
+        /* the profiles' precision: whichever computation profile the directory has, fp32 first */
+        char comp[1200];
+        snprintf(comp, sizeof comp, "%s/computation_profiling_fp32_%s_all.json", dir, spec.name);
+        co.mixed_precision = access(comp, R_OK) != 0;
+        st = gv_cost_env_load(&env, dir, spec.name, 1, world, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC);
+    }
+    if (st == GV_OK) st = gv_cost_plan(&env.cm, &p, 0, &c);
     if (st == GV_OK) {
         gv_explain_stage_times(&p, &c, fwd, bwd);
         double p2p = 0; /* the cost model folds the boundary messages into the stage times */

@@ -37,7 +37,8 @@ static const char *gv_usage_search =
     "                           min_bsz, max_bsz, bsz_scale, fine_grained_mode, default_dp_type,\n"
     "                           pipeline_type, async_grad_reduce, sequence_parallel, global_memory_buffer,\n"
     "                           mixed_precision, time_profile_mode, memory_profile_mode, disable_*,\n"
-    "                           max_*_deg, seq_length, hidden_size, num_layers, model_name, ...)\n"
+    "                           max_*_deg, seq_length, hidden_size, num_layers, model_name, ...; and\n"
+    "                           the own model's overlap_grad_sync, uneven_stages, context_mb)\n"
     "  --global-batch B         search this global batch only (settle_bsz)\n"
     "  --micro-batches M        and this many micro-batches (settle_chunk)\n"
     "  --threads N              search threads [one per CPU]\n"
@@ -157,15 +158,21 @@ static int gv_read_options(const char *path, gv_search_opts *so, gv_cost_opts *c
             if (rc) break;
             continue;
         }
-        if (!strcmp(k, "memory_constraint") || !strcmp(k, "debug_costmodel_coe")) {
-            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0)) {
-                rc = gv_bad("%s: field '%s' must be a positive number", path, k);
+        if (!strcmp(k, "memory_constraint") || !strcmp(k, "debug_costmodel_coe") ||
+            !strcmp(k, "context_mb")) {
+            int zero_ok = k[0] == 'c';
+            if (!cJSON_IsNumber(it) || !(it->valuedouble > 0 || (zero_ok && it->valuedouble == 0))) {
+                rc = gv_bad(zero_ok ? "%s: field '%s' must be a non-negative number"
+                                    : "%s: field '%s' must be a positive number",
+                            path, k);
                 break;
             }
             if (k[0] == 'm')
                 cli->memory_gb = it->valuedouble;
-            else
+            else if (k[0] == 'd')
                 co->costmodel_coe = it->valuedouble;
+            else
+                co->context_mb = it->valuedouble; /* fixed memory per stage (Galvatron: 1024) */
             continue;
         }
         if (!strcmp(k, "model_name")) {
@@ -401,22 +408,13 @@ int gv_cmd_search(int argc, char **argv) {
     co.seq = cli.seq;
     co.n_layer = cli.layers;
 
-    gv_hw_profile hw;
-    gv_model_profile mp;
-    if (gv_hw_profile_load(&hw, profile_dir, cli.num_nodes, cli.gpus_per_node) != GV_OK) {
+    static gv_cost_env env; /* large: not on the stack */
+    if (gv_cost_env_load(&env, profile_dir, cli.model_name, cli.num_nodes, cli.gpus_per_node, &co,
+                         cli.time_mode, cli.mem_mode) != GV_OK) {
         fprintf(stderr, "galvatron search: %s\n", gv_last_error());
         return 1;
     }
-    char comp[1024], mem[1024];
-    const char *prec = co.mixed_precision ? "bf16" : "fp32";
-    snprintf(comp, sizeof comp, "%s/computation_profiling_%s_%s_all.json", profile_dir, prec, cli.model_name);
-    snprintf(mem, sizeof mem, "%s/memory_profiling_%s_%s_all.json", profile_dir, prec, cli.model_name);
-    if (gv_model_profile_load(&mp, comp, mem, cli.seq, co.sequence_parallel, cli.time_mode, cli.mem_mode) !=
-        GV_OK) {
-        fprintf(stderr, "galvatron search: %s\n", gv_last_error());
-        return 1;
-    }
-    gv_cost_model cm = {&hw, &mp, co};
+    const gv_cost_model cm = env.cm;
     gv_search_result r;
     gv_status st = gv_search_run(&cm, &so, &r);
     if (st != GV_OK) {
@@ -454,8 +452,8 @@ int gv_cmd_search(int argc, char **argv) {
     char gname[512];
     if (!gout && mode == GV_COST_GALVATRON) {
         snprintf(gname, sizeof gname, "galvatron_config_%s_%dnodes_%dgpus_per_node_%dGB_%s_bsz%d.json",
-                 cli.model_name, cli.num_nodes, cli.gpus_per_node, (int)cli.memory_gb, prec,
-                 r.plan.global_batch);
+                 cli.model_name, cli.num_nodes, cli.gpus_per_node, (int)cli.memory_gb,
+                 co.mixed_precision ? "bf16" : "fp32", r.plan.global_batch);
         gout = gname;
     }
     if (gout) {

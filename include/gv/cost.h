@@ -167,6 +167,20 @@ void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *voca
  * buffer group size (0 = none). */
 gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int global_buffer_tp, gv_plan_cost *out);
 
+/* Profiles of one (cluster, model) pair and the cost model over them, read from a profile directory under
+ * Galvatron's file names: allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., sp_time_...,
+ * overlap_coefficient.json, computation_profiling_{bf16|fp32}_{model}_all.json and memory_profiling_....
+ * o gives the mode, shapes and options (o->world must be N x G); the time and memory profile modes pick how
+ * the model profile is read. cm points into the struct: keep it in place. */
+typedef struct {
+    gv_hw_profile hw;
+    gv_model_profile mp;
+    gv_cost_model cm;
+} gv_cost_env;
+gv_status gv_cost_env_load(gv_cost_env *e, const char *dir, const char *model_name, int num_nodes,
+                           int gpus_per_node, const gv_cost_opts *o, gv_profile_mode time_mode,
+                           gv_profile_mode mem_mode);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,17 +10,6 @@
 extern "C" {
 #endif
 
-/* A cost model read from a profile directory: Hetu-Galvatron's hardware files for `world` ranks on one node
- * and the model files computation_profiling_{fp32|bf16}_{model}_all.json / memory_profiling_...
- * (mixed_precision: 1 bf16, 0 fp32, -1 whichever exists, fp32 first). */
-typedef struct {
-    gv_hw_profile hw;
-    gv_model_profile mp;
-    gv_cost_model cm;
-} gv_cost_setup;
-gv_status gv_cost_setup_load(gv_cost_setup *cs, const char *dir, const gv_model_spec *spec, int world,
-                             int seq, gv_cost_mode mode, int mixed_precision);
-
 /* One box of the timeline: forward or backward of micro-batch mb on stage `stage`, [t0, t1) seconds. */
 typedef struct {
     int stage, mb, backward;

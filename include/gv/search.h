@@ -27,6 +27,7 @@ typedef struct {
     int uneven_stages;         /* own model: search stage boundaries (default 1) */
     int threads;               /* 0 = one per online CPU */
     int top_k;                 /* alternatives kept for the report (<= 8) */
+    int no_shortcut;           /* testing: every task solves its own DPs (no answers from the shared one) */
     const gv_model_spec *spec; /* optional: drop degrees the model cannot run (heads, ffn, vocab, seq) */
 } gv_search_opts;
 void gv_search_opts_default(gv_search_opts *o, int world, int n_layer, double memory_mb);
@@ -50,7 +51,7 @@ void gv_stage_dp_free(gv_stage_dp *dp);
 typedef struct {
     int global_batch, micro_batches, pp, vocab_tp, vocab_sp, vocab_zero3;
     char layers[160];               /* short description: "24x 1-2*-4 + 8x 1-2*-4-c" */
-    double step_s, throughput, gap; /* gap: relative slowdown vs the best */
+    double step_s, throughput, gap; /* gap: time per sample relative to the best, minus 1 */
 } gv_search_alt;
 
 typedef struct {

@@ -61,51 +61,69 @@ static double gv_g_overlap(double alpha, double msg_time, double bct) {
     return hi + (alpha - 1) * lo;
 }
 
+/* HEAD's TimeCostModelBase in its own order of operations (times for L "dummy" layers, then / L), so the
+ * values are the same doubles as Galvatron's and its comparisons and ties come out the same. */
 static void gv_g_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
     const gv_model_profile *mp = cm->mp;
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
+    double L = cm->o.n_layer > 0 ? cm->o.n_layer : 1;
     int lbsz = b->global_batch / b->chunks / s->dp; /* quirk: dp, not sdp (Galvatron's NOTE) */
-    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, (double)lbsz / tsp);
-    double bct = 2 * fct;
+    double param = mp->param_mb / s->tp;
+    double fct =
+        mp->fwd_linear ? (mp->fwd_m * ((double)lbsz / tsp) + mp->fwd_c) * L : mp->fwd_c * lbsz / tsp * L;
+    double bct = fct * 2; /* bct_fct_coe */
     if (s->ckpt) bct += fct;
-    double dp_msg = 2.0 * (sdp - 1) * (mp->param_mb / s->tp / sdp);
+    double dp_msg = 2 * (sdp - 1) * (param / sdp) * L;
     if (cm->o.mixed_precision) dp_msg /= 2;
-    double fsdp_ag = 0.5 * dp_msg;
-    double dc = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
+    double fsdp_ag = dp_msg * 0.5;
+    double alpha = hw->overlap_coe;
+    double dc = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), dc_overlap = dc * alpha;
     double tp_time = 0;
     if (tsp > 1) {
-        double n = s->tp == 1 ? 4 : 6; /* quirk: Ulysses 4 all-to-alls (runtime does 8), Megatron 6 */
+        double n = (s->tp == 1 ? 4 : 6) * L; /* quirk: Ulysses 4 all-to-alls (runtime does 8), Megatron 6 */
         if (s->ckpt) n *= 1.5;
         const gv_latency_table *t = s->tp == 1 ? &hw->a2a[gv_lg(s->sp)] : &hw->ag[gv_lg(s->tp)];
-        double msg = lbsz * (double)cm->o.seq * cm->o.hidden * gv_act_bytes(cm) / GV_MB;
+        double msg = (double)lbsz * cm->o.seq * cm->o.hidden * (cm->o.mixed_precision ? 2 : 4) / 1024 / 1024;
         tp_time = gv_latency_at(t, msg) * n;
     }
-    double p2p = 0;
+    double p2p_msg = 0, p2p_coe = 0;
     if (s->pp > 1) {
-        double msg = s->pp * 2.0 * lbsz * cm->o.seq * (double)cm->o.hidden * 4 / GV_MB;
-        if (cm->o.mixed_precision) msg /= 2;
-        p2p = msg * (hw->p2p_coe[gv_lg(s->pp)] > 0 ? hw->p2p_coe[gv_lg(s->pp)] : 0);
-        p2p /= cm->o.n_layer > 0 ? cm->o.n_layer : 1; /* quirk: not scaled by the dummy layer count */
+        p2p_coe = hw->p2p_coe[gv_lg(s->pp)] > 0 ? hw->p2p_coe[gv_lg(s->pp)] : 0;
+        p2p_msg = (double)s->pp * 2 * lbsz * cm->o.seq * cm->o.hidden * 4 / 1024 / 1024;
+        if (cm->o.mixed_precision) p2p_msg = p2p_msg / 2;
     }
     for (int f = 1; f >= 0; f--) {
-        double T, alpha = hw->overlap_coe;
+        double msg = dp_msg * f, overlap = 0, rest = 0, T;
+        if (s->dp > 1) { /* bct_dp_overlap */
+            double dp_ov = msg * dc_overlap, bct_ov = bct * alpha;
+            if (dp_ov > bct_ov) {
+                overlap = bct_ov;
+                rest = (msg - bct_ov / dc_overlap) * dc;
+            } else if (dp_ov < bct_ov) {
+                overlap = dp_ov;
+                rest = bct - dp_ov / alpha;
+            } else {
+                overlap = bct_ov;
+            }
+        }
         if (tsp == 1 && s->dp > 1)
-            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct);
+            T = fct + overlap + rest;
         else if (s->dp == 1 && tsp > 1) /* quirk: an Ulysses layer with dp 1 gets no DP time */
             T = fct + bct + tp_time;
         else if (s->dp == 1 && tsp == 1)
             T = fct + bct;
         else
-            T = fct + gv_g_overlap(alpha, f * dp_msg * dc, bct) + tp_time;
-        if (s->zero == 3) T += fsdp_ag * dc; /* quirk: never overlapped */
-        T += p2p;
-        double sec = T * 0.001 * cm->o.costmodel_coe;
+            T = fct + overlap + rest + tp_time;
+        if (s->zero == 3) T = T + fsdp_ag * dc;   /* quirk: never overlapped */
+        if (s->pp > 1) T = T + p2p_msg * p2p_coe; /* quirk: not scaled by the dummy layer count */
+        T = T * (0.001 * cm->o.costmodel_coe);
+        T = T / L;
         if (f)
-            *with_sync = sec;
+            *with_sync = T;
         else
-            *no_sync = sec;
+            *no_sync = T;
     }
 }
 
@@ -408,8 +426,9 @@ double gv_cost_inter(const gv_cost_model *cm, const gv_strategy *a, const gv_str
     double lb = (double)bt->global_batch / bt->chunks / dp;
     if (cm->o.mode == GV_COST_GALVATRON) {
         if (cm->o.sequence_parallel && ta != tb) {
-            double bytes = (T - 1.0) / T * lb * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm);
-            return bytes * gv_coe(cm->hw, T, 1) * 1e-7; /* quirk: bytes x ms/MB x 1e-7 */
+            double sample = (double)cm->o.seq * cm->o.hidden * (cm->o.mixed_precision ? 2 : 4);
+            double bytes = (T - 1.0) / T * lb * sample;
+            return bytes * (gv_coe(cm->hw, T, 1) * 1e-7); /* quirk: bytes x ms/MB x 1e-7 */
         }
         double r = 0;
         if (gv_match(a, b, GV_M_SP) && b->sp > 1) r = 1e-10;
@@ -435,22 +454,41 @@ double gv_cost_fixed(const gv_cost_model *cm) {
     return cm->o.mode == GV_COST_OWN ? cm->mp->step_fixed_ms * 0.001 : 0;
 }
 
+/* numpy's np.sum of a float64 array (pairwise: 8 running sums in blocks of up to 128), which Galvatron uses
+ * for stage times; the same rounding keeps its comparisons. */
+static double gv_np_sum(const double *a, int n) {
+    if (n < 8) {
+        double r = 0.;
+        for (int i = 0; i < n; i++) r += a[i];
+        return r;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        int i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    int n2 = n / 2;
+    n2 -= n2 % 8;
+    return gv_np_sum(a, n2) + gv_np_sum(a + n2, n - n2);
+}
+
 double gv_cost_pipeline(const gv_cost_model *cm, int pp, int m, const double *R, const double *C,
                         double fixed_s) {
-    if (cm->o.mode == GV_COST_GALVATRON) {
-        double sum = 0, rest = 0;
-        for (int i = 0; i < pp; i++) sum += C[i];
-        for (int i = 1; i < pp; i++) rest += C[i];
-        double T1 = sum + (m - 1) * C[pp - 1];
+    if (cm->o.mode == GV_COST_GALVATRON) { /* pipeline_costmodel, in its order of operations */
+        double sum = gv_np_sum(C, pp), rest = gv_np_sum(C + 1, pp - 1);
+        double T = sum + C[pp - 1] * (m - 1);
         int k = (pp - 1) < (m - 1) ? pp - 1 : m - 1;
-        double T2 = fmax(k * C[0] / 3, rest / 3) + fmax(k * 2 * C[0] / 3, rest * 2 / 3) +
+        double T2 = fmax(k * C[0] * 1 / 3, rest * 1 / 3) + fmax(k * C[0] * 2 / 3, rest * 2 / 3) +
                     C[0] * (m + 1 - pp > 0 ? m + 1 - pp : 0);
-        double T = fmax(T1, T2), acc = 0, ex = 0;
-        for (int i = 0; i < pp; i++) {
-            acc += C[i];
-            ex = fmax(ex, R[i] - acc);
-        }
-        return T + ex;
+        T = fmax(T, T2);
+        double ex = -INFINITY;
+        for (int i = 0; i < pp; i++) ex = fmax(ex, R[i] - gv_np_sum(C, i + 1));
+        return T + (ex > 0 ? ex : 0);
     }
     /* own: the last micro-batch fills and drains the pipeline (sum of stage times); the other m-1 pass
      * at the slowest stage's pace; a stage's gradient sync after its last backward is exposed unless the
@@ -485,7 +523,9 @@ void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *voca
 gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_plan_cost *out) {
     if (p->pp > 64) return gv_fail(GV_ERR_UNSUPPORTED, "cost: pp %d > 64 stages", p->pp);
     memset(out, 0, sizeof *out);
-    gv_strategy ls[4096], vs;
+    static _Thread_local gv_strategy ls[4096];
+    static _Thread_local double lw[4096], ln[4096];
+    gv_strategy vs;
     if (p->n_layer > 4096) return gv_fail(GV_ERR_UNSUPPORTED, "cost: more than 4096 layers");
     gv_plan_strategies(p, ls, &vs);
     gv_cost_batch b = {p->global_batch, p->micro_batches};
@@ -498,8 +538,8 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
     out->pp = p->pp;
     int l = 0;
     for (int k = 0; k < p->pp; k++) {
-        double R = 0, C = galv ? on[k] : on[k], trans = 0, mem = 0;
-        if (!galv) R = ow[k];
+        double R = galv ? 0 : ow[k], C = galv ? 0 : on[k], trans = 0, mem = 0;
+        int l0 = l;
         gv_cost_mem *sm = &out->mem[k];
         *sm = om[k];
         for (int j = 0; j < p->stage_layers[k]; j++, l++) {
@@ -512,6 +552,10 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
             }
             R += w;
             C += n;
+            if (galv) {
+                lw[l - l0] = w;
+                ln[l - l0] = n;
+            }
             gv_cost_mem lm;
             gv_cost_layer_memory(cm, &ls[l], &b, k, &lm, &t);
             sm->parameters += lm.parameters;
@@ -520,6 +564,10 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
             sm->activations += lm.activations;
             mem += ceil(gv_cost_mem_total(&lm));
             trans = fmax(trans, t);
+        }
+        if (galv) { /* np.sum over the stage's layers, then the vocab layers' time */
+            R = gv_np_sum(lw, l - l0);
+            C = gv_np_sum(ln, l - l0) + on[k];
         }
         if (!galv && p->pp > 1) { /* activations to / from the neighbours, forward and backward */
             int nb = (k > 0) + (k < p->pp - 1);

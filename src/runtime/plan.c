@@ -286,6 +286,9 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
         l->tp = tps[i];
         l->sp = usp[i] ? GV_SP_ULYSSES : GV_SP_NONE;
         l->zero = dpt[i] ? 3 : default_dp;
+        /* Galvatron applies the default dp type only where there is data parallelism: a layer whose
+         * sharded-data-parallel group is one rank (tp = the stage, not Ulysses) runs plain DDP. */
+        if (!dpt[i] && l->tp == world / pp && l->sp != GV_SP_ULYSSES) l->zero = 0;
         l->ckpt = ck[i];
     }
     free(tmp);
@@ -305,6 +308,7 @@ static gv_status gv_plan_from_galvatron(gv_plan *p, const cJSON *root, const cha
     p->vocab.tp = vtp;
     p->vocab.sp = vsp ? GV_SP_ULYSSES : GV_SP_NONE;
     p->vocab.zero = vsdp ? 3 : default_dp;
+    if (!vsdp && p->vocab.tp == world / pp && p->vocab.sp != GV_SP_ULYSSES) p->vocab.zero = 0; /* see above */
     return GV_OK;
 }
 
@@ -511,8 +515,8 @@ gv_status gv_plan_save_galvatron(const gv_plan *p, const char *path) {
 
 gv_status gv_plan_broadcast(gv_plan *p, struct gv_comm *c, int root) {
     /* Header first (the receivers size their plan from it), then the per-layer strategies and stages. */
-    int h[9] = {p->world, p->pp, (int)p->schedule, p->global_batch, p->micro_batches, p->n_layer,
-                p->vocab.tp, (int)p->vocab.sp, p->vocab.zero};
+    int h[9] = {p->world,   p->pp,       (int)p->schedule, p->global_batch, p->micro_batches,
+                p->n_layer, p->vocab.tp, (int)p->vocab.sp, p->vocab.zero};
     int me = gv_comm_rank(c);
     GV_TRY(gv_comm_broadcast(c, h, 9, GV_COMM_I32, root));
     if (me != root) {

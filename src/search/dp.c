@@ -5,7 +5,6 @@
  * backtracked exactly like the dense table (ties go to the lowest strategy index, as numpy's argmin), but
  * its size is the number of distinct memory totals that improve the cost, not the budget in MB. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,20 +40,35 @@ void gv_stage_dp_free(gv_stage_dp *dp) {
  * na + nb), returns its length. */
 static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double add, int k, gv_pt *out) {
     int i = 0, j = 0, n = 0;
+    if (na == 0) { /* the common first merge: a copy */
+        for (; j < nb; j++) {
+            double v = b[j].cost + add;
+            int o = k >= 0 ? k : b[j].owner;
+            if (n && out[n - 1].cost == v && out[n - 1].owner == o) continue;
+            out[n].mem = b[j].mem;
+            out[n].cost = v;
+            out[n].owner = o;
+            n++;
+        }
+        return n;
+    }
     double va = INFINITY, vb = INFINITY;
     int oa = -1, ob = -1;
+    /* breakpoints are unique per memory within each input */
     while (i < na || j < nb) {
         int x;
-        if (j >= nb || (i < na && a[i].mem <= b[j].mem))
+        if (j >= nb || (i < na && a[i].mem <= b[j].mem)) {
             x = a[i].mem;
-        else
-            x = b[j].mem;
-        while (i < na && a[i].mem == x) {
             va = a[i].cost;
             oa = a[i].owner;
             i++;
-        }
-        while (j < nb && b[j].mem == x) {
+            if (j < nb && b[j].mem == x) {
+                vb = b[j].cost + add;
+                ob = k >= 0 ? k : b[j].owner;
+                j++;
+            }
+        } else {
+            x = b[j].mem;
             vb = b[j].cost + add;
             ob = k >= 0 ? k : b[j].owner;
             j++;
@@ -79,42 +93,19 @@ static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double ad
 }
 
 /* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
- * its group has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
+ * its class has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
  * much more m pays than s to reach any next strategy x. Then m beats s at every memory >= w for every
- * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes
- * (domination is transitive through D's triangle inequality, so points are judged all at once). */
-static gv_status gv_prune_layer(gv_stage_dp *dp, int i, const double *D, const int *cls, const int *cmem,
-                                const int *csize, int *ptr) {
-    int S = dp->S, mx = 1;
-    for (int q = 0; q < S; q++) mx = dp->len[i * S + q] > mx ? dp->len[i * S + q] : mx;
-    int *keep = malloc(sizeof(int) * mx);
-    if (!keep) return GV_ERR_NOMEM;
-    for (int s = 0; s < S; s++) {
-        gv_pt *l = dp->list[i * S + s];
-        int n = dp->len[i * S + s];
-        if (n == 0) continue;
-        for (int m = 0; m < S; m++) ptr[m] = 0;
-        int k = 0;
-        for (int q = 0; q < n; q++) {
-            double other = INFINITY;
-            for (int qm = 0; qm < csize[cls[s]]; qm++) {
-                int m = cmem[cls[s] * S + qm];
-                if (m == s || !dp->len[i * S + m]) continue;
-                const gv_pt *lm = dp->list[i * S + m];
-                int nm = dp->len[i * S + m];
-                while (ptr[m] < nm && lm[ptr[m]].mem <= l[q].mem) ptr[m]++;
-                if (ptr[m] == 0) continue;
-                double x = lm[ptr[m] - 1].cost + D[m * S + s];
-                if (x < other) other = x;
-            }
-            keep[q] = !(other < l[q].cost - 1e-12 * fabs(l[q].cost));
-        }
-        for (int q = 0; q < n; q++)
-            if (keep[q]) l[k++] = l[q];
-        dp->len[i * S + s] = k;
+ * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes. The
+ * class envelope g (least f over the class, with its owner) gives the best such m; dmax[s] bounds D over
+ * the class. A dropped point never owns the envelope, so g stays valid for the next layer. */
+static void gv_prune_list(gv_pt *l, int *len, const gv_pt *g, int ng, int s, double dmax) {
+    int n = *len, k = 0, j = 0;
+    for (int q = 0; q < n; q++) {
+        while (j < ng && g[j].mem <= l[q].mem) j++;
+        int drop = j > 0 && g[j - 1].owner != s && g[j - 1].cost + dmax < l[q].cost - 1e-12 * fabs(l[q].cost);
+        if (!drop) l[k++] = l[q];
     }
-    free(keep);
-    return GV_OK;
+    *len = k;
 }
 
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const double *cost, const double *inter,
@@ -135,14 +126,15 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     size_t bufcap = 0;
     gv_status st = GV_OK;
     double *D = malloc(sizeof(double) * S * S);
-    int *ptr = malloc(sizeof(int) * S);
+    double *dmax = malloc(sizeof(double) * S);
+    int *same = malloc(sizeof(int) * S);
     /* classes: cls[s]; members cmem[c * S + q]; uni[c * S + s] = every member of c switches to s at the
      * same cost */
     int *cls = malloc(sizeof(int) * S), *csize = calloc(S, sizeof(int)), *cmem = malloc(sizeof(int) * S * S);
     int *goff = malloc(sizeof(int) * S), *glen = malloc(sizeof(int) * S), *uni = malloc(sizeof(int) * S * S);
     int ncls = 0;
-    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !ptr || !cls || !csize ||
-        !cmem || !goff || !glen || !uni)
+    if (!dp->mem || !dp->cost || !dp->inter || !dp->list || !dp->len || !D || !dmax || !same || !cls ||
+        !csize || !cmem || !goff || !glen || !uni)
         goto nomem;
     for (int s = 0; s < S; s++) {
         int c = 0;
@@ -150,6 +142,14 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
         if (c == ncls) ncls++;
         cls[s] = c;
         cmem[c * S + csize[c]++] = s;
+    }
+    for (int s = 0; s < S; s++) { /* first target with the same switch-cost column */
+        same[s] = s;
+        for (int s0 = 0; s0 < s && same[s] == s; s0++) {
+            int eq = same[s0] == s0;
+            for (int k = 0; k < S && eq; k++) eq = inter[k * S + s0] == inter[k * S + s];
+            if (eq) same[s] = s0;
+        }
     }
     for (int c = 0; c < ncls; c++)
         for (int s = 0; s < S; s++) {
@@ -164,6 +164,13 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             for (int x = 0; x < S; x++) d = fmax(d, inter[m * S + x] - inter[t * S + x]);
             D[m * S + t] = d;
         }
+    for (int s = 0; s < S; s++) {
+        dmax[s] = 0;
+        for (int q = 0; q < csize[cls[s]]; q++) {
+            int m = cmem[cls[s] * S + q];
+            if (m != s) dmax[s] = fmax(dmax[s], D[m * S + s]);
+        }
+    }
     memcpy(dp->mem, mem, sizeof(int) * S);
     memcpy(dp->cost, cost, sizeof(double) * S);
     memcpy(dp->inter, inter, sizeof(double) * S * S);
@@ -174,7 +181,6 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
         dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
         dp->len[s] = 1;
     }
-    if (gv_prune_layer(dp, 0, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     for (int i = 1; i < L; i++) {
         size_t total = 0;
         for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
@@ -206,18 +212,27 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             gv_pt *g = genv + goff[c];
             memcpy(g, buf[cur], sizeof(gv_pt) * n);
             glen[c] = n;
+            for (int q = 0; q < csize[c]; q++) {
+                int k = cmem[c * S + q];
+                gv_prune_list(dp->list[(i - 1) * S + k], &dp->len[(i - 1) * S + k], g, n, k, dmax[k]);
+            }
         }
-        for (int s = 0; s < S; s++) {
-            int limit = cap - mem[s];
-            if (limit < 0 || mem[s] < 0) continue;
+        /* targets with the same switch-cost column share one envelope (before their own cost and memory) */
+        for (int s0 = 0; s0 < S; s0++) {
+            if (same[s0] != s0) continue;
+            int minmem = -1;
+            for (int s = s0; s < S; s++)
+                if (same[s] == s0 && mem[s] >= 0 && (minmem < 0 || mem[s] < minmem)) minmem = mem[s];
+            int limit = cap - minmem;
+            if (minmem < 0 || limit < 0) continue;
             int n = 0, cur = 0;
             for (int c = 0; c < ncls; c++) {
-                if (c != cls[s] && uni[c * S + s]) {
+                if (uni[c * S + s0]) {
                     const gv_pt *g = genv + goff[c];
                     int ng = glen[c];
                     while (ng > 0 && g[ng - 1].mem > limit) ng--;
                     if (!ng) continue;
-                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s], -1, buf[cur ^ 1]);
+                    n = gv_envelope(buf[cur], n, g, ng, inter[cmem[c * S] * S + s0], -1, buf[cur ^ 1]);
                     cur ^= 1;
                     continue;
                 }
@@ -227,40 +242,39 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
                     int ns = dp->len[(i - 1) * S + k];
                     while (ns > 0 && src[ns - 1].mem > limit) ns--;
                     if (!ns) continue;
-                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s], k, buf[cur ^ 1]);
+                    n = gv_envelope(buf[cur], n, src, ns, inter[k * S + s0], k, buf[cur ^ 1]);
                     cur ^= 1;
                 }
             }
-            if (!n) continue;
-            gv_pt *l = malloc(sizeof(gv_pt) * n);
-            if (!l) goto nomem;
-            for (int q = 0; q < n; q++) {
-                l[q].mem = buf[cur][q].mem + mem[s];
-                l[q].cost = buf[cur][q].cost + cost[s];
-                l[q].owner = buf[cur][q].owner;
+            for (int s = s0; s < S && n; s++) {
+                if (same[s] != s0 || mem[s] < 0 || mem[s] > cap) continue;
+                int ns = n;
+                while (ns > 0 && buf[cur][ns - 1].mem > cap - mem[s]) ns--;
+                if (!ns) continue;
+                gv_pt *l = malloc(sizeof(gv_pt) * ns);
+                if (!l) goto nomem;
+                for (int q = 0; q < ns; q++) {
+                    l[q].mem = buf[cur][q].mem + mem[s];
+                    l[q].cost = buf[cur][q].cost + cost[s];
+                    l[q].owner = buf[cur][q].owner;
+                }
+                dp->list[i * S + s] = l;
+                dp->len[i * S + s] = ns;
             }
-            dp->list[i * S + s] = l;
-            dp->len[i * S + s] = n;
         }
-        if (gv_prune_layer(dp, i, D, cls, cmem, csize, ptr) != GV_OK) goto nomem;
     }
     free(buf[0]);
     free(buf[1]);
     free(buf[2]);
     free(D);
-    free(ptr);
+    free(dmax);
+    free(same);
     free(cls);
     free(csize);
     free(cmem);
     free(goff);
     free(glen);
     free(uni);
-    if (getenv("GV_DP_STATS")) {
-        long tot = 0;
-        for (int i = 0; i < L * S; i++) tot += dp->len[i];
-        fprintf(stderr, "dp S %d L %d cap %d points %ld (%.1f per list)\n", S, L, cap, tot,
-                (double)tot / (L * S));
-    }
     *out = dp;
     return st;
 nomem:
@@ -268,7 +282,8 @@ nomem:
     free(buf[1]);
     free(buf[2]);
     free(D);
-    free(ptr);
+    free(dmax);
+    free(same);
     free(cls);
     free(csize);
     free(cmem);

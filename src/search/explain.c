@@ -10,30 +10,6 @@
 
 #include "gv/fileio.h"
 
-gv_status gv_cost_setup_load(gv_cost_setup *cs, const char *dir, const gv_model_spec *spec, int world,
-                             int seq, gv_cost_mode mode, int mixed_precision) {
-    memset(cs, 0, sizeof *cs);
-    GV_TRY(gv_hw_profile_load(&cs->hw, dir, 1, world));
-    char comp[1024], mem[1024];
-    if (mixed_precision < 0) { /* whichever the directory has, fp32 first */
-        snprintf(comp, sizeof comp, "%s/computation_profiling_fp32_%s_all.json", dir, spec->name);
-        FILE *f = fopen(comp, "r");
-        mixed_precision = f == NULL;
-        if (f) fclose(f);
-    }
-    const char *prec = mixed_precision ? "bf16" : "fp32";
-    snprintf(comp, sizeof comp, "%s/computation_profiling_%s_%s_all.json", dir, prec, spec->name);
-    snprintf(mem, sizeof mem, "%s/memory_profiling_%s_%s_all.json", dir, prec, spec->name);
-    gv_cost_opts_default(&cs->cm.o, mode, world, spec->n_embd, seq);
-    GV_TRY(gv_model_profile_load(&cs->mp, comp, mem, seq, cs->cm.o.sequence_parallel, GV_PROFILE_STATIC,
-                                 GV_PROFILE_STATIC));
-    cs->cm.o.n_layer = spec->n_layer;
-    cs->cm.o.mixed_precision = mixed_precision;
-    cs->cm.hw = &cs->hw;
-    cs->cm.mp = &cs->mp;
-    return GV_OK;
-}
-
 /* ---- timeline --------------------------------------------------------------------------------------- */
 
 /* Operation k of stage s in schedule order: *mb and *bwd. */

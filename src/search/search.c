@@ -1,7 +1,8 @@
 /* Outer loops of the search (reference §3.2) and the per-task solve (§3.3): for every (global batch B,
  * micro-batches m, pp, tp/sp mode, global-buffer group g) task, the layer strategies of that task, one
- * stage DP per pipeline stage, every vocab strategy, and the pipeline formula on the result. Tasks run on
- * a pthread pool; the answer is reduced in task order, so it does not depend on the thread count. */
+ * stage DP per pipeline stage, every vocab strategy, and the pipeline formula on the result. The tasks of
+ * one (B, m, pp) share their DPs (gv_group) and run on one thread of a pthread pool; the answer is reduced
+ * in task order, so it does not depend on the thread count. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,6 +39,7 @@ typedef struct {
     int nls, nvs;
     gv_task *tasks;
     int ntasks;
+    int *group_start, ngroups; /* tasks of one (B, m, pp) are consecutive */
     atomic_int next;
 } gv_search_ctx;
 
@@ -130,12 +132,43 @@ typedef struct {
     double *r, *c; /* [pp][hi+1], INFINITY = infeasible */
 } gv_parts;
 
-static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
+static int gv_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* f[k][l] = least sum of c over stages < k holding l layers with every stage's c <= tau; fills n[] with the
+ * composition and returns the sum (INFINITY: none). */
+static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double *f, int *arg, int *n) {
     int W = pt->hi + 1;
+    for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
+    f[0] = 0;
+    for (int k = 0; k < pp; k++)
+        for (int l = 0; l <= L; l++) {
+            double base = f[k * (L + 1) + l];
+            if (!isfinite(base)) continue;
+            for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
+                double cc = pt->c[k * W + x];
+                if (!isfinite(cc) || cc > tau) continue;
+                double v = base + cc;
+                if (v < f[(k + 1) * (L + 1) + l + x]) {
+                    f[(k + 1) * (L + 1) + l + x] = v;
+                    arg[(k + 1) * (L + 1) + l + x] = x;
+                }
+            }
+        }
+    double r = f[pp * (L + 1) + L];
+    if (!isfinite(r)) return r;
+    for (int k = pp, l = L; k > 0; k--) {
+        n[k - 1] = arg[k * (L + 1) + l];
+        l -= n[k - 1];
+    }
+    return r;
+}
+
+static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
+    int W = pt->hi + 1, found = 0, nc = 0;
     double best = INFINITY;
-    int found = 0;
-    /* candidate bounds: every stage time that occurs */
-    int nc = 0;
     double *cand = malloc(sizeof(double) * pp * W);
     double *f = malloc(sizeof(double) * (pp + 1) * (L + 1));
     int *arg = malloc(sizeof(int) * (pp + 1) * (L + 1));
@@ -144,30 +177,15 @@ static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp
     for (int k = 0; k < pp; k++)
         for (int x = pt->lo; x <= pt->hi; x++)
             if (isfinite(pt->c[k * W + x])) cand[nc++] = pt->c[k * W + x];
+    qsort(cand, nc, sizeof(double), gv_cmp_double);
+    /* every composition with bottleneck tau costs at least (m-1) tau + the unconstrained least sum */
+    double least = gv_least_sum(pt, pp, L, INFINITY, f, arg, n);
+    if (!isfinite(least)) goto done;
     for (int ci = 0; ci < nc; ci++) {
         double tau = cand[ci];
-        /* f[k][l] = least sum of c over stages < k holding l layers, every stage c <= tau */
-        for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
-        f[0] = 0;
-        for (int k = 0; k < pp; k++)
-            for (int l = 0; l <= L; l++) {
-                double base = f[k * (L + 1) + l];
-                if (!isfinite(base)) continue;
-                for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
-                    double cc = pt->c[k * W + x];
-                    if (!isfinite(cc) || cc > tau) continue;
-                    double v = base + cc;
-                    if (v < f[(k + 1) * (L + 1) + l + x]) {
-                        f[(k + 1) * (L + 1) + l + x] = v;
-                        arg[(k + 1) * (L + 1) + l + x] = x;
-                    }
-                }
-            }
-        if (!isfinite(f[pp * (L + 1) + L])) continue;
-        for (int k = pp, l = L; k > 0; k--) {
-            n[k - 1] = arg[k * (L + 1) + l];
-            l -= n[k - 1];
-        }
+        if (ci + 1 < nc && cand[ci + 1] == tau) continue;
+        if ((m - 1) * tau + least >= best) break;
+        if (!isfinite(gv_least_sum(pt, pp, L, tau, f, arg, n))) continue;
         double R[64], C[64];
         for (int k = 0; k < pp; k++) {
             R[k] = pt->r[k * W + n[k]];
@@ -188,79 +206,150 @@ done:
     return found;
 }
 
+/* DPs of one (B, m, pp) group, shared by its (mode, g) tasks and transient caps: a DP over all the group's
+ * strategies answers first; if its optimum only uses strategies of the asked subset it is also the
+ * subset's answer (the same plan the subset's own DP would give, ties included: every value on its path is
+ * the same and every other candidate is no better), otherwise the subset's DP is built. */
 typedef struct {
-    int S, shared, ndps, maxn, max_mem, ncap;
-    const int *mem, *sidx;
-    const double *intra, *inter, *trans;
+    unsigned char *in; /* [S] membership over the group's strategies */
+    gv_stage_dp **dp;  /* [ndps] */
+    int *sub, nsub;
+    int tried; /* scratch of gv_group_query */
+} gv_dpent;
+
+typedef struct {
+    int no_shortcut;
+    int S, *gidx, *pos; /* group strategies (indices into the layer space); pos: space index -> group */
+    int *mem;           /* [pp * S] */
+    double *intra, *inter, *trans;
     const gv_strategy *ls;
-    double caps[256];
-    gv_stage_dp **dp; /* [ncap * ndps], solved when first needed */
-    int *subs, *nsub; /* strategies of cap q: subs[q * S + i] */
-    int *tmp;
-    int *smem, *sgroup; /* scratch [S], [S] */
+    int shared, ndps, maxn, max_mem;
+    gv_dpent *ent;
+    int nent, capent;
+    int *tmp, *smem, *sgroup;
     double *sintra, *sinter;
-} gv_capdp;
+    unsigned char *key;
+} gv_group;
 
-static int gv_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+static void gv_dpent_free(gv_group *g, gv_dpent *e) {
+    if (e->dp)
+        for (int k = 0; k < g->ndps; k++) gv_stage_dp_free(e->dp[k]);
+    free(e->dp);
+    free(e->sub);
+    free(e->in);
+    memset(e, 0, sizeof *e);
 }
 
-static void gv_capdp_free(gv_capdp *cd) {
-    if (cd->dp)
-        for (int i = 0; i < cd->ncap * cd->ndps; i++) gv_stage_dp_free(cd->dp[i]);
-    free(cd->dp);
-    free(cd->subs);
-    free(cd->nsub);
-    free(cd->tmp);
-    memset(cd, 0, sizeof *cd);
+static void gv_group_free(gv_group *g) {
+    for (int i = 0; i < g->nent; i++) gv_dpent_free(g, &g->ent[i]);
+    free(g->ent);
+    free(g->gidx);
+    free(g->pos);
+    free(g->mem);
+    free(g->intra);
+    free(g->inter);
+    free(g->trans);
+    free(g->tmp);
+    free(g->smem);
+    free(g->sgroup);
+    free(g->sintra);
+    free(g->sinter);
+    free(g->key);
+    memset(g, 0, sizeof *g);
 }
 
-static gv_status gv_capdp_solve(gv_capdp *cd, int q) {
-    int S = cd->S, n = 0, *sub = cd->subs + q * S;
+/* Drops the cached subset DPs (not the group's full one, entry 0). */
+static void gv_group_trim(gv_group *g) {
+    for (int i = 1; i < g->nent; i++) gv_dpent_free(g, &g->ent[i]);
+    if (g->nent > 1) g->nent = 1;
+}
+
+/* The entry for membership `in`, solved on first use. */
+static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status *st) {
+    int S = g->S;
+    for (int i = 0; i < g->nent; i++)
+        if (!memcmp(g->ent[i].in, in, S)) return &g->ent[i];
+    if (g->nent == g->capent) {
+        int nc = g->capent ? g->capent * 2 : 8;
+        gv_dpent *ne = realloc(g->ent, sizeof *ne * nc);
+        if (!ne) {
+            *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+            return NULL;
+        }
+        g->ent = ne;
+        g->capent = nc;
+    }
+    gv_dpent *e = &g->ent[g->nent++];
+    memset(e, 0, sizeof *e);
+    e->in = malloc(S);
+    e->sub = malloc(sizeof(int) * S);
+    e->dp = calloc(g->ndps, sizeof *e->dp);
+    if (!e->in || !e->sub || !e->dp) {
+        *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+        return NULL;
+    }
+    memcpy(e->in, in, S);
+    int n = 0;
     for (int a = 0; a < S; a++)
-        if (ceil(cd->trans[a]) <= cd->caps[q]) sub[n++] = a;
-    cd->nsub[q] = n;
-    if (!n) return GV_OK;
+        if (in[a]) e->sub[n++] = a;
+    e->nsub = n;
+    if (!n) return e;
     for (int i = 0; i < n; i++) {
-        cd->sgroup[i] = gv_strategy_tsp(&cd->ls[cd->sidx[sub[i]]]);
-        cd->sintra[i] = cd->intra[sub[i]];
-        for (int j = 0; j < n; j++) cd->sinter[i * n + j] = cd->inter[sub[i] * S + sub[j]];
+        g->sgroup[i] = gv_strategy_tsp(&g->ls[g->gidx[e->sub[i]]]);
+        g->sintra[i] = g->intra[e->sub[i]];
+        for (int j = 0; j < n; j++) g->sinter[i * n + j] = g->inter[e->sub[i] * S + e->sub[j]];
     }
-    for (int k = 0; k < cd->ndps; k++) {
-        for (int i = 0; i < n; i++) cd->smem[i] = cd->mem[k * S + sub[i]];
-        GV_TRY(gv_stage_dp_solve(&cd->dp[q * cd->ndps + k], n, cd->smem, cd->sintra, cd->sinter, cd->sgroup,
-                                 cd->maxn, cd->max_mem));
+    for (int k = 0; k < g->ndps; k++) {
+        for (int i = 0; i < n; i++) g->smem[i] = g->mem[k * S + e->sub[i]];
+        *st = gv_stage_dp_solve(&e->dp[k], n, g->smem, g->sintra, g->sinter, g->sgroup, g->maxn, g->max_mem);
+        if (*st != GV_OK) return NULL;
     }
-    return GV_OK;
+    return e;
 }
 
-/* Best n layers of stage k under cap q within `budget` (the cap still to be taken off); plan gets task
- * strategy indices. The all-strategies DP (largest cap) answers first: if its optimum at the lower budget
- * keeps every transient within the cap it is also the cap's optimum, and the cap's own DP is never built. */
-static double gv_cap_query(gv_capdp *cd, int q, int k, int n, int budget, int *plan, gv_status *st) {
+/* Best n layers of stage k for a task (its strategies: group positions with tin[x] = 1, apos[x] = the
+ * task's index) under transient cap `cap` within `budget` (the cap still to be taken off). */
+static double gv_group_query(gv_group *g, const unsigned char *tin, const int *apos, double cap, int k, int n,
+                             int budget, int *plan, gv_status *st) {
     if (*st != GV_OK) return INFINITY;
-    int full = cd->ncap - 1, kk = cd->shared ? 0 : k, b = budget - (int)cd->caps[q];
+    int kk = g->shared ? 0 : k, b = budget - (int)cap;
     if (b < 0) return INFINITY;
-    for (int pass = 0; pass < 2; pass++) {
-        int qq = pass ? q : full;
-        if (!cd->dp[qq * cd->ndps] && !cd->nsub[qq]) {
-            *st = gv_capdp_solve(cd, qq);
-            if (*st != GV_OK || !cd->nsub[qq]) return INFINITY;
+    for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
+    /* a cached DP over a superset answers when its optimum stays inside the subset; smallest first */
+    for (int tries = 0; tries < g->nent && !g->no_shortcut; tries++) {
+        gv_dpent *best = NULL;
+        for (int i = 0; i < g->nent; i++) {
+            gv_dpent *e = &g->ent[i];
+            if (e->tried || !e->nsub) continue;
+            int sup = 1;
+            for (int x = 0; x < g->S && sup; x++) sup = !g->key[x] || e->in[x];
+            if (sup && (!best || e->nsub < best->nsub)) best = e;
         }
-        double f = gv_stage_dp_query(cd->dp[qq * cd->ndps + kk], n, b, cd->tmp, NULL);
-        if (!isfinite(f)) return INFINITY; /* the cap's set is a subset of the full one */
-        double mt = 0;
-        for (int j = 0; j < n; j++) {
-            plan[j] = cd->subs[qq * cd->S + cd->tmp[j]];
-            mt = fmax(mt, ceil(cd->trans[plan[j]]));
+        if (!best) break;
+        best->tried = 1;
+        double f = gv_stage_dp_query(best->dp[kk], n, b, g->tmp, NULL);
+        if (!isfinite(f)) { /* a superset found nothing: neither will the subset */
+            for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
+            return INFINITY;
         }
-        if (pass || mt <= cd->caps[q]) return f;
+        int inside = 1;
+        for (int j = 0; j < n && inside; j++) inside = g->key[best->sub[g->tmp[j]]];
+        if (inside) {
+            for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
+            for (int j = 0; j < n; j++) plan[j] = apos[best->sub[g->tmp[j]]];
+            return f;
+        }
     }
-    return INFINITY;
+    for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
+    gv_dpent *e = gv_group_entry(g, g->key, st);
+    if (!e || !e->nsub) return INFINITY;
+    double f = gv_stage_dp_query(e->dp[kk], n, b, g->tmp, NULL);
+    if (!isfinite(f)) return INFINITY;
+    for (int j = 0; j < n; j++) plan[j] = apos[e->sub[g->tmp[j]]];
+    return f;
 }
 
-static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
+static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
     int galv = cm->o.mode == GV_COST_GALVATRON, L = o->n_layer, pp = t->pp;
@@ -271,8 +360,10 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     int *nk = malloc(sizeof(int) * pp), *plan = malloc(sizeof(int) * (L + 1)),
         *stage_plan = malloc(sizeof(int) * (L + 1));
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
-    int *mem = NULL, *omem = NULL, *sub = NULL, *smem = NULL, *sgroup = NULL;
-    double *sintra = NULL, *sinter = NULL, *pr = NULL, *pc = NULL;
+    int *mem = NULL, *omem = NULL;
+    double *pr = NULL, *pc = NULL;
+    unsigned char *tin = NULL;
+    int *apos = NULL;
     gv_cost_mem *om = NULL;
     if (!sidx || !vidx || !nk || !plan || !stage_plan) goto nomem;
     for (int i = 0; i < c->nls; i++)
@@ -291,14 +382,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
     on = malloc(sizeof(double) * V * pp);
     omem = malloc(sizeof(int) * V * pp);
     om = malloc(sizeof(gv_cost_mem) * pp);
-    sub = malloc(sizeof(int) * S);
-    smem = malloc(sizeof(int) * S);
-    sgroup = malloc(sizeof(int) * S);
-    sintra = malloc(sizeof(double) * S);
-    sinter = malloc(sizeof(double) * S * S);
-    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om || !sub || !smem ||
-        !sgroup || !sintra || !sinter)
-        goto nomem;
+    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om) goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
         gv_cost_layer_time(cm, s, &b, &w[a], &ns[a]);
@@ -336,7 +420,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
             for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
                 int a_min = 0;
                 for (int a = 1; a < S; a++)
-                    if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+                    if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
+                        (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
+                        a_min = a;
                 for (int j = 0; j < nk[k]; j++) plan[l + j] = a_min;
                 double x = (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]) + omem[v * pp + k];
                 if (x > worst) worst = x, ws = k;
@@ -346,7 +432,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
         for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
             int a_min = 0;
             for (int a = 1; a < S; a++)
-                if (mem[k * S + a] + ceil(trans[a]) < mem[k * S + a_min] + ceil(trans[a_min])) a_min = a;
+                if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
+                    (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
+                    a_min = a;
             for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[a_min];
         }
         gv_offer_close(c, t, plan, nk, &c->vs[vidx[bv]], need + cache, need_stage);
@@ -377,74 +465,64 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
 
     /* caps on the largest transient of a stage (own model): plans whose largest transient is tj are found
      * by the DP over strategies with transient <= tj, tj taken off the budget (cap q) */
-    gv_capdp cd;
-    memset(&cd, 0, sizeof cd);
-    cd.S = S;
-    cd.shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1; /* 1F1B memory depends on the stage */
-    cd.ndps = cd.shared ? 1 : pp;
-    cd.mem = mem;
-    cd.intra = intra;
-    cd.inter = inter;
-    cd.trans = trans;
-    cd.max_mem = max_mem;
-    cd.caps[cd.ncap++] = 0;
+    double caps[256];
+    int ncap = 0;
+    caps[ncap++] = 0;
     for (int a = 0; a < S; a++) {
         double x = ceil(trans[a]);
         int seen = 0;
-        for (int q = 0; q < cd.ncap; q++) seen |= cd.caps[q] == x;
-        if (!seen && cd.ncap < 256) cd.caps[cd.ncap++] = x;
+        for (int q = 0; q < ncap; q++) seen |= caps[q] == x;
+        if (!seen && ncap < 256) caps[ncap++] = x;
     }
-    qsort(cd.caps, cd.ncap, sizeof(double), gv_cmp_double);
+    qsort(caps, ncap, sizeof(double), gv_cmp_double);
     /* pp > 1: the per-stage objective only steers the pipeline formula, so a few caps (none, spread ones and
      * the largest) stand for all; pp = 1 keeps every cap (exact), skipping those that cannot win */
-    if (pp > 1 && cd.ncap > 4) {
+    if (pp > 1 && ncap > 4) {
         double keep[4];
-        for (int i = 0; i < 4; i++) keep[i] = cd.caps[(int)((cd.ncap - 1) * (i / 3.0) + 0.5)];
-        memcpy(cd.caps, keep, sizeof keep);
-        cd.ncap = 4;
+        for (int i = 0; i < 4; i++) keep[i] = caps[(int)((ncap - 1) * (i / 3.0) + 0.5)];
+        memcpy(caps, keep, sizeof keep);
+        ncap = 4;
     }
     int uneven = !galv && o->uneven_stages && pp > 1;
     int lo = 1, hi = L;
-    if (uneven) { /* stage sizes within half an even stage of even */
+    if (uneven) { /* stage sizes within half an even stage of even (the group's maxn covers them) */
         int e = L / pp, h = (L / pp + 1) / 2;
         lo = e - h > 1 ? e - h : 1;
         hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
     }
-    cd.maxn = 0;
-    for (int k = 0; k < pp; k++) cd.maxn = nk[k] > cd.maxn ? nk[k] : cd.maxn;
-    if (uneven) cd.maxn = hi;
     gv_parts pt = {lo, hi, NULL, NULL};
-    cd.dp = calloc((size_t)cd.ncap * cd.ndps, sizeof *cd.dp);
-    cd.subs = malloc(sizeof(int) * cd.ncap * S);
-    cd.nsub = calloc(cd.ncap, sizeof(int));
-    cd.tmp = malloc(sizeof(int) * (L + 1));
-    cd.smem = smem;
-    cd.sintra = sintra;
-    cd.sinter = sinter;
-    cd.sgroup = sgroup;
-    cd.ls = c->ls;
-    cd.sidx = sidx;
-    if (!cd.dp || !cd.subs || !cd.nsub || !cd.tmp) goto nomem_cd;
+    /* this task's strategies as group positions */
+    tin = calloc(G->S, 1);
+    apos = malloc(sizeof(int) * G->S);
+    if (!tin || !apos) goto nomem;
+    for (int x = 0; x < G->S; x++) apos[x] = -1;
+    for (int a2 = 0; a2 < S; a2++) {
+        int x = G->pos[sidx[a2]];
+        if (x < 0) {
+            st = gv_fail(GV_ERR_INVALID, "search: internal: task strategy outside its group");
+            goto out;
+        }
+        tin[x] = 1;
+        apos[x] = a2;
+    }
     if (uneven) {
         pr = malloc(sizeof(double) * pp * (hi + 1));
         pc = malloc(sizeof(double) * pp * (hi + 1));
-        if (!pr || !pc) goto nomem_cd;
+        if (!pr || !pc) goto nomem;
         pt.r = pr;
         pt.c = pc;
     }
-    for (int q = 0; q < cd.ncap && st == GV_OK; q++) {
+    /* largest cap first: its DP is the full one, and a larger cap's DP often answers a smaller one */
+    for (int q = ncap - 1; q >= 0 && st == GV_OK; q--) {
         for (int v = 0; v < V && st == GV_OK; v++) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
-            if (pp == 1 && q < cd.ncap - 1 && t->found && !galv) {
-                /* pp 1: step = DP objective + vocab terms, and the all-strategies DP at this budget bounds
-                 * the cap's objective from below */
-                int b = max_mem - omem[v] - (int)cd.caps[q];
-                int full = cd.ncap - 1;
-                if (!cd.dp[full] && !cd.nsub[full]) st = gv_capdp_solve(&cd, full);
-                if (st != GV_OK) break;
-                double f = cd.dp[full] ? gv_stage_dp_query(cd.dp[full], L, b, cd.tmp, NULL) : INFINITY;
+            if (pp == 1 && q < ncap - 1 && t->found && !galv) {
+                /* pp 1: step = DP objective + vocab terms, and the group's full DP at this budget bounds the
+                 * cap's objective from below */
+                int b = max_mem - omem[v] - (int)caps[q];
+                double f = gv_stage_dp_query(G->ent[0].dp[0], L, b, G->tmp, NULL);
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
@@ -454,7 +532,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                     for (int x = 0; x <= hi && st == GV_OK; x++) {
                         pr[k * W + x] = pc[k * W + x] = INFINITY;
                         if (x < lo) continue;
-                        double f = gv_cap_query(&cd, q, k, x, max_mem - omem[v * pp + k], stage_plan, &st);
+                        double f = gv_group_query(G, tin, apos, caps[q], k, x, max_mem - omem[v * pp + k],
+                                                  stage_plan, &st);
                         if (!isfinite(f)) continue;
                         double R = ow[v * pp + k], C = on[v * pp + k];
                         for (int j = 0; j < x; j++) {
@@ -473,7 +552,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                 int bn[64];
                 if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
                     for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
-                        gv_cap_query(&cd, q, k, bn[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                        gv_group_query(G, tin, apos, caps[q], k, bn[k], max_mem - omem[v * pp + k],
+                                       stage_plan, &st);
                         for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
                     }
                     gv_plan p;
@@ -483,7 +563,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
                 /* and the even split: the bound enumeration ignores the exposed-sync term */
             }
             for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
-                double f = gv_cap_query(&cd, q, k, nk[k], max_mem - omem[v * pp + k], stage_plan, &st);
+                double f = gv_group_query(G, tin, apos, caps[q], k, nk[k], max_mem - omem[v * pp + k],
+                                          stage_plan, &st);
                 if (!isfinite(f)) {
                     ok = 0;
                     break;
@@ -496,10 +577,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t) {
             if (st == GV_OK) st = gv_offer(c, t, &p);
         }
     }
-    gv_capdp_free(&cd);
     goto out;
-nomem_cd:
-    gv_capdp_free(&cd);
 nomem:
     st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
 out:
@@ -518,15 +596,83 @@ out:
     free(on);
     free(omem);
     free(om);
-    free(sub);
-    free(smem);
-    free(sgroup);
-    free(sintra);
-    free(sinter);
     free(pr);
     free(pc);
+    free(tin);
+    free(apos);
+    gv_group_trim(G);
     if (st != GV_OK) snprintf(t->err, sizeof t->err, "%s", gv_last_error());
     t->st = st;
+    return st;
+}
+
+/* The group's strategies (those of its tasks with any mode and g), their costs, and its full DP. */
+static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_task *t0) {
+    const gv_cost_model *cm = c->cm;
+    const gv_search_opts *o = c->o;
+    int galv = cm->o.mode == GV_COST_GALVATRON, pp = t0->pp, L = o->n_layer;
+    gv_cost_batch b = {t0->B, t0->m};
+    gv_task any = *t0;
+    any.mode = GV_MODE_TP_WITH_SP;
+    any.g = 1 << 30;
+    memset(g, 0, sizeof *g);
+    g->no_shortcut = o->no_shortcut;
+    g->ls = c->ls;
+    g->gidx = malloc(sizeof(int) * (c->nls + 1));
+    g->pos = malloc(sizeof(int) * (c->nls + 1));
+    if (!g->gidx || !g->pos) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int i = 0; i < c->nls; i++) {
+        g->pos[i] = -1;
+        if (gv_task_keeps(c, &any, &c->ls[i])) {
+            g->pos[i] = g->S;
+            g->gidx[g->S++] = i;
+        }
+    }
+    int S = g->S;
+    g->shared = cm->o.pipeline == GV_SCHED_GPIPE || pp == 1;
+    g->ndps = g->shared ? 1 : pp;
+    g->max_mem = (int)o->memory_mb - gv_mem_cache(cm, o);
+    g->maxn = L - (pp - 1) * (L / pp);
+    if (L / pp > g->maxn) g->maxn = L / pp;
+    if (!galv && o->uneven_stages && pp > 1) {
+        int h = (L / pp + 1) / 2, hi = (L + pp - 1) / pp + h;
+        if (hi > L - (pp - 1)) hi = L - (pp - 1);
+        if (hi > g->maxn) g->maxn = hi;
+    }
+    if (!S) return GV_OK;
+    g->mem = malloc(sizeof(int) * pp * S);
+    g->intra = malloc(sizeof(double) * S);
+    g->trans = malloc(sizeof(double) * S);
+    g->inter = malloc(sizeof(double) * S * S);
+    g->tmp = malloc(sizeof(int) * (L + 1));
+    g->smem = malloc(sizeof(int) * S);
+    g->sgroup = malloc(sizeof(int) * S);
+    g->sintra = malloc(sizeof(double) * S);
+    g->sinter = malloc(sizeof(double) * S * S);
+    g->key = malloc(S);
+    if (!g->mem || !g->intra || !g->trans || !g->inter || !g->tmp || !g->smem || !g->sgroup || !g->sintra ||
+        !g->sinter || !g->key)
+        return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int a = 0; a < S; a++) {
+        const gv_strategy *s = &c->ls[g->gidx[a]];
+        double w, n;
+        gv_cost_layer_time(cm, s, &b, &w, &n);
+        g->intra[a] = galv ? w : (t0->m - 1) * n + w;
+        for (int k = 0; k < pp; k++) {
+            gv_cost_mem lm;
+            double tr;
+            gv_cost_layer_memory(cm, s, &b, k, &lm, &tr);
+            g->mem[k * S + a] = (int)ceil(gv_cost_mem_total(&lm));
+            g->trans[a] = tr;
+        }
+        for (int d = 0; d < S; d++) {
+            double x = gv_cost_inter(cm, s, &c->ls[g->gidx[d]], &b);
+            g->inter[a * S + d] = galv ? x : x * t0->m;
+        }
+    }
+    memset(g->key, 1, S);
+    gv_status st = GV_OK;
+    gv_group_entry(g, g->key, &st);
     return st;
 }
 
@@ -534,8 +680,20 @@ static void *gv_worker(void *arg) {
     gv_search_ctx *c = arg;
     for (;;) {
         int i = atomic_fetch_add(&c->next, 1);
-        if (i >= c->ntasks) break;
-        gv_task_run(c, &c->tasks[i]);
+        if (i >= c->ngroups) break;
+        int lo = c->group_start[i], hi = c->group_start[i + 1];
+        gv_group g;
+        gv_status st =
+            c->o->fine_grained ? gv_group_init(&g, c, &c->tasks[lo]) : (memset(&g, 0, sizeof g), GV_OK);
+        for (int k = lo; k < hi; k++) {
+            if (st != GV_OK) {
+                c->tasks[k].st = st;
+                snprintf(c->tasks[k].err, sizeof c->tasks[k].err, "%s", gv_last_error());
+                continue;
+            }
+            gv_task_run(c, &c->tasks[k], &g);
+        }
+        gv_group_free(&g);
     }
     return NULL;
 }
@@ -686,9 +844,12 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
                             gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, max_tp);
                             continue;
                         }
-                        for (int g = 1; g <= max_tp; g *= 2)
+                        for (int g = 1; g <= max_tp; g *= 2) {
+                            /* tp_with_sp at g = 1 is the tp_only task at g = 1 again (same layers, buffer) */
+                            if (mode == GV_MODE_TP_WITH_SP && g == 1) continue;
                             if (g >= min_tp && g * pp <= o->world)
                                 gv_add_task(&tasks, &nt, &cap, B, m, pp, mode, g);
+                        }
                     }
                 }
             }
@@ -697,10 +858,19 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
     if (st == GV_OK) {
         c.tasks = tasks;
         c.ntasks = nt;
+        c.group_start = malloc(sizeof(int) * (nt + 1));
+        if (!c.group_start) st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    }
+    if (st == GV_OK) {
+        for (int i = 0; i < nt; i++)
+            if (!i || tasks[i].B != tasks[i - 1].B || tasks[i].m != tasks[i - 1].m ||
+                tasks[i].pp != tasks[i - 1].pp)
+                c.group_start[c.ngroups++] = i;
+        c.group_start[c.ngroups] = nt;
         atomic_init(&c.next, 0);
         int nth = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nth < 1) nth = 1;
-        if (nth > nt) nth = nt;
+        if (nth > c.ngroups) nth = c.ngroups;
         if (nth > 64) nth = 64;
         pthread_t th[64];
         int started = 0;
@@ -717,7 +887,8 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
             st = gv_fail(t->st, "%s", t->err);
             break;
         }
-        if (t->found && (best < 0 || t->step < tasks[best].step)) best = i;
+        /* tasks differ in global batch: the answer is the highest throughput (first of equals) */
+        if (t->found && (best < 0 || t->cost.throughput > tasks[best].cost.throughput)) best = i;
         if (t->have_close && (close < 0 || t->close_need < tasks[close].close_need)) close = i;
     }
     if (st == GV_OK && best >= 0) {
@@ -738,7 +909,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
             gv_search_alt pa;
             for (int i = 0; i < nt; i++) {
                 gv_task *x = &tasks[i];
-                if (!x->found || (pick >= 0 && x->step >= tasks[pick].step)) continue;
+                if (!x->found || (pick >= 0 && x->cost.throughput <= tasks[pick].cost.throughput)) continue;
                 gv_search_alt xa;
                 gv_alt_of(&c, x, &xa);
                 int dup = 0;
@@ -748,7 +919,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
                 pa = xa;
             }
             if (pick < 0) break;
-            pa.gap = pa.step_s / out->cost.step_s - 1;
+            pa.gap = out->cost.throughput / pa.throughput - 1; /* time per sample, relative */
             out->alt[out->n_alt++] = pa;
             seen[nseen++] = pa;
         }
@@ -774,6 +945,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
         if (tasks[i].have_close) gv_plan_free(&tasks[i].close);
     }
     out->tasks = nt;
+    free(c.group_start);
     free(tasks);
     free(ls);
     free(vs);
