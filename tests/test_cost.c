@@ -237,7 +237,21 @@ static void check_errors(void) {
     rmdir(dir);
 }
 
+/* The own model's latency reading: interpolation between profiled sizes, the slope beyond them, and no
+ * negative times below them even when the fitted line has a negative intercept (as measured a2a tables
+ * do). */
+static void check_latency_own(void) {
+    gv_latency_table t = {.n = 3, .mb = {1, 2, 4}, .ms = {0.2, 1.0, 3.0}, .m = 0.95, .c = -0.87};
+    CHECK_CLOSE(gv_latency_own(&t, 2), 1.0, 1e-12, 0);
+    CHECK_CLOSE(gv_latency_own(&t, 3), 2.0, 1e-12, 0);   /* halfway between 2 and 4 */
+    CHECK_CLOSE(gv_latency_own(&t, 8), 6.8, 1e-12, 0);   /* 3.0 + 0.95 * 4 */
+    CHECK_CLOSE(gv_latency_own(&t, 0.5), 0.1, 1e-12, 0); /* line negative there: proportional to size */
+    CHECK(gv_latency_own(&t, 0.95) > 0 && gv_latency_own(&t, 0.95) <= 0.2);
+    CHECK(gv_latency_at(&t, 0.5) < 0); /* Galvatron's reading keeps its line */
+}
+
 int main(void) {
+    check_latency_own();
     check_formulas();
     check_errors();
     return gv_test_result("test_cost");

@@ -66,6 +66,10 @@ gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, con
                                 int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode);
 /* Value of a latency table at `mb` (exact profiled size, else the line). */
 double gv_latency_at(const gv_latency_table *t, double mb);
+/* The own model's reading: piecewise linear between profiled sizes, the last slope beyond them, and below
+ * the smallest size the line (where it is positive) capped by that size's time; never negative. (A fit's
+ * negative intercept otherwise makes small messages free.) */
+double gv_latency_own(const gv_latency_table *t, double mb);
 
 typedef enum { GV_COST_GALVATRON = 0, GV_COST_OWN = 1 } gv_cost_mode;
 

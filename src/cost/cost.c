@@ -226,9 +226,9 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
     double tpc = 0;
     if (s->tp >
         1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in recompute */
-        tpc = gv_latency_at(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
+        tpc = gv_latency_own(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
     else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
-        tpc = gv_latency_at(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
+        tpc = gv_latency_own(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
     double elems = mp->param_mb * GV_MB / 4 / s->tp;
     double f_mb, b_mb, step;
     gv_o_dp_ms(cm, elems, s->zero, sdp, gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), &f_mb, &b_mb, &step);
@@ -307,7 +307,7 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
     double alpha = hw->overlap_coe;
     double coe = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
     double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
-    double ag = s->tp > 1 ? gv_latency_at(&hw->ag[gv_lg(s->tp)], act) : 0;
+    double ag = s->tp > 1 ? (galv ? gv_latency_at : gv_latency_own)(&hw->ag[gv_lg(s->tp)], act) : 0;
     for (int k = 0; k < pp; k++) {
         int row = gv_other_row(pp, k);
         with_sync[k] = no_sync[k] = 0;
@@ -447,7 +447,7 @@ double gv_cost_inter(const gv_cost_model *cm, const gv_strategy *a, const gv_str
     if (ta == tb && (a_sh == b_sh || !a_sh || ta == 1)) return 0;
     if (T == 1) return 0;
     double mb = lb * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
-    return 2 * gv_latency_at(&cm->hw->ag[gv_lg(T)], mb) * 0.001; /* forward gather, backward reverse */
+    return 2 * gv_latency_own(&cm->hw->ag[gv_lg(T)], mb) * 0.001; /* forward gather, backward reverse */
 }
 
 double gv_cost_fixed(const gv_cost_model *cm) {

@@ -70,6 +70,26 @@ double gv_latency_at(const gv_latency_table *t, double mb) {
     return t->m * mb + t->c;
 }
 
+double gv_latency_own(const gv_latency_table *t, double mb) {
+    if (t->n == 0) return fmax(0.0, t->m * mb + t->c);
+    /* Profiled sizes in increasing order (the files list them so, but do not rely on it). */
+    int lo = -1, hi = -1;
+    for (int i = 0; i < t->n; i++) {
+        if (t->mb[i] <= mb && (lo < 0 || t->mb[i] > t->mb[lo])) lo = i;
+        if (t->mb[i] >= mb && (hi < 0 || t->mb[i] < t->mb[hi])) hi = i;
+    }
+    if (lo >= 0 && hi >= 0) {
+        if (t->mb[hi] == t->mb[lo]) return t->ms[lo];
+        double f = (mb - t->mb[lo]) / (t->mb[hi] - t->mb[lo]);
+        return t->ms[lo] + f * (t->ms[hi] - t->ms[lo]);
+    }
+    if (hi >=
+        0) /* below the smallest size: its latency, at most (messages do not get slower as they shrink) */
+        return fmax(0.0,
+                    fmin(t->ms[hi], t->m * mb + t->c > 0 ? t->m * mb + t->c : t->ms[hi] * mb / t->mb[hi]));
+    return t->ms[lo] + fmax(t->m, 0.0) * (mb - t->mb[lo]); /* beyond the largest: its slope */
+}
+
 /* Reads "{op}_size_{g}_{X}MB_time" entries of an sp_time file into tables by group size. */
 static gv_status gv_read_sp_tables(const cJSON *root, const char *op, double scale, gv_latency_table *tabs,
                                    const char *path, int world) {
