@@ -13,10 +13,11 @@
 #include "gv/model.h"
 #include "gv/plan.h"
 #include "gv/train.h"
+#include "gv/autoplan.h"
 
-int gv_cmd_search(int argc, char **argv);                                /* tools/cmd_search.c */
-int gv_cmd_explain(int argc, char **argv);                               /* tools/cmd_explain.c */
-int gv_cmd_verify(int argc, char **argv, int argc_all, char **argv_all); /* tools/cmd_verify.c */
+int gv_cmd_search(int argc, char **argv);                                 /* tools/cmd_search.c */
+int gv_cmd_explain(int argc, char **argv);                                /* tools/cmd_explain.c */
+int gv_cmd_verify(int argc, char **argv, int argc_all, char **argv_all);  /* tools/cmd_verify.c */
 int gv_cmd_profile(int argc, char **argv, int argc_all, char **argv_all); /* tools/cmd_profile.c */
 
 static const char *gv_usage_main =
@@ -59,6 +60,13 @@ static const char *gv_usage_train =
     "  --seed S              seed of the initial weights and of the data order [1337]\n"
     "\n"
     "parallelism:\n"
+    "  --plan auto           profile the hardware and the model on these ranks (cached by a fingerprint of\n"
+    "                        both), search the fastest plan that fits --memory, train with it and report\n"
+    "                        measured vs predicted step time and memory\n"
+    "  --memory GIB          memory budget per rank for --plan auto [80% of this machine's / ranks]\n"
+    "  --profile-dir DIR     where --plan auto keeps the profiles [~/.cache/galvatron/profiles/...]\n"
+    "  --reprofile           measure again even when the profiles exist\n"
+    "  --cost-model own|galvatron  cost model of --plan auto [own]\n"
     "  --plan FILE           a layer-wise plan: Hetu-Galvatron's galvatron_config or the project's JSON\n"
     "                        form (see 'galvatron plan check'): per-layer tp / sp / ZeRO / recompute, the\n"
     "                        vocab layers' strategy, pipeline stages and schedule, batch and micro-batches;\n"
@@ -164,7 +172,10 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     gv_train_config c;
     gv_train_config_defaults(&c);
     const char *model = "gpt2-tiny";
-    int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0;
+    int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0, micro_set = 0, reprofile = 0;
+    double memory_gib = 0;
+    const char *profile_dir = NULL;
+    gv_cost_mode cost_mode = GV_COST_OWN;
     const char *plan_file = NULL;
     gv_progress prog = {isatty(2), 0};
     for (int i = 0; i < argc; i++) {
@@ -179,6 +190,10 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         }
         if (!strcmp(a, "--ckpt")) {
             c.ckpt = 1;
+            continue;
+        }
+        if (!strcmp(a, "--reprofile")) {
+            reprofile = 1;
             continue;
         }
         if (i + 1 >= argc || a[0] != '-') {
@@ -202,8 +217,22 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--global-batch"))
             c.global_batch = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--micro-batches"))
-            c.micro_batches = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--lr"))
+            c.micro_batches = gv_parse_int(a, v, 1), micro_set = 1;
+        else if (!strcmp(a, "--memory")) {
+            memory_gib = gv_parse_float(a, v);
+            if (!(memory_gib > 0)) {
+                fprintf(stderr, "galvatron: --memory %s: expected a positive number of GiB\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--profile-dir"))
+            profile_dir = v;
+        else if (!strcmp(a, "--cost-model")) {
+            if (strcmp(v, "own") && strcmp(v, "galvatron")) {
+                fprintf(stderr, "galvatron: --cost-model '%s': expected own or galvatron\n", v);
+                return 2;
+            }
+            cost_mode = !strcmp(v, "own") ? GV_COST_OWN : GV_COST_GALVATRON;
+        } else if (!strcmp(a, "--lr"))
             c.lr = gv_parse_float(a, v);
         else if (!strcmp(a, "--min-lr-frac"))
             c.min_lr_frac = gv_parse_float(a, v);
@@ -278,6 +307,12 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10;   /* the default must fit short runs */
     gv_plan plan = {0};                                                /* a plan file's: kept for the run */
     if (!nranks && gv_launch_is_rank()) nranks = gv_launch_env_size(); /* the launcher drops -n */
+    int autoplan = plan_file && !strcmp(plan_file, "auto");
+    if (autoplan) plan_file = NULL; /* the plan comes from the search, once the ranks exist */
+    if ((memory_gib > 0 || profile_dir || reprofile) && !autoplan) {
+        fprintf(stderr, "galvatron: --memory, --profile-dir and --reprofile go with --plan auto\n");
+        return 2;
+    }
     if (plan_file) {
         /* The plan file sets the parallel layout and batch; the rank count comes from it (or -n). */
         if (gv_plan_load(&plan, plan_file, c.spec.n_layer, nranks) != GV_OK) gv_die_status();
@@ -320,6 +355,21 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         c.comm = gv_world;
         if (gv_comm_rank(gv_world) != 0) prog.quiet = 1;
     }
+    gv_autoplan_result ares;
+    memset(&ares, 0, sizeof ares);
+    if (autoplan) {
+        gv_backend *pb;
+        if (gv_backend_init(&pb, c.backend ? c.backend : "cpu", c.device) != GV_OK) gv_die_status();
+        gv_autoplan_opts ao = {profile_dir, memory_gib, c.global_batch, micro_set ? c.micro_batches : 0,
+                               c.seq,       cost_mode,  reprofile};
+        int lead = !gv_world || gv_comm_rank(gv_world) == 0;
+        gv_status st =
+            gv_autoplan_run(gv_world, pb, &c.spec, &ao, lead && !prog.quiet ? stderr : NULL, &ares);
+        gv_backend_free(pb);
+        if (st == GV_OK) st = gv_train_config_from_plan(&c, &ares.plan, "plan auto");
+        if (st != GV_OK) gv_die_status();
+        if (gv_world && gv_comm_size(gv_world) > 1) c.predicted = &ares.predicted;
+    }
     c.on_step = gv_on_step;
     c.ctx = &prog;
     int leader = !gv_world || gv_comm_rank(gv_world) == 0;
@@ -331,7 +381,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
                 " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
                 c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
-                gv_zero_name(c.zero));
+                c.plan ? "layer-wise plan" : gv_zero_name(c.zero));
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {
         free(r.losses);
@@ -340,12 +390,27 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (!leader) {
         free(r.losses);
         gv_plan_free(&plan);
+        gv_autoplan_result_free(&ares);
         gv_comm_free(gv_world);
         return 0;
     }
     printf("trained %d steps: loss %.4f -> %.4f", r.steps_done, r.first_loss, r.last_loss);
     if (!isnan(r.last_eval_loss)) printf(", eval loss %.4f", r.last_eval_loss);
     printf(", %.1fK tokens/s\n", r.mean_tokens_per_s / 1e3);
+    if (c.predicted) {
+        const gv_plan_cost *pc = c.predicted;
+        const gv_cost_mem *pm = &pc->mem[r.stage];
+        const gv_memory_report *mm = &r.memory;
+        double mb = 1048576.0;
+        printf(
+            "measured vs predicted: step %.2f ms vs %.2f ms (%+.0f%%); rank 0 memory (MiB, measured / "
+            "predicted): parameters %.2f / %.2f, gradients %.2f / %.2f, optimizer %.2f / %.2f, activations "
+            "%.2f / %.2f, workspace %.2f / %.2f, comm %.2f / %.2f\n",
+            r.median_step_ms, pc->step_s * 1e3, 100.0 * (pc->step_s * 1e3 / r.median_step_ms - 1),
+            mm->parameters / mb, pm->parameters, mm->gradients / mb, pm->gradients, mm->optimizer / mb,
+            pm->optimizer, mm->activations / mb, pm->activations, mm->workspace / mb, pm->workspace,
+            mm->comm / mb, pm->comm);
+    }
     printf("memory of rank 0 (MiB): parameters %.2f, gradients %.2f, optimizer %.2f, activations %.2f, "
            "workspace %.2f, "
            "comm %.2f%s\n",
@@ -354,6 +419,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
            gv_world && gv_comm_size(gv_world) > 1 ? " (every rank's: --metrics final record)" : "");
     free(r.losses);
     gv_plan_free(&plan);
+    gv_autoplan_result_free(&ares);
     gv_comm_free(gv_world);
     return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef GV_TRAIN_H
 #define GV_TRAIN_H
 #include <stdint.h>
+#include "gv/cost.h"
 #include "gv/hybrid.h"
 #include "gv/model.h"
 #include "gv/plan.h"
@@ -53,6 +54,9 @@ typedef struct {
     /* A layer-wise plan (per-layer strategies, vocab strategy, stages, schedule, batch); when set it
      * replaces tp, vocab_tp, ulysses, megatron_sp, zero, ckpt and pp. Owned by the caller. */
     const gv_plan *plan;
+    /* The cost model's prediction for the plan (--plan auto): reported beside the measurement at the end
+     * (metrics final record). Owned by the caller. */
+    const gv_plan_cost *predicted;
     void (*on_step)(const gv_step_info *info, void *ctx);
     void *ctx;
 } gv_train_config;
@@ -65,6 +69,8 @@ typedef struct {
     gv_memory_report memory;
     int act_slots, act_peak; /* this rank's activation sets and most micro-batches in flight */
     gv_hybrid_times times;   /* this rank's time split per step (forward, backward, redistribution, p2p) */
+    double median_step_ms;   /* over the steps run, the first one (warm-up) left out when there are more */
+    int stage;               /* this rank's pipeline stage */
 } gv_train_result;
 
 void gv_train_config_defaults(gv_train_config *c);

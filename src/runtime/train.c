@@ -113,8 +113,27 @@ typedef struct {
     gv_hybrid *model;
     gv_dataset *data;
     int32_t *tokens, *targets; /* host [M][Bm*T]: the global batch's micro-batches */
+    double *step_ms;           /* [steps] */
     FILE *metrics;
 } gv_trainer;
+
+static int gv_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median step time, the first step (warm-up) left out when there are others. */
+static double gv_median_ms(const double *ms, int n) {
+    if (n <= 0) return 0;
+    int skip = n > 1, k = n - skip;
+    double *v = malloc((size_t)k * sizeof *v);
+    if (!v) return ms[n - 1];
+    memcpy(v, ms + skip, (size_t)k * sizeof *v);
+    qsort(v, (size_t)k, sizeof *v, gv_cmp_double);
+    double m = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+    free(v);
+    return m;
+}
 
 /* The global batch of (step, split), micro-batch by micro-batch: rows do not depend on the plan (each part
  * of the runtime takes its rows and positions). */
@@ -198,6 +217,7 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
             r->last_eval_loss = info.eval_loss;
         }
         if (r->steps_done == 0) r->first_loss = loss;
+        t->step_ms[r->steps_done] = ms;
         r->losses[r->steps_done++] = loss;
         r->last_loss = loss;
         if (t->metrics) { /* only the leader opened it */
@@ -261,7 +281,9 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         t.tokens = malloc(BT * 4);
         t.targets = malloc(BT * 4);
         r->losses = calloc((size_t)c->steps, sizeof *r->losses);
-        if (!t.tokens || !t.targets || !r->losses) st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
+        t.step_ms = calloc((size_t)c->steps, sizeof *t.step_ms);
+        if (!t.tokens || !t.targets || !r->losses || !t.step_ms)
+            st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
     }
     if (st == GV_OK && c->metrics && t.leader) {
         /* Resumed runs append so one file holds the whole curve. */
@@ -273,6 +295,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         gv_hybrid_memory(t.model, &r->memory);
         gv_hybrid_inflight(t.model, &r->act_slots, &r->act_peak);
         gv_hybrid_timing(t.model, &r->times);
+        r->median_step_ms = gv_median_ms(t.step_ms, r->steps_done);
+        r->stage = gv_hybrid_stage(t.model);
     }
     /* Every rank's memory by category and time split, collected on the leader (ranks of one plan differ:
      * ZeRO pieces, vocab shards, pipeline stages). */
@@ -311,12 +335,29 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
                     k ? ", " : "", k, mem[NV * k], mem[NV * k + 1], mem[NV * k + 2], mem[NV * k + 3],
                     mem[NV * k + 4], mem[NV * k + 5], mem[NV * k + 6], mem[NV * k + 7], mem[NV * k + 8],
                     mem[NV * k + 9]);
-        fprintf(t.metrics, "]}\n");
+        fprintf(t.metrics, "], \"measured_step_ms\": %.3f", r->median_step_ms);
+        if (c->predicted) {
+            /* Beside the measurement: the cost model's step time and each stage's memory by category. */
+            const gv_plan_cost *pc = c->predicted;
+            fprintf(t.metrics, ", \"predicted_step_ms\": %.3f, \"predicted_mb_per_stage\": [",
+                    pc->step_s * 1e3);
+            for (int k = 0; k < pc->pp && k < 64; k++) {
+                const gv_cost_mem *pm = &pc->mem[k];
+                fprintf(t.metrics,
+                        "%s{\"stage\": %d, \"parameters\": %.3f, \"gradients\": %.3f, \"optimizer\": %.3f, "
+                        "\"activations\": %.3f, \"workspace\": %.3f, \"comm\": %.3f}",
+                        k ? ", " : "", k, pm->parameters, pm->gradients, pm->optimizer, pm->activations,
+                        pm->workspace, pm->comm);
+            }
+            fprintf(t.metrics, "]");
+        }
+        fprintf(t.metrics, "}\n");
     }
     free(mem);
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);
+    free(t.step_ms);
     gv_hybrid_free(t.model);
     gv_dataset_free(t.data);
     gv_backend_free(be);
