@@ -117,6 +117,10 @@ static gv_status gv_measure(gv_comm *world, gv_backend *be, const gv_model_spec 
     mc.seqs = seqs, mc.nseq = 1, mc.tps = tps, mc.ntp = ntp, mc.sps = sps, mc.nsps = 1;
     mc.batches = batches, mc.nbatch = 3;
     mc.mem_batch = (8 + W - 1) / W * W;
+    /* One layer of a small model is close to the timer's noise on a loaded machine: difference 1 and 3
+     * layers, over more iterations than the profiler's default. */
+    mc.layers_max = 3;
+    mc.iters = 7;
     GV_TRY(gv_model_prof_config_check(&mc, W));
     if (rank == 0)
         gv_info("plan auto: profiling %s at sequence %d (tp up to %d) into %s", spec->name, seq, tps[ntp - 1],
