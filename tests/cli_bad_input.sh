@@ -40,8 +40,8 @@ printf '{"arch": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 5, "vocab": 512, 
 expect_fail indivisible-heads "indiv.json: n_embd 64 is not divisible by n_head 5" -- "${small[@]}" --model "$tmp/indiv.json"
 printf '{"arch": "gpt2", "n_layers": 2}' >"$tmp/typo.json"
 expect_fail unknown-field "typo.json: unknown field 'n_layers'" -- "${small[@]}" --model "$tmp/typo.json"
-printf '{"arch": "bert", "n_layer": 2}' >"$tmp/arch.json"
-expect_fail unknown-arch "arch.json: field 'arch': unknown value 'bert'" -- "${small[@]}" --model "$tmp/arch.json"
+printf '{"arch": "mamba", "n_layer": 2}' >"$tmp/arch.json"
+expect_fail unknown-arch "arch.json: field 'arch': unknown value 'mamba'" -- "${small[@]}" --model "$tmp/arch.json"
 expect_fail missing-model-file "nope.json: cannot open model file" -- "${small[@]}" --model "$tmp/nope.json"
 expect_fail unknown-preset "unknown model preset 'gpt5-huge'" -- "${small[@]}" --model gpt5-huge
 

@@ -46,7 +46,7 @@ static const char *gv_usage_train =
     "                        or any other file read as bytes\n"
     "  --init-from FILE      initial weights from a safetensors file with Hugging Face names\n"
     "                        (GPT-2 or LLaMA)\n"
-    "  --seq T               sequence length [64, at most the model's max_seq]\n"
+    "  --seq T               sequence length [64, at most the model's max_seq; vit: its max_seq]\n"
     "\n"
     "optimization:\n"
     "  --steps N             optimizer steps [300]\n"
@@ -172,7 +172,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     gv_train_config c;
     gv_train_config_defaults(&c);
     const char *model = "gpt2-tiny";
-    int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0, micro_set = 0, reprofile = 0;
+    int layers = 0, nranks = 0, vocab_tp = 1, warmup_set = 0, micro_set = 0, reprofile = 0, seq_set = 0;
     double memory_gib = 0;
     const char *profile_dir = NULL;
     gv_cost_mode cost_mode = GV_COST_OWN;
@@ -211,7 +211,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         else if (!strcmp(a, "--init-from"))
             c.init_from = v;
         else if (!strcmp(a, "--seq"))
-            c.seq = gv_parse_int(a, v, 1);
+            c.seq = gv_parse_int(a, v, 1), seq_set = 1;
         else if (!strcmp(a, "--steps"))
             c.steps = gv_parse_int(a, v, 1);
         else if (!strcmp(a, "--global-batch"))
@@ -304,6 +304,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     c.vocab_tp = vocab_tp > 1;
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
+    if (!seq_set && c.spec.arch == GV_ARCH_VIT) c.seq = c.spec.max_seq; /* the image fixes the sequence */
     if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10;   /* the default must fit short runs */
     gv_plan plan = {0};                                                /* a plan file's: kept for the run */
     if (!nranks && gv_launch_is_rank()) nranks = gv_launch_env_size(); /* the launcher drops -n */
@@ -518,7 +519,7 @@ static int gv_cmd_models(void) {
         gv_model_spec s;
         gv_model_spec_preset(&s, names[i]);
         printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name,
-               s.arch == GV_ARCH_GPT2 ? "gpt2" : "llama", s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn,
+               gv_arch_name(s.arch), s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn,
                s.max_seq, s.vocab, gv_model_spec_num_params(&s) / 1e6);
     }
     return 0;

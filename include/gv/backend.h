@@ -112,6 +112,10 @@ gv_status gv_rope_backward(gv_backend *b, void *dinp, const void *dout, int B, i
 gv_status gv_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 
+/* GELU, exact: out = 0.5 x (1 + erf(x / sqrt 2)) (BERT, ViT: HF's "gelu"). */
+gv_status gv_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+
 /* out[N,F] = silu(inp[:, :F]) * inp[:, F:2F]; inp[N,2F] holds gate then up. */
 gv_status gv_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);

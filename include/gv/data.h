@@ -29,6 +29,7 @@
 #ifndef GV_DATA_H
 #define GV_DATA_H
 #include <stdint.h>
+#include "gv/model.h"
 #include "gv/status.h"
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +63,40 @@ gv_status gv_dataset_rows(gv_dataset *d, uint64_t step, int split, int64_t row0,
 /* The whole global batch: gv_dataset_rows(d, step, split, 0, B, T, ...). */
 gv_status gv_dataset_batch(gv_dataset *d, uint64_t step, int split, int B, int T, int32_t *tokens,
                            int32_t *targets);
+
+/* ---- per model family ------------------------------------------------------------------------------
+ *
+ * GPT-2 / LLaMA (causal LM): the rows above. BERT (masked LM): the token source's rows, masked: exactly
+ * k = max(1, round(0.15 T)) positions per row without replacement, each input becoming [MASK] (80%), a
+ * random token of the source's vocab (10%) or staying (10%), target = the original token there and -1
+ * elsewhere; token type 0 before a random segment boundary in [1, T), 1 from it. Everything is drawn from
+ * (seed, split, step, row), so it is plan-independent like the rows; the fixed count per row keeps every
+ * slice's mean loss the mean over its rows. ViT: images, cut into patches (gv_model_spec_input_width), the
+ * label the target of position 0 (the class token), -1 elsewhere; image of row r of (step, split) drawn
+ * like the rows. Image sources:
+ *   NULL or "builtin"  synthetic images of the model's size and classes: a grating whose orientation
+ *                      (label mod 8) and frequency (1 + label/8 mod 4 cycles) encode the class, a random
+ *                      phase per image, Gaussian pixel noise (sd 32), for >= 32 classes one brighter
+ *                      channel (label/32 mod channels); infinite
+ *   a file             header of 8 little-endian int32 words: [0] magic 20261202, [1] version 1, [2] count
+ *                      N, [3] channels C, [4] height H, [5] width W (== H), [6] classes K, [7] 0; then
+ *                      N * C * H * W uint8 pixels (image by image, each channel-major: [C][H][W]); then N
+ *                      int32 labels in [0, K). The last 10% of the images are the eval split.
+ * Pixels enter the model as p / 127.5 - 1 (HF ViTImageProcessor with mean = std = 0.5). */
+#define GV_DATA_IMAGE_MAGIC 20261202
+#define GV_DATA_IMAGE_VERSION 1
+/* Opens the source for the model's family: images for ViT (checked against its image size, channels and
+ * classes), token sources otherwise (for BERT the vocab must hold the source's tokens). */
+gv_status gv_dataset_open_for(gv_dataset **d, const char *path, uint64_t seed, const gv_model_spec *spec);
+/* Rows [row0, row0+nrows) of the global batch of (step, split) as the model's inputs [nrows, T, IW] and
+ * targets [nrows, T] (IW = gv_model_spec_input_width). */
+gv_status gv_dataset_rows_for(gv_dataset *d, const gv_model_spec *spec, uint64_t step, int split,
+                              int64_t row0, int nrows, int T, int32_t *inputs, int32_t *targets);
+/* Writes an image file in the format above (size = height = width). */
+gv_status gv_dataset_write_images(const char *path, int n, int channels, int size, int classes,
+                                  const uint8_t *pixels, const int32_t *labels);
+/* The built-in image set's image for a row key (tests, tools): label and pixels [C][S][S]. */
+gv_status gv_dataset_synth_image(const gv_dataset *d, uint64_t key, int *label, uint8_t *pixels);
 
 #ifdef __cplusplus
 }

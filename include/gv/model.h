@@ -10,9 +10,14 @@
 extern "C" {
 #endif
 
-typedef enum { GV_ARCH_GPT2 = 0, GV_ARCH_LLAMA = 1 } gv_arch;
+/* Families: GPT-2 and LLaMA decoders (causal LM); BERT (bidirectional post-LN encoder, token types, masked-LM
+ * head: dense + GELU + LayerNorm + decoder tied to the word embeddings with its own bias; HF
+ * BertForMaskedLM); ViT (patch embedding, class token, pre-LN encoder, classifier on the class token; HF
+ * ViTForImageClassification). */
+typedef enum { GV_ARCH_GPT2 = 0, GV_ARCH_LLAMA = 1, GV_ARCH_BERT = 2, GV_ARCH_VIT = 3 } gv_arch;
 typedef enum { GV_NORM_LAYERNORM = 0, GV_NORM_RMSNORM = 1 } gv_norm;
-typedef enum { GV_ACT_GELU = 0, GV_ACT_SWIGLU = 1 } gv_act;
+/* GELU: tanh approximation (GPT-2's gelu_new); GELU_ERF: exact erf form (BERT, ViT "gelu"). */
+typedef enum { GV_ACT_GELU = 0, GV_ACT_SWIGLU = 1, GV_ACT_GELU_ERF = 2 } gv_act;
 typedef enum { GV_POS_LEARNED = 0, GV_POS_ROPE = 1 } gv_pos;
 
 typedef struct {
@@ -34,10 +39,26 @@ typedef struct {
     float norm_eps;
     float rope_theta;
     float init_std; /* 0.02; residual projections use init_std / sqrt(2 L) */
+    /* BERT */
+    int type_vocab; /* token types (segment ids), 2 */
+    int mask_token; /* id of [MASK] for the masked-LM data (103 in the HF vocab) */
+    /* ViT: images of channels x image x image pixels cut into (image/patch)^2 patches; max_seq = 1 + that
+     * (the class token first); vocab = the number of classes. */
+    int image_size, patch_size, channels;
 } gv_model_spec;
 
-/* Presets: gpt2-tiny, gpt2-small-test, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, llama-tiny, llama-1b,
- * llama2-7b, llama3-8b. */
+/* Words (I32) of model input per position: 1 (token id) for GPT-2/LLaMA; 2 (token id, token type) for
+ * BERT; channels * patch^2 pixel values 0..255 for ViT, in (channel, row, column) order of the patch, zero
+ * at the class token's position 0. Inputs are [B, T, input_width]; targets [B, T] (ViT: the label at
+ * position 0, -1 elsewhere; BERT: the original token at masked positions, -1 elsewhere). */
+int gv_model_spec_input_width(const gv_model_spec *s);
+/* 1 when attention is causal (decoders), 0 for the bidirectional encoders. */
+int gv_model_spec_causal(const gv_model_spec *s);
+/* "gpt2", "llama", "bert", "vit". */
+const char *gv_arch_name(gv_arch a);
+
+/* Presets: gpt2-tiny, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, llama-tiny, llama-1b, llama2-7b,
+ * llama3-8b, bert-tiny, bert-base, bert-large, vit-tiny, vit-base, vit-large, vit-huge. */
 gv_status gv_model_spec_preset(gv_model_spec *s, const char *name);
 /* A preset name or a path to a JSON model file (fields as in gv_model_spec; "preset" may name a base). */
 gv_status gv_model_spec_resolve(gv_model_spec *s, const char *name_or_path);

@@ -60,6 +60,8 @@ struct gv_backend_i {
                                      int, int, int);
     gv_status (*matmul_backward_gelu)(gv_backend *, void *, void *, void *, void *, const void *,
                                       const void *, const void *, const void *, int, int, int);
+    gv_status (*gelu_erf_forward)(gv_backend *, void *, const void *, size_t);
+    gv_status (*gelu_erf_backward)(gv_backend *, void *, const void *, const void *, size_t);
 };
 
 struct gv_backend {

@@ -210,3 +210,15 @@ gv_status gv_sumsq(gv_backend *b, double *out, const void *x, size_t n) {
 gv_status gv_scale(gv_backend *b, void *x, float s, size_t n) {
     return b->iface->scale(b, x, s, n);
 }
+
+gv_status gv_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n) {
+    if (!b->iface->gelu_erf_forward)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no exact (erf) GELU", b->iface->name);
+    return b->iface->gelu_erf_forward(b, out, inp, n);
+}
+
+gv_status gv_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
+    if (!b->iface->gelu_erf_backward)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no exact (erf) GELU", b->iface->name);
+    return b->iface->gelu_erf_backward(b, dinp, dout, inp, n);
+}

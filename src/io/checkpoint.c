@@ -137,7 +137,7 @@ gv_status gv_hybrid_load_weights(gv_hybrid *h, const char *path) {
 
 static char *gv_spec_json(const gv_model_spec *s) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "arch", s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama");
+    cJSON_AddStringToObject(o, "arch", gv_arch_name(s->arch));
     cJSON_AddNumberToObject(o, "n_layer", s->n_layer);
     cJSON_AddNumberToObject(o, "n_embd", s->n_embd);
     cJSON_AddNumberToObject(o, "n_head", s->n_head);
@@ -150,9 +150,20 @@ static char *gv_spec_json(const gv_model_spec *s) {
     cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
     cJSON_AddBoolToObject(o, "tied", s->tied);
     cJSON_AddBoolToObject(o, "bias", s->bias);
+    if (s->arch == GV_ARCH_BERT) {
+        cJSON_AddNumberToObject(o, "type_vocab", s->type_vocab);
+        cJSON_AddNumberToObject(o, "mask_token", s->mask_token);
+    }
+    if (s->arch == GV_ARCH_VIT) {
+        cJSON_AddNumberToObject(o, "image_size", s->image_size);
+        cJSON_AddNumberToObject(o, "patch_size", s->patch_size);
+        cJSON_AddNumberToObject(o, "channels", s->channels);
+    }
     /* Not model-file fields (fixed by arch today), but a checkpoint must record what it was trained as. */
     cJSON_AddStringToObject(o, "norm", s->norm == GV_NORM_LAYERNORM ? "layernorm" : "rmsnorm");
-    cJSON_AddStringToObject(o, "act", s->act == GV_ACT_GELU ? "gelu" : "swiglu");
+    cJSON_AddStringToObject(o, "act", s->act == GV_ACT_GELU       ? "gelu"
+                                     : s->act == GV_ACT_GELU_ERF ? "gelu_erf"
+                                                                 : "swiglu");
     cJSON_AddStringToObject(o, "pos", s->pos == GV_POS_LEARNED ? "learned" : "rope");
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

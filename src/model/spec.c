@@ -23,6 +23,19 @@ static void gv_spec_defaults(gv_model_spec *s, gv_arch arch) {
         s->pos = GV_POS_LEARNED;
         s->tied = 1;
         s->bias = 1;
+    } else if (arch == GV_ARCH_BERT || arch == GV_ARCH_VIT) { /* HF BertConfig / ViTConfig defaults */
+        s->norm = GV_NORM_LAYERNORM;
+        s->act = GV_ACT_GELU_ERF;
+        s->pos = GV_POS_LEARNED;
+        s->tied = arch == GV_ARCH_BERT;
+        s->bias = 1;
+        s->norm_eps = 1e-12f;
+        if (arch == GV_ARCH_BERT) {
+            s->type_vocab = 2;
+            s->mask_token = 103;
+        } else {
+            s->channels = 3;
+        }
     } else {
         s->norm = GV_NORM_RMSNORM;
         s->act = GV_ACT_SWIGLU;
@@ -37,19 +50,30 @@ typedef struct {
     gv_arch arch;
     int L, C, H, KVH, F, T, V;
     float theta;
+    int image, patch, mask; /* ViT: image and patch size (T = 1 + (image/patch)^2); BERT: [MASK] id */
 } gv_preset;
 
 /* Real sizes from the published configs; the tiny ones are for tests and the built-in default job. */
 static const gv_preset gv_presets[] = {
-    {"gpt2-tiny", GV_ARCH_GPT2, 2, 64, 4, 4, 256, 128, 512, 0},
-    {"gpt2-124m", GV_ARCH_GPT2, 12, 768, 12, 12, 3072, 1024, 50257, 0},
-    {"gpt2-350m", GV_ARCH_GPT2, 24, 1024, 16, 16, 4096, 1024, 50257, 0},
-    {"gpt2-774m", GV_ARCH_GPT2, 36, 1280, 20, 20, 5120, 1024, 50257, 0},
-    {"gpt2-1.5b", GV_ARCH_GPT2, 48, 1600, 25, 25, 6400, 1024, 50257, 0},
-    {"llama-tiny", GV_ARCH_LLAMA, 2, 64, 4, 2, 176, 128, 512, 10000},
-    {"llama-1b", GV_ARCH_LLAMA, 22, 2048, 32, 4, 5632, 2048, 32000, 10000}, /* TinyLlama-1.1B */
-    {"llama2-7b", GV_ARCH_LLAMA, 32, 4096, 32, 32, 11008, 4096, 32000, 10000},
-    {"llama3-8b", GV_ARCH_LLAMA, 32, 4096, 32, 8, 14336, 8192, 128256, 500000},
+    {"gpt2-tiny", GV_ARCH_GPT2, 2, 64, 4, 4, 256, 128, 512, 0, 0, 0, 0},
+    {"gpt2-124m", GV_ARCH_GPT2, 12, 768, 12, 12, 3072, 1024, 50257, 0, 0, 0, 0},
+    {"gpt2-350m", GV_ARCH_GPT2, 24, 1024, 16, 16, 4096, 1024, 50257, 0, 0, 0, 0},
+    {"gpt2-774m", GV_ARCH_GPT2, 36, 1280, 20, 20, 5120, 1024, 50257, 0, 0, 0, 0},
+    {"gpt2-1.5b", GV_ARCH_GPT2, 48, 1600, 25, 25, 6400, 1024, 50257, 0, 0, 0, 0},
+    {"llama-tiny", GV_ARCH_LLAMA, 2, 64, 4, 2, 176, 128, 512, 10000, 0, 0, 0},
+    {"llama-1b", GV_ARCH_LLAMA, 22, 2048, 32, 4, 5632, 2048, 32000, 10000, 0, 0, 0}, /* TinyLlama-1.1B */
+    {"llama2-7b", GV_ARCH_LLAMA, 32, 4096, 32, 32, 11008, 4096, 32000, 10000, 0, 0, 0},
+    {"llama3-8b", GV_ARCH_LLAMA, 32, 4096, 32, 8, 14336, 8192, 128256, 500000, 0, 0, 0},
+    /* BERT: the tiny one reads the built-in language (tokens 0..511) with [MASK] = 512. */
+    {"bert-tiny", GV_ARCH_BERT, 2, 64, 4, 4, 256, 128, 520, 0, 0, 0, 512},
+    {"bert-base", GV_ARCH_BERT, 12, 768, 12, 12, 3072, 512, 30522, 0, 0, 0, 103},
+    {"bert-large", GV_ARCH_BERT, 24, 1024, 16, 16, 4096, 512, 30522, 0, 0, 0, 103},
+    /* ViT: the tiny one has 24x24 images in 3x3 patches of 8 (T = 10) and 16 classes (the built-in image
+     * set); the others are google/vit-{base,large}-patch16-224 and vit-huge-patch14-224 with 1000 classes. */
+    {"vit-tiny", GV_ARCH_VIT, 2, 64, 4, 4, 256, 10, 16, 0, 24, 8, 0},
+    {"vit-base", GV_ARCH_VIT, 12, 768, 12, 12, 3072, 197, 1000, 0, 224, 16, 0},
+    {"vit-large", GV_ARCH_VIT, 24, 1024, 16, 16, 4096, 197, 1000, 0, 224, 16, 0},
+    {"vit-huge", GV_ARCH_VIT, 32, 1280, 16, 16, 5120, 257, 1000, 0, 224, 14, 0},
 };
 #define GV_NPRESETS ((int)(sizeof gv_presets / sizeof gv_presets[0]))
 
@@ -73,8 +97,10 @@ gv_status gv_model_spec_preset(gv_model_spec *s, const char *name) {
         s->ffn = p->F;
         s->max_seq = p->T;
         s->vocab = p->V;
-        s->padded_vocab = gv_round_up(p->V, 128);
+        s->padded_vocab = gv_round_up(p->V, p->arch == GV_ARCH_VIT ? 8 : 128);
         if (p->theta > 0) s->rope_theta = p->theta;
+        if (p->arch == GV_ARCH_BERT) s->mask_token = p->mask;
+        if (p->arch == GV_ARCH_VIT) s->image_size = p->image, s->patch_size = p->patch;
         return GV_OK;
     }
     char list[512] = "";
@@ -94,8 +120,10 @@ typedef struct {
 
 #define GV_F(k)                                                                                              \
     { #k, offsetof(gv_model_spec, k) }
-static const gv_int_field gv_int_fields[] = {GV_F(n_layer), GV_F(n_embd),  GV_F(n_head), GV_F(n_kv_head),
-                                             GV_F(ffn),     GV_F(max_seq), GV_F(vocab),  GV_F(padded_vocab)};
+static const gv_int_field gv_int_fields[] = {
+    GV_F(n_layer),      GV_F(n_embd),     GV_F(n_head),     GV_F(n_kv_head),  GV_F(ffn),
+    GV_F(max_seq),      GV_F(vocab),      GV_F(padded_vocab), GV_F(type_vocab), GV_F(image_size),
+    GV_F(patch_size),   GV_F(channels)};
 #undef GV_F
 
 static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const char *path) {
@@ -109,18 +137,18 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
         if (st != GV_OK) return gv_fail(st, "%s: field 'preset': %s", path, gv_last_error());
     } else if (arch) {
         if (!cJSON_IsString(arch)) return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' must be a string", path);
-        if (!strcmp(arch->valuestring, "gpt2"))
-            gv_spec_defaults(s, GV_ARCH_GPT2);
-        else if (!strcmp(arch->valuestring, "llama"))
-            gv_spec_defaults(s, GV_ARCH_LLAMA);
-        else
-            return gv_fail(GV_ERR_FORMAT, "%s: field 'arch': unknown value '%s' (expected gpt2 or llama)",
-                           path, arch->valuestring);
+        int a = 0;
+        while (a < 4 && strcmp(arch->valuestring, gv_arch_name((gv_arch)a))) a++;
+        if (a == 4)
+            return gv_fail(GV_ERR_FORMAT,
+                           "%s: field 'arch': unknown value '%s' (expected gpt2, llama, bert or vit)", path,
+                           arch->valuestring);
+        gv_spec_defaults(s, (gv_arch)a);
     } else {
-        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2 or llama) or 'preset'", path);
+        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2, llama, bert or vit) or 'preset'", path);
     }
     if (preset && arch) {
-        if (!cJSON_IsString(arch) || strcmp(arch->valuestring, s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama"))
+        if (!cJSON_IsString(arch) || strcmp(arch->valuestring, gv_arch_name(s->arch)))
             return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' contradicts preset '%s'", path,
                            preset->valuestring);
     }
@@ -147,6 +175,13 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
             found = 1;
         }
         if (found) continue;
+        if (!strcmp(k, "mask_token")) {
+            double v = it->valuedouble;
+            if (!cJSON_IsNumber(it) || v != floor(v) || v < 0 || v > 1e9)
+                return gv_fail(GV_ERR_FORMAT, "%s: field 'mask_token' must be a non-negative integer", path);
+            s->mask_token = (int)v;
+            continue;
+        }
         if (!strcmp(k, "norm_eps") || !strcmp(k, "rope_theta") || !strcmp(k, "init_std")) {
             if (!cJSON_IsNumber(it) || !(it->valuedouble > 0))
                 return gv_fail(GV_ERR_FORMAT, "%s: field '%s' must be a positive number", path, k);
@@ -170,6 +205,13 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
         }
         return gv_fail(GV_ERR_FORMAT, "%s: unknown field '%s'", path, k);
     }
+    if (!preset && s->arch == GV_ARCH_VIT) { /* the sequence follows from the image */
+        if (!cJSON_GetObjectItemCaseSensitive(root, "image_size") ||
+            !cJSON_GetObjectItemCaseSensitive(root, "patch_size"))
+            return gv_fail(GV_ERR_FORMAT, "%s: a vit model needs 'image_size' and 'patch_size'", path);
+        int np = s->image_size / s->patch_size;
+        if (!cJSON_GetObjectItemCaseSensitive(root, "max_seq")) s->max_seq = 1 + np * np;
+    }
     if (!preset) {
         static const char *required[] = {"n_layer", "n_embd", "n_head", "vocab", "max_seq"};
         for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
@@ -181,7 +223,7 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
             s->ffn = 4 * s->n_embd;
         }
     }
-    if (!have_padded) s->padded_vocab = gv_round_up(s->vocab, 128);
+    if (!have_padded) s->padded_vocab = gv_round_up(s->vocab, s->arch == GV_ARCH_VIT ? 8 : 128);
     return gv_model_spec_validate(s, path);
 }
 
@@ -239,10 +281,39 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
     if (s->padded_vocab < s->vocab)
         return gv_fail(GV_ERR_INVALID, "%s: padded_vocab %d is smaller than vocab %d", w, s->padded_vocab,
                        s->vocab);
-    if (s->arch == GV_ARCH_GPT2 && s->n_kv_head != s->n_head)
-        return gv_fail(GV_ERR_INVALID,
-                       "%s: gpt2 has no grouped-query attention (n_kv_head must equal n_head)", w);
+    if (s->arch != GV_ARCH_LLAMA && s->n_kv_head != s->n_head)
+        return gv_fail(GV_ERR_INVALID, "%s: %s has no grouped-query attention (n_kv_head must equal n_head)",
+                       w, gv_arch_name(s->arch));
+    if (s->arch == GV_ARCH_BERT && (s->type_vocab < 1 || s->mask_token < 0 || s->mask_token >= s->vocab))
+        return gv_fail(GV_ERR_INVALID, "%s: bert needs type_vocab >= 1 (got %d) and mask_token in [0, %d) (got %d)",
+                       w, s->type_vocab, s->vocab, s->mask_token);
+    if (s->arch == GV_ARCH_VIT) {
+        if (s->image_size < 1 || s->patch_size < 1 || s->channels < 1 || s->image_size % s->patch_size)
+            return gv_fail(GV_ERR_INVALID,
+                           "%s: vit image_size %d must be a positive multiple of patch_size %d (channels %d)", w,
+                           s->image_size, s->patch_size, s->channels);
+        int np = s->image_size / s->patch_size;
+        if (s->max_seq != 1 + np * np)
+            return gv_fail(GV_ERR_INVALID, "%s: vit max_seq %d must be 1 + (%d/%d)^2 = %d (class token + patches)",
+                           w, s->max_seq, s->image_size, s->patch_size, 1 + np * np);
+        if (s->tied) return gv_fail(GV_ERR_INVALID, "%s: vit has no token embedding to tie the classifier to", w);
+    }
     return GV_OK;
+}
+
+const char *gv_arch_name(gv_arch a) {
+    static const char *names[] = {"gpt2", "llama", "bert", "vit"};
+    return (unsigned)a < 4 ? names[a] : "?";
+}
+
+int gv_model_spec_input_width(const gv_model_spec *s) {
+    if (s->arch == GV_ARCH_BERT) return 2;
+    if (s->arch == GV_ARCH_VIT) return s->channels * s->patch_size * s->patch_size;
+    return 1;
+}
+
+int gv_model_spec_causal(const gv_model_spec *s) {
+    return s->arch == GV_ARCH_GPT2 || s->arch == GV_ARCH_LLAMA;
 }
 
 int64_t gv_model_spec_num_params(const gv_model_spec *s) {
@@ -254,5 +325,9 @@ int64_t gv_model_spec_num_params(const gv_model_spec *s) {
     int64_t total = s->n_layer * layer + (int64_t)s->vocab * C + nnorm * C;
     if (s->pos == GV_POS_LEARNED) total += (int64_t)s->max_seq * C;
     if (!s->tied) total += (int64_t)s->vocab * C;
+    if (s->arch == GV_ARCH_BERT) /* token types, embedding LayerNorm, head transform, decoder bias */
+        total += (int64_t)s->type_vocab * C + 2 * C + C * C + C + s->vocab;
+    if (s->arch == GV_ARCH_VIT) /* no token table; patch projection + bias, class token, classifier bias */
+        total += -(int64_t)s->vocab * C + (int64_t)gv_model_spec_input_width(s) * C + 2 * C + s->vocab;
     return total;
 }

@@ -60,7 +60,8 @@ struct gv_hybrid {
     gv_arena a_comm;           /* host staging: p2p, redistribution, tied-gradient exchange */
     float *x, *y, *g, *dx, *tmp, *gather, *tie;
     size_t blk_max, tie_n;
-    int32_t *tok, *tgt; /* host [Bm * T]: a part's rows of a micro-batch */
+    int IW;             /* input words per position (gv_model_spec_input_width) */
+    int32_t *tok, *tgt; /* host [Bm * T * IW], [Bm * T]: a part's rows of a micro-batch */
     gv_hf_entry *hf;
     int nhf;
     gv_hybrid_times times; /* accumulated over train batches */
@@ -397,7 +398,8 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
     h->ex = calloc((size_t)gv_max_parts(plan), sizeof *h->ex);
     h->groups = calloc((size_t)h->S + 1, sizeof *h->groups);
     h->busy = calloc((size_t)h->K, sizeof *h->busy);
-    h->tok = malloc((size_t)h->Bm * seq * 4);
+    h->IW = gv_model_spec_input_width(spec);
+    h->tok = malloc((size_t)h->Bm * seq * h->IW * 4);
     h->tgt = malloc((size_t)h->Bm * seq * 4);
     gv_status st = h->parts && h->ex && h->groups && h->busy && h->tok && h->tgt
                        ? GV_OK
@@ -466,12 +468,13 @@ void gv_hybrid_free(gv_hybrid *h) {
 
 /* ---- forward / backward of one micro-batch ---------------------------------------------------------- */
 
-/* Part p's rows (and, under Ulysses, positions) of the global micro-batch src [Bm, T] into dst. */
-static void gv_slice_ids(const gv_hybrid *h, const gv_part *p, const int32_t *src, int32_t *dst) {
+/* Part p's rows (and, under Ulysses, positions) of the global micro-batch src [Bm, T, w] into dst. */
+static void gv_slice_ids(const gv_hybrid *h, const gv_part *p, const int32_t *src, int32_t *dst, int w) {
     int rows = h->Bm / p->dp, T = h->T, nt = p->uly ? T / p->st.tp : T,
         t0 = p->uly ? h->lr % p->st.tp * nt : 0;
     for (int b = 0; b < rows; b++)
-        memcpy(dst + (size_t)b * nt, src + (size_t)(p->dp_idx * rows + b) * T + t0, (size_t)nt * 4);
+        memcpy(dst + (size_t)b * nt * w, src + ((size_t)(p->dp_idx * rows + b) * T + t0) * w,
+               (size_t)nt * w * 4);
 }
 
 static int gv_first_phase(int phases) {
@@ -493,8 +496,8 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
     for (int e = 0; e < h->nex; e++) {
         gv_part *p = &h->parts[h->ex[e].part];
         int ph = h->ex[e].phases;
-        if (ph & GV_PHASE_EMBED) gv_slice_ids(h, p, tokens + mb * BT, h->tok);
-        if ((ph & GV_PHASE_HEAD) && targets) gv_slice_ids(h, p, targets + mb * BT, h->tgt);
+        if (ph & GV_PHASE_EMBED) gv_slice_ids(h, p, tokens + mb * BT * h->IW, h->tok, h->IW);
+        if ((ph & GV_PHASE_HEAD) && targets) gv_slice_ids(h, p, targets + mb * BT, h->tgt, 1);
         void *in = gv_model_part_input(p->m, gv_first_phase(ph), slot);
         if (in) GV_TRY(gv_put(h, p, in, src, src_lay));
         float loss = 0;

@@ -38,6 +38,8 @@ typedef struct {
     size_t off;  /* element offset, the same in every per-parameter buffer */
     int init;
     int decay;
+    int unit;    /* ZeRO-3 unit: 0 embeddings, 1..nl the layers, nl + 1 the head */
+    int seqpart; /* applied to this rank's positions only under Megatron-SP: partial gradient over tp */
 } gv_param;
 
 /* One HF tensor = rows [row0, row0+rows) of one internal parameter, optionally transposed. */
@@ -46,6 +48,8 @@ typedef struct {
     int param;
     int64_t row0, rows;
     int transpose;
+    int ndim; /* > 0: the HF tensor has this shape (same elements in the same order), e.g. a conv kernel */
+    int64_t shape[4];
 } gv_hf_piece;
 
 typedef struct {
@@ -76,6 +80,8 @@ struct gv_model {
     gv_dtype dt; /* compute dtype */
     size_t esz;  /* its size */
     int B, T, N, C, H, KVH, D, QKV, F, F2, L, V, Vp;
+    int arch, causal, post; /* family; causal attention; post-LN blocks (BERT) */
+    int IW, Pd;             /* input words per position; ViT: pixels per patch */
     /* This part: global layers [l0, l0 + nl) (li/la/ckpt are indexed by l - l0), with or without the
      * embedding and the head. */
     int l0, nl, has_embed, has_head, tied_copy, meta_only;
@@ -91,6 +97,10 @@ struct gv_model {
     size_t param_elems; /* total elements incl. alignment */
     gv_layer_idx *li;
     int wte, wpe, lnf_w, lnf_b, lm_head;
+    int wtt, embln_w, embln_b;     /* BERT: token types, embedding LayerNorm */
+    int patch_w, patch_b, cls;     /* ViT: patch projection [C, Pd], its bias, class token [1, C] */
+    int head_w, head_b, lm_bias;   /* BERT head transform dense [C, C]; bias of the decoder / classifier */
+    int cur_unit;                  /* unit of the parameters being added */
     gv_hf_piece *hf;
     int nhf;
 
@@ -130,15 +140,21 @@ struct gv_model {
     /* activations */
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
     size_t o_emb_full, o_lnf_full; /* [N,C]: partial embedding, gathered final norm (alias without msp) */
+    size_t o_types, o_pix, o_emb_tmp;           /* BERT [N] I32 types; ViT [N,Pd] pixels; [N,C] scratch */
+    size_t o_embln, o_embln_mean, o_embln_rstd; /* BERT: [Nl,C] embedding LayerNorm (the layers' input) */
+    size_t o_hd, o_hg;                          /* BERT head: [Nl,C] dense, GELU */
     size_t o_input, o_head_in;     /* [Nl,C] inputs filled by the caller (part without embedding / layers) */
     gv_layer_acts *la;
     /* backward scratch (workspace) */
     size_t o_dres_full, o_dln_l; /* [N,C] gathered d(residual), [Nl,C] scattered d(norm out) */
     size_t o_dres, o_dln, o_dqkv, o_dqkv_r, o_datty, o_dfch, o_dfch_act, o_dqkv_sp, o_datty_sp;
+    size_t o_dpost, o_dhead; /* [Nl,C]: d(post-LN norm input), d(BERT head dense) */
 
     int *ckpt;          /* [L] layer recomputes its activations in backward */
     int32_t *h_targets; /* host copy of the last targets */
     int32_t *h_ids;     /* host [N] vocab-shard-relative token ids */
+    int32_t *h_types;   /* host [N] BERT token types */
+    float *h_pix;       /* host [N,Pd] ViT pixels scaled to [-1, 1] */
     float *h_vp;        /* host [3N] vocab-parallel loss scratch */
     float *h_losses;
     int n_valid;    /* targets counted in the last forward on this rank */
@@ -163,6 +179,7 @@ static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t col
     p->segn[0] = rows;
     p->init = init;
     p->decay = decay;
+    p->unit = m->cur_unit;
     return m->nparams++;
 }
 
@@ -204,32 +221,75 @@ static void gv_add_hf(gv_model *m, int param, int64_t row0, int64_t rows, int tr
     h->row0 = row0;
     h->rows = rows;
     h->transpose = transpose;
+    h->ndim = 0;
+}
+
+/* The last HF piece has this HF shape (ViT's [1,1,C] class token, [1,T,C] positions, [C,ch,P,P] kernel). */
+static void gv_hf_reshape(gv_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    gv_hf_piece *h = &m->hf[m->nhf - 1];
+    h->ndim = ndim;
+    h->shape[0] = d0, h->shape[1] = d1, h->shape[2] = d2, h->shape[3] = d3;
 }
 
 static void gv_build_params(gv_model *m) {
     const gv_model_spec *s = &m->spec;
     int gpt2 = s->arch == GV_ARCH_GPT2, ln = s->norm == GV_NORM_LAYERNORM, bias = s->bias;
     int L = m->nl, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F;
-    m->params = calloc((size_t)(16 * L + 8), sizeof *m->params);
-    m->hf = calloc((size_t)(24 * L + 8), sizeof *m->hf);
+    m->params = calloc((size_t)(16 * L + 16), sizeof *m->params);
+    m->hf = calloc((size_t)(24 * L + 16), sizeof *m->hf);
     m->li = calloc((size_t)L + 1, sizeof *m->li);
     char nm[64];
-    const char *wte_hf = gpt2 ? "wte.weight" : "model.embed_tokens.weight";
+    int bert = s->arch == GV_ARCH_BERT, vit = s->arch == GV_ARCH_VIT, enc = bert || vit;
+    const char *wte_hf = gpt2   ? "wte.weight"
+                         : bert ? "bert.embeddings.word_embeddings.weight"
+                                : "model.embed_tokens.weight";
 
-    m->wte = m->wpe = -1;
-    if (m->has_embed) {
+    m->wte = m->wpe = m->wtt = m->embln_w = m->embln_b = m->patch_w = m->patch_b = m->cls = -1;
+    m->cur_unit = 0;
+    if (m->has_embed && vit) {
+        int64_t T = s->max_seq;
+        m->patch_w = gv_add_param(m, "patch.weight", C, m->Pd, C, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->patch_w, 0, C, 0, "vit.embeddings.patch_embeddings.projection.weight");
+        gv_hf_reshape(m, 4, C, s->channels, s->patch_size, s->patch_size); /* Conv2d [C, ch, P, P] */
+        m->patch_b = gv_add_param(m, "patch.bias", C, 1, C, GV_INIT_ZEROS, 0);
+        gv_add_hf(m, m->patch_b, 0, C, 0, "vit.embeddings.patch_embeddings.projection.bias");
+        m->cls = gv_add_param(m, "cls", 1, C, 1, GV_INIT_NORMAL, 0);
+        gv_add_hf(m, m->cls, 0, 1, 0, "vit.embeddings.cls_token");
+        gv_hf_reshape(m, 3, 1, 1, C, 0);
+        m->wpe = gv_add_param(m, "wpe", T, C, T, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->wpe, 0, T, 0, "vit.embeddings.position_embeddings");
+        gv_hf_reshape(m, 3, 1, T, C, 0);
+    } else if (m->has_embed) {
         m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
         gv_add_hf(m, m->wte, 0, m->V, 0, "%s", wte_hf);
         if (s->pos == GV_POS_LEARNED) {
             m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->wpe, 0, s->max_seq, 0, gpt2 ? "wpe.weight" : "model.embed_positions.weight");
+            gv_add_hf(m, m->wpe, 0, s->max_seq, 0, "%s",
+                      gpt2   ? "wpe.weight"
+                      : bert ? "bert.embeddings.position_embeddings.weight"
+                             : "model.embed_positions.weight");
+        }
+        if (bert) {
+            m->wtt = gv_add_param(m, "wtt", s->type_vocab, C, s->type_vocab, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->wtt, 0, s->type_vocab, 0, "bert.embeddings.token_type_embeddings.weight");
+            m->embln_w = gv_add_param(m, "emb_ln.weight", C, 1, C, GV_INIT_ONES, 0);
+            gv_add_hf(m, m->embln_w, 0, C, 0, "bert.embeddings.LayerNorm.weight");
+            m->embln_b = gv_add_param(m, "emb_ln.bias", C, 1, C, GV_INIT_ZEROS, 0);
+            gv_add_hf(m, m->embln_b, 0, C, 0, "bert.embeddings.LayerNorm.bias");
+            m->params[m->embln_w].seqpart = m->params[m->embln_b].seqpart = 1;
         }
     }
     for (int j = 0; j < L; j++) {
         int l = m->l0 + j; /* global layer: names and initial values */
         gv_layer_idx *x = &m->li[j];
         char pre[48];
-        snprintf(pre, sizeof pre, gpt2 ? "h.%d." : "model.layers.%d.", l);
+        snprintf(pre, sizeof pre,
+                 gpt2   ? "h.%d."
+                 : bert ? "bert.encoder.layer.%d."
+                 : vit  ? "vit.encoder.layer.%d."
+                        : "model.layers.%d.",
+                 l);
+        m->cur_unit = j + 1;
 #define P(field, suffix, rows, cols, init, decay)                                                            \
     do {                                                                                                     \
         snprintf(nm, sizeof nm, "layer%d.%s", l, suffix);                                                    \
@@ -249,7 +309,28 @@ static void gv_build_params(gv_model *m) {
         P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID, 1);
         if (bias) P(fcproj_b, "fc_proj.bias", C, 1, GV_INIT_ZEROS, 0);
 #undef P
-        if (gpt2) {
+        int norms[4] = {x->ln1_w, x->ln1_b, x->ln2_w, x->ln2_b};
+        for (int k = 0; k < 4; k++)
+            if (norms[k] >= 0) m->params[norms[k]].seqpart = 1;
+        if (enc) { /* BERT / ViT: separate q, k, v; every linear and norm has a bias */
+            static const char *qkv[3] = {"query", "key", "value"};
+            const char *att = bert ? "attention.self" : "attention.attention";
+            int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
+            const char *ln1 = bert ? "attention.output.LayerNorm" : "layernorm_before";
+            const char *ln2 = bert ? "output.LayerNorm" : "layernorm_after";
+            gv_add_hf(m, x->ln1_w, 0, C, 0, "%s%s.weight", pre, ln1);
+            gv_add_hf(m, x->ln1_b, 0, C, 0, "%s%s.bias", pre, ln1);
+            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%s%s.%s.weight", pre, att, qkv[i]);
+            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%s%s.%s.bias", pre, att, qkv[i]);
+            gv_add_hf(m, x->proj_w, 0, C, 0, "%sattention.output.dense.weight", pre);
+            gv_add_hf(m, x->proj_b, 0, C, 0, "%sattention.output.dense.bias", pre);
+            gv_add_hf(m, x->ln2_w, 0, C, 0, "%s%s.weight", pre, ln2);
+            gv_add_hf(m, x->ln2_b, 0, C, 0, "%s%s.bias", pre, ln2);
+            gv_add_hf(m, x->fc_w, 0, F, 0, "%sintermediate.dense.weight", pre);
+            gv_add_hf(m, x->fc_b, 0, F, 0, "%sintermediate.dense.bias", pre);
+            gv_add_hf(m, x->fcproj_w, 0, C, 0, "%soutput.dense.weight", pre);
+            gv_add_hf(m, x->fcproj_b, 0, C, 0, "%soutput.dense.bias", pre);
+        } else if (gpt2) {
             gv_add_hf(m, x->ln1_w, 0, C, 0, "%sln_1.weight", pre);
             if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sln_1.bias", pre);
             gv_add_hf(m, x->qkv_w, 0, HD + 2 * KD, 1, "%sattn.c_attn.weight", pre);
@@ -292,13 +373,27 @@ static void gv_build_params(gv_model *m) {
             if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.down_proj.bias", pre);
         }
     }
-    m->lnf_w = m->lnf_b = m->lm_head = -1;
+    m->lnf_w = m->lnf_b = m->lm_head = m->head_w = m->head_b = m->lm_bias = -1;
+    m->cur_unit = L + 1;
     if (m->has_head) {
+        const char *lnf = gpt2   ? "ln_f"
+                          : bert ? "cls.predictions.transform.LayerNorm"
+                          : vit  ? "vit.layernorm"
+                                 : "model.norm";
+        if (bert) { /* the MLM head's transform: dense + GELU + LayerNorm (our "final norm") */
+            m->head_w = gv_add_param(m, "head.dense.weight", C, C, C, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->head_w, 0, C, 0, "cls.predictions.transform.dense.weight");
+            m->head_b = gv_add_param(m, "head.dense.bias", C, 1, C, GV_INIT_ZEROS, 0);
+            gv_add_hf(m, m->head_b, 0, C, 0, "cls.predictions.transform.dense.bias");
+            m->params[m->head_w].seqpart = m->params[m->head_b].seqpart = 1;
+        }
         m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
-        gv_add_hf(m, m->lnf_w, 0, C, 0, gpt2 ? "ln_f.weight" : "model.norm.weight");
+        gv_add_hf(m, m->lnf_w, 0, C, 0, "%s.weight", lnf);
+        m->params[m->lnf_w].seqpart = 1;
         if (ln) {
             m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
-            gv_add_hf(m, m->lnf_b, 0, C, 0, gpt2 ? "ln_f.bias" : "model.norm.bias");
+            gv_add_hf(m, m->lnf_b, 0, C, 0, "%s.bias", lnf);
+            m->params[m->lnf_b].seqpart = 1;
         }
         m->lm_head = m->wte;
         if (s->tied && !m->has_embed) { /* a copy of the embedding of another part, under the same name */
@@ -306,7 +401,11 @@ static void gv_build_params(gv_model *m) {
             gv_add_hf(m, m->lm_head, 0, m->V, 0, "%s", wte_hf);
         } else if (!s->tied) {
             m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->lm_head, 0, m->V, 0, "lm_head.weight");
+            gv_add_hf(m, m->lm_head, 0, m->V, 0, vit ? "classifier.weight" : "lm_head.weight");
+        }
+        if (enc) { /* BERT's decoder bias, ViT's classifier bias */
+            m->lm_bias = gv_add_param(m, "lm_head.bias", m->Vp, 1, m->V, GV_INIT_ZEROS, 0);
+            gv_add_hf(m, m->lm_bias, 0, m->V, 0, bert ? "cls.predictions.bias" : "classifier.bias");
         }
     }
 
@@ -333,13 +432,14 @@ static void gv_build_params(gv_model *m) {
             int64_t v0 = m->v0, vn = m->Vpl;
             if (m->wte >= 0) gv_shard_param(m, m->wte, 1, &v0, &vn, 0, C);
             if (m->lm_head >= 0 && m->lm_head != m->wte) gv_shard_param(m, m->lm_head, 1, &v0, &vn, 0, C);
+            if (m->lm_bias >= 0) gv_shard_param(m, m->lm_bias, 1, &v0, &vn, 0, 1);
         }
     }
     for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
         for (int k = 0; k < i - 1; k++)
             assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
-    /* Units (what ZeRO-3 gathers at once): 0 = token/position embeddings, 1..L = the layers (their params
-     * were created consecutively), L+1 = final norm and untied head. */
+    /* Units (what ZeRO-3 gathers at once): 0 = the embeddings, 1..L = the layers (their params were created
+     * consecutively), L+1 = the head (final norm, untied head, biases). */
     m->nunits = L + 2;
     m->u_start = calloc((size_t)m->nunits * 3, sizeof *m->u_start);
     m->u_size = m->u_start + m->nunits;
@@ -347,13 +447,7 @@ static void gv_build_params(gv_model *m) {
     m->p_unit = calloc((size_t)m->nparams, sizeof *m->p_unit);
     m->wp = calloc((size_t)m->nparams * 2, sizeof *m->wp);
     m->gp = m->wp + m->nparams;
-    for (int i = 0; i < m->nparams; i++) {
-        int emb = i == m->wte || i == m->wpe;
-        int u = emb ? 0 : i == m->lnf_w || i == m->lnf_b || i == m->lm_head ? L + 1 : 0;
-        for (int l = 0; u == 0 && !emb && l < L; l++)
-            if (m->li[l].ln1_w <= i && (l + 1 == L || i < m->li[l + 1].ln1_w)) u = l + 1;
-        m->p_unit[i] = u;
-    }
+    for (int i = 0; i < m->nparams; i++) m->p_unit[i] = m->params[i].unit;
     size_t ualign = (size_t)m->dp_size * 64;
     for (int i = 0; i < m->nparams; i++) {
         gv_param *p = &m->params[i];
@@ -451,6 +545,11 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->F = spec->ffn;
     m->F2 = spec->act == GV_ACT_SWIGLU ? 2 * m->F : m->F;
     m->L = spec->n_layer;
+    m->arch = spec->arch;
+    m->causal = gv_model_spec_causal(spec);
+    m->post = spec->arch == GV_ARCH_BERT;
+    m->IW = gv_model_spec_input_width(spec);
+    m->Pd = spec->arch == GV_ARCH_VIT ? m->IW : 0;
     m->l0 = l0;
     m->nl = l1 - l0;
     m->has_embed = !(d && d->no_embed);
@@ -529,6 +628,14 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->o_tokens = gv_arena_reserve(A, N * 4);
         m->o_encoded = gv_arena_reserve(A, Nl * C * e);
         m->o_emb_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_encoded;
+        if (m->arch == GV_ARCH_BERT || m->arch == GV_ARCH_VIT) m->o_emb_tmp = gv_arena_reserve(A, N * C * e);
+        if (m->arch == GV_ARCH_BERT) {
+            m->o_types = gv_arena_reserve(A, N * 4);
+            m->o_embln = gv_arena_reserve(A, Nl * C * e);
+            m->o_embln_mean = gv_arena_reserve(A, Nl * 4);
+            m->o_embln_rstd = gv_arena_reserve(A, Nl * 4);
+        }
+        if (m->arch == GV_ARCH_VIT) m->o_pix = gv_arena_reserve(A, N * (size_t)m->Pd * e);
     } else {
         m->o_input = gv_arena_reserve(A, Nl * C * e);
     }
@@ -592,6 +699,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->o_lnf_full = m->msp ? gv_arena_reserve(A, N * C * e) : m->o_lnf;
         m->o_lnf_mean = gv_arena_reserve(A, Nl * 4);
         m->o_lnf_rstd = gv_arena_reserve(A, Nl * 4);
+        if (m->arch == GV_ARCH_BERT) {
+            m->o_hd = gv_arena_reserve(A, Nl * C * e);
+            m->o_hg = gv_arena_reserve(A, Nl * C * e);
+        }
         m->o_logits = gv_arena_reserve(A, N * (size_t)m->Vpl * e);
         m->o_losses = gv_arena_reserve(A, N * 4);
         m->o_lse = gv_arena_reserve(A, N * 4);
@@ -610,6 +721,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
+    if (m->arch == GV_ARCH_BERT) {
+        m->o_dpost = gv_arena_reserve(Wk, Nl * C * e);
+        m->o_dhead = gv_arena_reserve(Wk, Nl * C * e);
+    }
     if (m->sp_size > 1) {
         m->o_dqkv_sp = gv_arena_reserve(Wk, NF * (size_t)m->QKVs * e);
         m->o_datty_sp = gv_arena_reserve(Wk, NF * (size_t)(m->Hs * m->D) * e);
@@ -627,10 +742,13 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->h_losses = malloc(N * 4);
     m->h_ids = malloc(N * 4);
     m->h_vp = malloc(N * 12);
+    m->h_types = malloc(N * 4);
+    m->h_pix = malloc(N * ((size_t)m->Pd + 1) * 4);
     m->loss_divs = calloc((size_t)m->nslots, sizeof *m->loss_divs);
     m->fwd_done = calloc((size_t)m->nslots, sizeof *m->fwd_done);
     if (st == GV_OK &&
-        (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->loss_divs || !m->fwd_done))
+        (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->h_types || !m->h_pix || !m->loss_divs ||
+         !m->fwd_done))
         st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
@@ -671,6 +789,8 @@ void gv_model_free(gv_model *m) {
     free(m->h_losses);
     free(m->h_ids);
     free(m->h_vp);
+    free(m->h_types);
+    free(m->h_pix);
     free(m->loss_divs);
     free(m->fwd_done);
     free(m);
@@ -764,7 +884,10 @@ gv_status gv_model_init_weights(gv_model *m, uint64_t seed) {
 
 static void gv_hf_shape(const gv_model *m, const gv_hf_piece *h, int *ndim, int64_t shape[4]) {
     const gv_param *p = &m->params[h->param];
-    if (p->ndim == 1) {
+    if (h->ndim > 0) {
+        *ndim = h->ndim;
+        for (int d = 0; d < 4; d++) shape[d] = h->shape[d];
+    } else if (p->ndim == 1) {
         *ndim = 1;
         shape[0] = h->rows;
     } else if (h->transpose) {
@@ -1140,19 +1263,13 @@ static gv_status gv_unit_grad_begin(gv_model *m, int u) {
 
 static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n);
 
-/* Megatron-SP: the norms of unit u (u = 0: none; 1..L: ln1, ln2 of that layer; L+1: the final norm; -1: all)
- * have partial gradients on each tp rank: sum them over tp. */
+/* Megatron-SP: the parameters of unit u (-1: all) applied to this rank's positions only (the norms, BERT's
+ * head transform) have partial gradients on each tp rank: sum them over tp. */
 static gv_status gv_msp_norm_grads(gv_model *m, int u) {
     if (!m->msp) return GV_OK;
-    for (int l = 0; l <= m->nl; l++) {
-        if (u >= 0 && u != l + 1 && !(u == m->nl + 1 && l == m->nl)) continue;
-        int ids[4] = {m->lnf_w, m->lnf_b, -1, -1};
-        if (l < m->nl)
-            ids[0] = m->li[l].ln1_w, ids[1] = m->li[l].ln1_b, ids[2] = m->li[l].ln2_w,
-            ids[3] = m->li[l].ln2_b;
-        for (int k = 0; k < 4; k++)
-            if (ids[k] >= 0) GV_TRY(gv_tp_sum(m, G(m, ids[k]), gv_param_numel(&m->params[ids[k]])));
-    }
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].seqpart && (u < 0 || m->p_unit[i] == u))
+            GV_TRY(gv_tp_sum(m, G(m, i), gv_param_numel(&m->params[i])));
     return GV_OK;
 }
 
@@ -1168,7 +1285,40 @@ static gv_status gv_unit_grad_end(gv_model *m, int u) {
     return gv_accumulate(m->be, (float *)m->grads + sh, mine, n);
 }
 
-/* Forward of transformer layer l from its input res [N,C] to la[l].res2 [N,C]. */
+/* The activation function of the MLP: fch [N,F2] -> fch_act [N,F]. */
+static gv_status gv_act_forward(gv_model *m, void *out, const void *inp) {
+    size_t n = (size_t)m->N * m->Fl;
+    if (m->spec.act == GV_ACT_SWIGLU) return gv_swiglu_forward(m->be, out, inp, m->N, m->Fl);
+    if (m->spec.act == GV_ACT_GELU_ERF) return gv_gelu_erf_forward(m->be, out, inp, n);
+    return gv_gelu_forward(m->be, out, inp, n);
+}
+
+static gv_status gv_act_backward(gv_model *m, void *dinp, const void *dout, const void *inp) {
+    size_t n = (size_t)m->N * m->Fl;
+    if (m->spec.act == GV_ACT_SWIGLU) return gv_swiglu_backward(m->be, dinp, dout, inp, m->N, m->Fl);
+    if (m->spec.act == GV_ACT_GELU_ERF) return gv_gelu_erf_backward(m->be, dinp, dout, inp, n);
+    return gv_gelu_backward(m->be, dinp, dout, inp, n);
+}
+
+/* Inputs of the attention and MLP branches: the norm outputs ln1 / ln2 (pre-LN), or the residual stream
+ * itself (post-LN: BERT normalises after each residual add, and ln1 / ln2 hold the sums before the norms).
+ * Local [Nl,C] views, and their all-position [N,C] forms (gathered under Megatron-SP, else the same). */
+static const void *gv_attn_in(gv_model *m, const gv_layer_acts *a, const void *res) {
+    return m->post ? res : ACT(m, a->ln1);
+}
+static const void *gv_attn_in_full(gv_model *m, const gv_layer_acts *a, const void *res) {
+    return m->msp ? ACT(m, a->ln1f) : gv_attn_in(m, a, res);
+}
+static const void *gv_mlp_in(gv_model *m, const gv_layer_acts *a) {
+    return ACT(m, m->post ? a->res1 : a->ln2);
+}
+static const void *gv_mlp_in_full(gv_model *m, const gv_layer_acts *a) {
+    return m->msp ? ACT(m, a->ln2f) : gv_mlp_in(m, a);
+}
+
+/* Forward of transformer layer l from its input res [Nl,C] to la[l].res2 [Nl,C].
+ * Pre-LN (GPT-2, LLaMA, ViT): res1 = res + attn(ln1(res)); res2 = res1 + mlp(ln2(res1)).
+ * Post-LN (BERT): ln1 = res + attn(res), res1 = LN1(ln1); ln2 = res1 + mlp(res1), res2 = LN2(ln2). */
 static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C;
@@ -1177,11 +1327,12 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     GV_TRY(gv_unit_gather(m, l + 1));
     /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions
      */
-    GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
-                           x->ln1_b));
-    GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), ACT(m, a->ln1f), W(m, x->qkv_w), W(m, x->qkv_b), N, C,
-                             m->QKVl));
+    if (!m->post)
+        GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res,
+                               x->ln1_w, x->ln1_b));
+    GV_TRY(gv_tp_expand(m, gv_attn_in(m, a, res), ACT(m, a->ln1f)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), gv_attn_in_full(m, a, res), W(m, x->qkv_w), W(m, x->qkv_b), N,
+                             C, m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
         GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
                                m->spec.rope_theta, m->sp_rank * T));
@@ -1192,30 +1343,39 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
         GV_TRY(gv_backend_sync(be));
         GV_TRY(gv_sp_heads_to_seq(m, &yq, F32ACT(m, a->qkv_r), F32ACT(m, a->qkv_sp)));
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty_sp), F32ACT(m, a->stash), ACT(m, a->qkv_sp), NULL, B,
-                                    m->Tf, m->Hs, m->KVHs, m->D, 1));
+                                    m->Tf, m->Hs, m->KVHs, m->D, m->causal));
         GV_TRY(gv_backend_sync(be));
         GV_TRY(gv_sp_seq_to_heads(m, &ya, F32ACT(m, a->atty_sp), F32ACT(m, a->atty)));
     } else {
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T,
-                                    m->Hl, m->KVHl, m->D, 1));
+                                    m->Hl, m->KVHl, m->D, m->causal));
     }
     GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w),
                              ROWPAR_BIAS(m, x->proj_b), N, m->Hl * m->D, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
-    GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), ACT(m, a->res1),
-                           x->ln2_w, x->ln2_b));
-    GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
-    GV_TRY(
-        gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
-    if (m->spec.act == GV_ACT_SWIGLU)
-        GV_TRY(gv_swiglu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), N, m->Fl));
-    else
-        GV_TRY(gv_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
+    if (m->post) {
+        GV_TRY(gv_add_forward(be, ACT(m, a->ln1), res, ACT(m, a->attproj), (size_t)Nl * C));
+        GV_TRY(gv_norm_forward(m, ACT(m, a->res1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
+                               ACT(m, a->ln1), x->ln1_w, x->ln1_b));
+    } else {
+        GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
+        GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+                               ACT(m, a->res1), x->ln2_w, x->ln2_b));
+    }
+    GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), gv_mlp_in_full(m, a), W(m, x->fc_w), W(m, x->fc_b), N, C,
+                             m->F2l));
+    GV_TRY(gv_act_forward(m, ACT(m, a->fch_act), ACT(m, a->fch)));
     GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w),
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
+    if (m->post) {
+        GV_TRY(gv_add_forward(be, ACT(m, a->ln2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
+        GV_TRY(gv_norm_forward(m, ACT(m, a->res2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+                               ACT(m, a->ln2), x->ln2_w, x->ln2_b));
+    } else {
+        GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
+    }
     return GV_OK;
 }
 
@@ -1247,7 +1407,8 @@ static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
 /* The views between phases in the current slot: the layers' input (embedding output, or filled by the
  * caller), the layers' output, and the head's input. */
 static void *gv_layers_in(gv_model *m) {
-    return ACT(m, m->has_embed ? m->o_encoded : m->o_input);
+    if (!m->has_embed) return ACT(m, m->o_input);
+    return ACT(m, m->arch == GV_ARCH_BERT ? m->o_embln : m->o_encoded);
 }
 static void *gv_layers_out(gv_model *m) {
     return m->nl ? ACT(m, m->la[m->nl - 1].res2) : gv_layers_in(m);
@@ -1307,27 +1468,83 @@ gv_status gv_model_embedding_grad_set(gv_model *m, const float *local) {
     return gv_backend_upload_f32(m->be, G(m, i), m->dt, local, gv_param_numel(&m->params[i]));
 }
 
-static gv_status gv_embed_forward(gv_model *m, const int32_t *tokens) {
+/* Rows of image b that are patches (not the class token at global position 0): [b*T + s, b*T + T). */
+static int gv_patch_row0(const gv_model *m) {
+    return m->sp_rank * m->T == 0 ? 1 : 0;
+}
+
+/* ViT: out [N,C] = (class token at position 0 | patches [N,Pd] @ patch_w^T + patch_b) + wpe[position]. The
+ * class token and positions go through the embedding op (token 0 of the one-row table cls at position 0,
+ * no row elsewhere), the patches through one matmul per image over its patch rows. */
+static gv_status gv_vit_embed_forward(gv_model *m, const int32_t *pix, int compute) {
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C;
-    for (int i = 0; i < N; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->V)
-            return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)",
-                           tokens[i], i, m->V);
-    int32_t *d_tokens = ACT(m, m->o_tokens);
-    GV_TRY(gv_unit_gather(m, 0));
-    if (m->vp) {
-        /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks; the position
-         * embedding is added once (rank 0) and the partial embeddings summed. */
-        for (int i = 0; i < N; i++)
-            m->h_ids[i] = tokens[i] >= m->v0 && tokens[i] < m->v0 + m->Vpl ? tokens[i] - m->v0 : -1;
-        GV_TRY(gv_backend_upload(be, d_tokens, m->h_ids, (size_t)N * 4));
-    } else {
-        GV_TRY(gv_backend_upload(be, d_tokens, tokens, (size_t)N * 4));
+    int B = m->B, T = m->T, N = m->N, C = m->C, Pd = m->Pd, pos0 = m->sp_rank * T, s0 = gv_patch_row0(m);
+    size_t e = m->esz;
+    for (int n = 0; n < N; n++) {
+        int cls = pos0 + n % T == 0;
+        m->h_ids[n] = cls ? 0 : -1;
+        for (int k = 0; k < Pd; k++) {
+            int32_t v = pix[(size_t)n * Pd + k];
+            if (v < 0 || v > 255)
+                return gv_fail(GV_ERR_INVALID, "pixel %d at position %d, word %d is outside [0, 255]", v, n, k);
+            m->h_pix[(size_t)n * Pd + k] = cls ? 0.0f : (float)v / 127.5f - 1.0f; /* HF: (x/255 - 0.5)/0.5 */
+        }
     }
-    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_emb_full), d_tokens, W(m, m->wte),
-                                m->vp && m->tp_rank ? NULL : W(m, m->wpe), B, T, C, m->sp_rank * T));
+    char *d_pix = ACT(m, m->o_pix), *tmp = ACT(m, m->o_emb_tmp), *out = ACT(m, m->o_emb_full);
+    GV_TRY(gv_backend_upload(be, ACT(m, m->o_tokens), m->h_ids, (size_t)N * 4));
+    GV_TRY(gv_backend_upload_f32(be, d_pix, m->dt, m->h_pix, (size_t)N * Pd));
+    if (!compute) return gv_backend_memset0(be, out, (size_t)N * C * e);
+    GV_TRY(gv_embedding_forward(be, out, ACT(m, m->o_tokens), W(m, m->cls), W(m, m->wpe), B, T, C, pos0));
+    GV_TRY(gv_backend_memset0(be, tmp, (size_t)N * C * e));
+    for (int b = 0; b < B; b++) {
+        size_t r = (size_t)b * T + s0;
+        GV_TRY(gv_matmul_forward(be, tmp + r * C * e, d_pix + r * Pd * e, W(m, m->patch_w), W(m, m->patch_b),
+                                 T - s0, Pd, C));
+    }
+    return gv_accumulate(be, out, tmp, (size_t)N * C);
+}
+
+/* Embedding phase: inputs [N, IW] (see gv_model_spec_input_width) -> the layers' input [Nl,C]. */
+static gv_status gv_embed_forward(gv_model *m, const int32_t *in) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C, IW = m->IW;
+    int bert = m->arch == GV_ARCH_BERT;
+    /* Vocab parallel: rank 0 adds what is not split over the vocab (positions, token types; ViT: all of
+     * it), the other ranks their embedding rows only, and the partial embeddings are summed. */
+    int rank0_part = !(m->vp && m->tp_rank);
+    GV_TRY(gv_unit_gather(m, 0));
+    if (m->arch == GV_ARCH_VIT) {
+        GV_TRY(gv_vit_embed_forward(m, in, rank0_part));
+    } else {
+        for (int i = 0; i < N; i++) {
+            int32_t tok = in[(size_t)i * IW], typ = bert ? in[(size_t)i * IW + 1] : 0;
+            if (tok < 0 || tok >= m->V)
+                return gv_fail(GV_ERR_INVALID, "token %d at position %d is outside the model's vocab [0, %d)",
+                               tok, i, m->V);
+            if (bert && (typ < 0 || typ >= m->spec.type_vocab))
+                return gv_fail(GV_ERR_INVALID, "token type %d at position %d is outside [0, %d)", typ, i,
+                               m->spec.type_vocab);
+            /* Vocab parallel: ids relative to this rank's rows, -1 for tokens held by other ranks. */
+            m->h_ids[i] = !m->vp ? tok : tok >= m->v0 && tok < m->v0 + m->Vpl ? tok - m->v0 : -1;
+            m->h_types[i] = typ;
+        }
+        int32_t *d_tokens = ACT(m, m->o_tokens);
+        GV_TRY(gv_backend_upload(be, d_tokens, m->h_ids, (size_t)N * 4));
+        GV_TRY(gv_embedding_forward(be, ACT(m, m->o_emb_full), d_tokens, W(m, m->wte),
+                                    rank0_part ? W(m, m->wpe) : NULL, B, T, C, m->sp_rank * T));
+        if (bert) {
+            GV_TRY(gv_backend_upload(be, ACT(m, m->o_types), m->h_types, (size_t)N * 4));
+            if (rank0_part) {
+                GV_TRY(gv_embedding_forward(be, ACT(m, m->o_emb_tmp), ACT(m, m->o_types), W(m, m->wtt), NULL,
+                                            B, T, C, 0));
+                GV_TRY(gv_accumulate(be, ACT(m, m->o_emb_full), ACT(m, m->o_emb_tmp), (size_t)N * C));
+            }
+        }
+    }
     if (m->vp) GV_TRY(gv_tp_combine(m, ACT(m, m->o_emb_full), ACT(m, m->o_encoded)));
+    if (bert) /* the embedding LayerNorm, on this rank's positions */
+        GV_TRY(gv_norm_forward(m, ACT(m, m->o_embln), F32ACT(m, m->o_embln_mean), F32ACT(m, m->o_embln_rstd),
+                               ACT(m, m->o_encoded), m->embln_w, m->embln_b));
     return GV_OK;
 }
 
@@ -1342,11 +1559,17 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
     int32_t *d_targets = ACT(m, m->o_targets);
     GV_TRY(gv_unit_gather(m, m->nunits - 1));
     if (m->lm_head == m->wte) GV_TRY(gv_unit_gather(m, 0)); /* tied: the embedding unit holds the head */
-    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
-                           gv_head_in(m), m->lnf_w, m->lnf_b));
+    const void *norm_in = gv_head_in(m); /* [Nl,C] */
+    if (m->arch == GV_ARCH_BERT) {        /* MLM transform on this rank's positions: dense, GELU */
+        GV_TRY(gv_matmul_forward(be, ACT(m, m->o_hd), norm_in, W(m, m->head_w), W(m, m->head_b), m->Nl, C, C));
+        GV_TRY(gv_gelu_erf_forward(be, ACT(m, m->o_hg), ACT(m, m->o_hd), (size_t)m->Nl * C));
+        norm_in = ACT(m, m->o_hg);
+    }
+    GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), norm_in,
+                           m->lnf_w, m->lnf_b));
     GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), NULL, N, C,
-                             m->Vpl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), W(m, m->lm_bias),
+                             N, C, m->Vpl));
     m->have_forward = 1;
     m->loss_divs[m->slot] = 0;
     if (!targets) {
@@ -1429,13 +1652,35 @@ static gv_status gv_head_backward(gv_model *m, float dloss) {
         GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), scale, N,
                                         m->V, m->Vp, -1));
     GV_TRY(gv_backend_memset0(be, dln, (size_t)N * C * e));
-    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), NULL, dlogits, ACT(m, m->o_lnf_full),
+    GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), G(m, m->lm_bias), dlogits, ACT(m, m->o_lnf_full),
                               W(m, m->lm_head), N, C, m->Vpl));
     if (m->vp) GV_TRY(gv_tp_combine(m, dln, dln_l)); /* each rank saw only its vocab columns */
-    GV_TRY(gv_backend_memset0(be, dres, (size_t)m->Nl * C * e));
-    GV_TRY(gv_norm_backward(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd),
-                            m->lnf_w, m->lnf_b));
+    size_t NlC = (size_t)m->Nl * C;
+    GV_TRY(gv_backend_memset0(be, dres, NlC * e));
+    if (m->arch == GV_ARCH_BERT) { /* back through LayerNorm, GELU and the dense of the transform */
+        void *dhg = WORK(m, m->o_dpost), *dhd = WORK(m, m->o_dhead); /* [Nl,C] each */
+        GV_TRY(gv_backend_memset0(be, dhg, NlC * e));
+        GV_TRY(gv_norm_backward(m, dhg, dln_l, ACT(m, m->o_hg), F32ACT(m, m->o_lnf_mean),
+                                F32ACT(m, m->o_lnf_rstd), m->lnf_w, m->lnf_b));
+        GV_TRY(gv_backend_memset0(be, dhd, NlC * e));
+        GV_TRY(gv_gelu_erf_backward(be, dhd, dhg, ACT(m, m->o_hd), NlC));
+        GV_TRY(gv_matmul_backward(be, dres, G(m, m->head_w), G(m, m->head_b), dhd, gv_head_in(m),
+                                  W(m, m->head_w), m->Nl, C, C));
+    } else {
+        GV_TRY(gv_norm_backward(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean),
+                                F32ACT(m, m->o_lnf_rstd), m->lnf_w, m->lnf_b));
+    }
     return gv_unit_grad_end(m, m->nunits - 1);
+}
+
+/* Post-LN: dres [Nl,C] = d(norm output) becomes d(norm input), the sum `sum` [Nl,C] it normalised. */
+static gv_status gv_post_norm_backward(gv_model *m, size_t sum, size_t mean, size_t rstd, int wi, int bi) {
+    void *dres = WORK(m, m->o_dres), *dsum = WORK(m, m->o_dpost);
+    size_t n = (size_t)m->Nl * m->C;
+    GV_TRY(gv_backend_memset0(m->be, dsum, n * m->esz));
+    GV_TRY(gv_norm_backward(m, dsum, dres, ACT(m, sum), F32ACT(m, mean), F32ACT(m, rstd), wi, bi));
+    GV_TRY(gv_backend_memset0(m->be, dres, n * m->esz));
+    return gv_accumulate(m->be, dres, dsum, n);
 }
 
 /* Layers l = nl-1 .. 0: dres [Nl,C] holds d(layers output) and leaves holding d(layers input). */
@@ -1457,23 +1702,27 @@ static gv_status gv_layers_backward(gv_model *m) {
         else
             GV_TRY(gv_unit_gather(m, l + 1)); /* ZeRO-3: later layers took the slot */
         GV_TRY(gv_unit_grad_begin(m, l + 1));
+        if (m->post) GV_TRY(gv_post_norm_backward(m, a->ln2, a->ln2_mean, a->ln2_rstd, x->ln2_w, x->ln2_b));
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
         GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f,
                                   ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
-        if (m->spec.act == GV_ACT_SWIGLU)
-            GV_TRY(gv_swiglu_backward(be, dfch, dfch_act, ACT(m, a->fch), N, m->Fl));
-        else
-            GV_TRY(gv_gelu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
+        GV_TRY(gv_act_backward(m, dfch, dfch_act, ACT(m, a->fch)));
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        /* The gathered view is shared by all layers: gather ln2 again, unless the recompute just did. */
-        if (!m->ckpt[l]) GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, ACT(m, a->ln2f), W(m, x->fc_w),
-                                  N, C, m->F2l));
+        /* The gathered view is shared by all layers: gather the MLP input again, unless the recompute just
+         * did. */
+        if (!m->ckpt[l]) GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, gv_mlp_in_full(m, a),
+                                  W(m, x->fc_w), N, C, m->F2l));
         GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradient: partial sums */
-        GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean),
-                                F32ACT(m, a->ln2_rstd), x->ln2_w, x->ln2_b));
+        if (m->post) {
+            GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));
+            GV_TRY(gv_post_norm_backward(m, a->ln1, a->ln1_mean, a->ln1_rstd, x->ln1_w, x->ln1_b));
+        } else {
+            GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean),
+                                    F32ACT(m, a->ln2_rstd), x->ln2_w, x->ln2_b));
+        }
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres_f, ACT(m, a->atty),
@@ -1489,12 +1738,12 @@ static gv_status gv_layers_backward(gv_model *m) {
             GV_TRY(gv_sp_heads_to_seq(m, &ya, datty, datty_sp));
             GV_TRY(gv_backend_memset0(be, dqkv_sp, NF * (size_t)m->QKVs * e));
             GV_TRY(gv_attention_backward(be, dqkv_sp, datty_sp, ACT(m, a->qkv_sp), ACT(m, a->atty_sp),
-                                         F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D, 1));
+                                         F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D, m->causal));
             GV_TRY(gv_backend_sync(be));
             GV_TRY(gv_sp_seq_to_heads(m, &yq, dqkv_sp, dqkv_r));
         } else {
             GV_TRY(gv_attention_backward(be, dqkv_r, datty, ACT(m, a->qkv_r), ACT(m, a->atty),
-                                         F32ACT(m, a->stash), NULL, B, T, m->Hl, m->KVHl, m->D, 1));
+                                         F32ACT(m, a->stash), NULL, B, T, m->Hl, m->KVHl, m->D, m->causal));
         }
         if (m->spec.pos == GV_POS_ROPE) {
             GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
@@ -1502,12 +1751,15 @@ static gv_status gv_layers_backward(gv_model *m) {
                                     m->sp_rank * T));
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, ACT(m, a->ln1f),
+        GV_TRY(gv_tp_expand(m, gv_attn_in(m, a, res_in), ACT(m, a->ln1f)));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, gv_attn_in_full(m, a, res_in),
                                   W(m, x->qkv_w), N, C, m->QKVl));
         GV_TRY(gv_tp_combine(m, dln, dln_l));
-        GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
-                                x->ln1_w, x->ln1_b));
+        if (m->post)
+            GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));
+        else
+            GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
+                                    x->ln1_w, x->ln1_b));
         GV_TRY(gv_unit_grad_end(m, l + 1));
     }
     return GV_OK;
@@ -1515,11 +1767,34 @@ static gv_status gv_layers_backward(gv_model *m) {
 
 /* Embedding gradients from d(embedding output) in dres [Nl,C]. */
 static gv_status gv_embed_backward(gv_model *m) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, C = m->C, pos0 = m->sp_rank * T;
+    size_t e = m->esz;
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full);
     GV_TRY(gv_unit0_grad_open(m));
-    GV_TRY(gv_tp_expand(m, dres, dres_f));
-    GV_TRY(gv_embedding_backward(m->be, G(m, m->wte), G(m, m->wpe), dres_f, ACT(m, m->o_tokens), m->B, m->T,
-                                 m->C, m->sp_rank * m->T));
+    void *d = dres; /* [Nl,C] d(embedding sum) */
+    if (m->arch == GV_ARCH_BERT) {
+        d = WORK(m, m->o_dpost);
+        GV_TRY(gv_backend_memset0(be, d, (size_t)m->Nl * C * e));
+        GV_TRY(gv_norm_backward(m, d, dres, ACT(m, m->o_encoded), F32ACT(m, m->o_embln_mean),
+                                F32ACT(m, m->o_embln_rstd), m->embln_w, m->embln_b));
+    }
+    char *df = m->msp ? dres_f : d; /* [N,C]: every position (every rank computes the full gradients) */
+    GV_TRY(gv_tp_expand(m, d, df));
+    if (m->arch == GV_ARCH_VIT) {
+        int Pd = m->Pd, s0 = gv_patch_row0(m);
+        char *pix = ACT(m, m->o_pix);
+        GV_TRY(gv_embedding_backward(be, G(m, m->cls), G(m, m->wpe), df, ACT(m, m->o_tokens), B, T, C, pos0));
+        for (int b = 0; b < B; b++) {
+            size_t r = (size_t)b * T + s0;
+            GV_TRY(gv_matmul_backward(be, NULL, G(m, m->patch_w), G(m, m->patch_b), df + r * C * e,
+                                      pix + r * Pd * e, W(m, m->patch_w), T - s0, Pd, C));
+        }
+    } else {
+        GV_TRY(gv_embedding_backward(be, G(m, m->wte), G(m, m->wpe), df, ACT(m, m->o_tokens), B, T, C, pos0));
+        if (m->arch == GV_ARCH_BERT)
+            GV_TRY(gv_embedding_backward(be, G(m, m->wtt), NULL, df, ACT(m, m->o_types), B, T, C, 0));
+    }
     m->u0_open = 0;
     return gv_unit_grad_end(m, 0);
 }

@@ -112,7 +112,7 @@ typedef struct {
     int leader;    /* rank 0: writes metrics, reports progress */
     gv_hybrid *model;
     gv_dataset *data;
-    int32_t *tokens, *targets; /* host [M][Bm*T]: the global batch's micro-batches */
+    int32_t *tokens, *targets; /* host [M][Bm*T*IW], [M][Bm*T]: the global batch's micro-batches */
     double *step_ms;           /* [steps] */
     FILE *metrics;
 } gv_trainer;
@@ -138,11 +138,11 @@ static double gv_median_ms(const double *ms, int n) {
 /* The global batch of (step, split), micro-batch by micro-batch: rows do not depend on the plan (each part
  * of the runtime takes its rows and positions). */
 static gv_status gv_fetch_batch(const gv_train_config *c, gv_trainer *t, uint64_t step, int split) {
-    int M = c->micro_batches, Bm = c->global_batch / M, T = c->seq;
+    int M = c->micro_batches, Bm = c->global_batch / M, T = c->seq, IW = gv_model_spec_input_width(&c->spec);
     for (int mb = 0; mb < M; mb++) {
         size_t at = (size_t)mb * Bm * T;
-        GV_TRY(
-            gv_dataset_rows(t->data, step, split, (int64_t)mb * Bm, Bm, T, t->tokens + at, t->targets + at));
+        GV_TRY(gv_dataset_rows_for(t->data, &c->spec, step, split, (int64_t)mb * Bm, Bm, T,
+                                   t->tokens + at * IW, t->targets + at));
     }
     return GV_OK;
 }
@@ -252,7 +252,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     gv_backend *be = NULL;
     st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
     be = t.be;
-    if (st == GV_OK) st = gv_dataset_open(&t.data, c->data, c->seed);
+    if (st == GV_OK) st = gv_dataset_open_for(&t.data, c->data, c->seed, &c->spec);
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
@@ -278,7 +278,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     }
     size_t BT = (size_t)c->global_batch * c->seq;
     if (st == GV_OK) {
-        t.tokens = malloc(BT * 4);
+        t.tokens = malloc(BT * (size_t)gv_model_spec_input_width(&c->spec) * 4);
         t.targets = malloc(BT * 4);
         r->losses = calloc((size_t)c->steps, sizeof *r->losses);
         t.step_ms = calloc((size_t)c->steps, sizeof *t.step_ms);

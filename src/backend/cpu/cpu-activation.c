@@ -1,4 +1,5 @@
-/* Activations: GELU (tanh approximation) and SwiGLU (silu(gate) * up). Backward ops accumulate. */
+/* Activations: GELU (tanh approximation and exact erf form) and SwiGLU (silu(gate) * up). Backward ops
+ * accumulate. */
 #include "cpu-ops.h"
 
 #include <math.h>
@@ -21,6 +22,37 @@ gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp_, const void *dout_, co
     /* d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) k (1 + 3 c x^2) */
 #pragma omp parallel for if (n > GV_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gv_cpu_gelu_grad(inp[i]);
+    return GV_OK;
+}
+
+#define GELU_RSQRT2 0.7071067811865476  /* 1/sqrt(2) */
+#define GELU_RSQRT2PI 0.3989422804014327 /* 1/sqrt(2 pi) */
+
+gv_status gv_cpu_gelu_erf_forward(gv_backend *b, void *out_, const void *inp_, size_t n) {
+    (void)b;
+    float *out = out_;       /* [n] */
+    const float *inp = inp_; /* [n] */
+    /* out = 0.5 x (1 + erf(x / sqrt 2)), in double so that the reference is exact to fp32 rounding */
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        double x = inp[i];
+        out[i] = (float)(0.5 * x * (1.0 + erf(x * GELU_RSQRT2)));
+    }
+    return GV_OK;
+}
+
+gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_, size_t n) {
+    (void)b;
+    float *dinp = dinp_;       /* [n] */
+    const float *dout = dout_; /* [n] */
+    const float *inp = inp_;   /* [n] */
+    /* d/dx = Phi(x) + x phi(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi) */
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        double x = inp[i];
+        double g = 0.5 * (1.0 + erf(x * GELU_RSQRT2)) + x * exp(-0.5 * x * x) * GELU_RSQRT2PI;
+        dinp[i] += (float)(dout[i] * g);
+    }
     return GV_OK;
 }
 

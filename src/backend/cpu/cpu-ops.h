@@ -71,6 +71,8 @@ gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int 
 /* cpu-activation.c */
 gv_status gv_cpu_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+gv_status gv_cpu_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 gv_status gv_cpu_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cpu_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 

@@ -214,6 +214,8 @@ static const struct gv_backend_i gv_cpu_iface = {
     .scale = cpu_scale,
     .matmul_gelu_forward = gv_cpu_matmul_gelu_forward,
     .matmul_backward_gelu = gv_cpu_matmul_backward_gelu,
+    .gelu_erf_forward = gv_cpu_gelu_erf_forward,
+    .gelu_erf_backward = gv_cpu_gelu_erf_backward,
 };
 
 gv_status gv_backend_cpu_init(gv_backend **out) {

@@ -246,5 +246,8 @@ gv_status gv_cuda_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlo
 gv_status gv_cuda_crossentropy_shard_backward(gv_backend *b, void *dlogits, const void *logits,
                                               const int32_t *targets, const float *lse, float dloss, int N,
                                               int V, int Vp, int v0, int ignore_index);
+/* cuda-gelu-erf.cu */
+gv_status gv_cuda_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_cuda_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 
 #endif

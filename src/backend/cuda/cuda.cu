@@ -551,6 +551,8 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .scale = */ op_scale,
     /* .matmul_gelu_forward = */ op_matmul_gelu_forward,
     /* .matmul_backward_gelu = */ op_matmul_backward_gelu,
+    /* .gelu_erf_forward = */ gv_cuda_gelu_erf_forward,
+    /* .gelu_erf_backward = */ gv_cuda_gelu_erf_backward,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
