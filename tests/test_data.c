@@ -1,5 +1,6 @@
-/* Datasets: determinism and plan-independence of batches, file formats and their errors, and the builtin
- * language's statistics. */
+/* Datasets: determinism and plan-independence of batches, file formats and their errors, the builtin
+ * language's statistics, BERT's masked rows and ViT's images (patch layout, file format, splits). */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -281,10 +282,154 @@ static void test_shards(void) {
     free(tok);
 }
 
+/* BERT: k = round(0.15 T) masked positions per row with the original token as target, [MASK] / random /
+ * kept at 80/10/10 %, -1 elsewhere and the inputs unchanged there; types 0 then 1 from a boundary in
+ * [1, T); a slice of the batch equals the same rows of the whole batch. */
+static void test_mlm(void) {
+    enum { B = 256, T = 40 };
+    gv_model_spec spec;
+    CHECK_OK(gv_model_spec_preset(&spec, "bert-tiny"));
+    gv_dataset *d = NULL;
+    CHECK_OK(gv_dataset_open_for(&d, NULL, 7, &spec));
+    int32_t *in = malloc(sizeof(int32_t) * B * T * 2), *tg = malloc(sizeof(int32_t) * B * T);
+    int32_t *raw = malloc(sizeof(int32_t) * B * T), *nx = malloc(sizeof(int32_t) * B * T);
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 3, 0, 0, B, T, in, tg));
+    CHECK_OK(gv_dataset_rows(d, 3, 0, 0, B, T, raw, nx)); /* the unmasked rows */
+    int k = 6, n_mask = 0, n_rand = 0, n_kept = 0;        /* round(0.15 * 40) */
+    for (int b = 0; b < B; b++) {
+        int cnt = 0, seg = -1;
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t, id = in[2 * i], ty = in[2 * i + 1];
+            CHECK(ty == 0 || ty == 1);
+            if (ty == 1 && seg < 0) seg = t;
+            if (seg >= 0) CHECK(ty == 1);
+            if (tg[i] == -1) {
+                CHECK(id == raw[i]);
+                continue;
+            }
+            cnt++;
+            CHECK(tg[i] == raw[i]);
+            if (id == spec.mask_token)
+                n_mask++;
+            else if (id == raw[i])
+                n_kept++;
+            else
+                n_rand++;
+            CHECK(id == spec.mask_token || (id >= 0 && id < GV_DATA_BUILTIN_VOCAB));
+        }
+        CHECK(cnt == k);
+        CHECK(seg >= 1 && seg < T);
+    }
+    double tot = (double)B * k; /* 1536 picks: 3 sd of the 80% share is 3.1% */
+    printf("mlm: %d rows x %d masked: [MASK] %.3f, random %.3f, kept %.3f\n", B, k, n_mask / tot,
+           n_rand / tot, n_kept / tot);
+    CHECK(fabs(n_mask / tot - 0.8) < 0.035);
+    CHECK(fabs(n_rand / tot - 0.1) < 0.03); /* a random draw equal to the original counts as kept (1/512) */
+    CHECK(fabs(n_kept / tot - 0.1) < 0.03);
+    int32_t *in2 = malloc(sizeof(int32_t) * 3 * T * 2), *tg2 = malloc(sizeof(int32_t) * 3 * T);
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 3, 0, 17, 3, T, in2, tg2));
+    CHECK(!memcmp(in2, in + 17 * T * 2, sizeof(int32_t) * 3 * T * 2));
+    CHECK(!memcmp(tg2, tg + 17 * T, sizeof(int32_t) * 3 * T));
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 4, 0, 17, 3, T, in2, tg2)); /* another step: other masks */
+    CHECK(memcmp(tg2, tg + 17 * T, sizeof(int32_t) * 3 * T) != 0);
+    free(in), free(tg), free(raw), free(nx), free(in2), free(tg2);
+    gv_dataset_free(d);
+    /* A vocab too small for the source is refused. */
+    spec.vocab = 300, spec.mask_token = 299;
+    d = (gv_dataset *)1;
+    CHECK(gv_dataset_open_for(&d, NULL, 7, &spec) == GV_ERR_INVALID && d == NULL);
+}
+
+/* ViT: an image file whose image i has pixel (c, y, x) = (i + 7c + 3y + 5x) mod 256 and label i mod K: the
+ * rows are whole images in the patch layout (class token zero, patches row-major, (channel, row, col)),
+ * the label the target of position 0; train rows come from the first 90% of the images, eval rows from
+ * the rest; slices equal the batch. Then the built-in set and the file format's errors. */
+static void test_images(void) {
+    gv_model_spec spec;
+    CHECK_OK(gv_model_spec_preset(&spec, "vit-tiny"));
+    enum { N = 50, C = 3, S = 24, P = 8, K = 16, T = 10, PD = C * P * P, B = 32 };
+    uint8_t *px = malloc((size_t)N * C * S * S);
+    int32_t labels[N];
+    for (int i = 0; i < N; i++) {
+        labels[i] = i % K;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    px[(((size_t)i * C + c) * S + y) * S + x] = (uint8_t)((i + 7 * c + 3 * y + 5 * x) % 256);
+    }
+    const char *path = DIR "/images.bin";
+    CHECK_OK(gv_dataset_write_images(path, N, C, S, K, px, labels));
+    gv_dataset *d = NULL;
+    CHECK_OK(gv_dataset_open_for(&d, path, 5, &spec));
+    CHECK(gv_dataset_vocab(d) == K);
+    int32_t *in = malloc(sizeof(int32_t) * B * T * PD), *tg = malloc(sizeof(int32_t) * B * T);
+    for (int split = 0; split < 2; split++) {
+        CHECK_OK(gv_dataset_rows_for(d, &spec, 2, split, 0, B, T, in, tg));
+        for (int b = 0; b < B; b++) {
+            const int32_t *w = in + (size_t)b * T * PD;
+            int i = (w[PD] + 256) % 256; /* pixel (0,0,0) of patch 0 is i mod 256 */
+            CHECK(split == 0 ? i < 45 : i >= 45 && i < N);
+            CHECK(tg[b * T] == labels[i]);
+            for (int t = 1; t < T; t++) CHECK(tg[b * T + t] == -1);
+            for (int k = 0; k < PD; k++) CHECK(w[k] == 0);
+            int bad = 0;
+            for (int py = 0; py < 3; py++)
+                for (int pxi = 0; pxi < 3; pxi++)
+                    for (int c = 0; c < C; c++)
+                        for (int y = 0; y < P; y++)
+                            for (int x = 0; x < P; x++) {
+                                int got = w[(1 + py * 3 + pxi) * PD + (c * P + y) * P + x];
+                                bad += got != px[(((size_t)i * C + c) * S + py * P + y) * S + pxi * P + x];
+                            }
+            CHECK(bad == 0);
+        }
+    }
+    int32_t *in2 = malloc(sizeof(int32_t) * 2 * T * PD), *tg2 = malloc(sizeof(int32_t) * 2 * T);
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 2, 1, 5, 2, T, in2, tg2));
+    CHECK(!memcmp(in2, in + 5 * T * PD, sizeof(int32_t) * 2 * T * PD));
+    CHECK(gv_dataset_rows_for(d, &spec, 2, 0, 0, 1, 9, in2, tg2) == GV_ERR_INVALID); /* T != 1 + 9 */
+    gv_dataset_free(d);
+
+    /* Built-in: every class appears, labels in range, pixels vary, deterministic. */
+    CHECK_OK(gv_dataset_open_for(&d, "builtin", 5, &spec));
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 0, 0, 0, B, T, in, tg));
+    int seen[K] = {0};
+    for (int b = 0; b < B; b++) {
+        CHECK(tg[b * T] >= 0 && tg[b * T] < K);
+        if (tg[b * T] >= 0 && tg[b * T] < K) seen[tg[b * T]]++;
+    }
+    int classes = 0;
+    for (int k = 0; k < K; k++) classes += seen[k] > 0;
+    CHECK(classes >= 10); /* 32 draws over 16 classes */
+    CHECK_OK(gv_dataset_rows_for(d, &spec, 0, 0, 5, 2, T, in2, tg2));
+    CHECK(!memcmp(in2, in + 5 * T * PD, sizeof(int32_t) * 2 * T * PD));
+    gv_dataset_free(d);
+
+    /* Errors: a model of another image size, a truncated file, a label out of range, a bad magic. */
+    gv_model_spec other = spec;
+    other.image_size = 32, other.max_seq = 17;
+    d = (gv_dataset *)1;
+    CHECK(gv_dataset_open_for(&d, path, 5, &other) == GV_ERR_INVALID && d == NULL);
+    CHECK(truncate(path, 32 + 100) == 0);
+    CHECK(gv_dataset_open_for(&d, path, 5, &spec) == GV_ERR_FORMAT && d == NULL);
+    CHECK(strstr(gv_last_error(), path) != NULL);
+    labels[3] = K;
+    CHECK_OK(gv_dataset_write_images(path, N, C, S, K, px, labels));
+    CHECK(gv_dataset_open_for(&d, path, 5, &spec) == GV_ERR_FORMAT && d == NULL);
+    CHECK(strstr(gv_last_error(), "label 16 of image 3") != NULL);
+    FILE *f = fopen(path, "r+b");
+    fputc('X', f);
+    fclose(f);
+    CHECK(gv_dataset_open_for(&d, path, 5, &spec) == GV_ERR_FORMAT && d == NULL);
+    free(px), free(in), free(tg), free(in2), free(tg2);
+}
+
 int main(void) {
     mkdir(DIR, 0755);
     test_builtin();
     test_text();
     test_shards();
+    test_mlm();
+    test_images();
     return gv_test_result("test_data");
 }

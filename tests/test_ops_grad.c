@@ -780,6 +780,20 @@ static void gelu_bwd(gcheck *g) {
     act_ctx *c = g->ctx;
     CHECK_OK(gv_gelu_backward(be, g->grad[0], g->R, c->inp, c->n));
 }
+static void gelu_erf_fwd(gcheck *g) {
+    act_ctx *c = g->ctx;
+    CHECK_OK(gv_gelu_erf_forward(be, g->out, c->inp, c->n));
+}
+static void gelu_erf_bwd(gcheck *g) {
+    act_ctx *c = g->ctx;
+    CHECK_OK(gv_gelu_erf_backward(be, g->grad[0], g->R, c->inp, c->n));
+}
+/* Negative control: d/dx = Phi(x) only, dropping the x phi(x) term. */
+static void gelu_erf_bwd_wrong(gcheck *g) {
+    act_ctx *c = g->ctx;
+    for (size_t i = 0; i < c->n; i++)
+        g->grad[0][i] += g->R[i] * 0.5f * (1.0f + erff(c->inp[i] / sqrtf(2.0f)));
+}
 static void swiglu_fwd(gcheck *g) {
     act_ctx *c = g->ctx;
     CHECK_OK(gv_swiglu_forward(be, g->out, c->inp, c->N, c->F));
@@ -816,6 +830,26 @@ static void test_gelu_case(size_t n) {
     pool_reset();
 }
 
+static void test_gelu_erf_case(size_t n, int negative) {
+    act_ctx c = {0, 0, n, randn(n, 2)};
+    gcheck g = {.fwd = gelu_erf_fwd, .bwd = negative ? gelu_erf_bwd_wrong : gelu_erf_bwd, .ctx = &c};
+    snprintf(g.name, sizeof g.name, "gelu_erf n=%zu%s", n, negative ? " (dropped term)" : "");
+    gc_add_in(&g, "inp", c.inp, n);
+    gc_set_out(&g, fbuf(n), n);
+    if (negative) {
+        gc_expect_reject(&g);
+        pool_reset();
+        return;
+    }
+    gc_expect_pass(&g);
+    gelu_erf_fwd(&g);
+    for (size_t i = 0; i < n; i++) {
+        double x = c.inp[i];
+        CHECK_CLOSE(g.out[i], 0.5 * x * (1 + erf(x / sqrt(2.0))), 1e-6, 1e-7);
+    }
+    pool_reset();
+}
+
 static void test_swiglu_case(int N, int F, int negative) {
     act_ctx c = {N, F, 0, randn((size_t)N * 2 * F, 1.5f)};
     gcheck g = {.fwd = swiglu_fwd, .bwd = negative ? swiglu_bwd_wrong : swiglu_bwd, .ctx = &c};
@@ -843,6 +877,13 @@ static void test_activation(void) {
     test_gelu_case(33);
     float z = 0, gz = 1;
     CHECK_OK(gv_gelu_forward(be, &gz, &z, 1));
+    CHECK(gz == 0.0f);
+    test_gelu_erf_case(1, 0);
+    test_gelu_erf_case(7, 0);
+    test_gelu_erf_case(65, 0);
+    test_gelu_erf_case(65, 1);
+    gz = 1;
+    CHECK_OK(gv_gelu_erf_forward(be, &gz, &z, 1));
     CHECK(gz == 0.0f);
     test_swiglu_case(1, 1, 0);
     test_swiglu_case(3, 5, 0);

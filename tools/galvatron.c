@@ -518,9 +518,9 @@ static int gv_cmd_models(void) {
     for (int i = 0; i < n; i++) {
         gv_model_spec s;
         gv_model_spec_preset(&s, names[i]);
-        printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name,
-               gv_arch_name(s.arch), s.n_layer, s.n_embd, s.n_head, s.n_kv_head, s.ffn,
-               s.max_seq, s.vocab, gv_model_spec_num_params(&s) / 1e6);
+        printf("%-12s %-6s %6d %6d %4d %4d %6d %6d %7d %9.1fM\n", s.name, gv_arch_name(s.arch), s.n_layer,
+               s.n_embd, s.n_head, s.n_kv_head, s.ffn, s.max_seq, s.vocab,
+               gv_model_spec_num_params(&s) / 1e6);
     }
     return 0;
 }

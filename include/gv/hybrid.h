@@ -25,8 +25,9 @@ gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const 
 void gv_hybrid_free(gv_hybrid *h);
 
 /* Forward and backward of one global batch under the plan's schedule, accumulating gradients. tokens and
- * targets: host I32 [M][Bm * T * IW] and [M][Bm * T] (IW = gv_model_spec_input_width), the whole micro-batches (every rank passes all of them; each part takes
- * its rows and positions). *loss: the mean loss over the micro-batches, the same on every rank. */
+ * targets: host I32 [M][Bm * T * IW] and [M][Bm * T] (IW = gv_model_spec_input_width), the whole
+ * micro-batches (every rank passes all of them; each part takes its rows and positions). *loss: the mean loss
+ * over the micro-batches, the same on every rank. */
 gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tokens, const int32_t *targets, float *loss);
 /* Forward only (evaluation), same arguments. */
 gv_status gv_hybrid_eval_batch(gv_hybrid *h, const int32_t *tokens, const int32_t *targets, float *loss);

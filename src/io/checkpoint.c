@@ -161,9 +161,10 @@ static char *gv_spec_json(const gv_model_spec *s) {
     }
     /* Not model-file fields (fixed by arch today), but a checkpoint must record what it was trained as. */
     cJSON_AddStringToObject(o, "norm", s->norm == GV_NORM_LAYERNORM ? "layernorm" : "rmsnorm");
-    cJSON_AddStringToObject(o, "act", s->act == GV_ACT_GELU       ? "gelu"
-                                     : s->act == GV_ACT_GELU_ERF ? "gelu_erf"
-                                                                 : "swiglu");
+    cJSON_AddStringToObject(o, "act",
+                            s->act == GV_ACT_GELU       ? "gelu"
+                            : s->act == GV_ACT_GELU_ERF ? "gelu_erf"
+                                                        : "swiglu");
     cJSON_AddStringToObject(o, "pos", s->pos == GV_POS_LEARNED ? "learned" : "rope");
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

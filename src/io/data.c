@@ -482,15 +482,17 @@ static gv_status gv_img_open_file(gv_dataset *d, const char *path) {
         return gv_fail(GV_ERR_FORMAT, "%s: not an image file (magic %d version %d, want %d version %d)", path,
                        h[0], h[1], GV_DATA_IMAGE_MAGIC, GV_DATA_IMAGE_VERSION);
     if (h[2] < 1 || h[3] < 1 || h[4] < 1 || h[5] < 1 || h[6] < 1)
-        return gv_fail(GV_ERR_FORMAT, "%s: header: count %d, channels %d, height %d, width %d, classes %d must be positive",
+        return gv_fail(GV_ERR_FORMAT,
+                       "%s: header: count %d, channels %d, height %d, width %d, classes %d must be positive",
                        path, h[2], h[3], h[4], h[5], h[6]);
     d->img_n = h[2], d->img_c = h[3], d->img_h = h[4], d->img_w = h[5], d->img_classes = h[6];
     struct stat stt;
     int64_t px = (int64_t)d->img_c * d->img_h * d->img_w;
     int64_t want = (int64_t)sizeof h + d->img_n * px + 4 * d->img_n;
     if (fstat(d->img_fd, &stt) != 0 || (int64_t)stt.st_size != want)
-        return gv_fail(GV_ERR_FORMAT, "%s: %lld bytes, the header says %lld (%lld images of %lld pixels + labels)",
-                       path, (long long)stt.st_size, (long long)want, (long long)d->img_n, (long long)px);
+        return gv_fail(GV_ERR_FORMAT,
+                       "%s: %lld bytes, the header says %lld (%lld images of %lld pixels + labels)", path,
+                       (long long)stt.st_size, (long long)want, (long long)d->img_n, (long long)px);
     d->img_labels = malloc((size_t)d->img_n * 4);
     if (!d->img_labels) return gv_fail(GV_ERR_NOMEM, "%s: out of memory for labels", path);
     off_t at = (off_t)(sizeof h + d->img_n * px);
@@ -498,8 +500,8 @@ static gv_status gv_img_open_file(gv_dataset *d, const char *path) {
         return gv_fail(GV_ERR_IO, "%s: cannot read the labels", path);
     for (int64_t i = 0; i < d->img_n; i++)
         if (d->img_labels[i] < 0 || d->img_labels[i] >= d->img_classes)
-            return gv_fail(GV_ERR_FORMAT, "%s: label %d of image %lld is outside [0, %d)", path, d->img_labels[i],
-                           (long long)i, d->img_classes);
+            return gv_fail(GV_ERR_FORMAT, "%s: label %d of image %lld is outside [0, %d)", path,
+                           d->img_labels[i], (long long)i, d->img_classes);
     d->img_ntrain = d->img_n - d->img_n / 10;
     if (d->img_ntrain == d->img_n && d->img_n > 1) d->img_ntrain = d->img_n - 1;
     snprintf(d->describe, sizeof d->describe, "images %s (%lld of %dx%dx%d, %d classes)", path,
@@ -511,8 +513,9 @@ gv_status gv_dataset_open_for(gv_dataset **out, const char *path, uint64_t seed,
     if (spec->arch != GV_ARCH_VIT) {
         GV_TRY(gv_dataset_open(out, path, seed));
         if (spec->arch == GV_ARCH_BERT && gv_dataset_vocab(*out) > spec->vocab) {
-            gv_status st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
-                                   gv_dataset_describe(*out), gv_dataset_vocab(*out) - 1, spec->name, spec->vocab);
+            gv_status st =
+                gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
+                        gv_dataset_describe(*out), gv_dataset_vocab(*out) - 1, spec->name, spec->vocab);
             gv_dataset_free(*out);
             *out = NULL;
             return st;
@@ -538,8 +541,9 @@ gv_status gv_dataset_open_for(gv_dataset **out, const char *path, uint64_t seed,
     }
     if (st == GV_OK && (d->img_c != spec->channels || d->img_h != spec->image_size ||
                         d->img_w != spec->image_size || d->img_classes > spec->vocab))
-        st = gv_fail(GV_ERR_INVALID, "%s: images %dx%dx%d with %d classes, model %s expects %dx%dx%d and at most %d",
-                     d->name, d->img_c, d->img_h, d->img_w, d->img_classes, spec->name, spec->channels,
+        st = gv_fail(GV_ERR_INVALID,
+                     "%s: images %dx%dx%d with %d classes, model %s expects %dx%dx%d and at most %d", d->name,
+                     d->img_c, d->img_h, d->img_w, d->img_classes, spec->name, spec->channels,
                      spec->image_size, spec->image_size, spec->vocab);
     d->vocab = d->img_classes;
     if (st != GV_OK) {
@@ -562,8 +566,7 @@ static void gv_img_patches(const gv_dataset *d, const gv_model_spec *s, const ui
             int32_t *w = in + (size_t)(1 + py * np + pxi) * Pd;
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < P; i++)
-                    for (int j = 0; j < P; j++)
-                        *w++ = px[((size_t)c * S + py * P + i) * S + pxi * P + j];
+                    for (int j = 0; j < P; j++) *w++ = px[((size_t)c * S + py * P + i) * S + pxi * P + j];
         }
 }
 
@@ -589,8 +592,8 @@ gv_status gv_dataset_rows_for(gv_dataset *d, const gv_model_spec *spec, uint64_t
     if (d->kind != GV_DS_IMAGES) return gv_fail(GV_ERR_INVALID, "%s: not an image dataset", d->name);
     int np = spec->image_size / spec->patch_size, Pd = gv_model_spec_input_width(spec);
     if (T != 1 + np * np)
-        return gv_fail(GV_ERR_INVALID, "%s: a %dx%d image in patches of %d is a sequence of %d, not %d", d->name,
-                       spec->image_size, spec->image_size, spec->patch_size, 1 + np * np, T);
+        return gv_fail(GV_ERR_INVALID, "%s: a %dx%d image in patches of %d is a sequence of %d, not %d",
+                       d->name, spec->image_size, spec->image_size, spec->patch_size, 1 + np * np, T);
     size_t npx = (size_t)d->img_c * d->img_h * d->img_w;
     uint8_t *px = malloc(npx);
     if (!px) return gv_fail(GV_ERR_NOMEM, "%s: out of memory", d->name);
@@ -622,7 +625,8 @@ gv_status gv_dataset_write_images(const char *path, int n, int channels, int siz
                                   const uint8_t *pixels, const int32_t *labels) {
     FILE *f = fopen(path, "wb");
     if (!f) return gv_fail(GV_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    int32_t h[GV_IMG_HEADER_WORDS] = {GV_DATA_IMAGE_MAGIC, GV_DATA_IMAGE_VERSION, n, channels, size, size, classes, 0};
+    int32_t h[GV_IMG_HEADER_WORDS] = {
+        GV_DATA_IMAGE_MAGIC, GV_DATA_IMAGE_VERSION, n, channels, size, size, classes, 0};
     size_t npx = (size_t)n * channels * size * size;
     int ok = fwrite(h, sizeof h, 1, f) == 1 && fwrite(pixels, 1, npx, f) == npx &&
              fwrite(labels, 4, (size_t)n, f) == (size_t)n;

@@ -121,9 +121,8 @@ typedef struct {
 #define GV_F(k)                                                                                              \
     { #k, offsetof(gv_model_spec, k) }
 static const gv_int_field gv_int_fields[] = {
-    GV_F(n_layer),      GV_F(n_embd),     GV_F(n_head),     GV_F(n_kv_head),  GV_F(ffn),
-    GV_F(max_seq),      GV_F(vocab),      GV_F(padded_vocab), GV_F(type_vocab), GV_F(image_size),
-    GV_F(patch_size),   GV_F(channels)};
+    GV_F(n_layer), GV_F(n_embd),       GV_F(n_head),     GV_F(n_kv_head),  GV_F(ffn),        GV_F(max_seq),
+    GV_F(vocab),   GV_F(padded_vocab), GV_F(type_vocab), GV_F(image_size), GV_F(patch_size), GV_F(channels)};
 #undef GV_F
 
 static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const char *path) {
@@ -145,7 +144,8 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
                            arch->valuestring);
         gv_spec_defaults(s, (gv_arch)a);
     } else {
-        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2, llama, bert or vit) or 'preset'", path);
+        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2, llama, bert or vit) or 'preset'",
+                       path);
     }
     if (preset && arch) {
         if (!cJSON_IsString(arch) || strcmp(arch->valuestring, gv_arch_name(s->arch)))
@@ -285,18 +285,21 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
         return gv_fail(GV_ERR_INVALID, "%s: %s has no grouped-query attention (n_kv_head must equal n_head)",
                        w, gv_arch_name(s->arch));
     if (s->arch == GV_ARCH_BERT && (s->type_vocab < 1 || s->mask_token < 0 || s->mask_token >= s->vocab))
-        return gv_fail(GV_ERR_INVALID, "%s: bert needs type_vocab >= 1 (got %d) and mask_token in [0, %d) (got %d)",
-                       w, s->type_vocab, s->vocab, s->mask_token);
+        return gv_fail(GV_ERR_INVALID,
+                       "%s: bert needs type_vocab >= 1 (got %d) and mask_token in [0, %d) (got %d)", w,
+                       s->type_vocab, s->vocab, s->mask_token);
     if (s->arch == GV_ARCH_VIT) {
         if (s->image_size < 1 || s->patch_size < 1 || s->channels < 1 || s->image_size % s->patch_size)
             return gv_fail(GV_ERR_INVALID,
-                           "%s: vit image_size %d must be a positive multiple of patch_size %d (channels %d)", w,
-                           s->image_size, s->patch_size, s->channels);
+                           "%s: vit image_size %d must be a positive multiple of patch_size %d (channels %d)",
+                           w, s->image_size, s->patch_size, s->channels);
         int np = s->image_size / s->patch_size;
         if (s->max_seq != 1 + np * np)
-            return gv_fail(GV_ERR_INVALID, "%s: vit max_seq %d must be 1 + (%d/%d)^2 = %d (class token + patches)",
-                           w, s->max_seq, s->image_size, s->patch_size, 1 + np * np);
-        if (s->tied) return gv_fail(GV_ERR_INVALID, "%s: vit has no token embedding to tie the classifier to", w);
+            return gv_fail(GV_ERR_INVALID,
+                           "%s: vit max_seq %d must be 1 + (%d/%d)^2 = %d (class token + patches)", w,
+                           s->max_seq, s->image_size, s->patch_size, 1 + np * np);
+        if (s->tied)
+            return gv_fail(GV_ERR_INVALID, "%s: vit has no token embedding to tie the classifier to", w);
     }
     return GV_OK;
 }

@@ -97,10 +97,10 @@ struct gv_model {
     size_t param_elems; /* total elements incl. alignment */
     gv_layer_idx *li;
     int wte, wpe, lnf_w, lnf_b, lm_head;
-    int wtt, embln_w, embln_b;     /* BERT: token types, embedding LayerNorm */
-    int patch_w, patch_b, cls;     /* ViT: patch projection [C, Pd], its bias, class token [1, C] */
-    int head_w, head_b, lm_bias;   /* BERT head transform dense [C, C]; bias of the decoder / classifier */
-    int cur_unit;                  /* unit of the parameters being added */
+    int wtt, embln_w, embln_b;   /* BERT: token types, embedding LayerNorm */
+    int patch_w, patch_b, cls;   /* ViT: patch projection [C, Pd], its bias, class token [1, C] */
+    int head_w, head_b, lm_bias; /* BERT head transform dense [C, C]; bias of the decoder / classifier */
+    int cur_unit;                /* unit of the parameters being added */
     gv_hf_piece *hf;
     int nhf;
 
@@ -139,11 +139,11 @@ struct gv_model {
 
     /* activations */
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
-    size_t o_emb_full, o_lnf_full; /* [N,C]: partial embedding, gathered final norm (alias without msp) */
-    size_t o_types, o_pix, o_emb_tmp;           /* BERT [N] I32 types; ViT [N,Pd] pixels; [N,C] scratch */
+    size_t o_emb_full, o_lnf_full;    /* [N,C]: partial embedding, gathered final norm (alias without msp) */
+    size_t o_types, o_pix, o_emb_tmp; /* BERT [N] I32 types; ViT [N,Pd] pixels; [N,C] scratch */
     size_t o_embln, o_embln_mean, o_embln_rstd; /* BERT: [Nl,C] embedding LayerNorm (the layers' input) */
     size_t o_hd, o_hg;                          /* BERT head: [Nl,C] dense, GELU */
-    size_t o_input, o_head_in;     /* [Nl,C] inputs filled by the caller (part without embedding / layers) */
+    size_t o_input, o_head_in; /* [Nl,C] inputs filled by the caller (part without embedding / layers) */
     gv_layer_acts *la;
     /* backward scratch (workspace) */
     size_t o_dres_full, o_dln_l; /* [N,C] gathered d(residual), [Nl,C] scattered d(norm out) */
@@ -320,8 +320,10 @@ static void gv_build_params(gv_model *m) {
             const char *ln2 = bert ? "output.LayerNorm" : "layernorm_after";
             gv_add_hf(m, x->ln1_w, 0, C, 0, "%s%s.weight", pre, ln1);
             gv_add_hf(m, x->ln1_b, 0, C, 0, "%s%s.bias", pre, ln1);
-            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%s%s.%s.weight", pre, att, qkv[i]);
-            for (int i = 0; i < 3; i++) gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%s%s.%s.bias", pre, att, qkv[i]);
+            for (int i = 0; i < 3; i++)
+                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%s%s.%s.weight", pre, att, qkv[i]);
+            for (int i = 0; i < 3; i++)
+                gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%s%s.%s.bias", pre, att, qkv[i]);
             gv_add_hf(m, x->proj_w, 0, C, 0, "%sattention.output.dense.weight", pre);
             gv_add_hf(m, x->proj_b, 0, C, 0, "%sattention.output.dense.bias", pre);
             gv_add_hf(m, x->ln2_w, 0, C, 0, "%s%s.weight", pre, ln2);
@@ -746,9 +748,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->h_pix = malloc(N * ((size_t)m->Pd + 1) * 4);
     m->loss_divs = calloc((size_t)m->nslots, sizeof *m->loss_divs);
     m->fwd_done = calloc((size_t)m->nslots, sizeof *m->fwd_done);
-    if (st == GV_OK &&
-        (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->h_types || !m->h_pix || !m->loss_divs ||
-         !m->fwd_done))
+    if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->h_types || !m->h_pix ||
+                        !m->loss_divs || !m->fwd_done))
         st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
@@ -1331,8 +1332,8 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
         GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res,
                                x->ln1_w, x->ln1_b));
     GV_TRY(gv_tp_expand(m, gv_attn_in(m, a, res), ACT(m, a->ln1f)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), gv_attn_in_full(m, a, res), W(m, x->qkv_w), W(m, x->qkv_b), N,
-                             C, m->QKVl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->qkv), gv_attn_in_full(m, a, res), W(m, x->qkv_w), W(m, x->qkv_b),
+                             N, C, m->QKVl));
     if (m->spec.pos == GV_POS_ROPE)
         GV_TRY(gv_rope_forward(be, ACT(m, a->qkv_r), ACT(m, a->qkv), B, T, m->Hl, m->KVHl, m->D,
                                m->spec.rope_theta, m->sp_rank * T));
@@ -1486,7 +1487,8 @@ static gv_status gv_vit_embed_forward(gv_model *m, const int32_t *pix, int compu
         for (int k = 0; k < Pd; k++) {
             int32_t v = pix[(size_t)n * Pd + k];
             if (v < 0 || v > 255)
-                return gv_fail(GV_ERR_INVALID, "pixel %d at position %d, word %d is outside [0, 255]", v, n, k);
+                return gv_fail(GV_ERR_INVALID, "pixel %d at position %d, word %d is outside [0, 255]", v, n,
+                               k);
             m->h_pix[(size_t)n * Pd + k] = cls ? 0.0f : (float)v / 127.5f - 1.0f; /* HF: (x/255 - 0.5)/0.5 */
         }
     }
@@ -1559,17 +1561,18 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
     int32_t *d_targets = ACT(m, m->o_targets);
     GV_TRY(gv_unit_gather(m, m->nunits - 1));
     if (m->lm_head == m->wte) GV_TRY(gv_unit_gather(m, 0)); /* tied: the embedding unit holds the head */
-    const void *norm_in = gv_head_in(m); /* [Nl,C] */
-    if (m->arch == GV_ARCH_BERT) {        /* MLM transform on this rank's positions: dense, GELU */
-        GV_TRY(gv_matmul_forward(be, ACT(m, m->o_hd), norm_in, W(m, m->head_w), W(m, m->head_b), m->Nl, C, C));
+    const void *norm_in = gv_head_in(m);                    /* [Nl,C] */
+    if (m->arch == GV_ARCH_BERT) { /* MLM transform on this rank's positions: dense, GELU */
+        GV_TRY(
+            gv_matmul_forward(be, ACT(m, m->o_hd), norm_in, W(m, m->head_w), W(m, m->head_b), m->Nl, C, C));
         GV_TRY(gv_gelu_erf_forward(be, ACT(m, m->o_hg), ACT(m, m->o_hd), (size_t)m->Nl * C));
         norm_in = ACT(m, m->o_hg);
     }
     GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), norm_in,
                            m->lnf_w, m->lnf_b));
     GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head), W(m, m->lm_bias),
-                             N, C, m->Vpl));
+    GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head),
+                             W(m, m->lm_bias), N, C, m->Vpl));
     m->have_forward = 1;
     m->loss_divs[m->slot] = 0;
     if (!targets) {
@@ -1738,7 +1741,8 @@ static gv_status gv_layers_backward(gv_model *m) {
             GV_TRY(gv_sp_heads_to_seq(m, &ya, datty, datty_sp));
             GV_TRY(gv_backend_memset0(be, dqkv_sp, NF * (size_t)m->QKVs * e));
             GV_TRY(gv_attention_backward(be, dqkv_sp, datty_sp, ACT(m, a->qkv_sp), ACT(m, a->atty_sp),
-                                         F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D, m->causal));
+                                         F32ACT(m, a->stash), NULL, B, m->Tf, m->Hs, m->KVHs, m->D,
+                                         m->causal));
             GV_TRY(gv_backend_sync(be));
             GV_TRY(gv_sp_seq_to_heads(m, &yq, dqkv_sp, dqkv_r));
         } else {
@@ -1752,8 +1756,8 @@ static gv_status gv_layers_backward(gv_model *m) {
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_tp_expand(m, gv_attn_in(m, a, res_in), ACT(m, a->ln1f)));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv, gv_attn_in_full(m, a, res_in),
-                                  W(m, x->qkv_w), N, C, m->QKVl));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv,
+                                  gv_attn_in_full(m, a, res_in), W(m, x->qkv_w), N, C, m->QKVl));
         GV_TRY(gv_tp_combine(m, dln, dln_l));
         if (m->post)
             GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));

@@ -478,6 +478,27 @@ static void t_gelu(size_t n, int off) {
     pfree(x), pfree(out), pfree(dout), pfree(dx);
 }
 
+/* Exact GELU (BERT, ViT): against the cpu op, vector and scalar paths (odd offset), accumulation twice. */
+static void t_gelu_erf(size_t n, int off) {
+    printf("gelu_erf n=%zu offset=%d\n", n, off);
+    float *hx = hrand(n + off, 4.0f), *hd = hrand(n + off, 1.0f);
+    pair x = mk(hx, n + off, GV_BF16), out = mk(NULL, n + off, GV_BF16), dout = mk(hd, n + off, GV_BF16);
+    pair dx = mk(NULL, n + off, GV_BF16);
+    CHECK_OK(gv_gelu_erf_forward(cpu, (float *)out.c + off, (float *)x.c + off, n));
+    CHECK_OK(gv_gelu_erf_forward(gpu, (uint16_t *)out.g + off, (uint16_t *)x.g + off, n));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_gelu_erf_backward(cpu, (float *)dx.c + off, (float *)dout.c + off, (float *)x.c + off, n));
+    CHECK_OK(gv_gelu_erf_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off,
+                                  (uint16_t *)x.g + off, n));
+    cmpp("dinp", dx, TOL_BF);
+    float *f = get_g(dx);
+    CHECK_OK(gv_gelu_erf_backward(gpu, (uint16_t *)dx.g + off, (uint16_t *)dout.g + off,
+                                  (uint16_t *)x.g + off, n));
+    check_twice("dinp", dx, f, TOL_BF);
+    free(f), free(hx), free(hd);
+    pfree(x), pfree(out), pfree(dout), pfree(dx);
+}
+
 static void t_swiglu(int N, int F) {
     printf("swiglu N=%d F=%d\n", N, F);
     size_t n = (size_t)N * F;
@@ -849,6 +870,9 @@ static void run_tests(int big) {
     t_gelu(1001, 0);
     if (big) t_gelu(4 * 256 * 3072, 0);
     t_gelu(777, 1);
+    t_gelu_erf(1001, 0);
+    if (big) t_gelu_erf(4 * 256 * 3072, 0);
+    t_gelu_erf(777, 1);
     t_swiglu(7, 13);
     t_swiglu(big ? 1024 : 16, 2048);
     t_embedding(2, 7, 37, 11, 1, 3, 0);

@@ -25,7 +25,7 @@ gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp_, const void *dout_, co
     return GV_OK;
 }
 
-#define GELU_RSQRT2 0.7071067811865476  /* 1/sqrt(2) */
+#define GELU_RSQRT2 0.7071067811865476   /* 1/sqrt(2) */
 #define GELU_RSQRT2PI 0.3989422804014327 /* 1/sqrt(2 pi) */
 
 gv_status gv_cpu_gelu_erf_forward(gv_backend *b, void *out_, const void *inp_, size_t n) {
@@ -41,7 +41,8 @@ gv_status gv_cpu_gelu_erf_forward(gv_backend *b, void *out_, const void *inp_, s
     return GV_OK;
 }
 
-gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_, size_t n) {
+gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_,
+                                   size_t n) {
     (void)b;
     float *dinp = dinp_;       /* [n] */
     const float *dout = dout_; /* [n] */

@@ -2,7 +2,7 @@
  * VEC = 8 (16-byte accesses) when the pointers allow it, else scalar. */
 #include "cuda-common.cuh"
 
-#define GELU_RSQRT2 0.70710678118654752f  /* 1/sqrt(2) */
+#define GELU_RSQRT2 0.70710678118654752f   /* 1/sqrt(2) */
 #define GELU_RSQRT2PI 0.39894228040143268f /* 1/sqrt(2 pi) */
 
 /* ---- kernels ----------------------------------------------------------------------------------------- */

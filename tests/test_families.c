@@ -1,0 +1,183 @@
+/* Plan parity of the encoder families: BERT (masked LM: post-LN blocks, token types, the MLM head with its
+ * decoder tied to the word embeddings) and ViT (patch embedding, class token, classifier) under layer-wise
+ * plans on 4 ranks — per-layer tp, Megatron-SP, Ulysses, ZeRO-1/2/3, recompute, a vocab (head) strategy of
+ * its own, pipelines under 1F1B and GPipe with even and uneven stages. Each plan trains a 4-layer tiny model
+ * for 10 steps on the family's built-in data (masked rows of the built-in language; the synthetic image
+ * set); every step's loss and the eval loss must be within 1e-5 relative of the single-process run and
+ * the final weights within 1e-4 (global relative L2), as in test_layerwise.c. Started as one process, it
+ * re-launches itself on 4 ranks. */
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gv/comm.h"
+#include "gv/launch.h"
+#include "gv/safetensors.h"
+#include "gv/train.h"
+#include "test.h"
+
+typedef struct {
+    const char *name, *model;
+    int pp, gpipe, micro;
+    const char *stages; /* layers per stage, e.g. "3,1"; NULL = even */
+    const char *layers; /* one strategy per layer: t|m|u + degree (tp, Megatron-SP, Ulysses), zN, c = ckpt */
+    const char *vocab;
+} plan_case;
+
+static const plan_case cases[] = {
+    {"bert-megatron-sp-tp2", "bert", 1, 0, 2, NULL, "m2 m2 t2 t2z1", "m2"},
+    {"bert-ulysses-zero3", "bert", 1, 0, 2, NULL, "u2 u2z3 t1z3 t1c", "t1"},
+    {"bert-vocab-tp4-ckpt", "bert", 1, 0, 2, NULL, "t4c t1 t2 t1z2", "t4"},
+    {"bert-pp2-1f1b-tied", "bert", 2, 0, 4, NULL, "t1 t2 t1c t2", "t2"},
+    {"bert-pp2-gpipe-uneven", "bert", 2, 1, 4, "3,1", "t2 t1 t1z1 t1", "t1z2"},
+    {"vit-megatron-sp-tp2", "vit", 1, 0, 2, NULL, "m2 m2 t1 t2z2", "m2"},
+    {"vit-ulysses-some", "vit", 1, 0, 2, NULL, "u2 t1 u2z1 t2", "t1"},
+    {"vit-vocab-tp4-zero3-ckpt", "vit", 1, 0, 2, NULL, "t4 t1z3 t2c t1z1", "t4"},
+    {"vit-pp2-1f1b", "vit", 2, 0, 4, NULL, "t1 t1c t2 t1", "t1"},
+    {"vit-pp4-gpipe", "vit", 4, 1, 4, NULL, "t1 t1 t1c t1", "t1"},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void config(gv_train_config *c, const char *model, int micro, const char *out) {
+    gv_train_config_defaults(c);
+    gv_model_spec_preset(&c->spec, !strcmp(model, "bert") ? "bert-tiny" : "vit-tiny");
+    c->spec.n_layer = 4;
+    c->steps = 10;
+    c->global_batch = 16;
+    c->micro_batches = micro;
+    c->seq = !strcmp(model, "bert") ? 32 : c->spec.max_seq;
+    c->warmup = 2;
+    c->eval_every = 5;
+    c->eval_batches = 1;
+    c->out_dir = out;
+}
+
+static gv_layer_strategy parse_strategy(const char *s, const char **end) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
+    l.tp = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'c') l.ckpt = 1, s++;
+    while (*s == ' ') s++;
+    *end = s;
+    return l;
+}
+
+static void make_plan(const plan_case *pc, gv_plan *p) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    const char *s = pc->vocab, *e;
+    CHECK_OK(gv_plan_uniform(p, 4, pc->pp, 4, l, parse_strategy(s, &e),
+                             pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro));
+    s = pc->layers;
+    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
+    if (pc->stages)
+        for (int i = 0, k = 0; i < pc->pp; i++, k += 2) p->stage_layers[i] = pc->stages[k] - '0';
+}
+
+/* ||x - y|| / ||y|| over all tensors of two safetensors files. */
+static double weights_diff(const char *a, const char *b) {
+    gv_st_file *fa = NULL, *fb = NULL;
+    if (gv_st_open(&fa, a) != GV_OK || gv_st_open(&fb, b) != GV_OK) {
+        fprintf(stderr, "%s\n", gv_last_error());
+        gv_st_close(fa);
+        return INFINITY;
+    }
+    double dd = 0, yy = 0;
+    int ok = gv_st_count(fa) == gv_st_count(fb);
+    for (int i = 0; i < gv_st_count(fa) && ok; i++) {
+        const char *name = gv_st_name(fa, i);
+        size_t n = gv_st_nbytes(fa, i) / 4;
+        float *x = malloc(n * 4), *y = malloc(n * 4);
+        ok = gv_st_read_f32(fa, name, x, 0, NULL) == GV_OK && gv_st_read_f32(fb, name, y, 0, NULL) == GV_OK;
+        for (size_t k = 0; ok && k < n; k++) {
+            dd += (double)(x[k] - y[k]) * (x[k] - y[k]);
+            yy += (double)y[k] * y[k];
+        }
+        free(x);
+        free(y);
+    }
+    gv_st_close(fa);
+    gv_st_close(fb);
+    return ok ? sqrt(dd / yy) : INFINITY;
+}
+
+typedef struct {
+    float losses[10], eval;
+} reference;
+
+static void run_case(const plan_case *pc, gv_comm *comm, const reference *ref, const char *ref_dir) {
+    char out[256], a[512], b[512];
+    snprintf(out, sizeof out, "families_tmp/%s", pc->name);
+    gv_train_config c;
+    gv_train_result r = {0};
+    gv_plan p;
+    config(&c, pc->model, pc->micro, out);
+    make_plan(pc, &p);
+    gv_status st = gv_plan_validate(&p, &c.spec, c.seq, pc->name);
+    if (st == GV_OK) st = gv_train_config_from_plan(&c, &p, pc->name);
+    c.comm = comm;
+    if (st == GV_OK) st = gv_train_run(&c, &r);
+    if (st != GV_OK) fprintf(stderr, "%s: %s\n", pc->name, gv_last_error());
+    CHECK(st == GV_OK);
+    gv_plan_free(&p);
+    if (st != GV_OK || gv_comm_rank(comm) != 0) {
+        free(r.losses);
+        return;
+    }
+    double worst = 0;
+    for (int s = 0; s < 10; s++) worst = fmax(worst, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
+    snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
+    snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
+    double wd = weights_diff(a, b), ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    printf("%-26s loss %.4f -> %.4f  losses %.2e  eval %.2e  weights %.2e\n", pc->name, r.losses[0],
+           r.losses[9], worst, ed, wd);
+    CHECK(worst <= 1e-5);
+    CHECK(ed <= 1e-5);
+    CHECK(wd <= 1e-4);
+    free(r.losses);
+}
+
+int main(int argc, char **argv) {
+    if (!gv_launch_is_rank()) {
+        setenv("OMP_NUM_THREADS", "1", 1); /* 4 ranks share 2 cores */
+        gv_launch_exec(4, argc, argv);
+        fprintf(stderr, "test_families: cannot launch: %s\n", gv_last_error());
+        return 1;
+    }
+    gv_comm *world;
+    if (gv_comm_init_world(&world, "mpi") != GV_OK) gv_launch_die(NULL, 1, "%s", gv_last_error());
+    int rank = gv_comm_rank(world);
+    CHECK(gv_comm_size(world) == 4);
+    mkdir("families_tmp", 0755);
+
+    /* References: one process per (family, micro-batches). */
+    const char *models[2] = {"bert", "vit"};
+    int micros[2] = {2, 4};
+    reference ref[2][2];
+    char ref_dir[2][2][128];
+    for (int mi = 0; mi < 2; mi++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(ref_dir[mi][k], sizeof ref_dir[mi][k], "families_tmp/single-%s-m%d", models[mi],
+                     micros[k]);
+            if (rank == 0) {
+                gv_train_config c;
+                gv_train_result r;
+                config(&c, models[mi], micros[k], ref_dir[mi][k]);
+                CHECK_OK(gv_train_run(&c, &r));
+                memcpy(ref[mi][k].losses, r.losses, sizeof ref[mi][k].losses);
+                ref[mi][k].eval = r.last_eval_loss;
+                free(r.losses);
+            }
+            CHECK_OK(gv_comm_broadcast(world, &ref[mi][k], 11, GV_COMM_F32, 0));
+        }
+    for (int i = 0; i < NCASES; i++) {
+        int mi = !strcmp(cases[i].model, "vit"), k = cases[i].micro == 4;
+        run_case(&cases[i], world, &ref[mi][k], ref_dir[mi][k]);
+        CHECK_OK(gv_comm_barrier(world));
+    }
+    int fails = gv_test_failures;
+    CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
+    gv_comm_free(world);
+    if (rank == 0) printf("test_families: %d plans, %s\n", NCASES, fails ? "FAILED" : "ok");
+    return fails ? 1 : 0;
+}
