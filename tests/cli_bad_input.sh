@@ -42,6 +42,12 @@ printf '{"arch": "gpt2", "n_layers": 2}' >"$tmp/typo.json"
 expect_fail unknown-field "typo.json: unknown field 'n_layers'" -- "${small[@]}" --model "$tmp/typo.json"
 printf '{"arch": "mamba", "n_layer": 2}' >"$tmp/arch.json"
 expect_fail unknown-arch "arch.json: field 'arch': unknown value 'mamba'" -- "${small[@]}" --model "$tmp/arch.json"
+printf '{"arch": "vit", "n_layer": 2, "n_embd": 32, "n_head": 4, "vocab": 10}' >"$tmp/vit.json"
+expect_fail vit-no-image "vit.json: a vit model needs 'image_size' and 'patch_size'" -- "${small[@]}" --model "$tmp/vit.json"
+printf '{"arch": "vit", "n_layer": 2, "n_embd": 32, "n_head": 4, "vocab": 10, "image_size": 20, "patch_size": 8}' >"$tmp/vit2.json"
+expect_fail vit-patch "vit image_size 20 must be a positive multiple of patch_size 8" -- "${small[@]}" --model "$tmp/vit2.json"
+printf '{"arch": "bert", "n_layer": 2, "n_embd": 32, "n_head": 4, "vocab": 10, "max_seq": 16, "mask_token": 10}' >"$tmp/bert.json"
+expect_fail bert-mask "bert.json: bert needs type_vocab >= 1 .got 2. and mask_token in .0, 10. .got 10." -- "${small[@]}" --model "$tmp/bert.json"
 expect_fail missing-model-file "nope.json: cannot open model file" -- "${small[@]}" --model "$tmp/nope.json"
 expect_fail unknown-preset "unknown model preset 'gpt5-huge'" -- "${small[@]}" --model gpt5-huge
 

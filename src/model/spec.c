@@ -215,7 +215,8 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
     if (!preset) {
         static const char *required[] = {"n_layer", "n_embd", "n_head", "vocab", "max_seq"};
         for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
-            if (!cJSON_GetObjectItemCaseSensitive(root, required[i]))
+            if (!cJSON_GetObjectItemCaseSensitive(root, required[i]) &&
+                !(s->arch == GV_ARCH_VIT && !strcmp(required[i], "max_seq")))
                 return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", path, required[i]);
         if (!cJSON_GetObjectItemCaseSensitive(root, "n_kv_head")) s->n_kv_head = s->n_head;
         if (!cJSON_GetObjectItemCaseSensitive(root, "ffn")) {
