@@ -642,6 +642,80 @@ static void test_attention_case(int B, int T, int H, int KVH, int D, int causal,
     pool_reset();
 }
 
+/* General attention (T5): q with a padded row stride, k and v views into one packed kv buffer, Tq != Tk
+ * (cross-attention) or causal self-attention, an additive bias [Tq, Tk, H] and a scale; gradients of q, kv
+ * and the bias. Also: with q, k, v as views into a packed qkv, scale 1/sqrt(D) and no bias it equals
+ * gv_attention_forward. Negative control: the backward run with another scale than the forward's. */
+typedef struct {
+    gv_attn_ext a;
+    float *q, *kv, *bias, *stash;
+} attx_ctx;
+
+static void attx_fwd(gcheck *g) {
+    attx_ctx *c = g->ctx;
+    CHECK_OK(gv_attention_ext_forward(be, &c->a, g->out, c->stash, c->q, c->kv, c->kv + c->a.KVH * c->a.D,
+                                      c->bias));
+}
+static void attx_bwd(gcheck *g) {
+    attx_ctx *c = g->ctx;
+    CHECK_OK(gv_attention_ext_backward(be, &c->a, g->grad[0], g->grad[1], g->grad[1] + c->a.KVH * c->a.D,
+                                       g->grad[2], g->R, c->q, c->kv, c->kv + c->a.KVH * c->a.D, c->stash));
+}
+static void attx_bwd_wrong(gcheck *g) {
+    attx_ctx *c = g->ctx;
+    gv_attn_ext w = c->a;
+    w.scale = 1.0f;
+    CHECK_OK(gv_attention_ext_backward(be, &w, g->grad[0], g->grad[1], g->grad[1] + c->a.KVH * c->a.D,
+                                       g->grad[2], g->R, c->q, c->kv, c->kv + c->a.KVH * c->a.D, c->stash));
+}
+
+static void test_attention_ext_case(int B, int Tq, int Tk, int H, int KVH, int D, int causal, int negative) {
+    int ldq = H * D + 3, ldkv = 2 * KVH * D;
+    attx_ctx c = {{B, Tq, Tk, H, KVH, D, ldq, ldkv, ldkv, 0.5f, causal}, NULL, NULL, NULL, NULL};
+    c.q = randn((size_t)B * Tq * ldq, 1);
+    c.kv = randn((size_t)B * Tk * ldkv, 1);
+    c.bias = randn((size_t)Tq * Tk * H, 1);
+    c.stash = balloc(gv_attention_ext_stash_bytes(be, &c.a));
+    gcheck g = {.fwd = attx_fwd, .bwd = negative ? attx_bwd_wrong : attx_bwd, .ctx = &c};
+    snprintf(g.name, sizeof g.name, "attention_ext B=%d Tq=%d Tk=%d H=%d KVH=%d D=%d causal=%d%s", B, Tq, Tk,
+             H, KVH, D, causal, negative ? " (wrong scale)" : "");
+    gc_add_in(&g, "q", c.q, (size_t)B * Tq * ldq);
+    gc_add_in(&g, "kv", c.kv, (size_t)B * Tk * ldkv);
+    gc_add_in(&g, "bias", c.bias, (size_t)Tq * Tk * H);
+    gc_set_out(&g, fbuf((size_t)B * Tq * H * D), (size_t)B * Tq * H * D);
+    if (negative)
+        gc_expect_reject(&g);
+    else
+        gc_expect_pass(&g);
+    pool_reset();
+}
+
+static void test_attention_ext(void) {
+    test_attention_ext_case(2, 3, 5, 2, 2, 3, 0, 0); /* cross-attention, Tq < Tk */
+    test_attention_ext_case(1, 6, 2, 4, 2, 2, 0, 0); /* cross-attention, GQA, Tq > Tk */
+    test_attention_ext_case(2, 4, 4, 2, 1, 3, 1, 0); /* causal self-attention, multi-query */
+    test_attention_ext_case(2, 3, 4, 2, 2, 2, 0, 1);
+    /* Equal to the packed self-attention op. */
+    int B = 2, T = 5, H = 4, KVH = 2, D = 3, R = (H + 2 * KVH) * D;
+    float *qkv = randn((size_t)B * T * R, 1), *o1 = fbuf((size_t)B * T * H * D),
+          *o2 = fbuf((size_t)B * T * H * D);
+    for (int causal = 0; causal < 2; causal++) {
+        gv_attn_ext a = {B, T, T, H, KVH, D, R, R, R, 1.0f / sqrtf((float)D), causal};
+        CHECK_OK(gv_attention_forward(be, o1, balloc(gv_attention_stash_bytes(be, B, T, H)), qkv, NULL, B, T,
+                                      H, KVH, D, causal));
+        CHECK_OK(gv_attention_ext_forward(be, &a, o2, balloc(gv_attention_ext_stash_bytes(be, &a)), qkv,
+                                          qkv + H * D, qkv + (H + KVH) * D, NULL));
+        for (int i = 0; i < B * T * H * D; i++) CHECK_CLOSE(o2[i], o1[i], 1e-6, 1e-6);
+    }
+    /* Shape errors name the op. */
+    gv_attn_ext bad = {1, 2, 3, 2, 2, 2, 4, 8, 8, 1.0f, 1};
+    CHECK(gv_attention_ext_forward(be, &bad, o1, NULL, qkv, qkv, qkv, NULL) == GV_ERR_INVALID);
+    CHECK(strstr(gv_last_error(), "attention_ext_forward: causal") != NULL);
+    bad.causal = 0, bad.ldk = 3;
+    CHECK(gv_attention_ext_forward(be, &bad, o1, NULL, qkv, qkv, qkv, NULL) == GV_ERR_INVALID);
+    pool_reset();
+}
+
 /* T = 1: the only key is the query's own, so out = v of the query head's kv head. */
 static void test_attention_t1(void) {
     int B = 3, H = 4, KVH = 2, D = 5, R = (H + 2 * KVH) * D;
@@ -794,6 +868,14 @@ static void gelu_erf_bwd_wrong(gcheck *g) {
     for (size_t i = 0; i < c->n; i++)
         g->grad[0][i] += g->R[i] * 0.5f * (1.0f + erff(c->inp[i] / sqrtf(2.0f)));
 }
+static void relu_fwd(gcheck *g) {
+    act_ctx *c = g->ctx;
+    CHECK_OK(gv_relu_forward(be, g->out, c->inp, c->n));
+}
+static void relu_bwd(gcheck *g) {
+    act_ctx *c = g->ctx;
+    CHECK_OK(gv_relu_backward(be, g->grad[0], g->R, c->inp, c->n));
+}
 static void swiglu_fwd(gcheck *g) {
     act_ctx *c = g->ctx;
     CHECK_OK(gv_swiglu_forward(be, g->out, c->inp, c->N, c->F));
@@ -878,6 +960,22 @@ static void test_activation(void) {
     float z = 0, gz = 1;
     CHECK_OK(gv_gelu_forward(be, &gz, &z, 1));
     CHECK(gz == 0.0f);
+    {
+        float x[5] = {-2.0f, -0.0f, 0.0f, 0.5f, 3.0f}, y[5], dy[5] = {1, 2, 3, 4, 5}, dx[5] = {1, 1, 1, 1, 1};
+        CHECK_OK(gv_relu_forward(be, y, x, 5));
+        CHECK_OK(gv_relu_backward(be, dx, dy, x, 5));
+        float wy[5] = {0, 0, 0, 0.5f, 3.0f}, wdx[5] = {1, 1, 1, 5, 6}; /* backward accumulates; 0 at x <= 0 */
+        for (int i = 0; i < 5; i++) CHECK(y[i] == wy[i] && dx[i] == wdx[i]);
+        act_ctx rc = {0, 0, 40, randn(40, 2)};
+        for (int i = 0; i < 40; i++)
+            if (fabsf(rc.inp[i]) < 0.05f) rc.inp[i] = 0.3f; /* away from the kink for finite differences */
+        gcheck g = {.fwd = relu_fwd, .bwd = relu_bwd, .ctx = &rc};
+        snprintf(g.name, sizeof g.name, "relu n=40");
+        gc_add_in(&g, "inp", rc.inp, 40);
+        gc_set_out(&g, fbuf(40), 40);
+        gc_expect_pass(&g);
+        pool_reset();
+    }
     test_gelu_erf_case(1, 0);
     test_gelu_erf_case(7, 0);
     test_gelu_erf_case(65, 0);
@@ -1154,6 +1252,7 @@ int main(void) {
     test_matmul();
     test_matmul_gelu();
     test_attention();
+    test_attention_ext();
     test_rope();
     test_activation();
     test_crossentropy();

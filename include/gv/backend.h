@@ -101,6 +101,31 @@ gv_status gv_attention_backward(gv_backend *b, void *dqkv, const void *dout, con
                                 const float *stash, const int32_t *mask, int B, int T, int H, int KVH, int D,
                                 int causal);
 
+/* General attention (T5: cross-attention, relative position bias, unscaled scores): queries and keys/values
+ * from separate tensors with any row strides (views into packed or separate projections), Tq queries over
+ * Tk keys. Query head h of row (b,i) is q[(b*Tq + i)*ldq + h*D ..]; kv head g of row (b,j) is
+ * k[(b*Tk + j)*ldk + g*D ..] and v[(b*Tk + j)*ldv + g*D ..]; query head h reads kv head h / (H/KVH).
+ * Scores s_ij = scale * q_i . k_j + bias[i, j, h] (bias: F32 [Tq, Tk, H], shared over the batch, or NULL);
+ * causal: key j <= i (needs Tq == Tk). out [B, Tq, H*D]. stash: F32 of gv_attention_ext_stash_bytes
+ * (probabilities and per-row scratch) kept for backward. Backward accumulates dq, dk, dv (laid out like q,
+ * k, v; NULL = not needed) and dbias (F32 [Tq, Tk, H], summed over the batch; NULL = not needed). */
+typedef struct {
+    int B, Tq, Tk, H, KVH, D;
+    int ldq, ldk, ldv; /* row strides in elements */
+    float scale;
+    int causal;
+} gv_attn_ext;
+size_t gv_attention_ext_stash_bytes(gv_backend *b, const gv_attn_ext *a);
+gv_status gv_attention_ext_forward(gv_backend *b, const gv_attn_ext *a, void *out, float *stash,
+                                   const void *q, const void *k, const void *v, const float *bias);
+gv_status gv_attention_ext_backward(gv_backend *b, const gv_attn_ext *a, void *dq, void *dk, void *dv,
+                                    float *dbias, const void *dout, const void *q, const void *k,
+                                    const void *v, const float *stash);
+
+/* ReLU (T5's DenseReluDense): out = max(x, 0); backward: dinp += dout where x > 0. */
+gv_status gv_relu_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_relu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+
 /* Rotary embedding (Llama "rotate half" convention) on the q and k heads of qkv[B,T,(H+2*KVH)*D]; v heads
  * are copied. Position of row t is pos0 + t. out and inp must not alias. */
 gv_status gv_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,

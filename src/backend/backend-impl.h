@@ -62,6 +62,14 @@ struct gv_backend_i {
                                       const void *, const void *, const void *, int, int, int);
     gv_status (*gelu_erf_forward)(gv_backend *, void *, const void *, size_t);
     gv_status (*gelu_erf_backward)(gv_backend *, void *, const void *, const void *, size_t);
+    size_t (*attention_ext_stash_bytes)(gv_backend *, const gv_attn_ext *);
+    gv_status (*attention_ext_forward)(gv_backend *, const gv_attn_ext *, void *, float *, const void *,
+                                       const void *, const void *, const float *);
+    gv_status (*attention_ext_backward)(gv_backend *, const gv_attn_ext *, void *, void *, void *, float *,
+                                        const void *, const void *, const void *, const void *,
+                                        const float *);
+    gv_status (*relu_forward)(gv_backend *, void *, const void *, size_t);
+    gv_status (*relu_backward)(gv_backend *, void *, const void *, const void *, size_t);
 };
 
 struct gv_backend {

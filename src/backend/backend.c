@@ -222,3 +222,47 @@ gv_status gv_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, cons
         return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no exact (erf) GELU", b->iface->name);
     return b->iface->gelu_erf_backward(b, dinp, dout, inp, n);
 }
+
+/* The general attention's shape, checked once for every backend. */
+static gv_status gv_attn_ext_check(const char *op, const gv_attn_ext *a) {
+    if (a->B < 0 || a->Tq < 0 || a->Tk < 0 || a->H <= 0 || a->KVH <= 0 || a->D <= 0 || a->H % a->KVH)
+        return gv_fail(GV_ERR_INVALID, "%s: bad shape B=%d Tq=%d Tk=%d H=%d KVH=%d D=%d", op, a->B, a->Tq,
+                       a->Tk, a->H, a->KVH, a->D);
+    if (a->ldq < a->H * a->D || a->ldk < a->KVH * a->D || a->ldv < a->KVH * a->D)
+        return gv_fail(GV_ERR_INVALID, "%s: row strides q %d, k %d, v %d are narrower than the heads", op,
+                       a->ldq, a->ldk, a->ldv);
+    if (a->causal && a->Tq != a->Tk)
+        return gv_fail(GV_ERR_INVALID, "%s: causal attention needs Tq == Tk (got %d, %d)", op, a->Tq, a->Tk);
+    return GV_OK;
+}
+
+size_t gv_attention_ext_stash_bytes(gv_backend *b, const gv_attn_ext *a) {
+    return b->iface->attention_ext_stash_bytes ? b->iface->attention_ext_stash_bytes(b, a) : 0;
+}
+
+gv_status gv_attention_ext_forward(gv_backend *b, const gv_attn_ext *a, void *out, float *stash,
+                                   const void *q, const void *k, const void *v, const float *bias) {
+    if (!b->iface->attention_ext_forward)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no general attention", b->iface->name);
+    GV_TRY(gv_attn_ext_check("attention_ext_forward", a));
+    return b->iface->attention_ext_forward(b, a, out, stash, q, k, v, bias);
+}
+
+gv_status gv_attention_ext_backward(gv_backend *b, const gv_attn_ext *a, void *dq, void *dk, void *dv,
+                                    float *dbias, const void *dout, const void *q, const void *k,
+                                    const void *v, const float *stash) {
+    if (!b->iface->attention_ext_backward)
+        return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no general attention", b->iface->name);
+    GV_TRY(gv_attn_ext_check("attention_ext_backward", a));
+    return b->iface->attention_ext_backward(b, a, dq, dk, dv, dbias, dout, q, k, v, stash);
+}
+
+gv_status gv_relu_forward(gv_backend *b, void *out, const void *inp, size_t n) {
+    if (!b->iface->relu_forward) return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no relu", b->iface->name);
+    return b->iface->relu_forward(b, out, inp, n);
+}
+
+gv_status gv_relu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {
+    if (!b->iface->relu_backward) return gv_fail(GV_ERR_UNSUPPORTED, "backend %s: no relu", b->iface->name);
+    return b->iface->relu_backward(b, dinp, dout, inp, n);
+}

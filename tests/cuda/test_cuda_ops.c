@@ -430,6 +430,67 @@ static void t_attention(int B, int T, int H, int KVH, int D, int causal, int mas
     t_attention_cfg(B, T, H, KVH, D, causal, mask_kind, naive, 0);
 }
 
+/* General attention (T5): separate q and packed kv (row strides), Tq != Tk or causal, an F32 bias, a scale;
+ * q, kv and bias gradients; accumulation. */
+static void t_attention_ext(int B, int Tq, int Tk, int H, int KVH, int D, int causal, int use_bias) {
+    printf("attention_ext B=%d Tq=%d Tk=%d H=%d KVH=%d D=%d causal=%d bias=%d\n", B, Tq, Tk, H, KVH, D,
+           causal, use_bias);
+    int ldq = H * D + 8, ldkv = 2 * KVH * D;
+    gv_attn_ext a = {B, Tq, Tk, H, KVH, D, ldq, ldkv, ldkv, 1.0f, causal};
+    size_t nq = (size_t)B * Tq * ldq, nkv = (size_t)B * Tk * ldkv, no = (size_t)B * Tq * H * D;
+    size_t nb = (size_t)Tq * Tk * H;
+    float *hq = hrand(nq, 0.5f), *hkv = hrand(nkv, 0.5f), *hd = hrand(no, 1.0f), *hb = hrand(nb, 1.0f);
+    pair q = mk(hq, nq, GV_BF16), kv = mk(hkv, nkv, GV_BF16), dout = mk(hd, no, GV_BF16),
+         out = mk(NULL, no, GV_BF16);
+    pair dq = mk(NULL, nq, GV_BF16), dkv = mk(NULL, nkv, GV_BF16), bias = mk(hb, nb, GV_F32),
+         dbias = mk(NULL, nb, GV_F32);
+    void *stc = alloc_on(cpu, gv_attention_ext_stash_bytes(cpu, &a));
+    void *stg = alloc_on(gpu, gv_attention_ext_stash_bytes(gpu, &a));
+    size_t vo = (size_t)KVH * D;
+    const float *bc = use_bias ? bias.c : NULL, *bg = use_bias ? bias.g : NULL;
+    CHECK_OK(gv_attention_ext_forward(cpu, &a, out.c, stc, q.c, kv.c, (float *)kv.c + vo, bc));
+    CHECK_OK(gv_attention_ext_forward(gpu, &a, out.g, stg, q.g, kv.g, (uint16_t *)kv.g + vo, bg));
+    cmpp("out", out, TOL_BF);
+    for (int rep = 0; rep < 2; rep++) {
+        if (rep == 0)
+            CHECK_OK(gv_attention_ext_backward(cpu, &a, dq.c, dkv.c, (float *)dkv.c + vo,
+                                               use_bias ? dbias.c : NULL, dout.c, q.c, kv.c,
+                                               (float *)kv.c + vo, stc));
+        CHECK_OK(gv_attention_ext_backward(gpu, &a, dq.g, dkv.g, (uint16_t *)dkv.g + vo,
+                                           use_bias ? dbias.g : NULL, dout.g, q.g, kv.g,
+                                           (uint16_t *)kv.g + vo, stg));
+        if (rep == 1) break;
+        cmpp("dq", dq, 2e-2);
+        cmpp("dkv", dkv, 2e-2);
+        if (use_bias) cmpp("dbias", dbias, 2e-2);
+    }
+    float *c1 = get_c(dkv), *g2 = get_g(dkv);
+    for (size_t i = 0; i < nkv; i++) c1[i] *= 2.0f;
+    cmp("dkv accumulates (2x)", g2, c1, nkv, 2e-2);
+    free(c1), free(g2), free(hq), free(hkv), free(hd), free(hb);
+    gv_backend_dealloc(cpu, stc);
+    gv_backend_dealloc(gpu, stg);
+    pfree(q), pfree(kv), pfree(dout), pfree(out), pfree(dq), pfree(dkv), pfree(bias), pfree(dbias);
+}
+
+static void t_relu(size_t n) {
+    printf("relu n=%zu\n", n);
+    float *hx = hrand(n, 1.0f), *hd = hrand(n, 1.0f);
+    pair x = mk(hx, n, GV_BF16), out = mk(NULL, n, GV_BF16), dout = mk(hd, n, GV_BF16),
+         dx = mk(NULL, n, GV_BF16);
+    CHECK_OK(gv_relu_forward(cpu, out.c, x.c, n));
+    CHECK_OK(gv_relu_forward(gpu, out.g, x.g, n));
+    cmpp("out", out, TOL_BF);
+    CHECK_OK(gv_relu_backward(cpu, dx.c, dout.c, x.c, n));
+    CHECK_OK(gv_relu_backward(gpu, dx.g, dout.g, x.g, n));
+    cmpp("dinp", dx, TOL_BF);
+    float *f = get_g(dx);
+    CHECK_OK(gv_relu_backward(gpu, dx.g, dout.g, x.g, n));
+    check_twice("dinp", dx, f, TOL_BF);
+    free(f), free(hx), free(hd);
+    pfree(x), pfree(out), pfree(dout), pfree(dx);
+}
+
 static void t_rope(int B, int T, int H, int KVH, int D, float theta, int pos0) {
     printf("rope B=%d T=%d H=%d KVH=%d D=%d theta=%g pos0=%d\n", B, T, H, KVH, D, (double)theta, pos0);
     size_t n = (size_t)B * T * (H + 2 * KVH) * D;
@@ -873,6 +934,10 @@ static void run_tests(int big) {
     t_gelu_erf(1001, 0);
     if (big) t_gelu_erf(4 * 256 * 3072, 0);
     t_gelu_erf(777, 1);
+    t_relu(1001);
+    t_attention_ext(2, 7, 13, 4, 2, 16, 0, 1);  /* cross-attention with bias, GQA */
+    t_attention_ext(2, 33, 33, 4, 4, 64, 1, 1); /* causal self-attention with bias */
+    t_attention_ext(1, 200, 150, 8, 8, 64, 0, 0);
     t_swiglu(7, 13);
     t_swiglu(big ? 1024 : 16, 2048);
     t_embedding(2, 7, 37, 11, 1, 3, 0);

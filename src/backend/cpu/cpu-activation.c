@@ -1,5 +1,5 @@
-/* Activations: GELU (tanh approximation and exact erf form) and SwiGLU (silu(gate) * up). Backward ops
- * accumulate. */
+/* Activations: GELU (tanh approximation and exact erf form), ReLU and SwiGLU (silu(gate) * up). Backward
+ * ops accumulate. */
 #include "cpu-ops.h"
 
 #include <math.h>
@@ -54,6 +54,26 @@ gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp_, const void *dout_
         double g = 0.5 * (1.0 + erf(x * GELU_RSQRT2)) + x * exp(-0.5 * x * x) * GELU_RSQRT2PI;
         dinp[i] += (float)(dout[i] * g);
     }
+    return GV_OK;
+}
+
+gv_status gv_cpu_relu_forward(gv_backend *b, void *out_, const void *inp_, size_t n) {
+    (void)b;
+    float *out = out_;       /* [n] */
+    const float *inp = inp_; /* [n] */
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    return GV_OK;
+}
+
+gv_status gv_cpu_relu_backward(gv_backend *b, void *dinp_, const void *dout_, const void *inp_, size_t n) {
+    (void)b;
+    float *dinp = dinp_;       /* [n] */
+    const float *dout = dout_; /* [n] */
+    const float *inp = inp_;   /* [n] */
+#pragma omp parallel for if (n > GV_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        if (inp[i] > 0.0f) dinp[i] += dout[i];
     return GV_OK;
 }
 

@@ -71,6 +71,14 @@ gv_status gv_cpu_rope_backward(gv_backend *b, void *dinp, const void *dout, int 
 /* cpu-activation.c */
 gv_status gv_cpu_gelu_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cpu_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+size_t gv_cpu_attention_ext_stash_bytes(gv_backend *b, const gv_attn_ext *a);
+gv_status gv_cpu_attention_ext_forward(gv_backend *b, const gv_attn_ext *a, void *out, float *stash,
+                                       const void *q, const void *k, const void *v, const float *bias);
+gv_status gv_cpu_attention_ext_backward(gv_backend *b, const gv_attn_ext *a, void *dq, void *dk, void *dv,
+                                        float *dbias, const void *dout, const void *q, const void *k,
+                                        const void *v, const float *stash);
+gv_status gv_cpu_relu_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_cpu_relu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 gv_status gv_cpu_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cpu_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
 gv_status gv_cpu_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);

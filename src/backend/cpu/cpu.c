@@ -216,6 +216,11 @@ static const struct gv_backend_i gv_cpu_iface = {
     .matmul_backward_gelu = gv_cpu_matmul_backward_gelu,
     .gelu_erf_forward = gv_cpu_gelu_erf_forward,
     .gelu_erf_backward = gv_cpu_gelu_erf_backward,
+    .attention_ext_stash_bytes = gv_cpu_attention_ext_stash_bytes,
+    .attention_ext_forward = gv_cpu_attention_ext_forward,
+    .attention_ext_backward = gv_cpu_attention_ext_backward,
+    .relu_forward = gv_cpu_relu_forward,
+    .relu_backward = gv_cpu_relu_backward,
 };
 
 gv_status gv_backend_cpu_init(gv_backend **out) {

@@ -249,5 +249,14 @@ gv_status gv_cuda_crossentropy_shard_backward(gv_backend *b, void *dlogits, cons
 /* cuda-gelu-erf.cu */
 gv_status gv_cuda_gelu_erf_forward(gv_backend *b, void *out, const void *inp, size_t n);
 gv_status gv_cuda_gelu_erf_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+gv_status gv_cuda_relu_forward(gv_backend *b, void *out, const void *inp, size_t n);
+gv_status gv_cuda_relu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n);
+/* cuda-attention-ext.cu */
+size_t gv_cuda_attention_ext_stash_bytes(gv_backend *b, const gv_attn_ext *a);
+gv_status gv_cuda_attention_ext_forward(gv_backend *b, const gv_attn_ext *a, void *out, float *stash,
+                                        const void *q, const void *k, const void *v, const float *bias);
+gv_status gv_cuda_attention_ext_backward(gv_backend *b, const gv_attn_ext *a, void *dq, void *dk, void *dv,
+                                         float *dbias, const void *dout, const void *q, const void *k,
+                                         const void *v, const float *stash);
 
 #endif

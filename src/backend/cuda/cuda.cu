@@ -553,6 +553,11 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .matmul_backward_gelu = */ op_matmul_backward_gelu,
     /* .gelu_erf_forward = */ gv_cuda_gelu_erf_forward,
     /* .gelu_erf_backward = */ gv_cuda_gelu_erf_backward,
+    /* .attention_ext_stash_bytes = */ gv_cuda_attention_ext_stash_bytes,
+    /* .attention_ext_forward = */ gv_cuda_attention_ext_forward,
+    /* .attention_ext_backward = */ gv_cuda_attention_ext_backward,
+    /* .relu_forward = */ gv_cuda_relu_forward,
+    /* .relu_backward = */ gv_cuda_relu_backward,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
