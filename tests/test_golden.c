@@ -392,6 +392,7 @@ int main(void) {
         {"llama", "model.layers.0.self_attn.k_proj.weight"},
         {"bert", "bert.encoder.layer.0.attention.self.key.weight"},
         {"vit", "vit.embeddings.patch_embeddings.projection.weight"},
+        {"t5", "decoder.block.0.layer.0.SelfAttention.q.weight"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gv_run_case(&cases[i]);
     return gv_test_result("test_golden");

@@ -73,7 +73,8 @@ gv_status gv_dataset_batch(gv_dataset *d, uint64_t step, int split, int B, int T
  * (seed, split, step, row), so it is plan-independent like the rows; the fixed count per row keeps every
  * slice's mean loss the mean over its rows. ViT: images, cut into patches (gv_model_spec_input_width), the
  * label the target of position 0 (the class token), -1 elsewhere; image of row r of (step, split) drawn
- * like the rows. Image sources:
+ * like the rows. T5 (seq2seq): the source's row of 2T tokens; the encoder reads the first T, the targets
+ * are the next T and the decoder reads them shifted right behind the start token 0. Image sources:
  *   NULL or "builtin"  synthetic images of the model's size and classes: a grating whose orientation
  *                      (label mod 8) and frequency (1 + label/8 mod 4 cycles) encode the class, a random
  *                      phase per image, Gaussian pixel noise (sd 32), for >= 32 classes one brighter

@@ -13,11 +13,19 @@ extern "C" {
 /* Families: GPT-2 and LLaMA decoders (causal LM); BERT (bidirectional post-LN encoder, token types, masked-LM
  * head: dense + GELU + LayerNorm + decoder tied to the word embeddings with its own bias; HF
  * BertForMaskedLM); ViT (patch embedding, class token, pre-LN encoder, classifier on the class token; HF
- * ViTForImageClassification). */
-typedef enum { GV_ARCH_GPT2 = 0, GV_ARCH_LLAMA = 1, GV_ARCH_BERT = 2, GV_ARCH_VIT = 3 } gv_arch;
+ * ViTForImageClassification); T5 (encoder and decoder stacks, RMS "T5 LayerNorm", unscaled attention with a
+ * bucketed relative position bias per stack, cross-attention, ReLU MLP, no biases, LM head tied to the
+ * shared embedding and fed sequence_output * C^-0.5; HF T5ForConditionalGeneration, v1.0 checkpoints). */
+typedef enum {
+    GV_ARCH_GPT2 = 0,
+    GV_ARCH_LLAMA = 1,
+    GV_ARCH_BERT = 2,
+    GV_ARCH_VIT = 3,
+    GV_ARCH_T5 = 4
+} gv_arch;
 typedef enum { GV_NORM_LAYERNORM = 0, GV_NORM_RMSNORM = 1 } gv_norm;
 /* GELU: tanh approximation (GPT-2's gelu_new); GELU_ERF: exact erf form (BERT, ViT "gelu"). */
-typedef enum { GV_ACT_GELU = 0, GV_ACT_SWIGLU = 1, GV_ACT_GELU_ERF = 2 } gv_act;
+typedef enum { GV_ACT_GELU = 0, GV_ACT_SWIGLU = 1, GV_ACT_GELU_ERF = 2, GV_ACT_RELU = 3 } gv_act;
 typedef enum { GV_POS_LEARNED = 0, GV_POS_ROPE = 1 } gv_pos;
 
 typedef struct {
@@ -45,12 +53,17 @@ typedef struct {
     /* ViT: images of channels x image x image pixels cut into (image/patch)^2 patches; max_seq = 1 + that
      * (the class token first); vocab = the number of classes. */
     int image_size, patch_size, channels;
+    /* T5: the last n_dec_layer of the n_layer layers are the decoder (the encoder has the others); the
+     * relative position bias has rel_buckets buckets up to rel_max_distance (32 and 128). Source and
+     * target sequences both have length T. */
+    int n_dec_layer, rel_buckets, rel_max_distance;
 } gv_model_spec;
 
 /* Words (I32) of model input per position: 1 (token id) for GPT-2/LLaMA; 2 (token id, token type) for
  * BERT; channels * patch^2 pixel values 0..255 for ViT, in (channel, row, column) order of the patch, zero
- * at the class token's position 0. Inputs are [B, T, input_width]; targets [B, T] (ViT: the label at
- * position 0, -1 elsewhere; BERT: the original token at masked positions, -1 elsewhere). */
+ * at the class token's position 0; 2 (encoder input id, decoder input id) for T5. Inputs are [B, T,
+ * input_width]; targets [B, T] (ViT: the label at position 0, -1 elsewhere; BERT: the original token at
+ * masked positions, -1 elsewhere; T5: the labels, the decoder inputs shifted left). */
 int gv_model_spec_input_width(const gv_model_spec *s);
 /* 1 when attention is causal (decoders), 0 for the bidirectional encoders. */
 int gv_model_spec_causal(const gv_model_spec *s);

@@ -589,6 +589,22 @@ gv_status gv_dataset_rows_for(gv_dataset *d, const gv_model_spec *spec, uint64_t
         free(tok);
         return st;
     }
+    if (spec->arch == GV_ARCH_T5) { /* a window of 2T tokens: source, then the target */
+        int32_t *tok = malloc((size_t)T * 16);
+        if (!tok) return gv_fail(GV_ERR_NOMEM, "%s: out of memory", d->name);
+        gv_status st = GV_OK;
+        for (int r = 0; r < nrows && st == GV_OK; r++) {
+            st = gv_dataset_rows(d, step, split, row0 + r, 1, 2 * T, tok, tok + 2 * T);
+            int32_t *in = inputs + (size_t)r * T * 2, *tg = targets + (size_t)r * T;
+            for (int t = 0; st == GV_OK && t < T; t++) {
+                in[2 * t] = tok[t];
+                in[2 * t + 1] = t ? tok[T + t - 1] : 0; /* decoder start = 0 (HF: pad) */
+                tg[t] = tok[T + t];
+            }
+        }
+        free(tok);
+        return st;
+    }
     if (d->kind != GV_DS_IMAGES) return gv_fail(GV_ERR_INVALID, "%s: not an image dataset", d->name);
     int np = spec->image_size / spec->patch_size, Pd = gv_model_spec_input_width(spec);
     if (T != 1 + np * np)

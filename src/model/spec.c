@@ -36,6 +36,15 @@ static void gv_spec_defaults(gv_model_spec *s, gv_arch arch) {
         } else {
             s->channels = 3;
         }
+    } else if (arch == GV_ARCH_T5) { /* HF T5Config (v1.0) defaults */
+        s->norm = GV_NORM_RMSNORM;
+        s->act = GV_ACT_RELU;
+        s->pos = GV_POS_LEARNED; /* (relative bias, no position table) */
+        s->tied = 1;
+        s->bias = 0;
+        s->norm_eps = 1e-6f;
+        s->rel_buckets = 32;
+        s->rel_max_distance = 128;
     } else {
         s->norm = GV_NORM_RMSNORM;
         s->act = GV_ACT_SWIGLU;
@@ -74,6 +83,11 @@ static const gv_preset gv_presets[] = {
     {"vit-base", GV_ARCH_VIT, 12, 768, 12, 12, 3072, 197, 1000, 0, 224, 16, 0},
     {"vit-large", GV_ARCH_VIT, 24, 1024, 16, 16, 4096, 197, 1000, 0, 224, 16, 0},
     {"vit-huge", GV_ARCH_VIT, 32, 1280, 16, 16, 5120, 257, 1000, 0, 224, 14, 0},
+    /* T5: layers = encoder + decoder (equal halves); the tiny one reads the built-in language. */
+    {"t5-tiny", GV_ARCH_T5, 4, 64, 4, 4, 256, 128, 512, 0, 0, 0, 0},
+    {"t5-small", GV_ARCH_T5, 12, 512, 8, 8, 2048, 512, 32128, 0, 0, 0, 0},
+    {"t5-base", GV_ARCH_T5, 24, 768, 12, 12, 3072, 512, 32128, 0, 0, 0, 0},
+    {"t5-large", GV_ARCH_T5, 48, 1024, 16, 16, 4096, 512, 32128, 0, 0, 0, 0},
 };
 #define GV_NPRESETS ((int)(sizeof gv_presets / sizeof gv_presets[0]))
 
@@ -101,6 +115,7 @@ gv_status gv_model_spec_preset(gv_model_spec *s, const char *name) {
         if (p->theta > 0) s->rope_theta = p->theta;
         if (p->arch == GV_ARCH_BERT) s->mask_token = p->mask;
         if (p->arch == GV_ARCH_VIT) s->image_size = p->image, s->patch_size = p->patch;
+        if (p->arch == GV_ARCH_T5) s->n_dec_layer = p->L / 2;
         return GV_OK;
     }
     char list[512] = "";
@@ -121,8 +136,9 @@ typedef struct {
 #define GV_F(k)                                                                                              \
     { #k, offsetof(gv_model_spec, k) }
 static const gv_int_field gv_int_fields[] = {
-    GV_F(n_layer), GV_F(n_embd),       GV_F(n_head),     GV_F(n_kv_head),  GV_F(ffn),        GV_F(max_seq),
-    GV_F(vocab),   GV_F(padded_vocab), GV_F(type_vocab), GV_F(image_size), GV_F(patch_size), GV_F(channels)};
+    GV_F(n_layer),    GV_F(n_embd),   GV_F(n_head),       GV_F(n_kv_head),   GV_F(ffn),
+    GV_F(max_seq),    GV_F(vocab),    GV_F(padded_vocab), GV_F(type_vocab),  GV_F(image_size),
+    GV_F(patch_size), GV_F(channels), GV_F(n_dec_layer),  GV_F(rel_buckets), GV_F(rel_max_distance)};
 #undef GV_F
 
 static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const char *path) {
@@ -137,14 +153,14 @@ static gv_status gv_spec_from_json(gv_model_spec *s, const cJSON *root, const ch
     } else if (arch) {
         if (!cJSON_IsString(arch)) return gv_fail(GV_ERR_FORMAT, "%s: field 'arch' must be a string", path);
         int a = 0;
-        while (a < 4 && strcmp(arch->valuestring, gv_arch_name((gv_arch)a))) a++;
-        if (a == 4)
+        while (a < 5 && strcmp(arch->valuestring, gv_arch_name((gv_arch)a))) a++;
+        if (a == 5)
             return gv_fail(GV_ERR_FORMAT,
-                           "%s: field 'arch': unknown value '%s' (expected gpt2, llama, bert or vit)", path,
-                           arch->valuestring);
+                           "%s: field 'arch': unknown value '%s' (expected gpt2, llama, bert, vit or t5)",
+                           path, arch->valuestring);
         gv_spec_defaults(s, (gv_arch)a);
     } else {
-        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2, llama, bert or vit) or 'preset'",
+        return gv_fail(GV_ERR_FORMAT, "%s: missing field 'arch' (gpt2, llama, bert, vit or t5) or 'preset'",
                        path);
     }
     if (preset && arch) {
@@ -289,6 +305,14 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
         return gv_fail(GV_ERR_INVALID,
                        "%s: bert needs type_vocab >= 1 (got %d) and mask_token in [0, %d) (got %d)", w,
                        s->type_vocab, s->vocab, s->mask_token);
+    if (s->arch == GV_ARCH_T5 &&
+        (s->n_dec_layer < 1 || s->n_dec_layer >= s->n_layer || s->rel_buckets < 4 || s->rel_buckets % 2 ||
+         s->rel_max_distance <= s->rel_buckets / 2 || !s->tied))
+        return gv_fail(
+            GV_ERR_INVALID,
+            "%s: t5 needs 1 <= n_dec_layer < n_layer (got %d of %d), an even rel_buckets >= 4 (got %d), "
+            "rel_max_distance > rel_buckets / 2 (got %d) and tied embeddings",
+            w, s->n_dec_layer, s->n_layer, s->rel_buckets, s->rel_max_distance);
     if (s->arch == GV_ARCH_VIT) {
         if (s->image_size < 1 || s->patch_size < 1 || s->channels < 1 || s->image_size % s->patch_size)
             return gv_fail(GV_ERR_INVALID,
@@ -306,12 +330,12 @@ gv_status gv_model_spec_validate(const gv_model_spec *s, const char *where) {
 }
 
 const char *gv_arch_name(gv_arch a) {
-    static const char *names[] = {"gpt2", "llama", "bert", "vit"};
-    return (unsigned)a < 4 ? names[a] : "?";
+    static const char *names[] = {"gpt2", "llama", "bert", "vit", "t5"};
+    return (unsigned)a < 5 ? names[a] : "?";
 }
 
 int gv_model_spec_input_width(const gv_model_spec *s) {
-    if (s->arch == GV_ARCH_BERT) return 2;
+    if (s->arch == GV_ARCH_BERT || s->arch == GV_ARCH_T5) return 2;
     if (s->arch == GV_ARCH_VIT) return s->channels * s->patch_size * s->patch_size;
     return 1;
 }
@@ -331,6 +355,9 @@ int64_t gv_model_spec_num_params(const gv_model_spec *s) {
     if (!s->tied) total += (int64_t)s->vocab * C;
     if (s->arch == GV_ARCH_BERT) /* token types, embedding LayerNorm, head transform, decoder bias */
         total += (int64_t)s->type_vocab * C + 2 * C + C * C + C + s->vocab;
+    if (s->arch == GV_ARCH_T5) /* no position table; two bias tables; cross-attention; encoder final norm */
+        total += -(int64_t)s->max_seq * C + 2LL * s->rel_buckets * s->n_head + C +
+                 (int64_t)s->n_dec_layer * (C + QKV * C + s->n_head * D * C);
     if (s->arch == GV_ARCH_VIT) /* no token table; patch projection + bias, class token, classifier bias */
         total += -(int64_t)s->vocab * C + (int64_t)gv_model_spec_input_width(s) * C + 2 * C + s->vocab;
     return total;

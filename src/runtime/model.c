@@ -54,6 +54,7 @@ typedef struct {
 
 typedef struct {
     int ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fcproj_w, fcproj_b;
+    int lnc_w, cq_w, ckv_w, co_w; /* T5 decoder: cross-attention norm, q, packed k/v, output projection */
 } gv_layer_idx;
 
 /* Activation views of one layer (byte offsets into the activation arena). */
@@ -72,6 +73,9 @@ typedef struct {
      * are their gathered [N,C] forms and attproj_p/fcproj_p the [N,C] partial sums before the
      * reduce-scatter. Without it they alias ln1, ln2, attproj, fcproj. */
     size_t ln1f, ln2f, attproj_p, fcproj_p;
+    /* T5 decoder: cross-attention norm [N,C] (+ rstd [N]), q [N,H*D], k/v of the encoder output [N,2KD],
+     * output [N,H*D], its stash, the stream after it [N,C] */
+    size_t lnc, lnc_rstd, cq, ckv, catty, cstash, resc;
 } gv_layer_acts;
 
 struct gv_model {
@@ -101,6 +105,14 @@ struct gv_model {
     int patch_w, patch_b, cls;   /* ViT: patch projection [C, Pd], its bias, class token [1, C] */
     int head_w, head_b, lm_bias; /* BERT head transform dense [C, C]; bias of the decoder / classifier */
     int cur_unit;                /* unit of the parameters being added */
+    /* T5: encoder layers [0, Le), decoder layers [Le, L); relative bias tables of the two stacks; the
+     * encoder's final norm */
+    int Le, rel_enc, rel_dec, encf_w;
+    size_t o_dec_tokens, o_dec_emb, o_enc_out, o_encf_rstd; /* [N] I32, [N,C], [N,C], [N] */
+    size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [T,T,H] x 2, compute [T*T,H] */
+    size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [T*T]: the buckets */
+    size_t o_dbias_enc, o_dbias_dec, o_denc;                /* workspace F32 [T,T,H] x 2, [N,C] */
+    size_t o_dcq, o_dckv, o_dcatty;                         /* workspace [N,HD], [N,2KD], [N,HD] */
     gv_hf_piece *hf;
     int nhf;
 
@@ -231,6 +243,79 @@ static void gv_hf_reshape(gv_model *m, int ndim, int64_t d0, int64_t d1, int64_t
     h->shape[0] = d0, h->shape[1] = d1, h->shape[2] = d2, h->shape[3] = d3;
 }
 
+/* T5 (HF T5ForConditionalGeneration): shared embedding; encoder blocks (self-attention, MLP; block 0 holds
+ * the stack's relative bias table) and the encoder's final norm (with the last encoder block's unit);
+ * decoder blocks (self-attention, cross-attention, MLP; block 0 holds the decoder's table); the decoder's
+ * final norm; the LM head is the shared embedding. */
+static void gv_t5_params(gv_model *m) {
+    const gv_model_spec *s = &m->spec;
+    int L = m->nl, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F, nb = s->rel_buckets;
+    char nm[64];
+    m->wte = m->wpe = m->wtt = m->embln_w = m->embln_b = m->patch_w = m->patch_b = m->cls = -1;
+    m->lnf_w = m->lnf_b = m->lm_head = m->head_w = m->head_b = m->lm_bias = -1;
+    m->cur_unit = 0;
+    m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+    gv_add_hf(m, m->wte, 0, m->V, 0, "shared.weight");
+    for (int l = 0; l < L; l++) {
+        gv_layer_idx *x = &m->li[l];
+        int dec = l >= m->Le, b = dec ? l - m->Le : l;
+        char pre[48];
+        snprintf(pre, sizeof pre, dec ? "decoder.block.%d." : "encoder.block.%d.", b);
+        m->cur_unit = l + 1;
+#define P(field, suffix, rows, cols, init)                                                                   \
+    do {                                                                                                     \
+        snprintf(nm, sizeof nm, "layer%d.%s", l, suffix);                                                    \
+        x->field = gv_add_param(m, nm, rows, cols, rows, init, (cols) > 1);                                  \
+    } while (0)
+        x->ln1_b = x->ln2_b = x->qkv_b = x->proj_b = x->fc_b = x->fcproj_b = -1;
+        x->lnc_w = x->cq_w = x->ckv_w = x->co_w = -1;
+        P(ln1_w, "ln1.weight", C, 1, GV_INIT_ONES);
+        gv_add_hf(m, x->ln1_w, 0, C, 0, "%slayer.0.layer_norm.weight", pre);
+        P(qkv_w, "qkv.weight", HD + 2 * KD, C, GV_INIT_NORMAL);
+        gv_add_hf(m, x->qkv_w, 0, HD, 0, "%slayer.0.SelfAttention.q.weight", pre);
+        gv_add_hf(m, x->qkv_w, HD, KD, 0, "%slayer.0.SelfAttention.k.weight", pre);
+        gv_add_hf(m, x->qkv_w, HD + KD, KD, 0, "%slayer.0.SelfAttention.v.weight", pre);
+        P(proj_w, "attn_proj.weight", C, HD, GV_INIT_RESID);
+        gv_add_hf(m, x->proj_w, 0, C, 0, "%slayer.0.SelfAttention.o.weight", pre);
+        if (b == 0) { /* [buckets, H] */
+            int t = gv_add_param(m, dec ? "dec.rel_bias" : "enc.rel_bias", nb, m->H, nb, GV_INIT_NORMAL, 0);
+            gv_add_hf(m, t, 0, nb, 0, "%slayer.0.SelfAttention.relative_attention_bias.weight", pre);
+            if (dec)
+                m->rel_dec = t;
+            else
+                m->rel_enc = t;
+        }
+        int ff = 1;
+        if (dec) {
+            ff = 2;
+            P(lnc_w, "lnc.weight", C, 1, GV_INIT_ONES);
+            gv_add_hf(m, x->lnc_w, 0, C, 0, "%slayer.1.layer_norm.weight", pre);
+            P(cq_w, "cross_q.weight", HD, C, GV_INIT_NORMAL);
+            gv_add_hf(m, x->cq_w, 0, HD, 0, "%slayer.1.EncDecAttention.q.weight", pre);
+            P(ckv_w, "cross_kv.weight", 2 * KD, C, GV_INIT_NORMAL);
+            gv_add_hf(m, x->ckv_w, 0, KD, 0, "%slayer.1.EncDecAttention.k.weight", pre);
+            gv_add_hf(m, x->ckv_w, KD, KD, 0, "%slayer.1.EncDecAttention.v.weight", pre);
+            P(co_w, "cross_o.weight", C, HD, GV_INIT_RESID);
+            gv_add_hf(m, x->co_w, 0, C, 0, "%slayer.1.EncDecAttention.o.weight", pre);
+        }
+        P(ln2_w, "ln2.weight", C, 1, GV_INIT_ONES);
+        gv_add_hf(m, x->ln2_w, 0, C, 0, "%slayer.%d.layer_norm.weight", pre, ff);
+        P(fc_w, "fc.weight", F, C, GV_INIT_NORMAL);
+        gv_add_hf(m, x->fc_w, 0, F, 0, "%slayer.%d.DenseReluDense.wi.weight", pre, ff);
+        P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID);
+        gv_add_hf(m, x->fcproj_w, 0, C, 0, "%slayer.%d.DenseReluDense.wo.weight", pre, ff);
+#undef P
+        if (l == m->Le - 1) {
+            m->encf_w = gv_add_param(m, "enc_final.weight", C, 1, C, GV_INIT_ONES, 0);
+            gv_add_hf(m, m->encf_w, 0, C, 0, "encoder.final_layer_norm.weight");
+        }
+    }
+    m->cur_unit = L + 1;
+    m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
+    gv_add_hf(m, m->lnf_w, 0, C, 0, "decoder.final_layer_norm.weight");
+    m->lm_head = m->wte;
+}
+
 static void gv_build_params(gv_model *m) {
     const gv_model_spec *s = &m->spec;
     int gpt2 = s->arch == GV_ARCH_GPT2, ln = s->norm == GV_NORM_LAYERNORM, bias = s->bias;
@@ -244,173 +329,178 @@ static void gv_build_params(gv_model *m) {
                          : bert ? "bert.embeddings.word_embeddings.weight"
                                 : "model.embed_tokens.weight";
 
-    m->wte = m->wpe = m->wtt = m->embln_w = m->embln_b = m->patch_w = m->patch_b = m->cls = -1;
-    m->cur_unit = 0;
-    if (m->has_embed && vit) {
-        int64_t T = s->max_seq;
-        m->patch_w = gv_add_param(m, "patch.weight", C, m->Pd, C, GV_INIT_NORMAL, 1);
-        gv_add_hf(m, m->patch_w, 0, C, 0, "vit.embeddings.patch_embeddings.projection.weight");
-        gv_hf_reshape(m, 4, C, s->channels, s->patch_size, s->patch_size); /* Conv2d [C, ch, P, P] */
-        m->patch_b = gv_add_param(m, "patch.bias", C, 1, C, GV_INIT_ZEROS, 0);
-        gv_add_hf(m, m->patch_b, 0, C, 0, "vit.embeddings.patch_embeddings.projection.bias");
-        m->cls = gv_add_param(m, "cls", 1, C, 1, GV_INIT_NORMAL, 0);
-        gv_add_hf(m, m->cls, 0, 1, 0, "vit.embeddings.cls_token");
-        gv_hf_reshape(m, 3, 1, 1, C, 0);
-        m->wpe = gv_add_param(m, "wpe", T, C, T, GV_INIT_NORMAL, 1);
-        gv_add_hf(m, m->wpe, 0, T, 0, "vit.embeddings.position_embeddings");
-        gv_hf_reshape(m, 3, 1, T, C, 0);
-    } else if (m->has_embed) {
-        m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-        gv_add_hf(m, m->wte, 0, m->V, 0, "%s", wte_hf);
-        if (s->pos == GV_POS_LEARNED) {
-            m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->wpe, 0, s->max_seq, 0, "%s",
-                      gpt2   ? "wpe.weight"
-                      : bert ? "bert.embeddings.position_embeddings.weight"
-                             : "model.embed_positions.weight");
+    m->rel_enc = m->rel_dec = m->encf_w = -1;
+    if (s->arch == GV_ARCH_T5) {
+        gv_t5_params(m);
+    } else {
+        m->wte = m->wpe = m->wtt = m->embln_w = m->embln_b = m->patch_w = m->patch_b = m->cls = -1;
+        m->cur_unit = 0;
+        if (m->has_embed && vit) {
+            int64_t T = s->max_seq;
+            m->patch_w = gv_add_param(m, "patch.weight", C, m->Pd, C, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->patch_w, 0, C, 0, "vit.embeddings.patch_embeddings.projection.weight");
+            gv_hf_reshape(m, 4, C, s->channels, s->patch_size, s->patch_size); /* Conv2d [C, ch, P, P] */
+            m->patch_b = gv_add_param(m, "patch.bias", C, 1, C, GV_INIT_ZEROS, 0);
+            gv_add_hf(m, m->patch_b, 0, C, 0, "vit.embeddings.patch_embeddings.projection.bias");
+            m->cls = gv_add_param(m, "cls", 1, C, 1, GV_INIT_NORMAL, 0);
+            gv_add_hf(m, m->cls, 0, 1, 0, "vit.embeddings.cls_token");
+            gv_hf_reshape(m, 3, 1, 1, C, 0);
+            m->wpe = gv_add_param(m, "wpe", T, C, T, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->wpe, 0, T, 0, "vit.embeddings.position_embeddings");
+            gv_hf_reshape(m, 3, 1, T, C, 0);
+        } else if (m->has_embed) {
+            m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->wte, 0, m->V, 0, "%s", wte_hf);
+            if (s->pos == GV_POS_LEARNED) {
+                m->wpe = gv_add_param(m, "wpe", s->max_seq, C, s->max_seq, GV_INIT_NORMAL, 1);
+                gv_add_hf(m, m->wpe, 0, s->max_seq, 0, "%s",
+                          gpt2   ? "wpe.weight"
+                          : bert ? "bert.embeddings.position_embeddings.weight"
+                                 : "model.embed_positions.weight");
+            }
+            if (bert) {
+                m->wtt = gv_add_param(m, "wtt", s->type_vocab, C, s->type_vocab, GV_INIT_NORMAL, 1);
+                gv_add_hf(m, m->wtt, 0, s->type_vocab, 0, "bert.embeddings.token_type_embeddings.weight");
+                m->embln_w = gv_add_param(m, "emb_ln.weight", C, 1, C, GV_INIT_ONES, 0);
+                gv_add_hf(m, m->embln_w, 0, C, 0, "bert.embeddings.LayerNorm.weight");
+                m->embln_b = gv_add_param(m, "emb_ln.bias", C, 1, C, GV_INIT_ZEROS, 0);
+                gv_add_hf(m, m->embln_b, 0, C, 0, "bert.embeddings.LayerNorm.bias");
+                m->params[m->embln_w].seqpart = m->params[m->embln_b].seqpart = 1;
+            }
         }
-        if (bert) {
-            m->wtt = gv_add_param(m, "wtt", s->type_vocab, C, s->type_vocab, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->wtt, 0, s->type_vocab, 0, "bert.embeddings.token_type_embeddings.weight");
-            m->embln_w = gv_add_param(m, "emb_ln.weight", C, 1, C, GV_INIT_ONES, 0);
-            gv_add_hf(m, m->embln_w, 0, C, 0, "bert.embeddings.LayerNorm.weight");
-            m->embln_b = gv_add_param(m, "emb_ln.bias", C, 1, C, GV_INIT_ZEROS, 0);
-            gv_add_hf(m, m->embln_b, 0, C, 0, "bert.embeddings.LayerNorm.bias");
-            m->params[m->embln_w].seqpart = m->params[m->embln_b].seqpart = 1;
-        }
-    }
-    for (int j = 0; j < L; j++) {
-        int l = m->l0 + j; /* global layer: names and initial values */
-        gv_layer_idx *x = &m->li[j];
-        char pre[48];
-        snprintf(pre, sizeof pre,
-                 gpt2   ? "h.%d."
-                 : bert ? "bert.encoder.layer.%d."
-                 : vit  ? "vit.encoder.layer.%d."
-                        : "model.layers.%d.",
-                 l);
-        m->cur_unit = j + 1;
+        for (int j = 0; j < L; j++) {
+            int l = m->l0 + j; /* global layer: names and initial values */
+            gv_layer_idx *x = &m->li[j];
+            char pre[48];
+            snprintf(pre, sizeof pre,
+                     gpt2   ? "h.%d."
+                     : bert ? "bert.encoder.layer.%d."
+                     : vit  ? "vit.encoder.layer.%d."
+                            : "model.layers.%d.",
+                     l);
+            m->cur_unit = j + 1;
 #define P(field, suffix, rows, cols, init, decay)                                                            \
     do {                                                                                                     \
         snprintf(nm, sizeof nm, "layer%d.%s", l, suffix);                                                    \
         x->field = gv_add_param(m, nm, rows, cols, rows, init, decay);                                       \
     } while (0)
-        x->ln1_b = x->ln2_b = x->qkv_b = x->proj_b = x->fc_b = x->fcproj_b = -1;
-        P(ln1_w, "ln1.weight", C, 1, GV_INIT_ONES, 0);
-        if (ln) P(ln1_b, "ln1.bias", C, 1, GV_INIT_ZEROS, 0);
-        P(qkv_w, "qkv.weight", HD + 2 * KD, C, GV_INIT_NORMAL, 1);
-        if (bias) P(qkv_b, "qkv.bias", HD + 2 * KD, 1, GV_INIT_ZEROS, 0);
-        P(proj_w, "attn_proj.weight", C, HD, GV_INIT_RESID, 1);
-        if (bias) P(proj_b, "attn_proj.bias", C, 1, GV_INIT_ZEROS, 0);
-        P(ln2_w, "ln2.weight", C, 1, GV_INIT_ONES, 0);
-        if (ln) P(ln2_b, "ln2.bias", C, 1, GV_INIT_ZEROS, 0);
-        P(fc_w, "fc.weight", m->F2, C, GV_INIT_NORMAL, 1);
-        if (bias) P(fc_b, "fc.bias", m->F2, 1, GV_INIT_ZEROS, 0);
-        P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID, 1);
-        if (bias) P(fcproj_b, "fc_proj.bias", C, 1, GV_INIT_ZEROS, 0);
+            x->ln1_b = x->ln2_b = x->qkv_b = x->proj_b = x->fc_b = x->fcproj_b = -1;
+            P(ln1_w, "ln1.weight", C, 1, GV_INIT_ONES, 0);
+            if (ln) P(ln1_b, "ln1.bias", C, 1, GV_INIT_ZEROS, 0);
+            P(qkv_w, "qkv.weight", HD + 2 * KD, C, GV_INIT_NORMAL, 1);
+            if (bias) P(qkv_b, "qkv.bias", HD + 2 * KD, 1, GV_INIT_ZEROS, 0);
+            P(proj_w, "attn_proj.weight", C, HD, GV_INIT_RESID, 1);
+            if (bias) P(proj_b, "attn_proj.bias", C, 1, GV_INIT_ZEROS, 0);
+            P(ln2_w, "ln2.weight", C, 1, GV_INIT_ONES, 0);
+            if (ln) P(ln2_b, "ln2.bias", C, 1, GV_INIT_ZEROS, 0);
+            P(fc_w, "fc.weight", m->F2, C, GV_INIT_NORMAL, 1);
+            if (bias) P(fc_b, "fc.bias", m->F2, 1, GV_INIT_ZEROS, 0);
+            P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID, 1);
+            if (bias) P(fcproj_b, "fc_proj.bias", C, 1, GV_INIT_ZEROS, 0);
 #undef P
-        int norms[4] = {x->ln1_w, x->ln1_b, x->ln2_w, x->ln2_b};
-        for (int k = 0; k < 4; k++)
-            if (norms[k] >= 0) m->params[norms[k]].seqpart = 1;
-        if (enc) { /* BERT / ViT: separate q, k, v; every linear and norm has a bias */
-            static const char *qkv[3] = {"query", "key", "value"};
-            const char *att = bert ? "attention.self" : "attention.attention";
-            int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
-            const char *ln1 = bert ? "attention.output.LayerNorm" : "layernorm_before";
-            const char *ln2 = bert ? "output.LayerNorm" : "layernorm_after";
-            gv_add_hf(m, x->ln1_w, 0, C, 0, "%s%s.weight", pre, ln1);
-            gv_add_hf(m, x->ln1_b, 0, C, 0, "%s%s.bias", pre, ln1);
-            for (int i = 0; i < 3; i++)
-                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%s%s.%s.weight", pre, att, qkv[i]);
-            for (int i = 0; i < 3; i++)
-                gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%s%s.%s.bias", pre, att, qkv[i]);
-            gv_add_hf(m, x->proj_w, 0, C, 0, "%sattention.output.dense.weight", pre);
-            gv_add_hf(m, x->proj_b, 0, C, 0, "%sattention.output.dense.bias", pre);
-            gv_add_hf(m, x->ln2_w, 0, C, 0, "%s%s.weight", pre, ln2);
-            gv_add_hf(m, x->ln2_b, 0, C, 0, "%s%s.bias", pre, ln2);
-            gv_add_hf(m, x->fc_w, 0, F, 0, "%sintermediate.dense.weight", pre);
-            gv_add_hf(m, x->fc_b, 0, F, 0, "%sintermediate.dense.bias", pre);
-            gv_add_hf(m, x->fcproj_w, 0, C, 0, "%soutput.dense.weight", pre);
-            gv_add_hf(m, x->fcproj_b, 0, C, 0, "%soutput.dense.bias", pre);
-        } else if (gpt2) {
-            gv_add_hf(m, x->ln1_w, 0, C, 0, "%sln_1.weight", pre);
-            if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sln_1.bias", pre);
-            gv_add_hf(m, x->qkv_w, 0, HD + 2 * KD, 1, "%sattn.c_attn.weight", pre);
-            if (bias) gv_add_hf(m, x->qkv_b, 0, HD + 2 * KD, 0, "%sattn.c_attn.bias", pre);
-            gv_add_hf(m, x->proj_w, 0, C, 1, "%sattn.c_proj.weight", pre);
-            if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sattn.c_proj.bias", pre);
-            gv_add_hf(m, x->ln2_w, 0, C, 0, "%sln_2.weight", pre);
-            if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%sln_2.bias", pre);
-            gv_add_hf(m, x->fc_w, 0, m->F2, 1, "%smlp.c_fc.weight", pre);
-            if (bias) gv_add_hf(m, x->fc_b, 0, m->F2, 0, "%smlp.c_fc.bias", pre);
-            gv_add_hf(m, x->fcproj_w, 0, C, 1, "%smlp.c_proj.weight", pre);
-            if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.c_proj.bias", pre);
-        } else {
-            static const char *qkv[3] = {"q_proj", "k_proj", "v_proj"};
-            int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
-            gv_add_hf(m, x->ln1_w, 0, C, 0, "%sinput_layernorm.weight", pre);
-            if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sinput_layernorm.bias", pre);
-            /* The pieces of one parameter stay adjacent (import assembles a parameter from a run of pieces).
-             */
-            for (int i = 0; i < 3; i++)
-                gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
-            for (int i = 0; bias && i < 3; i++)
-                gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
-            gv_add_hf(m, x->proj_w, 0, C, 0, "%sself_attn.o_proj.weight", pre);
-            if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sself_attn.o_proj.bias", pre);
-            gv_add_hf(m, x->ln2_w, 0, C, 0, "%spost_attention_layernorm.weight", pre);
-            if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%spost_attention_layernorm.bias", pre);
-            if (s->act == GV_ACT_SWIGLU) {
-                gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.gate_proj.weight", pre);
-                gv_add_hf(m, x->fc_w, F, F, 0, "%smlp.up_proj.weight", pre);
-                if (bias) {
-                    gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.gate_proj.bias", pre);
-                    gv_add_hf(m, x->fc_b, F, F, 0, "%smlp.up_proj.bias", pre);
-                }
+            int norms[4] = {x->ln1_w, x->ln1_b, x->ln2_w, x->ln2_b};
+            for (int k = 0; k < 4; k++)
+                if (norms[k] >= 0) m->params[norms[k]].seqpart = 1;
+            if (enc) { /* BERT / ViT: separate q, k, v; every linear and norm has a bias */
+                static const char *qkv[3] = {"query", "key", "value"};
+                const char *att = bert ? "attention.self" : "attention.attention";
+                int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
+                const char *ln1 = bert ? "attention.output.LayerNorm" : "layernorm_before";
+                const char *ln2 = bert ? "output.LayerNorm" : "layernorm_after";
+                gv_add_hf(m, x->ln1_w, 0, C, 0, "%s%s.weight", pre, ln1);
+                gv_add_hf(m, x->ln1_b, 0, C, 0, "%s%s.bias", pre, ln1);
+                for (int i = 0; i < 3; i++)
+                    gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%s%s.%s.weight", pre, att, qkv[i]);
+                for (int i = 0; i < 3; i++)
+                    gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%s%s.%s.bias", pre, att, qkv[i]);
+                gv_add_hf(m, x->proj_w, 0, C, 0, "%sattention.output.dense.weight", pre);
+                gv_add_hf(m, x->proj_b, 0, C, 0, "%sattention.output.dense.bias", pre);
+                gv_add_hf(m, x->ln2_w, 0, C, 0, "%s%s.weight", pre, ln2);
+                gv_add_hf(m, x->ln2_b, 0, C, 0, "%s%s.bias", pre, ln2);
+                gv_add_hf(m, x->fc_w, 0, F, 0, "%sintermediate.dense.weight", pre);
+                gv_add_hf(m, x->fc_b, 0, F, 0, "%sintermediate.dense.bias", pre);
+                gv_add_hf(m, x->fcproj_w, 0, C, 0, "%soutput.dense.weight", pre);
+                gv_add_hf(m, x->fcproj_b, 0, C, 0, "%soutput.dense.bias", pre);
+            } else if (gpt2) {
+                gv_add_hf(m, x->ln1_w, 0, C, 0, "%sln_1.weight", pre);
+                if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sln_1.bias", pre);
+                gv_add_hf(m, x->qkv_w, 0, HD + 2 * KD, 1, "%sattn.c_attn.weight", pre);
+                if (bias) gv_add_hf(m, x->qkv_b, 0, HD + 2 * KD, 0, "%sattn.c_attn.bias", pre);
+                gv_add_hf(m, x->proj_w, 0, C, 1, "%sattn.c_proj.weight", pre);
+                if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sattn.c_proj.bias", pre);
+                gv_add_hf(m, x->ln2_w, 0, C, 0, "%sln_2.weight", pre);
+                if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%sln_2.bias", pre);
+                gv_add_hf(m, x->fc_w, 0, m->F2, 1, "%smlp.c_fc.weight", pre);
+                if (bias) gv_add_hf(m, x->fc_b, 0, m->F2, 0, "%smlp.c_fc.bias", pre);
+                gv_add_hf(m, x->fcproj_w, 0, C, 1, "%smlp.c_proj.weight", pre);
+                if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.c_proj.bias", pre);
             } else {
-                gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.up_proj.weight", pre);
-                if (bias) gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.up_proj.bias", pre);
+                static const char *qkv[3] = {"q_proj", "k_proj", "v_proj"};
+                int64_t r0[3] = {0, HD, HD + KD}, nr[3] = {HD, KD, KD};
+                gv_add_hf(m, x->ln1_w, 0, C, 0, "%sinput_layernorm.weight", pre);
+                if (ln) gv_add_hf(m, x->ln1_b, 0, C, 0, "%sinput_layernorm.bias", pre);
+                /* The pieces of one parameter stay adjacent (import assembles a parameter from a run of
+                 * pieces).
+                 */
+                for (int i = 0; i < 3; i++)
+                    gv_add_hf(m, x->qkv_w, r0[i], nr[i], 0, "%sself_attn.%s.weight", pre, qkv[i]);
+                for (int i = 0; bias && i < 3; i++)
+                    gv_add_hf(m, x->qkv_b, r0[i], nr[i], 0, "%sself_attn.%s.bias", pre, qkv[i]);
+                gv_add_hf(m, x->proj_w, 0, C, 0, "%sself_attn.o_proj.weight", pre);
+                if (bias) gv_add_hf(m, x->proj_b, 0, C, 0, "%sself_attn.o_proj.bias", pre);
+                gv_add_hf(m, x->ln2_w, 0, C, 0, "%spost_attention_layernorm.weight", pre);
+                if (ln) gv_add_hf(m, x->ln2_b, 0, C, 0, "%spost_attention_layernorm.bias", pre);
+                if (s->act == GV_ACT_SWIGLU) {
+                    gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.gate_proj.weight", pre);
+                    gv_add_hf(m, x->fc_w, F, F, 0, "%smlp.up_proj.weight", pre);
+                    if (bias) {
+                        gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.gate_proj.bias", pre);
+                        gv_add_hf(m, x->fc_b, F, F, 0, "%smlp.up_proj.bias", pre);
+                    }
+                } else {
+                    gv_add_hf(m, x->fc_w, 0, F, 0, "%smlp.up_proj.weight", pre);
+                    if (bias) gv_add_hf(m, x->fc_b, 0, F, 0, "%smlp.up_proj.bias", pre);
+                }
+                gv_add_hf(m, x->fcproj_w, 0, C, 0, "%smlp.down_proj.weight", pre);
+                if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.down_proj.bias", pre);
             }
-            gv_add_hf(m, x->fcproj_w, 0, C, 0, "%smlp.down_proj.weight", pre);
-            if (bias) gv_add_hf(m, x->fcproj_b, 0, C, 0, "%smlp.down_proj.bias", pre);
+        }
+        m->lnf_w = m->lnf_b = m->lm_head = m->head_w = m->head_b = m->lm_bias = -1;
+        m->cur_unit = L + 1;
+        if (m->has_head) {
+            const char *lnf = gpt2   ? "ln_f"
+                              : bert ? "cls.predictions.transform.LayerNorm"
+                              : vit  ? "vit.layernorm"
+                                     : "model.norm";
+            if (bert) { /* the MLM head's transform: dense + GELU + LayerNorm (our "final norm") */
+                m->head_w = gv_add_param(m, "head.dense.weight", C, C, C, GV_INIT_NORMAL, 1);
+                gv_add_hf(m, m->head_w, 0, C, 0, "cls.predictions.transform.dense.weight");
+                m->head_b = gv_add_param(m, "head.dense.bias", C, 1, C, GV_INIT_ZEROS, 0);
+                gv_add_hf(m, m->head_b, 0, C, 0, "cls.predictions.transform.dense.bias");
+                m->params[m->head_w].seqpart = m->params[m->head_b].seqpart = 1;
+            }
+            m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
+            gv_add_hf(m, m->lnf_w, 0, C, 0, "%s.weight", lnf);
+            m->params[m->lnf_w].seqpart = 1;
+            if (ln) {
+                m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
+                gv_add_hf(m, m->lnf_b, 0, C, 0, "%s.bias", lnf);
+                m->params[m->lnf_b].seqpart = 1;
+            }
+            m->lm_head = m->wte;
+            if (s->tied && !m->has_embed) { /* a copy of the embedding of another part, under the same name */
+                m->lm_head = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+                gv_add_hf(m, m->lm_head, 0, m->V, 0, "%s", wte_hf);
+            } else if (!s->tied) {
+                m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+                gv_add_hf(m, m->lm_head, 0, m->V, 0, vit ? "classifier.weight" : "lm_head.weight");
+            }
+            if (enc) { /* BERT's decoder bias, ViT's classifier bias */
+                m->lm_bias = gv_add_param(m, "lm_head.bias", m->Vp, 1, m->V, GV_INIT_ZEROS, 0);
+                gv_add_hf(m, m->lm_bias, 0, m->V, 0, bert ? "cls.predictions.bias" : "classifier.bias");
+            }
         }
     }
-    m->lnf_w = m->lnf_b = m->lm_head = m->head_w = m->head_b = m->lm_bias = -1;
-    m->cur_unit = L + 1;
-    if (m->has_head) {
-        const char *lnf = gpt2   ? "ln_f"
-                          : bert ? "cls.predictions.transform.LayerNorm"
-                          : vit  ? "vit.layernorm"
-                                 : "model.norm";
-        if (bert) { /* the MLM head's transform: dense + GELU + LayerNorm (our "final norm") */
-            m->head_w = gv_add_param(m, "head.dense.weight", C, C, C, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->head_w, 0, C, 0, "cls.predictions.transform.dense.weight");
-            m->head_b = gv_add_param(m, "head.dense.bias", C, 1, C, GV_INIT_ZEROS, 0);
-            gv_add_hf(m, m->head_b, 0, C, 0, "cls.predictions.transform.dense.bias");
-            m->params[m->head_w].seqpart = m->params[m->head_b].seqpart = 1;
-        }
-        m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
-        gv_add_hf(m, m->lnf_w, 0, C, 0, "%s.weight", lnf);
-        m->params[m->lnf_w].seqpart = 1;
-        if (ln) {
-            m->lnf_b = gv_add_param(m, "lnf.bias", C, 1, C, GV_INIT_ZEROS, 0);
-            gv_add_hf(m, m->lnf_b, 0, C, 0, "%s.bias", lnf);
-            m->params[m->lnf_b].seqpart = 1;
-        }
-        m->lm_head = m->wte;
-        if (s->tied && !m->has_embed) { /* a copy of the embedding of another part, under the same name */
-            m->lm_head = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->lm_head, 0, m->V, 0, "%s", wte_hf);
-        } else if (!s->tied) {
-            m->lm_head = gv_add_param(m, "lm_head", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-            gv_add_hf(m, m->lm_head, 0, m->V, 0, vit ? "classifier.weight" : "lm_head.weight");
-        }
-        if (enc) { /* BERT's decoder bias, ViT's classifier bias */
-            m->lm_bias = gv_add_param(m, "lm_head.bias", m->Vp, 1, m->V, GV_INIT_ZEROS, 0);
-            gv_add_hf(m, m->lm_bias, 0, m->V, 0, bert ? "cls.predictions.bias" : "classifier.bias");
-        }
-    }
-
     /* Tensor parallelism: column-parallel q/k/v and fc (heads / FFN columns of this rank), row-parallel
      * output projections (the matching input columns), vocab rows when the vocab layers are parallel. */
     int t = m->tp_size, r = m->tp_rank;
@@ -473,6 +563,43 @@ static void gv_build_params(gv_model *m) {
 #define W(m, i) ((i) < 0 ? NULL : (m)->wp[i])
 #define G(m, i) ((i) < 0 ? NULL : (m)->gp[i])
 
+/* T5's relative position bucket of key j for query i (HF T5Attention._relative_position_bucket, in fp32 like
+ * it): bidirectional (encoder): half the buckets for keys after the query; unidirectional (decoder): keys
+ * before it only. Distances under half the buckets are exact, the rest log-spaced up to max_distance. */
+static int gv_t5_bucket(int rel, int bidirectional, int nb, int max_distance) {
+    int ret = 0, n;
+    if (bidirectional) {
+        nb /= 2;
+        if (rel > 0) ret += nb;
+        n = rel < 0 ? -rel : rel;
+    } else {
+        n = rel < 0 ? -rel : 0;
+    }
+    int max_exact = nb / 2;
+    if (n < max_exact) return ret + n;
+    float v = logf((float)n / (float)max_exact) / (float)log((double)max_distance / max_exact) *
+              (float)(nb - max_exact);
+    int large = max_exact + (int)v;
+    return ret + (large < nb - 1 ? large : nb - 1);
+}
+
+/* The bucket of every (query i, key j): [T*T] I32 per stack, constant, in the workspace. */
+static gv_status gv_t5_upload_buckets(gv_model *m) {
+    int T = m->T;
+    int32_t *h = malloc((size_t)T * T * 4);
+    if (!h) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    gv_status st = GV_OK;
+    for (int k = 0; k < 2 && st == GV_OK; k++) {
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++)
+                h[i * T + j] = gv_t5_bucket(j - i, k == 0, m->spec.rel_buckets, m->spec.rel_max_distance);
+        st = gv_backend_upload(m->be, (char *)m->a_work.base + (k == 0 ? m->o_bk_enc : m->o_bk_dec), h,
+                               (size_t)T * T * 4);
+    }
+    free(h);
+    return st;
+}
+
 gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T) {
     return gv_model_init_dist(out, spec, b, B, T, NULL);
 }
@@ -525,6 +652,13 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
+    if (spec->arch == GV_ARCH_T5 &&
+        ((d && d->tp && gv_comm_size(d->tp) > 1) || (d && d->sp && gv_comm_size(d->sp) > 1) || l0 != 0 ||
+         l1 != spec->n_layer || (d && (d->no_embed || d->no_head))))
+        return gv_fail(
+            GV_ERR_UNSUPPORTED,
+            "t5 runs as one part (data parallelism, ZeRO 0-3, per-layer recompute): tensor or sequence "
+            "parallelism, layers with different strategies and pipeline stages are not built for it");
     if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
         return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -546,6 +680,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->QKV = (m->H + 2 * m->KVH) * m->D;
     m->F = spec->ffn;
     m->F2 = spec->act == GV_ACT_SWIGLU ? 2 * m->F : m->F;
+    m->Le = spec->arch == GV_ARCH_T5 ? spec->n_layer - spec->n_dec_layer : spec->n_layer;
     m->L = spec->n_layer;
     m->arch = spec->arch;
     m->causal = gv_model_spec_causal(spec);
@@ -652,6 +787,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
+    gv_attn_ext t5a = {B, T, T, m->H, m->KVH, m->D, m->QKV, m->QKV, m->QKV, 1.0f, 0};
+    if (m->arch == GV_ARCH_T5) stash = gv_attention_ext_stash_bytes(b, &t5a);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
      * computes lives in one shared set of views, refilled by re-running its forward during backward. */
@@ -690,10 +827,30 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->fcproj = o_proj;
         a->fcproj_p = m->msp ? o_partial : a->fcproj;
         a->res2 = gv_arena_reserve(A, Nl * C * e);
+        if (m->arch == GV_ARCH_T5 && (m->li[l].lnc_w >= 0 || m->ckpt[l])) { /* cross-attention (decoder) */
+            size_t HD = (size_t)m->H * m->D, KD = (size_t)m->KVH * m->D;
+            a->lnc = gv_arena_reserve(A, N * C * e);
+            a->lnc_rstd = gv_arena_reserve(A, N * 4);
+            a->cq = gv_arena_reserve(A, N * HD * e);
+            a->ckv = gv_arena_reserve(A, N * 2 * KD * e);
+            a->catty = gv_arena_reserve(A, N * HD * e);
+            a->cstash = gv_arena_reserve(A, stash);
+            a->resc = gv_arena_reserve(A, N * C * e);
+        }
         if (m->ckpt[l]) {
             shared = *a;
             have_shared = 1;
         }
+    }
+    if (m->arch == GV_ARCH_T5) {
+        size_t TTH = (size_t)T * T * m->H;
+        m->o_dec_tokens = gv_arena_reserve(A, N * 4);
+        m->o_dec_emb = gv_arena_reserve(A, N * C * e);
+        m->o_enc_out = gv_arena_reserve(A, N * C * e);
+        m->o_encf_rstd = gv_arena_reserve(A, N * 4);
+        m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
+        m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
+        m->o_bias_tmp = gv_arena_reserve(A, TTH * e);
     }
     if (m->has_head) {
         m->o_targets = gv_arena_reserve(A, N * 4);
@@ -723,6 +880,17 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_datty = gv_arena_reserve(Wk, N * (size_t)(m->Hl * m->D) * e);
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
+    if (m->arch == GV_ARCH_T5) {
+        size_t TTH = (size_t)T * T * m->H, HD = (size_t)m->H * m->D, KD = (size_t)m->KVH * m->D;
+        m->o_bk_enc = gv_arena_reserve(Wk, (size_t)T * T * 4);
+        m->o_bk_dec = gv_arena_reserve(Wk, (size_t)T * T * 4);
+        m->o_dbias_enc = gv_arena_reserve(Wk, TTH * 4);
+        m->o_dbias_dec = gv_arena_reserve(Wk, TTH * 4);
+        m->o_denc = gv_arena_reserve(Wk, N * C * e);
+        m->o_dcq = gv_arena_reserve(Wk, N * HD * e);
+        m->o_dckv = gv_arena_reserve(Wk, N * 2 * KD * e);
+        m->o_dcatty = gv_arena_reserve(Wk, N * HD * e);
+    }
     if (m->arch == GV_ARCH_BERT) {
         m->o_dpost = gv_arena_reserve(Wk, Nl * C * e);
         m->o_dhead = gv_arena_reserve(Wk, Nl * C * e);
@@ -769,6 +937,11 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     for (int i = 0; i < m->nparams; i++) { /* ZeRO-3 re-points them at the slots unit by unit */
         m->wp[i] = (char *)m->weights + m->params[i].off * m->esz;
         m->gp[i] = (char *)m->grads + m->params[i].off * m->esz;
+    }
+    if (m->arch == GV_ARCH_T5) st = gv_t5_upload_buckets(m);
+    if (st != GV_OK) {
+        gv_model_free(m);
+        return st;
     }
     *out = m;
     return GV_OK;
@@ -1571,6 +1744,8 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
     GV_TRY(gv_norm_forward(m, ACT(m, m->o_lnf), F32ACT(m, m->o_lnf_mean), F32ACT(m, m->o_lnf_rstd), norm_in,
                            m->lnf_w, m->lnf_b));
     GV_TRY(gv_tp_expand(m, ACT(m, m->o_lnf), ACT(m, m->o_lnf_full)));
+    if (m->arch == GV_ARCH_T5) /* tied head: sequence_output * C^-0.5 */
+        GV_TRY(gv_scale(be, ACT(m, m->o_lnf_full), 1.0f / sqrtf((float)C), (size_t)N * C));
     GV_TRY(gv_matmul_forward(be, ACT(m, m->o_logits), ACT(m, m->o_lnf_full), W(m, m->lm_head),
                              W(m, m->lm_bias), N, C, m->Vpl));
     m->have_forward = 1;
@@ -1607,11 +1782,134 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
     return GV_OK;
 }
 
+/* ---- T5 --------------------------------------------------------------------------------------------- */
+
+/* The relative position bias of a stack, F32 [T,T,H]: the table's row of each (i, j)'s bucket. */
+static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
+    int T = m->T, H = m->H;
+    size_t TTH = (size_t)T * T * H;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
+    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
+                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
+    return gv_backend_convert(m->be, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc), GV_F32, tmp, m->dt, TTH);
+}
+
+/* The stack's accumulated bias gradient (F32 [T,T,H]) into its table's gradient. */
+static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
+    int T = m->T, H = m->H;
+    void *tmp = ACT(m, m->o_bias_tmp);
+    GV_TRY(gv_backend_convert(m->be, tmp, m->dt, WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), GV_F32,
+                              (size_t)T * T * H));
+    return gv_embedding_backward(m->be, G(m, dec ? m->rel_dec : m->rel_enc), NULL, tmp,
+                                 WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), 1, T * T, H, 0);
+}
+
+static gv_attn_ext gv_t5_attn(const gv_model *m, int cross, int causal) {
+    int HD = m->H * m->D, KD = m->KVH * m->D;
+    gv_attn_ext a = {m->B,
+                     m->T,
+                     m->T,
+                     m->H,
+                     m->KVH,
+                     m->D,
+                     cross ? HD : m->QKV,
+                     cross ? 2 * KD : m->QKV,
+                     cross ? 2 * KD : m->QKV,
+                     1.0f,
+                     causal};
+    return a; /* T5 does not scale the scores */
+}
+
+/* The input of the MLP: the stream after the cross-attention (decoder) or after the self-attention. */
+static size_t gv_t5_mlp_res(const gv_model *m, int l) {
+    return m->li[l].lnc_w >= 0 ? m->la[l].resc : m->la[l].res1;
+}
+
+/* T5 block l from res [N,C] to la[l].res2: self-attention (relative bias; causal in the decoder), the
+ * decoder's cross-attention over the encoder output, the ReLU MLP, each pre-norm with a residual. The last
+ * encoder block also applies the encoder's final norm (-> enc_out). */
+static gv_status gv_t5_layer_forward(gv_model *m, int l, const void *res) {
+    gv_backend *be = m->be;
+    int N = m->N, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, dec = l >= m->Le;
+    size_t e = m->esz;
+    const gv_layer_idx *x = &m->li[l];
+    const gv_layer_acts *a = &m->la[l];
+    GV_TRY(gv_unit_gather(m, l + 1));
+    if (l == 0 || l == m->Le) GV_TRY(gv_t5_bias_forward(m, dec));
+    gv_attn_ext sa = gv_t5_attn(m, 0, dec);
+    char *qkv = ACT(m, a->qkv); /* [N, QKV] */
+    GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
+                           -1));
+    GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1), W(m, x->qkv_w), NULL, N, C, m->QKV));
+    GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
+                                    qkv + (HD + KD) * e, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
+    if (x->lnc_w >= 0) {
+        gv_attn_ext ca = gv_t5_attn(m, 1, 0);
+        char *ckv = ACT(m, a->ckv); /* [N, 2KD]: k then v of the encoder output */
+        GV_TRY(
+            gv_norm_forward(m, ACT(m, a->lnc), NULL, F32ACT(m, a->lnc_rstd), ACT(m, a->res1), x->lnc_w, -1));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->cq), ACT(m, a->lnc), W(m, x->cq_w), NULL, N, C, HD));
+        GV_TRY(gv_matmul_forward(be, ckv, ACT(m, m->o_enc_out), W(m, x->ckv_w), NULL, N, C, 2 * KD));
+        GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq), ckv,
+                                        ckv + KD * e, NULL));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
+        GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)N * C));
+    }
+    const void *mres = ACT(m, gv_t5_mlp_res(m, l));
+    GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), mres, x->ln2_w,
+                           -1));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), NULL, N, C, m->F));
+    GV_TRY(gv_relu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->F, C));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res2), mres, ACT(m, a->fcproj), (size_t)N * C));
+    if (l == m->Le - 1)
+        GV_TRY(gv_norm_forward(m, ACT(m, m->o_enc_out), NULL, F32ACT(m, m->o_encf_rstd), ACT(m, a->res2),
+                               m->encf_w, -1));
+    return GV_OK;
+}
+
+/* Inputs [N, 2] = (encoder id, decoder id): both embeddings, the encoder, the decoder. */
+static gv_status gv_t5_forward(gv_model *m, const int32_t *in) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C;
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) {
+            int32_t tok = in[2 * i + k];
+            if (tok < 0 || tok >= m->V)
+                return gv_fail(GV_ERR_INVALID,
+                               "%s token %d at position %d is outside the model's vocab [0, %d)",
+                               k ? "decoder" : "encoder", tok, i, m->V);
+            m->h_ids[i] = tok;
+        }
+        GV_TRY(gv_backend_upload(be, ACT(m, k ? m->o_dec_tokens : m->o_tokens), m->h_ids, (size_t)N * 4));
+    }
+    GV_TRY(gv_unit_gather(m, 0));
+    GV_TRY(
+        gv_embedding_forward(be, ACT(m, m->o_encoded), ACT(m, m->o_tokens), W(m, m->wte), NULL, B, T, C, 0));
+    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_dec_emb), ACT(m, m->o_dec_tokens), W(m, m->wte), NULL, B, T,
+                                C, 0));
+    const void *res = ACT(m, m->o_encoded);
+    for (int l = 0; l < m->nl; l++) {
+        if (l == m->Le) res = ACT(m, m->o_dec_emb);
+        GV_TRY(gv_t5_layer_forward(m, l, res));
+        res = ACT(m, m->la[l].res2);
+    }
+    return GV_OK;
+}
+
 gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t *tokens,
                                 const int32_t *targets, float *loss) {
     GV_TRY(gv_check_phases(m, phases, slot));
     if (loss) *loss = 0.0f;
+    if (m->arch == GV_ARCH_T5 && phases != GV_PHASE_ALL)
+        return gv_fail(GV_ERR_UNSUPPORTED, "t5: the model runs as one part (all phases at once)");
     m->fwd_done[slot] = 1;
+    if (m->arch == GV_ARCH_T5) {
+        GV_TRY(gv_t5_forward(m, tokens));
+        return gv_head_forward(m, targets, loss);
+    }
     if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_forward(m, tokens));
     if (phases & GV_PHASE_LAYERS) {
         const void *res = gv_layers_in(m); /* [Nl,C] residual stream */
@@ -1659,6 +1957,7 @@ static gv_status gv_head_backward(gv_model *m, float dloss) {
                               W(m, m->lm_head), N, C, m->Vpl));
     if (m->vp) GV_TRY(gv_tp_combine(m, dln, dln_l)); /* each rank saw only its vocab columns */
     size_t NlC = (size_t)m->Nl * C;
+    if (m->arch == GV_ARCH_T5) GV_TRY(gv_scale(be, dln_l, 1.0f / sqrtf((float)C), NlC));
     GV_TRY(gv_backend_memset0(be, dres, NlC * e));
     if (m->arch == GV_ARCH_BERT) { /* back through LayerNorm, GELU and the dense of the transform */
         void *dhg = WORK(m, m->o_dpost), *dhd = WORK(m, m->o_dhead); /* [Nl,C] each */
@@ -1803,9 +2102,101 @@ static gv_status gv_embed_backward(gv_model *m) {
     return gv_unit_grad_end(m, 0);
 }
 
+/* T5 backward from dres = d(decoder output) [N,C]: the blocks in reverse (the cross-attentions add up
+ * d(enc_out), the stacks' self-attentions d(bias)), the decoder embedding at the boundary, the encoder's
+ * final norm, the encoder, the encoder embedding. */
+static gv_status gv_t5_backward(gv_model *m) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e, TTH = (size_t)T * T * m->H;
+    void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *denc = WORK(m, m->o_denc);
+    char *dqkv = WORK(m, m->o_dqkv), *dckv = WORK(m, m->o_dckv);
+    void *datty = WORK(m, m->o_datty), *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
+    GV_TRY(gv_backend_memset0(be, denc, NC));
+    GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_enc), TTH * 4));
+    GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_dec), TTH * 4));
+    for (int l = m->nl - 1; l >= 0; l--) {
+        const gv_layer_idx *x = &m->li[l];
+        const gv_layer_acts *a = &m->la[l];
+        int dec = l >= m->Le;
+        const void *res_in = l == 0       ? ACT(m, m->o_encoded)
+                             : l == m->Le ? ACT(m, m->o_dec_emb)
+                                          : ACT(m, m->la[l - 1].res2);
+        if (m->ckpt[l])
+            GV_TRY(gv_t5_layer_forward(m, l, res_in)); /* refill the shared views */
+        else
+            GV_TRY(gv_unit_gather(m, l + 1));
+        GV_TRY(gv_unit_grad_begin(m, l + 1));
+        if (l == m->Le - 1) { /* the encoder's output gradient, through its final norm */
+            GV_TRY(gv_backend_memset0(be, dres, NC));
+            GV_TRY(gv_norm_backward(m, dres, denc, ACT(m, a->res2), NULL, F32ACT(m, m->o_encf_rstd),
+                                    m->encf_w, -1));
+        }
+        /* MLP: dres = d(res2) -> d(its input) */
+        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->F * e));
+        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), NULL, dres, ACT(m, a->fch_act),
+                                  W(m, x->fcproj_w), N, m->F, C));
+        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F * e));
+        GV_TRY(gv_relu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->F));
+        GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), NULL, dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
+                                  m->F));
+        GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, gv_t5_mlp_res(m, l)), NULL, F32ACT(m, a->ln2_rstd),
+                                x->ln2_w, -1));
+        if (x->lnc_w >= 0) { /* cross-attention: d(resc) -> d(res1), and d(enc_out) */
+            gv_attn_ext ca = gv_t5_attn(m, 1, 0);
+            void *dcq = WORK(m, m->o_dcq), *dcatty = WORK(m, m->o_dcatty);
+            char *ckv = ACT(m, a->ckv);
+            GV_TRY(gv_backend_memset0(be, dcatty, (size_t)N * HD * e));
+            GV_TRY(gv_matmul_backward(be, dcatty, G(m, x->co_w), NULL, dres, ACT(m, a->catty), W(m, x->co_w),
+                                      N, HD, C));
+            GV_TRY(gv_backend_memset0(be, dcq, (size_t)N * HD * e));
+            GV_TRY(gv_backend_memset0(be, dckv, (size_t)N * 2 * KD * e));
+            GV_TRY(gv_attention_ext_backward(be, &ca, dcq, dckv, dckv + KD * e, NULL, dcatty, ACT(m, a->cq),
+                                             ckv, ckv + KD * e, F32ACT(m, a->cstash)));
+            GV_TRY(gv_backend_memset0(be, dln, NC));
+            GV_TRY(gv_matmul_backward(be, dln, G(m, x->cq_w), NULL, dcq, ACT(m, a->lnc), W(m, x->cq_w), N, C,
+                                      HD));
+            GV_TRY(
+                gv_norm_backward(m, dres, dln, ACT(m, a->res1), NULL, F32ACT(m, a->lnc_rstd), x->lnc_w, -1));
+            GV_TRY(gv_matmul_backward(be, denc, G(m, x->ckv_w), NULL, dckv, ACT(m, m->o_enc_out),
+                                      W(m, x->ckv_w), N, C, 2 * KD));
+        }
+        /* self-attention: d(res1) -> d(res_in) */
+        gv_attn_ext sa = gv_t5_attn(m, 0, dec);
+        char *qkv = ACT(m, a->qkv);
+        GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
+        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), NULL, dres, ACT(m, a->atty), W(m, x->proj_w), N,
+                                  HD, C));
+        GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKV * e));
+        GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e,
+                                         (float *)WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), datty, qkv,
+                                         qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
+        GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), NULL, dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N, C,
+                                  m->QKV));
+        GV_TRY(gv_norm_backward(m, dres, dln, res_in, NULL, F32ACT(m, a->ln1_rstd), x->ln1_w, -1));
+        if (l == 0 || l == m->Le) GV_TRY(gv_t5_bias_backward(m, dec));
+        GV_TRY(gv_unit_grad_end(m, l + 1));
+        if (l == m->Le) { /* dres = d(decoder embedding) */
+            GV_TRY(gv_unit0_grad_open(m));
+            GV_TRY(gv_embedding_backward(be, G(m, m->wte), NULL, dres, ACT(m, m->o_dec_tokens), B, T, C, 0));
+        }
+    }
+    GV_TRY(gv_unit0_grad_open(m));
+    GV_TRY(gv_embedding_backward(be, G(m, m->wte), NULL, dres, ACT(m, m->o_tokens), B, T, C, 0));
+    m->u0_open = 0;
+    return gv_unit_grad_end(m, 0);
+}
+
 gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss) {
     GV_TRY(gv_check_phases(m, phases, slot));
     if (!m->fwd_done[slot]) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
+    if (m->arch == GV_ARCH_T5) {
+        GV_TRY(gv_head_backward(m, dloss));
+        GV_TRY(gv_t5_backward(m));
+        return gv_backend_sync(m->be);
+    }
     if (phases & GV_PHASE_HEAD) GV_TRY(gv_head_backward(m, dloss));
     if (phases & GV_PHASE_LAYERS) GV_TRY(gv_layers_backward(m));
     if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_backward(m));

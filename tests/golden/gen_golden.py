@@ -60,6 +60,8 @@ BERT = dict(arch="bert", n_layer=2, n_embd=32, n_head=4, n_kv_head=4, ffn=64, ma
             padded_vocab=128, norm_eps=1e-12, tied=True, bias=True, type_vocab=2, mask_token=3)
 VIT = dict(arch="vit", n_layer=2, n_embd=32, n_head=4, n_kv_head=4, ffn=64, max_seq=10, vocab=10,
            padded_vocab=16, norm_eps=1e-12, tied=False, bias=True, image_size=12, patch_size=4, channels=3)
+T5 = dict(arch="t5", n_layer=4, n_dec_layer=2, n_embd=32, n_head=4, n_kv_head=4, ffn=64, max_seq=16, vocab=97,
+          padded_vocab=128, norm_eps=1e-6, tied=True, bias=False, rel_buckets=8, rel_max_distance=20)
 B, T = 2, 8
 
 
@@ -175,6 +177,41 @@ def vit_weights(cfg, g):
         encoder_layer_weights(g, w, f"vit.encoder.layer.{i}.", cfg, VIT_NAMES)
     layer_norm_w(g, w, "vit.layernorm", C)
     linear(g, w, "classifier", V, C, 0.3)
+    return w
+
+
+def t5_weights(cfg, g):
+    C, V, Fh, H = cfg["n_embd"], cfg["vocab"], cfg["ffn"], cfg["n_head"]
+    Ld = cfg["n_dec_layer"]
+    Le = cfg["n_layer"] - Ld
+
+    def normal(shape, std):
+        return torch.randn(*shape, generator=g, dtype=REF) * std
+
+    w = {"shared.weight": normal((V, C), 0.5)}
+
+    def attn(p):
+        for k, std in (("q", 0.1), ("k", 0.15), ("v", 0.2), ("o", 0.15)):  # T5 does not scale q.k
+            w[f"{p}.{k}.weight"] = normal((C, C), std)
+
+    def ff(p):
+        w[p + ".DenseReluDense.wi.weight"] = normal((Fh, C), 0.2)
+        w[p + ".DenseReluDense.wo.weight"] = normal((C, Fh), 0.15)
+
+    for stack, n in (("encoder", Le), ("decoder", Ld)):
+        for i in range(n):
+            p = f"{stack}.block.{i}.layer."
+            w[p + "0.layer_norm.weight"] = 1.0 + normal((C,), 0.2)
+            attn(p + "0.SelfAttention")
+            if i == 0:
+                w[p + "0.SelfAttention.relative_attention_bias.weight"] = normal((cfg["rel_buckets"], H), 0.5)
+            if stack == "decoder":
+                w[p + "1.layer_norm.weight"] = 1.0 + normal((C,), 0.2)
+                attn(p + "1.EncDecAttention")
+            f = 2 if stack == "decoder" else 1
+            w[f"{p}{f}.layer_norm.weight"] = 1.0 + normal((C,), 0.2)
+            ff(f"{p}{f}")
+        w[f"{stack}.final_layer_norm.weight"] = 1.0 + normal((C,), 0.2)
     return w
 
 
@@ -345,6 +382,77 @@ def vit_forward(cfg, w, pixels):
     return x @ w["classifier.weight"].t() + w["classifier.bias"]
 
 
+def t5_bucket(rel, bidirectional, nb, max_distance):
+    """T5Attention._relative_position_bucket (float32 logarithms, as HF computes them)."""
+    ret = torch.zeros_like(rel)
+    if bidirectional:
+        nb //= 2
+        ret += (rel > 0).to(torch.long) * nb
+        n = torch.abs(rel)
+    else:
+        n = -torch.min(rel, torch.zeros_like(rel))
+    max_exact = nb // 2
+    large = max_exact + (torch.log(n.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (nb - max_exact)).to(torch.long)
+    large = torch.min(large, torch.full_like(large, nb - 1))
+    return ret + torch.where(n < max_exact, n, large)
+
+
+def t5_position_bias(cfg, table, Tn, bidirectional):  # [1, H, T, T]
+    rel = torch.arange(Tn)[None, :] - torch.arange(Tn)[:, None]  # memory - query
+    buckets = t5_bucket(rel, bidirectional, cfg["rel_buckets"], cfg["rel_max_distance"])
+    return table[buckets].permute(2, 0, 1)[None]
+
+
+def t5_attention(cfg, w, p, x, kv, bias, causal):
+    """T5Attention: no 1/sqrt(d) scaling; scores + position bias (+ the causal mask); softmax."""
+    C, H = cfg["n_embd"], cfg["n_head"]
+    Bn, Tq, Tk = x.shape[0], x.shape[1], kv.shape[1]
+    D = C // H
+    q = (x @ w[p + ".q.weight"].t()).view(Bn, Tq, H, D).transpose(1, 2)
+    k = (kv @ w[p + ".k.weight"].t()).view(Bn, Tk, H, D).transpose(1, 2)
+    v = (kv @ w[p + ".v.weight"].t()).view(Bn, Tk, H, D).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2)
+    if bias is not None:
+        scores = scores + bias
+    if causal:
+        mask = torch.ones(Tq, Tk, dtype=torch.bool).tril()
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    a = (F.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(Bn, Tq, C)
+    return a @ w[p + ".o.weight"].t()
+
+
+def t5_forward(cfg, w, inputs):
+    """T5ForConditionalGeneration (v1.0: ReLU, tied head): inputs [B,T,2] = (input_ids, decoder_input_ids)."""
+    eps, Ld = cfg["norm_eps"], cfg["n_dec_layer"]
+    Le = cfg["n_layer"] - Ld
+    src, dec_in = inputs[..., 0].long(), inputs[..., 1].long()
+    Tn = src.shape[1]
+
+    def ff(p, h):
+        return torch.relu(h @ w[p + ".DenseReluDense.wi.weight"].t()) @ w[p + ".DenseReluDense.wo.weight"].t()
+
+    x = w["shared.weight"][src]
+    bias = t5_position_bias(cfg, w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Tn, True)
+    for i in range(Le):
+        p = f"encoder.block.{i}.layer."
+        x = x + t5_attention(cfg, w, p + "0.SelfAttention", *(2 * [rms_norm(x, w[p + "0.layer_norm.weight"], eps)]),
+                             bias, False)
+        x = x + ff(p + "1", rms_norm(x, w[p + "1.layer_norm.weight"], eps))
+    enc = rms_norm(x, w["encoder.final_layer_norm.weight"], eps)
+    y = w["shared.weight"][dec_in]
+    bias = t5_position_bias(cfg, w["decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"], Tn, False)
+    for i in range(Ld):
+        p = f"decoder.block.{i}.layer."
+        y = y + t5_attention(cfg, w, p + "0.SelfAttention", *(2 * [rms_norm(y, w[p + "0.layer_norm.weight"], eps)]),
+                             bias, True)
+        y = y + t5_attention(cfg, w, p + "1.EncDecAttention", rms_norm(y, w[p + "1.layer_norm.weight"], eps), enc,
+                             None, False)
+        y = y + ff(p + "2", rms_norm(y, w[p + "2.layer_norm.weight"], eps))
+    y = rms_norm(y, w["decoder.final_layer_norm.weight"], eps) * (cfg["n_embd"] ** -0.5)
+    return y @ w["shared.weight"].t()
+
+
 # ---- run and write --------------------------------------------------------------------------------------
 
 def run(cfg, forward, w, tokens, targets, dtype):
@@ -431,6 +539,19 @@ def inputs_vit(cfg, g):
     return Bv, Tv, pixels, targets, vit_patch_words(cfg, pixels)
 
 
+def inputs_t5(cfg, g):
+    """Seq2seq: random source ids, labels with two ignored positions, decoder inputs = the labels shifted
+    right behind the start token 0 (HF _shift_right, ignored labels becoming 0)."""
+    V = cfg["vocab"]
+    src = torch.randint(0, V, (B, T), generator=g)
+    labels = torch.randint(0, V, (B, T), generator=g)
+    labels[0, 2] = -1
+    labels[1, T - 1] = -1
+    dec_in = torch.cat([torch.zeros(B, 1, dtype=torch.long), labels[:, :-1]], dim=1).clamp_min(0)
+    inputs = torch.stack([src, dec_in], dim=-1)
+    return B, T, inputs, labels, inputs
+
+
 def make(name, cfg, init, forward, seed, check, make_inputs=inputs_lm):
     g = torch.Generator().manual_seed(seed)
     w = init(cfg, g)
@@ -477,6 +598,7 @@ def main():
     make("llama", LLAMA, llama_weights, llama_forward, 5678, check)
     make("bert", BERT, bert_weights, bert_forward, 4242, check, inputs_bert)
     make("vit", VIT, vit_weights, vit_forward, 9090, check, inputs_vit)
+    make("t5", T5, t5_weights, t5_forward, 5151, check, inputs_t5)
 
 
 if __name__ == "__main__":
