@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BERT and ViT on one GPU (not run in CI): builds with -DGV_CUDA=ON, runs the CUDA op tests (the exact GELU
+# BERT, ViT and T5 on one GPU (not run in CI): builds with -DGV_CUDA=ON, runs the CUDA op tests (the exact GELU
 # among them), then trains the tiny presets on cuda and on cpu (same data and initial weights: the loss
 # curves agree to bf16 precision) and a few steps of bert-base (T=128) and vit-base / vit-huge (224x224)
 # with --metrics, for their step time and memory.
@@ -24,5 +24,9 @@ run bert-base-cuda --model bert-base --backend cuda --steps 30 --global-batch 32
     --metrics "$out/bert_base.jsonl"
 run vit-base-cuda --model vit-base --backend cuda --steps 30 --global-batch 64 --eval-every 0 \
     --metrics "$out/vit_base.jsonl"
+run t5-tiny-cpu --model t5-tiny --steps 60 --global-batch 16 --seq 32 --eval-every 30
+run t5-tiny-cuda --model t5-tiny --backend cuda --steps 60 --global-batch 16 --seq 32 --eval-every 30
+run t5-small-cuda --model t5-small --backend cuda --steps 20 --global-batch 32 --seq 128 --eval-every 0 \
+    --metrics "$out/t5_small.jsonl"
 run vit-huge-cuda --model vit-huge --backend cuda --steps 10 --global-batch 32 --eval-every 0 \
     --metrics "$out/vit_huge.jsonl"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The encoder families through the CLI: `galvatron train --model bert-tiny` (masked LM on the built-in
-# language) and `--model vit-tiny` (the built-in image set; the sequence follows from the image), their
+# The families beside GPT-2 and LLaMA through the CLI: `galvatron train --model bert-tiny` (masked LM on the
+# built-in language), `--model vit-tiny` (the built-in image set; the sequence follows from the image) and
+# `--model t5-tiny` (seq2seq; tensor parallelism refused with the reason), their
 # presets in the models table, the metrics file, a 4-rank layer-wise run equal to one process, and that
 # ViT learns (eval loss well under ln 16 = 2.77, the loss of guessing).
 # usage: cli_families.sh GALVATRON_BINARY SOURCE_DIR
@@ -17,13 +18,19 @@ check() { # check NAME COMMAND...: the command must succeed
 check models "$gv" models >"$tmp/models"
 check models-bert-base grep -q "bert-base .* 109.5M" "$tmp/models"
 check models-vit-base grep -q "vit-base .* 86.6M" "$tmp/models"
-check models-all test "$(grep -c -E '^(bert-(tiny|base|large)|vit-(tiny|base|large|huge)) ' "$tmp/models")" -eq 7
+check models-all test "$(grep -c -E '^(bert-(tiny|base|large)|vit-(tiny|base|large|huge)|t5-(tiny|small|base|large)) ' "$tmp/models")" -eq 11
+check models-t5-small grep -q "t5-small .* 60.5M" "$tmp/models"
 
 check bert-train "$gv" train --model bert-tiny --steps 20 --global-batch 8 --seq 32 --eval-every 10 \
     --metrics "$tmp/bert.jsonl" >"$tmp/bert.out" 2>"$tmp/bert.err"
 check bert-metrics test "$(grep -c '"step": ' "$tmp/bert.jsonl")" -eq 20
 check bert-summary grep -q "trained 20 steps: loss 6\.[0-9]* -> [0-9.]*, eval loss" "$tmp/bert.out"
 
+check t5-train "$gv" train --model t5-tiny --steps 10 --global-batch 8 --seq 32 --eval-every 5 \
+    --metrics "$tmp/t5.jsonl" >"$tmp/t5.out" 2>"$tmp/t5.err"
+check t5-metrics test "$(grep -c '"step": ' "$tmp/t5.jsonl")" -eq 10
+check t5-tp-refused sh -c "! '$gv' train --model t5-tiny -n 2 --tp 2 --steps 1 --seq 32 2>'$tmp/t5-tp.err'"
+check t5-tp-message grep -q "t5 runs as one part" "$tmp/t5-tp.err"
 check vit-train "$gv" train --model vit-tiny --steps 80 --global-batch 16 --eval-every 40 \
     --metrics "$tmp/vit.jsonl" >"$tmp/vit.out" 2>"$tmp/vit.err"
 check vit-metrics test "$(grep -c '"step": ' "$tmp/vit.jsonl")" -eq 80

@@ -1,9 +1,10 @@
-/* Plan parity of the encoder families: BERT (masked LM: post-LN blocks, token types, the MLM head with its
- * decoder tied to the word embeddings) and ViT (patch embedding, class token, classifier) under layer-wise
- * plans on 4 ranks — per-layer tp, Megatron-SP, Ulysses, ZeRO-1/2/3, recompute, a vocab (head) strategy of
+/* Plan parity of the families beside GPT-2 and LLaMA: BERT (masked LM: post-LN blocks, token types, the MLM
+ * head with its decoder tied to the word embeddings) and ViT (patch embedding, class token, classifier)
+ * under layer-wise plans on 4 ranks — per-layer tp, Megatron-SP, Ulysses, ZeRO-1/2/3, recompute, a vocab (head) strategy of
  * its own, pipelines under 1F1B and GPipe with even and uneven stages. Each plan trains a 4-layer tiny model
  * for 10 steps on the family's built-in data (masked rows of the built-in language; the synthetic image
- * set); every step's loss and the eval loss must be within 1e-5 relative of the single-process run and
+ * set); T5 (2 encoder + 2 decoder layers, seq2seq rows of the built-in language), which runs as one part,
+ * under data parallelism, ZeRO-1/2/3 and per-layer recompute (across the encoder/decoder boundary too); every step's loss and the eval loss must be within 1e-5 relative of the single-process run and
  * the final weights within 1e-4 (global relative L2), as in test_layerwise.c. Checkpoints are layout-free
  * for these families too: a run saved at step 5 under one plan resumes under another (and on one process)
  * with steps 6-10 equal to the uninterrupted run. Started as one process, it re-launches itself on 4
@@ -37,17 +38,24 @@ static const plan_case cases[] = {
     {"vit-vocab-tp4-zero3-ckpt", "vit", 1, 0, 2, NULL, "t4 t1z3 t2c t1z1", "t4"},
     {"vit-pp2-1f1b", "vit", 2, 0, 4, NULL, "t1 t1c t2 t1", "t1"},
     {"vit-pp4-gpipe", "vit", 4, 1, 4, NULL, "t1 t1 t1c t1", "t1"},
+    /* T5 (2 encoder + 2 decoder layers) runs as one part: data parallelism, ZeRO, per-layer recompute */
+    {"t5-dp4", "t5", 1, 0, 2, NULL, "t1 t1 t1 t1", "t1"},
+    {"t5-zero1-ckpt-boundary", "t5", 1, 0, 2, NULL, "t1z1 t1z1c t1z1c t1z1", "t1z1"},
+    {"t5-zero2-ckpt-decoder", "t5", 1, 0, 4, NULL, "t1z2 t1z2 t1z2c t1z2c", "t1z2"},
+    {"t5-zero3-ckpt", "t5", 1, 0, 4, NULL, "t1z3c t1z3 t1z3 t1z3c", "t1z3"},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
 static void config(gv_train_config *c, const char *model, int micro, const char *out) {
     gv_train_config_defaults(c);
-    gv_model_spec_preset(&c->spec, !strcmp(model, "bert") ? "bert-tiny" : "vit-tiny");
+    gv_model_spec_preset(&c->spec, !strcmp(model, "bert")  ? "bert-tiny"
+                                   : !strcmp(model, "t5") ? "t5-tiny"
+                                                          : "vit-tiny");
     c->spec.n_layer = 4;
     c->steps = 10;
     c->global_batch = 16;
     c->micro_batches = micro;
-    c->seq = !strcmp(model, "bert") ? 32 : c->spec.max_seq;
+    c->seq = strcmp(model, "vit") ? 32 : c->spec.max_seq;
     c->warmup = 2;
     c->eval_every = 5;
     c->eval_batches = 1;
@@ -192,11 +200,11 @@ int main(int argc, char **argv) {
     mkdir("families_tmp", 0755);
 
     /* References: one process per (family, micro-batches). */
-    const char *models[2] = {"bert", "vit"};
+    const char *models[3] = {"bert", "vit", "t5"};
     int micros[2] = {2, 4};
-    reference ref[2][2];
-    char ref_dir[2][2][128];
-    for (int mi = 0; mi < 2; mi++)
+    reference ref[3][2];
+    char ref_dir[3][2][128];
+    for (int mi = 0; mi < 3; mi++)
         for (int k = 0; k < 2; k++) {
             snprintf(ref_dir[mi][k], sizeof ref_dir[mi][k], "families_tmp/single-%s-m%d", models[mi],
                      micros[k]);
@@ -212,7 +220,8 @@ int main(int argc, char **argv) {
             CHECK_OK(gv_comm_broadcast(world, &ref[mi][k], 11, GV_COMM_F32, 0));
         }
     for (int i = 0; i < NCASES; i++) {
-        int mi = !strcmp(cases[i].model, "vit"), k = cases[i].micro == 4;
+        int mi = !strcmp(cases[i].model, "vit") ? 1 : !strcmp(cases[i].model, "t5") ? 2 : 0,
+            k = cases[i].micro == 4;
         run_case(&cases[i], world, &ref[mi][k], ref_dir[mi][k]);
         CHECK_OK(gv_comm_barrier(world));
     }
@@ -221,7 +230,9 @@ int main(int argc, char **argv) {
     resume_case("bert-megatron-sp-tp2", find_case("bert-ulysses-zero3"), "bert", world, &ref[0][0]);
     resume_case("vit-vocab-tp4-zero3-ckpt", find_case("vit-megatron-sp-tp2"), "vit", world, &ref[1][0]);
     resume_case("vit-pp4-gpipe", find_case("vit-pp2-1f1b"), "vit", world, &ref[1][1]);
+    resume_case("t5-zero3-ckpt", find_case("t5-zero2-ckpt-decoder"), "t5", world, &ref[2][1]);
     if (rank == 0) {
+        resume_case("t5-zero1-ckpt-boundary", NULL, "t5", NULL, &ref[2][0]);
         resume_case("bert-ulysses-zero3", NULL, "bert", NULL, &ref[0][0]);
         resume_case("vit-megatron-sp-tp2", NULL, "vit", NULL, &ref[1][0]);
     }
