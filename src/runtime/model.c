@@ -385,6 +385,7 @@ static void gv_build_params(gv_model *m) {
         x->field = gv_add_param(m, nm, rows, cols, rows, init, decay);                                       \
     } while (0)
             x->ln1_b = x->ln2_b = x->qkv_b = x->proj_b = x->fc_b = x->fcproj_b = -1;
+            x->lnc_w = x->cq_w = x->ckv_w = x->co_w = -1;
             P(ln1_w, "ln1.weight", C, 1, GV_INIT_ONES, 0);
             if (ln) P(ln1_b, "ln1.bias", C, 1, GV_INIT_ZEROS, 0);
             P(qkv_w, "qkv.weight", HD + 2 * KD, C, GV_INIT_NORMAL, 1);
@@ -520,6 +521,22 @@ static void gv_build_params(gv_model *m) {
             gv_shard_param(m, x->proj_w, 1, &all0, &allc, r * (int64_t)m->Hl * D, m->Hl * D);
             gv_shard_param(m, x->fcproj_w, 1, &all0, &allc, r * Fl, Fl);
         }
+        for (int l = 0; l < L; l++) { /* T5 cross-attention: heads of q, k, v; output columns */
+            const gv_layer_idx *x = &m->li[l];
+            if (x->cq_w < 0) continue;
+            int64_t D = m->D, c0 = r * m->Hl * D, cn = m->Hl * D,
+                    k0[2] = {r * m->KVHl * D, KD + r * m->KVHl * D}, kn[2] = {m->KVHl * D, m->KVHl * D},
+                    all0 = 0, allc = C;
+            gv_shard_param(m, x->cq_w, 1, &c0, &cn, 0, C);
+            gv_shard_param(m, x->ckv_w, 2, k0, kn, 0, C);
+            gv_shard_param(m, x->co_w, 1, &all0, &allc, c0, cn);
+        }
+        int rels[2] = {m->rel_enc, m->rel_dec}; /* T5 bias tables [buckets, H]: this rank's head columns */
+        for (int k = 0; k < 2; k++) {
+            if (rels[k] < 0) continue;
+            int64_t all0 = 0, alln = m->params[rels[k]].g_rows;
+            gv_shard_param(m, rels[k], 1, &all0, &alln, r * (int64_t)m->Hl, m->Hl);
+        }
         if (m->vp) {
             int64_t v0 = m->v0, vn = m->Vpl;
             if (m->wte >= 0) gv_shard_param(m, m->wte, 1, &v0, &vn, 0, C);
@@ -652,12 +669,12 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
-    if (spec->arch == GV_ARCH_T5 &&
-        ((d && d->tp && gv_comm_size(d->tp) > 1) || (d && d->sp && gv_comm_size(d->sp) > 1) || l0 != 0 ||
-         l1 != spec->n_layer || (d && (d->no_embed || d->no_head))))
+    if (spec->arch == GV_ARCH_T5 && ((d && d->sp && gv_comm_size(d->sp) > 1) ||
+                                     (d && d->megatron_sp && d->tp && gv_comm_size(d->tp) > 1) || l0 != 0 ||
+                                     l1 != spec->n_layer || (d && (d->no_embed || d->no_head))))
         return gv_fail(
             GV_ERR_UNSUPPORTED,
-            "t5 runs as one part (data parallelism, ZeRO 0-3, per-layer recompute): tensor or sequence "
+            "t5 runs as one part (data and tensor parallelism, ZeRO 0-3, per-layer recompute): sequence "
             "parallelism, layers with different strategies and pipeline stages are not built for it");
     if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
         return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
@@ -1786,7 +1803,7 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
 
 /* The relative position bias of a stack, F32 [T,T,H]: the table's row of each (i, j)'s bucket. */
 static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
-    int T = m->T, H = m->H;
+    int T = m->T, H = m->Hl;
     size_t TTH = (size_t)T * T * H;
     void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
     GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
@@ -1796,7 +1813,7 @@ static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
 
 /* The stack's accumulated bias gradient (F32 [T,T,H]) into its table's gradient. */
 static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
-    int T = m->T, H = m->H;
+    int T = m->T, H = m->Hl;
     void *tmp = ACT(m, m->o_bias_tmp);
     GV_TRY(gv_backend_convert(m->be, tmp, m->dt, WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), GV_F32,
                               (size_t)T * T * H));
@@ -1805,16 +1822,16 @@ static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
 }
 
 static gv_attn_ext gv_t5_attn(const gv_model *m, int cross, int causal) {
-    int HD = m->H * m->D, KD = m->KVH * m->D;
+    int HD = m->Hl * m->D, KD = m->KVHl * m->D;
     gv_attn_ext a = {m->B,
                      m->T,
                      m->T,
-                     m->H,
-                     m->KVH,
+                     m->Hl,
+                     m->KVHl,
                      m->D,
-                     cross ? HD : m->QKV,
-                     cross ? 2 * KD : m->QKV,
-                     cross ? 2 * KD : m->QKV,
+                     cross ? HD : m->QKVl,
+                     cross ? 2 * KD : m->QKVl,
+                     cross ? 2 * KD : m->QKVl,
                      1.0f,
                      causal};
     return a; /* T5 does not scale the scores */
@@ -1830,7 +1847,7 @@ static size_t gv_t5_mlp_res(const gv_model *m, int l) {
  * encoder block also applies the encoder's final norm (-> enc_out). */
 static gv_status gv_t5_layer_forward(gv_model *m, int l, const void *res) {
     gv_backend *be = m->be;
-    int N = m->N, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, dec = l >= m->Le;
+    int N = m->N, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D, dec = l >= m->Le;
     size_t e = m->esz;
     const gv_layer_idx *x = &m->li[l];
     const gv_layer_acts *a = &m->la[l];
@@ -1840,10 +1857,11 @@ static gv_status gv_t5_layer_forward(gv_model *m, int l, const void *res) {
     char *qkv = ACT(m, a->qkv); /* [N, QKV] */
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            -1));
-    GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1), W(m, x->qkv_w), NULL, N, C, m->QKV));
+    GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1), W(m, x->qkv_w), NULL, N, C, m->QKVl));
     GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
                                     qkv + (HD + KD) * e, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc)));
     GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj), ACT(m, a->attproj))); /* row-parallel: sum over tp */
     GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
     if (x->lnc_w >= 0) {
         gv_attn_ext ca = gv_t5_attn(m, 1, 0);
@@ -1855,14 +1873,17 @@ static gv_status gv_t5_layer_forward(gv_model *m, int l, const void *res) {
         GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq), ckv,
                                         ckv + KD * e, NULL));
         GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
+        GV_TRY(gv_tp_combine(m, ACT(m, a->attproj), ACT(m, a->attproj)));
         GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)N * C));
     }
     const void *mres = ACT(m, gv_t5_mlp_res(m, l));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), mres, x->ln2_w,
                            -1));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), NULL, N, C, m->F));
-    GV_TRY(gv_relu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->F));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->F, C));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), NULL, N, C, m->Fl));
+    GV_TRY(gv_relu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
+    GV_TRY(
+        gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->Fl, C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj), ACT(m, a->fcproj)));
     GV_TRY(gv_add_forward(be, ACT(m, a->res2), mres, ACT(m, a->fcproj), (size_t)N * C));
     if (l == m->Le - 1)
         GV_TRY(gv_norm_forward(m, ACT(m, m->o_enc_out), NULL, F32ACT(m, m->o_encf_rstd), ACT(m, a->res2),
@@ -1881,7 +1902,8 @@ static gv_status gv_t5_forward(gv_model *m, const int32_t *in) {
                 return gv_fail(GV_ERR_INVALID,
                                "%s token %d at position %d is outside the model's vocab [0, %d)",
                                k ? "decoder" : "encoder", tok, i, m->V);
-            m->h_ids[i] = tok;
+            /* vocab parallel: ids relative to this rank's rows, -1 for the others' */
+            m->h_ids[i] = !m->vp ? tok : tok >= m->v0 && tok < m->v0 + m->Vpl ? tok - m->v0 : -1;
         }
         GV_TRY(gv_backend_upload(be, ACT(m, k ? m->o_dec_tokens : m->o_tokens), m->h_ids, (size_t)N * 4));
     }
@@ -1890,6 +1912,10 @@ static gv_status gv_t5_forward(gv_model *m, const int32_t *in) {
         gv_embedding_forward(be, ACT(m, m->o_encoded), ACT(m, m->o_tokens), W(m, m->wte), NULL, B, T, C, 0));
     GV_TRY(gv_embedding_forward(be, ACT(m, m->o_dec_emb), ACT(m, m->o_dec_tokens), W(m, m->wte), NULL, B, T,
                                 C, 0));
+    if (m->vp) { /* the partial embeddings of the vocab shards */
+        GV_TRY(gv_tp_combine(m, ACT(m, m->o_encoded), ACT(m, m->o_encoded)));
+        GV_TRY(gv_tp_combine(m, ACT(m, m->o_dec_emb), ACT(m, m->o_dec_emb)));
+    }
     const void *res = ACT(m, m->o_encoded);
     for (int l = 0; l < m->nl; l++) {
         if (l == m->Le) res = ACT(m, m->o_dec_emb);
@@ -2107,7 +2133,7 @@ static gv_status gv_embed_backward(gv_model *m) {
  * final norm, the encoder, the encoder embedding. */
 static gv_status gv_t5_backward(gv_model *m) {
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D;
     size_t e = m->esz, NC = (size_t)N * C * e, TTH = (size_t)T * T * m->H;
     void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *denc = WORK(m, m->o_denc);
     char *dqkv = WORK(m, m->o_dqkv), *dckv = WORK(m, m->o_dckv);
@@ -2127,20 +2153,22 @@ static gv_status gv_t5_backward(gv_model *m) {
         else
             GV_TRY(gv_unit_gather(m, l + 1));
         GV_TRY(gv_unit_grad_begin(m, l + 1));
-        if (l == m->Le - 1) { /* the encoder's output gradient, through its final norm */
+        if (l == m->Le - 1) {                     /* the encoder's output gradient, through its final norm */
+            GV_TRY(gv_tp_combine(m, denc, denc)); /* each rank's cross-attention heads saw part of it */
             GV_TRY(gv_backend_memset0(be, dres, NC));
             GV_TRY(gv_norm_backward(m, dres, denc, ACT(m, a->res2), NULL, F32ACT(m, m->o_encf_rstd),
                                     m->encf_w, -1));
         }
         /* MLP: dres = d(res2) -> d(its input) */
-        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->F * e));
+        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
         GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), NULL, dres, ACT(m, a->fch_act),
-                                  W(m, x->fcproj_w), N, m->F, C));
-        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F * e));
-        GV_TRY(gv_relu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->F));
+                                  W(m, x->fcproj_w), N, m->Fl, C));
+        GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->Fl * e));
+        GV_TRY(gv_relu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), NULL, dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
-                                  m->F));
+                                  m->Fl));
+        GV_TRY(gv_tp_combine(m, dln, dln)); /* column-parallel input gradients: partial sums over tp */
         GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, gv_t5_mlp_res(m, l)), NULL, F32ACT(m, a->ln2_rstd),
                                 x->ln2_w, -1));
         if (x->lnc_w >= 0) { /* cross-attention: d(resc) -> d(res1), and d(enc_out) */
@@ -2157,6 +2185,7 @@ static gv_status gv_t5_backward(gv_model *m) {
             GV_TRY(gv_backend_memset0(be, dln, NC));
             GV_TRY(gv_matmul_backward(be, dln, G(m, x->cq_w), NULL, dcq, ACT(m, a->lnc), W(m, x->cq_w), N, C,
                                       HD));
+            GV_TRY(gv_tp_combine(m, dln, dln));
             GV_TRY(
                 gv_norm_backward(m, dres, dln, ACT(m, a->res1), NULL, F32ACT(m, a->lnc_rstd), x->lnc_w, -1));
             GV_TRY(gv_matmul_backward(be, denc, G(m, x->ckv_w), NULL, dckv, ACT(m, m->o_enc_out),
@@ -2168,13 +2197,14 @@ static gv_status gv_t5_backward(gv_model *m) {
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), NULL, dres, ACT(m, a->atty), W(m, x->proj_w), N,
                                   HD, C));
-        GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKV * e));
+        GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
         GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e,
                                          (float *)WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), datty, qkv,
                                          qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), NULL, dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N, C,
-                                  m->QKV));
+                                  m->QKVl));
+        GV_TRY(gv_tp_combine(m, dln, dln));
         GV_TRY(gv_norm_backward(m, dres, dln, res_in, NULL, F32ACT(m, a->ln1_rstd), x->ln1_w, -1));
         if (l == 0 || l == m->Le) GV_TRY(gv_t5_bias_backward(m, dec));
         GV_TRY(gv_unit_grad_end(m, l + 1));
