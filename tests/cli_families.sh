@@ -53,5 +53,16 @@ check vit-4ranks-equals-single test "$(head -1 "$tmp/vit4.out" | cut -d, -f1)" =
     --eval-every 0 --quiet >"$tmp/bert4.out"
 "$gv" train --model bert-tiny --steps 10 --global-batch 8 --seq 32 --eval-every 0 --quiet >"$tmp/bert1.out"
 check bert-4ranks-equals-single test "$(head -1 "$tmp/bert4.out" | cut -d, -f1)" = "$(head -1 "$tmp/bert1.out" | cut -d, -f1)"
+# --plan auto on 2 ranks: the hardware and the model are profiled, the search picks a plan, it trains.
+for m in bert-tiny vit-tiny; do
+    seq=32
+    [ $m = vit-tiny ] && seq=10
+    check "$m-plan-auto" "$gv" train --model $m --plan auto -n 2 --steps 3 --global-batch 8 --seq $seq --eval-every 0 \
+        --profile-dir "$tmp/prof-$m" >"$tmp/auto-$m.out" 2>"$tmp/auto-$m.err"
+    check "$m-plan-auto-searched" grep -q "^plan auto: predicted step [0-9.]* ms" "$tmp/auto-$m.err"
+    check "$m-plan-auto-trained" grep -q "trained 3 steps" "$tmp/auto-$m.out"
+done
+check t5-plan-auto-refused sh -c "! '$gv' train --model t5-tiny --plan auto -n 2 --steps 1 --seq 32 --profile-dir '$tmp/p5' 2>'$tmp/t5-auto.err'"
+check t5-plan-auto-message grep -q "not profiled or searched yet" "$tmp/t5-auto.err"
 echo "cli_families: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -65,6 +65,10 @@ typedef struct {
  * input_width]; targets [B, T] (ViT: the label at position 0, -1 elsewhere; BERT: the original token at
  * masked positions, -1 elsewhere; T5: the labels, the decoder inputs shifted left). */
 int gv_model_spec_input_width(const gv_model_spec *s);
+/* A random batch of valid inputs [B, T, input_width] and targets [B, T] for the family (token ids, types,
+ * pixels; ViT: the label at position 0 only), from `seed` alone (profiling, benchmarks). */
+void gv_model_spec_random_batch(const gv_model_spec *s, uint64_t seed, int B, int T, int32_t *inputs,
+                                int32_t *targets);
 /* 1 when attention is causal (decoders), 0 for the bidirectional encoders. */
 int gv_model_spec_causal(const gv_model_spec *s);
 /* "gpt2", "llama", "bert", "vit". */

@@ -362,3 +362,23 @@ int64_t gv_model_spec_num_params(const gv_model_spec *s) {
         total += -(int64_t)s->vocab * C + (int64_t)gv_model_spec_input_width(s) * C + 2 * C + s->vocab;
     return total;
 }
+
+void gv_model_spec_random_batch(const gv_model_spec *s, uint64_t seed, int B, int T, int32_t *inputs,
+                                int32_t *targets) {
+    int IW = gv_model_spec_input_width(s);
+    uint64_t r = seed * 6364136223846793005ull + 1442695040888963407ull;
+#define GV_NEXT(mod)                                                                                         \
+    (r = r * 6364136223846793005ull + 1442695040888963407ull, (int32_t)((r >> 33) % (uint64_t)(mod)))
+    for (size_t i = 0; i < (size_t)B * T; i++) {
+        int t = (int)(i % (size_t)T);
+        for (int k = 0; k < IW; k++) {
+            int32_t v = GV_NEXT(s->vocab);
+            if (s->arch == GV_ARCH_BERT && k == 1) v = GV_NEXT(s->type_vocab);
+            if (s->arch == GV_ARCH_VIT) v = t == 0 ? 0 : GV_NEXT(256);
+            inputs[i * (size_t)IW + (size_t)k] = v;
+        }
+        int32_t y = GV_NEXT(s->vocab);
+        targets[i] = s->arch == GV_ARCH_VIT && t != 0 ? -1 : y;
+    }
+#undef GV_NEXT
+}

@@ -97,20 +97,14 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
     const gv_model_prof_config *c = x->c;
     memset(q, 0, sizeof *q);
     size_t n = (size_t)B * T;
-    q->tokens = malloc(n * sizeof *q->tokens);
+    q->tokens = malloc(n * (size_t)gv_model_spec_input_width(&c->spec) * sizeof *q->tokens);
     q->targets = malloc(n * sizeof *q->targets);
     q->ckpt = malloc((size_t)c->layers_max * sizeof *q->ckpt);
     if (!q->tokens || !q->targets || !q->ckpt) {
         gv_mp_pair_free(q);
         return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
     }
-    uint64_t s = c->seed * 6364136223846793005ull + 1442695040888963407ull;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        q->tokens[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        q->targets[i] = (int32_t)((s >> 33) % (uint64_t)c->spec.vocab);
-    }
+    gv_model_spec_random_batch(&c->spec, c->seed, B, T, q->tokens, q->targets); /* any family's inputs */
     for (int l = 0; l < c->layers_max; l++) q->ckpt[l] = ckpt;
     gv_model_dist d = {.dp = x->dpg,
                        .zero = 0,
@@ -306,17 +300,12 @@ static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_prof *p) {
     gv_plan_free(&plan);
     if (st == GV_OK) st = gv_hybrid_init_weights(h, c->seed);
     size_t n = (size_t)B * T;
-    int32_t *tok = malloc(n * sizeof *tok), *tgt = malloc(n * sizeof *tgt);
+    int32_t *tok = malloc(n * (size_t)gv_model_spec_input_width(&s) * sizeof *tok),
+            *tgt = malloc(n * sizeof *tgt);
     int64_t *all = malloc((size_t)W * 6 * sizeof *all);
     if (st == GV_OK && (!tok || !tgt || !all)) st = gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
     if (st == GV_OK) {
-        uint64_t r = c->seed * 6364136223846793005ull + 1442695040888963407ull;
-        for (size_t i = 0; i < n; i++) {
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            tok[i] = (int32_t)((r >> 33) % (uint64_t)s.vocab);
-            r = r * 6364136223846793005ull + 1442695040888963407ull;
-            tgt[i] = (int32_t)((r >> 33) % (uint64_t)s.vocab);
-        }
+        gv_model_spec_random_batch(&s, c->seed, B, T, tok, tgt);
         float loss;
         st = gv_hybrid_zero_grad(h);
         if (st == GV_OK) st = gv_hybrid_train_batch(h, tok, tgt, &loss);

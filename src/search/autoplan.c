@@ -186,6 +186,12 @@ gv_status gv_autoplan_run(gv_comm *world, gv_backend *be, const gv_model_spec *s
                           const gv_autoplan_opts *o, FILE *report, gv_autoplan_result *out) {
     memset(out, 0, sizeof *out);
     int W = world ? gv_comm_size(world) : 1, rank = world ? gv_comm_rank(world) : 0;
+    if (spec->arch == GV_ARCH_T5 && W > 1) /* the profiles and the search know one layer type per model */
+        return gv_fail(
+            GV_ERR_UNSUPPORTED,
+            "plan auto: %s: t5's encoder and decoder layers are not profiled or searched yet; give the "
+            "layout (--tp, --vocab-tp, --dp-type, --ckpt)",
+            spec->name);
     if (W == 1) { /* nothing to distribute */
         gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
         GV_TRY(gv_plan_uniform(&out->plan, 1, 1, spec->n_layer, l, l, GV_SCHED_1F1B, o->global_batch,
