@@ -305,9 +305,9 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (!seq_set && c.spec.arch == GV_ARCH_VIT) c.seq = c.spec.max_seq; /* the image fixes the sequence */
-    if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10;   /* the default must fit short runs */
-    gv_plan plan = {0};                                                /* a plan file's: kept for the run */
-    if (!nranks && gv_launch_is_rank()) nranks = gv_launch_env_size(); /* the launcher drops -n */
+    if (!warmup_set && c.warmup >= c.steps) c.warmup = c.steps / 10;    /* the default must fit short runs */
+    gv_plan plan = {0};                                                 /* a plan file's: kept for the run */
+    if (!nranks && gv_launch_is_rank()) nranks = gv_launch_env_size();  /* the launcher drops -n */
     int autoplan = plan_file && !strcmp(plan_file, "auto");
     if (autoplan) plan_file = NULL; /* the plan comes from the search, once the ranks exist */
     if ((memory_gib > 0 || profile_dir || reprofile) && !autoplan) {
