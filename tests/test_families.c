@@ -249,6 +249,16 @@ int main(int argc, char **argv) {
         resume_case("bert-ulysses-zero3", NULL, "bert", NULL, &ref[0][0]);
         resume_case("vit-megatron-sp-tp2", NULL, "vit", NULL, &ref[1][0]);
     }
+    if (rank == 0) { /* a checkpoint of another [MASK] id is another model */
+        gv_train_config c;
+        gv_train_result r = {0};
+        config(&c, "bert", 2, "families_tmp/resume-other-mask");
+        c.spec.mask_token = 511;
+        c.resume = "families_tmp/bert-megatron-sp-tp2/step-000005";
+        CHECK(gv_train_run(&c, &r) == GV_ERR_FORMAT);
+        CHECK(strstr(gv_last_error(), "'mask_token' is 512, this model has 511") != NULL);
+        free(r.losses);
+    }
     CHECK_OK(gv_comm_barrier(world));
     int fails = gv_test_failures;
     CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));

@@ -154,6 +154,11 @@ static char *gv_spec_json(const gv_model_spec *s) {
         cJSON_AddNumberToObject(o, "type_vocab", s->type_vocab);
         cJSON_AddNumberToObject(o, "mask_token", s->mask_token);
     }
+    if (s->arch == GV_ARCH_T5) {
+        cJSON_AddNumberToObject(o, "n_dec_layer", s->n_dec_layer);
+        cJSON_AddNumberToObject(o, "rel_buckets", s->rel_buckets);
+        cJSON_AddNumberToObject(o, "rel_max_distance", s->rel_max_distance);
+    }
     if (s->arch == GV_ARCH_VIT) {
         cJSON_AddNumberToObject(o, "image_size", s->image_size);
         cJSON_AddNumberToObject(o, "patch_size", s->patch_size);
@@ -164,6 +169,7 @@ static char *gv_spec_json(const gv_model_spec *s) {
     cJSON_AddStringToObject(o, "act",
                             s->act == GV_ACT_GELU       ? "gelu"
                             : s->act == GV_ACT_GELU_ERF ? "gelu_erf"
+                            : s->act == GV_ACT_RELU     ? "relu"
                                                         : "swiglu");
     cJSON_AddStringToObject(o, "pos", s->pos == GV_POS_LEARNED ? "learned" : "rope");
     char *txt = cJSON_PrintUnformatted(o);
@@ -273,18 +279,22 @@ static gv_status gv_check_spec(gv_target m, gv_st_file *f) {
     cJSON *a = cJSON_Parse(saved), *b = cJSON_Parse(mine);
     gv_status st = GV_OK;
     if (!a) st = gv_fail(GV_ERR_FORMAT, "%s: metadata field 'model' is not valid JSON", gv_st_path(f));
-    static const char *keys[] = {"arch",    "n_layer", "n_embd",       "n_head",   "n_kv_head",  "ffn",
-                                 "max_seq", "vocab",   "padded_vocab", "norm_eps", "rope_theta", "tied",
-                                 "bias",    "norm",    "act",          "pos"};
+    static const char *keys[] = {"arch", "n_layer", "n_embd", "n_head", "n_kv_head", "ffn", "max_seq",
+                                 "vocab", "padded_vocab", "norm_eps", "rope_theta", "tied", "bias", "norm",
+                                 "act", "pos",
+                                 /* the families' own fields: compared when either side has them */
+                                 "type_vocab", "mask_token", "image_size", "patch_size", "channels",
+                                 "n_dec_layer", "rel_buckets", "rel_max_distance"};
     for (size_t i = 0; st == GV_OK && i < sizeof keys / sizeof keys[0]; i++) {
         cJSON *x = cJSON_GetObjectItemCaseSensitive(a, keys[i]),
               *y = cJSON_GetObjectItemCaseSensitive(b, keys[i]);
         /* norm/act/pos were added to the format later: absent means "as the arch implies". */
         if (!x && (!strcmp(keys[i], "norm") || !strcmp(keys[i], "act") || !strcmp(keys[i], "pos"))) continue;
-        if (!x || !cJSON_Compare(x, y, 1)) {
-            char *xs = x ? cJSON_PrintUnformatted(x) : NULL, *ys = cJSON_PrintUnformatted(y);
+        if (!x && !y && i >= 16) continue; /* a family field neither model has */
+        if (!x || !y || !cJSON_Compare(x, y, 1)) {
+            char *xs = x ? cJSON_PrintUnformatted(x) : NULL, *ys = y ? cJSON_PrintUnformatted(y) : NULL;
             st = gv_fail(GV_ERR_FORMAT, "%s: checkpoint is of another model: '%s' is %s, this model has %s",
-                         gv_st_path(f), keys[i], xs ? xs : "missing", ys);
+                         gv_st_path(f), keys[i], xs ? xs : "missing", ys ? ys : "none");
             free(xs);
             free(ys);
         }
