@@ -1,4 +1,5 @@
-/* Golden parity against PyTorch: a small GPT-2, LLaMA, BERT (masked LM) and ViT (image classification)
+/* Golden parity against PyTorch: a small GPT-2, LLaMA, BERT (masked LM), ViT (image classification) and T5
+ * (seq2seq)
  * (tests/golden/gen_golden.py, computed in float64 with Hugging Face semantics, names and layouts) must give
  * the same logits, loss and every gradient on the cpu backend (fp32), within 1e-5 relative. The weights come
  * in through gv_model_import_hf and the gradients go out through gv_model_export_hf, so a wrong name,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden reference data for tests/test_golden.c: a small GPT-2, LLaMA, BERT and ViT in plain PyTorch.
+"""Golden reference data for tests/test_golden.c: a small GPT-2, LLaMA, BERT, ViT and T5 in plain PyTorch.
 
 Regenerate (from the repository root):
 
@@ -12,20 +12,23 @@ rerunning gives the same files, except for gradients that are zero in exact arit
 softmax ignores them), whose float64 rounding noise (~1e-17) can differ between runs; test_golden.c holds
 those to a floor taken from the model's largest gradient. The .safetensors files are written by the small writer below, so the
 `safetensors` package is not needed (if it is installed, the files are read back through it as a check).
-The C test never runs this script: it reads the committed tests/golden/{gpt2,llama,bert,vit}_golden.safetensors.
+The C test never runs this script: it reads the committed tests/golden/{gpt2,llama,bert,vit,t5}_golden.safetensors.
 
 The models follow Hugging Face semantics, tensor names and layouts exactly (GPT2LMHeadModel without the
 "transformer." prefix, LlamaForCausalLM, BertForMaskedLM: post-LN blocks, embedding LayerNorm, exact
 erf GELU, the MLM transform and a decoder tied to the word embeddings with its own bias;
 ViTForImageClassification: a Conv2d patch embedding run as a real convolution, class token, learned
-positions, pre-LN blocks, the classifier), so a wrong weight mapping, transpose, RoPE convention or bias in
+positions, pre-LN blocks, the classifier; T5ForConditionalGeneration v1.0: T5 LayerNorm, unscaled attention
+with the bucketed relative position bias of each stack's block 0, cross-attention, ReLU, the tied head on
+sequence_output * d_model^-0.5, buckets computed in float32 like HF), so a wrong weight mapping, transpose, RoPE convention or bias in
 the C import/export shows up as a mismatch. Everything is computed in float64 (so the golden values are
 exact to far below fp32 rounding) and stored as float32; the weights are rounded to fp32 first, so the C
 model sees exactly the weights the reference used. (RoPE angles are computed in float64 too, where HF
 computes them in fp32; for positions < 8 the difference is ~1e-7, far below the tolerance.) Each file holds:
 
     <HF name>              F32  every weight
-    golden.tokens          I32  [B,T] input ids in [0,V); BERT [B,T,2] (id, token type); ViT [B,T,Pd]
+    golden.tokens          I32  [B,T] input ids in [0,V); BERT [B,T,2] (id, token type); T5 [B,T,2]
+                                (input id, decoder input id = labels shifted right); ViT [B,T,Pd]
                                 the patch pixels 0..255 in the C model's input layout (position 0, the
                                 class token, zero; then the patches row-major, each (channel, row, col))
     golden.targets         I32  [B,T] next-token targets; two positions are -1 (ignore_index); BERT: the
