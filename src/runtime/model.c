@@ -1554,9 +1554,14 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
                                ACT(m, a->res1), x->ln2_w, x->ln2_b));
     }
     GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), gv_mlp_in_full(m, a), W(m, x->fc_w), W(m, x->fc_b), N, C,
-                             m->F2l));
-    GV_TRY(gv_act_forward(m, ACT(m, a->fch_act), ACT(m, a->fch)));
+    if (m->spec.act == GV_ACT_GELU) { /* the GELU in the matmul's epilogue (cuda) */
+        GV_TRY(gv_matmul_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), gv_mlp_in_full(m, a),
+                                      W(m, x->fc_w), W(m, x->fc_b), N, C, m->F2l));
+    } else {
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), gv_mlp_in_full(m, a), W(m, x->fc_w), W(m, x->fc_b), N, C,
+                                 m->F2l));
+        GV_TRY(gv_act_forward(m, ACT(m, a->fch_act), ACT(m, a->fch)));
+    }
     GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w),
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
@@ -2032,17 +2037,24 @@ static gv_status gv_layers_backward(gv_model *m) {
         GV_TRY(gv_unit_grad_begin(m, l + 1));
         if (m->post) GV_TRY(gv_post_norm_backward(m, a->ln2, a->ln2_mean, a->ln2_rstd, x->ln2_w, x->ln2_b));
         GV_TRY(gv_tp_expand(m, dres, dres_f));
-        GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
-        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f,
-                                  ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
+        int fused = m->spec.act == GV_ACT_GELU; /* through the GELU without the dfch_act scratch */
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
-        GV_TRY(gv_act_backward(m, dfch, dfch_act, ACT(m, a->fch)));
+        if (fused) {
+            GV_TRY(gv_matmul_backward_gelu(be, dfch, G(m, x->fc_b), G(m, x->fcproj_w), G(m, x->fcproj_b),
+                                           dres_f, ACT(m, a->fch_act), ACT(m, a->fch), W(m, x->fcproj_w), N,
+                                           m->Fl, C));
+        } else {
+            GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
+            GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f,
+                                      ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
+            GV_TRY(gv_act_backward(m, dfch, dfch_act, ACT(m, a->fch)));
+        }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         /* The gathered view is shared by all layers: gather the MLP input again, unless the recompute just
          * did. */
         if (!m->ckpt[l]) GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), G(m, x->fc_b), dfch, gv_mlp_in_full(m, a),
-                                  W(m, x->fc_w), N, C, m->F2l));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), fused ? NULL : G(m, x->fc_b), dfch,
+                                  gv_mlp_in_full(m, a), W(m, x->fc_w), N, C, m->F2l));
         GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradient: partial sums */
         if (m->post) {
             GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));
