@@ -160,7 +160,7 @@ int main(void) {
         CHECK_CLOSE(num(lt, "parameter_size"), layer_params * 4 / MB, 1e-12, 0);
         CHECK_CLOSE(num(d, "checkpoint"), (double)seqs[i] * C * 4 / MB, 1e-12, 0);
         for (int t = 1; t <= 8; t *= 2) {
-            char tk[8];
+            char tk[16];
             snprintf(tk, sizeof tk, "%d", t);
             double a = num(d, tk);
             CHECK(a > num(d, "checkpoint") / t);
