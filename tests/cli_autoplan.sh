@@ -4,12 +4,8 @@
 # record); a second run reuses the cached profiles; bad input is one stderr line.
 # usage: cli_autoplan.sh GALVATRON_BINARY SOURCE_DIR
 set -u
-gv=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-auto.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source "$(dirname "$0")/lib_cli.sh" "$1" "$2" cli_autoplan
+
 run=(train --plan auto -n 2 --steps 6 --seq 32 --global-batch 8 --eval-every 0 --profile-dir "$tmp/prof")
 
 "$gv" "${run[@]}" --metrics "$tmp/m.jsonl" >"$tmp/out" 2>"$tmp/err" || { fail "first run"; tail -5 "$tmp/err"; }
@@ -32,22 +28,8 @@ grep -q "plan auto: profiles of gpt2-tiny on 2 ranks from $tmp/prof" "$tmp/err2"
 grep -q "profiling the hardware" "$tmp/err2" && fail "second run profiled again"
 [ "$(grep '^plan auto: pp' "$tmp/err")" = "$(grep '^plan auto: pp' "$tmp/err2")" ] || fail "same profiles, other plan"
 
-expect_fail() { # NAME PATTERN -- args...
-    local name=$1 pat=$2
-    shift 3
-    "$gv" "$@" >/dev/null 2>"$tmp/e"
-    local rc=$? n
-    n=$(grep -vc '^\[gv info\]\|^plan auto' "$tmp/e")
-    if [ $rc -eq 0 ] || [ "$n" -lt 1 ] || ! grep -qE -e "$pat" "$tmp/e"; then
-        fail "$name: rc=$rc, want /$pat/:"
-        sed 's/^/    /' "$tmp/e" | head -5
-    else
-        echo "ok   $name: $(grep -E -e "$pat" "$tmp/e" | head -1)"
-    fi
-}
-expect_fail no-fit "no plan fits: the smallest needs [0-9.]+ MiB on stage [0-9]" -- "${run[@]}" --memory 0.0001
+expect_fail_ranks no-fit "no plan fits: the smallest needs [0-9.]+ MiB on stage [0-9]" -- "${run[@]}" --memory 0.0001
 expect_fail memory-alone "--memory, --profile-dir and --reprofile go with --plan auto" -- train --memory 4
 touch "$tmp/afile"
-expect_fail bad-dir "afile" -- "${run[@]}" --profile-dir "$tmp/afile/sub"
-echo "cli_autoplan: $fails failure(s)"
-[ $fails -eq 0 ]
+expect_fail_ranks bad-dir "afile" -- "${run[@]}" --profile-dir "$tmp/afile/sub"
+cli_done

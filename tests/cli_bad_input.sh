@@ -3,26 +3,8 @@
 # file (or flag) and the problem, and must not change any existing checkpoint.
 # usage: cli_bad_input.sh GALVATRON_BINARY SOURCE_DIR
 set -u
-gv=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fails=0
+source "$(dirname "$0")/lib_cli.sh" "$1" "$2" cli_bad_input
 
-# expect_fail NAME PATTERN -- args...: non-zero exit, one stderr line, matching PATTERN (grep -E).
-expect_fail() {
-    local name=$1 pat=$2
-    shift 3
-    "$gv" "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$? lines
-    lines=$(wc -l <"$tmp/err")
-    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
-        echo "FAIL $name: rc=$rc, $lines stderr line(s), want /$pat/:"
-        sed 's/^/    /' "$tmp/err" | head -5
-        fails=$((fails + 1))
-    else
-        echo "ok   $name: $(cat "$tmp/err")"
-    fi
-}
 
 small=(train --quiet --steps 4 --global-batch 2 --seq 16 --eval-every 0)
 
@@ -129,5 +111,4 @@ if [ "$sums_before" != "$sums_after" ]; then
     fails=$((fails + 1))
 fi
 [ -z "$(find "$tmp" -name '*.tmp.*')" ] || { echo "FAIL: temp files left behind"; fails=$((fails + 1)); }
-echo "cli_bad_input: $fails failure(s)"
-[ $fails -eq 0 ]
+cli_done

@@ -4,12 +4,8 @@
 # a page and a Chrome trace with one box per forward/backward of each stage; bad input is one stderr line.
 # usage: cli_explain.sh GALVATRON_BINARY SOURCE_DIR
 set -u
-gv=$1
+source "$(dirname "$0")/lib_cli.sh" "$1" "$2" cli_explain
 prof=$2/tests/profiles
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-explain.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
 m=(--model llama2-7b -n 8 --seq 2048 --profile-dir "$prof")
 "$gv" search "${m[@]}" --memory 36 --global-batch 32 -o "$tmp/plan.json" >"$tmp/search.txt" 2>&1 ||
@@ -32,21 +28,8 @@ else
     cat "$tmp/err"
 fi
 
-expect_fail() { # NAME PATTERN -- args...
-    local name=$1 pat=$2
-    shift 3
-    "$gv" "$@" >/dev/null 2>"$tmp/err"
-    local rc=$?
-    if [ $rc -eq 0 ] || [ "$(wc -l <"$tmp/err")" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
-        fail "$name: rc=$rc, want /$pat/:"
-        sed 's/^/    /' "$tmp/err" | head -5
-    else
-        echo "ok   $name: $(cat "$tmp/err")"
-    fi
-}
 expect_fail no-profiles "nope/allreduce_bandwidth_1nodes_8gpus_per_node.json" -- \
     explain "$tmp/plan.json" --model llama2-7b -n 8 --seq 2048 --profile-dir "$tmp/nope"
 expect_fail no-plan "missing.json" -- explain "$tmp/missing.json" "${m[@]}"
 expect_fail bad-html "cannot|No such file" -- explain "$tmp/plan.json" "${m[@]}" --html "$tmp/no/dir/p.html"
-echo "cli_explain: $fails failure(s)"
-[ $fails -eq 0 ]
+cli_done

@@ -2,26 +2,8 @@
 # `galvatron profile` bad input: each case exits non-zero with one stderr line naming the flag, value or path.
 # usage: cli_profile.sh GALVATRON_BINARY SOURCE_DIR
 set -u
-gv=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-profile.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fails=0
+source "$(dirname "$0")/lib_cli.sh" "$1" "$2" cli_profile
 
-# expect_fail NAME PATTERN -- args...: non-zero exit, one stderr line, matching PATTERN (grep -E).
-expect_fail() {
-    local name=$1 pat=$2
-    shift 3
-    "$gv" "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$? lines
-    lines=$(wc -l <"$tmp/err")
-    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
-        echo "FAIL $name: rc=$rc, $lines stderr line(s), want /$pat/:"
-        sed 's/^/    /' "$tmp/err" | head -5
-        fails=$((fails + 1))
-    else
-        echo "ok   $name: $(cat "$tmp/err")"
-    fi
-}
 
 touch "$tmp/file"
 expect_fail unknown-subcommand "unknown subcommand 'network'" -- profile network
@@ -73,5 +55,4 @@ else
     fails=$((fails + 1))
 fi
 
-[ $fails -eq 0 ] && echo "cli_profile: ok" || echo "cli_profile: $fails failure(s)"
-exit $((fails > 0))
+cli_done

@@ -4,27 +4,9 @@
 # "no plan fits" and the closest plan.
 # usage: cli_search.sh GALVATRON_BINARY SOURCE_DIR
 set -u
-gv=$1
-src=$2
+source "$(dirname "$0")/lib_cli.sh" "$1" "$2" cli_search
 prof=$src/tests/profiles
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-search.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-expect_fail() { # NAME PATTERN -- args...
-    local name=$1 pat=$2
-    shift 3
-    "$gv" "$@" >"$tmp/out" 2>"$tmp/err"
-    local rc=$? lines
-    lines=$(wc -l <"$tmp/err")
-    if [ $rc -eq 0 ] || [ "$lines" -ne 1 ] || ! grep -qE -e "$pat" "$tmp/err"; then
-        fail "$name: rc=$rc, $lines stderr line(s), want /$pat/:"
-        sed 's/^/    /' "$tmp/err" | head -5
-    else
-        echo "ok   $name: $(cat "$tmp/err")"
-    fi
-}
 
 cat >"$tmp/opts.json" <<'JSON'
 {"num_nodes": 1, "num_gpus_per_node": 8, "memory_constraint": 36, "settle_bsz": 32,
@@ -86,5 +68,4 @@ expect_fail "nothing fits" "no plan fits: the smallest needs [0-9]+ MiB on stage
     search --model llama2-7b --seq 2048 -n 8 --memory 8 --global-batch 32 --profile-dir "$prof"
 grep -q "closest plan:" "$tmp/out" || fail "nothing fits: closest plan not printed"
 
-[ $fails -eq 0 ] && echo "cli_search: ok" || echo "cli_search: $fails failure(s)"
-exit $((fails > 0))
+cli_done
