@@ -88,6 +88,11 @@ typedef struct {
     double context_mb;     /* fixed per-stage memory (Galvatron: pytorch context 1024) */
     int overlap_grad_sync; /* own: the runtime overlaps DP/ZeRO communication with compute (0: it
                               reduces after the last backward, as the CPU runtime does) */
+    /* own, optional: the model, so that a plan's memory is the runtime's by formula
+     * (gv_cost_runtime_memory) instead of the profile's per-layer figures; and the backend whose
+     * attention stash size it asks (NULL: the CPU backend's B H T^2 fp32). */
+    const gv_model_spec *spec;
+    gv_backend *backend;
 } gv_cost_opts;
 void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hidden, int seq);
 
@@ -170,6 +175,14 @@ void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *voca
 /* Evaluates a plan: step time, throughput, memory per stage by category. global_buffer_tp: Galvatron's
  * buffer group size (0 = none). */
 gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int global_buffer_tp, gv_plan_cost *out);
+
+/* What the runtime allocates on a rank of `stage` under plan p (bytes by category, as gv_hybrid_memory
+ * reports it): model.c's arenas of every part of the stage and hybrid.c's host staging, by the same
+ * reservations (parameter table, 64-element views, ZeRO padding to dp x 64 and units, activation sets per
+ * micro-batch in flight, backward scratch, Ulysses / Megatron-SP and redistribution / p2p staging).
+ * Uses o->seq, o->mixed_precision (2-byte compute dtype) and o->backend. */
+gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spec, const gv_plan *p,
+                                 int stage, gv_memory_report *out);
 
 /* Profiles of one (cluster, model) pair and the cost model over them, read from a profile directory under
  * Galvatron's file names: allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., sp_time_...,

@@ -28,7 +28,8 @@ void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hid
     o->pipeline = GV_SCHED_1F1B;
     o->costmodel_coe = 1.0;
     o->mem_reserve = mode == GV_COST_GALVATRON;
-    o->context_mb = 1024;
+    /* Galvatron's PyTorch context; the own model's runtime has none (its scratch is counted as workspace) */
+    o->context_mb = mode == GV_COST_GALVATRON ? 1024 : 0;
 }
 
 void gv_strategy_str(const gv_strategy *s, char *buf, int n) {
@@ -272,7 +273,9 @@ void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const g
     double pb, gb, ob;
     gv_elem_bytes(cm, &pb, &gb, &ob);
     double elems = mp->param_mb * GV_MB / 4 / s->tp;
-    int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+    /* the runtime's ZeRO-2 keeps the full gradient buffer (accumulated over micro-batches, reduce-scattered
+     * once per step); only ZeRO-3 holds gradient pieces */
+    int shard_grads = zero == 3;
     m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
     m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
     m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
@@ -369,13 +372,12 @@ void gv_cost_other_memory(const gv_cost_model *cm, const gv_strategy *s, const g
         double pb, gb, ob;
         gv_elem_bytes(cm, &pb, &gb, &ob);
         double elems = ms * GV_MB / 16;
-        int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+        int shard_grads = zero == 3;
         m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
         m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
         m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
     }
-    if (!galv && cm->o.world / pp > 1) /* gradient all-reduce buckets: 4M fp32 elements per stage */
-        for (int k = 0; k < pp; k++) per_stage[k].comm += 16;
+    /* (own: no gradient buckets; the runtime all-reduces its gradient buffer in place) */
 }
 
 double gv_cost_global_buffer(const gv_cost_model *cm, const gv_cost_batch *b, int pp, int g) {
@@ -584,6 +586,19 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
         out->stage_c[k] = C;
         out->mem_total[k] = mem + ceil(trans) + ceil(gv_cost_mem_total(&om[k])) + (int)gbuf;
     }
+    if (!galv && cm->o.spec) /* the runtime's own allocations replace the per-layer figures */
+        for (int k = 0; k < p->pp; k++) {
+            gv_memory_report r;
+            GV_TRY(gv_cost_runtime_memory(&cm->o, cm->o.spec, p, k, &r));
+            gv_cost_mem *sm = &out->mem[k];
+            sm->parameters = r.parameters / GV_MB;
+            sm->gradients = r.gradients / GV_MB;
+            sm->optimizer = r.optimizer / GV_MB;
+            sm->activations = r.activations / GV_MB;
+            sm->workspace = r.workspace / GV_MB + cm->o.context_mb;
+            sm->comm = r.comm / GV_MB + gbuf;
+            out->mem_total[k] = gv_cost_mem_total(sm);
+        }
     out->step_s =
         gv_cost_pipeline(cm, p->pp, p->micro_batches, out->stage_r, out->stage_c, gv_cost_fixed(cm));
     out->throughput = out->step_s > 0 ? p->global_batch / out->step_s : 0;
