@@ -137,7 +137,10 @@ int main(void) {
             CHECK_CLOSE(l, (t2 - t1) / bs[k], 1e-12, 0);
             CHECK_CLOSE(o, fmax(0.0, (t1 - l * bs[k]) / bs[k]), 1e-12, 1e-15);
         }
-    CHECK(!ct || cJSON_GetArraySize(ct) == 16);
+    /* Galvatron's 16 keys and the own model's optimizer step (measured at tp 1) */
+    CHECK(!ct || cJSON_GetArraySize(ct) == 17);
+    CHECK(!ct || num(ct, "optimizer_time_per_mparam") > 0);
+    CHECK(num(obj(own, "optimizer"), "ms") > 0 && num(obj(own, "optimizer"), "parameters") > 0);
     /* Backward too, in the project's file. */
     const cJSON *e;
     int ntime = 0;

@@ -55,6 +55,16 @@ typedef struct {
     /* own-model extras, read when present in the computation profile (0 = not profiled):
      * "optimizer_time_per_mparam" ms per million local parameters, "step_fixed_ms" per step */
     double opt_ms_per_mparam, step_fixed_ms;
+    /* own model, from the project's model_profile.json when the profile directory has one
+     * (gv_own_profile_load): per profiled (degree, split) the lines ms = m x + c (least squares over the
+     * profiled batches) of one layer's and of the vocab layers' forward and backward for a micro-batch of
+     * x samples per replica, with the split's own communication inside. [0] = m, [1] = c. */
+    struct {
+        int tp;
+        gv_sp_mode sp;
+        double lf[2], lb[2], of[2], ob[2];
+    } own_time[8];
+    int n_own_time;
 } gv_model_profile;
 
 /* Reads allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., overlap_coefficient.json and
@@ -64,6 +74,9 @@ gv_status gv_hw_profile_load(gv_hw_profile *hw, const char *dir, int num_nodes, 
  * sequence_parallel picks the "_sp" memory keys. */
 gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
                                 int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode);
+/* Adds the own model's time lines from the project's model_profile.json (written by `galvatron profile
+ * model`) at sequence length seq; a missing file is not an error (the lines stay unset). */
+gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq);
 /* Value of a latency table at `mb` (exact profiled size, else the line). */
 double gv_latency_at(const gv_latency_table *t, double mb);
 /* The own model's reading: piecewise linear between profiled sizes, the last slope beyond them, and below

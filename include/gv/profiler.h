@@ -177,6 +177,10 @@ typedef struct {
     int ntime;
     gv_mem_point *mem;
     int nmem;
+    /* The per-step work on the parameters (zero gradients, gradient norm, AdamW) of the layers_max model at
+     * tp 1, median over iters, maximum over ranks: opt_ms for opt_params local parameters (0 = not
+     * measured). Written as Galvatron-ignored "optimizer_time_per_mparam" (ms per million parameters). */
+    double opt_ms, opt_params;
 } gv_model_prof;
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */

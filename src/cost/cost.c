@@ -213,20 +213,43 @@ static double gv_opt_ms(const gv_cost_model *cm, double elems, int zero, int sdp
     return cm->mp->opt_ms_per_mparam * local / 1e6;
 }
 
+/* The project's measured line of (degree, split), or NULL. */
+static int gv_own_line(const gv_model_profile *mp, int tp, gv_sp_mode sp) {
+    for (int k = 0; k < mp->n_own_time; k++)
+        if (mp->own_time[k].tp == tp && (tp == 1 || mp->own_time[k].sp == sp)) return k;
+    return -1;
+}
+static double gv_line(const double *l, double x) {
+    return x > 0 ? l[0] * x + l[1] : 0;
+}
+
 static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
     const gv_model_profile *mp = cm->mp;
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
     double lbsz = (double)b->global_batch / b->chunks / s->dp;
-    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
-    double bct = 2 * fct;
+    gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
+    int own = gv_own_line(mp, tsp, mode), one = gv_own_line(mp, 1, GV_SP_NONE);
+    double fct, bct;
+    if (own >= 0) { /* measured at this degree and split: its collectives are inside */
+        fct = gv_line(mp->own_time[own].lf, lbsz);
+        bct = gv_line(mp->own_time[own].lb, lbsz);
+    } else if (one >= 0) { /* the replica's share at degree 1, collectives below */
+        fct = gv_line(mp->own_time[one].lf, lbsz / tsp);
+        bct = gv_line(mp->own_time[one].lb, lbsz / tsp);
+    } else {
+        fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
+        bct = 2 * fct;
+    }
     if (s->ckpt) bct += fct;
     /* activation of the layer's full micro-batch share (all positions) [MB] */
     double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
     double tpc = 0;
-    if (s->tp >
-        1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in recompute */
+    if (own >= 0 && tsp > 1)
+        tpc = 0;
+    else if (s->tp > 1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in
+                           recompute */
         tpc = gv_latency_own(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
     else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
         tpc = gv_latency_own(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
@@ -340,7 +363,17 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
         double f_mb, b_mb, step;
         gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &step);
         double tpc = ag * 2 * (pp == 1 ? 2 : 1); /* an all-gather / reduce-scatter each way at each end */
-        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, 2 * fct) + tpc;
+        double bct = 2 * fct;
+        gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
+        int own = gv_own_line(mp, tsp, mode), one = gv_own_line(mp, 1, GV_SP_NONE);
+        if (own >= 0 || one >= 0) { /* measured; at the strategy's degree its collectives are inside */
+            int k = own >= 0 ? own : one;
+            double x = own >= 0 ? lbsz : lbsz / tsp, half = pp == 1 ? 1 : 0.5;
+            fct = gv_line(mp->own_time[k].of, x) * half;
+            bct = gv_line(mp->own_time[k].ob, x) * half;
+            if (own >= 0 && tsp > 1) tpc = 0;
+        }
+        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
         no_sync[k] = 0.001 * c;
         with_sync[k] = 0.001 * (c + step + gv_opt_ms(cm, elems, s->zero, sdp));
     }

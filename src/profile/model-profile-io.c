@@ -69,6 +69,11 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(e, "other_backward_ms_per_sample", t->other_bwd_ms);
         cJSON_AddItemToArray(ts, e);
     }
+    if (p->opt_params > 0) {
+        cJSON *o = cJSON_AddObjectToObject(j, "optimizer");
+        gv_prof_num(o, "ms", p->opt_ms);
+        gv_prof_num(o, "parameters", p->opt_params);
+    }
     cJSON *ms = cJSON_AddArrayToObject(j, "memory");
     int L[2] = {p->layers_min, p->layers_max};
     double dL = p->layers_max - p->layers_min;
@@ -133,6 +138,8 @@ static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
         snprintf(key, sizeof key, "layertype_other_bsz%d_seq%d", t->batch, t->seq);
         gv_prof_num(j, key, t->other_fwd_ms);
     }
+    /* the own cost model's optimizer step (Galvatron reads only the keys above) */
+    if (p->opt_params > 0) gv_prof_num(j, "optimizer_time_per_mparam", p->opt_ms / p->opt_params * 1e6);
     return j;
 }
 

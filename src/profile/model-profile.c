@@ -176,6 +176,35 @@ static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point
     return st;
 }
 
+/* The optimizer's share of a step on model k: zero gradients, global norm, AdamW (what the trainer runs once
+ * per step besides forward and backward), median of iters, maximum over ranks. */
+static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p) {
+    int n = x->c->iters > 0 ? x->c->iters : 1;
+    double *f = malloc((size_t)n * sizeof *f);
+    if (!f) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    gv_adamw_cfg cfg = {0.9f, 0.95f, 1e-8f, 0.1f};
+    gv_status st = GV_OK;
+    for (int i = -1; i < n && st == GV_OK; i++) { /* one untimed */
+        double norm;
+        st = gv_comm_barrier(x->world);
+        double t0 = gv_prof_now_ms();
+        if (st == GV_OK) st = gv_model_grad_norm(q->m[k], &norm);
+        if (st == GV_OK) st = gv_model_adamw_step(q->m[k], &cfg, 1e-6f, 1.0f, i + 2);
+        if (st == GV_OK) st = gv_model_zero_grad(q->m[k]);
+        if (st == GV_OK) st = gv_backend_sync(x->b);
+        if (i >= 0) f[i] = gv_prof_now_ms() - t0;
+    }
+    if (st == GV_OK) {
+        p->opt_ms = gv_prof_median(f, n);
+        st = gv_prof_max(x->world, &p->opt_ms);
+        gv_memory_report r;
+        gv_model_memory(q->m[k], &r);
+        p->opt_params = (double)r.parameters / (double)gv_dtype_size(gv_backend_dtype(x->b));
+    }
+    free(f);
+    return st;
+}
+
 static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     gv_mp_pair q;
@@ -209,6 +238,7 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) 
                 "with %d iterations",
                 T, x->tp, gv_sp_mode_name(x->sp), B, 2 * n);
     }
+    if (st == GV_OK && x->tp == 1 && B == c->batches[0]) st = gv_mp_opt(x, &q, 1, p);
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);

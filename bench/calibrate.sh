@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Cost model calibration on CPU ranks: profiles the model once per world size (the profile must be taken
+# with the -n of training: ranks share the cores), then for every plan below trains it RUNS times with
+# --metrics and compares the own cost model's prediction (memory from the model, as --plan auto) with the
+# runs: the median measured step time and every rank's memory by category. Prints a markdown table and,
+# with --write, puts it with date and machine into the "Cost model calibration (CPU ranks)" section of
+# docs/benchmarks.md.
+# usage: bench/calibrate.sh [--write] [RUNS [STEPS]]      (from the repository root, after a build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+write=0
+[ "${1:-}" = "--write" ] && { write=1; shift; }
+runs=${1:-3}
+steps=${2:-12}
+gv=./build/galvatron
+bc=./build/bench_calib
+[ -x "$gv" ] && [ -x "$bc" ] || { echo "calibrate: build first (cmake --build build)" >&2; exit 1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gv-calib.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+model=gpt2-tiny
+layers=4
+seq=64
+
+# name world pp schedule global_batch micro_batches stages layers vocab
+plans=(
+    "ddp 2 1 1f1b 8 1 - t1_t1_t1_t1 t1"
+    "zero1-m2 2 1 1f1b 8 2 - t1z1_t1z1_t1z1_t1z1 t1z1"
+    "zero2-m2 2 1 1f1b 8 2 - t1z2_t1z2_t1z2_t1z2 t1z2"
+    "zero3 2 1 1f1b 8 1 - t1z3_t1z3_t1z3_t1z3 t1z3"
+    "tp2 2 1 1f1b 8 1 - t2_t2_t2_t2 t2"
+    "megatron-sp2 2 1 1f1b 8 1 - m2_m2_m2_m2 m2"
+    "ulysses2 2 1 1f1b 8 1 - u2_u2_u2_u2 t1"
+    "recompute 2 1 1f1b 8 1 - t1c_t1c_t1c_t1c t1"
+    "pp2-1f1b-m4 2 2 1f1b 8 4 - t1_t1_t1_t1 t1"
+    "pp2-gpipe-m4 2 2 gpipe 8 4 - t1_t1_t1_t1 t1"
+    "mix-tp2-zero2-ckpt 2 1 1f1b 8 2 - t2_t1_t1z2_t2c t2"
+    "vocab-tp2-layers-dp 2 1 1f1b 8 1 - t1_t1_t1_t1 t2"
+    "4-ddp 4 1 1f1b 16 1 - t1_t1_t1_t1 t1"
+    "4-pp2-tp2-mix 4 2 1f1b 16 4 - t2_t1c_t2_t1 t2"
+    "4-tp2-zero3-mix 4 1 1f1b 16 2 - t2_t2_t1z3_t1z3 t1z3"
+)
+
+# One profile per world size, through --plan auto (the same configuration as the search uses).
+for W in 2 4; do
+    B=$((4 * W))
+    echo "calibrate: profiling $model on $W ranks" >&2
+    "$gv" train --plan auto -n "$W" --model "$model" --layers "$layers" --seq "$seq" --global-batch "$B" \
+        --steps 2 --eval-every 0 --profile-dir "$tmp/prof$W" --reprofile >"$tmp/prof$W.out" 2>&1 ||
+        { tail -5 "$tmp/prof$W.out" >&2; exit 1; }
+done
+
+table="$tmp/table.md"
+{
+    echo "| plan | measured ms (median, runs, range) | predicted ms | error | memory error: params / grads / optimizer / activations / workspace / comm | within target |"
+    echo "|---|---|---|---|---|---|"
+} >"$table"
+for row in "${plans[@]}"; do
+    read -r name W pp sched B M stages lay vocab <<<"$row"
+    "$bc" plan "$W" "$pp" "$sched" "$B" "$M" "$stages" "${lay//_/ }" "$vocab" "$tmp/$name.json"
+    ms=()
+    for r in $(seq 1 "$runs"); do
+        "$gv" train --model "$model" --layers "$layers" --seq "$seq" --global-batch "$B" --steps "$steps" \
+            --eval-every 0 --plan "$tmp/$name.json" -n "$W" --metrics "$tmp/$name.$r.jsonl" \
+            >"$tmp/$name.$r.out" 2>&1 || { echo "calibrate: $name failed:" >&2; tail -3 "$tmp/$name.$r.out" >&2; }
+        ms+=("$tmp/$name.$r.jsonl")
+    done
+    "$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$tmp/prof$W" "$tmp/$name.json" "${ms[@]}" \
+        >>"$table" 2>>"$tmp/split.txt"
+    tail -1 "$table" >&2
+done
+cat "$table"
+echo
+cat "$tmp/split.txt"
+
+if [ "$write" = 1 ]; then
+    host=$(hostname)
+    cpu=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    sec="$tmp/section.md"
+    {
+        echo "## Cost model calibration (CPU ranks)"
+        echo
+        echo "\`bench/calibrate.sh --write $runs $steps\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $host ($cpu, $(nproc) cores;"
+        echo "load average at the end $load — the machine is shared, so timings carry other jobs' noise)."
+        echo "$model, $layers layers, seq $seq; profiles measured once per world size with the -n of training;"
+        echo "each plan trained $runs times for $steps steps, measured = median of the runs' median step times;"
+        echo "memory error = worst rank's |predicted - measured| / measured per category (own cost model, model"
+        echo "given: the runtime's allocations by formula). Targets: step time within 15%, memory within 5%."
+        echo
+        cat "$table"
+        echo
+    } >"$sec"
+    doc=docs/benchmarks.md
+    # replace the section (up to the next "## " heading) or append it
+    awk -v secfile="$sec" '
+        BEGIN { while ((getline l < secfile) > 0) s = s l "\n" }
+        /^## Cost model calibration \(CPU ranks\)/ { printf "%s", s; skip = 1; done = 1; next }
+        skip && /^## / { skip = 0 }
+        !skip { print }
+        END { if (!done) printf "\n%s", s }' "$doc" >"$tmp/doc.md"
+    cp "$tmp/doc.md" "$doc"
+    echo "calibrate: wrote the section into $doc" >&2
+fi
