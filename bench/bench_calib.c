@@ -146,6 +146,26 @@ static int cmd_compare(int argc, char **a) {
         "%s: measured per rank forward %.2f backward %.2f redistribute %.2f p2p %.2f ms per step; predicted "
         "slowest stage %.2f ms per micro-batch (%d micro-batches)\n",
         name, fwd, bwd, red, p2p, sc * 1e3, p.micro_batches);
+    if (getenv("GV_CALIB_VERBOSE")) { /* the model's pieces for layer 0 and the vocab layers */
+        gv_strategy ls[64], vs;
+        gv_plan_strategies(&p, ls, &vs);
+        gv_cost_batch cb = {p.global_batch, p.micro_batches};
+        double w, n, ow[64], on[64];
+        gv_cost_layer_time(&env.cm, &ls[0], &cb, &w, &n);
+        gv_cost_other_time(&env.cm, &vs, &cb, ow, on);
+        fprintf(stderr,
+                "  layer 0: %.3f ms per micro-batch, %.3f with the step's sync; vocab stage 0: %.3f / %.3f\n",
+                n * 1e3, w * 1e3, on[0] * 1e3, ow[0] * 1e3);
+        for (int k = 0; k < env.mp.n_own_time; k++)
+            fprintf(stderr,
+                    "  line tp %d sp %d: layer fwd %.4f x + %.4f, bwd %.4f x + %.4f; vocab fwd %.4f x + "
+                    "%.4f, bwd %.4f x + %.4f\n",
+                    env.mp.own_time[k].tp, env.mp.own_time[k].sp, env.mp.own_time[k].lf[0],
+                    env.mp.own_time[k].lf[1], env.mp.own_time[k].lb[0], env.mp.own_time[k].lb[1],
+                    env.mp.own_time[k].of[0], env.mp.own_time[k].of[1], env.mp.own_time[k].ob[0],
+                    env.mp.own_time[k].ob[1]);
+        fprintf(stderr, "  optimizer %.4f ms per Mparam\n", env.mp.opt_ms_per_mparam);
+    }
     free(steps);
     gv_plan_free(&p);
     gv_backend_free(be);

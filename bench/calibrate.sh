@@ -41,12 +41,17 @@ plans=(
     "4-tp2-zero3-mix 4 1 1f1b 16 2 - t2_t2_t1z3_t1z3 t1z3"
 )
 
-# One profile per world size, through --plan auto (the same configuration as the search uses).
+# One profile per world size with the -n of training (ranks share the cores): the hardware, and the model
+# at the degrees the plans use (Megatron-SP and Ulysses) with more iterations than --plan auto's 5, since
+# a load spike during a short profile shifts every prediction.
+iters=${GV_CALIB_ITERS:-15}
 for W in 2 4; do
-    B=$((4 * W))
-    echo "calibrate: profiling $model on $W ranks" >&2
-    "$gv" train --plan auto -n "$W" --model "$model" --layers "$layers" --seq "$seq" --global-batch "$B" \
-        --steps 2 --eval-every 0 --profile-dir "$tmp/prof$W" --reprofile >"$tmp/prof$W.out" 2>&1 ||
+    tps=1,2
+    [ "$W" -ge 4 ] && tps=1,2,4
+    echo "calibrate: profiling the hardware and $model on $W ranks ($iters iterations)" >&2
+    { "$gv" profile hardware -n "$W" -o "$tmp/prof$W" &&
+        "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp megatron,ulysses --batch 1,2,4 \
+            --iters "$iters" -n "$W" -o "$tmp/prof$W"; } >"$tmp/prof$W.out" 2>&1 ||
         { tail -5 "$tmp/prof$W.out" >&2; exit 1; }
 done
 
@@ -83,7 +88,8 @@ if [ "$write" = 1 ]; then
         echo
         echo "\`bench/calibrate.sh --write $runs $steps\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $host ($cpu, $(nproc) cores;"
         echo "load average at the end $load — the machine is shared, so timings carry other jobs' noise)."
-        echo "$model, $layers layers, seq $seq; profiles measured once per world size with the -n of training;"
+        echo "$model, $layers layers, seq $seq; profiles (\`galvatron profile hardware\` and \`profile model --sp megatron,ulysses"
+        echo "--iters $iters\`) measured once per world size with the -n of training;"
         echo "each plan trained $runs times for $steps steps, measured = median of the runs' median step times;"
         echo "memory error = worst rank's |predicted - measured| / measured per category (own cost model, model"
         echo "given: the runtime's allocations by formula). Targets: step time within 15%, memory within 5%."
