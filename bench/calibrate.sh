@@ -50,8 +50,8 @@ for W in 2 4; do
     [ "$W" -ge 4 ] && tps=1,2,4
     echo "calibrate: profiling the hardware and $model on $W ranks ($iters iterations)" >&2
     { "$gv" profile hardware -n "$W" -o "$tmp/prof$W" &&
-        "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp megatron,ulysses --batch 1,2,4 \
-            --iters "$iters" -n "$W" -o "$tmp/prof$W"; } >"$tmp/prof$W.out" 2>&1 ||
+        "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp megatron,ulysses --batch 1,2,3,4,6,8 \
+            --iters "$iters" --warmup 3 -n "$W" -o "$tmp/prof$W"; } >"$tmp/prof$W.out" 2>&1 ||
         { tail -5 "$tmp/prof$W.out" >&2; exit 1; }
 done
 
@@ -89,7 +89,7 @@ if [ "$write" = 1 ]; then
         echo "\`bench/calibrate.sh --write $runs $steps\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $host ($cpu, $(nproc) cores;"
         echo "load average at the end $load — the machine is shared, so timings carry other jobs' noise)."
         echo "$model, $layers layers, seq $seq; profiles (\`galvatron profile hardware\` and \`profile model --sp megatron,ulysses"
-        echo "--iters $iters\`) measured once per world size with the -n of training;"
+        echo "--iters $iters --warmup 3\`) measured once per world size with the -n of training;"
         echo "each plan trained $runs times for $steps steps, measured = median of the runs' median step times;"
         echo "memory error = worst rank's |predicted - measured| / measured per category (own cost model, model"
         echo "given: the runtime's allocations by formula). Targets: step time within 15%, memory within 5%."

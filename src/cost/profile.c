@@ -428,16 +428,34 @@ gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, con
 
 /* ---- the project's model profile (own model) --------------------------------------------------------- */
 
-/* Least squares ms = m x + c; a negative slope or intercept (noise of a few points) falls back to the line
- * through the origin, so more samples never cost less. */
+static int gv_cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double gv_median_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, gv_cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Line ms = m x + c through the points by Theil-Sen (median of the pairwise slopes, median intercept): one
+ * disturbed point of a few (a load burst during a profile) does not tilt it, as it would least squares. A
+ * negative slope or intercept falls back to the median per-sample cost through the origin, so more
+ * samples never cost less. */
 static void gv_own_fit(const double *x, const double *y, int n, double *out) {
-    double sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (int i = 0; i < n; i++) sx += x[i], sy += y[i], sxx += x[i] * x[i], sxy += x[i] * y[i];
-    double d = n * sxx - sx * sx;
-    out[0] = d > 0 ? (n * sxy - sx * sy) / d : 0;
-    out[1] = n > 0 ? (sy - out[0] * sx) / n : 0;
-    if (n < 2 || out[0] <= 0 || out[1] < 0) {
-        out[0] = sxx > 0 ? sxy / sxx : 0;
+    double sl[64 * 63 / 2], r[64];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (x[j] != x[i]) sl[k++] = (y[j] - y[i]) / (x[j] - x[i]);
+    out[0] = out[1] = 0;
+    if (k > 0) {
+        out[0] = gv_median_of(sl, k);
+        for (int i = 0; i < n; i++) r[i] = y[i] - out[0] * x[i];
+        out[1] = gv_median_of(r, n);
+    }
+    if (k == 0 || out[0] <= 0 || out[1] < 0) {
+        for (int i = 0; i < n; i++) r[i] = x[i] > 0 ? y[i] / x[i] : 0;
+        out[0] = n ? gv_median_of(r, n) : 0;
         out[1] = 0;
     }
     if (out[0] < 0) out[0] = 0;
