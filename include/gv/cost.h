@@ -197,6 +197,12 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int global_buf
 gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spec, const gv_plan *p,
                                  int stage, gv_memory_report *out);
 
+/* MB of backward scratch (workspace) and sequence-parallel staging (comm) of a runtime part of strategy st
+ * on a stage of stage_ranks ranks, micro-batches of micro_rows sequences: what a stage holds once per part
+ * (the search's per-layer transient when the model is given). */
+double gv_cost_runtime_scratch(const gv_cost_opts *o, const gv_model_spec *spec, const gv_layer_strategy *st,
+                               int stage_ranks, int micro_rows);
+
 /* Profiles of one (cluster, model) pair and the cost model over them, read from a profile directory under
  * Galvatron's file names: allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., sp_time_...,
  * overlap_coefficient.json, computation_profiling_{bf16|fp32}_{model}_all.json and memory_profiling_....

@@ -306,6 +306,15 @@ void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const g
         s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
     if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz;   /* recompute refills one layer's activations */
     if (zero == 3) *transient += elems * (pb + gb) / GV_MB; /* gathered parameters + full gradient slot */
+    if (cm->o.spec) { /* the part's backward scratch and staging, held once */
+        gv_layer_strategy l = {tsp,
+                               s->sp > 1     ? GV_SP_ULYSSES
+                               : seq_sharded ? GV_SP_MEGATRON
+                                             : GV_SP_NONE,
+                               zero, 0};
+        *transient +=
+            gv_cost_runtime_scratch(&cm->o, cm->o.spec, &l, cm->o.world / s->pp, b->global_batch / b->chunks);
+    }
 }
 
 /* Which "other" profile row a stage uses: 0 pp off, 1 first, 2 last, -1 none (middle stage). */

@@ -321,3 +321,18 @@ gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spe
     free(parts);
     return GV_OK;
 }
+
+double gv_cost_runtime_scratch(const gv_cost_opts *o, const gv_model_spec *spec, const gv_layer_strategy *st,
+                               int stage_ranks, int micro_rows) {
+    /* a part of one layer with that strategy: its backward scratch and staging do not depend on the layers */
+    gv_layer_strategy l = *st;
+    l.ckpt = 0;
+    gv_plan p = {0};
+    p.layers = &l;
+    p.n_layer = 1;
+    gv_rt_part pt = {0, 1, 0, 0, *st};
+    gv_memory_report r;
+    size_t tie;
+    gv_rt_part_mem(o, spec, &p, &pt, stage_ranks, micro_rows, o->seq, 1, &r, &tie);
+    return (double)(r.workspace + r.comm) / (1024.0 * 1024.0);
+}
