@@ -45,6 +45,7 @@ plans=(
 # at the degrees the plans use (Megatron-SP and Ulysses) with more iterations than --plan auto's 5, since
 # a load spike during a short profile shifts every prediction.
 iters=${GV_CALIB_ITERS:-15}
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for W in 2 4; do
     tps=1,2
     [ "$W" -ge 4 ] && tps=1,2,4
@@ -60,22 +61,38 @@ table="$tmp/table.md"
     echo "| plan | measured ms (median, runs, range) | predicted ms | error | memory error: params / grads / optimizer / activations / workspace / comm | within target |"
     echo "|---|---|---|---|---|---|"
 } >"$table"
+# Repetitions round-robin over the plans, so a burst of other jobs' load spreads over plans instead of
+# hitting every run of one.
 for row in "${plans[@]}"; do
     read -r name W pp sched B M stages lay vocab <<<"$row"
     "$bc" plan "$W" "$pp" "$sched" "$B" "$M" "$stages" "${lay//_/ }" "$vocab" "$tmp/$name.json"
-    ms=()
-    for r in $(seq 1 "$runs"); do
+done
+for r in $(seq 1 "$runs"); do
+    for row in "${plans[@]}"; do
+        read -r name W pp sched B M stages lay vocab <<<"$row"
         "$gv" train --model "$model" --layers "$layers" --seq "$seq" --global-batch "$B" --steps "$steps" \
             --eval-every 0 --plan "$tmp/$name.json" -n "$W" --metrics "$tmp/$name.$r.jsonl" \
             >"$tmp/$name.$r.out" 2>&1 || { echo "calibrate: $name failed:" >&2; tail -3 "$tmp/$name.$r.out" >&2; }
-        ms+=("$tmp/$name.$r.jsonl")
     done
-    "$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$tmp/prof$W" "$tmp/$name.json" "${ms[@]}" \
-        >>"$table" 2>>"$tmp/split.txt"
-    tail -1 "$table" >&2
+    echo "calibrate: repetition $r of $runs done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 done
+for row in "${plans[@]}"; do
+    read -r name W pp sched B M stages lay vocab <<<"$row"
+    "$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$tmp/prof$W" "$tmp/$name.json" "$tmp/$name".*.jsonl \
+        >>"$table" 2>>"$tmp/split.txt"
+done
+# The machine's drift over the bench: the first plan predicted again from a profile taken now.
+"$gv" profile model --model "$model" --seq "$seq" --tp 1,2 --sp megatron,ulysses --batch 1,2,3,4,6,8 \
+    --iters "$iters" --warmup 3 -n 2 -o "$tmp/prof2end" >/dev/null 2>&1 &&
+    cp "$tmp"/prof2/*bandwidth* "$tmp"/prof2/sp_time_* "$tmp"/prof2/overlap_coefficient.json "$tmp/prof2end/" &&
+    read -r name W _ <<<"${plans[0]}" &&
+    drift=$("$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$tmp/prof2end" "$tmp/$name.json" \
+        "$tmp/$name".*.jsonl 2>/dev/null | awk -F'|' '{print $4}') &&
+    drift_line="Drift: \`${plans[0]%% *}\` predicted $(grep "^| ${plans[0]%% *} " "$table" | awk -F'|' '{print $4}' | xargs) ms from the profile at the start, $(echo $drift) ms from one taken after the runs." ||
+    drift_line="Drift: the profile after the runs failed."
 cat "$table"
 echo
+echo "$drift_line"
 cat "$tmp/split.txt"
 
 if [ "$write" = 1 ]; then
@@ -87,14 +104,17 @@ if [ "$write" = 1 ]; then
         echo "## Cost model calibration (CPU ranks)"
         echo
         echo "\`bench/calibrate.sh --write $runs $steps\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $host ($cpu, $(nproc) cores;"
-        echo "load average at the end $load — the machine is shared, so timings carry other jobs' noise)."
+        echo "load average at the start $load0, at the end $load — the machine is shared, so timings carry other"
+        echo "jobs' noise)."
         echo "$model, $layers layers, seq $seq; profiles (\`galvatron profile hardware\` and \`profile model --sp megatron,ulysses"
         echo "--iters $iters --warmup 3\`) measured once per world size with the -n of training;"
-        echo "each plan trained $runs times for $steps steps, measured = median of the runs' median step times;"
+        echo "each plan trained $runs times for $steps steps (repetitions round-robin over the plans), measured = median of the runs' median step times;"
         echo "memory error = worst rank's |predicted - measured| / measured per category (own cost model, model"
         echo "given: the runtime's allocations by formula). Targets: step time within 15%, memory within 5%."
         echo
         cat "$table"
+        echo
+        echo "$drift_line"
         echo
     } >"$sec"
     doc=docs/benchmarks.md
