@@ -60,10 +60,10 @@ typedef struct {
      * profiled batches) of one layer's and of the vocab layers' forward and backward for a micro-batch of
      * x samples per replica, with the split's own communication inside. [0] = m, [1] = c. */
     struct {
-        int tp;
+        int tp, ckpt; /* ckpt: every layer recomputes (its backward line includes the recompute) */
         gv_sp_mode sp;
         double lf[2], lb[2], of[2], ob[2];
-    } own_time[8];
+    } own_time[16];
     int n_own_time;
 } gv_model_profile;
 

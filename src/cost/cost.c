@@ -214,10 +214,14 @@ static double gv_opt_ms(const gv_cost_model *cm, double elems, int zero, int sdp
 }
 
 /* The project's measured line of (degree, split), or NULL. */
-static int gv_own_line(const gv_model_profile *mp, int tp, gv_sp_mode sp) {
+static int gv_own_line_ck(const gv_model_profile *mp, int tp, gv_sp_mode sp, int ckpt) {
     for (int k = 0; k < mp->n_own_time; k++)
-        if (mp->own_time[k].tp == tp && (tp == 1 || mp->own_time[k].sp == sp)) return k;
+        if (mp->own_time[k].tp == tp && (tp == 1 || mp->own_time[k].sp == sp) && mp->own_time[k].ckpt == ckpt)
+            return k;
     return -1;
+}
+static int gv_own_line(const gv_model_profile *mp, int tp, gv_sp_mode sp) {
+    return gv_own_line_ck(mp, tp, sp, 0);
 }
 static double gv_line(const double *l, double x) {
     return x > 0 ? l[0] * x + l[1] : 0;
@@ -230,7 +234,13 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
     double lbsz = (double)b->global_batch / b->chunks / s->dp;
     gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
-    int own = gv_own_line(mp, tsp, mode), one = gv_own_line(mp, 1, GV_SP_NONE);
+    /* recompute measured as such where profiled (on CPU the re-run forward is cheaper than the first: its
+     * working set is warm), else backward + forward */
+    int ck = s->ckpt ? gv_own_line_ck(mp, tsp, mode, 1) : -1,
+        ck1 = s->ckpt ? gv_own_line_ck(mp, 1, mode, 1) : -1;
+    int own = ck >= 0 ? ck : gv_own_line(mp, tsp, mode);
+    int one = ck1 >= 0 ? ck1 : gv_own_line(mp, 1, GV_SP_NONE);
+    int re = s->ckpt && (own >= 0 ? ck < 0 : one >= 0 ? ck1 < 0 : 1);
     double fct, bct;
     if (own >= 0) { /* measured at this degree and split: its collectives are inside */
         fct = gv_line(mp->own_time[own].lf, lbsz);
@@ -242,7 +252,7 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
         fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
         bct = 2 * fct;
     }
-    if (s->ckpt) bct += fct;
+    if (re) bct += fct;
     /* activation of the layer's full micro-batch share (all positions) [MB] */
     double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
     double tpc = 0;

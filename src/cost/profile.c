@@ -475,8 +475,9 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
     if (st == GV_OK && !cJSON_IsArray(ts)) st = gv_fail(GV_ERR_INVALID, "%s: missing array 'time'", path);
     /* group the points by (tp, sp) */
     enum { MAXP = 64 };
-    double x[8][MAXP], yf[8][MAXP], yb[8][MAXP], of[8][MAXP], ob[8][MAXP];
-    int cnt[8] = {0};
+    enum { MAXL = (int)(sizeof mp->own_time / sizeof mp->own_time[0]) };
+    double x[MAXL][MAXP], yf[MAXL][MAXP], yb[MAXL][MAXP], of[MAXL][MAXP], ob[MAXL][MAXP];
+    int cnt[MAXL] = {0};
     int i = 0;
     cJSON_ArrayForEach(t, ts) {
         if (st != GV_OK) break;
@@ -497,12 +498,15 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
         gv_sp_mode sp = !strcmp(spn->valuestring, "megatron")  ? GV_SP_MEGATRON
                         : !strcmp(spn->valuestring, "ulysses") ? GV_SP_ULYSSES
                                                                : GV_SP_NONE;
-        int k = 0;
-        while (k < mp->n_own_time && !(mp->own_time[k].tp == (int)tp && mp->own_time[k].sp == sp)) k++;
+        int ck = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "ckpt")), k = 0;
+        while (k < mp->n_own_time &&
+               !(mp->own_time[k].tp == (int)tp && mp->own_time[k].sp == sp && mp->own_time[k].ckpt == ck))
+            k++;
         if (k == mp->n_own_time) {
-            if (k == 8) continue;
+            if (k == MAXL) continue;
             mp->own_time[k].tp = (int)tp;
             mp->own_time[k].sp = sp;
+            mp->own_time[k].ckpt = ck;
             mp->n_own_time++;
         }
         if (cnt[k] == MAXP) continue;

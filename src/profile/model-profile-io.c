@@ -61,6 +61,7 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(e, "batch", t->batch);
         cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(t->sp));
         cJSON_AddBoolToObject(e, "vocab_parallel", t->vtp);
+        cJSON_AddBoolToObject(e, "ckpt", t->ckpt);
         cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 2));
         cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 2));
         gv_prof_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms);
@@ -126,7 +127,7 @@ static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < p->ntime; i++) {
         const gv_time_point *t = &p->time[i];
-        if (t->tp != 1) continue;
+        if (t->tp != 1 || t->ckpt) continue;
         char key[96];
         int L[2] = {p->layers_min, p->layers_max};
         for (int k = 0; k < 2; k++) {

@@ -20,6 +20,7 @@ void gv_model_prof_config_defaults(gv_model_prof_config *c) {
     c->layers_min = 1;
     c->layers_max = 2;
     c->pp_memory = 1;
+    c->time_ckpt = 1;
     c->warmup = 1;
     c->iters = 5;
     c->seed = 1337;
@@ -205,14 +206,14 @@ static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p)
     return st;
 }
 
-static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) {
+static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     gv_mp_pair q;
-    GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), 0));
+    GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), ckpt));
     gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < c->warmup; i++)
         for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
-    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, {0, 0}, {0, 0}, 0, 0, 0, 0};
+    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, ckpt, {0, 0}, {0, 0}, 0, 0, 0, 0};
     int dL = c->layers_max - c->layers_min, n = c->iters;
     /* A layer too small for the timer's noise can come out at <= 0: measure again with twice the
      * iterations (the decision is on rank-reduced values, so every rank takes it alike), then give up. */
@@ -238,16 +239,16 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) 
                 "with %d iterations",
                 T, x->tp, gv_sp_mode_name(x->sp), B, 2 * n);
     }
-    if (st == GV_OK && x->tp == 1 && B == c->batches[0]) st = gv_mp_opt(x, &q, 1, p);
+    if (st == GV_OK && x->tp == 1 && !ckpt && B == c->batches[0]) st = gv_mp_opt(x, &q, 1, p);
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
     t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
     if (gv_comm_rank(x->world) == 0)
-        gv_info("profile model: seq %d tp %d %s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
+        gv_info("profile model: seq %d tp %d %s%s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
                 "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",
-                T, x->tp, gv_sp_mode_name(x->sp), B, t.fwd_ms[0], t.fwd_ms[1], t.bwd_ms[0], t.bwd_ms[1],
-                c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
+                T, x->tp, gv_sp_mode_name(x->sp), ckpt ? " recompute" : "", B, t.fwd_ms[0], t.fwd_ms[1],
+                t.bwd_ms[0], t.bwd_ms[1], c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
     return gv_mp_push((void **)&p->time, &p->ntime, sizeof t, &t);
 }
 
@@ -456,8 +457,9 @@ gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, con
                 for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
                     gv_mp_ctx x = {world, b, c, tpg, dpg, t, vtp, sp};
                     int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: its memory only */
-                    for (int j = 0; j < c->nbatch && st == GV_OK && !extra; j++)
-                        st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], p);
+                    for (int ck = 0; ck <= (c->time_ckpt != 0) && !extra; ck++)
+                        for (int j = 0; j < c->nbatch && st == GV_OK; j++)
+                            st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], ck, p);
                     for (int ck = 0; ck < 2 - extra && st == GV_OK; ck++)
                         st = gv_mp_mem_point(&x, c->seqs[k], ck, p);
                 }
