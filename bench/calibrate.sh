@@ -116,6 +116,13 @@ if [ "$write" = 1 ]; then
         echo
         echo "$drift_line"
         echo
+        echo "Memory is the runtime's own allocation by formula (\`gv_cost_runtime_memory\`), so it matches to the"
+        echo "byte (\`test_cost_runtime\` checks 14 plans on 2 and 4 ranks in CI). Step time comes from the profiled"
+        echo "per-layer lines (forward, backward, recompute, per degree and split) and the hardware profile. On this"
+        echo "shared machine the same plan's median moves between bench runs with other jobs' load, and the profile"
+        echo "(taken once, in seconds) sees another load than the runs: the errors of one run move together (the"
+        echo "drift line shows how far the profile itself moved during the bench)."
+        echo
     } >"$sec"
     doc=docs/benchmarks.md
     # replace the section (up to the next "## " heading) or append it
