@@ -38,7 +38,8 @@ static uint64_t gv_fingerprint(const gv_model_spec *s, int world, int seq, const
     h = gv_fnv(h, &cores, sizeof cores);
     h = gv_fnv(h, backend, strlen(backend));
     h = gv_fnv(h, shape, sizeof shape);
-    return gv_fnv(h, "profiles v1", 11); /* bump when the profiler's output changes */
+    /* bump when the profiler's output changes (v2: recompute time points, optimizer step) */
+    return gv_fnv(h, "profiles v2", 11);
 }
 
 static gv_status gv_mkdirs(const char *path) {
