@@ -250,9 +250,46 @@ static void check_latency_own(void) {
     CHECK(gv_latency_at(&t, 0.5) < 0); /* Galvatron's reading keeps its line */
 }
 
+/* The own model's lines from the project's model profile: exact on linear points, one disturbed point of
+ * five does not tilt them (Theil-Sen), other sequence lengths ignored, a missing file leaves no lines. */
+static void check_own_lines(void) {
+    const char *path = "test_cost_own_profile.json";
+    char txt[4096], *w = txt;
+    w += sprintf(w, "{\"layers_min\": 1, \"layers_max\": 2, \"time\": [");
+    int bs[5] = {1, 2, 3, 4, 8};
+    for (int i = 0; i < 5; i++) {
+        double b = bs[i], lf = 0.5 * b + 0.25, lb = 1.0 * b + 0.5, of = 0.3 * b, ob = 0.6 * b + 0.1;
+        if (i == 0) lf *= 4; /* a load burst during the first point */
+        w += sprintf(
+            w,
+            "%s{\"seq\": 64, \"tp\": 1, \"sp\": \"none\", \"batch\": %d, \"forward_ms\": [%.9g, %.9g], "
+            "\"backward_ms\": [%.9g, %.9g]}",
+            i ? ", " : "", bs[i], of + lf, of + 2 * lf, ob + lb, ob + 2 * lb);
+    }
+    sprintf(w, ", {\"seq\": 128, \"tp\": 2, \"sp\": \"megatron\", \"batch\": 1, \"forward_ms\": [1, 2], "
+               "\"backward_ms\": [1, 2]}]}");
+    write_file(path, txt);
+    gv_model_profile mp;
+    memset(&mp, 0, sizeof mp);
+    CHECK_OK(gv_own_profile_load(&mp, path, 64));
+    CHECK(mp.n_own_time == 1 && mp.own_time[0].tp == 1);
+    CHECK_CLOSE(mp.own_time[0].lf[0], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[1], 0.25, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[0], 1.0, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[1], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].ob[0], 0.6, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].ob[1], 0.1, 1e-9, 1e-12);
+    CHECK_OK(gv_own_profile_load(&mp, "no-such-dir/model_profile.json", 64));
+    CHECK(mp.n_own_time == 0);
+    write_file(path, "{\"layers_min\": 1, \"layers_max\": 2, \"time\": [{\"seq\": 64}]}");
+    CHECK(gv_own_profile_load(&mp, path, 64) != GV_OK && strstr(gv_last_error(), path));
+    unlink(path);
+}
+
 int main(void) {
     check_latency_own();
     check_formulas();
     check_errors();
+    check_own_lines();
     return gv_test_result("test_cost");
 }

@@ -137,18 +137,22 @@ int main(void) {
             CHECK_CLOSE(l, (t2 - t1) / bs[k], 1e-12, 0);
             CHECK_CLOSE(o, fmax(0.0, (t1 - l * bs[k]) / bs[k]), 1e-12, 1e-15);
         }
-    CHECK(!ct || cJSON_GetArraySize(ct) == 16);
-    /* Backward too, in the project's file. */
+    /* Galvatron's 16 keys and the own model's optimizer step (measured at tp 1) */
+    CHECK(!ct || cJSON_GetArraySize(ct) == 17);
+    CHECK(!ct || num(ct, "optimizer_time_per_mparam") > 0);
+    CHECK(num(obj(own, "optimizer"), "ms") > 0 && num(obj(own, "optimizer"), "parameters") > 0);
+    /* Backward too, in the project's file, and every point again with recompute (not in Galvatron's). */
     const cJSON *e;
-    int ntime = 0;
+    int ntime = 0, nck = 0;
     cJSON_ArrayForEach(e, obj(own, "time")) {
         num(e, "layer_forward_ms_per_sample");
         num(e, "layer_backward_ms_per_sample");
         numz(e, "other_forward_ms_per_sample", 1);
         numz(e, "other_backward_ms_per_sample", 1);
+        nck += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "ckpt"));
         ntime++;
     }
-    CHECK(ntime == 4);
+    CHECK(ntime == 8 && nck == 4);
 
     for (int i = 0; i < 2; i++) {
         char sk[16];
@@ -240,7 +244,7 @@ int main(void) {
     int ntp2 = 0;
     cJSON_ArrayForEach(e, obj(own_c, "time")) ntp2 +=
         num(e, "tp") == 2 && num(e, "layer_forward_ms_per_sample") > 0;
-    CHECK(ntp2 == 1);
+    CHECK(ntp2 == 2); /* without and with recompute */
     /* Pipelined run (pp 2, one layer per stage, through the layer-wise runtime): the first stage's vocab
      * layers are the token and position embeddings, the last stage's the final norm and the tied LM head
      * copy; 16 bytes per parameter, within the padding of the layer costs taken from the pp = 1 runs. */
@@ -295,7 +299,7 @@ int main(void) {
         const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "sp"));
         nul += m && !strcmp(m, "ulysses") && num(e, "layer_backward_ms_per_sample") > 0;
     }
-    CHECK(nul == 1);
+    CHECK(nul == 2); /* without and with recompute */
     cJSON_Delete(own_d);
     cJSON_Delete(mm_d);
 

@@ -55,6 +55,16 @@ typedef struct {
     /* own-model extras, read when present in the computation profile (0 = not profiled):
      * "optimizer_time_per_mparam" ms per million local parameters, "step_fixed_ms" per step */
     double opt_ms_per_mparam, step_fixed_ms;
+    /* own model, from the project's model_profile.json when the profile directory has one
+     * (gv_own_profile_load): per profiled (degree, split) the lines ms = m x + c (least squares over the
+     * profiled batches) of one layer's and of the vocab layers' forward and backward for a micro-batch of
+     * x samples per replica, with the split's own communication inside. [0] = m, [1] = c. */
+    struct {
+        int tp, ckpt; /* ckpt: every layer recomputes (its backward line includes the recompute) */
+        gv_sp_mode sp;
+        double lf[2], lb[2], of[2], ob[2];
+    } own_time[16];
+    int n_own_time;
 } gv_model_profile;
 
 /* Reads allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., overlap_coefficient.json and
@@ -64,6 +74,9 @@ gv_status gv_hw_profile_load(gv_hw_profile *hw, const char *dir, int num_nodes, 
  * sequence_parallel picks the "_sp" memory keys. */
 gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
                                 int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode);
+/* Adds the own model's time lines from the project's model_profile.json (written by `galvatron profile
+ * model`) at sequence length seq; a missing file is not an error (the lines stay unset). */
+gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq);
 /* Value of a latency table at `mb` (exact profiled size, else the line). */
 double gv_latency_at(const gv_latency_table *t, double mb);
 /* The own model's reading: piecewise linear between profiled sizes, the last slope beyond them, and below
@@ -88,6 +101,11 @@ typedef struct {
     double context_mb;     /* fixed per-stage memory (Galvatron: pytorch context 1024) */
     int overlap_grad_sync; /* own: the runtime overlaps DP/ZeRO communication with compute (0: it
                               reduces after the last backward, as the CPU runtime does) */
+    /* own, optional: the model, so that a plan's memory is the runtime's by formula
+     * (gv_cost_runtime_memory) instead of the profile's per-layer figures; and the backend whose
+     * attention stash size it asks (NULL: the CPU backend's B H T^2 fp32). */
+    const gv_model_spec *spec;
+    gv_backend *backend;
 } gv_cost_opts;
 void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hidden, int seq);
 
@@ -170,6 +188,20 @@ void gv_plan_strategies(const gv_plan *p, gv_strategy *layers, gv_strategy *voca
 /* Evaluates a plan: step time, throughput, memory per stage by category. global_buffer_tp: Galvatron's
  * buffer group size (0 = none). */
 gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int global_buffer_tp, gv_plan_cost *out);
+
+/* What the runtime allocates on a rank of `stage` under plan p (bytes by category, as gv_hybrid_memory
+ * reports it): model.c's arenas of every part of the stage and hybrid.c's host staging, by the same
+ * reservations (parameter table, 64-element views, ZeRO padding to dp x 64 and units, activation sets per
+ * micro-batch in flight, backward scratch, Ulysses / Megatron-SP and redistribution / p2p staging).
+ * Uses o->seq, o->mixed_precision (2-byte compute dtype) and o->backend. */
+gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spec, const gv_plan *p,
+                                 int stage, gv_memory_report *out);
+
+/* MB of backward scratch (workspace) and sequence-parallel staging (comm) of a runtime part of strategy st
+ * on a stage of stage_ranks ranks, micro-batches of micro_rows sequences: what a stage holds once per part
+ * (the search's per-layer transient when the model is given). */
+double gv_cost_runtime_scratch(const gv_cost_opts *o, const gv_model_spec *spec, const gv_layer_strategy *st,
+                               int stage_ranks, int micro_rows);
 
 /* Profiles of one (cluster, model) pair and the cost model over them, read from a profile directory under
  * Galvatron's file names: allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., sp_time_...,

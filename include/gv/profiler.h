@@ -134,6 +134,7 @@ typedef struct {
     int mem_batch;              /* memory runs: global batch over the world (a multiple of the world) [8] */
     int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
     int pp_memory;     /* also Galvatron's pipelined memory runs (pp 2, 4; vocab layers per stage) [1] */
+    int time_ckpt;     /* also the time points with recompute of every layer (model_profile.json only) [1] */
     int warmup, iters; /* per time point [1, 5] */
     uint64_t seed;
 } gv_model_prof_config;
@@ -147,7 +148,8 @@ void gv_model_prof_config_defaults(gv_model_prof_config *c);
 typedef struct {
     int seq, tp, batch;
     gv_sp_mode sp;
-    int vtp; /* vocab layers split over the tp ranks */
+    int vtp;  /* vocab layers split over the tp ranks */
+    int ckpt; /* every layer recomputes its activations in backward (not in Galvatron's file) */
     double fwd_ms[2], bwd_ms[2];
     double layer_fwd_ms, layer_bwd_ms, other_fwd_ms, other_bwd_ms;
 } gv_time_point;
@@ -177,6 +179,10 @@ typedef struct {
     int ntime;
     gv_mem_point *mem;
     int nmem;
+    /* The per-step work on the parameters (zero gradients, gradient norm, AdamW) of the layers_max model at
+     * tp 1, median over iters, maximum over ranks: opt_ms for opt_params local parameters (0 = not
+     * measured). Written as Galvatron-ignored "optimizer_time_per_mparam" (ms per million parameters). */
+    double opt_ms, opt_params;
 } gv_model_prof;
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */

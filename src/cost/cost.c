@@ -28,7 +28,8 @@ void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hid
     o->pipeline = GV_SCHED_1F1B;
     o->costmodel_coe = 1.0;
     o->mem_reserve = mode == GV_COST_GALVATRON;
-    o->context_mb = 1024;
+    /* Galvatron's PyTorch context; the own model's runtime has none (its scratch is counted as workspace) */
+    o->context_mb = mode == GV_COST_GALVATRON ? 1024 : 0;
 }
 
 void gv_strategy_str(const gv_strategy *s, char *buf, int n) {
@@ -212,20 +213,53 @@ static double gv_opt_ms(const gv_cost_model *cm, double elems, int zero, int sdp
     return cm->mp->opt_ms_per_mparam * local / 1e6;
 }
 
+/* The project's measured line of (degree, split), or NULL. */
+static int gv_own_line_ck(const gv_model_profile *mp, int tp, gv_sp_mode sp, int ckpt) {
+    for (int k = 0; k < mp->n_own_time; k++)
+        if (mp->own_time[k].tp == tp && (tp == 1 || mp->own_time[k].sp == sp) && mp->own_time[k].ckpt == ckpt)
+            return k;
+    return -1;
+}
+static int gv_own_line(const gv_model_profile *mp, int tp, gv_sp_mode sp) {
+    return gv_own_line_ck(mp, tp, sp, 0);
+}
+static double gv_line(const double *l, double x) {
+    return x > 0 ? l[0] * x + l[1] : 0;
+}
+
 static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
     const gv_model_profile *mp = cm->mp;
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
     double lbsz = (double)b->global_batch / b->chunks / s->dp;
-    double fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
-    double bct = 2 * fct;
-    if (s->ckpt) bct += fct;
+    gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
+    /* recompute measured as such where profiled (on CPU the re-run forward is cheaper than the first: its
+     * working set is warm), else backward + forward */
+    int ck = s->ckpt ? gv_own_line_ck(mp, tsp, mode, 1) : -1,
+        ck1 = s->ckpt ? gv_own_line_ck(mp, 1, mode, 1) : -1;
+    int own = ck >= 0 ? ck : gv_own_line(mp, tsp, mode);
+    int one = ck1 >= 0 ? ck1 : gv_own_line(mp, 1, GV_SP_NONE);
+    int re = s->ckpt && (own >= 0 ? ck < 0 : one >= 0 ? ck1 < 0 : 1);
+    double fct, bct;
+    if (own >= 0) { /* measured at this degree and split: its collectives are inside */
+        fct = gv_line(mp->own_time[own].lf, lbsz);
+        bct = gv_line(mp->own_time[own].lb, lbsz);
+    } else if (one >= 0) { /* the replica's share at degree 1, collectives below */
+        fct = gv_line(mp->own_time[one].lf, lbsz / tsp);
+        bct = gv_line(mp->own_time[one].lb, lbsz / tsp);
+    } else {
+        fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
+        bct = 2 * fct;
+    }
+    if (re) bct += fct;
     /* activation of the layer's full micro-batch share (all positions) [MB] */
     double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
     double tpc = 0;
-    if (s->tp >
-        1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in recompute */
+    if (own >= 0 && tsp > 1)
+        tpc = 0;
+    else if (s->tp > 1) /* Megatron: 2 all-gather + 2 reduce-scatter (or 2 all-reduces) each way, again in
+                           recompute */
         tpc = gv_latency_own(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
     else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
         tpc = gv_latency_own(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
@@ -272,7 +306,9 @@ void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const g
     double pb, gb, ob;
     gv_elem_bytes(cm, &pb, &gb, &ob);
     double elems = mp->param_mb * GV_MB / 4 / s->tp;
-    int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+    /* the runtime's ZeRO-2 keeps the full gradient buffer (accumulated over micro-batches, reduce-scattered
+     * once per step); only ZeRO-3 holds gradient pieces */
+    int shard_grads = zero == 3;
     m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
     m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
     m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
@@ -280,6 +316,15 @@ void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const g
         s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
     if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz;   /* recompute refills one layer's activations */
     if (zero == 3) *transient += elems * (pb + gb) / GV_MB; /* gathered parameters + full gradient slot */
+    if (cm->o.spec) { /* the part's backward scratch and staging, held once */
+        gv_layer_strategy l = {tsp,
+                               s->sp > 1     ? GV_SP_ULYSSES
+                               : seq_sharded ? GV_SP_MEGATRON
+                                             : GV_SP_NONE,
+                               zero, 0};
+        *transient +=
+            gv_cost_runtime_scratch(&cm->o, cm->o.spec, &l, cm->o.world / s->pp, b->global_batch / b->chunks);
+    }
 }
 
 /* Which "other" profile row a stage uses: 0 pp off, 1 first, 2 last, -1 none (middle stage). */
@@ -337,7 +382,17 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
         double f_mb, b_mb, step;
         gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &step);
         double tpc = ag * 2 * (pp == 1 ? 2 : 1); /* an all-gather / reduce-scatter each way at each end */
-        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, 2 * fct) + tpc;
+        double bct = 2 * fct;
+        gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
+        int own = gv_own_line(mp, tsp, mode), one = gv_own_line(mp, 1, GV_SP_NONE);
+        if (own >= 0 || one >= 0) { /* measured; at the strategy's degree its collectives are inside */
+            int k = own >= 0 ? own : one;
+            double x = own >= 0 ? lbsz : lbsz / tsp, half = pp == 1 ? 1 : 0.5;
+            fct = gv_line(mp->own_time[k].of, x) * half;
+            bct = gv_line(mp->own_time[k].ob, x) * half;
+            if (own >= 0 && tsp > 1) tpc = 0;
+        }
+        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
         no_sync[k] = 0.001 * c;
         with_sync[k] = 0.001 * (c + step + gv_opt_ms(cm, elems, s->zero, sdp));
     }
@@ -369,13 +424,12 @@ void gv_cost_other_memory(const gv_cost_model *cm, const gv_strategy *s, const g
         double pb, gb, ob;
         gv_elem_bytes(cm, &pb, &gb, &ob);
         double elems = ms * GV_MB / 16;
-        int shard_grads = zero == 3 || (zero == 2 && !(cm->o.async_grad_reduce && b->chunks > 1));
+        int shard_grads = zero == 3;
         m->parameters = elems * pb / (zero == 3 ? sdp : 1) / GV_MB;
         m->gradients = elems * gb / (shard_grads ? sdp : 1) / GV_MB;
         m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
     }
-    if (!galv && cm->o.world / pp > 1) /* gradient all-reduce buckets: 4M fp32 elements per stage */
-        for (int k = 0; k < pp; k++) per_stage[k].comm += 16;
+    /* (own: no gradient buckets; the runtime all-reduces its gradient buffer in place) */
 }
 
 double gv_cost_global_buffer(const gv_cost_model *cm, const gv_cost_batch *b, int pp, int g) {
@@ -584,6 +638,19 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
         out->stage_c[k] = C;
         out->mem_total[k] = mem + ceil(trans) + ceil(gv_cost_mem_total(&om[k])) + (int)gbuf;
     }
+    if (!galv && cm->o.spec) /* the runtime's own allocations replace the per-layer figures */
+        for (int k = 0; k < p->pp; k++) {
+            gv_memory_report r;
+            GV_TRY(gv_cost_runtime_memory(&cm->o, cm->o.spec, p, k, &r));
+            gv_cost_mem *sm = &out->mem[k];
+            sm->parameters = r.parameters / GV_MB;
+            sm->gradients = r.gradients / GV_MB;
+            sm->optimizer = r.optimizer / GV_MB;
+            sm->activations = r.activations / GV_MB;
+            sm->workspace = r.workspace / GV_MB + cm->o.context_mb;
+            sm->comm = r.comm / GV_MB + gbuf;
+            out->mem_total[k] = gv_cost_mem_total(sm);
+        }
     out->step_s =
         gv_cost_pipeline(cm, p->pp, p->micro_batches, out->stage_r, out->stage_c, gv_cost_fixed(cm));
     out->throughput = out->step_s > 0 ? p->global_batch / out->step_s : 0;

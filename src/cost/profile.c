@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gv/cost.h"
 #include "gv/fileio.h"
@@ -421,6 +422,110 @@ gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, con
             if (mp->other_act_mb[k][i] >= 0 && mem_mode == GV_PROFILE_SEQUENCE && g2 > 0)
                 mp->other_act_mb[k][i] *= (double)seq / g2;
     }
+    cJSON_Delete(root);
+    return st;
+}
+
+/* ---- the project's model profile (own model) --------------------------------------------------------- */
+
+static int gv_cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double gv_median_of(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, gv_cmp_dbl);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Line ms = m x + c through the points by Theil-Sen (median of the pairwise slopes, median intercept): one
+ * disturbed point of a few (a load burst during a profile) does not tilt it, as it would least squares. A
+ * negative slope or intercept falls back to the median per-sample cost through the origin, so more
+ * samples never cost less. */
+static void gv_own_fit(const double *x, const double *y, int n, double *out) {
+    double sl[64 * 63 / 2], r[64];
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (x[j] != x[i]) sl[k++] = (y[j] - y[i]) / (x[j] - x[i]);
+    out[0] = out[1] = 0;
+    if (k > 0) {
+        out[0] = gv_median_of(sl, k);
+        for (int i = 0; i < n; i++) r[i] = y[i] - out[0] * x[i];
+        out[1] = gv_median_of(r, n);
+    }
+    if (k == 0 || out[0] <= 0 || out[1] < 0) {
+        for (int i = 0; i < n; i++) r[i] = x[i] > 0 ? y[i] / x[i] : 0;
+        out[0] = n ? gv_median_of(r, n) : 0;
+        out[1] = 0;
+    }
+    if (out[0] < 0) out[0] = 0;
+}
+
+gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
+    mp->n_own_time = 0;
+    if (access(path, R_OK) != 0) return GV_OK;
+    cJSON *root;
+    GV_TRY(gv_json_load(path, &root));
+    double lmin = 0, lmax = 0;
+    gv_status st = gv_json_num(root, "layers_min", &lmin, path, "", 1);
+    if (st == GV_OK) st = gv_json_num(root, "layers_max", &lmax, path, "", 1);
+    if (st == GV_OK && lmax <= lmin)
+        st = gv_fail(GV_ERR_INVALID, "%s: layers_max must exceed layers_min", path);
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "time"), *t;
+    if (st == GV_OK && !cJSON_IsArray(ts)) st = gv_fail(GV_ERR_INVALID, "%s: missing array 'time'", path);
+    /* group the points by (tp, sp) */
+    enum { MAXP = 64 };
+    enum { MAXL = (int)(sizeof mp->own_time / sizeof mp->own_time[0]) };
+    double x[MAXL][MAXP], yf[MAXL][MAXP], yb[MAXL][MAXP], of[MAXL][MAXP], ob[MAXL][MAXP];
+    int cnt[MAXL] = {0};
+    int i = 0;
+    cJSON_ArrayForEach(t, ts) {
+        if (st != GV_OK) break;
+        double s = 0, tp = 0, b = 0;
+        const cJSON *spn = cJSON_GetObjectItemCaseSensitive(t, "sp");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "forward_ms");
+        const cJSON *bw = cJSON_GetObjectItemCaseSensitive(t, "backward_ms");
+        char where[32];
+        snprintf(where, sizeof where, "time[%d].", i++);
+        st = gv_json_num(t, "seq", &s, path, where, 1);
+        if (st == GV_OK) st = gv_json_num(t, "tp", &tp, path, where, 1);
+        if (st == GV_OK) st = gv_json_num(t, "batch", &b, path, where, 1);
+        if (st == GV_OK &&
+            (!cJSON_IsString(spn) || cJSON_GetArraySize(f) != 2 || cJSON_GetArraySize(bw) != 2))
+            st = gv_fail(GV_ERR_INVALID, "%s: %s sp, forward_ms or backward_ms missing or malformed", path,
+                         where);
+        if (st != GV_OK || (int)s != seq) continue;
+        gv_sp_mode sp = !strcmp(spn->valuestring, "megatron")  ? GV_SP_MEGATRON
+                        : !strcmp(spn->valuestring, "ulysses") ? GV_SP_ULYSSES
+                                                               : GV_SP_NONE;
+        int ck = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "ckpt")), k = 0;
+        while (k < mp->n_own_time &&
+               !(mp->own_time[k].tp == (int)tp && mp->own_time[k].sp == sp && mp->own_time[k].ckpt == ck))
+            k++;
+        if (k == mp->n_own_time) {
+            if (k == MAXL) continue;
+            mp->own_time[k].tp = (int)tp;
+            mp->own_time[k].sp = sp;
+            mp->own_time[k].ckpt = ck;
+            mp->n_own_time++;
+        }
+        if (cnt[k] == MAXP) continue;
+        double f0 = cJSON_GetArrayItem(f, 0)->valuedouble, f1 = cJSON_GetArrayItem(f, 1)->valuedouble;
+        double b0 = cJSON_GetArrayItem(bw, 0)->valuedouble, b1 = cJSON_GetArrayItem(bw, 1)->valuedouble;
+        int n = cnt[k]++;
+        x[k][n] = b;
+        yf[k][n] = (f1 - f0) / (lmax - lmin); /* one layer, the whole micro-batch */
+        yb[k][n] = (b1 - b0) / (lmax - lmin);
+        of[k][n] = fmax(0, f0 - lmin * yf[k][n]); /* the vocab layers */
+        ob[k][n] = fmax(0, b0 - lmin * yb[k][n]);
+    }
+    for (int k = 0; st == GV_OK && k < mp->n_own_time; k++) {
+        gv_own_fit(x[k], yf[k], cnt[k], mp->own_time[k].lf);
+        gv_own_fit(x[k], yb[k], cnt[k], mp->own_time[k].lb);
+        gv_own_fit(x[k], of[k], cnt[k], mp->own_time[k].of);
+        gv_own_fit(x[k], ob[k], cnt[k], mp->own_time[k].ob);
+    }
+    if (st != GV_OK) mp->n_own_time = 0;
     cJSON_Delete(root);
     return st;
 }

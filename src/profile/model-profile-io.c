@@ -61,6 +61,7 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(e, "batch", t->batch);
         cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(t->sp));
         cJSON_AddBoolToObject(e, "vocab_parallel", t->vtp);
+        cJSON_AddBoolToObject(e, "ckpt", t->ckpt);
         cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 2));
         cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 2));
         gv_prof_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms);
@@ -68,6 +69,11 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(e, "other_forward_ms_per_sample", t->other_fwd_ms);
         gv_prof_num(e, "other_backward_ms_per_sample", t->other_bwd_ms);
         cJSON_AddItemToArray(ts, e);
+    }
+    if (p->opt_params > 0) {
+        cJSON *o = cJSON_AddObjectToObject(j, "optimizer");
+        gv_prof_num(o, "ms", p->opt_ms);
+        gv_prof_num(o, "parameters", p->opt_params);
     }
     cJSON *ms = cJSON_AddArrayToObject(j, "memory");
     int L[2] = {p->layers_min, p->layers_max};
@@ -121,7 +127,7 @@ static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < p->ntime; i++) {
         const gv_time_point *t = &p->time[i];
-        if (t->tp != 1) continue;
+        if (t->tp != 1 || t->ckpt) continue;
         char key[96];
         int L[2] = {p->layers_min, p->layers_max};
         for (int k = 0; k < 2; k++) {
@@ -133,6 +139,8 @@ static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
         snprintf(key, sizeof key, "layertype_other_bsz%d_seq%d", t->batch, t->seq);
         gv_prof_num(j, key, t->other_fwd_ms);
     }
+    /* the own cost model's optimizer step (Galvatron reads only the keys above) */
+    if (p->opt_params > 0) gv_prof_num(j, "optimizer_time_per_mparam", p->opt_ms / p->opt_params * 1e6);
     return j;
 }
 

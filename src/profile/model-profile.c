@@ -20,6 +20,7 @@ void gv_model_prof_config_defaults(gv_model_prof_config *c) {
     c->layers_min = 1;
     c->layers_max = 2;
     c->pp_memory = 1;
+    c->time_ckpt = 1;
     c->warmup = 1;
     c->iters = 5;
     c->seed = 1337;
@@ -170,14 +171,43 @@ static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point
     return st;
 }
 
-static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) {
+/* The optimizer's share of a step on model k: zero gradients, global norm, AdamW (what the trainer runs once
+ * per step besides forward and backward), median of iters, maximum over ranks. */
+static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p) {
+    int n = x->c->iters > 0 ? x->c->iters : 1;
+    double *f = malloc((size_t)n * sizeof *f);
+    if (!f) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    gv_adamw_cfg cfg = {0.9f, 0.95f, 1e-8f, 0.1f};
+    gv_status st = GV_OK;
+    for (int i = -1; i < n && st == GV_OK; i++) { /* one untimed */
+        double norm;
+        st = gv_comm_barrier(x->world);
+        double t0 = gv_prof_now_ms();
+        if (st == GV_OK) st = gv_model_grad_norm(q->m[k], &norm);
+        if (st == GV_OK) st = gv_model_adamw_step(q->m[k], &cfg, 1e-6f, 1.0f, i + 2);
+        if (st == GV_OK) st = gv_model_zero_grad(q->m[k]);
+        if (st == GV_OK) st = gv_backend_sync(x->b);
+        if (i >= 0) f[i] = gv_prof_now_ms() - t0;
+    }
+    if (st == GV_OK) {
+        p->opt_ms = gv_prof_median(f, n);
+        st = gv_prof_max(x->world, &p->opt_ms);
+        gv_memory_report r;
+        gv_model_memory(q->m[k], &r);
+        p->opt_params = (double)r.parameters / (double)gv_dtype_size(gv_backend_dtype(x->b));
+    }
+    free(f);
+    return st;
+}
+
+static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     gv_mp_pair q;
-    GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), 0));
+    GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), ckpt));
     gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < c->warmup; i++)
         for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
-    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, {0, 0}, {0, 0}, 0, 0, 0, 0};
+    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, ckpt, {0, 0}, {0, 0}, 0, 0, 0, 0};
     int dL = c->layers_max - c->layers_min, n = c->iters;
     /* A layer too small for the timer's noise can come out at <= 0: measure again with twice the
      * iterations (the decision is on rank-reduced values, so every rank takes it alike), then give up. */
@@ -203,15 +233,16 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, gv_model_prof *p) 
                 "with %d iterations",
                 T, x->tp, gv_sp_mode_name(x->sp), B, 2 * n);
     }
+    if (st == GV_OK && x->tp == 1 && !ckpt && B == c->batches[0]) st = gv_mp_opt(x, &q, 1, p);
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
     t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
     if (gv_comm_rank(x->world) == 0)
-        gv_info("profile model: seq %d tp %d %s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
+        gv_info("profile model: seq %d tp %d %s%s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
                 "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",
-                T, x->tp, gv_sp_mode_name(x->sp), B, t.fwd_ms[0], t.fwd_ms[1], t.bwd_ms[0], t.bwd_ms[1],
-                c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
+                T, x->tp, gv_sp_mode_name(x->sp), ckpt ? " recompute" : "", B, t.fwd_ms[0], t.fwd_ms[1],
+                t.bwd_ms[0], t.bwd_ms[1], c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
     return gv_mp_push((void **)&p->time, &p->ntime, sizeof t, &t);
 }
 
@@ -415,8 +446,9 @@ gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, con
                 for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
                     gv_mp_ctx x = {world, b, c, tpg, dpg, t, vtp, sp};
                     int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: its memory only */
-                    for (int j = 0; j < c->nbatch && st == GV_OK && !extra; j++)
-                        st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], p);
+                    for (int ck = 0; ck <= (c->time_ckpt != 0) && !extra; ck++)
+                        for (int j = 0; j < c->nbatch && st == GV_OK; j++)
+                            st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], ck, p);
                     for (int ck = 0; ck < 2 - extra && st == GV_OK; ck++)
                         st = gv_mp_mem_point(&x, c->seqs[k], ck, p);
                 }

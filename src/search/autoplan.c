@@ -38,7 +38,8 @@ static uint64_t gv_fingerprint(const gv_model_spec *s, int world, int seq, const
     h = gv_fnv(h, &cores, sizeof cores);
     h = gv_fnv(h, backend, strlen(backend));
     h = gv_fnv(h, shape, sizeof shape);
-    return gv_fnv(h, "profiles v1", 11); /* bump when the profiler's output changes */
+    /* bump when the profiler's output changes (v2: recompute time points, optimizer step) */
+    return gv_fnv(h, "profiles v2", 11);
 }
 
 static gv_status gv_mkdirs(const char *path) {
@@ -133,13 +134,15 @@ static gv_status gv_measure(gv_comm *world, gv_backend *be, const gv_model_spec 
 }
 
 /* Search on rank 0 from the profiles in dir. */
-static gv_status gv_search_dir(const gv_model_spec *spec, const gv_autoplan_opts *o, int W, int fp32,
-                               FILE *report, gv_autoplan_result *out) {
+static gv_status gv_search_dir(const gv_model_spec *spec, gv_backend *be, const gv_autoplan_opts *o, int W,
+                               int fp32, FILE *report, gv_autoplan_result *out) {
     static gv_cost_env env; /* large; env.cm points into it */
     gv_cost_opts co;
     gv_cost_opts_default(&co, o->mode, W, spec->n_embd, o->seq);
     co.n_layer = spec->n_layer;
     co.mixed_precision = !fp32;
+    co.spec = spec; /* memory as the runtime allocates it */
+    co.backend = be;
     GV_TRY(gv_cost_env_load(&env, out->dir, spec->name, 1, W, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC));
     double gib = o->memory_gib;
     if (gib <= 0) {
@@ -222,7 +225,7 @@ gv_status gv_autoplan_run(gv_comm *world, gv_backend *be, const gv_model_spec *s
     } else if (rank == 0) {
         gv_info("plan auto: profiles of %s on %d ranks from %s", spec->name, W, out->dir);
     }
-    int st = rank == 0 ? gv_search_dir(spec, o, W, fp32, report, out) : GV_OK;
+    int st = rank == 0 ? gv_search_dir(spec, be, o, W, fp32, report, out) : GV_OK;
     GV_TRY(gv_comm_broadcast(world, &st, 1, GV_COMM_I32, 0));
     if (st != GV_OK) {
         gv_autoplan_result_free(out);

@@ -1,0 +1,159 @@
+/* The own cost model's memory is the runtime's: for plans on 2 and 4 CPU ranks (DDP, ZeRO-1/2/3, tp,
+ * Megatron-SP, Ulysses, recompute, pp 2 under GPipe and 1F1B, layer-wise mixes, vocab strategies of their
+ * own) every rank builds the runtime (gv_hybrid_init, which allocates everything a step uses) and compares
+ * its memory report, category by category, with gv_cost_runtime_memory for its stage: equal to the byte.
+ * And gv_cost_plan with the model set reports the same figures in MiB (within 5%, the calibration target;
+ * here they are exact). Started as one process, it re-launches itself on 4 ranks; 2-rank plans run on the
+ * halves of the world at once. Only allocation, no training: fast. */
+#include <string.h>
+
+#include "gv/comm.h"
+#include "gv/cost.h"
+#include "gv/hybrid.h"
+#include "gv/launch.h"
+#include "test.h"
+
+typedef struct {
+    const char *name, *model;
+    int world, pp, gpipe, micro, batch;
+    const char *stages; /* layers per stage, e.g. "3,1"; NULL = even */
+    const char *layers; /* one strategy per layer: t|m|u + degree (tp, Megatron-SP, Ulysses), zN, c = ckpt */
+    const char *vocab;
+} mem_case;
+
+static const mem_case cases[] = {
+    {"ddp", "gpt2", 2, 1, 0, 1, 8, NULL, "t1 t1 t1 t1", "t1"},
+    {"zero1-m2", "gpt2", 2, 1, 0, 2, 8, NULL, "t1z1 t1z1 t1z1 t1z1", "t1z1"},
+    {"zero2-m4", "gpt2", 2, 1, 0, 4, 8, NULL, "t1z2 t1z2 t1z2 t1z2", "t1z2"},
+    {"zero3", "llama", 2, 1, 0, 2, 8, NULL, "t1z3 t1z3 t1z3 t1z3", "t1z3"},
+    {"tp2", "gpt2", 2, 1, 0, 1, 8, NULL, "t2 t2 t2 t2", "t2"},
+    {"megatron-sp2", "gpt2", 2, 1, 0, 2, 8, NULL, "m2 m2 m2 m2", "m2"},
+    {"ulysses2", "llama", 2, 1, 0, 2, 8, NULL, "u2 u2 u2 u2", "t1"},
+    {"ckpt-mixed", "gpt2", 2, 1, 0, 2, 8, NULL, "t1c t1c t1 t1c", "t1"},
+    {"pp2-1f1b", "gpt2", 2, 2, 0, 4, 8, NULL, "t1 t1 t1 t1", "t1"},
+    {"pp2-gpipe-uneven", "llama", 2, 2, 1, 4, 8, "3,1", "t1 t1c t1 t1", "t1"},
+    {"layerwise-vocab-tp2", "gpt2", 2, 1, 0, 2, 8, NULL, "t2 t1 t1z2 t2c", "t2"},
+    {"4-pp2-mixed", "llama", 4, 2, 0, 4, 16, NULL, "t2 t1c u2 t1z1", "t2"},
+    {"4-tp4-vocab-dp", "gpt2", 4, 1, 0, 2, 16, NULL, "t4 t4 t2z3 t1z2", "t1z3"},
+    {"4-pp2-gpipe-msp", "gpt2", 4, 2, 1, 2, 16, "1,3", "m2 m2c t1 t2", "m2"},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void spec_of(const char *model, gv_model_spec *s) {
+    if (!strcmp(model, "gpt2")) {
+        gv_model_spec_preset(s, "gpt2-tiny");
+    } else { /* 8 heads over 4 kv heads: splits 2 and 4 ways */
+        gv_model_spec_preset(s, "llama-tiny");
+        s->n_head = 8, s->n_kv_head = 4;
+    }
+    s->n_layer = 4;
+}
+
+static gv_layer_strategy parse_strategy(const char *s, const char **end) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
+    l.tp = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
+    if (*s == 'c') l.ckpt = 1, s++;
+    while (*s == ' ') s++;
+    *end = s;
+    return l;
+}
+
+static void make_plan(const mem_case *mc, gv_plan *p) {
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    const char *s = mc->vocab, *e;
+    CHECK_OK(gv_plan_uniform(p, mc->world, mc->pp, 4, l, parse_strategy(s, &e),
+                             mc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, mc->batch, mc->micro));
+    s = mc->layers;
+    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
+    if (mc->stages)
+        for (int i = 0, k = 0; i < mc->pp; i++, k += 2) p->stage_layers[i] = mc->stages[k] - '0';
+}
+
+/* Minimal profiles: the memory path of gv_cost_plan with a spec does not read them. */
+static gv_hw_profile hw;
+static gv_model_profile mp;
+
+static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int print) {
+    const int seq = 64;
+    gv_model_spec spec;
+    gv_plan p;
+    spec_of(mc->model, &spec);
+    make_plan(mc, &p);
+    CHECK_OK(gv_plan_validate(&p, &spec, seq, mc->name));
+    gv_hybrid *h = NULL;
+    gv_status st = gv_hybrid_init(&h, &spec, be, comm, &p, seq, mc->name);
+    CHECK_OK(st);
+    if (st != GV_OK) {
+        gv_plan_free(&p);
+        return;
+    }
+    gv_memory_report got, want;
+    gv_hybrid_memory(h, &got);
+    gv_hybrid_free(h);
+    int rank = gv_comm_rank(comm), stage = rank / (mc->world / mc->pp);
+    gv_cost_opts o;
+    gv_cost_opts_default(&o, GV_COST_OWN, mc->world, spec.n_embd, seq);
+    o.mixed_precision = 0;
+    o.n_layer = 4;
+    o.pipeline = p.schedule;
+    o.spec = &spec;
+    o.backend = be;
+    CHECK_OK(gv_cost_runtime_memory(&o, &spec, &p, stage, &want));
+    static const char *cat[6] = {"parameters", "gradients", "optimizer", "activations", "workspace", "comm"};
+    size_t gv[6] = {got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm};
+    size_t wv[6] = {want.parameters,  want.gradients, want.optimizer,
+                    want.activations, want.workspace, want.comm};
+    for (int k = 0; k < 6; k++)
+        if (gv[k] != wv[k]) {
+            fprintf(stderr, "%s rank %d: %s runtime %zu bytes, cost model %zu\n", mc->name, rank, cat[k],
+                    gv[k], wv[k]);
+            gv_test_failures++;
+        }
+    /* the same through the plan evaluation, in MiB */
+    gv_cost_model cm = {&hw, &mp, o};
+    gv_plan_cost pc;
+    CHECK_OK(gv_cost_plan(&cm, &p, 0, &pc));
+    const gv_cost_mem *m = &pc.mem[stage];
+    double pm[6] = {m->parameters, m->gradients, m->optimizer, m->activations, m->workspace, m->comm};
+    for (int k = 0; k < 6; k++) CHECK_CLOSE(pm[k], gv[k] / 1048576.0, 0.05, 1e-9);
+    if (rank == 0 && print)
+        printf("%-22s stage 0: params %zu grads %zu opt %zu acts %zu work %zu comm %zu bytes\n", mc->name,
+               got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm);
+    gv_plan_free(&p);
+}
+
+int main(int argc, char **argv) {
+    if (!gv_launch_is_rank()) {
+        setenv("OMP_NUM_THREADS", "1", 1);
+        gv_launch_exec(4, argc, argv);
+        fprintf(stderr, "test_cost_runtime: cannot launch: %s\n", gv_last_error());
+        return 1;
+    }
+    gv_comm *world;
+    if (gv_comm_init_world(&world, "mpi") != GV_OK) gv_launch_die(NULL, 1, "%s", gv_last_error());
+    int rank = gv_comm_rank(world);
+    CHECK(gv_comm_size(world) == 4);
+    int lo[2] = {0, 1}, hi[2] = {2, 3};
+    gv_comm *a, *b;
+    CHECK_OK(gv_comm_group(world, lo, 2, &a));
+    CHECK_OK(gv_comm_group(world, hi, 2, &b));
+    gv_comm *half = a ? a : b;
+    gv_backend *be;
+    CHECK_OK(gv_backend_init(&be, "cpu", 0));
+    int two[NCASES], ntwo = 0;
+    for (int i = 0; i < NCASES; i++)
+        if (cases[i].world == 2) two[ntwo++] = i;
+    for (int i = 0; i < ntwo; i++)
+        run_case(&cases[two[i]], half, be, a != NULL); /* both halves: same plans */
+    CHECK_OK(gv_comm_barrier(world));
+    for (int i = 0; i < NCASES; i++)
+        if (cases[i].world == 4) run_case(&cases[i], world, be, 1);
+    gv_backend_free(be);
+    int fails = gv_test_failures;
+    CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
+    gv_comm_free(world);
+    if (rank == 0) printf("test_cost_runtime: %d plans, %s\n", NCASES, fails ? "FAILED" : "ok");
+    return fails ? 1 : 0;
+}
