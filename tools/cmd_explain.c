@@ -107,6 +107,8 @@ int gv_cmd_explain(int argc, char **argv) {
         char comp[1200];
         snprintf(comp, sizeof comp, "%s/computation_profiling_fp32_%s_all.json", dir, spec.name);
         co.mixed_precision = access(comp, R_OK) != 0;
+        /* fp32 profiles are this runtime's CPU ranks: memory by the runtime's own formula (exact) */
+        if (!co.mixed_precision && mode == GV_COST_OWN) co.spec = &spec;
         st = gv_cost_env_load(&env, dir, spec.name, 1, world, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC);
     }
     if (st == GV_OK) st = gv_cost_plan(&env.cm, &p, 0, &c);

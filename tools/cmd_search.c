@@ -407,6 +407,8 @@ int gv_cmd_search(int argc, char **argv) {
     co.hidden = cli.hidden;
     co.seq = cli.seq;
     co.n_layer = cli.layers;
+    /* fp32 profiles are this runtime's CPU ranks: memory by the runtime's own formula (exact) */
+    if (!co.mixed_precision && mode == GV_COST_OWN && cli.layers == spec.n_layer) co.spec = &spec;
 
     static gv_cost_env env; /* large: not on the stack */
     if (gv_cost_env_load(&env, profile_dir, cli.model_name, cli.num_nodes, cli.gpus_per_node, &co,
