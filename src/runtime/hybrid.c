@@ -362,8 +362,17 @@ static gv_status gv_build_hf(gv_hybrid *h, const gv_plan *plan) {
 }
 
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where) {
-    (void)spec, (void)plan, (void)where; /* every valid plan runs (kept for limits to come) */
-    return GV_OK;
+    if (spec->arch != GV_ARCH_T5) return GV_OK;
+    /* T5's encoder output feeds every decoder layer: it runs as one part (the model says so too, but here
+     * the reason comes once, before any rank starts). */
+    int one = plan->pp == 1 && plan->vocab.sp == GV_SP_NONE;
+    for (int l = 0; one && l < plan->n_layer; l++) one = gv_same_strategy(&plan->layers[l], &plan->vocab);
+    if (one) return GV_OK;
+    return gv_fail(GV_ERR_UNSUPPORTED,
+                   "%s: t5 runs as one part (one strategy for every layer and the vocab layers, no sequence "
+                   "parallelism, pp 1): layer-wise strategies, sequence parallelism and pipelines are not built "
+                   "for it",
+                   where ? where : "plan");
 }
 
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
