@@ -16,34 +16,12 @@
 #include "gv/backend.h"
 #include "gv/cost.h"
 
-static gv_layer_strategy parse_strategy(const char *s, const char **end) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
-    l.tp = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'c') l.ckpt = 1, s++;
-    while (*s == ' ') s++;
-    *end = s;
-    return l;
-}
-
 static int cmd_plan(char **a) {
     int W = atoi(a[0]), pp = atoi(a[1]), B = atoi(a[3]), M = atoi(a[4]);
-    const char *stages = a[5], *layers = a[6], *e;
-    int L = 0;
-    for (const char *s = layers; *s;) {
-        parse_strategy(s, &s);
-        L++;
-    }
-    gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
     gv_plan p;
-    if (gv_plan_uniform(&p, W, pp, L, one, parse_strategy(a[7], &e),
-                        !strcmp(a[2], "gpipe") ? GV_SCHED_GPIPE : GV_SCHED_1F1B, B, M) != GV_OK)
+    if (gv_plan_compact(&p, W, pp, !strcmp(a[2], "gpipe") ? GV_SCHED_GPIPE : GV_SCHED_1F1B, B, M, a[6], a[7],
+                        strcmp(a[5], "-") ? a[5] : NULL) != GV_OK)
         goto fail;
-    const char *s = layers;
-    for (int i = 0; i < L; i++) p.layers[i] = parse_strategy(s, &s);
-    if (strcmp(stages, "-"))
-        for (int i = 0; i < pp; i++) p.stage_layers[i] = (int)strtol(stages, (char **)&stages, 10), stages++;
     if (gv_plan_save(&p, a[8]) != GV_OK) goto fail;
     gv_plan_free(&p);
     return 0;

@@ -49,26 +49,9 @@ static void spec_of(const char *model, gv_model_spec *s) {
     s->n_layer = 4;
 }
 
-static gv_layer_strategy parse_strategy(const char *s, const char **end) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
-    l.tp = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'c') l.ckpt = 1, s++;
-    while (*s == ' ') s++;
-    *end = s;
-    return l;
-}
-
 static void make_plan(const mem_case *mc, gv_plan *p) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    const char *s = mc->vocab, *e;
-    CHECK_OK(gv_plan_uniform(p, mc->world, mc->pp, 4, l, parse_strategy(s, &e),
-                             mc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, mc->batch, mc->micro));
-    s = mc->layers;
-    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
-    if (mc->stages)
-        for (int i = 0, k = 0; i < mc->pp; i++, k += 2) p->stage_layers[i] = mc->stages[k] - '0';
+    CHECK_OK(gv_plan_compact(p, mc->world, mc->pp, mc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, mc->batch,
+                             mc->micro, mc->layers, mc->vocab, mc->stages));
 }
 
 /* Minimal profiles: the memory path of gv_cost_plan with a spec does not read them. */

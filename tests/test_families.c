@@ -74,53 +74,9 @@ static void config(gv_train_config *c, const char *model, int micro, const char 
     c->out_dir = out;
 }
 
-static gv_layer_strategy parse_strategy(const char *s, const char **end) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
-    l.tp = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'c') l.ckpt = 1, s++;
-    while (*s == ' ') s++;
-    *end = s;
-    return l;
-}
-
 static void make_plan(const plan_case *pc, gv_plan *p) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    const char *s = pc->vocab, *e;
-    CHECK_OK(gv_plan_uniform(p, 4, pc->pp, 4, l, parse_strategy(s, &e),
-                             pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro));
-    s = pc->layers;
-    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
-    if (pc->stages)
-        for (int i = 0, k = 0; i < pc->pp; i++, k += 2) p->stage_layers[i] = pc->stages[k] - '0';
-}
-
-/* ||x - y|| / ||y|| over all tensors of two safetensors files. */
-static double weights_diff(const char *a, const char *b) {
-    gv_st_file *fa = NULL, *fb = NULL;
-    if (gv_st_open(&fa, a) != GV_OK || gv_st_open(&fb, b) != GV_OK) {
-        fprintf(stderr, "%s\n", gv_last_error());
-        gv_st_close(fa);
-        return INFINITY;
-    }
-    double dd = 0, yy = 0;
-    int ok = gv_st_count(fa) == gv_st_count(fb);
-    for (int i = 0; i < gv_st_count(fa) && ok; i++) {
-        const char *name = gv_st_name(fa, i);
-        size_t n = gv_st_nbytes(fa, i) / 4;
-        float *x = malloc(n * 4), *y = malloc(n * 4);
-        ok = gv_st_read_f32(fa, name, x, 0, NULL) == GV_OK && gv_st_read_f32(fb, name, y, 0, NULL) == GV_OK;
-        for (size_t k = 0; ok && k < n; k++) {
-            dd += (double)(x[k] - y[k]) * (x[k] - y[k]);
-            yy += (double)y[k] * y[k];
-        }
-        free(x);
-        free(y);
-    }
-    gv_st_close(fa);
-    gv_st_close(fb);
-    return ok ? sqrt(dd / yy) : INFINITY;
+    CHECK_OK(gv_plan_compact(p, 4, pc->pp, pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro,
+                             pc->layers, pc->vocab, pc->stages));
 }
 
 typedef struct {
@@ -150,7 +106,8 @@ static void run_case(const plan_case *pc, gv_comm *comm, const reference *ref, c
     for (int s = 0; s < 10; s++) worst = fmax(worst, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
     snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
     snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
-    double wd = weights_diff(a, b), ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    double wd, worst_tensor, ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    CHECK_OK(gv_st_diff(a, b, &wd, &worst_tensor, NULL));
     printf("%-26s loss %.4f -> %.4f  losses %.2e  eval %.2e  weights %.2e\n", pc->name, r.losses[0],
            r.losses[9], worst, ed, wd);
     CHECK(worst <= 1e-5);

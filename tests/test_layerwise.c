@@ -74,17 +74,6 @@ static void config(gv_train_config *c, const char *model, int micro, const char 
     c->out_dir = out;
 }
 
-static gv_layer_strategy parse_strategy(const char *s, const char **end) {
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
-    l.tp = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'z') l.zero = (int)strtol(s + 1, (char **)&s, 10);
-    if (*s == 'c') l.ckpt = 1, s++;
-    while (*s == ' ') s++;
-    *end = s;
-    return l;
-}
-
 static void make_plan(const plan_case *pc, gv_plan *p) {
     if (pc->file) {
         char path[512];
@@ -93,14 +82,8 @@ static void make_plan(const plan_case *pc, gv_plan *p) {
         CHECK(p->micro_batches == pc->micro && p->global_batch == 16);
         return;
     }
-    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
-    const char *s = pc->vocab, *e;
-    CHECK_OK(gv_plan_uniform(p, pc->world, pc->pp, 4, l, parse_strategy(s, &e),
-                             pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro));
-    s = pc->layers;
-    for (int i = 0; i < 4; i++) p->layers[i] = parse_strategy(s, &s);
-    if (pc->stages)
-        for (int i = 0, k = 0; i < pc->pp; i++, k += 2) p->stage_layers[i] = pc->stages[k] - '0';
+    CHECK_OK(gv_plan_compact(p, pc->world, pc->pp, pc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B, 16, pc->micro,
+                             pc->layers, pc->vocab, pc->stages));
 }
 
 typedef struct {

@@ -127,9 +127,10 @@ static void test_galvatron_config(void) {
 
     /* The default dp type applies where there is data parallelism: a tp = stage layer (and the vocab
      * layers at vtp = stage) run DDP, an explicit zero3 there stays (and validation names it). */
-    write_file("plan_tmp/d.json", "{\"pp_deg\": 2, \"tp_sizes_enc\": \"2,1,1,2\", \"dp_types_enc\": \"0,0,1,1\", "
-                                  "\"default_dp_type\": \"zero2\", \"global_bsz\": 8, \"vtp\": 2, "
-                                  "\"world_size\": 4}");
+    write_file("plan_tmp/d.json",
+               "{\"pp_deg\": 2, \"tp_sizes_enc\": \"2,1,1,2\", \"dp_types_enc\": \"0,0,1,1\", "
+               "\"default_dp_type\": \"zero2\", \"global_bsz\": 8, \"vtp\": 2, "
+               "\"world_size\": 4}");
     CHECK_OK(gv_plan_load(&p, "plan_tmp/d.json", 4, 0));
     CHECK(p.layers[0].zero == 0 && p.layers[1].zero == 2 && p.layers[2].zero == 3 && p.layers[3].zero == 3);
     CHECK(p.vocab.zero == 0);
@@ -182,7 +183,33 @@ static void test_galvatron_config(void) {
     }
 }
 
+/* The compact notation: words per layer, vocab word, stages; malformed words are refused with the word. */
+static void test_compact(void) {
+    gv_plan p;
+    CHECK_OK(gv_plan_compact(&p, 8, 2, GV_SCHED_GPIPE, 16, 4, " t2 t1c u2z1 m4z3c", "t2z2", "3,1"));
+    CHECK(p.n_layer == 4 && p.world == 8 && p.pp == 2 && p.schedule == GV_SCHED_GPIPE);
+    CHECK(p.layers[0].tp == 2 && p.layers[0].sp == GV_SP_NONE && !p.layers[0].ckpt && p.layers[0].zero == 0);
+    CHECK(p.layers[1].tp == 1 && p.layers[1].ckpt);
+    CHECK(p.layers[2].tp == 2 && p.layers[2].sp == GV_SP_ULYSSES && p.layers[2].zero == 1);
+    CHECK(p.layers[3].tp == 4 && p.layers[3].sp == GV_SP_MEGATRON && p.layers[3].zero == 3 &&
+          p.layers[3].ckpt);
+    CHECK(p.vocab.tp == 2 && p.vocab.zero == 2 && p.stage_layers[0] == 3 && p.stage_layers[1] == 1);
+    gv_plan_free(&p);
+    CHECK_OK(gv_plan_compact(&p, 2, 2, GV_SCHED_1F1B, 8, 2, "t1 t1 t1", "t1", NULL));
+    CHECK(p.stage_layers[0] == 2 && p.stage_layers[1] == 1); /* even, earlier stages take the extra */
+    gv_plan_free(&p);
+    const char *bad[][2] = {
+        {"t2 x1", "'x1'"}, {"t", "degree"}, {"t2z9", "ZeRO stage"}, {"t2q", "unexpected 'q'"}};
+    for (int i = 0; i < 4; i++) {
+        CHECK(gv_plan_compact(&p, 2, 1, GV_SCHED_1F1B, 8, 1, bad[i][0], "t1", NULL) == GV_ERR_INVALID);
+        CHECK(strstr(gv_last_error(), bad[i][1]) != NULL);
+    }
+    CHECK(gv_plan_compact(&p, 2, 2, GV_SCHED_1F1B, 8, 1, "t1 t1", "t1", "1;1") == GV_ERR_INVALID);
+    CHECK(strstr(gv_last_error(), "stages '1;1'") != NULL);
+}
+
 int main(void) {
+    test_compact();
     test_validate();
     test_galvatron_config();
     return gv_test_result("test_plan");

@@ -44,6 +44,15 @@ static inline int gv_plan_dp(const gv_plan *p, const gv_layer_strategy *s) {
     return p->world / p->pp / s->tp;
 }
 
+/* The compact notation of strategies (tests, benches, quick experiments): one word per layer, e.g.
+ * "t2 t1c u2z1 m4z3": t|m|u = tensor parallelism / Megatron-SP / Ulysses, then the degree, zN = ZeRO stage,
+ * c = recompute. gv_strategy_parse reads one word (and the spaces after it) and sets *end past it. */
+gv_status gv_strategy_parse(const char *s, gv_layer_strategy *out, const char **end);
+/* A plan from the notation: layers (one word each, n_layer of them), vocab (one word, ckpt ignored),
+ * stages "3,1" (NULL: even), world, pp, schedule, batch. */
+gv_status gv_plan_compact(gv_plan *p, int world, int pp, gv_schedule sched, int global_batch,
+                          int micro_batches, const char *layers, const char *vocab, const char *stages);
+
 /* Checks the plan against a model and sequence length; `where` (a file name or "plan") prefixes the
  * reason, e.g. "plan: layer 3: tp 3 does not divide n_head 4". */
 gv_status gv_plan_validate(const gv_plan *p, const gv_model_spec *s, int seq, const char *where);

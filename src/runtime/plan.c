@@ -73,6 +73,57 @@ gv_status gv_plan_uniform(gv_plan *p, int world, int pp, int n_layer, gv_layer_s
     return GV_OK;
 }
 
+gv_status gv_strategy_parse(const char *s, gv_layer_strategy *out, const char **end) {
+    const char *w = s;
+    gv_layer_strategy l = {1, GV_SP_NONE, 0, 0};
+    if (*s != 't' && *s != 'm' && *s != 'u')
+        return gv_fail(GV_ERR_INVALID, "strategy '%.16s': expected t, m or u and a degree (e.g. t2z1c)", w);
+    l.sp = *s == 'm' ? GV_SP_MEGATRON : *s == 'u' ? GV_SP_ULYSSES : GV_SP_NONE;
+    char *e;
+    long t = strtol(s + 1, &e, 10);
+    if (e == s + 1 || t < 1 || t > 1 << 20)
+        return gv_fail(GV_ERR_INVALID, "strategy '%.16s': expected a degree after '%c'", w, *s);
+    l.tp = (int)t, s = e;
+    if (*s == 'z') {
+        long z = strtol(s + 1, &e, 10);
+        if (e == s + 1 || z < 0 || z > 3)
+            return gv_fail(GV_ERR_INVALID, "strategy '%.16s': expected a ZeRO stage 0..3 after 'z'", w);
+        l.zero = (int)z, s = e;
+    }
+    if (*s == 'c') l.ckpt = 1, s++;
+    if (*s && *s != ' ') return gv_fail(GV_ERR_INVALID, "strategy '%.16s': unexpected '%c'", w, *s);
+    while (*s == ' ') s++;
+    *out = l;
+    *end = s;
+    return GV_OK;
+}
+
+gv_status gv_plan_compact(gv_plan *p, int world, int pp, gv_schedule sched, int global_batch,
+                          int micro_batches, const char *layers, const char *vocab, const char *stages) {
+    memset(p, 0, sizeof *p);
+    int n = 0;
+    gv_layer_strategy l, v;
+    const char *s = layers, *e;
+    while (*s == ' ') s++;
+    for (const char *q = s; *q; n++) GV_TRY(gv_strategy_parse(q, &l, &q));
+    if (n == 0) return gv_fail(GV_ERR_INVALID, "plan: no layer strategies in '%s'", layers);
+    GV_TRY(gv_strategy_parse(vocab, &v, &e));
+    GV_TRY(gv_plan_uniform(p, world, pp, n, l, v, sched, global_batch, micro_batches));
+    for (int i = 0; i < n; i++) gv_strategy_parse(s, &p->layers[i], &s); /* parsed above */
+    for (int k = 0; stages && k < pp; k++) {
+        char *end;
+        long x = strtol(stages, &end, 10);
+        if (end == stages || (k + 1 < pp && *end != ',') || (k + 1 == pp && *end)) {
+            gv_plan_free(p);
+            return gv_fail(GV_ERR_INVALID, "plan: stages '%s': expected %d comma-separated layer counts",
+                           stages, pp);
+        }
+        p->stage_layers[k] = (int)x;
+        stages = end + (*end == ',');
+    }
+    return GV_OK;
+}
+
 /* Checks one strategy; `what` is "layer 3" or "vocab". */
 static gv_status gv_check_strategy(const gv_plan *p, const gv_layer_strategy *l, const gv_model_spec *s,
                                    int seq, const char *w, const char *what) {
