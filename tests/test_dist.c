@@ -47,6 +47,18 @@ static void compare_weights(const char *a, const char *b, double *global, double
     if (*worst > 1e-4) printf("  %s: per-tensor relative difference %.2e\n", name, *worst);
 }
 
+/* A reader that fills nothing and records which rows each tensor was asked for. */
+typedef struct {
+    int64_t row0[256], nrows[256];
+} read_log;
+
+static gv_status log_read(void *ctx, int k, int64_t row0, int64_t nrows, float *dst) {
+    read_log *l = ctx;
+    (void)dst;
+    if (k < 256) l->row0[k] = row0, l->nrows[k] = nrows;
+    return GV_OK;
+}
+
 int main(int argc, char **argv) {
     if (!gv_launch_is_rank()) {
         setenv("OMP_NUM_THREADS", "1", 1); /* 4 ranks share 2 cores */
@@ -262,6 +274,42 @@ int main(int argc, char **argv) {
         gv_named_f32_free(gu, nu);
         gv_model_free(ref);
         gv_model_free(uly);
+        gv_backend_free(be);
+    }
+
+    /* Loading reads only a rank's rows: under tp 2 with vocab parallelism (600 of 640 padded rows) the
+     * embedding asks for rows [0, 320) or [320, 600), a column-parallel LLaMA-style q/k/v piece for its
+     * heads; replicated and transposed (GPT-2 Conv1D) tensors for all rows. */
+    {
+        gv_model_spec s;
+        gv_backend *be;
+        gv_model *m;
+        gv_model_spec_preset(&s, "gpt2-tiny");
+        s.vocab = 600, s.padded_vocab = 640;
+        CHECK_OK(gv_backend_init(&be, "cpu", 0));
+        gv_model_dist d = {.tp = half, .vocab_parallel = 1};
+        CHECK_OK(gv_model_init_dist(&m, &s, be, 2, 16, &d));
+        read_log log = {0};
+        CHECK_OK(gv_model_import_stream(m, GV_BUF_WEIGHTS, log_read, &log));
+        int r = rank % 2, wte = -1, c_attn = -1, ln = -1;
+        for (int k = 0; k < gv_model_hf_count(m); k++) {
+            const char *name;
+            int nd;
+            int64_t sh[4];
+            gv_model_hf_info(m, k, &name, &nd, sh);
+            if (!strcmp(name, "wte.weight")) wte = k;
+            if (!strcmp(name, "h.0.attn.c_attn.weight")) { /* transposed: all rows */
+                c_attn = k;
+                CHECK(log.row0[k] == 0 && log.nrows[k] == sh[0]);
+            }
+            if (!strcmp(name, "h.0.ln_1.weight")) { /* replicated: all rows */
+                ln = k;
+                CHECK(log.row0[k] == 0 && log.nrows[k] == sh[0]);
+            }
+        }
+        CHECK(wte >= 0 && c_attn >= 0 && ln >= 0);
+        CHECK(log.row0[wte] == 320 * r && log.nrows[wte] == (r ? 280 : 320));
+        gv_model_free(m);
         gv_backend_free(be);
     }
 

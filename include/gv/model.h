@@ -189,10 +189,12 @@ gv_status gv_model_export_hf(gv_model *m, int which, gv_named_f32 **out, int *n)
  * Collective over the model's tp and dp groups: every rank calls it for the same k in the same order; only
  * one parameter's global tensor is held at a time (checkpoints stream through it). */
 gv_status gv_model_export_one(gv_model *m, int which, int k, float *out);
-/* Sets buffer `which` (weights or a moment) tensor by tensor: read(ctx, k, dst) fills HF tensor k (HF shape)
- * — called for k = 0 .. hf_count-1 in order; each rank keeps its slice. The caller has checked names and
+/* Sets buffer `which` (weights or a moment) tensor by tensor: read(ctx, k, row0, nrows, dst) fills rows
+ * [row0, row0 + nrows) of HF tensor k's dim 0 into dst (the whole tensor's buffer, HF shape; other rows may
+ * be left as they are) — the rows this rank keeps (its tensor-parallel slice, or all of them), so a file
+ * reader can read only those; called for k = 0 .. hf_count-1 in order. The caller has checked names and
  * shapes (gv_model_hf_info); a read error stops the import (buffers then hold a mix). */
-typedef gv_status (*gv_hf_reader)(void *ctx, int k, float *dst);
+typedef gv_status (*gv_hf_reader)(void *ctx, int k, int64_t row0, int64_t nrows, float *dst);
 gv_status gv_model_import_stream(gv_model *m, int which, gv_hf_reader read, void *ctx);
 /* Sets the weights from HF-named tensors; every expected tensor must be present with its exact shape;
  * unknown names are ignored (HF files carry buffers such as attn.bias); `source` names the file in errors. */

@@ -106,13 +106,19 @@ typedef struct {
     char **keys;
 } gv_file_reader;
 
-static gv_status gv_file_read(void *ctx, int k, float *dst) {
+/* Reads only the rows a rank keeps (its slice of a row-split tensor), straight from the file. */
+static gv_status gv_file_read(void *ctx, int k, int64_t row0, int64_t nrows, float *dst) {
     gv_file_reader *r = ctx;
     const char *name;
     int ndim;
     int64_t shape[4];
     gv_t_info(r->m, k, &name, &ndim, shape);
-    return gv_st_read_f32(r->f, r->keys[k], dst, ndim, shape);
+    if (ndim == 0 || (row0 == 0 && nrows == shape[0]))
+        return gv_st_read_f32(r->f, r->keys[k], dst, ndim, shape);
+    if (nrows == 0) return GV_OK;
+    size_t row = 1;
+    for (int d = 1; d < ndim; d++) row *= (size_t)shape[d];
+    return gv_st_read_f32_rows(r->f, r->keys[k], row0, nrows, dst + (size_t)row0 * row);
 }
 
 static gv_status gv_load_weights(gv_target m, const char *path) {

@@ -368,11 +368,12 @@ gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const 
     int one = plan->pp == 1 && plan->vocab.sp == GV_SP_NONE;
     for (int l = 0; one && l < plan->n_layer; l++) one = gv_same_strategy(&plan->layers[l], &plan->vocab);
     if (one) return GV_OK;
-    return gv_fail(GV_ERR_UNSUPPORTED,
-                   "%s: t5 runs as one part (one strategy for every layer and the vocab layers, no sequence "
-                   "parallelism, pp 1): layer-wise strategies, sequence parallelism and pipelines are not built "
-                   "for it",
-                   where ? where : "plan");
+    return gv_fail(
+        GV_ERR_UNSUPPORTED,
+        "%s: t5 runs as one part (one strategy for every layer and the vocab layers, no sequence "
+        "parallelism, pp 1): layer-wise strategies, sequence parallelism and pipelines are not built "
+        "for it",
+        where ? where : "plan");
 }
 
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
@@ -823,9 +824,9 @@ typedef struct {
     const int *gk;
 } gv_part_reader;
 
-static gv_status gv_part_read(void *ctx, int k, float *dst) {
+static gv_status gv_part_read(void *ctx, int k, int64_t row0, int64_t nrows, float *dst) {
     const gv_part_reader *r = ctx;
-    return r->read(r->ctx, r->gk[k], dst);
+    return r->read(r->ctx, r->gk[k], row0, nrows, dst);
 }
 
 gv_status gv_hybrid_import_stream(gv_hybrid *h, int which, gv_hf_reader read, void *ctx) {

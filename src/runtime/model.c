@@ -1206,6 +1206,29 @@ static size_t gv_max_gnumel(const gv_model *m) {
     return mx;
 }
 
+/* The rows of HF tensor k's dim 0 this rank keeps, [*r0, *r0 + *nr): the parameter's tensor-parallel row
+ * segments inside the piece; all rows when the piece is transposed (GPT-2's Conv1D: its rows are the
+ * parameter's columns), replicated, or stored with another leading dimension. */
+static void gv_piece_rows(const gv_model *m, const gv_hf_piece *h, int64_t *r0, int64_t *nr) {
+    const gv_param *p = &m->params[h->param];
+    int nd;
+    int64_t sh[4];
+    gv_hf_shape(m, h, &nd, sh);
+    *r0 = 0, *nr = sh[0];
+    if (h->transpose || !p->sharded || sh[0] != h->rows) return;
+    int64_t lo = h->rows, hi = 0;
+    for (int k = 0; k < p->nseg; k++) {
+        int64_t a = p->seg0[k] > h->row0 ? p->seg0[k] : h->row0;
+        int64_t b = p->seg0[k] + p->segn[k] < h->row0 + h->rows ? p->seg0[k] + p->segn[k] : h->row0 + h->rows;
+        if (a < b) {
+            if (a - h->row0 < lo) lo = a - h->row0;
+            if (b - h->row0 > hi) hi = b - h->row0;
+        }
+    }
+    *r0 = lo < hi ? lo : 0;
+    *nr = lo < hi ? hi - lo : 0;
+}
+
 gv_status gv_model_import_stream(gv_model *m, int which, gv_hf_reader read, void *ctx) {
     if (which != GV_BUF_WEIGHTS && which != GV_BUF_ADAM_M && which != GV_BUF_ADAM_V)
         return gv_fail(GV_ERR_INVALID, "import: buffer %d cannot be imported", which);
@@ -1219,7 +1242,9 @@ gv_status gv_model_import_stream(gv_model *m, int which, gv_hf_reader read, void
     for (int i = 0; i < m->nhf && st == GV_OK; i++) {
         const gv_hf_piece *h = &m->hf[i];
         const gv_param *p = &m->params[h->param];
-        st = read(ctx, i, t);
+        int64_t r0, nr;
+        gv_piece_rows(m, h, &r0, &nr);
+        st = read(ctx, i, r0, nr, t); /* only the rows kept below need to be right */
         if (st != GV_OK) break;
         float *dst = g + h->row0 * p->g_cols;
         if (h->transpose)
@@ -1244,7 +1269,8 @@ typedef struct {
     const int *match; /* HF tensor k of the model is ts[match[k]] */
 } gv_named_reader;
 
-static gv_status gv_named_read(void *ctx, int k, float *dst) {
+static gv_status gv_named_read(void *ctx, int k, int64_t row0, int64_t nrows, float *dst) {
+    (void)row0, (void)nrows; /* in memory already: copy it all */
     const gv_named_reader *r = ctx;
     const gv_named_f32 *t = &r->ts[r->match[k]];
     size_t n = 1;
