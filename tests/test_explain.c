@@ -35,7 +35,8 @@ static void check_deps(const gv_plan *p, const gv_timeline_event *ev, int n, dou
         }
     for (int i = 0; i < n; i++) /* a stage runs one thing at a time */
         for (int j = i + 1; j < n; j++)
-            if (ev[i].stage == ev[j].stage) CHECK(ev[i].t1 <= ev[j].t0 + 1e-12 || ev[j].t1 <= ev[i].t0 + 1e-12);
+            if (ev[i].stage == ev[j].stage)
+                CHECK(ev[i].t1 <= ev[j].t0 + 1e-12 || ev[j].t1 <= ev[i].t0 + 1e-12);
     (void)p;
 }
 
@@ -46,7 +47,8 @@ int main(void) {
         for (int M = 1; M <= 8; M *= 2)
             for (int sched = 0; sched < 2; sched++) {
                 gv_plan p;
-                CHECK_OK(gv_plan_uniform(&p, pp, pp, 8, l, l, sched ? GV_SCHED_1F1B : GV_SCHED_GPIPE, 8 * M, M));
+                CHECK_OK(
+                    gv_plan_uniform(&p, pp, pp, 8, l, l, sched ? GV_SCHED_1F1B : GV_SCHED_GPIPE, 8 * M, M));
                 for (int s = 0; s < pp; s++) f[s] = 1.0, b[s] = 2.0;
                 gv_timeline_event *ev;
                 int n;

@@ -49,7 +49,7 @@ gv_status gv_search_space(const gv_search_opts *o, int vocab, gv_strategy **out,
     if (!v) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
     for (int pp = 1; pp <= W; pp *= 2) {
         if (pp > o->n_layer || pp > o->max_pp || pp > 64) continue; /* plan costs hold up to 64 stages */
-        for (int mode = 0; mode < 2; mode++) { /* 0: tp, 1: sp */
+        for (int mode = 0; mode < 2; mode++) {                      /* 0: tp, 1: sp */
             int maxt = mode == 0 ? o->max_tp : o->max_sp;
             for (int t = 1; t <= maxt && t * pp <= W; t *= 2) {
                 for (int cp = 1; cp <= o->max_cp && pp * t * cp <= W; cp *= 2) {
