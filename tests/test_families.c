@@ -18,6 +18,7 @@
 #include "gv/launch.h"
 #include "gv/safetensors.h"
 #include "gv/train.h"
+#include "parity.h"
 #include "test.h"
 
 typedef struct {
@@ -79,46 +80,29 @@ static void make_plan(const plan_case *pc, gv_plan *p) {
                              pc->layers, pc->vocab, pc->stages));
 }
 
-typedef struct {
-    float losses[10], eval;
-} reference;
-
-static void run_case(const plan_case *pc, gv_comm *comm, const reference *ref, const char *ref_dir) {
-    char out[256], a[512], b[512];
+/* Runs case pc on comm; rank 0 of comm checks it against ref. */
+static void run_case(const plan_case *pc, gv_comm *comm, const parity_ref *ref, const char *ref_dir) {
+    char out[256];
     snprintf(out, sizeof out, "families_tmp/%s", pc->name);
     gv_train_config c;
-    gv_train_result r = {0};
     gv_plan p;
     config(&c, pc->model, pc->micro, out);
-    make_plan(pc, &p);
-    gv_status st = gv_plan_validate(&p, &c.spec, c.seq, pc->name);
-    if (st == GV_OK) st = gv_train_config_from_plan(&c, &p, pc->name);
     c.comm = comm;
-    if (st == GV_OK) st = gv_train_run(&c, &r);
-    if (st != GV_OK) fprintf(stderr, "%s: %s\n", pc->name, gv_last_error());
-    CHECK(st == GV_OK);
-    gv_plan_free(&p);
-    if (st != GV_OK || gv_comm_rank(comm) != 0) {
-        free(r.losses);
-        return;
+    make_plan(pc, &p);
+    parity_diff d;
+    if (parity_run(&c, &p, pc->name, ref, ref_dir, &d)) {
+        printf("%-26s loss %.4f -> %.4f  losses %.2e  eval %.2e  weights %.2e\n", pc->name, d.first, d.last,
+               d.losses, d.eval, d.weights);
+        CHECK(d.losses <= 1e-5);
+        CHECK(d.eval <= 1e-5);
+        CHECK(d.weights <= (pc->wtol > 0 ? pc->wtol : 1e-4));
     }
-    double worst = 0;
-    for (int s = 0; s < 10; s++) worst = fmax(worst, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
-    snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
-    snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
-    double wd, worst_tensor, ed = fabs(r.last_eval_loss - ref->eval) / ref->eval;
-    CHECK_OK(gv_st_diff(a, b, &wd, &worst_tensor, NULL));
-    printf("%-26s loss %.4f -> %.4f  losses %.2e  eval %.2e  weights %.2e\n", pc->name, r.losses[0],
-           r.losses[9], worst, ed, wd);
-    CHECK(worst <= 1e-5);
-    CHECK(ed <= 1e-5);
-    CHECK(wd <= (pc->wtol > 0 ? pc->wtol : 1e-4));
-    free(r.losses);
+    gv_plan_free(&p);
 }
 
 /* Resumes the step-5 checkpoint of case `from` under case `to`'s plan (to == NULL: one process, rank 0). */
 static void resume_case(const char *from, const plan_case *to, const char *model, gv_comm *comm,
-                        const reference *ref) {
+                        const parity_ref *ref) {
     char out[256], ck[256];
     snprintf(out, sizeof out, "families_tmp/resume-%s-as-%s", from, to ? to->name : "single");
     snprintf(ck, sizeof ck, "families_tmp/%s/step-000005", from);
@@ -170,7 +154,7 @@ int main(int argc, char **argv) {
     /* References: one process per (family, micro-batches). */
     const char *models[3] = {"bert", "vit", "t5"};
     int micros[2] = {2, 4};
-    reference ref[3][2];
+    parity_ref ref[3][2];
     char ref_dir[3][2][128];
     for (int mi = 0; mi < 3; mi++)
         for (int k = 0; k < 2; k++) {

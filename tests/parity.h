@@ -1,0 +1,50 @@
+/* Plan parity for the MPI tests: train a plan for 10 steps and compare with a single-process reference
+ * (losses of every step, the last eval loss, the final weights). */
+#ifndef GV_TEST_PARITY_H
+#define GV_TEST_PARITY_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gv/comm.h"
+#include "gv/safetensors.h"
+#include "gv/train.h"
+#include "test.h"
+
+typedef struct {
+    float losses[10], eval;
+} parity_ref;
+
+typedef struct {
+    double losses, eval, weights; /* worst relative loss difference, eval difference, weights' relative L2 */
+    float first, last;            /* the plan's first and last loss */
+} parity_diff;
+
+/* Runs plan p with config c (10 steps, c->out_dir set, c->comm the plan's ranks). On rank 0 of c->comm fills
+ * *d and returns 1; 0 elsewhere or when the run failed (a CHECK then says so). */
+static int parity_run(gv_train_config *c, const gv_plan *p, const char *name, const parity_ref *ref,
+                      const char *ref_dir, parity_diff *d) {
+    gv_train_result r = {0};
+    gv_status st = gv_plan_validate(p, &c->spec, c->seq, name);
+    if (st == GV_OK) st = gv_train_config_from_plan(c, p, name);
+    if (st == GV_OK) st = gv_train_run(c, &r);
+    if (st != GV_OK) fprintf(stderr, "%s: %s\n", name, gv_last_error());
+    CHECK(st == GV_OK);
+    if (st != GV_OK || (c->comm && gv_comm_rank(c->comm) != 0)) {
+        free(r.losses);
+        return 0;
+    }
+    d->losses = 0;
+    for (int s = 0; s < 10; s++)
+        d->losses = fmax(d->losses, fabs(r.losses[s] - ref->losses[s]) / ref->losses[s]);
+    d->eval = fabs(r.last_eval_loss - ref->eval) / ref->eval;
+    d->first = r.losses[0], d->last = r.losses[9];
+    char a[512], b[512];
+    double worst_tensor;
+    snprintf(a, sizeof a, "%s/step-000010/model.safetensors", c->out_dir);
+    snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
+    CHECK_OK(gv_st_diff(a, b, &d->weights, &worst_tensor, NULL));
+    free(r.losses);
+    return 1;
+}
+#endif
