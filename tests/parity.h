@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gv/comm.h"
 #include "gv/safetensors.h"
@@ -19,6 +20,18 @@ typedef struct {
     double losses, eval, weights; /* worst relative loss difference, eval difference, weights' relative L2 */
     float first, last;            /* the plan's first and last loss */
 } parity_diff;
+
+/* The single-process reference of config c (c->out_dir set): run on rank 0 of world, sent to every rank. */
+static void parity_reference(gv_comm *world, gv_train_config *c, parity_ref *ref) {
+    if (gv_comm_rank(world) == 0) {
+        gv_train_result r;
+        CHECK_OK(gv_train_run(c, &r));
+        memcpy(ref->losses, r.losses, sizeof ref->losses);
+        ref->eval = r.last_eval_loss;
+        free(r.losses);
+    }
+    CHECK_OK(gv_comm_broadcast(world, ref, sizeof *ref / sizeof(float), GV_COMM_F32, 0));
+}
 
 /* Runs plan p with config c (10 steps, c->out_dir set, c->comm the plan's ranks). On rank 0 of c->comm fills
  * *d and returns 1; 0 elsewhere or when the run failed (a CHECK then says so). */

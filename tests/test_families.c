@@ -160,16 +160,9 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 2; k++) {
             snprintf(ref_dir[mi][k], sizeof ref_dir[mi][k], "families_tmp/single-%s-m%d", models[mi],
                      micros[k]);
-            if (rank == 0) {
-                gv_train_config c;
-                gv_train_result r;
-                config(&c, models[mi], micros[k], ref_dir[mi][k]);
-                CHECK_OK(gv_train_run(&c, &r));
-                memcpy(ref[mi][k].losses, r.losses, sizeof ref[mi][k].losses);
-                ref[mi][k].eval = r.last_eval_loss;
-                free(r.losses);
-            }
-            CHECK_OK(gv_comm_broadcast(world, &ref[mi][k], 11, GV_COMM_F32, 0));
+            gv_train_config c;
+            config(&c, models[mi], micros[k], ref_dir[mi][k]);
+            parity_reference(world, &c, &ref[mi][k]);
         }
     for (int i = 0; i < NCASES; i++) {
         int mi = !strcmp(cases[i].model, "vit")  ? 1

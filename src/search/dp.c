@@ -263,21 +263,9 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             }
         }
     }
-    free(buf[0]);
-    free(buf[1]);
-    free(buf[2]);
-    free(D);
-    free(dmax);
-    free(same);
-    free(cls);
-    free(csize);
-    free(cmem);
-    free(goff);
-    free(glen);
-    free(uni);
     *out = dp;
-    return st;
-nomem:
+    dp = NULL; /* handed over */
+nomem:         /* also the way out on success (dp == NULL then) */
     free(buf[0]);
     free(buf[1]);
     free(buf[2]);
@@ -290,6 +278,7 @@ nomem:
     free(goff);
     free(glen);
     free(uni);
+    if (!dp) return st;
     gv_stage_dp_free(dp);
     return gv_fail(GV_ERR_NOMEM, "search: out of host memory in the stage DP");
 }
