@@ -69,6 +69,13 @@ gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *
 gv_status gv_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                               const void *w, const float *rstd, int N, int C);
 
+/* The residual add and the norm after it: sum[N,C] = x + y (rounded as gv_add_forward's), then
+ * out[N,C] = LayerNorm(sum) with mean/rstd/bias as gv_layernorm_forward (rms = 0) or RMSNorm(sum) (rms = 1;
+ * mean and bias unused). One pass over the rows where the backend fuses it. */
+gv_status gv_add_norm_forward(gv_backend *b, void *sum, void *out, float *mean, float *rstd, const void *x,
+                              const void *y, const void *w, const void *bias, int N, int C, float eps,
+                              int rms);
+
 /* out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] (bias may be NULL). */
 gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias, int N,
                             int C, int OC);

@@ -70,6 +70,9 @@ struct gv_backend_i {
                                         const float *);
     gv_status (*relu_forward)(gv_backend *, void *, const void *, size_t);
     gv_status (*relu_backward)(gv_backend *, void *, const void *, const void *, size_t);
+    /* optional (NULL: gv_add_norm_forward runs add_forward, then the norm) */
+    gv_status (*add_norm_forward)(gv_backend *, void *, void *, float *, float *, const void *, const void *,
+                                  const void *, const void *, int, int, float, int);
 };
 
 struct gv_backend {

@@ -89,6 +89,16 @@ gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias
     return b->iface->layernorm_backward(b, dinp, dw, dbias, dout, inp, w, mean, rstd, N, C);
 }
 
+gv_status gv_add_norm_forward(gv_backend *b, void *sum, void *out, float *mean, float *rstd, const void *x,
+                              const void *y, const void *w, const void *bias, int N, int C, float eps,
+                              int rms) {
+    if (b->iface->add_norm_forward)
+        return b->iface->add_norm_forward(b, sum, out, mean, rstd, x, y, w, bias, N, C, eps, rms);
+    GV_TRY(b->iface->add_forward(b, sum, x, y, (size_t)N * C));
+    if (rms) return b->iface->rmsnorm_forward(b, out, rstd, sum, w, N, C, eps);
+    return b->iface->layernorm_forward(b, out, mean, rstd, sum, w, bias, N, C, eps);
+}
+
 gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,
                              int C, float eps) {
     return b->iface->rmsnorm_forward(b, out, rstd, inp, w, N, C, eps);

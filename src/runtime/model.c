@@ -1343,6 +1343,14 @@ static gv_status gv_norm_forward(gv_model *m, void *out, float *mean, float *rst
     return gv_rmsnorm_forward(m->be, out, rstd, inp, W(m, wi), m->Nl, m->C, m->spec.norm_eps);
 }
 
+/* sum = x + y on the residual stream, then out = norm(sum): one fused pass where the backend has it. */
+static gv_status gv_add_norm(gv_model *m, void *sum, void *out, float *mean, float *rstd, const void *x,
+                             const void *y, int wi, int bi) {
+    int rms = m->spec.norm != GV_NORM_LAYERNORM;
+    return gv_add_norm_forward(m->be, sum, out, mean, rstd, x, y, W(m, wi), rms ? NULL : W(m, bi), m->Nl,
+                               m->C, m->spec.norm_eps, rms);
+}
+
 static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, const void *inp,
                                   const float *mean, const float *rstd, int wi, int bi) {
     if (m->spec.norm == GV_NORM_LAYERNORM)
@@ -1570,15 +1578,12 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w),
                              ROWPAR_BIAS(m, x->proj_b), N, m->Hl * m->D, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
-    if (m->post) {
-        GV_TRY(gv_add_forward(be, ACT(m, a->ln1), res, ACT(m, a->attproj), (size_t)Nl * C));
-        GV_TRY(gv_norm_forward(m, ACT(m, a->res1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
-                               ACT(m, a->ln1), x->ln1_w, x->ln1_b));
-    } else {
-        GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
-        GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
-                               ACT(m, a->res1), x->ln2_w, x->ln2_b));
-    }
+    if (m->post)
+        GV_TRY(gv_add_norm(m, ACT(m, a->ln1), ACT(m, a->res1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
+                           res, ACT(m, a->attproj), x->ln1_w, x->ln1_b));
+    else
+        GV_TRY(gv_add_norm(m, ACT(m, a->res1), ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+                           res, ACT(m, a->attproj), x->ln2_w, x->ln2_b));
     GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
     if (m->spec.act == GV_ACT_GELU) { /* the GELU in the matmul's epilogue (cuda) */
         GV_TRY(gv_matmul_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), gv_mlp_in_full(m, a),
@@ -1592,17 +1597,14 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
     if (m->post) {
-        GV_TRY(gv_add_forward(be, ACT(m, a->ln2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
-        GV_TRY(gv_norm_forward(m, ACT(m, a->res2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
-                               ACT(m, a->ln2), x->ln2_w, x->ln2_b));
+        GV_TRY(gv_add_norm(m, ACT(m, a->ln2), ACT(m, a->res2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
+                           ACT(m, a->res1), ACT(m, a->fcproj), x->ln2_w, x->ln2_b));
     } else {
         GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
     }
     return GV_OK;
 }
 
-/* Vocab-parallel cross-entropy: every rank holds columns [v0, v0 + Vl) of the logits. Row losses =
- * log sum_r exp(lse_r) - target logit; the full-row log-sum-exp is kept for backward. */
 /* Vocab-parallel cross-entropy: every rank holds columns [v0, v0 + Vl) of the logits. Row losses =
  * log sum_r exp(lse_r) - target logit; the full-row log-sum-exp is kept for backward. */
 static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {

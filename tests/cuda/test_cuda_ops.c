@@ -264,6 +264,29 @@ static void t_norm(int rms, int N, int C, int use_w, int use_b) {
         pfree(db);
 }
 
+/* The fused residual add + norm against the CPU's add, then norm (its unfused fallback). */
+static void t_add_norm(int rms, int N, int C) {
+    printf("add_%s N=%d C=%d\n", rms ? "rmsnorm" : "layernorm", N, C);
+    size_t n = (size_t)N * C;
+    float *hx = hrand(n, 2.0f), *hy = hrand(n, 1.0f), *hw = hrand(C, 1.0f), *hb = hrand(C, 1.0f);
+    for (size_t i = 0; i < n; i++) hx[i] = bfr(hx[i] + 0.5f); /* nonzero mean */
+    pair x = mk(hx, n, GV_BF16), y = mk(hy, n, GV_BF16), w = mk(hw, C, GV_BF16), bias = mk(hb, C, GV_BF16);
+    pair sum = mk(NULL, n, GV_BF16), out = mk(NULL, n, GV_BF16), mean = mk(NULL, N, GV_F32),
+         rstd = mk(NULL, N, GV_F32);
+    CHECK_OK(gv_add_norm_forward(cpu, sum.c, out.c, mean.c, rstd.c, x.c, y.c, w.c, rms ? NULL : bias.c, N, C,
+                                 1e-5f, rms));
+    CHECK_OK(gv_add_norm_forward(gpu, sum.g, out.g, mean.g, rstd.g, x.g, y.g, w.g, rms ? NULL : bias.g, N, C,
+                                 1e-5f, rms));
+    cmpp("sum", sum, TOL_BF);
+    cmpp("out", out, TOL_BF);
+    /* the statistics of the bf16-rounded sum (cuda) vs the fp32 sum (cpu) */
+    cmpp("rstd", rstd, TOL_BF);
+    if (!rms) cmpp("mean", mean, TOL_BF);
+    pair ps[] = {x, y, w, bias, sum, out, mean, rstd};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) pfree(ps[i]);
+    free(hx), free(hy), free(hw), free(hb);
+}
+
 static void t_matmul(int N, int C, int OC, int use_bias) {
     printf("matmul N=%d C=%d OC=%d bias=%d\n", N, C, OC, use_bias);
     float *hx = hrand((size_t)N * C, 1.0f), *hw = hrand((size_t)OC * C, 1.0f / sqrtf((float)C + 1));
@@ -953,6 +976,10 @@ static void run_tests(int big) {
     t_norm(1, 5, 37, 1, 0);
     if (big) t_norm(1, 1024, 768, 1, 0);
     t_norm(1, 16, 4096, 0, 0);
+    t_add_norm(0, 5, 37);
+    t_add_norm(0, big ? 1024 : 64, 768);
+    t_add_norm(1, 9, 40);
+    t_add_norm(1, 64, 4096);
     t_matmul(7, 13, 9, 1);
     t_matmul(100, 36, 50, 1);
     if (big) {

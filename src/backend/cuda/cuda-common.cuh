@@ -195,6 +195,9 @@ gv_status gv_cuda_embedding_forward(gv_backend *b, void *out, const int32_t *tok
 gv_status gv_cuda_embedding_backward(gv_backend *b, void *dwte, void *dwpe, const void *dout,
                                      const int32_t *tokens, int B, int T, int C, int pos0);
 /* cuda-norm.cu */
+gv_status gv_cuda_add_norm_forward(gv_backend *b, void *sum, void *out, float *mean, float *rstd,
+                                   const void *x, const void *y, const void *w, const void *bias, int N,
+                                   int C, float eps, int rms);
 gv_status gv_cuda_layernorm_forward(gv_backend *b, void *out, float *mean, float *rstd, const void *inp,
                                     const void *w, const void *bias, int N, int C, float eps);
 gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,

@@ -9,17 +9,28 @@
 
 /* ---- kernels ----------------------------------------------------------------------------------------- */
 
-template <int VEC, bool RMS>
+/* ADD: the row is sum = inp + y, rounded to bf16 and stored first (the fused residual add); the later passes
+ * read back what this thread itself wrote, from L1/L2. */
+template <int VEC, bool RMS, bool ADD>
 __global__ void norm_forward_kernel(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *w,
-                                    const bf16 *bias, int N, int C, float eps) {
+                                    const bf16 *bias, int N, int C, float eps, bf16 *sum, const bf16 *y) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= N) return;
-    const bf16 *x = inp + (size_t)row * C;
+    const bf16 *x = (ADD ? sum : inp) + (size_t)row * C;
     float s = 0.0f;
     for (int c = lane * VEC; c < C; c += 32 * VEC) {
         float a[VEC];
-        gv_load_bf<VEC>(a, x + c);
+        if (ADD) {
+            float b2[VEC];
+            gv_load_bf<VEC>(a, inp + (size_t)row * C + c);
+            gv_load_bf<VEC>(b2, y + (size_t)row * C + c);
+#pragma unroll
+            for (int k = 0; k < VEC; k++) a[k] = gv_bf(__float2bfloat16(a[k] + b2[k]));
+            gv_store_bf<VEC>(sum + (size_t)row * C + c, a);
+        } else {
+            gv_load_bf<VEC>(a, x + c);
+        }
 #pragma unroll
         for (int k = 0; k < VEC; k++) s += RMS ? a[k] * a[k] : a[k];
     }
@@ -174,21 +185,35 @@ static gv_status norm_check(const char *op, int N, int C) {
     return GV_OK;
 }
 
+template <int VEC, bool RMS>
+static void launch_norm_forward(cudaStream_t s, bf16 *out, float *mean, float *rstd, const bf16 *inp,
+                                const bf16 *w, const bf16 *bias, int N, int C, float eps, bf16 *sum,
+                                const bf16 *y) {
+    const int warps = 4;
+    if (sum)
+        norm_forward_kernel<VEC, RMS, true>
+            <<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(out, mean, rstd, inp, w, bias, N, C, eps, sum, y);
+    else
+        norm_forward_kernel<VEC, RMS, false>
+            <<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(out, mean, rstd, inp, w, bias, N, C, eps, sum, y);
+}
+
+/* sum and y both NULL: the plain norm of inp; both set: the norm of sum = inp + y. */
 template <bool RMS>
 static gv_status norm_forward(gv_backend *b, const char *op, void *out, float *mean, float *rstd,
-                              const void *inp, const void *w, const void *bias, int N, int C, float eps) {
+                              const void *inp, const void *w, const void *bias, int N, int C, float eps,
+                              void *sum = NULL, const void *y = NULL) {
     GV_TRY(norm_check(op, N, C));
     if (N == 0) return GV_OK;
     cudaStream_t s = gv_cuda(b)->stream;
     bool vec = C % 8 == 0 && gv_aligned16(out) && gv_aligned16(inp) && (!w || gv_aligned16(w)) &&
-               (!bias || gv_aligned16(bias));
-    const int warps = 4;
+               (!bias || gv_aligned16(bias)) && (!sum || (gv_aligned16(sum) && gv_aligned16(y)));
     if (vec)
-        norm_forward_kernel<8, RMS><<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(
-            (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w, (const bf16 *)bias, N, C, eps);
+        launch_norm_forward<8, RMS>(s, (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w,
+                                    (const bf16 *)bias, N, C, eps, (bf16 *)sum, (const bf16 *)y);
     else
-        norm_forward_kernel<1, RMS><<<gv_cdiv(N, warps), 32 * warps, 0, s>>>(
-            (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w, (const bf16 *)bias, N, C, eps);
+        launch_norm_forward<1, RMS>(s, (bf16 *)out, mean, rstd, (const bf16 *)inp, (const bf16 *)w,
+                                    (const bf16 *)bias, N, C, eps, (bf16 *)sum, (const bf16 *)y);
     GV_CUDA_LAUNCHED(op);
     return GV_OK;
 }
@@ -322,4 +347,11 @@ gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const v
 gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                                    const void *w, const float *rstd, int N, int C) {
     return norm_backward<true>(b, "rmsnorm_backward", dinp, dw, NULL, dout, inp, w, NULL, rstd, N, C);
+}
+gv_status gv_cuda_add_norm_forward(gv_backend *b, void *sum, void *out, float *mean, float *rstd,
+                                   const void *x, const void *y, const void *w, const void *bias, int N,
+                                   int C, float eps, int rms) {
+    if (rms)
+        return norm_forward<true>(b, "add_rmsnorm_forward", out, NULL, rstd, x, w, NULL, N, C, eps, sum, y);
+    return norm_forward<false>(b, "add_layernorm_forward", out, mean, rstd, x, w, bias, N, C, eps, sum, y);
 }

@@ -439,6 +439,10 @@ GV_OP(rmsnorm_backward, gv_cuda_rmsnorm_backward, 1, N, C, 0,
       (gv_backend * b, void *dinp, void *dw, const void *dout, const void *inp, const void *w,
        const float *rstd, int N, int C),
       (b, dinp, dw, dout, inp, w, rstd, N, C))
+GV_OP(add_norm_forward, gv_cuda_add_norm_forward, 0, N, C, 0,
+      (gv_backend * b, void *sum, void *out, float *mean, float *rstd, const void *x, const void *y,
+       const void *w, const void *bias, int N, int C, float eps, int rms),
+      (b, sum, out, mean, rstd, x, y, w, bias, N, C, eps, rms))
 GV_OP(matmul_forward, gv_cuda_matmul_forward, 0, N, C, OC,
       (gv_backend * b, void *out, const void *inp, const void *w, const void *bias, int N, int C, int OC),
       (b, out, inp, w, bias, N, C, OC))
@@ -558,6 +562,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .attention_ext_backward = */ gv_cuda_attention_ext_backward,
     /* .relu_forward = */ gv_cuda_relu_forward,
     /* .relu_backward = */ gv_cuda_relu_backward,
+    /* .add_norm_forward = */ op_add_norm_forward,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
