@@ -167,6 +167,12 @@ gv_status gv_crossentropy_forward(gv_backend *b, float *losses, const void *logi
 gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits, const int32_t *targets,
                                    float dloss, int N, int V, int Vp, int ignore_index);
 
+/* Training's loss and gradient in one go: losses as gv_crossentropy_forward, then the logits are replaced
+ * by their gradient as the in-place gv_crossentropy_backward with dloss (one read of the logits where the
+ * backend fuses the two). */
+gv_status gv_crossentropy_forward_backward(gv_backend *b, float *losses, void *logits, const int32_t *targets,
+                                           float dloss, int N, int V, int Vp, int ignore_index);
+
 /* Vocab-parallel cross-entropy: logits[N,Vp] hold the global vocab columns [v0, v0 + V) of this rank's
  * shard. Stats: lse[N] = log-sum-exp of the shard's row; tlogit[N] = the target's logit when the target is
  * in the shard (else 0; 0 for ignored rows). The caller combines shards (loss = log sum_r exp(lse_r) -

@@ -161,6 +161,10 @@ gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t
                                 const int32_t *targets, float *loss);
 /* Backward of `phases` of the forward that filled `slot`; dloss as gv_model_backward (HEAD). */
 gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss);
+/* dloss > 0: the forwards with targets that follow are training's, each followed by a backward with this
+ * dloss, so the head may compute the loss gradient with the loss (one pass over the logits; the logits
+ * are gone after such a forward). 0 (the default): forwards keep the logits, as for evaluation. */
+void gv_model_set_train_dloss(gv_model *m, float dloss);
 /* Device view [Nl, C] the caller fills with the input of `phase` (LAYERS of a part without the embedding;
  * HEAD of a part without layers) before gv_model_part_forward; NULL when the part computes it itself. */
 void *gv_model_part_input(gv_model *m, int phase, int slot);

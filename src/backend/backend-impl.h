@@ -73,6 +73,9 @@ struct gv_backend_i {
     /* optional (NULL: gv_add_norm_forward runs add_forward, then the norm) */
     gv_status (*add_norm_forward)(gv_backend *, void *, void *, float *, float *, const void *, const void *,
                                   const void *, const void *, int, int, float, int);
+    /* optional (NULL: gv_crossentropy_forward_backward runs the forward, then the in-place backward) */
+    gv_status (*crossentropy_forward_backward)(gv_backend *, float *, void *, const int32_t *, float, int,
+                                               int, int, int);
 };
 
 struct gv_backend {

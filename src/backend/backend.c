@@ -189,6 +189,15 @@ gv_status gv_crossentropy_backward(gv_backend *b, void *dlogits, const void *log
     return b->iface->crossentropy_backward(b, dlogits, logits, targets, dloss, N, V, Vp, ignore_index);
 }
 
+gv_status gv_crossentropy_forward_backward(gv_backend *b, float *losses, void *logits, const int32_t *targets,
+                                           float dloss, int N, int V, int Vp, int ignore_index) {
+    if (b->iface->crossentropy_forward_backward)
+        return b->iface->crossentropy_forward_backward(b, losses, logits, targets, dloss, N, V, Vp,
+                                                       ignore_index);
+    GV_TRY(b->iface->crossentropy_forward(b, losses, logits, targets, N, V, Vp, ignore_index));
+    return b->iface->crossentropy_backward(b, logits, logits, targets, dloss, N, V, Vp, ignore_index);
+}
+
 gv_status gv_crossentropy_shard_stats(gv_backend *b, float *lse, float *tlogit, const void *logits,
                                       const int32_t *targets, int N, int V, int Vp, int v0,
                                       int ignore_index) {

@@ -635,6 +635,7 @@ gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tok, const int32_t 
     /* Every row counts once in the global mean: 1/(M * dp) per micro-batch mean of a head rank. */
     float dloss = 1.0f / (float)(M * h->head_ndp);
     float ls = 0;
+    for (int i = 0; i < h->nparts; i++) gv_model_set_train_dloss(h->parts[i].m, dloss);
     if (h->pp == 1) {
         for (int i = 0; i < M; i++) {
             GV_TRY(gv_fwd(h, i, tok, tgt, &ls));
@@ -681,6 +682,7 @@ gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tok, const int32_t 
 gv_status gv_hybrid_eval_batch(gv_hybrid *h, const int32_t *tok, const int32_t *tgt, float *loss) {
     float ls = 0;
     gv_hybrid_times keep = h->times; /* the times are of training batches */
+    for (int i = 0; i < h->nparts; i++) gv_model_set_train_dloss(h->parts[i].m, 0);
     for (int i = 0; i < h->M; i++) {
         GV_TRY(gv_recv_fwd(h));
         GV_TRY(gv_forward_mb(h, i, 0, tok, tgt, &ls)); /* nothing stays for a backward: set 0 */

@@ -92,8 +92,10 @@ struct gv_model {
     /* Activation sets: views are offsets inside one set; set k starts at k * slot_bytes. */
     int nslots, slot;
     size_t slot_bytes;
-    float *loss_divs; /* [nslots] loss_div of the forward held in each set */
-    int *fwd_done;    /* [nslots] */
+    float *loss_divs;  /* [nslots] loss_div of the forward held in each set */
+    float train_dloss; /* > 0: forwards with targets are training's, their backward takes this dloss */
+    float *ce_dloss;   /* [nslots] > 0: that forward left the loss gradient (for this dloss) in the logits */
+    int *fwd_done;     /* [nslots] */
     int u0_open; /* ZeRO-3: the embedding unit's gradient slot is collecting (tied head, then embedding) */
 
     gv_param *params;
@@ -933,8 +935,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->h_pix = malloc(N * ((size_t)m->Pd + 1) * 4);
     m->loss_divs = calloc((size_t)m->nslots, sizeof *m->loss_divs);
     m->fwd_done = calloc((size_t)m->nslots, sizeof *m->fwd_done);
+    m->ce_dloss = calloc((size_t)m->nslots, sizeof *m->ce_dloss);
     if (st == GV_OK && (!m->h_targets || !m->h_losses || !m->h_ids || !m->h_vp || !m->h_types || !m->h_pix ||
-                        !m->loss_divs || !m->fwd_done))
+                        !m->loss_divs || !m->fwd_done || !m->ce_dloss))
         st = gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     if (st != GV_OK) {
         gv_model_free(m);
@@ -983,6 +986,7 @@ void gv_model_free(gv_model *m) {
     free(m->h_types);
     free(m->h_pix);
     free(m->loss_divs);
+    free(m->ce_dloss);
     free(m->fwd_done);
     free(m);
 }
@@ -1806,19 +1810,8 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
     }
     memcpy(m->h_targets, targets, (size_t)N * 4);
     GV_TRY(gv_backend_upload(be, d_targets, targets, (size_t)N * 4));
-    if (m->vp)
-        GV_TRY(gv_vocab_parallel_loss(m, d_targets));
-    else
-        GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V,
-                                       m->Vp, -1));
-    GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
-    double sum = 0.0;
     int n_valid = 0;
-    for (int i = 0; i < N; i++)
-        if (targets[i] != -1) {
-            sum += m->h_losses[i];
-            n_valid++;
-        }
+    for (int i = 0; i < N; i++) n_valid += targets[i] != -1;
     /* Ulysses: the sp ranks hold parts of the same sequences, so the mean is over their counted positions
      * together; each rank reports sum * sp / total so that the ranks' mean is the group's mean. */
     float div = (float)n_valid;
@@ -1828,6 +1821,21 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
         div = (float)total / (float)m->sp_size;
     }
     m->loss_divs[m->slot] = div;
+    m->ce_dloss[m->slot] = 0;
+    if (m->vp) {
+        GV_TRY(gv_vocab_parallel_loss(m, d_targets));
+    } else if (m->train_dloss > 0) { /* a backward follows: its loss gradient now, in the same pass */
+        GV_TRY(gv_crossentropy_forward_backward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets,
+                                                div > 0 ? m->train_dloss / div : 0.0f, N, m->V, m->Vp, -1));
+        m->ce_dloss[m->slot] = m->train_dloss;
+    } else {
+        GV_TRY(gv_crossentropy_forward(be, F32ACT(m, m->o_losses), ACT(m, m->o_logits), d_targets, N, m->V,
+                                       m->Vp, -1));
+    }
+    GV_TRY(gv_backend_download(be, m->h_losses, F32ACT(m, m->o_losses), (size_t)N * 4));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] != -1) sum += m->h_losses[i];
     if (loss) *loss = div > 0 ? (float)(sum / div) : 0.0f;
     return GV_OK;
 }
@@ -2005,12 +2013,19 @@ static gv_status gv_head_backward(gv_model *m, float dloss) {
     float div = m->loss_divs[m->slot], scale = div > 0 ? dloss / div : 0.0f;
     if (m->lm_head == m->wte) GV_TRY(gv_unit0_grad_open(m));
     GV_TRY(gv_unit_grad_begin(m, m->nunits - 1));
-    if (m->vp)
+    if (m->ce_dloss[m->slot] > 0) { /* the forward left the gradient in the logits */
+        if (m->ce_dloss[m->slot] != dloss)
+            return gv_fail(GV_ERR_INVALID,
+                           "model backward: dloss %g differs from the %g the forward was told", (double)dloss,
+                           (double)m->ce_dloss[m->slot]);
+        m->ce_dloss[m->slot] = 0;
+    } else if (m->vp) {
         GV_TRY(gv_crossentropy_shard_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets),
                                               F32ACT(m, m->o_lse), scale, N, m->Vl, m->Vpl, m->v0, -1));
-    else
+    } else {
         GV_TRY(gv_crossentropy_backward(be, dlogits, ACT(m, m->o_logits), ACT(m, m->o_targets), scale, N,
                                         m->V, m->Vp, -1));
+    }
     GV_TRY(gv_backend_memset0(be, dln, (size_t)N * C * e));
     GV_TRY(gv_matmul_backward(be, dln, G(m, m->lm_head), G(m, m->lm_bias), dlogits, ACT(m, m->o_lnf_full),
                               W(m, m->lm_head), N, C, m->Vpl));
@@ -2397,4 +2412,8 @@ gv_status gv_model_reduce_grads(gv_model *m) {
 
 int gv_model_is_writer(const gv_model *m) {
     return m->dp_rank == 0 && m->tp_rank == 0;
+}
+
+void gv_model_set_train_dloss(gv_model *m, float dloss) {
+    m->train_dloss = dloss > 0 ? dloss : 0;
 }

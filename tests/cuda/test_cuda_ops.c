@@ -674,6 +674,28 @@ static void t_crossentropy(int N, int V, int Vp, int inplace) {
     pfree(lg), pfree(t), pfree(loss), pfree(dl);
 }
 
+/* Loss and in-place gradient in one call vs the cpu's forward, then in-place backward. */
+static void t_ce_fused(int N, int V, int Vp) {
+    printf("crossentropy_forward_backward N=%d V=%d Vp=%d\n", N, V, Vp);
+    const int ignore = -1;
+    size_t n = (size_t)N * Vp;
+    float *hl = hrand(n, 6.0f);
+    int32_t *tg = xmalloc(N * 4);
+    for (int i = 0; i < N; i++) tg[i] = i % 7 == 2 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
+    pair lg = mk(hl, n, GV_BF16), t = mk_i32(tg, N), loss = mk(NULL, N, GV_F32);
+    float dloss = 0.5f / N;
+    CHECK_OK(gv_crossentropy_forward_backward(cpu, loss.c, lg.c, t.c, dloss, N, V, Vp, ignore));
+    CHECK_OK(gv_crossentropy_forward_backward(gpu, loss.g, lg.g, t.g, dloss, N, V, Vp, ignore));
+    cmpp("losses", loss, 1e-4);
+    float *a = get_g(lg), *b = get_c(lg);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < Vp; j++)
+            if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = 0.0f;
+    cmp("dlogits (in place)", a, b, n, TOL_BF);
+    free(a), free(b), free(hl), free(tg);
+    pfree(lg), pfree(t), pfree(loss);
+}
+
 /* vocab-parallel pieces on a shard [v0, v0 + V) of a global vocab */
 static void t_ce_shard(int N, int V, int Vp, int v0) {
     printf("crossentropy shard N=%d V=%d Vp=%d v0=%d\n", N, V, Vp, v0);
@@ -994,6 +1016,9 @@ static void run_tests(int big) {
     if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
     t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
     t_crossentropy(5, 11, 16, 0);
+    t_ce_fused(5, 11, 16); /* Vp % 8 == 0: the one-pass kernel */
+    t_ce_fused(6, 13, 13); /* the two-kernel route */
+    t_ce_fused(big ? 4096 : 64, 50257, 50304);
     t_crossentropy(3, 7, 7, 0);
     t_crossentropy(big ? 64 : 4, 50257, 50304, 0);
     t_crossentropy(big ? 16 : 3, 50257, 50304, 1);

@@ -238,6 +238,9 @@ gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dou
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 /* cuda-crossentropy.cu */
+gv_status gv_cuda_crossentropy_forward_backward(gv_backend *b, float *losses, void *logits,
+                                                const int32_t *targets, float dloss, int N, int V, int Vp,
+                                                int ignore_index);
 gv_status gv_cuda_crossentropy_forward(gv_backend *b, float *losses, const void *logits,
                                        const int32_t *targets, int N, int V, int Vp, int ignore_index);
 gv_status gv_cuda_crossentropy_backward(gv_backend *b, void *dlogits, const void *logits,

@@ -150,8 +150,8 @@ __device__ __forceinline__ float ce_ex2(float x) {
 
 template <int MODE>
 __global__ void __launch_bounds__(CE1_THREADS)
-    crossentropy_smem_kernel(bf16 *dlogits, const bf16 *logits, const int32_t *targets, float dloss, int V,
-                             int Vp, int ignore_index) {
+    crossentropy_smem_kernel(bf16 *dlogits, float *losses, const bf16 *logits, const int32_t *targets,
+                             float dloss, int V, int Vp, int ignore_index) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     gv_bf16x8 *row = (gv_bf16x8 *)smem_raw; /* [Vp / 8] */
     __shared__ float sh[32];
@@ -160,6 +160,7 @@ __global__ void __launch_bounds__(CE1_THREADS)
     const bf16 *x = logits + n * Vp;
     bf16 *dx = dlogits + n * Vp;
     if (tg == ignore_index) {
+        if (losses && threadIdx.x == 0) losses[n] = 0.0f;
         if (MODE == 1) /* the row's gradient is zero */
             for (int j = threadIdx.x; j < nch; j += blockDim.x) {
                 gv_bf16x8 z;
@@ -203,6 +204,10 @@ __global__ void __launch_bounds__(CE1_THREADS)
         for (int k = 0; k < 8; k++) s += ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -ml2));
     }
     s = gv_block_sum(s, sh);
+    if (losses && threadIdx.x == 0) { /* the forward's loss too: lse - target logit */
+        const bf16 *rb = (const bf16 *)smem_raw;
+        losses[n] = m + logf(s) - (tg >= 0 && tg < V ? gv_bf(rb[tg]) : 0.0f);
+    }
     /* pass 3: dlogits (+)= (softmax - onehot) * dloss, softmax = exp2(x*log2e - lse2) */
     const float lse2 = ml2 + log2f(s);
     for (int j = threadIdx.x; j < nch; j += blockDim.x) {
@@ -245,7 +250,8 @@ static int ce_one_pass_on(void) {
 /* Launch crossentropy_smem_kernel<MODE> when the row fits (two blocks per SM); *done = 0 otherwise. */
 template <int MODE>
 static gv_status ce_smem(gv_backend *b, const char *op, int *done, void *dlogits, const void *logits,
-                         const int32_t *targets, float dloss, int N, int V, int Vp, int ignore_index) {
+                         const int32_t *targets, float dloss, int N, int V, int Vp, int ignore_index,
+                         float *losses = NULL) {
     gv_cuda_ctx *c = gv_cuda(b);
     const size_t smem = (size_t)Vp * sizeof(bf16);
     *done = 0;
@@ -259,8 +265,8 @@ static gv_status ce_smem(gv_backend *b, const char *op, int *done, void *dlogits
                                          (int)(c->smem_optin / 2)));
         if (c->device < 64) attr_set[c->device] = true;
     }
-    crossentropy_smem_kernel<MODE><<<N, CE1_THREADS, smem, c->stream>>>((bf16 *)dlogits, (const bf16 *)logits,
-                                                                        targets, dloss, V, Vp, ignore_index);
+    crossentropy_smem_kernel<MODE><<<N, CE1_THREADS, smem, c->stream>>>(
+        (bf16 *)dlogits, losses, (const bf16 *)logits, targets, dloss, V, Vp, ignore_index);
     GV_CUDA_LAUNCHED(op);
     *done = 1;
     return GV_OK;
@@ -351,5 +357,21 @@ gv_status gv_cuda_crossentropy_shard_backward(gv_backend *b, void *dlogits, cons
                        Vp, v0);
     if (!lse) return gv_fail(GV_ERR_INVALID, "crossentropy_shard_backward: lse is required");
     return ce_backward(b, "crossentropy_shard_backward", dlogits, logits, targets, lse, dloss, N, V, Vp, v0,
+                       ignore_index);
+}
+
+/* Loss and gradient in one pass (the row-in-shared-memory kernel): logits are read once and replaced by
+ * their gradient. Where the row does not fit, the forward kernel and then the in-place backward. */
+gv_status gv_cuda_crossentropy_forward_backward(gv_backend *b, float *losses, void *logits,
+                                                const int32_t *targets, float dloss, int N, int V, int Vp,
+                                                int ignore_index) {
+    GV_TRY(ce_check("crossentropy_forward_backward", N, V, Vp));
+    if (N == 0) return GV_OK;
+    int done = 0;
+    GV_TRY(ce_smem<1>(b, "crossentropy_forward_backward", &done, logits, logits, targets, dloss, N, V, Vp,
+                      ignore_index, losses));
+    if (done) return GV_OK;
+    GV_TRY(gv_cuda_crossentropy_forward(b, losses, logits, targets, N, V, Vp, ignore_index));
+    return ce_backward(b, "crossentropy_forward_backward", logits, logits, targets, NULL, dloss, N, V, Vp, 0,
                        ignore_index);
 }

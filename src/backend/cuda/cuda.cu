@@ -439,6 +439,10 @@ GV_OP(rmsnorm_backward, gv_cuda_rmsnorm_backward, 1, N, C, 0,
       (gv_backend * b, void *dinp, void *dw, const void *dout, const void *inp, const void *w,
        const float *rstd, int N, int C),
       (b, dinp, dw, dout, inp, w, rstd, N, C))
+GV_OP(crossentropy_forward_backward, gv_cuda_crossentropy_forward_backward, 0, N, Vp, 0,
+      (gv_backend * b, float *losses, void *logits, const int32_t *targets, float dloss, int N, int V, int Vp,
+       int ignore_index),
+      (b, losses, logits, targets, dloss, N, V, Vp, ignore_index))
 GV_OP(add_norm_forward, gv_cuda_add_norm_forward, 0, N, C, 0,
       (gv_backend * b, void *sum, void *out, float *mean, float *rstd, const void *x, const void *y,
        const void *w, const void *bias, int N, int C, float eps, int rms),
@@ -563,6 +567,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .relu_forward = */ gv_cuda_relu_forward,
     /* .relu_backward = */ gv_cuda_relu_backward,
     /* .add_norm_forward = */ op_add_norm_forward,
+    /* .crossentropy_forward_backward = */ op_crossentropy_forward_backward,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
