@@ -1071,6 +1071,8 @@ int main(void) {
         bench_attention(16, 1024, 12, 12, 64, 0, 1, 0);
         bench_attention(8, 2048, 16, 4, 128, 0, 1, 0);
     } else if (bench_only || (bench && bench[0] == '1')) {
+        setenv("GV_CUDA_ATTN", "own",
+               1); /* the own kernels' tile configurations (GV_CUDA_BENCH=attn: cuDNN) */
         for (int cfg = 0; cfg < 4; cfg++) bench_attention(16, 1024, 12, 12, 64, 0, 10, cfg);
         bench_attention(2, 1024, 12, 12, 64, 0, 10, 0);
         bench_attention(2, 1024, 12, 12, 64, 1, 1, 0);

@@ -479,8 +479,8 @@ static gv_status dnn_plan_get(gv_cuda_ctx *c, struct dnn_plan **plan, int bwd, i
         plan_release(p); /* keep the entry (plan NULL) so the shape is not tried again */
         return GV_OK;
     }
-    gv_info("cuda: cuDNN attention %s plan B=%d T=%d H=%d KVH=%d D=%d causal=%d, workspace %lld bytes",
-            bwd ? "backward" : "forward", B, T, H, KVH, D, causal, (long long)p->ws);
+    gv_debug("cuda: cuDNN attention %s plan B=%d T=%d H=%d KVH=%d D=%d causal=%d, workspace %lld bytes",
+             bwd ? "backward" : "forward", B, T, H, KVH, D, causal, (long long)p->ws);
     *plan = p;
     return GV_OK;
 }
