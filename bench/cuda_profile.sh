@@ -2,11 +2,12 @@
 # Where a GPT-2 124M training step's GPU time goes, and what each backend-side optimisation is worth, in ONE
 # device call: builds with -DGV_CUDA=ON, runs the CUDA tests (GV_BENCH_NO_TESTS=1 skips them), then
 #  - the op benchmarks of test_cuda_ops (GV_CUDA_BENCH=2: attention, matmuls, the MLP pair fused/unfused,
-#    memory-bound ops),
+#    memory-bound ops; GV_CUDA_BENCH=attn: attention, own kernels vs cuDNN),
 #  - profiles 20 steps at B=64 with GV_CUDA_PROFILE=1 (per-op GPU time by CUDA events, "gv-prof" lines
 #    printed when the backend is freed; totals over 19 steps),
 #  - A/B runs (median ms/step of steps 6-30): everything on, everything off, one switch off at a time
-#    (GV_CUDA_LAZY_ZERO, GV_CUDA_CE_ONEPASS, GV_CUDA_LT_TUNE), GV_CUDA_BGRAD=1, and the extra variants named
+#    (GV_CUDA_LAZY_ZERO, GV_CUDA_CE_ONEPASS, GV_CUDA_LT_TUNE), GV_CUDA_BGRAD=1, the own attention kernels
+#    instead of cuDNN (GV_CUDA_ATTN=own), and the extra variants named
 #    in GV_AB_EXTRA ("tag:VAR=value[,VAR=value] ..." run at both batch sizes).
 # Everything lands in OUT_DIR/profile.tar.gz.
 # usage (GPU machine, repo root): bench/cuda_profile.sh [OUT_DIR]
@@ -21,6 +22,8 @@ if [ "${GV_BENCH_NO_TESTS:-0}" != 1 ]; then
 fi
 GV_CUDA_BENCH=2 ./build-cuda/test_cuda_ops >"$log/op_bench.log" 2>&1
 grep BENCH "$log/op_bench.log"
+GV_CUDA_BENCH=attn ./build-cuda/test_cuda_ops >"$log/attn_bench.log" 2>&1 # own kernels vs cuDNN
+grep BENCH "$log/attn_bench.log"
 
 train() { # B steps metrics-file [env...]
     local B=$1 steps=$2 m=$3
@@ -46,6 +49,7 @@ ab() { # tag B env...
 for B in 64 16; do
     ab all_on $B GV_X=1
     ab all_off $B GV_CUDA_LAZY_ZERO=0 GV_CUDA_CE_ONEPASS=0 GV_CUDA_LT_TUNE=0
+    ab attn_own $B GV_CUDA_ATTN=own
     if [ $B = 64 ]; then
         ab no_lazy_zero $B GV_CUDA_LAZY_ZERO=0
         ab no_ce_onepass $B GV_CUDA_CE_ONEPASS=0

@@ -12,7 +12,8 @@
  * GQA H=8, KVH=2, D=128).
  *
  * GV_CUDA_BENCH=1 also times attention (flash vs the naive fallback), the matmul and the cross-entropy at
- * training sizes and prints the results. */
+ * training sizes and prints the results; GV_CUDA_BENCH=attn times only attention, own kernels vs cuDNN.
+ * Attention runs through the own kernels (GV_CUDA_ATTN=own) and then through cuDNN (t_attention_dnn). */
 #include "gv/backend.h"
 #include "gv/rng.h"
 #include "test.h"
@@ -22,6 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* cuda-attention-cudnn.cu diagnostics: executions of the cuDNN attention plans (0 forward, 1 backward) and
+ * the cuDNN version (0: built without cuDNN). */
+long gv_cuda_cudnn_runs(gv_backend *b, int backward);
+long gv_cuda_cudnn_version(void);
 
 static gv_backend *cpu, *gpu;
 static uint64_t rng_ctr;
@@ -380,8 +386,9 @@ static void set_cfg(int cfg) {
 /* cfg: tile configuration of the fast kernels (GV_ATTN_FWD_CFG / GV_ATTN_BWD_CFG), 0 = default */
 static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int mask_kind, int naive,
                             int cfg) {
-    printf("attention B=%d T=%d H=%d KVH=%d D=%d causal=%d mask=%d%s cfg=%d\n", B, T, H, KVH, D, causal,
-           mask_kind, naive ? " (naive kernels)" : "", cfg);
+    const char *impl = getenv("GV_CUDA_ATTN");
+    printf("attention B=%d T=%d H=%d KVH=%d D=%d causal=%d mask=%d%s cfg=%d impl=%s\n", B, T, H, KVH, D,
+           causal, mask_kind, naive ? " (naive kernels)" : "", cfg, impl ? impl : "default");
     if (naive) setenv("GV_ATTN_NAIVE", "1", 1);
     set_cfg(cfg);
     size_t S = (size_t)(H + 2 * KVH) * D, n = (size_t)B * T * S, no = (size_t)B * T * H * D;
@@ -451,6 +458,24 @@ static void t_attention_cfg(int B, int T, int H, int KVH, int D, int causal, int
 }
 static void t_attention(int B, int T, int H, int KVH, int D, int causal, int mask_kind, int naive) {
     t_attention_cfg(B, T, H, KVH, D, causal, mask_kind, naive, 0);
+}
+
+/* The same cases through GV_CUDA_ATTN=cudnn. require: the cuDNN plans must have run (forward and
+ * backward), else the case only reports whether cuDNN took it or refused it (the own kernel then ran, and
+ * the comparisons hold either way). A padding mask always goes to the own kernel. */
+static void t_attention_dnn(int B, int T, int H, int KVH, int D, int causal, int mask_kind, int require) {
+    setenv("GV_CUDA_ATTN", "cudnn", 1);
+    long f0 = gv_cuda_cudnn_runs(gpu, 0), b0 = gv_cuda_cudnn_runs(gpu, 1);
+    t_attention_cfg(B, T, H, KVH, D, causal, mask_kind, 0, 0);
+    long nf = gv_cuda_cudnn_runs(gpu, 0) - f0, nb = gv_cuda_cudnn_runs(gpu, 1) - b0;
+    printf("  cuDNN %ld: %ld forward, %ld backward executions%s\n", gv_cuda_cudnn_version(), nf, nb,
+           nf || nb ? "" : " (own kernels ran)");
+    if (mask_kind) CHECK(nf == 0 && nb == 0);
+    if (require && gv_cuda_cudnn_version() > 0) {
+        if (!(nf >= 2 && nb >= 3)) fprintf(stderr, "    FAIL: the cuDNN path did not run\n");
+        CHECK(nf >= 2 && nb >= 3);
+    }
+    setenv("GV_CUDA_ATTN", "own", 1);
 }
 
 /* General attention (T5): separate q and packed kv (row strides), Tq != Tk or causal, an F32 bias, a scale;
@@ -793,6 +818,8 @@ static double now_ms(void) {
 
 static void bench_attention(int B, int T, int H, int KVH, int D, int naive, int iters, int cfg) {
     if (naive) setenv("GV_ATTN_NAIVE", "1", 1);
+    const char *impl = getenv("GV_CUDA_ATTN");
+    long dnn0 = gv_cuda_cudnn_runs(gpu, 0);
     set_cfg(cfg);
     size_t S = (size_t)(H + 2 * KVH) * D, n = (size_t)B * T * S, no = (size_t)B * T * H * D;
     void *qkv = alloc_on(gpu, n * 2), *dqkv = alloc_on(gpu, n * 2), *out = alloc_on(gpu, no * 2),
@@ -807,6 +834,7 @@ static void bench_attention(int B, int T, int H, int KVH, int D, int naive, int 
         double t0 = now_ms();
         CHECK_OK(gv_attention_forward(gpu, out, st, qkv, NULL, B, T, H, KVH, D, 1));
         CHECK_OK(gv_backend_sync(gpu));
+        CHECK_OK(gv_backend_memset0(gpu, dqkv, n * 2)); /* as in training: the backward writes dqkv */
         double t1 = now_ms();
         CHECK_OK(gv_attention_backward(gpu, dqkv, dout, qkv, out, st, NULL, B, T, H, KVH, D, 1));
         CHECK_OK(gv_backend_sync(gpu));
@@ -815,11 +843,15 @@ static void bench_attention(int B, int T, int H, int KVH, int D, int naive, int 
     }
     tf /= iters, tb /= iters;
     double flops = 4.0 * B * H * (double)T * T * D / 2; /* causal forward */
+    const int dnn = gv_cuda_cudnn_runs(gpu, 0) > dnn0;
     printf("BENCH attention %-5s cfg=%d B=%d T=%d H=%d KVH=%d D=%d causal: fwd %.3f ms (%.0f TFLOP/s) bwd "
            "%.3f ms "
            "(%.0f TFLOP/s) fwd+bwd %.3f ms\n",
-           naive ? "naive" : "flash", cfg, B, T, H, KVH, D, tf, flops / tf * 1e-9, tb,
-           2.5 * flops / tb * 1e-9, tf + tb);
+           naive ? "naive"
+           : dnn ? "cudnn"
+                 : "own",
+           cfg, B, T, H, KVH, D, tf, flops / tf * 1e-9, tb, 2.5 * flops / tb * 1e-9, tf + tb);
+    (void)impl;
     set_cfg(0);
     free(h);
     gv_backend_dealloc(gpu, qkv), gv_backend_dealloc(gpu, dqkv), gv_backend_dealloc(gpu, out);
@@ -1025,7 +1057,9 @@ static void run_tests(int big) {
     t_ce_shard(7, 13, 16, 26);
     t_ce_shard(5, 11, 11, 0);
     t_ce_shard(big ? 32 : 3, 25129, 25152, 25128);
-    /* attention: ragged tiles, masks, GQA, both head sizes, the naive fallback (any D), realistic shapes */
+    /* attention: ragged tiles, masks, GQA, both head sizes, the naive fallback (any D), realistic shapes;
+     * the own kernels first, then the cuDNN path */
+    setenv("GV_CUDA_ATTN", "own", 1);
     t_attention(2, 37, 4, 4, 64, 1, 0, 0);
     t_attention(2, 37, 4, 2, 64, 0, 1, 0);
     t_attention(2, 37, 4, 2, 64, 1, 1, 0);
@@ -1044,6 +1078,20 @@ static void run_tests(int big) {
         t_attention(4, 256, 8, 2, 128, 1, 0, 0);
         t_attention(2, 256, 8, 2, 128, 0, 1, 0);
     }
+    t_attention_dnn(2, 64, 4, 4, 64, 1, 0, 1); /* causal */
+    t_attention_dnn(2, 64, 4, 4, 64, 0, 0, 1); /* bidirectional */
+    t_attention_dnn(2, 37, 4, 4, 64, 1, 0, 0); /* ragged T */
+    t_attention_dnn(2, 64, 4, 2, 64, 1, 0, 0); /* GQA */
+    t_attention_dnn(2, 100, 4, 2, 128, 0, 0, 0);
+    t_attention_dnn(2, 37, 4, 2, 64, 1, 1, 0); /* padding mask: the own kernel */
+    t_attention_dnn(2, 33, 3, 1, 40, 1, 0, 0); /* D = 40: the own (naive) kernel */
+    if (big) {
+        t_attention_dnn(4, 256, 12, 12, 64, 1, 0, 1);
+        t_attention_dnn(4, 256, 12, 12, 64, 0, 0, 1);
+        t_attention_dnn(4, 256, 8, 2, 128, 1, 0, 0);
+        t_attention_dnn(2, 1024, 12, 12, 64, 1, 0, 1); /* GPT-2 124M's attention */
+    }
+    unsetenv("GV_CUDA_ATTN");
     printf("\n%d comparisons, %d failed\n", ncmp, nfail);
 }
 
@@ -1059,13 +1107,24 @@ int main(void) {
     /* GV_CUDA_SMALL=1: small shapes only (for compute-sanitizer runs) */
     const char *small = getenv("GV_CUDA_SMALL"), *bench = getenv("GV_CUDA_BENCH");
     const int big = !(small && small[0] == '1');
-    const int bench_only = bench && (bench[0] == '2' || !strcmp(bench, "ncu"));
+    const int bench_only = bench && (bench[0] == '2' || !strcmp(bench, "ncu") || !strcmp(bench, "attn"));
     if (!bench_only) run_tests(big);
     /* GV_CUDA_BENCH=1: also time; 2: time only (the tests are skipped); ncu: one launch per kernel */
-    if (bench && !strcmp(bench, "ncu")) { /* one launch of each kernel per shape, for a profiler */
+    if (bench && !strcmp(bench, "attn")) { /* GV_CUDA_BENCH=attn: attention only, own vs cuDNN */
+        const char *impls[2] = {"own", "cudnn"};
+        for (int i = 0; i < 2; i++) {
+            setenv("GV_CUDA_ATTN", impls[i], 1);
+            bench_attention(16, 1024, 12, 12, 64, 0, 10, 0);
+            bench_attention(64, 1024, 12, 12, 64, 0, 10, 0);
+            bench_attention(8, 2048, 16, 4, 128, 0, 5, 0);
+        }
+        unsetenv("GV_CUDA_ATTN");
+    } else if (bench && !strcmp(bench, "ncu")) { /* one launch of each kernel per shape, for a profiler */
         bench_attention(16, 1024, 12, 12, 64, 0, 1, 0);
         bench_attention(8, 2048, 16, 4, 128, 0, 1, 0);
     } else if (bench_only || (bench && bench[0] == '1')) {
+        setenv("GV_CUDA_ATTN", "own",
+               1); /* the own kernels' tile configurations (GV_CUDA_BENCH=attn: cuDNN) */
         for (int cfg = 0; cfg < 4; cfg++) bench_attention(16, 1024, 12, 12, 64, 0, 10, cfg);
         bench_attention(2, 1024, 12, 12, 64, 0, 10, 0);
         bench_attention(2, 1024, 12, 12, 64, 1, 1, 0);

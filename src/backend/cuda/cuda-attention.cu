@@ -15,10 +15,13 @@
  *             computes D_i = rowsum(dO * O) and zeroes the dQ buffer.
  *   Blocks of one (b, head) are consecutive in the 1-D grid, so their K / V, Q / dO and dQ stay in L2.
  *   GV_ATTN_FWD_CFG / GV_ATTN_BWD_CFG pick other tile shapes (see the dispatch) for tuning.
- * Fallback (any D <= 256, any alignment; GV_ATTN_NAIVE=1 forces it): a warp per query row. */
+ * Fallback (any D <= 256, any alignment; GV_ATTN_NAIVE=1 forces it): a warp per query row.
+ * GV_CUDA_ATTN=cudnn (see attn_impl_cudnn) runs unmasked attention through cuDNN instead
+ * (cuda-attention-cudnn.cu); both keep the same lse stash, so either backward follows either forward. */
 #include "cuda-common.cuh"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define ATT_LOG2E 1.4426950408889634f
 #define ATT_LN2 0.6931471805599453f
@@ -731,6 +734,23 @@ static int attn_cfg(const char *name) {
     return e ? atoi(e) : 0;
 }
 
+/* GV_CUDA_ATTN=own|cudnn: the own kernels below or cuDNN's fused attention (cuda-attention-cudnn.cu; it
+ * takes no padding mask, and a shape it refuses falls back here). The default is the faster of the two for
+ * GPT-2 124M on an H200 (docs/benchmarks.md). */
+#define GV_CUDA_ATTN_DEFAULT_CUDNN 1
+static gv_status attn_impl_cudnn(int *use) {
+    const char *e = getenv("GV_CUDA_ATTN");
+    *use = GV_CUDA_ATTN_DEFAULT_CUDNN;
+    if (!e || !e[0]) return GV_OK;
+    if (!strcmp(e, "cudnn"))
+        *use = 1;
+    else if (!strcmp(e, "own"))
+        *use = 0;
+    else
+        return gv_fail(GV_ERR_INVALID, "GV_CUDA_ATTN=%s: expected own or cudnn", e);
+    return GV_OK;
+}
+
 /* GV_ATTN_NAIVE=1 forces the fallback kernels (a baseline for timing and a cross-check). */
 static int attn_naive_forced(void) {
     const char *e = getenv("GV_ATTN_NAIVE");
@@ -785,6 +805,14 @@ static bool attn_fast(int D, const void *a, const void *b2) {
 static gv_status attn_forward(gv_backend *b, void *out, float *stash, const void *qkv, const int32_t *mask,
                               int B, int T, int H, int KVH, int D, int causal) {
     gv_cuda_ctx *c = gv_cuda(b);
+    int cudnn = 0;
+    GV_TRY(attn_impl_cudnn(&cudnn));
+    if (cudnn && !mask && !attn_naive_forced()) {
+        int done = 0;
+        GV_TRY(gv_cudnn_attention_forward(c, &done, (bf16 *)out, stash, (const bf16 *)qkv, B, T, H, KVH, D,
+                                          causal));
+        if (done) return GV_OK;
+    }
     const float scale = 1.0f / sqrtf((float)D);
     if (attn_fast(D, qkv, out)) {
         const float sl2 = scale * ATT_LOG2E;
@@ -842,6 +870,14 @@ gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout
     if (B == 0 || T == 0) return GV_OK;
     if (!stash)
         return gv_fail(GV_ERR_INVALID, "attention_backward: the stash (lse) from the forward is required");
+    int cudnn = 0;
+    GV_TRY(attn_impl_cudnn(&cudnn));
+    if (cudnn && !mask && !attn_naive_forced()) {
+        int done = 0;
+        GV_TRY(gv_cudnn_attention_backward(c, &done, (bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv,
+                                           (const bf16 *)out, stash, B, T, H, KVH, D, causal));
+        if (done) return GV_OK;
+    }
     if (D > ATT_NAIVE_DMAX)
         return gv_fail(GV_ERR_UNSUPPORTED, "attention_backward: head size D=%d > %d", D, ATT_NAIVE_DMAX);
     const float scale = 1.0f / sqrtf((float)D);

@@ -42,6 +42,7 @@ typedef struct gv_cuda_ctx {
     void *zero_ptr;
     size_t zero_bytes;
     struct gv_cuda_prof *prof; /* op profiler, GV_CUDA_PROFILE=1 (cuda-profile.cu); NULL when off */
+    struct gv_cudnn *dnn; /* cuDNN handle and attention plans (cuda-attention-cudnn.cu), made on first use */
 } gv_cuda_ctx;
 
 static inline gv_cuda_ctx *gv_cuda(gv_backend *b) {
@@ -224,6 +225,14 @@ gv_status gv_cuda_attention_forward(gv_backend *b, void *out, float *stash, cons
 gv_status gv_cuda_attention_backward(gv_backend *b, void *dqkv, const void *dout, const void *qkv,
                                      const void *out, const float *stash, const int32_t *mask, int B, int T,
                                      int H, int KVH, int D, int causal);
+/* cuda-attention-cudnn.cu: the same op through cuDNN's fused attention (no padding mask). *done = 0 (and
+ * GV_OK) when cuDNN is not built in or refuses the shape: the caller then runs the own kernel. */
+gv_status gv_cudnn_attention_forward(gv_cuda_ctx *c, int *done, bf16 *out, float *lse, const bf16 *qkv, int B,
+                                     int T, int H, int KVH, int D, int causal);
+gv_status gv_cudnn_attention_backward(gv_cuda_ctx *c, int *done, bf16 *dqkv, const bf16 *dout,
+                                      const bf16 *qkv, const bf16 *out, const float *lse, int B, int T, int H,
+                                      int KVH, int D, int causal);
+void gv_cudnn_free(gv_cuda_ctx *c);
 /* cuda-rope.cu */
 gv_status gv_cuda_rope_forward(gv_backend *b, void *out, const void *inp, int B, int T, int H, int KVH, int D,
                                float theta, int pos0);

@@ -141,6 +141,7 @@ static void cuda_free(gv_backend *b) {
         cudaSetDevice(c->device);
         if (c->stream) cudaStreamSynchronize(c->stream);
         gv_cuda_prof_report_free(c);
+        gv_cudnn_free(c);
         if (c->lt) cublasLtDestroy(c->lt);
         cudaFree(c->lt_ws);
         cudaFree(c->d_sumsq);
