@@ -1387,7 +1387,8 @@ static gv_status gv_sp_seq(gv_model *m, const gv_sp_layout *y, void *full, void 
     size_t T = (size_t)m->T, rows = T * y->Ws, blk = (size_t)m->B * rows, e = m->esz;
     for (int i = 0; i < m->sp_size; i++)
         for (int b = 0; b < m->B; b++) {
-            char *f = (char *)full + ((size_t)b * m->Tf + i * T) * y->Ws * e, *x = (char *)buf + (i * blk + b * rows) * e;
+            char *f = (char *)full + ((size_t)b * m->Tf + i * T) * y->Ws * e,
+                 *x = (char *)buf + (i * blk + b * rows) * e;
             GV_TRY(gv_copy(m, to_blocks ? x : f, to_blocks ? f : x, rows));
         }
     return GV_OK;
@@ -2387,8 +2388,8 @@ gv_status gv_model_reduce_grads(gv_model *m) {
      * the micro-batches and are reduce-scattered once per step (Galvatron's async_grad_reduce); the full
      * buffer is therefore still counted under "gradients". */
     if (m->zero >= 2)
-        return gv_comm_reduce_scatter(m->dp, m->grads, (char *)m->grads + m->s0 * m->esz, m->shard, gv_comm_dt(m),
-                                      GV_COMM_SUM);
+        return gv_comm_reduce_scatter(m->dp, m->grads, (char *)m->grads + m->s0 * m->esz, m->shard,
+                                      gv_comm_dt(m), GV_COMM_SUM);
     const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
     for (size_t o = 0; o < m->param_elems; o += bucket) {
         size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;
