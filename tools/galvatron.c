@@ -423,10 +423,11 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (!prog.quiet)
         fprintf(stderr,
                 "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, "
-                "%d rank(s)"
+                "%d rank(s) (comm %s)"
                 " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
                 c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
+                gv_world ? gv_comm_kind(gv_world) : "none",
                 c.plan ? "layer-wise plan" : gv_zero_name(c.zero));
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {

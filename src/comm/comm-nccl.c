@@ -278,11 +278,11 @@ gv_status gv_comm_nccl_init(gv_comm **out, const gv_comm_nccl_opts *o) {
     if (st == GV_OK) st = gv_nccl_share_id(w, NULL, size, rank, &id);
     if (st == GV_OK) {
         ncclResult_t rc = ncclCommInitRank(&comm, size, id, rank);
+        /* joined or failed, every rank has read the id by now: the file must not outlive the job */
+        gv_nccl_unpublish(w, NULL, size, rank);
         if (rc != ncclSuccess)
             st = gv_fail(GV_ERR_COMM, "nccl init of rank %d of %d on GPU %d: %s: %s", rank, size, w->device,
                          ncclGetErrorString(rc), ncclGetLastError(NULL));
-        else
-            gv_nccl_unpublish(w, NULL, size, rank);
     }
     if (st == GV_OK) st = gv_nccl_new(out, w, 1, comm, rank, size, NULL);
     if (st != GV_OK) {
@@ -307,13 +307,13 @@ static gv_status gv_nccl_group(gv_comm *world, const int *ranks, int n, gv_comm 
     GV_TRY(gv_nccl_share_id(w, ranks, n, me, &id));
     ncclComm_t comm = NULL;
     ncclResult_t rc = ncclCommInitRank(&comm, n, id, me);
+    gv_nccl_unpublish(w, ranks, n, me);
     if (rc != ncclSuccess) {
         char desc[96];
         return gv_fail(GV_ERR_COMM, "nccl group of %d ranks (first %d) in world %s: %s: %s", n, ranks[0],
                        gv_comm_describe(world, desc, sizeof desc), ncclGetErrorString(rc),
                        ncclGetLastError(NULL));
     }
-    gv_nccl_unpublish(w, ranks, n, me);
     gv_status st = gv_nccl_new(out, w, 0, comm, me, n, ranks);
     if (st != GV_OK) ncclCommDestroy(comm);
     return st;
