@@ -94,16 +94,22 @@ if [ "$be" = cuda ]; then
             --comm nccl
         # two ranks started by hand: the ids go through files; NCCL then refuses the shared GPU
         mkdir -p "$tmp/rdv"
+        pids=()
         for r in 0 1; do
             GV_DEVICE=0 timeout 120 "$gv" train "${common[@]}" --rendezvous "$tmp/rdv" --rank $r --world-size 2 \
-                >"$tmp/rdv$r.out" 2>"$tmp/rdv$r.err" &
+                --metrics "$tmp/rdv$r.jsonl" >"$tmp/rdv$r.out" 2>"$tmp/rdv$r.err" &
+            pids+=($!)
         done
         rc0=0 rc1=0
-        wait %1 || rc0=$?
-        wait %2 || rc1=$?
+        wait "${pids[0]}" || rc0=$?
+        wait "${pids[1]}" || rc1=$?
         if [ $rc0 -ne 0 ] && [ $rc0 -ne 124 ] && [ $rc1 -ne 0 ] && [ $rc1 -ne 124 ] &&
             grep -q "nccl init of rank" "$tmp/rdv0.err" && grep -q "nccl init of rank" "$tmp/rdv1.err"; then
-            echo "ok   rendezvous-shared-gpu: $(head -1 "$tmp/rdv1.err")"
+            echo "ok   rendezvous-shared-gpu: $(grep -m1 "nccl init" "$tmp/rdv1.err")"
+        elif [ $rc0 -eq 0 ] && [ $rc1 -eq 0 ] && [ "$(losses "$tmp/rdv0.jsonl" | wc -l)" -eq "$steps" ]; then
+            # an NCCL that shares a GPU between ranks: then the bootstrap by files trained dp2
+            echo "ok   rendezvous-shared-gpu: NCCL accepted two ranks on one GPU; dp2 trained, loss" \
+                "$(losses "$tmp/rdv0.jsonl" | head -1) -> $(losses "$tmp/rdv0.jsonl" | tail -1)"
         else
             fail "rendezvous-shared-gpu: rc $rc0 / $rc1 (124 = hung):"
             cat "$tmp/rdv0.err" "$tmp/rdv1.err" | grep -v '^step ' | head -6 | sed 's/^/    /'
