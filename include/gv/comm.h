@@ -129,8 +129,9 @@ gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, in
 gv_status gv_comm_barrier(gv_comm *c);
 
 /* Overlap with compute (device communicators; on host ones every call completes before it returns and
- * these succeed without effect). While async is on, the collectives and messages of c (device buffers only:
- * a host buffer is an error) are enqueued on c's own stream and return at once. The caller hands its data
+ * these succeed without effect). Async is a property of c's world, whose groups share one comm stream:
+ * while it is on, collectives and messages (device buffers only: a host buffer is an error) are enqueued on
+ * that stream and return at once. The caller hands its data
  * over with gv_comm_wait_event (a cudaEvent_t recorded on its compute stream after the producing work: the
  * comm stream waits for it) and takes results back with gv_comm_record (an event of c, recorded after what
  * was enqueued; the caller's stream waits on it with cudaStreamWaitEvent, or the host with
