@@ -5,10 +5,18 @@ padded to 50304), trained the fast way PyTorch users would: torch.compile, bf16 
 attention, fused AdamW. Prints one JSON line per batch size with the median step time over the timed steps.
 
 usage: python3 bench/torch_gpt2.py --batch 16 64 --seq 1024 --steps 50 [--layers 12 --hidden 768 --heads 12]
+
+Several GPUs (one process per GPU, started by torchrun, NCCL):
+  --mode ddp   DistributedDataParallel: --batch is the batch per GPU, gradients all-reduced in bf16 buckets
+  --mode fsdp  FSDP2 (torch.distributed.fsdp.fully_shard per block, then the root): parameters, gradients and
+               optimizer state sharded over the GPUs, bf16 compute, fp32 gradient reduction
+  e.g. torchrun --standalone --nproc-per-node 2 bench/torch_gpt2.py --mode ddp --batch 16
+Rank 0 prints the JSON line; tokens_per_s is the whole job's, peak_mem_gib rank 0's.
 """
 import argparse
 import json
 import math
+import os
 import time
 
 import torch
@@ -71,15 +79,42 @@ def main():
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--vocab", type=int, default=50304)
+    ap.add_argument("--mode", choices=["single", "ddp", "fsdp"], default="single")
+    ap.add_argument("--no-compile", action="store_true", help="eager mode (large models compile slowly)")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    world, rank = 1, 0
+    if a.mode != "single":
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl")
+        world, rank = dist.get_world_size(), dist.get_rank()
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
     for B in a.batch:
         torch.manual_seed(0)
-        model = GPT(a.layers, a.hidden, a.heads, a.vocab, a.seq).cuda()
+        model = GPT(a.layers, a.hidden, a.heads, a.vocab, a.seq)
         n_params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-        step_fn = torch.compile(model)
+        if a.mode == "fsdp":
+            try:
+                from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+            except ImportError:  # torch < 2.6
+                from torch.distributed._composable.fsdp import MixedPrecisionPolicy, fully_shard
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            model = model.cuda()
+            for blk in model.h:
+                fully_shard(blk, mp_policy=mp)
+            fully_shard(model, mp_policy=mp)
+        else:
+            model = model.cuda()
+            if a.mode == "ddp":
+                from torch.nn.parallel import DistributedDataParallel as DDP
+
+                model = DDP(model, device_ids=[torch.cuda.current_device()], gradient_as_bucket_view=True)
+        # FSDP2's parameters are DTensors: the fused AdamW takes them on recent torch, foreach otherwise
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                                fused=a.mode != "fsdp")
+        step_fn = model if a.no_compile else torch.compile(model)
         torch.cuda.reset_peak_memory_stats()
         times = []
         for s in range(a.steps):
@@ -87,7 +122,7 @@ def main():
             y = torch.randint(0, 50257, (B, a.seq), device="cuda")
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=a.mode != "fsdp"):  # fsdp: its policy
                 loss = step_fn(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -98,14 +133,18 @@ def main():
                 times.append(time.perf_counter() - t0)
         times.sort()
         ms = 1e3 * times[len(times) // 2]
-        tok_s = B * a.seq / (ms / 1e3)
+        tok_s = world * B * a.seq / (ms / 1e3)
         flops_per_token = 6 * n_params + 12 * a.layers * a.hidden * a.seq
-        print(json.dumps({"impl": "pytorch", "batch": B, "seq": a.seq, "ms_per_step": round(ms, 2),
-                          "tokens_per_s": round(tok_s), "mfu": round(tok_s * flops_per_token / 989.4e12, 4),
-                          "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                          "params": n_params, "final_loss": round(loss.item(), 4)}), flush=True)
+        if rank == 0:
+            print(json.dumps({"impl": "pytorch" if a.mode == "single" else "pytorch-" + a.mode, "gpus": world,
+                              "batch": B, "seq": a.seq, "ms_per_step": round(ms, 2), "tokens_per_s": round(tok_s),
+                              "mfu": round(tok_s * flops_per_token / (989.4e12 * world), 4),
+                              "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                              "params": n_params, "final_loss": round(loss.item(), 4)}), flush=True)
         del model, opt, step_fn
         torch.cuda.empty_cache()
+    if a.mode != "single":
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

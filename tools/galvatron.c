@@ -94,7 +94,18 @@ static const char *gv_usage_train =
     "\n"
     "run:\n"
     "  --backend cpu|cuda    compute backend [cpu]\n"
-    "  --device N            GPU ordinal for --backend cuda [0]\n"
+    "  --device N            GPU ordinal for --backend cuda [0] (with --comm nccl: each rank's own GPU,\n"
+    "                        by its rank on the host, or $GV_DEVICE)\n"
+    "  --comm mpi|nccl|auto  communicator of a multi-rank run: mpi moves host buffers (device data staged\n"
+    "                        through the host; several ranks may share one GPU), nccl moves device\n"
+    "                        buffers (--backend cuda, one GPU per rank); auto = nccl when it is built,\n"
+    "                        the backend is cuda and every rank of the host has a GPU of its own, else\n"
+    "                        mpi [auto]\n"
+    "  --rendezvous DIR      nccl without MPI: the ranks are started by hand or by another launcher and\n"
+    "                        exchange NCCL ids through files in DIR (shared, fresh per job); needs\n"
+    "                        --rank and --world-size (or $GV_RANK, $GV_WORLD_SIZE) and implies --comm nccl\n"
+    "  --rank R, --world-size W\n"
+    "                        this process's rank and the rank count with --rendezvous\n"
     "  --eval-every N        eval loss every N steps and at the end, 0 = never [50]\n"
     "  --eval-batches N      global batches per eval [4]\n"
     "  --metrics FILE.jsonl  one JSON object per step (step, loss, lr, grad_norm, step_ms, tokens_per_s)\n"
@@ -176,7 +187,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     double memory_gib = 0;
     const char *profile_dir = NULL;
     gv_cost_mode cost_mode = GV_COST_OWN;
-    const char *plan_file = NULL;
+    const char *plan_file = NULL, *rendezvous = NULL, *rdv_rank = NULL, *rdv_size = NULL;
     gv_progress prog = {isatty(2), 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -279,6 +290,18 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             }
         } else if (!strcmp(a, "--device"))
             c.device = gv_parse_int(a, v, 0);
+        else if (!strcmp(a, "--comm")) {
+            if (strcmp(v, "mpi") && strcmp(v, "nccl") && strcmp(v, "auto")) {
+                fprintf(stderr, "galvatron: --comm '%s': expected mpi, nccl or auto\n", v);
+                return 2;
+            }
+            c.comm_kind = v;
+        } else if (!strcmp(a, "--rendezvous"))
+            rendezvous = v;
+        else if (!strcmp(a, "--rank"))
+            gv_parse_int(a, v, 0), rdv_rank = v;
+        else if (!strcmp(a, "--world-size"))
+            gv_parse_int(a, v, 1), rdv_size = v;
         else if (!strcmp(a, "--eval-every"))
             c.eval_every = gv_parse_int(a, v, 0);
         else if (!strcmp(a, "--eval-batches"))
@@ -302,6 +325,28 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         return 2;
     }
     c.vocab_tp = vocab_tp > 1;
+    if ((rdv_rank || rdv_size) && !rendezvous) {
+        fprintf(stderr, "galvatron: --rank and --world-size go with --rendezvous DIR\n");
+        return 2;
+    }
+    if (rendezvous) {
+        /* ranks started by hand: no mpirun (-n would start one), the nccl bootstrap reads these */
+        if (nranks) {
+            fprintf(stderr, "galvatron: --rendezvous starts no processes: give --world-size, not -n\n");
+            return 2;
+        }
+        if (c.comm_kind && strcmp(c.comm_kind, "nccl")) {
+            fprintf(stderr, "galvatron: --rendezvous is the nccl bootstrap: not with --comm %s\n",
+                    c.comm_kind);
+            return 2;
+        }
+        c.comm_kind = "nccl";
+        setenv("GV_RENDEZVOUS_DIR", rendezvous, 1);
+        if (rdv_rank) setenv("GV_RANK", rdv_rank, 1);
+        if (rdv_size) setenv("GV_WORLD_SIZE", rdv_size, 1);
+    }
+    const char *comm_kind = NULL;
+    if (gv_train_comm_kind(&c, &comm_kind) != GV_OK) gv_die(gv_last_error());
     if (gv_model_spec_resolve(&c.spec, model) != GV_OK) gv_die_status();
     if (layers) c.spec.n_layer = layers;
     if (!seq_set && c.spec.arch == GV_ARCH_VIT) c.seq = c.spec.max_seq; /* the image fixes the sequence */
@@ -322,7 +367,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         if (!nranks) nranks = plan.world;
         if (st != GV_OK) gv_die_status();
     }
-    if (nranks > 1 && !gv_launch_is_rank()) {
+    if (nranks > 1 && !gv_launch_is_rank() && !rendezvous) {
         /* Reject an impossible run here, once, instead of on every rank after the launch. */
         c.world = nranks;
         if (gv_train_config_validate(&c) != GV_OK) gv_die_status();
@@ -347,8 +392,8 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         gv_launch_exec(nranks, argc_all, argv_all); /* returns only on failure */
         gv_die_status();
     }
-    if (gv_launch_is_rank() || nranks > 1) {
-        if (gv_comm_init_world(&gv_world, NULL) != GV_OK) gv_die_status();
+    if (gv_launch_is_rank() || nranks > 1 || (comm_kind && !strcmp(comm_kind, "nccl"))) {
+        if (gv_comm_init_world(&gv_world, comm_kind) != GV_OK) gv_die_status();
         int size = gv_comm_size(gv_world);
         if (nranks && size != nranks)
             gv_launch_die(gv_world, 1, "-n %d: the job has %d ranks (start it with as many ranks as -n says)",
@@ -378,10 +423,11 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (!prog.quiet)
         fprintf(stderr,
                 "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, "
-                "%d rank(s)"
+                "%d rank(s) (comm %s)"
                 " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
                 c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
+                gv_world ? gv_comm_kind(gv_world) : "none",
                 c.plan ? "layer-wise plan" : gv_zero_name(c.zero));
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {

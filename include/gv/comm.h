@@ -2,9 +2,16 @@
  * semantics, status codes and last-error text). A backend is chosen at run time by name:
  *   "local"  one rank; collectives are copies, send/recv to self go through a mailbox.
  *   "mpi"    host buffers through MPI (MPI_Init_thread in gv_comm_init_world, MPI_Finalize in gv_comm_free).
+ *   "nccl"   device buffers through NCCL, one GPU per rank (built with GV_CUDA=ON and NCCL; see
+ *            gv_comm_init_nccl for the bootstrap).
  *
  * Conventions for every call:
- *  - Buffers are host memory. Counts are elements of the given dtype, not bytes.
+ *  - Buffers are host or device (CUDA) memory, whatever the backend: each backend works on one kind of
+ *    memory (mpi and local: host; nccl: device) and the front end stages buffers of the other kind through
+ *    a scratch buffer of the right kind (a copy each way, after a cudaDeviceSynchronize: the caller still
+ *    syncs its backend first, which may defer work). Backends without a bf16 type (mpi, local) get bf16
+ *    buffers converted to f32 (reduced in f32, rounded back to nearest even). Counts are elements of the
+ *    given dtype, not bytes.
  *  - Collectives are called by every rank of the communicator, in the same order, with the same count, dtype,
  *    op and root. Calls on one world and its groups must be serialised by the caller (one thread at a time;
  *    MPI is initialised with MPI_THREAD_SERIALIZED).
@@ -29,7 +36,8 @@ typedef enum {
     GV_COMM_F64 = 1,
     GV_COMM_I32 = 2,
     GV_COMM_I64 = 3,
-    GV_COMM_U8 = 4
+    GV_COMM_U8 = 4,
+    GV_COMM_BF16 = 5 /* bfloat16 bits (uint16) */
 } gv_comm_dtype;
 typedef enum { GV_COMM_SUM = 0, GV_COMM_MAX = 1, GV_COMM_MIN = 2 } gv_comm_op;
 
@@ -39,8 +47,11 @@ size_t gv_comm_dtype_size(gv_comm_dtype dt); /* 0 for an unknown dtype */
 const char *gv_comm_dtype_name(gv_comm_dtype dt);
 const char *gv_comm_op_name(gv_comm_op op);
 
-/* The world communicator of this process. kind: "local", "mpi", or NULL = $GV_COMM if set, else "mpi" when
- * the process is a rank launched by mpirun or srun (see gv_launch_is_rank), else "local".
+/* The world communicator of this process. kind: "local", "mpi", "nccl", "auto", or NULL = $GV_COMM if set,
+ * else "mpi" when the process is a rank launched by mpirun or srun (see gv_launch_is_rank), else "local".
+ * "nccl" is gv_comm_init_nccl with the options from the environment (gv_comm_nccl_opts_from_env). "auto" is
+ * "nccl" when it is built, the process is one of several ranks and every rank of its host has a GPU of its
+ * own (NCCL refuses two ranks on one GPU), else the NULL choice.
  * Under MPI, one world per process: MPI cannot be initialised again after gv_comm_free finalised it. If the
  * caller initialised MPI itself, gv_comm_init_world uses it and gv_comm_free leaves it initialised. */
 gv_status gv_comm_init_world(gv_comm **out, const char *kind);
@@ -48,7 +59,25 @@ gv_status gv_comm_init_world(gv_comm **out, const char *kind);
  * On a group this does nothing: groups belong to their world's pool. NULL is allowed. */
 void gv_comm_free(gv_comm *c);
 
-const char *gv_comm_kind(const gv_comm *c); /* "local" or "mpi" */
+/* NCCL world bootstrap. The ncclUniqueId of the world (and of every group) is made by the first rank and
+ * sent to the others through MPI when the process is a rank of an MPI job (gv_launch_is_rank), else
+ * through files in `rendezvous_dir` (shared by all ranks: rank 0 writes each id atomically, the others wait
+ * for it up to timeout_s). */
+typedef struct {
+    const char *rendezvous_dir; /* $GV_RENDEZVOUS_DIR; a fresh directory per job (stale ids are refused) */
+    int rank, size;             /* $GV_RANK, $GV_WORLD_SIZE: this process's rank without MPI */
+    int device;                 /* CUDA ordinal; -1 ($GV_DEVICE unset) = local rank on the host */
+    double timeout_s;           /* $GV_RENDEZVOUS_TIMEOUT, default 300 */
+} gv_comm_nccl_opts;
+/* Fills *o from the environment (the defaults above where unset; rank -1 and size 0 when unset). */
+void gv_comm_nccl_opts_from_env(gv_comm_nccl_opts *o);
+gv_status gv_comm_init_nccl(gv_comm **out, const gv_comm_nccl_opts *o);
+/* 1 when the nccl backend is compiled in. */
+int gv_comm_nccl_built(void);
+
+const char *gv_comm_kind(const gv_comm *c); /* "local", "mpi" or "nccl" */
+/* CUDA device the communicator's buffers live on (nccl), -1 for host communicators. */
+int gv_comm_device(const gv_comm *c);
 int gv_comm_rank(const gv_comm *c);
 int gv_comm_size(const gv_comm *c);
 /* World rank of the communicator's rank r (r itself on a world). */
@@ -98,6 +127,19 @@ gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, in
 gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
                            size_t recvcount, int src, gv_comm_dtype dt, int tag);
 gv_status gv_comm_barrier(gv_comm *c);
+
+/* Overlap with compute (device communicators; on host ones every call completes before it returns and
+ * these succeed without effect). Async is a property of c's world, whose groups share one comm stream:
+ * while it is on, collectives and messages (device buffers only: a host buffer is an error) are enqueued on
+ * that stream and return at once. The caller hands its data
+ * over with gv_comm_wait_event (a cudaEvent_t recorded on its compute stream after the producing work: the
+ * comm stream waits for it) and takes results back with gv_comm_record (an event of c, recorded after what
+ * was enqueued; the caller's stream waits on it with cudaStreamWaitEvent, or the host with
+ * cudaEventSynchronize). Turning async off waits for the comm stream. */
+gv_status gv_comm_set_async(gv_comm *c, int on);
+gv_status gv_comm_wait_event(gv_comm *c, void *cuda_event);
+/* *cuda_event = NULL on host communicators (nothing to wait for). The event belongs to c. */
+gv_status gv_comm_record(gv_comm *c, void **cuda_event);
 
 /* Takes the whole job down with exit status `code` (1 if code is 0): MPI_Abort on MPI_COMM_WORLD under MPI
  * (whatever communicator c is), exit(code) on the local backend. c may be NULL (before or without a world):

@@ -43,6 +43,11 @@ typedef struct {
      * stage `zero` (0 = DDP, 1..3 = ZeRO-1/2/3). Every rank calls gv_train_run; rank 0 writes metrics,
      * checkpoints and calls on_step. */
     struct gv_comm *comm;
+    /* The communicator the caller should build for this run (gv_train_comm_kind): "mpi" (host buffers;
+     * several ranks may share a GPU), "nccl" (device buffers, a GPU per rank) or "auto"/NULL (nccl when it
+     * is built, the backend is cuda and every rank of the host has its own GPU; mpi otherwise). With an
+     * nccl comm the backend runs on the comm's GPU (gv_comm_device), whatever `device` says. */
+    const char *comm_kind;
     int world; /* rank count to validate against before the ranks exist (when comm is NULL); 0 = 1 */
     int tp, vocab_tp;
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
@@ -74,6 +79,9 @@ typedef struct {
 } gv_train_result;
 
 void gv_train_config_defaults(gv_train_config *c);
+/* The kind to give gv_comm_init_world for c (NULL = the default: mpi under a launcher, else local), after
+ * checking comm_kind ("nccl" needs the cuda backend). */
+gv_status gv_train_comm_kind(const gv_train_config *c, const char **kind);
 gv_status gv_train_config_validate(const gv_train_config *c);
 /* Learning rate of (0-based) step s: linear warmup then cosine decay to min_lr_frac * lr. */
 float gv_train_lr(const gv_train_config *c, int s);

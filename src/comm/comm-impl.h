@@ -6,6 +6,8 @@
 
 struct gv_comm_i {
     const char *name;
+    int device_mem; /* 1: buffers are device memory (nccl); 0: host memory (mpi, local) */
+    int has_bf16;   /* 1: GV_COMM_BF16 natively; 0: comm.c converts bf16 buffers to f32 and back */
     /* Frees the backend context of c (a world after its pool, or a group). */
     void (*free)(gv_comm *c);
     /* Creates a group of world ranks[0..n) on a member of it (c->world filled in by comm.c after). */
@@ -22,6 +24,11 @@ struct gv_comm_i {
     gv_status (*sendrecv)(gv_comm *c, const void *send, size_t sendcount, int dst, void *recv,
                           size_t recvcount, int src, gv_comm_dtype dt, int tag);
     gv_status (*barrier)(gv_comm *c);
+    /* Optional (NULL: host semantics, see gv_comm_set_async). */
+    gv_status (*set_async)(gv_comm *c, int on);
+    gv_status (*wait_event)(gv_comm *c, void *cuda_event);
+    gv_status (*record)(gv_comm *c, void **cuda_event);
+    int (*device)(const gv_comm *c);
 };
 
 typedef struct {
@@ -39,6 +46,10 @@ struct gv_comm {
     /* world only: the pool of groups */
     gv_comm_pool_entry *pool;
     int npool, cappool;
+    /* world only: staging scratch of comm.c (host and device), grown on demand, freed with the world */
+    void *stage[2];
+    size_t nstage[2];
+    int async; /* set_async is on (collectives must not be staged) */
 };
 
 /* Allocates a communicator shell (members copied, or 0..size-1 when members is NULL). */
@@ -47,9 +58,24 @@ gv_status gv_comm_new(gv_comm **out, const struct gv_comm_i *iface, void *contex
 /* "[0,1,2,3]" (long sets shortened: "[0,1,2,...,63] (64 ranks)") into buf. */
 const char *gv_comm_describe(const gv_comm *c, char *buf, size_t n);
 
+/* Memory of staged calls (src/comm/comm-stage.c; host-only without GV_HAVE_CUDA). */
+typedef enum { GV_MEM_HOST = 0, GV_MEM_DEVICE = 1, GV_MEM_MANAGED = 2 } gv_mem_kind;
+/* Kind of the memory at p; never creates a CUDA context (no CUDA in the process: host). */
+gv_mem_kind gv_mem_kind_of(const void *p);
+gv_status gv_mem_alloc(void **p, size_t bytes, int device);
+void gv_mem_free(void *p, int device);
+/* bytes from src to dst, each host or device (cudaMemcpy, cudaMemcpyDefault). */
+gv_status gv_mem_copy(void *dst, const void *src, size_t bytes);
+/* Waits for all work of the device (before staged buffers are read). */
+gv_status gv_mem_device_sync(void);
+
 gv_status gv_comm_local_init(gv_comm **out);
 gv_status gv_comm_mpi_init(gv_comm **out);
 /* MPI_Abort(MPI_COMM_WORLD, code) when MPI is initialised and not finalised; returns otherwise. */
 void gv_comm_mpi_abort_world(int code);
+/* src/comm/comm-nccl.c (GV_HAVE_NCCL), else a stub that fails "not built". */
+gv_status gv_comm_nccl_init(gv_comm **out, const gv_comm_nccl_opts *o);
+/* "auto": 1 when nccl is built, this is one of several MPI ranks and each rank of the host has a GPU. */
+int gv_comm_nccl_auto_ok(void);
 
 #endif

@@ -41,6 +41,8 @@ static MPI_Datatype gv_mpi_dtype(gv_comm_dtype dt) {
         return MPI_INT64_T;
     case GV_COMM_U8:
         return MPI_UINT8_T;
+    case GV_COMM_BF16: /* comm.c hands this backend bf16 as f32 */
+        return MPI_UINT16_T;
     }
     return MPI_DATATYPE_NULL;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gv/launch.h"
+#include "gv/tensor.h"
 
 size_t gv_comm_dtype_size(gv_comm_dtype dt) {
     switch (dt) {
@@ -20,6 +21,8 @@ size_t gv_comm_dtype_size(gv_comm_dtype dt) {
         return 8;
     case GV_COMM_U8:
         return 1;
+    case GV_COMM_BF16:
+        return 2;
     }
     return 0;
 }
@@ -36,6 +39,8 @@ const char *gv_comm_dtype_name(gv_comm_dtype dt) {
         return "i64";
     case GV_COMM_U8:
         return "u8";
+    case GV_COMM_BF16:
+        return "bf16";
     }
     return "unknown";
 }
@@ -93,10 +98,32 @@ gv_status gv_comm_init_world(gv_comm **out, const char *kind) {
     *out = NULL;
     if (!kind) kind = getenv("GV_COMM");
     if (kind && !*kind) kind = NULL;
+    if (kind && !strcmp(kind, "auto")) kind = gv_comm_nccl_auto_ok() ? "nccl" : NULL;
     if (!kind) kind = gv_launch_is_rank() ? "mpi" : "local";
     if (!strcmp(kind, "local")) return gv_comm_local_init(out);
     if (!strcmp(kind, "mpi")) return gv_comm_mpi_init(out);
-    return gv_fail(GV_ERR_INVALID, "comm '%s': unknown kind (expected local or mpi)", kind);
+    if (!strcmp(kind, "nccl")) {
+        gv_comm_nccl_opts o;
+        gv_comm_nccl_opts_from_env(&o);
+        return gv_comm_nccl_init(out, &o);
+    }
+    return gv_fail(GV_ERR_INVALID, "comm '%s': unknown kind (expected local, mpi, nccl or auto)", kind);
+}
+
+gv_status gv_comm_init_nccl(gv_comm **out, const gv_comm_nccl_opts *o) {
+    if (!out || !o) return gv_fail(GV_ERR_INVALID, "comm init nccl: out or options NULL");
+    *out = NULL;
+    return gv_comm_nccl_init(out, o);
+}
+
+void gv_comm_nccl_opts_from_env(gv_comm_nccl_opts *o) {
+    const char *v;
+    o->rendezvous_dir = getenv("GV_RENDEZVOUS_DIR");
+    if (o->rendezvous_dir && !*o->rendezvous_dir) o->rendezvous_dir = NULL;
+    o->rank = (v = getenv("GV_RANK")) && *v ? atoi(v) : -1;
+    o->size = (v = getenv("GV_WORLD_SIZE")) && *v ? atoi(v) : 0;
+    o->device = (v = getenv("GV_DEVICE")) && *v ? atoi(v) : -1;
+    o->timeout_s = (v = getenv("GV_RENDEZVOUS_TIMEOUT")) && *v ? atof(v) : 300.0;
 }
 
 static void gv_comm_free_one(gv_comm *c) {
@@ -113,11 +140,15 @@ void gv_comm_free(gv_comm *c) {
         free(c->pool[i].ranks);
     }
     free(c->pool);
+    for (int k = 0; k < 2; k++) gv_mem_free(c->stage[k], k);
     gv_comm_free_one(c);
 }
 
 const char *gv_comm_kind(const gv_comm *c) {
     return c->iface->name;
+}
+int gv_comm_device(const gv_comm *c) {
+    return c && c->iface->device ? c->iface->device(c) : -1;
 }
 int gv_comm_rank(const gv_comm *c) {
     return c->rank;
@@ -236,6 +267,123 @@ static gv_status gv_check_tag(const char *what, int tag) {
     return GV_OK;
 }
 
+/* ---- staging ----------------------------------------------------------------------------------------- */
+
+/* A call's buffers as regions of caller memory; a region the backend cannot take (the other memory kind,
+ * or bf16 on a backend without it) is copied into the world's scratch of the backend's kind (as f32 when
+ * converted) and back. In-place forms (send and recv overlapping) are one region. */
+typedef struct {
+    const char *lo;
+    size_t bytes; /* of the caller's region */
+    char *t;      /* what the backend gets */
+    int in, out, staged;
+} gv_region;
+
+typedef struct {
+    gv_comm *c;
+    int conv; /* bf16 regions go as f32 */
+    int n;
+    gv_region r[2];
+} gv_stage;
+
+static void gv_bf16_expand(char *t, size_t n) { /* bf16 at t + 2n -> f32 at t, in place (forward) */
+    const uint16_t *h = (const uint16_t *)(t + 2 * n);
+    float *f = (float *)t;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t x = h[i];
+        f[i] = gv_bf16_to_f32(x);
+    }
+}
+
+static void gv_bf16_shrink(char *t, size_t n) { /* f32 at t -> bf16 at t, in place (forward) */
+    const float *f = (const float *)t;
+    uint16_t *h = (uint16_t *)t;
+    for (size_t i = 0; i < n; i++) {
+        float x = f[i];
+        h[i] = gv_f32_to_bf16(x);
+    }
+}
+
+static gv_status gv_stage_begin(gv_stage *s, gv_comm *c, const char *what, gv_comm_dtype *dt,
+                                const void *send, size_t ns, void *recv, size_t nr, int recv_out) {
+    memset(s, 0, sizeof *s);
+    s->c = c;
+    s->conv = *dt == GV_COMM_BF16 && !c->iface->has_bf16;
+    const char *a = send, *b = recv;
+    if (a && b && a < b + nr && b < a + ns) { /* in place: one region */
+        const char *lo = a < b ? a : b, *hi = a + ns > b + nr ? a + ns : b + nr;
+        s->r[s->n++] = (gv_region){lo, (size_t)(hi - lo), NULL, 1, recv_out, 0};
+    } else {
+        if (a && ns) s->r[s->n++] = (gv_region){a, ns, NULL, 1, 0, 0};
+        if (b && nr) s->r[s->n++] = (gv_region){b, nr, NULL, 0, recv_out, 0};
+    }
+    int want = c->iface->device_mem;
+    size_t need = 0;
+    for (int i = 0; i < s->n; i++) {
+        gv_region *g = &s->r[i];
+        gv_mem_kind k = gv_mem_kind_of(g->lo);
+        g->staged = s->conv || (k != GV_MEM_MANAGED && (k == GV_MEM_DEVICE) != want);
+        if (g->staged)
+            need += ((s->conv ? 2 : 1) * g->bytes + 255) / 256 * 256;
+        else
+            g->t = (char *)g->lo;
+    }
+    if (!need) return GV_OK;
+    if (c->world->async)
+        return gv_fail(GV_ERR_INVALID, "comm %s: a %s buffer in async mode (only device buffers can overlap)",
+                       what, want ? "host" : "device");
+    gv_comm *w = c->world;
+    if (w->nstage[want] < need) {
+        gv_mem_free(w->stage[want], want);
+        w->stage[want] = NULL;
+        w->nstage[want] = 0;
+        GV_TRY(gv_mem_alloc(&w->stage[want], need, want));
+        w->nstage[want] = need;
+    }
+    int synced = 0;
+    char *at = w->stage[want];
+    for (int i = 0; i < s->n; i++) {
+        gv_region *g = &s->r[i];
+        if (!g->staged) continue;
+        g->t = at;
+        at += ((s->conv ? 2 : 1) * g->bytes + 255) / 256 * 256;
+        if (!g->in) continue;
+        if (!synced && gv_mem_kind_of(g->lo) == GV_MEM_DEVICE) {
+            GV_TRY(gv_mem_device_sync());
+            synced = 1;
+        }
+        if (s->conv) {
+            GV_TRY(gv_mem_copy(g->t + g->bytes, g->lo, g->bytes));
+            gv_bf16_expand(g->t, g->bytes / 2);
+        } else {
+            GV_TRY(gv_mem_copy(g->t, g->lo, g->bytes));
+        }
+    }
+    if (s->conv) *dt = GV_COMM_F32;
+    return GV_OK;
+}
+
+/* What the backend gets for caller pointer p (inside one of the regions). */
+static void *gv_stage_ptr(const gv_stage *s, const void *p) {
+    if (!p) return NULL;
+    const char *q = p;
+    for (int i = 0; i < s->n; i++) {
+        const gv_region *g = &s->r[i];
+        if (q >= g->lo && q < g->lo + g->bytes) return g->t + (size_t)(q - g->lo) * (s->conv ? 2 : 1);
+    }
+    return (void *)p;
+}
+
+static gv_status gv_stage_end(gv_stage *s, gv_status st) {
+    for (int i = 0; i < s->n && st == GV_OK; i++) {
+        gv_region *g = &s->r[i];
+        if (!g->staged || !g->out) continue;
+        if (s->conv) gv_bf16_shrink(g->t, g->bytes / 2);
+        st = gv_mem_copy((void *)g->lo, g->t, g->bytes);
+    }
+    return st;
+}
+
 /* ---- collectives ------------------------------------------------------------------------------------- */
 
 gv_status gv_comm_allreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
@@ -248,7 +396,10 @@ gv_status gv_comm_allreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size
     size_t bytes = count * gv_comm_dtype_size(dt);
     if (sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
         return gv_fail(GV_ERR_INVALID, "comm allreduce: send and recv buffers overlap without being equal");
-    return c->iface->allreduce(c, sendbuf, recvbuf, count, dt, op);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "allreduce", &dt, sendbuf, bytes, recvbuf, bytes, 1));
+    return gv_stage_end(
+        &g, c->iface->allreduce(c, gv_stage_ptr(&g, sendbuf), gv_stage_ptr(&g, recvbuf), count, dt, op));
 }
 
 gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
@@ -263,7 +414,10 @@ gv_status gv_comm_reduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf,
         gv_overlap(sendbuf, block * (size_t)c->size, recvbuf, block))
         return gv_fail(GV_ERR_INVALID,
                        "comm reduce_scatter: recv overlaps send but is not send + rank * recvcount");
-    return c->iface->reduce_scatter(c, sendbuf, recvbuf, recvcount, dt, op);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "reduce_scatter", &dt, sendbuf, block * (size_t)c->size, recvbuf, block, 1));
+    return gv_stage_end(&g, c->iface->reduce_scatter(c, gv_stage_ptr(&g, sendbuf), gv_stage_ptr(&g, recvbuf),
+                                                     recvcount, dt, op));
 }
 
 gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount,
@@ -277,7 +431,10 @@ gv_status gv_comm_allgather(gv_comm *c, const void *sendbuf, void *recvbuf, size
         gv_overlap(sendbuf, block, recvbuf, block * (size_t)c->size))
         return gv_fail(GV_ERR_INVALID,
                        "comm allgather: send overlaps recv but is not recv + rank * sendcount");
-    return c->iface->allgather(c, sendbuf, recvbuf, sendcount, dt);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "allgather", &dt, sendbuf, block, recvbuf, block * (size_t)c->size, 1));
+    return gv_stage_end(
+        &g, c->iface->allgather(c, gv_stage_ptr(&g, sendbuf), gv_stage_ptr(&g, recvbuf), sendcount, dt));
 }
 
 gv_status gv_comm_alltoall(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count_per_peer,
@@ -289,7 +446,10 @@ gv_status gv_comm_alltoall(gv_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t bytes = count_per_peer * gv_comm_dtype_size(dt) * (size_t)c->size;
     if (sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
         return gv_fail(GV_ERR_INVALID, "comm alltoall: send and recv buffers overlap without being equal");
-    return c->iface->alltoall(c, sendbuf, recvbuf, count_per_peer, dt);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "alltoall", &dt, sendbuf, bytes, recvbuf, bytes, 1));
+    return gv_stage_end(
+        &g, c->iface->alltoall(c, gv_stage_ptr(&g, sendbuf), gv_stage_ptr(&g, recvbuf), count_per_peer, dt));
 }
 
 gv_status gv_comm_broadcast(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int root) {
@@ -297,7 +457,10 @@ gv_status gv_comm_broadcast(gv_comm *c, void *buf, size_t count, gv_comm_dtype d
     GV_TRY(gv_check_peer(c, "broadcast", "root", root));
     if (!count) return GV_OK;
     GV_TRY(gv_check_buf("broadcast", buf, "buf"));
-    return c->iface->broadcast(c, buf, count, dt, root);
+    size_t bytes = count * gv_comm_dtype_size(dt);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "broadcast", &dt, buf, bytes, buf, bytes, 1));
+    return gv_stage_end(&g, c->iface->broadcast(c, gv_stage_ptr(&g, buf), count, dt, root));
 }
 
 gv_status gv_comm_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag) {
@@ -306,7 +469,9 @@ gv_status gv_comm_send(gv_comm *c, const void *buf, size_t count, gv_comm_dtype 
     GV_TRY(gv_check_tag("send", tag));
     if (!count) return GV_OK;
     GV_TRY(gv_check_buf("send", buf, "buf"));
-    return c->iface->send(c, buf, count, dt, peer, tag);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "send", &dt, buf, count * gv_comm_dtype_size(dt), NULL, 0, 0));
+    return gv_stage_end(&g, c->iface->send(c, gv_stage_ptr(&g, buf), count, dt, peer, tag));
 }
 
 gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag) {
@@ -315,7 +480,9 @@ gv_status gv_comm_recv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, in
     GV_TRY(gv_check_tag("recv", tag));
     if (!count) return GV_OK;
     GV_TRY(gv_check_buf("recv", buf, "buf"));
-    return c->iface->recv(c, buf, count, dt, peer, tag);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "recv", &dt, NULL, 0, buf, count * gv_comm_dtype_size(dt), 1));
+    return gv_stage_end(&g, c->iface->recv(c, gv_stage_ptr(&g, buf), count, dt, peer, tag));
 }
 
 gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, int dst, void *recvbuf,
@@ -329,12 +496,34 @@ gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, in
     size_t es = gv_comm_dtype_size(dt);
     if (sendcount && recvcount && gv_overlap(sendbuf, sendcount * es, recvbuf, recvcount * es))
         return gv_fail(GV_ERR_INVALID, "comm sendrecv: send and recv buffers overlap");
-    return c->iface->sendrecv(c, sendbuf, sendcount, dst, recvbuf, recvcount, src, dt, tag);
+    gv_stage g;
+    GV_TRY(gv_stage_begin(&g, c, "sendrecv", &dt, sendcount ? sendbuf : NULL, sendcount * es,
+                          recvcount ? recvbuf : NULL, recvcount * es, 1));
+    return gv_stage_end(&g, c->iface->sendrecv(c, gv_stage_ptr(&g, sendbuf), sendcount, dst,
+                                               gv_stage_ptr(&g, recvbuf), recvcount, src, dt, tag));
 }
 
 gv_status gv_comm_barrier(gv_comm *c) {
     if (!c) return gv_fail(GV_ERR_INVALID, "comm barrier: communicator is NULL");
     return c->iface->barrier(c);
+}
+
+gv_status gv_comm_set_async(gv_comm *c, int on) {
+    if (!c) return gv_fail(GV_ERR_INVALID, "comm set_async: communicator is NULL");
+    if (c->iface->set_async) GV_TRY(c->iface->set_async(c, on));
+    c->world->async = c->iface->set_async ? on != 0 : 0;
+    return GV_OK;
+}
+
+gv_status gv_comm_wait_event(gv_comm *c, void *cuda_event) {
+    if (!c) return gv_fail(GV_ERR_INVALID, "comm wait_event: communicator is NULL");
+    return c->iface->wait_event ? c->iface->wait_event(c, cuda_event) : GV_OK;
+}
+
+gv_status gv_comm_record(gv_comm *c, void **cuda_event) {
+    if (!c || !cuda_event) return gv_fail(GV_ERR_INVALID, "comm record: communicator or event is NULL");
+    *cuda_event = NULL;
+    return c->iface->record ? c->iface->record(c, cuda_event) : GV_OK;
 }
 
 _Noreturn void gv_comm_abort(gv_comm *c, int code) {

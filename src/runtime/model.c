@@ -143,7 +143,7 @@ struct gv_model {
     gv_comm *sp;
     int sp_size, sp_rank, Tf, Hs, KVHs, QKVs;
     int msp, Nl;                /* Megatron sequence parallelism; rows of the residual stream on this rank */
-    float *a2a_send, *a2a_recv; /* [N*QKV] host scratch each (comm buffers) */
+    float *a2a_send, *a2a_recv; /* [N*QKV] f32-sized scratch each, backend memory (comm buffers) */
     gv_arena a_comm;
 
     gv_arena a_params, a_grads, a_opt, a_acts, a_work;
@@ -629,9 +629,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     int l0 = d ? d->l0 : 0, l1 = !d || d->l1 == 0 ? spec->n_layer : d->l1 < 0 ? l0 : d->l1;
     if (d && d->sp && gv_comm_size(d->sp) > 1) {
         int u = gv_comm_size(d->sp);
-        if (gv_backend_device(b) != GV_DEV_CPU)
-            return gv_fail(GV_ERR_UNSUPPORTED, "Ulysses on %s needs a device communicator (not built yet)",
-                           gv_backend_name(b));
         if (d->tp && gv_comm_size(d->tp) > 1)
             return gv_fail(GV_ERR_INVALID, "a layer uses either tensor parallelism or Ulysses, not both");
         if (l1 > l0 && (spec->n_head % u || spec->n_kv_head % u))
@@ -643,10 +640,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
-        if (gv_backend_device(b) != GV_DEV_CPU)
-            return gv_fail(GV_ERR_UNSUPPORTED,
-                           "tensor parallelism on %s needs a device communicator (not built yet)",
-                           gv_backend_name(b));
         if (l1 > l0 && (spec->n_head % t || spec->n_kv_head % t || spec->ffn % t)) /* the layers' split */
             return gv_fail(GV_ERR_INVALID, "tp %d must divide n_head %d, n_kv_head %d and ffn %d", t,
                            spec->n_head, spec->n_kv_head, spec->ffn);
@@ -662,10 +655,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
                            spec->padded_vocab);
     }
     if (d && d->dp && gv_comm_size(d->dp) > 1) {
-        if (gv_backend_device(b) != GV_DEV_CPU)
-            return gv_fail(GV_ERR_UNSUPPORTED,
-                           "data parallelism on %s needs a device communicator (not built yet)",
-                           gv_backend_name(b));
         if (d->zero > 0 && gv_backend_dtype(b) != GV_F32)
             return gv_fail(GV_ERR_UNSUPPORTED, "ZeRO with a separate fp32 master copy is not built yet");
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
@@ -1363,11 +1352,22 @@ static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, con
     return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->Nl, m->C);
 }
 
-/* Sum over the tensor-parallel group in place (host buffers: cpu backend). */
+/* The communicator dtype of compute-dtype buffers (activations, weights, gradients). Buffers are the
+ * backend's memory: the communicator stages them when it works on the other kind. */
+static gv_comm_dtype gv_comm_dt(const gv_model *m) {
+    return m->dt == GV_BF16 ? GV_COMM_BF16 : GV_COMM_F32;
+}
+
+/* n compute-dtype elements from src to dst, both the backend's memory (a stream-ordered copy on cuda). */
+static gv_status gv_copy(gv_model *m, void *dst, const void *src, size_t n) {
+    return gv_backend_convert(m->be, dst, m->dt, src, m->dt, n);
+}
+
+/* Sum over the tensor-parallel group in place. */
 static gv_status gv_tp_sum(gv_model *m, void *buf, size_t n) {
     if (m->tp_size == 1) return GV_OK;
     GV_TRY(gv_backend_sync(m->be));
-    return gv_comm_allreduce(m->tp, buf, buf, n, GV_COMM_F32, GV_COMM_SUM);
+    return gv_comm_allreduce(m->tp, buf, buf, n, gv_comm_dt(m), GV_COMM_SUM);
 }
 
 /* Ulysses all-to-alls. A local row [Wt] holds nseg segments; segment k's part for head group j sits at
@@ -1379,43 +1379,47 @@ typedef struct {
     const int *off, *w;
 } gv_sp_layout;
 
-/* to_blocks: local [B,T,Wt] -> the u head-group blocks of buf; else the reverse. */
-static void gv_sp_heads(const gv_model *m, const gv_sp_layout *y, float *local, float *buf, int to_blocks) {
-    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws;
+/* to_blocks: local [B,T,Wt] -> the u head-group blocks of buf; else the reverse. Compute-dtype elements in
+ * the backend's memory (on cuda one small copy per row and segment: correct, not fast). */
+static gv_status gv_sp_heads(gv_model *m, const gv_sp_layout *y, void *local, void *buf, int to_blocks) {
+    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws, e = m->esz;
     for (int j = 0; j < m->sp_size; j++)
         for (size_t bt = 0; bt < BT; bt++) {
-            float *b = buf + j * blk + bt * y->Ws, *l = local + bt * y->Wt;
+            char *b = (char *)buf + (j * blk + bt * y->Ws) * e, *l = (char *)local + bt * y->Wt * e;
             for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
-                float *lk = l + y->off[k] + j * y->w[k];
-                memcpy(to_blocks ? b + at : lk, to_blocks ? lk : b + at, (size_t)y->w[k] * sizeof(float));
+                char *lk = l + (size_t)(y->off[k] + j * y->w[k]) * e;
+                GV_TRY(gv_copy(m, to_blocks ? b + at * e : lk, to_blocks ? lk : b + at * e, (size_t)y->w[k]));
             }
         }
+    return GV_OK;
 }
 
 /* to_blocks: full [B,Tf,Ws] -> the u sequence-chunk blocks of buf; else the reverse. */
-static void gv_sp_seq(const gv_model *m, const gv_sp_layout *y, float *full, float *buf, int to_blocks) {
-    size_t T = (size_t)m->T, rows = T * y->Ws, blk = (size_t)m->B * rows;
+static gv_status gv_sp_seq(gv_model *m, const gv_sp_layout *y, void *full, void *buf, int to_blocks) {
+    size_t T = (size_t)m->T, rows = T * y->Ws, blk = (size_t)m->B * rows, e = m->esz;
     for (int i = 0; i < m->sp_size; i++)
         for (int b = 0; b < m->B; b++) {
-            float *f = full + ((size_t)b * m->Tf + i * T) * y->Ws, *x = buf + i * blk + b * rows;
-            memcpy(to_blocks ? x : f, to_blocks ? f : x, rows * sizeof(float));
+            char *f = (char *)full + ((size_t)b * m->Tf + i * T) * y->Ws * e,
+                 *x = (char *)buf + (i * blk + b * rows) * e;
+            GV_TRY(gv_copy(m, to_blocks ? x : f, to_blocks ? f : x, rows));
         }
+    return GV_OK;
 }
 
 /* local [B,T,Wt] (this rank's positions, all heads) -> full [B,Tf,Ws] (all positions, its head group). */
 static gv_status gv_sp_heads_to_seq(gv_model *m, const gv_sp_layout *y, const float *local, float *full) {
-    gv_sp_heads(m, y, (float *)local, m->a2a_send, 1);
-    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, GV_COMM_F32));
-    gv_sp_seq(m, y, full, m->a2a_recv, 0);
-    return GV_OK;
+    GV_TRY(gv_sp_heads(m, y, (void *)local, m->a2a_send, 1));
+    GV_TRY(gv_backend_sync(m->be));
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, gv_comm_dt(m)));
+    return gv_sp_seq(m, y, full, m->a2a_recv, 0);
 }
 
 /* The inverse: full [B,Tf,Ws] -> local [B,T,Wt]. */
 static gv_status gv_sp_seq_to_heads(gv_model *m, const gv_sp_layout *y, const float *full, float *local) {
-    gv_sp_seq(m, y, (float *)full, m->a2a_send, 1);
-    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, GV_COMM_F32));
-    gv_sp_heads(m, y, local, m->a2a_recv, 0);
-    return GV_OK;
+    GV_TRY(gv_sp_seq(m, y, (void *)full, m->a2a_send, 1));
+    GV_TRY(gv_backend_sync(m->be));
+    GV_TRY(gv_comm_alltoall(m->sp, m->a2a_send, m->a2a_recv, (size_t)m->B * m->T * y->Ws, gv_comm_dt(m)));
+    return gv_sp_heads(m, y, local, m->a2a_recv, 0);
 }
 
 /* Layouts of the packed qkv row (q, k, v segments) and of the attention output row, per head group. */
@@ -1437,12 +1441,13 @@ static gv_status gv_tp_expand(gv_model *m, const void *local, void *full) {
     if (!m->msp) return GV_OK;
     int B = m->B, t = m->tp_size, Tl = m->T / t;
     size_t C = (size_t)m->C, blk = (size_t)B * Tl * C;
+    size_t e = m->esz;
     GV_TRY(gv_backend_sync(m->be));
-    GV_TRY(gv_comm_allgather(m->tp, local, m->a2a_recv, blk, GV_COMM_F32));
+    GV_TRY(gv_comm_allgather(m->tp, local, m->a2a_recv, blk, gv_comm_dt(m)));
     for (int r = 0; r < t; r++) /* [t][B][Tl][C] -> [B][T][C] */
         for (int b = 0; b < B; b++)
-            memcpy((float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C,
-                   m->a2a_recv + r * blk + (size_t)b * Tl * C, (size_t)Tl * C * sizeof(float));
+            GV_TRY(gv_copy(m, (char *)full + ((size_t)b * m->T + (size_t)r * Tl) * C * e,
+                           (char *)m->a2a_recv + (r * blk + (size_t)b * Tl * C) * e, (size_t)Tl * C));
     return GV_OK;
 }
 
@@ -1450,12 +1455,13 @@ static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
     if (!m->msp) return gv_tp_sum(m, full, (size_t)m->N * m->C);
     int B = m->B, t = m->tp_size, Tl = m->T / t;
     size_t C = (size_t)m->C, blk = (size_t)B * Tl * C;
-    GV_TRY(gv_backend_sync(m->be));
+    size_t e = m->esz;
     for (int r = 0; r < t; r++) /* [B][T][C] -> [t][B][Tl][C] */
         for (int b = 0; b < B; b++)
-            memcpy(m->a2a_send + r * blk + (size_t)b * Tl * C,
-                   (float *)full + ((size_t)b * m->T + (size_t)r * Tl) * C, (size_t)Tl * C * sizeof(float));
-    return gv_comm_reduce_scatter(m->tp, m->a2a_send, local, blk, GV_COMM_F32, GV_COMM_SUM);
+            GV_TRY(gv_copy(m, (char *)m->a2a_send + (r * blk + (size_t)b * Tl * C) * e,
+                           (char *)full + ((size_t)b * m->T + (size_t)r * Tl) * C * e, (size_t)Tl * C));
+    GV_TRY(gv_backend_sync(m->be));
+    return gv_comm_reduce_scatter(m->tp, m->a2a_send, local, blk, gv_comm_dt(m), GV_COMM_SUM);
 }
 
 /* A row-parallel linear's bias is added once: on tp rank 0, before the partial sums are reduced. */
@@ -2399,13 +2405,13 @@ gv_status gv_model_reduce_grads(gv_model *m) {
      * the micro-batches and are reduce-scattered once per step (Galvatron's async_grad_reduce); the full
      * buffer is therefore still counted under "gradients". */
     if (m->zero >= 2)
-        return gv_comm_reduce_scatter(m->dp, m->grads, (float *)m->grads + m->s0, m->shard, GV_COMM_F32,
-                                      GV_COMM_SUM);
+        return gv_comm_reduce_scatter(m->dp, m->grads, (char *)m->grads + m->s0 * m->esz, m->shard,
+                                      gv_comm_dt(m), GV_COMM_SUM);
     const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
     for (size_t o = 0; o < m->param_elems; o += bucket) {
         size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;
-        float *g = (float *)m->grads + o;
-        GV_TRY(gv_comm_allreduce(m->dp, g, g, n, GV_COMM_F32, GV_COMM_SUM));
+        char *g = (char *)m->grads + o * m->esz;
+        GV_TRY(gv_comm_allreduce(m->dp, g, g, n, gv_comm_dt(m), GV_COMM_SUM));
     }
     return GV_OK;
 }

@@ -37,7 +37,30 @@ void gv_train_config_defaults(gv_train_config *c) {
     c->eval_batches = 4;
 }
 
+gv_status gv_train_comm_kind(const gv_train_config *c, const char **kind) {
+    const char *k = c->comm_kind ? c->comm_kind : "auto";
+    int cuda = c->backend && !strcmp(c->backend, "cuda");
+    *kind = NULL;
+    if (!strcmp(k, "mpi")) return GV_OK;
+    if (!strcmp(k, "auto")) {
+        *kind = cuda ? "auto" : NULL;
+        return GV_OK;
+    }
+    if (!strcmp(k, "nccl")) {
+        if (!cuda)
+            return gv_fail(GV_ERR_INVALID, "--comm nccl: needs --backend cuda (NCCL moves device buffers)");
+        if (!gv_comm_nccl_built())
+            return gv_fail(GV_ERR_UNSUPPORTED,
+                           "--comm nccl: not built (configure with -DGV_CUDA=ON where NCCL is installed)");
+        *kind = "nccl";
+        return GV_OK;
+    }
+    return gv_fail(GV_ERR_INVALID, "--comm '%s': expected mpi, nccl or auto", k);
+}
+
 gv_status gv_train_config_validate(const gv_train_config *c) {
+    const char *kind;
+    GV_TRY(gv_train_comm_kind(c, &kind));
     if (c->steps < 1) return gv_fail(GV_ERR_INVALID, "--steps %d: must be at least 1", c->steps);
     if (c->global_batch < 1)
         return gv_fail(GV_ERR_INVALID, "--global-batch %d: must be at least 1", c->global_batch);
@@ -250,7 +273,9 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     gv_status st = gv_train_plan(c, &plan);
     if (st != GV_OK) return st;
     gv_backend *be = NULL;
-    st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", c->device);
+    /* an nccl communicator chose this rank's GPU (its own, by local rank): the backend runs there */
+    int device = c->comm && gv_comm_device(c->comm) >= 0 ? gv_comm_device(c->comm) : c->device;
+    st = gv_backend_init(&t.be, c->backend ? c->backend : "cpu", device);
     be = t.be;
     if (st == GV_OK) st = gv_dataset_open_for(&t.data, c->data, c->seed, &c->spec);
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The 2-GPU bench of issue #7 (multi-GPU on NCCL), for a machine with two GPUs (kind nvidia-h200-x2).
+# NOT RUN YET: it was written in a session that had one GPU only (NCCL refuses two ranks on one GPU), so
+# every number it prints is still to be measured; nothing in docs/ quotes it.
+#
+# What it does, in one call (about 20-25 minutes; GV_BENCH_SMALL=1 skips part 3, ~6 minutes):
+#  0. builds build-cuda (bench/build_cuda.sh) and runs the CUDA tests (ctest -L cuda: test_cuda_nccl,
+#     test_cuda_plans, which on two GPUs also trains dp2 through nccl against the 1-GPU run).
+#  1. GPT-2 124M, pure data parallelism at B=16 per GPU (T=1024, 50 steps): galvatron on 1 GPU, on 2 GPUs
+#     through nccl, on 2 GPUs through mpi (device data staged through the host, for the price of staging),
+#     and PyTorch DDP (bench/torch_gpt2.py --mode ddp, torchrun) on 1 and 2 GPUs. Scaling efficiency =
+#     tokens/s on 2 GPUs / (2 x tokens/s on 1).
+#  2. The 6.6B GPT (bench/gpt_6p6b.json: 32 layers, C=4096, T=4096, vocab 32000), global batch 8:
+#     galvatron --plan auto (profiles the machine first, searches, trains 10 steps; its metrics' final record
+#     has the predicted and the measured step time and memory), then the uniform-plan grid over 2 GPUs
+#     (tp2, tp2 + Megatron-SP, pp2 1F1B, Ulysses 2, dp2, each with and without recompute: 10 steps each;
+#     ZeRO is not built for bf16 yet and is left out), each plan's prediction from `galvatron explain` on the
+#     profiles of the auto run beside its measurement, and PyTorch FSDP2 (--mode fsdp) at the same batch.
+#  3. A table of everything (the last lines of the output, and summary.md in the output folder).
+# usage (GPU machine, repo root): bench/nccl_2gpu.sh [OUT_DIR]
+set -uo pipefail
+out=${1:-${OUT:-/tmp/gv-bench}}
+mkdir -p "$out"
+export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if [ "$ngpu" -lt 2 ]; then
+    echo "nccl_2gpu.sh: needs 2 GPUs, this machine has $ngpu" >&2
+    exit 1
+fi
+source bench/build_cuda.sh
+gv=./build-cuda/galvatron
+ctest --test-dir build-cuda -L cuda --output-on-failure >"$out/cuda_tests.log" 2>&1
+grep -E "tests passed|Failed|worst relative|^ok |^FAIL" "$out/cuda_tests.log" | head -40
+
+# ---- 1. GPT-2 124M data parallel, B=16 per GPU ----------------------------------------------------------
+g2=(--backend cuda --model gpt2-124m --seq 1024 --steps 50 --warmup 5 --eval-every 0 --quiet)
+$gv train "${g2[@]}" --global-batch 16 --metrics "$out/gv124_1gpu.jsonl" 2>&1 | tail -1
+$gv train -n 2 --comm nccl "${g2[@]}" --global-batch 32 --metrics "$out/gv124_nccl.jsonl" 2>&1 | tail -1
+$gv train -n 2 --comm mpi --device 0 "${g2[@]}" --global-batch 32 --metrics "$out/gv124_mpi.jsonl" 2>&1 | tail -1
+python3 bench/torch_gpt2.py --batch 16 --seq 1024 --steps 50 | tee "$out/torch124_1gpu.jsonl"
+torchrun --standalone --nproc-per-node 2 bench/torch_gpt2.py --mode ddp --batch 16 --seq 1024 --steps 50 |
+    tee "$out/torch124_ddp.jsonl"
+
+# ---- 2. the 6.6B GPT ---------------------------------------------------------------------------------------
+if [ "${GV_BENCH_SMALL:-0}" != 1 ]; then
+    big=(--backend cuda --model bench/gpt_6p6b.json --seq 4096 --global-batch 8 --steps 10 --warmup 2
+         --eval-every 0 --quiet)
+    prof=$out/profiles_6p6b
+    $gv train -n 2 "${big[@]}" --plan auto --profile-dir "$prof" --metrics "$out/gv66_auto.jsonl" \
+        >"$out/gv66_auto.log" 2>&1
+    tail -4 "$out/gv66_auto.log"
+    # the uniform grid: name and GLOBAL-mode flags; a plan file of the same strategy for explain
+    grid=("tp2:--tp 2 --vocab-tp 2" "tp2-msp:--tp 2 --vocab-tp 2 --sp megatron"
+          "pp2:--pp 2 --schedule 1f1b --micro-batches 8" "uly2:--tp 2 --sp ulysses" "dp2:")
+    for g in "${grid[@]}"; do
+        for ck in "" "--ckpt"; do
+            name=${g%%:*}${ck:+-ckpt}
+            flags=${g#*:}
+            # shellcheck disable=SC2086
+            timeout 900 $gv train -n 2 "${big[@]}" $flags $ck --metrics "$out/gv66_$name.jsonl" \
+                >"$out/gv66_$name.log" 2>&1 || echo "$name: failed: $(grep -v '^step' "$out/gv66_$name.log" | tail -1)"
+            python3 - "$name" "$flags $ck" "$out/plan_$name.json" <<'PY'
+import json, sys
+name, flags, path = sys.argv[1], sys.argv[2].split(), sys.argv[3]
+tp = int(flags[flags.index("--tp") + 1]) if "--tp" in flags else 1
+pp = int(flags[flags.index("--pp") + 1]) if "--pp" in flags else 1
+sp = flags[flags.index("--sp") + 1] if "--sp" in flags else "none"
+m = int(flags[flags.index("--micro-batches") + 1]) if "--micro-batches" in flags else 1
+vtp = tp if "--vocab-tp" in flags else 1
+layer = {"tp": tp, "sp": sp, "dp_type": "ddp", "ckpt": "--ckpt" in flags}
+plan = {"format": "galvatron-c-plan/1", "world": 2, "pp": pp, "schedule": "1f1b", "global_batch": 8,
+        "micro_batches": m, "vocab": {"tp": vtp, "sp": sp if vtp > 1 else "none", "dp_type": "ddp"},
+        "layers": [layer] * 32}
+json.dump(plan, open(path, "w"))
+PY
+            $gv explain "$out/plan_$name.json" --model bench/gpt_6p6b.json -n 2 --seq 4096 --profile-dir "$prof" \
+                >"$out/explain_$name.txt" 2>&1 || echo "$name: explain failed: $(tail -1 "$out/explain_$name.txt")"
+        done
+    done
+    torchrun --standalone --nproc-per-node 2 bench/torch_gpt2.py --mode fsdp --batch 4 --seq 4096 --steps 10 \
+        --warmup 3 --layers 32 --hidden 4096 --heads 32 --vocab 32000 --no-compile | tee "$out/torch66_fsdp.jsonl"
+fi
+
+# ---- 3. the table ------------------------------------------------------------------------------------------
+python3 - "$out" <<'PY' | tee "$out/summary.md"
+import glob, json, os, re, statistics, sys
+out = sys.argv[1]
+
+def gv(path, tokens_per_step):
+    if not os.path.exists(path):
+        return None
+    rows = [json.loads(l) for l in open(path) if l.startswith("{")]
+    steps = [r for r in rows if "step" in r and not r.get("final")]
+    final = [r for r in rows if r.get("final")]
+    if not steps:
+        return None
+    ms = statistics.median(r["step_ms"] for r in steps[1:] or steps)
+    f = final[0] if final else {}
+    return {"ms": ms, "tok": tokens_per_step / (ms / 1e3), "loss": steps[-1]["loss"],
+            "pred_ms": f.get("predicted_step_ms"), "mem_gib": sum(f.get("memory_bytes", {}).values()) / 2**30}
+
+def torch(path):
+    if not os.path.exists(path):
+        return None
+    rows = [json.loads(l) for l in open(path) if l.startswith("{")]
+    return rows[0] if rows else None
+
+print("## GPT-2 124M, data parallel, B=16 per GPU, T=1024\n")
+print("| run | GPUs | ms/step | tokens/s | scaling | last loss |")
+print("|---|---|---|---|---|---|")
+one = gv(f"{out}/gv124_1gpu.jsonl", 16 * 1024)
+for name, path, n in [("galvatron", "gv124_1gpu", 1), ("galvatron nccl", "gv124_nccl", 2),
+                      ("galvatron mpi (host staging)", "gv124_mpi", 2)]:
+    r = gv(f"{out}/{path}.jsonl", 16 * 1024 * n)
+    if r:
+        sc = f"{r['tok'] / (n * one['tok']):.2f}" if one and n > 1 else "-"
+        print(f"| {name} | {n} | {r['ms']:.1f} | {r['tok']:,.0f} | {sc} | {r['loss']:.4f} |")
+t1, t2 = torch(f"{out}/torch124_1gpu.jsonl"), torch(f"{out}/torch124_ddp.jsonl")
+for name, t, n in [("pytorch", t1, 1), ("pytorch DDP", t2, 2)]:
+    if t:
+        sc = f"{t['tokens_per_s'] / (2 * t1['tokens_per_s']):.2f}" if t1 and n > 1 else "-"
+        print(f"| {name} | {n} | {t['ms_per_step']:.1f} | {t['tokens_per_s']:,} | {sc} | {t['final_loss']:.4f} |")
+
+print("\n## GPT 6.6B (32 x 4096, T=4096, vocab 32000), global batch 8, 2 GPUs\n")
+print("| plan | predicted ms/step | measured ms/step | tokens/s | memory GiB (rank 0) |")
+print("|---|---|---|---|---|")
+for path in sorted(glob.glob(f"{out}/gv66_*.jsonl")):
+    name = os.path.basename(path)[5:-6]
+    r = gv(path, 8 * 4096)
+    pred = r and r["pred_ms"]
+    ex = f"{out}/explain_{name}.txt"
+    if not pred and os.path.exists(ex):
+        m = re.search(r"predicted step ([0-9.]+) ms", open(ex).read())
+        pred = float(m.group(1)) if m else None
+    if r:
+        print(f"| {name} | {pred if pred else '-'} | {r['ms']:.0f} | {r['tok']:,.0f} | {r['mem_gib']:.1f} |")
+    else:
+        print(f"| {name} | - | failed | - | - |")
+t = torch(f"{out}/torch66_fsdp.jsonl")
+if t:
+    print(f"| pytorch FSDP2 (batch {t['batch']} per GPU) | - | {t['ms_per_step']:.0f} | {t['tokens_per_s']:,} | "
+          f"{t['peak_mem_gib']:.1f} |")
+PY
