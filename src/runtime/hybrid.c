@@ -392,11 +392,11 @@ static gv_status gv_rel_setup(gv_hybrid *h, const gv_plan *plan) {
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where) {
     if (spec->arch != GV_ARCH_T5) return GV_OK;
     /* Said once here, before any rank starts (the model refuses it too). */
-    int sp = plan->vocab.tp > 1 && plan->vocab.sp != GV_SP_NONE;
-    for (int l = 0; l < plan->n_layer; l++) sp |= plan->layers[l].tp > 1 && plan->layers[l].sp != GV_SP_NONE;
-    if (!sp) return GV_OK;
-    return gv_fail(GV_ERR_UNSUPPORTED,
-                   "%s: t5 under sequence parallelism (Megatron-SP, Ulysses) is not built yet",
+    int u = plan->vocab.tp > 1 && plan->vocab.sp == GV_SP_ULYSSES;
+    for (int l = 0; l < plan->n_layer; l++)
+        u |= plan->layers[l].tp > 1 && plan->layers[l].sp == GV_SP_ULYSSES;
+    if (!u) return GV_OK;
+    return gv_fail(GV_ERR_UNSUPPORTED, "%s: t5 under Ulysses sequence parallelism is not built yet",
                    where ? where : "plan");
 }
 
