@@ -76,6 +76,11 @@ static const plan_case cases[] = {
     {"t5-megatron-sp-tp2", "t5", 1, 0, 2, NULL, "m2 m2c m2 m2", "m2", 2e-2},
     {"t5-lw-megatron-sp", "t5", 1, 0, 2, NULL, "m2 t1 m4 m2z1c", "m4", 2e-2},
     {"t5-pp2-megatron-sp", "t5", 2, 0, 4, "3,1", "m2 t2 m2 t1z2", "m2", 2e-2},
+    /* T5 under Ulysses: attention (self and cross) on the full sequence for a head group, the bias sliced by
+     * head; the parameters replicated, so no ReLU kink: the default tolerance */
+    {"t5-ulysses-u2", "t5", 1, 0, 2, NULL, "u2 u2c u2 u2z3", "u2", 0},
+    {"t5-lw-ulysses", "t5", 1, 0, 2, NULL, "u4 t1 u2z1 m2", "m2", 0},
+    {"t5-pp2-ulysses", "t5", 2, 0, 4, "1,3", "u2 t1 u2c t1", "t1", 0},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

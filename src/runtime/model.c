@@ -79,6 +79,7 @@ typedef struct {
      * output [N,H*D], its stash, the stream after it [N,C] */
     size_t lnc, lnc_rstd, cq, ckv, catty, cstash, resc;
     size_t lncf; /* [N,C] gathered lnc (the shared gathered view under Megatron-SP, else lnc) */
+    size_t cq_sp, ckv_sp, catty_sp; /* Ulysses: [B,Tf,Hs*D], [B,Tf,2KVHs*D], [B,Tf,Hs*D] */
 } gv_layer_acts;
 
 struct gv_model {
@@ -120,6 +121,7 @@ struct gv_model {
     size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [T*T]: the buckets */
     size_t o_dbias_enc, o_dbias_dec, o_denc;                /* workspace F32 [T,T,H] x 2, [N,C] */
     size_t o_dcq, o_dckv, o_dcatty;                         /* workspace [N,HD], [N,2KD], [N,HD] */
+    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp;                /* Ulysses: as cq_sp, ckv_sp, catty_sp */
     gv_hf_piece *hf;
     int nhf;
 
@@ -636,7 +638,7 @@ static int gv_t5_bucket(int rel, int bidirectional, int nb, int max_distance) {
 
 /* The bucket of every (query i, key j): [T*T] I32 per stack, constant, in the workspace. */
 static gv_status gv_t5_upload_buckets(gv_model *m) {
-    int T = m->T;
+    int T = m->Tf; /* every position of the sequence (Ulysses: the full sequence) */
     int32_t *h = malloc((size_t)T * T * 4);
     if (!h) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     gv_status st = GV_OK;
@@ -703,8 +705,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
-    if (spec->arch == GV_ARCH_T5 && d && d->sp && gv_comm_size(d->sp) > 1)
-        return gv_fail(GV_ERR_UNSUPPORTED, "t5 under Ulysses sequence parallelism is not built yet");
     if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
         return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -834,6 +834,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
     gv_attn_ext t5a = {B, T, T, m->H, m->KVH, m->D, m->QKV, m->QKV, m->QKV, 1.0f, 0};
+    if (m->sp_size > 1) /* Ulysses: the head group over the full sequence */
+        t5a = (gv_attn_ext){B, m->Tf, m->Tf, m->Hs, m->KVHs, m->D, m->QKVs, m->QKVs, m->QKVs, 1.0f, 0};
     if (m->arch == GV_ARCH_T5) stash = gv_attention_ext_stash_bytes(b, &t5a);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
@@ -883,14 +885,20 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             a->catty = gv_arena_reserve(A, N * HD * e);
             a->cstash = gv_arena_reserve(A, stash);
             a->resc = gv_arena_reserve(A, Nl * C * e);
+            if (m->sp_size > 1) {
+                size_t sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+                a->cq_sp = gv_arena_reserve(A, NF * sHD * e);
+                a->ckv_sp = gv_arena_reserve(A, NF * 2 * sKD * e);
+                a->catty_sp = gv_arena_reserve(A, NF * sHD * e);
+            }
         }
         if (m->ckpt[l]) {
             shared = *a;
             have_shared = 1;
         }
     }
-    if (m->arch == GV_ARCH_T5) { /* channel 1, the encoder output, the stacks' bias [T,T,Hl] */
-        size_t TTH = (size_t)T * T * m->Hl;
+    if (m->arch == GV_ARCH_T5) { /* channel 1, the encoder output, the stacks' bias [Tf,Tf,Hb] */
+        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * (size_t)(m->sp_size > 1 ? m->Hs : m->Hl);
         if (m->has_embed) {
             m->o_dec_tokens = gv_arena_reserve(A, N * 4);
             m->o_dec_emb = gv_arena_reserve(A, Nl * C * e);
@@ -905,7 +913,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (gv_t5_has_dec(m) && m->msp) m->o_enc_full = gv_arena_reserve(A, N * C * e);
         if (m->l0 < m->Le && m->nl) m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
         if (gv_t5_has_dec(m)) m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
-        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TTH * e);
+        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TT * (size_t)m->Hl * e);
     }
     if (m->has_head) {
         m->o_targets = gv_arena_reserve(A, N * 4);
@@ -936,9 +944,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
     if (m->arch == GV_ARCH_T5) {
-        size_t TTH = (size_t)T * T * m->H, HD = (size_t)m->H * m->D, KD = (size_t)m->KVH * m->D;
-        m->o_bk_enc = gv_arena_reserve(Wk, (size_t)T * T * 4);
-        m->o_bk_dec = gv_arena_reserve(Wk, (size_t)T * T * 4);
+        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * m->H, HD = (size_t)m->H * m->D,
+               KD = (size_t)m->KVH * m->D;
+        m->o_bk_enc = gv_arena_reserve(Wk, TT * 4);
+        m->o_bk_dec = gv_arena_reserve(Wk, TT * 4);
         m->o_dbias_enc = gv_arena_reserve(Wk, TTH * 4);
         m->o_dbias_dec = gv_arena_reserve(Wk, TTH * 4);
         m->o_denc = gv_arena_reserve(Wk, N * C * e);
@@ -946,6 +955,12 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->o_dcq = gv_arena_reserve(Wk, N * HD * e);
         m->o_dckv = gv_arena_reserve(Wk, N * 2 * KD * e);
         m->o_dcatty = gv_arena_reserve(Wk, N * HD * e);
+        if (m->sp_size > 1) {
+            size_t sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+            m->o_dcq_sp = gv_arena_reserve(Wk, NF * sHD * e);
+            m->o_dckv_sp = gv_arena_reserve(Wk, NF * 2 * sKD * e);
+            m->o_dcatty_sp = gv_arena_reserve(Wk, NF * sHD * e);
+        }
     }
     if (m->arch == GV_ARCH_BERT) {
         m->o_dpost = gv_arena_reserve(Wk, Nl * C * e);
@@ -1969,40 +1984,63 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
 
 /* ---- T5 --------------------------------------------------------------------------------------------- */
 
-/* The relative position bias of a stack, F32 [T,T,H]: the table's row of each (i, j)'s bucket. */
-static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
-    int T = m->T, H = m->Hl;
-    size_t TTH = (size_t)T * T * H;
-    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
-    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
-                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
-    return gv_backend_convert(m->be, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc), GV_F32, tmp, m->dt, TTH);
+/* The relative position bias of a stack, F32 [Tf,Tf,Hb]: the table's row of each (i, j)'s bucket, for this
+ * rank's heads (its tp heads, or under Ulysses its head group over the full sequence Tf). */
+static int gv_t5_bias_heads(const gv_model *m) {
+    return m->sp_size > 1 ? m->Hs : m->Hl;
 }
 
-/* The stack's accumulated bias gradient (F32 [T,T,H]) into its table's gradient. */
+static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
+    size_t TT = (size_t)T * T;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
+    float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
+    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
+                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
+    if (m->sp_size == 1) return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * H);
+    GV_TRY(gv_backend_sync(m->be)); /* Ulysses (cpu, F32): this rank's head group */
+    const float *t = tmp;
+    for (size_t i = 0; i < TT; i++)
+        memcpy(bias + i * Hb, t + i * H + (size_t)m->sp_rank * Hb, (size_t)Hb * sizeof(float));
+    return GV_OK;
+}
+
+/* The stack's accumulated bias gradient (F32 [Tf,Tf,Hb]) into its table's gradient. */
 static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
-    int T = m->T, H = m->Hl;
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
+    size_t TT = (size_t)T * T;
     void *tmp = ACT(m, m->o_bias_tmp);
-    GV_TRY(gv_backend_convert(m->be, tmp, m->dt, WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), GV_F32,
-                              (size_t)T * T * H));
+    const float *db = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
+    if (m->sp_size == 1) {
+        GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * H));
+    } else { /* Ulysses: the other head groups' columns are the other ranks' */
+        GV_TRY(gv_backend_sync(m->be));
+        float *t = tmp;
+        memset(t, 0, TT * H * sizeof *t);
+        for (size_t i = 0; i < TT; i++)
+            memcpy(t + i * H + (size_t)m->sp_rank * Hb, db + i * Hb, (size_t)Hb * sizeof(float));
+    }
     return gv_embedding_backward(m->be, G(m, dec ? m->rel_dec : m->rel_enc), NULL, tmp,
                                  WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), 1, T * T, H, 0);
 }
 
+/* The attention's shape: this rank's heads over its positions, or under Ulysses its head group over the full
+ * sequence (rows of the all-to-all's [B, Tf, width] buffers). */
 static gv_attn_ext gv_t5_attn(const gv_model *m, int cross, int causal) {
-    int HD = m->Hl * m->D, KD = m->KVHl * m->D;
-    gv_attn_ext a = {m->B,
-                     m->T,
-                     m->T,
-                     m->Hl,
-                     m->KVHl,
-                     m->D,
-                     cross ? HD : m->QKVl,
-                     cross ? 2 * KD : m->QKVl,
-                     cross ? 2 * KD : m->QKVl,
-                     1.0f,
-                     causal};
+    int u = m->sp_size > 1, H = u ? m->Hs : m->Hl, KVH = u ? m->KVHs : m->KVHl, T = m->Tf;
+    int HD = H * m->D, KD = KVH * m->D, QKV = u ? m->QKVs : m->QKVl;
+    gv_attn_ext a = {
+        m->B, T, T, H, KVH, m->D, cross ? HD : QKV, cross ? 2 * KD : QKV, cross ? 2 * KD : QKV, 1.0f, causal};
     return a; /* T5 does not scale the scores */
+}
+
+/* Ulysses layouts of T5's cross-attention rows: q [H*D] and the packed k, v [2 KVH*D] of the encoder. */
+static void gv_t5_sp_cross(const gv_model *m, int off[3], int w[3], gv_sp_layout *q, gv_sp_layout *kv) {
+    int D = m->D;
+    off[0] = 0, w[0] = m->Hs * D;
+    off[1] = 0, off[2] = m->KVH * D, w[1] = w[2] = m->KVHs * D;
+    *q = (gv_sp_layout){1, m->H * D, m->Hs * D, off, w};
+    *kv = (gv_sp_layout){2, 2 * m->KVH * D, 2 * m->KVHs * D, off + 1, w + 1};
 }
 
 /* The input of the MLP: the stream after the cross-attention (decoder) or after the self-attention. */
@@ -2030,8 +2068,22 @@ static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
                            -1));
     GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
     GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1f), W(m, x->qkv_w), NULL, N, C, m->QKVl));
-    GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
-                                    qkv + (HD + KD) * e, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc)));
+    float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
+    if (m->sp_size > 1) { /* Ulysses: all positions of this rank's head group */
+        int qoff[3], qw[3], aoff[1], aw[1], sHD = m->Hs * m->D, sKD = m->KVHs * m->D;
+        gv_sp_layout yq, ya;
+        gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
+        char *qs = ACT(m, a->qkv_sp);
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_heads_to_seq(m, &yq, (float *)qkv, (float *)qs));
+        GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty_sp), F32ACT(m, a->stash), qs, qs + sHD * e,
+                                        qs + (sHD + sKD) * e, bias));
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_seq_to_heads(m, &ya, F32ACT(m, a->atty_sp), F32ACT(m, a->atty)));
+    } else {
+        GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
+                                        qkv + (HD + KD) * e, bias));
+    }
     GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
     GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj))); /* row-parallel: sum over tp */
     GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
@@ -2043,8 +2095,22 @@ static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
         GV_TRY(gv_tp_expand(m, ACT(m, a->lnc), ACT(m, a->lncf)));
         GV_TRY(gv_matmul_forward(be, ACT(m, a->cq), ACT(m, a->lncf), W(m, x->cq_w), NULL, N, C, HD));
         GV_TRY(gv_matmul_forward(be, ckv, gv_t5_enc_full(m), W(m, x->ckv_w), NULL, N, C, 2 * KD));
-        GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq), ckv,
-                                        ckv + KD * e, NULL));
+        if (m->sp_size > 1) {
+            int off[3], w[3];
+            gv_sp_layout yq, ykv;
+            gv_t5_sp_cross(m, off, w, &yq, &ykv);
+            char *kvs = ACT(m, a->ckv_sp);
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_heads_to_seq(m, &yq, F32ACT(m, a->cq), F32ACT(m, a->cq_sp)));
+            GV_TRY(gv_sp_heads_to_seq(m, &ykv, (float *)ckv, (float *)kvs));
+            GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty_sp), F32ACT(m, a->cstash),
+                                            ACT(m, a->cq_sp), kvs, kvs + (size_t)m->KVHs * m->D * e, NULL));
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_seq_to_heads(m, &yq, F32ACT(m, a->catty_sp), F32ACT(m, a->catty)));
+        } else {
+            GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq),
+                                            ckv, ckv + KD * e, NULL));
+        }
         GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
         GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
         GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)Nl * C));
@@ -2331,8 +2397,8 @@ static gv_status gv_t5_denc_total(gv_model *m) {
  * channel 1. */
 static gv_status gv_t5_layers_backward(gv_model *m) {
     gv_backend *be = m->be;
-    int N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D, T = m->T;
-    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C, TTH = (size_t)T * T * m->H;
+    int N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C, TTH = (size_t)m->Tf * m->Tf * m->H;
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
     void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
     void *denc = WORK(m, m->o_denc), *dch1 = WORK(m, m->o_dch1);        /* [N,C] partial, [Nl,C] */
@@ -2384,8 +2450,26 @@ static gv_status gv_t5_layers_backward(gv_model *m) {
                                       W(m, x->co_w), N, HD, C));
             GV_TRY(gv_backend_memset0(be, dcq, (size_t)N * HD * e));
             GV_TRY(gv_backend_memset0(be, dckv, (size_t)N * 2 * KD * e));
-            GV_TRY(gv_attention_ext_backward(be, &ca, dcq, dckv, dckv + KD * e, NULL, dcatty, ACT(m, a->cq),
-                                             ckv, ckv + KD * e, F32ACT(m, a->cstash)));
+            if (m->sp_size > 1) { /* Ulysses: through the full-sequence head-group buffers */
+                int off[3], w[3];
+                gv_sp_layout yq, ykv;
+                gv_t5_sp_cross(m, off, w, &yq, &ykv);
+                size_t NF = (size_t)m->B * m->Tf, sKD = (size_t)m->KVHs * m->D;
+                char *kvs = ACT(m, a->ckv_sp), *dkvs = WORK(m, m->o_dckv_sp);
+                void *dqs = WORK(m, m->o_dcq_sp), *dats = WORK(m, m->o_dcatty_sp);
+                GV_TRY(gv_backend_sync(be));
+                GV_TRY(gv_sp_heads_to_seq(m, &yq, dcatty, dats));
+                GV_TRY(gv_backend_memset0(be, dqs, NF * m->Hs * m->D * e));
+                GV_TRY(gv_backend_memset0(be, dkvs, NF * 2 * sKD * e));
+                GV_TRY(gv_attention_ext_backward(be, &ca, dqs, dkvs, dkvs + sKD * e, NULL, dats,
+                                                 ACT(m, a->cq_sp), kvs, kvs + sKD * e, F32ACT(m, a->cstash)));
+                GV_TRY(gv_backend_sync(be));
+                GV_TRY(gv_sp_seq_to_heads(m, &yq, dqs, dcq));
+                GV_TRY(gv_sp_seq_to_heads(m, &ykv, (float *)dkvs, (float *)dckv));
+            } else {
+                GV_TRY(gv_attention_ext_backward(be, &ca, dcq, dckv, dckv + KD * e, NULL, dcatty,
+                                                 ACT(m, a->cq), ckv, ckv + KD * e, F32ACT(m, a->cstash)));
+            }
             GV_TRY(gv_backend_memset0(be, dln, NC));
             GV_TRY(gv_tp_expand(m, ACT(m, a->lnc), ACT(m, a->lncf)));
             GV_TRY(gv_matmul_backward(be, dln, G(m, x->cq_w), NULL, dcq, ACT(m, a->lncf), W(m, x->cq_w), N, C,
@@ -2404,9 +2488,25 @@ static gv_status gv_t5_layers_backward(gv_model *m) {
         GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), NULL, dres_f, ACT(m, a->atty), W(m, x->proj_w),
                                   N, HD, C));
         GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
-        GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e,
-                                         (float *)WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), datty, qkv,
-                                         qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
+        float *dbias = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
+        if (m->sp_size > 1) {
+            int qoff[3], qw[3], aoff[1], aw[1];
+            gv_sp_layout yq, ya;
+            gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
+            size_t NF = (size_t)m->B * m->Tf, sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+            char *qs = ACT(m, a->qkv_sp), *dqs = WORK(m, m->o_dqkv_sp);
+            void *dats = WORK(m, m->o_datty_sp);
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_heads_to_seq(m, &ya, datty, dats));
+            GV_TRY(gv_backend_memset0(be, dqs, NF * (size_t)m->QKVs * e));
+            GV_TRY(gv_attention_ext_backward(be, &sa, dqs, dqs + sHD * e, dqs + (sHD + sKD) * e, dbias, dats,
+                                             qs, qs + sHD * e, qs + (sHD + sKD) * e, F32ACT(m, a->stash)));
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_seq_to_heads(m, &yq, (float *)dqs, (float *)dqkv));
+        } else {
+            GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e, dbias, datty,
+                                             qkv, qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
+        }
         GV_TRY(gv_backend_memset0(be, dln, NC));
         GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), NULL, dqkv, ACT(m, a->ln1f), W(m, x->qkv_w), N, C,
