@@ -4,10 +4,10 @@
  * (head) strategy of its own, pipelines under 1F1B and GPipe with even and uneven stages. Each plan trains a
  * 4-layer tiny model for 10 steps on the family's built-in data (masked rows of the built-in language; the
  * synthetic image set); T5 (2 encoder + 2 decoder layers, seq2seq rows of the built-in language) under data
- * and tensor parallelism (tp 2 and 4 with the vocabulary split), ZeRO-1/2/3 and per-layer recompute (across
- * the encoder/decoder boundary too), as one part and layer-wise (parts cut inside a stack, at the boundary,
- * around it), and pipelines (1F1B and GPipe, pp 2 with the stage cut at the boundary, inside the encoder,
- * inside the decoder; pp 4); every step's loss and the eval loss must be
+ * and tensor parallelism (tp 2 and 4 with the vocabulary split), Megatron-SP, Ulysses, ZeRO-1/2/3 and
+ * per-layer recompute (across the encoder/decoder boundary too), as one part and layer-wise (parts cut
+ * inside a stack, at the boundary, around it), and pipelines (1F1B and GPipe, pp 2 with the stage cut at the
+ * boundary, inside the encoder, inside the decoder; pp 4); every step's loss and the eval loss must be
  * within 1e-5 relative of the single-process run and the final weights within 1e-4 (global relative L2), as
  * in test_layerwise.c. Checkpoints are layout-free for these families too: a run saved at step 5 under one
  * plan resumes under another (and on one process) with steps 6-10 equal to the uninterrupted run. Started as
