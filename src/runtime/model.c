@@ -833,7 +833,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
-    gv_attn_ext t5a = {B, T, T, m->H, m->KVH, m->D, m->QKV, m->QKV, m->QKV, 1.0f, 0};
+    gv_attn_ext t5a = {B, T, T, m->Hl, m->KVHl, m->D, m->QKVl, m->QKVl, m->QKVl, 1.0f, 0};
     if (m->sp_size > 1) /* Ulysses: the head group over the full sequence */
         t5a = (gv_attn_ext){B, m->Tf, m->Tf, m->Hs, m->KVHs, m->D, m->QKVs, m->QKVs, m->QKVs, 1.0f, 0};
     if (m->arch == GV_ARCH_T5) stash = gv_attention_ext_stash_bytes(b, &t5a);
@@ -944,8 +944,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
     if (m->arch == GV_ARCH_T5) {
-        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * m->H, HD = (size_t)m->H * m->D,
-               KD = (size_t)m->KVH * m->D;
+        /* this rank's heads: tp's, or under Ulysses the head group's for the bias */
+        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * (size_t)(m->sp_size > 1 ? m->Hs : m->Hl),
+               HD = (size_t)m->Hl * m->D, KD = (size_t)m->KVHl * m->D;
         m->o_bk_enc = gv_arena_reserve(Wk, TT * 4);
         m->o_bk_dec = gv_arena_reserve(Wk, TT * 4);
         m->o_dbias_enc = gv_arena_reserve(Wk, TTH * 4);
@@ -2398,7 +2399,8 @@ static gv_status gv_t5_denc_total(gv_model *m) {
 static gv_status gv_t5_layers_backward(gv_model *m) {
     gv_backend *be = m->be;
     int N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D;
-    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C, TTH = (size_t)m->Tf * m->Tf * m->H;
+    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C,
+           TTH = (size_t)m->Tf * m->Tf * gv_t5_bias_heads(m);
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
     void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
     void *denc = WORK(m, m->o_denc), *dch1 = WORK(m, m->o_dch1);        /* [N,C] partial, [Nl,C] */
