@@ -95,8 +95,6 @@ printf '{"pp_deg": 2, "tp_sizes_enc": "1,1,1,1", "tp_consecutive_flags": "1,1,1,
 expect_fail plan-division "div.json: pp_division sums to 3 layers, the model has 4" -- \
     "${small[@]}" --layers 4 --plan "$tmp/div.json"
 sed 's/"chunks": 2/"chunks": 2, "pipeline_type": "zigzag"/; s/"2,1"/"2,2"/' "$tmp/div.json" >"$tmp/bad.json"
-expect_fail t5-pipeline "plan: t5 runs as one part .* pipelines are not built for it" -- \
-    "${small[@]}" --model t5-tiny -n 2 --pp 2
 expect_fail plan-unknown "bad.json: .*'pipeline_type'.*" -- "${small[@]}" --layers 4 --plan "$tmp/bad.json"
 
 # Plans.

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The families beside GPT-2 and LLaMA through the CLI: `galvatron train --model bert-tiny` (masked LM on the
 # built-in language), `--model vit-tiny` (the built-in image set; the sequence follows from the image) and
-# `--model t5-tiny` (seq2seq; tp 2 x ZeRO-2 equal to one process, sequence parallelism refused with the
-# reason), their
+# `--model t5-tiny` (seq2seq; tp 2 x ZeRO-2, a pp 2 pipeline and Ulysses equal to one process), their
 # presets in the models table, the metrics file, a 4-rank layer-wise run equal to one process, and that
 # ViT learns (eval loss well under ln 16 = 2.77, the loss of guessing).
 # usage: cli_families.sh GALVATRON_BINARY SOURCE_DIR
@@ -30,12 +29,16 @@ check bert-summary grep -q "trained 20 steps: loss 6\.[0-9]* -> [0-9.]*, eval lo
 check t5-train "$gv" train --model t5-tiny --steps 10 --global-batch 8 --seq 32 --eval-every 5 \
     --metrics "$tmp/t5.jsonl" >"$tmp/t5.out" 2>"$tmp/t5.err"
 check t5-metrics test "$(grep -c '"step": ' "$tmp/t5.jsonl")" -eq 10
-check t5-ulysses-refused sh -c "! '$gv' train --model t5-tiny -n 2 --tp 2 --sp ulysses --steps 1 --seq 32 2>'$tmp/t5-sp.err'"
-check t5-ulysses-message grep -q "t5 runs as one part" "$tmp/t5-sp.err"
 "$gv" train --model t5-tiny -n 4 --tp 2 --vocab-tp 2 --dp-type zero2 --steps 3 --global-batch 8 --seq 32 --eval-every 0 \
     --quiet >"$tmp/t5-4.out"
 "$gv" train --model t5-tiny --steps 3 --global-batch 8 --seq 32 --eval-every 0 --quiet >"$tmp/t5-1.out"
 check t5-4ranks-equals-single test "$(head -1 "$tmp/t5-4.out" | cut -d, -f1)" = "$(head -1 "$tmp/t5-1.out" | cut -d, -f1)"
+"$gv" train --model t5-tiny -n 4 --pp 2 --tp 2 --schedule 1f1b --micro-batches 2 --steps 3 --global-batch 8 --seq 32 \
+    --eval-every 0 --quiet >"$tmp/t5-pp.out"
+check t5-pp2-equals-single test "$(head -1 "$tmp/t5-pp.out" | cut -d, -f1)" = "$(head -1 "$tmp/t5-1.out" | cut -d, -f1)"
+"$gv" train --model t5-tiny -n 2 --tp 2 --sp ulysses --steps 3 --global-batch 8 --seq 32 --eval-every 0 --quiet \
+    >"$tmp/t5-u.out"
+check t5-ulysses-equals-single test "$(head -1 "$tmp/t5-u.out" | cut -d, -f1)" = "$(head -1 "$tmp/t5-1.out" | cut -d, -f1)"
 check vit-train "$gv" train --model vit-tiny --steps 80 --global-batch 16 --eval-every 40 \
     --metrics "$tmp/vit.jsonl" >"$tmp/vit.out" 2>"$tmp/vit.err"
 check vit-metrics test "$(grep -c '"step": ' "$tmp/vit.jsonl")" -eq 80
@@ -54,7 +57,8 @@ check vit-4ranks-equals-single test "$(head -1 "$tmp/vit4.out" | cut -d, -f1)" =
 "$gv" train --model bert-tiny --steps 10 --global-batch 8 --seq 32 --eval-every 0 --quiet >"$tmp/bert1.out"
 check bert-4ranks-equals-single test "$(head -1 "$tmp/bert4.out" | cut -d, -f1)" = "$(head -1 "$tmp/bert1.out" | cut -d, -f1)"
 # --plan auto on 2 ranks: the hardware and the model are profiled, the search picks a plan, it trains.
-for m in bert-tiny vit-tiny; do
+# T5 is profiled as one mean layer type (pairs of an encoder and a decoder layer).
+for m in bert-tiny vit-tiny t5-tiny; do
     seq=32
     [ $m = vit-tiny ] && seq=10
     check "$m-plan-auto" "$gv" train --model $m --plan auto -n 2 --steps 3 --global-batch 8 --seq $seq --eval-every 0 \
@@ -62,7 +66,7 @@ for m in bert-tiny vit-tiny; do
     check "$m-plan-auto-searched" grep -q "^plan auto: predicted step [0-9.]* ms" "$tmp/auto-$m.err"
     check "$m-plan-auto-trained" grep -q "trained 3 steps" "$tmp/auto-$m.out"
 done
-check t5-plan-auto-refused sh -c "! '$gv' train --model t5-tiny --plan auto -n 2 --steps 1 --seq 32 --profile-dir '$tmp/p5' 2>'$tmp/t5-auto.err'"
-check t5-plan-auto-message grep -q "not profiled or searched yet" "$tmp/t5-auto.err"
+check t5-profile-odd-layers sh -c "! '$gv' profile model --model t5-tiny --layers-min 1 --layers-max 2 -o '$tmp/p5' 2>'$tmp/t5-prof.err'"
+check t5-profile-odd-message grep -q "t5 grows its encoder and decoder together" "$tmp/t5-prof.err"
 echo "cli_families: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -1,10 +1,10 @@
 /* The own cost model's memory is the runtime's: for plans on 2 and 4 CPU ranks (DDP, ZeRO-1/2/3, tp,
  * Megatron-SP, Ulysses, recompute, pp 2 under GPipe and 1F1B, layer-wise mixes, vocab strategies of their
- * own) every rank builds the runtime (gv_hybrid_init, which allocates everything a step uses) and compares
- * its memory report, category by category, with gv_cost_runtime_memory for its stage: equal to the byte.
- * And gv_cost_plan with the model set reports the same figures in MiB (within 5%, the calibration target;
- * here they are exact). Started as one process, it re-launches itself on 4 ranks; 2-rank plans run on the
- * halves of the world at once. Only allocation, no training: fast. */
+ * own; GPT-2, LLaMA and T5) every rank builds the runtime (gv_hybrid_init, which allocates everything a step
+ * uses) and compares its memory report, category by category, with gv_cost_runtime_memory for its stage:
+ * equal to the byte. And gv_cost_plan with the model set reports the same figures in MiB (within 5%, the
+ * calibration target; here they are exact). Started as one process, it re-launches itself on 4 ranks; 2-rank
+ * plans run on the halves of the world at once. Only allocation, no training: fast. */
 #include <string.h>
 
 #include "gv/comm.h"
@@ -36,12 +36,20 @@ static const mem_case cases[] = {
     {"4-pp2-mixed", "llama", 4, 2, 0, 4, 16, NULL, "t2 t1c u2 t1z1", "t2"},
     {"4-tp4-vocab-dp", "gpt2", 4, 1, 0, 2, 16, NULL, "t4 t4 t2z3 t1z2", "t1z3"},
     {"4-pp2-gpipe-msp", "gpt2", 4, 2, 1, 2, 16, "1,3", "m2 m2c t1 t2", "m2"},
+    /* T5 (layers 0-1 encoder, 2-3 decoder): cross-attention, bias tables and their copies, two channels */
+    {"t5-one-part", "t5", 2, 1, 0, 2, 8, NULL, "t1 t1c t1 t1", "t1"},
+    {"t5-layerwise", "t5", 2, 1, 0, 2, 8, NULL, "t2 t1c t1z3 t2", "t1z1"},
+    {"t5-4-msp-ulysses", "t5", 4, 1, 0, 2, 16, NULL, "m2 u2 m4c t1z2", "m2"},
+    {"t5-4-pp2-1f1b", "t5", 4, 2, 0, 4, 16, "1,3", "t2 t1 u2c t1z1", "t2"},
+    {"t5-4-pp2-gpipe", "t5", 4, 2, 1, 4, 16, "3,1", "m2c t1 t2 t1z3", "t1"},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
 static void spec_of(const char *model, gv_model_spec *s) {
     if (!strcmp(model, "gpt2")) {
         gv_model_spec_preset(s, "gpt2-tiny");
+    } else if (!strcmp(model, "t5")) {
+        gv_model_spec_preset(s, "t5-tiny");
     } else { /* 8 heads over 4 kv heads: splits 2 and 4 ways */
         gv_model_spec_preset(s, "llama-tiny");
         s->n_head = 8, s->n_kv_head = 4;

@@ -173,6 +173,24 @@ void *gv_model_part_output(gv_model *m, int phase, int slot);
 /* Device view [Nl, C] of the running residual gradient: filled by the caller with d(output) before the
  * backward of LAYERS or EMBED when the phase after it ran in another part; holds d(input) after it. */
 void *gv_model_part_grad(gv_model *m);
+/* Activations between parts have gv_model_part_channels views of [Nl, C] each: 1, or 2 for T5 — at a cut
+ * before the last encoder layer (the encoder stream, the decoder embedding), after it (the decoder stream,
+ * the encoder output every decoder layer's cross-attention reads). The _ch forms give channel ch of
+ * gv_model_part_input / _output / _grad (NULL where a phase has no such channel: the head reads channel 0
+ * only, and its backward leaves channel 1's gradient zero). */
+int gv_model_part_channels(const gv_model *m);
+void *gv_model_part_input_ch(gv_model *m, int phase, int slot, int ch);
+void *gv_model_part_output_ch(gv_model *m, int phase, int slot, int ch);
+void *gv_model_part_grad_ch(gv_model *m, int ch);
+/* T5: a stack's relative bias table (stack 0 encoder, 1 decoder) is held by every part with layers of the
+ * stack (the part with the stack's block 0 holds it, the others a copy left out of the gradient norm). After
+ * the backward of the last micro-batch and before gv_model_reduce_grads: grad_add adds this rank's share of
+ * the part's gradient into g (global [buckets, H], this rank's head columns; partial sums, or the reduced
+ * ones on dp rank 0 under ZeRO-3 — collective over dp then), so that the sum of g over the world is the
+ * total; grad_set writes the total back (dp rank 0's share before the data-parallel sum). */
+int gv_model_rel_bias_held(const gv_model *m, int stack);
+gv_status gv_model_rel_bias_grad_add(gv_model *m, int stack, float *g);
+gv_status gv_model_rel_bias_grad_set(gv_model *m, int stack, const float *g);
 /* The token embedding's (or the tied LM head copy's) gradient as this rank's tp slice, host fp32: before
  * gv_model_reduce_grads this rank's partial sum; under ZeRO-3 (reduced during backward) the reduced
  * gradient, assembled over dp (collective there). set writes it back (ZeRO-3: this rank's piece). */

@@ -78,6 +78,13 @@ static size_t gv_rt_stash(const gv_cost_opts *o, int B, int T, int H) {
     return (size_t)B * H * T * T * sizeof(float); /* the CPU backend's attention probabilities */
 }
 
+/* T5's general attention (gv_attn_ext) over T positions of H heads. */
+static size_t gv_rt_stash_ext(const gv_cost_opts *o, int B, int T, int H, int KVH, int D, int ld) {
+    gv_attn_ext a = {B, T, T, H, KVH, D, ld, ld, ld, 1.0f, 0};
+    if (o->backend) return gv_attention_ext_stash_bytes(o->backend, &a);
+    return (size_t)B * H * T * T * sizeof(float);
+}
+
 /* One part's arenas (model.c, gv_model_init_dist with the B, T and groups hybrid.c gives it). S: ranks of
  * the stage, Bm: micro-batch rows of the stage, K: activation sets. *tie: the token embedding's (or its
  * tied copy's) local elements. */
@@ -98,6 +105,9 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     int F2l = s->act == GV_ACT_SWIGLU ? 2 * Fl : Fl, Vpl = vp ? s->padded_vocab / tp : s->padded_vocab;
     int ln = s->norm == GV_NORM_LAYERNORM, bias = s->bias;
     int Hs = H / sp, KVHs = KVH / sp, QKVs = (Hs + 2 * KVHs) * D, QKV = (H + 2 * KVH) * D;
+    /* T5: encoder layers [0, Le); a part holds the encoder's end (layer Le - 1) and/or decoder layers */
+    int t5 = s->arch == GV_ARCH_T5, Le = t5 ? s->n_layer - s->n_dec_layer : s->n_layer;
+    int enc_end = t5 && pt->l0 < Le && pt->l1 >= Le, has_dec = t5 && pt->l1 > Le;
 
     /* parameter table in model.c's order, with ZeRO-3 units (0 embeddings, 1..nl layers, nl+1 head) */
     size_t sizes[16 * 64 + 8];
@@ -123,9 +133,26 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     if (has_embed) {
         ADD((size_t)Vpl * C, 0);
         *tie = (size_t)Vpl * C;
-        if (s->pos == GV_POS_LEARNED) ADD((size_t)s->max_seq * C, 0);
+        if (s->pos == GV_POS_LEARNED && !t5) ADD((size_t)s->max_seq * C, 0); /* T5: relative bias */
     }
-    for (int j = 0; j < nl; j++) {
+    for (int j = 0; t5 && j < nl; j++) { /* gv_t5_params */
+        int u = j + 1, l = pt->l0 + j, dec = l >= Le;
+        ADD(C, u);
+        ADD((size_t)QKVl * C, u);
+        ADD((size_t)C * Hl * D, u);
+        if (l == 0 || l == Le || j == 0) ADD((size_t)s->rel_buckets * Hl, u); /* bias table or its copy */
+        if (dec) {
+            ADD(C, u);
+            ADD((size_t)Hl * D * C, u);
+            ADD((size_t)2 * KVHl * D * C, u);
+            ADD((size_t)C * Hl * D, u);
+        }
+        ADD(C, u);
+        ADD((size_t)Fl * C, u);
+        ADD((size_t)C * Fl, u);
+        if (l == Le - 1) ADD(C, u);
+    }
+    for (int j = 0; !t5 && j < nl; j++) {
         int u = j + 1;
         ADD(C, u);
         if (ln) ADD(C, u);
@@ -142,7 +169,7 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     }
     if (has_head) {
         ADD(C, nl + 1);
-        if (ln) ADD(C, nl + 1);
+        if (ln && !t5) ADD(C, nl + 1);
         if (!(s->tied && has_embed)) { /* untied head, or the tied copy of another part's embedding */
             ADD((size_t)Vpl * C, nl + 1);
             if (s->tied) *tie = (size_t)Vpl * C;
@@ -193,6 +220,9 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     }
     gv_rt_reserve(&aa, Nl * Cs * e);
     size_t stash = sp > 1 ? gv_rt_stash(o, B, Tl * sp, Hs) : gv_rt_stash(o, B, Tl, Hl);
+    if (t5)
+        stash = sp > 1 ? gv_rt_stash_ext(o, B, Tl * sp, Hs, KVHs, D, QKVs)
+                       : gv_rt_stash_ext(o, B, Tl, Hl, KVHl, D, QKVl);
     size_t NF = (size_t)B * Tl * sp;
     int have_shared = 0;
     for (int j = 0; j < nl; j++) {
@@ -219,7 +249,39 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
         gv_rt_reserve(&aa, N * (size_t)F2l * e);
         gv_rt_reserve(&aa, N * (size_t)Fl * e);
         gv_rt_reserve(&aa, Nl * Cs * e);
+        if (t5 && (pt->l0 + j >= Le || ck)) { /* cross-attention */
+            size_t HD = (size_t)Hl * D, KD = (size_t)KVHl * D;
+            gv_rt_reserve(&aa, Nl * Cs * e);
+            gv_rt_reserve(&aa, Nl * 4);
+            gv_rt_reserve(&aa, N * HD * e);
+            gv_rt_reserve(&aa, N * 2 * KD * e);
+            gv_rt_reserve(&aa, N * HD * e);
+            gv_rt_reserve(&aa, stash);
+            gv_rt_reserve(&aa, Nl * Cs * e);
+            if (sp > 1) {
+                gv_rt_reserve(&aa, NF * (size_t)Hs * D * e);
+                gv_rt_reserve(&aa, NF * 2 * (size_t)KVHs * D * e);
+                gv_rt_reserve(&aa, NF * (size_t)Hs * D * e);
+            }
+        }
         if (ck) have_shared = 1;
+    }
+    size_t TT = (size_t)Tl * sp * Tl * sp, TTH = TT * (size_t)(sp > 1 ? Hs : Hl); /* T5's bias [Tf,Tf,Hb] */
+    if (t5) { /* channel 1, the encoder output, the stacks' bias */
+        if (has_embed) {
+            gv_rt_reserve(&aa, N * 4);
+            gv_rt_reserve(&aa, Nl * Cs * e);
+        } else if (nl) {
+            gv_rt_reserve(&aa, Nl * Cs * e);
+        }
+        if (enc_end) {
+            gv_rt_reserve(&aa, Nl * Cs * e);
+            gv_rt_reserve(&aa, Nl * 4);
+        }
+        if (has_dec && msp) gv_rt_reserve(&aa, N * Cs * e);
+        if (pt->l0 < Le && nl) gv_rt_reserve(&aa, TTH * 4);
+        if (has_dec) gv_rt_reserve(&aa, TTH * 4);
+        if (nl) gv_rt_reserve(&aa, TT * (size_t)Hl * e);
     }
     if (has_head) {
         gv_rt_reserve(&aa, N * 4);
@@ -244,6 +306,23 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     gv_rt_reserve(&wa, N * (size_t)(Hl * D) * e);
     gv_rt_reserve(&wa, N * (size_t)F2l * e);
     gv_rt_reserve(&wa, N * (size_t)Fl * e);
+    if (t5) {
+        size_t HD = (size_t)Hl * D, KD = (size_t)KVHl * D;
+        gv_rt_reserve(&wa, TT * 4);
+        gv_rt_reserve(&wa, TT * 4);
+        gv_rt_reserve(&wa, TTH * 4);
+        gv_rt_reserve(&wa, TTH * 4);
+        gv_rt_reserve(&wa, N * Cs * e);
+        gv_rt_reserve(&wa, Nl * Cs * e);
+        gv_rt_reserve(&wa, N * HD * e);
+        gv_rt_reserve(&wa, N * 2 * KD * e);
+        gv_rt_reserve(&wa, N * HD * e);
+        if (sp > 1) {
+            gv_rt_reserve(&wa, NF * (size_t)Hs * D * e);
+            gv_rt_reserve(&wa, NF * 2 * (size_t)KVHs * D * e);
+            gv_rt_reserve(&wa, NF * (size_t)Hs * D * e);
+        }
+    }
     if (sp > 1) {
         gv_rt_reserve(&wa, NF * (size_t)QKVs * e);
         gv_rt_reserve(&wa, NF * (size_t)(Hs * D) * e);
@@ -313,7 +392,8 @@ gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spe
             size_t b = gv_rt_block(Bm, S, T, spec->n_embd, &parts[i].st);
             if (b > mx) mx = b;
         }
-        for (int k = 0; k < 5; k++) gv_rt_reserve(&a, mx * 4);
+        size_t ch = spec->arch == GV_ARCH_T5 ? 2 : 1; /* T5: two channels (hybrid.c) */
+        for (int k = 0; k < 5; k++) gv_rt_reserve(&a, (k < 4 ? ch : 1) * mx * 4);
         gv_rt_reserve(&a, mx * (size_t)S * 4);
         if (tie) gv_rt_reserve(&a, tie * 4);
         out->comm += a;

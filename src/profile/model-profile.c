@@ -78,6 +78,15 @@ static int gv_mp_local_seq(const gv_mp_ctx *x, int T) {
     return x->sp == GV_SP_ULYSSES ? T / x->tp : T;
 }
 
+/* The profiled model with L layers. T5 grows both stacks together (L / 2 decoder layers): its profile has
+ * one layer type, the mean of an encoder and a decoder layer (the search knows one type per model). */
+static gv_model_spec gv_mp_spec(const gv_model_spec *s, int L) {
+    gv_model_spec r = *s;
+    r.n_layer = L;
+    if (r.arch == GV_ARCH_T5) r.n_dec_layer = L / 2;
+    return r;
+}
+
 /* The two models (layers_min, layers_max) of one configuration, with random tokens. */
 typedef struct {
     gv_model *m[2];
@@ -120,8 +129,7 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
         d.dp = gv_comm_size(x->world) > 1 ? x->world : NULL;
     }
     for (int k = 0; k < 2; k++) {
-        gv_model_spec s2 = c->spec;
-        s2.n_layer = k ? c->layers_max : c->layers_min;
+        gv_model_spec s2 = gv_mp_spec(&c->spec, k ? c->layers_max : c->layers_min);
         gv_status st = gv_model_init_dist(&q->m[k], &s2, x->b, B, T, &d);
         if (st == GV_OK) st = gv_model_init_weights(q->m[k], c->seed);
         if (st != GV_OK) {
@@ -318,8 +326,7 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_prof *p
 static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), B = c->mem_batch;
-    gv_model_spec s = c->spec;
-    s.n_layer = pp;
+    gv_model_spec s = gv_mp_spec(&c->spec, pp);
     gv_layer_strategy l = {x->tp, x->tp > 1 ? x->sp : GV_SP_NONE, 0, 0};
     gv_layer_strategy v = {x->vtp ? x->tp : 1, x->vtp ? x->sp : GV_SP_NONE, 0, 0};
     gv_plan plan;
@@ -385,6 +392,12 @@ gv_status gv_model_prof_config_check(const gv_model_prof_config *c, int W) {
     if (c->layers_min < 1 || c->layers_max <= c->layers_min)
         return gv_fail(GV_ERR_INVALID, "profile model: layer counts %d and %d: need 1 <= min < max",
                        c->layers_min, c->layers_max);
+    if (s->arch == GV_ARCH_T5 && (c->layers_min < 2 || c->layers_min % 2 || c->layers_max % 2))
+        return gv_fail(
+            GV_ERR_INVALID,
+            "profile model: t5 grows its encoder and decoder together: layer counts %d and %d must "
+            "be even (pairs of an encoder and a decoder layer)",
+            c->layers_min, c->layers_max);
     if (c->iters < 1 || c->warmup < 0)
         return gv_fail(GV_ERR_INVALID, "profile model: iters %d, warmup %d", c->iters, c->warmup);
     if (c->mem_batch < 1 || c->mem_batch % W)

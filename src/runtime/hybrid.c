@@ -61,6 +61,9 @@ struct gv_hybrid {
     float *x, *y, *g, *dx, *tmp, *gather, *tie;
     size_t blk_max, tie_n;
     int IW;             /* input words per position (gv_model_spec_input_width) */
+    int nch;            /* channels of an activation between parts (gv_model_part_channels: T5 2) */
+    int rel_sync;       /* T5: some part holds a copy of a relative bias table: sum their gradients */
+    float *rel_g;       /* [2][buckets * H] */
     int32_t *tok, *tgt; /* host [Bm * T * IW], [Bm * T]: a part's rows of a micro-batch */
     gv_hf_entry *hf;
     int nhf;
@@ -361,19 +364,34 @@ static gv_status gv_build_hf(gv_hybrid *h, const gv_plan *plan) {
     return st;
 }
 
+/* T5: whether some part of some stage holds layers of a stack without the stack's block 0 (so a copy of its
+ * relative bias table), and the buffer for the tables' gradient sums. */
+static gv_status gv_rel_setup(gv_hybrid *h, const gv_plan *plan) {
+    int Le = plan->n_layer - h->spec.n_dec_layer;
+    gv_part *parts = calloc((size_t)gv_max_parts(plan), sizeof *parts);
+    gv_exec *ex = calloc((size_t)gv_max_parts(plan), sizeof *ex);
+    if (!parts || !ex) {
+        free(parts);
+        free(ex);
+        return gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
+    }
+    for (int s = 0; s < plan->pp; s++) {
+        int nex, n = gv_stage_parts(plan, s, parts, ex, &nex);
+        for (int i = 0; i < n; i++) {
+            const gv_part *p = &parts[i];
+            if (p->l1 > p->l0 && ((p->l0 > 0 && p->l0 < Le) || p->l0 > Le)) h->rel_sync = 1;
+        }
+    }
+    free(parts);
+    free(ex);
+    if (!h->rel_sync) return GV_OK;
+    h->rel_g = calloc(2 * (size_t)h->spec.rel_buckets * h->spec.n_head, sizeof *h->rel_g);
+    return h->rel_g ? GV_OK : gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
+}
+
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where) {
-    if (spec->arch != GV_ARCH_T5) return GV_OK;
-    /* T5's encoder output feeds every decoder layer: it runs as one part (the model says so too, but here
-     * the reason comes once, before any rank starts). */
-    int one = plan->pp == 1 && plan->vocab.sp == GV_SP_NONE;
-    for (int l = 0; one && l < plan->n_layer; l++) one = gv_same_strategy(&plan->layers[l], &plan->vocab);
-    if (one) return GV_OK;
-    return gv_fail(
-        GV_ERR_UNSUPPORTED,
-        "%s: t5 runs as one part (one strategy for every layer and the vocab layers, no sequence "
-        "parallelism, pp 1): layer-wise strategies, sequence parallelism and pipelines are not built "
-        "for it",
-        where ? where : "plan");
+    (void)spec, (void)plan, (void)where; /* every valid plan runs */
+    return GV_OK;
 }
 
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
@@ -426,6 +444,8 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
         }
     }
     if (st == GV_OK) st = gv_build_hf(h, plan);
+    h->nch = st == GV_OK && h->nparts ? gv_model_part_channels(h->parts[0].m) : 1;
+    if (st == GV_OK && spec->arch == GV_ARCH_T5) st = gv_rel_setup(h, plan);
     /* Host staging, counted as communication buffers (none for a single part without a pipeline). */
     gv_arena_init(&h->a_comm, "comm", NULL);
     if (st == GV_OK && (h->nparts > 1 || h->pp > 1)) {
@@ -437,7 +457,8 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
         for (int i = 0; i < h->nparts; i++)
             if (gv_block(h, h->parts[i].lay) > mx) mx = gv_block(h, h->parts[i].lay);
         h->blk_max = mx;
-        size_t f = sizeof(float), sz[6] = {mx, mx, mx, mx, mx, mx * (size_t)h->S}, off[7];
+        size_t f = sizeof(float), c = (size_t)h->nch,
+               sz[6] = {c * mx, c * mx, c * mx, c * mx, mx, mx * (size_t)h->S}, off[7];
         for (int k = 0; k < 6; k++) off[k] = gv_arena_reserve(&h->a_comm, sz[k] * f);
         if (h->tie_part >= 0) h->tie_n = gv_model_embedding_numel(h->parts[h->tie_part].m);
         if (h->tie_n) off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
@@ -473,6 +494,7 @@ void gv_hybrid_free(gv_hybrid *h) {
     free(h->tok);
     free(h->tgt);
     free(h->hf);
+    free(h->rel_g);
     free(h);
 }
 
@@ -508,8 +530,10 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
         int ph = h->ex[e].phases;
         if (ph & GV_PHASE_EMBED) gv_slice_ids(h, p, tokens + mb * BT * h->IW, h->tok, h->IW);
         if ((ph & GV_PHASE_HEAD) && targets) gv_slice_ids(h, p, targets + mb * BT, h->tgt, 1);
-        void *in = gv_model_part_input(p->m, gv_first_phase(ph), slot);
-        if (in) GV_TRY(gv_put(h, p, in, src, src_lay));
+        for (int ch = 0; ch < h->nch; ch++) { /* each channel [rows][positions][C] after the one before */
+            void *in = gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch);
+            if (in) GV_TRY(gv_put(h, p, in, src + ch * gv_block(h, src_lay), src_lay));
+        }
         float loss = 0;
         double t0 = gv_ms();
         GV_TRY(gv_model_part_forward(p->m, ph, slot, h->tok, targets ? h->tgt : NULL, &loss));
@@ -520,7 +544,9 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
         }
         float *dst = e + 1 == h->nex ? h->y : scratch[sc ^= 1];
         int last = ph & GV_PHASE_LAYERS ? GV_PHASE_LAYERS : GV_PHASE_EMBED;
-        GV_TRY(gv_get(h, p, gv_model_part_output(p->m, last, slot), dst));
+        for (int ch = 0; ch < h->nch; ch++)
+            GV_TRY(
+                gv_get(h, p, gv_model_part_output_ch(p->m, last, slot, ch), dst + ch * gv_block(h, p->lay)));
         src = dst;
         src_lay = p->lay;
     }
@@ -537,19 +563,27 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss) {
     for (int e = h->nex - 1; e >= 0; e--) {
         gv_part *p = &h->parts[h->ex[e].part];
         int ph = h->ex[e].phases;
-        if (!(ph & GV_PHASE_HEAD)) GV_TRY(gv_put(h, p, gv_model_part_grad(p->m), src, src_lay));
+        for (int ch = 0; !(ph & GV_PHASE_HEAD) && ch < h->nch; ch++)
+            GV_TRY(gv_put(h, p, gv_model_part_grad_ch(p->m, ch), src + ch * gv_block(h, src_lay), src_lay));
         double t0 = gv_ms();
         GV_TRY(gv_model_part_backward(p->m, ph, slot, dloss));
         h->times.backward_ms += gv_ms() - t0;
         if (gv_model_part_input(p->m, gv_first_phase(ph), slot)) {
             float *dst = scratch[sc ^= 1];
-            GV_TRY(gv_get(h, p, gv_model_part_grad(p->m), dst));
+            size_t blk = gv_block(h, p->lay);
+            for (int ch = 0; ch < h->nch; ch++) /* a channel the phase does not read has a zero gradient */
+                if (gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch))
+                    GV_TRY(gv_get(h, p, gv_model_part_grad_ch(p->m, ch), dst + ch * blk));
+                else
+                    memset(dst + ch * blk, 0, blk * sizeof *dst);
             src = dst;
             src_lay = p->lay;
         }
     }
     double t0 = gv_ms();
-    if (h->stage > 0) GV_TRY(gv_redistribute(h, src, src_lay, h->dx, h->in_lay));
+    for (int ch = 0; h->stage > 0 && ch < h->nch; ch++)
+        GV_TRY(gv_redistribute(h, src + ch * gv_block(h, src_lay), src_lay,
+                               h->dx + ch * gv_block(h, h->in_lay), h->in_lay));
     h->times.redistribute_ms += gv_ms() - t0;
     return GV_OK;
 }
@@ -560,30 +594,34 @@ enum { GV_TAG_PIPE = 7 };
 
 static gv_status gv_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    return gv_comm_recv(h->world, h->x, gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S, GV_TAG_PIPE);
+    return gv_comm_recv(h->world, h->x, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
+                        GV_TAG_PIPE);
 }
 static gv_status gv_send_fwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    return gv_comm_send(h->world, h->y, gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S, GV_TAG_PIPE);
+    return gv_comm_send(h->world, h->y, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
+                        GV_TAG_PIPE);
 }
 static gv_status gv_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    return gv_comm_recv(h->world, h->g, gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S, GV_TAG_PIPE);
+    return gv_comm_recv(h->world, h->g, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
+                        GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    return gv_comm_send(h->world, h->dx, gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S, GV_TAG_PIPE);
+    return gv_comm_send(h->world, h->dx, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
+                        GV_TAG_PIPE);
 }
 /* Megatron's paired exchanges: deadlock-free with blocking messages. */
 static gv_status gv_send_fwd_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    size_t n = gv_block(h, h->out_lay);
+    size_t n = h->nch * gv_block(h, h->out_lay);
     return gv_comm_sendrecv(h->world, h->y, n, h->wrank + h->S, h->g, n, h->wrank + h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    size_t n = gv_block(h, h->in_lay);
+    size_t n = h->nch * gv_block(h, h->in_lay);
     return gv_comm_sendrecv(h->world, h->dx, n, h->wrank - h->S, h->x, n, h->wrank - h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
@@ -717,7 +755,22 @@ static gv_status gv_tie_sync(gv_hybrid *h) {
     return gv_model_embedding_grad_set(m, h->tie);
 }
 
+/* T5's relative bias tables: every part with layers of a stack holds the table or a copy; the gradients of
+ * all of them add up over the world (each rank's share counted once), and every holder takes the total, so
+ * the copies step like the original. Before the data-parallel sums (ZeRO-3 parts have reduced already). */
+static gv_status gv_rel_sum(gv_hybrid *h) {
+    size_t n = (size_t)h->spec.rel_buckets * h->spec.n_head;
+    memset(h->rel_g, 0, 2 * n * sizeof *h->rel_g);
+    for (int i = 0; i < h->nparts; i++)
+        for (int k = 0; k < 2; k++) GV_TRY(gv_model_rel_bias_grad_add(h->parts[i].m, k, h->rel_g + k * n));
+    if (h->world) GV_TRY(gv_comm_allreduce(h->world, h->rel_g, h->rel_g, 2 * n, GV_COMM_F32, GV_COMM_SUM));
+    for (int i = 0; i < h->nparts; i++)
+        for (int k = 0; k < 2; k++) GV_TRY(gv_model_rel_bias_grad_set(h->parts[i].m, k, h->rel_g + k * n));
+    return GV_OK;
+}
+
 gv_status gv_hybrid_reduce_grads(gv_hybrid *h) {
+    if (h->rel_sync) GV_TRY(gv_rel_sum(h));
     int tie_late = h->tie_part >= 0 && h->parts[h->tie_part].st.zero == 3;
     if (h->tie_part >= 0 && !tie_late) GV_TRY(gv_tie_sync(h));
     for (int i = 0; i < h->nparts; i++) GV_TRY(gv_model_reduce_grads(h->parts[i].m));

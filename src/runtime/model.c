@@ -40,6 +40,8 @@ typedef struct {
     int decay;
     int unit;    /* ZeRO-3 unit: 0 embeddings, 1..nl the layers, nl + 1 the head */
     int seqpart; /* applied to this rank's positions only under Megatron-SP: partial gradient over tp */
+    int copy;    /* a copy of a parameter another part holds (T5's relative bias table in a part without the
+                  * stack's block 0): left out of the gradient norm; the runtime sums the copies' gradients */
 } gv_param;
 
 /* One HF tensor = rows [row0, row0+rows) of one internal parameter, optionally transposed. */
@@ -76,6 +78,8 @@ typedef struct {
     /* T5 decoder: cross-attention norm [N,C] (+ rstd [N]), q [N,H*D], k/v of the encoder output [N,2KD],
      * output [N,H*D], its stash, the stream after it [N,C] */
     size_t lnc, lnc_rstd, cq, ckv, catty, cstash, resc;
+    size_t lncf; /* [N,C] gathered lnc (the shared gathered view under Megatron-SP, else lnc) */
+    size_t cq_sp, ckv_sp, catty_sp; /* Ulysses: [B,Tf,Hs*D], [B,Tf,2KVHs*D], [B,Tf,Hs*D] */
 } gv_layer_acts;
 
 struct gv_model {
@@ -89,6 +93,7 @@ struct gv_model {
     /* This part: global layers [l0, l0 + nl) (li/la/ckpt are indexed by l - l0), with or without the
      * embedding and the head. */
     int l0, nl, has_embed, has_head, tied_copy, meta_only;
+    int has_copy; /* holds copies of other parts' parameters (gv_param.copy) */
     /* Activation sets: views are offsets inside one set; set k starts at k * slot_bytes. */
     int nslots, slot;
     size_t slot_bytes;
@@ -107,14 +112,18 @@ struct gv_model {
     int patch_w, patch_b, cls;   /* ViT: patch projection [C, Pd], its bias, class token [1, C] */
     int head_w, head_b, lm_bias; /* BERT head transform dense [C, C]; bias of the decoder / classifier */
     int cur_unit;                /* unit of the parameters being added */
-    /* T5: encoder layers [0, Le), decoder layers [Le, L); relative bias tables of the two stacks; the
-     * encoder's final norm */
-    int Le, rel_enc, rel_dec, encf_w;
-    size_t o_dec_tokens, o_dec_emb, o_enc_out, o_encf_rstd; /* [N] I32, [N,C], [N,C], [N] */
+    /* T5: encoder layers [0, Le), decoder layers [Le, L); relative bias tables of the two stacks (this
+     * part's, or its copies); the encoder's final norm. Between parts the activation has two channels of
+     * [Nl,C]: before the last encoder layer (encoder stream, decoder embedding), after it (decoder stream,
+     * encoder output); o_input1 is channel 1's input (t5_in1), o_dch1 its gradient. */
+    int Le, rel_enc, rel_dec, encf_w, t5_in1;
+    size_t o_dec_tokens, o_dec_emb, o_enc_out, o_encf_rstd; /* [N] I32, [Nl,C], [Nl,C], [Nl] */
+    size_t o_input1, o_dch1, o_enc_full;                    /* [Nl,C], [Nl,C], [N,C] gathered enc_out */
     size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [T,T,H] x 2, compute [T*T,H] */
     size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [T*T]: the buckets */
     size_t o_dbias_enc, o_dbias_dec, o_denc;                /* workspace F32 [T,T,H] x 2, [N,C] */
     size_t o_dcq, o_dckv, o_dcatty;                         /* workspace [N,HD], [N,2KD], [N,HD] */
+    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp;                /* Ulysses: as cq_sp, ckv_sp, catty_sp */
     gv_hf_piece *hf;
     int nhf;
 
@@ -177,6 +186,15 @@ struct gv_model {
 };
 
 /* ---- parameter table ------------------------------------------------------------------------------- */
+
+/* T5 parts: whether this part holds the last encoder layer (it computes the encoder output), and decoder
+ * layers. */
+static int gv_t5_has_enc_end(const gv_model *m) {
+    return m->l0 < m->Le && m->l0 + m->nl >= m->Le;
+}
+static int gv_t5_has_dec(const gv_model *m) {
+    return m->l0 + m->nl > m->Le;
+}
 
 /* A replicated parameter of global shape [rows, cols]. */
 static int gv_add_param(gv_model *m, const char *name, int64_t rows, int64_t cols, int64_t real_rows,
@@ -248,7 +266,9 @@ static void gv_hf_reshape(gv_model *m, int ndim, int64_t d0, int64_t d1, int64_t
 /* T5 (HF T5ForConditionalGeneration): shared embedding; encoder blocks (self-attention, MLP; block 0 holds
  * the stack's relative bias table) and the encoder's final norm (with the last encoder block's unit);
  * decoder blocks (self-attention, cross-attention, MLP; block 0 holds the decoder's table); the decoder's
- * final norm; the LM head is the shared embedding. */
+ * final norm; the LM head is the shared embedding. A part with layers of a stack but not its block 0 holds a
+ * copy of the stack's table (same name and initial values) in its first layer of the stack; a head without
+ * the embedding holds a copy of the embedding (tied across pipeline stages). */
 static void gv_t5_params(gv_model *m) {
     const gv_model_spec *s = &m->spec;
     int L = m->nl, C = m->C, HD = m->H * m->D, KD = m->KVH * m->D, F = m->F, nb = s->rel_buckets;
@@ -256,14 +276,17 @@ static void gv_t5_params(gv_model *m) {
     m->wte = m->wpe = m->wtt = m->embln_w = m->embln_b = m->patch_w = m->patch_b = m->cls = -1;
     m->lnf_w = m->lnf_b = m->lm_head = m->head_w = m->head_b = m->lm_bias = -1;
     m->cur_unit = 0;
-    m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
-    gv_add_hf(m, m->wte, 0, m->V, 0, "shared.weight");
-    for (int l = 0; l < L; l++) {
-        gv_layer_idx *x = &m->li[l];
+    if (m->has_embed) {
+        m->wte = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+        gv_add_hf(m, m->wte, 0, m->V, 0, "shared.weight");
+    }
+    for (int j = 0; j < L; j++) {
+        int l = m->l0 + j; /* global layer: names and initial values */
+        gv_layer_idx *x = &m->li[j];
         int dec = l >= m->Le, b = dec ? l - m->Le : l;
         char pre[48];
         snprintf(pre, sizeof pre, dec ? "decoder.block.%d." : "encoder.block.%d.", b);
-        m->cur_unit = l + 1;
+        m->cur_unit = j + 1;
 #define P(field, suffix, rows, cols, init)                                                                   \
     do {                                                                                                     \
         snprintf(nm, sizeof nm, "layer%d.%s", l, suffix);                                                    \
@@ -279,9 +302,11 @@ static void gv_t5_params(gv_model *m) {
         gv_add_hf(m, x->qkv_w, HD + KD, KD, 0, "%slayer.0.SelfAttention.v.weight", pre);
         P(proj_w, "attn_proj.weight", C, HD, GV_INIT_RESID);
         gv_add_hf(m, x->proj_w, 0, C, 0, "%slayer.0.SelfAttention.o.weight", pre);
-        if (b == 0) { /* [buckets, H] */
+        if (b == 0 || j == 0 || l == m->Le) { /* [buckets, H]: the stack's table, or this part's copy */
             int t = gv_add_param(m, dec ? "dec.rel_bias" : "enc.rel_bias", nb, m->H, nb, GV_INIT_NORMAL, 0);
-            gv_add_hf(m, t, 0, nb, 0, "%slayer.0.SelfAttention.relative_attention_bias.weight", pre);
+            gv_add_hf(m, t, 0, nb, 0, "%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                      dec ? "decoder" : "encoder");
+            m->params[t].copy = b != 0;
             if (dec)
                 m->rel_dec = t;
             else
@@ -299,6 +324,7 @@ static void gv_t5_params(gv_model *m) {
             gv_add_hf(m, x->ckv_w, KD, KD, 0, "%slayer.1.EncDecAttention.v.weight", pre);
             P(co_w, "cross_o.weight", C, HD, GV_INIT_RESID);
             gv_add_hf(m, x->co_w, 0, C, 0, "%slayer.1.EncDecAttention.o.weight", pre);
+            m->params[x->lnc_w].seqpart = 1;
         }
         P(ln2_w, "ln2.weight", C, 1, GV_INIT_ONES);
         gv_add_hf(m, x->ln2_w, 0, C, 0, "%slayer.%d.layer_norm.weight", pre, ff);
@@ -307,15 +333,24 @@ static void gv_t5_params(gv_model *m) {
         P(fcproj_w, "fc_proj.weight", C, F, GV_INIT_RESID);
         gv_add_hf(m, x->fcproj_w, 0, C, 0, "%slayer.%d.DenseReluDense.wo.weight", pre, ff);
 #undef P
+        m->params[x->ln1_w].seqpart = m->params[x->ln2_w].seqpart = 1;
         if (l == m->Le - 1) {
             m->encf_w = gv_add_param(m, "enc_final.weight", C, 1, C, GV_INIT_ONES, 0);
             gv_add_hf(m, m->encf_w, 0, C, 0, "encoder.final_layer_norm.weight");
+            m->params[m->encf_w].seqpart = 1;
         }
     }
     m->cur_unit = L + 1;
-    m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
-    gv_add_hf(m, m->lnf_w, 0, C, 0, "decoder.final_layer_norm.weight");
-    m->lm_head = m->wte;
+    if (m->has_head) {
+        m->lnf_w = gv_add_param(m, "lnf.weight", C, 1, C, GV_INIT_ONES, 0);
+        gv_add_hf(m, m->lnf_w, 0, C, 0, "decoder.final_layer_norm.weight");
+        m->params[m->lnf_w].seqpart = 1;
+        m->lm_head = m->wte;
+        if (!m->has_embed) { /* a copy of the embedding of another part, under the same name */
+            m->lm_head = gv_add_param(m, "wte", m->Vp, C, m->V, GV_INIT_NORMAL, 1);
+            gv_add_hf(m, m->lm_head, 0, m->V, 0, "shared.weight");
+        }
+    }
 }
 
 static void gv_build_params(gv_model *m) {
@@ -546,6 +581,7 @@ static void gv_build_params(gv_model *m) {
             if (m->lm_bias >= 0) gv_shard_param(m, m->lm_bias, 1, &v0, &vn, 0, 1);
         }
     }
+    for (int i = 0; i < m->nparams; i++) m->has_copy |= m->params[i].copy;
     for (int i = 1; i < m->nhf; i++) /* each parameter's HF pieces form one run */
         for (int k = 0; k < i - 1; k++)
             assert(!(m->hf[k].param == m->hf[i].param && m->hf[i - 1].param != m->hf[i].param));
@@ -604,7 +640,7 @@ static int gv_t5_bucket(int rel, int bidirectional, int nb, int max_distance) {
 
 /* The bucket of every (query i, key j): [T*T] I32 per stack, constant, in the workspace. */
 static gv_status gv_t5_upload_buckets(gv_model *m) {
-    int T = m->T;
+    int T = m->Tf; /* every position of the sequence (Ulysses: the full sequence) */
     int32_t *h = malloc((size_t)T * T * 4);
     if (!h) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
     gv_status st = GV_OK;
@@ -660,13 +696,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
-    if (spec->arch == GV_ARCH_T5 && ((d && d->sp && gv_comm_size(d->sp) > 1) ||
-                                     (d && d->megatron_sp && d->tp && gv_comm_size(d->tp) > 1) || l0 != 0 ||
-                                     l1 != spec->n_layer || (d && (d->no_embed || d->no_head))))
-        return gv_fail(
-            GV_ERR_UNSUPPORTED,
-            "t5 runs as one part (data and tensor parallelism, ZeRO 0-3, per-layer recompute): sequence "
-            "parallelism, layers with different strategies and pipeline stages are not built for it");
     if (l0 < 0 || l1 > spec->n_layer || l0 > l1 || (l0 == l1 && d && d->no_embed && d->no_head))
         return gv_fail(GV_ERR_INVALID, "model part: layers [%d, %d) of %d", l0, l1, spec->n_layer);
     if (B < 1 || T < 1) return gv_fail(GV_ERR_INVALID, "micro-batch %d x %d: sizes must be positive", B, T);
@@ -795,7 +824,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
-    gv_attn_ext t5a = {B, T, T, m->H, m->KVH, m->D, m->QKV, m->QKV, m->QKV, 1.0f, 0};
+    gv_attn_ext t5a = {B, T, T, m->Hl, m->KVHl, m->D, m->QKVl, m->QKVl, m->QKVl, 1.0f, 0};
+    if (m->sp_size > 1) /* Ulysses: the head group over the full sequence */
+        t5a = (gv_attn_ext){B, m->Tf, m->Tf, m->Hs, m->KVHs, m->D, m->QKVs, m->QKVs, m->QKVs, 1.0f, 0};
     if (m->arch == GV_ARCH_T5) stash = gv_attention_ext_stash_bytes(b, &t5a);
     size_t NF = (size_t)B * m->Tf; /* rows of the full-sequence attention buffers */
     /* Recompute: a checkpointed layer keeps only its output (the next layer's input); everything else it
@@ -836,29 +867,44 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         a->fcproj_p = m->msp ? o_partial : a->fcproj;
         a->res2 = gv_arena_reserve(A, Nl * C * e);
         if (m->arch == GV_ARCH_T5 && (m->li[l].lnc_w >= 0 || m->ckpt[l])) { /* cross-attention (decoder) */
-            size_t HD = (size_t)m->H * m->D, KD = (size_t)m->KVH * m->D;
-            a->lnc = gv_arena_reserve(A, N * C * e);
-            a->lnc_rstd = gv_arena_reserve(A, N * 4);
+            size_t HD = (size_t)m->Hl * m->D, KD = (size_t)m->KVHl * m->D;
+            a->lnc = gv_arena_reserve(A, Nl * C * e);
+            a->lncf = m->msp ? o_gathered : a->lnc;
+            a->lnc_rstd = gv_arena_reserve(A, Nl * 4);
             a->cq = gv_arena_reserve(A, N * HD * e);
             a->ckv = gv_arena_reserve(A, N * 2 * KD * e);
             a->catty = gv_arena_reserve(A, N * HD * e);
             a->cstash = gv_arena_reserve(A, stash);
-            a->resc = gv_arena_reserve(A, N * C * e);
+            a->resc = gv_arena_reserve(A, Nl * C * e);
+            if (m->sp_size > 1) {
+                size_t sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+                a->cq_sp = gv_arena_reserve(A, NF * sHD * e);
+                a->ckv_sp = gv_arena_reserve(A, NF * 2 * sKD * e);
+                a->catty_sp = gv_arena_reserve(A, NF * sHD * e);
+            }
         }
         if (m->ckpt[l]) {
             shared = *a;
             have_shared = 1;
         }
     }
-    if (m->arch == GV_ARCH_T5) {
-        size_t TTH = (size_t)T * T * m->H;
-        m->o_dec_tokens = gv_arena_reserve(A, N * 4);
-        m->o_dec_emb = gv_arena_reserve(A, N * C * e);
-        m->o_enc_out = gv_arena_reserve(A, N * C * e);
-        m->o_encf_rstd = gv_arena_reserve(A, N * 4);
-        m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
-        m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
-        m->o_bias_tmp = gv_arena_reserve(A, TTH * e);
+    if (m->arch == GV_ARCH_T5) { /* channel 1, the encoder output, the stacks' bias [Tf,Tf,Hb] */
+        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * (size_t)(m->sp_size > 1 ? m->Hs : m->Hl);
+        if (m->has_embed) {
+            m->o_dec_tokens = gv_arena_reserve(A, N * 4);
+            m->o_dec_emb = gv_arena_reserve(A, Nl * C * e);
+        } else if (m->nl) {
+            m->o_input1 = gv_arena_reserve(A, Nl * C * e);
+            m->t5_in1 = 1;
+        }
+        if (gv_t5_has_enc_end(m)) {
+            m->o_enc_out = gv_arena_reserve(A, Nl * C * e);
+            m->o_encf_rstd = gv_arena_reserve(A, Nl * 4);
+        }
+        if (gv_t5_has_dec(m) && m->msp) m->o_enc_full = gv_arena_reserve(A, N * C * e);
+        if (m->l0 < m->Le && m->nl) m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
+        if (gv_t5_has_dec(m)) m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
+        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TT * (size_t)m->Hl * e);
     }
     if (m->has_head) {
         m->o_targets = gv_arena_reserve(A, N * 4);
@@ -889,15 +935,24 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->o_dfch = gv_arena_reserve(Wk, N * (size_t)m->F2l * e);
     m->o_dfch_act = gv_arena_reserve(Wk, N * (size_t)m->Fl * e);
     if (m->arch == GV_ARCH_T5) {
-        size_t TTH = (size_t)T * T * m->H, HD = (size_t)m->H * m->D, KD = (size_t)m->KVH * m->D;
-        m->o_bk_enc = gv_arena_reserve(Wk, (size_t)T * T * 4);
-        m->o_bk_dec = gv_arena_reserve(Wk, (size_t)T * T * 4);
+        /* this rank's heads: tp's, or under Ulysses the head group's for the bias */
+        size_t TT = (size_t)m->Tf * m->Tf, TTH = TT * (size_t)(m->sp_size > 1 ? m->Hs : m->Hl),
+               HD = (size_t)m->Hl * m->D, KD = (size_t)m->KVHl * m->D;
+        m->o_bk_enc = gv_arena_reserve(Wk, TT * 4);
+        m->o_bk_dec = gv_arena_reserve(Wk, TT * 4);
         m->o_dbias_enc = gv_arena_reserve(Wk, TTH * 4);
         m->o_dbias_dec = gv_arena_reserve(Wk, TTH * 4);
         m->o_denc = gv_arena_reserve(Wk, N * C * e);
+        m->o_dch1 = gv_arena_reserve(Wk, Nl * C * e);
         m->o_dcq = gv_arena_reserve(Wk, N * HD * e);
         m->o_dckv = gv_arena_reserve(Wk, N * 2 * KD * e);
         m->o_dcatty = gv_arena_reserve(Wk, N * HD * e);
+        if (m->sp_size > 1) {
+            size_t sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+            m->o_dcq_sp = gv_arena_reserve(Wk, NF * sHD * e);
+            m->o_dckv_sp = gv_arena_reserve(Wk, NF * 2 * sKD * e);
+            m->o_dcatty_sp = gv_arena_reserve(Wk, NF * sHD * e);
+        }
     }
     if (m->arch == GV_ARCH_BERT) {
         m->o_dpost = gv_arena_reserve(Wk, Nl * C * e);
@@ -1638,13 +1693,44 @@ static gv_status gv_vocab_parallel_loss(gv_model *m, const int32_t *d_targets) {
     return gv_backend_upload(m->be, tl, h + N, (size_t)N * 4);
 }
 
+/* T5's two channels between parts (see gv_model): at a cut before the last encoder layer (encoder stream,
+ * decoder embedding), after it (decoder stream, encoder output). The part holding layer Le - 1 computes the
+ * encoder output and moves the decoder embedding to channel 0. */
+/* Channel ch of the layers' input [Nl,C] (NULL: channel 1 of a part without layers). */
+static void *gv_t5_in(gv_model *m, int ch) {
+    if (m->has_embed) return ACT(m, ch ? m->o_dec_emb : m->o_encoded);
+    if (ch) return m->t5_in1 ? ACT(m, m->o_input1) : NULL;
+    return ACT(m, m->o_input);
+}
+static void *gv_t5_out(gv_model *m, int ch) {
+    if (!m->nl) return gv_t5_in(m, ch);
+    void *last = ACT(m, m->la[m->nl - 1].res2);
+    if (gv_t5_has_enc_end(m)) return ch ? ACT(m, m->o_enc_out) : gv_t5_has_dec(m) ? last : gv_t5_in(m, 1);
+    return ch ? gv_t5_in(m, 1) : last;
+}
+/* The residual input of local layer j; the encoder output this rank holds [Nl,C] and its all-position form
+ * [N,C] (gathered under Megatron-SP) for the cross-attentions. */
+static const void *gv_t5_res_in(gv_model *m, int j) {
+    if (j == 0) return gv_t5_in(m, 0);
+    if (m->l0 + j == m->Le) return gv_t5_in(m, 1);
+    return ACT(m, m->la[j - 1].res2);
+}
+static void *gv_t5_enc(gv_model *m) {
+    return gv_t5_has_enc_end(m) ? ACT(m, m->o_enc_out) : gv_t5_in(m, 1);
+}
+static void *gv_t5_enc_full(gv_model *m) {
+    return m->msp ? ACT(m, m->o_enc_full) : gv_t5_enc(m);
+}
+
 /* The views between phases in the current slot: the layers' input (embedding output, or filled by the
  * caller), the layers' output, and the head's input. */
 static void *gv_layers_in(gv_model *m) {
+    if (m->arch == GV_ARCH_T5) return gv_t5_in(m, 0);
     if (!m->has_embed) return ACT(m, m->o_input);
     return ACT(m, m->arch == GV_ARCH_BERT ? m->o_embln : m->o_encoded);
 }
 static void *gv_layers_out(gv_model *m) {
+    if (m->arch == GV_ARCH_T5) return gv_t5_out(m, 0);
     return m->nl ? ACT(m, m->la[m->nl - 1].res2) : gv_layers_in(m);
 }
 static void *gv_head_in(gv_model *m) {
@@ -1678,6 +1764,29 @@ void *gv_model_part_grad(gv_model *m) {
     return WORK(m, m->o_dres);
 }
 
+int gv_model_part_channels(const gv_model *m) {
+    return m->arch == GV_ARCH_T5 ? 2 : 1;
+}
+
+void *gv_model_part_input_ch(gv_model *m, int phase, int slot, int ch) {
+    if (ch == 0) return gv_model_part_input(m, phase, slot);
+    m->slot = slot;
+    if (m->arch != GV_ARCH_T5 || ch != 1 || phase != GV_PHASE_LAYERS || m->has_embed) return NULL;
+    return gv_t5_in(m, 1);
+}
+
+void *gv_model_part_output_ch(gv_model *m, int phase, int slot, int ch) {
+    if (ch == 0) return gv_model_part_output(m, phase, slot);
+    m->slot = slot;
+    if (m->arch != GV_ARCH_T5 || ch != 1) return NULL;
+    return phase == GV_PHASE_EMBED ? ACT(m, m->o_dec_emb) : gv_t5_out(m, 1);
+}
+
+void *gv_model_part_grad_ch(gv_model *m, int ch) {
+    if (ch == 0) return WORK(m, m->o_dres);
+    return m->arch == GV_ARCH_T5 && ch == 1 ? WORK(m, m->o_dch1) : NULL;
+}
+
 static int gv_embedding_param(const gv_model *m) {
     return m->has_embed ? m->wte : m->lm_head;
 }
@@ -1700,6 +1809,50 @@ gv_status gv_model_embedding_grad_set(gv_model *m, const float *local) {
     if (i < 0) return gv_fail(GV_ERR_INVALID, "model part holds no token embedding");
     if (m->zero == 3) return gv_store_local(m, GV_BUF_GRADS, i, local);
     return gv_backend_upload_f32(m->be, G(m, i), m->dt, local, gv_param_numel(&m->params[i]));
+}
+
+/* T5's relative bias table of `stack` (0 encoder, 1 decoder), held by several parts (see gv_t5_params). g is
+ * the global [buckets, H] gradient. */
+static int gv_rel_param(const gv_model *m, int stack) {
+    return m->arch != GV_ARCH_T5 ? -1 : stack ? m->rel_dec : m->rel_enc;
+}
+
+int gv_model_rel_bias_held(const gv_model *m, int stack) {
+    return gv_rel_param(m, stack) >= 0;
+}
+
+gv_status gv_model_rel_bias_grad_add(gv_model *m, int stack, float *g) {
+    int i = gv_rel_param(m, stack);
+    if (i < 0) return GV_OK;
+    const gv_param *p = &m->params[i];
+    float *local = malloc(gv_param_numel(p) * sizeof *local);
+    if (!local) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    gv_status st = gv_backend_sync(m->be);
+    if (st == GV_OK && m->zero == 3) /* reduced already: every dp rank holds the sum; dp rank 0 adds it */
+        st = gv_param_local_values(m, GV_BUF_GRADS, i, local);
+    else if (st == GV_OK)
+        st = gv_backend_download_f32(m->be, local, G(m, i), m->dt, gv_param_numel(p));
+    if (st == GV_OK && (m->zero != 3 || m->dp_rank == 0))
+        for (int64_t r = 0; r < p->rows; r++)
+            for (int64_t c = 0; c < p->cols; c++) g[r * p->g_cols + p->c0 + c] += local[r * p->cols + c];
+    free(local);
+    return st;
+}
+
+gv_status gv_model_rel_bias_grad_set(gv_model *m, int stack, const float *g) {
+    int i = gv_rel_param(m, stack);
+    if (i < 0) return GV_OK;
+    const gv_param *p = &m->params[i];
+    float *local = calloc(gv_param_numel(p), sizeof *local);
+    if (!local) return gv_fail(GV_ERR_NOMEM, "model: out of host memory");
+    /* Before the data-parallel sum (no ZeRO-3) dp rank 0 holds the total and the others zero. */
+    if (m->zero == 3 || m->dp_rank == 0)
+        for (int64_t r = 0; r < p->rows; r++)
+            for (int64_t c = 0; c < p->cols; c++) local[r * p->cols + c] = g[r * p->g_cols + p->c0 + c];
+    gv_status st = m->zero == 3 ? gv_store_local(m, GV_BUF_GRADS, i, local)
+                                : gv_backend_upload_f32(m->be, G(m, i), m->dt, local, gv_param_numel(p));
+    free(local);
+    return st;
 }
 
 /* Rows of image b that are patches (not the class token at global position 0): [b*T + s, b*T + T). */
@@ -1848,98 +2001,157 @@ static gv_status gv_head_forward(gv_model *m, const int32_t *targets, float *los
 
 /* ---- T5 --------------------------------------------------------------------------------------------- */
 
-/* The relative position bias of a stack, F32 [T,T,H]: the table's row of each (i, j)'s bucket. */
-static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
-    int T = m->T, H = m->Hl;
-    size_t TTH = (size_t)T * T * H;
-    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
-    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
-                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
-    return gv_backend_convert(m->be, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc), GV_F32, tmp, m->dt, TTH);
+/* The relative position bias of a stack, F32 [Tf,Tf,Hb]: the table's row of each (i, j)'s bucket, for this
+ * rank's heads (its tp heads, or under Ulysses its head group over the full sequence Tf). */
+static int gv_t5_bias_heads(const gv_model *m) {
+    return m->sp_size > 1 ? m->Hs : m->Hl;
 }
 
-/* The stack's accumulated bias gradient (F32 [T,T,H]) into its table's gradient. */
+static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
+    size_t TT = (size_t)T * T;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
+    float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
+    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
+                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
+    if (m->sp_size == 1) return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * H);
+    GV_TRY(gv_backend_sync(m->be)); /* Ulysses (cpu, F32): this rank's head group */
+    const float *t = tmp;
+    for (size_t i = 0; i < TT; i++)
+        memcpy(bias + i * Hb, t + i * H + (size_t)m->sp_rank * Hb, (size_t)Hb * sizeof(float));
+    return GV_OK;
+}
+
+/* The stack's accumulated bias gradient (F32 [Tf,Tf,Hb]) into its table's gradient. */
 static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
-    int T = m->T, H = m->Hl;
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
+    size_t TT = (size_t)T * T;
     void *tmp = ACT(m, m->o_bias_tmp);
-    GV_TRY(gv_backend_convert(m->be, tmp, m->dt, WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), GV_F32,
-                              (size_t)T * T * H));
+    const float *db = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
+    if (m->sp_size == 1) {
+        GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * H));
+    } else { /* Ulysses: the other head groups' columns are the other ranks' */
+        GV_TRY(gv_backend_sync(m->be));
+        float *t = tmp;
+        memset(t, 0, TT * H * sizeof *t);
+        for (size_t i = 0; i < TT; i++)
+            memcpy(t + i * H + (size_t)m->sp_rank * Hb, db + i * Hb, (size_t)Hb * sizeof(float));
+    }
     return gv_embedding_backward(m->be, G(m, dec ? m->rel_dec : m->rel_enc), NULL, tmp,
                                  WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), 1, T * T, H, 0);
 }
 
+/* The attention's shape: this rank's heads over its positions, or under Ulysses its head group over the full
+ * sequence (rows of the all-to-all's [B, Tf, width] buffers). */
 static gv_attn_ext gv_t5_attn(const gv_model *m, int cross, int causal) {
-    int HD = m->Hl * m->D, KD = m->KVHl * m->D;
-    gv_attn_ext a = {m->B,
-                     m->T,
-                     m->T,
-                     m->Hl,
-                     m->KVHl,
-                     m->D,
-                     cross ? HD : m->QKVl,
-                     cross ? 2 * KD : m->QKVl,
-                     cross ? 2 * KD : m->QKVl,
-                     1.0f,
-                     causal};
+    int u = m->sp_size > 1, H = u ? m->Hs : m->Hl, KVH = u ? m->KVHs : m->KVHl, T = m->Tf;
+    int HD = H * m->D, KD = KVH * m->D, QKV = u ? m->QKVs : m->QKVl;
+    gv_attn_ext a = {
+        m->B, T, T, H, KVH, m->D, cross ? HD : QKV, cross ? 2 * KD : QKV, cross ? 2 * KD : QKV, 1.0f, causal};
     return a; /* T5 does not scale the scores */
 }
 
-/* The input of the MLP: the stream after the cross-attention (decoder) or after the self-attention. */
-static size_t gv_t5_mlp_res(const gv_model *m, int l) {
-    return m->li[l].lnc_w >= 0 ? m->la[l].resc : m->la[l].res1;
+/* Ulysses layouts of T5's cross-attention rows: q [H*D] and the packed k, v [2 KVH*D] of the encoder. */
+static void gv_t5_sp_cross(const gv_model *m, int off[3], int w[3], gv_sp_layout *q, gv_sp_layout *kv) {
+    int D = m->D;
+    off[0] = 0, w[0] = m->Hs * D;
+    off[1] = 0, off[2] = m->KVH * D, w[1] = w[2] = m->KVHs * D;
+    *q = (gv_sp_layout){1, m->H * D, m->Hs * D, off, w};
+    *kv = (gv_sp_layout){2, 2 * m->KVH * D, 2 * m->KVHs * D, off + 1, w + 1};
 }
 
-/* T5 block l from res [N,C] to la[l].res2: self-attention (relative bias; causal in the decoder), the
- * decoder's cross-attention over the encoder output, the ReLU MLP, each pre-norm with a residual. The last
- * encoder block also applies the encoder's final norm (-> enc_out). */
-static gv_status gv_t5_layer_forward(gv_model *m, int l, const void *res) {
+/* The input of the MLP: the stream after the cross-attention (decoder) or after the self-attention. */
+static size_t gv_t5_mlp_res(const gv_model *m, int j) {
+    return m->li[j].lnc_w >= 0 ? m->la[j].resc : m->la[j].res1;
+}
+
+/* T5 block j (global l0 + j) from res [Nl,C] to la[j].res2 [Nl,C]: self-attention (relative bias; causal in
+ * the decoder), the decoder's cross-attention over the encoder output, the ReLU MLP, each pre-norm with a
+ * residual. The last encoder block also applies the encoder's final norm (-> enc_out). Under Megatron-SP the
+ * norms run on this rank's positions, their outputs are gathered (one shared [N,C] view) before the
+ * column-parallel linears and the row-parallel sums are reduce-scattered, as in gv_layer_forward. */
+static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
     gv_backend *be = m->be;
-    int N = m->N, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D, dec = l >= m->Le;
+    int l = m->l0 + j, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D,
+        dec = l >= m->Le;
     size_t e = m->esz;
-    const gv_layer_idx *x = &m->li[l];
-    const gv_layer_acts *a = &m->la[l];
-    GV_TRY(gv_unit_gather(m, l + 1));
-    if (l == 0 || l == m->Le) GV_TRY(gv_t5_bias_forward(m, dec));
+    const gv_layer_idx *x = &m->li[j];
+    const gv_layer_acts *a = &m->la[j];
+    GV_TRY(gv_unit_gather(m, j + 1));
+    if (j == 0 || l == m->Le) GV_TRY(gv_t5_bias_forward(m, dec));
     gv_attn_ext sa = gv_t5_attn(m, 0, dec);
     char *qkv = ACT(m, a->qkv); /* [N, QKV] */
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res, x->ln1_w,
                            -1));
-    GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1), W(m, x->qkv_w), NULL, N, C, m->QKVl));
-    GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
-                                    qkv + (HD + KD) * e, F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc)));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
-    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj), ACT(m, a->attproj))); /* row-parallel: sum over tp */
-    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)N * C));
+    GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
+    GV_TRY(gv_matmul_forward(be, qkv, ACT(m, a->ln1f), W(m, x->qkv_w), NULL, N, C, m->QKVl));
+    float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
+    if (m->sp_size > 1) { /* Ulysses: all positions of this rank's head group */
+        int qoff[3], qw[3], aoff[1], aw[1], sHD = m->Hs * m->D, sKD = m->KVHs * m->D;
+        gv_sp_layout yq, ya;
+        gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
+        char *qs = ACT(m, a->qkv_sp);
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_heads_to_seq(m, &yq, (float *)qkv, (float *)qs));
+        GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty_sp), F32ACT(m, a->stash), qs, qs + sHD * e,
+                                        qs + (sHD + sKD) * e, bias));
+        GV_TRY(gv_backend_sync(be));
+        GV_TRY(gv_sp_seq_to_heads(m, &ya, F32ACT(m, a->atty_sp), F32ACT(m, a->atty)));
+    } else {
+        GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
+                                        qkv + (HD + KD) * e, bias));
+    }
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj))); /* row-parallel: sum over tp */
+    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
     if (x->lnc_w >= 0) {
         gv_attn_ext ca = gv_t5_attn(m, 1, 0);
         char *ckv = ACT(m, a->ckv); /* [N, 2KD]: k then v of the encoder output */
         GV_TRY(
             gv_norm_forward(m, ACT(m, a->lnc), NULL, F32ACT(m, a->lnc_rstd), ACT(m, a->res1), x->lnc_w, -1));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->cq), ACT(m, a->lnc), W(m, x->cq_w), NULL, N, C, HD));
-        GV_TRY(gv_matmul_forward(be, ckv, ACT(m, m->o_enc_out), W(m, x->ckv_w), NULL, N, C, 2 * KD));
-        GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq), ckv,
-                                        ckv + KD * e, NULL));
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
-        GV_TRY(gv_tp_combine(m, ACT(m, a->attproj), ACT(m, a->attproj)));
-        GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)N * C));
+        GV_TRY(gv_tp_expand(m, ACT(m, a->lnc), ACT(m, a->lncf)));
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->cq), ACT(m, a->lncf), W(m, x->cq_w), NULL, N, C, HD));
+        GV_TRY(gv_matmul_forward(be, ckv, gv_t5_enc_full(m), W(m, x->ckv_w), NULL, N, C, 2 * KD));
+        if (m->sp_size > 1) {
+            int off[3], w[3];
+            gv_sp_layout yq, ykv;
+            gv_t5_sp_cross(m, off, w, &yq, &ykv);
+            char *kvs = ACT(m, a->ckv_sp);
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_heads_to_seq(m, &yq, F32ACT(m, a->cq), F32ACT(m, a->cq_sp)));
+            GV_TRY(gv_sp_heads_to_seq(m, &ykv, (float *)ckv, (float *)kvs));
+            GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty_sp), F32ACT(m, a->cstash),
+                                            ACT(m, a->cq_sp), kvs, kvs + (size_t)m->KVHs * m->D * e, NULL));
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_seq_to_heads(m, &yq, F32ACT(m, a->catty_sp), F32ACT(m, a->catty)));
+        } else {
+            GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq),
+                                            ckv, ckv + KD * e, NULL));
+        }
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
+        GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
+        GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)Nl * C));
     }
-    const void *mres = ACT(m, gv_t5_mlp_res(m, l));
+    const void *mres = ACT(m, gv_t5_mlp_res(m, j));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), mres, x->ln2_w,
                            -1));
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2), W(m, x->fc_w), NULL, N, C, m->Fl));
+    GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
+    GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), NULL, N, C, m->Fl));
     GV_TRY(gv_relu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
     GV_TRY(
-        gv_matmul_forward(be, ACT(m, a->fcproj), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->Fl, C));
-    GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj), ACT(m, a->fcproj)));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res2), mres, ACT(m, a->fcproj), (size_t)N * C));
+        gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->Fl, C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
+    GV_TRY(gv_add_forward(be, ACT(m, a->res2), mres, ACT(m, a->fcproj), (size_t)Nl * C));
     if (l == m->Le - 1)
         GV_TRY(gv_norm_forward(m, ACT(m, m->o_enc_out), NULL, F32ACT(m, m->o_encf_rstd), ACT(m, a->res2),
                                m->encf_w, -1));
     return GV_OK;
 }
 
-/* Inputs [N, 2] = (encoder id, decoder id): both embeddings, the encoder, the decoder. */
-static gv_status gv_t5_forward(gv_model *m, const int32_t *in) {
+/* T5's embedding phase: inputs [N, 2] = (encoder id, decoder id) -> both embeddings [Nl,C] (channels 0
+ * and 1). Vocab parallel: each rank embeds the ids of its rows and the partial embeddings are summed
+ * (reduce-scattered over the positions under Megatron-SP). */
+static gv_status gv_t5_embed_forward(gv_model *m, const int32_t *in) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, C = m->C;
     for (int k = 0; k < 2; k++) {
@@ -1955,19 +2167,23 @@ static gv_status gv_t5_forward(gv_model *m, const int32_t *in) {
         GV_TRY(gv_backend_upload(be, ACT(m, k ? m->o_dec_tokens : m->o_tokens), m->h_ids, (size_t)N * 4));
     }
     GV_TRY(gv_unit_gather(m, 0));
-    GV_TRY(
-        gv_embedding_forward(be, ACT(m, m->o_encoded), ACT(m, m->o_tokens), W(m, m->wte), NULL, B, T, C, 0));
-    GV_TRY(gv_embedding_forward(be, ACT(m, m->o_dec_emb), ACT(m, m->o_dec_tokens), W(m, m->wte), NULL, B, T,
-                                C, 0));
-    if (m->vp) { /* the partial embeddings of the vocab shards */
-        GV_TRY(gv_tp_combine(m, ACT(m, m->o_encoded), ACT(m, m->o_encoded)));
-        GV_TRY(gv_tp_combine(m, ACT(m, m->o_dec_emb), ACT(m, m->o_dec_emb)));
+    for (int k = 0; k < 2; k++) {
+        void *out = ACT(m, k ? m->o_dec_emb : m->o_encoded); /* [Nl,C] */
+        void *full = m->msp ? ACT(m, m->o_emb_full) : out;   /* [N,C] */
+        GV_TRY(gv_embedding_forward(be, full, ACT(m, k ? m->o_dec_tokens : m->o_tokens), W(m, m->wte), NULL,
+                                    B, T, C, 0));
+        if (m->vp) GV_TRY(gv_tp_combine(m, full, out)); /* the partial embeddings of the vocab shards */
     }
-    const void *res = ACT(m, m->o_encoded);
-    for (int l = 0; l < m->nl; l++) {
-        if (l == m->Le) res = ACT(m, m->o_dec_emb);
-        GV_TRY(gv_t5_layer_forward(m, l, res));
-        res = ACT(m, m->la[l].res2);
+    return GV_OK;
+}
+
+/* T5's layers phase: channels in -> channels out (gv_t5_in, gv_t5_out). */
+static gv_status gv_t5_layers_forward(gv_model *m) {
+    for (int j = 0; j < m->nl; j++) {
+        int l = m->l0 + j;
+        if (l >= m->Le && (j == 0 || l == m->Le)) /* the first decoder layer: all positions of enc_out */
+            GV_TRY(gv_tp_expand(m, gv_t5_enc(m), gv_t5_enc_full(m)));
+        GV_TRY(gv_t5_layer_forward(m, j, gv_t5_res_in(m, j)));
     }
     return GV_OK;
 }
@@ -1976,15 +2192,12 @@ gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t
                                 const int32_t *targets, float *loss) {
     GV_TRY(gv_check_phases(m, phases, slot));
     if (loss) *loss = 0.0f;
-    if (m->arch == GV_ARCH_T5 && phases != GV_PHASE_ALL)
-        return gv_fail(GV_ERR_UNSUPPORTED, "t5: the model runs as one part (all phases at once)");
     m->fwd_done[slot] = 1;
-    if (m->arch == GV_ARCH_T5) {
-        GV_TRY(gv_t5_forward(m, tokens));
-        return gv_head_forward(m, targets, loss);
-    }
-    if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_forward(m, tokens));
-    if (phases & GV_PHASE_LAYERS) {
+    int t5 = m->arch == GV_ARCH_T5;
+    if (phases & GV_PHASE_EMBED) GV_TRY(t5 ? gv_t5_embed_forward(m, tokens) : gv_embed_forward(m, tokens));
+    if ((phases & GV_PHASE_LAYERS) && t5) {
+        GV_TRY(gv_t5_layers_forward(m));
+    } else if (phases & GV_PHASE_LAYERS) {
         const void *res = gv_layers_in(m); /* [Nl,C] residual stream */
         for (int l = 0; l < m->nl; l++) {
             GV_TRY(gv_layer_forward(m, l, res));
@@ -2189,93 +2402,155 @@ static gv_status gv_embed_backward(gv_model *m) {
     return gv_unit_grad_end(m, 0);
 }
 
-/* T5 backward from dres = d(decoder output) [N,C]: the blocks in reverse (the cross-attentions add up
- * d(enc_out), the stacks' self-attentions d(bias)), the decoder embedding at the boundary, the encoder's
- * final norm, the encoder, the encoder embedding. */
-static gv_status gv_t5_backward(gv_model *m) {
+/* d(encoder output) of this part: dch1 [Nl,C] += the cross-attentions' contributions collected in denc
+ * ([N,C], partial over the tp heads: summed, reduce-scattered under Megatron-SP). */
+static gv_status gv_t5_denc_total(gv_model *m) {
+    void *denc = WORK(m, m->o_denc), *dsum = m->msp ? WORK(m, m->o_dln_l) : denc;
+    GV_TRY(gv_tp_combine(m, denc, dsum));
+    return gv_accumulate(m->be, WORK(m, m->o_dch1), dsum, (size_t)m->Nl * m->C);
+}
+
+/* T5's layers phase backward: dres [Nl,C] = d(output channel 0), dch1 [Nl,C] = d(output channel 1) in, the
+ * gradients of the input channels out. The blocks in reverse: the cross-attentions add up d(enc_out) in
+ * denc, the stacks' self-attentions d(bias); at the last encoder block d(enc_out) goes through the encoder's
+ * final norm into the encoder stream, and the decoder stream's gradient (the decoder embedding's) moves to
+ * channel 1. */
+static gv_status gv_t5_layers_backward(gv_model *m) {
     gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D;
-    size_t e = m->esz, NC = (size_t)N * C * e, TTH = (size_t)T * T * m->H;
-    void *dres = WORK(m, m->o_dres), *dln = WORK(m, m->o_dln), *denc = WORK(m, m->o_denc);
+    int N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e, NlC = (size_t)Nl * C,
+           TTH = (size_t)m->Tf * m->Tf * gv_t5_bias_heads(m);
+    void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
+    void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
+    void *denc = WORK(m, m->o_denc), *dch1 = WORK(m, m->o_dch1);        /* [N,C] partial, [Nl,C] */
     char *dqkv = WORK(m, m->o_dqkv), *dckv = WORK(m, m->o_dckv);
     void *datty = WORK(m, m->o_datty), *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
-    GV_TRY(gv_backend_memset0(be, denc, NC));
+    if (gv_t5_has_dec(m)) GV_TRY(gv_backend_memset0(be, denc, NC));
     GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_enc), TTH * 4));
     GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_dec), TTH * 4));
-    for (int l = m->nl - 1; l >= 0; l--) {
-        const gv_layer_idx *x = &m->li[l];
-        const gv_layer_acts *a = &m->la[l];
-        int dec = l >= m->Le;
-        const void *res_in = l == 0       ? ACT(m, m->o_encoded)
-                             : l == m->Le ? ACT(m, m->o_dec_emb)
-                                          : ACT(m, m->la[l - 1].res2);
-        if (m->ckpt[l])
-            GV_TRY(gv_t5_layer_forward(m, l, res_in)); /* refill the shared views */
+    for (int j = m->nl - 1; j >= 0; j--) {
+        const gv_layer_idx *x = &m->li[j];
+        const gv_layer_acts *a = &m->la[j];
+        int l = m->l0 + j, dec = l >= m->Le;
+        const void *res_in = gv_t5_res_in(m, j);
+        if (m->ckpt[j])
+            GV_TRY(gv_t5_layer_forward(m, j, res_in)); /* refill the shared views */
         else
-            GV_TRY(gv_unit_gather(m, l + 1));
-        GV_TRY(gv_unit_grad_begin(m, l + 1));
-        if (l == m->Le - 1) {                     /* the encoder's output gradient, through its final norm */
-            GV_TRY(gv_tp_combine(m, denc, denc)); /* each rank's cross-attention heads saw part of it */
-            GV_TRY(gv_backend_memset0(be, dres, NC));
-            GV_TRY(gv_norm_backward(m, dres, denc, ACT(m, a->res2), NULL, F32ACT(m, m->o_encf_rstd),
+            GV_TRY(gv_unit_gather(m, j + 1));
+        GV_TRY(gv_unit_grad_begin(m, j + 1));
+        if (l == m->Le - 1) { /* the encoder's output gradient, through its final norm */
+            if (gv_t5_has_dec(m)) GV_TRY(gv_t5_denc_total(m));
+            void *ddec = denc; /* free now: keeps d(decoder embedding) = dres while dres is rebuilt */
+            GV_TRY(gv_copy(m, ddec, dres, NlC));
+            GV_TRY(gv_backend_memset0(be, dres, NlC * e));
+            GV_TRY(gv_norm_backward(m, dres, dch1, ACT(m, a->res2), NULL, F32ACT(m, m->o_encf_rstd),
                                     m->encf_w, -1));
+            GV_TRY(gv_copy(m, dch1, ddec, NlC));
         }
         /* MLP: dres = d(res2) -> d(its input) */
+        GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
-        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), NULL, dres, ACT(m, a->fch_act),
+        GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), NULL, dres_f, ACT(m, a->fch_act),
                                   W(m, x->fcproj_w), N, m->Fl, C));
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->Fl * e));
         GV_TRY(gv_relu_backward(be, dfch, dfch_act, ACT(m, a->fch), (size_t)N * m->Fl));
         GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), NULL, dfch, ACT(m, a->ln2), W(m, x->fc_w), N, C,
+        GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f))); /* the gathered view is shared */
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->fc_w), NULL, dfch, ACT(m, a->ln2f), W(m, x->fc_w), N, C,
                                   m->Fl));
-        GV_TRY(gv_tp_combine(m, dln, dln)); /* column-parallel input gradients: partial sums over tp */
-        GV_TRY(gv_norm_backward(m, dres, dln, ACT(m, gv_t5_mlp_res(m, l)), NULL, F32ACT(m, a->ln2_rstd),
+        GV_TRY(gv_tp_combine(m, dln, dln_l)); /* column-parallel input gradients: partial sums over tp */
+        GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, gv_t5_mlp_res(m, j)), NULL, F32ACT(m, a->ln2_rstd),
                                 x->ln2_w, -1));
         if (x->lnc_w >= 0) { /* cross-attention: d(resc) -> d(res1), and d(enc_out) */
             gv_attn_ext ca = gv_t5_attn(m, 1, 0);
             void *dcq = WORK(m, m->o_dcq), *dcatty = WORK(m, m->o_dcatty);
             char *ckv = ACT(m, a->ckv);
+            GV_TRY(gv_tp_expand(m, dres, dres_f));
             GV_TRY(gv_backend_memset0(be, dcatty, (size_t)N * HD * e));
-            GV_TRY(gv_matmul_backward(be, dcatty, G(m, x->co_w), NULL, dres, ACT(m, a->catty), W(m, x->co_w),
-                                      N, HD, C));
+            GV_TRY(gv_matmul_backward(be, dcatty, G(m, x->co_w), NULL, dres_f, ACT(m, a->catty),
+                                      W(m, x->co_w), N, HD, C));
             GV_TRY(gv_backend_memset0(be, dcq, (size_t)N * HD * e));
             GV_TRY(gv_backend_memset0(be, dckv, (size_t)N * 2 * KD * e));
-            GV_TRY(gv_attention_ext_backward(be, &ca, dcq, dckv, dckv + KD * e, NULL, dcatty, ACT(m, a->cq),
-                                             ckv, ckv + KD * e, F32ACT(m, a->cstash)));
+            if (m->sp_size > 1) { /* Ulysses: through the full-sequence head-group buffers */
+                int off[3], w[3];
+                gv_sp_layout yq, ykv;
+                gv_t5_sp_cross(m, off, w, &yq, &ykv);
+                size_t NF = (size_t)m->B * m->Tf, sKD = (size_t)m->KVHs * m->D;
+                char *kvs = ACT(m, a->ckv_sp), *dkvs = WORK(m, m->o_dckv_sp);
+                void *dqs = WORK(m, m->o_dcq_sp), *dats = WORK(m, m->o_dcatty_sp);
+                GV_TRY(gv_backend_sync(be));
+                GV_TRY(gv_sp_heads_to_seq(m, &yq, dcatty, dats));
+                GV_TRY(gv_backend_memset0(be, dqs, NF * m->Hs * m->D * e));
+                GV_TRY(gv_backend_memset0(be, dkvs, NF * 2 * sKD * e));
+                GV_TRY(gv_attention_ext_backward(be, &ca, dqs, dkvs, dkvs + sKD * e, NULL, dats,
+                                                 ACT(m, a->cq_sp), kvs, kvs + sKD * e, F32ACT(m, a->cstash)));
+                GV_TRY(gv_backend_sync(be));
+                GV_TRY(gv_sp_seq_to_heads(m, &yq, dqs, dcq));
+                GV_TRY(gv_sp_seq_to_heads(m, &ykv, (float *)dkvs, (float *)dckv));
+            } else {
+                GV_TRY(gv_attention_ext_backward(be, &ca, dcq, dckv, dckv + KD * e, NULL, dcatty,
+                                                 ACT(m, a->cq), ckv, ckv + KD * e, F32ACT(m, a->cstash)));
+            }
             GV_TRY(gv_backend_memset0(be, dln, NC));
-            GV_TRY(gv_matmul_backward(be, dln, G(m, x->cq_w), NULL, dcq, ACT(m, a->lnc), W(m, x->cq_w), N, C,
+            GV_TRY(gv_tp_expand(m, ACT(m, a->lnc), ACT(m, a->lncf)));
+            GV_TRY(gv_matmul_backward(be, dln, G(m, x->cq_w), NULL, dcq, ACT(m, a->lncf), W(m, x->cq_w), N, C,
                                       HD));
-            GV_TRY(gv_tp_combine(m, dln, dln));
-            GV_TRY(
-                gv_norm_backward(m, dres, dln, ACT(m, a->res1), NULL, F32ACT(m, a->lnc_rstd), x->lnc_w, -1));
-            GV_TRY(gv_matmul_backward(be, denc, G(m, x->ckv_w), NULL, dckv, ACT(m, m->o_enc_out),
-                                      W(m, x->ckv_w), N, C, 2 * KD));
+            GV_TRY(gv_tp_combine(m, dln, dln_l));
+            GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), NULL, F32ACT(m, a->lnc_rstd), x->lnc_w,
+                                    -1));
+            GV_TRY(gv_matmul_backward(be, denc, G(m, x->ckv_w), NULL, dckv, gv_t5_enc_full(m), W(m, x->ckv_w),
+                                      N, C, 2 * KD));
         }
         /* self-attention: d(res1) -> d(res_in) */
         gv_attn_ext sa = gv_t5_attn(m, 0, dec);
         char *qkv = ACT(m, a->qkv);
+        GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
-        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), NULL, dres, ACT(m, a->atty), W(m, x->proj_w), N,
-                                  HD, C));
+        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), NULL, dres_f, ACT(m, a->atty), W(m, x->proj_w),
+                                  N, HD, C));
         GV_TRY(gv_backend_memset0(be, dqkv, (size_t)N * m->QKVl * e));
-        GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e,
-                                         (float *)WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc), datty, qkv,
-                                         qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
-        GV_TRY(gv_backend_memset0(be, dln, NC));
-        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), NULL, dqkv, ACT(m, a->ln1), W(m, x->qkv_w), N, C,
-                                  m->QKVl));
-        GV_TRY(gv_tp_combine(m, dln, dln));
-        GV_TRY(gv_norm_backward(m, dres, dln, res_in, NULL, F32ACT(m, a->ln1_rstd), x->ln1_w, -1));
-        if (l == 0 || l == m->Le) GV_TRY(gv_t5_bias_backward(m, dec));
-        GV_TRY(gv_unit_grad_end(m, l + 1));
-        if (l == m->Le) { /* dres = d(decoder embedding) */
-            GV_TRY(gv_unit0_grad_open(m));
-            GV_TRY(gv_embedding_backward(be, G(m, m->wte), NULL, dres, ACT(m, m->o_dec_tokens), B, T, C, 0));
+        float *dbias = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
+        if (m->sp_size > 1) {
+            int qoff[3], qw[3], aoff[1], aw[1];
+            gv_sp_layout yq, ya;
+            gv_sp_layouts(m, qoff, qw, aoff, aw, &yq, &ya);
+            size_t NF = (size_t)m->B * m->Tf, sHD = (size_t)m->Hs * m->D, sKD = (size_t)m->KVHs * m->D;
+            char *qs = ACT(m, a->qkv_sp), *dqs = WORK(m, m->o_dqkv_sp);
+            void *dats = WORK(m, m->o_datty_sp);
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_heads_to_seq(m, &ya, datty, dats));
+            GV_TRY(gv_backend_memset0(be, dqs, NF * (size_t)m->QKVs * e));
+            GV_TRY(gv_attention_ext_backward(be, &sa, dqs, dqs + sHD * e, dqs + (sHD + sKD) * e, dbias, dats,
+                                             qs, qs + sHD * e, qs + (sHD + sKD) * e, F32ACT(m, a->stash)));
+            GV_TRY(gv_backend_sync(be));
+            GV_TRY(gv_sp_seq_to_heads(m, &yq, (float *)dqs, (float *)dqkv));
+        } else {
+            GV_TRY(gv_attention_ext_backward(be, &sa, dqkv, dqkv + HD * e, dqkv + (HD + KD) * e, dbias, datty,
+                                             qkv, qkv + HD * e, qkv + (HD + KD) * e, F32ACT(m, a->stash)));
         }
+        GV_TRY(gv_backend_memset0(be, dln, NC));
+        GV_TRY(gv_tp_expand(m, ACT(m, a->ln1), ACT(m, a->ln1f)));
+        GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), NULL, dqkv, ACT(m, a->ln1f), W(m, x->qkv_w), N, C,
+                                  m->QKVl));
+        GV_TRY(gv_tp_combine(m, dln, dln_l));
+        GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, NULL, F32ACT(m, a->ln1_rstd), x->ln1_w, -1));
+        if (j == 0 || l == m->Le) GV_TRY(gv_t5_bias_backward(m, dec));
+        GV_TRY(gv_unit_grad_end(m, j + 1));
     }
+    if (!gv_t5_has_enc_end(m) && gv_t5_has_dec(m)) GV_TRY(gv_t5_denc_total(m)); /* d(enc_out) on */
+    return GV_OK;
+}
+
+/* T5's embedding backward: dres = d(encoder embedding), dch1 = d(decoder embedding), [Nl,C] each. */
+static gv_status gv_t5_embed_backward(gv_model *m) {
+    int B = m->B, T = m->T, C = m->C;
     GV_TRY(gv_unit0_grad_open(m));
-    GV_TRY(gv_embedding_backward(be, G(m, m->wte), NULL, dres, ACT(m, m->o_tokens), B, T, C, 0));
+    for (int k = 1; k >= 0; k--) {
+        void *d = WORK(m, k ? m->o_dch1 : m->o_dres), *df = m->msp ? WORK(m, m->o_dres_full) : d;
+        GV_TRY(gv_tp_expand(m, d, df));
+        GV_TRY(gv_embedding_backward(m->be, G(m, m->wte), NULL, df, ACT(m, k ? m->o_dec_tokens : m->o_tokens),
+                                     B, T, C, 0));
+    }
     m->u0_open = 0;
     return gv_unit_grad_end(m, 0);
 }
@@ -2283,14 +2558,14 @@ static gv_status gv_t5_backward(gv_model *m) {
 gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss) {
     GV_TRY(gv_check_phases(m, phases, slot));
     if (!m->fwd_done[slot]) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
-    if (m->arch == GV_ARCH_T5) {
+    int t5 = m->arch == GV_ARCH_T5;
+    if (phases & GV_PHASE_HEAD) {
         GV_TRY(gv_head_backward(m, dloss));
-        GV_TRY(gv_t5_backward(m));
-        return gv_backend_sync(m->be);
+        if (t5) /* the head does not read channel 1 (the encoder output) */
+            GV_TRY(gv_backend_memset0(m->be, WORK(m, m->o_dch1), (size_t)m->Nl * m->C * m->esz));
     }
-    if (phases & GV_PHASE_HEAD) GV_TRY(gv_head_backward(m, dloss));
-    if (phases & GV_PHASE_LAYERS) GV_TRY(gv_layers_backward(m));
-    if (phases & GV_PHASE_EMBED) GV_TRY(gv_embed_backward(m));
+    if (phases & GV_PHASE_LAYERS) GV_TRY(t5 ? gv_t5_layers_backward(m) : gv_layers_backward(m));
+    if (phases & GV_PHASE_EMBED) GV_TRY(t5 ? gv_t5_embed_backward(m) : gv_embed_backward(m));
     return gv_backend_sync(m->be);
 }
 
@@ -2335,7 +2610,7 @@ static int gv_held_pieces(const gv_model *m, size_t *g0, size_t *n, size_t *sh) 
 
 gv_status gv_model_grad_norm(gv_model *m, double *norm) {
     double ss = 0.0;
-    if (m->tp_size == 1 && m->zero < 2 && !m->tied_copy) {
+    if (m->tp_size == 1 && m->zero < 2 && !m->tied_copy && !m->has_copy) {
         GV_TRY(gv_sumsq(m->be, &ss, m->grads, m->param_elems));
     } else {
         /* Sharded gradients add up over the tp group, replicated ones are identical there (count once);
@@ -2352,7 +2627,8 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm) {
                 size_t a = p->off > g0[k] ? p->off : g0[k], e = p->off + gv_param_numel(p);
                 if (e > g0[k] + n[k]) e = g0[k] + n[k];
                 if (a >= e || (!p->sharded && m->tp_rank != 0)) continue;
-                if (m->tied_copy && i == m->lm_head) continue; /* counted where the embedding lives */
+                if ((m->tied_copy && i == m->lm_head) || p->copy)
+                    continue; /* counted where the original is */
                 size_t at = m->zero == 3 ? sh[k] + (a - g0[k]) : a;
                 double x;
                 st = gv_sumsq(m->be, &x, (char *)m->grads + at * m->esz, e - a);
