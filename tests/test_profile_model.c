@@ -68,7 +68,11 @@ static int run(const char *dir, const char *sub, const char *args) {
              "%s/galvatron profile model --model gpt2-tiny -o %s/%s %s > %s/%s.out 2> %s/%s.err",
              GV_BINARY_DIR, dir, sub, args, dir, sub, dir, sub);
     int rc = system(cmd);
-    if (rc != 0) fprintf(stderr, "failed (%d): %s\n", rc, cmd);
+    if (rc != 0) { /* show why */
+        fprintf(stderr, "failed (%d): %s\n", rc, cmd);
+        snprintf(cmd, sizeof cmd, "tail -n 3 %s/%s.err >&2", dir, sub);
+        if (system(cmd) != 0) fprintf(stderr, "(no %s/%s.err)\n", dir, sub);
+    }
     return rc;
 }
 
