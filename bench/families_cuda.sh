@@ -8,7 +8,9 @@ set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-bench}}
 mkdir -p "$out"
 source bench/build_cuda.sh
-ctest --test-dir build-cuda -L cuda --output-on-failure 2>&1 | tail -15 | tee "$out/cuda_tests.log"
+if [ "${GV_BENCH_NO_TESTS:-0}" != 1 ]; then # GV_BENCH_NO_TESTS=1: the CUDA tests ran before in the call
+    ctest --test-dir build-cuda -L cuda --output-on-failure 2>&1 | tail -15 | tee "$out/cuda_tests.log"
+fi
 gv=build-cuda/galvatron
 run() { # run TAG ARGS...: one training run, its summary lines into the log and on stdout
     local tag=$1
@@ -30,3 +32,6 @@ run t5-small-cuda --model t5-small --backend cuda --steps 20 --global-batch 32 -
     --metrics "$out/t5_small.jsonl"
 run vit-huge-cuda --model vit-huge --backend cuda --steps 10 --global-batch 32 --eval-every 0 \
     --metrics "$out/vit_huge.jsonl"
+# T5 on two ranks sharing the GPU (mpi), pipelined across the encoder/decoder boundary, vs the one-rank run
+run t5-tiny-cuda-pp2 --model t5-tiny --backend cuda -n 2 --pp 2 --steps 60 --global-batch 16 --seq 32 \
+    --eval-every 30
