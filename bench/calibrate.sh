@@ -10,7 +10,7 @@
 # usage: bench/calibrate.sh [--out DIR] [RUNS [STEPS]]        (from the repository root, after a build)
 # env:   GV_CALIB_WORLDS   world sizes ["2"]; each needs that many free physical cores
 #        GV_CALIB_PARALLEL 1: the worlds' benches at once, on disjoint cores (needs the sum of the worlds)
-#        GV_CALIB_ITERS    profile iterations [15]
+#        GV_CALIB_ITERS    profile iterations [15]; GV_CALIB_WARMUP untimed ones [3]
 #        GV_CALIB_ONLY     a regular expression: only the plans whose name matches (quick checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GV_MPIRUN=$PWD/bench/mpirun-bind
 worlds=${GV_CALIB_WORLDS:-2}
 parallel=${GV_CALIB_PARALLEL:-0}
 iters=${GV_CALIB_ITERS:-15}
+warm=${GV_CALIB_WARMUP:-3}
 model=gpt2-tiny
 layers=4
 seq=64
@@ -74,11 +75,12 @@ plans_4=(
     "4-pp4-gpipe-m4 4 gpipe 16 4 - t1_t1_t1_t1 t1"
 )
 
-profile_model() { # W DIR
+profile_model() { # W DIR [TPS]
     local tps=1,2
     [ "$1" -ge 4 ] && tps=1,2,4
+    [ -n "${3:-}" ] && tps=$3
     "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp none,megatron,ulysses --batch 1,2,4,8 \
-        --iters "$iters" --warmup 3 -n "$1" -o "$2"
+        --iters "$iters" --warmup "$warm" -n "$1" -o "$2"
 }
 
 # One world's bench on the physical cores from number $2 on.
@@ -116,11 +118,12 @@ bench_world() {
         "$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$d/prof" "$d/$name.json" "$d/$name".*.jsonl \
             >>"$d/table.md" 2>>"$d/split.txt" || echo "| $name | no result | | | | |" >>"$d/table.md"
     done
-    # drift: the model profiled again after the runs (the hardware files kept), the first plan predicted
+    # drift: the model profiled again after the runs at tp 1 (the first plan's; the hardware files kept),
+    # the first plan predicted again
     read -r name _ <<<"${plans[0]}"
     mkdir -p "$d/prof-end"
     cp "$d"/prof/*bandwidth* "$d"/prof/sp_time_* "$d"/prof/overlap_coefficient.json "$d/prof-end/"
-    if profile_model "$W" "$d/prof-end" >"$d/prof-end.out" 2>&1; then
+    if profile_model "$W" "$d/prof-end" 1 >"$d/prof-end.out" 2>&1; then
         local a b
         a=$(grep "^| $name |" "$d/table.md" | awk -F'|' '{print $4}' | xargs)
         b=$("$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$d/prof-end" "$d/$name.json" "$d/$name".*.jsonl \
@@ -150,10 +153,10 @@ cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 [ -n "$cpu" ] || cpu=$(grep -m1 "model name" /proc/cpuinfo | sed 's/.*: //')
 {
     echo "\`bench/calibrate.sh $runs $steps\` (worlds: $worlds$([ "$parallel" = 1 ] && echo ", run at once on disjoint cores"))"
-    echo "on $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname): $cpu, $(nproc) CPUs ($cores physical cores"
+    echo "on $(date -u '+%Y-%m-%d %H:%M UTC'), host $(hostname): $cpu, $(getconf _NPROCESSORS_ONLN) CPUs ($cores physical cores"
     echo "usable); load average $load0 at the start, $load1 at the end; $(($(date +%s) - t0)) s in all."
     echo "$model, $layers layers, seq $seq. Every rank pinned to a physical core of its own (bench/mpirun-bind.sh),"
-    echo "OMP_NUM_THREADS=1; profiles (\`profile hardware\`, \`profile model --sp none,megatron,ulysses --batch 1,2,4,8 --iters $iters --warmup 3\`)"
+    echo "OMP_NUM_THREADS=1; profiles (\`profile hardware\`, \`profile model --sp none,megatron,ulysses --batch 1,2,4,8 --iters $iters --warmup $warm\`)"
     echo "taken the same way with the -n of training. Each plan trained $runs times for $steps steps, repetitions"
     echo "round-robin over the plans; measured = median over the runs of each run's median step time (first step"
     echo "dropped); memory error = worst rank's |predicted - measured| / measured per category."
@@ -174,8 +177,8 @@ cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 for W in $worlds; do
     d=$tmp/w$W
     cp "$d/split.txt" "$out/split-$W.txt" 2>/dev/null || true
-    tail -3 "$d/prof.out" >"$out/prof-$W.txt" 2>/dev/null || true
-    cp "$d/prof/model_profile.json" "$out/model_profile-$W.json" 2>/dev/null || true
+    cp -r "$d/prof" "$out/profile-$W" 2>/dev/null || true
+    cp "$d/prof.out" "$out/profile-$W.log" 2>/dev/null || true
 done
 cat "$out/calibration.md"
 echo "calibrate: wrote $out/calibration.md" >&2

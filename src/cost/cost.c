@@ -628,6 +628,14 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
             R = gv_np_sum(lw, l - l0);
             C = gv_np_sum(ln, l - l0) + on[k];
         }
+        if (!galv && p->stage_layers[k] > 0) { /* own: the vocab layers' layout to the first layer and from
+                                                   the last (embedding on stage 0, head on the last) */
+            double x = 0;
+            if (k == 0) x += gv_cost_inter(cm, &vs, &ls[l0], &b);
+            if (k == p->pp - 1) x += gv_cost_inter(cm, &ls[l - 1], &vs, &b);
+            R += x;
+            C += x;
+        }
         if (!galv && p->pp > 1) { /* activations to / from the neighbours, forward and backward */
             int nb = (k > 0) + (k < p->pp - 1);
             double mb = (double)p->global_batch / p->micro_batches / (p->world / p->pp) * cm->o.seq *
