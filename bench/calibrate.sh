@@ -12,6 +12,8 @@
 #        GV_CALIB_PARALLEL 1: the worlds' benches at once, on disjoint cores (needs the sum of the worlds)
 #        GV_CALIB_ITERS    profile iterations [15]; GV_CALIB_WARMUP untimed ones [3]
 #        GV_CALIB_ONLY     a regular expression: only the plans whose name matches (quick checks)
+#        GV_CALIB_DEADLINE seconds: no further repetition (after the first) or drift profile once this long
+#                          has passed since the start; GV_CALIB_DRIFT=0 skips the drift profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=
@@ -75,11 +77,14 @@ plans_4=(
     "4-pp4-gpipe-m4 4 gpipe 16 4 - t1_t1_t1_t1 t1"
 )
 
-profile_model() { # W DIR [TPS]
-    local tps=1,2
+start_s=$(date +%s)
+past_deadline() { [ -n "${GV_CALIB_DEADLINE:-}" ] && [ $(($(date +%s) - start_s)) -ge "$GV_CALIB_DEADLINE" ]; }
+
+profile_model() { # W DIR [TPS SPS]
+    local tps=1,2 sps=${4:-none,megatron,ulysses}
     [ "$1" -ge 4 ] && tps=1,2,4
     [ -n "${3:-}" ] && tps=$3
-    "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp none,megatron,ulysses --batch 1,2,4,8 \
+    "$gv" profile model --model "$model" --seq "$seq" --tp "$tps" --sp "$sps" --batch 1,2,4,8 \
         --iters "$iters" --warmup "$warm" -n "$1" -o "$2"
 }
 
@@ -100,6 +105,10 @@ bench_world() {
         "$bc" plan "$W" "$pp" "$sched" "$B" "$M" "$stages" "${lay//_/ }" "$vocab" "$d/$name.json"
     done
     for r in $(seq 1 "$runs"); do
+        if [ "$r" -gt 1 ] && past_deadline; then
+            echo "calibrate: $W ranks: time limit, $((r - 1)) repetition(s)" >&2
+            break
+        fi
         for row in "${plans[@]}"; do
             read -r name pp sched B M stages lay vocab <<<"$row"
             "$gv" train --model "$model" --layers "$layers" --seq "$seq" --global-batch "$B" --steps "$steps" \
@@ -123,7 +132,9 @@ bench_world() {
     read -r name _ <<<"${plans[0]}"
     mkdir -p "$d/prof-end"
     cp "$d"/prof/*bandwidth* "$d"/prof/sp_time_* "$d"/prof/overlap_coefficient.json "$d/prof-end/"
-    if profile_model "$W" "$d/prof-end" 1 >"$d/prof-end.out" 2>&1; then
+    if [ "${GV_CALIB_DRIFT:-1}" = 0 ] || past_deadline; then
+        echo "Drift: not measured (time limit)." >"$d/drift.txt"
+    elif profile_model "$W" "$d/prof-end" 1 megatron >"$d/prof-end.out" 2>&1; then
         local a b
         a=$(grep "^| $name |" "$d/table.md" | awk -F'|' '{print $4}' | xargs)
         b=$("$bc" compare "$name" "$model" "$layers" "$seq" "$W" "$d/prof-end" "$d/$name.json" "$d/$name".*.jsonl \
