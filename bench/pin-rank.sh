@@ -22,4 +22,7 @@ cpus=$(bench_cpus() {
 i=$((${GV_PIN_BASE:-0} + ${OMPI_COMM_WORLD_LOCAL_RANK:-0}))
 core=$(echo "$cpus" | sed -n "$((i + 1))p")
 [ -n "$core" ] || { echo "pin-rank: no core number $i among $(echo $cpus | wc -w) (GV_PIN_BASE ${GV_PIN_BASE:-0})" >&2; exit 1; }
-exec taskset -c "$core" "$@"
+command -v taskset >/dev/null && exec taskset -c "$core" "$@"
+command -v numactl >/dev/null && exec numactl --physcpubind="$core" "$@"
+echo "pin-rank: neither taskset nor numactl: rank runs unpinned" >&2
+exec "$@"
