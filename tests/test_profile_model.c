@@ -309,6 +309,15 @@ int main(void) {
     const cJSON *u2 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 1),
                 *u0 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 0);
     const cJSON *m1 = mem_entry_sp(own_d, 32, 1, "none", 0, 0);
+    /* plain TP is timed with the vocab layers split (as its plans run them), tp 1 with them whole */
+    int nnone = 0;
+    cJSON_ArrayForEach(e,
+                       obj(own_d, "time")) if (num(e, "tp") == 2 &&
+                                               !strcmp(cJSON_GetObjectItem(e, "sp")->valuestring, "none")) {
+        nnone++;
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(e, "vocab_parallel")));
+    }
+    CHECK(nnone == 2);
     /* How the vocab layers are split does not change a layer's cost. */
     const cJSON *w0 = mem_entry_sp(own_d, 32, 2, "none", 0, 0),
                 *w1 = mem_entry_sp(own_d, 32, 2, "none", 1, 0);

@@ -555,8 +555,12 @@ gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, con
                     vtp_hi = sp == GV_SP_MEGATRON || (sp == GV_SP_NONE && t > 1);
                 for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
                     gv_mp_ctx x = {world, b, c, tpg, dpg, t, vtp, sp};
-                    int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: its memory only */
-                    for (int ck = 0; ck <= (c->time_ckpt != 0) && !extra; ck++)
+                    int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: memory, no ckpt */
+                    /* Plain TP is timed with the vocab layers split, as the runtime's plain-TP plans run
+                     * them (the layer costs are the same either way; the vocab layers' differ by the split;
+                     * Galvatron's computation file has tp 1 points only) */
+                    int timed = !(sp == GV_SP_NONE && t > 1) || vtp;
+                    for (int ck = 0; ck <= (c->time_ckpt != 0) && timed; ck++)
                         for (int j = 0; j < c->nbatch && st == GV_OK; j++)
                             st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], ck, p);
                     for (int ck = 0; ck < 2 - extra && st == GV_OK; ck++)
