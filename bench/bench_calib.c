@@ -69,6 +69,14 @@ static int cmd_compare(int argc, char **a) {
     co.n_layer = layers;
     co.mixed_precision = 0;
     co.pipeline = p.schedule;
+    /* Megatron-SP or plain TP: the cost model takes one for all tensor-parallel layers (Galvatron's
+     * sequence_parallel); the plans here use one of them (a layer's "m" or "t") throughout. Without TP
+     * layers it does not matter for the time: the Megatron-SP files then (a tp 1 profile has only them). */
+    co.sequence_parallel = 1;
+    for (int i = 0; i <= p.n_layer; i++) {
+        const gv_layer_strategy *l = i < p.n_layer ? &p.layers[i] : &p.vocab;
+        if (l->tp > 1 && l->sp == GV_SP_NONE) co.sequence_parallel = 0;
+    }
     co.spec = &spec;
     co.backend = be;
     if (gv_cost_env_load(&env, dir, spec.name, 1, W, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC) != GV_OK)

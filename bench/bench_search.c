@@ -6,7 +6,8 @@
  *   3. 96 layers on 1024 ranks, fixed global batch (1024), m free, max degrees 8 (Galvatron's defaults).
  * Cases 1-2 read the fixture profiles in tests/profiles; case 3 uses a made-up 1024-rank hardware profile
  * (bandwidths only steer which plan wins; the work done does not depend on their values much).
- * usage: bench_search [REPEATS] [THREADS]   prints the median of REPEATS runs per case and cost model. */
+ * usage: bench_search [REPEATS] [THREADS] [own|galvatron] [CASE]   prints the median of REPEATS runs per case
+ * and cost model; a mode and a substring of a case's name run only those (for profilers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,11 @@ static double cpu_ms(void) {
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
+static const char *only_mode, *only_case;
+
 static void run(const char *name, const gv_cost_model *cm, const gv_search_opts *o, int reps) {
+    if (only_mode && strcmp(only_mode, cm->o.mode == GV_COST_OWN ? "own" : "galvatron")) return;
+    if (only_case && !strstr(name, only_case)) return;
     double t[32], cpu[32];
     gv_search_result r;
     int tasks = 0, ok = 1;
@@ -49,6 +54,16 @@ static void run(const char *name, const gv_cost_model *cm, const gv_search_opts 
             thr = r.cost.throughput;
             snprintf(plan, sizeof plan, "B %d m %d pp %d", r.plan.global_batch, r.plan.micro_batches,
                      r.plan.pp);
+            if (i == 0 && getenv("GV_BENCH_PLANS")) { /* the whole plan, to compare builds */
+                printf("plan %s %s: stages", name, cm->o.mode == GV_COST_OWN ? "own" : "galvatron");
+                for (int k = 0; k < r.plan.pp; k++) printf(" %d", r.plan.stage_layers[k]);
+                printf(" layers");
+                for (int l = 0; l <= r.plan.n_layer; l++) {
+                    const gv_layer_strategy *x = l < r.plan.n_layer ? &r.plan.layers[l] : &r.plan.vocab;
+                    printf(" %d%c%d%s", x->tp, "nmu"[x->sp], x -> zero, x -> ckpt ? "c" : "");
+                }
+                printf(" step %.17g\n", r.cost.step_s);
+            }
         }
         gv_search_result_free(&r);
     }
@@ -63,6 +78,8 @@ static void run(const char *name, const gv_cost_model *cm, const gv_search_opts 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 5, threads = argc > 2 ? atoi(argv[2]) : 0;
     if (reps < 1 || reps > 32) reps = 5;
+    only_mode = argc > 3 ? argv[3] : NULL;
+    only_case = argc > 4 ? argv[4] : NULL;
     gv_hw_profile hw8, hw1k;
     gv_model_profile mp;
     if (gv_hw_profile_load(&hw8, PROF, 1, 8) != GV_OK ||

@@ -266,8 +266,12 @@ static void check_own_lines(void) {
             "\"backward_ms\": [%.9g, %.9g]}",
             i ? ", " : "", bs[i], of + lf, of + 2 * lf, ob + lb, ob + 2 * lb);
     }
+    /* the pipelined run timed at batch 8 (one layer per stage: lf(8) = 4.25, lb(8) = 8.5 ms): embedding
+     * 0.5 / 1.0 ms on the first stage, head 1.5 / 3.0 ms on the last, so a quarter of the vocab layers'
+     * time is on the first stage */
     sprintf(w, ", {\"seq\": 128, \"tp\": 2, \"sp\": \"megatron\", \"batch\": 1, \"forward_ms\": [1, 2], "
-               "\"backward_ms\": [1, 2]}]}");
+               "\"backward_ms\": [1, 2]}], \"pipeline_time\": {\"pp\": 2, \"batch\": 8, "
+               "\"first_stage_ms\": [4.75, 9.5], \"last_stage_ms\": [5.75, 11.5]}}");
     write_file(path, txt);
     gv_model_profile mp;
     memset(&mp, 0, sizeof mp);
@@ -279,6 +283,32 @@ static void check_own_lines(void) {
     CHECK_CLOSE(mp.own_time[0].lb[1], 0.5, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[0], 0.6, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[1], 0.1, 1e-9, 1e-12);
+    CHECK(mp.have_vocab_split);
+    CHECK_CLOSE(mp.vocab_first[0], 0.25, 1e-6, 0);
+    CHECK_CLOSE(mp.vocab_first[1], 0.25, 1e-6, 0);
+    {
+        /* the own model puts that share on the first stage and the rest on the last; Galvatron's halves */
+        gv_hw_profile hw;
+        memset(&hw, 0, sizeof hw);
+        hw.world = 2;
+        hw.overlap_coe = 1;
+        mp.step_fixed_ms = 2;
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, GV_COST_OWN, 2, 64, 64);
+        gv_strategy v = {2, 1, 1, 1, 1, 0, 0};
+        gv_cost_batch b = {8, 4};
+        double w2[2], n2[2];
+        gv_cost_other_time(&cm, &v, &b, w2, n2);
+        double x = 2, all = (0.3 * x) + (0.6 * x + 0.1); /* of(2) + ob(2) ms */
+        CHECK_CLOSE(n2[0], 1e-3 * all * 0.25, 1e-9, 1e-12);
+        CHECK_CLOSE(n2[1], 1e-3 * all * 0.75, 1e-9, 1e-12);
+        CHECK_CLOSE(gv_cost_fixed(&cm), 2e-3, 1e-12, 0);
+        mp.have_vocab_split = 0;
+        gv_cost_other_time(&cm, &v, &b, w2, n2);
+        CHECK_CLOSE(n2[0], n2[1], 1e-12, 0);
+        cm.o.mode = GV_COST_GALVATRON;
+        CHECK(gv_cost_fixed(&cm) == 0);
+    }
     CHECK_OK(gv_own_profile_load(&mp, "no-such-dir/model_profile.json", 64));
     CHECK(mp.n_own_time == 0);
     write_file(path, "{\"layers_min\": 1, \"layers_max\": 2, \"time\": [{\"seq\": 64}]}");

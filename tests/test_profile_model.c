@@ -141,10 +141,32 @@ int main(void) {
             CHECK_CLOSE(l, (t2 - t1) / bs[k], 1e-12, 0);
             CHECK_CLOSE(o, fmax(0.0, (t1 - l * bs[k]) / bs[k]), 1e-12, 1e-15);
         }
-    /* Galvatron's 16 keys and the own model's optimizer step (measured at tp 1) */
-    CHECK(!ct || cJSON_GetArraySize(ct) == 17);
+    /* Galvatron's 16 keys and the own model's optimizer step (measured at tp 1) and fixed per-step cost */
+    CHECK(!ct || cJSON_GetArraySize(ct) == 18);
     CHECK(!ct || num(ct, "optimizer_time_per_mparam") > 0);
     CHECK(num(obj(own, "optimizer"), "ms") > 0 && num(obj(own, "optimizer"), "parameters") > 0);
+    /* the training step through the runtime at layers_min and the first batch, and what is left of it
+     * after the profile's forward + backward of that point, the all-reduce and the optimizer */
+    const cJSON *stp = obj(own, "step");
+    CHECK(num(stp, "layers") == 1 && num(stp, "seq") == 32 && num(stp, "batch") == 1 && num(stp, "ms") > 0);
+    CHECK(numz(stp, "allreduce_ms", 1) >= 0 && num(stp, "optimizer_ms") > 0 && numz(stp, "fixed_ms", 1) >= 0);
+    CHECK(!ct || numz(ct, "step_fixed_ms", 1) == numz(stp, "fixed_ms", 1));
+    {
+        const cJSON *e0, *pt = NULL;
+        cJSON_ArrayForEach(e0, obj(own, "time")) if (!pt && num(e0, "tp") == 1 && num(e0, "batch") == 1 &&
+                                                     num(e0, "seq") == 32 &&
+                                                     !cJSON_IsTrue(cJSON_GetObjectItem(e0, "ckpt"))) pt = e0;
+        CHECK(pt != NULL);
+        if (pt) {
+            const cJSON *f = cJSON_GetObjectItem(pt, "forward_ms"),
+                        *b = cJSON_GetObjectItem(pt, "backward_ms");
+            double rest = num(stp, "ms") - cJSON_GetArrayItem(f, 0)->valuedouble -
+                          cJSON_GetArrayItem(b, 0)->valuedouble - numz(stp, "allreduce_ms", 1) -
+                          num(stp, "optimizer_ms");
+            CHECK_CLOSE(numz(stp, "fixed_ms", 1), fmax(0.0, rest), 1e-9, 1e-9);
+        }
+    }
+    CHECK(cJSON_GetObjectItem(own, "pipeline_time") == NULL); /* one rank: no pipeline */
     /* Backward too, in the project's file, and every point again with recompute (not in Galvatron's). */
     const cJSON *e;
     int ntime = 0, nck = 0;
@@ -261,6 +283,14 @@ int main(void) {
     CHECK_CLOSE(l1, head, 0.01, 0);
     num(obj(obj(obj(mm_c, "other_memory_pp_on_first_sp"), "32"), "activation"), "1");
     num(obj(obj(obj(mm_c, "other_memory_pp_on_last_sp"), "32"), "activation"), "8"); /* halving fill */
+    /* the same run timed: both ends' forward and backward compute of one layer plus their vocab layers */
+    const cJSON *ptm = obj(own_c, "pipeline_time");
+    CHECK(num(ptm, "pp") == 2 && num(ptm, "batch") == 8);
+    for (int k = 0; k < 2; k++) {
+        const cJSON *a = cJSON_GetObjectItem(ptm, k ? "last_stage_ms" : "first_stage_ms");
+        CHECK(cJSON_GetArraySize(a) == 2 && cJSON_GetArrayItem(a, 0)->valuedouble > 0 &&
+              cJSON_GetArrayItem(a, 1)->valuedouble > 0);
+    }
     const cJSON *pl = cJSON_GetArrayItem(obj(own_c, "memory_pipelined"), 0);
     CHECK(pl && num(pl, "pp") == 2 && num(pl, "tp") == 1 && num(pl, "local_batch") == 8);
 
@@ -283,6 +313,15 @@ int main(void) {
     const cJSON *u2 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 1),
                 *u0 = mem_entry_sp(own_d, 32, 2, "ulysses", 0, 0);
     const cJSON *m1 = mem_entry_sp(own_d, 32, 1, "none", 0, 0);
+    /* plain TP is timed with the vocab layers split (as its plans run them), tp 1 with them whole */
+    int nnone = 0;
+    cJSON_ArrayForEach(e,
+                       obj(own_d, "time")) if (num(e, "tp") == 2 &&
+                                               !strcmp(cJSON_GetObjectItem(e, "sp")->valuestring, "none")) {
+        nnone++;
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(e, "vocab_parallel")));
+    }
+    CHECK(nnone == 2);
     /* How the vocab layers are split does not change a layer's cost. */
     const cJSON *w0 = mem_entry_sp(own_d, 32, 2, "none", 0, 0),
                 *w1 = mem_entry_sp(own_d, 32, 2, "none", 1, 0);

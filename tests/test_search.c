@@ -163,6 +163,23 @@ static void check_stage_dp(void) {
                 CHECK(gn == bn || (isinf(gn) && isinf(bn)));
             }
         }
+        /* a solve for queries of at least nmin layers (fewer breakpoints kept): the same answers and
+         * plans for every n >= nmin and every budget, none below nmin */
+        int nmin = 1 + rnd() % L;
+        gv_stage_dp *dm;
+        CHECK_OK(gv_stage_dp_solve_min(&dm, S, mem, cost, inter, (it & 1) ? group : NULL, L, nmin, 200));
+        for (int n = 1; n <= L; n++)
+            for (int b = 0; b <= 200; b += 1 + rnd() % 7) {
+                int p1[8], p2[8], u1 = -1, u2 = -2;
+                double g1 = gv_stage_dp_query(dp, n, b, p1, &u1), g2 = gv_stage_dp_query(dm, n, b, p2, &u2);
+                if (n < nmin) {
+                    CHECK(isinf(g2));
+                    continue;
+                }
+                CHECK(g1 == g2 || (isinf(g1) && isinf(g2)));
+                if (isfinite(g1)) CHECK(u1 == u2 && !memcmp(p1, p2, sizeof(int) * n));
+            }
+        gv_stage_dp_free(dm);
         gv_stage_dp_free(dp);
     }
     CHECK(feasible > 200);

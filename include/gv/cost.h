@@ -65,6 +65,11 @@ typedef struct {
         double lf[2], lb[2], of[2], ob[2];
     } own_time[16];
     int n_own_time;
+    /* own: share of the vocab layers' forward [0] and backward [1] time on a pipeline's first stage (the
+     * embedding; the last stage has the head and loss), from model_profile.json's "pipeline_time";
+     * have_vocab_split = 0: not profiled, half each */
+    double vocab_first[2];
+    int have_vocab_split;
 } gv_model_profile;
 
 /* Reads allreduce_bandwidth_{N}nodes_{G}gpus_per_node.json, p2p_bandwidth_..., overlap_coefficient.json and

@@ -135,6 +135,7 @@ typedef struct {
     int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
     int pp_memory;     /* also Galvatron's pipelined memory runs (pp 2, 4; vocab layers per stage) [1] */
     int time_ckpt;     /* also the time points with recompute of every layer (model_profile.json only) [1] */
+    int time_step;     /* also a whole training step through the runtime (the fixed per-step cost) [1] */
     int warmup, iters; /* per time point [1, 5] */
     uint64_t seed;
 } gv_model_prof_config;
@@ -183,6 +184,19 @@ typedef struct {
      * tp 1, median over iters, maximum over ranks: opt_ms for opt_params local parameters (0 = not
      * measured). Written as Galvatron-ignored "optimizer_time_per_mparam" (ms per million parameters). */
     double opt_ms, opt_params;
+    /* A training step of a DDP plan (layers_min layers, step_batch sequences per rank, one micro-batch)
+     * through the runtime, as the trainer runs it: step_ms in all, of which step_reduce_ms the gradient
+     * all-reduce and step_opt_ms norm + AdamW (medians, maximum over ranks); step_fixed_ms = step_ms - the
+     * gv_model's forward + backward at that point - all-reduce - optimizer, at least 0 (0 = not measured).
+     * Written as Galvatron-ignored "step_fixed_ms" (the own cost model adds it once per step). */
+    double step_ms, step_reduce_ms, step_opt_ms, step_fixed_ms;
+    int step_batch, step_seq; /* measured once, at the first seq */
+    /* The pipelined run pp 2 (one layer per stage, tp 1, GPipe, one micro-batch of pipe_batch sequences
+     * per stage) timed: the first stage's (embedding + a layer) and the last stage's (a layer + head and
+     * loss) forward [0] and backward [1] compute per batch, means over iters (0 = not measured). The own
+     * cost model splits the vocab layers' time between the pipeline's ends by them. */
+    int pipe_batch;
+    double pipe_first_ms[2], pipe_last_ms[2];
 } gv_model_prof;
 
 /* The reason a configuration cannot run on W ranks (GV_ERR_INVALID), without communicating. */

@@ -43,6 +43,12 @@ gv_status gv_search_space(const gv_search_opts *o, int vocab, gv_strategy **out,
 typedef struct gv_stage_dp gv_stage_dp;
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int n_strat, const int *mem, const double *cost,
                             const double *inter, const int *group, int max_layers, int cap);
+/* The same for queries of at least min_layers layers only (smaller n answer INFINITY): after layer i a
+ * memory above cap - (min_layers - 1 - i) x the least layer memory can be on no queried path, so it is not
+ * kept. Same answers for n >= min_layers, fewer breakpoints. */
+gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int n_strat, const int *mem, const double *cost,
+                                const double *inter, const int *group, int max_layers, int min_layers,
+                                int cap);
 /* Best cost of n layers within budget (Galvatron's dense-DP semantics, ties to the lowest strategy index);
  * fills plan[n] with strategy indices and *used with their memory. Returns INFINITY when nothing fits. */
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used);

@@ -359,6 +359,10 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
         if (row < 0) continue;
         double fct = pp == 1 ? fct_total : fct_total / 2;
         double ms = gv_row_val(mp->other_ms_mb[row], s->tp);
+        /* own: the share of this end of the pipeline (embedding first, head and loss last), measured */
+        double share[2] = {pp == 1 ? 1 : 0.5, pp == 1 ? 1 : 0.5};
+        if (!galv && pp > 1 && mp->have_vocab_split)
+            for (int d = 0; d < 2; d++) share[d] = row == 1 ? mp->vocab_first[d] : 1 - mp->vocab_first[d];
         if (galv) {
             double dp_coe = coe * (sdp > 1 ? (double)(sdp - 1) / sdp : 0);
             double dp_msg = ms / 4 * (cm->o.mixed_precision ? 0.5 : 1);
@@ -382,14 +386,15 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
         double f_mb, b_mb, step;
         gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &step);
         double tpc = ag * 2 * (pp == 1 ? 2 : 1); /* an all-gather / reduce-scatter each way at each end */
-        double bct = 2 * fct;
+        fct = fct_total * share[0];
+        double bct = 2 * fct_total * share[1];
         gv_sp_mode mode = s->sp > 1 ? GV_SP_ULYSSES : cm->o.sequence_parallel ? GV_SP_MEGATRON : GV_SP_NONE;
         int own = gv_own_line(mp, tsp, mode), one = gv_own_line(mp, 1, GV_SP_NONE);
         if (own >= 0 || one >= 0) { /* measured; at the strategy's degree its collectives are inside */
             int k = own >= 0 ? own : one;
-            double x = own >= 0 ? lbsz : lbsz / tsp, half = pp == 1 ? 1 : 0.5;
-            fct = gv_line(mp->own_time[k].of, x) * half;
-            bct = gv_line(mp->own_time[k].ob, x) * half;
+            double x = own >= 0 ? lbsz : lbsz / tsp;
+            fct = gv_line(mp->own_time[k].of, x) * share[0];
+            bct = gv_line(mp->own_time[k].ob, x) * share[1];
             if (own >= 0 && tsp > 1) tpc = 0;
         }
         double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
@@ -622,6 +627,14 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
         if (galv) { /* np.sum over the stage's layers, then the vocab layers' time */
             R = gv_np_sum(lw, l - l0);
             C = gv_np_sum(ln, l - l0) + on[k];
+        }
+        if (!galv && p->stage_layers[k] > 0) { /* own: the vocab layers' layout to the first layer and from
+                                                   the last (embedding on stage 0, head on the last) */
+            double x = 0;
+            if (k == 0) x += gv_cost_inter(cm, &vs, &ls[l0], &b);
+            if (k == p->pp - 1) x += gv_cost_inter(cm, &ls[l - 1], &vs, &b);
+            R += x;
+            C += x;
         }
         if (!galv && p->pp > 1) { /* activations to / from the neighbours, forward and backward */
             int nb = (k > 0) + (k < p->pp - 1);

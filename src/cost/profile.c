@@ -525,6 +525,34 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
         gv_own_fit(x[k], of[k], cnt[k], mp->own_time[k].of);
         gv_own_fit(x[k], ob[k], cnt[k], mp->own_time[k].ob);
     }
+    /* the vocab layers' split over a pipeline's ends: each timed stage minus one layer at its batch */
+    mp->have_vocab_split = 0;
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pipeline_time");
+    if (st == GV_OK && pt) {
+        const cJSON *fs = cJSON_GetObjectItemCaseSensitive(pt, "first_stage_ms"),
+                    *ls = cJSON_GetObjectItemCaseSensitive(pt, "last_stage_ms");
+        double b = 0;
+        st = gv_json_num(pt, "batch", &b, path, "pipeline_time.", 1);
+        if (st == GV_OK && (cJSON_GetArraySize(fs) != 2 || cJSON_GetArraySize(ls) != 2))
+            st = gv_fail(GV_ERR_INVALID,
+                         "%s: pipeline_time.first_stage_ms / last_stage_ms: need 2 numbers each", path);
+        int k = 0;
+        while (k < mp->n_own_time && !(mp->own_time[k].tp == 1 && !mp->own_time[k].ckpt)) k++;
+        if (st == GV_OK && k < mp->n_own_time) {
+            const double *l[2] = {mp->own_time[k].lf, mp->own_time[k].lb};
+            int ok = 1;
+            for (int d = 0; d < 2; d++) {
+                double layer = l[d][0] * b + l[d][1];
+                double e = fmax(0, cJSON_GetArrayItem(fs, d)->valuedouble - layer),
+                       h = fmax(0, cJSON_GetArrayItem(ls, d)->valuedouble - layer);
+                if (e + h > 0)
+                    mp->vocab_first[d] = e / (e + h);
+                else
+                    ok = 0;
+            }
+            mp->have_vocab_split = ok;
+        }
+    }
     if (st != GV_OK) mp->n_own_time = 0;
     cJSON_Delete(root);
     return st;

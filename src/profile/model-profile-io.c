@@ -75,6 +75,23 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(o, "ms", p->opt_ms);
         gv_prof_num(o, "parameters", p->opt_params);
     }
+    if (p->pipe_batch > 0) {
+        cJSON *o = cJSON_AddObjectToObject(j, "pipeline_time");
+        gv_prof_num(o, "pp", 2);
+        gv_prof_num(o, "batch", p->pipe_batch);
+        cJSON_AddItemToObject(o, "first_stage_ms", cJSON_CreateDoubleArray(p->pipe_first_ms, 2));
+        cJSON_AddItemToObject(o, "last_stage_ms", cJSON_CreateDoubleArray(p->pipe_last_ms, 2));
+    }
+    if (p->step_ms > 0) {
+        cJSON *o = cJSON_AddObjectToObject(j, "step");
+        gv_prof_num(o, "layers", p->layers_min);
+        gv_prof_num(o, "seq", p->step_seq);
+        gv_prof_num(o, "batch", p->step_batch);
+        gv_prof_num(o, "ms", p->step_ms);
+        gv_prof_num(o, "allreduce_ms", p->step_reduce_ms);
+        gv_prof_num(o, "optimizer_ms", p->step_opt_ms);
+        gv_prof_num(o, "fixed_ms", p->step_fixed_ms);
+    }
     cJSON *ms = cJSON_AddArrayToObject(j, "memory");
     int L[2] = {p->layers_min, p->layers_max};
     double dL = p->layers_max - p->layers_min;
@@ -141,6 +158,7 @@ static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
     }
     /* the own cost model's optimizer step (Galvatron reads only the keys above) */
     if (p->opt_params > 0) gv_prof_num(j, "optimizer_time_per_mparam", p->opt_ms / p->opt_params * 1e6);
+    if (p->step_ms > 0) gv_prof_num(j, "step_fixed_ms", p->step_fixed_ms);
     return j;
 }
 

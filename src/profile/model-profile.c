@@ -21,6 +21,7 @@ void gv_model_prof_config_defaults(gv_model_prof_config *c) {
     c->layers_max = 2;
     c->pp_memory = 1;
     c->time_ckpt = 1;
+    c->time_step = 1;
     c->warmup = 1;
     c->iters = 5;
     c->seed = 1337;
@@ -208,6 +209,79 @@ static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p)
     return st;
 }
 
+/* The per-step cost besides the model's parts: a training step as the trainer runs it (zero gradients,
+ * the micro-batch through the layer-wise runtime gv_hybrid, gradient all-reduce, norm, AdamW) of a DDP
+ * plan over the world with layers_min layers and B sequences per rank, minus what the cost model adds up
+ * for it from the profile: forward + backward of the gv_model at the same point (t, measured just before),
+ * the all-reduce and the optimizer work, both timed inside the same steps. Medians over iters, maximum
+ * over ranks. What is left (runtime bookkeeping: batch split, loss, staging, per-step calls) is the own
+ * model's step_fixed_ms. */
+static gv_status gv_mp_step_fixed(gv_mp_ctx *x, int T, int B, const gv_time_point *t, gv_model_prof *p) {
+    const gv_model_prof_config *c = x->c;
+    int W = gv_comm_size(x->world), n = c->iters > 0 ? c->iters : 1;
+    gv_model_spec s = c->spec;
+    s.n_layer = c->layers_min;
+    gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
+    gv_plan plan;
+    GV_TRY(gv_plan_uniform(&plan, W, 1, s.n_layer, one, one, GV_SCHED_1F1B, B * W, 1));
+    gv_hybrid *h = NULL;
+    gv_status st = gv_hybrid_init(&h, &s, x->b, x->world, &plan, T, "profile model");
+    gv_plan_free(&plan);
+    if (st == GV_OK) st = gv_hybrid_init_weights(h, c->seed);
+    size_t nt = (size_t)B * W * T;
+    int32_t *tok = malloc(nt * (size_t)gv_model_spec_input_width(&s) * sizeof *tok),
+            *tgt = malloc(nt * sizeof *tgt);
+    double *f = malloc(3 * (size_t)n * sizeof *f);
+    if (st == GV_OK && (!tok || !tgt || !f)) st = gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+    if (st == GV_OK) gv_model_spec_random_batch(&s, c->seed, B * W, T, tok, tgt);
+    gv_adamw_cfg cfg = {0.9f, 0.95f, 1e-8f, 0.1f};
+    for (int i = -c->warmup - 1; i < n && st == GV_OK; i++) { /* at least one untimed */
+        float loss;
+        double norm;
+        st = gv_comm_barrier(x->world);
+        double t0 = gv_prof_now_ms(), t1 = t0, t2 = t0;
+        if (st == GV_OK) st = gv_hybrid_zero_grad(h);
+        if (st == GV_OK) st = gv_hybrid_train_batch(h, tok, tgt, &loss);
+        if (st == GV_OK) st = gv_backend_sync(x->b);
+        if (st == GV_OK) t1 = gv_prof_now_ms();
+        if (st == GV_OK) st = gv_hybrid_reduce_grads(h);
+        if (st == GV_OK) st = gv_backend_sync(x->b);
+        if (st == GV_OK) t2 = gv_prof_now_ms();
+        if (st == GV_OK) st = gv_hybrid_grad_norm(h, &norm);
+        if (st == GV_OK) st = gv_hybrid_adamw_step(h, &cfg, 1e-6f, 1.0f, i + c->warmup + 2);
+        if (st == GV_OK) st = gv_backend_sync(x->b);
+        double t3 = gv_prof_now_ms();
+        if (i >= 0) f[i] = t3 - t0, f[n + i] = t2 - t1, f[2 * n + i] = t3 - t2;
+    }
+    double step = 0, red = 0, opt = 0;
+    if (st == GV_OK) {
+        step = gv_prof_median(f, n);
+        red = gv_prof_median(f + n, n);
+        opt = gv_prof_median(f + 2 * n, n);
+        st = gv_prof_max(x->world, &step);
+    }
+    if (st == GV_OK) st = gv_prof_max(x->world, &red);
+    if (st == GV_OK) st = gv_prof_max(x->world, &opt);
+    free(tok);
+    free(tgt);
+    free(f);
+    gv_hybrid_free(h);
+    if (st != GV_OK) return st;
+    p->step_ms = step;
+    p->step_reduce_ms = red;
+    p->step_opt_ms = opt;
+    p->step_batch = B;
+    p->step_seq = T;
+    /* the zero_grad of the step is in the optimizer's measured share (gv_mp_opt), not here */
+    p->step_fixed_ms = fmax(0.0, step - (t->fwd_ms[0] + t->bwd_ms[0]) - red - opt);
+    if (gv_comm_rank(x->world) == 0)
+        gv_info(
+            "profile model: training step of %d layer(s), batch %d per rank: %.3f ms = forward + backward "
+            "%.3f + all-reduce %.3f + optimizer %.3f + the rest %.3f ms",
+            c->layers_min, B, step, t->fwd_ms[0] + t->bwd_ms[0], red, opt, p->step_fixed_ms);
+    return GV_OK;
+}
+
 static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     gv_mp_pair q;
@@ -243,6 +317,8 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model
     }
     if (st == GV_OK && x->tp == 1 && !ckpt && B == c->batches[0]) st = gv_mp_opt(x, &q, 1, p);
     gv_mp_pair_free(&q);
+    if (st == GV_OK && x->tp == 1 && !ckpt && B == c->batches[0] && c->time_step && p->step_ms == 0)
+        st = gv_mp_step_fixed(x, T, B, &t, p);
     if (st != GV_OK) return st;
     t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
     t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
@@ -366,6 +442,40 @@ static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_prof *p) {
         o->parameters = (size_t)a[0], o->gradients = (size_t)a[1], o->optimizer = (size_t)a[2];
         o->activations = (size_t)a[3], o->workspace = (size_t)a[4], o->comm = (size_t)a[5];
     }
+    /* The first pipelined run (pp 2, one layer per stage, layers and vocab whole) also times the stages:
+     * the first holds the embedding, the last the head and loss, so against one layer's time they give
+     * how the vocab layers' time splits between the ends of a pipeline. */
+    if (st == GV_OK && pp == 2 && x->tp == 1 && !x->vtp && p->pipe_batch == 0 && c->iters > 0) {
+        gv_hybrid_times t0, t1;
+        gv_hybrid_timing(h, &t0); /* mean over the one batch so far */
+        float loss;
+        for (int i = 0; i < c->warmup + c->iters && st == GV_OK; i++) {
+            if (i == c->warmup) gv_hybrid_timing(h, &t0);
+            st = gv_hybrid_zero_grad(h);
+            if (st == GV_OK) st = gv_comm_barrier(x->world);
+            if (st == GV_OK) st = gv_hybrid_train_batch(h, tok, tgt, &loss);
+        }
+        double v[2] = {0, 0}, *va = malloc((size_t)W * 2 * sizeof *va);
+        if (st == GV_OK && !va) st = gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
+        if (st == GV_OK) {
+            gv_hybrid_timing(h, &t1); /* means over 1 + warmup + iters batches */
+            int n1 = c->warmup + 1, n2 = n1 + c->iters;
+            v[0] = (t1.forward_ms * n2 - t0.forward_ms * n1) / c->iters;
+            v[1] = (t1.backward_ms * n2 - t0.backward_ms * n1) / c->iters;
+            st = gv_comm_allgather(x->world, v, va, 2, GV_COMM_F64);
+        }
+        if (st == GV_OK) {
+            p->pipe_batch = m.local_batch;
+            p->pipe_first_ms[0] = va[0], p->pipe_first_ms[1] = va[1];
+            p->pipe_last_ms[0] = va[(W - 1) * 2], p->pipe_last_ms[1] = va[(W - 1) * 2 + 1];
+            if (gv_comm_rank(x->world) == 0)
+                gv_info(
+                    "profile model: pp 2, one layer per stage, batch %d: first stage forward %.3f backward "
+                    "%.3f ms, last stage %.3f / %.3f ms",
+                    p->pipe_batch, va[0], va[1], p->pipe_last_ms[0], p->pipe_last_ms[1]);
+        }
+        free(va);
+    }
     free(tok);
     free(tgt);
     free(all);
@@ -458,8 +568,12 @@ gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, con
                     vtp_hi = sp == GV_SP_MEGATRON || (sp == GV_SP_NONE && t > 1);
                 for (int vtp = vtp_lo; vtp <= vtp_hi && st == GV_OK; vtp++) {
                     gv_mp_ctx x = {world, b, c, tpg, dpg, t, vtp, sp};
-                    int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: its memory only */
-                    for (int ck = 0; ck <= (c->time_ckpt != 0) && !extra; ck++)
+                    int extra = sp == GV_SP_NONE && vtp; /* the split-vocab run: memory, no ckpt */
+                    /* Plain TP is timed with the vocab layers split, as the runtime's plain-TP plans run
+                     * them (the layer costs are the same either way; the vocab layers' differ by the split;
+                     * Galvatron's computation file has tp 1 points only) */
+                    int timed = !(sp == GV_SP_NONE && t > 1) || vtp;
+                    for (int ck = 0; ck <= (c->time_ckpt != 0) && timed; ck++)
                         for (int j = 0; j < c->nbatch && st == GV_OK; j++)
                             st = gv_mp_time_point(&x, c->seqs[k], c->batches[j], ck, p);
                     for (int ck = 0; ck < 2 - extra && st == GV_OK; ck++)

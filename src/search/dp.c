@@ -16,7 +16,7 @@ typedef struct {
 } gv_pt;
 
 struct gv_stage_dp {
-    int S, L, cap;
+    int S, L, cap, nmin;
     int *mem;
     double *cost, *inter;
     gv_pt **list; /* [L * S]: breakpoints of f after layer i for strategy s, memory ascending */
@@ -37,60 +37,78 @@ void gv_stage_dp_free(gv_stage_dp *dp) {
 
 /* Lower envelope of step functions a and b + add: at every memory x the smaller value, ties to the lower
  * owner (numpy's argmin). b's points have owner k, or their own owner when k < 0. Writes to out (capacity
- * na + nb), returns its length. */
+ * na + nb), returns its length. Every list here is non-increasing in cost along memory (an envelope of
+ * non-increasing functions is one; shifts, truncation and the pruning below keep it), so once one input
+ * is strictly below the other's last value, the rest of the output is the rest of that input. */
+#define GV_ENV_PUT(x, v, o)                                                                                  \
+    do {                                                                                                     \
+        if (!(n && out[n - 1].cost == (v) && out[n - 1].owner == (o))) {                                     \
+            out[n].mem = (x);                                                                                \
+            out[n].cost = (v);                                                                               \
+            out[n].owner = (o);                                                                              \
+            n++;                                                                                             \
+        }                                                                                                    \
+    } while (0)
 static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double add, int k, gv_pt *out) {
     int i = 0, j = 0, n = 0;
     if (na == 0) { /* the common first merge: a copy */
         for (; j < nb; j++) {
             double v = b[j].cost + add;
             int o = k >= 0 ? k : b[j].owner;
-            if (n && out[n - 1].cost == v && out[n - 1].owner == o) continue;
-            out[n].mem = b[j].mem;
-            out[n].cost = v;
-            out[n].owner = o;
-            n++;
+            GV_ENV_PUT(b[j].mem, v, o);
         }
         return n;
     }
     double va = INFINITY, vb = INFINITY;
     int oa = -1, ob = -1;
     /* breakpoints are unique per memory within each input */
-    while (i < na || j < nb) {
-        int x;
-        if (j >= nb || (i < na && a[i].mem <= b[j].mem)) {
-            x = a[i].mem;
+    while (i < na && j < nb) {
+        int x, am = a[i].mem, bm = b[j].mem;
+        if (am <= bm) {
+            x = am;
             va = a[i].cost;
             oa = a[i].owner;
             i++;
-            if (j < nb && b[j].mem == x) {
+            if (bm == am) {
                 vb = b[j].cost + add;
                 ob = k >= 0 ? k : b[j].owner;
                 j++;
             }
         } else {
-            x = b[j].mem;
+            x = bm;
             vb = b[j].cost + add;
             ob = k >= 0 ? k : b[j].owner;
             j++;
         }
-        double v;
-        int o;
         if (vb < va || (vb == va && ob >= 0 && (oa < 0 || ob < oa))) {
-            v = vb;
-            o = ob;
-        } else {
-            v = va;
-            o = oa;
+            GV_ENV_PUT(x, vb, ob);
+        } else if (oa >= 0) {
+            GV_ENV_PUT(x, va, oa);
         }
-        if (o < 0) continue;
-        if (n && out[n - 1].cost == v && out[n - 1].owner == o) continue;
-        out[n].mem = x;
-        out[n].cost = v;
-        out[n].owner = o;
-        n++;
+    }
+    for (; i < na; i++) { /* b is done: its last value stays */
+        va = a[i].cost;
+        oa = a[i].owner;
+        if (vb < va || (vb == va && ob < oa)) continue; /* b's point already out */
+        GV_ENV_PUT(a[i].mem, va, oa);
+        if (va < vb) { /* a strictly below from here on */
+            for (i++; i < na; i++) out[n++] = a[i];
+            break;
+        }
+    }
+    for (; j < nb; j++) { /* a is done */
+        vb = b[j].cost + add;
+        ob = k >= 0 ? k : b[j].owner;
+        if (!(vb < va || (vb == va && (oa < 0 || ob < oa)))) continue;
+        GV_ENV_PUT(b[j].mem, vb, ob);
+        if (vb < va) {
+            for (j++; j < nb; j++) GV_ENV_PUT(b[j].mem, b[j].cost + add, k >= 0 ? k : b[j].owner);
+            break;
+        }
     }
     return n;
 }
+#undef GV_ENV_PUT
 
 /* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
  * its class has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
@@ -110,13 +128,26 @@ static void gv_prune_list(gv_pt *l, int *len, const gv_pt *g, int ng, int s, dou
 
 gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const double *cost, const double *inter,
                             const int *group, int L, int cap) {
+    return gv_stage_dp_solve_min(out, S, mem, cost, inter, group, L, 1, cap);
+}
+
+gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const double *cost,
+                                const double *inter, const int *group, int L, int nmin, int cap) {
     *out = NULL;
     if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
+    if (nmin < 1 || nmin > L)
+        return gv_fail(GV_ERR_INVALID, "search: stage DP for at least %d of %d layers", nmin, L);
     gv_stage_dp *dp = calloc(1, sizeof *dp);
     if (!dp) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
     dp->S = S;
     dp->L = L;
     dp->cap = cap;
+    dp->nmin = nmin;
+    /* the least layer memory: after layer i, nmin - 1 - i more layers of at least this follow */
+    int least = -1;
+    for (int s = 0; s < S; s++)
+        if (mem[s] >= 0 && mem[s] <= cap && (least < 0 || mem[s] < least)) least = mem[s];
+    if (least < 0) least = 0;
     dp->mem = malloc(sizeof(int) * S);
     dp->cost = malloc(sizeof(double) * S);
     dp->inter = malloc(sizeof(double) * S * S);
@@ -175,13 +206,14 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     memcpy(dp->cost, cost, sizeof(double) * S);
     memcpy(dp->inter, inter, sizeof(double) * S * S);
     for (int s = 0; s < S; s++) { /* layer 0: f = intra for v >= mem, predecessor 0 (all-zero start) */
-        if (mem[s] > cap || mem[s] < 0) continue;
+        if (mem[s] > cap - (nmin - 1) * least || mem[s] < 0) continue;
         dp->list[s] = malloc(sizeof(gv_pt));
         if (!dp->list[s]) goto nomem;
         dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
         dp->len[s] = 1;
     }
     for (int i = 1; i < L; i++) {
+        int lim = cap - (nmin - 1 - i > 0 ? nmin - 1 - i : 0) * least; /* memory a queried path can have */
         size_t total = 0;
         for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
         if (total + 1 > bufcap) {
@@ -223,7 +255,7 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             int minmem = -1;
             for (int s = s0; s < S; s++)
                 if (same[s] == s0 && mem[s] >= 0 && (minmem < 0 || mem[s] < minmem)) minmem = mem[s];
-            int limit = cap - minmem;
+            int limit = lim - minmem;
             if (minmem < 0 || limit < 0) continue;
             int n = 0, cur = 0;
             for (int c = 0; c < ncls; c++) {
@@ -249,7 +281,7 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
             for (int s = s0; s < S && n; s++) {
                 if (same[s] != s0 || mem[s] < 0 || mem[s] > cap) continue;
                 int ns = n;
-                while (ns > 0 && buf[cur][ns - 1].mem > cap - mem[s]) ns--;
+                while (ns > 0 && buf[cur][ns - 1].mem > lim - mem[s]) ns--;
                 if (!ns) continue;
                 gv_pt *l = malloc(sizeof(gv_pt) * ns);
                 if (!l) goto nomem;
@@ -298,7 +330,7 @@ static const gv_pt *gv_at(const gv_stage_dp *dp, int i, int s, int v) {
 }
 
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used) {
-    if (n < 1 || n > dp->L || budget < 0) return INFINITY;
+    if (n < dp->nmin || n > dp->L || budget < 0) return INFINITY;
     if (budget > dp->cap) budget = dp->cap;
     int best = -1;
     double bv = INFINITY;

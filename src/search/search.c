@@ -130,6 +130,7 @@ static void gv_offer_close(const gv_search_ctx *c, gv_task *t, const int *idx, c
 typedef struct {
     int lo, hi;    /* counts considered */
     double *r, *c; /* [pp][hi+1], INFINITY = infeasible */
+    int *xs;       /* [hi+1] scratch */
 } gv_parts;
 
 static int gv_cmp_double(const void *a, const void *b) {
@@ -143,20 +144,27 @@ static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double
     int W = pt->hi + 1;
     for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
     f[0] = 0;
-    for (int k = 0; k < pp; k++)
-        for (int l = 0; l <= L; l++) {
+    for (int k = 0; k < pp; k++) {
+        /* layers after k stages that can still end at L with the other pp - k stages */
+        int l0 = L - (pp - k) * pt->hi, l1 = L - (pp - k) * pt->lo;
+        if (l0 < 0) l0 = 0;
+        if (l1 > L) l1 = L;
+        int nx = 0; /* the stage's counts within the bound, ascending */
+        for (int x = pt->lo; x <= pt->hi; x++)
+            if (isfinite(pt->c[k * W + x]) && pt->c[k * W + x] <= tau) pt->xs[nx++] = x;
+        for (int l = l0; l <= l1; l++) {
             double base = f[k * (L + 1) + l];
             if (!isfinite(base)) continue;
-            for (int x = pt->lo; x <= pt->hi && l + x <= L; x++) {
-                double cc = pt->c[k * W + x];
-                if (!isfinite(cc) || cc > tau) continue;
-                double v = base + cc;
+            for (int i = 0; i < nx && l + pt->xs[i] <= L; i++) {
+                int x = pt->xs[i];
+                double v = base + pt->c[k * W + x];
                 if (v < f[(k + 1) * (L + 1) + l + x]) {
                     f[(k + 1) * (L + 1) + l + x] = v;
                     arg[(k + 1) * (L + 1) + l + x] = x;
                 }
             }
         }
+    }
     double r = f[pp * (L + 1) + L];
     if (!isfinite(r)) return r;
     for (int k = pp, l = L; k > 0; k--) {
@@ -181,7 +189,16 @@ static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp
     /* every composition with bottleneck tau costs at least (m-1) tau + the unconstrained least sum */
     double least = gv_least_sum(pt, pp, L, INFINITY, f, arg, n);
     if (!isfinite(least)) goto done;
-    for (int ci = 0; ci < nc; ci++) {
+    /* feasibility grows with tau: the first feasible bound by bisection (the ones below it find nothing) */
+    int first = 0, last = nc - 1;
+    while (first < last) {
+        int mid = (first + last) / 2;
+        if (isfinite(gv_least_sum(pt, pp, L, cand[mid], f, arg, n)))
+            last = mid;
+        else
+            first = mid + 1;
+    }
+    for (int ci = first; ci < nc; ci++) {
         double tau = cand[ci];
         if (ci + 1 < nc && cand[ci + 1] == tau) continue;
         if ((m - 1) * tau + least >= best) break;
@@ -223,7 +240,7 @@ typedef struct {
     int *mem;           /* [pp * S] */
     double *intra, *inter, *trans;
     const gv_strategy *ls;
-    int shared, ndps, maxn, max_mem;
+    int shared, ndps, maxn, minn, max_mem;
     gv_dpent *ent;
     int nent, capent;
     int *tmp, *smem, *sgroup;
@@ -256,12 +273,6 @@ static void gv_group_free(gv_group *g) {
     free(g->sinter);
     free(g->key);
     memset(g, 0, sizeof *g);
-}
-
-/* Drops the cached subset DPs (not the group's full one, entry 0). */
-static void gv_group_trim(gv_group *g) {
-    for (int i = 1; i < g->nent; i++) gv_dpent_free(g, &g->ent[i]);
-    if (g->nent > 1) g->nent = 1;
 }
 
 /* The entry for membership `in`, solved on first use. */
@@ -301,7 +312,8 @@ static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status 
     }
     for (int k = 0; k < g->ndps; k++) {
         for (int i = 0; i < n; i++) g->smem[i] = g->mem[k * S + e->sub[i]];
-        *st = gv_stage_dp_solve(&e->dp[k], n, g->smem, g->sintra, g->sinter, g->sgroup, g->maxn, g->max_mem);
+        *st = gv_stage_dp_solve_min(&e->dp[k], n, g->smem, g->sintra, g->sinter, g->sgroup, g->maxn, g->minn,
+                                    g->max_mem);
         if (*st != GV_OK) return NULL;
     }
     return e;
@@ -349,6 +361,23 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
     return f;
 }
 
+/* A lower bound on gv_group_query's answer without solving a DP: the smallest cached DP over a superset of
+ * the task's strategies under the cap (the group's full DP at worst), at the same budget. */
+static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, int n, int budget) {
+    int b = budget - (int)cap;
+    if (b < 0) return INFINITY;
+    for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
+    const gv_dpent *best = &g->ent[0];
+    for (int i = 1; i < g->nent; i++) {
+        const gv_dpent *e = &g->ent[i];
+        if (!e->nsub || e->nsub >= best->nsub) continue;
+        int sup = 1;
+        for (int x = 0; x < g->S && sup; x++) sup = !g->key[x] || e->in[x];
+        if (sup) best = e;
+    }
+    return gv_stage_dp_query(best->dp[0], n, b, NULL, NULL);
+}
+
 static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
@@ -362,6 +391,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
     int *mem = NULL, *omem = NULL;
     double *pr = NULL, *pc = NULL;
+    int *mq = NULL, *mb = NULL, *mok = NULL, *mplan = NULL; /* uneven: stage queries of the cap, by (k, x) */
+    int *pxs = NULL;
     unsigned char *tin = NULL;
     int *apos = NULL;
     gv_cost_mem *om = NULL;
@@ -491,7 +522,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
     }
-    gv_parts pt = {lo, hi, NULL, NULL};
+    gv_parts pt = {lo, hi, NULL, NULL, NULL};
     /* this task's strategies as group positions */
     tin = calloc(G->S, 1);
     apos = malloc(sizeof(int) * G->S);
@@ -509,7 +540,14 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     if (uneven) {
         pr = malloc(sizeof(double) * pp * (hi + 1));
         pc = malloc(sizeof(double) * pp * (hi + 1));
-        if (!pr || !pc) goto nomem;
+        mq = malloc(sizeof(int) * pp * (hi + 1));
+        mb = malloc(sizeof(int) * pp * (hi + 1));
+        mok = malloc(sizeof(int) * pp * (hi + 1));
+        mplan = malloc(sizeof(int) * pp * (hi + 1) * hi);
+        pxs = malloc(sizeof(int) * (hi + 1));
+        if (!pr || !pc || !mq || !mb || !mok || !mplan || !pxs) goto nomem;
+        pt.xs = pxs;
+        for (int i = 0; i < pp * (hi + 1); i++) mq[i] = -1;
         pt.r = pr;
         pt.c = pc;
     }
@@ -519,10 +557,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
             if (pp == 1 && q < ncap - 1 && t->found && !galv) {
-                /* pp 1: step = DP objective + vocab terms, and the group's full DP at this budget bounds the
-                 * cap's objective from below */
-                int b = max_mem - omem[v] - (int)caps[q];
-                double f = gv_stage_dp_query(G->ent[0].dp[0], L, b, G->tmp, NULL);
+                /* pp 1: step = DP objective + vocab terms, and a DP over more strategies (the cached one
+                 * closest to the cap's) at this budget bounds the cap's objective from below */
+                double f = gv_group_bound(G, tin, caps[q], L, max_mem - omem[v]);
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
@@ -532,16 +569,23 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
                     for (int x = 0; x <= hi && st == GV_OK; x++) {
                         pr[k * W + x] = pc[k * W + x] = INFINITY;
                         if (x < lo) continue;
-                        double f = gv_group_query(G, tin, apos, caps[q], k, x, max_mem - omem[v * pp + k],
-                                                  stage_plan, &st);
-                        if (!isfinite(f)) continue;
+                        /* the same query as for an earlier vocab strategy of this cap (a stage whose vocab
+                         * memory does not change with it) has the same answer */
+                        int key = k * W + x, b = max_mem - omem[v * pp + k], *sp = mplan + (size_t)key * hi;
+                        if (mq[key] != q || mb[key] != b) {
+                            double f = gv_group_query(G, tin, apos, caps[q], k, x, b, sp, &st);
+                            mq[key] = q;
+                            mb[key] = b;
+                            mok[key] = isfinite(f);
+                        }
+                        if (!mok[key]) continue;
                         double R = ow[v * pp + k], C = on[v * pp + k];
                         for (int j = 0; j < x; j++) {
-                            int a = stage_plan[j];
+                            int a = sp[j];
                             R += w[a];
                             C += ns[a];
                             if (j) {
-                                double xi = inter[stage_plan[j - 1] * S + a] / t->m;
+                                double xi = inter[sp[j - 1] * S + a] / t->m;
                                 R += xi;
                                 C += xi;
                             }
@@ -598,9 +642,13 @@ out:
     free(om);
     free(pr);
     free(pc);
+    free(mq);
+    free(mb);
+    free(mok);
+    free(mplan);
+    free(pxs);
     free(tin);
     free(apos);
-    gv_group_trim(G);
     if (st != GV_OK) snprintf(t->err, sizeof t->err, "%s", gv_last_error());
     t->st = st;
     return st;
@@ -634,10 +682,12 @@ static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_tas
     g->max_mem = (int)o->memory_mb - gv_mem_cache(cm, o);
     g->maxn = L - (pp - 1) * (L / pp);
     if (L / pp > g->maxn) g->maxn = L / pp;
+    g->minn = L / pp; /* the fewest layers a stage query asks for (the DP keeps only what those need) */
     if (!galv && o->uneven_stages && pp > 1) {
-        int h = (L / pp + 1) / 2, hi = (L + pp - 1) / pp + h;
+        int e = L / pp, h = (L / pp + 1) / 2, hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
         if (hi > g->maxn) g->maxn = hi;
+        g->minn = e - h > 1 ? e - h : 1; /* gv_task_run's lo */
     }
     if (!S) return GV_OK;
     g->mem = malloc(sizeof(int) * pp * S);
@@ -685,7 +735,10 @@ static void *gv_worker(void *arg) {
         gv_group g;
         gv_status st =
             c->o->fine_grained ? gv_group_init(&g, c, &c->tasks[lo]) : (memset(&g, 0, sizeof g), GV_OK);
-        for (int k = lo; k < hi; k++) {
+        /* last task first: the tasks of a group go from the fewest strategies (tp only, g = 1) to the most
+         * (tp with sp, largest g), so DPs solved for later ones are supersets that answer the earlier
+         * ones; each task keeps its own result, so the order changes no answer */
+        for (int k = hi - 1; k >= lo; k--) {
             if (st != GV_OK) {
                 c->tasks[k].st = st;
                 snprintf(c->tasks[k].err, sizeof c->tasks[k].err, "%s", gv_last_error());
