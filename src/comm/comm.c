@@ -375,12 +375,17 @@ static void *gv_stage_ptr(const gv_stage *s, const void *p) {
 }
 
 static gv_status gv_stage_end(gv_stage *s, gv_status st) {
+    int to_device = 0;
     for (int i = 0; i < s->n && st == GV_OK; i++) {
         gv_region *g = &s->r[i];
         if (!g->staged || !g->out) continue;
         if (s->conv) gv_bf16_shrink(g->t, g->bytes / 2);
         st = gv_mem_copy((void *)g->lo, g->t, g->bytes);
+        to_device |= gv_mem_kind_of(g->lo) == GV_MEM_DEVICE;
     }
+    /* A copy from pageable host memory can return before its DMA lands, and the backends' streams do not
+     * wait for the legacy stream that carries it: wait here, so the next kernel reads the result. */
+    if (st == GV_OK && to_device) st = gv_mem_device_sync();
     return st;
 }
 
