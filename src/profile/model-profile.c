@@ -219,8 +219,7 @@ static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p)
 static gv_status gv_mp_step_fixed(gv_mp_ctx *x, int T, int B, const gv_time_point *t, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), n = c->iters > 0 ? c->iters : 1;
-    gv_model_spec s = c->spec;
-    s.n_layer = c->layers_min;
+    gv_model_spec s = gv_mp_spec(&c->spec, c->layers_min);
     gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
     gv_plan plan;
     GV_TRY(gv_plan_uniform(&plan, W, 1, s.n_layer, one, one, GV_SCHED_1F1B, B * W, 1));
