@@ -673,6 +673,10 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if ((int64_t)T * u > spec->max_seq)
             return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u,
                            spec->max_seq);
+        /* its relative-bias head slicing is host code (gv_t5_bias_forward / _backward) */
+        if (spec->arch == GV_ARCH_T5 && l1 > l0 && strcmp(gv_backend_name(b), "cpu"))
+            return gv_fail(GV_ERR_UNSUPPORTED, "T5 under Ulysses runs on the cpu backend only (not %s) yet",
+                           gv_backend_name(b));
     }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
