@@ -274,9 +274,9 @@ static gv_status gv_check_tag(const char *what, int tag) {
  * converted) and back. In-place forms (send and recv overlapping) are one region. */
 typedef struct {
     const char *lo;
-    size_t bytes; /* of the caller's region */
-    char *t;      /* what the backend gets */
-    int in, out, staged;
+    size_t bytes;                /* of the caller's region */
+    char *t;                     /* what the backend gets */
+    int in, out, staged, device; /* device: the caller's region is device memory */
 } gv_region;
 
 typedef struct {
@@ -312,17 +312,18 @@ static gv_status gv_stage_begin(gv_stage *s, gv_comm *c, const char *what, gv_co
     const char *a = send, *b = recv;
     if (a && b && a < b + nr && b < a + ns) { /* in place: one region */
         const char *lo = a < b ? a : b, *hi = a + ns > b + nr ? a + ns : b + nr;
-        s->r[s->n++] = (gv_region){lo, (size_t)(hi - lo), NULL, 1, recv_out, 0};
+        s->r[s->n++] = (gv_region){lo, (size_t)(hi - lo), NULL, 1, recv_out, 0, 0};
     } else {
-        if (a && ns) s->r[s->n++] = (gv_region){a, ns, NULL, 1, 0, 0};
-        if (b && nr) s->r[s->n++] = (gv_region){b, nr, NULL, 0, recv_out, 0};
+        if (a && ns) s->r[s->n++] = (gv_region){a, ns, NULL, 1, 0, 0, 0};
+        if (b && nr) s->r[s->n++] = (gv_region){b, nr, NULL, 0, recv_out, 0, 0};
     }
     int want = c->iface->device_mem;
     size_t need = 0;
     for (int i = 0; i < s->n; i++) {
         gv_region *g = &s->r[i];
         gv_mem_kind k = gv_mem_kind_of(g->lo);
-        g->staged = s->conv || (k != GV_MEM_MANAGED && (k == GV_MEM_DEVICE) != want);
+        g->device = k == GV_MEM_DEVICE;
+        g->staged = s->conv || (k != GV_MEM_MANAGED && g->device != want);
         if (g->staged)
             need += ((s->conv ? 2 : 1) * g->bytes + 255) / 256 * 256;
         else
@@ -348,7 +349,7 @@ static gv_status gv_stage_begin(gv_stage *s, gv_comm *c, const char *what, gv_co
         g->t = at;
         at += ((s->conv ? 2 : 1) * g->bytes + 255) / 256 * 256;
         if (!g->in) continue;
-        if (!synced && gv_mem_kind_of(g->lo) == GV_MEM_DEVICE) {
+        if (!synced && g->device) {
             GV_TRY(gv_mem_device_sync());
             synced = 1;
         }
@@ -381,7 +382,7 @@ static gv_status gv_stage_end(gv_stage *s, gv_status st) {
         if (!g->staged || !g->out) continue;
         if (s->conv) gv_bf16_shrink(g->t, g->bytes / 2);
         st = gv_mem_copy((void *)g->lo, g->t, g->bytes);
-        to_device |= gv_mem_kind_of(g->lo) == GV_MEM_DEVICE;
+        to_device |= g->device;
     }
     /* A copy from pageable host memory can return before its DMA lands, and the backends' streams do not
      * wait for the legacy stream that carries it: wait here, so the next kernel reads the result. */
