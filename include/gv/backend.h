@@ -191,6 +191,19 @@ gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void
                           size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                           float grad_scale, int t);
 
+/* One piece of a multi-tensor AdamW step: n elements at element offset woff of weight and grad, poff of
+ * master, moff of m and v; decay: whether weight decay applies. */
+typedef struct {
+    size_t woff, poff, moff, n;
+    int decay;
+} gv_adamw_seg;
+
+/* gv_adamw_update over every segment (weight decay weight_decay where seg.decay, else 0), in as few launches
+ * as the backend can (cuda: one); backends without it run one update per segment. */
+gv_status gv_adamw_update_multi(gv_backend *b, float *master, void *weight, const void *grad, float *m,
+                                float *v, const gv_adamw_seg *segs, int nseg, float lr, float beta1,
+                                float beta2, float eps, float weight_decay, float grad_scale, int t);
+
 /* *out (host) = sum of squares of x[n] (compute dtype), accumulated in double on the host side. */
 gv_status gv_sumsq(gv_backend *b, double *out, const void *x, size_t n);
 /* x *= s. */

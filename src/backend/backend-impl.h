@@ -76,6 +76,9 @@ struct gv_backend_i {
     /* optional (NULL: gv_crossentropy_forward_backward runs the forward, then the in-place backward) */
     gv_status (*crossentropy_forward_backward)(gv_backend *, float *, void *, const int32_t *, float, int,
                                                int, int, int);
+    /* optional (NULL: gv_adamw_update_multi runs adamw_update per segment) */
+    gv_status (*adamw_update_multi)(gv_backend *, float *, void *, const void *, float *, float *,
+                                    const gv_adamw_seg *, int, float, float, float, float, float, float, int);
 };
 
 struct gv_backend {

@@ -232,6 +232,24 @@ gv_status gv_adamw_update(gv_backend *b, float *master, void *weight, const void
                                   grad_scale, t);
 }
 
+gv_status gv_adamw_update_multi(gv_backend *b, float *master, void *weight, const void *grad, float *m,
+                                float *v, const gv_adamw_seg *segs, int nseg, float lr, float beta1,
+                                float beta2, float eps, float weight_decay, float grad_scale, int t) {
+    if (nseg < 0 || (nseg > 0 && !segs))
+        return gv_fail(GV_ERR_INVALID, "adamw_update_multi: %d segments without a table", nseg);
+    if (b->iface->adamw_update_multi && gv_fused_on())
+        return b->iface->adamw_update_multi(b, master, weight, grad, m, v, segs, nseg, lr, beta1, beta2, eps,
+                                            weight_decay, grad_scale, t);
+    size_t es = gv_dtype_size(gv_backend_dtype(b));
+    for (int i = 0; i < nseg; i++) {
+        const gv_adamw_seg *g = &segs[i];
+        GV_TRY(b->iface->adamw_update(b, master + g->poff, weight ? (char *)weight + g->woff * es : NULL,
+                                      (const char *)grad + g->woff * es, m + g->moff, v + g->moff, g->n, lr,
+                                      beta1, beta2, eps, g->decay ? weight_decay : 0.0f, grad_scale, t));
+    }
+    return GV_OK;
+}
+
 gv_status gv_sumsq(gv_backend *b, double *out, const void *x, size_t n) {
     return b->iface->sumsq(b, out, x, n);
 }

@@ -2654,20 +2654,27 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
     size_t *g0 = malloc(3 * (size_t)m->nunits * sizeof *g0), *n = g0 + m->nunits, *sh = n + m->nunits;
     if (!g0) return gv_fail(GV_ERR_NOMEM, "adamw: out of host memory");
     int np = gv_held_pieces(m, g0, n, sh);
-    gv_status st = GV_OK;
-    for (int k = 0; k < np && st == GV_OK; k++)
-        for (int i = 0; i < m->nparams && st == GV_OK; i++) {
+    /* one segment per (piece, parameter), all updated by one multi-tensor call */
+    gv_adamw_seg *seg = malloc((size_t)np * (size_t)m->nparams * sizeof *seg);
+    if (!seg) {
+        free(g0);
+        return gv_fail(GV_ERR_NOMEM, "adamw: out of host memory");
+    }
+    int ns = 0;
+    for (int k = 0; k < np; k++)
+        for (int i = 0; i < m->nparams; i++) {
             const gv_param *p = &m->params[i];
             size_t a = p->off > g0[k] ? p->off : g0[k], e = p->off + gv_param_numel(p);
             if (e > g0[k] + n[k]) e = g0[k] + n[k];
             if (a >= e) continue;
             size_t si = sh[k] + (a - g0[k]), at = m->zero == 3 ? si : a;
-            void *wcopy = (void *)m->master == m->weights ? NULL : (char *)m->weights + at * m->esz;
-            st = gv_adamw_update(m->be, m->master + at, wcopy, (char *)m->grads + at * m->esz, m->adam_m + si,
-                                 m->adam_v + si, e - a, lr, cfg->beta1, cfg->beta2, cfg->eps,
-                                 p->decay ? cfg->weight_decay : 0.0f, grad_scale, t);
+            seg[ns++] = (gv_adamw_seg){at, at, si, e - a, p->decay};
         }
     free(g0);
+    void *wcopy = (void *)m->master == m->weights ? NULL : m->weights;
+    gv_status st = gv_adamw_update_multi(m->be, m->master, wcopy, m->grads, m->adam_m, m->adam_v, seg, ns, lr,
+                                         cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay, grad_scale, t);
+    free(seg);
     GV_TRY(st);
     if (m->zero != 1 && m->zero != 2) return GV_OK; /* ZeRO-3 keeps its pieces; no ZeRO updated everything */
     GV_TRY(gv_backend_sync(m->be));

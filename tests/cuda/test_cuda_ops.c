@@ -348,20 +348,27 @@ static void t_matmul_gelu(int N, int C, int F, int OC) {
     CHECK_OK(gv_backend_upload_f32(cpu, act.c, GV_F32, ha, (size_t)N * F));
     CHECK_OK(gv_backend_upload_f32(gpu, act.g, GV_BF16, ha, (size_t)N * F));
     CHECK_OK(gv_matmul_backward_gelu(cpu, dpre.c, db1.c, dw2.c, db2.c, dout.c, act.c, pre.c, w2.c, N, F, OC));
-    /* route 1: the DGELU_BGRAD epilogue (GV_CUDA_DGELU_EPI=1); 0: the default in-place route */
-    for (int route = 1; route >= 0; route--) {
-        if (route) setenv("GV_CUDA_DGELU_EPI", "1", 1);
+    /* route 1: the DGELU_BGRAD epilogue (GV_CUDA_DGELU_EPI=1); 2: the DGELU epilogue and the bias reduction
+     * (=2, the default); 3: GEMM, then the GELU gradient and its bias sums as two passes
+     * (GV_CUDA_GELU_BIAS=0); 0: GEMM, then the in-place GELU gradient with its bias sums in one pass */
+    static const char *route_name[] = {"GEMM + one-pass GELU gradient and bias", "DGELU_BGRAD epilogue",
+                                       "DGELU epilogue", "two passes"};
+    for (int route = 3; route >= 0; route--) {
+        setenv("GV_CUDA_DGELU_EPI", route == 1 ? "1" : route == 2 ? "2" : "0", 1);
+        if (route == 3) setenv("GV_CUDA_GELU_BIAS", "0", 1);
         CHECK_OK(gv_backend_memset0(gpu, db1.g, F * 2));
         CHECK_OK(gv_backend_memset0(gpu, dw2.g, (size_t)OC * F * 2));
         CHECK_OK(gv_backend_memset0(gpu, db2.g, OC * 2));
         garbage_then_zero(dpre, 0, (size_t)N * F, 0);
         CHECK_OK(
             gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
-        cmpp(route ? "dpre (DGELU epilogue)" : "dpre (over a deferred zero)", dpre, TOL_BF);
-        cmpp(route ? "dpre_bias (DGELU epilogue)" : "dpre_bias", db1, TOL_BF);
+        printf("  route: %s\n", route_name[route]);
+        cmpp("dpre", dpre, TOL_BF);
+        cmpp("dpre_bias", db1, TOL_BF);
         cmpp("dw", dw2, TOL_BF);
         cmpp("dbias", db2, TOL_BF);
-        if (route) unsetenv("GV_CUDA_DGELU_EPI");
+        unsetenv("GV_CUDA_DGELU_EPI");
+        unsetenv("GV_CUDA_GELU_BIAS");
     }
     float *f1 = get_g(dpre), *f2 = get_g(db1), *f3 = get_g(dw2), *f4 = get_g(db2);
     CHECK_OK(gv_matmul_backward_gelu(gpu, dpre.g, db1.g, dw2.g, db2.g, dout.g, act.g, pre.g, w2.g, N, F, OC));
@@ -777,6 +784,45 @@ static void t_adamw(size_t n) {
     pfree(master), pfree(m), pfree(v), pfree(weight);
 }
 
+/* The multi-tensor AdamW against the cpu backend's per-segment updates: segments with their own weight,
+ * master and moment offsets (as ZeRO pieces), tails that are not a multiple of 4, one crossing several
+ * chunks, weight decay on some; steps 1-2 reuse the uploaded chunk table, step 3 changes it; an odd offset
+ * takes the per-segment route. Elements outside every segment must stay as they were. */
+static void t_adamw_multi(void) {
+    const size_t n = 200000;
+    printf("adamw_update_multi n=%zu (3 steps)\n", n);
+    float *hp = hrand(n, 1.0f), *hz = calloc(n, 4);
+    pair master = mk(hp, n, GV_F32), m = mk(hz, n, GV_F32), v = mk(hz, n, GV_F32),
+         weight = mk(hp, n, GV_BF16);
+    const gv_adamw_seg segs[4] = {{0, 0, 120000, 70001, 1},
+                                  {70016, 70016, 0, 65539, 0},
+                                  {140000, 140000, 70000, 40000, 1},
+                                  {190001, 190001, 190001, 999, 1}};
+    for (int t = 1; t <= 4; t++) {
+        float *hgr = hrand(n, t == 2 ? 1e-3f : 1.0f);
+        pair grad = mk(hgr, n, GV_BF16);
+        int ns = t == 3 ? 2 : 3;
+        const gv_adamw_seg *sg = t == 4 ? segs + 3 : segs; /* step 4: the odd offset alone */
+        if (t == 4) ns = 1;
+        CHECK_OK(gv_adamw_update_multi(cpu, master.c, NULL, grad.c, m.c, v.c, sg, ns, 1e-2f, 0.9f, 0.95f,
+                                       1e-8f, 0.1f, 0.5f, t));
+        CHECK_OK(gv_adamw_update_multi(gpu, master.g, weight.g, grad.g, m.g, v.g, sg, ns, 1e-2f, 0.9f, 0.95f,
+                                       1e-8f, 0.1f, 0.5f, t));
+        free(hgr);
+        pfree(grad);
+    }
+    cmpp("master", master, TOL_F32);
+    cmpp("m", m, TOL_F32);
+    cmpp("v", v, TOL_F32);
+    float *w = get_g(weight), *mg = get_g(master);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += w[i] != bfr(mg[i]);
+    printf("  %-44s %zu mismatches\n", "weight == bf16(master)", bad);
+    CHECK(bad == 0);
+    free(w), free(mg), free(hp), free(hz);
+    pfree(master), pfree(m), pfree(v), pfree(weight);
+}
+
 static void t_memory(void) {
     printf("memory: upload_f32 / download_f32 / convert / memset0\n");
     size_t n = 1003;
@@ -1004,6 +1050,7 @@ static void run_tests(int big) {
     t_vector_ops(1001, 0);
     t_vector_ops(big ? 1 << 20 : 5000, 3);
     t_adamw(1001);
+    t_adamw_multi();
     if (big) t_adamw(1 << 20);
     t_gelu(1001, 0);
     if (big) t_gelu(4 * 256 * 3072, 0);
@@ -1025,6 +1072,9 @@ static void run_tests(int big) {
     t_norm(0, 9, 40, 0, 0);
     if (big) t_norm(0, 1024, 768, 1, 1);
     t_norm(0, 64, 3000, 1, 1);
+    t_norm(0, 5, 1024, 1, 1); /* the warp-per-row backward: 4, 2 and 1 chunks per lane */
+    t_norm(1, 300, 512, 1, 0);
+    t_norm(0, 3, 256, 1, 0);
     t_norm(0, 8, 16384, 1, 0);
     t_norm(1, 6, 5001, 1, 0);
     t_norm(1, 5, 37, 1, 0);

@@ -43,6 +43,9 @@ typedef struct gv_cuda_ctx {
     size_t zero_bytes;
     struct gv_cuda_prof *prof; /* op profiler, GV_CUDA_PROFILE=1 (cuda-profile.cu); NULL when off */
     struct gv_cudnn *dnn; /* cuDNN handle and attention plans (cuda-attention-cudnn.cu), made on first use */
+    /* multi-tensor AdamW's chunk table (cuda.cu): device copy, and the host copy it was uploaded from */
+    void *adam_tab, *adam_tab_host;
+    size_t adam_tab_bytes, adam_tab_cap;
 } gv_cuda_ctx;
 
 static inline gv_cuda_ctx *gv_cuda(gv_backend *b) {
@@ -244,6 +247,9 @@ gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, con
 /* dinp (+)= dout * gelu'(inp), acc = 0: written; dinp may alias dout (elementwise). */
 gv_status gv_cuda_gelu_backward_into(gv_cuda_ctx *c, bf16 *dinp, const bf16 *dout, const bf16 *inp, size_t n,
                                      int acc);
+/* dinp (+)= dout * gelu'(inp) over [N, C] and dbias += its column sums, in one pass (dinp may alias dout). */
+gv_status gv_cuda_gelu_backward_bias_into(gv_cuda_ctx *c, bf16 *dinp, bf16 *dbias, const bf16 *dout,
+                                          const bf16 *inp, int N, int C, int acc);
 gv_status gv_cuda_swiglu_forward(gv_backend *b, void *out, const void *inp, int N, int F);
 gv_status gv_cuda_swiglu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, int N, int F);
 /* cuda-crossentropy.cu */

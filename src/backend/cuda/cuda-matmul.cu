@@ -118,13 +118,13 @@ struct gemm_epi {
     int ldaux;
 };
 
-/* Algorithm choice: cuBLASLt's heuristic proposes up to LT_CANDIDATES algorithms; the first call of each
+/* Algorithm choice: cuBLASLt's heuristic proposes up to lt_candidates() algorithms; the first call of each
  * shape times them (one warm-up, then LT_TUNE_REPS runs each) and keeps the fastest. The products run on
  * the real operands: in place when beta = 0 (the real call overwrites D afterwards), on a scratch copy of D
  * when beta != 0 and D is small enough, else no timing (the heuristic's first). GV_CUDA_LT_TUNE=0: off.
  * The timing waits on the stream, so a first call must not happen inside a CUDA graph capture (run one
  * eager step first). */
-#define LT_CANDIDATES 8
+#define LT_CANDIDATES_MAX 32
 #define LT_TUNE_REPS 3
 #define LT_TUNE_MAX_SCRATCH (256u << 20)
 
@@ -135,6 +135,18 @@ static int lt_tune_on(void) {
         on = !(e && e[0] == '0');
     }
     return on;
+}
+
+/* How many candidates to time: GV_CUDA_LT_CANDIDATES (1..32, default 32: on the H200, 2026-12-02, GPT-2
+ * 124M at B=64, 112.7 ms/step with 32 against 113.6 with 8, mostly the weight-gradient GEMMs). */
+static int lt_candidates(void) {
+    static int n = 0;
+    if (n == 0) {
+        const char *e = getenv("GV_CUDA_LT_CANDIDATES");
+        n = e && atoi(e) > 0 ? atoi(e) : 32;
+        if (n > LT_CANDIDATES_MAX) n = LT_CANDIDATES_MAX;
+    }
+    return n;
 }
 
 static int lt_autotune(gv_cuda_ctx *c, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
@@ -252,10 +264,10 @@ static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm
                                                         sizeof al));
             LT_TRY(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al,
                                                         sizeof al));
-            cublasLtMatmulHeuristicResult_t cand[LT_CANDIDATES];
+            cublasLtMatmulHeuristicResult_t cand[LT_CANDIDATES_MAX];
             int nres = 0;
-            cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref,
-                                                               lt_tune_on() ? LT_CANDIDATES : 1, cand, &nres);
+            cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(
+                c->lt, op, la, lb, ld, ld, pref, lt_tune_on() ? lt_candidates() : 1, cand, &nres);
             int pick = 0;
             if (hs == CUBLAS_STATUS_SUCCESS && nres > 1)
                 pick = lt_autotune(c, op, la, lb, ld, A, Bm, D, beta, (size_t)ldd * n * sizeof(bf16), cand,
@@ -427,13 +439,20 @@ gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbi
 }
 
 /* GV_CUDA_GELU_EPI=0: matmul_gelu_forward without the GELU_AUX_BIAS epilogue (A/B timing).
- * GV_CUDA_DGELU_EPI=1: matmul_backward_gelu through the DGELU_BGRAD epilogue. Off by default: on the H200
- * (2026-12-01, N=65536, C=768, F=3072) the forward epilogue was faster than GEMM + GELU kernel (0.53 vs
- * 0.68 ms) but the DGELU_BGRAD GEMM was far slower than GEMM + GELU-gradient kernel + bias reduction (the
- * whole backward pair 2.00 vs 1.19 ms). Read on every call (tests switch them). */
+ * GV_CUDA_DGELU_EPI=1: matmul_backward_gelu through the DGELU_BGRAD epilogue, =2: the DGELU epilogue and the
+ * bias gradient by the reduction kernels. GV_CUDA_GELU_BIAS=0: the GELU gradient and the bias gradient as
+ * two passes instead of one (A/B). The default is 2: on the H200 (2026-12-01, N=65536, C=768, F=3072) the
+ * DGELU_BGRAD GEMM was far slower than GEMM + GELU-gradient kernel + bias reduction (the whole backward pair
+ * 2.00 vs 1.19 ms), while the DGELU epilogue alone beat the GEMM + fused GELU-gradient-and-bias kernel
+ * (2026-12-02, GPT-2 124M: 113.4 vs 113.6 ms/step at B=64, 29.7 vs 30.0 at B=16). The forward's GELU_AUX
+ * epilogue beat GEMM + GELU kernel (0.53 vs 0.68 ms). Read on every call (tests switch them). */
 static int env_flag(const char *name, int dflt) {
     const char *e = getenv(name);
     return e && e[0] ? e[0] != '0' : dflt;
+}
+static int env_int(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && e[0] ? atoi(e) : dflt;
 }
 
 gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const void *inp, const void *w,
@@ -476,10 +495,12 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
     /* the weight and bias gradients of this layer, as in matmul_backward */
     GV_TRY(gv_cuda_matmul_backward(b, NULL, dw, dbias, dout, act, w, N, C, OC));
     if ((!dpre && !dpre_bias) || N == 0 || C == 0 || OC == 0) return GV_OK;
-    if (claimed && env_flag("GV_CUDA_DGELU_EPI", 0)) {
-        /* dpre = (w.dout) * gelu'(pre), the producer's bias gradient = row sums (column-major: C x N) */
+    const int dgelu = env_int("GV_CUDA_DGELU_EPI", 2), fuse_bias = env_flag("GV_CUDA_GELU_BIAS", 1);
+    if (claimed && dgelu) {
+        /* dpre = (w.dout) * gelu'(pre) in the epilogue; mode 1 also the producer's bias gradient (row sums,
+         * column-major C x N), mode 2 leaves it to the reduction kernels */
         bf16 *db = NULL;
-        if (dpre_bias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
+        if (dpre_bias && dgelu == 1) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
         struct gemm_epi e = {EPI_DGELU, db, pre, C};
         int fused = 0;
         gv_status st = gemm_epi(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, e, C, N, OC, 0, 0, C,
@@ -491,32 +512,43 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
                 st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu bias add launch failed: %s",
                              cudaGetErrorString(ce));
         }
+        if (st == GV_OK && fused && dpre_bias && !db)
+            st = bias_backward(c, (bf16 *)dpre_bias, (const bf16 *)dpre, N, C);
         gv_status st2 = db ? gv_cuda_tmp_free(c, db) : GV_OK;
         GV_TRY(st);
         GV_TRY(st2);
         if (fused) return GV_OK;
     }
     if (claimed) {
-        /* dpre = dout @ w written in place (beta 0), times gelu'(pre) in place, then its column sums: the
-         * unfused sequence without the [N, C] scratch and its memset */
+        /* dpre = dout @ w written in place (beta 0), times gelu'(pre) in place with its column sums in the
+         * same pass: the unfused sequence without the [N, C] scratch and its memset */
         GV_TRY(
             gemm(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f));
+        if (dpre_bias && fuse_bias)
+            return gv_cuda_gelu_backward_bias_into(c, (bf16 *)dpre, (bf16 *)dpre_bias, (const bf16 *)dpre,
+                                                   (const bf16 *)pre, N, C, 0);
         GV_TRY(gv_cuda_gelu_backward_into(c, (bf16 *)dpre, (const bf16 *)dpre, (const bf16 *)pre, nc, 0));
         if (dpre_bias) GV_TRY(bias_backward(c, (bf16 *)dpre_bias, (const bf16 *)dpre, N, C));
         return GV_OK;
     }
-    /* accumulating: g = (dout @ w) * gelu'(pre) in a scratch, then dpre += g, dpre_bias += column sums */
+    /* accumulating: g = dout @ w in a scratch, then dpre += g * gelu'(pre) and dpre_bias += its column sums
+     */
     bf16 *g;
     GV_TRY(gv_cuda_tmp_alloc(c, (void **)&g, nc * es));
     gv_status st = gemm(c, g, (const bf16 *)w, (const bf16 *)dout, NULL, C, N, OC, 0, 0, C, OC, C, 0.0f);
-    if (st == GV_OK) st = gv_cuda_gelu_backward_into(c, g, g, (const bf16 *)pre, nc, 0);
-    if (st == GV_OK && dpre_bias) st = bias_backward(c, (bf16 *)dpre_bias, g, N, C);
-    if (st == GV_OK && dpre) {
-        acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
-        cudaError_t ce = cudaGetLastError();
-        if (ce != cudaSuccess)
-            st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu accumulate failed: %s",
-                         cudaGetErrorString(ce));
+    if (st == GV_OK && dpre_bias && dpre && fuse_bias) {
+        st = gv_cuda_gelu_backward_bias_into(c, (bf16 *)dpre, (bf16 *)dpre_bias, g, (const bf16 *)pre, N, C,
+                                             1);
+    } else {
+        if (st == GV_OK) st = gv_cuda_gelu_backward_into(c, g, g, (const bf16 *)pre, nc, 0);
+        if (st == GV_OK && dpre_bias) st = bias_backward(c, (bf16 *)dpre_bias, g, N, C);
+        if (st == GV_OK && dpre) {
+            acc_kernel<<<gv_cdiv(nc, 256), 256, 0, c->stream>>>((bf16 *)dpre, g, nc);
+            cudaError_t ce = cudaGetLastError();
+            if (ce != cudaSuccess)
+                st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward_gelu accumulate failed: %s",
+                             cudaGetErrorString(ce));
+        }
     }
     gv_status st2 = gv_cuda_tmp_free(c, g);
     return st != GV_OK ? st : st2;

@@ -7,6 +7,8 @@
  * fixed order (deterministic) and adds them into dw / dbias. */
 #include "cuda-common.cuh"
 
+#include <stdlib.h>
+
 /* ---- kernels ----------------------------------------------------------------------------------------- */
 
 /* ADD: the row is sum = inp + y, rounded to bf16 and stored first (the fused residual add); the later passes
@@ -177,6 +179,95 @@ __global__ void __launch_bounds__(NORM_BWD_THREADS)
     }
 }
 
+/* Narrow rows (C <= 1024, C % 8 == 0): one warp per row, NW warps per block, no block barrier per row; a
+ * lane owns chunks lane + 32 j (j < NCH) of 8 channels. The row is read again (from L1) for the dinp pass
+ * instead of being kept in registers, so the dw / dbias partial sums stay resident with room for several
+ * blocks per SM; the warps' partials are summed in shared memory once per block, in a fixed order. */
+#define NORM_WARP_NW 8
+template <int NCH, bool RMS>
+__global__ void __launch_bounds__(NORM_WARP_NW * 32)
+    norm_backward_warp_kernel(bf16 *dinp, float *part_dw, float *part_db, const bf16 *dout, const bf16 *inp,
+                              const bf16 *w, const float *mean, const float *rstd, int N, int C, int acc) {
+    __shared__ float sh[NORM_WARP_NW][1024];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float gw[NCH][8], gb[NCH][8];
+#pragma unroll
+    for (int j = 0; j < NCH; j++)
+#pragma unroll
+        for (int k = 0; k < 8; k++) gw[j][k] = gb[j][k] = 0.0f;
+    const float invC = 1.0f / C;
+    for (int row = blockIdx.x * NORM_WARP_NW + warp; row < N; row += gridDim.x * NORM_WARP_NW) {
+        const float m = RMS ? 0.0f : mean[row], rs = rstd[row];
+        const bf16 *xr = inp + (size_t)row * C, *dr = dout + (size_t)row * C;
+        float s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = (lane + 32 * j) * 8;
+            if (c < C) {
+                float a[8], d[8], wv[8];
+                gv_load_bf<8>(a, xr + c);
+                gv_load_bf<8>(d, dr + c);
+                if (w) gv_load_bf<8>(wv, w + c);
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const float xh = (a[k] - m) * rs, dn = w ? d[k] * wv[k] : d[k];
+                    s1 += dn;
+                    s2 += dn * xh;
+                    gw[j][k] += d[k] * xh;
+                    gb[j][k] += d[k];
+                }
+            }
+        }
+        if (!dinp) continue;
+        s1 = gv_warp_sum(s1);
+        s2 = gv_warp_sum(s2);
+        const float md = RMS ? 0.0f : s1 * invC, mdn = s2 * invC;
+        bf16 *gr = dinp + (size_t)row * C;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = (lane + 32 * j) * 8;
+            if (c < C) {
+                float a[8], d[8], wv[8], g[8];
+                gv_load_bf<8>(a, xr + c);
+                gv_load_bf<8>(d, dr + c);
+                if (w) gv_load_bf<8>(wv, w + c);
+                if (acc) {
+                    gv_load_bf<8>(g, gr + c);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 8; k++) g[k] = 0.0f;
+                }
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    const float xh = (a[k] - m) * rs, dn = w ? d[k] * wv[k] : d[k];
+                    g[k] += (dn - md - xh * mdn) * rs;
+                }
+                gv_store_bf<8>(gr + c, g);
+            }
+        }
+    }
+    float *parts[2] = {part_dw, part_db};
+#pragma unroll
+    for (int p = 0; p < 2; p++) {
+        if (!parts[p]) continue;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = (lane + 32 * j) * 8;
+            if (c < C)
+#pragma unroll
+                for (int k = 0; k < 8; k++) sh[warp][c + k] = p == 0 ? gw[j][k] : gb[j][k];
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float t = 0.0f;
+#pragma unroll
+            for (int i = 0; i < NORM_WARP_NW; i++) t += sh[i][c];
+            parts[p][(size_t)blockIdx.x * C + c] = t;
+        }
+        __syncthreads();
+    }
+}
+
 /* ---- launchers --------------------------------------------------------------------------------------- */
 
 static gv_status norm_check(const char *op, int N, int C) {
@@ -271,6 +362,16 @@ static bool dispatch_norm_backward(int G, int chunks, cudaStream_t s, bf16 *dinp
     return false;
 }
 
+/* GV_CUDA_NORM_WARP=0: the block-per-row backward for every width (A/B). */
+static int norm_warp_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_NORM_WARP");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
 template <bool RMS>
 static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *dw, void *dbias,
                                const void *dout, const void *inp, const void *w, const float *mean,
@@ -300,12 +401,33 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     /* ~1024 resident threads per SM; the partial sums are then reduced over G rows by 32 lanes per column */
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
+    const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
+    if (nwarp) { /* narrow rows: a warp per row, a few blocks per SM */
+        G = c->num_sms * 3;
+        if (G > (N + NORM_WARP_NW - 1) / NORM_WARP_NW) G = (N + NORM_WARP_NW - 1) / NORM_WARP_NW;
+        if (G < 1) G = 1;
+    }
     float *part = NULL;
     size_t pn = (size_t)G * C;
     if (dw || dbias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&part, pn * sizeof(float) * 2));
     float *pdw = dw ? part : NULL, *pdb = dbias ? part + pn : NULL;
-    bool ok;
-    if (vec)
+    bool ok = true;
+    if (nwarp) {
+        const int T = NORM_WARP_NW * 32;
+#define GV_NW(K_)                                                                                            \
+    norm_backward_warp_kernel<K_, RMS><<<G, T, 0, c->stream>>>((bf16 *)dinp, pdw, pdb, (const bf16 *)dout,   \
+                                                               (const bf16 *)inp, (const bf16 *)w, mean,     \
+                                                               rstd, N, C, !claimed)
+        if (nwarp == 1)
+            GV_NW(1);
+        else if (nwarp == 2)
+            GV_NW(2);
+        else if (nwarp == 3)
+            GV_NW(3);
+        else
+            GV_NW(4);
+#undef GV_NW
+    } else if (vec)
         ok = dispatch_norm_backward<8, RMS>(G, chunks, c->stream, (bf16 *)dinp, pdw, pdb, (const bf16 *)dout,
                                             (const bf16 *)inp, (const bf16 *)w, mean, rstd, N, C, !claimed);
     else

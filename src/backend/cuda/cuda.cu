@@ -87,6 +87,59 @@ __global__ void adamw_kernel(float *master, bf16 *weight, const bf16 *grad, floa
     if (weight) weight[i] = gv_tobf(p);
 }
 
+/* Multi-tensor AdamW: block i updates chunk i of a table of chunks (at most ADAM_CHUNK elements of one
+ * segment each), 4 consecutive elements per thread with 16-byte fp32 and 8-byte bf16 accesses; the same
+ * arithmetic as adamw_kernel. */
+#define ADAM_CHUNK 32768
+struct gv_adam_chunk {
+    unsigned long long woff, poff, moff;
+    unsigned n, decay;
+};
+struct __align__(8) gv_bf16x4 {
+    bf16 v[4];
+};
+__global__ void adamw_multi_kernel(float *master, bf16 *weight, const bf16 *grad, float *m, float *v,
+                                   const gv_adam_chunk *chunks, float step_size, float bc2_sqrt, float decay,
+                                   float beta2, float w1, float w2, float eps, float grad_scale) {
+    const gv_adam_chunk ch = chunks[blockIdx.x];
+    const float dk = ch.decay ? decay : 1.0f;
+    float *P = master + ch.poff, *M = m + ch.moff, *Vv = v + ch.moff;
+    const bf16 *G = grad + ch.woff;
+    bf16 *Wt = weight ? weight + ch.woff : NULL;
+    const unsigned n4 = ch.n / 4;
+    for (unsigned j = threadIdx.x; j < n4; j += blockDim.x) {
+        float4 p = reinterpret_cast<float4 *>(P)[j], mo = reinterpret_cast<float4 *>(M)[j],
+               vo = reinterpret_cast<float4 *>(Vv)[j];
+        gv_bf16x4 gb = reinterpret_cast<const gv_bf16x4 *>(G)[j];
+        float pa[4] = {p.x, p.y, p.z, p.w}, ma[4] = {mo.x, mo.y, mo.z, mo.w},
+              va[4] = {vo.x, vo.y, vo.z, vo.w};
+        gv_bf16x4 wb;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float g = gv_bf(gb.v[k]) * grad_scale;
+            float q = pa[k] * dk;
+            float mi = ma[k] + w1 * (g - ma[k]);
+            float vi = beta2 * va[k] + w2 * g * g;
+            q -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+            pa[k] = q, ma[k] = mi, va[k] = vi;
+            wb.v[k] = gv_tobf(q);
+        }
+        reinterpret_cast<float4 *>(P)[j] = make_float4(pa[0], pa[1], pa[2], pa[3]);
+        reinterpret_cast<float4 *>(M)[j] = make_float4(ma[0], ma[1], ma[2], ma[3]);
+        reinterpret_cast<float4 *>(Vv)[j] = make_float4(va[0], va[1], va[2], va[3]);
+        if (Wt) reinterpret_cast<gv_bf16x4 *>(Wt)[j] = wb;
+    }
+    for (unsigned i = n4 * 4 + threadIdx.x; i < ch.n; i += blockDim.x) { /* tail */
+        float g = gv_bf(G[i]) * grad_scale;
+        float q = P[i] * dk;
+        float mi = M[i] + w1 * (g - M[i]);
+        float vi = beta2 * Vv[i] + w2 * g * g;
+        q -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        P[i] = q, M[i] = mi, Vv[i] = vi;
+        if (Wt) Wt[i] = gv_tobf(q);
+    }
+}
+
 /* Sum of squares: per-block partial sums (fp32 inside a thread, block reduce), then one block adds the
  * partials in double. Deterministic for a given n and grid. */
 template <int VEC> __global__ void sumsq_partial_kernel(double *partials, const bf16 *x, size_t n) {
@@ -145,6 +198,8 @@ static void cuda_free(gv_backend *b) {
         if (c->lt) cublasLtDestroy(c->lt);
         cudaFree(c->lt_ws);
         cudaFree(c->d_sumsq);
+        cudaFree(c->adam_tab);
+        free(c->adam_tab_host);
         if (c->stream) cudaStreamDestroy(c->stream);
         if (c->comm_stream) cudaStreamDestroy(c->comm_stream);
         free(c);
@@ -357,6 +412,86 @@ static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, c
     return GV_OK;
 }
 
+/* GV_CUDA_ADAM_MULTI=0: one launch per segment (A/B). */
+static int adam_multi_on(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("GV_CUDA_ADAM_MULTI");
+        on = !(e && e[0] == '0');
+    }
+    return on;
+}
+
+/* The chunk table is the same every step for a model: it is uploaded when it changes, else reused. */
+static gv_status cuda_adamw_update_multi(gv_backend *b, float *master, void *weight, const void *grad,
+                                         float *m, float *v, const gv_adamw_seg *segs, int nseg, float lr,
+                                         float beta1, float beta2, float eps, float weight_decay,
+                                         float grad_scale, int t) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (t < 1) return gv_fail(GV_ERR_INVALID, "adamw: step t = %d, must be >= 1", t);
+    int vec_ok = adam_multi_on() && ((uintptr_t)master | (uintptr_t)m | (uintptr_t)v) % 16 == 0 &&
+                 ((uintptr_t)grad | (uintptr_t)weight) % 8 == 0;
+    size_t nch = 0;
+    for (int i = 0; i < nseg && vec_ok; i++) {
+        if ((segs[i].woff | segs[i].poff | segs[i].moff) % 4) vec_ok = 0;
+        nch += (segs[i].n + ADAM_CHUNK - 1) / ADAM_CHUNK;
+    }
+    if (!vec_ok || nch > (size_t)INT32_MAX) { /* unaligned views: one launch per segment */
+        for (int i = 0; i < nseg; i++) {
+            const gv_adamw_seg *g = &segs[i];
+            GV_TRY(cuda_adamw_update(b, master + g->poff, weight ? (bf16 *)weight + g->woff : NULL,
+                                     (const bf16 *)grad + g->woff, m + g->moff, v + g->moff, g->n, lr, beta1,
+                                     beta2, eps, g->decay ? weight_decay : 0.0f, grad_scale, t));
+        }
+        return GV_OK;
+    }
+    if (nch == 0) return GV_OK;
+    size_t bytes = nch * sizeof(gv_adam_chunk);
+    gv_adam_chunk *h = (gv_adam_chunk *)malloc(bytes);
+    if (!h) return gv_fail(GV_ERR_NOMEM, "adamw: out of host memory for %zu chunks", nch);
+    size_t k = 0;
+    for (int i = 0; i < nseg; i++)
+        for (size_t o = 0; o < segs[i].n; o += ADAM_CHUNK, k++) {
+            size_t n = segs[i].n - o < ADAM_CHUNK ? segs[i].n - o : ADAM_CHUNK;
+            h[k] = gv_adam_chunk{segs[i].woff + o, segs[i].poff + o, segs[i].moff + o, (unsigned)n,
+                                 (unsigned)(segs[i].decay != 0)};
+        }
+    gv_status st = GV_OK;
+    if (bytes != c->adam_tab_bytes || memcmp(h, c->adam_tab_host, bytes)) {
+        if (bytes > c->adam_tab_cap) {
+            cudaFree(c->adam_tab);
+            c->adam_tab = NULL;
+            c->adam_tab_cap = 0;
+            if (cudaMalloc(&c->adam_tab, bytes) != cudaSuccess) {
+                cudaGetLastError();
+                free(h);
+                return gv_fail(GV_ERR_NOMEM, "adamw: out of device memory for the chunk table");
+            }
+            c->adam_tab_cap = bytes;
+        }
+        cudaError_t e = cudaMemcpyAsync(c->adam_tab, h, bytes, cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream); /* h is freed below */
+        if (e != cudaSuccess) {
+            free(h);
+            return gv_fail(GV_ERR_BACKEND, "cuda: adamw chunk table upload failed: %s",
+                           cudaGetErrorString(e));
+        }
+        free(c->adam_tab_host);
+        c->adam_tab_host = h;
+        c->adam_tab_bytes = bytes;
+        h = NULL;
+    }
+    free(h);
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    adamw_multi_kernel<<<(unsigned)nch, 256, 0, c->stream>>>(
+        master, (bf16 *)weight, (const bf16 *)grad, m, v, (const gv_adam_chunk *)c->adam_tab,
+        (float)((double)lr / bc1), (float)sqrt(bc2), 1.0f - lr * weight_decay, beta2, 1.0f - beta1,
+        1.0f - beta2, eps, grad_scale);
+    GV_CUDA_LAUNCHED("adamw_multi");
+    return st;
+}
+
 static gv_status cuda_sumsq(gv_backend *b, double *out, const void *x, size_t n) {
     gv_cuda_ctx *c = gv_cuda(b);
     *out = 0.0;
@@ -504,6 +639,11 @@ GV_OP(adamw_update, cuda_adamw_update, 0, n, 0, 0,
       (gv_backend * b, float *master, void *weight, const void *grad, float *m, float *v, size_t n, float lr,
        float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t),
       (b, master, weight, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t))
+GV_OP(adamw_update_multi, cuda_adamw_update_multi, 0, nseg, 0, 0,
+      (gv_backend * b, float *master, void *weight, const void *grad, float *m, float *v,
+       const gv_adamw_seg *segs, int nseg, float lr, float beta1, float beta2, float eps, float weight_decay,
+       float grad_scale, int t),
+      (b, master, weight, grad, m, v, segs, nseg, lr, beta1, beta2, eps, weight_decay, grad_scale, t))
 GV_OP(sumsq, cuda_sumsq, 0, n, 0, 0, (gv_backend * b, double *out, const void *x, size_t n), (b, out, x, n))
 GV_OP(scale, cuda_scale, 0, n, 0, 0, (gv_backend * b, void *x, float s, size_t n), (b, x, s, n))
 
@@ -569,6 +709,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .relu_backward = */ gv_cuda_relu_backward,
     /* .add_norm_forward = */ op_add_norm_forward,
     /* .crossentropy_forward_backward = */ op_crossentropy_forward_backward,
+    /* .adamw_update_multi = */ op_adamw_update_multi,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
