@@ -76,6 +76,7 @@ struct gv_backend_i {
     /* optional (NULL: gv_crossentropy_forward_backward runs the forward, then the in-place backward) */
     gv_status (*crossentropy_forward_backward)(gv_backend *, float *, void *, const int32_t *, float, int,
                                                int, int, int);
+    gv_status (*copy2d)(gv_backend *, void *, size_t, const void *, size_t, size_t, size_t);
 };
 
 struct gv_backend {

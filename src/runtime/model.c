@@ -119,11 +119,12 @@ struct gv_model {
     int Le, rel_enc, rel_dec, encf_w, t5_in1;
     size_t o_dec_tokens, o_dec_emb, o_enc_out, o_encf_rstd; /* [N] I32, [Nl,C], [Nl,C], [Nl] */
     size_t o_input1, o_dch1, o_enc_full;                    /* [Nl,C], [Nl,C], [N,C] gathered enc_out */
-    size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [T,T,H] x 2, compute [T*T,H] */
-    size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [T*T]: the buckets */
-    size_t o_dbias_enc, o_dbias_dec, o_denc;                /* workspace F32 [T,T,H] x 2, [N,C] */
-    size_t o_dcq, o_dckv, o_dcatty;                         /* workspace [N,HD], [N,2KD], [N,HD] */
-    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp;                /* Ulysses: as cq_sp, ckv_sp, catty_sp */
+    size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [Tf,Tf,Hb] x 2, compute [Tf*Tf,Hb] */
+    size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [Tf*Tf]: the buckets */
+    size_t o_bias_slice; /* workspace, Ulysses: compute [buckets, Hs], the head group's table columns */
+    size_t o_dbias_enc, o_dbias_dec, o_denc; /* workspace F32 [T,T,H] x 2, [N,C] */
+    size_t o_dcq, o_dckv, o_dcatty;          /* workspace [N,HD], [N,2KD], [N,HD] */
+    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp; /* Ulysses: as cq_sp, ckv_sp, catty_sp */
     gv_hf_piece *hf;
     int nhf;
 
@@ -674,10 +675,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if ((int64_t)T * u > spec->max_seq)
             return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u,
                            spec->max_seq);
-        /* its relative-bias head slicing is host code (gv_t5_bias_forward / _backward) */
-        if (spec->arch == GV_ARCH_T5 && l1 > l0 && strcmp(gv_backend_name(b), "cpu"))
-            return gv_fail(GV_ERR_UNSUPPORTED, "T5 under Ulysses runs on the cpu backend only (not %s) yet",
-                           gv_backend_name(b));
     }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
@@ -907,7 +904,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (gv_t5_has_dec(m) && m->msp) m->o_enc_full = gv_arena_reserve(A, N * C * e);
         if (m->l0 < m->Le && m->nl) m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
         if (gv_t5_has_dec(m)) m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
-        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TT * (size_t)m->Hl * e);
+        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TTH * e);
     }
     if (m->has_head) {
         m->o_targets = gv_arena_reserve(A, N * 4);
@@ -955,6 +952,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             m->o_dcq_sp = gv_arena_reserve(Wk, NF * sHD * e);
             m->o_dckv_sp = gv_arena_reserve(Wk, NF * 2 * sKD * e);
             m->o_dcatty_sp = gv_arena_reserve(Wk, NF * sHD * e);
+            m->o_bias_slice = gv_arena_reserve(Wk, (size_t)spec->rel_buckets * m->Hs * e);
         }
     }
     if (m->arch == GV_ARCH_BERT) {
@@ -1457,16 +1455,16 @@ typedef struct {
 } gv_sp_layout;
 
 /* to_blocks: local [B,T,Wt] -> the u head-group blocks of buf; else the reverse. Compute-dtype elements in
- * the backend's memory (on cuda one small copy per row and segment: correct, not fast). */
+ * the backend's memory: one strided copy per head group and segment (its columns over all B*T rows). */
 static gv_status gv_sp_heads(gv_model *m, const gv_sp_layout *y, void *local, void *buf, int to_blocks) {
-    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws, e = m->esz;
+    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws, e = m->esz, lp = y->Wt * e, bp = y->Ws * e;
     for (int j = 0; j < m->sp_size; j++)
-        for (size_t bt = 0; bt < BT; bt++) {
-            char *b = (char *)buf + (j * blk + bt * y->Ws) * e, *l = (char *)local + bt * y->Wt * e;
-            for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
-                char *lk = l + (size_t)(y->off[k] + j * y->w[k]) * e;
-                GV_TRY(gv_copy(m, to_blocks ? b + at * e : lk, to_blocks ? lk : b + at * e, (size_t)y->w[k]));
-            }
+        for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
+            char *b = (char *)buf + (j * blk + (size_t)at) * e; /* [BT, w] columns of block j */
+            char *l = (char *)local + (size_t)(y->off[k] + j * y->w[k]) * e;
+            size_t w = (size_t)y->w[k] * e;
+            GV_TRY(to_blocks ? gv_backend_copy2d(m->be, b, bp, l, lp, w, BT)
+                             : gv_backend_copy2d(m->be, l, lp, b, bp, w, BT));
         }
     return GV_OK;
 }
@@ -2030,37 +2028,39 @@ static int gv_t5_bias_heads(const gv_model *m) {
 }
 
 static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
-    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
-    size_t TT = (size_t)T * T;
-    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m), nb = m->spec.rel_buckets;
+    size_t TT = (size_t)T * T, e = m->esz;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, Hb] compute dtype */
     float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
-    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
-                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
-    if (m->sp_size == 1) return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * H);
-    GV_TRY(gv_backend_sync(m->be)); /* Ulysses (cpu, F32): this rank's head group */
-    const float *t = tmp;
-    for (size_t i = 0; i < TT; i++)
-        memcpy(bias + i * Hb, t + i * H + (size_t)m->sp_rank * Hb, (size_t)Hb * sizeof(float));
-    return GV_OK;
+    const void *table = W(m, dec ? m->rel_dec : m->rel_enc); /* [buckets, H] */
+    if (m->sp_size > 1) { /* Ulysses: the head group's columns of the table, [buckets, Hb] */
+        void *slice = WORK(m, m->o_bias_slice);
+        GV_TRY(gv_backend_copy2d(m->be, slice, Hb * e, (const char *)table + (size_t)m->sp_rank * Hb * e,
+                                 H * e, Hb * e, (size_t)nb));
+        table = slice;
+    }
+    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), table, NULL, 1, T * T,
+                                Hb, 0));
+    return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * Hb);
 }
 
 /* The stack's accumulated bias gradient (F32 [Tf,Tf,Hb]) into its table's gradient. */
 static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
-    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
-    size_t TT = (size_t)T * T;
-    void *tmp = ACT(m, m->o_bias_tmp);
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m), nb = m->spec.rel_buckets;
+    size_t TT = (size_t)T * T, e = m->esz;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, Hb] */
     const float *db = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
-    if (m->sp_size == 1) {
-        GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * H));
-    } else { /* Ulysses: the other head groups' columns are the other ranks' */
-        GV_TRY(gv_backend_sync(m->be));
-        float *t = tmp;
-        memset(t, 0, TT * H * sizeof *t);
-        for (size_t i = 0; i < TT; i++)
-            memcpy(t + i * H + (size_t)m->sp_rank * Hb, db + i * Hb, (size_t)Hb * sizeof(float));
-    }
-    return gv_embedding_backward(m->be, G(m, dec ? m->rel_dec : m->rel_enc), NULL, tmp,
-                                 WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), 1, T * T, H, 0);
+    const int32_t *bk = WORK(m, dec ? m->o_bk_dec : m->o_bk_enc);
+    char *grad = G(m, dec ? m->rel_dec : m->rel_enc); /* [buckets, H] */
+    GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * Hb));
+    if (m->sp_size == 1) return gv_embedding_backward(m->be, grad, NULL, tmp, bk, 1, T * T, H, 0);
+    /* Ulysses: the head group's columns of the table gradient (the other columns are the other ranks'),
+     * accumulated in [buckets, Hb] and put back */
+    void *slice = WORK(m, m->o_bias_slice);
+    char *cols = grad + (size_t)m->sp_rank * Hb * e;
+    GV_TRY(gv_backend_copy2d(m->be, slice, Hb * e, cols, H * e, Hb * e, (size_t)nb));
+    GV_TRY(gv_embedding_backward(m->be, slice, NULL, tmp, bk, 1, T * T, Hb, 0));
+    return gv_backend_copy2d(m->be, cols, H * e, slice, Hb * e, Hb * e, (size_t)nb);
 }
 
 /* The attention's shape: this rank's heads over its positions, or under Ulysses its head group over the full

@@ -7,7 +7,7 @@
 # weights, the fp32 master sharded with the moments) on 2 and 4 ranks and in a layer-wise mix with tp; a
 # checkpoint saved under ZeRO-3 on 2 ranks resumed on 1 rank without ZeRO (its steps against the saving
 # run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); t5-tiny (also layer-wise, the bias
-# tables' copies) and bert-tiny under ZeRO against their own 1-rank runs. Also: --comm nccl on a shared
+# tables' copies; and under Ulysses) and bert-tiny under ZeRO against their own 1-rank runs. Also: --comm nccl on a shared
 # GPU fails with the reason, and two ranks bootstrapped by hand through --rendezvous reach NCCL's init
 # (which refuses the shared GPU) instead of hanging.
 #   usage: test_cuda_plans.sh GALVATRON SOURCE_DIR      (GV_PLANS_BACKEND=cpu: the same script on CPU ranks;
@@ -149,11 +149,15 @@ else
     fi
 fi
 # the other families' ZeRO paths: T5 (bias tables, cross-attention) and BERT (tied MLM decoder)
-if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 && reference t5-ref --model t5-tiny; then
+if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 t5-ulysses2 t5-ulysses2-zero3-4 &&
+    reference t5-ref --model t5-tiny; then
     run t5-zero3-2 2 --model t5-tiny --dp-type zero3
     run t5-zero2-tp2 4 --model t5-tiny --dp-type zero2 --tp 2 --vocab-tp 2
     # parts inside a stack: the bias tables' copies, their gradients summed with ZeRO-3's reduced ones
     run t5-mix-zero2 2 --model t5-tiny --plan "$src/tests/cuda/plans/t5_mix_zero_w2.json"
+    # Ulysses: the relative bias of the rank's head group (device-side column slices of the tables)
+    run t5-ulysses2 2 --model t5-tiny --tp 2 --sp ulysses
+    run t5-ulysses2-zero3-4 4 --model t5-tiny --tp 2 --sp ulysses --dp-type zero3
 fi
 if wanted bert-zero3-2 bert-zero1-2 && reference bert-ref --model bert-tiny; then
     run bert-zero3-2 2 --model bert-tiny --dp-type zero3
