@@ -1,4 +1,4 @@
-/* The own cost model's memory is the runtime's: for plans on 2 and 4 CPU ranks (DDP, ZeRO-1/2/3, tp,
+/* The own cost model's memory is the runtime's: for plans on 2 and 4 ranks (DDP, ZeRO-1/2/3, tp,
  * Megatron-SP, Ulysses, recompute, pp 2 under GPipe and 1F1B, layer-wise mixes, vocab strategies of their
  * own; GPT-2, LLaMA and T5) every rank builds the runtime (gv_hybrid_init, which allocates everything a step
  * uses) and compares its memory report, category by category, with gv_cost_runtime_memory for its stage:
