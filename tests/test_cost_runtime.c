@@ -1,10 +1,13 @@
-/* The own cost model's memory is the runtime's: for plans on 2 and 4 CPU ranks (DDP, ZeRO-1/2/3, tp,
+/* The own cost model's memory is the runtime's: for plans on 2 and 4 ranks (DDP, ZeRO-1/2/3, tp,
  * Megatron-SP, Ulysses, recompute, pp 2 under GPipe and 1F1B, layer-wise mixes, vocab strategies of their
  * own; GPT-2, LLaMA and T5) every rank builds the runtime (gv_hybrid_init, which allocates everything a step
  * uses) and compares its memory report, category by category, with gv_cost_runtime_memory for its stage:
  * equal to the byte. And gv_cost_plan with the model set reports the same figures in MiB (within 5%, the
  * calibration target; here they are exact). Started as one process, it re-launches itself on 4 ranks; 2-rank
- * plans run on the halves of the world at once. Only allocation, no training: fast. */
+ * plans run on the halves of the world at once. Only allocation, no training: fast.
+ *   usage: test_cost_runtime [BACKEND]   (default cpu, fp32; `cuda`: the same plans in bf16 with the fp32
+ *   master copy under every ZeRO stage and the cuda attention stash, the four ranks sharing the GPU; exit 77
+ *   without one) */
 #include <string.h>
 
 #include "gv/comm.h"
@@ -36,6 +39,7 @@ static const mem_case cases[] = {
     {"4-pp2-mixed", "llama", 4, 2, 0, 4, 16, NULL, "t2 t1c u2 t1z1", "t2"},
     {"4-tp4-vocab-dp", "gpt2", 4, 1, 0, 2, 16, NULL, "t4 t4 t2z3 t1z2", "t1z3"},
     {"4-pp2-gpipe-msp", "gpt2", 4, 2, 1, 2, 16, "1,3", "m2 m2c t1 t2", "m2"},
+    {"4-tp2-zero-mix", "llama", 4, 1, 0, 2, 16, NULL, "t2z3 t2z3c t1z1 m2z2", "t2z3"},
     /* T5 (layers 0-1 encoder, 2-3 decoder): cross-attention, bias tables and their copies, two channels */
     {"t5-one-part", "t5", 2, 1, 0, 2, 8, NULL, "t1 t1c t1 t1", "t1"},
     {"t5-layerwise", "t5", 2, 1, 0, 2, 8, NULL, "t2 t1c t1z3 t2", "t1z1"},
@@ -86,7 +90,7 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     int rank = gv_comm_rank(comm), stage = rank / (mc->world / mc->pp);
     gv_cost_opts o;
     gv_cost_opts_default(&o, GV_COST_OWN, mc->world, spec.n_embd, seq);
-    o.mixed_precision = 0;
+    o.mixed_precision = gv_backend_dtype(be) != GV_F32;
     o.n_layer = 4;
     o.pipeline = p.schedule;
     o.spec = &spec;
@@ -116,6 +120,11 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
 }
 
 int main(int argc, char **argv) {
+    const char *bname = argc > 1 ? argv[1] : "cpu";
+    if (!gv_backend_available(bname)) {
+        printf("test_cost_runtime: no %s device, skipped\n", bname);
+        return 77;
+    }
     if (!gv_launch_is_rank()) {
         setenv("OMP_NUM_THREADS", "1", 1);
         gv_launch_exec(4, argc, argv);
@@ -132,7 +141,7 @@ int main(int argc, char **argv) {
     CHECK_OK(gv_comm_group(world, hi, 2, &b));
     gv_comm *half = a ? a : b;
     gv_backend *be;
-    CHECK_OK(gv_backend_init(&be, "cpu", 0));
+    CHECK_OK(gv_backend_init(&be, bname, 0));
     int two[NCASES], ntwo = 0;
     for (int i = 0; i < NCASES; i++)
         if (cases[i].world == 2) two[ntwo++] = i;
@@ -141,10 +150,13 @@ int main(int argc, char **argv) {
     CHECK_OK(gv_comm_barrier(world));
     for (int i = 0; i < NCASES; i++)
         if (cases[i].world == 4) run_case(&cases[i], world, be, 1);
+    int bf16 = gv_backend_dtype(be) != GV_F32;
     gv_backend_free(be);
     int fails = gv_test_failures;
     CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
     gv_comm_free(world);
-    if (rank == 0) printf("test_cost_runtime: %d plans, %s\n", NCASES, fails ? "FAILED" : "ok");
+    if (rank == 0)
+        printf("test_cost_runtime: %d plans on %s (%s), %s\n", NCASES, bname, bf16 ? "bf16" : "f32",
+               fails ? "FAILED" : "ok");
     return fails ? 1 : 0;
 }

@@ -1182,6 +1182,15 @@ static void test_memory(void) {
     CHECK(!memcmp(df2, src, n * sizeof(float)));
     CHECK(gv_backend_upload_f32(be, df, GV_I32, src, n) == GV_ERR_UNSUPPORTED);
     CHECK(gv_backend_convert(be, df, GV_I32, db, GV_BF16, n) == GV_ERR_UNSUPPORTED);
+    /* copy2d: columns [3, 7) of an [8, 10] matrix into columns [1, 5) of an [8, 6] one; the rest untouched */
+    float *m10 = randn(80, 5), *m6 = fbuf(48);
+    for (int i = 0; i < 48; i++) m6[i] = -1.0f;
+    CHECK_OK(gv_backend_copy2d(be, m6 + 1, 6 * 4, m10 + 3, 10 * 4, 4 * 4, 8));
+    int bad2d = 0;
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 6; c++) bad2d += m6[r * 6 + c] != (c >= 1 && c < 5 ? m10[r * 10 + 2 + c] : -1.0f);
+    CHECK(bad2d == 0);
+    CHECK(gv_backend_copy2d(be, m6, 4 * 4, m10, 10 * 4, 5 * 4, 8) == GV_ERR_INVALID); /* width > dst pitch */
     pool_reset();
 }
 

@@ -45,6 +45,11 @@ gv_status gv_backend_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const flo
 gv_status gv_backend_download_f32(gv_backend *b, float *dst_host, const void *src, gv_dtype dt, size_t n);
 /* Device-side conversion: dst (dtype ddt) = src (dtype sdt), n elements. */
 gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n);
+/* Device-side strided copy (cudaMemcpy2D's form, bytes): rows of `width` bytes from src (rows `spitch` bytes
+ * apart) to dst (rows `dpitch` apart); width <= both pitches, the regions must not overlap. Column slices
+ * of a row-major matrix, stream-ordered like every op. */
+gv_status gv_backend_copy2d(gv_backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                            size_t width, size_t rows);
 gv_status gv_backend_sync(gv_backend *b);
 
 /* ---- ops ------------------------------------------------------------------------------------------- */

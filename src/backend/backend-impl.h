@@ -79,6 +79,7 @@ struct gv_backend_i {
     /* optional (NULL: gv_adamw_update_multi runs adamw_update per segment) */
     gv_status (*adamw_update_multi)(gv_backend *, float *, void *, const void *, float *, float *,
                                     const gv_adamw_seg *, int, float, float, float, float, float, float, int);
+    gv_status (*copy2d)(gv_backend *, void *, size_t, const void *, size_t, size_t, size_t);
 };
 
 struct gv_backend {

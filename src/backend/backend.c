@@ -64,6 +64,14 @@ gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void 
                              size_t n) {
     return b->iface->convert(b, dst, ddt, src, sdt, n);
 }
+gv_status gv_backend_copy2d(gv_backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                            size_t width, size_t rows) {
+    if (width > dpitch || width > spitch)
+        return gv_fail(GV_ERR_INVALID, "copy2d: row width %zu bytes exceeds a pitch (dst %zu, src %zu)",
+                       width, dpitch, spitch);
+    if (!width || !rows) return GV_OK;
+    return b->iface->copy2d(b, dst, dpitch, src, spitch, width, rows);
+}
 gv_status gv_backend_sync(gv_backend *b) {
     return b->iface->sync(b);
 }

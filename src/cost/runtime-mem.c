@@ -281,7 +281,7 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
         if (has_dec && msp) gv_rt_reserve(&aa, N * Cs * e);
         if (pt->l0 < Le && nl) gv_rt_reserve(&aa, TTH * 4);
         if (has_dec) gv_rt_reserve(&aa, TTH * 4);
-        if (nl) gv_rt_reserve(&aa, TT * (size_t)Hl * e);
+        if (nl) gv_rt_reserve(&aa, TTH * e);
     }
     if (has_head) {
         gv_rt_reserve(&aa, N * 4);
@@ -321,6 +321,7 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
             gv_rt_reserve(&wa, NF * (size_t)Hs * D * e);
             gv_rt_reserve(&wa, NF * 2 * (size_t)KVHs * D * e);
             gv_rt_reserve(&wa, NF * (size_t)Hs * D * e);
+            gv_rt_reserve(&wa, (size_t)s->rel_buckets * Hs * e); /* the head group's table columns */
         }
     }
     if (sp > 1) {

@@ -119,16 +119,18 @@ struct gv_model {
     int Le, rel_enc, rel_dec, encf_w, t5_in1;
     size_t o_dec_tokens, o_dec_emb, o_enc_out, o_encf_rstd; /* [N] I32, [Nl,C], [Nl,C], [Nl] */
     size_t o_input1, o_dch1, o_enc_full;                    /* [Nl,C], [Nl,C], [N,C] gathered enc_out */
-    size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [T,T,H] x 2, compute [T*T,H] */
-    size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [T*T]: the buckets */
-    size_t o_dbias_enc, o_dbias_dec, o_denc;                /* workspace F32 [T,T,H] x 2, [N,C] */
-    size_t o_dcq, o_dckv, o_dcatty;                         /* workspace [N,HD], [N,2KD], [N,HD] */
-    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp;                /* Ulysses: as cq_sp, ckv_sp, catty_sp */
+    size_t o_bias_enc, o_bias_dec, o_bias_tmp;              /* F32 [Tf,Tf,Hb] x 2, compute [Tf*Tf,Hb] */
+    size_t o_bk_enc, o_bk_dec;                              /* workspace I32 [Tf*Tf]: the buckets */
+    size_t o_bias_slice; /* workspace, Ulysses: compute [buckets, Hs], the head group's table columns */
+    size_t o_dbias_enc, o_dbias_dec, o_denc; /* workspace F32 [T,T,H] x 2, [N,C] */
+    size_t o_dcq, o_dckv, o_dcatty;          /* workspace [N,HD], [N,2KD], [N,HD] */
+    size_t o_dcq_sp, o_dckv_sp, o_dcatty_sp; /* Ulysses: as cq_sp, ckv_sp, catty_sp */
     gv_hf_piece *hf;
     int nhf;
 
     /* data parallelism: the flat parameter space [0, param_elems) is cut into dp_size equal shards; with
-     * ZeRO-1 this rank's optimizer state (and fp32 master, if separate) covers only [s0, s0 + shard). */
+     * ZeRO-1/2 this rank's optimizer state (and fp32 master, if separate: bf16) covers only [s0, s0 +
+     * shard), indexed from 0; ZeRO-3 keeps every per-parameter buffer in the shard space (below). */
     gv_comm *dp;
     int dp_size, dp_rank, zero;
     size_t shard, s0;
@@ -156,9 +158,9 @@ struct gv_model {
     gv_arena a_comm;
 
     gv_arena a_params, a_grads, a_opt, a_acts, a_work;
-    void *weights, *grads; /* compute dtype */
-    float *master;         /* F32 master weights (== weights on an F32 backend) */
-    float *adam_m, *adam_v;
+    void *weights, *grads;  /* compute dtype */
+    float *master;          /* F32 master weights (== weights on an F32 backend), [shard] when separate */
+    float *adam_m, *adam_v; /* F32 [shard] */
 
     /* activations */
     size_t o_tokens, o_targets, o_encoded, o_lnf, o_lnf_mean, o_lnf_rstd, o_logits, o_losses;
@@ -673,10 +675,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if ((int64_t)T * u > spec->max_seq)
             return gv_fail(GV_ERR_INVALID, "sequence %d x %d exceeds the model's max_seq %d", T, u,
                            spec->max_seq);
-        /* its relative-bias head slicing is host code (gv_t5_bias_forward / _backward) */
-        if (spec->arch == GV_ARCH_T5 && l1 > l0 && strcmp(gv_backend_name(b), "cpu"))
-            return gv_fail(GV_ERR_UNSUPPORTED, "T5 under Ulysses runs on the cpu backend only (not %s) yet",
-                           gv_backend_name(b));
     }
     if (d && d->tp && gv_comm_size(d->tp) > 1) {
         int t = gv_comm_size(d->tp);
@@ -695,8 +693,6 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
                            spec->padded_vocab);
     }
     if (d && d->dp && gv_comm_size(d->dp) > 1) {
-        if (d->zero > 0 && gv_backend_dtype(b) != GV_F32)
-            return gv_fail(GV_ERR_UNSUPPORTED, "ZeRO with a separate fp32 master copy is not built yet");
         if (d->zero < 0 || d->zero > 3) return gv_fail(GV_ERR_INVALID, "ZeRO stage %d is not 0..3", d->zero);
     }
     GV_TRY(gv_model_spec_validate(spec, NULL));
@@ -908,7 +904,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         if (gv_t5_has_dec(m) && m->msp) m->o_enc_full = gv_arena_reserve(A, N * C * e);
         if (m->l0 < m->Le && m->nl) m->o_bias_enc = gv_arena_reserve(A, TTH * 4);
         if (gv_t5_has_dec(m)) m->o_bias_dec = gv_arena_reserve(A, TTH * 4);
-        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TT * (size_t)m->Hl * e);
+        if (m->nl) m->o_bias_tmp = gv_arena_reserve(A, TTH * e);
     }
     if (m->has_head) {
         m->o_targets = gv_arena_reserve(A, N * 4);
@@ -956,6 +952,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             m->o_dcq_sp = gv_arena_reserve(Wk, NF * sHD * e);
             m->o_dckv_sp = gv_arena_reserve(Wk, NF * 2 * sKD * e);
             m->o_dcatty_sp = gv_arena_reserve(Wk, NF * sHD * e);
+            m->o_bias_slice = gv_arena_reserve(Wk, (size_t)spec->rel_buckets * m->Hs * e);
         }
     }
     if (m->arch == GV_ARCH_BERT) {
@@ -1075,30 +1072,54 @@ static void gv_unit_piece(const gv_model *m, int u, size_t *g0, size_t *n, size_
     *sh = m->u_shoff[u];
 }
 
-/* Stores host fp32 values of parameter i (local layout) into buffer `which` (weights: master and compute
- * copies; or an AdamW moment), keeping only what this rank holds under ZeRO. */
-static gv_status gv_store_local(gv_model *m, int which, int i, const float *host) {
-    const gv_param *p = &m->params[i];
-    size_t n = gv_param_numel(p);
-    float *dst = which == GV_BUF_WEIGHTS  ? m->master
-                 : which == GV_BUF_GRADS  ? (float *)m->grads /* ZeRO-3 only: F32 there */
-                 : which == GV_BUF_ADAM_M ? m->adam_m
-                                          : m->adam_v;
-    size_t lo = 0, hi = SIZE_MAX, sh = 0; /* global range held, and its offset in dst */
+/* Where a per-parameter buffer keeps parameter i: the global (flat) range [*lo, *hi) it holds and the index
+ * of global element a in it, at = *base + (a - *lo). Buffers held in pieces (`pieces`): this rank's piece
+ * of i's unit under ZeRO-3, [s0, s0 + shard) under ZeRO-1/2; everything otherwise. */
+static void gv_held_range(const gv_model *m, int i, int pieces, size_t *lo, size_t *hi, size_t *base) {
+    *lo = 0, *hi = SIZE_MAX, *base = 0;
     if (m->zero == 3) {
-        size_t g0, pn;
-        gv_unit_piece(m, m->p_unit[i], &g0, &pn, &sh);
-        lo = g0, hi = g0 + pn;
-    } else if (m->zero && which != GV_BUF_WEIGHTS) {
-        lo = m->s0, hi = m->s0 + m->shard;
+        size_t pn;
+        gv_unit_piece(m, m->p_unit[i], lo, &pn, base);
+        *hi = *lo + pn;
+    } else if (m->zero && pieces) {
+        *lo = m->s0, *hi = m->s0 + m->shard;
     }
+}
+
+/* The fp32 master is held in pieces wherever it is separate from the weights (bf16): ZeRO-1/2 keep it for
+ * the shard only, like the moments. On F32 it is the weights themselves, whole under ZeRO-1/2. */
+static int gv_master_pieces(const gv_model *m) {
+    return (void *)m->master != m->weights;
+}
+
+/* Index into the master of flat element a at shard index si (gv_held_pieces' space). */
+static size_t gv_master_at(const gv_model *m, size_t a, size_t si) {
+    return m->zero == 3 || gv_master_pieces(m) ? si : a;
+}
+
+/* Host fp32 values of parameter i (local layout) into buffer buf (dtype dt): only the elements this rank
+ * holds of it (pieces as in gv_held_range). */
+static gv_status gv_store_range(gv_model *m, void *buf, gv_dtype dt, int i, int pieces, const float *host) {
+    const gv_param *p = &m->params[i];
+    size_t n = gv_param_numel(p), lo, hi, base;
+    gv_held_range(m, i, pieces, &lo, &hi, &base);
     size_t a = p->off > lo ? p->off : lo, e = p->off + n < hi ? p->off + n : hi;
     if (a >= e) return GV_OK;
-    float *at = dst + (hi == SIZE_MAX ? a : sh + (a - lo));
-    GV_TRY(gv_backend_upload_f32(m->be, at, GV_F32, host + (a - p->off), e - a));
-    if (which == GV_BUF_WEIGHTS && (void *)m->master != m->weights) /* bf16 copy: no ZeRO there (yet) */
-        GV_TRY(gv_backend_upload_f32(m->be, W(m, i), m->dt, host, n));
-    return GV_OK;
+    char *at = (char *)buf + (base + (a - lo)) * gv_dtype_size(dt);
+    return gv_backend_upload_f32(m->be, at, dt, host + (a - p->off), e - a);
+}
+
+/* Stores host fp32 values of parameter i (local layout) into buffer `which` (weights: the fp32 master and
+ * the compute-dtype copy; gradients, in the compute dtype; or an AdamW moment), keeping only what this rank
+ * holds under ZeRO. */
+static gv_status gv_store_local(gv_model *m, int which, int i, const float *host) {
+    if (which == GV_BUF_GRADS) return gv_store_range(m, m->grads, m->dt, i, 0, host);
+    if (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V)
+        return gv_store_range(m, which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v, GV_F32, i, 1, host);
+    GV_TRY(gv_store_range(m, m->master, GV_F32, i, gv_master_pieces(m), host));
+    if (!gv_master_pieces(m)) return GV_OK;
+    /* the bf16 copy: whole under ZeRO-1/2 (all-gathered after every step), this rank's piece under ZeRO-3 */
+    return gv_store_range(m, m->weights, m->dt, i, 0, host);
 }
 
 gv_status gv_model_init_weights(gv_model *m, uint64_t seed) {
@@ -1161,35 +1182,30 @@ void gv_named_f32_free(gv_named_f32 *ts, int n) {
     free(ts);
 }
 
-/* Parameter i's local values (local layout) from buffer `which`. Buffers held in pieces (ZeRO-3: all of them;
- * ZeRO-1/2: the moments) are assembled over the dp group: each rank contributes the elements it holds
- * (collective over dp). Memory: one parameter, never the whole model. */
+/* Parameter i's local values (local layout) from buffer `which` (the weights: the fp32 master). Buffers held
+ * in pieces (ZeRO-3: all of them; ZeRO-1/2: the moments, and a separate master) are assembled over the dp
+ * group: each rank contributes the elements it holds (collective over dp). Memory: one parameter, never
+ * the whole model. */
 static gv_status gv_param_local_values(gv_model *m, int which, int i, float *local) {
     const gv_param *p = &m->params[i];
     size_t n = gv_param_numel(p);
-    const float *mv = which == GV_BUF_ADAM_M ? m->adam_m : m->adam_v;
-    int pieces = m->zero == 3 || (m->zero && (which == GV_BUF_ADAM_M || which == GV_BUF_ADAM_V));
     if (which == GV_BUF_GRADS && m->zero == 2)
         return gv_fail(GV_ERR_UNSUPPORTED, "export: gradients are sharded under ZeRO-2");
-    if (!pieces) {
-        if (which == GV_BUF_WEIGHTS)
-            return gv_backend_download_f32(m->be, local, m->master + p->off, GV_F32, n);
-        if (which == GV_BUF_GRADS) return gv_backend_download_f32(m->be, local, G(m, i), m->dt, n);
-        return gv_backend_download_f32(m->be, local, mv + p->off, GV_F32, n);
-    }
-    const float *src = which == GV_BUF_WEIGHTS ? m->master
-                       : which == GV_BUF_GRADS ? (const float *)m->grads
-                                               : mv;
-    size_t lo = m->s0, hi = m->s0 + m->shard, sh = 0;
-    if (m->zero == 3) {
-        size_t g0, pn;
-        gv_unit_piece(m, m->p_unit[i], &g0, &pn, &sh);
-        lo = g0, hi = g0 + pn;
-    }
+    const void *src = which == GV_BUF_WEIGHTS  ? (const void *)m->master
+                      : which == GV_BUF_GRADS  ? m->grads
+                      : which == GV_BUF_ADAM_M ? (const void *)m->adam_m
+                                               : (const void *)m->adam_v;
+    gv_dtype dt = which == GV_BUF_GRADS ? m->dt : GV_F32;
+    int pieces = which == GV_BUF_WEIGHTS ? gv_master_pieces(m) : which != GV_BUF_GRADS; /* the moments */
+    size_t lo, hi, base;
+    gv_held_range(m, i, pieces, &lo, &hi, &base);
+    if (hi == SIZE_MAX) /* held whole */
+        return gv_backend_download_f32(m->be, local, (const char *)src + p->off * gv_dtype_size(dt), dt, n);
     memset(local, 0, n * sizeof *local);
     size_t a = p->off > lo ? p->off : lo, e = p->off + n < hi ? p->off + n : hi;
     if (a < e)
-        GV_TRY(gv_backend_download_f32(m->be, local + (a - p->off), src + sh + (a - lo), GV_F32, e - a));
+        GV_TRY(gv_backend_download_f32(m->be, local + (a - p->off),
+                                       (const char *)src + (base + (a - lo)) * gv_dtype_size(dt), dt, e - a));
     return gv_comm_allreduce(m->dp, local, local, n, GV_COMM_F32, GV_COMM_SUM);
 }
 
@@ -1439,16 +1455,16 @@ typedef struct {
 } gv_sp_layout;
 
 /* to_blocks: local [B,T,Wt] -> the u head-group blocks of buf; else the reverse. Compute-dtype elements in
- * the backend's memory (on cuda one small copy per row and segment: correct, not fast). */
+ * the backend's memory: one strided copy per head group and segment (its columns over all B*T rows). */
 static gv_status gv_sp_heads(gv_model *m, const gv_sp_layout *y, void *local, void *buf, int to_blocks) {
-    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws, e = m->esz;
+    size_t BT = (size_t)m->B * m->T, blk = BT * y->Ws, e = m->esz, lp = y->Wt * e, bp = y->Ws * e;
     for (int j = 0; j < m->sp_size; j++)
-        for (size_t bt = 0; bt < BT; bt++) {
-            char *b = (char *)buf + (j * blk + bt * y->Ws) * e, *l = (char *)local + bt * y->Wt * e;
-            for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
-                char *lk = l + (size_t)(y->off[k] + j * y->w[k]) * e;
-                GV_TRY(gv_copy(m, to_blocks ? b + at * e : lk, to_blocks ? lk : b + at * e, (size_t)y->w[k]));
-            }
+        for (int k = 0, at = 0; k < y->nseg; at += y->w[k], k++) {
+            char *b = (char *)buf + (j * blk + (size_t)at) * e; /* [BT, w] columns of block j */
+            char *l = (char *)local + (size_t)(y->off[k] + j * y->w[k]) * e;
+            size_t w = (size_t)y->w[k] * e;
+            GV_TRY(to_blocks ? gv_backend_copy2d(m->be, b, bp, l, lp, w, BT)
+                             : gv_backend_copy2d(m->be, l, lp, b, bp, w, BT));
         }
     return GV_OK;
 }
@@ -1571,12 +1587,12 @@ static gv_status gv_unit_grad_end(gv_model *m, int u) {
     if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
     size_t g0, n, sh;
     gv_unit_piece(m, u, &g0, &n, &sh);
-    float *slot = m->slot_g[gv_unit_slot(m, u)];
+    char *slot = m->slot_g[gv_unit_slot(m, u)];
     GV_TRY(gv_backend_sync(m->be));
     GV_TRY(gv_msp_norm_grads(m, u));
-    float *mine = slot + (size_t)m->dp_rank * n; /* in place: rank r's block of the reduction */
-    GV_TRY(gv_comm_reduce_scatter(m->dp, slot, mine, n, GV_COMM_F32, GV_COMM_SUM));
-    return gv_accumulate(m->be, (float *)m->grads + sh, mine, n);
+    char *mine = slot + (size_t)m->dp_rank * n * m->esz; /* in place: rank r's block of the reduction */
+    GV_TRY(gv_comm_reduce_scatter(m->dp, slot, mine, n, gv_comm_dt(m), GV_COMM_SUM));
+    return gv_accumulate(m->be, (char *)m->grads + sh * m->esz, mine, n);
 }
 
 /* The activation function of the MLP: fch [N,F2] -> fch_act [N,F]. */
@@ -2012,37 +2028,39 @@ static int gv_t5_bias_heads(const gv_model *m) {
 }
 
 static gv_status gv_t5_bias_forward(gv_model *m, int dec) {
-    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
-    size_t TT = (size_t)T * T;
-    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, H] compute dtype */
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m), nb = m->spec.rel_buckets;
+    size_t TT = (size_t)T * T, e = m->esz;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, Hb] compute dtype */
     float *bias = F32ACT(m, dec ? m->o_bias_dec : m->o_bias_enc);
-    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc),
-                                W(m, dec ? m->rel_dec : m->rel_enc), NULL, 1, T * T, H, 0));
-    if (m->sp_size == 1) return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * H);
-    GV_TRY(gv_backend_sync(m->be)); /* Ulysses (cpu, F32): this rank's head group */
-    const float *t = tmp;
-    for (size_t i = 0; i < TT; i++)
-        memcpy(bias + i * Hb, t + i * H + (size_t)m->sp_rank * Hb, (size_t)Hb * sizeof(float));
-    return GV_OK;
+    const void *table = W(m, dec ? m->rel_dec : m->rel_enc); /* [buckets, H] */
+    if (m->sp_size > 1) { /* Ulysses: the head group's columns of the table, [buckets, Hb] */
+        void *slice = WORK(m, m->o_bias_slice);
+        GV_TRY(gv_backend_copy2d(m->be, slice, Hb * e, (const char *)table + (size_t)m->sp_rank * Hb * e,
+                                 H * e, Hb * e, (size_t)nb));
+        table = slice;
+    }
+    GV_TRY(gv_embedding_forward(m->be, tmp, WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), table, NULL, 1, T * T,
+                                Hb, 0));
+    return gv_backend_convert(m->be, bias, GV_F32, tmp, m->dt, TT * Hb);
 }
 
 /* The stack's accumulated bias gradient (F32 [Tf,Tf,Hb]) into its table's gradient. */
 static gv_status gv_t5_bias_backward(gv_model *m, int dec) {
-    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m);
-    size_t TT = (size_t)T * T;
-    void *tmp = ACT(m, m->o_bias_tmp);
+    int T = m->Tf, H = m->Hl, Hb = gv_t5_bias_heads(m), nb = m->spec.rel_buckets;
+    size_t TT = (size_t)T * T, e = m->esz;
+    void *tmp = ACT(m, m->o_bias_tmp); /* [T*T, Hb] */
     const float *db = WORK(m, dec ? m->o_dbias_dec : m->o_dbias_enc);
-    if (m->sp_size == 1) {
-        GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * H));
-    } else { /* Ulysses: the other head groups' columns are the other ranks' */
-        GV_TRY(gv_backend_sync(m->be));
-        float *t = tmp;
-        memset(t, 0, TT * H * sizeof *t);
-        for (size_t i = 0; i < TT; i++)
-            memcpy(t + i * H + (size_t)m->sp_rank * Hb, db + i * Hb, (size_t)Hb * sizeof(float));
-    }
-    return gv_embedding_backward(m->be, G(m, dec ? m->rel_dec : m->rel_enc), NULL, tmp,
-                                 WORK(m, dec ? m->o_bk_dec : m->o_bk_enc), 1, T * T, H, 0);
+    const int32_t *bk = WORK(m, dec ? m->o_bk_dec : m->o_bk_enc);
+    char *grad = G(m, dec ? m->rel_dec : m->rel_enc); /* [buckets, H] */
+    GV_TRY(gv_backend_convert(m->be, tmp, m->dt, db, GV_F32, TT * Hb));
+    if (m->sp_size == 1) return gv_embedding_backward(m->be, grad, NULL, tmp, bk, 1, T * T, H, 0);
+    /* Ulysses: the head group's columns of the table gradient (the other columns are the other ranks'),
+     * accumulated in [buckets, Hb] and put back */
+    void *slice = WORK(m, m->o_bias_slice);
+    char *cols = grad + (size_t)m->sp_rank * Hb * e;
+    GV_TRY(gv_backend_copy2d(m->be, slice, Hb * e, cols, H * e, Hb * e, (size_t)nb));
+    GV_TRY(gv_embedding_backward(m->be, slice, NULL, tmp, bk, 1, T * T, Hb, 0));
+    return gv_backend_copy2d(m->be, cols, H * e, slice, Hb * e, Hb * e, (size_t)nb);
 }
 
 /* The attention's shape: this rank's heads over its positions, or under Ulysses its head group over the full
@@ -2649,8 +2667,8 @@ gv_status gv_model_grad_norm(gv_model *m, double *norm) {
 
 gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, float grad_scale, int t) {
     /* Each rank updates the pieces it holds. Moments are indexed in the shard space; weights and gradients
-     * too under ZeRO-3, else in the flat space. A separate fp32 master only exists on bf16 backends, which
-     * have no ZeRO yet (rejected at init), so it is indexed like the weights. */
+     * too under ZeRO-3, else in the flat space. A separate fp32 master (bf16 backends) is indexed like the
+     * moments; on F32 the master is the weights. */
     size_t *g0 = malloc(3 * (size_t)m->nunits * sizeof *g0), *n = g0 + m->nunits, *sh = n + m->nunits;
     if (!g0) return gv_fail(GV_ERR_NOMEM, "adamw: out of host memory");
     int np = gv_held_pieces(m, g0, n, sh);
@@ -2668,7 +2686,7 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
             if (e > g0[k] + n[k]) e = g0[k] + n[k];
             if (a >= e) continue;
             size_t si = sh[k] + (a - g0[k]), at = m->zero == 3 ? si : a;
-            seg[ns++] = (gv_adamw_seg){at, at, si, e - a, p->decay};
+            seg[ns++] = (gv_adamw_seg){at, gv_master_at(m, a, si), si, e - a, p->decay};
         }
     free(g0);
     void *wcopy = (void *)m->master == m->weights ? NULL : m->weights;

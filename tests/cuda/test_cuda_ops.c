@@ -845,6 +845,25 @@ static void t_memory(void) {
     for (size_t i = 0; i < n; i++) bad += back[i] != 0.0f;
     printf("  %-44s %zu mismatches\n", "round trips (RNE) and zeroing", bad);
     CHECK(bad == 0);
+    /* copy2d: bf16 columns [3, 7) of [R, 10] into columns [1, 5) of [R, 6], whose other columns were just
+     * zeroed (a deferred memset0: the copy issues it first, as every op does) */
+    size_t R = 97;
+    void *s10 = alloc_on(gpu, R * 10 * 2), *d6 = alloc_on(gpu, R * 6 * 2);
+    float *h10 = xmalloc(R * 10 * 4), *h6 = xmalloc(R * 6 * 4);
+    for (size_t i = 0; i < R * 10; i++) h10[i] = runif();
+    CHECK_OK(gv_backend_upload_f32(gpu, s10, GV_BF16, h10, R * 10));
+    CHECK_OK(gv_backend_memset0(gpu, d6, R * 6 * 2));
+    CHECK_OK(gv_backend_copy2d(gpu, (char *)d6 + 2, 6 * 2, (char *)s10 + 3 * 2, 10 * 2, 4 * 2, R));
+    CHECK_OK(gv_backend_download_f32(gpu, h6, d6, GV_BF16, R * 6));
+    bad = 0;
+    for (size_t r = 0; r < R; r++)
+        for (size_t c = 0; c < 6; c++)
+            bad += h6[r * 6 + c] != (c >= 1 && c < 5 ? bfr(h10[r * 10 + 2 + c]) : 0.0f);
+    printf("  %-44s %zu mismatches\n", "copy2d (column slice, after memset0)", bad);
+    CHECK(bad == 0);
+    gv_backend_dealloc(gpu, s10);
+    gv_backend_dealloc(gpu, d6);
+    free(h10), free(h6);
     CHECK(gv_backend_dtype(gpu) == GV_BF16);
     CHECK(gv_backend_device(gpu) == GV_DEV_CUDA);
     CHECK_OK(gv_backend_sync(gpu));

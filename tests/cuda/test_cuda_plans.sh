@@ -3,10 +3,15 @@
 # 4 layers) trains 20 steps under each plan on 2 and 4 MPI ranks and its losses are compared with the
 # 1-rank cuda run of the same seed and data (bf16: within 2e-2 relative at every step). With one GPU the
 # ranks share it through the mpi communicator (device data staged through the host; --comm auto picks mpi
-# there, NCCL refusing two ranks on one GPU); with a GPU per rank auto picks nccl. Also: ZeRO under bf16 is
-# refused with its reason, --comm nccl on a shared GPU fails with the reason, and two ranks bootstrapped by
-# hand through --rendezvous reach NCCL's init (which refuses the shared GPU) instead of hanging.
-#   usage: test_cuda_plans.sh GALVATRON SOURCE_DIR      (GV_PLANS_BACKEND=cpu: the same script on CPU ranks)
+# there, NCCL refusing two ranks on one GPU); with a GPU per rank auto picks nccl. ZeRO-1/2/3 (bf16
+# weights, the fp32 master sharded with the moments) on 2 and 4 ranks and in a layer-wise mix with tp; a
+# checkpoint saved under ZeRO-3 on 2 ranks resumed on 1 rank without ZeRO (its steps against the saving
+# run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); t5-tiny (also layer-wise, the bias
+# tables' copies; and under Ulysses) and bert-tiny under ZeRO against their own 1-rank runs. Also: --comm nccl on a shared
+# GPU fails with the reason, and two ranks bootstrapped by hand through --rendezvous reach NCCL's init
+# (which refuses the shared GPU) instead of hanging.
+#   usage: test_cuda_plans.sh GALVATRON SOURCE_DIR      (GV_PLANS_BACKEND=cpu: the same script on CPU ranks;
+#   GV_PLANS_STEPS: steps, 20; GV_PLANS_ONLY=REGEX: only the checks whose names match, e.g. 'zero|t5|bert')
 # Exit 77 (skipped) without a GPU.
 set -u
 source "$2/tests/lib_cli.sh" "$1" "$2" cuda_plans
@@ -28,12 +33,41 @@ model=$src/tests/cuda/plans/model.json
 common=(--model "$model" --backend "$be" --steps "$steps" --global-batch 8 --micro-batches 2 --seq 128
         --eval-every 0 --warmup 2 --lr 5e-4 --seed 7)
 
+only=${GV_PLANS_ONLY:-}
+wanted() {
+    local n
+    [ -z "$only" ] && return 0
+    for n; do [[ $n =~ $only ]] && return 0; done
+    return 1
+}
+
 losses() { grep -o '"step": [0-9]*, "loss": [0-9.e+-]*' "$1" | sed 's/.*"loss": //'; }
 
-# run NAME RANKS ARGS...: trains, then compares every step's loss with the reference.
+# worst_diff FILE_A FILE_B: the largest relative difference of two loss columns (B against A).
+worst_diff() {
+    paste <(losses "$1") <(losses "$2") |
+        awk '{d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > w) w = r} END {printf "%.3e", w}'
+}
+
+# reference NAME ARGS...: a 1-rank run the next run calls compare with (refname).
+refname=ref
+reference() {
+    local name=$1
+    shift
+    if ! "$gv" train "${common[@]}" "$@" --metrics "$tmp/$name.jsonl" >"$tmp/$name.out" 2>"$tmp/$name.err"; then
+        fail "$name: training failed:"
+        grep -v '^step ' "$tmp/$name.err" | head -5 | sed 's/^/    /'
+        return 1
+    fi
+    refname=$name
+    echo "ref  $name 1 rank: loss $(losses "$tmp/$name.jsonl" | head -1) -> $(losses "$tmp/$name.jsonl" | tail -1)"
+}
+
+# run NAME RANKS ARGS...: trains, then compares every step's loss with the reference (refname).
 run() {
     local name=$1 n=$2
     shift 2
+    wanted "$name" || return 0
     local t0=$SECONDS
     if ! "$gv" train -n "$n" "${common[@]}" "$@" --metrics "$tmp/$name.jsonl" >"$tmp/$name.out" 2>"$tmp/$name.err"; then
         fail "$name: training failed:"
@@ -47,8 +81,7 @@ run() {
         return
     fi
     local worst
-    worst=$(paste <(losses "$tmp/ref.jsonl") <(losses "$tmp/$name.jsonl") |
-        awk '{d = $2 - $1; if (d < 0) d = -d; r = d / $1; if (r > w) w = r} END {printf "%.3e", w}')
+    worst=$(worst_diff "$tmp/$refname.jsonl" "$tmp/$name.jsonl")
     local first last
     first=$(losses "$tmp/$name.jsonl" | head -1)
     last=$(losses "$tmp/$name.jsonl" | tail -1)
@@ -56,7 +89,7 @@ run() {
         echo "ok   $name ($n ranks, $comm, $((SECONDS - t0)) s): loss $first -> $last, worst relative difference $worst"
     else
         fail "$name ($n ranks, $comm): worst relative loss difference $worst > $tol"
-        paste <(losses "$tmp/ref.jsonl") <(losses "$tmp/$name.jsonl") | head -"$steps" | sed 's/^/    /'
+        paste <(losses "$tmp/$refname.jsonl") <(losses "$tmp/$name.jsonl") | head -"$steps" | sed 's/^/    /'
     fi
     if [ "$be" = cuda ]; then # the communicator auto picked: nccl when every rank has a GPU of its own
         local want="(comm mpi)"
@@ -66,13 +99,10 @@ run() {
 }
 
 # the 1-rank reference
-if ! "$gv" train "${common[@]}" --metrics "$tmp/ref.jsonl" >"$tmp/ref.out" 2>"$tmp/ref.err"; then
-    fail "reference: training failed:"
-    grep -v '^step ' "$tmp/ref.err" | head -5 | sed 's/^/    /'
+if ! reference ref; then
     cli_done
     exit 1
 fi
-echo "ref  1 rank: loss $(losses "$tmp/ref.jsonl" | head -1) -> $(losses "$tmp/ref.jsonl" | tail -1)"
 
 run dp2 2 --dp-type ddp
 run tp2 2 --tp 2 --vocab-tp 2
@@ -87,10 +117,55 @@ run dp2-tp2 4 --tp 2 --vocab-tp 2
 run pp2-tp2-1f1b 4 --pp 2 --tp 2 --vocab-tp 2 --schedule 1f1b --micro-batches 4
 run ulysses4 4 --tp 4 --sp ulysses
 
-if [ "$be" = cuda ]; then
-    # bf16 keeps a separate fp32 master copy, which ZeRO does not shard yet
-    expect_fail_ranks zero3-refused "ZeRO with a separate fp32 master copy" -- train -n 2 "${common[@]}" \
-        --dp-type zero3
+# ZeRO: on cuda the bf16 weights beside the fp32 master, which is sharded with the moments
+half=$((steps / 2))
+run zero1-2 2 --dp-type zero1
+run zero2-2 2 --dp-type zero2
+run zero3-2 2 --dp-type zero3 --out "$tmp/ck" --save-every "$half"
+run zero3-4 4 --dp-type zero3
+run mix-zero4 4 --plan "$src/tests/cuda/plans/mix_zero_w4.json"
+# the tied embedding's gradient exchanged between the stages after ZeRO-3's reduction
+run pp2-zero3-4 4 --pp 2 --dp-type zero3 --schedule 1f1b --micro-batches 4
+# the ZeRO-3 checkpoint of step `half` (fp32 master and moments assembled from the pieces) resumed on one
+# rank without ZeRO: its steps continue the saving run's
+ck=$(printf '%s/ck/step-%06d' "$tmp" "$half")
+if ! wanted zero3-resume1; then
+    :
+elif ! "$gv" train "${common[@]}" --resume "$ck" --metrics "$tmp/resume1.jsonl" >"$tmp/resume1.out" \
+    2>"$tmp/resume1.err"; then
+    fail "zero3-resume1: resuming $ck on 1 rank failed:"
+    grep -v '^step ' "$tmp/resume1.err" | head -5 | sed 's/^/    /'
+elif [ "$(losses "$tmp/resume1.jsonl" | wc -l)" -ne $((steps - half)) ]; then
+    fail "zero3-resume1: $(losses "$tmp/resume1.jsonl" | wc -l) losses, want $((steps - half))"
+else
+    losses "$tmp/zero3-2.jsonl" | tail -n $((steps - half)) | sed 's/^/"step": 0, "loss": /' >"$tmp/zero3-2.tail"
+    worst=$(worst_diff "$tmp/zero3-2.tail" "$tmp/resume1.jsonl")
+    if awk -v w="$worst" -v t="$tol" 'BEGIN {exit !(w <= t)}'; then
+        echo "ok   zero3-resume1: steps $((half + 1))-$steps resumed on 1 rank, loss" \
+            "$(losses "$tmp/resume1.jsonl" | head -1) -> $(losses "$tmp/resume1.jsonl" | tail -1)," \
+            "worst relative difference to the saving run $worst"
+    else
+        fail "zero3-resume1: worst relative loss difference to the saving run $worst > $tol"
+    fi
+fi
+# the other families' ZeRO paths: T5 (bias tables, cross-attention) and BERT (tied MLM decoder)
+if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 t5-ulysses2 t5-ulysses2-zero3-4 &&
+    reference t5-ref --model t5-tiny; then
+    run t5-zero3-2 2 --model t5-tiny --dp-type zero3
+    run t5-zero2-tp2 4 --model t5-tiny --dp-type zero2 --tp 2 --vocab-tp 2
+    # parts inside a stack: the bias tables' copies, their gradients summed with ZeRO-3's reduced ones
+    run t5-mix-zero2 2 --model t5-tiny --plan "$src/tests/cuda/plans/t5_mix_zero_w2.json"
+    # Ulysses: the relative bias of the rank's head group (device-side column slices of the tables)
+    run t5-ulysses2 2 --model t5-tiny --tp 2 --sp ulysses
+    run t5-ulysses2-zero3-4 4 --model t5-tiny --tp 2 --sp ulysses --dp-type zero3
+fi
+if wanted bert-zero3-2 bert-zero1-2 && reference bert-ref --model bert-tiny; then
+    run bert-zero3-2 2 --model bert-tiny --dp-type zero3
+    run bert-zero1-2 2 --model bert-tiny --dp-type zero1
+fi
+refname=ref
+
+if [ "$be" = cuda ] && wanted nccl-shared-gpu rendezvous-shared-gpu nccl2; then
     if [ "$ngpu" -lt 2 ]; then
         expect_fail_ranks nccl-shared-gpu "2 ranks on this host share 1 GPU" -- train -n 2 "${common[@]}" \
             --comm nccl

@@ -80,6 +80,14 @@ static gv_status cpu_convert(gv_backend *b, void *dst, gv_dtype ddt, const void 
                    gv_dtype_name(sdt), gv_dtype_name(ddt));
 }
 
+/* rows x width bytes, src rows spitch apart -> dst rows dpitch apart */
+static gv_status cpu_copy2d(gv_backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                            size_t width, size_t rows) {
+    (void)b;
+    for (size_t r = 0; r < rows; r++) memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+    return GV_OK;
+}
+
 static gv_status cpu_upload_f32(gv_backend *b, void *dst, gv_dtype dt, const float *src, size_t n) {
     if (dt != GV_F32 && dt != GV_BF16)
         return gv_fail(GV_ERR_UNSUPPORTED, "cpu upload_f32: destination dtype %s not supported (f32 or bf16)",
@@ -221,6 +229,7 @@ static const struct gv_backend_i gv_cpu_iface = {
     .attention_ext_backward = gv_cpu_attention_ext_backward,
     .relu_forward = gv_cpu_relu_forward,
     .relu_backward = gv_cpu_relu_backward,
+    .copy2d = cpu_copy2d,
 };
 
 gv_status gv_backend_cpu_init(gv_backend **out) {

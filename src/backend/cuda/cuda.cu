@@ -324,6 +324,14 @@ static gv_status cuda_convert(gv_backend *b, void *dst, gv_dtype ddt, const void
                    gv_dtype_name(sdt), gv_dtype_name(ddt));
 }
 
+/* rows x width bytes between device matrices of different pitches (column slices), on the stream */
+static gv_status cuda_copy2d(gv_backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
+                             size_t width, size_t rows) {
+    GV_CUDA_TRY(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice,
+                                  gv_cuda(b)->stream));
+    return GV_OK;
+}
+
 static int float_dtype(gv_dtype dt) {
     return dt == GV_F32 || dt == GV_BF16 || dt == GV_F16;
 }
@@ -549,6 +557,9 @@ static gv_status op_memset0(gv_backend *b, void *ptr, size_t bytes) {
     return cuda_memset0(b, ptr, bytes); /* deferred; profiled when issued */
 }
 
+GV_OP(copy2d, cuda_copy2d, 0, rows, width, 0,
+      (gv_backend * b, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows),
+      (b, dst, dpitch, src, spitch, width, rows))
 GV_OP(convert, cuda_convert, 0, n, 0, 0,
       (gv_backend * b, void *dst, gv_dtype ddt, const void *src, gv_dtype sdt, size_t n),
       (b, dst, ddt, src, sdt, n))
@@ -710,6 +721,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .add_norm_forward = */ op_add_norm_forward,
     /* .crossentropy_forward_backward = */ op_crossentropy_forward_backward,
     /* .adamw_update_multi = */ op_adamw_update_multi,
+    /* .copy2d = */ op_copy2d,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
