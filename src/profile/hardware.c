@@ -485,18 +485,37 @@ gv_status gv_hw_prof_run(gv_hw_prof *p, gv_comm *world, gv_backend *b, const gv_
 
     gv_hw_ctx x = {world, W, gv_comm_rank(world), gv_comm_rank(world) == 0, c, NULL, NULL, NULL, NULL, NULL};
     size_t buf = c->max_bytes > ((size_t)c->sp_max_mb << 20) ? c->max_bytes : (size_t)c->sp_max_mb << 20;
-    x.s = malloc(buf);
-    x.r = malloc(buf);
+    /* The collectives' buffers live where the communicator moves data (nccl: the backend's device memory),
+     * so the timings contain no staging copies. */
+    int dev = gv_comm_device(world) >= 0 && strcmp(gv_backend_name(b), "cpu") != 0;
+    gv_status st = GV_OK;
+    float *hs = malloc(buf), *hr = malloc(buf);
+    if (!hs || !hr) {
+        free(hs);
+        free(hr);
+        hs = hr = NULL;
+    } else {
+        for (size_t i = 0; i < buf / sizeof(float); i++) hs[i] = 1.0f, hr[i] = 0.0f;
+        if (dev) {
+            void *ds = NULL, *dr = NULL;
+            st = gv_backend_alloc(b, &ds, buf);
+            if (st == GV_OK) st = gv_backend_alloc(b, &dr, buf);
+            if (st == GV_OK) st = gv_backend_upload(b, ds, hs, buf);
+            if (st == GV_OK) st = gv_backend_upload(b, dr, hr, buf);
+            if (st == GV_OK) st = gv_backend_sync(b);
+            free(hs);
+            free(hr);
+            hs = ds, hr = dr;
+        }
+    }
+    x.s = hs;
+    x.r = hr;
     x.t = malloc((size_t)c->iters * sizeof *x.t);
     x.all = malloc((size_t)W * sizeof *x.all);
     x.ranks = malloc((size_t)W * sizeof *x.ranks);
-    gv_status st = GV_OK;
-    if (!x.s || !x.r || !x.t || !x.all || !x.ranks)
+    if (st == GV_OK && (!x.s || !x.r || !x.t || !x.all || !x.ranks))
         st = gv_fail(GV_ERR_NOMEM, "profile hardware: out of memory for %zu-byte buffers", buf);
-    if (st == GV_OK) {
-        for (size_t i = 0; i < buf / sizeof(float); i++) x.s[i] = 1.0f, x.r[i] = 0.0f;
-        st = gv_hw_hosts(&x, p);
-    }
+    if (st == GV_OK) st = gv_hw_hosts(&x, p);
     if (st == GV_OK && x.leader)
         gv_info("profile hardware: %d ranks on %d node(s), %s communicator, %s backend, %d+%d iterations", W,
                 p->nodes, p->comm, p->backend, c->warmup, c->iters);
@@ -504,8 +523,13 @@ gv_status gv_hw_prof_run(gv_hw_prof *p, gv_comm *world, gv_backend *b, const gv_
     if (st == GV_OK) st = gv_hw_p2p(&x, p);
     if (st == GV_OK) st = gv_hw_sp_tables(&x, p);
     if (st == GV_OK) st = gv_hw_matmul_overlap(&x, b, p);
-    free(x.s);
-    free(x.r);
+    if (dev) {
+        if (x.s) gv_backend_dealloc(b, x.s);
+        if (x.r) gv_backend_dealloc(b, x.r);
+    } else {
+        free(x.s);
+        free(x.r);
+    }
     free(x.t);
     free(x.all);
     free(x.ranks);
