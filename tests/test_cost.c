@@ -30,10 +30,10 @@ static void check_formulas(void) {
     CHECK_CLOSE(hw.coe[2][0], 1 / 16.22, 1e-12, 0);
     CHECK_CLOSE(hw.ag[3].ms[0], 0.07895 / 2, 1e-12, 0); /* all-gather = half the all-reduce */
     CHECK(hw.ag[2].n == 11 && hw.a2a[1].n == 11);
-    CHECK_CLOSE(mp.param_mb, 778.2236328125, 1e-12, 0);
-    CHECK_CLOSE(mp.fwd_c, 3.937, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].param_mb, 778.2236328125, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].fwd_c, 3.937, 1e-12, 0);
     CHECK_CLOSE(mp.other_c, 2.959, 1e-12, 0);
-    CHECK_CLOSE(mp.act_mb[3], 68.32, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].act_mb[3], 68.32, 1e-12, 0);
 
     gv_cost_model cm = {&hw, &mp, {0}};
     gv_cost_opts_default(&cm.o, GV_COST_GALVATRON, 8, 4096, 2048);
@@ -44,26 +44,26 @@ static void check_formulas(void) {
     /* §2.1 by hand: 1-1-8 ZeRO-2, B 16, m 1: lbsz 2, fct 7.874 ms, dp_msg 680.95 MB at 1/155.658 ms/MB
      * overlapped with bct 15.748 ms under alpha 1.1256 */
     s = S(1, 1, 1, 8, 2, 0);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0241712456697, 1e-9, 0);
     CHECK_CLOSE(n, 0.023622, 1e-9, 0);
     /* 1-2*-4 ZeRO-3 + ckpt: strided DP group (4_0), 9 all-gathers of the 64 MB micro-batch, fsdp gather */
     s = S(1, 2, 1, 4, 3, 1);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0449860966049, 1e-9, 0);
     CHECK_CLOSE(n, 0.0427271266617, 1e-9, 0);
     /* RAN fact: Ulysses 1-8*-1-sp has the same time with and without gradient sync */
     s = S(1, 1, 8, 1, 0, 0);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.02921148, 1e-9, 0);
     CHECK(w == n);
     /* pp 2: p2p volume pp * 2 * lbsz s h (bf16) per dummy layer, spread over the 32 layers */
     s = S(2, 1, 1, 4, 2, 0);
-    gv_cost_layer_time(&cm, &s, &b16m2, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16m2, &w, &n);
     CHECK_CLOSE(w, 0.024110289946, 1e-9, 0);
     CHECK_CLOSE(n, 0.0236464392715, 1e-9, 0);
     s = S(1, 1, 4, 2, 2, 1); /* Ulysses 4 with dp 2: all-to-all table, 6 = 4 x 1.5 ops */
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0358156456697, 1e-9, 0);
     CHECK_CLOSE(n, 0.0352664, 1e-9, 0);
 
@@ -71,16 +71,16 @@ static void check_formulas(void) {
     gv_cost_mem m;
     double tr;
     s = S(1, 1, 1, 8, 2, 0);
-    gv_cost_layer_memory(&cm, &s, &b16, 0, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16, 0, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 737.756003906, 1e-9, 0);
     CHECK_CLOSE(m.activations, 1029.12, 1e-9, 0);
     CHECK(tr == 0);
     s = S(2, 2, 1, 2, 3, 1); /* m 4, async: zero3 ratio 7/8 (1/d + .003) + 1/8; 1F1B stage 0 holds 2 */
-    gv_cost_layer_memory(&cm, &s, &b16m4, 0, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16m4, 0, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 879.587260986, 1e-9, 0);
     CHECK_CLOSE(m.activations, 64, 1e-9, 0);
     s = S(2, 1, 4, 1, 0, 1);
-    gv_cost_layer_memory(&cm, &s, &b16m4, 1, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16m4, 1, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 3112.89453125, 1e-9, 0);
     CHECK_CLOSE(m.activations, 32, 1e-9, 0);
 
@@ -127,8 +127,8 @@ static void check_formulas(void) {
     own.o.n_layer = 32;
     s = S(1, 1, 8, 1, 0, 0);
     double w2, n2;
-    gv_cost_layer_time(&own, &s, &b16, &w2, &n2);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&own, 0, &s, &b16, &w2, &n2);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     double fct = 3.937 * 16 / 8;
     CHECK_CLOSE(n2, (3 * fct + 8 * 0.21842) * 0.001, 1e-9, 0); /* 32 MB per rank all-to-alls */
     CHECK(n2 > 0 && w2 >= n2);
@@ -277,10 +277,10 @@ static void check_own_lines(void) {
     memset(&mp, 0, sizeof mp);
     CHECK_OK(gv_own_profile_load(&mp, path, 64));
     CHECK(mp.n_own_time == 1 && mp.own_time[0].tp == 1);
-    CHECK_CLOSE(mp.own_time[0].lf[0], 0.5, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lf[1], 0.25, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lb[0], 1.0, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lb[1], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[0][0], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[0][1], 0.25, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[0][0], 1.0, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[0][1], 0.5, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[0], 0.6, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[1], 0.1, 1e-9, 1e-12);
     CHECK(mp.have_vocab_split);

@@ -205,12 +205,13 @@ static void random_profiles(gv_hw_profile *hw, gv_model_profile *mp, int W) {
     hw->overlap_coe = urand(1.0, 1.3);
     hw->have_sp_time = 1;
     mp->seq = 256;
-    mp->fwd_c = urand(0.2, 4);
+    mp->n_types = 1;
+    mp->lt[0].fwd_c = urand(0.2, 4);
     mp->other_c = urand(0.1, 3);
-    mp->param_mb = urand(5, 400);
+    mp->lt[0].param_mb = urand(5, 400);
     double a = urand(20, 300);
-    for (int i = 0; i <= GV_COST_LOGS; i++) mp->act_mb[i] = a / (1 << i) * urand(0.9, 1.2);
-    mp->act_ckpt_mb = a * urand(0.03, 0.2);
+    for (int i = 0; i <= GV_COST_LOGS; i++) mp->lt[0].act_mb[i] = a / (1 << i) * urand(0.9, 1.2);
+    mp->lt[0].act_ckpt_mb = a * urand(0.03, 0.2);
     for (int r = 0; r < 3; r++)
         for (int i = 0; i <= GV_COST_LOGS; i++) {
             mp->other_ms_mb[r][i] = urand(10, 600) / (1 << i);
@@ -292,7 +293,7 @@ static void check_optimality(void) {
         o.n_layer = L;
         cm.o.n_layer = L;
         /* a budget between the smallest and the largest plan */
-        o.memory_mb = urand(150, 100 + 300.0 * L * (1 + mp.param_mb / 50));
+        o.memory_mb = urand(150, 100 + 300.0 * L * (1 + mp.lt[0].param_mb / 50));
         gv_plan p;
         gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
         CHECK_OK(gv_plan_uniform(&p, W, 1, L, one, one, GV_SCHED_1F1B, B, m));
