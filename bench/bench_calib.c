@@ -66,7 +66,7 @@ static int cmd_compare(int argc, char **a) {
     if (gv_backend_init(&be, "cpu", 0) != GV_OK) goto fail;
     gv_cost_opts co;
     gv_cost_opts_default(&co, GV_COST_OWN, W, spec.n_embd, seq);
-    co.n_layer = layers;
+    gv_cost_opts_set_layers(&co, &spec);
     co.mixed_precision = 0;
     co.pipeline = p.schedule;
     /* Megatron-SP or plain TP: the cost model takes one for all tensor-parallel layers (Galvatron's
