@@ -69,9 +69,11 @@ if "$gv" profile model --model t5-tiny -n 2 --seq 64 --batch 4 --iters 5 -o "$d"
             fails=$((fails + 1))
         fi
     done
-    if "$gv" explain "$d/t5_own.json" --model t5-tiny -n 2 --seq 64 --profile-dir "$d" >"$tmp/explain.out" 2>&1 &&
+    if "$gv" explain "$d/t5_own.json" --model t5-tiny -n 2 --seq 64 --profile-dir "$d" --html "$tmp/t5.html" \
+        >"$tmp/explain.out" 2>&1 &&
         [ "$(grep -cE '^[0-3] .* encoder$' "$tmp/explain.out")" -eq 2 ] &&
-        [ "$(grep -cE '^[0-3] .* decoder$' "$tmp/explain.out")" -eq 2 ]; then
+        [ "$(grep -cE '^[0-3] .* decoder$' "$tmp/explain.out")" -eq 2 ] &&
+        [ "$(grep -o '<td>decoder</td>' "$tmp/t5.html" | wc -l)" -eq 2 ]; then
         echo "ok   explain-shows-layer-types"
     else
         echo "FAIL explain-shows-layer-types:"
