@@ -66,7 +66,7 @@ static int cmd_compare(int argc, char **a) {
     if (gv_backend_init(&be, "cpu", 0) != GV_OK) goto fail;
     gv_cost_opts co;
     gv_cost_opts_default(&co, GV_COST_OWN, W, spec.n_embd, seq);
-    co.n_layer = layers;
+    gv_cost_opts_set_layers(&co, &spec);
     co.mixed_precision = 0;
     co.pipeline = p.schedule;
     /* Megatron-SP or plain TP: the cost model takes one for all tensor-parallel layers (Galvatron's
@@ -137,7 +137,7 @@ static int cmd_compare(int argc, char **a) {
         gv_plan_strategies(&p, ls, &vs);
         gv_cost_batch cb = {p.global_batch, p.micro_batches};
         double w, n, ow[64], on[64];
-        gv_cost_layer_time(&env.cm, &ls[0], &cb, &w, &n);
+        gv_cost_layer_time(&env.cm, 0, &ls[0], &cb, &w, &n);
         gv_cost_other_time(&env.cm, &vs, &cb, ow, on);
         fprintf(stderr,
                 "  layer 0: %.3f ms per micro-batch, %.3f with the step's sync; vocab stage 0: %.3f / %.3f\n",
@@ -146,8 +146,8 @@ static int cmd_compare(int argc, char **a) {
             fprintf(stderr,
                     "  line tp %d sp %d: layer fwd %.4f x + %.4f, bwd %.4f x + %.4f; vocab fwd %.4f x + "
                     "%.4f, bwd %.4f x + %.4f\n",
-                    env.mp.own_time[k].tp, env.mp.own_time[k].sp, env.mp.own_time[k].lf[0],
-                    env.mp.own_time[k].lf[1], env.mp.own_time[k].lb[0], env.mp.own_time[k].lb[1],
+                    env.mp.own_time[k].tp, env.mp.own_time[k].sp, env.mp.own_time[k].lf[0][0],
+                    env.mp.own_time[k].lf[0][1], env.mp.own_time[k].lb[0][0], env.mp.own_time[k].lb[0][1],
                     env.mp.own_time[k].of[0], env.mp.own_time[k].of[1], env.mp.own_time[k].ob[0],
                     env.mp.own_time[k].ob[1]);
         fprintf(stderr, "  optimizer %.4f ms per Mparam\n", env.mp.opt_ms_per_mparam);

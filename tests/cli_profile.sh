@@ -55,4 +55,42 @@ else
     fails=$((fails + 1))
 fi
 
+# T5: two layer types (encoder, decoder) from the profiler to the search and explain, both cost models.
+if "$gv" profile model --model t5-tiny -n 2 --seq 64 --batch 4 --iters 5 -o "$d" >/dev/null 2>&1; then
+    for cm in galvatron own; do
+        if "$gv" search --model t5-tiny --seq 64 -n 2 --memory 2 --profile-dir "$d" --cost-model $cm \
+            --global-batch 4 --options "$d/opts.json" -o "$d/t5_$cm.json" --galvatron-out "$d/t5gc_$cm.json" \
+            >"$tmp/search.out" 2>&1 &&
+            [ -s "$d/t5_$cm.json" ]; then
+            echo "ok   search-reads-t5-types ($cm)"
+        else
+            echo "FAIL search-reads-t5-types ($cm):"
+            sed 's/^/    /' "$tmp/search.out" | tail -5
+            fails=$((fails + 1))
+        fi
+    done
+    if "$gv" explain "$d/t5_own.json" --model t5-tiny -n 2 --seq 64 --profile-dir "$d" --html "$tmp/t5.html" \
+        >"$tmp/explain.out" 2>&1 &&
+        [ "$(grep -cE '^[0-3] .* encoder$' "$tmp/explain.out")" -eq 2 ] &&
+        [ "$(grep -cE '^[0-3] .* decoder$' "$tmp/explain.out")" -eq 2 ] &&
+        [ "$(grep -o '<td>decoder</td>' "$tmp/t5.html" | wc -l)" -eq 2 ]; then
+        echo "ok   explain-shows-layer-types"
+    else
+        echo "FAIL explain-shows-layer-types:"
+        sed 's/^/    /' "$tmp/explain.out" | head -8
+        fails=$((fails + 1))
+    fi
+    # a one-type profile for a two-type model: refused, naming the file
+    e="$tmp/onetype"
+    mkdir -p "$e"
+    cp "$d"/*.json "$e"/
+    cp "$d/computation_profiling_fp32_gpt2-tiny_all.json" "$e/computation_profiling_fp32_t5-tiny_all.json"
+    cp "$d/memory_profiling_fp32_gpt2-tiny_all.json" "$e/memory_profiling_fp32_t5-tiny_all.json"
+    expect_fail one-type-profile "memory_profiling_fp32_t5-tiny_all.json: 1 layer type\\(s\\) profiled" -- \
+        search --model t5-tiny --seq 32 -n 2 --memory 2 --profile-dir "$e" --global-batch 4 --options "$d/opts.json"
+else
+    echo "FAIL: profiling t5 for the search"
+    fails=$((fails + 1))
+fi
+
 cli_done

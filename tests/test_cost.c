@@ -14,6 +14,8 @@
 #define PROF GV_SOURCE_DIR "/tests/profiles"
 #define COMP PROF "/computation_profiling_bf16_llama2-7b_all.json"
 #define MEM PROF "/memory_profiling_bf16_llama2-7b_all.json"
+#define COMP2 PROF "/computation_profiling_bf16_t5-2type_all.json"
+#define MEM2 PROF "/memory_profiling_bf16_t5-2type_all.json"
 
 static gv_strategy S(int pp, int tp, int sp, int dp, int zero, int ckpt) {
     gv_strategy s = {pp, tp, sp, 1, dp, zero, ckpt};
@@ -30,10 +32,10 @@ static void check_formulas(void) {
     CHECK_CLOSE(hw.coe[2][0], 1 / 16.22, 1e-12, 0);
     CHECK_CLOSE(hw.ag[3].ms[0], 0.07895 / 2, 1e-12, 0); /* all-gather = half the all-reduce */
     CHECK(hw.ag[2].n == 11 && hw.a2a[1].n == 11);
-    CHECK_CLOSE(mp.param_mb, 778.2236328125, 1e-12, 0);
-    CHECK_CLOSE(mp.fwd_c, 3.937, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].param_mb, 778.2236328125, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].fwd_c, 3.937, 1e-12, 0);
     CHECK_CLOSE(mp.other_c, 2.959, 1e-12, 0);
-    CHECK_CLOSE(mp.act_mb[3], 68.32, 1e-12, 0);
+    CHECK_CLOSE(mp.lt[0].act_mb[3], 68.32, 1e-12, 0);
 
     gv_cost_model cm = {&hw, &mp, {0}};
     gv_cost_opts_default(&cm.o, GV_COST_GALVATRON, 8, 4096, 2048);
@@ -44,26 +46,26 @@ static void check_formulas(void) {
     /* §2.1 by hand: 1-1-8 ZeRO-2, B 16, m 1: lbsz 2, fct 7.874 ms, dp_msg 680.95 MB at 1/155.658 ms/MB
      * overlapped with bct 15.748 ms under alpha 1.1256 */
     s = S(1, 1, 1, 8, 2, 0);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0241712456697, 1e-9, 0);
     CHECK_CLOSE(n, 0.023622, 1e-9, 0);
     /* 1-2*-4 ZeRO-3 + ckpt: strided DP group (4_0), 9 all-gathers of the 64 MB micro-batch, fsdp gather */
     s = S(1, 2, 1, 4, 3, 1);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0449860966049, 1e-9, 0);
     CHECK_CLOSE(n, 0.0427271266617, 1e-9, 0);
     /* RAN fact: Ulysses 1-8*-1-sp has the same time with and without gradient sync */
     s = S(1, 1, 8, 1, 0, 0);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.02921148, 1e-9, 0);
     CHECK(w == n);
     /* pp 2: p2p volume pp * 2 * lbsz s h (bf16) per dummy layer, spread over the 32 layers */
     s = S(2, 1, 1, 4, 2, 0);
-    gv_cost_layer_time(&cm, &s, &b16m2, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16m2, &w, &n);
     CHECK_CLOSE(w, 0.024110289946, 1e-9, 0);
     CHECK_CLOSE(n, 0.0236464392715, 1e-9, 0);
     s = S(1, 1, 4, 2, 2, 1); /* Ulysses 4 with dp 2: all-to-all table, 6 = 4 x 1.5 ops */
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     CHECK_CLOSE(w, 0.0358156456697, 1e-9, 0);
     CHECK_CLOSE(n, 0.0352664, 1e-9, 0);
 
@@ -71,16 +73,16 @@ static void check_formulas(void) {
     gv_cost_mem m;
     double tr;
     s = S(1, 1, 1, 8, 2, 0);
-    gv_cost_layer_memory(&cm, &s, &b16, 0, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16, 0, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 737.756003906, 1e-9, 0);
     CHECK_CLOSE(m.activations, 1029.12, 1e-9, 0);
     CHECK(tr == 0);
     s = S(2, 2, 1, 2, 3, 1); /* m 4, async: zero3 ratio 7/8 (1/d + .003) + 1/8; 1F1B stage 0 holds 2 */
-    gv_cost_layer_memory(&cm, &s, &b16m4, 0, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16m4, 0, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 879.587260986, 1e-9, 0);
     CHECK_CLOSE(m.activations, 64, 1e-9, 0);
     s = S(2, 1, 4, 1, 0, 1);
-    gv_cost_layer_memory(&cm, &s, &b16m4, 1, &m, &tr);
+    gv_cost_layer_memory(&cm, 0, &s, &b16m4, 1, &m, &tr);
     CHECK_CLOSE(m.parameters + m.gradients + m.optimizer, 3112.89453125, 1e-9, 0);
     CHECK_CLOSE(m.activations, 32, 1e-9, 0);
 
@@ -127,8 +129,8 @@ static void check_formulas(void) {
     own.o.n_layer = 32;
     s = S(1, 1, 8, 1, 0, 0);
     double w2, n2;
-    gv_cost_layer_time(&own, &s, &b16, &w2, &n2);
-    gv_cost_layer_time(&cm, &s, &b16, &w, &n);
+    gv_cost_layer_time(&own, 0, &s, &b16, &w2, &n2);
+    gv_cost_layer_time(&cm, 0, &s, &b16, &w, &n);
     double fct = 3.937 * 16 / 8;
     CHECK_CLOSE(n2, (3 * fct + 8 * 0.21842) * 0.001, 1e-9, 0); /* 32 MB per rank all-to-alls */
     CHECK(n2 > 0 && w2 >= n2);
@@ -277,10 +279,10 @@ static void check_own_lines(void) {
     memset(&mp, 0, sizeof mp);
     CHECK_OK(gv_own_profile_load(&mp, path, 64));
     CHECK(mp.n_own_time == 1 && mp.own_time[0].tp == 1);
-    CHECK_CLOSE(mp.own_time[0].lf[0], 0.5, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lf[1], 0.25, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lb[0], 1.0, 1e-9, 1e-12);
-    CHECK_CLOSE(mp.own_time[0].lb[1], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[0][0], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[0][1], 0.25, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[0][0], 1.0, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[0][1], 0.5, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[0], 0.6, 1e-9, 1e-12);
     CHECK_CLOSE(mp.own_time[0].ob[1], 0.1, 1e-9, 1e-12);
     CHECK(mp.have_vocab_split);
@@ -316,10 +318,142 @@ static void check_own_lines(void) {
     unlink(path);
 }
 
+/* The own model's per-type lines: runs [1, 1], [2, 1], [1, 2] (layers_min 1, layers_max 2 of an encoder
+ * and a decoder type) give each type's line and the vocab layers' from the base run; the pipeline split
+ * takes an encoder layer off the first stage and a decoder layer off the last. */
+static void check_own_lines_types(void) {
+    const char *path = "test_cost_own_profile2.json";
+    char txt[4096], *w = txt;
+    w += sprintf(w, "{\"layers_min\": 1, \"layers_max\": 2, \"layer_types\": [\"encoder\", \"decoder\"], "
+                    "\"time\": [");
+    int bs[3] = {1, 2, 4};
+    for (int i = 0; i < 3; i++) {
+        double x = bs[i], e = 0.5 * x + 0.25, d = 0.75 * x + 0.5, o = 0.3 * x;
+        double eb = 2 * e, db = 2 * d, ob = 0.6 * x;
+        w += sprintf(
+            w,
+            "%s{\"seq\": 64, \"tp\": 1, \"sp\": \"none\", \"batch\": %d, \"forward_ms\": [%.9g, %.9g, "
+            "%.9g], \"backward_ms\": [%.9g, %.9g, %.9g]}",
+            i ? ", " : "", bs[i], o + e + d, o + 2 * e + d, o + e + 2 * d, ob + eb + db, ob + 2 * eb + db,
+            ob + eb + 2 * db);
+    }
+    /* batch 4: encoder 2.25 / 4.5 ms, decoder 3.5 / 7 ms; embedding 1 / 2 ms, head 3 / 6 ms */
+    sprintf(w, "], \"pipeline_time\": {\"pp\": 2, \"batch\": 4, \"first_stage_ms\": [3.25, 6.5], "
+               "\"last_stage_ms\": [6.5, 13]}}");
+    write_file(path, txt);
+    gv_model_profile mp;
+    memset(&mp, 0, sizeof mp);
+    mp.n_types = 2;
+    CHECK_OK(gv_own_profile_load(&mp, path, 64));
+    CHECK(mp.n_own_time == 1);
+    CHECK_CLOSE(mp.own_time[0].lf[0][0], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[0][1], 0.25, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[1][0], 0.75, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lf[1][1], 0.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].lb[1][0], 1.5, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].of[0], 0.3, 1e-9, 1e-12);
+    CHECK_CLOSE(mp.own_time[0].ob[0], 0.6, 1e-9, 1e-12);
+    CHECK(mp.have_vocab_split);
+    CHECK_CLOSE(mp.vocab_first[0], 0.25, 1e-6, 0);
+    CHECK_CLOSE(mp.vocab_first[1], 0.25, 1e-6, 0);
+    /* one type expected: the error names the file */
+    mp.n_types = 1;
+    CHECK(gv_own_profile_load(&mp, path, 64) != GV_OK && strstr(gv_last_error(), path) &&
+          strstr(gv_last_error(), "'layer_types' has 2 layer type(s)"));
+    unlink(path);
+}
+
+/* Two layer types (the t5-2type fixture: encoder F 2 ms, P 100 MB, A 40 MB; decoder F 3 ms, P 150 MB,
+ * A 60 MB per sample): a plan's stage times and memory equal the sums over the layers it actually holds,
+ * computed by hand from reference §2 (Galvatron) and the own model's formulas; each type's Galvatron L is
+ * its own layer count. World 2, pp 2, stages of 1 and 3 layers, dp 1 (no gradient sync), layer 3
+ * recomputes. */
+static void check_layer_types(void) {
+    gv_model_profile mp;
+    CHECK_OK(gv_model_profile_load(&mp, COMP2, MEM2, 512, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC));
+    CHECK(mp.n_types == 2);
+    CHECK(mp.lt[0].fwd_c == 2.0 && mp.lt[1].fwd_c == 3.0 && mp.other_c == 2.5);
+    CHECK(mp.lt[0].param_mb == 100 && mp.lt[1].param_mb == 150);
+    CHECK(mp.lt[0].act_mb[0] == 40 && mp.lt[1].act_mb[0] == 60 && mp.lt[1].act_mb[3] == 7.5);
+    CHECK(mp.lt[0].act_ckpt_mb == 2 && mp.lt[1].act_ckpt_mb == 3);
+    gv_hw_profile hw;
+    memset(&hw, 0, sizeof hw);
+    hw.world = 2;
+    hw.overlap_coe = 1;
+    hw.coe[1][0] = hw.coe[1][1] = 0.1;
+    hw.p2p_coe[1] = 0.01;
+    gv_plan p;
+    gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
+    CHECK_OK(gv_plan_uniform(&p, 2, 2, 4, one, one, GV_SCHED_1F1B, 8, 4));
+    p.stage_layers[0] = 1, p.stage_layers[1] = 3;
+    p.layers[3].ckpt = 1;
+    const int type[4] = {0, 0, 1, 1}, ck[4] = {0, 0, 0, 1}, stage[4] = {0, 1, 1, 1};
+    const double F[2] = {2.0, 3.0}, P[2] = {100, 150}, A[2] = {40, 60}, AC[2] = {2, 3};
+    const double MBy = 1024.0 * 1024.0, lbsz = 8 / 4 / 1;
+    gv_strategy vs = {2, 1, 1, 1, 1, 0, 0};
+    gv_cost_batch b = {8, 4};
+    for (int mode = 0; mode < 2; mode++) {
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, mode ? GV_COST_OWN : GV_COST_GALVATRON, 2, 1024, 512);
+        cm.o.n_layer = 4;
+        cm.o.n_types = 2;
+        cm.o.type_layers[0] = 2, cm.o.type_layers[1] = 2;
+        CHECK_OK(gv_cost_check_types(&cm.o, &mp, MEM2));
+        CHECK(gv_cost_layer_type(&cm.o, 1) == 0 && gv_cost_layer_type(&cm.o, 2) == 1);
+        gv_plan_cost pc;
+        CHECK_OK(gv_cost_plan(&cm, &p, 0, &pc));
+        double ow[2], on[2];
+        gv_cost_mem om[2];
+        gv_cost_other_time(&cm, &vs, &b, ow, on);
+        gv_cost_other_memory(&cm, &vs, &b, om);
+        double C[2] = {on[0], on[1]}, mem[2] = {0, 0}, trans[2] = {0, 0};
+        for (int l = 0; l < 4; l++) {
+            int t = type[l], k = stage[l], cum = 2 - k; /* 1F1B: pp - stage micro-batches in flight */
+            double T;
+            if (!mode) { /* fct = F lbsz L, bct = 2 fct (+ fct recompute), p2p of pp 2 (bf16), / L */
+                double L = 2, fct = F[t] * lbsz * L;
+                double p2p = 2.0 * 2 * lbsz * 512 * 1024 * 4 / MBy / 2 * 0.01;
+                T = (fct * (ck[l] ? 4 : 3) + p2p) * 0.001 / L;
+            } else { /* forward F x, backward 2 F x (+ F x recompute), no collectives at dp 1 */
+                T = F[t] * lbsz * (ck[l] ? 4 : 3) * 0.001;
+            }
+            C[k] += T;
+            /* model states 4 P; activations A (or the recompute's kept output) x in-flight x lbsz */
+            mem[k] += ceil(4 * P[t] + (ck[l] ? AC[t] : A[t]) * cum * lbsz);
+            if (mode && ck[l]) trans[k] = fmax(trans[k], A[t] * lbsz); /* the recompute working set */
+        }
+        for (int k = 0; k < 2 && mode; k++) /* own: the activations to / from the neighbour, both ways */
+            C[k] += 2.0 * 1 * (lbsz * 512 * 1024 * 2 / MBy) * 0.01 * 0.001;
+        for (int k = 0; k < 2; k++) {
+            CHECK_CLOSE(pc.stage_c[k], C[k], 1e-12, 1e-15);
+            CHECK(pc.mem_total[k] == mem[k] + ceil(trans[k]) + ceil(gv_cost_mem_total(&om[k])));
+        }
+        /* the decoder layers are what make stage 1 the costlier: with encoder costs it would be less */
+        CHECK(pc.stage_c[1] - on[1] > 3 * (pc.stage_c[0] - on[0]) - 1e-15);
+        /* the types must match the profile's */
+        cm.o.n_types = 1;
+        CHECK(gv_cost_check_types(&cm.o, &mp, MEM2) == GV_ERR_FORMAT && strstr(gv_last_error(), MEM2) &&
+              strstr(gv_last_error(), "2 layer type(s) profiled"));
+        cm.o.n_types = 2;
+        cm.o.type_layers[1] = 3;
+        CHECK(gv_cost_check_types(&cm.o, &mp, MEM2) == GV_ERR_INVALID &&
+              strstr(gv_last_error(), "5 layers in all, the model 4"));
+    }
+    gv_plan_free(&p);
+    /* a computation file without the second type's keys: the error names the file and the key */
+    const char *cpath = "test_cost_2type_comp.json";
+    write_file(cpath, "{\"layertype_0_bsz8_seq512\": 2.0, \"layertype_other_bsz8_seq512\": 2.5}");
+    CHECK(gv_model_profile_load(&mp, cpath, MEM2, 512, 1, GV_PROFILE_STATIC, GV_PROFILE_STATIC) != GV_OK);
+    CHECK(strstr(gv_last_error(), cpath) && strstr(gv_last_error(), "layertype_1_bsz<b>_seq<s>"));
+    unlink(cpath);
+}
+
 int main(void) {
     check_latency_own();
     check_formulas();
     check_errors();
     check_own_lines();
+    check_own_lines_types();
+    check_layer_types();
     return gv_test_result("test_cost");
 }

@@ -62,11 +62,10 @@ static const cJSON *obj(const cJSON *j, const char *key) {
     return v;
 }
 
-static int run(const char *dir, const char *sub, const char *args) {
+static int run_model(const char *model, const char *dir, const char *sub, const char *args) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "%s/galvatron profile model --model gpt2-tiny -o %s/%s %s > %s/%s.out 2> %s/%s.err",
-             GV_BINARY_DIR, dir, sub, args, dir, sub, dir, sub);
+    snprintf(cmd, sizeof cmd, "%s/galvatron profile model --model %s -o %s/%s %s > %s/%s.out 2> %s/%s.err",
+             GV_BINARY_DIR, model, dir, sub, args, dir, sub, dir, sub);
     int rc = system(cmd);
     if (rc != 0) { /* show why */
         fprintf(stderr, "failed (%d): %s\n", rc, cmd);
@@ -74,6 +73,9 @@ static int run(const char *dir, const char *sub, const char *args) {
         if (system(cmd) != 0) fprintf(stderr, "(no %s/%s.err)\n", dir, sub);
     }
     return rc;
+}
+static int run(const char *dir, const char *sub, const char *args) {
+    return run_model("gpt2-tiny", dir, sub, args);
 }
 
 /* The memory entry of model_profile.json for (tp, sp mode, vocab split, ckpt) at seq. */
@@ -99,6 +101,129 @@ static const cJSON *mem_entry(const cJSON *own, int seq, int tp, int ckpt) {
 /* Report k (0: layers_min rank 0, 1: layers_min last rank, 2, 3: layers_max) field. */
 static double rep(const cJSON *e, int k, const char *field) {
     return numz(cJSON_GetArrayItem(obj(e, "reports"), k), field, 1);
+}
+
+/* Element i of a per-type array under key (NaN and a failure when missing). */
+static double tnum(const cJSON *e, const char *key, int i) {
+    const cJSON *a = e ? cJSON_GetObjectItemCaseSensitive(e, key) : NULL;
+    const cJSON *v = cJSON_IsArray(a) ? cJSON_GetArrayItem(a, i) : NULL;
+    if (!cJSON_IsNumber(v)) {
+        fprintf(stderr, "key %s[%d]: missing or not a number\n", key, i);
+        gv_test_failures++;
+        return NAN;
+    }
+    return v->valuedouble;
+}
+
+/* Sum over the time points of one type's layer forward + backward per sample. */
+static double type_time(const cJSON *own, int t) {
+    double sum = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, obj(own, "time")) sum +=
+        tnum(e, "layer_forward_ms_per_sample", t) + tnum(e, "layer_backward_ms_per_sample", t);
+    return sum;
+}
+
+/* T5: two layer types measured from three runs ([1, 1], [2, 1], [1, 2] encoder and decoder layers). The
+ * memory relations are exact (a layer's model states = 16 bytes per parameter of that type, the decoder
+ * has the cross-attention's on top; recompute keeps one [T, C] output of either type); Galvatron's keys
+ * follow from the runs; the decoder layer is slower than the encoder's (its cross-attention) — a timing,
+ * so summed over every point and measured once more when noise flips it. */
+static void check_t5(const char *dir) {
+    gv_model_spec s;
+    CHECK_OK(gv_model_spec_preset(&s, "t5-tiny"));
+    gv_model_spec b11 = s, b21 = s, b12 = s;
+    b11.n_layer = 2, b11.n_dec_layer = 1;
+    b21.n_layer = 3, b21.n_dec_layer = 1;
+    b12.n_layer = 3, b12.n_dec_layer = 2;
+    double pe = (double)(gv_model_spec_num_params(&b21) - gv_model_spec_num_params(&b11)),
+           pd = (double)(gv_model_spec_num_params(&b12) - gv_model_spec_num_params(&b11));
+    CHECK(pd > pe);
+    const char *args = "--seq 64 --batch 2,4 --iters 3";
+    CHECK(run_model("t5-tiny", dir, "t5", args) == 0);
+    char out[600];
+    snprintf(out, sizeof out, "%s/t5", dir);
+    cJSON *own = load(out, "model_profile.json");
+    cJSON *ct = load(out, "computation_profiling_fp32_t5-tiny_all.json");
+    cJSON *mm = load(out, "memory_profiling_fp32_t5-tiny_all.json");
+    const cJSON *lt = obj(own, "layer_types");
+    CHECK(cJSON_GetArraySize(lt) == 2 && !strcmp(cJSON_GetArrayItem(lt, 0)->valuestring, "encoder") &&
+          !strcmp(cJSON_GetArrayItem(lt, 1)->valuestring, "decoder"));
+    const cJSON *runs = obj(own, "runs");
+    CHECK(cJSON_GetArraySize(runs) == 3);
+    for (int r = 0; r < 3 && cJSON_GetArraySize(runs) == 3; r++) { /* [1, 1], [2, 1], [1, 2] */
+        const cJSON *x = cJSON_GetArrayItem(runs, r);
+        CHECK(cJSON_GetArraySize(x) == 2 && cJSON_GetArrayItem(x, 0)->valueint == (r == 1 ? 2 : 1) &&
+              cJSON_GetArrayItem(x, 1)->valueint == (r == 2 ? 2 : 1));
+    }
+    const cJSON *e;
+    int ntime = 0;
+    cJSON_ArrayForEach(e, obj(own, "time")) {
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(e, "forward_ms")) == 3);
+        for (int t = 0; t < 2; t++) CHECK(tnum(e, "layer_forward_ms_per_sample", t) > 0);
+        ntime++;
+    }
+    CHECK(ntime == 4); /* 2 batches, without and with recompute */
+    const cJSON *me = mem_entry(own, 64, 1, 0), *mc = mem_entry(own, 64, 1, 1);
+    int C = s.n_embd;
+    if (me && mc) {
+        CHECK(tnum(me, "layer_parameter_bytes", 0) == pe * 4 &&
+              tnum(me, "layer_parameter_bytes", 1) == pd * 4);
+        CHECK(tnum(me, "layer_model_state_bytes", 0) == pe * 16 &&
+              tnum(me, "layer_model_state_bytes", 1) == pd * 16);
+        CHECK(tnum(me, "layer_activation_bytes_per_sample", 1) >
+              tnum(me, "layer_activation_bytes_per_sample", 0));
+        for (int t = 0; t < 2; t++) CHECK(tnum(mc, "layer_activation_bytes_per_sample", t) == 64.0 * C * 4);
+        CHECK(cJSON_GetArraySize(obj(me, "reports")) == 6); /* 3 runs x rank 0, rank W-1 */
+    }
+    /* Galvatron's files: the runs as layernum[enc,dec], a layertype per type from its run */
+    for (int k = 0; k < 2 && ct; k++) {
+        int bsz = k ? 4 : 2;
+        char key[96];
+        snprintf(key, sizeof key, "layernum[1,1]_bsz%d_seq64", bsz);
+        double t11 = num(ct, key);
+        snprintf(key, sizeof key, "layernum[2,1]_bsz%d_seq64", bsz);
+        double t21 = num(ct, key);
+        snprintf(key, sizeof key, "layernum[1,2]_bsz%d_seq64", bsz);
+        double t12 = num(ct, key);
+        snprintf(key, sizeof key, "layertype_0_bsz%d_seq64", bsz);
+        double l0 = num(ct, key);
+        snprintf(key, sizeof key, "layertype_1_bsz%d_seq64", bsz);
+        double l1 = num(ct, key);
+        snprintf(key, sizeof key, "layertype_other_bsz%d_seq64", bsz);
+        double o = numz(ct, key, 1);
+        CHECK_CLOSE(l0, (t21 - t11) / bsz, 1e-12, 0);
+        CHECK_CLOSE(l1, (t12 - t11) / bsz, 1e-12, 0);
+        CHECK_CLOSE(o, fmax(0.0, (t11 - (l0 + l1) * bsz) / bsz), 1e-12, 1e-15);
+        snprintf(key, sizeof key, "layertype_other_1_bsz%d_seq64", bsz);
+        CHECK(numz(ct, key, 1) == o); /* v2.x's per-type key, the same value */
+    }
+    const char *tk[2] = {"layertype_0_sp", "layertype_1_sp"};
+    double pr[2] = {pe, pd};
+    for (int t = 0; t < 2; t++) {
+        const cJSON *x = obj(obj(mm, tk[t]), "64");
+        CHECK_CLOSE(num(x, "parameter_size"), pr[t] * 4 / MB, 1e-12, 0);
+        CHECK_CLOSE(num(obj(x, "tp_activation_per_bsz_dict"), "checkpoint"), 64.0 * C * 4 / MB, 1e-12, 0);
+    }
+    CHECK(!cJSON_GetObjectItemCaseSensitive(mm, "layertype_2_sp"));
+    /* the decoder layer is the slower */
+    double te = type_time(own, 0), td = type_time(own, 1);
+    if (!(td > te)) {
+        fprintf(stderr, "t5: decoder %.4f ms <= encoder %.4f ms summed over the points: measuring again\n",
+                td, te);
+        CHECK(run_model("t5-tiny", dir, "t5b", args) == 0);
+        snprintf(out, sizeof out, "%s/t5b", dir);
+        cJSON *own2 = load(out, "model_profile.json");
+        te = type_time(own2, 0), td = type_time(own2, 1);
+        cJSON_Delete(own2);
+    }
+    CHECK(td > te);
+    printf("t5: encoder layer %.0f, decoder layer %.0f parameters; forward + backward per sample summed over "
+           "4 points: encoder %.4f ms, decoder %.4f ms\n",
+           pe, pd, te, td);
+    cJSON_Delete(own);
+    cJSON_Delete(ct);
+    cJSON_Delete(mm);
 }
 
 int main(void) {
@@ -345,6 +470,9 @@ int main(void) {
     CHECK(nul == 2); /* without and with recompute */
     cJSON_Delete(own_d);
     cJSON_Delete(mm_d);
+
+    /* 5. T5: two layer types. */
+    check_t5(dir);
 
     cJSON_Delete(ct);
     cJSON_Delete(mm);

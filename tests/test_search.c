@@ -63,7 +63,8 @@ static void check_enumeration(void) {
     free(s);
 }
 
-/* Galvatron's dense DP (reference §3.3) literally, for small budgets. */
+/* Galvatron's dense DP (reference §3.3) literally, for small budgets, with per-layer memory and cost
+ * (mem[i * S + s], cost[i * S + s]; mem < 0: not available at layer i), as its multi-type v2.4 form. */
 static double dense_dp(int S, const int *mem, const double *cost, const double *inter, int L, int budget,
                        int *plan) {
     int V = budget + 1;
@@ -72,7 +73,7 @@ static double dense_dp(int S, const int *mem, const double *cost, const double *
     for (int i = 0; i < L; i++)
         for (int v = V - 1; v >= 0; v--)
             for (int s = 0; s < S; s++) {
-                if (v < mem[s]) {
+                if (v < mem[i * S + s] || mem[i * S + s] < 0) {
                     f[v * S + s] = INFINITY;
                     mark[(i * V + v) * S + s] = -1;
                     continue;
@@ -80,7 +81,7 @@ static double dense_dp(int S, const int *mem, const double *cost, const double *
                 int arg = 0;
                 double best = INFINITY;
                 for (int si = 0; si < S; si++) {
-                    double x = f[(v - mem[s]) * S + si] + (i ? inter[si * S + s] : 0);
+                    double x = f[(v - mem[i * S + s]) * S + si] + (i ? inter[si * S + s] : 0);
                     if (x < best || si == 0) {
                         if (si == 0 || x < best) {
                             best = x;
@@ -88,7 +89,7 @@ static double dense_dp(int S, const int *mem, const double *cost, const double *
                         }
                     }
                 }
-                f[v * S + s] = best + cost[s];
+                f[v * S + s] = best + cost[i * S + s];
                 mark[(i * V + v) * S + s] = arg;
             }
     int last = 0;
@@ -100,7 +101,7 @@ static double dense_dp(int S, const int *mem, const double *cost, const double *
         for (int i = L - 1; i >= 0; i--) {
             plan[i] = s;
             int prev = mark[(i * V + v) * S + s];
-            v -= mem[s];
+            v -= mem[i * S + s];
             s = prev;
         }
     }
@@ -116,26 +117,44 @@ static void brute(int S, const int *mem, const double *cost, const double *inter
         return;
     }
     for (int s = 0; s < S; s++) {
-        if (used + mem[s] > budget) continue;
-        double c = (acc + (i ? inter[prev * S + s] : 0)) + cost[s];
-        brute(S, mem, cost, inter, L, budget, i + 1, s, used + mem[s], c, best);
+        int m = mem[i * S + s];
+        if (m < 0 || used + m > budget) continue;
+        double c = (acc + (i ? inter[prev * S + s] : 0)) + cost[i * S + s];
+        brute(S, mem, cost, inter, L, budget, i + 1, s, used + m, c, best);
     }
 }
 
+/* Odd pairs of instances: every layer its own memory and cost (several layer types; some strategies
+ * unavailable at some layers), through gv_stage_dp_solve_layers; even pairs: all layers alike. */
 static void check_stage_dp(void) {
-    int agree = 0, feasible = 0;
-    for (int it = 0; it < 400; it++) {
-        int S = 1 + rnd() % 7, L = 1 + rnd() % 6, budget = rnd() % 200;
-        int mem[8], group[8];
-        double cost[8], inter[64];
+    int agree = 0, feasible = 0, feasible_layers = 0;
+    for (int it = 0; it < 800; it++) {
+        int S = 1 + rnd() % 7, L = 1 + rnd() % 6, budget = rnd() % 200, per_layer = (it >> 1) & 1;
+        int mem[6 * 8], group[8];
+        double cost[6 * 8], inter[64];
         for (int s = 0; s < 8; s++) group[s] = rnd() % 3;
         for (int s = 0; s < S; s++) {
             mem[s] = 1 + rnd() % 60;
             cost[s] = (double)(rnd() % 20); /* integers: exact sums, and many ties */
         }
+        for (int i = 1; i < L; i++)
+            for (int s = 0; s < S; s++) {
+                mem[i * S + s] = per_layer ? (rnd() % 8 == 0 ? -1 : 1 + (int)(rnd() % 60)) : mem[s];
+                cost[i * S + s] = per_layer ? (double)(rnd() % 20) : cost[s];
+            }
+        if (per_layer && rnd() % 2) /* two layer types: the first layers alike, then the others alike */
+            for (int i = 1, cut = rnd() % L; i < L; i++)
+                for (int s = 0; s < S; s++) {
+                    int from = i <= cut ? 0 : cut + 1 < L ? cut + 1 : i;
+                    if (from == i) continue;
+                    mem[i * S + s] = mem[from * S + s], cost[i * S + s] = cost[from * S + s];
+                }
         for (int a = 0; a < S * S; a++) inter[a] = (a % (S + 1)) == 0 ? 0 : (double)(rnd() % 4);
         gv_stage_dp *dp;
-        CHECK_OK(gv_stage_dp_solve(&dp, S, mem, cost, inter, (it & 1) ? group : NULL, L, 200));
+        if (per_layer)
+            CHECK_OK(gv_stage_dp_solve_layers(&dp, S, L, mem, cost, inter, (it & 1) ? group : NULL, 1, 200));
+        else
+            CHECK_OK(gv_stage_dp_solve(&dp, S, mem, cost, inter, (it & 1) ? group : NULL, L, 200));
         int plan[8], used = -1, dplan[8];
         double got = gv_stage_dp_query(dp, L, budget, plan, &used);
         double ref = dense_dp(S, mem, cost, inter, L, budget, dplan);
@@ -145,11 +164,13 @@ static void check_stage_dp(void) {
         CHECK(got == ref || (isinf(got) && isinf(ref)));
         if (isfinite(got)) {
             feasible++;
+            feasible_layers += per_layer;
             double c = 0;
             int u = 0;
             for (int i = 0; i < L; i++) {
-                c = (c + (i ? inter[plan[i - 1] * S + plan[i]] : 0)) + cost[plan[i]];
-                u += mem[plan[i]];
+                c = (c + (i ? inter[plan[i - 1] * S + plan[i]] : 0)) + cost[i * S + plan[i]];
+                CHECK(mem[i * S + plan[i]] >= 0);
+                u += mem[i * S + plan[i]];
             }
             CHECK(c == got && u == used && u <= budget);
             int same = !memcmp(plan, dplan, sizeof(int) * L);
@@ -167,7 +188,11 @@ static void check_stage_dp(void) {
          * plans for every n >= nmin and every budget, none below nmin */
         int nmin = 1 + rnd() % L;
         gv_stage_dp *dm;
-        CHECK_OK(gv_stage_dp_solve_min(&dm, S, mem, cost, inter, (it & 1) ? group : NULL, L, nmin, 200));
+        if (per_layer)
+            CHECK_OK(
+                gv_stage_dp_solve_layers(&dm, S, L, mem, cost, inter, (it & 1) ? group : NULL, nmin, 200));
+        else
+            CHECK_OK(gv_stage_dp_solve_min(&dm, S, mem, cost, inter, (it & 1) ? group : NULL, L, nmin, 200));
         for (int n = 1; n <= L; n++)
             for (int b = 0; b <= 200; b += 1 + rnd() % 7) {
                 int p1[8], p2[8], u1 = -1, u2 = -2;
@@ -182,9 +207,10 @@ static void check_stage_dp(void) {
         gv_stage_dp_free(dm);
         gv_stage_dp_free(dp);
     }
-    CHECK(feasible > 200);
-    printf("stage DP: %d feasible random instances, all equal to brute force and to the dense DP\n",
-           feasible);
+    CHECK(feasible > 400 && feasible_layers > 150);
+    printf("stage DP: %d feasible random instances (%d with per-layer costs), all equal to brute force and "
+           "to the dense DP\n",
+           feasible, feasible_layers);
 }
 
 /* A random hardware + model profile for W ranks. */
@@ -205,12 +231,13 @@ static void random_profiles(gv_hw_profile *hw, gv_model_profile *mp, int W) {
     hw->overlap_coe = urand(1.0, 1.3);
     hw->have_sp_time = 1;
     mp->seq = 256;
-    mp->fwd_c = urand(0.2, 4);
+    mp->n_types = 1;
+    mp->lt[0].fwd_c = urand(0.2, 4);
     mp->other_c = urand(0.1, 3);
-    mp->param_mb = urand(5, 400);
+    mp->lt[0].param_mb = urand(5, 400);
     double a = urand(20, 300);
-    for (int i = 0; i <= GV_COST_LOGS; i++) mp->act_mb[i] = a / (1 << i) * urand(0.9, 1.2);
-    mp->act_ckpt_mb = a * urand(0.03, 0.2);
+    for (int i = 0; i <= GV_COST_LOGS; i++) mp->lt[0].act_mb[i] = a / (1 << i) * urand(0.9, 1.2);
+    mp->lt[0].act_ckpt_mb = a * urand(0.03, 0.2);
     for (int r = 0; r < 3; r++)
         for (int i = 0; i <= GV_COST_LOGS; i++) {
             mp->other_ms_mb[r][i] = urand(10, 600) / (1 << i);
@@ -218,6 +245,21 @@ static void random_profiles(gv_hw_profile *hw, gv_model_profile *mp, int W) {
         }
     mp->opt_ms_per_mparam = urand(0, 3);
     mp->step_fixed_ms = urand(0, 5);
+}
+
+/* A second layer type (a T5 decoder beside its encoder): slower, larger, more activations; the model's
+ * layers split into L1 of type 0 and the rest of type 1. */
+static void add_second_type(gv_model_profile *mp, gv_cost_opts *o, int L) {
+    int L1 = 1 + (int)(rnd() % (unsigned)(L - 1));
+    mp->n_types = 2;
+    mp->lt[1] = mp->lt[0];
+    mp->lt[1].fwd_c *= urand(1.1, 2);
+    mp->lt[1].param_mb *= urand(1.1, 1.6);
+    for (int i = 0; i <= GV_COST_LOGS; i++) mp->lt[1].act_mb[i] *= urand(1.1, 1.6);
+    mp->lt[1].act_ckpt_mb *= urand(1, 1.5);
+    o->n_types = 2;
+    o->type_layers[0] = L1;
+    o->type_layers[1] = L - L1;
 }
 
 typedef struct {
@@ -260,9 +302,10 @@ static int bf_filter(gv_strategy *v, int n, int W, int B, int m) {
     return k;
 }
 
+/* Odd instances with two layer types (when there are two layers or more). */
 static void check_optimality(void) {
-    int instances = 0, fits = 0;
-    for (int it = 0; fits < 60 && it < 1000; it++) {
+    int instances = 0, fits = 0, fits_types = 0;
+    for (int it = 0; (fits < 60 || fits_types < 20) && it < 2000; it++) {
         int W = 1 << (rnd() % 4);
         int B = 8 << (rnd() % 2), m = 1 << (rnd() % 3);
         gv_hw_profile hw;
@@ -291,8 +334,10 @@ static void check_optimality(void) {
         while (L < 6 && pow(nls, L + 1) * nvs <= 60000) L++;
         o.n_layer = L;
         cm.o.n_layer = L;
+        int types = it % 2 && L > 1;
+        if (types) add_second_type(&mp, &cm.o, L);
         /* a budget between the smallest and the largest plan */
-        o.memory_mb = urand(150, 100 + 300.0 * L * (1 + mp.param_mb / 50));
+        o.memory_mb = urand(150, 100 + 300.0 * L * (1 + mp.lt[0].param_mb / 50));
         gv_plan p;
         gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
         CHECK_OK(gv_plan_uniform(&p, W, 1, L, one, one, GV_SCHED_1F1B, B, m));
@@ -306,6 +351,7 @@ static void check_optimality(void) {
                 CHECK_CLOSE(r.cost.step_s, bc.best, 1e-12, 0);
                 CHECK(r.cost.mem_total[0] <= o.memory_mb);
                 fits++;
+                fits_types += types;
             } else {
                 fprintf(stderr, "instance %d: %s\n", it, gv_last_error());
             }
@@ -321,10 +367,11 @@ static void check_optimality(void) {
         free(vs);
         instances++;
     }
-    CHECK(fits >= 60);
+    CHECK(fits >= 60 && fits_types >= 20);
     printf(
-        "search optimality: %d random instances with a plan equal to brute force (%d without one, agreed)\n",
-        fits, instances - fits);
+        "search optimality: %d random instances (%d with two layer types) with a plan equal to brute force "
+        "(%d without one, agreed)\n",
+        fits, fits_types, instances - fits);
 }
 
 /* The shared-DP shortcuts (group DP, transient caps) against every task solving its own DPs, on random
@@ -343,6 +390,7 @@ static void check_shortcuts(void) {
         gv_search_opts o;
         int L = 2 + rnd() % 7;
         cm.o.n_layer = L;
+        if (it % 4 >= 2) add_second_type(&mp, &cm.o, L); /* stage costs depend on where a stage starts */
         gv_search_opts_default(&o, W, L, urand(300, 3000));
         o.settle_bsz = B;
         o.threads = 1;
@@ -362,6 +410,95 @@ static void check_shortcuts(void) {
     }
     CHECK(compared >= 15);
     printf("shortcuts: %d random searches with pipelines give the same plan as without them\n", compared);
+}
+
+/* Two layer types with the same profile: the per-type machinery (per-layer DPs, one per stage start
+ * class, start-dependent stage costs in the uneven stage search) gives exactly the one-type plan and cost,
+ * with pipelines, both cost models. */
+static void check_types_alike(void) {
+    int compared = 0;
+    for (int it = 0; it < 40; it++) {
+        int W = 2 << (rnd() % 3), B = 8 << (rnd() % 2);
+        gv_hw_profile hw;
+        gv_model_profile mp;
+        random_profiles(&hw, &mp, W);
+        gv_cost_model cm = {&hw, &mp, {0}};
+        gv_cost_opts_default(&cm.o, it % 2 ? GV_COST_OWN : GV_COST_GALVATRON, W, 64 * (1 + rnd() % 4), 256);
+        cm.o.pipeline = rnd() % 2 ? GV_SCHED_GPIPE : GV_SCHED_1F1B;
+        cm.o.context_mb = 100;
+        int galv = cm.o.mode == GV_COST_GALVATRON, L = 2 + rnd() % 9;
+        if (galv && L % 2) L++; /* Galvatron spreads p2p over a type's layers: L / 2 each, as one type's */
+        gv_search_opts o;
+        gv_search_opts_default(&o, W, L, urand(300, 3000));
+        o.settle_bsz = B;
+        o.threads = 1;
+        gv_search_result a, b;
+        cm.o.n_layer = galv ? L / 2 : L;
+        gv_status sa = gv_search_run(&cm, &o, &a);
+        add_second_type(&mp, &cm.o, L);
+        mp.lt[1] = mp.lt[0];
+        cm.o.n_layer = L;
+        if (galv) cm.o.type_layers[0] = cm.o.type_layers[1] = L / 2;
+        gv_status sb = gv_search_run(&cm, &o, &b);
+        CHECK(sa == sb && a.found == b.found);
+        if (sa == GV_OK && sb == GV_OK && a.found && b.found) {
+            CHECK(a.cost.step_s == b.cost.step_s && a.plan.pp == b.plan.pp &&
+                  !memcmp(a.plan.layers, b.plan.layers, sizeof(gv_layer_strategy) * L) &&
+                  !memcmp(a.plan.stage_layers, b.plan.stage_layers, sizeof(int) * a.plan.pp));
+            compared++;
+        }
+        gv_search_result_free(&a);
+        gv_search_result_free(&b);
+    }
+    CHECK(compared >= 10);
+    printf("types alike: %d random searches with two identical layer types give the one-type plan\n",
+           compared);
+}
+
+/* Uneven stages follow the layer types: 2 encoder layers then 2 decoder layers costing 10 x as much, on
+ * a pipeline of 2 stages (collectives made prohibitive, so pp 2 with dp 1 wins): of the stage sizes the
+ * own search may choose (1 to 3), 3 + 1 balances the stages, and it is the best of the three by the cost
+ * model too. A search that costed a stage without its start would see four alike layers. */
+static void check_type_stages(void) {
+    gv_hw_profile hw;
+    gv_model_profile mp;
+    random_profiles(&hw, &mp, 2);
+    for (int i = 0; i <= GV_COST_LOGS; i++) {
+        hw.coe[i][0] = hw.coe[i][1] = i ? 1e3 : 0;
+        hw.ag[i].m = hw.a2a[i].m = 1e3;
+        hw.p2p_coe[i] = 1e-6;
+    }
+    mp.lt[0].fwd_c = 1;
+    mp.other_c = 0.01;
+    mp.opt_ms_per_mparam = mp.step_fixed_ms = 0;
+    gv_cost_model cm = {&hw, &mp, {0}};
+    gv_cost_opts_default(&cm.o, GV_COST_OWN, 2, 64, 256);
+    cm.o.n_layer = 4;
+    add_second_type(&mp, &cm.o, 4);
+    mp.lt[1].fwd_c = 10;
+    cm.o.type_layers[0] = cm.o.type_layers[1] = 2;
+    gv_search_opts o;
+    gv_search_opts_default(&o, 2, 4, 1e6);
+    o.settle_bsz = 8;
+    o.settle_chunk = 4;
+    o.threads = 1;
+    gv_search_result r;
+    CHECK_OK(gv_search_run(&cm, &o, &r));
+    CHECK(r.found && r.plan.pp == 2 && r.plan.stage_layers[0] == 3 && r.plan.stage_layers[1] == 1);
+    if (r.found && r.plan.pp == 2) {
+        double best = INFINITY;
+        int best_n0 = 0;
+        for (int n0 = 1; n0 <= 3; n0++) {
+            r.plan.stage_layers[0] = n0, r.plan.stage_layers[1] = 4 - n0;
+            gv_plan_cost pc;
+            CHECK_OK(gv_cost_plan(&cm, &r.plan, 0, &pc));
+            if (pc.step_s < best) best = pc.step_s, best_n0 = n0;
+        }
+        CHECK(best_n0 == 3 && best == r.cost.step_s);
+        printf("type stages: 2 encoder + 2 decoder layers (10x) on pp 2: stages 3 + 1, %.4f ms per step\n",
+               r.cost.step_s * 1e3);
+    }
+    gv_search_result_free(&r);
 }
 
 static void check_fixture_search(void) {
@@ -450,6 +587,8 @@ int main(void) {
     check_stage_dp();
     check_optimality();
     check_shortcuts();
+    check_types_alike();
+    check_type_stages();
     check_fixture_search();
     return gv_test_result("test_search");
 }

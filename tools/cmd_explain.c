@@ -102,7 +102,7 @@ int gv_cmd_explain(int argc, char **argv) {
     if (st == GV_OK) {
         gv_cost_opts co;
         gv_cost_opts_default(&co, mode, world, spec.n_embd, seq);
-        co.n_layer = spec.n_layer;
+        gv_cost_opts_set_layers(&co, &spec); /* with the layer types (t5: encoder, decoder) */
         /* the profiles' precision: whichever computation profile the directory has, fp32 first */
         char comp[1200];
         snprintf(comp, sizeof comp, "%s/computation_profiling_fp32_%s_all.json", dir, spec.name);
@@ -125,12 +125,21 @@ int gv_cmd_explain(int argc, char **argv) {
     printf("plan %s for %s on %d ranks: pp %d (%s), global batch %d, %d micro-batches, cost model %s\n",
            plan_path, spec.name, world, p.pp, p.schedule == GV_SCHED_GPIPE ? "gpipe" : "1f1b", p.global_batch,
            p.micro_batches, mode == GV_COST_OWN ? "own" : "galvatron");
-    printf("%-6s %5s %4s %-8s %4s %-6s %s\n", "layer", "stage", "tp", "sp", "dp", "dp", "ckpt");
-    for (int l = 0, s = 0, k = 0; l < p.n_layer; l++, k++) {
+    /* a model with several layer types (t5: encoder, decoder) shows each layer's type */
+    const char *tname[GV_MAX_LAYER_TYPES];
+    int tl[GV_MAX_LAYER_TYPES], nt = gv_model_spec_layer_types(&spec, tl, tname);
+    printf("%-6s %5s %4s %-8s %4s %-6s %s%s\n", "layer", "stage", "tp", "sp", "dp", "dp", "ckpt",
+           nt > 1 ? " type" : "");
+    for (int l = 0, s = 0, k = 0, t = 0, end = tl[0]; l < p.n_layer; l++, k++) {
         if (k == p.stage_layers[s]) s++, k = 0;
+        while (l >= end && t < nt - 1) end += tl[++t];
         const gv_layer_strategy *x = &p.layers[l];
-        printf("%-6d %5d %4d %-8s %4d %-6s %s\n", l, s, x->tp, gv_sp_mode_name(x->sp), S / x->tp,
-               gv_zero_name(x->zero), x->ckpt ? "yes" : "");
+        printf("%-6d %5d %4d %-8s %4d %-6s ", l, s, x->tp, gv_sp_mode_name(x->sp), S / x->tp,
+               gv_zero_name(x->zero));
+        if (nt > 1)
+            printf("%-4s %s\n", x->ckpt ? "yes" : "", tname[t]);
+        else
+            printf("%s\n", x->ckpt ? "yes" : "");
     }
     printf("%-6s %5s %4d %-8s %4d %-6s\n", "vocab", "first,last", p.vocab.tp, gv_sp_mode_name(p.vocab.sp),
            S / p.vocab.tp, gv_zero_name(p.vocab.zero));

@@ -49,8 +49,9 @@ static const char *gv_usage_profile =
     "  --mem-batch B         global batch of the memory runs, a multiple of RANKS [8 rounded up]\n"
     "  --pp-memory 0|1       also the pipelined memory runs (pp 2 and 4 within RANKS, one layer per\n"
     "                        stage): the vocab layers' memory on the first and last stage [1]\n"
-    "  --layers-min N        smaller layer count [1; t5: 2, both stacks grow together]\n"
-    "  --layers-max N        larger layer count [2; t5: 4]\n"
+    "  --layers-min N        smaller layer count, of each layer type (t5: encoder and decoder; the runs\n"
+    "                        are N of each, then one stack at --layers-max with the other at N) [1]\n"
+    "  --layers-max N        larger layer count [2]\n"
     "  -n RANKS              ranks, a power of two [1]\n"
     "\n"
     "common:\n"
@@ -296,8 +297,6 @@ static void gv_model_config(gv_profile_args *a, const gv_model_spec *spec, int W
     c.nbatch = a->nbatch;
     c.mem_batch = a->mem_batch ? a->mem_batch : (8 + W - 1) / W * W;
     c.pp_memory = a->pp_memory;
-    if (c.spec.arch == GV_ARCH_T5) /* pairs of an encoder and a decoder layer */
-        c.layers_min = 2, c.layers_max = 4;
     if (a->lmin) c.layers_min = a->lmin;
     if (a->lmax) c.layers_max = a->lmax;
     c.iters = a->iters;

@@ -406,7 +406,15 @@ int gv_cmd_search(int argc, char **argv) {
     co.world = world;
     co.hidden = cli.hidden;
     co.seq = cli.seq;
-    co.n_layer = cli.layers;
+    /* the layer types (t5: encoder then decoder layers; --layers changes the encoder, as train's does) */
+    gv_model_spec ts = spec;
+    ts.n_layer = cli.layers;
+    if (gv_model_spec_layer_types(&ts, NULL, NULL) > 1 && ts.n_dec_layer >= ts.n_layer) {
+        fprintf(stderr, "galvatron search: %d layers leave %s no encoder layer (%d decoder layers)\n",
+                cli.layers, spec.name, ts.n_dec_layer);
+        return 2;
+    }
+    gv_cost_opts_set_layers(&co, &ts);
     /* fp32 profiles are this runtime's CPU ranks: memory by the runtime's own formula (exact) */
     if (!co.mixed_precision && mode == GV_COST_OWN && cli.layers == spec.n_layer) co.spec = &spec;
 

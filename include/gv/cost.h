@@ -39,17 +39,23 @@ typedef struct {
 
 typedef enum { GV_PROFILE_STATIC = 0, GV_PROFILE_BATCH = 1, GV_PROFILE_SEQUENCE = 2 } gv_profile_mode;
 
-/* One decoder-layer type plus the vocab layers, at one sequence length. */
+/* One layer type's profile (Galvatron's "layertype_{t}" keys). */
 typedef struct {
-    int seq;
     /* time: per-sample forward ms of one layer, x = samples per rank / tsp; static: m = 0, c = F */
-    double fwd_m, fwd_c;     /* layer:  ms(x) = fwd_m * x + fwd_c      (per sample: F = ms(x) / x ...) */
-    double other_m, other_c; /* vocab layers, same form */
-    int fwd_linear;          /* 1: batch mode (total ms of x samples = m x + c); 0: per-sample F = fwd_c */
+    double fwd_m, fwd_c; /* layer:  ms(x) = fwd_m * x + fwd_c      (per sample: F = ms(x) / x ...) */
+    int fwd_linear;      /* 1: batch mode (total ms of x samples = m x + c); 0: per-sample F = fwd_c */
     /* memory [MB]: Galvatron's parameter_size P (model states / 4) and activations per sample by tsp */
     double param_mb;
     double act_mb[GV_COST_LOGS + 1]; /* < 0: not profiled */
     double act_ckpt_mb;
+} gv_layer_profile;
+
+/* The layer types plus the vocab layers, at one sequence length. */
+typedef struct {
+    int seq;
+    int n_types; /* layer types profiled (1, or 2 for T5's encoder and decoder layers) */
+    gv_layer_profile lt[GV_MAX_LAYER_TYPES];
+    double other_m, other_c; /* vocab layers, the form of gv_layer_profile's fwd_m, fwd_c */
     /* vocab layers: [0] pp off, [1] pp on first stage, [2] pp on last stage; by log2 tp */
     double other_ms_mb[3][GV_COST_LOGS + 1], other_act_mb[3][GV_COST_LOGS + 1];
     /* own-model extras, read when present in the computation profile (0 = not profiled):
@@ -57,12 +63,12 @@ typedef struct {
     double opt_ms_per_mparam, step_fixed_ms;
     /* own model, from the project's model_profile.json when the profile directory has one
      * (gv_own_profile_load): per profiled (degree, split) the lines ms = m x + c (least squares over the
-     * profiled batches) of one layer's and of the vocab layers' forward and backward for a micro-batch of
-     * x samples per replica, with the split's own communication inside. [0] = m, [1] = c. */
+     * profiled batches) of one layer's (per type) and of the vocab layers' forward and backward for a
+     * micro-batch of x samples per replica, with the split's own communication inside. [0] = m, [1] = c. */
     struct {
         int tp, ckpt; /* ckpt: every layer recomputes (its backward line includes the recompute) */
         gv_sp_mode sp;
-        double lf[2], lb[2], of[2], ob[2];
+        double lf[GV_MAX_LAYER_TYPES][2], lb[GV_MAX_LAYER_TYPES][2], of[2], ob[2];
     } own_time[16];
     int n_own_time;
     /* own: share of the vocab layers' forward [0] and backward [1] time on a pipeline's first stage (the
@@ -76,11 +82,13 @@ typedef struct {
  * sp_time_... from dir (reference §4.1). A missing file or key gives an error naming both. */
 gv_status gv_hw_profile_load(gv_hw_profile *hw, const char *dir, int num_nodes, int gpus_per_node);
 /* Reads computation_profiling_* and memory_profiling_* files (reference §4.2) for sequence length seq;
- * sequence_parallel picks the "_sp" memory keys. */
+ * sequence_parallel picks the "_sp" memory keys. Every "layertype_{t}[_sp]" of the memory file from t = 0
+ * on is a layer type (mp->n_types), and the computation file must have its time keys. */
 gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
                                 int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode);
 /* Adds the own model's time lines from the project's model_profile.json (written by `galvatron profile
- * model`) at sequence length seq; a missing file is not an error (the lines stay unset). */
+ * model`) at sequence length seq; a missing file is not an error (the lines stay unset). Its "layer_types"
+ * must number mp->n_types (none: one type). */
 gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq);
 /* Value of a latency table at `mb` (exact profiled size, else the line). */
 double gv_latency_at(const gv_latency_table *t, double mb);
@@ -95,7 +103,10 @@ typedef enum { GV_COST_GALVATRON = 0, GV_COST_OWN = 1 } gv_cost_mode;
 typedef struct {
     gv_cost_mode mode;
     int world, hidden, seq;
-    int n_layer;              /* layers of the type (Galvatron spreads the p2p time over them) */
+    int n_layer; /* layers of the model (Galvatron spreads the p2p time over a type's layers) */
+    /* layer types in layer order (Galvatron's layernum_list): layers [0, type_layers[0]) are type 0, the
+     * next type_layers[1] type 1, ...; n_types 1 (the default): every layer is type 0 */
+    int n_types, type_layers[GV_MAX_LAYER_TYPES];
     int mixed_precision;      /* bf16/fp16 */
     int sequence_parallel;    /* Megatron-SP on TP layers */
     int global_memory_buffer; /* Galvatron's Megatron-SP gather buffer */
@@ -113,6 +124,13 @@ typedef struct {
     gv_backend *backend;
 } gv_cost_opts;
 void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hidden, int seq);
+/* The model's layer types (o->n_types, o->type_layers, summing to o->n_layer) against the profile's
+ * (mp->n_types): an error naming `where` (the memory profile's path) when they differ. */
+gv_status gv_cost_check_types(const gv_cost_opts *o, const gv_model_profile *mp, const char *where);
+/* Sets n_layer and the layer types of a model (gv_model_spec_layer_types). */
+void gv_cost_opts_set_layers(gv_cost_opts *o, const gv_model_spec *spec);
+/* The type of layer l (0 .. n_layer - 1) under o. */
+int gv_cost_layer_type(const gv_cost_opts *o, int l);
 
 /* Galvatron's strategy of one layer (reference §2.0): tp and sp (Ulysses) are exclusive. zero: 0 DDP,
  * 1 ZeRO-1 (own model only), 2 ZeRO-2, 3 ZeRO-3. */
@@ -139,9 +157,9 @@ typedef struct {
     int global_batch, chunks;
 } gv_cost_batch;
 
-/* Time of one layer [s per micro-batch]: with the gradient synchronisation of the step's last micro-batch,
- * and without. */
-void gv_cost_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+/* Time of one layer of type `type` [s per micro-batch]: with the gradient synchronisation of the step's
+ * last micro-batch, and without. */
+void gv_cost_layer_time(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
                         double *with_sync, double *no_sync);
 
 /* Memory [MB] by category, per rank. */
@@ -151,11 +169,11 @@ typedef struct {
 static inline double gv_cost_mem_total(const gv_cost_mem *m) {
     return m->parameters + m->gradients + m->optimizer + m->activations + m->comm + m->workspace;
 }
-/* One layer on stage `stage` (in-flight micro-batches depend on it under 1F1B). Own model: `transient`
- * receives what the layer needs only while it runs (recompute working set, ZeRO-3 gathered slot); a
- * stage's peak adds the largest transient of its layers. Galvatron: transient = 0. */
-void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b, int stage,
-                          gv_cost_mem *m, double *transient);
+/* One layer of type `type` on stage `stage` (in-flight micro-batches depend on it under 1F1B). Own model:
+ * `transient` receives what the layer needs only while it runs (recompute working set, ZeRO-3 gathered
+ * slot); a stage's peak adds the largest transient of its layers. Galvatron: transient = 0. */
+void gv_cost_layer_memory(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
+                          int stage, gv_cost_mem *m, double *transient);
 /* Vocab layers (strategy without ckpt): per-stage time with and without sync [s], memory per stage [MB]
  * (incl. the fixed context memory); arrays of s->pp. */
 void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,

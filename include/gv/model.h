@@ -65,6 +65,11 @@ typedef struct {
  * input_width]; targets [B, T] (ViT: the label at position 0, -1 elsewhere; BERT: the original token at
  * masked positions, -1 elsewhere; T5: the labels, the decoder inputs shifted left). */
 int gv_model_spec_input_width(const gv_model_spec *s);
+#define GV_MAX_LAYER_TYPES 4 /* layer types of one model (T5: 2, encoder and decoder layers) */
+/* The model's layer types in layer order (Galvatron's layernum_list): layers[t] layers of type t, names[t]
+ * its name (either may be NULL); returns the number of types. T5: encoder (type 0) then decoder layers
+ * (type 1, with cross-attention); every other family: one type. */
+int gv_model_spec_layer_types(const gv_model_spec *s, int *layers, const char **names);
 /* A random batch of valid inputs [B, T, input_width] and targets [B, T] for the family (token ids, types,
  * pixels; ViT: the label at position 0 only), from `seed` alone (profiling, benchmarks). */
 void gv_model_spec_random_batch(const gv_model_spec *s, uint64_t seed, int B, int T, int32_t *inputs,

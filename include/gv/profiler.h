@@ -122,7 +122,7 @@ gv_status gv_hw_prof_save(const gv_hw_prof *p, const char *dir);
  *   GV_SP_ULYSSES   Ulysses over t ranks (the project's file only; Galvatron costs Ulysses from the tp
  *                   dictionary). */
 typedef struct {
-    gv_model_spec spec; /* n_layer is ignored: the runs use layers_min and layers_max */
+    gv_model_spec spec; /* n_layer is ignored: the runs use layers_min and layers_max per layer type */
     const int *seqs;    /* sequence lengths [nseq] */
     int nseq;
     const int *tps; /* degrees t, powers of two dividing the world; must include 1 [ntp] */
@@ -131,8 +131,11 @@ typedef struct {
     int nsps;
     const int *batches; /* time points: micro-batch sizes of one replica [nbatch] */
     int nbatch;
-    int mem_batch;              /* memory runs: global batch over the world (a multiple of the world) [8] */
-    int layers_min, layers_max; /* the two layer counts whose difference is one layer's cost [1, 2] */
+    int mem_batch; /* memory runs: global batch over the world (a multiple of the world) [8] */
+    /* the two layer counts whose difference is one layer's cost [1, 2], per layer type: with several types
+     * (T5: encoder, decoder) the runs are layers_min of every type (the base) and, for each type t, the
+     * base with layers_max of type t, so each type's cost is a difference of measured runs */
+    int layers_min, layers_max;
     int pp_memory;     /* also Galvatron's pipelined memory runs (pp 2, 4; vocab layers per stage) [1] */
     int time_ckpt;     /* also the time points with recompute of every layer (model_profile.json only) [1] */
     int time_step;     /* also a whole training step through the runtime (the fixed per-step cost) [1] */
@@ -142,33 +145,37 @@ typedef struct {
 /* Defaults for everything but spec and the lists. */
 void gv_model_prof_config_defaults(gv_model_prof_config *c);
 
+#define GV_PROF_RUNS (1 + GV_MAX_LAYER_TYPES) /* the base run, then one per layer type */
+
 /* Forward and backward of one micro-batch of `batch` sequences per replica (the world runs world/tp
- * replicas at once, tp consecutive ranks each). *_ms[0|1]: median time at layers_min | layers_max
- * (maximum over the ranks). layer_*: per layer per sample; other_*: the rest (embedding, final norm, head,
- * loss) per sample, clamped at 0 as Galvatron does. */
+ * replicas at once, tp consecutive ranks each). *_ms[r]: median time of run r (maximum over the ranks):
+ * r = 0 the base (layers_min of every type), r = 1 + t layers_max of type t (one type: [0] layers_min,
+ * [1] layers_max). layer_*[t]: one layer of type t per sample; other_*: the rest (embedding, final norm,
+ * head, loss) per sample, clamped at 0 as Galvatron does. */
 typedef struct {
     int seq, tp, batch;
     gv_sp_mode sp;
     int vtp;  /* vocab layers split over the tp ranks */
     int ckpt; /* every layer recomputes its activations in backward (not in Galvatron's file) */
-    double fwd_ms[2], bwd_ms[2];
-    double layer_fwd_ms, layer_bwd_ms, other_fwd_ms, other_bwd_ms;
+    double fwd_ms[GV_PROF_RUNS], bwd_ms[GV_PROF_RUNS];
+    double layer_fwd_ms[GV_MAX_LAYER_TYPES], layer_bwd_ms[GV_MAX_LAYER_TYPES], other_fwd_ms, other_bwd_ms;
 } gv_time_point;
 
-/* Memory of one configuration (tp consecutive ranks split as `sp` says, DDP over the rest) at
- * layers_min | layers_max, as the runtime's arenas report it after one forward and backward, for rank 0
+/* Memory of one configuration (tp consecutive ranks split as `sp` says, DDP over the rest) in every run
+ * (as gv_time_point's), as the runtime's arenas report it after one forward and backward, for rank 0
  * and rank world-1. global_batch sequences over world/tp replicas of local_batch. Derived as Galvatron
- * does: model states = parameters + gradients + optimizer; param_mb = per-layer model states / 4 (MB);
- * act_mb = per-layer activations per sample of a replica (MB); other_ms_mb = model states outside the
- * layers (MB); other_act_mb = (activations + workspace + comm outside the layers) / (local_batch, or
- * local_batch / tp when the vocab layers are whole), MB. */
+ * does: model states = parameters + gradients + optimizer; param_mb[t] = per-layer model states / 4 (MB);
+ * act_mb[t] = per-layer activations per sample of a replica (MB), per layer type; other_ms_mb = model states
+ * outside the layers (MB); other_act_mb = (activations + workspace + comm outside the layers) / (local_batch,
+ * or local_batch / tp when the vocab layers are whole), MB. */
 typedef struct {
     int seq, tp, ckpt, global_batch, local_batch;
     int pp; /* 1, or a pipelined run (layernum = pp, one layer per stage; mem[0] only, derived fields 0) */
     gv_sp_mode sp;
     int vtp;
-    gv_memory_report mem[2][2]; /* [layer count index][0 = rank 0, 1 = rank world-1] */
-    double param_mb, act_mb, other_ms_mb, other_act_mb;
+    gv_memory_report mem[GV_PROF_RUNS][2]; /* [run (as gv_time_point's)][0 = rank 0, 1 = rank world-1] */
+    double param_mb[GV_MAX_LAYER_TYPES], act_mb[GV_MAX_LAYER_TYPES]; /* per layer type */
+    double other_ms_mb, other_act_mb;
 } gv_mem_point;
 
 typedef struct {
@@ -176,6 +183,8 @@ typedef struct {
     char precision[8], backend[16]; /* Galvatron's mixed_precision name ("fp32", "bf16"), backend name */
     int world, layers_min, layers_max, warmup, iters;
     gv_model_spec spec;
+    int n_types;                                /* layer types (gv_model_spec_layer_types) */
+    const char *type_names[GV_MAX_LAYER_TYPES]; /* "encoder", "decoder" */
     gv_time_point *time;
     int ntime;
     gv_mem_point *mem;

@@ -49,6 +49,11 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int n_strat, const int *mem, cons
 gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int n_strat, const int *mem, const double *cost,
                                 const double *inter, const int *group, int max_layers, int min_layers,
                                 int cap);
+/* The same with memory and cost per layer: mem[i * S + s], cost[i * S + s] of strategy s at layer i (a
+ * model with several layer types; mem < 0: s is not available at layer i). */
+gv_status gv_stage_dp_solve_layers(gv_stage_dp **out, int n_strat, int max_layers, const int *mem,
+                                   const double *cost, const double *inter, const int *group, int min_layers,
+                                   int cap);
 /* Best cost of n layers within budget (Galvatron's dense-DP semantics, ties to the lowest strategy index);
  * fills plan[n] with strategy indices and *used with their memory. Returns INFINITY when nothing fits. */
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used);

@@ -30,6 +30,46 @@ void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hid
     o->mem_reserve = mode == GV_COST_GALVATRON;
     /* Galvatron's PyTorch context; the own model's runtime has none (its scratch is counted as workspace) */
     o->context_mb = mode == GV_COST_GALVATRON ? 1024 : 0;
+    o->n_types = 1;
+}
+
+void gv_cost_opts_set_layers(gv_cost_opts *o, const gv_model_spec *spec) {
+    o->n_layer = spec->n_layer;
+    o->n_types = gv_model_spec_layer_types(spec, o->type_layers, NULL);
+}
+
+int gv_cost_layer_type(const gv_cost_opts *o, int l) {
+    if (o->n_types <= 1) return 0;
+    int t = 0, end = o->type_layers[0];
+    while (l >= end && t < o->n_types - 1) end += o->type_layers[++t];
+    return t;
+}
+
+gv_status gv_cost_check_types(const gv_cost_opts *o, const gv_model_profile *mp, const char *where) {
+    int nt = o->n_types > 1 ? o->n_types : 1, sum = 0;
+    if (nt > GV_MAX_LAYER_TYPES)
+        return gv_fail(GV_ERR_INVALID, "cost: %d layer types, at most %d", nt, GV_MAX_LAYER_TYPES);
+    for (int t = 0; nt > 1 && t < nt; t++) {
+        if (o->type_layers[t] < 0)
+            return gv_fail(GV_ERR_INVALID, "cost: layer type %d has %d layers", t, o->type_layers[t]);
+        sum += o->type_layers[t];
+    }
+    if (nt > 1 && sum != o->n_layer)
+        return gv_fail(GV_ERR_INVALID, "cost: the layer types have %d layers in all, the model %d", sum,
+                       o->n_layer);
+    int mt = mp->n_types > 0 ? mp->n_types : 1; /* a profile filled by hand: type 0 */
+    if (mt != nt)
+        return gv_fail(GV_ERR_FORMAT,
+                       "%s: %d layer type(s) profiled (layertype_0 .. layertype_%d), the model has %d (t5: "
+                       "encoder and decoder): profile it with this build's `galvatron profile model`",
+                       where, mt, mt - 1, nt);
+    return GV_OK;
+}
+
+/* Galvatron's layer count of type t (its time model spreads the p2p time over them). */
+static double gv_type_layers(const gv_cost_model *cm, int t) {
+    if (cm->o.n_types > 1 && cm->o.type_layers[t] > 0) return cm->o.type_layers[t];
+    return cm->o.n_layer > 0 ? cm->o.n_layer : 1;
 }
 
 void gv_strategy_str(const gv_strategy *s, char *buf, int n) {
@@ -64,12 +104,12 @@ static double gv_g_overlap(double alpha, double msg_time, double bct) {
 
 /* HEAD's TimeCostModelBase in its own order of operations (times for L "dummy" layers, then / L), so the
  * values are the same doubles as Galvatron's and its comparisons and ties come out the same. */
-static void gv_g_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+static void gv_g_layer_time(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
-    const gv_model_profile *mp = cm->mp;
+    const gv_layer_profile *mp = &cm->mp->lt[type];
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
-    double L = cm->o.n_layer > 0 ? cm->o.n_layer : 1;
+    double L = gv_type_layers(cm, type);
     int lbsz = b->global_batch / b->chunks / s->dp; /* quirk: dp, not sdp (Galvatron's NOTE) */
     double param = mp->param_mb / s->tp;
     double fct =
@@ -150,7 +190,7 @@ static int gv_cum_num(const gv_cost_model *cm, int pp, int stage, int chunks) {
     return cm->o.pipeline == GV_SCHED_GPIPE ? chunks : pp - stage;
 }
 
-static double gv_act_of(const gv_model_profile *mp, int tsp) {
+static double gv_act_of(const gv_layer_profile *mp, int tsp) {
     double a = mp->act_mb[gv_lg(tsp)];
     return a > 0 ? a : 0;
 }
@@ -227,9 +267,10 @@ static double gv_line(const double *l, double x) {
     return x > 0 ? l[0] * x + l[1] : 0;
 }
 
-static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+static void gv_o_layer_time(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
                             double *with_sync, double *no_sync) {
     const gv_model_profile *mp = cm->mp;
+    const gv_layer_profile *lp = &mp->lt[type];
     const gv_hw_profile *hw = cm->hw;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
     double lbsz = (double)b->global_batch / b->chunks / s->dp;
@@ -243,13 +284,13 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
     int re = s->ckpt && (own >= 0 ? ck < 0 : one >= 0 ? ck1 < 0 : 1);
     double fct, bct;
     if (own >= 0) { /* measured at this degree and split: its collectives are inside */
-        fct = gv_line(mp->own_time[own].lf, lbsz);
-        bct = gv_line(mp->own_time[own].lb, lbsz);
+        fct = gv_line(mp->own_time[own].lf[type], lbsz);
+        bct = gv_line(mp->own_time[own].lb[type], lbsz);
     } else if (one >= 0) { /* the replica's share at degree 1, collectives below */
-        fct = gv_line(mp->own_time[one].lf, lbsz / tsp);
-        bct = gv_line(mp->own_time[one].lb, lbsz / tsp);
+        fct = gv_line(mp->own_time[one].lf[type], lbsz / tsp);
+        bct = gv_line(mp->own_time[one].lb[type], lbsz / tsp);
     } else {
-        fct = gv_fwd_ms(mp->fwd_m, mp->fwd_c, mp->fwd_linear, lbsz / tsp);
+        fct = gv_fwd_ms(lp->fwd_m, lp->fwd_c, lp->fwd_linear, lbsz / tsp);
         bct = 2 * fct;
     }
     if (re) bct += fct;
@@ -263,7 +304,7 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
         tpc = gv_latency_own(&hw->ag[gv_lg(s->tp)], act) * (s->ckpt ? 12 : 8);
     else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
         tpc = gv_latency_own(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
-    double elems = mp->param_mb * GV_MB / 4 / s->tp;
+    double elems = lp->param_mb * GV_MB / 4 / s->tp;
     double f_mb, b_mb, step;
     gv_o_dp_ms(cm, elems, s->zero, sdp, gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), &f_mb, &b_mb, &step);
     /* the step's sync (DDP/ZeRO-1/2) follows the last backward; with overlap it hides behind it */
@@ -276,17 +317,17 @@ static void gv_o_layer_time(const gv_cost_model *cm, const gv_strategy *s, const
 
 /* ---- public ------------------------------------------------------------------------------------------ */
 
-void gv_cost_layer_time(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b,
+void gv_cost_layer_time(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
                         double *with_sync, double *no_sync) {
     if (cm->o.mode == GV_COST_GALVATRON)
-        gv_g_layer_time(cm, s, b, with_sync, no_sync);
+        gv_g_layer_time(cm, type, s, b, with_sync, no_sync);
     else
-        gv_o_layer_time(cm, s, b, with_sync, no_sync);
+        gv_o_layer_time(cm, type, s, b, with_sync, no_sync);
 }
 
-void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const gv_cost_batch *b, int stage,
-                          gv_cost_mem *m, double *transient) {
-    const gv_model_profile *mp = cm->mp;
+void gv_cost_layer_memory(const gv_cost_model *cm, int type, const gv_strategy *s, const gv_cost_batch *b,
+                          int stage, gv_cost_mem *m, double *transient) {
+    const gv_layer_profile *mp = &cm->mp->lt[type];
     memset(m, 0, sizeof *m);
     *transient = 0;
     int tsp = gv_strategy_tsp(s), sdp = gv_strategy_sdp(s);
@@ -348,7 +389,7 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
     int galv = cm->o.mode == GV_COST_GALVATRON;
     double lbsz =
         galv ? (double)(b->global_batch / b->chunks / s->dp) : (double)b->global_batch / b->chunks / s->dp;
-    double fct_total = gv_fwd_ms(mp->other_m, mp->other_c, mp->fwd_linear, lbsz / tsp / s->cp);
+    double fct_total = gv_fwd_ms(mp->other_m, mp->other_c, mp->lt[0].fwd_linear, lbsz / tsp / s->cp);
     double alpha = hw->overlap_coe;
     double coe = gv_coe(hw, sdp, s->tp != 1 ? 0 : 1);
     double act = lbsz * cm->o.seq * (double)cm->o.hidden * gv_act_bytes(cm) / GV_MB;
@@ -603,7 +644,8 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
         *sm = om[k];
         for (int j = 0; j < p->stage_layers[k]; j++, l++) {
             double w, n, t;
-            gv_cost_layer_time(cm, &ls[l], &b, &w, &n);
+            int ty = gv_cost_layer_type(&cm->o, l);
+            gv_cost_layer_time(cm, ty, &ls[l], &b, &w, &n);
             if (!galv && j > 0) {
                 double x = gv_cost_inter(cm, &ls[l - 1], &ls[l], &b);
                 w += x;
@@ -616,7 +658,7 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
                 ln[l - l0] = n;
             }
             gv_cost_mem lm;
-            gv_cost_layer_memory(cm, &ls[l], &b, k, &lm, &t);
+            gv_cost_layer_memory(cm, ty, &ls[l], &b, k, &lm, &t);
             sm->parameters += lm.parameters;
             sm->gradients += lm.gradients;
             sm->optimizer += lm.optimizer;

@@ -17,6 +17,7 @@ gv_status gv_cost_env_load(gv_cost_env *e, const char *dir, const char *model_na
     snprintf(comp, sizeof comp, "%s/computation_profiling_%s_%s_all.json", dir, prec, model_name);
     snprintf(mem, sizeof mem, "%s/memory_profiling_%s_%s_all.json", dir, prec, model_name);
     GV_TRY(gv_model_profile_load(&e->mp, comp, mem, o->seq, o->sequence_parallel, time_mode, mem_mode));
+    GV_TRY(gv_cost_check_types(o, &e->mp, mem));
     if (o->mode == GV_COST_OWN) {
         char own[1024];
         snprintf(own, sizeof own, "%s/model_profile.json", dir);

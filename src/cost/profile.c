@@ -340,60 +340,77 @@ static const cJSON *gv_seq_entry(const cJSON *obj, int seq, int which, int *got_
     return best;
 }
 
-gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
-                                int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode) {
-    memset(mp, 0, sizeof *mp);
-    mp->seq = seq;
-    cJSON *root;
-    GV_TRY(gv_json_load(comp_path, &root));
-    gv_points pts;
-    gv_status st = gv_comp_points(root, "0", &pts, comp_path);
-    if (st == GV_OK)
-        st = gv_time_of(&pts, "0", time_mode, seq, &mp->fwd_m, &mp->fwd_c, &mp->fwd_linear, comp_path);
-    int other_lin = 0;
-    if (st == GV_OK) st = gv_comp_points(root, "other", &pts, comp_path);
-    if (st == GV_OK)
-        st = gv_time_of(&pts, "other", time_mode, seq, &mp->other_m, &mp->other_c, &other_lin, comp_path);
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(root, "optimizer_time_per_mparam");
-    if (st == GV_OK && x)
-        st = gv_json_num(root, "optimizer_time_per_mparam", &mp->opt_ms_per_mparam, comp_path, "", 0);
-    x = cJSON_GetObjectItemCaseSensitive(root, "step_fixed_ms");
-    if (st == GV_OK && x) st = gv_json_num(root, "step_fixed_ms", &mp->step_fixed_ms, comp_path, "", 0);
-    cJSON_Delete(root);
-    GV_TRY(st);
-
-    GV_TRY(gv_json_load(mem_path, &root));
-    const char *sfx = sequence_parallel ? "_sp" : "";
-    char key[96], where[160];
-    snprintf(key, sizeof key, "layertype_0%s", sfx);
-    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!cJSON_IsObject(lt)) {
-        cJSON_Delete(root);
-        return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", mem_path, key);
-    }
+/* Parameter size and activations of layer type t ("layertype_{t}{sfx}" of the memory file). */
+static gv_status gv_mem_type(const cJSON *lt, const char *key, int seq, gv_profile_mode mem_mode,
+                             gv_layer_profile *l, const char *mem_path) {
+    char where[160];
     int s_small, s_large;
     const cJSON *e_param = gv_seq_entry(lt, seq, mem_mode == GV_PROFILE_SEQUENCE ? -1 : 0, &s_small);
     const cJSON *e_act = gv_seq_entry(lt, seq, mem_mode == GV_PROFILE_SEQUENCE ? 1 : 0, &s_large);
     double act_scale = mem_mode == GV_PROFILE_SEQUENCE && s_large > 0 ? (double)seq / s_large : 1.0;
-    if (!e_param || !e_act) {
-        cJSON_Delete(root);
-        return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s.%d'", mem_path, key, seq);
-    }
+    if (!e_param || !e_act) return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s.%d'", mem_path, key, seq);
     snprintf(where, sizeof where, "%s.%s.", key, e_param->string);
-    st = gv_json_num(e_param, "parameter_size", &mp->param_mb, mem_path, where, 1);
-    if (st == GV_OK) {
-        snprintf(where, sizeof where, "%s.%s.tp_activation_per_bsz_dict", key, e_act->string);
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(e_act, "tp_activation_per_bsz_dict");
-        if (!d) st = gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", mem_path, where);
-        if (st == GV_OK) st = gv_deg_dict(d, mp->act_mb, mem_path, where);
-        strncat(where, ".", sizeof where - strlen(where) - 1);
-        if (st == GV_OK) st = gv_json_num(d, "checkpoint", &mp->act_ckpt_mb, mem_path, where, 0);
-        if (st == GV_OK && mp->act_mb[0] < 0)
-            st = gv_fail(GV_ERR_FORMAT, "%s: missing field '%s1'", mem_path, where);
-        for (int i = 0; i <= GV_COST_LOGS; i++)
-            if (mp->act_mb[i] >= 0) mp->act_mb[i] *= act_scale;
-        mp->act_ckpt_mb *= act_scale;
+    GV_TRY(gv_json_num(e_param, "parameter_size", &l->param_mb, mem_path, where, 1));
+    snprintf(where, sizeof where, "%s.%s.tp_activation_per_bsz_dict", key, e_act->string);
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(e_act, "tp_activation_per_bsz_dict");
+    if (!d) return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", mem_path, where);
+    GV_TRY(gv_deg_dict(d, l->act_mb, mem_path, where));
+    strncat(where, ".", sizeof where - strlen(where) - 1);
+    GV_TRY(gv_json_num(d, "checkpoint", &l->act_ckpt_mb, mem_path, where, 0));
+    if (l->act_mb[0] < 0) return gv_fail(GV_ERR_FORMAT, "%s: missing field '%s1'", mem_path, where);
+    for (int i = 0; i <= GV_COST_LOGS; i++)
+        if (l->act_mb[i] >= 0) l->act_mb[i] *= act_scale;
+    l->act_ckpt_mb *= act_scale;
+    return GV_OK;
+}
+
+gv_status gv_model_profile_load(gv_model_profile *mp, const char *comp_path, const char *mem_path, int seq,
+                                int sequence_parallel, gv_profile_mode time_mode, gv_profile_mode mem_mode) {
+    memset(mp, 0, sizeof *mp);
+    mp->seq = seq;
+    cJSON *comp, *root;
+    GV_TRY(gv_json_load(comp_path, &comp));
+    gv_points pts;
+    gv_layer_profile *l0 = &mp->lt[0];
+    gv_status st = gv_comp_points(comp, "0", &pts, comp_path);
+    if (st == GV_OK)
+        st = gv_time_of(&pts, "0", time_mode, seq, &l0->fwd_m, &l0->fwd_c, &l0->fwd_linear, comp_path);
+    int other_lin = 0;
+    if (st == GV_OK) st = gv_comp_points(comp, "other", &pts, comp_path);
+    if (st == GV_OK)
+        st = gv_time_of(&pts, "other", time_mode, seq, &mp->other_m, &mp->other_c, &other_lin, comp_path);
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(comp, "optimizer_time_per_mparam");
+    if (st == GV_OK && x)
+        st = gv_json_num(comp, "optimizer_time_per_mparam", &mp->opt_ms_per_mparam, comp_path, "", 0);
+    x = cJSON_GetObjectItemCaseSensitive(comp, "step_fixed_ms");
+    if (st == GV_OK && x) st = gv_json_num(comp, "step_fixed_ms", &mp->step_fixed_ms, comp_path, "", 0);
+    if (st == GV_OK) st = gv_json_load(mem_path, &root);
+    if (st != GV_OK) {
+        cJSON_Delete(comp);
+        return st;
     }
+    const char *sfx = sequence_parallel ? "_sp" : "";
+    char key[96], where[160];
+    /* layer types: layertype_0, layertype_1, ... (Galvatron's per-type keys, T5: encoder, decoder) */
+    for (int t = 0; t < GV_MAX_LAYER_TYPES && st == GV_OK; t++) {
+        snprintf(key, sizeof key, "layertype_%d%s", t, sfx);
+        const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, key);
+        if (!cJSON_IsObject(lt)) {
+            if (t == 0) st = gv_fail(GV_ERR_FORMAT, "%s: missing field '%s'", mem_path, key);
+            break;
+        }
+        st = gv_mem_type(lt, key, seq, mem_mode, &mp->lt[t], mem_path);
+        if (st == GV_OK) mp->n_types = t + 1;
+    }
+    for (int t = 1; t < mp->n_types && st == GV_OK; t++) { /* the computation keys of the other types */
+        char tk[16];
+        snprintf(tk, sizeof tk, "%d", t);
+        gv_layer_profile *l = &mp->lt[t];
+        st = gv_comp_points(comp, tk, &pts, comp_path);
+        if (st == GV_OK)
+            st = gv_time_of(&pts, tk, time_mode, seq, &l->fwd_m, &l->fwd_c, &l->fwd_linear, comp_path);
+    }
+    cJSON_Delete(comp);
     static const char *const other_keys[3] = {"other_memory_pp_off", "other_memory_pp_on_first",
                                               "other_memory_pp_on_last"};
     for (int k = 0; k < 3 && st == GV_OK; k++) {
@@ -471,12 +488,23 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
     if (st == GV_OK) st = gv_json_num(root, "layers_max", &lmax, path, "", 1);
     if (st == GV_OK && lmax <= lmin)
         st = gv_fail(GV_ERR_INVALID, "%s: layers_max must exceed layers_min", path);
+    /* layer types: run 0 has layers_min layers of every type, run 1 + t layers_max of type t */
+    const cJSON *lts = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    int nt = lts ? cJSON_GetArraySize(lts) : 1;
+    if (st == GV_OK && lts && (!cJSON_IsArray(lts) || nt < 1 || nt > GV_MAX_LAYER_TYPES))
+        st = gv_fail(GV_ERR_INVALID, "%s: 'layer_types' must be an array of 1 to %d names", path,
+                     GV_MAX_LAYER_TYPES);
+    if (st == GV_OK && mp->n_types && nt != mp->n_types)
+        st = gv_fail(GV_ERR_INVALID,
+                     "%s: 'layer_types' has %d layer type(s), Galvatron's memory profile beside it %d", path,
+                     nt, mp->n_types);
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "time"), *t;
     if (st == GV_OK && !cJSON_IsArray(ts)) st = gv_fail(GV_ERR_INVALID, "%s: missing array 'time'", path);
     /* group the points by (tp, sp) */
-    enum { MAXP = 64 };
+    enum { MAXP = 64, MAXT = GV_MAX_LAYER_TYPES };
     enum { MAXL = (int)(sizeof mp->own_time / sizeof mp->own_time[0]) };
-    double x[MAXL][MAXP], yf[MAXL][MAXP], yb[MAXL][MAXP], of[MAXL][MAXP], ob[MAXL][MAXP];
+    static _Thread_local double x[MAXL][MAXP], yf[MAXL][MAXT][MAXP], yb[MAXL][MAXT][MAXP], of[MAXL][MAXP],
+        ob[MAXL][MAXP];
     int cnt[MAXL] = {0};
     int i = 0;
     cJSON_ArrayForEach(t, ts) {
@@ -491,9 +519,11 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
         if (st == GV_OK) st = gv_json_num(t, "tp", &tp, path, where, 1);
         if (st == GV_OK) st = gv_json_num(t, "batch", &b, path, where, 1);
         if (st == GV_OK &&
-            (!cJSON_IsString(spn) || cJSON_GetArraySize(f) != 2 || cJSON_GetArraySize(bw) != 2))
-            st = gv_fail(GV_ERR_INVALID, "%s: %s sp, forward_ms or backward_ms missing or malformed", path,
-                         where);
+            (!cJSON_IsString(spn) || cJSON_GetArraySize(f) != 1 + nt || cJSON_GetArraySize(bw) != 1 + nt))
+            st = gv_fail(GV_ERR_INVALID,
+                         "%s: %s sp, forward_ms or backward_ms missing or malformed (%d runs expected: one "
+                         "per layer type and the base)",
+                         path, where, 1 + nt);
         if (st != GV_OK || (int)s != seq) continue;
         gv_sp_mode sp = !strcmp(spn->valuestring, "megatron")  ? GV_SP_MEGATRON
                         : !strcmp(spn->valuestring, "ulysses") ? GV_SP_ULYSSES
@@ -510,22 +540,29 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
             mp->n_own_time++;
         }
         if (cnt[k] == MAXP) continue;
-        double f0 = cJSON_GetArrayItem(f, 0)->valuedouble, f1 = cJSON_GetArrayItem(f, 1)->valuedouble;
-        double b0 = cJSON_GetArrayItem(bw, 0)->valuedouble, b1 = cJSON_GetArrayItem(bw, 1)->valuedouble;
         int n = cnt[k]++;
+        double f0 = cJSON_GetArrayItem(f, 0)->valuedouble, b0 = cJSON_GetArrayItem(bw, 0)->valuedouble;
+        double sf = 0, sb = 0;
         x[k][n] = b;
-        yf[k][n] = (f1 - f0) / (lmax - lmin); /* one layer, the whole micro-batch */
-        yb[k][n] = (b1 - b0) / (lmax - lmin);
-        of[k][n] = fmax(0, f0 - lmin * yf[k][n]); /* the vocab layers */
-        ob[k][n] = fmax(0, b0 - lmin * yb[k][n]);
+        for (int ty = 0; ty < nt; ty++) { /* one layer of the type, the whole micro-batch */
+            yf[k][ty][n] = (cJSON_GetArrayItem(f, 1 + ty)->valuedouble - f0) / (lmax - lmin);
+            yb[k][ty][n] = (cJSON_GetArrayItem(bw, 1 + ty)->valuedouble - b0) / (lmax - lmin);
+            sf += yf[k][ty][n];
+            sb += yb[k][ty][n];
+        }
+        of[k][n] = fmax(0, f0 - lmin * sf); /* the vocab layers */
+        ob[k][n] = fmax(0, b0 - lmin * sb);
     }
     for (int k = 0; st == GV_OK && k < mp->n_own_time; k++) {
-        gv_own_fit(x[k], yf[k], cnt[k], mp->own_time[k].lf);
-        gv_own_fit(x[k], yb[k], cnt[k], mp->own_time[k].lb);
+        for (int ty = 0; ty < nt; ty++) {
+            gv_own_fit(x[k], yf[k][ty], cnt[k], mp->own_time[k].lf[ty]);
+            gv_own_fit(x[k], yb[k][ty], cnt[k], mp->own_time[k].lb[ty]);
+        }
         gv_own_fit(x[k], of[k], cnt[k], mp->own_time[k].of);
         gv_own_fit(x[k], ob[k], cnt[k], mp->own_time[k].ob);
     }
-    /* the vocab layers' split over a pipeline's ends: each timed stage minus one layer at its batch */
+    /* the vocab layers' split over a pipeline's ends: each timed stage minus its one layer at its batch
+     * (the first stage holds a layer of the first type, the last one of the last type) */
     mp->have_vocab_split = 0;
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "pipeline_time");
     if (st == GV_OK && pt) {
@@ -539,12 +576,14 @@ gv_status gv_own_profile_load(gv_model_profile *mp, const char *path, int seq) {
         int k = 0;
         while (k < mp->n_own_time && !(mp->own_time[k].tp == 1 && !mp->own_time[k].ckpt)) k++;
         if (st == GV_OK && k < mp->n_own_time) {
-            const double *l[2] = {mp->own_time[k].lf, mp->own_time[k].lb};
+            const double *lf0 = mp->own_time[k].lf[0], *lb0 = mp->own_time[k].lb[0];
+            const double *lfn = mp->own_time[k].lf[nt - 1], *lbn = mp->own_time[k].lb[nt - 1];
+            const double *l[2][2] = {{lf0, lb0}, {lfn, lbn}};
             int ok = 1;
             for (int d = 0; d < 2; d++) {
-                double layer = l[d][0] * b + l[d][1];
-                double e = fmax(0, cJSON_GetArrayItem(fs, d)->valuedouble - layer),
-                       h = fmax(0, cJSON_GetArrayItem(ls, d)->valuedouble - layer);
+                double first = l[0][d][0] * b + l[0][d][1], last = l[1][d][0] * b + l[1][d][1];
+                double e = fmax(0, cJSON_GetArrayItem(fs, d)->valuedouble - first),
+                       h = fmax(0, cJSON_GetArrayItem(ls, d)->valuedouble - last);
                 if (e + h > 0)
                     mp->vocab_first[d] = e / (e + h);
                 else

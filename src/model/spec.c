@@ -334,6 +334,17 @@ const char *gv_arch_name(gv_arch a) {
     return (unsigned)a < 5 ? names[a] : "?";
 }
 
+int gv_model_spec_layer_types(const gv_model_spec *s, int *layers, const char **names) {
+    if (s->arch == GV_ARCH_T5) {
+        if (layers) layers[0] = s->n_layer - s->n_dec_layer, layers[1] = s->n_dec_layer;
+        if (names) names[0] = "encoder", names[1] = "decoder";
+        return 2;
+    }
+    if (layers) layers[0] = s->n_layer;
+    if (names) names[0] = s->arch == GV_ARCH_VIT || s->arch == GV_ARCH_BERT ? "encoder" : "decoder";
+    return 1;
+}
+
 int gv_model_spec_input_width(const gv_model_spec *s) {
     if (s->arch == GV_ARCH_BERT || s->arch == GV_ARCH_T5) return 2;
     if (s->arch == GV_ARCH_VIT) return s->channels * s->patch_size * s->patch_size;

@@ -12,6 +12,30 @@ static size_t gv_states(const gv_memory_report *r) {
     return r->parameters + r->gradients + r->optimizer;
 }
 
+/* Layers of each type in run r (0: layers_min of every type; 1 + t: layers_max of type t) into n[]; returns
+ * their sum. */
+static int gv_run_layers(const gv_model_prof *p, int r, int *n) {
+    int sum = 0;
+    for (int t = 0; t < p->n_types; t++) sum += n[t] = r == 1 + t ? p->layers_max : p->layers_min;
+    return sum;
+}
+
+/* Galvatron's "layernum[a,b,...]" of a run (layernum2str of its per-type counts). */
+static void gv_layernum_key(char *buf, size_t len, const int *n, int nt) {
+    int w = snprintf(buf, len, "layernum[");
+    for (int t = 0; t < nt && w > 0 && (size_t)w < len; t++)
+        w += snprintf(buf + w, len - w, t ? ",%d" : "%d", n[t]);
+    if (w > 0 && (size_t)w < len) snprintf(buf + w, len - w, "]");
+}
+
+/* A per-type value: a number with one layer type (the file's form before types), an array with several. */
+static void gv_type_num(cJSON *e, const char *key, const double *v, int nt) {
+    if (nt == 1)
+        gv_prof_num(e, key, v[0]);
+    else
+        cJSON_AddItemToObject(e, key, cJSON_CreateDoubleArray(v, nt));
+}
+
 static cJSON *gv_report_json(const gv_memory_report *r, int layers, int rank) {
     cJSON *e = cJSON_CreateObject();
     gv_prof_num(e, "layers", layers);
@@ -49,6 +73,15 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     gv_prof_num(j, "world", p->world);
     gv_prof_num(j, "layers_min", p->layers_min);
     gv_prof_num(j, "layers_max", p->layers_max);
+    /* the layer types and the runs: layers of each type per run (forward_ms[r], reports of run r) */
+    cJSON *lt = cJSON_AddArrayToObject(j, "layer_types");
+    for (int t = 0; t < p->n_types; t++) cJSON_AddItemToArray(lt, cJSON_CreateString(p->type_names[t]));
+    cJSON *runs = cJSON_AddArrayToObject(j, "runs");
+    for (int r = 0; r <= p->n_types; r++) {
+        int n[GV_MAX_LAYER_TYPES];
+        gv_run_layers(p, r, n);
+        cJSON_AddItemToArray(runs, cJSON_CreateIntArray(n, p->n_types));
+    }
     gv_prof_num(j, "warmup", p->warmup);
     gv_prof_num(j, "iters", p->iters);
 
@@ -62,10 +95,10 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         cJSON_AddStringToObject(e, "sp", gv_sp_mode_name(t->sp));
         cJSON_AddBoolToObject(e, "vocab_parallel", t->vtp);
         cJSON_AddBoolToObject(e, "ckpt", t->ckpt);
-        cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 2));
-        cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 2));
-        gv_prof_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms);
-        gv_prof_num(e, "layer_backward_ms_per_sample", t->layer_bwd_ms);
+        cJSON_AddItemToObject(e, "forward_ms", cJSON_CreateDoubleArray(t->fwd_ms, 1 + p->n_types));
+        cJSON_AddItemToObject(e, "backward_ms", cJSON_CreateDoubleArray(t->bwd_ms, 1 + p->n_types));
+        gv_type_num(e, "layer_forward_ms_per_sample", t->layer_fwd_ms, p->n_types);
+        gv_type_num(e, "layer_backward_ms_per_sample", t->layer_bwd_ms, p->n_types);
         gv_prof_num(e, "other_forward_ms_per_sample", t->other_fwd_ms);
         gv_prof_num(e, "other_backward_ms_per_sample", t->other_bwd_ms);
         cJSON_AddItemToArray(ts, e);
@@ -84,7 +117,8 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     }
     if (p->step_ms > 0) {
         cJSON *o = cJSON_AddObjectToObject(j, "step");
-        gv_prof_num(o, "layers", p->layers_min);
+        int n[GV_MAX_LAYER_TYPES];
+        gv_prof_num(o, "layers", gv_run_layers(p, 0, n));
         gv_prof_num(o, "seq", p->step_seq);
         gv_prof_num(o, "batch", p->step_batch);
         gv_prof_num(o, "ms", p->step_ms);
@@ -93,7 +127,8 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(o, "fixed_ms", p->step_fixed_ms);
     }
     cJSON *ms = cJSON_AddArrayToObject(j, "memory");
-    int L[2] = {p->layers_min, p->layers_max};
+    int nt = p->n_types, L[GV_PROF_RUNS], cnt[GV_MAX_LAYER_TYPES];
+    for (int r = 0; r <= nt; r++) L[r] = gv_run_layers(p, r, cnt);
     double dL = p->layers_max - p->layers_min;
     cJSON *mp = cJSON_AddArrayToObject(j, "memory_pipelined");
     for (int i = 0; i < p->nmem; i++) {
@@ -124,14 +159,20 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
         gv_prof_num(e, "global_batch", m->global_batch);
         gv_prof_num(e, "local_batch", m->local_batch);
         cJSON *rs = cJSON_AddArrayToObject(e, "reports");
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k <= nt; k++)
             for (int r = 0; r < 2; r++)
                 cJSON_AddItemToArray(rs, gv_report_json(&m->mem[k][r], L[k], r ? p->world - 1 : 0));
-        const gv_memory_report *a = &m->mem[0][0], *b = &m->mem[1][0];
-        gv_prof_num(e, "layer_parameter_bytes", ((double)b->parameters - (double)a->parameters) / dL);
-        gv_prof_num(e, "layer_model_state_bytes", ((double)gv_states(b) - (double)gv_states(a)) / dL);
-        gv_prof_num(e, "layer_activation_bytes_per_sample",
-                    ((double)b->activations - (double)a->activations) / dL / m->local_batch);
+        const gv_memory_report *a = &m->mem[0][0];
+        double lp[GV_MAX_LAYER_TYPES], lm[GV_MAX_LAYER_TYPES], la[GV_MAX_LAYER_TYPES];
+        for (int t = 0; t < nt; t++) {
+            const gv_memory_report *b = &m->mem[1 + t][0];
+            lp[t] = ((double)b->parameters - (double)a->parameters) / dL;
+            lm[t] = ((double)gv_states(b) - (double)gv_states(a)) / dL;
+            la[t] = ((double)b->activations - (double)a->activations) / dL / m->local_batch;
+        }
+        gv_type_num(e, "layer_parameter_bytes", lp, nt);
+        gv_type_num(e, "layer_model_state_bytes", lm, nt);
+        gv_type_num(e, "layer_activation_bytes_per_sample", la, nt);
         gv_prof_num(e, "other_model_state_bytes", m->other_ms_mb * 1048576.0);
         gv_prof_num(e, "other_activation_bytes_per_sample", m->other_act_mb * 1048576.0);
         cJSON_AddItemToArray(ms, e);
@@ -139,20 +180,30 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     return j;
 }
 
-/* Galvatron's computation file: forward times of the tp = 1 points. */
+/* Galvatron's computation file: forward times of the tp = 1 points. Several layer types: the runs under
+ * "layernum[a,b]", "layertype_{t}" per type, and the vocab layers both under HEAD's "layertype_other" and
+ * v2.x's per-type "layertype_other_{t}" (the same value: the base run less all its layers; v2.x averages two
+ * estimates that leave the other types' layers in). */
 static cJSON *gv_mp_galvatron_time(const gv_model_prof *p) {
     cJSON *j = cJSON_CreateObject();
     for (int i = 0; i < p->ntime; i++) {
         const gv_time_point *t = &p->time[i];
         if (t->tp != 1 || t->ckpt) continue;
-        char key[96];
-        int L[2] = {p->layers_min, p->layers_max};
-        for (int k = 0; k < 2; k++) {
-            snprintf(key, sizeof key, "layernum[%d]_bsz%d_seq%d", L[k], t->batch, t->seq);
+        char key[96], ln[64];
+        for (int k = 0; k <= p->n_types; k++) {
+            int n[GV_MAX_LAYER_TYPES];
+            gv_run_layers(p, k, n);
+            gv_layernum_key(ln, sizeof ln, n, p->n_types);
+            snprintf(key, sizeof key, "%s_bsz%d_seq%d", ln, t->batch, t->seq);
             gv_prof_num(j, key, t->fwd_ms[k]);
         }
-        snprintf(key, sizeof key, "layertype_0_bsz%d_seq%d", t->batch, t->seq);
-        gv_prof_num(j, key, t->layer_fwd_ms);
+        for (int ty = 0; ty < p->n_types; ty++) {
+            snprintf(key, sizeof key, "layertype_%d_bsz%d_seq%d", ty, t->batch, t->seq);
+            gv_prof_num(j, key, t->layer_fwd_ms[ty]);
+            if (p->n_types == 1) continue;
+            snprintf(key, sizeof key, "layertype_other_%d_bsz%d_seq%d", ty, t->batch, t->seq);
+            gv_prof_num(j, key, t->other_fwd_ms);
+        }
         snprintf(key, sizeof key, "layertype_other_bsz%d_seq%d", t->batch, t->seq);
         gv_prof_num(j, key, t->other_fwd_ms);
     }
@@ -206,16 +257,17 @@ static int gv_log2(int t) {
 }
 
 /* One family of Galvatron's memory file (keys end in "_sp" for sequence parallelism): the raw records of
- * every run under "{pp}_{tp}_{dp}[_c][_vtp][_sp]", and per seq the processed layertype_0[_sp] (per-layer
- * parameter_size and activations per sample by degree, from the runs with the vocab whole — or split,
- * under SP, which needs it), other_memory_pp_off[_sp] (the vocab layers' model states and activations,
- * keyed by the vocab degree, minimum over the runs) and other_memory_pp_on_first[_sp] / _last[_sp] (the
- * same for the first and last pipeline stage, from the pipelined runs minus their one layer). Under SP,
- * degrees up to 8 that were not run are filled by halving the next smaller one, as Galvatron's
- * post-processing does. Returns the number of points of the family. */
+ * every run under "{pp}_{tp}_{dp}[_c][_vtp][_sp]", and per seq the processed layertype_{t}[_sp] per layer
+ * type (per-layer parameter_size and activations per sample by degree, from the runs with the vocab whole —
+ * or split, under SP, which needs it), other_memory_pp_off[_sp] (the vocab layers' model states and
+ * activations, keyed by the vocab degree, minimum over the runs) and other_memory_pp_on_first[_sp] /
+ * _last[_sp] (the same for the first and last pipeline stage, from the pipelined runs minus their one
+ * layer: of the first type on the first stage, of the last type on the last). Under SP, degrees up to 8
+ * that were not run are filled by halving the next smaller one, as Galvatron's post-processing does.
+ * Returns the number of points of the family. */
 static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_family) {
     const char *sfx = sp_family ? "_sp" : "";
-    int L[2] = {p->layers_min, p->layers_max}, count = 0;
+    int count = 0, nt = p->n_types;
     for (int i = 0; i < p->nmem; i++) {
         const gv_mem_point *m = &p->mem[i];
         if (!gv_in_family(m, sp_family)) continue;
@@ -225,13 +277,17 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_famil
                  m->ckpt ? "_c" : "", m->vtp ? "_vtp" : "", sfx);
         cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, key);
         if (!rec) rec = cJSON_AddObjectToObject(j, key);
-        for (int k = 0; k < (m->pp > 1 ? 1 : 2); k++)
+        for (int k = 0; k < (m->pp > 1 ? 1 : 1 + nt); k++)
             for (int r = 0; r < 2; r++) {
                 const gv_memory_report *x = &m->mem[k][r];
-                int rank = r ? p->world - 1 : 0;
-                char base[96], e[128];
-                snprintf(base, sizeof base, "layernum[%d]_bsz%d_seq%d_rank%d", m->pp > 1 ? m->pp : L[k],
-                         m->global_batch, m->seq, rank);
+                int rank = r ? p->world - 1 : 0, n[GV_MAX_LAYER_TYPES];
+                char ln[64], base[128], e[160];
+                if (m->pp > 1) /* one layer per stage: pp layers, split evenly over the types */
+                    for (int t = 0; t < nt; t++) n[t] = m->pp / nt;
+                else
+                    gv_run_layers(p, k, n);
+                gv_layernum_key(ln, sizeof ln, n, nt);
+                snprintf(base, sizeof base, "%s_bsz%d_seq%d_rank%d", ln, m->global_batch, m->seq, rank);
                 snprintf(e, sizeof e, "%s_ms", base);
                 gv_prof_num(rec, e, gv_states(x) / 1048576.0);
                 snprintf(e, sizeof e, "%s_act", base);
@@ -241,20 +297,26 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_famil
             }
     }
     if (!count) return 0;
-    char k1[32], k2[40], k3[40], k4[40];
-    snprintf(k1, sizeof k1, "layertype_0%s", sfx);
+    char k2[40], k3[40], k4[40];
+    cJSON *lt[GV_MAX_LAYER_TYPES];
+    for (int t = 0; t < nt; t++) {
+        char k1[32];
+        snprintf(k1, sizeof k1, "layertype_%d%s", t, sfx);
+        lt[t] = cJSON_AddObjectToObject(j, k1);
+    }
     snprintf(k2, sizeof k2, "other_memory_pp_off%s", sfx);
     snprintf(k3, sizeof k3, "other_memory_pp_on_first%s", sfx);
     snprintf(k4, sizeof k4, "other_memory_pp_on_last%s", sfx);
-    cJSON *lt = cJSON_AddObjectToObject(j, k1);
     for (int i = 0; i < p->nmem; i++) {
         int seq = p->mem[i].seq;
         char sk[16];
         snprintf(sk, sizeof sk, "%d", seq);
         if (!gv_in_family(&p->mem[i], sp_family) || p->mem[i].pp > 1 ||
-            cJSON_GetObjectItemCaseSensitive(lt, sk))
+            cJSON_GetObjectItemCaseSensitive(lt[0], sk))
             continue;
-        double act[16] = {0}, pm[16] = {0}, param = -1, ckpt = -1;
+        double act[GV_MAX_LAYER_TYPES][16] = {{0}}, pm[GV_MAX_LAYER_TYPES][16] = {{0}};
+        double param[GV_MAX_LAYER_TYPES], ckpt[GV_MAX_LAYER_TYPES];
+        for (int t = 0; t < nt; t++) param[t] = ckpt[t] = -1;
         int have[16] = {0}, maxlog = 0, pipelined = 0;
         gv_other_mem off = {{0}, {0}, {0}}, first = {{0}, {0}, {0}}, last = {{0}, {0}, {0}};
         /* Layer costs per degree (pp = 1 runs). */
@@ -263,16 +325,19 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_famil
             if (m->seq != seq || !gv_in_family(m, sp_family) || m->pp > 1) continue;
             int lg = gv_log2(m->tp);
             if (m->ckpt) {
-                if (m->act_mb > ckpt) ckpt = m->act_mb;
+                for (int t = 0; t < nt; t++)
+                    if (m->act_mb[t] > ckpt[t]) ckpt[t] = m->act_mb[t];
                 continue;
             }
             /* the vocab layers' cost goes under their degree: tp when split, 1 when whole */
             gv_other_put(&off, m->vtp ? lg : 0, m->other_ms_mb, m->other_act_mb);
             if (m->vtp && !sp_family) continue; /* layer costs from the whole-vocab runs */
             have[lg] = 1;
-            act[lg] = m->act_mb;
-            pm[lg] = m->param_mb;
-            if (m->param_mb * m->tp > param) param = m->param_mb * m->tp;
+            for (int t = 0; t < nt; t++) {
+                act[t][lg] = m->act_mb[t];
+                pm[t][lg] = m->param_mb[t];
+                if (m->param_mb[t] * m->tp > param[t]) param[t] = m->param_mb[t] * m->tp;
+            }
             if (lg > maxlog) maxlog = lg;
         }
         /* Pipelined runs: stage memory minus its one layer (Galvatron's formulas with layernum = pp). */
@@ -283,18 +348,24 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_famil
             double lb = m->local_batch, den = m->vtp || m->tp == 1 ? lb : lb / m->tp;
             for (int e = 0; e < 2; e++) {
                 const gv_memory_report *x = &m->mem[0][e];
-                double ms = gv_states(x) / 1048576.0 - pm[lg] * 4;
+                int t = e ? nt - 1 : 0; /* the first stage holds the first layer, the last stage the last */
+                double ms = gv_states(x) / 1048576.0 - pm[t][lg] * 4;
                 double a = x->activations / 1048576.0;
                 double peak = (x->activations + x->workspace + x->comm) / 1048576.0;
-                double oa = ((peak > a ? peak : a) - act[lg] * lb) / den;
+                double oa = ((peak > a ? peak : a) - act[t][lg] * lb) / den;
                 gv_other_put(e ? &last : &first, m->vtp ? lg : 0, ms, oa);
             }
             pipelined = 1;
         }
         int top = maxlog > 3 ? maxlog : 3;
+        int have_t[16];
+        memcpy(have_t, have, sizeof have);
         if (sp_family) /* Galvatron's halving fill covers tp 2, 4, 8 */
             for (int lg = 1; lg <= top; lg++) {
-                if (!have[lg] && have[lg - 1]) act[lg] = act[lg - 1] / 2, have[lg] = 1;
+                if (!have_t[lg] && have_t[lg - 1]) {
+                    for (int t = 0; t < nt; t++) act[t][lg] = act[t][lg - 1] / 2;
+                    have_t[lg] = 1;
+                }
                 gv_other_mem *os[3] = {&off, &first, &last};
                 for (int q = 0; q < 3; q++)
                     if (!os[q]->have[lg] && os[q]->have[lg - 1]) {
@@ -302,15 +373,17 @@ static int gv_mp_galvatron_family(cJSON *j, const gv_model_prof *p, int sp_famil
                         os[q]->have[lg] = 1;
                     }
             }
-        cJSON *e = cJSON_AddObjectToObject(lt, sk);
-        gv_prof_num(e, "parameter_size", param);
-        cJSON *d = cJSON_AddObjectToObject(e, "tp_activation_per_bsz_dict");
-        for (int lg = 0; lg <= top; lg++) {
-            char tk[16];
-            gv_tp_key(tk, sizeof tk, 1 << lg);
-            if (have[lg]) gv_prof_num(d, tk, act[lg]);
+        for (int t = 0; t < nt; t++) {
+            cJSON *e = cJSON_AddObjectToObject(lt[t], sk);
+            gv_prof_num(e, "parameter_size", param[t]);
+            cJSON *d = cJSON_AddObjectToObject(e, "tp_activation_per_bsz_dict");
+            for (int lg = 0; lg <= top; lg++) {
+                char tk[16];
+                gv_tp_key(tk, sizeof tk, 1 << lg);
+                if (have_t[lg]) gv_prof_num(d, tk, act[t][lg]);
+            }
+            gv_prof_num(d, "checkpoint", ckpt[t]);
         }
-        gv_prof_num(d, "checkpoint", ckpt);
         gv_other_json(j, k2, sk, &off, top);
         if (pipelined) {
             gv_other_json(j, k3, sk, &first, top);

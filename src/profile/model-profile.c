@@ -1,8 +1,11 @@
 /* Model profiler: runs the runtime's own gv_model at two layer counts (Galvatron's layernum_min/max) and
  * takes the difference as one layer's cost — forward and backward time per sample at every (seq, tp, batch)
  * point, and memory per layer (model states, activations per sample, with and without recompute) from the
- * arenas' report. Every rank runs the same sequence; tp consecutive ranks form one model replica (split by
- * Megatron TP with or without sequence parallelism, or by Ulysses), replicas run at once. */
+ * arenas' report. A model with several layer types (T5: encoder, decoder) runs the base (layernum_min of
+ * every type) and, per type, the base with layernum_max of that type, as Galvatron's
+ * get_layernum_list_for_profiling does, so each type's cost is a difference of measured runs. Every rank runs
+ * the same sequence; tp consecutive ranks form one model replica (split by Megatron TP with or without
+ * sequence parallelism, or by Ulysses), replicas run at once. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,25 +82,41 @@ static int gv_mp_local_seq(const gv_mp_ctx *x, int T) {
     return x->sp == GV_SP_ULYSSES ? T / x->tp : T;
 }
 
-/* The profiled model with L layers. T5 grows both stacks together (L / 2 decoder layers): its profile has
- * one layer type, the mean of an encoder and a decoder layer (the search knows one type per model). */
-static gv_model_spec gv_mp_spec(const gv_model_spec *s, int L) {
+/* Runs of one configuration: the base and one per layer type. */
+static int gv_mp_nrun(const gv_model_prof_config *c) {
+    return 1 + gv_model_spec_layer_types(&c->spec, NULL, NULL);
+}
+
+/* Layers of run r (0: layers_min of every type; 1 + t: layers_max of type t): the model spec. */
+static gv_model_spec gv_mp_spec(const gv_model_prof_config *c, int r) {
+    gv_model_spec s = c->spec;
+    int n[GV_MAX_LAYER_TYPES], nt = gv_model_spec_layer_types(&s, NULL, NULL);
+    for (int t = 0; t < nt; t++) n[t] = r == 1 + t ? c->layers_max : c->layers_min;
+    s.n_layer = 0;
+    for (int t = 0; t < nt; t++) s.n_layer += n[t];
+    if (s.arch == GV_ARCH_T5) s.n_dec_layer = n[1];
+    return s;
+}
+
+/* The pipelined memory runs' model: L layers, one per stage (T5: L / 2 of each stack, so the first stage
+ * holds an encoder layer and the last a decoder layer). */
+static gv_model_spec gv_mp_pp_spec(const gv_model_spec *s, int L) {
     gv_model_spec r = *s;
     r.n_layer = L;
     if (r.arch == GV_ARCH_T5) r.n_dec_layer = L / 2;
     return r;
 }
 
-/* The two models (layers_min, layers_max) of one configuration, with random tokens. */
+/* The models of one configuration (one per run), with random tokens. */
 typedef struct {
-    gv_model *m[2];
+    gv_model *m[GV_PROF_RUNS];
+    int n;
     int32_t *tokens, *targets;
     int *ckpt;
 } gv_mp_pair;
 
 static void gv_mp_pair_free(gv_mp_pair *q) {
-    gv_model_free(q->m[0]);
-    gv_model_free(q->m[1]);
+    for (int k = 0; k < GV_PROF_RUNS; k++) gv_model_free(q->m[k]);
     free(q->tokens);
     free(q->targets);
     free(q->ckpt);
@@ -110,13 +129,15 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
     size_t n = (size_t)B * T;
     q->tokens = malloc(n * (size_t)gv_model_spec_input_width(&c->spec) * sizeof *q->tokens);
     q->targets = malloc(n * sizeof *q->targets);
-    q->ckpt = malloc((size_t)c->layers_max * sizeof *q->ckpt);
+    int nt = gv_mp_nrun(c) - 1, maxl = c->layers_max + (nt - 1) * c->layers_min;
+    q->n = nt + 1;
+    q->ckpt = malloc((size_t)maxl * sizeof *q->ckpt);
     if (!q->tokens || !q->targets || !q->ckpt) {
         gv_mp_pair_free(q);
         return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
     }
     gv_model_spec_random_batch(&c->spec, c->seed, B, T, q->tokens, q->targets); /* any family's inputs */
-    for (int l = 0; l < c->layers_max; l++) q->ckpt[l] = ckpt;
+    for (int l = 0; l < maxl; l++) q->ckpt[l] = ckpt;
     gv_model_dist d = {.dp = x->dpg,
                        .zero = 0,
                        .ckpt = q->ckpt,
@@ -129,8 +150,8 @@ static gv_status gv_mp_pair_init(gv_mp_pair *q, gv_mp_ctx *x, int B, int T, int 
         d.sp = x->tpg;
         d.dp = gv_comm_size(x->world) > 1 ? x->world : NULL;
     }
-    for (int k = 0; k < 2; k++) {
-        gv_model_spec s2 = gv_mp_spec(&c->spec, k ? c->layers_max : c->layers_min);
+    for (int k = 0; k < q->n; k++) {
+        gv_model_spec s2 = gv_mp_spec(c, k);
         gv_status st = gv_model_init_dist(&q->m[k], &s2, x->b, B, T, &d);
         if (st == GV_OK) st = gv_model_init_weights(q->m[k], c->seed);
         if (st != GV_OK) {
@@ -161,18 +182,19 @@ static gv_status gv_mp_step(gv_mp_ctx *x, gv_mp_pair *q, int k, double *fwd, dou
     return GV_OK;
 }
 
-/* Medians of `n` alternating iterations of both models (so slow drift of the machine hits both alike),
+/* Medians of `n` alternating iterations of the models (so slow drift of the machine hits all alike),
  * maximum over the ranks (the same on every rank). */
 static gv_status gv_mp_measure(gv_mp_ctx *x, gv_mp_pair *q, int n, gv_time_point *t) {
-    double *f = malloc(4 * (size_t)n * sizeof *f);
+    int R = q->n;
+    double *f = malloc(2 * (size_t)R * n * sizeof *f);
     if (!f) return gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
     gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < n; i++)
-        for (int k = 0; k < 2 && st == GV_OK; k++)
-            st = gv_mp_step(x, q, k, &f[k * n + i], &f[(2 + k) * n + i]);
-    for (int k = 0; k < 2 && st == GV_OK; k++) {
+        for (int k = 0; k < R && st == GV_OK; k++)
+            st = gv_mp_step(x, q, k, &f[k * n + i], &f[(R + k) * n + i]);
+    for (int k = 0; k < R && st == GV_OK; k++) {
         t->fwd_ms[k] = gv_prof_median(f + k * n, n);
-        t->bwd_ms[k] = gv_prof_median(f + (2 + k) * n, n);
+        t->bwd_ms[k] = gv_prof_median(f + (R + k) * n, n);
         st = gv_prof_max(x->world, &t->fwd_ms[k]);
         if (st == GV_OK) st = gv_prof_max(x->world, &t->bwd_ms[k]);
     }
@@ -219,7 +241,7 @@ static gv_status gv_mp_opt(gv_mp_ctx *x, gv_mp_pair *q, int k, gv_model_prof *p)
 static gv_status gv_mp_step_fixed(gv_mp_ctx *x, int T, int B, const gv_time_point *t, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), n = c->iters > 0 ? c->iters : 1;
-    gv_model_spec s = gv_mp_spec(&c->spec, c->layers_min);
+    gv_model_spec s = gv_mp_spec(c, 0);
     gv_layer_strategy one = {1, GV_SP_NONE, 0, 0};
     gv_plan plan;
     GV_TRY(gv_plan_uniform(&plan, W, 1, s.n_layer, one, one, GV_SCHED_1F1B, B * W, 1));
@@ -277,7 +299,7 @@ static gv_status gv_mp_step_fixed(gv_mp_ctx *x, int T, int B, const gv_time_poin
         gv_info(
             "profile model: training step of %d layer(s), batch %d per rank: %.3f ms = forward + backward "
             "%.3f + all-reduce %.3f + optimizer %.3f + the rest %.3f ms",
-            c->layers_min, B, step, t->fwd_ms[0] + t->bwd_ms[0], red, opt, p->step_fixed_ms);
+            s.n_layer, B, step, t->fwd_ms[0] + t->bwd_ms[0], red, opt, p->step_fixed_ms);
     return GV_OK;
 }
 
@@ -287,25 +309,33 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model
     GV_TRY(gv_mp_pair_init(&q, x, B, gv_mp_local_seq(x, T), ckpt));
     gv_status st = GV_OK;
     for (int i = 0; st == GV_OK && i < c->warmup; i++)
-        for (int k = 0; k < 2 && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
-    gv_time_point t = {T, x->tp, B, x->sp, x->vtp, ckpt, {0, 0}, {0, 0}, 0, 0, 0, 0};
-    int dL = c->layers_max - c->layers_min, n = c->iters;
+        for (int k = 0; k < q.n && st == GV_OK; k++) st = gv_mp_step(x, &q, k, NULL, NULL);
+    gv_time_point t;
+    memset(&t, 0, sizeof t);
+    t.seq = T, t.tp = x->tp, t.batch = B, t.sp = x->sp, t.vtp = x->vtp, t.ckpt = ckpt;
+    int dL = c->layers_max - c->layers_min, n = c->iters, nt = q.n - 1;
+    const char *names[GV_MAX_LAYER_TYPES];
+    gv_model_spec_layer_types(&c->spec, NULL, names);
     /* A layer too small for the timer's noise can come out at <= 0: measure again with twice the
      * iterations (the decision is on rank-reduced values, so every rank takes it alike), then give up. */
     for (int attempt = 0; st == GV_OK; attempt++, n *= 2) {
         st = gv_mp_measure(x, &q, n, &t);
         if (st != GV_OK) break;
-        t.layer_fwd_ms = (t.fwd_ms[1] - t.fwd_ms[0]) / B / dL;
-        t.layer_bwd_ms = (t.bwd_ms[1] - t.bwd_ms[0]) / B / dL;
-        if (t.layer_fwd_ms > 0 && t.layer_bwd_ms > 0) break;
+        int bad = -1;
+        for (int ty = 0; ty < nt; ty++) {
+            t.layer_fwd_ms[ty] = (t.fwd_ms[1 + ty] - t.fwd_ms[0]) / B / dL;
+            t.layer_bwd_ms[ty] = (t.bwd_ms[1 + ty] - t.bwd_ms[0]) / B / dL;
+            if (bad < 0 && !(t.layer_fwd_ms[ty] > 0 && t.layer_bwd_ms[ty] > 0)) bad = ty;
+        }
+        if (bad < 0) break;
         if (attempt == 2) {
             st = gv_fail(
                 GV_ERR_BACKEND,
-                "profile model: seq %d tp %d %s batch %d: %d layers were not slower than %d (forward "
+                "profile model: seq %d tp %d %s batch %d: %d %s layers were not slower than %d (forward "
                 "%.3f vs %.3f ms, backward %.3f vs %.3f ms): timing noise, use more --iters, a larger "
                 "--batch or --layers-max",
-                T, x->tp, gv_sp_mode_name(x->sp), B, c->layers_max, c->layers_min, t.fwd_ms[1], t.fwd_ms[0],
-                t.bwd_ms[1], t.bwd_ms[0]);
+                T, x->tp, gv_sp_mode_name(x->sp), B, c->layers_max, names[bad], c->layers_min,
+                t.fwd_ms[1 + bad], t.fwd_ms[0], t.bwd_ms[1 + bad], t.bwd_ms[0]);
             break;
         }
         if (gv_comm_rank(x->world) == 0)
@@ -319,13 +349,18 @@ static gv_status gv_mp_time_point(gv_mp_ctx *x, int T, int B, int ckpt, gv_model
     if (st == GV_OK && x->tp == 1 && !ckpt && B == c->batches[0] && c->time_step && p->step_ms == 0)
         st = gv_mp_step_fixed(x, T, B, &t, p);
     if (st != GV_OK) return st;
-    t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * t.layer_fwd_ms * B) / B);
-    t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * t.layer_bwd_ms * B) / B);
+    /* the base run less its layers of every type */
+    double lf = 0, lb = 0;
+    for (int ty = 0; ty < nt; ty++) lf += t.layer_fwd_ms[ty], lb += t.layer_bwd_ms[ty];
+    t.other_fwd_ms = fmax(0.0, (t.fwd_ms[0] - c->layers_min * lf * B) / B);
+    t.other_bwd_ms = fmax(0.0, (t.bwd_ms[0] - c->layers_min * lb * B) / B);
     if (gv_comm_rank(x->world) == 0)
-        gv_info("profile model: seq %d tp %d %s%s batch %d: forward %.3f / %.3f ms, backward %.3f / %.3f ms "
-                "(%d / %d layers) -> per layer per sample %.4f + %.4f ms",
-                T, x->tp, gv_sp_mode_name(x->sp), ckpt ? " recompute" : "", B, t.fwd_ms[0], t.fwd_ms[1],
-                t.bwd_ms[0], t.bwd_ms[1], c->layers_min, c->layers_max, t.layer_fwd_ms, t.layer_bwd_ms);
+        for (int ty = 0; ty < nt; ty++)
+            gv_info("profile model: seq %d tp %d %s%s batch %d%s%s: forward %.3f / %.3f ms, backward %.3f / "
+                    "%.3f ms (%d / %d layers) -> per layer per sample %.4f + %.4f ms",
+                    T, x->tp, gv_sp_mode_name(x->sp), ckpt ? " recompute" : "", B, nt > 1 ? " " : "",
+                    nt > 1 ? names[ty] : "", t.fwd_ms[0], t.fwd_ms[1 + ty], t.bwd_ms[0], t.bwd_ms[1 + ty],
+                    c->layers_min, c->layers_max, t.layer_fwd_ms[ty], t.layer_bwd_ms[ty]);
     return gv_mp_push((void **)&p->time, &p->ntime, sizeof t, &t);
 }
 
@@ -356,7 +391,8 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_prof *p
     m.local_batch = lb;
     int64_t mine[6], *all = malloc((size_t)W * 6 * sizeof *all);
     gv_status st = all ? GV_OK : gv_fail(GV_ERR_NOMEM, "profile model: out of memory");
-    for (int k = 0; k < 2 && st == GV_OK; k++) {
+    int nt = q.n - 1;
+    for (int k = 0; k < q.n && st == GV_OK; k++) {
         st = gv_mp_step(x, &q, k, NULL, NULL); /* measured after an iteration, as Galvatron does */
         gv_memory_report r;
         gv_model_memory(q.m[k], &r);
@@ -374,23 +410,29 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_prof *p
     free(all);
     gv_mp_pair_free(&q);
     if (st != GV_OK) return st;
-    /* Galvatron's post-processing (pp = 1): rank 0, difference over the layer counts. */
-    double dL = c->layers_max - c->layers_min;
-    const gv_memory_report *r0 = &m.mem[0][0], *r1 = &m.mem[1][0];
-    double ms_layer = ((double)gv_states(r1) - (double)gv_states(r0)) / dL;
-    double act_layer = ((double)r1->activations - (double)r0->activations) / dL;
-    m.param_mb = gv_mb(ms_layer) / 4;
-    m.act_mb = gv_mb(act_layer) / lb;
-    m.other_ms_mb = gv_mb((double)gv_states(r0) - c->layers_min * ms_layer);
+    /* Galvatron's post-processing (pp = 1): rank 0, difference over the layer counts, per layer type. */
+    double dL = c->layers_max - c->layers_min, ms_all = 0, act_all = 0;
+    const char *names[GV_MAX_LAYER_TYPES];
+    gv_model_spec_layer_types(&c->spec, NULL, names);
+    const gv_memory_report *r0 = &m.mem[0][0];
+    for (int ty = 0; ty < nt; ty++) {
+        const gv_memory_report *r1 = &m.mem[1 + ty][0];
+        double ms_layer = ((double)gv_states(r1) - (double)gv_states(r0)) / dL;
+        double act_layer = ((double)r1->activations - (double)r0->activations) / dL;
+        m.param_mb[ty] = gv_mb(ms_layer) / 4;
+        m.act_mb[ty] = gv_mb(act_layer) / lb;
+        ms_all += ms_layer;
+        act_all += act_layer;
+        if (gv_comm_rank(x->world) == 0)
+            gv_info("profile model: memory seq %d tp %d %s%s%s, batch %d per replica%s%s: layer model states "
+                    "%.4f MB, activations %.4f MB per sample",
+                    T, x->tp, gv_sp_mode_name(x->sp), x->vtp ? " vocab-split" : "", ckpt ? " recompute" : "",
+                    lb, nt > 1 ? ", " : "", nt > 1 ? names[ty] : "", gv_mb(ms_layer), m.act_mb[ty]);
+    }
+    m.other_ms_mb = gv_mb((double)gv_states(r0) - c->layers_min * ms_all);
     /* Galvatron divides by the local batch / tp when the vocab layers are whole on every tp rank. */
-    m.other_act_mb = gv_mb((double)gv_peak_act(r0) - c->layers_min * act_layer) /
+    m.other_act_mb = gv_mb((double)gv_peak_act(r0) - c->layers_min * act_all) /
                      (x->vtp || x->tp == 1 ? lb : (double)lb / x->tp);
-    if (gv_comm_rank(x->world) == 0)
-        gv_info(
-            "profile model: memory seq %d tp %d %s%s%s, batch %d per replica: layer model states %.4f MB, "
-            "activations %.4f MB per sample",
-            T, x->tp, gv_sp_mode_name(x->sp), x->vtp ? " vocab-split" : "", ckpt ? " recompute" : "", lb,
-            gv_mb(ms_layer), m.act_mb);
     return gv_mp_push((void **)&p->mem, &p->nmem, sizeof m, &m);
 }
 
@@ -401,7 +443,7 @@ static gv_status gv_mp_mem_point(gv_mp_ctx *x, int T, int ckpt, gv_model_prof *p
 static gv_status gv_mp_pp_point(gv_mp_ctx *x, int T, int pp, gv_model_prof *p) {
     const gv_model_prof_config *c = x->c;
     int W = gv_comm_size(x->world), B = c->mem_batch;
-    gv_model_spec s = gv_mp_spec(&c->spec, pp);
+    gv_model_spec s = gv_mp_pp_spec(&c->spec, pp);
     gv_layer_strategy l = {x->tp, x->tp > 1 ? x->sp : GV_SP_NONE, 0, 0};
     gv_layer_strategy v = {x->vtp ? x->tp : 1, x->vtp ? x->sp : GV_SP_NONE, 0, 0};
     gv_plan plan;
@@ -501,12 +543,6 @@ gv_status gv_model_prof_config_check(const gv_model_prof_config *c, int W) {
     if (c->layers_min < 1 || c->layers_max <= c->layers_min)
         return gv_fail(GV_ERR_INVALID, "profile model: layer counts %d and %d: need 1 <= min < max",
                        c->layers_min, c->layers_max);
-    if (s->arch == GV_ARCH_T5 && (c->layers_min < 2 || c->layers_min % 2 || c->layers_max % 2))
-        return gv_fail(
-            GV_ERR_INVALID,
-            "profile model: t5 grows its encoder and decoder together: layer counts %d and %d must "
-            "be even (pairs of an encoder and a decoder layer)",
-            c->layers_min, c->layers_max);
     if (c->iters < 1 || c->warmup < 0)
         return gv_fail(GV_ERR_INVALID, "profile model: iters %d, warmup %d", c->iters, c->warmup);
     if (c->mem_batch < 1 || c->mem_batch % W)
@@ -549,10 +585,14 @@ gv_status gv_model_prof_run(gv_model_prof *p, gv_comm *world, gv_backend *b, con
     p->warmup = c->warmup;
     p->iters = c->iters;
     p->spec = *s;
+    p->n_types = gv_model_spec_layer_types(s, NULL, p->type_names);
     if (gv_comm_rank(world) == 0)
-        gv_info("profile model: %s, %d rank(s), layers %d and %d, %d seq x %d tp x %d batch point(s), %d+%d "
-                "iterations",
-                s->name, W, c->layers_min, c->layers_max, c->nseq, c->ntp, c->nbatch, c->warmup, c->iters);
+        gv_info(
+            "profile model: %s, %d rank(s), layers %d and %d%s, %d seq x %d tp x %d batch point(s), %d+%d "
+            "iterations",
+            s->name, W, c->layers_min, c->layers_max,
+            p->n_types > 1 ? " of each layer type (a base run and one per type)" : "", c->nseq, c->ntp,
+            c->nbatch, c->warmup, c->iters);
     gv_status st = GV_OK;
     for (int k = 0; k < c->nseq && st == GV_OK; k++)
         for (int i = 0; i < c->ntp && st == GV_OK; i++) {

@@ -38,8 +38,11 @@ static uint64_t gv_fingerprint(const gv_model_spec *s, int world, int seq, const
     h = gv_fnv(h, &cores, sizeof cores);
     h = gv_fnv(h, backend, strlen(backend));
     h = gv_fnv(h, shape, sizeof shape);
-    /* bump when the profiler's output changes (v2: recompute time points, optimizer step) */
-    return gv_fnv(h, "profiles v2", 11);
+    /* bump when the profiler's output changes (v2: recompute time points, optimizer step); a model with
+     * several layer types adds v3 (per-type profiles: earlier t5 profiles had one mean type) */
+    h = gv_fnv(h, "profiles v2", 11);
+    if (gv_model_spec_layer_types(s, NULL, NULL) > 1) h = gv_fnv(h, "layer types v3", 14);
+    return h;
 }
 
 static gv_status gv_mkdirs(const char *path) {
@@ -120,9 +123,7 @@ static gv_status gv_measure(gv_comm *world, gv_backend *be, const gv_model_spec 
     mc.mem_batch = (8 + W - 1) / W * W;
     /* One layer of a small model is close to the timer's noise on a loaded machine: difference 1 and 3
      * layers, over more iterations than the profiler's default. */
-    mc.layers_max = 3;
-    if (spec->arch == GV_ARCH_T5) /* pairs of an encoder and a decoder layer: one mean layer type */
-        mc.layers_min = 2, mc.layers_max = 6;
+    mc.layers_max = 3; /* of each layer type (t5: encoder and decoder) */
     mc.iters = 7;
     GV_TRY(gv_model_prof_config_check(&mc, W));
     if (rank == 0)
@@ -141,7 +142,7 @@ static gv_status gv_search_dir(const gv_model_spec *spec, gv_backend *be, const 
     static gv_cost_env env; /* large; env.cm points into it */
     gv_cost_opts co;
     gv_cost_opts_default(&co, o->mode, W, spec->n_embd, o->seq);
-    co.n_layer = spec->n_layer;
+    gv_cost_opts_set_layers(&co, spec); /* with the layer types (t5: encoder, decoder) */
     co.mixed_precision = !fp32;
     co.spec = spec; /* memory as the runtime allocates it */
     co.backend = be;

@@ -3,7 +3,9 @@
  * budget x S^2). Here each column f[.][s] is kept as its step function: the breakpoints (memory, cost,
  * predecessor) where the value or the arg-min predecessor changes. That is the same function, queried and
  * backtracked exactly like the dense table (ties go to the lowest strategy index, as numpy's argmin), but
- * its size is the number of distinct memory totals that improve the cost, not the budget in MB. */
+ * its size is the number of distinct memory totals that improve the cost, not the budget in MB. Memory and
+ * cost may differ per layer (a model with several layer types, T5's encoder and decoder layers); a memory
+ * < 0 makes a strategy unavailable at that layer. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +19,9 @@ typedef struct {
 
 struct gv_stage_dp {
     int S, L, cap, nmin;
-    int *mem;
-    double *cost, *inter;
-    gv_pt **list; /* [L * S]: breakpoints of f after layer i for strategy s, memory ascending */
+    int *mem;             /* [L * S] */
+    double *cost, *inter; /* [L * S], [S * S] */
+    gv_pt **list;         /* [L * S]: breakpoints of f after layer i for strategy s, memory ascending */
     int *len;
 };
 
@@ -131,8 +133,27 @@ gv_status gv_stage_dp_solve(gv_stage_dp **out, int S, const int *mem, const doub
     return gv_stage_dp_solve_min(out, S, mem, cost, inter, group, L, 1, cap);
 }
 
+/* Every layer alike: the per-layer arrays repeat the one row. */
 gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const double *cost,
                                 const double *inter, const int *group, int L, int nmin, int cap) {
+    *out = NULL;
+    if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
+    int *m = malloc(sizeof(int) * (size_t)L * S);
+    double *c = malloc(sizeof(double) * (size_t)L * S);
+    gv_status st = GV_OK;
+    if (!m || !c) st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int i = 0; i < L && st == GV_OK; i++) {
+        memcpy(m + (size_t)i * S, mem, sizeof(int) * S);
+        memcpy(c + (size_t)i * S, cost, sizeof(double) * S);
+    }
+    if (st == GV_OK) st = gv_stage_dp_solve_layers(out, S, L, m, c, inter, group, nmin, cap);
+    free(m);
+    free(c);
+    return st;
+}
+
+gv_status gv_stage_dp_solve_layers(gv_stage_dp **out, int S, int L, const int *mem, const double *cost,
+                                   const double *inter, const int *group, int nmin, int cap) {
     *out = NULL;
     if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
     if (nmin < 1 || nmin > L)
@@ -143,13 +164,25 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const 
     dp->L = L;
     dp->cap = cap;
     dp->nmin = nmin;
-    /* the least layer memory: after layer i, nmin - 1 - i more layers of at least this follow */
-    int least = -1;
-    for (int s = 0; s < S; s++)
-        if (mem[s] >= 0 && mem[s] <= cap && (least < 0 || mem[s] < least)) least = mem[s];
-    if (least < 0) least = 0;
-    dp->mem = malloc(sizeof(int) * S);
-    dp->cost = malloc(sizeof(double) * S);
+    /* after[i]: the least memory of layers i+1 .. nmin-1 (each at its least-memory strategy), which a
+     * queried path of at least nmin layers still has to add after layer i */
+    int *after = malloc(sizeof(int) * (size_t)(L + 1));
+    if (!after) {
+        free(dp);
+        return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    }
+    after[L] = 0;
+    for (int i = L - 1, acc = 0; i >= 0; i--) { /* acc: the sum over layers i+1 .. nmin-1 */
+        after[i] = acc;
+        int least = -1;
+        const int *mi = mem + (size_t)i * S;
+        for (int s = 0; s < S; s++)
+            if (mi[s] >= 0 && mi[s] <= cap && (least < 0 || mi[s] < least)) least = mi[s];
+        if (least < 0) least = 0;
+        if (i <= nmin - 1) acc += least;
+    }
+    dp->mem = malloc(sizeof(int) * (size_t)L * S);
+    dp->cost = malloc(sizeof(double) * (size_t)L * S);
     dp->inter = malloc(sizeof(double) * S * S);
     dp->list = calloc((size_t)L * S, sizeof *dp->list);
     dp->len = calloc((size_t)L * S, sizeof *dp->len);
@@ -202,18 +235,20 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const 
             if (m != s) dmax[s] = fmax(dmax[s], D[m * S + s]);
         }
     }
-    memcpy(dp->mem, mem, sizeof(int) * S);
-    memcpy(dp->cost, cost, sizeof(double) * S);
+    memcpy(dp->mem, mem, sizeof(int) * (size_t)L * S);
+    memcpy(dp->cost, cost, sizeof(double) * (size_t)L * S);
     memcpy(dp->inter, inter, sizeof(double) * S * S);
     for (int s = 0; s < S; s++) { /* layer 0: f = intra for v >= mem, predecessor 0 (all-zero start) */
-        if (mem[s] > cap - (nmin - 1) * least || mem[s] < 0) continue;
+        if (mem[s] > cap - after[0] || mem[s] < 0) continue;
         dp->list[s] = malloc(sizeof(gv_pt));
         if (!dp->list[s]) goto nomem;
         dp->list[s][0] = (gv_pt){mem[s], 0, (0.0 + 0.0) + cost[s]};
         dp->len[s] = 1;
     }
     for (int i = 1; i < L; i++) {
-        int lim = cap - (nmin - 1 - i > 0 ? nmin - 1 - i : 0) * least; /* memory a queried path can have */
+        int lim = cap - after[i]; /* memory a queried path can have */
+        const int *mi = mem + (size_t)i * S;
+        const double *ci = cost + (size_t)i * S;
         size_t total = 0;
         for (int s = 0; s < S; s++) total += dp->len[(i - 1) * S + s];
         if (total + 1 > bufcap) {
@@ -254,7 +289,7 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const 
             if (same[s0] != s0) continue;
             int minmem = -1;
             for (int s = s0; s < S; s++)
-                if (same[s] == s0 && mem[s] >= 0 && (minmem < 0 || mem[s] < minmem)) minmem = mem[s];
+                if (same[s] == s0 && mi[s] >= 0 && (minmem < 0 || mi[s] < minmem)) minmem = mi[s];
             int limit = lim - minmem;
             if (minmem < 0 || limit < 0) continue;
             int n = 0, cur = 0;
@@ -279,15 +314,15 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const 
                 }
             }
             for (int s = s0; s < S && n; s++) {
-                if (same[s] != s0 || mem[s] < 0 || mem[s] > cap) continue;
+                if (same[s] != s0 || mi[s] < 0 || mi[s] > cap) continue;
                 int ns = n;
-                while (ns > 0 && buf[cur][ns - 1].mem > lim - mem[s]) ns--;
+                while (ns > 0 && buf[cur][ns - 1].mem > lim - mi[s]) ns--;
                 if (!ns) continue;
                 gv_pt *l = malloc(sizeof(gv_pt) * ns);
                 if (!l) goto nomem;
                 for (int q = 0; q < ns; q++) {
-                    l[q].mem = buf[cur][q].mem + mem[s];
-                    l[q].cost = buf[cur][q].cost + cost[s];
+                    l[q].mem = buf[cur][q].mem + mi[s];
+                    l[q].cost = buf[cur][q].cost + ci[s];
                     l[q].owner = buf[cur][q].owner;
                 }
                 dp->list[i * S + s] = l;
@@ -310,6 +345,7 @@ nomem:         /* also the way out on success (dp == NULL then) */
     free(goff);
     free(glen);
     free(uni);
+    free(after);
     if (!dp) return st;
     gv_stage_dp_free(dp);
     return gv_fail(GV_ERR_NOMEM, "search: out of host memory in the stage DP");
@@ -345,9 +381,9 @@ double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, in
     int v = budget, s = best, tot = 0;
     for (int i = n - 1; i >= 0; i--) {
         if (plan) plan[i] = s;
-        tot += dp->mem[s];
+        tot += dp->mem[i * dp->S + s];
         const gv_pt *p = gv_at(dp, i, s, v);
-        v -= dp->mem[s];
+        v -= dp->mem[i * dp->S + s];
         s = p ? p->owner : 0;
     }
     if (used) *used = tot;

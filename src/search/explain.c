@@ -184,19 +184,25 @@ gv_status gv_explain_write_html(const char *path, const gv_model_spec *spec, con
         "%.2f samples/s (cost model); simulated timeline %.3f ms.</p>\n",
         p->world, p->pp, p->schedule == GV_SCHED_GPIPE ? "GPipe" : "1F1B", p->global_batch, p->micro_batches,
         c->step_s * 1e3, c->throughput, makespan * 1e3);
+    /* a model with several layer types (t5: encoder, decoder) shows each layer's */
+    const char *tname[GV_MAX_LAYER_TYPES];
+    int tl[GV_MAX_LAYER_TYPES], nt = gv_model_spec_layer_types(spec, tl, tname);
     gv_sb_printf(&b,
-                 "<h2>Layers</h2>\n<table><tr><th>layer</th><th>stage</th><th>tp</th><th>sp</th><th>dp</th>"
-                 "<th>dp type</th><th>recompute</th></tr>\n");
-    for (int l = 0, s = 0, k = 0; l < p->n_layer; l++, k++) {
+                 "<h2>Layers</h2>\n<table><tr><th>layer</th>%s<th>stage</th><th>tp</th><th>sp</th><th>dp</th>"
+                 "<th>dp type</th><th>recompute</th></tr>\n",
+                 nt > 1 ? "<th>type</th>" : "");
+    for (int l = 0, s = 0, k = 0, t = 0, end = tl[0]; l < p->n_layer; l++, k++) {
         if (k == p->stage_layers[s]) s++, k = 0;
+        while (l >= end && t < nt - 1) end += tl[++t];
         const gv_layer_strategy *x = &p->layers[l];
-        gv_sb_printf(
-            &b, "<tr><td>%d</td><td>%d</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n", l,
-            s, x->tp, gv_sp_mode_name(x->sp), S / x->tp, gv_zero_name(x->zero), x->ckpt ? "yes" : "");
+        gv_sb_printf(&b, "<tr><td>%d</td>", l);
+        if (nt > 1) gv_sb_printf(&b, "<td>%s</td>", tname[t]);
+        gv_sb_printf(&b, "<td>%d</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n", s,
+                     x->tp, gv_sp_mode_name(x->sp), S / x->tp, gv_zero_name(x->zero), x->ckpt ? "yes" : "");
     }
-    gv_sb_printf(
-        &b, "<tr><td>vocab</td><td>0, %d</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td><td></td></tr>\n",
-        p->pp - 1, p->vocab.tp, gv_sp_mode_name(p->vocab.sp), S / p->vocab.tp, gv_zero_name(p->vocab.zero));
+    gv_sb_printf(&b, "<tr><td>vocab</td>%s", nt > 1 ? "<td></td>" : "");
+    gv_sb_printf(&b, "<td>0, %d</td><td>%d</td><td>%s</td><td>%d</td><td>%s</td><td></td></tr>\n", p->pp - 1,
+                 p->vocab.tp, gv_sp_mode_name(p->vocab.sp), S / p->vocab.tp, gv_zero_name(p->vocab.zero));
     gv_sb_printf(&b, "</table>\n");
 
     /* Memory: one stacked bar per stage (its S ranks share the prediction). */

@@ -40,6 +40,7 @@ typedef struct {
     gv_task *tasks;
     int ntasks;
     int *group_start, ngroups; /* tasks of one (B, m, pp) are consecutive */
+    int NT, *ltype;            /* layer types, the type of each layer [n_layer] */
     atomic_int next;
 } gv_search_ctx;
 
@@ -128,9 +129,11 @@ static void gv_offer_close(const gv_search_ctx *c, gv_task *t, const int *idx, c
  * composition minimising the pipeline formula's sum + (m-1) max part by enumerating the bottleneck bound,
  * then the exact formula decides between the candidates. */
 typedef struct {
-    int lo, hi;    /* counts considered */
-    double *r, *c; /* [pp][hi+1], INFINITY = infeasible */
-    int *xs;       /* [hi+1] scratch */
+    int lo, hi;     /* counts considered */
+    int nclass;     /* stage starts with different costs (one per distinct run of layer types) */
+    const int *cls; /* [L] the class of a stage starting at layer l */
+    double *r, *c;  /* [pp][nclass][hi+1], INFINITY = infeasible */
+    int *xs, *nxs;  /* [nclass][hi+1], [nclass] scratch */
 } gv_parts;
 
 static int gv_cmp_double(const void *a, const void *b) {
@@ -141,7 +144,7 @@ static int gv_cmp_double(const void *a, const void *b) {
 /* f[k][l] = least sum of c over stages < k holding l layers with every stage's c <= tau; fills n[] with the
  * composition and returns the sum (INFINITY: none). */
 static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double *f, int *arg, int *n) {
-    int W = pt->hi + 1;
+    int W = pt->hi + 1, NC = pt->nclass;
     for (int i = 0; i < (pp + 1) * (L + 1); i++) f[i] = INFINITY;
     f[0] = 0;
     for (int k = 0; k < pp; k++) {
@@ -149,15 +152,22 @@ static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double
         int l0 = L - (pp - k) * pt->hi, l1 = L - (pp - k) * pt->lo;
         if (l0 < 0) l0 = 0;
         if (l1 > L) l1 = L;
-        int nx = 0; /* the stage's counts within the bound, ascending */
-        for (int x = pt->lo; x <= pt->hi; x++)
-            if (isfinite(pt->c[k * W + x]) && pt->c[k * W + x] <= tau) pt->xs[nx++] = x;
+        for (int q = 0; q < NC; q++) { /* the stage's counts within the bound, ascending, per start class */
+            const double *cq = pt->c + ((size_t)k * NC + q) * W;
+            int nx = 0;
+            for (int x = pt->lo; x <= pt->hi; x++)
+                if (isfinite(cq[x]) && cq[x] <= tau) pt->xs[q * W + nx++] = x;
+            pt->nxs[q] = nx;
+        }
         for (int l = l0; l <= l1; l++) {
             double base = f[k * (L + 1) + l];
             if (!isfinite(base)) continue;
-            for (int i = 0; i < nx && l + pt->xs[i] <= L; i++) {
-                int x = pt->xs[i];
-                double v = base + pt->c[k * W + x];
+            int q = NC > 1 ? pt->cls[l] : 0;
+            const double *cq = pt->c + ((size_t)k * NC + q) * W;
+            const int *xs = pt->xs + q * W;
+            for (int i = 0; i < pt->nxs[q] && l + xs[i] <= L; i++) {
+                int x = xs[i];
+                double v = base + cq[x];
                 if (v < f[(k + 1) * (L + 1) + l + x]) {
                     f[(k + 1) * (L + 1) + l + x] = v;
                     arg[(k + 1) * (L + 1) + l + x] = x;
@@ -175,14 +185,14 @@ static double gv_least_sum(const gv_parts *pt, int pp, int L, double tau, double
 }
 
 static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp, int L, int m, int *best_n) {
-    int W = pt->hi + 1, found = 0, nc = 0;
+    int W = pt->hi + 1, found = 0, nc = 0, NC = pt->nclass;
     double best = INFINITY;
-    double *cand = malloc(sizeof(double) * pp * W);
+    double *cand = malloc(sizeof(double) * pp * NC * W);
     double *f = malloc(sizeof(double) * (pp + 1) * (L + 1));
     int *arg = malloc(sizeof(int) * (pp + 1) * (L + 1));
     int *n = malloc(sizeof(int) * pp);
     if (!cand || !f || !arg || !n) goto done;
-    for (int k = 0; k < pp; k++)
+    for (int k = 0; k < pp * NC; k++)
         for (int x = pt->lo; x <= pt->hi; x++)
             if (isfinite(pt->c[k * W + x])) cand[nc++] = pt->c[k * W + x];
     qsort(cand, nc, sizeof(double), gv_cmp_double);
@@ -204,9 +214,10 @@ static int gv_best_partition(const gv_cost_model *cm, const gv_parts *pt, int pp
         if ((m - 1) * tau + least >= best) break;
         if (!isfinite(gv_least_sum(pt, pp, L, tau, f, arg, n))) continue;
         double R[64], C[64];
-        for (int k = 0; k < pp; k++) {
-            R[k] = pt->r[k * W + n[k]];
-            C[k] = pt->c[k * W + n[k]];
+        for (int k = 0, l = 0; k < pp; l += n[k], k++) {
+            size_t at = ((size_t)k * NC + (NC > 1 ? pt->cls[l] : 0)) * W + n[k];
+            R[k] = pt->r[at];
+            C[k] = pt->c[at];
         }
         double T = gv_cost_pipeline(cm, pp, m, R, C, 0);
         if (T < best) {
@@ -226,19 +237,26 @@ done:
 /* DPs of one (B, m, pp) group, shared by its (mode, g) tasks and transient caps: a DP over all the group's
  * strategies answers first; if its optimum only uses strategies of the asked subset it is also the
  * subset's answer (the same plan the subset's own DP would give, ties included: every value on its path is
- * the same and every other candidate is no better), otherwise the subset's DP is built. */
+ * the same and every other candidate is no better), otherwise the subset's DP is built. With several layer
+ * types a stage's DP depends on where it starts: one per (stage, start class), where starts whose next maxn
+ * layers have the same types share a class (one type: one class); each is solved on first use and answers
+ * every stage length from its start. Membership is per (type, strategy): a strategy's transient, which a
+ * cap bounds, depends on the layer type. */
 typedef struct {
-    unsigned char *in; /* [S] membership over the group's strategies */
-    gv_stage_dp **dp;  /* [ndps] */
-    int *sub, nsub;
-    int tried; /* scratch of gv_group_query */
+    unsigned char *in; /* [NT * S] membership over (layer type, group strategy) */
+    gv_stage_dp **dp;  /* [ndps * nclass], NULL until used */
+    int *sub, nsub;    /* strategies present for some type */
+    int tried;         /* scratch of gv_group_query */
 } gv_dpent;
 
 typedef struct {
     int no_shortcut;
     int S, *gidx, *pos; /* group strategies (indices into the layer space); pos: space index -> group */
-    int *mem;           /* [pp * S] */
-    double *intra, *inter, *trans;
+    int NT, L;          /* layer types, layers */
+    const int *ltype;   /* [L] */
+    int *cls, *cstart, nclass;     /* start class of each layer [L]; the first start of each class */
+    int *mem;                      /* [(pp * NT + t) * S] */
+    double *intra, *inter, *trans; /* [NT * S], [S * S], [NT * S] */
     const gv_strategy *ls;
     int shared, ndps, maxn, minn, max_mem;
     gv_dpent *ent;
@@ -250,7 +268,7 @@ typedef struct {
 
 static void gv_dpent_free(gv_group *g, gv_dpent *e) {
     if (e->dp)
-        for (int k = 0; k < g->ndps; k++) gv_stage_dp_free(e->dp[k]);
+        for (int k = 0; k < g->ndps * g->nclass; k++) gv_stage_dp_free(e->dp[k]);
     free(e->dp);
     free(e->sub);
     free(e->in);
@@ -272,14 +290,16 @@ static void gv_group_free(gv_group *g) {
     free(g->sintra);
     free(g->sinter);
     free(g->key);
+    free(g->cls);
+    free(g->cstart);
     memset(g, 0, sizeof *g);
 }
 
-/* The entry for membership `in`, solved on first use. */
+/* The entry for membership `in` (its DPs are solved on first use, gv_dpent_dp). */
 static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status *st) {
-    int S = g->S;
+    int S = g->S, NS = g->NT * S;
     for (int i = 0; i < g->nent; i++)
-        if (!memcmp(g->ent[i].in, in, S)) return &g->ent[i];
+        if (!memcmp(g->ent[i].in, in, NS)) return &g->ent[i];
     if (g->nent == g->capent) {
         int nc = g->capent ? g->capent * 2 : 8;
         gv_dpent *ne = realloc(g->ent, sizeof *ne * nc);
@@ -292,41 +312,62 @@ static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status 
     }
     gv_dpent *e = &g->ent[g->nent++];
     memset(e, 0, sizeof *e);
-    e->in = malloc(S);
+    e->in = malloc(NS);
     e->sub = malloc(sizeof(int) * S);
-    e->dp = calloc(g->ndps, sizeof *e->dp);
+    e->dp = calloc((size_t)g->ndps * g->nclass, sizeof *e->dp);
     if (!e->in || !e->sub || !e->dp) {
         *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
         return NULL;
     }
-    memcpy(e->in, in, S);
+    memcpy(e->in, in, NS);
     int n = 0;
-    for (int a = 0; a < S; a++)
-        if (in[a]) e->sub[n++] = a;
+    for (int a = 0; a < S; a++) {
+        int any = 0;
+        for (int t = 0; t < g->NT; t++) any |= in[t * S + a];
+        if (any) e->sub[n++] = a;
+    }
     e->nsub = n;
-    if (!n) return e;
-    for (int i = 0; i < n; i++) {
-        g->sgroup[i] = gv_strategy_tsp(&g->ls[g->gidx[e->sub[i]]]);
-        g->sintra[i] = g->intra[e->sub[i]];
-        for (int j = 0; j < n; j++) g->sinter[i * n + j] = g->inter[e->sub[i] * S + e->sub[j]];
-    }
-    for (int k = 0; k < g->ndps; k++) {
-        for (int i = 0; i < n; i++) g->smem[i] = g->mem[k * S + e->sub[i]];
-        *st = gv_stage_dp_solve_min(&e->dp[k], n, g->smem, g->sintra, g->sinter, g->sgroup, g->maxn, g->minn,
-                                    g->max_mem);
-        if (*st != GV_OK) return NULL;
-    }
     return e;
 }
 
-/* Best n layers of stage k for a task (its strategies: group positions with tin[x] = 1, apos[x] = the
- * task's index) under transient cap `cap` within `budget` (the cap still to be taken off). */
-static double gv_group_query(gv_group *g, const unsigned char *tin, const int *apos, double cap, int k, int n,
-                             int budget, int *plan, gv_status *st) {
+/* The DP of entry e for stage kk (0 when shared) and start class q, solved on first use: layer j of it is
+ * layer cstart[q] + j of the model (past the last layer: the last layer's type; never queried). */
+static const gv_stage_dp *gv_dpent_dp(gv_group *g, gv_dpent *e, int kk, int q, gv_status *st) {
+    gv_stage_dp **d = &e->dp[(size_t)kk * g->nclass + q];
+    if (*d || *st != GV_OK || !e->nsub) return *d;
+    int S = g->S, n = e->nsub, s0 = g->cstart[q];
+    for (int i = 0; i < n; i++) {
+        g->sgroup[i] = gv_strategy_tsp(&g->ls[g->gidx[e->sub[i]]]);
+        for (int j = 0; j < n; j++) g->sinter[i * n + j] = g->inter[e->sub[i] * S + e->sub[j]];
+    }
+    for (int j = 0; j < g->maxn; j++) {
+        int l = s0 + j < g->L ? s0 + j : g->L - 1, t = g->ltype[l];
+        for (int i = 0; i < n; i++) {
+            int a = e->sub[i];
+            g->smem[j * n + i] = e->in[t * S + a] ? g->mem[((size_t)kk * g->NT + t) * S + a] : -1;
+            g->sintra[j * n + i] = g->intra[t * S + a];
+        }
+    }
+    *st = gv_stage_dp_solve_layers(d, n, g->maxn, g->smem, g->sintra, g->sinter, g->sgroup, g->minn,
+                                   g->max_mem);
+    return *st == GV_OK ? *d : NULL;
+}
+
+/* The task's (type, strategy) pairs under transient cap `cap` into g->key. */
+static void gv_group_key(gv_group *g, const unsigned char *tin, double cap) {
+    for (int t = 0; t < g->NT; t++)
+        for (int x = 0; x < g->S; x++) g->key[t * g->S + x] = tin[x] && ceil(g->trans[t * g->S + x]) <= cap;
+}
+
+/* Best n layers of stage k starting at layer `start` for a task (its strategies: group positions with
+ * tin[x] = 1, apos[x] = the task's index) under transient cap `cap` within `budget` (the cap still to be
+ * taken off). */
+static double gv_group_query(gv_group *g, const unsigned char *tin, const int *apos, double cap, int k,
+                             int start, int n, int budget, int *plan, gv_status *st) {
     if (*st != GV_OK) return INFINITY;
-    int kk = g->shared ? 0 : k, b = budget - (int)cap;
+    int kk = g->shared ? 0 : k, b = budget - (int)cap, q = g->cls[start], NS = g->NT * g->S;
     if (b < 0) return INFINITY;
-    for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
+    gv_group_key(g, tin, cap);
     /* a cached DP over a superset answers when its optimum stays inside the subset; smallest first */
     for (int tries = 0; tries < g->nent && !g->no_shortcut; tries++) {
         gv_dpent *best = NULL;
@@ -334,18 +375,22 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
             gv_dpent *e = &g->ent[i];
             if (e->tried || !e->nsub) continue;
             int sup = 1;
-            for (int x = 0; x < g->S && sup; x++) sup = !g->key[x] || e->in[x];
+            for (int x = 0; x < NS && sup; x++) sup = !g->key[x] || e->in[x];
             if (sup && (!best || e->nsub < best->nsub)) best = e;
         }
         if (!best) break;
         best->tried = 1;
-        double f = gv_stage_dp_query(best->dp[kk], n, b, g->tmp, NULL);
+        const gv_stage_dp *d = gv_dpent_dp(g, best, kk, q, st);
+        double f = d ? gv_stage_dp_query(d, n, b, g->tmp, NULL) : INFINITY;
         if (!isfinite(f)) { /* a superset found nothing: neither will the subset */
             for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
             return INFINITY;
         }
         int inside = 1;
-        for (int j = 0; j < n && inside; j++) inside = g->key[best->sub[g->tmp[j]]];
+        for (int j = 0; j < n && inside; j++) {
+            int l = start + j < g->L ? start + j : g->L - 1; /* past the end: the DP's virtual layers */
+            inside = g->key[g->ltype[l] * g->S + best->sub[g->tmp[j]]];
+        }
         if (inside) {
             for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
             for (int j = 0; j < n; j++) plan[j] = apos[best->sub[g->tmp[j]]];
@@ -355,33 +400,51 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
     for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
     gv_dpent *e = gv_group_entry(g, g->key, st);
     if (!e || !e->nsub) return INFINITY;
-    double f = gv_stage_dp_query(e->dp[kk], n, b, g->tmp, NULL);
+    const gv_stage_dp *d = gv_dpent_dp(g, e, kk, q, st);
+    double f = d ? gv_stage_dp_query(d, n, b, g->tmp, NULL) : INFINITY;
     if (!isfinite(f)) return INFINITY;
     for (int j = 0; j < n; j++) plan[j] = apos[e->sub[g->tmp[j]]];
     return f;
 }
 
-/* A lower bound on gv_group_query's answer without solving a DP: the smallest cached DP over a superset of
- * the task's strategies under the cap (the group's full DP at worst), at the same budget. */
-static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, int n, int budget) {
-    int b = budget - (int)cap;
+/* A lower bound on gv_group_query's answer for a stage of n layers from layer 0 (pp = 1) without solving
+ * a new DP: the smallest cached DP over a superset of the task's strategies under the cap (the group's
+ * full DP at worst), at the same budget. */
+static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, int n, int budget,
+                             gv_status *st) {
+    int b = budget - (int)cap, NS = g->NT * g->S;
     if (b < 0) return INFINITY;
-    for (int x = 0; x < g->S; x++) g->key[x] = tin[x] && ceil(g->trans[x]) <= cap;
-    const gv_dpent *best = &g->ent[0];
+    gv_group_key(g, tin, cap);
+    gv_dpent *best = &g->ent[0];
     for (int i = 1; i < g->nent; i++) {
-        const gv_dpent *e = &g->ent[i];
+        gv_dpent *e = &g->ent[i];
         if (!e->nsub || e->nsub >= best->nsub) continue;
         int sup = 1;
-        for (int x = 0; x < g->S && sup; x++) sup = !g->key[x] || e->in[x];
+        for (int x = 0; x < NS && sup; x++) sup = !g->key[x] || e->in[x];
         if (sup) best = e;
     }
-    return gv_stage_dp_query(best->dp[0], n, b, NULL, NULL);
+    const gv_stage_dp *d = gv_dpent_dp(g, best, 0, g->cls[0], st);
+    return d ? gv_stage_dp_query(d, n, b, NULL, NULL) : INFINITY;
+}
+
+/* Memory of stage k holding layers [l, l + n) all at task strategy a: the layers' sum and the largest
+ * transient once (mem [(k * NT + type) * S + a], trans [type * S + a]). */
+static double gv_stage_mem_one(const gv_search_ctx *c, const int *mem, const double *trans, int S, int k,
+                               int l, int n, int a) {
+    int sum = 0;
+    double tr = 0;
+    for (int j = 0; j < n; j++) {
+        int ty = c->ltype[l + j];
+        sum += mem[((size_t)k * c->NT + ty) * S + a];
+        tr = fmax(tr, ceil(trans[ty * S + a]));
+    }
+    return (double)sum + tr;
 }
 
 static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
-    int galv = cm->o.mode == GV_COST_GALVATRON, L = o->n_layer, pp = t->pp;
+    int galv = cm->o.mode == GV_COST_GALVATRON, L = o->n_layer, pp = t->pp, NT = c->NT;
     gv_cost_batch b = {t->B, t->m};
     gv_status st = GV_OK;
     int S = 0, V = 0;
@@ -392,7 +455,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     int *mem = NULL, *omem = NULL;
     double *pr = NULL, *pc = NULL;
     int *mq = NULL, *mb = NULL, *mok = NULL, *mplan = NULL; /* uneven: stage queries of the cap, by (k, x) */
-    int *pxs = NULL;
+    int *pxs = NULL, *pnxs = NULL;
     unsigned char *tin = NULL;
     int *apos = NULL;
     gv_cost_mem *om = NULL;
@@ -403,12 +466,12 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         if (gv_task_keeps(c, t, &c->vs[i])) vidx[V++] = i;
     if (!S || !V) goto out;
     for (int k = 0; k < pp; k++) nk[k] = k < pp - 1 ? L / pp : L - (pp - 1) * (L / pp);
-    w = malloc(sizeof(double) * S);
-    ns = malloc(sizeof(double) * S);
-    intra = malloc(sizeof(double) * S);
-    trans = malloc(sizeof(double) * S);
+    w = malloc(sizeof(double) * S * NT);
+    ns = malloc(sizeof(double) * S * NT);
+    intra = malloc(sizeof(double) * S * NT);
+    trans = malloc(sizeof(double) * S * NT);
     inter = malloc(sizeof(double) * S * S);
-    mem = malloc(sizeof(int) * S * pp);
+    mem = malloc(sizeof(int) * S * pp * NT);
     ow = malloc(sizeof(double) * V * pp);
     on = malloc(sizeof(double) * V * pp);
     omem = malloc(sizeof(int) * V * pp);
@@ -416,15 +479,18 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om) goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
-        gv_cost_layer_time(cm, s, &b, &w[a], &ns[a]);
-        intra[a] = galv ? w[a] : (t->m - 1) * ns[a] + w[a];
-        trans[a] = 0;
-        for (int k = 0; k < pp; k++) {
-            gv_cost_mem lm;
-            double tr;
-            gv_cost_layer_memory(cm, s, &b, k, &lm, &tr);
-            mem[k * S + a] = (int)ceil(gv_cost_mem_total(&lm));
-            trans[a] = tr;
+        for (int ty = 0; ty < NT; ty++) {
+            int x = ty * S + a;
+            gv_cost_layer_time(cm, ty, s, &b, &w[x], &ns[x]);
+            intra[x] = galv ? w[x] : (t->m - 1) * ns[x] + w[x];
+            trans[x] = 0;
+            for (int k = 0; k < pp; k++) {
+                gv_cost_mem lm;
+                double tr;
+                gv_cost_layer_memory(cm, ty, s, &b, k, &lm, &tr);
+                mem[(k * NT + ty) * S + a] = (int)ceil(gv_cost_mem_total(&lm));
+                trans[x] = tr;
+            }
         }
         for (int d = 0; d < S; d++) {
             double x = gv_cost_inter(cm, &c->ls[sidx[a]], &c->ls[sidx[d]], &b);
@@ -450,22 +516,24 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             int ws = 0;
             for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
                 int a_min = 0;
-                for (int a = 1; a < S; a++)
-                    if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
-                        (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
-                        a_min = a;
+                double m_min = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], 0);
+                for (int a = 1; a < S; a++) {
+                    double m_a = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], a);
+                    if (m_a < m_min) a_min = a, m_min = m_a;
+                }
                 for (int j = 0; j < nk[k]; j++) plan[l + j] = a_min;
-                double x = (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]) + omem[v * pp + k];
+                double x = m_min + omem[v * pp + k];
                 if (x > worst) worst = x, ws = k;
             }
             if (worst < need) need = worst, need_stage = ws, bv = v;
         }
         for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
             int a_min = 0;
-            for (int a = 1; a < S; a++)
-                if ((double)nk[k] * mem[k * S + a] + ceil(trans[a]) <
-                    (double)nk[k] * mem[k * S + a_min] + ceil(trans[a_min]))
-                    a_min = a;
+            double m_min = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], 0);
+            for (int a = 1; a < S; a++) {
+                double m_a = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], a);
+                if (m_a < m_min) a_min = a, m_min = m_a;
+            }
             for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[a_min];
         }
         gv_offer_close(c, t, plan, nk, &c->vs[vidx[bv]], need + cache, need_stage);
@@ -479,9 +547,9 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             int fits = 1;
             gv_cost_mem vm[64];
             gv_cost_other_memory(cm, &vs, &b, vm);
-            for (int k = 0; k < pp && fits; k++) {
-                double used = ceil(gbuf) + ceil(gv_cost_mem_total(&vm[k])) + (double)nk[k] * mem[k * S + a] +
-                              ceil(trans[a]);
+            for (int k = 0, l = 0; k < pp && fits; l += nk[k], k++) {
+                double used = ceil(gbuf) + ceil(gv_cost_mem_total(&vm[k])) +
+                              gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], a);
                 if (used > max_mem) fits = 0;
             }
             if (!fits) continue;
@@ -499,7 +567,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     double caps[256];
     int ncap = 0;
     caps[ncap++] = 0;
-    for (int a = 0; a < S; a++) {
+    for (int a = 0; a < S * NT; a++) {
         double x = ceil(trans[a]);
         int seen = 0;
         for (int q = 0; q < ncap; q++) seen |= caps[q] == x;
@@ -522,7 +590,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         hi = (L + pp - 1) / pp + h;
         if (hi > L - (pp - 1)) hi = L - (pp - 1);
     }
-    gv_parts pt = {lo, hi, NULL, NULL, NULL};
+    int NC = G->nclass;
+    gv_parts pt = {lo, hi, NC, G->cls, NULL, NULL, NULL, NULL};
     /* this task's strategies as group positions */
     tin = calloc(G->S, 1);
     apos = malloc(sizeof(int) * G->S);
@@ -538,16 +607,19 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         apos[x] = a2;
     }
     if (uneven) {
-        pr = malloc(sizeof(double) * pp * (hi + 1));
-        pc = malloc(sizeof(double) * pp * (hi + 1));
-        mq = malloc(sizeof(int) * pp * (hi + 1));
-        mb = malloc(sizeof(int) * pp * (hi + 1));
-        mok = malloc(sizeof(int) * pp * (hi + 1));
-        mplan = malloc(sizeof(int) * pp * (hi + 1) * hi);
-        pxs = malloc(sizeof(int) * (hi + 1));
-        if (!pr || !pc || !mq || !mb || !mok || !mplan || !pxs) goto nomem;
+        size_t nq = (size_t)pp * NC * (hi + 1);
+        pr = malloc(sizeof(double) * nq);
+        pc = malloc(sizeof(double) * nq);
+        mq = malloc(sizeof(int) * nq);
+        mb = malloc(sizeof(int) * nq);
+        mok = malloc(sizeof(int) * nq);
+        mplan = malloc(sizeof(int) * nq * hi);
+        pxs = malloc(sizeof(int) * NC * (hi + 1));
+        pnxs = malloc(sizeof(int) * NC);
+        if (!pr || !pc || !mq || !mb || !mok || !mplan || !pxs || !pnxs) goto nomem;
         pt.xs = pxs;
-        for (int i = 0; i < pp * (hi + 1); i++) mq[i] = -1;
+        pt.nxs = pnxs;
+        for (size_t i = 0; i < nq; i++) mq[i] = -1;
         pt.r = pr;
         pt.c = pc;
     }
@@ -559,44 +631,54 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             if (pp == 1 && q < ncap - 1 && t->found && !galv) {
                 /* pp 1: step = DP objective + vocab terms, and a DP over more strategies (the cached one
                  * closest to the cap's) at this budget bounds the cap's objective from below */
-                double f = gv_group_bound(G, tin, caps[q], L, max_mem - omem[v]);
+                double f = gv_group_bound(G, tin, caps[q], L, max_mem - omem[v], &st);
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
             if (uneven) {
                 int W = hi + 1;
                 for (int k = 0; k < pp && st == GV_OK; k++)
-                    for (int x = 0; x <= hi && st == GV_OK; x++) {
-                        pr[k * W + x] = pc[k * W + x] = INFINITY;
-                        if (x < lo) continue;
-                        /* the same query as for an earlier vocab strategy of this cap (a stage whose vocab
-                         * memory does not change with it) has the same answer */
-                        int key = k * W + x, b = max_mem - omem[v * pp + k], *sp = mplan + (size_t)key * hi;
-                        if (mq[key] != q || mb[key] != b) {
-                            double f = gv_group_query(G, tin, apos, caps[q], k, x, b, sp, &st);
-                            mq[key] = q;
-                            mb[key] = b;
-                            mok[key] = isfinite(f);
-                        }
-                        if (!mok[key]) continue;
-                        double R = ow[v * pp + k], C = on[v * pp + k];
-                        for (int j = 0; j < x; j++) {
-                            int a = sp[j];
-                            R += w[a];
-                            C += ns[a];
-                            if (j) {
-                                double xi = inter[sp[j - 1] * S + a] / t->m;
-                                R += xi;
-                                C += xi;
+                    for (int cq = 0; cq < NC && st == GV_OK; cq++) {
+                        /* a stage starting in class cq costs what one from the class's first start does (the
+                         * same layer types); classes no start of this stage has stay infeasible */
+                        int l = G->cstart[cq], lmin = k * lo, lmax = k * hi;
+                        if (L - (pp - k) * hi > lmin) lmin = L - (pp - k) * hi;
+                        if (L - (pp - k) * lo < lmax) lmax = L - (pp - k) * lo;
+                        int reach = NC == 1;
+                        for (int s2 = lmin; s2 <= lmax && !reach; s2++) reach = G->cls[s2] == cq;
+                        for (int x = 0; x <= hi && st == GV_OK; x++) {
+                            int key = (k * NC + cq) * W + x;
+                            pr[key] = pc[key] = INFINITY;
+                            if (x < lo || !reach) continue;
+                            /* the same query as for an earlier vocab strategy of this cap (a stage whose
+                             * vocab memory does not change with it) has the same answer */
+                            int b = max_mem - omem[v * pp + k], *sp = mplan + (size_t)key * hi;
+                            if (mq[key] != q || mb[key] != b) {
+                                double f = gv_group_query(G, tin, apos, caps[q], k, l, x, b, sp, &st);
+                                mq[key] = q;
+                                mb[key] = b;
+                                mok[key] = isfinite(f);
                             }
+                            if (!mok[key]) continue;
+                            double R = ow[v * pp + k], C = on[v * pp + k];
+                            for (int j = 0; j < x; j++) {
+                                int a = sp[j], ty = c->ltype[l + j < L ? l + j : L - 1];
+                                R += w[ty * S + a];
+                                C += ns[ty * S + a];
+                                if (j) {
+                                    double xi = inter[sp[j - 1] * S + a] / t->m;
+                                    R += xi;
+                                    C += xi;
+                                }
+                            }
+                            pr[key] = R;
+                            pc[key] = C;
                         }
-                        pr[k * W + x] = R;
-                        pc[k * W + x] = C;
                     }
                 int bn[64];
                 if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
                     for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
-                        gv_group_query(G, tin, apos, caps[q], k, bn[k], max_mem - omem[v * pp + k],
+                        gv_group_query(G, tin, apos, caps[q], k, l, bn[k], max_mem - omem[v * pp + k],
                                        stage_plan, &st);
                         for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
                     }
@@ -607,7 +689,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
                 /* and the even split: the bound enumeration ignores the exposed-sync term */
             }
             for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
-                double f = gv_group_query(G, tin, apos, caps[q], k, nk[k], max_mem - omem[v * pp + k],
+                double f = gv_group_query(G, tin, apos, caps[q], k, l, nk[k], max_mem - omem[v * pp + k],
                                           stage_plan, &st);
                 if (!isfinite(f)) {
                     ok = 0;
@@ -647,6 +729,7 @@ out:
     free(mok);
     free(mplan);
     free(pxs);
+    free(pnxs);
     free(tin);
     free(apos);
     if (st != GV_OK) snprintf(t->err, sizeof t->err, "%s", gv_last_error());
@@ -689,38 +772,61 @@ static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_tas
         if (hi > g->maxn) g->maxn = hi;
         g->minn = e - h > 1 ? e - h : 1; /* gv_task_run's lo */
     }
+    int NT = c->NT;
+    g->NT = NT;
+    g->L = L;
+    g->ltype = c->ltype;
+    /* start classes: starts whose next maxn layer types (the last type past the end) are the same */
+    g->cls = malloc(sizeof(int) * L);
+    g->cstart = malloc(sizeof(int) * L);
+    if (!g->cls || !g->cstart) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int l = 0; l < L; l++) {
+        int q = 0;
+        for (; q < g->nclass && NT > 1; q++) {
+            int eq = 1;
+            for (int j = 0; j < g->maxn && eq; j++) {
+                int a = l + j < L ? l + j : L - 1, z = g->cstart[q] + j < L ? g->cstart[q] + j : L - 1;
+                eq = c->ltype[a] == c->ltype[z];
+            }
+            if (eq) break;
+        }
+        if (q == g->nclass) g->cstart[g->nclass++] = l;
+        g->cls[l] = q;
+    }
     if (!S) return GV_OK;
-    g->mem = malloc(sizeof(int) * pp * S);
-    g->intra = malloc(sizeof(double) * S);
-    g->trans = malloc(sizeof(double) * S);
+    g->mem = malloc(sizeof(int) * pp * NT * S);
+    g->intra = malloc(sizeof(double) * NT * S);
+    g->trans = malloc(sizeof(double) * NT * S);
     g->inter = malloc(sizeof(double) * S * S);
-    g->tmp = malloc(sizeof(int) * (L + 1));
-    g->smem = malloc(sizeof(int) * S);
+    g->tmp = malloc(sizeof(int) * (L + g->maxn + 1));
+    g->smem = malloc(sizeof(int) * (size_t)S * g->maxn);
     g->sgroup = malloc(sizeof(int) * S);
-    g->sintra = malloc(sizeof(double) * S);
+    g->sintra = malloc(sizeof(double) * (size_t)S * g->maxn);
     g->sinter = malloc(sizeof(double) * S * S);
-    g->key = malloc(S);
+    g->key = malloc((size_t)NT * S);
     if (!g->mem || !g->intra || !g->trans || !g->inter || !g->tmp || !g->smem || !g->sgroup || !g->sintra ||
         !g->sinter || !g->key)
         return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[g->gidx[a]];
-        double w, n;
-        gv_cost_layer_time(cm, s, &b, &w, &n);
-        g->intra[a] = galv ? w : (t0->m - 1) * n + w;
-        for (int k = 0; k < pp; k++) {
-            gv_cost_mem lm;
-            double tr;
-            gv_cost_layer_memory(cm, s, &b, k, &lm, &tr);
-            g->mem[k * S + a] = (int)ceil(gv_cost_mem_total(&lm));
-            g->trans[a] = tr;
+        for (int ty = 0; ty < NT; ty++) {
+            double w, n;
+            gv_cost_layer_time(cm, ty, s, &b, &w, &n);
+            g->intra[ty * S + a] = galv ? w : (t0->m - 1) * n + w;
+            for (int k = 0; k < pp; k++) {
+                gv_cost_mem lm;
+                double tr;
+                gv_cost_layer_memory(cm, ty, s, &b, k, &lm, &tr);
+                g->mem[(k * NT + ty) * S + a] = (int)ceil(gv_cost_mem_total(&lm));
+                g->trans[ty * S + a] = tr;
+            }
         }
         for (int d = 0; d < S; d++) {
             double x = gv_cost_inter(cm, s, &c->ls[g->gidx[d]], &b);
             g->inter[a * S + d] = galv ? x : x * t0->m;
         }
     }
-    memset(g->key, 1, S);
+    memset(g->key, 1, (size_t)NT * S);
     gv_status st = GV_OK;
     gv_group_entry(g, g->key, &st);
     return st;
@@ -828,11 +934,24 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
         return gv_fail(GV_ERR_INVALID, "search: the hardware profile covers %d ranks, the search needs %d",
                        cm->hw->world, o->world);
     gv_search_ctx c = {.cm = cm, .o = o};
+    GV_TRY(gv_cost_check_types(&cm->o, cm->mp, "search: model profile"));
+    if (cm->o.n_types > 1 && cm->o.n_layer != o->n_layer)
+        return gv_fail(GV_ERR_INVALID, "search: %d layers, the cost model's layer types cover %d", o->n_layer,
+                       cm->o.n_layer);
+    c.NT = cm->o.n_types > 1 ? cm->o.n_types : 1;
+    c.ltype = malloc(sizeof(int) * o->n_layer);
+    if (!c.ltype) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    for (int l = 0; l < o->n_layer; l++) c.ltype[l] = gv_cost_layer_type(&cm->o, l);
     gv_strategy *ls = NULL, *vs = NULL;
-    GV_TRY(gv_search_space(o, 0, &ls, &c.nls));
-    gv_status st = gv_search_space(o, 1, &vs, &c.nvs);
+    gv_status st = gv_search_space(o, 0, &ls, &c.nls);
+    if (st != GV_OK) {
+        free(c.ltype);
+        return st;
+    }
+    st = gv_search_space(o, 1, &vs, &c.nvs);
     if (st != GV_OK) {
         free(ls);
+        free(c.ltype);
         return st;
     }
     c.ls = ls;
@@ -841,11 +960,12 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
     for (int i = 0; i < c.nls && st == GV_OK; i++) {
         int t = gv_strategy_tsp(&ls[i]), lg = 0;
         while ((1 << lg) < t) lg++;
-        if (cm->mp->act_mb[lg] < 0 && !ls[i].ckpt)
-            st = gv_fail(GV_ERR_FORMAT,
-                         "memory profile: missing field 'tp_activation_per_bsz_dict.%d' (needed for "
-                         "tp/sp degree %d)",
-                         t, t);
+        for (int ty = 0; ty < c.NT && st == GV_OK; ty++)
+            if (cm->mp->lt[ty].act_mb[lg] < 0 && !ls[i].ckpt)
+                st = gv_fail(GV_ERR_FORMAT,
+                             "memory profile: missing field 'layertype_%d.tp_activation_per_bsz_dict.%d' "
+                             "(needed for tp/sp degree %d)",
+                             ty, t, t);
         int mlg = 0;
         while ((1 << mlg) < ls[i].pp) mlg++;
         if (ls[i].pp > 1 && cm->hw->p2p_coe[mlg] < 0)
@@ -1002,6 +1122,7 @@ gv_status gv_search_run(const gv_cost_model *cm, const gv_search_opts *o, gv_sea
     free(tasks);
     free(ls);
     free(vs);
+    free(c.ltype);
     out->ms = gv_now_ms() - t0;
     return st;
 }
