@@ -706,9 +706,11 @@ static void t_crossentropy(int N, int V, int Vp, int inplace) {
     pfree(lg), pfree(t), pfree(loss), pfree(dl);
 }
 
-/* Loss and in-place gradient in one call vs the cpu's forward, then in-place backward. */
-static void t_ce_fused(int N, int V, int Vp) {
-    printf("crossentropy_forward_backward N=%d V=%d Vp=%d\n", N, V, Vp);
+/* Loss and in-place gradient in one call vs the cpu's forward, then in-place backward. two_read: the
+ * kernel that reads the row twice (GV_CUDA_CE_FB=2read) instead of keeping it in shared memory. */
+static void t_ce_fused(int N, int V, int Vp, int two_read) {
+    printf("crossentropy_forward_backward N=%d V=%d Vp=%d%s\n", N, V, Vp, two_read ? " (two reads)" : "");
+    if (two_read) setenv("GV_CUDA_CE_FB", "2read", 1);
     const int ignore = -1;
     size_t n = (size_t)N * Vp;
     float *hl = hrand(n, 6.0f);
@@ -724,6 +726,7 @@ static void t_ce_fused(int N, int V, int Vp) {
         for (int j = 0; j < Vp; j++)
             if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = 0.0f;
     cmp("dlogits (in place)", a, b, n, TOL_BF);
+    unsetenv("GV_CUDA_CE_FB");
     free(a), free(b), free(hl), free(tg);
     pfree(lg), pfree(t), pfree(loss);
 }
@@ -1117,9 +1120,11 @@ static void run_tests(int big) {
     if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
     t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
     t_crossentropy(5, 11, 16, 0);
-    t_ce_fused(5, 11, 16); /* Vp % 8 == 0: the one-pass kernel */
-    t_ce_fused(6, 13, 13); /* the two-kernel route */
-    t_ce_fused(big ? 4096 : 64, 50257, 50304);
+    t_ce_fused(5, 11, 16, 0); /* Vp % 8 == 0: the one-pass kernel */
+    t_ce_fused(5, 11, 16, 1); /* the two-read kernel */
+    t_ce_fused(6, 13, 13, 0); /* the two-kernel route */
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0);
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 1);
     t_crossentropy(3, 7, 7, 0);
     t_crossentropy(big ? 64 : 4, 50257, 50304, 0);
     t_crossentropy(big ? 16 : 3, 50257, 50304, 1);

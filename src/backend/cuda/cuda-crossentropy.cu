@@ -9,6 +9,7 @@
 #include "cuda-common.cuh"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define CE_THREADS 512
 #define CE1_THREADS 512
@@ -95,14 +96,16 @@ __global__ void crossentropy_shard_stats_kernel(float *lse, float *tlogit, const
 }
 
 /* dlogits += (softmax - onehot) * dloss. lse_in == NULL: the row's lse is computed here (plain op, v0 = 0);
- * else lse_in[n] is the full row's lse and the shard starts at global column v0. */
+ * else lse_in[n] is the full row's lse and the shard starts at global column v0. losses != NULL (plain op):
+ * the row's loss too, the forward and backward in two reads of the row, the second mostly from L2. */
 template <int VEC, bool INPLACE>
 __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, const int32_t *targets,
                                              const float *lse_in, float dloss, int V, int Vp, int v0,
-                                             int ignore_index) {
+                                             int ignore_index, float *losses = NULL) {
     const size_t n = blockIdx.x;
     const int tg0 = targets[n];
     if (tg0 == ignore_index) {
+        if (losses && threadIdx.x == 0) losses[n] = 0.0f;
         if (INPLACE) /* the row's gradient is zero: the logits must not stay behind as one */
             for (int c = threadIdx.x; c < Vp; c += blockDim.x) dlogits[n * Vp + c] = gv_tobf(0.0f);
         return;
@@ -110,7 +113,10 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
     const int tg = tg0 - v0;
     const bf16 *x = logits + n * Vp;
     bf16 *dx = dlogits + n * Vp;
+    /* read before row_lse's barrier: in place, the target's column is overwritten after it */
+    const float tlogit = losses && threadIdx.x == 0 && tg >= 0 && tg < V ? gv_bf(x[tg]) : 0.0f;
     const float lse = lse_in ? lse_in[n] : row_lse<VEC>(x, V);
+    if (losses && threadIdx.x == 0) losses[n] = lse - tlogit;
     for (int c = threadIdx.x * VEC; c < V; c += blockDim.x * VEC) {
         if (c + VEC <= V) {
             float a[VEC], g[VEC];
@@ -247,6 +253,14 @@ static int ce_one_pass_on(void) {
     return on;
 }
 
+/* GV_CUDA_CE_FB=2read: the loss and gradient kernel reads the row twice (online log-sum-exp, then the
+ * gradient; many blocks per SM) instead of keeping it in shared memory (two blocks per SM). Read on every
+ * call (tests switch it). */
+static int ce_two_read_on(void) {
+    const char *e = getenv("GV_CUDA_CE_FB");
+    return e && !strcmp(e, "2read");
+}
+
 /* Launch crossentropy_smem_kernel<MODE> when the row fits (two blocks per SM); *done = 0 otherwise. */
 template <int MODE>
 static gv_status ce_smem(gv_backend *b, const char *op, int *done, void *dlogits, const void *logits,
@@ -367,6 +381,12 @@ gv_status gv_cuda_crossentropy_forward_backward(gv_backend *b, float *losses, vo
                                                 int ignore_index) {
     GV_TRY(ce_check("crossentropy_forward_backward", N, V, Vp));
     if (N == 0) return GV_OK;
+    if (ce_two_read_on() && Vp % 8 == 0 && gv_aligned16(logits)) { /* GV_CUDA_CE_FB=2read */
+        crossentropy_backward_kernel<8, true><<<N, CE_THREADS, 0, gv_cuda(b)->stream>>>(
+            (bf16 *)logits, (const bf16 *)logits, targets, NULL, dloss, V, Vp, 0, ignore_index, losses);
+        GV_CUDA_LAUNCHED("crossentropy_forward_backward");
+        return GV_OK;
+    }
     int done = 0;
     GV_TRY(ce_smem<1>(b, "crossentropy_forward_backward", &done, logits, logits, targets, dloss, N, V, Vp,
                       ignore_index, losses));
