@@ -7,7 +7,9 @@
 # weights, the fp32 master sharded with the moments) on 2 and 4 ranks and in a layer-wise mix with tp; a
 # checkpoint saved under ZeRO-3 on 2 ranks resumed on 1 rank without ZeRO (its steps against the saving
 # run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); t5-tiny (also layer-wise, the bias
-# tables' copies; and under Ulysses) and bert-tiny under ZeRO against their own 1-rank runs. Also: --comm nccl on a shared
+# tables' copies; under Ulysses; a pipeline cut at the encoder/decoder boundary; Megatron-SP with recompute),
+# bert-tiny (ZeRO, GPipe, Megatron-SP with recompute) and vit-tiny (ZeRO-2 x tp 2 x Megatron-SP, 1F1B with
+# recompute) against their own 1-rank runs. Also: --comm nccl on a shared
 # GPU fails with the reason, and two ranks bootstrapped by hand through --rendezvous reach NCCL's init
 # (which refuses the shared GPU) instead of hanging.
 #   usage: test_cuda_plans.sh GALVATRON SOURCE_DIR      (GV_PLANS_BACKEND=cpu: the same script on CPU ranks;
@@ -149,8 +151,11 @@ else
     fi
 fi
 # the other families' ZeRO paths: T5 (bias tables, cross-attention) and BERT (tied MLM decoder)
-if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 t5-ulysses2 t5-ulysses2-zero3-4 &&
+if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 t5-ulysses2 t5-ulysses2-zero3-4 t5-pp2-1f1b t5-megatron2-ckpt &&
     reference t5-ref --model t5-tiny; then
+    # a pipeline cut at the encoder/decoder boundary: the encoder output sent on to the decoder stage
+    run t5-pp2-1f1b 2 --model t5-tiny --pp 2 --schedule 1f1b --micro-batches 4
+    run t5-megatron2-ckpt 2 --model t5-tiny --tp 2 --vocab-tp 2 --sp megatron --ckpt
     run t5-zero3-2 2 --model t5-tiny --dp-type zero3
     run t5-zero2-tp2 4 --model t5-tiny --dp-type zero2 --tp 2 --vocab-tp 2
     # parts inside a stack: the bias tables' copies, their gradients summed with ZeRO-3's reduced ones
@@ -159,9 +164,16 @@ if wanted t5-zero3-2 t5-zero2-tp2 t5-mix-zero2 t5-ulysses2 t5-ulysses2-zero3-4 &
     run t5-ulysses2 2 --model t5-tiny --tp 2 --sp ulysses
     run t5-ulysses2-zero3-4 4 --model t5-tiny --tp 2 --sp ulysses --dp-type zero3
 fi
-if wanted bert-zero3-2 bert-zero1-2 && reference bert-ref --model bert-tiny; then
+if wanted bert-zero3-2 bert-zero1-2 bert-pp2-gpipe bert-megatron2 && reference bert-ref --model bert-tiny; then
     run bert-zero3-2 2 --model bert-tiny --dp-type zero3
     run bert-zero1-2 2 --model bert-tiny --dp-type zero1
+    run bert-pp2-gpipe 2 --model bert-tiny --pp 2 --schedule gpipe --micro-batches 4
+    run bert-megatron2 2 --model bert-tiny --tp 2 --vocab-tp 2 --sp megatron --ckpt
+fi
+# ViT: the sequence follows from the image (1 + 9 patches)
+if wanted vit-zero2-tp2 vit-pp2-1f1b && reference vit-ref --model vit-tiny --seq 10; then
+    run vit-zero2-tp2 4 --model vit-tiny --seq 10 --dp-type zero2 --tp 2 --vocab-tp 2 --sp megatron
+    run vit-pp2-1f1b 2 --model vit-tiny --seq 10 --pp 2 --schedule 1f1b --micro-batches 4 --ckpt
 fi
 refname=ref
 
