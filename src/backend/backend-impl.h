@@ -76,6 +76,9 @@ struct gv_backend_i {
     /* optional (NULL: gv_crossentropy_forward_backward runs the forward, then the in-place backward) */
     gv_status (*crossentropy_forward_backward)(gv_backend *, float *, void *, const int32_t *, float, int,
                                                int, int, int);
+    /* optional (NULL: a host backend, its work is complete when each call returns) */
+    gv_status (*event_record)(gv_backend *, void **event);
+    gv_status (*event_wait)(gv_backend *, void *event);
 };
 
 struct gv_backend {
