@@ -33,6 +33,8 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
 /* The overlap switch an option value resolves to (0: $GV_OVERLAP); fails on a bad $GV_OVERLAP. */
 gv_status gv_hybrid_overlap_resolve(int overlap, int *on);
 int gv_hybrid_overlap(const gv_hybrid *h); /* 1 when this runtime overlaps */
+/* gv_model_overlap_counts summed over this rank's parts. */
+void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, long *prefetched);
 /* What the runtime cannot run although the plan is valid (before launching ranks). */
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where);
 void gv_hybrid_free(gv_hybrid *h);

@@ -148,6 +148,10 @@ gv_status gv_model_reduce_grads(gv_model *m);
 void gv_model_set_last_backward(gv_model *m, int last);
 /* 1 when the model overlaps its data-parallel collectives with compute (gv_model_dist.no_overlap = 0). */
 int gv_model_overlap(const gv_model *m);
+/* Gradient buckets (0 under ZeRO-3 or without dp), and since init: buckets started during a backward,
+ * ZeRO-3 gathers served by a prefetch. $GV_GRAD_BUCKET_ELEMS sets the bucket size (default 4M elements; a
+ * bucket closes at the first unit boundary past it). */
+void gv_model_overlap_counts(const gv_model *m, int *buckets, long *early, long *prefetched);
 /* 1 on the rank that writes files for this replica (data-parallel rank 0). */
 int gv_model_is_writer(const gv_model *m);
 void gv_model_free(gv_model *m);

