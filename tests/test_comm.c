@@ -227,9 +227,10 @@ static void test_args(gv_comm *c) {
     CHECK(gv_comm_recv(c, a, 8, GV_COMM_F32, 0, GV_COMM_TAG_MAX + 1) == GV_ERR_INVALID);
 }
 
-/* Nonblocking collectives: eight requests outstanding at once, waited in another order than issued (the
- * in-place forms, a reduce to the last rank, a bf16 all-reduce that the host backends stage: complete on
- * return), each result checked against its formula once waited; host communicators hand no event. */
+/* Nonblocking collectives: nine requests outstanding at once, waited in another order than issued (the
+ * in-place forms, a reduce to the last rank, a bf16 all-reduce and reduce that the host backends stage:
+ * complete on return), each result checked against its formula once waited; host communicators hand no
+ * event. */
 static void test_nonblocking(gv_comm *c) {
     int r = gv_comm_rank(c), W = gv_comm_size(c);
     enum { N = 1001, RC = 37, AG = 13, NB = 40 };
@@ -239,7 +240,7 @@ static void test_nonblocking(gv_comm *c) {
     int32_t ag_s[AG], *ag_d = malloc((size_t)W * AG * sizeof *ag_d), *ag_ip = malloc((size_t)W * AG * 4);
     double red[N];
     int64_t big[3];
-    uint16_t hb[NB];
+    uint16_t hb[NB], hr[NB];
     for (int i = 0; i < N; i++) s0[i] = (float)(r + 1) * 0.25f + (float)i;
     for (int i = 0; i < W * RC; i++) rs_in[i] = rs_src[i] = (float)(r * 3 + i % 11);
     for (int i = 0; i < AG; i++) ag_s[i] = r * 100 + i;
@@ -247,7 +248,8 @@ static void test_nonblocking(gv_comm *c) {
     for (int i = 0; i < N; i++) red[i] = (double)((r * 5 + i) % (W + 2));
     for (int i = 0; i < 3; i++) big[i] = ((int64_t)1 << 35) * (r + 1) + i;
     for (int i = 0; i < NB; i++) hb[i] = gv_f32_to_bf16((float)(r + i % 4));
-    gv_comm_req *q[8];
+    for (int i = 0; i < NB; i++) hr[i] = gv_f32_to_bf16((float)(2 * r - i % 3));
+    gv_comm_req *q[9];
     CHECK_OK(gv_comm_iallreduce(c, s0, d0, N, GV_COMM_F32, GV_COMM_SUM, NULL, &q[0]));
     CHECK_OK(
         gv_comm_ireduce_scatter(c, rs_in, rs_in + (size_t)r * RC, RC, GV_COMM_F32, GV_COMM_SUM, NULL, &q[1]));
@@ -257,8 +259,9 @@ static void test_nonblocking(gv_comm *c) {
     CHECK_OK(gv_comm_ireduce_scatter(c, rs_src, rs_out, RC, GV_COMM_F32, GV_COMM_SUM, NULL, &q[5]));
     CHECK_OK(gv_comm_iallgather(c, ag_ip + (size_t)r * AG, ag_ip, AG, GV_COMM_I32, NULL, &q[6]));
     CHECK_OK(gv_comm_iallreduce(c, hb, hb, NB, GV_COMM_BF16, GV_COMM_SUM, NULL, &q[7]));
-    static const int order[8] = {3, 0, 6, 1, 7, 4, 2, 5};
-    for (int k = 0; k < 8; k++) {
+    CHECK_OK(gv_comm_ireduce(c, hr, hr, NB, GV_COMM_BF16, GV_COMM_SUM, 0, NULL, &q[8])); /* staged reduce */
+    static const int order[9] = {3, 0, 8, 6, 1, 7, 4, 2, 5};
+    for (int k = 0; k < 9; k++) {
         void *ev = (void *)1;
         CHECK_OK(gv_comm_req_wait(q[order[k]], &ev));
         CHECK(ev == NULL);
@@ -289,6 +292,9 @@ static void test_nonblocking(gv_comm *c) {
     bad = 0;
     for (int i = 0; i < NB; i++) bad += gv_bf16_to_f32(hb[i]) != (float)(W * (W - 1) / 2 + W * (i % 4));
     if (bad) FAIL_HERE("iallreduce bf16 (staged): %d wrong\n", bad);
+    bad = 0;
+    for (int i = 0; r == 0 && i < NB; i++) bad += gv_bf16_to_f32(hr[i]) != (float)(W * (W - 1) - W * (i % 3));
+    if (bad) FAIL_HERE("ireduce bf16 (staged) to rank 0: %d wrong\n", bad);
     /* count 0 completes at once; a missing request pointer and a bad root are refused */
     gv_comm_req *z;
     CHECK_OK(gv_comm_iallgather(c, NULL, NULL, 0, GV_COMM_F32, NULL, &z));

@@ -606,20 +606,32 @@ gv_status gv_comm_iallgather(gv_comm *c, const void *sendbuf, void *recvbuf, siz
               gv_comm_allgather(c, sendbuf, recvbuf, sendcount, dt));
 }
 
-/* The blocking reduce is not part of the API: a staged or backend-less ireduce reduces by an all-reduce
- * into a scratch copy on the root's side (count elements of the world's host staging). */
+/* A staged or backend-less ireduce, complete on return. A host backend with a reduce (mpi) reduces a host
+ * copy (as f32 when it has no bf16), the root copies the result back: the traffic of a reduce. Otherwise
+ * (nccl given host buffers, one rank) an all-reduce of a host copy, the root keeping its result. */
 static gv_status gv_reduce_fallback(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
                                     gv_comm_op op, int root) {
+    size_t es = gv_comm_dtype_size(dt), bytes = count * es;
     if (c->size == 1) {
-        if (recv != send) GV_TRY(gv_mem_copy(recv, send, count * gv_comm_dtype_size(dt)));
+        if (recv != send) GV_TRY(gv_mem_copy(recv, send, bytes));
         return GV_OK;
     }
-    size_t bytes = count * gv_comm_dtype_size(dt);
-    char *tmp = malloc(bytes);
+    int host = !c->iface->device_mem && c->iface->ireduce && c->iface->req_wait;
+    int conv = host && dt == GV_COMM_BF16 && !c->iface->has_bf16;
+    char *tmp = malloc(conv ? 2 * bytes : bytes);
     if (!tmp) return gv_fail(GV_ERR_NOMEM, "comm ireduce: out of host memory (%zu bytes)", bytes);
-    gv_status st = gv_mem_copy(tmp, send, bytes);
-    if (st == GV_OK) st = gv_comm_allreduce(c, tmp, tmp, count, dt, op);
+    gv_status st = gv_mem_copy(conv ? tmp + bytes : tmp, send, bytes);
+    if (st == GV_OK && host) {
+        if (conv) gv_bf16_expand(tmp, count);
+        void *b = NULL, *ev = NULL;
+        st = c->iface->ireduce(c, tmp, tmp, count, conv ? GV_COMM_F32 : dt, op, root, NULL, &b);
+        if (st == GV_OK) st = c->iface->req_wait(c, b, &ev);
+        if (st == GV_OK && conv && c->rank == root) gv_bf16_shrink(tmp, count);
+    } else if (st == GV_OK) {
+        st = gv_comm_allreduce(c, tmp, tmp, count, dt, op);
+    }
     if (st == GV_OK && c->rank == root) st = gv_mem_copy(recv, tmp, bytes);
+    if (st == GV_OK && c->rank == root && gv_mem_kind_of(recv) == GV_MEM_DEVICE) st = gv_mem_device_sync();
     free(tmp);
     return st;
 }
