@@ -15,6 +15,7 @@
 
 #include "gv/backend.h"
 #include "gv/cost.h"
+#include "gv/hybrid.h"
 
 static int cmd_plan(char **a) {
     int W = atoi(a[0]), pp = atoi(a[1]), B = atoi(a[3]), M = atoi(a[4]);
@@ -79,6 +80,8 @@ static int cmd_compare(int argc, char **a) {
     }
     co.spec = &spec;
     co.backend = be;
+    /* the runs' overlap switch ($GV_OVERLAP, as galvatron train without --overlap): ZeRO-3's slots */
+    if (gv_hybrid_overlap_resolve(0, &co.overlap) != GV_OK) goto fail;
     if (gv_cost_env_load(&env, dir, spec.name, 1, W, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC) != GV_OK)
         goto fail;
     gv_plan_cost pc;

@@ -70,7 +70,7 @@ static void make_plan(const mem_case *mc, gv_plan *p) {
 static gv_hw_profile hw;
 static gv_model_profile mp;
 
-static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int print) {
+static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int print, int overlap) {
     const int seq = 64;
     gv_model_spec spec;
     gv_plan p;
@@ -78,7 +78,8 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     make_plan(mc, &p);
     CHECK_OK(gv_plan_validate(&p, &spec, seq, mc->name));
     gv_hybrid *h = NULL;
-    gv_status st = gv_hybrid_init(&h, &spec, be, comm, &p, seq, mc->name);
+    gv_hybrid_opts ho = {overlap ? 1 : -1};
+    gv_status st = gv_hybrid_init_opts(&h, &spec, be, comm, &p, seq, mc->name, &ho);
     CHECK_OK(st);
     if (st != GV_OK) {
         gv_plan_free(&p);
@@ -95,6 +96,7 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     o.pipeline = p.schedule;
     o.spec = &spec;
     o.backend = be;
+    o.overlap = overlap; /* ZeRO-3's second layer slot */
     CHECK_OK(gv_cost_runtime_memory(&o, &spec, &p, stage, &want));
     static const char *cat[6] = {"parameters", "gradients", "optimizer", "activations", "workspace", "comm"};
     size_t gv[6] = {got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm};
@@ -102,8 +104,8 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
                     want.activations, want.workspace, want.comm};
     for (int k = 0; k < 6; k++)
         if (gv[k] != wv[k]) {
-            fprintf(stderr, "%s rank %d: %s runtime %zu bytes, cost model %zu\n", mc->name, rank, cat[k],
-                    gv[k], wv[k]);
+            fprintf(stderr, "%s (overlap %s) rank %d: %s runtime %zu bytes, cost model %zu\n", mc->name,
+                    overlap ? "on" : "off", rank, cat[k], gv[k], wv[k]);
             gv_test_failures++;
         }
     /* the same through the plan evaluation, in MiB */
@@ -113,7 +115,7 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     const gv_cost_mem *m = &pc.mem[stage];
     double pm[6] = {m->parameters, m->gradients, m->optimizer, m->activations, m->workspace, m->comm};
     for (int k = 0; k < 6; k++) CHECK_CLOSE(pm[k], gv[k] / 1048576.0, 0.05, 1e-9);
-    if (rank == 0 && print)
+    if (rank == 0 && print && overlap)
         printf("%-22s stage 0: params %zu grads %zu opt %zu acts %zu work %zu comm %zu bytes\n", mc->name,
                got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm);
     gv_plan_free(&p);
@@ -145,18 +147,20 @@ int main(int argc, char **argv) {
     int two[NCASES], ntwo = 0;
     for (int i = 0; i < NCASES; i++)
         if (cases[i].world == 2) two[ntwo++] = i;
-    for (int i = 0; i < ntwo; i++)
-        run_case(&cases[two[i]], half, be, a != NULL); /* both halves: same plans */
-    CHECK_OK(gv_comm_barrier(world));
-    for (int i = 0; i < NCASES; i++)
-        if (cases[i].world == 4) run_case(&cases[i], world, be, 1);
+    for (int ov = 1; ov >= 0; ov--) { /* the runtime's overlap switch changes ZeRO-3's slots */
+        for (int i = 0; i < ntwo; i++)
+            run_case(&cases[two[i]], half, be, a != NULL, ov); /* both halves: same plans */
+        CHECK_OK(gv_comm_barrier(world));
+        for (int i = 0; i < NCASES; i++)
+            if (cases[i].world == 4) run_case(&cases[i], world, be, 1, ov);
+    }
     int bf16 = gv_backend_dtype(be) != GV_F32;
     gv_backend_free(be);
     int fails = gv_test_failures;
     CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
     gv_comm_free(world);
     if (rank == 0)
-        printf("test_cost_runtime: %d plans on %s (%s), %s\n", NCASES, bname, bf16 ? "bf16" : "f32",
-               fails ? "FAILED" : "ok");
+        printf("test_cost_runtime: %d plans x overlap on/off on %s (%s), %s\n", NCASES, bname,
+               bf16 ? "bf16" : "f32", fails ? "FAILED" : "ok");
     return fails ? 1 : 0;
 }

@@ -334,8 +334,9 @@ int main(int argc, char **argv) {
     /* Bytes per rank against the ZeRO formulas, for gpt2-tiny on dp = 4 (fp32 on cpu: the weights are the
      * master copy). Parameter sizes are rounded to 64 elements; ZeRO units (embeddings, each layer, final
      * norm) to dp*64. With Pf the flat size and Pu the sum of units:
-     *   parameters = gradients = Pf (DDP, ZeRO-1, ZeRO-2), Pu/dp + one embedding + one layer + one final unit
-     *   (ZeRO-3 working slots); optimizer (m, v) = 2 Pf (DDP), 2 Pf/dp (ZeRO-1/2), 2 Pu/dp (ZeRO-3). */
+     *   parameters = gradients = Pf (DDP, ZeRO-1, ZeRO-2), Pu/dp + one embedding + two layers + one final
+     *   unit (ZeRO-3 working slots; the second layer slot holds the prefetched next layer, overlap on), one
+     *   layer with overlap off; optimizer (m, v) = 2 Pf (DDP), 2 Pf/dp (ZeRO-1/2), 2 Pu/dp (ZeRO-3). */
     {
         size_t Cc = 64, Vp = 512, Tm = 128, F = 256, L = 2, dp = 4, u = dp * 64;
 #define R64(x) (((x) + 63) / 64 * 64)
@@ -345,18 +346,21 @@ int main(int argc, char **argv) {
                        R64(F) + R64(Cc * F) + R64(Cc);
         size_t fin = 2 * R64(Cc);
         size_t Pf = RU(emb + L * layer + fin), Pu = RU(emb) + L * RU(layer) + RU(fin);
-        size_t want_p[4] = {Pf, Pf, Pf, Pu / dp + RU(emb) + RU(layer) + RU(fin)};
-        size_t want_o[4] = {2 * Pf, 2 * Pf / dp, 2 * Pf / dp, 2 * Pu / dp};
-        for (int z = 0; z < 4; z++) {
+        size_t want_p[5] = {Pf, Pf, Pf, Pu / dp + RU(emb) + 2 * RU(layer) + RU(fin),
+                            Pu / dp + RU(emb) + RU(layer) + RU(fin)};
+        size_t want_o[5] = {2 * Pf, 2 * Pf / dp, 2 * Pf / dp, 2 * Pu / dp, 2 * Pu / dp};
+        for (int z = 0; z < 5; z++) {
             config(&c, "gpt2-tiny", NULL);
             c.steps = 1;
             c.comm = world;
-            c.zero = z;
+            c.zero = z < 4 ? z : 3;
+            c.overlap = z < 4 ? 1 : -1;
             CHECK_OK(gv_train_run(&c, &r1));
             if (rank == 0)
                 printf("%s: parameters %zu B (formula %zu), gradients %zu B, optimizer %zu B (formula %zu)\n",
-                       (const char *[]){"ddp", "zero1", "zero2", "zero3"}[z], r1.memory.parameters,
-                       want_p[z] * 4, r1.memory.gradients, r1.memory.optimizer, want_o[z] * 4);
+                       (const char *[]){"ddp", "zero1", "zero2", "zero3", "zero3 overlap off"}[z],
+                       r1.memory.parameters, want_p[z] * 4, r1.memory.gradients, r1.memory.optimizer,
+                       want_o[z] * 4);
             CHECK(r1.memory.parameters == want_p[z] * 4 && r1.memory.gradients == want_p[z] * 4);
             CHECK(r1.memory.optimizer == want_o[z] * 4);
             free(r1.losses);

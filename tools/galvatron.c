@@ -12,6 +12,7 @@
 #include "gv/log.h"
 #include "gv/model.h"
 #include "gv/plan.h"
+#include "gv/hybrid.h"
 #include "gv/train.h"
 #include "gv/autoplan.h"
 
@@ -77,6 +78,10 @@ static const char *gv_usage_train =
     "  --vocab-tp T          1, or the same T as --tp: also split the embedding, LM head and loss [1]\n"
     "  --pp P                pipeline stages over RANKS/P ranks each (layers split evenly, earlier stages\n"
     "                        take the extra ones); each stage runs the strategy above [1]\n"
+    "  --overlap on|off      data-parallel communication overlapped with compute: gradient sums start\n"
+    "                        during the last backward, ZeRO-3 prefetches the next layer and reduces a\n"
+    "                        layer's gradients during the next one's backward; off waits for each where\n"
+    "                        it is issued (same results) [on; $GV_OVERLAP]\n"
     "  --schedule gpipe|1f1b pipeline schedule over the micro-batches: GPipe keeps all of them in flight,\n"
     "                        1F1B at most pp - stage [1f1b]\n"
     "  --sp none|megatron|ulysses\n"
@@ -265,7 +270,13 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
             plan_file = v;
         else if (!strcmp(a, "--pp"))
             c.pp = gv_parse_int(a, v, 1);
-        else if (!strcmp(a, "--schedule")) {
+        else if (!strcmp(a, "--overlap")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) {
+                fprintf(stderr, "galvatron: --overlap '%s': expected on or off\n", v);
+                return 2;
+            }
+            c.overlap = !strcmp(v, "on") ? 1 : -1;
+        } else if (!strcmp(a, "--schedule")) {
             if (strcmp(v, "gpipe") && strcmp(v, "1f1b")) {
                 fprintf(stderr, "galvatron: --schedule '%s': expected gpipe or 1f1b\n", v);
                 return 2;
@@ -407,7 +418,7 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
         gv_backend *pb;
         if (gv_backend_init(&pb, c.backend ? c.backend : "cpu", c.device) != GV_OK) gv_die_status();
         gv_autoplan_opts ao = {profile_dir, memory_gib, c.global_batch, micro_set ? c.micro_batches : 0,
-                               c.seq,       cost_mode,  reprofile};
+                               c.seq,       cost_mode,  reprofile,      c.overlap};
         int lead = !gv_world || gv_comm_rank(gv_world) == 0;
         gv_status st =
             gv_autoplan_run(gv_world, pb, &c.spec, &ao, lead && !prog.quiet ? stderr : NULL, &ares);
@@ -420,14 +431,16 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     c.ctx = &prog;
     int leader = !gv_world || gv_comm_rank(gv_world) == 0;
     if (gv_train_config_validate(&c) != GV_OK) gv_die_status(); /* before the banner: one line on error */
+    int overlap_on;
+    if (gv_hybrid_overlap_resolve(c.overlap, &overlap_on) != GV_OK) gv_die_status();
     if (!prog.quiet)
         fprintf(stderr,
                 "galvatron: training %s (%.2fM parameters) on %s, B=%d x T=%d, %d micro-batch(es), %d steps, "
-                "%d rank(s) (comm %s)"
+                "%d rank(s) (comm %s), overlap %s"
                 " %s\n",
                 c.spec.name, gv_model_spec_num_params(&c.spec) / 1e6, c.data ? c.data : "builtin",
                 c.global_batch, c.seq, c.micro_batches, c.steps, gv_world ? gv_comm_size(gv_world) : 1,
-                gv_world ? gv_comm_kind(gv_world) : "none",
+                gv_world ? gv_comm_kind(gv_world) : "none", overlap_on ? "on" : "off",
                 c.plan ? "layer-wise plan" : gv_zero_name(c.zero));
     gv_train_result r;
     if (gv_train_run(&c, &r) != GV_OK) {

@@ -22,6 +22,8 @@ typedef struct {
     int seq;
     gv_cost_mode mode;
     int reprofile; /* measure again even when the directory has the profiles */
+    int overlap;   /* the run's gv_hybrid_opts.overlap (memory of its ZeRO-3 slots; on an nccl world the
+                    * cost model's overlap_grad_sync) */
 } gv_autoplan_opts;
 
 typedef struct {

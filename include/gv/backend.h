@@ -51,6 +51,13 @@ gv_status gv_backend_convert(gv_backend *b, void *dst, gv_dtype ddt, const void 
 gv_status gv_backend_copy2d(gv_backend *b, void *dst, size_t dpitch, const void *src, size_t spitch,
                             size_t width, size_t rows);
 gv_status gv_backend_sync(gv_backend *b);
+/* Stream order with a device communicator (the nonblocking collectives of gv/comm.h), without a host wait.
+ * event_record: *event = an event of the compute stream after everything issued so far (a deferred memset0
+ * included); NULL on host backends, whose work is done when each call returns. The event belongs to b and
+ * stays valid until the next event_record on b. event_wait: the compute stream waits for `event` (someone
+ * else's, e.g. gv_comm_req_wait's); NULL waits for nothing. */
+gv_status gv_backend_event_record(gv_backend *b, void **event);
+gv_status gv_backend_event_wait(gv_backend *b, void *event);
 
 /* ---- ops ------------------------------------------------------------------------------------------- */
 

@@ -128,6 +128,34 @@ gv_status gv_comm_sendrecv(gv_comm *c, const void *sendbuf, size_t sendcount, in
                            size_t recvcount, int src, gv_comm_dtype dt, int tag);
 gv_status gv_comm_barrier(gv_comm *c);
 
+/* Nonblocking collectives: start one, get a request, complete it with gv_comm_req_wait. Same arguments,
+ * in-place forms and rules as the blocking calls (every rank of c issues the same collectives in the same
+ * order, blocking and nonblocking ones alike); several requests may be outstanding at once and waited in any
+ * order. Until the wait, the buffers belong to the communicator (not read, not written by the caller).
+ *  - ready: NULL, or an event of the caller's compute stream recorded after the work that writes the send
+ *    buffer and the last work that reads the receive buffer (gv_backend_event_record). nccl makes its comm
+ *    stream wait for it and enqueues there: the call returns at once, no host wait; host communicators
+ *    ignore it (host work is done when it returns).
+ *  - mpi: MPI_Iallreduce etc. on host buffers. A call that needs staging (device buffers through mpi, bf16
+ *    through mpi or local) runs the blocking form inside and returns a completed request: correct, not
+ *    overlapped. local: always complete on return.
+ * gv_comm_req_wait completes and frees req. done_event NULL: returns when the result is in place (nccl: a
+ * host wait on the comm stream's event). Else *done_event = NULL when the result is in place (host
+ * communicators), or an event of the comm stream the caller's stream must wait for before it reads the
+ * result (gv_backend_event_wait); the event stays valid until the next nonblocking call on c's world. */
+typedef struct gv_comm_req gv_comm_req;
+gv_status gv_comm_iallreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                             gv_comm_op op, void *ready, gv_comm_req **req);
+gv_status gv_comm_ireduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                  gv_comm_dtype dt, gv_comm_op op, void *ready, gv_comm_req **req);
+gv_status gv_comm_iallgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount,
+                             gv_comm_dtype dt, void *ready, gv_comm_req **req);
+/* recv[i] on rank `root` = op over ranks of send[i] (ZeRO-2's gradient bucket to the rank owning it); recv is
+ * unused (may be NULL) on the other ranks; in place: send == recv. */
+gv_status gv_comm_ireduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                          gv_comm_op op, int root, void *ready, gv_comm_req **req);
+gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event);
+
 /* Overlap with compute (device communicators; on host ones every call completes before it returns and
  * these succeed without effect). Async is a property of c's world, whose groups share one comm stream:
  * while it is on, collectives and messages (device buffers only: a host buffer is an error) are enqueued on

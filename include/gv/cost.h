@@ -115,8 +115,15 @@ typedef struct {
     double costmodel_coe;  /* Galvatron's debug_costmodel_coe (1) */
     int mem_reserve;       /* Galvatron: keep 20% of a > 20 GB budget for the allocator (1) */
     double context_mb;     /* fixed per-stage memory (Galvatron: pytorch context 1024) */
-    int overlap_grad_sync; /* own: the runtime overlaps DP/ZeRO communication with compute (0: it
-                              reduces after the last backward, as the CPU runtime does) */
+    int overlap_grad_sync; /* own: DP/ZeRO communication runs concurrently with compute (the runtime's
+                            * overlap on a device communicator: nccl's comm stream). 1: a layer's step sync
+                            * (DDP/ZeRO-1/2 gradient sums) hides behind its last backward, ZeRO-3's gathers
+                            * behind forward and backward, its reduce-scatters behind backward (with the
+                            * overlap slowdown); ZeRO-1/2's weight gather after the optimizer stays apart.
+                            * 0: everything adds up, as on mpi, whose nonblocking collectives progress only
+                            * inside MPI calls (default 0) */
+    int overlap;           /* own: the runtime's overlap switch (gv_hybrid_opts, default 1): its ZeRO-3 part
+                            * of 2+ layers holds a second layer slot (gv_cost_runtime_memory) */
     /* own, optional: the model, so that a plan's memory is the runtime's by formula
      * (gv_cost_runtime_memory) instead of the profile's per-layer figures; and the backend whose
      * attention stash size it asks (NULL: the CPU backend's B H T^2 fp32). */

@@ -20,6 +20,21 @@ struct gv_comm;
  * gv_plan_validate; what the runtime cannot run gets the exact reason, prefixed by `where`. */
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, struct gv_comm *world,
                          const gv_plan *plan, int seq, const char *where);
+/* Runtime choices that are not the plan's. overlap: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off), else on.
+ * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap); off
+ * waits for each where it is issued, with the same collectives and the same results (the A/B switch). */
+typedef struct {
+    int overlap;
+} gv_hybrid_opts;
+/* gv_hybrid_init with options (NULL: all defaults). */
+gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be,
+                              struct gv_comm *world, const gv_plan *plan, int seq, const char *where,
+                              const gv_hybrid_opts *opts);
+/* The overlap switch an option value resolves to (0: $GV_OVERLAP); fails on a bad $GV_OVERLAP. */
+gv_status gv_hybrid_overlap_resolve(int overlap, int *on);
+int gv_hybrid_overlap(const gv_hybrid *h); /* 1 when this runtime overlaps */
+/* gv_model_overlap_counts summed over this rank's parts. */
+void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, long *prefetched);
 /* What the runtime cannot run although the plan is valid (before launching ranks). */
 gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const char *where);
 void gv_hybrid_free(gv_hybrid *h);

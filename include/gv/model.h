@@ -131,6 +131,12 @@ typedef struct {
                     * with the original's */
     int slots;     /* activation sets for micro-batches in flight (pipeline schedules); 0 = 1 */
     int meta_only; /* parameter table and HF names only: nothing is allocated (forward etc. fail) */
+
+    /* 1: every data-parallel collective waits where it is issued (the A/B switch); 0 (the default):
+     * gradient sums start during the last backward, ZeRO-3 prefetches the next layer's parameters into a
+     * second working slot and reduce-scatters a layer's gradients while the next one computes (see
+     * gv_model_set_last_backward) */
+    int no_overlap;
 } gv_model_dist;
 gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T,
                              const gv_model_dist *d);
@@ -138,6 +144,19 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
  * under Megatron-SP, the norms' partial gradients over the tp group. Call once per optimizer step after the
  * backward of the last micro-batch, also at dp = 1; the loss scale given to backward must include 1/dp. */
 gv_status gv_model_reduce_grads(gv_model *m);
+/* last = 1: the backwards that follow are the step's last (after a layer's backward its gradients are
+ * complete), so with overlap the sums of finished buckets of consecutive layers start right there
+ * (all-reduce, or under ZeRO-2 a reduce of each shard's piece to its rank) and gv_model_reduce_grads starts
+ * the rest and waits for all. Reset by gv_model_reduce_grads and gv_model_zero_grad. Buckets, their calls
+ * and their order are the same with overlap off (all started in gv_model_reduce_grads), so the results are
+ * identical. Not needed for correctness: without it every sum runs in gv_model_reduce_grads. */
+void gv_model_set_last_backward(gv_model *m, int last);
+/* 1 when the model overlaps its data-parallel collectives with compute (gv_model_dist.no_overlap = 0). */
+int gv_model_overlap(const gv_model *m);
+/* Gradient buckets (0 under ZeRO-3 or without dp), and since init: buckets started during a backward,
+ * ZeRO-3 gathers served by a prefetch. $GV_GRAD_BUCKET_ELEMS sets the bucket size (default 4M elements; a
+ * bucket closes at the first unit boundary past it). */
+void gv_model_overlap_counts(const gv_model *m, int *buckets, long *early, long *prefetched);
 /* 1 on the rank that writes files for this replica (data-parallel rank 0). */
 int gv_model_is_writer(const gv_model *m);
 void gv_model_free(gv_model *m);

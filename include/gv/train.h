@@ -53,7 +53,11 @@ typedef struct {
     int ulysses; /* the tp group shards the sequence instead (Ulysses); gradients are summed over all ranks */
     int megatron_sp; /* with tp and vocab_tp: Megatron sequence parallelism of the norm/residual regions */
     int zero;
-    int ckpt;             /* recompute every layer's activations in backward */
+    int ckpt; /* recompute every layer's activations in backward */
+
+    /* data-parallel communication overlapped with compute: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off),
+     * else on (gv_hybrid_opts) */
+    int overlap;
     int pp;               /* pipeline stages (even split, earlier stages take the extra layers); 0 = 1 */
     gv_schedule schedule; /* of the pipeline */
     /* A layer-wise plan (per-layer strategies, vocab strategy, stages, schedule, batch); when set it

@@ -75,6 +75,14 @@ gv_status gv_backend_copy2d(gv_backend *b, void *dst, size_t dpitch, const void 
 gv_status gv_backend_sync(gv_backend *b) {
     return b->iface->sync(b);
 }
+gv_status gv_backend_event_record(gv_backend *b, void **event) {
+    *event = NULL;
+    return b->iface->event_record ? b->iface->event_record(b, event) : GV_OK;
+}
+gv_status gv_backend_event_wait(gv_backend *b, void *event) {
+    if (!event || !b->iface->event_wait) return GV_OK;
+    return b->iface->event_wait(b, event);
+}
 
 gv_status gv_embedding_forward(gv_backend *b, void *out, const int32_t *tokens, const void *wte,
                                const void *wpe, int B, int T, int C, int pos0) {

@@ -29,6 +29,26 @@ struct gv_comm_i {
     gv_status (*wait_event)(gv_comm *c, void *cuda_event);
     gv_status (*record)(gv_comm *c, void **cuda_event);
     int (*device)(const gv_comm *c);
+    /* Optional nonblocking collectives (NULL: comm.c runs the blocking call and completes the request):
+     * checked, unstaged buffers of the backend's kind; *req = the backend's request, completed (and freed)
+     * by req_wait, which sets *done_event as gv_comm_req_wait (done_event never NULL here). */
+    gv_status (*iallreduce)(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                            gv_comm_op op, void *ready, void **req);
+    gv_status (*ireduce_scatter)(gv_comm *c, const void *send, void *recv, size_t recvcount, gv_comm_dtype dt,
+                                 gv_comm_op op, void *ready, void **req);
+    gv_status (*iallgather)(gv_comm *c, const void *send, void *recv, size_t sendcount, gv_comm_dtype dt,
+                            void *ready, void **req);
+    gv_status (*ireduce)(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                         gv_comm_op op, int root, void *ready, void **req);
+    gv_status (*req_wait)(gv_comm *c, void *req, void **done_event);
+    /* Waits for an event req_wait handed out (done_event NULL in gv_comm_req_wait). */
+    gv_status (*event_sync)(gv_comm *c, void *event);
+};
+
+/* A request of the front end: the backend's, or none when the call completed inside (staged, local). */
+struct gv_comm_req {
+    gv_comm *c;
+    void *b;
 };
 
 typedef struct {

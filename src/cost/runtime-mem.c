@@ -176,7 +176,7 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
         }
     }
 #undef ADD
-    size_t elems = 0, ualign = (size_t)dp * 64, shard, ustart = 0, slot[3] = {0, 0, 0}, shsp = 0;
+    size_t elems = 0, ualign = (size_t)dp * 64, shard, ustart = 0, slot[4] = {0, 0, 0, 0}, shsp = 0;
     for (int i = 0; i < np; i++) {
         int u = un[i];
         if (zero == 3 && (i == 0 || un[i - 1] != u)) ustart = elems = gv_rt_up(elems, ualign);
@@ -190,13 +190,15 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
     }
     free(big);
     free(bigu);
+    /* overlap: a second layer slot, the prefetched next layer's gather and the previous one's gradients */
+    if (zero == 3 && o->overlap && nl >= 2) slot[3] = slot[1];
     elems = gv_rt_up(elems, ualign);
     shard = zero == 3 ? shsp : zero ? elems / (size_t)dp : elems;
     size_t pa = 0, ga = 0, oa = 0, aa = 0, wa = 0, ca = 0;
     size_t persist = zero == 3 ? shard : elems;
     gv_rt_reserve(&pa, persist * e);
     gv_rt_reserve(&ga, persist * e);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         gv_rt_reserve(&pa, slot[k] * e);
         gv_rt_reserve(&ga, slot[k] * e);
     }

@@ -46,6 +46,7 @@ struct gv_hybrid {
     gv_model_spec spec;
     gv_backend *be;
     gv_comm *world;
+    int overlap; /* data-parallel collectives overlap compute (gv_hybrid_opts) */
     int W, S, pp, stage, lr, wrank, M, Bm, T, C;
     gv_schedule sched;
     gv_part *parts;
@@ -284,6 +285,7 @@ static gv_status gv_part_dist(gv_hybrid *h, gv_part *p, const gv_plan *plan, int
     d->tied_copy = p->head && !p->embed && plan->pp > 1;
     d->slots = h->K;
     d->meta_only = meta;
+    d->no_overlap = !h->overlap;
     if (p->l0 == p->l1) d->l1 = -1; /* no layers */
     if (meta) return GV_OK;
     GV_TRY(gv_dp_group(h, p, &d->dp));
@@ -394,10 +396,44 @@ gv_status gv_hybrid_check(const gv_model_spec *spec, const gv_plan *plan, const 
     return GV_OK;
 }
 
+gv_status gv_hybrid_overlap_resolve(int overlap, int *on) {
+    *on = overlap >= 0;
+    if (overlap) return GV_OK;
+    const char *v = getenv("GV_OVERLAP");
+    if (!v || !*v) return GV_OK;
+    if (!strcmp(v, "1") || !strcmp(v, "on")) return GV_OK;
+    if (!strcmp(v, "0") || !strcmp(v, "off")) {
+        *on = 0;
+        return GV_OK;
+    }
+    return gv_fail(GV_ERR_INVALID, "GV_OVERLAP '%s': expected on, off, 1 or 0", v);
+}
+
+int gv_hybrid_overlap(const gv_hybrid *h) {
+    return h->overlap;
+}
+
+void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, long *prefetched) {
+    *buckets = 0, *early = *prefetched = 0;
+    for (int i = 0; i < h->nparts; i++) {
+        int b;
+        long e, p;
+        gv_model_overlap_counts(h->parts[i].m, &b, &e, &p);
+        *buckets += b, *early += e, *prefetched += p;
+    }
+}
+
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
                          const gv_plan *plan, int seq, const char *where) {
+    return gv_hybrid_init_opts(out, spec, be, world, plan, seq, where, NULL);
+}
+
+gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
+                              const gv_plan *plan, int seq, const char *where, const gv_hybrid_opts *opts) {
     *out = NULL;
     const char *w = where ? where : "plan";
+    int overlap;
+    GV_TRY(gv_hybrid_overlap_resolve(opts ? opts->overlap : 0, &overlap));
     int W = world ? gv_comm_size(world) : 1;
     if (W != plan->world)
         return gv_fail(GV_ERR_INVALID, "%s: plan is for %d ranks, the job has %d", w, plan->world, W);
@@ -406,6 +442,7 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
     if (!h) return gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
     h->spec = *spec;
     h->be = be;
+    h->overlap = overlap;
     h->world = world;
     h->W = W;
     h->pp = plan->pp;
@@ -655,6 +692,8 @@ static gv_status gv_fwd(gv_hybrid *h, int mb, const int32_t *tok, const int32_t 
 
 static gv_status gv_bwd(gv_hybrid *h, int mb, float dloss) {
     int slot = mb % h->K;
+    /* backwards run in micro-batch order: the last one completes the gradients (sums start with overlap) */
+    for (int i = 0; i < h->nparts; i++) gv_model_set_last_backward(h->parts[i].m, mb == h->M - 1);
     GV_TRY(gv_backward_mb(h, slot, dloss));
     h->busy[slot] = 0;
     return GV_OK;

@@ -141,8 +141,25 @@ struct gv_model {
     int nunits;
     size_t *u_start, *u_size, *u_shoff; /* [nunits] global start, padded size, offset of this rank's piece */
     int *p_unit;                        /* [nparams] */
-    void *slot_w[3], *slot_g[3];        /* 0: vocab unit, 1: layers, 2: final unit */
+    void *slot_w[4], *slot_g[4]; /* 0: vocab unit, 1: layers (3: the even ones with overlap), 2: final */
     void **wp, **gp;
+    /* Overlap (gv_model_dist.no_overlap = 0). ZeRO-3: two layer slots (the next unit is gathered into one
+     * while the other computes; a unit's gradient reduce-scatter runs while the next one's backward fills
+     * the other), pf_req/rs_req the pending gather / reduce-scatter of each slot. Else the buckets of the
+     * gradient sums: consecutive units, bucket k = flat [bk_lo[k], bk_hi[k]) from the head down (the order
+     * backward finishes them); bk_late: holds gradients the hybrid fixes up before the sums (the embedding,
+     * a tied head copy, T5's bias tables), started only in gv_model_reduce_grads. */
+    int overlap, zslot2, pf_dir, last_bwd;
+    gv_comm_req *pf_req[4], *rs_req[4];
+    int pf_unit[4], rs_unit[4];
+    int nbk;
+    size_t *bk_lo, *bk_hi;
+    int *bk_late, *bk_unit0; /* bk_unit0: the lowest unit of the bucket */
+    int *bk_started;         /* this step */
+    int *unit_done;          /* [nunits] backward of the last micro-batch finished the unit */
+    gv_comm_req **reqs;      /* the gradient sums in flight */
+    int nreqs, capreqs;
+    long n_early, n_prefetched; /* buckets started during a backward, gathers a prefetch served (counts) */
     /* tensor parallelism (Megatron): heads, FFN columns and (with vp) vocab rows split over the tp group */
     gv_comm *tp;
     int tp_size, tp_rank, vp;
@@ -657,6 +674,9 @@ static gv_status gv_t5_upload_buckets(gv_model *m) {
     return st;
 }
 
+static gv_status gv_grad_buckets(gv_model *m);
+static void gv_overlap_drain(gv_model *m);
+
 gv_status gv_model_init(gv_model **out, const gv_model_spec *spec, gv_backend *b, int B, int T) {
     return gv_model_init_dist(out, spec, b, B, T, NULL);
 }
@@ -768,7 +788,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->param_elems = (m->param_elems + unit - 1) / unit * unit;
     m->shard = m->zero ? m->param_elems / (size_t)m->dp_size : m->param_elems;
     m->s0 = m->zero ? (size_t)m->dp_rank * m->shard : 0;
-    size_t slot_elems[3] = {0, 0, 0};
+    size_t slot_elems[4] = {0, 0, 0, 0};
+    m->overlap = !(d && d->no_overlap) && m->dp_size > 1;
+    m->zslot2 = m->overlap && m->zero == 3 && m->nl >= 2;
     if (m->zero == 3) {
         m->shard = 0; /* the shard space: this rank's piece of every unit */
         for (int u = 0; u < m->nunits; u++) {
@@ -777,6 +799,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
             int k = u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1;
             if (m->u_size[u] > slot_elems[k]) slot_elems[k] = m->u_size[u];
         }
+        if (m->zslot2) slot_elems[3] = slot_elems[1]; /* the second layer slot */
     }
 
     gv_arena_init(&m->a_params, "parameters", b);
@@ -787,8 +810,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t np = m->zero == 3 ? m->shard : m->param_elems; /* persistent parameters and gradients */
     size_t o_w = gv_arena_reserve(&m->a_params, np * m->esz);
     size_t o_g = gv_arena_reserve(&m->a_grads, np * m->esz);
-    size_t o_sw[3], o_sg[3];
-    for (int k = 0; k < 3; k++) {
+    size_t o_sw[4], o_sg[4];
+    for (int k = 0; k < 4; k++) {
         o_sw[k] = gv_arena_reserve(&m->a_params, slot_elems[k] * m->esz);
         o_sg[k] = gv_arena_reserve(&m->a_grads, slot_elems[k] * m->esz);
     }
@@ -995,7 +1018,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     m->master = m->dt == GV_F32 ? (float *)m->weights : (float *)gv_arena_ptr(&m->a_opt, o_master);
     m->adam_m = gv_arena_ptr(&m->a_opt, o_m);
     m->adam_v = gv_arena_ptr(&m->a_opt, o_v);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         m->slot_w[k] = gv_arena_ptr(&m->a_params, o_sw[k]);
         m->slot_g[k] = gv_arena_ptr(&m->a_grads, o_sg[k]);
     }
@@ -1004,6 +1027,7 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
         m->gp[i] = (char *)m->grads + m->params[i].off * m->esz;
     }
     if (m->arch == GV_ARCH_T5) st = gv_t5_upload_buckets(m);
+    if (st == GV_OK) st = gv_grad_buckets(m);
     if (st != GV_OK) {
         gv_model_free(m);
         return st;
@@ -1021,8 +1045,12 @@ void gv_model_free(gv_model *m) {
     free(m->li);
     free(m->la);
     free(m->ckpt);
+    gv_overlap_drain(m);
     free(m->u_start);
     free(m->p_unit);
+    free(m->bk_lo);
+    free(m->unit_done);
+    free(m->reqs);
     free(m->wp);
     free(m->h_targets);
     free(m->h_losses);
@@ -1545,26 +1573,88 @@ static gv_status gv_tp_combine(gv_model *m, void *full, void *local) {
 /* ZeRO-3 units in use. gather: all-gather unit u's pieces into its working slot and point its parameters'
  * weights there. grad_begin: its gradients go to a zeroed slot. grad_end: reduce-scatter the slot over dp
  * and add this rank's piece to its accumulated gradients (after summing Megatron-SP's partial norm
- * gradients over tp). All no-ops without ZeRO-3. */
+ * gradients over tp). All no-ops without ZeRO-3. With overlap (zslot2) the layers alternate between two
+ * slots: while one unit computes, the next one's gather (pf_dir: +1 forward, -1 backward) runs into the
+ * other, and a unit's reduce-scatter runs until the slot is needed again (grad_begin of the unit after
+ * next, or the end of the pass: gv_unit_grad_flush). */
 static int gv_unit_slot(const gv_model *m, int u) {
-    return u == 0 ? 0 : u == m->nunits - 1 ? 2 : 1;
+    return u == 0 ? 0 : u == m->nunits - 1 ? 2 : m->zslot2 && u % 2 == 0 ? 3 : 1;
+}
+
+/* Completes a request and orders the compute stream after it. */
+static gv_status gv_req_finish(gv_model *m, gv_comm_req **r) {
+    void *ev = NULL;
+    gv_comm_req *q = *r;
+    *r = NULL;
+    GV_TRY(gv_comm_req_wait(q, &ev));
+    return gv_backend_event_wait(m->be, ev);
+}
+
+static void gv_unit_point(gv_model *m, int u, char *slot) {
+    for (int i = 0; i < m->nparams; i++)
+        if (m->p_unit[i] == u) m->wp[i] = slot + (m->params[i].off - m->u_start[u]) * m->esz;
+}
+
+/* Starts the gather of layer unit u into its slot (the slot's last reader was issued before: the event
+ * orders the copy after it). */
+static gv_status gv_unit_prefetch(gv_model *m, int u) {
+    if (m->zero != 3 || !m->zslot2 || u < 1 || u > m->nl || m->u_size[u] == 0) return GV_OK;
+    int k = gv_unit_slot(m, u);
+    if (m->pf_req[k]) GV_TRY(gv_req_finish(m, &m->pf_req[k])); /* left over: discarded */
+    size_t g0, n, sh;
+    gv_unit_piece(m, u, &g0, &n, &sh);
+    void *ev;
+    GV_TRY(gv_backend_event_record(m->be, &ev));
+    GV_TRY(gv_comm_iallgather(m->dp, (char *)m->weights + sh * m->esz, m->slot_w[k], n * m->esz, GV_COMM_U8,
+                              ev, &m->pf_req[k]));
+    m->pf_unit[k] = u;
+    return GV_OK;
 }
 
 static gv_status gv_unit_gather(gv_model *m, int u) {
     if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
+    int k = gv_unit_slot(m, u), have = 0;
+    char *slot = m->slot_w[k];
+    if (m->pf_req[k]) {
+        have = m->pf_unit[k] == u;
+        GV_TRY(gv_req_finish(m, &m->pf_req[k]));
+        m->n_prefetched += have;
+    }
+    if (!have) {
+        size_t g0, n, sh;
+        gv_unit_piece(m, u, &g0, &n, &sh);
+        GV_TRY(gv_backend_sync(m->be));
+        GV_TRY(gv_comm_allgather(m->dp, (char *)m->weights + sh * m->esz, slot, n * m->esz, GV_COMM_U8));
+    }
+    gv_unit_point(m, u, slot);
+    if (m->pf_dir && u >= 1 && u <= m->nl) GV_TRY(gv_unit_prefetch(m, u + m->pf_dir));
+    return GV_OK;
+}
+
+/* Completes the reduce-scatter pending on grad slot k: this rank's block joins its accumulated gradients. */
+static gv_status gv_unit_grad_done(gv_model *m, int k) {
+    if (!m->rs_req[k]) return GV_OK;
+    int u = m->rs_unit[k];
     size_t g0, n, sh;
     gv_unit_piece(m, u, &g0, &n, &sh);
-    char *slot = m->slot_w[gv_unit_slot(m, u)];
-    GV_TRY(gv_backend_sync(m->be));
-    GV_TRY(gv_comm_allgather(m->dp, (char *)m->weights + sh * m->esz, slot, n * m->esz, GV_COMM_U8));
-    for (int i = 0; i < m->nparams; i++)
-        if (m->p_unit[i] == u) m->wp[i] = slot + (m->params[i].off - m->u_start[u]) * m->esz;
+    GV_TRY(gv_req_finish(m, &m->rs_req[k]));
+    char *mine = (char *)m->slot_g[k] + (size_t)m->dp_rank * n * m->esz;
+    return gv_accumulate(m->be, (char *)m->grads + sh * m->esz, mine, n);
+}
+
+/* End of a pass: every pending reduce-scatter completes, every pending gather is dropped. */
+static gv_status gv_unit_grad_flush(gv_model *m) {
+    for (int k = 0; k < 4; k++) GV_TRY(gv_unit_grad_done(m, k));
+    for (int k = 0; k < 4; k++)
+        if (m->pf_req[k]) GV_TRY(gv_req_finish(m, &m->pf_req[k]));
     return GV_OK;
 }
 
 static gv_status gv_unit_grad_begin(gv_model *m, int u) {
     if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
-    char *slot = m->slot_g[gv_unit_slot(m, u)];
+    int k = gv_unit_slot(m, u);
+    GV_TRY(gv_unit_grad_done(m, k)); /* the slot's previous unit */
+    char *slot = m->slot_g[k];
     GV_TRY(gv_backend_memset0(m->be, slot, m->u_size[u] * m->esz));
     for (int i = 0; i < m->nparams; i++)
         if (m->p_unit[i] == u) m->gp[i] = slot + (m->params[i].off - m->u_start[u]) * m->esz;
@@ -1583,17 +1673,25 @@ static gv_status gv_msp_norm_grads(gv_model *m, int u) {
     return GV_OK;
 }
 
+/* The reduce-scatter is a nonblocking call in both modes (the same collective, so the same sums); without
+ * overlap it completes here. */
 static gv_status gv_unit_grad_end(gv_model *m, int u) {
     if (m->zero != 3 || m->u_size[u] == 0) return GV_OK; /* a part may lack a unit */
     size_t g0, n, sh;
     gv_unit_piece(m, u, &g0, &n, &sh);
-    char *slot = m->slot_g[gv_unit_slot(m, u)];
-    GV_TRY(gv_backend_sync(m->be));
+    int k = gv_unit_slot(m, u);
+    char *slot = m->slot_g[k];
     GV_TRY(gv_msp_norm_grads(m, u));
+    void *ev;
+    GV_TRY(gv_backend_event_record(m->be, &ev));
     char *mine = slot + (size_t)m->dp_rank * n * m->esz; /* in place: rank r's block of the reduction */
-    GV_TRY(gv_comm_reduce_scatter(m->dp, slot, mine, n, gv_comm_dt(m), GV_COMM_SUM));
-    return gv_accumulate(m->be, (char *)m->grads + sh * m->esz, mine, n);
+    GV_TRY(gv_comm_ireduce_scatter(m->dp, slot, mine, n, gv_comm_dt(m), GV_COMM_SUM, ev, &m->rs_req[k]));
+    m->rs_unit[k] = u;
+    return m->overlap ? GV_OK : gv_unit_grad_done(m, k);
 }
+
+/* Gradient buckets (DDP, ZeRO-1/2): unit u of the last backward is complete; start the buckets it closes. */
+static gv_status gv_grad_unit_done(gv_model *m, int u);
 
 /* The activation function of the MLP: fch [N,F2] -> fch_act [N,F]. */
 static gv_status gv_act_forward(gv_model *m, void *out, const void *inp) {
@@ -2201,12 +2299,14 @@ static gv_status gv_t5_embed_forward(gv_model *m, const int32_t *in) {
 
 /* T5's layers phase: channels in -> channels out (gv_t5_in, gv_t5_out). */
 static gv_status gv_t5_layers_forward(gv_model *m) {
+    m->pf_dir = 1; /* the gather of a unit prefetches the next (ZeRO-3 with overlap) */
     for (int j = 0; j < m->nl; j++) {
         int l = m->l0 + j;
         if (l >= m->Le && (j == 0 || l == m->Le)) /* the first decoder layer: all positions of enc_out */
             GV_TRY(gv_tp_expand(m, gv_t5_enc(m), gv_t5_enc_full(m)));
         GV_TRY(gv_t5_layer_forward(m, j, gv_t5_res_in(m, j)));
     }
+    m->pf_dir = 0;
     return GV_OK;
 }
 
@@ -2216,17 +2316,22 @@ gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t
     if (loss) *loss = 0.0f;
     m->fwd_done[slot] = 1;
     int t5 = m->arch == GV_ARCH_T5;
+    /* ZeRO-3 with overlap: the first layer's gather runs during the embedding */
+    if ((phases & GV_PHASE_EMBED) && (phases & GV_PHASE_LAYERS)) GV_TRY(gv_unit_prefetch(m, 1));
     if (phases & GV_PHASE_EMBED) GV_TRY(t5 ? gv_t5_embed_forward(m, tokens) : gv_embed_forward(m, tokens));
     if ((phases & GV_PHASE_LAYERS) && t5) {
         GV_TRY(gv_t5_layers_forward(m));
     } else if (phases & GV_PHASE_LAYERS) {
         const void *res = gv_layers_in(m); /* [Nl,C] residual stream */
+        m->pf_dir = 1; /* the gather of a unit prefetches the next (ZeRO-3 with overlap) */
         for (int l = 0; l < m->nl; l++) {
             GV_TRY(gv_layer_forward(m, l, res));
             res = ACT(m, m->la[l].res2);
         }
+        m->pf_dir = 0;
     }
-    if (phases & GV_PHASE_HEAD) return gv_head_forward(m, targets, loss);
+    if (phases & GV_PHASE_HEAD) GV_TRY(gv_head_forward(m, targets, loss));
+    GV_TRY(gv_unit_grad_flush(m)); /* nothing stays in flight between passes */
     return phases & GV_PHASE_LAYERS ? gv_backend_sync(m->be) : GV_OK;
 }
 
@@ -2287,7 +2392,8 @@ static gv_status gv_head_backward(gv_model *m, float dloss) {
         GV_TRY(gv_norm_backward(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean),
                                 F32ACT(m, m->o_lnf_rstd), m->lnf_w, m->lnf_b));
     }
-    return gv_unit_grad_end(m, m->nunits - 1);
+    GV_TRY(gv_unit_grad_end(m, m->nunits - 1));
+    return gv_grad_unit_done(m, m->nunits - 1);
 }
 
 /* Post-LN: dres [Nl,C] = d(norm output) becomes d(norm input), the sum `sum` [Nl,C] it normalised. */
@@ -2300,16 +2406,28 @@ static gv_status gv_post_norm_backward(gv_model *m, size_t sum, size_t mean, siz
     return gv_accumulate(m->be, dres, dsum, n);
 }
 
+static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void *dln, void *dln_l,
+                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act);
+
 /* Layers l = nl-1 .. 0: dres [Nl,C] holds d(layers output) and leaves holding d(layers input). */
 static gv_status gv_layers_backward(gv_model *m) {
-    gv_backend *be = m->be;
-    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
-    size_t e = m->esz, NC = (size_t)N * C * e;
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
     void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
     void *dfch = WORK(m, m->o_dfch), *dfch_act = WORK(m, m->o_dfch_act);
-    /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. */
+    /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. The
+     * gather of a unit prefetches the one below (ZeRO-3 with overlap). */
+    m->pf_dir = -1;
+    gv_status st = gv_layers_backward_(m, dres, dres_f, dln, dln_l, dqkv, dqkv_r, datty, dfch, dfch_act);
+    m->pf_dir = 0;
+    return st;
+}
+
+static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void *dln, void *dln_l,
+                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act) {
+    gv_backend *be = m->be;
+    int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
+    size_t e = m->esz, NC = (size_t)N * C * e;
     for (int l = m->nl - 1; l >= 0; l--) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
@@ -2386,6 +2504,7 @@ static gv_status gv_layers_backward(gv_model *m) {
             GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
                                     x->ln1_w, x->ln1_b));
         GV_TRY(gv_unit_grad_end(m, l + 1));
+        GV_TRY(gv_grad_unit_done(m, l + 1));
     }
     return GV_OK;
 }
@@ -2421,7 +2540,8 @@ static gv_status gv_embed_backward(gv_model *m) {
             GV_TRY(gv_embedding_backward(be, G(m, m->wtt), NULL, df, ACT(m, m->o_types), B, T, C, 0));
     }
     m->u0_open = 0;
-    return gv_unit_grad_end(m, 0);
+    GV_TRY(gv_unit_grad_end(m, 0));
+    return gv_grad_unit_done(m, 0);
 }
 
 /* d(encoder output) of this part: dch1 [Nl,C] += the cross-attentions' contributions collected in denc
@@ -2450,6 +2570,7 @@ static gv_status gv_t5_layers_backward(gv_model *m) {
     if (gv_t5_has_dec(m)) GV_TRY(gv_backend_memset0(be, denc, NC));
     GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_enc), TTH * 4));
     GV_TRY(gv_backend_memset0(be, WORK(m, m->o_dbias_dec), TTH * 4));
+    m->pf_dir = -1; /* the gather of a unit prefetches the one below (ZeRO-3 with overlap) */
     for (int j = m->nl - 1; j >= 0; j--) {
         const gv_layer_idx *x = &m->li[j];
         const gv_layer_acts *a = &m->la[j];
@@ -2558,7 +2679,9 @@ static gv_status gv_t5_layers_backward(gv_model *m) {
         GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, NULL, F32ACT(m, a->ln1_rstd), x->ln1_w, -1));
         if (j == 0 || l == m->Le) GV_TRY(gv_t5_bias_backward(m, dec));
         GV_TRY(gv_unit_grad_end(m, j + 1));
+        GV_TRY(gv_grad_unit_done(m, j + 1));
     }
+    m->pf_dir = 0;
     if (!gv_t5_has_enc_end(m) && gv_t5_has_dec(m)) GV_TRY(gv_t5_denc_total(m)); /* d(enc_out) on */
     return GV_OK;
 }
@@ -2574,13 +2697,16 @@ static gv_status gv_t5_embed_backward(gv_model *m) {
                                      B, T, C, 0));
     }
     m->u0_open = 0;
-    return gv_unit_grad_end(m, 0);
+    GV_TRY(gv_unit_grad_end(m, 0));
+    return gv_grad_unit_done(m, 0);
 }
 
 gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss) {
     GV_TRY(gv_check_phases(m, phases, slot));
     if (!m->fwd_done[slot]) return gv_fail(GV_ERR_INVALID, "backward called without a forward");
     int t5 = m->arch == GV_ARCH_T5;
+    /* ZeRO-3 with overlap: the last layer's gather runs during the head */
+    if ((phases & GV_PHASE_HEAD) && (phases & GV_PHASE_LAYERS)) GV_TRY(gv_unit_prefetch(m, m->nl));
     if (phases & GV_PHASE_HEAD) {
         GV_TRY(gv_head_backward(m, dloss));
         if (t5) /* the head does not read channel 1 (the encoder output) */
@@ -2588,6 +2714,7 @@ gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss)
     }
     if (phases & GV_PHASE_LAYERS) GV_TRY(t5 ? gv_t5_layers_backward(m) : gv_layers_backward(m));
     if (phases & GV_PHASE_EMBED) GV_TRY(t5 ? gv_t5_embed_backward(m) : gv_embed_backward(m));
+    GV_TRY(gv_unit_grad_flush(m)); /* the last reduce-scatters complete before the next pass */
     return gv_backend_sync(m->be);
 }
 
@@ -2596,6 +2723,7 @@ gv_status gv_model_backward(gv_model *m, float dloss) {
 }
 
 gv_status gv_model_zero_grad(gv_model *m) {
+    gv_overlap_drain(m); /* a step whose sums were never waited for (the profiler's memory runs) */
     return gv_backend_memset0(m->be, m->a_grads.base, m->a_grads.size);
 }
 
@@ -2700,25 +2828,176 @@ gv_status gv_model_adamw_step(gv_model *m, const gv_adamw_cfg *cfg, float lr, fl
                              GV_COMM_U8);
 }
 
-gv_status gv_model_reduce_grads(gv_model *m) {
-    if (m->zero == 3) return GV_OK; /* reduced unit by unit during backward */
-    /* Megatron-SP: each rank normalised only its positions, so the norms' gradients are partial sums. */
-    GV_TRY(gv_msp_norm_grads(m, -1));
-    if (m->dp_size == 1) return GV_OK;
-    GV_TRY(gv_backend_sync(m->be));
-    /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over
-     * the micro-batches and are reduce-scattered once per step (Galvatron's async_grad_reduce); the full
-     * buffer is therefore still counted under "gradients". */
-    if (m->zero >= 2)
-        return gv_comm_reduce_scatter(m->dp, m->grads, (char *)m->grads + m->s0 * m->esz, m->shard,
-                                      gv_comm_dt(m), GV_COMM_SUM);
-    const size_t bucket = (size_t)1 << 22; /* elements per all-reduce call */
-    for (size_t o = 0; o < m->param_elems; o += bucket) {
-        size_t n = m->param_elems - o < bucket ? m->param_elems - o : bucket;
-        char *g = (char *)m->grads + o * m->esz;
-        GV_TRY(gv_comm_allreduce(m->dp, g, g, n, gv_comm_dt(m), GV_COMM_SUM));
+/* ---- data-parallel gradient sums ----------------------------------------------------------------------- */
+
+#define GV_BUCKET_ELEMS ((size_t)1 << 22) /* a bucket closes at the first unit boundary past this many */
+
+/* Buckets of consecutive units over the flat gradient space (DDP, ZeRO-1/2 with dp > 1), from the head
+ * down: units are created in order, so unit u is the flat range from its first parameter to the next
+ * unit's. The same buckets serve both modes (overlap only moves their start). */
+static gv_status gv_grad_buckets(gv_model *m) {
+    if (m->zero == 3 || m->dp_size == 1 || m->meta_only) return GV_OK;
+    size_t cap = GV_BUCKET_ELEMS;
+    const char *env = getenv("GV_GRAD_BUCKET_ELEMS"); /* smaller buckets for tests of tiny models */
+    if (env && atol(env) > 0) cap = (size_t)atol(env);
+    int U = m->nunits;
+    size_t *ulo = calloc((size_t)U + 1, sizeof *ulo);
+    m->bk_lo = calloc(2 * (size_t)U, sizeof *m->bk_lo);
+    m->bk_late = calloc(3 * (size_t)U, sizeof *m->bk_late);
+    m->unit_done = calloc((size_t)U, sizeof *m->unit_done);
+    if (!ulo || !m->bk_lo || !m->bk_late || !m->unit_done) {
+        free(ulo);
+        return gv_fail(GV_ERR_NOMEM, "model: out of host memory for the gradient buckets");
+    }
+    m->bk_hi = m->bk_lo + U;
+    m->bk_unit0 = m->bk_late + U;
+    m->bk_started = m->bk_unit0 + U;
+    int *late = calloc((size_t)U, sizeof *late), *has = calloc((size_t)U, sizeof *has);
+    if (!late || !has) {
+        free(ulo), free(late), free(has);
+        return gv_fail(GV_ERR_NOMEM, "model: out of host memory for the gradient buckets");
+    }
+    for (int i = m->nparams - 1; i >= 0; i--) { /* ulo[u] = the first parameter's offset */
+        int u = m->p_unit[i];
+        assert(i == 0 || m->p_unit[i - 1] <= u); /* units in creation order */
+        ulo[u] = m->params[i].off, has[u] = 1;
+        /* gradients the hybrid adds to before the sums: the embedding (tied across stages), a tied head
+         * copy, T5's bias tables and their copies */
+        if (u == 0 || m->params[i].copy || i == m->rel_enc || i == m->rel_dec ||
+            (m->tied_copy && i == m->lm_head))
+            late[u] = 1;
+    }
+    size_t hi = m->param_elems;
+    int n = 0;
+    for (int u = U - 1; u >= 0; u--) {
+        if (!has[u]) continue;
+        if (n == 0 || m->bk_hi[n - 1] - m->bk_lo[n - 1] >= cap) { /* a new bucket */
+            m->bk_hi[n] = hi;
+            m->bk_lo[n] = hi;
+            m->bk_late[n] = 0;
+            n++;
+        }
+        m->bk_lo[n - 1] = ulo[u];
+        m->bk_unit0[n - 1] = u;
+        m->bk_late[n - 1] |= late[u];
+        hi = ulo[u];
+    }
+    if (n) m->bk_lo[n - 1] = 0; /* alignment padding before the first parameter, if any */
+    m->nbk = n;
+    free(ulo), free(late), free(has);
+    return GV_OK;
+}
+
+static gv_status gv_req_push(gv_model *m, gv_comm_req *r) {
+    if (m->nreqs == m->capreqs) {
+        int cap = m->capreqs ? 2 * m->capreqs : 16;
+        gv_comm_req **q = realloc(m->reqs, (size_t)cap * sizeof *q);
+        if (!q) {
+            gv_comm_req_wait(r, NULL);
+            return gv_fail(GV_ERR_NOMEM, "model: out of host memory for the gradient requests");
+        }
+        m->reqs = q, m->capreqs = cap;
+    }
+    m->reqs[m->nreqs++] = r;
+    return GV_OK;
+}
+
+/* Starts bucket k's sum: Megatron-SP's partial norm gradients of its units over tp first (as before the
+ * sums), then over dp an all-reduce (DDP, ZeRO-1), or under ZeRO-2 a reduce of each shard's piece of the
+ * bucket to the rank holding that shard (a reduce-scatter needs a rank's block in every bucket; the shards
+ * are contiguous runs of the flat space). */
+static gv_status gv_bucket_start(gv_model *m, int k) {
+    for (int u = m->bk_unit0[k]; u < m->nunits && (k == 0 || u < m->bk_unit0[k - 1]); u++)
+        GV_TRY(gv_msp_norm_grads(m, u));
+    void *ev;
+    GV_TRY(gv_backend_event_record(m->be, &ev));
+    size_t lo = m->bk_lo[k], hi = m->bk_hi[k];
+    gv_comm_req *r;
+    if (m->zero < 2) {
+        char *g = (char *)m->grads + lo * m->esz;
+        GV_TRY(gv_comm_iallreduce(m->dp, g, g, hi - lo, gv_comm_dt(m), GV_COMM_SUM, ev, &r));
+        return gv_req_push(m, r);
+    }
+    for (size_t a = lo; a < hi;) {
+        int owner = (int)(a / m->shard);
+        size_t b = (size_t)(owner + 1) * m->shard < hi ? (size_t)(owner + 1) * m->shard : hi;
+        char *g = (char *)m->grads + a * m->esz;
+        GV_TRY(gv_comm_ireduce(m->dp, g, g, b - a, gv_comm_dt(m), GV_COMM_SUM, owner, ev, &r));
+        GV_TRY(gv_req_push(m, r));
+        a = b;
     }
     return GV_OK;
+}
+
+/* Buckets start in index order, a late one skipped: every rank of the dp group skips the same ones. */
+static gv_status gv_grad_unit_done(gv_model *m, int u) {
+    if (!m->last_bwd || !m->overlap || !m->nbk) return GV_OK;
+    m->unit_done[u] = 1;
+    for (int k = 0; k < m->nbk; k++) {
+        if (m->bk_started[k] || m->bk_late[k]) continue;
+        if (!m->unit_done[m->bk_unit0[k]]) break; /* backward finishes them in index order */
+        m->bk_started[k] = 1;
+        GV_TRY(gv_bucket_start(m, k));
+        m->n_early++;
+    }
+    return GV_OK;
+}
+
+static void gv_buckets_reset(gv_model *m) {
+    if (!m->nbk) return;
+    memset(m->unit_done, 0, (size_t)m->nunits * sizeof *m->unit_done);
+    memset(m->bk_started, 0, (size_t)m->nbk * sizeof *m->bk_started);
+}
+
+void gv_model_set_last_backward(gv_model *m, int last) {
+    if (!m->last_bwd && last) gv_buckets_reset(m);
+    m->last_bwd = last != 0;
+}
+
+int gv_model_overlap(const gv_model *m) {
+    return m->overlap;
+}
+
+void gv_model_overlap_counts(const gv_model *m, int *buckets, long *early, long *prefetched) {
+    *buckets = m->nbk;
+    *early = m->n_early;
+    *prefetched = m->n_prefetched;
+}
+
+/* Waits for everything in flight (results dropped unless reduce_grads follows: zero_grad, free). */
+static void gv_overlap_drain(gv_model *m) {
+    for (int i = 0; i < m->nreqs; i++) gv_comm_req_wait(m->reqs[i], NULL);
+    m->nreqs = 0;
+    for (int k = 0; k < 4; k++) {
+        if (m->pf_req[k]) gv_comm_req_wait(m->pf_req[k], NULL);
+        if (m->rs_req[k]) gv_comm_req_wait(m->rs_req[k], NULL);
+        m->pf_req[k] = m->rs_req[k] = NULL;
+    }
+    m->last_bwd = 0;
+    gv_buckets_reset(m);
+}
+
+gv_status gv_model_reduce_grads(gv_model *m) {
+    if (m->zero == 3) return GV_OK; /* reduced unit by unit during backward */
+    if (m->dp_size == 1) {
+        /* Megatron-SP: each rank normalised only its positions, so the norms' gradients are partial sums. */
+        return gv_msp_norm_grads(m, -1);
+    }
+    /* ZeRO-2: each rank needs only its shard of the summed gradients. Gradients accumulate unsharded over
+     * the micro-batches and are reduced once per step (Galvatron's async_grad_reduce); the full buffer is
+     * therefore still counted under "gradients". Buckets the last backward did not start start now. */
+    if (!m->last_bwd) gv_buckets_reset(m);
+    gv_status st = GV_OK;
+    for (int k = 0; k < m->nbk && st == GV_OK; k++)
+        if (!m->bk_started[k]) st = gv_bucket_start(m, k);
+    for (int i = 0; i < m->nreqs; i++) {
+        gv_status s2 = gv_req_finish(m, &m->reqs[i]);
+        if (st == GV_OK) st = s2;
+    }
+    m->nreqs = 0;
+    m->last_bwd = 0;
+    gv_buckets_reset(m);
+    return st;
 }
 
 int gv_model_is_writer(const gv_model *m) {

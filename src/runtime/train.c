@@ -281,7 +281,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
-    if (st == GV_OK) st = gv_hybrid_init(&t.model, &c->spec, be, c->comm, &plan, c->seq, "plan");
+    gv_hybrid_opts ho = {c->overlap};
+    if (st == GV_OK) st = gv_hybrid_init_opts(&t.model, &c->spec, be, c->comm, &plan, c->seq, "plan", &ho);
     gv_plan_free(&plan);
     int start = 0;
     if (st == GV_OK && c->out_dir && t.leader) st = gv_make_out_dir(c->out_dir);

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gv/comm.h"
+#include "gv/hybrid.h"
 #include "gv/log.h"
 #include "gv/profiler.h"
 #include "gv/search.h"
@@ -138,12 +140,15 @@ static gv_status gv_measure(gv_comm *world, gv_backend *be, const gv_model_spec 
 
 /* Search on rank 0 from the profiles in dir. */
 static gv_status gv_search_dir(const gv_model_spec *spec, gv_backend *be, const gv_autoplan_opts *o, int W,
-                               int fp32, FILE *report, gv_autoplan_result *out) {
+                               int fp32, int nccl, FILE *report, gv_autoplan_result *out) {
     static gv_cost_env env; /* large; env.cm points into it */
     gv_cost_opts co;
     gv_cost_opts_default(&co, o->mode, W, spec->n_embd, o->seq);
     gv_cost_opts_set_layers(&co, spec); /* with the layer types (t5: encoder, decoder) */
     co.mixed_precision = !fp32;
+    GV_TRY(gv_hybrid_overlap_resolve(o->overlap, &co.overlap));
+    /* collectives run beside compute on nccl's comm stream; mpi's progress only inside MPI calls */
+    co.overlap_grad_sync = co.overlap && nccl;
     co.spec = spec; /* memory as the runtime allocates it */
     co.backend = be;
     GV_TRY(gv_cost_env_load(&env, out->dir, spec->name, 1, W, &co, GV_PROFILE_STATIC, GV_PROFILE_STATIC));
@@ -222,7 +227,8 @@ gv_status gv_autoplan_run(gv_comm *world, gv_backend *be, const gv_model_spec *s
     } else if (rank == 0) {
         gv_info("plan auto: profiles of %s on %d ranks from %s", spec->name, W, out->dir);
     }
-    int st = rank == 0 ? gv_search_dir(spec, be, o, W, fp32, report, out) : GV_OK;
+    int nccl = !strcmp(gv_comm_kind(world), "nccl");
+    int st = rank == 0 ? gv_search_dir(spec, be, o, W, fp32, nccl, report, out) : GV_OK;
     GV_TRY(gv_comm_broadcast(world, &st, 1, GV_COMM_I32, 0));
     if (st != GV_OK) {
         gv_autoplan_result_free(out);

@@ -1,10 +1,11 @@
 /* The nccl communicator on one GPU, world size 1 (NCCL refuses two ranks on one GPU): every collective of
  * the vtable on device buffers of the cuda backend (its stream-ordered pool), in place and out of place, in
  * every dtype; host buffers (staged to the device); a paired sendrecv to self; a receive whose count does not
- * match the message (an error, not a hang); async mode ordered by events against a stream of the caller;
- * and a trainer run with the nccl world against the same run without a communicator (same GPU, same
- * kernels: the losses agree within 1e-4 relative, the backend's atomics aside identical). Exit 77 (skipped)
- * without a GPU or without NCCL. */
+ * match the message (an error, not a hang); async mode ordered by events against a stream of the caller; the
+ * nonblocking requests on device buffers ordered by the backend's and the requests' events; and a trainer run
+ * with the nccl world against the same run without a communicator (same GPU, same kernels: the losses agree
+ * within 1e-4 relative, the backend's atomics aside identical). Exit 77 (skipped) without a GPU or without
+ * NCCL. */
 #include <math.h>
 #include <string.h>
 
@@ -157,6 +158,68 @@ static void async_events(gv_comm *w) {
     cudaStreamDestroy(s);
 }
 
+/* Nonblocking requests on device buffers the backend wrote, without a host sync between: the comm stream
+ * waits for the backend's event, the backend's stream for each request's event. Five requests outstanding,
+ * waited in another order; 16 MiB buffers, so a missing wait shows. A host buffer is staged (complete on
+ * return, no event); a NULL done_event waits on the host. */
+static void requests(gv_comm *w) {
+    size_t n = (size_t)1 << 22;
+    float *h = malloc(n * 4), *o = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) h[i] = (float)(i % 977) - 300.0f;
+    float *a = dev(n * 4), *b = dev(n * 4), *c = dev(n * 4), *d = dev(n * 4), *e = dev(n * 4),
+          *g = dev(n * 4);
+    uint16_t hb[N], ob[N];
+    for (int i = 0; i < N; i++) hb[i] = gv_f32_to_bf16((float)(i % 64) - 8.0f);
+    void *f = dev(N * 2);
+    CHECK_OK(gv_backend_upload(be, a, h, n * 4)); /* stream-ordered, no sync: the event orders the comm */
+    CHECK_OK(gv_backend_upload(be, c, h, n * 4));
+    CHECK_OK(gv_backend_upload(be, d, h, n * 4));
+    CHECK_OK(gv_backend_upload(be, f, hb, sizeof hb));
+    CHECK_OK(gv_backend_memset0(be, b, n * 4));
+    CHECK_OK(gv_backend_memset0(be, e, n * 4));
+    void *ready = NULL;
+    CHECK_OK(gv_backend_event_record(be, &ready));
+    CHECK(ready != NULL);
+    gv_comm_req *q[5];
+    CHECK_OK(gv_comm_iallreduce(w, a, b, n, GV_COMM_F32, GV_COMM_SUM, ready, &q[0]));
+    CHECK_OK(gv_comm_ireduce_scatter(w, c, c, n, GV_COMM_F32, GV_COMM_SUM, ready, &q[1])); /* in place */
+    CHECK_OK(gv_comm_iallgather(w, d, e, n, GV_COMM_F32, ready, &q[2]));
+    CHECK_OK(gv_comm_ireduce(w, a, g, n, GV_COMM_F32, GV_COMM_MAX, 0, ready, &q[3])); /* a: read by two */
+    CHECK_OK(gv_comm_iallreduce(w, f, f, N, GV_COMM_BF16, GV_COMM_SUM, ready, &q[4]));
+    static const int order[5] = {2, 4, 0, 3, 1};
+    for (int k = 0; k < 5; k++) {
+        void *ev = NULL;
+        CHECK_OK(gv_comm_req_wait(q[order[k]], &ev));
+        CHECK(ev != NULL); /* device: the comm stream's event, no host wait */
+        CHECK_OK(gv_backend_event_wait(be, ev));
+    }
+    float *outs[4] = {b, c, e, g};
+    for (int k = 0; k < 4; k++) {
+        down(o, outs[k], n * 4);
+        if (memcmp(o, h, n * 4)) fprintf(stderr, "request result %d differs\n", k), gv_test_failures++;
+    }
+    down(ob, f, sizeof ob);
+    CHECK(!memcmp(ob, hb, sizeof hb));
+    /* host buffers: staged by the blocking form inside, complete on return */
+    double x[3] = {1.5, -2, 4}, y[3] = {0};
+    gv_comm_req *r;
+    CHECK_OK(gv_comm_iallreduce(w, x, y, 3, GV_COMM_F64, GV_COMM_SUM, NULL, &r));
+    void *ev = (void *)1;
+    CHECK_OK(gv_comm_req_wait(r, &ev));
+    CHECK(ev == NULL && y[0] == 1.5 && y[1] == -2 && y[2] == 4);
+    /* NULL done_event: a host wait on the request's event */
+    CHECK_OK(gv_backend_memset0(be, b, n * 4));
+    CHECK_OK(gv_backend_event_record(be, &ready));
+    CHECK_OK(gv_comm_iallreduce(w, e, b, n, GV_COMM_F32, GV_COMM_SUM, ready, &r));
+    CHECK_OK(gv_comm_req_wait(r, NULL));
+    CHECK(cudaMemcpy(o, b, n * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(!memcmp(o, h, n * 4));
+    void *bufs[7] = {a, b, c, d, e, f, g};
+    for (int k = 0; k < 7; k++) gv_backend_dealloc(be, bufs[k]);
+    free(h);
+    free(o);
+}
+
 /* A trainer run on the nccl world of one rank against the same run alone. */
 static void trainer(gv_comm *w) {
     gv_train_result r[2];
@@ -200,6 +263,7 @@ int main(void) {
     collectives_dtypes(w);
     host_buffers(w);
     async_events(w);
+    requests(w);
     trainer(w);
     gv_comm_free(w);
     gv_backend_free(be);

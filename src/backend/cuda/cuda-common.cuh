@@ -31,6 +31,7 @@ typedef struct gv_cuda_ctx {
     size_t smem_optin;        /* max dynamic shared memory per block after opt-in */
     cudaStream_t stream;      /* compute stream: every op runs here */
     cudaStream_t comm_stream; /* for overlapping communication later */
+    cudaEvent_t ready;        /* event_record's event (made on first use) */
     cublasLtHandle_t lt;
     void *lt_ws;
     size_t lt_ws_bytes;

@@ -202,6 +202,7 @@ static void cuda_free(gv_backend *b) {
         free(c->adam_tab_host);
         if (c->stream) cudaStreamDestroy(c->stream);
         if (c->comm_stream) cudaStreamDestroy(c->comm_stream);
+        if (c->ready) cudaEventDestroy(c->ready);
         free(c);
     }
     free(b);
@@ -548,6 +549,22 @@ GV_MEM(download_f32, cuda_download_f32, (gv_backend * b, float *dst, const void 
        (b, dst, src, dt, n))
 GV_MEM(sync, cuda_sync, (gv_backend * b), (b))
 
+/* An event after all work issued so far (the pending zero included: GV_MEM issues it first). One event,
+ * re-recorded: a cudaStreamWaitEvent captures the record current at its call. */
+static gv_status cuda_event_record(gv_backend *b, void **event) {
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (!c->ready) GV_CUDA_TRY(cudaEventCreateWithFlags(&c->ready, cudaEventDisableTiming));
+    GV_CUDA_TRY(cudaEventRecord(c->ready, c->stream));
+    *event = c->ready;
+    return GV_OK;
+}
+GV_MEM(event_record, cuda_event_record, (gv_backend * b, void **event), (b, event))
+
+static gv_status mem_event_wait(gv_backend *b, void *event) {
+    GV_CUDA_TRY(cudaStreamWaitEvent(gv_cuda(b)->stream, (cudaEvent_t)event, 0));
+    return GV_OK;
+}
+
 static void mem_dealloc(gv_backend *b, void *ptr) {
     /* issued while the memory is still ours (it may lie in the buffer being freed) */
     if (gv_cuda_zero_flush(gv_cuda(b)) != GV_OK) cudaGetLastError();
@@ -722,6 +739,8 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .crossentropy_forward_backward = */ op_crossentropy_forward_backward,
     /* .adamw_update_multi = */ op_adamw_update_multi,
     /* .copy2d = */ op_copy2d,
+    /* .event_record = */ mem_event_record,
+    /* .event_wait = */ mem_event_wait,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
