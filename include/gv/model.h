@@ -76,7 +76,7 @@ void gv_model_spec_random_batch(const gv_model_spec *s, uint64_t seed, int B, in
                                 int32_t *targets);
 /* 1 when attention is causal (decoders), 0 for the bidirectional encoders. */
 int gv_model_spec_causal(const gv_model_spec *s);
-/* "gpt2", "llama", "bert", "vit". */
+/* "gpt2", "llama", "bert", "vit", "t5". */
 const char *gv_arch_name(gv_arch a);
 
 /* Presets: gpt2-tiny, gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1.5b, llama-tiny, llama-1b, llama2-7b,

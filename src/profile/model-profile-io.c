@@ -57,7 +57,7 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     cJSON_AddStringToObject(j, "date", p->date);
     cJSON_AddStringToObject(j, "model", p->model);
     cJSON *sp = cJSON_AddObjectToObject(j, "spec");
-    cJSON_AddStringToObject(sp, "arch", s->arch == GV_ARCH_GPT2 ? "gpt2" : "llama");
+    cJSON_AddStringToObject(sp, "arch", gv_arch_name(s->arch));
     gv_prof_num(sp, "n_embd", s->n_embd);
     gv_prof_num(sp, "n_head", s->n_head);
     gv_prof_num(sp, "n_kv_head", s->n_kv_head);
@@ -65,8 +65,12 @@ static cJSON *gv_mp_own_json(const gv_model_prof *p) {
     gv_prof_num(sp, "vocab", s->vocab);
     gv_prof_num(sp, "padded_vocab", s->padded_vocab);
     gv_prof_num(sp, "max_seq", s->max_seq);
-    cJSON_AddStringToObject(j, "layer_type",
-                            s->arch == GV_ARCH_GPT2 ? "gpt2 decoder block" : "llama decoder block");
+    char lt_name[64]; /* the family's block; "layer_types" names each type */
+    snprintf(lt_name, sizeof lt_name, "%s %s block", gv_arch_name(s->arch),
+             s->arch == GV_ARCH_T5     ? "encoder/decoder"
+             : gv_model_spec_causal(s) ? "decoder"
+                                       : "encoder");
+    cJSON_AddStringToObject(j, "layer_type", lt_name);
     cJSON_AddStringToObject(j, "precision", p->precision);
     cJSON_AddStringToObject(j, "backend", p->backend);
     cJSON_AddStringToObject(j, "units", "ms, bytes");
