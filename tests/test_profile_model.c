@@ -207,12 +207,16 @@ static void check_t5(const char *dir) {
     }
     CHECK(!cJSON_GetObjectItemCaseSensitive(mm, "layertype_2_sp"));
     /* the decoder layer is the slower */
+    /* Timing noise on a loaded machine can flip one profile (the types' times are differences of runs):
+     * up to three more profiles before this counts as a failure. */
     double te = type_time(own, 0), td = type_time(own, 1);
-    if (!(td > te)) {
+    for (int again = 0; again < 3 && !(td > te); again++) {
         fprintf(stderr, "t5: decoder %.4f ms <= encoder %.4f ms summed over the points: measuring again\n",
                 td, te);
-        CHECK(run_model("t5-tiny", dir, "t5b", args) == 0);
-        snprintf(out, sizeof out, "%s/t5b", dir);
+        char sub[16];
+        snprintf(sub, sizeof sub, "t5b%d", again);
+        CHECK(run_model("t5-tiny", dir, sub, args) == 0);
+        snprintf(out, sizeof out, "%s/%s", dir, sub);
         cJSON *own2 = load(out, "model_profile.json");
         te = type_time(own2, 0), td = type_time(own2, 1);
         cJSON_Delete(own2);
