@@ -181,16 +181,7 @@ gv_status gv_cuda_gelu_backward_bias_into(gv_cuda_ctx *c, bf16 *dinp, bf16 *dbia
         gelu_backward_bias_kernel<8><<<grid, block, 0, c->stream>>>(dinp, part, dout, inp, N, C, rows, acc);
     else
         gelu_backward_bias_kernel<1><<<grid, block, 0, c->stream>>>(dinp, part, dout, inp, N, C, rows, acc);
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) {
-        gv_column_reduce_add_kernel<16><<<gv_cdiv(C, 32), dim3(32, 16), 0, c->stream>>>(dbias, part, G, C);
-        e = cudaGetLastError();
-    }
-    gv_status st = GV_OK;
-    if (e != cudaSuccess)
-        st = gv_fail(GV_ERR_BACKEND, "cuda: gelu_backward_bias launch failed: %s", cudaGetErrorString(e));
-    gv_status st2 = gv_cuda_tmp_free(c, part);
-    return st != GV_OK ? st : st2;
+    return gv_cuda_partials_finish(c, "gelu_backward_bias", dbias, part, G, C);
 }
 
 gv_status gv_cuda_gelu_backward(gv_backend *b, void *dinp, const void *dout, const void *inp, size_t n) {

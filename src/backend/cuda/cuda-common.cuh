@@ -9,6 +9,7 @@
 #include <cublasLt.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "backend/backend-impl.h"
@@ -190,6 +191,32 @@ __global__ void gv_column_reduce_add_kernel(bf16 *dst, const float *part, int G,
         for (int i = 0; i < BY; i++) t += sh[i][threadIdx.x];
         dst[c] = gv_tobf(gv_bf(dst[c]) + t);
     }
+}
+
+/* After a kernel that wrote G rows of column partial sums into part (a gv_cuda_tmp_alloc block): checks its
+ * launch, adds the sums into dst[C] (gv_column_reduce_add_kernel) and frees part, naming op on failure. */
+static inline gv_status gv_cuda_partials_finish(gv_cuda_ctx *c, const char *op, bf16 *dst, float *part, int G,
+                                                int C) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) {
+        gv_column_reduce_add_kernel<16><<<gv_cdiv(C, 32), dim3(32, 16), 0, c->stream>>>(dst, part, G, C);
+        e = cudaGetLastError();
+    }
+    gv_status st = GV_OK;
+    if (e != cudaSuccess)
+        st = gv_fail(GV_ERR_BACKEND, "cuda: %s launch failed: %s", op, cudaGetErrorString(e));
+    gv_status st2 = gv_cuda_tmp_free(c, part);
+    return st != GV_OK ? st : st2;
+}
+
+/* A backend switch from the environment, read once into *cache (-1 = not read): unset or empty gives dflt,
+ * a value starting with '0' off, anything else on. */
+static inline int gv_cuda_env_switch(int *cache, const char *name, int dflt) {
+    if (*cache < 0) {
+        const char *e = getenv(name);
+        *cache = e && e[0] ? e[0] != '0' : dflt;
+    }
+    return *cache;
 }
 
 /* ---- op functions (vtable entries), by file ---------------------------------------------------------- */

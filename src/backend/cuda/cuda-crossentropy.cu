@@ -246,11 +246,7 @@ static gv_status ce_check(const char *op, int N, int V, int Vp) {
 /* GV_CUDA_CE_ONEPASS=0: the older kernels only (A/B timing). */
 static int ce_one_pass_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_CE_ONEPASS");
-        on = !(e && e[0] == '0');
-    }
-    return on;
+    return gv_cuda_env_switch(&on, "GV_CUDA_CE_ONEPASS", 1);
 }
 
 /* GV_CUDA_CE_FB=2read: the loss and gradient kernel reads the row twice (online log-sum-exp, then the

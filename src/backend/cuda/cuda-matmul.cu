@@ -130,11 +130,7 @@ struct gemm_epi {
 
 static int lt_tune_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_LT_TUNE");
-        on = !(e && e[0] == '0');
-    }
-    return on;
+    return gv_cuda_env_switch(&on, "GV_CUDA_LT_TUNE", 1);
 }
 
 /* How many candidates to time: GV_CUDA_LT_CANDIDATES (1..32, default 32: on the H200, 2026-12-02, GPT-2
@@ -364,27 +360,14 @@ static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, in
         bias_partial_kernel<8><<<grid, threads, 0, c->stream>>>(part, dout, N, OC, rows_per_block);
     else
         bias_partial_kernel<1><<<grid, threads, 0, c->stream>>>(part, dout, N, OC, rows_per_block);
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) {
-        gv_column_reduce_add_kernel<16><<<gv_cdiv(OC, 32), dim3(32, 16), 0, c->stream>>>(dbias, part, G, OC);
-        e = cudaGetLastError();
-    }
-    gv_status st = GV_OK;
-    if (e != cudaSuccess)
-        st = gv_fail(GV_ERR_BACKEND, "cuda: matmul_backward dbias launch failed: %s", cudaGetErrorString(e));
-    gv_status st2 = gv_cuda_tmp_free(c, part);
-    return st != GV_OK ? st : st2;
+    return gv_cuda_partials_finish(c, "matmul_backward dbias", dbias, part, G, OC);
 }
 
 /* GV_CUDA_BGRAD=1: bias gradients in the dW GEMM's epilogue (BGRADB) instead of the reduction kernels. Off
  * by default: on the H200 it was no faster (2026-12-01, GPT-2 124M: 126.9 vs 128.3 ms/step at B=64). */
 static int bgrad_epilogue_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_BGRAD");
-        on = e && e[0] == '1';
-    }
-    return on;
+    return gv_cuda_env_switch(&on, "GV_CUDA_BGRAD", 0);
 }
 
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,

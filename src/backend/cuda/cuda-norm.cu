@@ -365,11 +365,7 @@ static bool dispatch_norm_backward(int G, int chunks, cudaStream_t s, bf16 *dinp
 /* GV_CUDA_NORM_WARP=0: the block-per-row backward for every width (A/B). */
 static int norm_warp_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_NORM_WARP");
-        on = !(e && e[0] == '0');
-    }
-    return on;
+    return gv_cuda_env_switch(&on, "GV_CUDA_NORM_WARP", 1);
 }
 
 template <bool RMS>

@@ -424,11 +424,7 @@ static gv_status cuda_adamw_update(gv_backend *b, float *master, void *weight, c
 /* GV_CUDA_ADAM_MULTI=0: one launch per segment (A/B). */
 static int adam_multi_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GV_CUDA_ADAM_MULTI");
-        on = !(e && e[0] == '0');
-    }
-    return on;
+    return gv_cuda_env_switch(&on, "GV_CUDA_ADAM_MULTI", 1);
 }
 
 /* The chunk table is the same every step for a model: it is uploaded when it changes, else reused. */
