@@ -13,8 +13,9 @@
 #  2. The 6.6B GPT (bench/gpt_6p6b.json: 32 layers, C=4096, T=4096, vocab 32000), global batch 8:
 #     galvatron --plan auto (profiles the machine first, searches, trains 10 steps; its metrics' final record
 #     has the predicted and the measured step time and memory), then the uniform-plan grid over 2 GPUs
-#     (tp2, tp2 + Megatron-SP, pp2 1F1B, Ulysses 2, dp2, each with and without recompute: 10 steps each;
-#     ZeRO is not built for bf16 yet and is left out), each plan's prediction from `galvatron explain` on the
+#     (tp2, tp2 + Megatron-SP, pp2 1F1B, Ulysses 2, dp2, ZeRO-2 and ZeRO-3 over dp2, each with and without
+#     recompute: 10 steps each; dp2 does not fit with AdamW and should fail with the allocator's out-of-memory
+#     error), each plan's prediction from `galvatron explain` on the
 #     profiles of the auto run beside its measurement, and PyTorch FSDP2 (--mode fsdp) at the same batch.
 #  3. A table of everything (the last lines of the output, and summary.md in the output folder).
 # usage (GPU machine, repo root): bench/nccl_2gpu.sh [OUT_DIR]
@@ -51,7 +52,8 @@ if [ "${GV_BENCH_SMALL:-0}" != 1 ]; then
     tail -4 "$out/gv66_auto.log"
     # the uniform grid: name and GLOBAL-mode flags; a plan file of the same strategy for explain
     grid=("tp2:--tp 2 --vocab-tp 2" "tp2-msp:--tp 2 --vocab-tp 2 --sp megatron"
-          "pp2:--pp 2 --schedule 1f1b --micro-batches 8" "uly2:--tp 2 --sp ulysses" "dp2:")
+          "pp2:--pp 2 --schedule 1f1b --micro-batches 8" "uly2:--tp 2 --sp ulysses" "dp2:"
+          "zero2:--dp-type zero2" "zero3:--dp-type zero3")
     for g in "${grid[@]}"; do
         for ck in "" "--ckpt"; do
             name=${g%%:*}${ck:+-ckpt}
@@ -67,9 +69,10 @@ pp = int(flags[flags.index("--pp") + 1]) if "--pp" in flags else 1
 sp = flags[flags.index("--sp") + 1] if "--sp" in flags else "none"
 m = int(flags[flags.index("--micro-batches") + 1]) if "--micro-batches" in flags else 1
 vtp = tp if "--vocab-tp" in flags else 1
-layer = {"tp": tp, "sp": sp, "dp_type": "ddp", "ckpt": "--ckpt" in flags}
+dpt = flags[flags.index("--dp-type") + 1] if "--dp-type" in flags else "ddp"
+layer = {"tp": tp, "sp": sp, "dp_type": dpt, "ckpt": "--ckpt" in flags}
 plan = {"format": "galvatron-c-plan/1", "world": 2, "pp": pp, "schedule": "1f1b", "global_batch": 8,
-        "micro_batches": m, "vocab": {"tp": vtp, "sp": sp if vtp > 1 else "none", "dp_type": "ddp"},
+        "micro_batches": m, "vocab": {"tp": vtp, "sp": sp if vtp > 1 else "none", "dp_type": dpt},
         "layers": [layer] * 32}
 json.dump(plan, open(path, "w"))
 PY
