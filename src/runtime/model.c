@@ -1724,10 +1724,18 @@ static const void *gv_mlp_in_full(gv_model *m, const gv_layer_acts *a) {
     return m->msp ? ACT(m, a->ln2f) : gv_mlp_in(m, a);
 }
 
+/* Pre-LN: layer l's last residual add and layer l + 1's ln1 run as one fused add + norm when layer l + 1 is
+ * in this part and its forward follows straight on: not recomputed (its views would be the shared set) and
+ * not under ZeRO-3 (its norm weights arrive with its own unit's gather). */
+static int gv_fuse_next_ln1(const gv_model *m, int l) {
+    return !m->post && m->zero != 3 && l + 1 < m->nl && !m->ckpt[l + 1];
+}
+
 /* Forward of transformer layer l from its input res [Nl,C] to la[l].res2 [Nl,C].
  * Pre-LN (GPT-2, LLaMA, ViT): res1 = res + attn(ln1(res)); res2 = res1 + mlp(ln2(res1)).
- * Post-LN (BERT): ln1 = res + attn(res), res1 = LN1(ln1); ln2 = res1 + mlp(res1), res2 = LN2(ln2). */
-static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
+ * Post-LN (BERT): ln1 = res + attn(res), res1 = LN1(ln1); ln2 = res1 + mlp(res1), res2 = LN2(ln2).
+ * ln1_ready: the previous layer's fused add + norm already wrote ln1 and its statistics. */
+static gv_status gv_layer_forward(gv_model *m, int l, const void *res, int ln1_ready) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, Nl = m->Nl, C = m->C;
     const gv_layer_idx *x = &m->li[l];
@@ -1735,7 +1743,7 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     GV_TRY(gv_unit_gather(m, l + 1));
     /* res, ln1, res1, ln2, res2: [Nl,C] residual stream; ln1f .. fcproj_p: [N,C] or narrower, all positions
      */
-    if (!m->post)
+    if (!m->post && !ln1_ready)
         GV_TRY(gv_norm_forward(m, ACT(m, a->ln1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), res,
                                x->ln1_w, x->ln1_b));
     GV_TRY(gv_tp_expand(m, gv_attn_in(m, a, res), ACT(m, a->ln1f)));
@@ -1782,6 +1790,11 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res) {
     if (m->post) {
         GV_TRY(gv_add_norm(m, ACT(m, a->ln2), ACT(m, a->res2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
                            ACT(m, a->res1), ACT(m, a->fcproj), x->ln2_w, x->ln2_b));
+    } else if (gv_fuse_next_ln1(m, l)) {
+        const gv_layer_acts *an = &m->la[l + 1];
+        GV_TRY(gv_add_norm(m, ACT(m, a->res2), ACT(m, an->ln1), F32ACT(m, an->ln1_mean),
+                           F32ACT(m, an->ln1_rstd), ACT(m, a->res1), ACT(m, a->fcproj), m->li[l + 1].ln1_w,
+                           m->li[l + 1].ln1_b));
     } else {
         GV_TRY(gv_add_forward(be, ACT(m, a->res2), ACT(m, a->res1), ACT(m, a->fcproj), (size_t)Nl * C));
     }
@@ -2325,7 +2338,7 @@ gv_status gv_model_part_forward(gv_model *m, int phases, int slot, const int32_t
         const void *res = gv_layers_in(m); /* [Nl,C] residual stream */
         m->pf_dir = 1; /* the gather of a unit prefetches the next (ZeRO-3 with overlap) */
         for (int l = 0; l < m->nl; l++) {
-            GV_TRY(gv_layer_forward(m, l, res));
+            GV_TRY(gv_layer_forward(m, l, res, l > 0 && gv_fuse_next_ln1(m, l - 1)));
             res = ACT(m, m->la[l].res2);
         }
         m->pf_dir = 0;
@@ -2433,7 +2446,7 @@ static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void
         const gv_layer_acts *a = &m->la[l];
         const void *res_in = l ? ACT(m, m->la[l - 1].res2) : gv_layers_in(m);
         if (m->ckpt[l])
-            GV_TRY(gv_layer_forward(m, l, res_in)); /* refill the shared views */
+            GV_TRY(gv_layer_forward(m, l, res_in, 0)); /* refill the shared views */
         else
             GV_TRY(gv_unit_gather(m, l + 1)); /* ZeRO-3: later layers took the slot */
         GV_TRY(gv_unit_grad_begin(m, l + 1));
