@@ -153,6 +153,20 @@ static void check_formulas(void) {
     CHECK_CLOSE(wt[1][1] - wt[1][0], wt[0][1] - wt[0][0], 1e-9, 1e-12);
     CHECK(nt[1][2] < nt[0][2] && wt[1][2] < wt[0][2]); /* ZeRO-3: every micro-batch */
     own.o.overlap_grad_sync = 0;
+
+    /* own model, ZeRO-3 transient: the gathered parameters + the gradient slot (mixed precision: 2 + 2
+     * bytes per local element), twice with the runtime's overlap (its prefetch slot); DDP none */
+    double elems = cm.mp->lt[0].param_mb * 1024.0 * 1024.0 / 4, tr3[2], trd;
+    gv_strategy z3 = S(1, 1, 1, 8, 3, 0), z0 = S(1, 1, 1, 8, 0, 0);
+    for (int ov = 0; ov < 2; ov++) {
+        own.o.overlap = ov;
+        gv_cost_layer_memory(&own, 0, &z3, &b16, 0, &m, &tr3[ov]);
+    }
+    gv_cost_layer_memory(&own, 0, &z0, &b16, 0, &m, &trd);
+    CHECK_CLOSE(tr3[0], elems * 4 / (1024.0 * 1024.0), 1e-12, 0);
+    CHECK_CLOSE(tr3[1], 2 * tr3[0], 1e-12, 0);
+    CHECK(trd == 0);
+    own.o.overlap = 1;
 }
 
 static void write_file(const char *path, const char *txt) {

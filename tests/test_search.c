@@ -110,6 +110,22 @@ static double dense_dp(int S, const int *mem, const double *cost, const double *
     return r;
 }
 
+/* exit (may be NULL): exit[s] added after a last layer of strategy s */
+static void brute_exit(int S, const int *mem, const double *cost, const double *inter, const double *exit,
+                       int L, int budget, int i, int prev, int used, double acc, double *best) {
+    if (i == L) {
+        if (exit) acc += exit[prev];
+        if (acc < *best) *best = acc;
+        return;
+    }
+    for (int s = 0; s < S; s++) {
+        int m = mem[i * S + s];
+        if (m < 0 || used + m > budget) continue;
+        double c = (acc + (i ? inter[prev * S + s] : 0)) + cost[i * S + s];
+        brute_exit(S, mem, cost, inter, exit, L, budget, i + 1, s, used + m, c, best);
+    }
+}
+
 static void brute(int S, const int *mem, const double *cost, const double *inter, int L, int budget, int i,
                   int prev, int used, double acc, double *best) {
     if (i == L) {
@@ -127,7 +143,7 @@ static void brute(int S, const int *mem, const double *cost, const double *inter
 /* Odd pairs of instances: every layer its own memory and cost (several layer types; some strategies
  * unavailable at some layers), through gv_stage_dp_solve_layers; even pairs: all layers alike. */
 static void check_stage_dp(void) {
-    int agree = 0, feasible = 0, feasible_layers = 0;
+    int agree = 0, feasible = 0, feasible_layers = 0, exit_checked = 0;
     for (int it = 0; it < 800; it++) {
         int S = 1 + rnd() % 7, L = 1 + rnd() % 6, budget = rnd() % 200, per_layer = (it >> 1) & 1;
         int mem[6 * 8], group[8];
@@ -205,12 +221,36 @@ static void check_stage_dp(void) {
                 if (isfinite(g1)) CHECK(u1 == u2 && !memcmp(p1, p2, sizeof(int) * n));
             }
         gv_stage_dp_free(dm);
+        /* exit costs at query time (two rows, integers: ties), every prefix length from one solve */
+        double exits[2 * 8];
+        for (int a = 0; a < 2 * S; a++) exits[a] = (double)(rnd() % 6);
+        gv_stage_dp *dx;
+        CHECK_OK(
+            gv_stage_dp_solve_exits(&dx, S, L, mem, cost, inter, (it & 1) ? group : NULL, 1, 200, exits, 2));
+        for (int r = 0; r < 2; r++)
+            for (int n = 1; n <= L; n++) {
+                int px[8], ux = -1;
+                double bx = INFINITY, gx = gv_stage_dp_query_exit(dx, n, budget, exits + r * S, px, &ux);
+                brute_exit(S, mem, cost, inter, exits + r * S, n, budget, 0, 0, 0, 0.0, &bx);
+                CHECK(gx == bx || (isinf(gx) && isinf(bx)));
+                if (isfinite(gx)) { /* the plan it backtracks costs what it says */
+                    double c = 0;
+                    int u = 0;
+                    for (int i = 0; i < n; i++) {
+                        c = (c + (i ? inter[px[i - 1] * S + px[i]] : 0)) + cost[i * S + px[i]];
+                        u += mem[i * S + px[i]];
+                    }
+                    CHECK(c + exits[r * S + px[n - 1]] == gx && u == ux && u <= budget);
+                    exit_checked++;
+                }
+            }
+        gv_stage_dp_free(dx);
         gv_stage_dp_free(dp);
     }
-    CHECK(feasible > 400 && feasible_layers > 150);
+    CHECK(feasible > 400 && feasible_layers > 150 && exit_checked > 1000);
     printf("stage DP: %d feasible random instances (%d with per-layer costs), all equal to brute force and "
-           "to the dense DP\n",
-           feasible, feasible_layers);
+           "to the dense DP; %d queries with exit costs equal to brute force\n",
+           feasible, feasible_layers, exit_checked);
 }
 
 /* A random hardware + model profile for W ranks. */
@@ -302,18 +342,37 @@ static int bf_filter(gv_strategy *v, int n, int W, int B, int m) {
     return k;
 }
 
-/* Odd instances with two layer types (when there are two layers or more). */
+/* The vocab <-> layer redistribution of a plan (gv_cost_plan's own-mode terms at pp = 1) [s]. */
+static double vocab_switch(const gv_cost_model *cm, const gv_plan *p) {
+    gv_strategy ls[8], vs;
+    gv_plan_strategies(p, ls, &vs);
+    gv_cost_batch b = {p->global_batch, p->micro_batches};
+    return gv_cost_inter(cm, &vs, &ls[0], &b) + gv_cost_inter(cm, &ls[p->n_layer - 1], &vs, &b);
+}
+
+/* Odd instances with two layer types (when there are two layers or more); every third one with costly
+ * sequence gathers and large vocab states, so that the best plan often puts the vocab layers in another
+ * layout than the first or last layer and pays the redistribution (the search's objective must count it). */
 static void check_optimality(void) {
-    int instances = 0, fits = 0, fits_types = 0;
-    for (int it = 0; (fits < 60 || fits_types < 20) && it < 2000; it++) {
+    int instances = 0, fits = 0, fits_types = 0, fits_switch = 0;
+    for (int it = 0; (fits < 100 || fits_types < 30 || fits_switch < 30) && it < 3000; it++) {
         int W = 1 << (rnd() % 4);
         int B = 8 << (rnd() % 2), m = 1 << (rnd() % 3);
         gv_hw_profile hw;
         gv_model_profile mp;
         random_profiles(&hw, &mp, W);
+        if (it % 3 != 0) {
+            double f = urand(5, 50);
+            for (int i = 0; i <= GV_COST_LOGS; i++) {
+                hw.ag[i].m *= f;
+                hw.ag[i].c *= f;
+                for (int r = 0; r < 3; r++) mp.other_ms_mb[r][i] *= 4;
+            }
+        }
         gv_cost_model cm = {&hw, &mp, {0}};
         gv_cost_opts_default(&cm.o, GV_COST_OWN, W, 64 * (1 + rnd() % 4), 256);
         cm.o.mixed_precision = rnd() % 2;
+        cm.o.overlap = rnd() % 2; /* ZeRO-3's second layer slot */
         cm.o.overlap_grad_sync = rnd() % 2;
         cm.o.async_grad_reduce = rnd() % 2;
         cm.o.context_mb = 100;
@@ -352,6 +411,7 @@ static void check_optimality(void) {
                 CHECK(r.cost.mem_total[0] <= o.memory_mb);
                 fits++;
                 fits_types += types;
+                fits_switch += vocab_switch(&cm, &r.plan) > 0;
             } else {
                 fprintf(stderr, "instance %d: %s\n", it, gv_last_error());
             }
@@ -367,11 +427,11 @@ static void check_optimality(void) {
         free(vs);
         instances++;
     }
-    CHECK(fits >= 60 && fits_types >= 20);
+    CHECK(fits >= 100 && fits_types >= 30 && fits_switch >= 30);
     printf(
-        "search optimality: %d random instances (%d with two layer types) with a plan equal to brute force "
-        "(%d without one, agreed)\n",
-        fits, fits_types, instances - fits);
+        "search optimality: %d random instances (%d with two layer types, %d whose best plan pays the vocab "
+        "<-> layer redistribution) with a plan equal to brute force (%d without one, agreed)\n",
+        fits, fits_types, fits_switch, instances - fits);
 }
 
 /* The shared-DP shortcuts (group DP, transient caps) against every task solving its own DPs, on random

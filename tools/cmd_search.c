@@ -38,7 +38,8 @@ static const char *gv_usage_search =
     "                           pipeline_type, async_grad_reduce, sequence_parallel, global_memory_buffer,\n"
     "                           mixed_precision, time_profile_mode, memory_profile_mode, disable_*,\n"
     "                           max_*_deg, seq_length, hidden_size, num_layers, model_name, ...; and\n"
-    "                           the own model's overlap_grad_sync, uneven_stages, context_mb)\n"
+    "                           the own model's overlap_grad_sync, overlap (the runtime's --overlap: ZeRO-3\n"
+    "                           holds a second layer slot), uneven_stages, context_mb)\n"
     "  --global-batch B         search this global batch only (settle_bsz)\n"
     "  --micro-batches M        and this many micro-batches (settle_chunk)\n"
     "  --threads N              search threads [one per CPU]\n"
@@ -114,6 +115,7 @@ static int gv_read_options(const char *path, gv_search_opts *so, gv_cost_opts *c
         {"sequence_parallel", 1, offsetof(gv_cost_opts, sequence_parallel)},
         {"global_memory_buffer", 1, offsetof(gv_cost_opts, global_memory_buffer)},
         {"overlap_grad_sync", 1, offsetof(gv_cost_opts, overlap_grad_sync)},
+        {"overlap", 1, offsetof(gv_cost_opts, overlap)}, /* the runtime's: ZeRO-3's second layer slot */
         {"num_nodes", 2, offsetof(gv_search_cli, num_nodes)},
         {"num_gpus_per_node", 2, offsetof(gv_search_cli, gpus_per_node)},
         {"seq_length", 2, offsetof(gv_search_cli, seq)},

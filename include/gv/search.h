@@ -54,9 +54,19 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int n_strat, const int *mem, 
 gv_status gv_stage_dp_solve_layers(gv_stage_dp **out, int n_strat, int max_layers, const int *mem,
                                    const double *cost, const double *inter, const int *group, int min_layers,
                                    int cap);
+/* The same for queries with exit costs (gv_stage_dp_query_exit): exits[r * S + s], nexit rows, are the
+ * exit rows queries may pass (the pruning keeps every breakpoint one of them can make the best). */
+gv_status gv_stage_dp_solve_exits(gv_stage_dp **out, int n_strat, int max_layers, const int *mem,
+                                  const double *cost, const double *inter, const int *group, int min_layers,
+                                  int cap, const double *exits, int nexit);
 /* Best cost of n layers within budget (Galvatron's dense-DP semantics, ties to the lowest strategy index);
  * fills plan[n] with strategy indices and *used with their memory. Returns INFINITY when nothing fits. */
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used);
+/* The same with exit[s] added to a path whose last layer has strategy s (the cost of what follows the
+ * stage, e.g. the redistribution to the LM head's layout); NULL: none. Exact: a column's value at the
+ * budget is its best path ending in s, so the least of value + exit is the best path with the exit. */
+double gv_stage_dp_query_exit(const gv_stage_dp *dp, int n, int budget, const double *exit, int *plan,
+                              int *used);
 void gv_stage_dp_free(gv_stage_dp *dp);
 
 typedef struct {

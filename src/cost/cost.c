@@ -363,11 +363,10 @@ void gv_cost_layer_memory(const gv_cost_model *cm, int type, const gv_strategy *
     m->activations =
         s->ckpt ? mp->act_ckpt_mb * cum * lbsz / (seq_sharded ? tsp : 1) : gv_act_of(mp, tsp) * cum * lbsz;
     if (s->ckpt) *transient += gv_act_of(mp, tsp) * lbsz; /* recompute refills one layer's activations */
-    /* gathered parameters + full gradient slot. The runtime's overlap holds a second one (prefetch), counted
-     * in gv_cost_runtime_memory (exact, with the spec) but not here yet: counted here it changes which
-     * plans win and exposes that the search's DP leaves out gv_cost_plan's vocab <-> layer redistribution
-     * terms (test_search's brute force then finds a faster plan than the search) */
-    if (zero == 3) *transient += elems * (pb + gb) / GV_MB;
+    /* gathered parameters + full gradient slot; with the runtime's overlap a second one (the next layer's
+     * prefetched gather, the previous one's gradients). The runtime holds it in a ZeRO-3 run of 2+ layers
+     * (gv_cost_runtime_memory); a lone ZeRO-3 layer is counted with it too (one slot over) */
+    if (zero == 3) *transient += (cm->o.overlap ? 2 : 1) * elems * (pb + gb) / GV_MB;
     if (cm->o.spec) { /* the part's backward scratch and staging, held once */
         gv_layer_strategy l = {tsp,
                                s->sp > 1     ? GV_SP_ULYSSES

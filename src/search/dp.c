@@ -114,10 +114,11 @@ static int gv_envelope(const gv_pt *a, int na, const gv_pt *b, int nb, double ad
 
 /* Drops breakpoints that can never be an arg-min: point (w, c) of column s goes when another column m of
  * its class has f_m(w) + D[m][s] < c, where D[m][s] = max(0, max_x inter[m][x] - inter[s][x]) bounds how
- * much more m pays than s to reach any next strategy x. Then m beats s at every memory >= w for every
- * successor and at the end, strictly, so no value, arg-min or backtrack of the dense table changes. The
- * class envelope g (least f over the class, with its owner) gives the best such m; dmax[s] bounds D over
- * the class. A dropped point never owns the envelope, so g stays valid for the next layer. */
+ * much more m pays than s to reach any next strategy x (or any exit row a query may add after the layer).
+ * Then m beats s at every memory >= w for every successor and at the end, strictly, so no value, arg-min or
+ * backtrack of the dense table changes. The class envelope g (least f over the class, with its owner) gives
+ * the best such m; dmax[s] bounds D over the class. A dropped point never owns the envelope, so g stays valid
+ * for the next layer. */
 static void gv_prune_list(gv_pt *l, int *len, const gv_pt *g, int ng, int s, double dmax) {
     int n = *len, k = 0, j = 0;
     for (int q = 0; q < n; q++) {
@@ -154,6 +155,12 @@ gv_status gv_stage_dp_solve_min(gv_stage_dp **out, int S, const int *mem, const 
 
 gv_status gv_stage_dp_solve_layers(gv_stage_dp **out, int S, int L, const int *mem, const double *cost,
                                    const double *inter, const int *group, int nmin, int cap) {
+    return gv_stage_dp_solve_exits(out, S, L, mem, cost, inter, group, nmin, cap, NULL, 0);
+}
+
+gv_status gv_stage_dp_solve_exits(gv_stage_dp **out, int S, int L, const int *mem, const double *cost,
+                                  const double *inter, const int *group, int nmin, int cap,
+                                  const double *exits, int nexit) {
     *out = NULL;
     if (S < 1 || L < 1) return gv_fail(GV_ERR_INVALID, "search: stage DP needs strategies and layers");
     if (nmin < 1 || nmin > L)
@@ -226,6 +233,8 @@ gv_status gv_stage_dp_solve_layers(gv_stage_dp **out, int S, int L, const int *m
         for (int t = 0; t < S; t++) {
             double d = 0;
             for (int x = 0; x < S; x++) d = fmax(d, inter[m * S + x] - inter[t * S + x]);
+            /* a query's exit cost is one more successor: m must beat t after it too */
+            for (int r = 0; r < nexit; r++) d = fmax(d, exits[r * S + m] - exits[r * S + t]);
             D[m * S + t] = d;
         }
     for (int s = 0; s < S; s++) {
@@ -366,14 +375,21 @@ static const gv_pt *gv_at(const gv_stage_dp *dp, int i, int s, int v) {
 }
 
 double gv_stage_dp_query(const gv_stage_dp *dp, int n, int budget, int *plan, int *used) {
+    return gv_stage_dp_query_exit(dp, n, budget, NULL, plan, used);
+}
+
+double gv_stage_dp_query_exit(const gv_stage_dp *dp, int n, int budget, const double *exit, int *plan,
+                              int *used) {
     if (n < dp->nmin || n > dp->L || budget < 0) return INFINITY;
     if (budget > dp->cap) budget = dp->cap;
     int best = -1;
     double bv = INFINITY;
     for (int s = 0; s < dp->S; s++) {
         const gv_pt *p = gv_at(dp, n - 1, s, budget);
-        if (p && p->cost < bv) {
-            bv = p->cost;
+        if (!p) continue;
+        double v = exit ? p->cost + exit[s] : p->cost; /* the cost after the last layer, by its strategy */
+        if (v < bv) {
+            bv = v;
             best = s;
         }
     }

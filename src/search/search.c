@@ -111,7 +111,7 @@ static gv_status gv_offer(const gv_search_ctx *c, gv_task *t, gv_plan *p) {
     return GV_OK;
 }
 
-/* Remembers the smallest plan of the task (each stage at its least-memory strategy) for the "no plan fits"
+/* Remembers the smallest plan of the task (each stage at its least-memory layers) for the "no plan fits"
  * report. */
 static void gv_offer_close(const gv_search_ctx *c, gv_task *t, const int *idx, const int *n,
                            const gv_strategy *v, double need, int stage) {
@@ -244,7 +244,7 @@ done:
  * cap bounds, depends on the layer type. */
 typedef struct {
     unsigned char *in; /* [NT * S] membership over (layer type, group strategy) */
-    gv_stage_dp **dp;  /* [ndps * nclass], NULL until used */
+    gv_stage_dp **dp;  /* [(ndps * nclass + q) * NE + entry class], NULL until used */
     int *sub, nsub;    /* strategies present for some type */
     int tried;         /* scratch of gv_group_query */
 } gv_dpent;
@@ -259,16 +259,23 @@ typedef struct {
     double *intra, *inter, *trans; /* [NT * S], [S * S], [NT * S] */
     const gv_strategy *ls;
     int shared, ndps, maxn, minn, max_mem;
+    /* own: the vocab layers' redistribution to the first layer (entry, a first-layer cost row; row 0 = none)
+     * and from the last (exit, added at query time), m x gv_cost_inter over the group strategies, one row per
+     * distinct one; vent / vexit: the classes of each vocab strategy (index into the vocab space) */
+    int NE, NX;
+    double *erow, *xrow; /* [NE * S], [NX * S] */
+    int *vent, *vexit;   /* [nvs]; vexit -1: none (Galvatron) */
+    double *sexit;       /* [S] scratch */
     gv_dpent *ent;
     int nent, capent;
     int *tmp, *smem, *sgroup;
-    double *sintra, *sinter;
+    double *sintra, *sinter, *sxrows;
     unsigned char *key;
 } gv_group;
 
 static void gv_dpent_free(gv_group *g, gv_dpent *e) {
     if (e->dp)
-        for (int k = 0; k < g->ndps * g->nclass; k++) gv_stage_dp_free(e->dp[k]);
+        for (int k = 0; k < g->ndps * g->nclass * g->NE; k++) gv_stage_dp_free(e->dp[k]);
     free(e->dp);
     free(e->sub);
     free(e->in);
@@ -289,9 +296,15 @@ static void gv_group_free(gv_group *g) {
     free(g->sgroup);
     free(g->sintra);
     free(g->sinter);
+    free(g->sxrows);
     free(g->key);
     free(g->cls);
     free(g->cstart);
+    free(g->erow);
+    free(g->xrow);
+    free(g->vent);
+    free(g->vexit);
+    free(g->sexit);
     memset(g, 0, sizeof *g);
 }
 
@@ -314,7 +327,7 @@ static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status 
     memset(e, 0, sizeof *e);
     e->in = malloc(NS);
     e->sub = malloc(sizeof(int) * S);
-    e->dp = calloc((size_t)g->ndps * g->nclass, sizeof *e->dp);
+    e->dp = calloc((size_t)g->ndps * g->nclass * g->NE, sizeof *e->dp);
     if (!e->in || !e->sub || !e->dp) {
         *st = gv_fail(GV_ERR_NOMEM, "search: out of host memory");
         return NULL;
@@ -330,10 +343,12 @@ static gv_dpent *gv_group_entry(gv_group *g, const unsigned char *in, gv_status 
     return e;
 }
 
-/* The DP of entry e for stage kk (0 when shared) and start class q, solved on first use: layer j of it is
- * layer cstart[q] + j of the model (past the last layer: the last layer's type; never queried). */
-static const gv_stage_dp *gv_dpent_dp(gv_group *g, gv_dpent *e, int kk, int q, gv_status *st) {
-    gv_stage_dp **d = &e->dp[(size_t)kk * g->nclass + q];
+/* The DP of entry e for stage kk (0 when shared), start class q and vocab entry class ve (0: none), solved
+ * on first use: layer j of it is layer cstart[q] + j of the model (past the last layer: the last layer's
+ * type; never queried); entry row ve is added to layer 0's costs. Its pruning allows for every exit row
+ * (a DP that can answer the last stage). */
+static const gv_stage_dp *gv_dpent_dp(gv_group *g, gv_dpent *e, int kk, int q, int ve, gv_status *st) {
+    gv_stage_dp **d = &e->dp[((size_t)kk * g->nclass + q) * g->NE + ve];
     if (*d || *st != GV_OK || !e->nsub) return *d;
     int S = g->S, n = e->nsub, s0 = g->cstart[q];
     for (int i = 0; i < n; i++) {
@@ -346,10 +361,16 @@ static const gv_stage_dp *gv_dpent_dp(gv_group *g, gv_dpent *e, int kk, int q, g
             int a = e->sub[i];
             g->smem[j * n + i] = e->in[t * S + a] ? g->mem[((size_t)kk * g->NT + t) * S + a] : -1;
             g->sintra[j * n + i] = g->intra[t * S + a];
+            if (j == 0 && ve) g->sintra[i] += g->erow[ve * S + a];
         }
     }
-    *st = gv_stage_dp_solve_layers(d, n, g->maxn, g->smem, g->sintra, g->sinter, g->sgroup, g->minn,
-                                   g->max_mem);
+    /* the last layer a query ends at is pruned only when the DP goes on after it (queries of fewer layers
+     * than it solves); only a DP that answers the last stage passes exits */
+    int nx = (g->shared || kk == g->ndps - 1) && g->minn < g->maxn ? g->NX : 0;
+    for (int r = 0; r < nx; r++)
+        for (int i = 0; i < n; i++) g->sxrows[r * n + i] = g->xrow[r * S + e->sub[i]];
+    *st = gv_stage_dp_solve_exits(d, n, g->maxn, g->smem, g->sintra, g->sinter, g->sgroup, g->minn,
+                                  g->max_mem, g->sxrows, nx);
     return *st == GV_OK ? *d : NULL;
 }
 
@@ -359,11 +380,19 @@ static void gv_group_key(gv_group *g, const unsigned char *tin, double cap) {
         for (int x = 0; x < g->S; x++) g->key[t * g->S + x] = tin[x] && ceil(g->trans[t * g->S + x]) <= cap;
 }
 
+/* The exit row of class vx (-1: none) over the DP of entry e, into g->sexit; NULL for none. */
+static const double *gv_group_exit(gv_group *g, const gv_dpent *e, int vx) {
+    if (vx < 0) return NULL;
+    for (int i = 0; i < e->nsub; i++) g->sexit[i] = g->xrow[vx * g->S + e->sub[i]];
+    return g->sexit;
+}
+
 /* Best n layers of stage k starting at layer `start` for a task (its strategies: group positions with
  * tin[x] = 1, apos[x] = the task's index) under transient cap `cap` within `budget` (the cap still to be
- * taken off). */
+ * taken off), with vocab entry class ve (0: none; the first stage) and exit class vx (-1: none; the last
+ * stage) in the objective. */
 static double gv_group_query(gv_group *g, const unsigned char *tin, const int *apos, double cap, int k,
-                             int start, int n, int budget, int *plan, gv_status *st) {
+                             int start, int n, int budget, int ve, int vx, int *plan, gv_status *st) {
     if (*st != GV_OK) return INFINITY;
     int kk = g->shared ? 0 : k, b = budget - (int)cap, q = g->cls[start], NS = g->NT * g->S;
     if (b < 0) return INFINITY;
@@ -380,8 +409,8 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
         }
         if (!best) break;
         best->tried = 1;
-        const gv_stage_dp *d = gv_dpent_dp(g, best, kk, q, st);
-        double f = d ? gv_stage_dp_query(d, n, b, g->tmp, NULL) : INFINITY;
+        const gv_stage_dp *d = gv_dpent_dp(g, best, kk, q, ve, st);
+        double f = d ? gv_stage_dp_query_exit(d, n, b, gv_group_exit(g, best, vx), g->tmp, NULL) : INFINITY;
         if (!isfinite(f)) { /* a superset found nothing: neither will the subset */
             for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
             return INFINITY;
@@ -400,8 +429,8 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
     for (int i = 0; i < g->nent; i++) g->ent[i].tried = 0;
     gv_dpent *e = gv_group_entry(g, g->key, st);
     if (!e || !e->nsub) return INFINITY;
-    const gv_stage_dp *d = gv_dpent_dp(g, e, kk, q, st);
-    double f = d ? gv_stage_dp_query(d, n, b, g->tmp, NULL) : INFINITY;
+    const gv_stage_dp *d = gv_dpent_dp(g, e, kk, q, ve, st);
+    double f = d ? gv_stage_dp_query_exit(d, n, b, gv_group_exit(g, e, vx), g->tmp, NULL) : INFINITY;
     if (!isfinite(f)) return INFINITY;
     for (int j = 0; j < n; j++) plan[j] = apos[e->sub[g->tmp[j]]];
     return f;
@@ -410,8 +439,8 @@ static double gv_group_query(gv_group *g, const unsigned char *tin, const int *a
 /* A lower bound on gv_group_query's answer for a stage of n layers from layer 0 (pp = 1) without solving
  * a new DP: the smallest cached DP over a superset of the task's strategies under the cap (the group's
  * full DP at worst), at the same budget. */
-static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, int n, int budget,
-                             gv_status *st) {
+static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, int n, int budget, int ve,
+                             int vx, gv_status *st) {
     int b = budget - (int)cap, NS = g->NT * g->S;
     if (b < 0) return INFINITY;
     gv_group_key(g, tin, cap);
@@ -423,8 +452,8 @@ static double gv_group_bound(gv_group *g, const unsigned char *tin, double cap, 
         for (int x = 0; x < NS && sup; x++) sup = !g->key[x] || e->in[x];
         if (sup) best = e;
     }
-    const gv_stage_dp *d = gv_dpent_dp(g, best, 0, g->cls[0], st);
-    return d ? gv_stage_dp_query(d, n, b, NULL, NULL) : INFINITY;
+    const gv_stage_dp *d = gv_dpent_dp(g, best, 0, g->cls[0], ve, st);
+    return d ? gv_stage_dp_query_exit(d, n, b, gv_group_exit(g, best, vx), NULL, NULL) : INFINITY;
 }
 
 /* Memory of stage k holding layers [l, l + n) all at task strategy a: the layers' sum and the largest
@@ -441,6 +470,37 @@ static double gv_stage_mem_one(const gv_search_ctx *c, const int *mem, const dou
     return (double)sum + tr;
 }
 
+/* The least memory of stage k holding layers [l, l + n) (the layers' sum and the largest transient once),
+ * its strategies (task indices) into a[n]: for every bound x on the transient, each layer at its least-memory
+ * strategy with transient <= x, plus x; the least over x is the least over all plans. */
+static double gv_stage_least(const gv_search_ctx *c, const int *mem, const double *trans, int S, int k, int l,
+                             int n, int *a, int *tmp) {
+    double best = INFINITY;
+    for (int x = 0; x < S * c->NT; x++) {
+        double cap = ceil(trans[x]), tr = 0;
+        int sum = 0, ok = 1;
+        for (int j = 0; j < n && ok; j++) {
+            int ty = c->ltype[l + j], am = -1;
+            for (int q = 0; q < S; q++)
+                if (ceil(trans[ty * S + q]) <= cap && (am < 0 || mem[((size_t)k * c->NT + ty) * S + q] <
+                                                                     mem[((size_t)k * c->NT + ty) * S + am]))
+                    am = q;
+            if (am < 0) {
+                ok = 0;
+                break;
+            }
+            tmp[j] = am;
+            sum += mem[((size_t)k * c->NT + ty) * S + am];
+            tr = fmax(tr, ceil(trans[ty * S + am]));
+        }
+        if (ok && sum + tr < best) {
+            best = sum + tr;
+            memcpy(a, tmp, sizeof(int) * n);
+        }
+    }
+    return best;
+}
+
 static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     const gv_cost_model *cm = c->cm;
     const gv_search_opts *o = c->o;
@@ -454,11 +514,13 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     double *w = NULL, *ns = NULL, *intra = NULL, *inter = NULL, *trans = NULL, *ow = NULL, *on = NULL;
     int *mem = NULL, *omem = NULL;
     double *pr = NULL, *pc = NULL;
-    int *mq = NULL, *mb = NULL, *mok = NULL, *mplan = NULL; /* uneven: stage queries of the cap, by (k, x) */
+    /* uneven: stage queries of the cap, by (k, x) */
+    int *mq = NULL, *mb = NULL, *mv = NULL, *mok = NULL, *mplan = NULL;
     int *pxs = NULL, *pnxs = NULL;
     unsigned char *tin = NULL;
     int *apos = NULL;
     gv_cost_mem *om = NULL;
+    double *least = NULL;
     if (!sidx || !vidx || !nk || !plan || !stage_plan) goto nomem;
     for (int i = 0; i < c->nls; i++)
         if (gv_task_keeps(c, t, &c->ls[i])) sidx[S++] = i;
@@ -476,7 +538,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     on = malloc(sizeof(double) * V * pp);
     omem = malloc(sizeof(int) * V * pp);
     om = malloc(sizeof(gv_cost_mem) * pp);
-    if (!w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om) goto nomem;
+    least = malloc(sizeof(double) * pp);
+    if (!least || !w || !ns || !intra || !trans || !inter || !mem || !ow || !on || !omem || !om) goto nomem;
     for (int a = 0; a < S; a++) {
         const gv_strategy *s = &c->ls[sidx[a]];
         for (int ty = 0; ty < NT; ty++) {
@@ -507,34 +570,22 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     int cache = gv_mem_cache(cm, o);
     int max_mem = (int)o->memory_mb - cache;
 
-    /* closest plan: every layer at its stage's least-memory strategy, vocab at its least-memory one */
+    /* closest plan: each stage's least-memory layers (gv_stage_least), vocab at its least-memory one */
     {
         double need = INFINITY;
         int need_stage = 0, bv = 0;
+        for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
+            least[k] = gv_stage_least(c, mem, trans, S, k, l, nk[k], plan + l, stage_plan);
+            for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[plan[l + j]];
+        }
         for (int v = 0; v < V; v++) {
             double worst = -1;
             int ws = 0;
-            for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
-                int a_min = 0;
-                double m_min = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], 0);
-                for (int a = 1; a < S; a++) {
-                    double m_a = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], a);
-                    if (m_a < m_min) a_min = a, m_min = m_a;
-                }
-                for (int j = 0; j < nk[k]; j++) plan[l + j] = a_min;
-                double x = m_min + omem[v * pp + k];
+            for (int k = 0; k < pp; k++) {
+                double x = least[k] + omem[v * pp + k];
                 if (x > worst) worst = x, ws = k;
             }
             if (worst < need) need = worst, need_stage = ws, bv = v;
-        }
-        for (int k = 0, l = 0; k < pp; l += nk[k], k++) {
-            int a_min = 0;
-            double m_min = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], 0);
-            for (int a = 1; a < S; a++) {
-                double m_a = gv_stage_mem_one(c, mem, trans, S, k, l, nk[k], a);
-                if (m_a < m_min) a_min = a, m_min = m_a;
-            }
-            for (int j = 0; j < nk[k]; j++) plan[l + j] = sidx[a_min];
         }
         gv_offer_close(c, t, plan, nk, &c->vs[vidx[bv]], need + cache, need_stage);
     }
@@ -612,11 +663,12 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         pc = malloc(sizeof(double) * nq);
         mq = malloc(sizeof(int) * nq);
         mb = malloc(sizeof(int) * nq);
+        mv = malloc(sizeof(int) * nq);
         mok = malloc(sizeof(int) * nq);
         mplan = malloc(sizeof(int) * nq * hi);
         pxs = malloc(sizeof(int) * NC * (hi + 1));
         pnxs = malloc(sizeof(int) * NC);
-        if (!pr || !pc || !mq || !mb || !mok || !mplan || !pxs || !pnxs) goto nomem;
+        if (!pr || !pc || !mq || !mb || !mv || !mok || !mplan || !pxs || !pnxs) goto nomem;
         pt.xs = pxs;
         pt.nxs = pnxs;
         for (size_t i = 0; i < nq; i++) mq[i] = -1;
@@ -628,10 +680,13 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         for (int v = 0; v < V && st == GV_OK; v++) {
             const gv_strategy *vs = &c->vs[vidx[v]];
             int ok = 1;
+            /* the vocab strategy's entry (first stage) and exit (last stage) classes in the objective */
+            int ve = G->vent[vidx[v]], vx = G->vexit[vidx[v]];
             if (pp == 1 && q < ncap - 1 && t->found && !galv) {
-                /* pp 1: step = DP objective + vocab terms, and a DP over more strategies (the cached one
-                 * closest to the cap's) at this budget bounds the cap's objective from below */
-                double f = gv_group_bound(G, tin, caps[q], L, max_mem - omem[v], &st);
+                /* pp 1: step = DP objective (with the vocab <-> layer redistribution) + the vocab layers'
+                 * time + fixed, and a DP over more strategies (the cached one closest to the cap's) at this
+                 * budget bounds the cap's objective from below */
+                double f = gv_group_bound(G, tin, caps[q], L, max_mem - omem[v], ve, vx, &st);
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
@@ -653,14 +708,25 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
                             /* the same query as for an earlier vocab strategy of this cap (a stage whose
                              * vocab memory does not change with it) has the same answer */
                             int b = max_mem - omem[v * pp + k], *sp = mplan + (size_t)key * hi;
-                            if (mq[key] != q || mb[key] != b) {
-                                double f = gv_group_query(G, tin, apos, caps[q], k, l, x, b, sp, &st);
+                            int ke = k == 0 ? ve : 0, kx = k == pp - 1 ? vx : -1;
+                            int kv = ke * (G->NX + 1) + kx + 1; /* the entry and exit classes asked */
+                            if (mq[key] != q || mb[key] != b || mv[key] != kv) {
+                                double f = gv_group_query(G, tin, apos, caps[q], k, l, x, b, ke, kx, sp, &st);
                                 mq[key] = q;
                                 mb[key] = b;
+                                mv[key] = kv;
                                 mok[key] = isfinite(f);
                             }
                             if (!mok[key]) continue;
                             double R = ow[v * pp + k], C = on[v * pp + k];
+                            if (ke) { /* gv_cost_plan's vocab <-> layer terms */
+                                R += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
+                                C += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
+                            }
+                            if (kx >= 0) {
+                                R += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
+                                C += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
+                            }
                             for (int j = 0; j < x; j++) {
                                 int a = sp[j], ty = c->ltype[l + j < L ? l + j : L - 1];
                                 R += w[ty * S + a];
@@ -679,7 +745,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
                 if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
                     for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
                         gv_group_query(G, tin, apos, caps[q], k, l, bn[k], max_mem - omem[v * pp + k],
-                                       stage_plan, &st);
+                                       k == 0 ? ve : 0, k == pp - 1 ? vx : -1, stage_plan, &st);
                         for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
                     }
                     gv_plan p;
@@ -690,7 +756,7 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
             }
             for (int k = 0, l = 0; k < pp && ok && st == GV_OK; l += nk[k], k++) {
                 double f = gv_group_query(G, tin, apos, caps[q], k, l, nk[k], max_mem - omem[v * pp + k],
-                                          stage_plan, &st);
+                                          k == 0 ? ve : 0, k == pp - 1 ? vx : -1, stage_plan, &st);
                 if (!isfinite(f)) {
                     ok = 0;
                     break;
@@ -722,10 +788,12 @@ out:
     free(on);
     free(omem);
     free(om);
+    free(least);
     free(pr);
     free(pc);
     free(mq);
     free(mb);
+    free(mv);
     free(mok);
     free(mplan);
     free(pxs);
@@ -826,6 +894,34 @@ static gv_status gv_group_init(gv_group *g, const gv_search_ctx *c, const gv_tas
             g->inter[a * S + d] = galv ? x : x * t0->m;
         }
     }
+    /* own: entry / exit rows of the vocab strategies any task of the group keeps (row 0: no entry) */
+    g->erow = calloc((size_t)(c->nvs + 1) * S, sizeof(double));
+    g->xrow = malloc(sizeof(double) * (size_t)(c->nvs + 1) * S);
+    g->vent = calloc(c->nvs + 1, sizeof(int));
+    g->vexit = malloc(sizeof(int) * (c->nvs + 1));
+    g->sexit = malloc(sizeof(double) * S);
+    if (!g->erow || !g->xrow || !g->vent || !g->vexit || !g->sexit)
+        return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
+    g->NE = 1;
+    for (int i = 0; i < c->nvs; i++) {
+        g->vexit[i] = -1;
+        if (galv || !gv_task_keeps(c, &any, &c->vs[i])) continue;
+        double *er = g->erow + (size_t)g->NE * S, *xr = g->xrow + (size_t)g->NX * S;
+        for (int a = 0; a < S; a++) {
+            const gv_strategy *s = &c->ls[g->gidx[a]];
+            er[a] = gv_cost_inter(cm, &c->vs[i], s, &b) * t0->m;
+            xr[a] = gv_cost_inter(cm, s, &c->vs[i], &b) * t0->m;
+        }
+        int e = 0, x = 0;
+        while (e < g->NE && memcmp(g->erow + (size_t)e * S, er, sizeof(double) * S)) e++;
+        while (x < g->NX && memcmp(g->xrow + (size_t)x * S, xr, sizeof(double) * S)) x++;
+        if (e == g->NE) g->NE++;
+        if (x == g->NX) g->NX++;
+        g->vent[i] = e;
+        g->vexit[i] = x;
+    }
+    g->sxrows = malloc(sizeof(double) * (size_t)(g->NX + 1) * S);
+    if (!g->sxrows) return gv_fail(GV_ERR_NOMEM, "search: out of host memory");
     memset(g->key, 1, (size_t)NT * S);
     gv_status st = GV_OK;
     gv_group_entry(g, g->key, &st);
