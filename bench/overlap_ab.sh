@@ -10,8 +10,8 @@
 #     binary, alternating, so drift of the machine shows as on-on or off-off differences): median step time
 #     (first step left out) and the last loss of each run. on and off run the same collectives in the same
 #     buckets, so their losses must be equal; the step times are the A/B.
-#  2. The same with ZeRO-1 and ZeRO-3 (--dp-type zero1 / zero3): they fail with the reason while ZeRO is not
-#     built for bf16 on the cuda backend; then only the message is printed.
+#  2. The same with ZeRO-1, ZeRO-2 and ZeRO-3 (--dp-type zero1 / zero2 / zero3; ZeRO-3 with overlap gathers
+#     the next layer into a second slot while the current one computes).
 # usage (GPU machine, repo root): bench/overlap_ab.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-overlap}}
@@ -39,7 +39,7 @@ EOF
 
 g2=(--backend cuda --model gpt2-124m --seq 1024 --global-batch 32 --steps 30 --warmup 5 --eval-every 0
     --quiet -n 2 --comm nccl)
-for dp in ddp zero1 zero3; do
+for dp in ddp zero1 zero2 zero3; do
     for run in on1 off1 on2 off2; do
         ov=${run%?}
         m="$out/$dp-$run.jsonl"
