@@ -92,6 +92,12 @@ struct gv_backend {
     gv_dtype dtype;
 };
 
+/* gv_adamw_update_multi as one adamw_update per segment: the front end's fallback, and a backend's own
+ * route for tables its multi-tensor kernel cannot take. */
+gv_status gv_adamw_update_each(gv_backend *b, float *master, void *weight, const void *grad, float *m,
+                               float *v, const gv_adamw_seg *segs, int nseg, float lr, float beta1,
+                               float beta2, float eps, float weight_decay, float grad_scale, int t);
+
 /* Constructors of the compiled-in backends. */
 gv_status gv_backend_cpu_init(gv_backend **out);
 #ifdef GV_HAVE_CUDA

@@ -256,6 +256,13 @@ gv_status gv_adamw_update_multi(gv_backend *b, float *master, void *weight, cons
     if (b->iface->adamw_update_multi && gv_fused_on())
         return b->iface->adamw_update_multi(b, master, weight, grad, m, v, segs, nseg, lr, beta1, beta2, eps,
                                             weight_decay, grad_scale, t);
+    return gv_adamw_update_each(b, master, weight, grad, m, v, segs, nseg, lr, beta1, beta2, eps,
+                                weight_decay, grad_scale, t);
+}
+
+gv_status gv_adamw_update_each(gv_backend *b, float *master, void *weight, const void *grad, float *m,
+                               float *v, const gv_adamw_seg *segs, int nseg, float lr, float beta1,
+                               float beta2, float eps, float weight_decay, float grad_scale, int t) {
     size_t es = gv_dtype_size(gv_backend_dtype(b));
     for (int i = 0; i < nseg; i++) {
         const gv_adamw_seg *g = &segs[i];

@@ -804,9 +804,9 @@ static void t_adamw_multi(void) {
     for (int t = 1; t <= 4; t++) {
         float *hgr = hrand(n, t == 2 ? 1e-3f : 1.0f);
         pair grad = mk(hgr, n, GV_BF16);
-        int ns = t == 3 ? 2 : 3;
-        const gv_adamw_seg *sg = t == 4 ? segs + 3 : segs; /* step 4: the odd offset alone */
-        if (t == 4) ns = 1;
+        /* steps 1-2: three segments, 3: two (a new table), 4: the odd offset alone */
+        const gv_adamw_seg *sg = t == 4 ? segs + 3 : segs;
+        int ns = t == 4 ? 1 : t == 3 ? 2 : 3;
         CHECK_OK(gv_adamw_update_multi(cpu, master.c, NULL, grad.c, m.c, v.c, sg, ns, 1e-2f, 0.9f, 0.95f,
                                        1e-8f, 0.1f, 0.5f, t));
         CHECK_OK(gv_adamw_update_multi(gpu, master.g, weight.g, grad.g, m.g, v.g, sg, ns, 1e-2f, 0.9f, 0.95f,

@@ -441,15 +441,9 @@ static gv_status cuda_adamw_update_multi(gv_backend *b, float *master, void *wei
         if ((segs[i].woff | segs[i].poff | segs[i].moff) % 4) vec_ok = 0;
         nch += (segs[i].n + ADAM_CHUNK - 1) / ADAM_CHUNK;
     }
-    if (!vec_ok || nch > (size_t)INT32_MAX) { /* unaligned views: one launch per segment */
-        for (int i = 0; i < nseg; i++) {
-            const gv_adamw_seg *g = &segs[i];
-            GV_TRY(cuda_adamw_update(b, master + g->poff, weight ? (bf16 *)weight + g->woff : NULL,
-                                     (const bf16 *)grad + g->woff, m + g->moff, v + g->moff, g->n, lr, beta1,
-                                     beta2, eps, g->decay ? weight_decay : 0.0f, grad_scale, t));
-        }
-        return GV_OK;
-    }
+    if (!vec_ok || nch > (size_t)INT32_MAX) /* unaligned views: one launch per segment */
+        return gv_adamw_update_each(b, master, weight, grad, m, v, segs, nseg, lr, beta1, beta2, eps,
+                                    weight_decay, grad_scale, t);
     if (nch == 0) return GV_OK;
     size_t bytes = nch * sizeof(gv_adam_chunk);
     gv_adam_chunk *h = (gv_adam_chunk *)malloc(bytes);
@@ -461,7 +455,6 @@ static gv_status cuda_adamw_update_multi(gv_backend *b, float *master, void *wei
             h[k] = gv_adam_chunk{segs[i].woff + o, segs[i].poff + o, segs[i].moff + o, (unsigned)n,
                                  (unsigned)(segs[i].decay != 0)};
         }
-    gv_status st = GV_OK;
     if (bytes != c->adam_tab_bytes || memcmp(h, c->adam_tab_host, bytes)) {
         if (bytes > c->adam_tab_cap) {
             cudaFree(c->adam_tab);
@@ -494,7 +487,7 @@ static gv_status cuda_adamw_update_multi(gv_backend *b, float *master, void *wei
         (float)((double)lr / bc1), (float)sqrt(bc2), 1.0f - lr * weight_decay, beta2, 1.0f - beta1,
         1.0f - beta2, eps, grad_scale);
     GV_CUDA_LAUNCHED("adamw_multi");
-    return st;
+    return GV_OK;
 }
 
 static gv_status cuda_sumsq(gv_backend *b, double *out, const void *x, size_t n) {
