@@ -44,6 +44,7 @@ typedef struct gv_cuda_ctx {
     void *zero_ptr;
     size_t zero_bytes;
     struct gv_cuda_prof *prof; /* op profiler, GV_CUDA_PROFILE=1 (cuda-profile.cu); NULL when off */
+    int capture_at, capture_n; /* GV_CUDA_CAPTURE: the step an external profiler sees (cuda-profile.cu) */
     struct gv_cudnn *dnn; /* cuDNN handle and attention plans (cuda-attention-cudnn.cu), made on first use */
     /* multi-tensor AdamW's chunk table (cuda.cu): device copy, and the host copy it was uploaded from */
     void *adam_tab, *adam_tab_host;
@@ -103,6 +104,9 @@ gv_status gv_cuda_prof_init(gv_cuda_ctx *c);
 int gv_cuda_prof_begin(gv_cuda_ctx *c);
 void gv_cuda_prof_end(gv_cuda_ctx *c, int slot, const char *op, long d0, long d1, long d2);
 void gv_cuda_prof_report_free(gv_cuda_ctx *c);
+/* GV_CUDA_CAPTURE=k: cudaProfilerStart at the k-th optimizer step's AdamW launch, Stop at the next, so that
+ * `ncu --profile-from-start off` times the kernels of one whole training step. */
+void gv_cuda_capture_tick(gv_cuda_ctx *c);
 
 /* ---- device helpers ---------------------------------------------------------------------------------- */
 

@@ -6,6 +6,8 @@
  * costs one stream wait per PROF_SLOTS ops. */
 #include "cuda-common.cuh"
 
+#include <cuda_profiler_api.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,8 @@ struct gv_cuda_prof {
 };
 
 gv_status gv_cuda_prof_init(gv_cuda_ctx *c) {
+    const char *k = getenv("GV_CUDA_CAPTURE");
+    c->capture_at = k && k[0] ? atoi(k) : 0;
     const char *e = getenv("GV_CUDA_PROFILE");
     if (!e || !e[0] || e[0] == '0') return GV_OK;
     struct gv_cuda_prof *p = (struct gv_cuda_prof *)calloc(1, sizeof *p);
@@ -124,4 +128,11 @@ void gv_cuda_prof_report_free(gv_cuda_ctx *c) {
     }
     free(p);
     c->prof = NULL;
+}
+
+void gv_cuda_capture_tick(gv_cuda_ctx *c) {
+    if (c->capture_at <= 0) return;
+    c->capture_n++;
+    if (c->capture_n == c->capture_at) cudaProfilerStart();
+    if (c->capture_n == c->capture_at + 1) cudaProfilerStop();
 }

@@ -434,6 +434,7 @@ static gv_status cuda_adamw_update_multi(gv_backend *b, float *master, void *wei
                                          float grad_scale, int t) {
     gv_cuda_ctx *c = gv_cuda(b);
     if (t < 1) return gv_fail(GV_ERR_INVALID, "adamw: step t = %d, must be >= 1", t);
+    gv_cuda_capture_tick(c);
     int vec_ok = adam_multi_on() && ((uintptr_t)master | (uintptr_t)m | (uintptr_t)v) % 16 == 0 &&
                  ((uintptr_t)grad | (uintptr_t)weight) % 8 == 0;
     size_t nch = 0;
