@@ -5,6 +5,7 @@
 # (all variants at one batch size, then the next) so drift on a shared machine hits them alike.
 #   GV_AB="tag:VAR=value[,VAR=value] ..."  (the variant "base" with no changes always runs first)
 #   GV_AB_B="64 16"                         batch sizes
+#   a variant's GV_BIN=path runs that galvatron binary instead (e.g. an older tree built beside this one)
 # usage (GPU machine, repo root): GV_AB="..." bench/cuda_ab.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-ab}}
@@ -21,7 +22,9 @@ for B in ${GV_AB_B:-64 16}; do
         tag=${x%%:*}
         IFS=, read -r -a vars <<<"${x#*:}"
         m=$out/ab/${tag}_B$B.jsonl
-        env "${vars[@]}" ./build-cuda/galvatron train --backend cuda --model gpt2-124m --seq 1024 \
+        bin=./build-cuda/galvatron
+        for v in "${vars[@]}"; do [ "${v%%=*}" = GV_BIN ] && bin=${v#GV_BIN=}; done
+        env "${vars[@]}" "$bin" train --backend cuda --model gpt2-124m --seq 1024 \
             --global-batch "$B" --steps "$steps" --warmup 5 --eval-every 0 --quiet --metrics "$m" \
             >/dev/null 2>"$out/ab/${tag}_B$B.err" || { echo "B=$B $tag failed: $(tail -1 "$out/ab/${tag}_B$B.err")"; continue; }
         python3 - "$m" "$B" "$tag" <<'PY'

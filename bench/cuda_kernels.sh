@@ -27,7 +27,7 @@ agg = collections.defaultdict(lambda: [0, 0.0])
 tot = 0.0
 for r in rows[hdr + 1:]:
     try:
-        ns = float(r[t])
+        ns = float(r[t].replace(",", ""))
     except (ValueError, IndexError):
         continue  # the units row
     k = (r[name][:110], r[grid])

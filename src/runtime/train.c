@@ -135,8 +135,10 @@ typedef struct {
     int leader;    /* rank 0: writes metrics, reports progress */
     gv_hybrid *model;
     gv_dataset *data;
-    int32_t *tokens, *targets; /* host [M][Bm*T*IW], [M][Bm*T]: the global batch's micro-batches */
-    double *step_ms;           /* [steps] */
+    int32_t *tokens, *targets;           /* host [M][Bm*T*IW], [M][Bm*T]: the global batch's micro-batches */
+    int32_t *next_tokens, *next_targets; /* the same for the next step, read while the device works */
+    int next_step;                       /* the step next_* hold, -1: none */
+    double *step_ms;                     /* [steps] */
     FILE *metrics;
 } gv_trainer;
 
@@ -160,13 +162,30 @@ static double gv_median_ms(const double *ms, int n) {
 
 /* The global batch of (step, split), micro-batch by micro-batch: rows do not depend on the plan (each part
  * of the runtime takes its rows and positions). */
-static gv_status gv_fetch_batch(const gv_train_config *c, gv_trainer *t, uint64_t step, int split) {
+static gv_status gv_fetch_into(const gv_train_config *c, gv_trainer *t, uint64_t step, int split,
+                               int32_t *tokens, int32_t *targets) {
     int M = c->micro_batches, Bm = c->global_batch / M, T = c->seq, IW = gv_model_spec_input_width(&c->spec);
     for (int mb = 0; mb < M; mb++) {
         size_t at = (size_t)mb * Bm * T;
-        GV_TRY(gv_dataset_rows_for(t->data, &c->spec, step, split, (int64_t)mb * Bm, Bm, T,
-                                   t->tokens + at * IW, t->targets + at));
+        GV_TRY(gv_dataset_rows_for(t->data, &c->spec, step, split, (int64_t)mb * Bm, Bm, T, tokens + at * IW,
+                                   targets + at));
     }
+    return GV_OK;
+}
+
+static gv_status gv_fetch_batch(const gv_train_config *c, gv_trainer *t, uint64_t step, int split) {
+    return gv_fetch_into(c, t, step, split, t->tokens, t->targets);
+}
+
+/* Step s's training rows into t->tokens: the ones read ahead during step s - 1, else read now. */
+static gv_status gv_fetch_train(const gv_train_config *c, gv_trainer *t, int s) {
+    if (t->next_step != s) return gv_fetch_batch(c, t, (uint64_t)s, 0);
+    int32_t *x = t->tokens, *y = t->targets;
+    t->tokens = t->next_tokens;
+    t->targets = t->next_targets;
+    t->next_tokens = x;
+    t->next_targets = y;
+    t->next_step = -1;
     return GV_OK;
 }
 
@@ -209,7 +228,7 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         double t0 = gv_now_ms();
         GV_TRY(gv_hybrid_zero_grad(t->model));
         float loss;
-        GV_TRY(gv_fetch_batch(c, t, (uint64_t)s, 0));
+        GV_TRY(gv_fetch_train(c, t, s));
         GV_TRY(gv_hybrid_train_batch(t->model, t->tokens, t->targets, &loss));
         GV_TRY(gv_hybrid_reduce_grads(t->model));
         if (!isfinite(loss))
@@ -219,6 +238,10 @@ static gv_status gv_train_loop(const gv_train_config *c, gv_trainer *t, gv_train
         float scale = (c->grad_clip > 0 && norm > c->grad_clip) ? (float)(c->grad_clip / norm) : 1.0f;
         float lr = gv_train_lr(c, s);
         GV_TRY(gv_hybrid_adamw_step(t->model, &opt, lr, scale, s + 1));
+        if (s + 1 < c->steps) { /* the next step's rows, on the host while the device finishes this one */
+            GV_TRY(gv_fetch_into(c, t, (uint64_t)s + 1, 0, t->next_tokens, t->next_targets));
+            t->next_step = s + 1;
+        }
         GV_TRY(gv_backend_sync(t->be)); /* step time includes the device's work */
         double ms = gv_now_ms() - t0;
 
@@ -306,9 +329,12 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK) {
         t.tokens = malloc(BT * (size_t)gv_model_spec_input_width(&c->spec) * 4);
         t.targets = malloc(BT * 4);
+        t.next_tokens = malloc(BT * (size_t)gv_model_spec_input_width(&c->spec) * 4);
+        t.next_targets = malloc(BT * 4);
+        t.next_step = -1;
         r->losses = calloc((size_t)c->steps, sizeof *r->losses);
         t.step_ms = calloc((size_t)c->steps, sizeof *t.step_ms);
-        if (!t.tokens || !t.targets || !r->losses || !t.step_ms)
+        if (!t.tokens || !t.targets || !t.next_tokens || !t.next_targets || !r->losses || !t.step_ms)
             st = gv_fail(GV_ERR_NOMEM, "train: out of host memory");
     }
     if (st == GV_OK && c->metrics && t.leader) {
@@ -383,6 +409,8 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (t.metrics) fclose(t.metrics);
     free(t.tokens);
     free(t.targets);
+    free(t.next_tokens);
+    free(t.next_targets);
     free(t.step_ms);
     gv_hybrid_free(t.model);
     gv_dataset_free(t.data);

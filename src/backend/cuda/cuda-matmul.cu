@@ -75,7 +75,18 @@ __global__ void bias_partial_kernel(float *part, const bf16 *dout, int N, int OC
     float acc[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; k++) acc[k] = 0.0f;
-    for (int r = r0; r < r1; r++) {
+    int r = r0;
+    /* four rows' loads in flight before any add (the adds keep the row order) */
+    for (; r + 4 <= r1; r += 4) {
+        float d[4][VEC];
+#pragma unroll
+        for (int u = 0; u < 4; u++) gv_load_bf<VEC>(d[u], dout + (size_t)(r + u) * OC + col);
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+#pragma unroll
+            for (int k = 0; k < VEC; k++) acc[k] += d[u][k];
+    }
+    for (; r < r1; r++) {
         float d[VEC];
         gv_load_bf<VEC>(d, dout + (size_t)r * OC + col);
 #pragma unroll
@@ -346,9 +357,11 @@ gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, cons
 
 static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, int N, int OC) {
     const int vec = OC % 8 == 0 && gv_aligned16(dout) ? 8 : 1;
-    const int threads = 128;
-    unsigned colblocks = gv_cdiv((size_t)OC, (size_t)threads * vec);
-    int rb = (int)((size_t)c->num_sms * 4 / colblocks);
+    /* a thread per VEC columns, whole warps, at most 384 threads a block: no idle lanes for C, 3C, 4C */
+    const size_t lanes = gv_cdiv((size_t)OC, (size_t)vec);
+    unsigned colblocks = gv_cdiv(lanes, (size_t)384);
+    const int threads = (int)((gv_cdiv(lanes, (size_t)colblocks) + 31) / 32 * 32);
+    int rb = (int)((size_t)c->num_sms * 8 / colblocks);
     if (rb < 1) rb = 1;
     int rows_per_block = (N + rb - 1) / rb;
     if (rows_per_block < 16) rows_per_block = 16;

@@ -199,7 +199,20 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
     for (int row = blockIdx.x * NORM_WARP_NW + warp; row < N; row += gridDim.x * NORM_WARP_NW) {
         const float m = RMS ? 0.0f : mean[row], rs = rstd[row];
         const bf16 *xr = inp + (size_t)row * C, *dr = dout + (size_t)row * C;
+        bf16 *gr = dinp ? dinp + (size_t)row * C : NULL;
         float s1 = 0.0f, s2 = 0.0f;
+        /* the accumulated gradient is read with the inputs, not after the row sums: its latency overlaps */
+        float g[NCH][8];
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            const int c = (lane + 32 * j) * 8;
+            if (c < C && gr && acc) {
+                gv_load_bf<8>(g[j], gr + c);
+            } else {
+#pragma unroll
+                for (int k = 0; k < 8; k++) g[j][k] = 0.0f;
+            }
+        }
 #pragma unroll
         for (int j = 0; j < NCH; j++) {
             const int c = (lane + 32 * j) * 8;
@@ -222,27 +235,20 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
         s1 = gv_warp_sum(s1);
         s2 = gv_warp_sum(s2);
         const float md = RMS ? 0.0f : s1 * invC, mdn = s2 * invC;
-        bf16 *gr = dinp + (size_t)row * C;
 #pragma unroll
         for (int j = 0; j < NCH; j++) {
             const int c = (lane + 32 * j) * 8;
             if (c < C) {
-                float a[8], d[8], wv[8], g[8];
+                float a[8], d[8], wv[8];
                 gv_load_bf<8>(a, xr + c);
                 gv_load_bf<8>(d, dr + c);
                 if (w) gv_load_bf<8>(wv, w + c);
-                if (acc) {
-                    gv_load_bf<8>(g, gr + c);
-                } else {
-#pragma unroll
-                    for (int k = 0; k < 8; k++) g[k] = 0.0f;
-                }
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     const float xh = (a[k] - m) * rs, dn = w ? d[k] * wv[k] : d[k];
-                    g[k] += (dn - md - xh * mdn) * rs;
+                    g[j][k] += (dn - md - xh * mdn) * rs;
                 }
-                gv_store_bf<8>(gr + c, g);
+                gv_store_bf<8>(gr + c, g[j]);
             }
         }
     }
@@ -269,6 +275,11 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
 }
 
 /* ---- launchers --------------------------------------------------------------------------------------- */
+
+template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm) {
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, norm_backward_warp_kernel<NCH, RMS>,
+                                                         NORM_WARP_NW * 32, 0);
+}
 
 static gv_status norm_check(const char *op, int N, int C) {
     if (N < 0 || C <= 0)
@@ -398,8 +409,14 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
     const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
-    if (nwarp) { /* narrow rows: a warp per row, a few blocks per SM */
-        G = c->num_sms * 3;
+    if (nwarp) { /* narrow rows: a warp per row, as many blocks as are resident at once (no tail wave) */
+        int per_sm = 0;
+        cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm)
+                         : nwarp == 2 ? norm_warp_occupancy<2, RMS>(&per_sm)
+                         : nwarp == 3 ? norm_warp_occupancy<3, RMS>(&per_sm)
+                                      : norm_warp_occupancy<4, RMS>(&per_sm);
+        if (oe != cudaSuccess || per_sm < 1) per_sm = 2;
+        G = c->num_sms * per_sm;
         if (G > (N + NORM_WARP_NW - 1) / NORM_WARP_NW) G = (N + NORM_WARP_NW - 1) / NORM_WARP_NW;
         if (G < 1) G = 1;
     }
