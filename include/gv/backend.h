@@ -74,6 +74,11 @@ gv_status gv_layernorm_forward(gv_backend *b, void *out, float *mean, float *rst
 gv_status gv_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                 const void *inp, const void *w, const float *mean, const float *rstd, int N,
                                 int C);
+/* gv_layernorm_backward, then dsum[C] += the column sums of dinp as it leaves (the bias gradient of the
+ * linear whose output gradient dinp is, taken in the same pass where the backend can). */
+gv_status gv_layernorm_backward_sum(gv_backend *b, void *dinp, void *dw, void *dbias, void *dsum,
+                                    const void *dout, const void *inp, const void *w, const float *mean,
+                                    const float *rstd, int N, int C);
 
 /* out[N,C] = inp * rstd * w, rstd = 1/sqrt(mean(inp^2) + eps). */
 gv_status gv_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w, int N,

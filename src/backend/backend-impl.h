@@ -80,6 +80,9 @@ struct gv_backend_i {
     gv_status (*adamw_update_multi)(gv_backend *, float *, void *, const void *, float *, float *,
                                     const gv_adamw_seg *, int, float, float, float, float, float, float, int);
     gv_status (*copy2d)(gv_backend *, void *, size_t, const void *, size_t, size_t, size_t);
+    /* optional (NULL: gv_layernorm_backward_sum runs layernorm_backward, then the column sums) */
+    gv_status (*layernorm_backward_sum)(gv_backend *, void *, void *, void *, void *, const void *,
+                                        const void *, const void *, const float *, const float *, int, int);
     /* optional (NULL: a host backend, its work is complete when each call returns) */
     gv_status (*event_record)(gv_backend *, void **event);
     gv_status (*event_wait)(gv_backend *, void *event);

@@ -115,6 +115,16 @@ static int gv_fused_on(void) {
     return on;
 }
 
+gv_status gv_layernorm_backward_sum(gv_backend *b, void *dinp, void *dw, void *dbias, void *dsum,
+                                    const void *dout, const void *inp, const void *w, const float *mean,
+                                    const float *rstd, int N, int C) {
+    if (b->iface->layernorm_backward_sum && gv_fused_on() && dsum && dinp)
+        return b->iface->layernorm_backward_sum(b, dinp, dw, dbias, dsum, dout, inp, w, mean, rstd, N, C);
+    GV_TRY(b->iface->layernorm_backward(b, dinp, dw, dbias, dout, inp, w, mean, rstd, N, C));
+    if (!dsum || !dinp) return GV_OK;
+    return b->iface->matmul_backward(b, NULL, NULL, dsum, dinp, NULL, NULL, N, 0, C); /* column sums */
+}
+
 gv_status gv_add_norm_forward(gv_backend *b, void *sum, void *out, float *mean, float *rstd, const void *x,
                               const void *y, const void *w, const void *bias, int N, int C, float eps,
                               int rms) {

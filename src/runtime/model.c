@@ -1455,6 +1455,23 @@ static gv_status gv_norm_backward(gv_model *m, void *dinp, const void *dout, con
     return gv_rmsnorm_backward(m->be, dinp, G(m, wi), dout, inp, W(m, wi), rstd, m->Nl, m->C);
 }
 
+/* Pre-LN with LayerNorm and the residual gradient whole on the rank (no Megatron-SP): the gradient a norm
+ * backward leaves in dres is the output gradient of the linear below it (the attention projection of the
+ * same layer; the MLP projection of the layer below, across_units: not under ZeRO-3, whose gradient slots
+ * belong to one unit at a time), so that linear's bias gradient is summed in the norm's pass. */
+static int gv_norm_sums_bias(const gv_model *m, int across_units) {
+    return !m->post && !m->msp && m->spec.norm == GV_NORM_LAYERNORM && m->arch != GV_ARCH_T5 &&
+           (!across_units || m->zero != 3);
+}
+
+/* gv_norm_backward that also adds the column sums of dinp to the bias gradient bias_g (NULL: none). */
+static gv_status gv_norm_backward_sum(gv_model *m, void *dinp, const void *dout, const void *inp,
+                                      const float *mean, const float *rstd, int wi, int bi, void *bias_g) {
+    if (!bias_g) return gv_norm_backward(m, dinp, dout, inp, mean, rstd, wi, bi);
+    return gv_layernorm_backward_sum(m->be, dinp, G(m, wi), G(m, bi), bias_g, dout, inp, W(m, wi), mean, rstd,
+                                     m->Nl, m->C);
+}
+
 /* The communicator dtype of compute-dtype buffers (activations, weights, gradients). Buffers are the
  * backend's memory: the communicator stages them when it works on the other kind. */
 static gv_comm_dtype gv_comm_dt(const gv_model *m) {
@@ -2360,7 +2377,9 @@ static gv_status gv_unit0_grad_open(gv_model *m) {
 }
 
 /* From the loss to d(head input) in dres [Nl,C]. */
-static gv_status gv_head_backward(gv_model *m, float dloss) {
+/* sum_fcb: the layers' backward follows in this pass, so the lnf backward sums the top layer's MLP
+ * projection bias gradient (gv_norm_sums_bias). */
+static gv_status gv_head_backward(gv_model *m, float dloss, int sum_fcb) {
     gv_backend *be = m->be;
     int N = m->N, C = m->C;
     size_t e = m->esz;
@@ -2402,8 +2421,9 @@ static gv_status gv_head_backward(gv_model *m, float dloss) {
         GV_TRY(gv_matmul_backward(be, dres, G(m, m->head_w), G(m, m->head_b), dhd, gv_head_in(m),
                                   W(m, m->head_w), m->Nl, C, C));
     } else {
-        GV_TRY(gv_norm_backward(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean),
-                                F32ACT(m, m->o_lnf_rstd), m->lnf_w, m->lnf_b));
+        void *fcb = sum_fcb ? G(m, m->li[m->nl - 1].fcproj_b) : NULL;
+        GV_TRY(gv_norm_backward_sum(m, dres, dln_l, gv_head_in(m), F32ACT(m, m->o_lnf_mean),
+                                    F32ACT(m, m->o_lnf_rstd), m->lnf_w, m->lnf_b, fcb));
     }
     GV_TRY(gv_unit_grad_end(m, m->nunits - 1));
     return gv_grad_unit_done(m, m->nunits - 1);
@@ -2420,10 +2440,12 @@ static gv_status gv_post_norm_backward(gv_model *m, size_t sum, size_t mean, siz
 }
 
 static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void *dln, void *dln_l,
-                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act);
+                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act,
+                                     int top_fcb);
 
-/* Layers l = nl-1 .. 0: dres [Nl,C] holds d(layers output) and leaves holding d(layers input). */
-static gv_status gv_layers_backward(gv_model *m) {
+/* Layers l = nl-1 .. 0: dres [Nl,C] holds d(layers output) and leaves holding d(layers input). top_fcb:
+ * the head's norm backward summed the top layer's MLP projection bias gradient. */
+static gv_status gv_layers_backward(gv_model *m, int top_fcb) {
     void *dres = WORK(m, m->o_dres), *dres_f = WORK(m, m->o_dres_full); /* [Nl,C], [N,C] (alias w/o msp) */
     void *dln = WORK(m, m->o_dln), *dln_l = WORK(m, m->o_dln_l);        /* [N,C] partial, [Nl,C] summed */
     void *dqkv = WORK(m, m->o_dqkv), *dqkv_r = WORK(m, m->o_dqkv_r), *datty = WORK(m, m->o_datty);
@@ -2431,16 +2453,20 @@ static gv_status gv_layers_backward(gv_model *m) {
     /* dres holds d(residual) [Nl,C] and flows down; each branch's input gradient accumulates into it. The
      * gather of a unit prefetches the one below (ZeRO-3 with overlap). */
     m->pf_dir = -1;
-    gv_status st = gv_layers_backward_(m, dres, dres_f, dln, dln_l, dqkv, dqkv_r, datty, dfch, dfch_act);
+    gv_status st =
+        gv_layers_backward_(m, dres, dres_f, dln, dln_l, dqkv, dqkv_r, datty, dfch, dfch_act, top_fcb);
     m->pf_dir = 0;
     return st;
 }
 
 static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void *dln, void *dln_l,
-                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act) {
+                                     void *dqkv, void *dqkv_r, void *datty, void *dfch, void *dfch_act,
+                                     int top_fcb) {
     gv_backend *be = m->be;
     int B = m->B, T = m->T, N = m->N, C = m->C, HD = m->Hl * m->D;
     size_t e = m->esz, NC = (size_t)N * C * e;
+    const int proj_in_norm = gv_norm_sums_bias(m, 0), fcb_below = gv_norm_sums_bias(m, 1);
+    int fcb_done = top_fcb; /* layer l's MLP projection bias gradient was summed by the norm above it */
     for (int l = m->nl - 1; l >= 0; l--) {
         const gv_layer_idx *x = &m->li[l];
         const gv_layer_acts *a = &m->la[l];
@@ -2455,13 +2481,13 @@ static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void
         int fused = m->spec.act == GV_ACT_GELU; /* through the GELU without the dfch_act scratch */
         GV_TRY(gv_backend_memset0(be, dfch, (size_t)N * m->F2l * e));
         if (fused) {
-            GV_TRY(gv_matmul_backward_gelu(be, dfch, G(m, x->fc_b), G(m, x->fcproj_w), G(m, x->fcproj_b),
-                                           dres_f, ACT(m, a->fch_act), ACT(m, a->fch), W(m, x->fcproj_w), N,
-                                           m->Fl, C));
+            GV_TRY(gv_matmul_backward_gelu(be, dfch, G(m, x->fc_b), G(m, x->fcproj_w),
+                                           fcb_done ? NULL : G(m, x->fcproj_b), dres_f, ACT(m, a->fch_act),
+                                           ACT(m, a->fch), W(m, x->fcproj_w), N, m->Fl, C));
         } else {
             GV_TRY(gv_backend_memset0(be, dfch_act, (size_t)N * m->Fl * e));
-            GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), G(m, x->fcproj_b), dres_f,
-                                      ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
+            GV_TRY(gv_matmul_backward(be, dfch_act, G(m, x->fcproj_w), fcb_done ? NULL : G(m, x->fcproj_b),
+                                      dres_f, ACT(m, a->fch_act), W(m, x->fcproj_w), N, m->Fl, C));
             GV_TRY(gv_act_backward(m, dfch, dfch_act, ACT(m, a->fch)));
         }
         GV_TRY(gv_backend_memset0(be, dln, NC));
@@ -2475,13 +2501,14 @@ static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void
             GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));
             GV_TRY(gv_post_norm_backward(m, a->ln1, a->ln1_mean, a->ln1_rstd, x->ln1_w, x->ln1_b));
         } else {
-            GV_TRY(gv_norm_backward(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean),
-                                    F32ACT(m, a->ln2_rstd), x->ln2_w, x->ln2_b));
+            GV_TRY(gv_norm_backward_sum(m, dres, dln_l, ACT(m, a->res1), F32ACT(m, a->ln2_mean),
+                                        F32ACT(m, a->ln2_rstd), x->ln2_w, x->ln2_b,
+                                        proj_in_norm ? G(m, x->proj_b) : NULL));
         }
         GV_TRY(gv_tp_expand(m, dres, dres_f));
         GV_TRY(gv_backend_memset0(be, datty, (size_t)N * HD * e));
-        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), G(m, x->proj_b), dres_f, ACT(m, a->atty),
-                                  W(m, x->proj_w), N, HD, C));
+        GV_TRY(gv_matmul_backward(be, datty, G(m, x->proj_w), proj_in_norm ? NULL : G(m, x->proj_b), dres_f,
+                                  ACT(m, a->atty), W(m, x->proj_w), N, HD, C));
         GV_TRY(gv_backend_memset0(be, dqkv_r, (size_t)N * m->QKVl * e));
         if (m->sp_size > 1) {
             int qoff[3], qw[3], aoff[1], aw[1];
@@ -2511,11 +2538,15 @@ static gv_status gv_layers_backward_(gv_model *m, void *dres, void *dres_f, void
         GV_TRY(gv_matmul_backward(be, dln, G(m, x->qkv_w), G(m, x->qkv_b), dqkv,
                                   gv_attn_in_full(m, a, res_in), W(m, x->qkv_w), N, C, m->QKVl));
         GV_TRY(gv_tp_combine(m, dln, dln_l));
-        if (m->post)
+        fcb_done = 0;
+        if (m->post) {
             GV_TRY(gv_accumulate(be, dres, dln_l, (size_t)m->Nl * C));
-        else
-            GV_TRY(gv_norm_backward(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
-                                    x->ln1_w, x->ln1_b));
+        } else {
+            void *fcb = fcb_below && l > 0 ? G(m, m->li[l - 1].fcproj_b) : NULL;
+            GV_TRY(gv_norm_backward_sum(m, dres, dln_l, res_in, F32ACT(m, a->ln1_mean),
+                                        F32ACT(m, a->ln1_rstd), x->ln1_w, x->ln1_b, fcb));
+            fcb_done = fcb != NULL;
+        }
         GV_TRY(gv_unit_grad_end(m, l + 1));
         GV_TRY(gv_grad_unit_done(m, l + 1));
     }
@@ -2720,12 +2751,15 @@ gv_status gv_model_part_backward(gv_model *m, int phases, int slot, float dloss)
     int t5 = m->arch == GV_ARCH_T5;
     /* ZeRO-3 with overlap: the last layer's gather runs during the head */
     if ((phases & GV_PHASE_HEAD) && (phases & GV_PHASE_LAYERS)) GV_TRY(gv_unit_prefetch(m, m->nl));
+    /* the head's norm sums the top layer's MLP projection bias when the layers follow in this pass */
+    int top_fcb = (phases & GV_PHASE_HEAD) && (phases & GV_PHASE_LAYERS) && !t5 && m->nl > 0 &&
+                  m->arch != GV_ARCH_BERT && gv_norm_sums_bias(m, 1);
     if (phases & GV_PHASE_HEAD) {
-        GV_TRY(gv_head_backward(m, dloss));
+        GV_TRY(gv_head_backward(m, dloss, top_fcb));
         if (t5) /* the head does not read channel 1 (the encoder output) */
             GV_TRY(gv_backend_memset0(m->be, WORK(m, m->o_dch1), (size_t)m->Nl * m->C * m->esz));
     }
-    if (phases & GV_PHASE_LAYERS) GV_TRY(t5 ? gv_t5_layers_backward(m) : gv_layers_backward(m));
+    if (phases & GV_PHASE_LAYERS) GV_TRY(t5 ? gv_t5_layers_backward(m) : gv_layers_backward(m, top_fcb));
     if (phases & GV_PHASE_EMBED) GV_TRY(t5 ? gv_t5_embed_backward(m) : gv_embed_backward(m));
     GV_TRY(gv_unit_grad_flush(m)); /* the last reduce-scatters complete before the next pass */
     return gv_backend_sync(m->be);

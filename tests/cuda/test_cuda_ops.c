@@ -270,6 +270,45 @@ static void t_norm(int rms, int N, int C, int use_w, int use_b) {
         pfree(db);
 }
 
+/* LayerNorm backward with the column sums of dinp added to a bias gradient (the CPU runs its fallback: the
+ * norm, then the bias reduction of the matmul op). dinp accumulates onto random values, or is a pending
+ * zero; dsum accumulates onto random values. */
+static void t_norm_sum(int N, int C) {
+    printf("layernorm_backward_sum N=%d C=%d\n", N, C);
+    size_t n = (size_t)N * C;
+    float *hx = hrand(n, 2.0f), *hw = hrand(C, 1.0f), *hb = hrand(C, 1.0f), *hd = hrand(n, 1.0f);
+    float *hg = hrand(n, 1.0f), *hs = hrand(C, 1.0f);
+    for (size_t i = 0; i < n; i++) hx[i] = bfr(hx[i] + 0.5f);
+    pair x = mk(hx, n, GV_BF16), w = mk(hw, C, GV_BF16), bias = mk(hb, C, GV_BF16),
+         out = mk(NULL, n, GV_BF16);
+    pair mean = mk(NULL, N, GV_F32), rstd = mk(NULL, N, GV_F32), dout = mk(hd, n, GV_BF16);
+    pair dx = mk(hg, n, GV_BF16), dw = mk(NULL, C, GV_BF16), db = mk(NULL, C, GV_BF16),
+         ds = mk(hs, C, GV_BF16);
+    CHECK_OK(gv_layernorm_forward(cpu, out.c, mean.c, rstd.c, x.c, w.c, bias.c, N, C, 1e-5f));
+    float *hm = get_c(mean), *hr = get_c(rstd);
+    CHECK_OK(gv_backend_upload_f32(gpu, mean.g, GV_F32, hm, N));
+    CHECK_OK(gv_backend_upload_f32(gpu, rstd.g, GV_F32, hr, N));
+    CHECK_OK(gv_layernorm_backward_sum(cpu, dx.c, dw.c, db.c, ds.c, dout.c, x.c, w.c, mean.c, rstd.c, N, C));
+    CHECK_OK(gv_layernorm_backward_sum(gpu, dx.g, dw.g, db.g, ds.g, dout.g, x.g, w.g, mean.g, rstd.g, N, C));
+    cmpp("dinp (accumulated)", dx, TOL_BF);
+    cmpp("dw", dw, TOL_BF);
+    cmpp("dbias", db, TOL_BF);
+    cmpp("dsum (column sums of dinp, accumulated)", ds, TOL_BF);
+    /* over a pending zero: dinp written, dsum = its column sums on top of the previous dsum */
+    float *zero = xmalloc(n * sizeof(float));
+    memset(zero, 0, n * sizeof(float));
+    CHECK_OK(gv_backend_upload_f32(cpu, dx.c, GV_F32, zero, n));
+    free(zero);
+    garbage_then_zero(dx, 0, n, 0);
+    CHECK_OK(gv_layernorm_backward_sum(cpu, dx.c, NULL, NULL, ds.c, dout.c, x.c, w.c, mean.c, rstd.c, N, C));
+    CHECK_OK(gv_layernorm_backward_sum(gpu, dx.g, NULL, NULL, ds.g, dout.g, x.g, w.g, mean.g, rstd.g, N, C));
+    cmpp("dinp over a deferred zero", dx, TOL_BF);
+    cmpp("dsum over a deferred zero", ds, TOL_BF);
+    free(hm), free(hr), free(hx), free(hw), free(hb), free(hd), free(hg), free(hs);
+    pfree(x), pfree(w), pfree(bias), pfree(out), pfree(mean), pfree(rstd), pfree(dout), pfree(dx), pfree(dw),
+        pfree(db), pfree(ds);
+}
+
 /* The fused residual add + norm against the CPU's add, then norm (its unfused fallback). */
 static void t_add_norm(int rms, int N, int C) {
     printf("add_%s N=%d C=%d\n", rms ? "rmsnorm" : "layernorm", N, C);
@@ -1102,6 +1141,9 @@ static void run_tests(int big) {
     t_norm(1, 5, 37, 1, 0);
     if (big) t_norm(1, 1024, 768, 1, 0);
     t_norm(1, 16, 4096, 0, 0);
+    t_norm_sum(1000, 768); /* the warp-per-row kernel, rows not a multiple of its warps */
+    t_norm_sum(big ? 8192 : 512, 1024);
+    t_norm_sum(300, 2048); /* wider rows: the norm, then a separate reduction */
     t_add_norm(0, 5, 37);
     t_add_norm(0, big ? 1024 : 64, 768);
     t_add_norm(1, 9, 40);

@@ -239,6 +239,9 @@ gv_status gv_cuda_layernorm_forward(gv_backend *b, void *out, float *mean, float
 gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                                      const void *inp, const void *w, const float *mean, const float *rstd,
                                      int N, int C);
+gv_status gv_cuda_layernorm_backward_sum(gv_backend *b, void *dinp, void *dw, void *dbias, void *dsum,
+                                         const void *dout, const void *inp, const void *w, const float *mean,
+                                         const float *rstd, int N, int C);
 gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w,
                                   int N, int C, float eps);
 gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,

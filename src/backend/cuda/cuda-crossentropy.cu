@@ -8,6 +8,8 @@
  * [N, Vp] buffer. */
 #include "cuda-common.cuh"
 
+#include <cuda_fp16.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,9 +144,10 @@ __global__ void crossentropy_backward_kernel(bf16 *dlogits, const bf16 *logits, 
 /* Row-in-shared-memory backward of the plain op (Vp % 8 == 0, 16-byte aligned, Vp * 2 bytes of dynamic
  * shared memory): the row is read from global memory once into shared memory while its max is found, the
  * sum of exp is taken from shared memory (one ex2 per element: the online max/sum merge of row_lse costs
- * 1.25 exp per element and made the two-pass kernel exp-bound), and the gradient is written from shared
- * memory (a second ex2 per element): the logits are read once and written once instead of read twice.
- * MODE 1: in place; 2: accumulating into dlogits. */
+ * 1.25 exp per element and made the two-pass kernel exp-bound), each exp(x - max) in [0, 1] replacing its
+ * logit there as fp16 (relative error 2^-11, below the bf16 gradient's own rounding), and the gradient is
+ * written from those (no second exp: the ex2 unit, not memory, bounded the kernel): the logits are read
+ * once and written once. MODE 1: in place; 2: accumulating into dlogits. */
 __device__ __forceinline__ float ce_ex2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -152,6 +155,11 @@ __device__ __forceinline__ float ce_ex2(float x) {
 }
 
 #define CE_LOG2E 1.4426950408889634f
+
+/* 8 fp16 = 16 bytes: the exps that replace a row chunk in shared memory */
+struct __align__(16) gv_f16x8 {
+    __half v[8];
+};
 #define CE_UNROLL 4
 
 template <int MODE>
@@ -202,29 +210,37 @@ __global__ void __launch_bounds__(CE1_THREADS)
     }
     m = gv_block_max(m, sh); /* syncs: the row is in shared memory */
     const float ml2 = m * CE_LOG2E;
-    /* pass 2: sum of exp from shared memory */
+    /* pass 2: sum of exp from shared memory; each thread overwrites only the chunks it reads, and the
+     * owner of the target's chunk keeps the target logit for the loss first */
+    __shared__ float target_logit;
+    gv_f16x8 *ex = (gv_f16x8 *)smem_raw; /* [Vp / 8] exp(x - max), over the row */
     float s = 0.0f;
     for (int j = threadIdx.x; j < nch; j += blockDim.x) {
         gv_bf16x8 p = row[j];
+        if (tg >= 0 && tg < V && tg / 8 == j) target_logit = gv_bf(p.v[tg % 8]);
+        gv_f16x8 e;
 #pragma unroll
-        for (int k = 0; k < 8; k++) s += ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -ml2));
+        for (int k = 0; k < 8; k++) {
+            const float v = ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -ml2));
+            s += v;
+            e.v[k] = __float2half_rn(v);
+        }
+        ex[j] = e;
     }
-    s = gv_block_sum(s, sh);
-    if (losses && threadIdx.x == 0) { /* the forward's loss too: lse - target logit */
-        const bf16 *rb = (const bf16 *)smem_raw;
-        losses[n] = m + logf(s) - (tg >= 0 && tg < V ? gv_bf(rb[tg]) : 0.0f);
-    }
-    /* pass 3: dlogits (+)= (softmax - onehot) * dloss, softmax = exp2(x*log2e - lse2) */
-    const float lse2 = ml2 + log2f(s);
+    s = gv_block_sum(s, sh);        /* syncs: target_logit is written */
+    if (losses && threadIdx.x == 0) /* the forward's loss too: lse - target logit */
+        losses[n] = m + logf(s) - (tg >= 0 && tg < V ? target_logit : 0.0f);
+    /* pass 3: dlogits (+)= (softmax - onehot) * dloss, softmax = exp(x - max) / sum */
+    const float inv_s = 1.0f / s;
     for (int j = threadIdx.x; j < nch; j += blockDim.x) {
         const int c = j * 8;
         if (MODE == 2 && c >= V) break;
-        gv_bf16x8 p = row[j];
+        gv_f16x8 p = ex[j];
         float g[8];
         if (MODE == 2 && c + 8 <= V) gv_load_bf<8>(g, dx + c);
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            float d = (ce_ex2(fmaf(gv_bf(p.v[k]), CE_LOG2E, -lse2)) - (c + k == tg ? 1.0f : 0.0f)) * dloss;
+            float d = (__half2float(p.v[k]) * inv_s - (c + k == tg ? 1.0f : 0.0f)) * dloss;
             g[k] = MODE == 1 || c + 8 > V ? d : g[k] + d;
         }
         if (MODE == 1 || c + 8 <= V) {

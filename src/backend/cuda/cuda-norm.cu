@@ -186,10 +186,18 @@ __global__ void __launch_bounds__(NORM_BWD_THREADS)
 #define NORM_WARP_NW 8
 template <int NCH, bool RMS>
 __global__ void __launch_bounds__(NORM_WARP_NW * 32)
-    norm_backward_warp_kernel(bf16 *dinp, float *part_dw, float *part_db, const bf16 *dout, const bf16 *inp,
-                              const bf16 *w, const float *mean, const float *rstd, int N, int C, int acc) {
+    norm_backward_warp_kernel(bf16 *dinp, float *part_dw, float *part_db, float *part_ds, const bf16 *dout,
+                              const bf16 *inp, const bf16 *w, const float *mean, const float *rstd, int N,
+                              int C, int acc) {
     __shared__ float sh[NORM_WARP_NW][1024];
+    /* part_ds: each warp's column sums of dinp as written, [NORM_WARP_NW][C] of dynamic shared memory
+     * (registers are what limits the blocks per SM, so these sums live here) */
+    extern __shared__ float shs[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (part_ds) {
+        for (int c = lane; c < C; c += 32) shs[warp * C + c] = 0.0f;
+        __syncwarp();
+    }
     float gw[NCH][8], gb[NCH][8];
 #pragma unroll
     for (int j = 0; j < NCH; j++)
@@ -249,6 +257,9 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
                     g[j][k] += (dn - md - xh * mdn) * rs;
                 }
                 gv_store_bf<8>(gr + c, g[j]);
+                if (part_ds) /* the sums of the values as stored */
+#pragma unroll
+                    for (int k = 0; k < 8; k++) shs[warp * C + c + k] += gv_bf(gv_tobf(g[j][k]));
             }
         }
     }
@@ -272,13 +283,31 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
         }
         __syncthreads();
     }
+    if (part_ds) {
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float t = 0.0f;
+#pragma unroll
+            for (int i = 0; i < NORM_WARP_NW; i++) t += shs[i * C + c];
+            part_ds[(size_t)blockIdx.x * C + c] = t;
+        }
+    }
 }
 
 /* ---- launchers --------------------------------------------------------------------------------------- */
 
-template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm) {
+template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm, size_t dyn_smem) {
+    /* the column-sum scratch (up to 32 KB) on top of the 32 KB of static shared memory needs the opt-in */
+    static bool opted;
+    if (!opted) {
+        cudaError_t e = cudaFuncSetAttribute(norm_backward_warp_kernel<NCH, RMS>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             NORM_WARP_NW * 1024 * (int)sizeof(float));
+        if (e != cudaSuccess) return e;
+        opted = true;
+    }
     return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, norm_backward_warp_kernel<NCH, RMS>,
-                                                         NORM_WARP_NW * 32, 0);
+                                                         NORM_WARP_NW * 32, dyn_smem);
 }
 
 static gv_status norm_check(const char *op, int N, int C) {
@@ -382,7 +411,7 @@ static int norm_warp_on(void) {
 template <bool RMS>
 static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *dw, void *dbias,
                                const void *dout, const void *inp, const void *w, const float *mean,
-                               const float *rstd, int N, int C) {
+                               const float *rstd, int N, int C, void *dsum = NULL) {
     GV_TRY(norm_check(op, N, C));
     if ((!RMS && !mean) || !rstd)
         return gv_fail(GV_ERR_INVALID, "%s: statistics from the forward are required", op);
@@ -393,9 +422,11 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
                                   {inp, nb},
                                   {w, w ? C * sizeof(bf16) : 0},
                                   {dw, dw ? C * sizeof(bf16) : 0},
-                                  {dbias, dbias ? C * sizeof(bf16) : 0}};
-    GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, nb, in, 5));
+                                  {dbias, dbias ? C * sizeof(bf16) : 0},
+                                  {dsum, dsum ? C * sizeof(bf16) : 0}};
+    GV_TRY(gv_cuda_zero_claim(c, &claimed, dinp, nb, in, 6));
     if (N == 0) return GV_OK;
+    if (!dinp) dsum = NULL;
     if (!w) dw = NULL;
     if (!dinp && !dw && !dbias) return GV_OK;
     bool vec = C % 8 == 0 && gv_aligned16(inp) && gv_aligned16(dout) && (!dinp || gv_aligned16(dinp)) &&
@@ -409,28 +440,33 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
     const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
+    const size_t ds_smem = dsum && nwarp ? (size_t)NORM_WARP_NW * C * sizeof(float) : 0;
     if (nwarp) { /* narrow rows: a warp per row, as many blocks as are resident at once (no tail wave) */
         int per_sm = 0;
-        cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm)
-                         : nwarp == 2 ? norm_warp_occupancy<2, RMS>(&per_sm)
-                         : nwarp == 3 ? norm_warp_occupancy<3, RMS>(&per_sm)
-                                      : norm_warp_occupancy<4, RMS>(&per_sm);
-        if (oe != cudaSuccess || per_sm < 1) per_sm = 2;
+        cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm, ds_smem)
+                         : nwarp == 2 ? norm_warp_occupancy<2, RMS>(&per_sm, ds_smem)
+                         : nwarp == 3 ? norm_warp_occupancy<3, RMS>(&per_sm, ds_smem)
+                                      : norm_warp_occupancy<4, RMS>(&per_sm, ds_smem);
+        if (oe != cudaSuccess)
+            return gv_fail(GV_ERR_BACKEND, "cuda: %s: occupancy query failed: %s", op,
+                           cudaGetErrorString(oe));
+        if (per_sm < 1) per_sm = 1;
         G = c->num_sms * per_sm;
         if (G > (N + NORM_WARP_NW - 1) / NORM_WARP_NW) G = (N + NORM_WARP_NW - 1) / NORM_WARP_NW;
         if (G < 1) G = 1;
     }
     float *part = NULL;
     size_t pn = (size_t)G * C;
-    if (dw || dbias) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&part, pn * sizeof(float) * 2));
-    float *pdw = dw ? part : NULL, *pdb = dbias ? part + pn : NULL;
+    const int fuse_ds = dsum && nwarp; /* else the column sums run after the norm */
+    if (dw || dbias || fuse_ds) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&part, pn * sizeof(float) * 3));
+    float *pdw = dw ? part : NULL, *pdb = dbias ? part + pn : NULL, *pds = fuse_ds ? part + 2 * pn : NULL;
     bool ok = true;
     if (nwarp) {
         const int T = NORM_WARP_NW * 32;
 #define GV_NW(K_)                                                                                            \
-    norm_backward_warp_kernel<K_, RMS><<<G, T, 0, c->stream>>>((bf16 *)dinp, pdw, pdb, (const bf16 *)dout,   \
-                                                               (const bf16 *)inp, (const bf16 *)w, mean,     \
-                                                               rstd, N, C, !claimed)
+    norm_backward_warp_kernel<K_, RMS>                                                                       \
+        <<<G, T, ds_smem, c->stream>>>((bf16 *)dinp, pdw, pdb, pds, (const bf16 *)dout, (const bf16 *)inp,   \
+                                       (const bf16 *)w, mean, rstd, N, C, !claimed)
         if (nwarp == 1)
             GV_NW(1);
         else if (nwarp == 2)
@@ -456,6 +492,8 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
         gv_column_reduce_add_kernel<32><<<gv_cdiv(C, 32), rb, 0, c->stream>>>((bf16 *)dw, pdw, G, C);
     if (st == GV_OK && pdb)
         gv_column_reduce_add_kernel<32><<<gv_cdiv(C, 32), rb, 0, c->stream>>>((bf16 *)dbias, pdb, G, C);
+    if (st == GV_OK && pds)
+        gv_column_reduce_add_kernel<32><<<gv_cdiv(C, 32), rb, 0, c->stream>>>((bf16 *)dsum, pds, G, C);
     e = cudaGetLastError();
     if (st == GV_OK && e != cudaSuccess)
         st = gv_fail(GV_ERR_BACKEND, "cuda: %s reduce launch failed: %s", op, cudaGetErrorString(e));
@@ -463,6 +501,8 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
         gv_status st2 = gv_cuda_tmp_free(c, part);
         if (st == GV_OK) st = st2;
     }
+    if (st == GV_OK && dsum && !fuse_ds) /* rows too wide for the warp kernel: a separate reduction */
+        st = gv_cuda_matmul_backward(b, NULL, NULL, dsum, dinp, NULL, NULL, N, 0, C);
     return st;
 }
 
@@ -474,6 +514,12 @@ gv_status gv_cuda_layernorm_backward(gv_backend *b, void *dinp, void *dw, void *
                                      const void *inp, const void *w, const float *mean, const float *rstd,
                                      int N, int C) {
     return norm_backward<false>(b, "layernorm_backward", dinp, dw, dbias, dout, inp, w, mean, rstd, N, C);
+}
+gv_status gv_cuda_layernorm_backward_sum(gv_backend *b, void *dinp, void *dw, void *dbias, void *dsum,
+                                         const void *dout, const void *inp, const void *w, const float *mean,
+                                         const float *rstd, int N, int C) {
+    return norm_backward<false>(b, "layernorm_backward_sum", dinp, dw, dbias, dout, inp, w, mean, rstd, N, C,
+                                dsum);
 }
 gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const void *inp, const void *w,
                                   int N, int C, float eps) {

@@ -586,6 +586,10 @@ GV_OP(layernorm_backward, gv_cuda_layernorm_backward, 1, N, C, 0,
       (gv_backend * b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w,
        const float *mean, const float *rstd, int N, int C),
       (b, dinp, dw, dbias, dout, inp, w, mean, rstd, N, C))
+GV_OP(layernorm_backward_sum, gv_cuda_layernorm_backward_sum, 1, N, C, 0,
+      (gv_backend * b, void *dinp, void *dw, void *dbias, void *dsum, const void *dout, const void *inp,
+       const void *w, const float *mean, const float *rstd, int N, int C),
+      (b, dinp, dw, dbias, dsum, dout, inp, w, mean, rstd, N, C))
 GV_OP(rmsnorm_forward, gv_cuda_rmsnorm_forward, 0, N, C, 0,
       (gv_backend * b, void *out, float *rstd, const void *inp, const void *w, int N, int C, float eps),
       (b, out, rstd, inp, w, N, C, eps))
@@ -729,6 +733,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .crossentropy_forward_backward = */ op_crossentropy_forward_backward,
     /* .adamw_update_multi = */ op_adamw_update_multi,
     /* .copy2d = */ op_copy2d,
+    /* .layernorm_backward_sum = */ op_layernorm_backward_sum,
     /* .event_record = */ mem_event_record,
     /* .event_wait = */ mem_event_wait,
 };
