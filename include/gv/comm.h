@@ -172,7 +172,7 @@ gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event);
  *    blocking calls there is no header, so a count mismatch is not detected: use one communicator per
  *    direction of a pair (a group [a, b] for a -> b, [b, a] for b -> a), so that each stream carries one
  *    direction and a receive never waits behind a send. A host buffer goes through a device copy owned by
- *    the request.
+ *    the request. A message to self is refused (its send and receive would queue on one stream).
  *  - local: isend to self queues the message (complete at once); irecv completes at the wait, which fails
  *    if no such message was sent by then. */
 gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,

@@ -543,6 +543,13 @@ static gv_status gv_nccl_ip2p(gv_comm *c, void *buf, size_t count, gv_comm_dtype
                               void *ready, void **req) {
     gv_nccl_ctx *x = gv_nx(c);
     const char *what = recv ? "irecv" : "isend";
+    if (peer == c->rank) { /* the send and the receive would queue on one stream, the first waiting forever */
+        char desc[96];
+        return gv_fail(
+            GV_ERR_UNSUPPORTED,
+            "nccl %s (count %zu %s) on group %s: a message to self is not supported (use gv_comm_sendrecv)",
+            what, count, gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc));
+    }
     if (!x->p2p) GV_CUDA(c, what, cudaStreamCreateWithFlags(&x->p2p, cudaStreamNonBlocking));
     if (ready) GV_CUDA(c, what, cudaStreamWaitEvent(x->p2p, (cudaEvent_t)ready, 0));
     if (recv)
