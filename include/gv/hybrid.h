@@ -21,8 +21,10 @@ struct gv_comm;
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, struct gv_comm *world,
                          const gv_plan *plan, int seq, const char *where);
 /* Runtime choices that are not the plan's. overlap: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off), else on.
- * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap); off
- * waits for each where it is issued, with the same collectives and the same results (the A/B switch). */
+ * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap) and
+ * the pipeline messages are nonblocking (gv_hybrid_p2p_stats); off waits for each collective where it is
+ * issued and sends the pipeline's messages blocking through host staging, with the same results (the A/B
+ * switch). */
 typedef struct {
     int overlap;
 } gv_hybrid_opts;
