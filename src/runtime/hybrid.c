@@ -35,6 +35,8 @@ typedef struct {
     int part, phases;
 } gv_exec;
 
+enum { GV_TAG_PIPE = 7 }; /* pipeline messages; + 1 the tied gradient exchange, + 2 checkpoint export */
+
 /* A pipeline message in flight and the compute count when it was posted. */
 typedef struct {
     gv_comm_req *q;
@@ -553,6 +555,35 @@ static gv_status gv_pipe_buffers(gv_hybrid *h, size_t mx) {
     return GV_OK;
 }
 
+static void gv_link_msg(const gv_hybrid *h, int next, size_t *count, gv_comm_dtype *dt);
+static void *gv_buf_x(gv_hybrid *h, int k);
+static void *gv_buf_dx(gv_hybrid *h, int k);
+static void *gv_buf_y(gv_hybrid *h, int k);
+static void *gv_buf_g(gv_hybrid *h, int k);
+
+/* One blocking message of the real size each way on every link, link by link (stage s does link s - 1,
+ * then link s: no cycle). NCCL connects a pair's send/recv channels at their first message and its host
+ * call waits there for the peer, so without this the first nonblocking receives, posted long before their
+ * sends, would wait for each other at the first batch. On mpi it only checks the links. */
+static gv_status gv_pipe_warmup(gv_hybrid *h) {
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_backend_sync(h->be)); /* the zeroed device buffers */
+    if (h->stage > 0) {
+        gv_link_msg(h, 0, &n, &dt);
+        GV_TRY(
+            gv_comm_recv(h->from_prev, gv_buf_x(h, 0), n, dt, gv_comm_rank(h->from_prev) ^ 1, GV_TAG_PIPE));
+        GV_TRY(gv_comm_send(h->to_prev, gv_buf_dx(h, 0), n, dt, gv_comm_rank(h->to_prev) ^ 1, GV_TAG_PIPE));
+    }
+    if (h->stage < h->pp - 1) {
+        gv_link_msg(h, 1, &n, &dt);
+        GV_TRY(gv_comm_send(h->to_next, gv_buf_y(h, 0), n, dt, gv_comm_rank(h->to_next) ^ 1, GV_TAG_PIPE));
+        GV_TRY(
+            gv_comm_recv(h->from_next, gv_buf_g(h, 0), n, dt, gv_comm_rank(h->from_next) ^ 1, GV_TAG_PIPE));
+    }
+    return GV_OK;
+}
+
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
                          const gv_plan *plan, int seq, const char *where) {
     return gv_hybrid_init_opts(out, spec, be, world, plan, seq, where, NULL);
@@ -629,6 +660,7 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
         h->blk_max = mx;
         if (h->tie_part >= 0) h->tie_n = gv_model_embedding_numel(h->parts[h->tie_part].m);
         if (st == GV_OK) st = h->pipe_nb ? gv_pipe_buffers(h, mx) : gv_blocking_buffers(h, mx);
+        if (st == GV_OK && h->pipe_nb) st = gv_pipe_warmup(h);
     }
     if (st != GV_OK) {
         gv_hybrid_free(h);
@@ -798,8 +830,6 @@ static gv_mb_io gv_io_bwd_blocking(gv_hybrid *h) {
 }
 
 /* ---- pipeline schedules ----------------------------------------------------------------------------- */
-
-enum { GV_TAG_PIPE = 7 };
 
 /* Blocking messages on the world, through host F32 staging (overlap off). */
 static gv_status gv_recv_fwd_(gv_hybrid *h) {
