@@ -807,8 +807,9 @@ gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event) {
     gv_comm *c = req->c;
     void *b = req->b, *ev = NULL;
     gv_status st = GV_OK;
-    if (b) st = c->iface->req_wait(c, b, &ev);            /* else completed inside the call */
-    if (st == GV_OK && ev && (!done_event || req->dst)) { /* a staged receive copies on the host */
+    if (b) st = c->iface->req_wait(c, b, &ev); /* else completed inside the call */
+    /* staged: a receive copies on the host, a send's scratch goes back to the cache: both once it is done */
+    if (st == GV_OK && ev && (!done_event || req->stage)) {
         st = c->iface->event_sync(c, ev);
         ev = NULL;
     }
