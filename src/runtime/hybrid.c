@@ -718,10 +718,12 @@ typedef struct {
     int in_dev, out_dev;
 } gv_mb_io;
 
-/* A stream-ordered device copy between a message buffer and a part's view. */
+/* A stream-ordered device copy between a message buffer and a part's view ([rows][C]: rows of C elements,
+ * so the pitch stays small whatever the block's size). */
 static gv_status gv_dev_copy(gv_hybrid *h, void *dst, const void *src, size_t bytes) {
     double t0 = gv_ms();
-    gv_status st = gv_backend_copy2d(h->be, dst, bytes, src, bytes, bytes, 1);
+    size_t row = (size_t)h->C * gv_dtype_size(gv_backend_dtype(h->be));
+    gv_status st = gv_backend_copy2d(h->be, dst, row, src, row, row, bytes / row);
     h->times.redistribute_ms += gv_ms() - t0;
     return st;
 }
