@@ -12,6 +12,9 @@
 #     buckets, so their losses must be equal; the step times are the A/B.
 #  2. The same with ZeRO-1, ZeRO-2 and ZeRO-3 (--dp-type zero1 / zero2 / zero3; ZeRO-3 with overlap gathers
 #     the next layer into a second slot while the current one computes).
+#  3. Pipelines over the 2 GPUs (pp 2, 1F1B and GPipe, 8 micro-batches): with overlap the stage messages are
+#     nonblocking on streams of their own, device tensors in bf16 (no TP/SP change at the cut); without,
+#     blocking through host f32 staging. Same losses expected; the step times are the A/B.
 # usage (GPU machine, repo root): bench/overlap_ab.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-overlap}}
@@ -47,6 +50,19 @@ for dp in ddp zero1 zero2 zero3; do
             echo "$dp overlap $run: $(median "$m")"
         else
             echo "$dp overlap $run: failed: $(tail -1 "$out/$dp-$run.log")"
+            break
+        fi
+    done
+done
+for sched in 1f1b gpipe; do
+    for run in on1 off1 on2 off2; do
+        ov=${run%?}
+        m="$out/pp2-$sched-$run.jsonl"
+        if $gv train "${g2[@]}" --pp 2 --schedule "$sched" --micro-batches 8 --overlap "$ov" --metrics "$m" \
+            >"$out/pp2-$sched-$run.log" 2>&1; then
+            echo "pp2 $sched overlap $run: $(median "$m")"
+        else
+            echo "pp2 $sched overlap $run: failed: $(tail -1 "$out/pp2-$sched-$run.log")"
             break
         fi
     done

@@ -307,9 +307,56 @@ static void test_nonblocking(gv_comm *c) {
     free(s0), free(d0), free(rs_in), free(rs_src), free(ag_d), free(ag_ip);
 }
 
+/* Nonblocking messages around a ring: every rank posts its receives from the left first (so a blocking
+ * form would deadlock), then sends to the right; two messages of one tag match in the order sent, a bf16
+ * one (staged as f32 by the host backends) and a long one (chunked under GV_COMM_MPI_MAX_COUNT) arrive
+ * intact whatever order the requests are waited in, and a receive of the wrong count fails at the wait,
+ * naming the call. */
+static void test_nonblocking_p2p(gv_comm *c) {
+    int r = gv_comm_rank(c), W = gv_comm_size(c), right = (r + 1) % W, left = (r + W - 1) % W;
+    enum { N = 301, NB = 33, TAG = 41 };
+    float a[N], b[N], ra[N], rb[N];
+    uint16_t h[NB], rh[NB];
+    for (int i = 0; i < N; i++) a[i] = (float)(r * 1000 + i), b[i] = -(float)(r * 1000 + i) - 0.5f;
+    for (int i = 0; i < NB; i++) h[i] = gv_f32_to_bf16((float)(r + 1) * 0.375f + (float)i);
+    gv_comm_req *q[6];
+    CHECK_OK(gv_comm_irecv(c, ra, N, GV_COMM_F32, left, TAG, NULL, &q[0]));
+    CHECK_OK(gv_comm_irecv(c, rb, N, GV_COMM_F32, left, TAG, NULL, &q[1]));
+    CHECK_OK(gv_comm_irecv(c, rh, NB, GV_COMM_BF16, left, TAG + 1, NULL, &q[2]));
+    CHECK_OK(gv_comm_isend(c, a, N, GV_COMM_F32, right, TAG, NULL, &q[3]));
+    CHECK_OK(gv_comm_isend(c, h, NB, GV_COMM_BF16, right, TAG + 1, NULL, &q[4]));
+    CHECK_OK(gv_comm_isend(c, b, N, GV_COMM_F32, right, TAG, NULL, &q[5]));
+    static const int order[6] = {2, 5, 1, 3, 0, 4};
+    for (int k = 0; k < 6; k++) {
+        void *ev = (void *)1;
+        CHECK_OK(gv_comm_req_wait(q[order[k]], &ev));
+        CHECK(ev == NULL); /* host buffers: nothing for a stream to wait on */
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += ra[i] != (float)(left * 1000 + i) || rb[i] != -(float)(left * 1000 + i) - 0.5f;
+    for (int i = 0; i < NB; i++) bad += rh[i] != gv_f32_to_bf16((float)(left + 1) * 0.375f + (float)i);
+    if (bad) FAIL_HERE("isend/irecv around the ring: %d wrong\n", bad);
+    /* count 0 completes at once; a wrong count fails at the wait (the message is consumed) */
+    gv_comm_req *z;
+    CHECK_OK(gv_comm_irecv(c, NULL, 0, GV_COMM_F32, left, TAG, NULL, &z));
+    CHECK_OK(gv_comm_req_wait(z, NULL));
+    CHECK_OK(gv_comm_irecv(c, ra, 6, GV_COMM_F32, left, TAG + 2, NULL, &q[0]));
+    CHECK_OK(gv_comm_isend(c, a, 5, GV_COMM_F32, right, TAG + 2, NULL, &q[1]));
+    CHECK(gv_comm_req_wait(q[0], NULL) == GV_ERR_COMM);
+    CHECK(strstr(gv_last_error(), "irecv") != NULL);
+    CHECK_OK(gv_comm_req_wait(q[1], NULL));
+    CHECK(gv_comm_isend(c, a, 4, GV_COMM_F32, W, TAG, NULL, &z) == GV_ERR_INVALID);
+    CHECK(strstr(gv_last_error(), "isend") != NULL);
+    CHECK(gv_comm_irecv(c, ra, 4, GV_COMM_F32, left, GV_COMM_TAG_MAX + 1, NULL, &z) == GV_ERR_INVALID);
+    CHECK(gv_comm_isend(c, a, 4, GV_COMM_F32, right, TAG, NULL, NULL) == GV_ERR_INVALID);
+    CHECK_OK(gv_comm_barrier(c));
+}
+
 static void run_suite(gv_comm *c) {
     test_args(c);
     test_nonblocking(c);
+    test_nonblocking_p2p(c);
     test_allreduce(c);
     test_reduce_scatter(c);
     test_allgather(c);

@@ -461,6 +461,16 @@ static void check_layer_types(void) {
             CHECK_CLOSE(pc.stage_c[k], C[k], 1e-12, 1e-15);
             CHECK(pc.mem_total[k] == mem[k] + ceil(trans[k]) + ceil(gv_cost_mem_total(&om[k])));
         }
+        if (mode) { /* overlap on a device communicator: the runtime's nonblocking messages run beside the
+                       stage's compute; overlap_coe 1 here, so the stage takes the longer of the two */
+            double t = 2.0 * 1 * (lbsz * 512 * 1024 * 2 / MBy) * 0.01 * 0.001;
+            gv_plan_cost po;
+            cm.o.overlap_grad_sync = 1;
+            CHECK_OK(gv_cost_plan(&cm, &p, 0, &po));
+            cm.o.overlap_grad_sync = 0;
+            for (int k = 0; k < 2; k++) CHECK_CLOSE(po.stage_c[k], fmax(C[k] - t, t), 1e-12, 1e-15);
+            CHECK(po.step_s < pc.step_s);
+        }
         /* the decoder layers are what make stage 1 the costlier: with encoder costs it would be less */
         CHECK(pc.stage_c[1] - on[1] > 3 * (pc.stage_c[0] - on[0]) - 1e-15);
         /* the types must match the profile's */

@@ -1,11 +1,16 @@
-/* Overlap of data-parallel communication with compute changes when collectives run, not what they compute:
- * DDP, ZeRO-1/2/3 (ZeRO-3 with and without recompute), Megatron-SP with ZeRO-2, a pipeline with the tied
- * embedding synced across stages and T5 (bias tables summed across parts) train 4 steps of 2 micro-batches
- * with overlap on and off on 2 and 4 CPU ranks, and the losses, the gradient norms and every final weight are
- * bit-for-bit the same. Buckets of one unit each ($GV_GRAD_BUCKET_ELEMS=1) so that tiny models have several;
- * the runtime's counts show that overlap on started buckets during the backward / served ZeRO-3 gathers from
- * a prefetch, and that overlap off did neither. Started as one process, it re-launches itself on 4 ranks;
- * 2-rank plans run on the halves of the world at once. */
+/* Overlap of communication with compute changes when messages and collectives run, not what they compute:
+ * DDP, ZeRO-1/2/3 (ZeRO-3 with and without recompute), Megatron-SP with ZeRO-2, pipelines and T5 (bias
+ * tables summed across parts) train 4 steps of 2 or 4 micro-batches with overlap on and off on 2 and 4 CPU
+ * ranks, and the losses, the gradient norms and every final weight are bit-for-bit the same. Buckets of one
+ * unit each ($GV_GRAD_BUCKET_ELEMS=1) so that tiny models have several; the runtime's counts show that
+ * overlap on started buckets during the backward / served ZeRO-3 gathers from a prefetch, and that overlap
+ * off did neither. The pipelines (pp 2 and 4, GPipe and 1F1B, dp or tp inside the stages, links that keep
+ * their layout and links that redistribute, the tied embedding, T5's two channels) also match a 1-rank run
+ * (losses 1e-5 relative, weights 1e-4 relative L2, as test_layerwise), and their message counts show the
+ * path that ran: with overlap every pipeline message nonblocking, receives in flight during compute, and
+ * device tensors on links without a layout change / host blocks on the others; without, all blocking.
+ * Started as one process, it re-launches itself on 4 ranks; 2-rank plans run on the halves of the world at
+ * once. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,23 +22,35 @@
 
 typedef struct {
     const char *name, *model;
-    int world, pp, micro;
+    int world, pp, micro, gpipe;
     const char *layers; /* one strategy per layer: t|m|u + degree, zN, c = ckpt (see gv_plan_compact) */
     const char *vocab;
-    int zero3; /* expects prefetched gathers (else early buckets) */
+    /* what overlap does over dp on every rank: 'z' prefetched ZeRO-3 gathers, 'b' buckets started in the
+     * backward, 0 nothing to check (some rank has no dp group) */
+    char dp;
+    /* pipelines: 'd' every link keeps its layout (device messages), 'h' every link redistributes */
+    char links;
 } ov_case;
 
 static const ov_case cases[] = {
-    {"ddp-dp2", "gpt2", 2, 1, 2, "t1 t1 t1 t1", "t1", 0},
-    {"zero1-dp2", "llama", 2, 1, 2, "t1z1 t1z1 t1z1 t1z1", "t1z1", 0},
-    {"zero2-dp2", "gpt2", 2, 1, 2, "t1z2 t1z2 t1z2 t1z2", "t1z2", 0},
-    {"zero3-dp2", "llama", 2, 1, 2, "t1z3 t1z3 t1z3 t1z3", "t1z3", 1},
-    {"ddp-dp4", "llama", 4, 1, 2, "t1 t1 t1 t1", "t1", 0},
-    {"zero2-dp4", "llama", 4, 1, 2, "t1z2 t1z2 t1z2 t1z2", "t1z2", 0},
-    {"zero3-dp4-ckpt", "gpt2", 4, 1, 2, "t1z3c t1z3 t1z3c t1z3", "t1z3", 1},
-    {"msp2-zero2-dp2", "gpt2", 4, 1, 2, "m2z2 m2z2 m2z2 m2z2", "m2z2", 0},
-    {"pp2-dp2-tied", "gpt2", 4, 2, 2, "t1 t1 t1 t1", "t1", 0},
-    {"t5-dp4-layerwise", "t5", 4, 1, 2, "t1 t1 t1z2 t1z2", "t1", 0},
+    {"ddp-dp2", "gpt2", 2, 1, 2, 0, "t1 t1 t1 t1", "t1", 'b', 0},
+    {"zero1-dp2", "llama", 2, 1, 2, 0, "t1z1 t1z1 t1z1 t1z1", "t1z1", 'b', 0},
+    {"zero2-dp2", "gpt2", 2, 1, 2, 0, "t1z2 t1z2 t1z2 t1z2", "t1z2", 'b', 0},
+    {"zero3-dp2", "llama", 2, 1, 2, 0, "t1z3 t1z3 t1z3 t1z3", "t1z3", 'z', 0},
+    {"pp2-gpipe-2r", "llama", 2, 2, 4, 1, "t1 t1 t1 t1", "t1", 0, 'd'},
+    {"pp2-1f1b-2r-tied", "gpt2", 2, 2, 4, 0, "t1 t1 t1 t1", "t1", 0, 'd'},
+    {"ddp-dp4", "llama", 4, 1, 2, 0, "t1 t1 t1 t1", "t1", 'b', 0},
+    {"zero2-dp4", "llama", 4, 1, 2, 0, "t1z2 t1z2 t1z2 t1z2", "t1z2", 'b', 0},
+    {"zero3-dp4-ckpt", "gpt2", 4, 1, 2, 0, "t1z3c t1z3 t1z3c t1z3", "t1z3", 'z', 0},
+    {"msp2-zero2-dp2", "gpt2", 4, 1, 2, 0, "m2z2 m2z2 m2z2 m2z2", "m2z2", 'b', 0},
+    {"pp2-dp2-tied", "gpt2", 4, 2, 2, 0, "t1 t1 t1 t1", "t1", 'b', 'd'},
+    {"pp2-gpipe-tp2", "llama", 4, 2, 4, 1, "t2 t2 t2 t2", "t2", 0, 'd'},
+    {"pp2-1f1b-tp2-to-dp2", "gpt2", 4, 2, 4, 0, "t2 t2 t1z1 t1", "t1", 0, 'h'},
+    {"pp2-gpipe-msp-to-tp", "gpt2", 4, 2, 2, 1, "m2 m2 t2 t2", "t2", 0, 'h'},
+    {"pp4-1f1b-tied", "gpt2", 4, 4, 4, 0, "t1 t1c t1 t1", "t1", 0, 'd'},
+    {"pp4-gpipe", "llama", 4, 4, 4, 1, "t1 t1 t1c t1", "t1", 0, 'd'},
+    {"t5-pp2-1f1b-dp2", "t5", 4, 2, 4, 0, "t1 t1 t1 t1", "t1", 'b', 'd'},
+    {"t5-dp4-layerwise", "t5", 4, 1, 2, 0, "t1 t1 t1z2 t1z2", "t1", 'b', 0},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -53,15 +70,21 @@ typedef struct {
     size_t nw;
     int buckets;
     long early, prefetched;
+    gv_hybrid_p2p_counts p2p;
 } ov_run;
 
-static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, ov_run *out) {
+/* One training run of the case (single: the 1-rank reference of the same model and batches, comm NULL). */
+static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, int single, ov_run *out) {
     memset(out, 0, sizeof *out);
     gv_model_spec spec;
     spec_of(oc->model, &spec);
     gv_plan p;
-    CHECK_OK(
-        gv_plan_compact(&p, oc->world, oc->pp, GV_SCHED_1F1B, BATCH, oc->micro, oc->layers, oc->vocab, NULL));
+    gv_schedule sched = oc->gpipe ? GV_SCHED_GPIPE : GV_SCHED_1F1B;
+    if (single)
+        CHECK_OK(gv_plan_compact(&p, 1, 1, sched, BATCH, oc->micro, "t1 t1 t1 t1", "t1", NULL));
+    else
+        CHECK_OK(
+            gv_plan_compact(&p, oc->world, oc->pp, sched, BATCH, oc->micro, oc->layers, oc->vocab, NULL));
     CHECK_OK(gv_plan_validate(&p, &spec, SEQ, oc->name));
     gv_hybrid *h = NULL;
     gv_hybrid_opts ho = {overlap ? 1 : -1};
@@ -98,15 +121,54 @@ static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, o
         out->nw += e;
     }
     gv_hybrid_overlap_counts(h, &out->buckets, &out->early, &out->prefetched);
+    gv_hybrid_p2p_stats(h, &out->p2p);
     gv_hybrid_free(h);
     free(tok);
     free(tgt);
 }
 
+/* Relative L2 distance of a from b. */
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++)
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), r += (double)b[i] * b[i];
+    return sqrt(d / (r > 0 ? r : 1));
+}
+
+/* A pipeline's messages on this rank: with overlap all nonblocking, some receives in flight while compute
+ * ran, device or host blocks as the case's links say; without, all blocking. Then the 1-rank reference. */
+static void check_pipeline(const ov_case *oc, gv_comm *comm, gv_backend *be, const ov_run *on,
+                           const ov_run *off, int print) {
+    const gv_hybrid_p2p_counts *a = &on->p2p, *b = &off->p2p;
+    CHECK(a->blocking == 0 && a->nonblocking > 0 && a->early > 0);
+    CHECK(a->device + a->host == a->nonblocking);
+    if (oc->links == 'd')
+        CHECK(a->device == a->nonblocking);
+    else
+        CHECK(a->host == a->nonblocking);
+    CHECK(b->nonblocking == 0 && b->early == 0 && b->device == 0 && b->host == 0 && b->blocking > 0);
+    ov_run ref;
+    run(oc, NULL, be, 1, 1, &ref);
+    double dl = 0;
+    for (int s = 0; s < STEPS; s++) {
+        double d = fabs((double)on->loss[s] - ref.loss[s]) / fabs((double)ref.loss[s]);
+        dl = d > dl ? d : dl;
+    }
+    int rank = gv_comm_rank(comm);
+    double dw = rank == 0 && ref.nw == on->nw ? rel_l2(on->weights, ref.weights, on->nw) : 0;
+    CHECK(dl <= 1e-5);
+    CHECK(ref.nw == on->nw && dw <= 1e-4);
+    if (print)
+        printf("%-18s rank 0: %ld messages nonblocking (%ld device, %ld host), %ld received early, %ld sends "
+               "overlapped (off: %ld blocking); vs 1 rank: losses %.2e, weights %.2e\n",
+               oc->name, a->nonblocking, a->device, a->host, a->early, a->overlapped, b->blocking, dl, dw);
+    free(ref.weights);
+}
+
 static void run_case(const ov_case *oc, gv_comm *comm, gv_backend *be, int print) {
     ov_run on, off;
-    run(oc, comm, be, 1, &on);
-    run(oc, comm, be, 0, &off);
+    run(oc, comm, be, 1, 0, &on);
+    run(oc, comm, be, 0, 0, &off);
     int rank = gv_comm_rank(comm);
     int same_loss = !memcmp(on.loss, off.loss, sizeof on.loss),
         same_norm = !memcmp(on.norm, off.norm, sizeof on.norm);
@@ -115,9 +177,9 @@ static void run_case(const ov_case *oc, gv_comm *comm, gv_backend *be, int print
     CHECK(isfinite(on.loss[STEPS - 1]) && on.norm[STEPS - 1] > 0);
     /* what overlap did on this rank: off starts nothing early and prefetches nothing */
     CHECK(off.early == 0 && off.prefetched == 0);
-    if (oc->zero3)
+    if (oc->dp == 'z')
         CHECK(on.prefetched > 0);
-    else
+    else if (oc->dp == 'b')
         CHECK(on.buckets > 1 && on.early > 0);
     if (print)
         printf("%-18s losses %.6f .. %.6f, norm %.6f: on == off %s (weights %zu); buckets %d, started in "
@@ -125,6 +187,7 @@ static void run_case(const ov_case *oc, gv_comm *comm, gv_backend *be, int print
                oc->name, on.loss[0], on.loss[STEPS - 1], on.norm[STEPS - 1],
                same_loss && same_norm && same_w ? "bitwise" : "DIFFER", on.nw, on.buckets, on.early,
                on.prefetched, off.early, off.prefetched);
+    if (oc->pp > 1) check_pipeline(oc, comm, be, &on, &off, print);
     free(on.weights);
     free(off.weights);
 }

@@ -156,6 +156,30 @@ gv_status gv_comm_ireduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t
                           gv_comm_op op, int root, void *ready, gv_comm_req **req);
 gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event);
 
+/* Nonblocking point-to-point messages: the forms of gv_comm_send / gv_comm_recv that return a request
+ * (completed by gv_comm_req_wait as above; until then the buffer belongs to the communicator). Messages
+ * between two ranks of c match in the order posted (as MPI's for one tag; NCCL has no tags), so the
+ * receiver posts its receives in the order the sender posts its sends, and the counts must be equal.
+ * Neither call blocks: receives can be posted long before the message is sent, which is what makes
+ * exchanges in both directions deadlock-free without pairing them.
+ *  - ready: as for the collectives (isend: after the work that writes buf; irecv: after the last work that
+ *    reads buf).
+ *  - mpi: MPI_Isend / MPI_Irecv on host buffers (chunked as the blocking calls); the receive's count is
+ *    checked at the wait. A device buffer or bf16 goes through a host copy owned by the request: isend
+ *    copies (and converts) at the call, irecv copies back at the wait, so it still overlaps.
+ *  - nccl: ncclSend / ncclRecv on a stream of c's own (not the world's comm stream: a receive posted early
+ *    must not hold back the collectives queued after it), ordered after `ready`; no host wait. Unlike the
+ *    blocking calls there is no header, so a count mismatch is not detected: use one communicator per
+ *    direction of a pair (a group [a, b] for a -> b, [b, a] for b -> a), so that each stream carries one
+ *    direction and a receive never waits behind a send. A host buffer goes through a device copy owned by
+ *    the request. A message to self is refused (its send and receive would queue on one stream).
+ *  - local: isend to self queues the message (complete at once); irecv completes at the wait, which fails
+ *    if no such message was sent by then. */
+gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                        void *ready, gv_comm_req **req);
+gv_status gv_comm_irecv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag, void *ready,
+                        gv_comm_req **req);
+
 /* Overlap with compute (device communicators; on host ones every call completes before it returns and
  * these succeed without effect). Async is a property of c's world, whose groups share one comm stream:
  * while it is on, collectives and messages (device buffers only: a host buffer is an error) are enqueued on

@@ -119,9 +119,11 @@ typedef struct {
                             * overlap on a device communicator: nccl's comm stream). 1: a layer's step sync
                             * (DDP/ZeRO-1/2 gradient sums) hides behind its last backward, ZeRO-3's gathers
                             * behind forward and backward, its reduce-scatters behind backward (with the
-                            * overlap slowdown); ZeRO-1/2's weight gather after the optimizer stays apart.
-                            * 0: everything adds up, as on mpi, whose nonblocking collectives progress only
-                            * inside MPI calls (default 0) */
+                            * overlap slowdown); ZeRO-1/2's weight gather after the optimizer stays apart;
+                            * a pipeline stage's messages to and from its neighbours (nonblocking in the
+                            * runtime, on streams of their own) overlap the stage's compute (the same
+                            * slowdown). 0: everything adds up, as on mpi, whose nonblocking collectives and
+                            * messages progress only inside MPI calls (default 0) */
     int overlap;           /* own: the runtime's overlap switch (gv_hybrid_opts, default 1): its ZeRO-3 part
                             * of 2+ layers holds a second layer slot (gv_cost_runtime_memory) */
     /* own, optional: the model, so that a plan's memory is the runtime's by formula

@@ -21,8 +21,10 @@ struct gv_comm;
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, struct gv_comm *world,
                          const gv_plan *plan, int seq, const char *where);
 /* Runtime choices that are not the plan's. overlap: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off), else on.
- * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap); off
- * waits for each where it is issued, with the same collectives and the same results (the A/B switch). */
+ * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap) and
+ * the pipeline messages are nonblocking (gv_hybrid_p2p_stats); off waits for each collective where it is
+ * issued and sends the pipeline's messages blocking through host staging, with the same results (the A/B
+ * switch). */
 typedef struct {
     int overlap;
 } gv_hybrid_opts;
@@ -65,6 +67,20 @@ typedef struct {
     double forward_ms, backward_ms, redistribute_ms, p2p_ms;
 } gv_hybrid_times;
 void gv_hybrid_timing(const gv_hybrid *h, gv_hybrid_times *t);
+/* This rank's pipeline messages since init (training and evaluation batches). With overlap they are
+ * nonblocking (gv_comm_isend / irecv): receives posted as soon as their buffer is free, sends waited only
+ * before their buffer is written again, and a link whose two sides share a layout sends the part's device
+ * tensor in the compute dtype (no host staging); without overlap every message is blocking and goes through
+ * host F32 staging. */
+typedef struct {
+    long nonblocking; /* messages sent or received nonblocking */
+    long early;       /* receives that were in flight while a forward or backward ran (posted early) */
+    long overlapped;  /* sends that were in flight while a forward or backward ran */
+    long device;      /* nonblocking messages of device tensors (a link without a layout change) */
+    long host;        /* nonblocking messages of host F32 blocks (a link that redistributes) */
+    long blocking;    /* blocking messages (overlap off) */
+} gv_hybrid_p2p_counts;
+void gv_hybrid_p2p_stats(const gv_hybrid *h, gv_hybrid_p2p_counts *c);
 int gv_hybrid_stage(const gv_hybrid *h);
 /* Parts on this rank (for reports and tests). */
 int gv_hybrid_num_parts(const gv_hybrid *h);

@@ -76,10 +76,11 @@ typedef struct {
     float *losses; /* losses[i] = loss of step i+1 for steps run in this call (owned; free()) */
     double mean_tokens_per_s;
     gv_memory_report memory;
-    int act_slots, act_peak; /* this rank's activation sets and most micro-batches in flight */
-    gv_hybrid_times times;   /* this rank's time split per step (forward, backward, redistribution, p2p) */
-    double median_step_ms;   /* over the steps run, the first one (warm-up) left out when there are more */
-    int stage;               /* this rank's pipeline stage */
+    int act_slots, act_peak;  /* this rank's activation sets and most micro-batches in flight */
+    gv_hybrid_times times;    /* this rank's time split per step (forward, backward, redistribution, p2p) */
+    gv_hybrid_p2p_counts p2p; /* this rank's pipeline messages by path (gv_hybrid_p2p_stats) */
+    double median_step_ms;    /* over the steps run, the first one (warm-up) left out when there are more */
+    int stage;                /* this rank's pipeline stage */
 } gv_train_result;
 
 void gv_train_config_defaults(gv_train_config *c);

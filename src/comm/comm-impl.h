@@ -40,6 +40,11 @@ struct gv_comm_i {
                             void *ready, void **req);
     gv_status (*ireduce)(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
                          gv_comm_op op, int root, void *ready, void **req);
+    /* Optional nonblocking messages (NULL: gv_comm_isend / irecv fail "not supported"), same form. */
+    gv_status (*isend)(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                       void *ready, void **req);
+    gv_status (*irecv)(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag, void *ready,
+                       void **req);
     gv_status (*req_wait)(gv_comm *c, void *req, void **done_event);
     /* Waits for an event req_wait handed out (done_event NULL in gv_comm_req_wait). */
     gv_status (*event_sync)(gv_comm *c, void *event);
@@ -49,6 +54,13 @@ struct gv_comm_i {
 struct gv_comm_req {
     gv_comm *c;
     void *b;
+    /* isend / irecv of a buffer the backend cannot take: the request's own scratch of the backend's memory
+     * kind (stage_kind), and for a receive where the message goes at the wait (conv: bf16 sent as f32). */
+    void *stage;
+    size_t stage_bytes;
+    int stage_kind, conv;
+    void *dst;
+    size_t dst_bytes;
 };
 
 typedef struct {
@@ -70,6 +82,10 @@ struct gv_comm {
     void *stage[2];
     size_t nstage[2];
     int async; /* set_async is on (collectives must not be staged) */
+    /* world only: scratch of staged isend / irecv requests not in use, by memory kind (a small cache, so
+     * that a pipeline's messages do not allocate each time), freed with the world */
+    void *p2p_free[2][4];
+    size_t p2p_nfree[2][4];
 };
 
 /* Allocates a communicator shell (members copied, or 0..size-1 when members is NULL). */

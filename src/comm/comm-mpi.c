@@ -262,6 +262,7 @@ static gv_status gv_mpi_barrier(gv_comm *c) {
  * reduce-scatter moves this rank's block to its place once complete (MPI leaves it at the start). */
 typedef struct {
     int n;
+    int recv; /* irecv: each chunk's count is checked at the wait */
     char *move_dst;
     const char *move_src;
     size_t move_bytes;
@@ -369,9 +370,60 @@ static gv_status gv_mpi_iallgather(gv_comm *c, const void *send, void *recv, siz
     return GV_OK;
 }
 
+/* Nonblocking messages, in chunks of at most max_count elements (each its own MPI message, in order). */
+static gv_status gv_mpi_ip2p(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                             int recv, void **req) {
+    const char *what = recv ? "irecv" : "isend";
+    gv_mpi_req *q;
+    GV_TRY(gv_mpi_req_new(c, count, what, dt, &q));
+    q->recv = recv;
+    size_t es = gv_comm_dtype_size(dt), max = gv_mpi_max(c);
+    for (size_t off = 0; off < count; off += max) {
+        int n = (int)(count - off < max ? count - off : max);
+        char *p = (char *)buf + off * es;
+        int rc = recv ? MPI_Irecv(p, n, gv_mpi_dtype(dt), peer, tag, gv_mpi_comm(c), &q->r[q->n])
+                      : MPI_Isend(p, n, gv_mpi_dtype(dt), peer, tag, gv_mpi_comm(c), &q->r[q->n]);
+        if (rc != MPI_SUCCESS) return gv_mpi_req_abandon(c, q, rc);
+        q->n++;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+static gv_status gv_mpi_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                              void *ready, void **req) {
+    (void)ready;
+    return gv_mpi_ip2p(c, (void *)buf, count, dt, peer, tag, 0, req);
+}
+
+static gv_status gv_mpi_irecv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                              void *ready, void **req) {
+    (void)ready;
+    return gv_mpi_ip2p(c, buf, count, dt, peer, tag, 1, req);
+}
+
+/* A receive's chunks one by one: an exact-size check on each (as gv_mpi_recv). */
+static gv_status gv_mpi_recv_wait(gv_comm *c, gv_mpi_req *q) {
+    gv_status st = GV_OK;
+    size_t max = gv_mpi_max(c);
+    for (int i = 0; i < q->n; i++) {
+        MPI_Status s;
+        int rc = MPI_Wait(&q->r[i], &s);
+        size_t n = q->count - (size_t)i * max < max ? q->count - (size_t)i * max : max;
+        if (st != GV_OK) continue; /* the rest still complete: no request leaks */
+        if (rc != MPI_SUCCESS)
+            st = gv_mpi_fail(c, rc, q->what, q->count, q->dt);
+        else
+            st = gv_mpi_check_count(c, &s, q->what, n, q->dt);
+    }
+    free(q);
+    return st;
+}
+
 static gv_status gv_mpi_req_wait(gv_comm *c, void *req, void **done_event) {
     gv_mpi_req *q = req;
     *done_event = NULL;
+    if (q->recv) return gv_mpi_recv_wait(c, q);
     int rc = MPI_Waitall(q->n, q->r, MPI_STATUSES_IGNORE);
     if (rc == MPI_SUCCESS && q->move_bytes) memmove(q->move_dst, q->move_src, q->move_bytes);
     gv_status st = rc == MPI_SUCCESS ? GV_OK : gv_mpi_fail(c, rc, q->what, q->count, q->dt);
@@ -396,6 +448,8 @@ static const struct gv_comm_i gv_mpi_iface = {
     .ireduce_scatter = gv_mpi_ireduce_scatter,
     .iallgather = gv_mpi_iallgather,
     .ireduce = gv_mpi_ireduce,
+    .isend = gv_mpi_isend,
+    .irecv = gv_mpi_irecv,
     .req_wait = gv_mpi_req_wait,
 };
 

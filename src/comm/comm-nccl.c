@@ -50,7 +50,8 @@ typedef struct {
 typedef struct {
     ncclComm_t comm;
     gv_nccl_world *w;
-    int owns_world; /* the world's context */
+    int owns_world;   /* the world's context */
+    cudaStream_t p2p; /* nonblocking messages of this communicator (made at the first one) */
 } gv_nccl_ctx;
 
 static const struct gv_comm_i gv_nccl_iface;
@@ -197,6 +198,10 @@ static void gv_nccl_world_free(gv_nccl_world *w) {
 
 static void gv_nccl_free(gv_comm *c) {
     gv_nccl_ctx *x = gv_nx(c);
+    if (x->p2p) {
+        cudaStreamSynchronize(x->p2p);
+        cudaStreamDestroy(x->p2p);
+    }
     if (x->comm) {
         ncclCommFinalize(x->comm);
         ncclCommDestroy(x->comm);
@@ -501,8 +506,9 @@ static gv_status gv_nccl_istart(gv_comm *c, const char *what, void *ready) {
     return GV_OK;
 }
 
-/* After it: an event from the world's stack (or a new one) recorded on the comm stream. */
-static gv_status gv_nccl_iend(gv_comm *c, const char *what, size_t count, gv_comm_dtype dt, void **req) {
+/* After it: an event from the world's stack (or a new one) recorded on `stream`. */
+static gv_status gv_nccl_iend_on(gv_comm *c, cudaStream_t stream, const char *what, size_t count,
+                                 gv_comm_dtype dt, void **req) {
     gv_nccl_world *w = gv_nx(c)->w;
     gv_nccl_req *q = calloc(1, sizeof *q);
     if (!q) return gv_fail(GV_ERR_NOMEM, "nccl %s: out of memory for the request", what);
@@ -515,7 +521,7 @@ static gv_status gv_nccl_iend(gv_comm *c, const char *what, size_t count, gv_com
             return gv_cuda_fail(c, e, what);
         }
     }
-    cudaError_t e = cudaEventRecord(q->ev, w->stream);
+    cudaError_t e = cudaEventRecord(q->ev, stream);
     if (e != cudaSuccess) {
         cudaEventDestroy(q->ev);
         free(q);
@@ -524,6 +530,45 @@ static gv_status gv_nccl_iend(gv_comm *c, const char *what, size_t count, gv_com
     q->what = what, q->count = count, q->dt = dt;
     *req = q;
     return GV_OK;
+}
+
+static gv_status gv_nccl_iend(gv_comm *c, const char *what, size_t count, gv_comm_dtype dt, void **req) {
+    return gv_nccl_iend_on(c, gv_nx(c)->w->stream, what, count, dt, req);
+}
+
+/* Nonblocking messages run on the communicator's own stream: a receive posted early waits there for its
+ * sender without holding back the world's comm stream (the collectives); one communicator per direction
+ * (gv/comm.h) keeps sends and receives off each other's way. No header: nothing here waits on the host. */
+static gv_status gv_nccl_ip2p(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int recv,
+                              void *ready, void **req) {
+    gv_nccl_ctx *x = gv_nx(c);
+    const char *what = recv ? "irecv" : "isend";
+    if (peer == c->rank) { /* the send and the receive would queue on one stream, the first waiting forever */
+        char desc[96];
+        return gv_fail(
+            GV_ERR_UNSUPPORTED,
+            "nccl %s (count %zu %s) on group %s: a message to self is not supported (use gv_comm_sendrecv)",
+            what, count, gv_comm_dtype_name(dt), gv_comm_describe(c, desc, sizeof desc));
+    }
+    if (!x->p2p) GV_CUDA(c, what, cudaStreamCreateWithFlags(&x->p2p, cudaStreamNonBlocking));
+    if (ready) GV_CUDA(c, what, cudaStreamWaitEvent(x->p2p, (cudaEvent_t)ready, 0));
+    if (recv)
+        GV_NCCL(c, what, count, dt, ncclRecv(buf, count, gv_nccl_dtype(dt), peer, x->comm, x->p2p));
+    else
+        GV_NCCL(c, what, count, dt, ncclSend(buf, count, gv_nccl_dtype(dt), peer, x->comm, x->p2p));
+    return gv_nccl_iend_on(c, x->p2p, what, count, dt, req);
+}
+
+static gv_status gv_nccl_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                               void *ready, void **req) {
+    (void)tag;
+    return gv_nccl_ip2p(c, (void *)buf, count, dt, peer, 0, ready, req);
+}
+
+static gv_status gv_nccl_irecv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                               void *ready, void **req) {
+    (void)tag;
+    return gv_nccl_ip2p(c, buf, count, dt, peer, 1, ready, req);
 }
 
 static gv_status gv_nccl_iallreduce(gv_comm *c, const void *send, void *recv, size_t count, gv_comm_dtype dt,
@@ -624,6 +669,8 @@ static const struct gv_comm_i gv_nccl_iface = {
     .ireduce_scatter = gv_nccl_ireduce_scatter,
     .iallgather = gv_nccl_iallgather,
     .ireduce = gv_nccl_ireduce,
+    .isend = gv_nccl_isend,
+    .irecv = gv_nccl_irecv,
     .req_wait = gv_nccl_req_wait,
     .event_sync = gv_nccl_event_sync,
 };

@@ -140,7 +140,10 @@ void gv_comm_free(gv_comm *c) {
         free(c->pool[i].ranks);
     }
     free(c->pool);
-    for (int k = 0; k < 2; k++) gv_mem_free(c->stage[k], k);
+    for (int k = 0; k < 2; k++) {
+        gv_mem_free(c->stage[k], k);
+        for (int i = 0; i < 4; i++) gv_mem_free(c->p2p_free[k][i], k);
+    }
     gv_comm_free_one(c);
 }
 
@@ -658,19 +661,162 @@ gv_status gv_comm_ireduce(gv_comm *c, const void *sendbuf, void *recvbuf, size_t
               count ? gv_reduce_fallback(c, sendbuf, recvbuf, count, dt, op, root) : GV_OK);
 }
 
+/* ---- nonblocking messages ---------------------------------------------------------------------------- */
+
+/* Scratch of `kind` for a staged message: a cached buffer that is large enough, or a new one. */
+static gv_status gv_p2p_scratch_get(gv_comm *w, int kind, size_t bytes, void **p, size_t *have) {
+    for (int i = 0; i < 4; i++)
+        if (w->p2p_free[kind][i] && w->p2p_nfree[kind][i] >= bytes) {
+            *p = w->p2p_free[kind][i];
+            *have = w->p2p_nfree[kind][i];
+            w->p2p_free[kind][i] = NULL;
+            w->p2p_nfree[kind][i] = 0;
+            return GV_OK;
+        }
+    *have = bytes;
+    return gv_mem_alloc(p, bytes, kind);
+}
+
+/* Back into the cache (replacing the smallest cached buffer when full). */
+static void gv_p2p_scratch_put(gv_comm *w, int kind, void *p, size_t bytes) {
+    if (!p) return;
+    int k = 0;
+    for (int i = 1; i < 4; i++)
+        if (w->p2p_nfree[kind][i] < w->p2p_nfree[kind][k]) k = i;
+    if (w->p2p_free[kind][k] && w->p2p_nfree[kind][k] >= bytes) {
+        gv_mem_free(p, kind);
+        return;
+    }
+    gv_mem_free(w->p2p_free[kind][k], kind);
+    w->p2p_free[kind][k] = p;
+    w->p2p_nfree[kind][k] = bytes;
+}
+
+static void gv_req_release(gv_comm_req *q) {
+    if (q->stage) gv_p2p_scratch_put(q->c->world, q->stage_kind, q->stage, q->stage_bytes);
+    free(q);
+}
+
+static gv_status gv_p2p_check(gv_comm *c, const char *what, gv_comm_dtype dt, size_t count, int peer, int tag,
+                              const void *buf, gv_comm_req **req) {
+    if (!req) return gv_fail(GV_ERR_INVALID, "comm %s: req is NULL", what);
+    *req = NULL;
+    GV_TRY(gv_check(c, what, dt, count));
+    GV_TRY(gv_check_peer(c, what, "peer", peer));
+    GV_TRY(gv_check_tag(what, tag));
+    if (count) GV_TRY(gv_check_buf(what, buf, "buf"));
+    if (count && !(c->iface->isend && c->iface->irecv && c->iface->req_wait))
+        return gv_fail(GV_ERR_UNSUPPORTED, "comm %s: the %s communicator has no nonblocking messages", what,
+                       c->iface->name);
+    return GV_OK;
+}
+
+/* Staging of one message buffer: 1 when the backend cannot take it (the other memory kind, or bf16 on a
+ * backend without it); then q gets scratch of the backend's kind sized for the message it sends. */
+static gv_status gv_p2p_stage(gv_comm *c, const char *what, gv_comm_dtype dt, const void *buf, size_t bytes,
+                              gv_comm_req *q, int *staged) {
+    int want = c->iface->device_mem;
+    gv_mem_kind k = gv_mem_kind_of(buf);
+    q->conv = dt == GV_COMM_BF16 && !c->iface->has_bf16;
+    *staged = q->conv || (k != GV_MEM_MANAGED && (k == GV_MEM_DEVICE) != want);
+    if (!*staged) return GV_OK;
+    if (c->world->async)
+        return gv_fail(GV_ERR_INVALID, "comm %s: a %s buffer in async mode (only device buffers can overlap)",
+                       what, want ? "host" : "device");
+    q->stage_kind = want;
+    return gv_p2p_scratch_get(c->world, want, q->conv ? 2 * bytes : bytes, &q->stage, &q->stage_bytes);
+}
+
+gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                        void *ready, gv_comm_req **req) {
+    GV_TRY(gv_p2p_check(c, "isend", dt, count, peer, tag, buf, req));
+    gv_comm_req *q;
+    GV_TRY(gv_req_new(c, &q));
+    if (!count) {
+        *req = q;
+        return GV_OK;
+    }
+    size_t bytes = count * gv_comm_dtype_size(dt);
+    int staged = 0;
+    gv_status st = gv_p2p_stage(c, "isend", dt, buf, bytes, q, &staged);
+    const void *from = buf;
+    if (st == GV_OK && staged) { /* the message is copied now: buf is the caller's again on return */
+        char *t = q->stage;
+        if (gv_mem_kind_of(buf) == GV_MEM_DEVICE) st = gv_mem_device_sync(); /* covers `ready` */
+        if (st == GV_OK) st = gv_mem_copy(q->conv ? t + bytes : t, buf, bytes);
+        if (st == GV_OK && q->conv) gv_bf16_expand(t, count);
+        /* a copy from pageable memory into the device may still be in flight: the send must read it */
+        if (st == GV_OK && q->stage_kind == GV_MEM_DEVICE) st = gv_mem_device_sync();
+        from = t;
+        ready = NULL;
+    }
+    if (st == GV_OK)
+        st = c->iface->isend(c, from, count, q->conv ? GV_COMM_F32 : dt, peer, tag, ready, &q->b);
+    if (st != GV_OK) {
+        gv_req_release(q);
+        return st;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+gv_status gv_comm_irecv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag, void *ready,
+                        gv_comm_req **req) {
+    GV_TRY(gv_p2p_check(c, "irecv", dt, count, peer, tag, buf, req));
+    gv_comm_req *q;
+    GV_TRY(gv_req_new(c, &q));
+    if (!count) {
+        *req = q;
+        return GV_OK;
+    }
+    size_t bytes = count * gv_comm_dtype_size(dt);
+    int staged = 0;
+    gv_status st = gv_p2p_stage(c, "irecv", dt, buf, bytes, q, &staged);
+    void *into = buf;
+    if (st == GV_OK && staged) { /* lands in the scratch; the wait copies it to buf */
+        into = q->stage;
+        q->dst = buf;
+        q->dst_bytes = bytes;
+        ready = NULL; /* buf is written on the host at the wait, after a device sync */
+    }
+    if (st == GV_OK)
+        st = c->iface->irecv(c, into, count, q->conv ? GV_COMM_F32 : dt, peer, tag, ready, &q->b);
+    if (st != GV_OK) {
+        gv_req_release(q);
+        return st;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+/* A staged receive after its message arrived: scratch -> the caller's buffer (bf16 rounded back). */
+static gv_status gv_p2p_unstage(gv_comm_req *q) {
+    char *t = q->stage;
+    size_t n = q->dst_bytes;
+    int dev = gv_mem_kind_of(q->dst) == GV_MEM_DEVICE;
+    gv_status st = dev ? gv_mem_device_sync() : GV_OK; /* the caller's last reader of dst is done */
+    if (st == GV_OK && q->conv) gv_bf16_shrink(t, n / 2);
+    if (st == GV_OK) st = gv_mem_copy(q->dst, t, n);
+    if (st == GV_OK && dev) st = gv_mem_device_sync(); /* see gv_stage_end */
+    return st;
+}
+
 gv_status gv_comm_req_wait(gv_comm_req *req, void **done_event) {
     if (done_event) *done_event = NULL;
     if (!req) return gv_fail(GV_ERR_INVALID, "comm req_wait: request is NULL");
     gv_comm *c = req->c;
     void *b = req->b, *ev = NULL;
-    free(req);
-    if (!b) return GV_OK; /* completed inside the call */
-    GV_TRY(c->iface->req_wait(c, b, &ev));
-    if (done_event)
-        *done_event = ev;
-    else if (ev)
-        GV_TRY(c->iface->event_sync(c, ev));
-    return GV_OK;
+    gv_status st = GV_OK;
+    if (b) st = c->iface->req_wait(c, b, &ev); /* else completed inside the call */
+    /* staged: a receive copies on the host, a send's scratch goes back to the cache: both once it is done */
+    if (st == GV_OK && ev && (!done_event || req->stage)) {
+        st = c->iface->event_sync(c, ev);
+        ev = NULL;
+    }
+    if (st == GV_OK && req->dst) st = gv_p2p_unstage(req);
+    if (st == GV_OK && done_event) *done_event = ev;
+    gv_req_release(req);
+    return st;
 }
 
 gv_status gv_comm_set_async(gv_comm *c, int on) {

@@ -696,8 +696,12 @@ gv_status gv_cost_plan(const gv_cost_model *cm, const gv_plan *p, int gtp, gv_pl
                         cm->o.hidden * gv_act_bytes(cm) / GV_MB;
             double c = cm->hw->p2p_coe[gv_lg(p->pp)];
             double t = 2.0 * nb * mb * (c > 0 ? c : 0) * 0.001;
-            R += t;
-            C += t;
+            /* The runtime's messages are nonblocking with overlap (receives posted two micro-batches
+             * ahead, sends waited before their buffer is reused): on a device communicator they run on
+             * streams of their own beside the stage's compute (overlap_grad_sync, with the overlap
+             * slowdown); otherwise (mpi progresses only inside its calls) they add up. */
+            R = gv_o_overlap(cm, t, R);
+            C = gv_o_overlap(cm, t, C);
         }
         sm->workspace += trans;
         sm->comm += gbuf;

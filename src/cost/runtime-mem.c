@@ -11,6 +11,15 @@
 
 #define GV_RT_ALIGN 256
 
+#define GV_TRY_FREE(call, mem)                                                                               \
+    do {                                                                                                     \
+        gv_status gv_st_ = (call);                                                                           \
+        if (gv_st_ != GV_OK) {                                                                               \
+            free(mem);                                                                                       \
+            return gv_st_;                                                                                   \
+        }                                                                                                    \
+    } while (0)
+
 /* gv_arena_reserve on a size alone. */
 static size_t gv_rt_reserve(size_t *size, size_t bytes) {
     size_t off = (*size + GV_RT_ALIGN - 1) / GV_RT_ALIGN * GV_RT_ALIGN;
@@ -71,6 +80,26 @@ static int gv_rt_parts(const gv_plan *p, int s, gv_rt_part *parts, int *last) {
         *last = n++;
     }
     return n;
+}
+
+/* hybrid.c's gv_link_direct: the link from stage s to s + 1 keeps its layout (the last part of s and the
+ * first of s + 1 have the same tp degree and sequence sharding), so its messages are device tensors. */
+static gv_status gv_rt_link_direct(const gv_plan *p, int s, int *direct) {
+    int n = p->n_layer + 2, la = 0, lb = 0;
+    gv_rt_part *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return gv_fail(GV_ERR_NOMEM, "cost: out of host memory");
+    }
+    gv_rt_parts(p, s, a, &la);
+    gv_rt_parts(p, s + 1, b, &lb);
+    const gv_layer_strategy *x = &a[la].st, *y = &b[0].st;
+    int xs = x->tp > 1 && x->sp != GV_SP_NONE, ys = y->tp > 1 && y->sp != GV_SP_NONE;
+    *direct = b[0].l1 > b[0].l0 && !b[0].embed && x->tp == y->tp && xs == ys;
+    free(a);
+    free(b);
+    return GV_OK;
 }
 
 static size_t gv_rt_stash(const gv_cost_opts *o, int B, int T, int H) {
@@ -396,10 +425,29 @@ gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spe
             if (b > mx) mx = b;
         }
         size_t ch = spec->arch == GV_ARCH_T5 ? 2 : 1; /* T5: two channels (hybrid.c) */
-        for (int k = 0; k < 5; k++) gv_rt_reserve(&a, (k < 4 ? ch : 1) * mx * 4);
-        gv_rt_reserve(&a, mx * (size_t)S * 4);
-        if (tie) gv_rt_reserve(&a, tie * 4);
-        out->comm += a;
+        if (o->overlap && p->pp > 1) {                /* nonblocking messages: hybrid.c's gv_pipe_buffers */
+            int din = 0, dout = 0;
+            if (stage > 0) GV_TRY_FREE(gv_rt_link_direct(p, stage - 1, &din), parts);
+            if (stage < p->pp - 1) GV_TRY_FREE(gv_rt_link_direct(p, stage, &dout), parts);
+            int hin = stage > 0 && !din, hout = stage < p->pp - 1 && !dout;
+            int nh = 4 * hin + 4 * hout + 2 * (np > 1 || hin);
+            for (int k = 0; k < nh; k++) gv_rt_reserve(&a, ch * mx * 4);
+            gv_rt_reserve(&a, mx * 4);
+            gv_rt_reserve(&a, mx * (size_t)S * 4);
+            if (tie) gv_rt_reserve(&a, tie * 4);
+            /* device message buffers of the links that keep their layout, in the compute dtype */
+            size_t e = o->mixed_precision ? 2 : 4, d = 0;
+            for (int k = 0; din && k < 4; k++)
+                gv_rt_reserve(&d, ch * gv_rt_block(Bm, S, T, spec->n_embd, &in) * e);
+            for (int k = 0; dout && k < 4; k++)
+                gv_rt_reserve(&d, ch * gv_rt_block(Bm, S, T, spec->n_embd, &parts[last].st) * e);
+            out->comm += a + d;
+        } else {
+            for (int k = 0; k < 5; k++) gv_rt_reserve(&a, (k < 4 ? ch : 1) * mx * 4);
+            gv_rt_reserve(&a, mx * (size_t)S * 4);
+            if (tie) gv_rt_reserve(&a, tie * 4);
+            out->comm += a;
+        }
     }
     free(parts);
     return GV_OK;

@@ -35,6 +35,14 @@ typedef struct {
     int part, phases;
 } gv_exec;
 
+enum { GV_TAG_PIPE = 7 }; /* pipeline messages; + 1 the tied gradient exchange, + 2 checkpoint export */
+
+/* A pipeline message in flight and the compute count when it was posted. */
+typedef struct {
+    gv_comm_req *q;
+    long at;
+} gv_msg;
+
 typedef struct {
     char name[96];
     int ndim;
@@ -70,6 +78,22 @@ struct gv_hybrid {
     int nhf;
     gv_hybrid_times times; /* accumulated over train batches */
     int batches;
+    /* Nonblocking pipeline messages (overlap on, pp > 1): one communicator per direction of each link
+     * ([me, next] carries this rank's activations, [next, me] their gradients back, and so on), receives
+     * posted as soon as their buffer is free, sends started without waiting, every buffer doubled (micro-
+     * batch parity) so the next message can be in flight while one is used. dev_in / dev_out: the link to
+     * the previous / next stage keeps its layout (the sender's last part and the receiver's first part
+     * agree), so the message is the part's device tensor in the compute dtype, copied on the device into /
+     * out of device buffers (xr, ds / ys, gr); other links go through host F32 blocks (xh, dxh / yh, gh) and
+     * the redistribution. sc: the chain between a stage's parts (x, y, g, dx may be in flight). */
+    int pipe_nb, dev_in, dev_out;
+    gv_comm *to_next, *from_next, *to_prev, *from_prev;
+    void *xr[2], *ds[2], *ys[2], *gr[2];
+    float *xh[2], *dxh[2], *yh[2], *gh[2], *sc[2];
+    gv_arena a_dev;                    /* the device message buffers (communication buffers) */
+    gv_msg rx[2], rg[2], sy[2], sd[2]; /* receives of x and g, sends of y and dx, by micro-batch parity */
+    long ncompute;                     /* forwards and backwards run so far (what a message overlapped) */
+    gv_hybrid_p2p_counts cnt;
 };
 
 static double gv_ms(void) {
@@ -143,17 +167,38 @@ static int gv_max_parts(const gv_plan *p) {
     return p->n_layer + 2;
 }
 
-static gv_status gv_stage_out_layout(const gv_plan *p, int s, gv_layout *out) {
+/* The layouts of stage s's output (its last part's) and of its first part; *first_layers: the first part
+ * starts with its layers (it takes the previous stage's activation as its input). */
+static gv_status gv_stage_layouts(const gv_plan *p, int s, gv_layout *out, gv_layout *first,
+                                  int *first_layers) {
     gv_part *parts = calloc((size_t)gv_max_parts(p), sizeof *parts);
     gv_exec *ex = calloc((size_t)gv_max_parts(p), sizeof *ex);
     int nex = 0;
     if (parts && ex) {
         gv_stage_parts(p, s, parts, ex, &nex);
         *out = gv_layout_of(&parts[ex[nex - 1].part].st);
+        if (first) *first = gv_layout_of(&parts[ex[0].part].st);
+        if (first_layers)
+            *first_layers = (ex[0].phases & GV_PHASE_LAYERS) && !(ex[0].phases & GV_PHASE_EMBED);
     }
     free(parts);
     free(ex);
     return nex ? GV_OK : gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
+}
+
+static gv_status gv_stage_out_layout(const gv_plan *p, int s, gv_layout *out) {
+    return gv_stage_layouts(p, s, out, NULL, NULL);
+}
+
+/* Whether the link from stage s to s + 1 keeps its layout, so its messages can be device tensors: the
+ * same test on both sides (from the plan alone). */
+static gv_status gv_link_direct(const gv_plan *p, int s, int *direct) {
+    gv_layout out, in, dummy;
+    int layers = 0;
+    GV_TRY(gv_stage_out_layout(p, s, &out));
+    GV_TRY(gv_stage_layouts(p, s + 1, &dummy, &in, &layers));
+    *direct = layers && out.tp == in.tp && out.sharded == in.sharded;
+    return GV_OK;
 }
 
 /* ---- redistribution --------------------------------------------------------------------------------- */
@@ -179,6 +224,11 @@ static size_t gv_block(const gv_hybrid *h, gv_layout y) {
     int b0, nb, t0, nt;
     gv_hold(h, y, 0, &b0, &nb, &t0, &nt);
     return (size_t)nb * nt * h->C;
+}
+
+/* Bytes of one channel of a device block of part layout y (compute dtype). */
+static size_t gv_dev_bytes(const gv_hybrid *h, gv_layout y) {
+    return gv_block(h, y) * gv_dtype_size(gv_backend_dtype(h->be));
 }
 
 /* dst (this rank's block in b) <- src (its block in a), host [rows][positions][C]. Within the smallest
@@ -423,6 +473,117 @@ void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, lon
     }
 }
 
+/* The links of the pipeline as one communicator per direction: for each pair (a, b = a + S) of link l,
+ * [a, b] carries a's activations to b and [b, a] the gradients back. Every rank calls for every pair in
+ * the same order (non-members return at once: the pool's calling rule). Also whether this stage's links
+ * keep their layout (gv_link_direct). */
+static gv_status gv_make_pipe_groups(gv_hybrid *h, const gv_plan *plan) {
+    for (int l = 0; l + 1 < h->pp; l++)
+        for (int i = 0; i < h->S; i++) {
+            int a = l * h->S + i, fw[2] = {a, a + h->S}, bw[2] = {a + h->S, a};
+            gv_comm *f = NULL, *b = NULL;
+            GV_TRY(gv_comm_group(h->world, fw, 2, &f));
+            GV_TRY(gv_comm_group(h->world, bw, 2, &b));
+            if (h->wrank == a) h->to_next = f, h->from_next = b;
+            if (h->wrank == a + h->S) h->from_prev = f, h->to_prev = b;
+        }
+    if (h->stage > 0) GV_TRY(gv_link_direct(plan, h->stage - 1, &h->dev_in));
+    if (h->stage < h->pp - 1) GV_TRY(gv_link_direct(plan, h->stage, &h->dev_out));
+    return GV_OK;
+}
+
+/* Host memory, not the backend's: the arena is allocated directly. */
+static gv_status gv_host_commit(gv_hybrid *h) {
+    h->a_comm.base = calloc(1, h->a_comm.size ? h->a_comm.size : 1);
+    return h->a_comm.base ? GV_OK : gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory for staging");
+}
+
+/* Staging of the blocking path: x, y, g, dx (channels x the largest block mx), the redistribution's tmp and
+ * gather, the tied gradient. */
+static gv_status gv_blocking_buffers(gv_hybrid *h, size_t mx) {
+    size_t f = sizeof(float), c = (size_t)h->nch,
+           sz[6] = {c * mx, c * mx, c * mx, c * mx, mx, mx * (size_t)h->S}, off[7];
+    for (int k = 0; k < 6; k++) off[k] = gv_arena_reserve(&h->a_comm, sz[k] * f);
+    if (h->tie_n) off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
+    GV_TRY(gv_host_commit(h));
+    float **bufs[6] = {&h->x, &h->y, &h->g, &h->dx, &h->tmp, &h->gather};
+    for (int k = 0; k < 6; k++) *bufs[k] = gv_arena_ptr(&h->a_comm, off[k]);
+    if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[6]);
+    return GV_OK;
+}
+
+/* Buffers of the nonblocking path, two of each (micro-batch parity). Host (channels x mx F32 each): x and dx
+ * of a link to the previous stage that redistributes, y and g of such a link to the next, the chain's
+ * scratch when the stage has several parts or such a link to the previous stage (d(input) in the first
+ * part's layout, before its redistribution), then tmp, gather and the tied gradient as above. Device
+ * (compute dtype, channels x the link's block): x and dx, y and g of links that keep their layout. */
+static gv_status gv_pipe_buffers(gv_hybrid *h, size_t mx) {
+    size_t f = sizeof(float), c = (size_t)h->nch, off[16];
+    int n = 0, hin = h->stage > 0 && !h->dev_in, hout = h->stage < h->pp - 1 && !h->dev_out;
+    float **hb[10];
+    int nb = 0;
+    for (int k = 0; hin && k < 2; k++) hb[nb++] = &h->xh[k];
+    for (int k = 0; hin && k < 2; k++) hb[nb++] = &h->dxh[k];
+    for (int k = 0; hout && k < 2; k++) hb[nb++] = &h->yh[k];
+    for (int k = 0; hout && k < 2; k++) hb[nb++] = &h->gh[k];
+    for (int k = 0; (h->nex > 1 || hin) && k < 2; k++)
+        hb[nb++] = &h->sc[k]; /* hin: dx before redistribution */
+    for (; n < nb; n++) off[n] = gv_arena_reserve(&h->a_comm, c * mx * f);
+    off[n++] = gv_arena_reserve(&h->a_comm, mx * f);
+    off[n++] = gv_arena_reserve(&h->a_comm, mx * (size_t)h->S * f);
+    if (h->tie_n) off[n++] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
+    GV_TRY(gv_host_commit(h));
+    for (int k = 0; k < nb; k++) *hb[k] = gv_arena_ptr(&h->a_comm, off[k]);
+    h->tmp = gv_arena_ptr(&h->a_comm, off[nb]);
+    h->gather = gv_arena_ptr(&h->a_comm, off[nb + 1]);
+    if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[nb + 2]);
+
+    void **db[8];
+    size_t dsz[8], doff[8];
+    int nd = 0;
+    for (int k = 0; h->dev_in && k < 4; k++) {
+        db[nd] = k < 2 ? &h->xr[k] : &h->ds[k - 2];
+        dsz[nd++] = c * gv_dev_bytes(h, h->in_lay);
+    }
+    for (int k = 0; h->dev_out && k < 4; k++) {
+        db[nd] = k < 2 ? &h->ys[k] : &h->gr[k - 2];
+        dsz[nd++] = c * gv_dev_bytes(h, h->out_lay);
+    }
+    for (int k = 0; k < nd; k++) doff[k] = gv_arena_reserve(&h->a_dev, dsz[k]);
+    if (nd) GV_TRY(gv_arena_commit(&h->a_dev));
+    for (int k = 0; k < nd; k++) *db[k] = gv_arena_ptr(&h->a_dev, doff[k]);
+    return GV_OK;
+}
+
+static void gv_link_msg(const gv_hybrid *h, int next, size_t *count, gv_comm_dtype *dt);
+static void *gv_buf_x(gv_hybrid *h, int k);
+static void *gv_buf_dx(gv_hybrid *h, int k);
+static void *gv_buf_y(gv_hybrid *h, int k);
+static void *gv_buf_g(gv_hybrid *h, int k);
+
+/* One blocking message of the real size each way on every link, link by link (stage s does link s - 1,
+ * then link s: no cycle). NCCL connects a pair's send/recv channels at their first message and its host
+ * call waits there for the peer, so without this the first nonblocking receives, posted long before their
+ * sends, would wait for each other at the first batch. On mpi it only checks the links. */
+static gv_status gv_pipe_warmup(gv_hybrid *h) {
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_backend_sync(h->be)); /* the zeroed device buffers */
+    if (h->stage > 0) {
+        gv_link_msg(h, 0, &n, &dt);
+        GV_TRY(
+            gv_comm_recv(h->from_prev, gv_buf_x(h, 0), n, dt, gv_comm_rank(h->from_prev) ^ 1, GV_TAG_PIPE));
+        GV_TRY(gv_comm_send(h->to_prev, gv_buf_dx(h, 0), n, dt, gv_comm_rank(h->to_prev) ^ 1, GV_TAG_PIPE));
+    }
+    if (h->stage < h->pp - 1) {
+        gv_link_msg(h, 1, &n, &dt);
+        GV_TRY(gv_comm_send(h->to_next, gv_buf_y(h, 0), n, dt, gv_comm_rank(h->to_next) ^ 1, GV_TAG_PIPE));
+        GV_TRY(
+            gv_comm_recv(h->from_next, gv_buf_g(h, 0), n, dt, gv_comm_rank(h->from_next) ^ 1, GV_TAG_PIPE));
+    }
+    return GV_OK;
+}
+
 gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be, gv_comm *world,
                          const gv_plan *plan, int seq, const char *where) {
     return gv_hybrid_init_opts(out, spec, be, world, plan, seq, where, NULL);
@@ -471,6 +632,8 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
                        : gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory");
     if (st == GV_OK) h->nparts = gv_stage_parts(plan, h->stage, h->parts, h->ex, &h->nex);
     if (st == GV_OK) st = gv_make_groups(h);
+    h->pipe_nb = overlap && plan->pp > 1 && world;
+    if (st == GV_OK && h->pipe_nb) st = gv_make_pipe_groups(h, plan);
     for (int i = 0; i < h->nparts && st == GV_OK; i++) {
         gv_part *p = &h->parts[i];
         st = gv_part_model(h, p, plan, 0, &p->m);
@@ -485,6 +648,7 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
     if (st == GV_OK && spec->arch == GV_ARCH_T5) st = gv_rel_setup(h, plan);
     /* Host staging, counted as communication buffers (none for a single part without a pipeline). */
     gv_arena_init(&h->a_comm, "comm", NULL);
+    gv_arena_init(&h->a_dev, "comm", be);
     if (st == GV_OK && (h->nparts > 1 || h->pp > 1)) {
         h->in_lay = (gv_layout){1, 0};
         if (h->stage > 0) st = gv_stage_out_layout(plan, h->stage - 1, &h->in_lay);
@@ -494,20 +658,9 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
         for (int i = 0; i < h->nparts; i++)
             if (gv_block(h, h->parts[i].lay) > mx) mx = gv_block(h, h->parts[i].lay);
         h->blk_max = mx;
-        size_t f = sizeof(float), c = (size_t)h->nch,
-               sz[6] = {c * mx, c * mx, c * mx, c * mx, mx, mx * (size_t)h->S}, off[7];
-        for (int k = 0; k < 6; k++) off[k] = gv_arena_reserve(&h->a_comm, sz[k] * f);
         if (h->tie_part >= 0) h->tie_n = gv_model_embedding_numel(h->parts[h->tie_part].m);
-        if (h->tie_n) off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
-        /* host memory, not the backend's: allocate directly */
-        h->a_comm.base = st == GV_OK ? calloc(1, h->a_comm.size ? h->a_comm.size : 1) : NULL;
-        if (st == GV_OK && !h->a_comm.base)
-            st = gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory for staging");
-        if (st == GV_OK) {
-            float **bufs[6] = {&h->x, &h->y, &h->g, &h->dx, &h->tmp, &h->gather};
-            for (int k = 0; k < 6; k++) *bufs[k] = gv_arena_ptr(&h->a_comm, off[k]);
-            if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[6]);
-        }
+        if (st == GV_OK) st = h->pipe_nb ? gv_pipe_buffers(h, mx) : gv_blocking_buffers(h, mx);
+        if (st == GV_OK && h->pipe_nb) st = gv_pipe_warmup(h);
     }
     if (st != GV_OK) {
         gv_hybrid_free(h);
@@ -524,6 +677,7 @@ void gv_hybrid_free(gv_hybrid *h) {
         free(h->parts[i].gk);
     }
     free(h->a_comm.base);
+    gv_arena_free(&h->a_dev); /* a failed batch may leave messages posted: its error ends the job */
     free(h->parts);
     free(h->ex);
     free(h->groups);
@@ -552,16 +706,36 @@ static int gv_first_phase(int phases) {
                                       : GV_PHASE_HEAD;
 }
 
-/* Forward of micro-batch mb in activation set `slot`: x = the previous stage's output (host, in_lay; NULL
- * on stage 0); the stage output goes to y (host, out_lay) unless this is the last stage. */
+/* Where a micro-batch's stage input comes from and where its stage output goes: host F32 blocks in the
+ * stage's input / output layouts, or device blocks in the compute dtype (in_dev / out_dev: a link without
+ * a layout change, the first / last part's layout); forward: in = the previous stage's activation, out =
+ * this stage's; backward: in = d(this stage's output), out = d(its input). sc: scratch of the chain between
+ * parts. */
+typedef struct {
+    const void *in;
+    void *out;
+    float *sc[2];
+    int in_dev, out_dev;
+} gv_mb_io;
+
+/* A stream-ordered device copy between a message buffer and a part's view ([rows][C]: rows of C elements,
+ * so the pitch stays small whatever the block's size). */
+static gv_status gv_dev_copy(gv_hybrid *h, void *dst, const void *src, size_t bytes) {
+    double t0 = gv_ms();
+    size_t row = (size_t)h->C * gv_dtype_size(gv_backend_dtype(h->be));
+    gv_status st = gv_backend_copy2d(h->be, dst, row, src, row, row, bytes / row);
+    h->times.redistribute_ms += gv_ms() - t0;
+    return st;
+}
+
+/* Forward of micro-batch mb in activation set `slot` (io: see gv_mb_io; io->in unused on stage 0, io->out
+ * on the last stage). */
 static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *tokens, const int32_t *targets,
-                               float *loss_sum) {
+                               float *loss_sum, const gv_mb_io *io) {
     size_t BT = (size_t)h->Bm * h->T;
-    const float *src = h->x;
+    const float *src = io->in;
     gv_layout src_lay = h->in_lay;
-    float *scratch[2] = {h->dx,
-                         h->g}; /* free during a forward; alternate so a part never overwrites its input */
-    int sc = 0;
+    int sc = 0; /* alternate so a part never overwrites its input */
     for (int e = 0; e < h->nex; e++) {
         gv_part *p = &h->parts[h->ex[e].part];
         int ph = h->ex[e].phases;
@@ -569,7 +743,11 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
         if ((ph & GV_PHASE_HEAD) && targets) gv_slice_ids(h, p, targets + mb * BT, h->tgt, 1);
         for (int ch = 0; ch < h->nch; ch++) { /* each channel [rows][positions][C] after the one before */
             void *in = gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch);
-            if (in) GV_TRY(gv_put(h, p, in, src + ch * gv_block(h, src_lay), src_lay));
+            if (in && e == 0 && io->in_dev)
+                GV_TRY(gv_dev_copy(h, in, (const char *)io->in + ch * gv_dev_bytes(h, p->lay),
+                                   gv_dev_bytes(h, p->lay)));
+            else if (in)
+                GV_TRY(gv_put(h, p, in, src + ch * gv_block(h, src_lay), src_lay));
         }
         float loss = 0;
         double t0 = gv_ms();
@@ -579,8 +757,14 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
             *loss_sum += loss;
             continue;
         }
-        float *dst = e + 1 == h->nex ? h->y : scratch[sc ^= 1];
         int last = ph & GV_PHASE_LAYERS ? GV_PHASE_LAYERS : GV_PHASE_EMBED;
+        if (e + 1 == h->nex && io->out_dev) { /* the stage output stays on the device */
+            for (int ch = 0; ch < h->nch; ch++)
+                GV_TRY(gv_dev_copy(h, (char *)io->out + ch * gv_dev_bytes(h, p->lay),
+                                   gv_model_part_output_ch(p->m, last, slot, ch), gv_dev_bytes(h, p->lay)));
+            continue;
+        }
+        float *dst = e + 1 == h->nex ? io->out : io->sc[sc ^= 1];
         for (int ch = 0; ch < h->nch; ch++)
             GV_TRY(
                 gv_get(h, p, gv_model_part_output_ch(p->m, last, slot, ch), dst + ch * gv_block(h, p->lay)));
@@ -590,62 +774,87 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
     return GV_OK;
 }
 
-/* Backward of the micro-batch in `slot`: g = d(stage output) (host, out_lay; unused on the last stage);
- * leaves d(stage input) in dx (host, in_lay) unless this is stage 0. */
-static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss) {
-    const float *src = h->g;
+/* Backward of the micro-batch in `slot` (io: see gv_mb_io; io->in unused on the last stage, io->out on
+ * stage 0). */
+static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss, const gv_mb_io *io) {
+    const float *src = io->in;
     gv_layout src_lay = h->out_lay;
-    float *scratch[2] = {h->x, h->y}; /* free during a backward */
-    int sc = 0;
+    int sc = 0, sent = 0;
     for (int e = h->nex - 1; e >= 0; e--) {
         gv_part *p = &h->parts[h->ex[e].part];
         int ph = h->ex[e].phases;
-        for (int ch = 0; !(ph & GV_PHASE_HEAD) && ch < h->nch; ch++)
-            GV_TRY(gv_put(h, p, gv_model_part_grad_ch(p->m, ch), src + ch * gv_block(h, src_lay), src_lay));
+        for (int ch = 0; !(ph & GV_PHASE_HEAD) && ch < h->nch; ch++) {
+            void *gv = gv_model_part_grad_ch(p->m, ch);
+            if (e + 1 == h->nex && io->in_dev)
+                GV_TRY(gv_dev_copy(h, gv, (const char *)io->in + ch * gv_dev_bytes(h, p->lay),
+                                   gv_dev_bytes(h, p->lay)));
+            else
+                GV_TRY(gv_put(h, p, gv, src + ch * gv_block(h, src_lay), src_lay));
+        }
         double t0 = gv_ms();
         GV_TRY(gv_model_part_backward(p->m, ph, slot, dloss));
         h->times.backward_ms += gv_ms() - t0;
-        if (gv_model_part_input(p->m, gv_first_phase(ph), slot)) {
-            float *dst = scratch[sc ^= 1];
-            size_t blk = gv_block(h, p->lay);
-            for (int ch = 0; ch < h->nch; ch++) /* a channel the phase does not read has a zero gradient */
-                if (gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch))
-                    GV_TRY(gv_get(h, p, gv_model_part_grad_ch(p->m, ch), dst + ch * blk));
-                else
-                    memset(dst + ch * blk, 0, blk * sizeof *dst);
-            src = dst;
-            src_lay = p->lay;
+        if (!gv_model_part_input(p->m, gv_first_phase(ph), slot)) continue;
+        if (e == 0 && io->out_dev) { /* d(stage input) stays on the device (every channel has an input) */
+            for (int ch = 0; ch < h->nch; ch++)
+                GV_TRY(gv_dev_copy(h, (char *)io->out + ch * gv_dev_bytes(h, p->lay),
+                                   gv_model_part_grad_ch(p->m, ch), gv_dev_bytes(h, p->lay)));
+            sent = 1;
+            continue;
         }
+        float *dst = io->sc[sc ^= 1];
+        size_t blk = gv_block(h, p->lay);
+        for (int ch = 0; ch < h->nch; ch++) /* a channel the phase does not read has a zero gradient */
+            if (gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch))
+                GV_TRY(gv_get(h, p, gv_model_part_grad_ch(p->m, ch), dst + ch * blk));
+            else
+                memset(dst + ch * blk, 0, blk * sizeof *dst);
+        src = dst;
+        src_lay = p->lay;
     }
     double t0 = gv_ms();
-    for (int ch = 0; h->stage > 0 && ch < h->nch; ch++)
+    for (int ch = 0; h->stage > 0 && !sent && ch < h->nch; ch++)
         GV_TRY(gv_redistribute(h, src + ch * gv_block(h, src_lay), src_lay,
-                               h->dx + ch * gv_block(h, h->in_lay), h->in_lay));
+                               (float *)io->out + ch * gv_block(h, h->in_lay), h->in_lay));
     h->times.redistribute_ms += gv_ms() - t0;
     return GV_OK;
 }
 
+/* The blocking path's buffers: the forward's chain uses dx and g (free during a forward), the backward's x
+ * and y. */
+static gv_mb_io gv_io_fwd_blocking(gv_hybrid *h) {
+    gv_mb_io io = {h->x, h->y, {h->dx, h->g}, 0, 0};
+    return io;
+}
+static gv_mb_io gv_io_bwd_blocking(gv_hybrid *h) {
+    gv_mb_io io = {h->g, h->dx, {h->x, h->y}, 0, 0};
+    return io;
+}
+
 /* ---- pipeline schedules ----------------------------------------------------------------------------- */
 
-enum { GV_TAG_PIPE = 7 };
-
+/* Blocking messages on the world, through host F32 staging (overlap off). */
 static gv_status gv_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
+    h->cnt.blocking++;
     return gv_comm_recv(h->world, h->x, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
                         GV_TAG_PIPE);
 }
 static gv_status gv_send_fwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
+    h->cnt.blocking++;
     return gv_comm_send(h->world, h->y, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
                         GV_TAG_PIPE);
 }
 static gv_status gv_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
+    h->cnt.blocking++;
     return gv_comm_recv(h->world, h->g, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
                         GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
+    h->cnt.blocking++;
     return gv_comm_send(h->world, h->dx, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
                         GV_TAG_PIPE);
 }
@@ -653,12 +862,14 @@ static gv_status gv_send_bwd_(gv_hybrid *h) {
 static gv_status gv_send_fwd_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
     size_t n = h->nch * gv_block(h, h->out_lay);
+    h->cnt.blocking += 2;
     return gv_comm_sendrecv(h->world, h->y, n, h->wrank + h->S, h->g, n, h->wrank + h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
     size_t n = h->nch * gv_block(h, h->in_lay);
+    h->cnt.blocking += 2;
     return gv_comm_sendrecv(h->world, h->dx, n, h->wrank - h->S, h->x, n, h->wrank - h->S, GV_COMM_F32,
                             GV_TAG_PIPE);
 }
@@ -679,7 +890,94 @@ GV_TIMED_P2P(gv_send_fwd_recv_bwd)
 GV_TIMED_P2P(gv_send_bwd_recv_fwd)
 #undef GV_TIMED_P2P
 
-static gv_status gv_fwd(gv_hybrid *h, int mb, const int32_t *tok, const int32_t *tgt, float *loss_sum) {
+/* Nonblocking messages (overlap on). A message of the link to the previous stage (x in, dx out) or to the
+ * next (y out, g in): device bytes of the compute dtype on a link without a layout change, else host F32. */
+static void gv_link_msg(const gv_hybrid *h, int next, size_t *count, gv_comm_dtype *dt) {
+    int dev = next ? h->dev_out : h->dev_in;
+    gv_layout y = next ? h->out_lay : h->in_lay;
+    *count = dev ? h->nch * gv_dev_bytes(h, y) : h->nch * gv_block(h, y); /* device: bytes, as they are */
+    *dt = dev ? GV_COMM_U8 : GV_COMM_F32;
+}
+
+/* Posts a message: recv into / send from buf on c (the peer is the other rank of the pair). ready: after
+ * the compute that wrote buf (send) or last read it (receive), for a device communicator. */
+static gv_status gv_msg_post(gv_hybrid *h, gv_msg *m, gv_comm *c, void *buf, int next, int recv) {
+    size_t n;
+    gv_comm_dtype dt;
+    gv_link_msg(h, next, &n, &dt);
+    void *ready = NULL;
+    int dev = next ? h->dev_out : h->dev_in;
+    if (dev) GV_TRY(gv_backend_event_record(h->be, &ready));
+    int peer = gv_comm_rank(c) ^ 1;
+    if (recv)
+        GV_TRY(gv_comm_irecv(c, buf, n, dt, peer, GV_TAG_PIPE, ready, &m->q));
+    else
+        GV_TRY(gv_comm_isend(c, buf, n, dt, peer, GV_TAG_PIPE, ready, &m->q));
+    m->at = h->ncompute;
+    h->cnt.nonblocking++;
+    if (dev)
+        h->cnt.device++;
+    else
+        h->cnt.host++;
+    return GV_OK;
+}
+
+/* Completes a message (none pending: nothing); the compute stream waits for what it moved. */
+static gv_status gv_msg_wait(gv_hybrid *h, gv_msg *m, int recv) {
+    if (!m->q) return GV_OK;
+    void *ev = NULL;
+    double t0 = gv_ms();
+    gv_status st = gv_comm_req_wait(m->q, &ev);
+    m->q = NULL;
+    if (st == GV_OK) st = gv_backend_event_wait(h->be, ev);
+    h->times.p2p_ms += gv_ms() - t0;
+    if (h->ncompute > m->at) { /* a forward or backward ran while it was in flight */
+        if (recv)
+            h->cnt.early++;
+        else
+            h->cnt.overlapped++;
+    }
+    return st;
+}
+
+static void *gv_buf_x(gv_hybrid *h, int k) {
+    return h->dev_in ? h->xr[k] : (void *)h->xh[k];
+}
+static void *gv_buf_dx(gv_hybrid *h, int k) {
+    return h->dev_in ? h->ds[k] : (void *)h->dxh[k];
+}
+static void *gv_buf_y(gv_hybrid *h, int k) {
+    return h->dev_out ? h->ys[k] : (void *)h->yh[k];
+}
+static void *gv_buf_g(gv_hybrid *h, int k) {
+    return h->dev_out ? h->gr[k] : (void *)h->gh[k];
+}
+
+/* The receive of micro-batch i's activation (from the previous stage) / output gradient (from the next),
+ * into the buffer of its parity: posted once the micro-batch two before has consumed it. */
+static gv_status gv_post_x(gv_hybrid *h, int i) {
+    if (h->stage == 0 || i >= h->M) return GV_OK;
+    return gv_msg_post(h, &h->rx[i & 1], h->from_prev, gv_buf_x(h, i & 1), 0, 1);
+}
+static gv_status gv_post_g(gv_hybrid *h, int j) {
+    if (h->stage == h->pp - 1 || j >= h->M) return GV_OK;
+    return gv_msg_post(h, &h->rg[j & 1], h->from_next, gv_buf_g(h, j & 1), 1, 1);
+}
+
+/* Completes every send in flight (end of a batch: the buffers are free again and no request outlives it).
+ */
+static gv_status gv_pipe_drain(gv_hybrid *h) {
+    for (int k = 0; k < 2; k++) {
+        GV_TRY(gv_msg_wait(h, &h->sy[k], 0));
+        GV_TRY(gv_msg_wait(h, &h->sd[k], 0));
+        GV_TRY(gv_msg_wait(h, &h->rx[k], 1)); /* none is left by the schedules; kept for safety */
+        GV_TRY(gv_msg_wait(h, &h->rg[k], 1));
+    }
+    return GV_OK;
+}
+
+static gv_status gv_fwd(gv_hybrid *h, int mb, const int32_t *tok, const int32_t *tgt, float *loss_sum,
+                        const gv_mb_io *io) {
     int slot = mb % h->K;
     if (h->busy[slot])
         return gv_fail(GV_ERR_INVALID, "pipeline: activation set %d still holds a micro-batch", slot);
@@ -687,16 +985,46 @@ static gv_status gv_fwd(gv_hybrid *h, int mb, const int32_t *tok, const int32_t 
     int n = 0;
     for (int k = 0; k < h->K; k++) n += h->busy[k];
     if (n > h->peak) h->peak = n;
-    return gv_forward_mb(h, mb, slot, tok, tgt, loss_sum);
+    return gv_forward_mb(h, mb, slot, tok, tgt, loss_sum, io);
 }
 
-static gv_status gv_bwd(gv_hybrid *h, int mb, float dloss) {
+static gv_status gv_bwd(gv_hybrid *h, int mb, float dloss, const gv_mb_io *io) {
     int slot = mb % h->K;
     /* backwards run in micro-batch order: the last one completes the gradients (sums start with overlap) */
     for (int i = 0; i < h->nparts; i++) gv_model_set_last_backward(h->parts[i].m, mb == h->M - 1);
-    GV_TRY(gv_backward_mb(h, slot, dloss));
+    GV_TRY(gv_backward_mb(h, slot, dloss, io));
     h->busy[slot] = 0;
     return GV_OK;
+}
+
+/* Nonblocking forward of micro-batch i (train: in its activation set; else evaluation, set 0): waits for
+ * its input and for the send that last used its output buffer, then starts its output's send and the
+ * receive of micro-batch i + 2 into the input buffer it freed. */
+static gv_status gv_fwd_nb(gv_hybrid *h, int i, const int32_t *tok, const int32_t *tgt, float *loss_sum,
+                           int train) {
+    int k = i & 1;
+    GV_TRY(gv_msg_wait(h, &h->rx[k], 1));
+    GV_TRY(gv_msg_wait(h, &h->sy[k], 0));
+    gv_mb_io io = {gv_buf_x(h, k), gv_buf_y(h, k), {h->sc[0], h->sc[1]}, h->dev_in, h->dev_out};
+    if (train)
+        GV_TRY(gv_fwd(h, i, tok, tgt, loss_sum, &io));
+    else
+        GV_TRY(gv_forward_mb(h, i, 0, tok, tgt, loss_sum, &io)); /* nothing stays for a backward: set 0 */
+    h->ncompute++;
+    if (h->stage < h->pp - 1) GV_TRY(gv_msg_post(h, &h->sy[k], h->to_next, gv_buf_y(h, k), 1, 0));
+    return gv_post_x(h, i + 2);
+}
+
+/* Nonblocking backward of micro-batch j, the same way round. */
+static gv_status gv_bwd_nb(gv_hybrid *h, int j, float dloss) {
+    int k = j & 1;
+    GV_TRY(gv_msg_wait(h, &h->rg[k], 1));
+    GV_TRY(gv_msg_wait(h, &h->sd[k], 0));
+    gv_mb_io io = {gv_buf_g(h, k), gv_buf_dx(h, k), {h->sc[0], h->sc[1]}, h->dev_out, h->dev_in};
+    GV_TRY(gv_bwd(h, j, dloss, &io));
+    h->ncompute++;
+    if (h->stage > 0) GV_TRY(gv_msg_post(h, &h->sd[k], h->to_prev, gv_buf_dx(h, k), 0, 0));
+    return gv_post_g(h, j + 2);
 }
 
 /* Mean over micro-batches of the last stage's losses, on every rank. */
@@ -707,40 +1035,67 @@ static gv_status gv_loss_mean(gv_hybrid *h, double sum, float *loss) {
     return GV_OK;
 }
 
+/* The schedules with nonblocking messages: the same order of forwards and backwards as the blocking ones
+ * (so the same results), every receive posted as soon as its buffer is free (two ahead). Deadlock-free:
+ * posting never blocks and each wait is for a message the blocking schedule would also have had by then. */
+static gv_status gv_train_nb(gv_hybrid *h, const int32_t *tok, const int32_t *tgt, float dloss, float *ls) {
+    int M = h->M;
+    for (int i = 0; i < 2; i++) {
+        GV_TRY(gv_post_x(h, i));
+        GV_TRY(gv_post_g(h, i));
+    }
+    if (h->sched == GV_SCHED_GPIPE) {
+        for (int i = 0; i < M; i++) GV_TRY(gv_fwd_nb(h, i, tok, tgt, ls, 1));
+        for (int j = 0; j < M; j++) GV_TRY(gv_bwd_nb(h, j, dloss));
+    } else {
+        int warm = h->pp - h->stage - 1 < M ? h->pp - h->stage - 1 : M;
+        for (int i = 0; i < warm; i++) GV_TRY(gv_fwd_nb(h, i, tok, tgt, ls, 1));
+        for (int j = 0; j < M - warm; j++) {
+            GV_TRY(gv_fwd_nb(h, warm + j, tok, tgt, ls, 1));
+            GV_TRY(gv_bwd_nb(h, j, dloss));
+        }
+        for (int j = M - warm; j < M; j++) GV_TRY(gv_bwd_nb(h, j, dloss));
+    }
+    return gv_pipe_drain(h);
+}
+
 gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tok, const int32_t *tgt, float *loss) {
     int M = h->M;
     /* Every row counts once in the global mean: 1/(M * dp) per micro-batch mean of a head rank. */
     float dloss = 1.0f / (float)(M * h->head_ndp);
     float ls = 0;
     for (int i = 0; i < h->nparts; i++) gv_model_set_train_dloss(h->parts[i].m, dloss);
+    gv_mb_io fio = gv_io_fwd_blocking(h), bio = gv_io_bwd_blocking(h);
     if (h->pp == 1) {
         for (int i = 0; i < M; i++) {
-            GV_TRY(gv_fwd(h, i, tok, tgt, &ls));
-            GV_TRY(gv_bwd(h, i, dloss));
+            GV_TRY(gv_fwd(h, i, tok, tgt, &ls, &fio));
+            GV_TRY(gv_bwd(h, i, dloss, &bio));
         }
+    } else if (h->pipe_nb) {
+        GV_TRY(gv_train_nb(h, tok, tgt, dloss, &ls));
     } else if (h->sched == GV_SCHED_GPIPE) {
         for (int i = 0; i < M; i++) {
             GV_TRY(gv_recv_fwd(h));
-            GV_TRY(gv_fwd(h, i, tok, tgt, &ls));
+            GV_TRY(gv_fwd(h, i, tok, tgt, &ls, &fio));
             GV_TRY(gv_send_fwd(h));
         }
         for (int i = 0; i < M; i++) {
             GV_TRY(gv_recv_bwd(h));
-            GV_TRY(gv_bwd(h, i, dloss));
+            GV_TRY(gv_bwd(h, i, dloss, &bio));
             GV_TRY(gv_send_bwd(h));
         }
     } else { /* 1F1B: warm-up forwards, one forward / one backward, cool-down backwards */
         int warm = h->pp - h->stage - 1 < M ? h->pp - h->stage - 1 : M, rest = M - warm;
         for (int i = 0; i < warm; i++) {
             GV_TRY(gv_recv_fwd(h));
-            GV_TRY(gv_fwd(h, i, tok, tgt, &ls));
+            GV_TRY(gv_fwd(h, i, tok, tgt, &ls, &fio));
             GV_TRY(gv_send_fwd(h));
         }
         if (rest > 0) GV_TRY(gv_recv_fwd(h));
         for (int j = 0; j < rest; j++) {
-            GV_TRY(gv_fwd(h, warm + j, tok, tgt, &ls));
+            GV_TRY(gv_fwd(h, warm + j, tok, tgt, &ls, &fio));
             GV_TRY(gv_send_fwd_recv_bwd(h));
-            GV_TRY(gv_bwd(h, j, dloss));
+            GV_TRY(gv_bwd(h, j, dloss, &bio));
             if (j + 1 == rest)
                 GV_TRY(gv_send_bwd(h));
             else
@@ -748,7 +1103,7 @@ gv_status gv_hybrid_train_batch(gv_hybrid *h, const int32_t *tok, const int32_t 
         }
         for (int j = rest; j < M; j++) {
             GV_TRY(gv_recv_bwd(h));
-            GV_TRY(gv_bwd(h, j, dloss));
+            GV_TRY(gv_bwd(h, j, dloss, &bio));
             GV_TRY(gv_send_bwd(h));
         }
     }
@@ -760,10 +1115,17 @@ gv_status gv_hybrid_eval_batch(gv_hybrid *h, const int32_t *tok, const int32_t *
     float ls = 0;
     gv_hybrid_times keep = h->times; /* the times are of training batches */
     for (int i = 0; i < h->nparts; i++) gv_model_set_train_dloss(h->parts[i].m, 0);
-    for (int i = 0; i < h->M; i++) {
-        GV_TRY(gv_recv_fwd(h));
-        GV_TRY(gv_forward_mb(h, i, 0, tok, tgt, &ls)); /* nothing stays for a backward: set 0 */
-        GV_TRY(gv_send_fwd(h));
+    if (h->pipe_nb) {
+        for (int i = 0; i < 2; i++) GV_TRY(gv_post_x(h, i));
+        for (int i = 0; i < h->M; i++) GV_TRY(gv_fwd_nb(h, i, tok, tgt, &ls, 0));
+        GV_TRY(gv_pipe_drain(h));
+    } else {
+        gv_mb_io io = gv_io_fwd_blocking(h);
+        for (int i = 0; i < h->M; i++) {
+            GV_TRY(gv_recv_fwd(h));
+            GV_TRY(gv_forward_mb(h, i, 0, tok, tgt, &ls, &io)); /* nothing stays for a backward: set 0 */
+            GV_TRY(gv_send_fwd(h));
+        }
     }
     h->times = keep;
     return gv_loss_mean(h, ls, loss);
@@ -854,7 +1216,11 @@ void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r) {
         r->workspace += x.workspace;
         r->comm += x.comm;
     }
-    r->comm += h->a_comm.size;
+    r->comm += h->a_comm.size + h->a_dev.size;
+}
+
+void gv_hybrid_p2p_stats(const gv_hybrid *h, gv_hybrid_p2p_counts *c) {
+    *c = h->cnt;
 }
 
 void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak) {

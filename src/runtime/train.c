@@ -347,12 +347,13 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
         gv_hybrid_memory(t.model, &r->memory);
         gv_hybrid_inflight(t.model, &r->act_slots, &r->act_peak);
         gv_hybrid_timing(t.model, &r->times);
+        gv_hybrid_p2p_stats(t.model, &r->p2p);
         r->median_step_ms = gv_median_ms(t.step_ms, r->steps_done);
         r->stage = gv_hybrid_stage(t.model);
     }
     /* Every rank's memory by category and time split, collected on the leader (ranks of one plan differ:
      * ZeRO pieces, vocab shards, pipeline stages). */
-    enum { NV = 10 };
+    enum { NV = 15 };
     double *mem = NULL;
     if (st == GV_OK) {
         mem = calloc((size_t)world * NV, sizeof *mem);
@@ -361,11 +362,21 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK) {
         const gv_memory_report *m = &r->memory;
         const gv_hybrid_times *x = &r->times;
-        double mine[NV] = {(double)m->parameters, (double)m->gradients,
-                           (double)m->optimizer,  (double)m->activations,
-                           (double)m->workspace,  (double)m->comm,
-                           x->forward_ms,         x->backward_ms,
-                           x->redistribute_ms,    x->p2p_ms};
+        double mine[NV] = {(double)m->parameters,
+                           (double)m->gradients,
+                           (double)m->optimizer,
+                           (double)m->activations,
+                           (double)m->workspace,
+                           (double)m->comm,
+                           x->forward_ms,
+                           x->backward_ms,
+                           x->redistribute_ms,
+                           x->p2p_ms,
+                           (double)r->p2p.nonblocking,
+                           (double)r->p2p.early,
+                           (double)r->p2p.device,
+                           (double)r->p2p.host,
+                           (double)r->p2p.blocking};
         if (t.comm)
             st = gv_comm_allgather(t.comm, mine, mem, NV, GV_COMM_F64);
         else
@@ -383,10 +394,13 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
             fprintf(t.metrics,
                     "%s{\"rank\": %d, \"parameters\": %.0f, \"gradients\": %.0f, \"optimizer\": %.0f, "
                     "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f, \"forward_ms\": %.3f, "
-                    "\"backward_ms\": %.3f, \"redistribute_ms\": %.3f, \"p2p_ms\": %.3f}",
+                    "\"backward_ms\": %.3f, \"redistribute_ms\": %.3f, \"p2p_ms\": %.3f, \"p2p_messages\": "
+                    "{\"nonblocking\": %.0f, \"early\": %.0f, \"device\": %.0f, \"host\": %.0f, "
+                    "\"blocking\": %.0f}}",
                     k ? ", " : "", k, mem[NV * k], mem[NV * k + 1], mem[NV * k + 2], mem[NV * k + 3],
                     mem[NV * k + 4], mem[NV * k + 5], mem[NV * k + 6], mem[NV * k + 7], mem[NV * k + 8],
-                    mem[NV * k + 9]);
+                    mem[NV * k + 9], mem[NV * k + 10], mem[NV * k + 11], mem[NV * k + 12], mem[NV * k + 13],
+                    mem[NV * k + 14]);
         fprintf(t.metrics, "], \"measured_step_ms\": %.3f", r->median_step_ms);
         if (c->predicted) {
             /* Beside the measurement: the cost model's step time and each stage's memory by category. */

@@ -2,7 +2,8 @@
  * the vtable on device buffers of the cuda backend (its stream-ordered pool), in place and out of place, in
  * every dtype; host buffers (staged to the device); a paired sendrecv to self; a receive whose count does not
  * match the message (an error, not a hang); async mode ordered by events against a stream of the caller; the
- * nonblocking requests on device buffers ordered by the backend's and the requests' events; and a trainer run
+ * nonblocking requests on device buffers ordered by the backend's and the requests' events; a nonblocking
+ * message to self refused (it would hang on the communicator's one p2p stream); and a trainer run
  * with the nccl world against the same run without a communicator (same GPU, same kernels: the losses agree
  * within 1e-4 relative, the backend's atomics aside identical). Exit 77 (skipped) without a GPU or without
  * NCCL. */
@@ -264,6 +265,14 @@ int main(void) {
     host_buffers(w);
     async_events(w);
     requests(w);
+    /* nonblocking messages run on a stream of the communicator's own: one to self would wait forever there,
+     * so it is refused, naming the call (2 ranks: the pipelines of test_cuda_plans) */
+    float *a = dev(N * sizeof(float));
+    gv_comm_req *q = NULL;
+    CHECK(gv_comm_isend(w, a, N, GV_COMM_F32, 0, 3, NULL, &q) == GV_ERR_UNSUPPORTED && q == NULL);
+    CHECK(strstr(gv_last_error(), "nccl isend") != NULL);
+    CHECK(gv_comm_irecv(w, a, N, GV_COMM_F32, 0, 3, NULL, &q) == GV_ERR_UNSUPPORTED && q == NULL);
+    gv_backend_dealloc(be, a);
     trainer(w);
     gv_comm_free(w);
     gv_backend_free(be);

@@ -6,7 +6,8 @@
 # there, NCCL refusing two ranks on one GPU); with a GPU per rank auto picks nccl. ZeRO-1/2/3 (bf16
 # weights, the fp32 master sharded with the moments) on 2 and 4 ranks and in a layer-wise mix with tp; a
 # checkpoint saved under ZeRO-3 on 2 ranks resumed on 1 rank without ZeRO (its steps against the saving
-# run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); t5-tiny (also layer-wise, the bias
+# run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); pp 2 with overlap on (its messages
+# nonblocking device tensors on every rank, from the metrics' p2p_messages) and off (blocking); t5-tiny (also layer-wise, the bias
 # tables' copies; under Ulysses; a pipeline cut at the encoder/decoder boundary; Megatron-SP with recompute),
 # bert-tiny (ZeRO, GPipe, Megatron-SP with recompute) and vit-tiny (ZeRO-2 x tp 2 x Megatron-SP, 1F1B with
 # recompute) against their own 1-rank runs. Also: --comm nccl on a shared
@@ -100,6 +101,22 @@ run() {
     fi
 }
 
+# messages NAME PATH: every rank's pipeline messages in run NAME's final record went PATH: device (all
+# nonblocking, device tensors: overlap on, no layout change at the cut) or blocking (overlap off).
+messages() {
+    local name=$1 want=$2 bad
+    wanted "$name" || return 0
+    bad=$(grep -o '"p2p_messages": {[^}]*}' "$tmp/$name.jsonl" | sed 's/.*{//; s/[^0-9 ]//g' |
+        awk -v w="$want" '{nb = $1; dev = $3; host = $4; bl = $5;
+            ok = w == "device" ? nb > 0 && dev == nb && host == 0 && bl == 0 : nb == 0 && bl > 0;
+            if (!ok) n++; r++} END {print (r ? n + 0 : "no records")}')
+    if [ "$bad" = 0 ]; then
+        echo "ok   $name: pipeline messages $want on every rank"
+    else
+        fail "$name: pipeline messages not $want ($bad): $(grep -o '"p2p_messages": {[^}]*}' "$tmp/$name.jsonl" | head -2)"
+    fi
+}
+
 # the 1-rank reference
 if ! reference ref; then
     cli_done
@@ -111,12 +128,17 @@ run tp2 2 --tp 2 --vocab-tp 2
 run megatron2 2 --tp 2 --vocab-tp 2 --sp megatron
 run ulysses2 2 --tp 2 --sp ulysses
 run pp2-1f1b 2 --pp 2 --schedule 1f1b --micro-batches 4
+messages pp2-1f1b device
+# the blocking path through host f32 staging (overlap off): the same training
+run pp2-1f1b-off 2 --pp 2 --schedule 1f1b --micro-batches 4 --overlap off
+messages pp2-1f1b-off blocking
 run pp2-gpipe 2 --pp 2 --schedule gpipe --micro-batches 4
 run mix2 2 --plan "$src/tests/cuda/plans/mix_w2.json"
 run dp2-mpi 2 --comm mpi
 run dp4 4
 run dp2-tp2 4 --tp 2 --vocab-tp 2
 run pp2-tp2-1f1b 4 --pp 2 --tp 2 --vocab-tp 2 --schedule 1f1b --micro-batches 4
+messages pp2-tp2-1f1b device
 run ulysses4 4 --tp 4 --sp ulysses
 
 # ZeRO: on cuda the bf16 weights beside the fp32 master, which is sharded with the moments
