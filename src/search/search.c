@@ -515,7 +515,8 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
     int *mem = NULL, *omem = NULL;
     double *pr = NULL, *pc = NULL;
     /* uneven: stage queries of the cap, by (k, x) */
-    int *mq = NULL, *mb = NULL, *mv = NULL, *mok = NULL, *mplan = NULL;
+    int *mneed = NULL, *mb = NULL, *mv = NULL, *melig = NULL, *mplan = NULL, *qplan = NULL;
+    double *mf = NULL;
     int *pxs = NULL, *pnxs = NULL;
     unsigned char *tin = NULL;
     int *apos = NULL;
@@ -661,17 +662,20 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
         size_t nq = (size_t)pp * NC * (hi + 1);
         pr = malloc(sizeof(double) * nq);
         pc = malloc(sizeof(double) * nq);
-        mq = malloc(sizeof(int) * nq);
+        mneed = malloc(sizeof(int) * nq);
         mb = malloc(sizeof(int) * nq);
         mv = malloc(sizeof(int) * nq);
-        mok = malloc(sizeof(int) * nq);
+        melig = malloc(sizeof(int) * nq);
+        mf = malloc(sizeof(double) * nq);
         mplan = malloc(sizeof(int) * nq * hi);
+        qplan = malloc(sizeof(int) * hi);
         pxs = malloc(sizeof(int) * NC * (hi + 1));
         pnxs = malloc(sizeof(int) * NC);
-        if (!pr || !pc || !mq || !mb || !mv || !mok || !mplan || !pxs || !pnxs) goto nomem;
+        if (!pr || !pc || !mneed || !mb || !mv || !melig || !mf || !mplan || !qplan || !pxs || !pnxs)
+            goto nomem;
         pt.xs = pxs;
         pt.nxs = pnxs;
-        for (size_t i = 0; i < nq; i++) mq[i] = -1;
+        for (size_t i = 0; i < nq; i++) mv[i] = -1; /* no key answered yet (kv >= 0) */
         pt.r = pr;
         pt.c = pc;
     }
@@ -690,63 +694,85 @@ static gv_status gv_task_run(gv_search_ctx *c, gv_task *t, gv_group *G) {
                 double lb = f + (t->m - 1) * on[v] + ow[v] + gv_cost_fixed(cm);
                 if (!(lb * (1 - 1e-9) < t->step)) continue;
             }
-            if (uneven) {
-                int W = hi + 1;
-                for (int k = 0; k < pp && st == GV_OK; k++)
-                    for (int cq = 0; cq < NC && st == GV_OK; cq++) {
+            /* uneven stages at the largest cap only: each stage takes the best DP over every cap (below),
+             * which covers what a smaller cap for all stages would offer */
+            if (uneven && q == ncap - 1) {
+                int W = hi + 1, nkey = pp * NC * W;
+                /* 1: the (stage, start class, count) keys to answer; the same query as for an earlier vocab
+                 * strategy (a stage whose vocab memory does not change with it) keeps its answer */
+                for (int k = 0; k < pp; k++)
+                    for (int cq = 0; cq < NC; cq++) {
                         /* a stage starting in class cq costs what one from the class's first start does (the
                          * same layer types); classes no start of this stage has stay infeasible */
-                        int l = G->cstart[cq], lmin = k * lo, lmax = k * hi;
+                        int lmin = k * lo, lmax = k * hi;
                         if (L - (pp - k) * hi > lmin) lmin = L - (pp - k) * hi;
                         if (L - (pp - k) * lo < lmax) lmax = L - (pp - k) * lo;
                         int reach = NC == 1;
                         for (int s2 = lmin; s2 <= lmax && !reach; s2++) reach = G->cls[s2] == cq;
-                        for (int x = 0; x <= hi && st == GV_OK; x++) {
+                        for (int x = 0; x <= hi; x++) {
                             int key = (k * NC + cq) * W + x;
-                            pr[key] = pc[key] = INFINITY;
-                            if (x < lo || !reach) continue;
-                            /* the same query as for an earlier vocab strategy of this cap (a stage whose
-                             * vocab memory does not change with it) has the same answer */
-                            int b = max_mem - omem[v * pp + k], *sp = mplan + (size_t)key * hi;
-                            int ke = k == 0 ? ve : 0, kx = k == pp - 1 ? vx : -1;
+                            mneed[key] = 0;
+                            melig[key] = x >= lo && reach;
+                            if (!melig[key]) continue;
+                            int b = max_mem - omem[v * pp + k], ke = k == 0 ? ve : 0,
+                                kx = k == pp - 1 ? vx : -1;
                             int kv = ke * (G->NX + 1) + kx + 1; /* the entry and exit classes asked */
-                            if (mq[key] != q || mb[key] != b || mv[key] != kv) {
-                                double f = gv_group_query(G, tin, apos, caps[q], k, l, x, b, ke, kx, sp, &st);
-                                mq[key] = q;
-                                mb[key] = b;
-                                mv[key] = kv;
-                                mok[key] = isfinite(f);
-                            }
-                            if (!mok[key]) continue;
-                            double R = ow[v * pp + k], C = on[v * pp + k];
-                            if (ke) { /* gv_cost_plan's vocab <-> layer terms */
-                                R += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
-                                C += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
-                            }
-                            if (kx >= 0) {
-                                R += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
-                                C += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
-                            }
-                            for (int j = 0; j < x; j++) {
-                                int a = sp[j], ty = c->ltype[l + j < L ? l + j : L - 1];
-                                R += w[ty * S + a];
-                                C += ns[ty * S + a];
-                                if (j) {
-                                    double xi = inter[sp[j - 1] * S + a] / t->m;
-                                    R += xi;
-                                    C += xi;
-                                }
-                            }
-                            pr[key] = R;
-                            pc[key] = C;
+                            if (mb[key] == b && mv[key] == kv) continue;
+                            mb[key] = b;
+                            mv[key] = kv;
+                            mneed[key] = 1;
+                            mf[key] = INFINITY;
                         }
                     }
+                /* 2: each stage under its own cap (a stage's memory does not depend on the others'): the best
+                 * of the caps' DPs; cap by cap, largest first, so that a larger cap's DP answers smaller ones
+                 */
+                for (int q2 = q; q2 >= 0 && st == GV_OK; q2--)
+                    for (int key = 0; key < nkey && st == GV_OK; key++) {
+                        if (!mneed[key]) continue;
+                        int x = key % W, cq = key / W % NC, k = key / W / NC;
+                        double f2 = gv_group_query(G, tin, apos, caps[q2], k, G->cstart[cq], x, mb[key],
+                                                   k == 0 ? ve : 0, k == pp - 1 ? vx : -1, qplan, &st);
+                        if (f2 < mf[key]) {
+                            mf[key] = f2;
+                            memcpy(mplan + (size_t)key * hi, qplan, sizeof(int) * (size_t)x);
+                        }
+                    }
+                /* 3: each key's times for the partition */
+                for (int key = 0; key < nkey && st == GV_OK; key++) {
+                    pr[key] = pc[key] = INFINITY;
+                    if (!melig[key] || !isfinite(mf[key])) continue;
+                    int x = key % W, cq = key / W % NC, k = key / W / NC, l = G->cstart[cq];
+                    int ke = k == 0 ? ve : 0, kx = k == pp - 1 ? vx : -1;
+                    const int *sp = mplan + (size_t)key * hi;
+                    double R = ow[v * pp + k], C = on[v * pp + k];
+                    if (ke) { /* gv_cost_plan's vocab <-> layer terms */
+                        R += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
+                        C += G->erow[ke * G->S + G->pos[sidx[sp[0]]]] / t->m;
+                    }
+                    if (kx >= 0) {
+                        R += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
+                        C += G->xrow[kx * G->S + G->pos[sidx[sp[x - 1]]]] / t->m;
+                    }
+                    for (int j = 0; j < x; j++) {
+                        int a = sp[j], ty = c->ltype[l + j < L ? l + j : L - 1];
+                        R += w[ty * S + a];
+                        C += ns[ty * S + a];
+                        if (j) {
+                            double xi = inter[sp[j - 1] * S + a] / t->m;
+                            R += xi;
+                            C += xi;
+                        }
+                    }
+                    pr[key] = R;
+                    pc[key] = C;
+                }
                 int bn[64];
                 if (st == GV_OK && gv_best_partition(cm, &pt, pp, L, t->m, bn)) {
-                    for (int k = 0, l = 0; k < pp; l += bn[k], k++) {
-                        gv_group_query(G, tin, apos, caps[q], k, l, bn[k], max_mem - omem[v * pp + k],
-                                       k == 0 ? ve : 0, k == pp - 1 ? vx : -1, stage_plan, &st);
-                        for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[stage_plan[j]];
+                    for (int k = 0, l = 0; k < pp; l += bn[k], k++) { /* the stage plans found above */
+                        const int *sp =
+                            mplan + (size_t)((k * NC + (NC > 1 ? G->cls[l] : 0)) * (hi + 1) + bn[k]) * hi;
+                        for (int j = 0; j < bn[k]; j++) plan[l + j] = sidx[sp[j]];
                     }
                     gv_plan p;
                     if (st == GV_OK) st = gv_make_plan(c, t, plan, bn, vs, &p);
@@ -791,10 +817,12 @@ out:
     free(least);
     free(pr);
     free(pc);
-    free(mq);
+    free(mneed);
+    free(mf);
+    free(qplan);
     free(mb);
     free(mv);
-    free(mok);
+    free(melig);
     free(mplan);
     free(pxs);
     free(pnxs);
