@@ -23,8 +23,7 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
 /* Runtime choices that are not the plan's. overlap: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off), else on.
  * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap) and
  * the pipeline messages are nonblocking (gv_hybrid_p2p_stats); off waits for each collective where it is
- * issued and sends the pipeline's messages blocking through host staging, with the same results (the A/B
- * switch). */
+ * issued and sends the pipeline's messages blocking, with the same results (the A/B switch). */
 typedef struct {
     int overlap;
     /* 1: activations and gradients between parts with different layouts, and the messages of pipeline
@@ -70,7 +69,8 @@ void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r);
 /* Activation sets this stage allocated and the most micro-batches it held in flight so far. */
 void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak);
 /* Where a training batch's time went on this rank, mean over the batches so far [ms]: the parts' forward
- * and backward compute, redistribution between parts (with the host staging), and pipeline messages
+ * and backward compute, redistribution between parts (device copies and allgathers, or the host path's
+ * downloads and uploads), and pipeline messages
  * (including the wait for a neighbour). */
 typedef struct {
     double forward_ms, backward_ms, redistribute_ms, p2p_ms;
