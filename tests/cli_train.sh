@@ -32,16 +32,22 @@ check summary grep -q "trained 20 steps: loss" "$tmp/out"
 # Two ranks: the final record has both ranks' memory by category and time split.
 check train-2ranks "$gv" train -n 2 --dp-type zero1 --steps 2 --global-batch 4 --seq 32 --eval-every 0 --quiet \
     --metrics "$tmp/m2.jsonl" >/dev/null
-check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*, "forward_ms": [0-9.]*, "backward_ms": [0-9.]*, "redistribute_ms": [0-9.]*, "p2p_ms": [0-9.]*, "p2p_messages": {"nonblocking": 0, "early": 0, "device": 0, "host": 0, "blocking": 0}}, {"rank": 1,' "$tmp/m2.jsonl"
+check per-rank-memory grep -q '"memory_bytes_per_rank": \[{"rank": 0, "parameters": [0-9]*, "gradients": [0-9]*, "optimizer": [0-9]*, "activations": [0-9]*, "workspace": [0-9]*, "comm": [0-9]*, "forward_ms": [0-9.]*, "backward_ms": [0-9.]*, "redistribute_ms": [0-9.]*, "p2p_ms": [0-9.]*, "p2p_messages": {"nonblocking": 0, "early": 0, "device": 0, "host": 0, "blocking": 0, "redist_device": 0, "redist_host": 0}}, {"rank": 1,' "$tmp/m2.jsonl"
 # A pipeline of 2 stages, 2 steps of 2 micro-batches: each rank's final record counts its messages (2 x 2
 # out, 2 x 2 in): with overlap all nonblocking, device tensors (no layout change at the cut) and some
-# received while compute ran; without, all blocking.
+# received while compute ran; without, all blocking, device blocks too (the stage's blocks moved into and
+# out of its part on the device), or host F32 blocks on the host path (GV_HOST_REDIST=1). The losses are
+# the same on both paths.
 for ov in on off; do
     check "train-pp2-overlap-$ov" "$gv" train -n 2 --pp 2 --micro-batches 2 --steps 2 --global-batch 4 --seq 32 \
         --eval-every 0 --quiet --overlap $ov --metrics "$tmp/pp-$ov.jsonl" >/dev/null
 done
-check pp2-messages-on grep -q '"p2p_messages": {"nonblocking": 8, "early": [1-9][0-9]*, "device": 8, "host": 0, "blocking": 0}}, {"rank": 1, .*"p2p_messages": {"nonblocking": 8, "early": [1-9]' "$tmp/pp-on.jsonl"
-check pp2-messages-off grep -q '"p2p_messages": {"nonblocking": 0, "early": 0, "device": 0, "host": 0, "blocking": 8}}, {"rank": 1, .*"blocking": 8}' "$tmp/pp-off.jsonl"
+GV_HOST_REDIST=1 check "train-pp2-overlap-off-host" "$gv" train -n 2 --pp 2 --micro-batches 2 --steps 2 \
+    --global-batch 4 --seq 32 --eval-every 0 --quiet --overlap off --metrics "$tmp/pp-host.jsonl" >/dev/null
+check pp2-messages-on grep -q '"p2p_messages": {"nonblocking": 8, "early": [1-9][0-9]*, "device": 8, "host": 0, "blocking": 0, "redist_device": 0, "redist_host": 0}}, {"rank": 1, .*"p2p_messages": {"nonblocking": 8, "early": [1-9]' "$tmp/pp-on.jsonl"
+check pp2-messages-off grep -q '"p2p_messages": {"nonblocking": 0, "early": 0, "device": 8, "host": 0, "blocking": 8, "redist_device": [1-9][0-9]*, "redist_host": 0}}, {"rank": 1, .*"device": 8, "host": 0, "blocking": 8, "redist_device": [1-9][0-9]*, "redist_host": 0}' "$tmp/pp-off.jsonl"
+check pp2-messages-off-host grep -q '"p2p_messages": {"nonblocking": 0, "early": 0, "device": 0, "host": 8, "blocking": 8, "redist_device": 0, "redist_host": [1-9][0-9]*}}, {"rank": 1, .*"device": 0, "host": 8, "blocking": 8, "redist_device": 0, "redist_host": [1-9]' "$tmp/pp-host.jsonl"
+check pp2-host-same-losses test "$(grep -o '"loss": [0-9.e+-]*' "$tmp/pp-off.jsonl")" = "$(grep -o '"loss": [0-9.e+-]*' "$tmp/pp-host.jsonl")"
 # A plan file (4 ranks: tp 2 x ZeRO-1 over 2, recompute on layer 0 only) trains like one process (same
 # losses to print precision at the last step).
 check plan-train "$gv" train --plan "$2/tests/plans/tp2_zero1_half_ckpt.json" --steps 10 --seq 32 --eval-every 0 \

@@ -34,17 +34,19 @@ static void parity_reference(gv_comm *world, gv_train_config *c, parity_ref *ref
 }
 
 /* Runs plan p with config c (10 steps, c->out_dir set, c->comm the plan's ranks). On rank 0 of c->comm fills
- * *d and returns 1; 0 elsewhere or when the run failed (a CHECK then says so). */
-static int parity_run(gv_train_config *c, const gv_plan *p, const char *name, const parity_ref *ref,
-                      const char *ref_dir, parity_diff *d) {
+ * *d and returns 1; 0 elsewhere or when the run failed (a CHECK then says so). keep: NULL, or the run's
+ * result on every rank (the caller frees its losses). */
+static int parity_run_keep(gv_train_config *c, const gv_plan *p, const char *name, const parity_ref *ref,
+                           const char *ref_dir, parity_diff *d, gv_train_result *keep) {
     gv_train_result r = {0};
     gv_status st = gv_plan_validate(p, &c->spec, c->seq, name);
     if (st == GV_OK) st = gv_train_config_from_plan(c, p, name);
     if (st == GV_OK) st = gv_train_run(c, &r);
     if (st != GV_OK) fprintf(stderr, "%s: %s\n", name, gv_last_error());
     CHECK(st == GV_OK);
+    if (keep) *keep = r;
     if (st != GV_OK || (c->comm && gv_comm_rank(c->comm) != 0)) {
-        free(r.losses);
+        if (!keep) free(r.losses);
         return 0;
     }
     d->losses = 0;
@@ -57,7 +59,12 @@ static int parity_run(gv_train_config *c, const gv_plan *p, const char *name, co
     snprintf(a, sizeof a, "%s/step-000010/model.safetensors", c->out_dir);
     snprintf(b, sizeof b, "%s/step-000010/model.safetensors", ref_dir);
     CHECK_OK(gv_st_diff(a, b, &d->weights, &worst_tensor, NULL));
-    free(r.losses);
+    if (!keep) free(r.losses);
     return 1;
+}
+
+static inline int parity_run(gv_train_config *c, const gv_plan *p, const char *name, const parity_ref *ref,
+                             const char *ref_dir, parity_diff *d) {
+    return parity_run_keep(c, p, name, ref, ref_dir, d, NULL);
 }
 #endif

@@ -2,12 +2,13 @@
  * Megatron-SP, Ulysses, recompute, pp 2 under GPipe and 1F1B, layer-wise mixes, vocab strategies of their
  * own; GPT-2, LLaMA and T5) every rank builds the runtime (gv_hybrid_init, which allocates everything a step
  * uses) and compares its memory report, category by category, with gv_cost_runtime_memory for its stage:
- * equal to the byte. And gv_cost_plan with the model set reports the same figures in MiB (within 5%, the
- * calibration target; here they are exact). Started as one process, it re-launches itself on 4 ranks; 2-rank
- * plans run on the halves of the world at once. Only allocation, no training: fast.
- *   usage: test_cost_runtime [BACKEND]   (default cpu, fp32; `cuda`: the same plans in bf16 with the fp32
- *   master copy under every ZeRO stage and the cuda attention stash, the four ranks sharing the GPU; exit 77
- *   without one) */
+ * equal to the byte, with overlap on and off and the redistributions on the device or through the host
+ * (gv_hybrid_opts.host_redist). And gv_cost_plan with the model set reports the same figures in MiB (within
+ * 5%, the calibration target; here they are exact). Started as one process, it re-launches itself on 4 ranks;
+ * 2-rank plans run on the halves of the world at once. Only allocation, no training: fast. usage:
+ * test_cost_runtime [BACKEND]   (default cpu, fp32; `cuda`: the same plans in bf16 with the fp32 master copy
+ * under every ZeRO stage and the cuda attention stash, the four ranks sharing the GPU; exit 77 without one)
+ */
 #include <string.h>
 
 #include "gv/comm.h"
@@ -70,7 +71,7 @@ static void make_plan(const mem_case *mc, gv_plan *p) {
 static gv_hw_profile hw;
 static gv_model_profile mp;
 
-static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int print, int overlap) {
+static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int print, int overlap, int host) {
     const int seq = 64;
     gv_model_spec spec;
     gv_plan p;
@@ -78,7 +79,7 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     make_plan(mc, &p);
     CHECK_OK(gv_plan_validate(&p, &spec, seq, mc->name));
     gv_hybrid *h = NULL;
-    gv_hybrid_opts ho = {overlap ? 1 : -1};
+    gv_hybrid_opts ho = {overlap ? 1 : -1, host ? 1 : -1};
     gv_status st = gv_hybrid_init_opts(&h, &spec, be, comm, &p, seq, mc->name, &ho);
     CHECK_OK(st);
     if (st != GV_OK) {
@@ -96,7 +97,8 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     o.pipeline = p.schedule;
     o.spec = &spec;
     o.backend = be;
-    o.overlap = overlap; /* ZeRO-3's second layer slot */
+    o.overlap = overlap;  /* ZeRO-3's second layer slot */
+    o.host_redist = host; /* the stage's blocks in host F32 or on the device */
     CHECK_OK(gv_cost_runtime_memory(&o, &spec, &p, stage, &want));
     static const char *cat[6] = {"parameters", "gradients", "optimizer", "activations", "workspace", "comm"};
     size_t gv[6] = {got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm};
@@ -104,8 +106,9 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
                     want.activations, want.workspace, want.comm};
     for (int k = 0; k < 6; k++)
         if (gv[k] != wv[k]) {
-            fprintf(stderr, "%s (overlap %s) rank %d: %s runtime %zu bytes, cost model %zu\n", mc->name,
-                    overlap ? "on" : "off", rank, cat[k], gv[k], wv[k]);
+            fprintf(stderr,
+                    "%s (overlap %s, %s redistribution) rank %d: %s runtime %zu bytes, cost model %zu\n",
+                    mc->name, overlap ? "on" : "off", host ? "host" : "device", rank, cat[k], gv[k], wv[k]);
             gv_test_failures++;
         }
     /* the same through the plan evaluation, in MiB */
@@ -115,7 +118,7 @@ static void run_case(const mem_case *mc, gv_comm *comm, gv_backend *be, int prin
     const gv_cost_mem *m = &pc.mem[stage];
     double pm[6] = {m->parameters, m->gradients, m->optimizer, m->activations, m->workspace, m->comm};
     for (int k = 0; k < 6; k++) CHECK_CLOSE(pm[k], gv[k] / 1048576.0, 0.05, 1e-9);
-    if (rank == 0 && print && overlap)
+    if (rank == 0 && print && overlap && !host)
         printf("%-22s stage 0: params %zu grads %zu opt %zu acts %zu work %zu comm %zu bytes\n", mc->name,
                got.parameters, got.gradients, got.optimizer, got.activations, got.workspace, got.comm);
     gv_plan_free(&p);
@@ -147,12 +150,15 @@ int main(int argc, char **argv) {
     int two[NCASES], ntwo = 0;
     for (int i = 0; i < NCASES; i++)
         if (cases[i].world == 2) two[ntwo++] = i;
-    for (int ov = 1; ov >= 0; ov--) { /* the runtime's overlap switch changes ZeRO-3's slots */
+    /* the runtime's overlap switch changes ZeRO-3's slots and the pipeline's buffers; its host_redist
+     * switch where the stage's blocks live */
+    for (int k = 0; k < 4; k++) {
+        int ov = !(k & 1), host = k >> 1;
         for (int i = 0; i < ntwo; i++)
-            run_case(&cases[two[i]], half, be, a != NULL, ov); /* both halves: same plans */
+            run_case(&cases[two[i]], half, be, a != NULL, ov, host); /* both halves: same plans */
         CHECK_OK(gv_comm_barrier(world));
         for (int i = 0; i < NCASES; i++)
-            if (cases[i].world == 4) run_case(&cases[i], world, be, 1, ov);
+            if (cases[i].world == 4) run_case(&cases[i], world, be, 1, ov, host);
     }
     int bf16 = gv_backend_dtype(be) != GV_F32;
     gv_backend_free(be);
@@ -160,7 +166,7 @@ int main(int argc, char **argv) {
     CHECK_OK(gv_comm_allreduce(world, &fails, &fails, 1, GV_COMM_I32, GV_COMM_SUM));
     gv_comm_free(world);
     if (rank == 0)
-        printf("test_cost_runtime: %d plans x overlap on/off on %s (%s), %s\n", NCASES, bname,
-               bf16 ? "bf16" : "f32", fails ? "FAILED" : "ok");
+        printf("test_cost_runtime: %d plans x overlap on/off x device/host redistribution on %s (%s), %s\n",
+               NCASES, bname, bf16 ? "bf16" : "f32", fails ? "FAILED" : "ok");
     return fails ? 1 : 0;
 }

@@ -4,7 +4,10 @@
  * stages) or LLaMA (untied, RoPE, GQA) for 10 steps: the loss of every step within 1e-5 relative of the
  * single-process run, the final weights within 1e-4 (global relative L2; see test_dist.c for why not
  * tighter per tensor). Also: the activation sets a stage keeps in flight (1F1B: pp - stage, GPipe: m), read
- * from the runtime's memory report. Started as one process, it re-launches itself on 8 ranks; 4-rank plans
+ * from the runtime's memory report. The plans whose parts or stage cuts change layout also train on the
+ * host redistribution path (host_redist): bitwise the same losses, eval loss and weights as the device
+ * path, whose counts show that every block moved on the device (none through the host) and as many as the
+ * host path moved through host F32. Started as one process, it re-launches itself on 8 ranks; 4-rank plans
  * run two at a time on the halves of the world. */
 #include <math.h>
 #include <string.h>
@@ -52,6 +55,18 @@ static const plan_case cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
+/* Plans with layout changes between parts and at stage cuts (tp / dp, Megatron-SP, Ulysses): also run on
+ * the host redistribution path. */
+static const char *twins[] = {"pp2-uneven-3+1-tp-mixed", "alternate-tp2-dp4",    "ulysses-some-layers",
+                              "megatron-sp-some",        "pp2-layerwise-stages", "8-pp4-ulysses-tp",
+                              "8-pp2-uneven-gpipe-msp",  "8-galvatron-config"};
+
+static int is_twin(const char *name) {
+    for (size_t i = 0; i < sizeof twins / sizeof twins[0]; i++)
+        if (!strcmp(twins[i], name)) return 1;
+    return 0;
+}
+
 static void spec_of(const char *model, gv_model_spec *s) {
     if (!strcmp(model, "gpt2")) {
         gv_model_spec_preset(s, "gpt2-tiny");
@@ -96,13 +111,47 @@ static void run_case(const plan_case *pc, gv_comm *comm, const parity_ref *ref, 
     config(&c, pc->model, pc->micro, out);
     c.comm = comm;
     make_plan(pc, &p);
+    c.host_redist = -1; /* on the device, whatever $GV_HOST_REDIST says */
     parity_diff d;
-    if (parity_run(&c, &p, pc->name, ref, ref_dir, &d)) {
+    gv_train_result dev = {0};
+    if (parity_run_keep(&c, &p, pc->name, ref, ref_dir, &d, &dev)) {
         printf("%-28s losses %.2e  eval %.2e  weights %.2e\n", pc->name, d.losses, d.eval, d.weights);
         CHECK(d.losses <= 1e-5);
         CHECK(d.eval <= 1e-5);
         CHECK(d.weights <= 1e-4);
     }
+    CHECK(dev.p2p.redist_host == 0 && dev.p2p.host == 0); /* nothing went through host F32 */
+    if (is_twin(pc->name) && dev.losses) {
+        char hout[256];
+        snprintf(hout, sizeof hout, "layerwise_tmp/%s-host", pc->name);
+        gv_train_config hc;
+        gv_train_result hr = {0};
+        config(&hc, pc->model, pc->micro, hout);
+        hc.comm = comm;
+        hc.host_redist = 1;
+        CHECK_OK(gv_train_config_from_plan(&hc, &p, pc->name));
+        CHECK_OK(gv_train_run(&hc, &hr));
+        /* every rank: blocks moved between layouts, on the device there, through the host here */
+        CHECK(dev.p2p.redist_device > 0 && hr.p2p.redist_device == 0);
+        CHECK(hr.p2p.redist_host == dev.p2p.redist_device);
+        int same = hr.losses && !memcmp(hr.losses, dev.losses, 10 * sizeof *hr.losses) &&
+                   hr.last_eval_loss == dev.last_eval_loss;
+        CHECK(same);
+        if (gv_comm_rank(comm) == 0) {
+            char a[512], b[512];
+            double w = -1, worst;
+            snprintf(a, sizeof a, "%s/step-000010/model.safetensors", out);
+            snprintf(b, sizeof b, "%s/step-000010/model.safetensors", hout);
+            CHECK_OK(gv_st_diff(a, b, &w, &worst, NULL));
+            CHECK(w == 0);
+            printf("%-28s host path: %s losses and eval, weights %.2e; %ld block moves on the device, %ld "
+                   "through the host\n",
+                   pc->name, same ? "bitwise equal" : "DIFFERENT", w, dev.p2p.redist_device,
+                   hr.p2p.redist_host);
+        }
+        free(hr.losses);
+    }
+    free(dev.losses);
     gv_plan_free(&p);
 }
 

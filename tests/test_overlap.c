@@ -8,9 +8,12 @@
  * their layout and links that redistribute, the tied embedding, T5's two channels) also match a 1-rank run
  * (losses 1e-5 relative, weights 1e-4 relative L2, as test_layerwise), and their message counts show the
  * path that ran: with overlap every pipeline message nonblocking, receives in flight during compute, and
- * device tensors on links without a layout change / host blocks on the others; without, all blocking.
- * Started as one process, it re-launches itself on 4 ranks; 2-rank plans run on the halves of the world at
- * once. */
+ * device tensors on every link (host F32 blocks on links that change layout only on the host path);
+ * without, all blocking. Every plan with several parts or stages also runs on the host redistribution
+ * path (gv_hybrid_opts.host_redist, overlap on and off): bitwise the same losses, norms and weights as the
+ * device path, and the counts show which path ran (the device path moved every block between layouts on
+ * the device, as many moves as the host path made through host F32, and sent no host message). Started as one
+ * process, it re-launches itself on 4 ranks; 2-rank plans run on the halves of the world at once. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,8 @@ static const ov_case cases[] = {
     {"pp2-gpipe-tp2", "llama", 4, 2, 4, 1, "t2 t2 t2 t2", "t2", 0, 'd'},
     {"pp2-1f1b-tp2-to-dp2", "gpt2", 4, 2, 4, 0, "t2 t2 t1z1 t1", "t1", 0, 'h'},
     {"pp2-gpipe-msp-to-tp", "gpt2", 4, 2, 2, 1, "m2 m2 t2 t2", "t2", 0, 'h'},
+    {"pp2-1f1b-ulysses-to-tp", "llama", 4, 2, 4, 0, "u2 u2 t2 t1", "t2", 0, 'h'},
+    {"t5-pp2-gpipe-tp2-to-msp", "t5", 4, 2, 2, 1, "t2 t2 m2 m2", "m2", 0, 'h'},
     {"pp4-1f1b-tied", "gpt2", 4, 4, 4, 0, "t1 t1c t1 t1", "t1", 0, 'd'},
     {"pp4-gpipe", "llama", 4, 4, 4, 1, "t1 t1 t1c t1", "t1", 0, 'd'},
     {"t5-pp2-1f1b-dp2", "t5", 4, 2, 4, 0, "t1 t1 t1 t1", "t1", 'b', 'd'},
@@ -71,10 +76,12 @@ typedef struct {
     int buckets;
     long early, prefetched;
     gv_hybrid_p2p_counts p2p;
+    int nparts; /* on this rank */
 } ov_run;
 
 /* One training run of the case (single: the 1-rank reference of the same model and batches, comm NULL). */
-static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, int single, ov_run *out) {
+static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, int host, int single,
+                ov_run *out) {
     memset(out, 0, sizeof *out);
     gv_model_spec spec;
     spec_of(oc->model, &spec);
@@ -87,12 +94,13 @@ static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, i
             gv_plan_compact(&p, oc->world, oc->pp, sched, BATCH, oc->micro, oc->layers, oc->vocab, NULL));
     CHECK_OK(gv_plan_validate(&p, &spec, SEQ, oc->name));
     gv_hybrid *h = NULL;
-    gv_hybrid_opts ho = {overlap ? 1 : -1};
+    gv_hybrid_opts ho = {overlap ? 1 : -1, host ? 1 : -1};
     gv_status st = gv_hybrid_init_opts(&h, &spec, be, comm, &p, SEQ, oc->name, &ho);
     CHECK_OK(st);
     gv_plan_free(&p);
     if (st != GV_OK) return;
     CHECK(gv_hybrid_overlap(h) == overlap);
+    CHECK(gv_hybrid_host_redist(h) == host);
     CHECK_OK(gv_hybrid_init_weights(h, 1234));
     int IW = gv_model_spec_input_width(&spec);
     size_t per = (size_t)(BATCH / oc->micro) * SEQ;
@@ -122,6 +130,7 @@ static void run(const ov_case *oc, gv_comm *comm, gv_backend *be, int overlap, i
     }
     gv_hybrid_overlap_counts(h, &out->buckets, &out->early, &out->prefetched);
     gv_hybrid_p2p_stats(h, &out->p2p);
+    out->nparts = gv_hybrid_num_parts(h);
     gv_hybrid_free(h);
     free(tok);
     free(tgt);
@@ -136,19 +145,23 @@ static double rel_l2(const float *a, const float *b, size_t n) {
 }
 
 /* A pipeline's messages on this rank: with overlap all nonblocking, some receives in flight while compute
- * ran, device or host blocks as the case's links say; without, all blocking. Then the 1-rank reference. */
+ * ran, all device blocks (on the host path: host F32 blocks on links that change layout); without, all
+ * blocking, of device blocks (host ones on the host path). Then the 1-rank reference. */
 static void check_pipeline(const ov_case *oc, gv_comm *comm, gv_backend *be, const ov_run *on,
-                           const ov_run *off, int print) {
-    const gv_hybrid_p2p_counts *a = &on->p2p, *b = &off->p2p;
+                           const ov_run *off, const ov_run *hon, const ov_run *hoff, int print) {
+    const gv_hybrid_p2p_counts *a = &on->p2p, *b = &off->p2p, *ha = &hon->p2p, *hb = &hoff->p2p;
     CHECK(a->blocking == 0 && a->nonblocking > 0 && a->early > 0);
-    CHECK(a->device + a->host == a->nonblocking);
+    CHECK(a->device == a->nonblocking && a->host == 0);
+    CHECK(ha->blocking == 0 && ha->nonblocking == a->nonblocking && ha->device + ha->host == ha->nonblocking);
     if (oc->links == 'd')
-        CHECK(a->device == a->nonblocking);
+        CHECK(ha->device == ha->nonblocking);
     else
-        CHECK(a->host == a->nonblocking);
-    CHECK(b->nonblocking == 0 && b->early == 0 && b->device == 0 && b->host == 0 && b->blocking > 0);
+        CHECK(ha->host == ha->nonblocking);
+    CHECK(b->nonblocking == 0 && b->early == 0 && b->device == b->blocking && b->host == 0 &&
+          b->blocking > 0);
+    CHECK(hb->nonblocking == 0 && hb->host == hb->blocking && hb->device == 0 && hb->blocking == b->blocking);
     ov_run ref;
-    run(oc, NULL, be, 1, 1, &ref);
+    run(oc, NULL, be, 1, 0, 1, &ref);
     double dl = 0;
     for (int s = 0; s < STEPS; s++) {
         double d = fabs((double)on->loss[s] - ref.loss[s]) / fabs((double)ref.loss[s]);
@@ -165,15 +178,39 @@ static void check_pipeline(const ov_case *oc, gv_comm *comm, gv_backend *be, con
     free(ref.weights);
 }
 
+/* Bitwise the same training: losses, norms, every weight (rank 0 holds them). */
+static int same_run(const ov_run *x, const ov_run *y, int rank) {
+    int same_loss = !memcmp(x->loss, y->loss, sizeof x->loss),
+        same_norm = !memcmp(x->norm, y->norm, sizeof x->norm);
+    int same_w = x->nw == y->nw && x->nw > 0 && (rank != 0 || !memcmp(x->weights, y->weights, x->nw * 4));
+    return same_loss && same_norm && same_w;
+}
+
+/* The redistribution path of a device run d and a host run hr of the same plan: d moved its blocks on the
+ * device only, hr through the host only, as many of them. */
+static void check_redist(const ov_run *d, const ov_run *hr) {
+    CHECK(d->p2p.redist_host == 0);
+    CHECK(hr->p2p.redist_host == d->p2p.redist_device && hr->p2p.redist_device == 0);
+}
+
 static void run_case(const ov_case *oc, gv_comm *comm, gv_backend *be, int print) {
-    ov_run on, off;
-    run(oc, comm, be, 1, 0, &on);
-    run(oc, comm, be, 0, 0, &off);
-    int rank = gv_comm_rank(comm);
-    int same_loss = !memcmp(on.loss, off.loss, sizeof on.loss),
-        same_norm = !memcmp(on.norm, off.norm, sizeof on.norm);
-    int same_w = on.nw == off.nw && on.nw > 0 && (rank != 0 || !memcmp(on.weights, off.weights, on.nw * 4));
-    CHECK(same_loss && same_norm && same_w);
+    ov_run on, off, hon = {0}, hoff = {0};
+    run(oc, comm, be, 1, 0, 0, &on);
+    run(oc, comm, be, 0, 0, 0, &off);
+    int rank = gv_comm_rank(comm), same = same_run(&on, &off, rank);
+    CHECK(same);
+    /* blocks move between parts and stages (off: also at cuts that keep their layout) */
+    int moves = off.p2p.redist_device > 0;
+    CHECK(moves == (oc->pp > 1 || on.nparts > 1));
+    int same_host = 1;
+    if (moves) { /* the host redistribution path: the same bits */
+        run(oc, comm, be, 1, 1, 0, &hon);
+        run(oc, comm, be, 0, 1, 0, &hoff);
+        same_host = same_run(&on, &hon, rank) && same_run(&off, &hoff, rank);
+        CHECK(same_host);
+        check_redist(&on, &hon);
+        check_redist(&off, &hoff);
+    }
     CHECK(isfinite(on.loss[STEPS - 1]) && on.norm[STEPS - 1] > 0);
     /* what overlap did on this rank: off starts nothing early and prefetches nothing */
     CHECK(off.early == 0 && off.prefetched == 0);
@@ -184,12 +221,18 @@ static void run_case(const ov_case *oc, gv_comm *comm, gv_backend *be, int print
     if (print)
         printf("%-18s losses %.6f .. %.6f, norm %.6f: on == off %s (weights %zu); buckets %d, started in "
                "backward %ld, prefetched gathers %ld (off: %ld, %ld)\n",
-               oc->name, on.loss[0], on.loss[STEPS - 1], on.norm[STEPS - 1],
-               same_loss && same_norm && same_w ? "bitwise" : "DIFFER", on.nw, on.buckets, on.early,
-               on.prefetched, off.early, off.prefetched);
-    if (oc->pp > 1) check_pipeline(oc, comm, be, &on, &off, print);
+               oc->name, on.loss[0], on.loss[STEPS - 1], on.norm[STEPS - 1], same ? "bitwise" : "DIFFER",
+               on.nw, on.buckets, on.early, on.prefetched, off.early, off.prefetched);
+    if (print && moves)
+        printf("%-18s rank 0: %ld / %ld block moves on the device (on / off), host path %ld / %ld through "
+               "the host: %s\n",
+               oc->name, on.p2p.redist_device, off.p2p.redist_device, hon.p2p.redist_host,
+               hoff.p2p.redist_host, same_host ? "bitwise the same" : "DIFFER");
+    if (oc->pp > 1) check_pipeline(oc, comm, be, &on, &off, &hon, &hoff, print);
     free(on.weights);
     free(off.weights);
+    free(hon.weights);
+    free(hoff.weights);
 }
 
 int main(int argc, char **argv) {

@@ -126,6 +126,8 @@ typedef struct {
                             * messages progress only inside MPI calls (default 0) */
     int overlap;           /* own: the runtime's overlap switch (gv_hybrid_opts, default 1): its ZeRO-3 part
                             * of 2+ layers holds a second layer slot (gv_cost_runtime_memory) */
+    int host_redist;       /* own: the runtime's redistributions through host F32 (gv_hybrid_opts; default 0:
+                            * on the device, its blocks in the compute dtype; gv_cost_runtime_memory) */
     /* own, optional: the model, so that a plan's memory is the runtime's by formula
      * (gv_cost_runtime_memory) instead of the profile's per-layer figures; and the backend whose
      * attention stash size it asks (NULL: the CPU backend's B H T^2 fp32). */

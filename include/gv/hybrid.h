@@ -23,10 +23,15 @@ gv_status gv_hybrid_init(gv_hybrid **out, const gv_model_spec *spec, gv_backend 
 /* Runtime choices that are not the plan's. overlap: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off), else on.
  * With overlap the data-parallel collectives run while compute goes on (see gv_model_dist.no_overlap) and
  * the pipeline messages are nonblocking (gv_hybrid_p2p_stats); off waits for each collective where it is
- * issued and sends the pipeline's messages blocking through host staging, with the same results (the A/B
- * switch). */
+ * issued and sends the pipeline's messages blocking, with the same results (the A/B switch). */
 typedef struct {
     int overlap;
+    /* 1: activations and gradients between parts with different layouts, and the messages of pipeline
+     * cuts that change layout, go through host F32 blocks (download, redistribution on the host, upload);
+     * -1: they stay on the device (backend buffers in the compute dtype, the redistribution's allgather
+     * on them, strided device copies), with the same values; 0 = $GV_HOST_REDIST (1|on|0|off), else -1.
+     * The A/B switch of the device redistribution; gv_hybrid_p2p_stats says which path ran. */
+    int host_redist;
 } gv_hybrid_opts;
 /* gv_hybrid_init with options (NULL: all defaults). */
 gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_backend *be,
@@ -35,6 +40,9 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
 /* The overlap switch an option value resolves to (0: $GV_OVERLAP); fails on a bad $GV_OVERLAP. */
 gv_status gv_hybrid_overlap_resolve(int overlap, int *on);
 int gv_hybrid_overlap(const gv_hybrid *h); /* 1 when this runtime overlaps */
+/* The host-redistribution switch an option value resolves to (0: $GV_HOST_REDIST); fails on a bad value. */
+gv_status gv_hybrid_host_redist_resolve(int host_redist, int *host);
+int gv_hybrid_host_redist(const gv_hybrid *h); /* 1 when this runtime redistributes through the host */
 /* gv_model_overlap_counts summed over this rank's parts. */
 void gv_hybrid_overlap_counts(const gv_hybrid *h, int *buckets, long *early, long *prefetched);
 /* What the runtime cannot run although the plan is valid (before launching ranks). */
@@ -61,24 +69,30 @@ void gv_hybrid_memory(const gv_hybrid *h, gv_memory_report *r);
 /* Activation sets this stage allocated and the most micro-batches it held in flight so far. */
 void gv_hybrid_inflight(const gv_hybrid *h, int *slots, int *peak);
 /* Where a training batch's time went on this rank, mean over the batches so far [ms]: the parts' forward
- * and backward compute, redistribution between parts (with the host staging), and pipeline messages
+ * and backward compute, redistribution between parts (device copies and allgathers, or the host path's
+ * downloads and uploads), and pipeline messages
  * (including the wait for a neighbour). */
 typedef struct {
     double forward_ms, backward_ms, redistribute_ms, p2p_ms;
 } gv_hybrid_times;
 void gv_hybrid_timing(const gv_hybrid *h, gv_hybrid_times *t);
-/* This rank's pipeline messages since init (training and evaluation batches). With overlap they are
- * nonblocking (gv_comm_isend / irecv): receives posted as soon as their buffer is free, sends waited only
- * before their buffer is written again, and a link whose two sides share a layout sends the part's device
- * tensor in the compute dtype (no host staging); without overlap every message is blocking and goes through
- * host F32 staging. */
+/* This rank's pipeline messages and redistributions since init (training and evaluation batches). With
+ * overlap the messages are nonblocking (gv_comm_isend / irecv): receives posted as soon as their buffer is
+ * free, sends waited only before their buffer is written again; without overlap they are blocking. A link
+ * whose two sides share a layout sends the part's device tensor in the compute dtype; a link that changes
+ * layout sends the sender's block, which the receiver redistributes: device blocks in the compute dtype,
+ * or host F32 ones on the host path (gv_hybrid_opts.host_redist), as are the blocking messages. */
 typedef struct {
     long nonblocking; /* messages sent or received nonblocking */
     long early;       /* receives that were in flight while a forward or backward ran (posted early) */
     long overlapped;  /* sends that were in flight while a forward or backward ran */
-    long device;      /* nonblocking messages of device tensors (a link without a layout change) */
-    long host;        /* nonblocking messages of host F32 blocks (a link that redistributes) */
+    long device;      /* messages (nonblocking or blocking) of device buffers */
+    long host;        /* messages of host F32 blocks (the host path) */
     long blocking;    /* blocking messages (overlap off) */
+    /* moves of one channel of an activation or gradient block into or out of a part, or the stage input's
+     * gradient into the previous stage's layout (every part boundary and every cut that changes layout):
+     * on the device or through host F32 (the host path) */
+    long redist_device, redist_host;
 } gv_hybrid_p2p_counts;
 void gv_hybrid_p2p_stats(const gv_hybrid *h, gv_hybrid_p2p_counts *c);
 int gv_hybrid_stage(const gv_hybrid *h);

@@ -58,6 +58,9 @@ typedef struct {
     /* data-parallel communication overlapped with compute: 1 on, -1 off, 0 = $GV_OVERLAP (1|on|0|off),
      * else on (gv_hybrid_opts) */
     int overlap;
+    /* redistributions between layouts (and the messages of pipeline cuts that change layout) through host
+     * F32: 1 yes, -1 on the device, 0 = $GV_HOST_REDIST, else on the device (gv_hybrid_opts) */
+    int host_redist;
     int pp;               /* pipeline stages (even split, earlier stages take the extra layers); 0 = 1 */
     gv_schedule schedule; /* of the pipeline */
     /* A layer-wise plan (per-layer strategies, vocab strategy, stages, schedule, batch); when set it

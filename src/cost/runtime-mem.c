@@ -1,6 +1,7 @@
 /* The runtime's memory by formula: the arenas src/runtime/model.c reserves for one part of a stage (its
  * parameter table, ZeRO padding and units, activation sets, backward scratch, sequence-parallel staging)
- * and the host staging src/runtime/hybrid.c adds for the stage, reserved in the same order with the same
+ * and the staging src/runtime/hybrid.c adds for the stage (host or device blocks, by its host_redist switch),
+ * reserved in the same order with the same
  * 256-byte alignment, so the own cost model predicts the memory report byte for byte. test_cost_runtime
  * compares it with the runtime's report: a change of the runtime's allocations shows there. */
 #include <stdlib.h>
@@ -425,29 +426,36 @@ gv_status gv_cost_runtime_memory(const gv_cost_opts *o, const gv_model_spec *spe
             if (b > mx) mx = b;
         }
         size_t ch = spec->arch == GV_ARCH_T5 ? 2 : 1; /* T5: two channels (hybrid.c) */
-        if (o->overlap && p->pp > 1) {                /* nonblocking messages: hybrid.c's gv_pipe_buffers */
+        size_t e = o->mixed_precision ? 2 : 4, d = 0; /* device blocks: the compute dtype */
+        int host = o->host_redist;
+        if (o->overlap && p->pp > 1) { /* nonblocking messages: hybrid.c's gv_pipe_buffers */
             int din = 0, dout = 0;
             if (stage > 0) GV_TRY_FREE(gv_rt_link_direct(p, stage - 1, &din), parts);
             if (stage < p->pp - 1) GV_TRY_FREE(gv_rt_link_direct(p, stage, &dout), parts);
-            int hin = stage > 0 && !din, hout = stage < p->pp - 1 && !dout;
-            int nh = 4 * hin + 4 * hout + 2 * (np > 1 || hin);
-            for (int k = 0; k < nh; k++) gv_rt_reserve(&a, ch * mx * 4);
-            gv_rt_reserve(&a, mx * 4);
-            gv_rt_reserve(&a, mx * (size_t)S * 4);
+            int hin = stage > 0 && !din, hout = stage < p->pp - 1 && !dout, scratch = np > 1 || hin;
+            if (host) { /* host F32 blocks of the links that redistribute, the chain, tmp, gather */
+                int nh = 4 * hin + 4 * hout + 2 * scratch;
+                for (int k = 0; k < nh; k++) gv_rt_reserve(&a, ch * mx * 4);
+                gv_rt_reserve(&a, mx * 4);
+                gv_rt_reserve(&a, mx * (size_t)S * 4);
+            }
             if (tie) gv_rt_reserve(&a, tie * 4);
-            /* device message buffers of the links that keep their layout, in the compute dtype */
-            size_t e = o->mixed_precision ? 2 : 4, d = 0;
-            for (int k = 0; din && k < 4; k++)
+            /* device message buffers of the links that keep their layout (every link off the host path),
+             * then off it the chain and the gather */
+            for (int k = 0; stage > 0 && (din || !host) && k < 4; k++)
                 gv_rt_reserve(&d, ch * gv_rt_block(Bm, S, T, spec->n_embd, &in) * e);
-            for (int k = 0; dout && k < 4; k++)
+            for (int k = 0; stage < p->pp - 1 && (dout || !host) && k < 4; k++)
                 gv_rt_reserve(&d, ch * gv_rt_block(Bm, S, T, spec->n_embd, &parts[last].st) * e);
-            out->comm += a + d;
-        } else {
-            for (int k = 0; k < 5; k++) gv_rt_reserve(&a, (k < 4 ? ch : 1) * mx * 4);
-            gv_rt_reserve(&a, mx * (size_t)S * 4);
+            for (int k = 0; !host && scratch && k < 2; k++) gv_rt_reserve(&d, ch * mx * e);
+            if (!host) gv_rt_reserve(&d, mx * (size_t)S * e);
+        } else { /* x, y, g, dx, (host: tmp), gather; in host F32 or device blocks */
+            size_t *blocks = host ? &a : &d, es = host ? 4 : e;
+            for (int k = 0; k < 4; k++) gv_rt_reserve(blocks, ch * mx * es);
+            if (host) gv_rt_reserve(blocks, mx * 4);
+            gv_rt_reserve(blocks, mx * (size_t)S * es);
             if (tie) gv_rt_reserve(&a, tie * 4);
-            out->comm += a;
         }
+        out->comm += a + d;
     }
     free(parts);
     return GV_OK;

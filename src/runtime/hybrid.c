@@ -66,8 +66,14 @@ struct gv_hybrid {
     int head_ndp;              /* ranks the head's loss is averaged over */
     int tie_peer, tie_part;    /* world rank holding the other copy of the tied embedding (-1: none) */
     gv_comm **groups;          /* [S + 1]: groups[g] = this rank's group of g consecutive stage ranks */
-    gv_arena a_comm;           /* host staging: p2p, redistribution, tied-gradient exchange */
-    float *x, *y, *g, *dx, *tmp, *gather, *tie;
+    /* host_redist (the A/B switch, gv_hybrid_opts): the blocks between parts and on the messages are host
+     * F32 (esz 4), redistributed on the host and uploaded / downloaded at every part; else they are
+     * backend buffers in the compute dtype (esz its size) redistributed on the device. */
+    int host_redist;
+    size_t esz;
+    gv_arena a_comm; /* host staging: the host path's blocks (p2p, redistribution), tied-gradient exchange */
+    void *x, *y, *g, *dx, *gather; /* [nch][block] each, in host or device memory (host_redist) */
+    float *tmp, *tie;              /* host path: a part's block before its upload; the tied gradient */
     size_t blk_max, tie_n;
     int IW;             /* input words per position (gv_model_spec_input_width) */
     int nch;            /* channels of an activation between parts (gv_model_part_channels: T5 2) */
@@ -84,13 +90,14 @@ struct gv_hybrid {
      * batch parity) so the next message can be in flight while one is used. dev_in / dev_out: the link to
      * the previous / next stage keeps its layout (the sender's last part and the receiver's first part
      * agree), so the message is the part's device tensor in the compute dtype, copied on the device into /
-     * out of device buffers (xr, ds / ys, gr); other links go through host F32 blocks (xh, dxh / yh, gh) and
-     * the redistribution. sc: the chain between a stage's parts (x, y, g, dx may be in flight). */
+     * out of device buffers (xr, ds / ys, gr); other links carry the sender's blocks, redistributed by the
+     * receiver: device buffers too (xr, ds / ys, gr) unless host_redist, whose host F32 blocks are xh, dxh /
+     * yh, gh. sc: the chain between a stage's parts (x, y, g, dx may be in flight), host or device. */
     int pipe_nb, dev_in, dev_out;
     gv_comm *to_next, *from_next, *to_prev, *from_prev;
-    void *xr[2], *ds[2], *ys[2], *gr[2];
-    float *xh[2], *dxh[2], *yh[2], *gh[2], *sc[2];
-    gv_arena a_dev;                    /* the device message buffers (communication buffers) */
+    void *xr[2], *ds[2], *ys[2], *gr[2], *sc[2];
+    float *xh[2], *dxh[2], *yh[2], *gh[2];
+    gv_arena a_dev; /* device message buffers, and the device path's blocks (communication buffers) */
     gv_msg rx[2], rg[2], sy[2], sd[2]; /* receives of x and g, sends of y and dx, by micro-batch parity */
     long ncompute;                     /* forwards and backwards run so far (what a message overlapped) */
     gv_hybrid_p2p_counts cnt;
@@ -254,8 +261,8 @@ static gv_status gv_redistribute(gv_hybrid *h, const float *src, gv_layout a, fl
             int rb0, rnb, rt0, rnt;
             gv_hold(h, a, ra, &rb0, &rnb, &rt0, &rnt);
             int run = rt0 + rnt < bt0 + bnt ? rt0 + rnt - t : bt0 + bnt - t;
-            const float *from =
-                h->gather + (size_t)(ra - base) * blk + ((size_t)(row - rb0) * rnt + (t - rt0)) * C;
+            const float *from = (const float *)h->gather + (size_t)(ra - base) * blk +
+                                ((size_t)(row - rb0) * rnt + (t - rt0)) * C;
             memcpy(dst + ((size_t)i * bnt + (t - bt0)) * C, from, (size_t)run * C * sizeof(float));
             t += run;
         }
@@ -263,20 +270,84 @@ static gv_status gv_redistribute(gv_hybrid *h, const float *src, gv_layout a, fl
     return GV_OK;
 }
 
-/* Device view `view` of part p <- host block src in layout a (redistributed to p's layout). */
-static gv_status gv_put(gv_hybrid *h, const gv_part *p, void *view, const float *src, gv_layout a) {
+/* The device form of gv_redistribute: dst <- src, backend buffers in the compute dtype [rows][positions][C]
+ * (the same blocks, the same arithmetic). A contained block is one strided device copy; otherwise the
+ * group's allgather runs on the device blocks (nccl natively, mpi through its front end's staging) and each
+ * run of positions that one rank of a holds, over the rows it holds, is one strided copy. No host round
+ * trip, and on f32 the same bytes as the host path. */
+static gv_status gv_redistribute_dev(gv_hybrid *h, const void *src, gv_layout a, void *dst, gv_layout b) {
+    int ab0, anb, at0, ant, bb0, bnb, bt0, bnt;
+    size_t rowb = (size_t)h->C * h->esz; /* bytes of one position */
+    gv_hold(h, a, h->lr, &ab0, &anb, &at0, &ant);
+    gv_hold(h, b, h->lr, &bb0, &bnb, &bt0, &bnt);
+    if (bb0 >= ab0 && bb0 + bnb <= ab0 + anb && bt0 >= at0 && bt0 + bnt <= at0 + ant) {
+        const char *from = (const char *)src + ((size_t)(bb0 - ab0) * ant + (bt0 - at0)) * rowb;
+        return gv_backend_copy2d(h->be, dst, (size_t)bnt * rowb, from, (size_t)ant * rowb, (size_t)bnt * rowb,
+                                 (size_t)bnb);
+    }
+    int g = a.tp / gv_gcd(a.tp, b.tp) * b.tp, base = h->lr / g * g;
+    size_t blkb = (size_t)anb * ant * rowb; /* bytes of one rank's block in a */
+    GV_TRY(gv_backend_sync(h->be));         /* src is the compute stream's; the communicator reads it */
+    GV_TRY(gv_comm_allgather(h->groups[g], src, h->gather, blkb, GV_COMM_U8));
+    for (int t = bt0; t < bt0 + bnt;) {
+        int ti = a.sharded ? t / ant : 0; /* tp index in a holding position t */
+        int rt0 = a.sharded ? ti * ant : 0, end = rt0 + ant < bt0 + bnt ? rt0 + ant : bt0 + bnt,
+            run = end - t;
+        for (int i = 0; i < bnb;) {
+            int row = bb0 + i, q = row / anb, rb0 = q * anb; /* dp index in a holding the row */
+            int n = rb0 + anb - row < bnb - i ? rb0 + anb - row : bnb - i;
+            int ra = q * a.tp + ti; /* the stage rank holding (row, t) in a */
+            const char *from = (const char *)h->gather + (size_t)(ra - base) * blkb +
+                               ((size_t)(row - rb0) * ant + (t - rt0)) * rowb;
+            char *to = (char *)dst + ((size_t)i * bnt + (t - bt0)) * rowb;
+            GV_TRY(gv_backend_copy2d(h->be, to, (size_t)bnt * rowb, from, (size_t)ant * rowb,
+                                     (size_t)run * rowb, (size_t)n));
+            i += n;
+        }
+        t = end;
+    }
+    return GV_OK;
+}
+
+/* Element `k` of a block buffer (host F32 or device compute dtype, by the path). */
+static void *gv_at(const gv_hybrid *h, const void *buf, size_t k) {
+    return (char *)buf + k * h->esz;
+}
+
+/* dst (this rank's block in b) <- src (its block in a) on the path's buffers, counted by path. */
+static gv_status gv_move(gv_hybrid *h, const void *src, gv_layout a, void *dst, gv_layout b) {
+    if (h->host_redist) {
+        h->cnt.redist_host++;
+        return gv_redistribute(h, src, a, dst, b);
+    }
+    h->cnt.redist_device++;
+    return gv_redistribute_dev(h, src, a, dst, b);
+}
+
+/* Device view `view` of part p <- block src in layout a (redistributed to p's layout): on the host path
+ * through tmp and an upload, else straight into the view on the device. */
+static gv_status gv_put(gv_hybrid *h, const gv_part *p, void *view, const void *src, gv_layout a) {
     double t0 = gv_ms();
-    GV_TRY(gv_redistribute(h, src, a, h->tmp, p->lay));
-    gv_status st = gv_backend_upload_f32(h->be, view, gv_backend_dtype(h->be), h->tmp, gv_block(h, p->lay));
+    gv_status st = gv_move(h, src, a, h->host_redist ? h->tmp : view, p->lay);
+    if (st == GV_OK && h->host_redist)
+        st = gv_backend_upload_f32(h->be, view, gv_backend_dtype(h->be), h->tmp, gv_block(h, p->lay));
     h->times.redistribute_ms += gv_ms() - t0;
     return st;
 }
 
-/* Host block dst <- device view of part p (p's layout). */
-static gv_status gv_get(gv_hybrid *h, const gv_part *p, const void *view, float *dst) {
+/* Block dst <- device view of part p (p's layout): a download to host F32, or a device copy. */
+static gv_status gv_get(gv_hybrid *h, const gv_part *p, const void *view, void *dst) {
     double t0 = gv_ms();
-    GV_TRY(gv_backend_sync(h->be));
-    gv_status st = gv_backend_download_f32(h->be, dst, view, gv_backend_dtype(h->be), gv_block(h, p->lay));
+    size_t n = gv_block(h, p->lay), rowb = (size_t)h->C * h->esz;
+    gv_status st;
+    if (h->host_redist) {
+        h->cnt.redist_host++;
+        st = gv_backend_sync(h->be);
+        if (st == GV_OK) st = gv_backend_download_f32(h->be, dst, view, gv_backend_dtype(h->be), n);
+    } else {
+        h->cnt.redist_device++;
+        st = gv_backend_copy2d(h->be, dst, rowb, view, rowb, rowb, n / h->C);
+    }
     h->times.redistribute_ms += gv_ms() - t0;
     return st;
 }
@@ -459,6 +530,22 @@ gv_status gv_hybrid_overlap_resolve(int overlap, int *on) {
     return gv_fail(GV_ERR_INVALID, "GV_OVERLAP '%s': expected on, off, 1 or 0", v);
 }
 
+gv_status gv_hybrid_host_redist_resolve(int host_redist, int *host) {
+    *host = host_redist > 0;
+    if (host_redist) return GV_OK;
+    const char *v = getenv("GV_HOST_REDIST");
+    if (!v || !*v || !strcmp(v, "0") || !strcmp(v, "off")) return GV_OK;
+    if (!strcmp(v, "1") || !strcmp(v, "on")) {
+        *host = 1;
+        return GV_OK;
+    }
+    return gv_fail(GV_ERR_INVALID, "GV_HOST_REDIST '%s': expected on, off, 1 or 0", v);
+}
+
+int gv_hybrid_host_redist(const gv_hybrid *h) {
+    return h->host_redist;
+}
+
 int gv_hybrid_overlap(const gv_hybrid *h) {
     return h->overlap;
 }
@@ -498,56 +585,78 @@ static gv_status gv_host_commit(gv_hybrid *h) {
     return h->a_comm.base ? GV_OK : gv_fail(GV_ERR_NOMEM, "hybrid: out of host memory for staging");
 }
 
-/* Staging of the blocking path: x, y, g, dx (channels x the largest block mx), the redistribution's tmp and
- * gather, the tied gradient. */
+static int gv_link_dev(const gv_hybrid *h, int next);
+
+/* Buffers of the blocking path: x, y, g, dx (channels x the largest block mx), then on the host path the
+ * redistribution's tmp and gather in host F32, the tied gradient; off it x, y, g, dx and gather are device
+ * blocks in the compute dtype and the host keeps only the tied gradient. */
 static gv_status gv_blocking_buffers(gv_hybrid *h, size_t mx) {
-    size_t f = sizeof(float), c = (size_t)h->nch,
-           sz[6] = {c * mx, c * mx, c * mx, c * mx, mx, mx * (size_t)h->S}, off[7];
-    for (int k = 0; k < 6; k++) off[k] = gv_arena_reserve(&h->a_comm, sz[k] * f);
+    size_t f = sizeof(float), c = (size_t)h->nch, es = h->esz, off[7] = {0};
+    gv_arena *blocks = h->host_redist ? &h->a_comm : &h->a_dev;
+    void **bufs[4] = {&h->x, &h->y, &h->g, &h->dx};
+    for (int k = 0; k < 4; k++) off[k] = gv_arena_reserve(blocks, c * mx * es);
+    if (h->host_redist) off[4] = gv_arena_reserve(blocks, mx * f);
+    off[5] = gv_arena_reserve(blocks, mx * (size_t)h->S * es);
     if (h->tie_n) off[6] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
     GV_TRY(gv_host_commit(h));
-    float **bufs[6] = {&h->x, &h->y, &h->g, &h->dx, &h->tmp, &h->gather};
-    for (int k = 0; k < 6; k++) *bufs[k] = gv_arena_ptr(&h->a_comm, off[k]);
+    if (!h->host_redist) GV_TRY(gv_arena_commit(&h->a_dev));
+    for (int k = 0; k < 4; k++) *bufs[k] = gv_arena_ptr(blocks, off[k]);
+    if (h->host_redist) h->tmp = gv_arena_ptr(blocks, off[4]);
+    h->gather = gv_arena_ptr(blocks, off[5]);
     if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[6]);
     return GV_OK;
 }
 
-/* Buffers of the nonblocking path, two of each (micro-batch parity). Host (channels x mx F32 each): x and dx
- * of a link to the previous stage that redistributes, y and g of such a link to the next, the chain's
- * scratch when the stage has several parts or such a link to the previous stage (d(input) in the first
- * part's layout, before its redistribution), then tmp, gather and the tied gradient as above. Device
- * (compute dtype, channels x the link's block): x and dx, y and g of links that keep their layout. */
+/* Buffers of the nonblocking path, two of each (micro-batch parity). Host path, host F32 (channels x mx
+ * each): x and dx of a link to the previous stage that redistributes, y and g of such a link to the next,
+ * the chain's scratch when the stage has several parts or such a link to the previous stage (d(input) in
+ * the first part's layout, before its redistribution), then tmp, gather and the tied gradient; device
+ * (compute dtype, channels x the link's block): x and dx, y and g of links that keep their layout. Off the
+ * host path every link's x and dx, y and g are device blocks of the sender's layout, then the chain's
+ * scratch and gather, all in the compute dtype; the host keeps the tied gradient. */
 static gv_status gv_pipe_buffers(gv_hybrid *h, size_t mx) {
     size_t f = sizeof(float), c = (size_t)h->nch, off[16];
     int n = 0, hin = h->stage > 0 && !h->dev_in, hout = h->stage < h->pp - 1 && !h->dev_out;
+    int scratch = h->nex > 1 || hin; /* hin: dx before redistribution */
     float **hb[10];
-    int nb = 0;
-    for (int k = 0; hin && k < 2; k++) hb[nb++] = &h->xh[k];
-    for (int k = 0; hin && k < 2; k++) hb[nb++] = &h->dxh[k];
-    for (int k = 0; hout && k < 2; k++) hb[nb++] = &h->yh[k];
-    for (int k = 0; hout && k < 2; k++) hb[nb++] = &h->gh[k];
-    for (int k = 0; (h->nex > 1 || hin) && k < 2; k++)
-        hb[nb++] = &h->sc[k]; /* hin: dx before redistribution */
+    int nb = 0, host = h->host_redist;
+    for (int k = 0; host && hin && k < 2; k++) hb[nb++] = &h->xh[k];
+    for (int k = 0; host && hin && k < 2; k++) hb[nb++] = &h->dxh[k];
+    for (int k = 0; host && hout && k < 2; k++) hb[nb++] = &h->yh[k];
+    for (int k = 0; host && hout && k < 2; k++) hb[nb++] = &h->gh[k];
+    for (int k = 0; host && scratch && k < 2; k++) hb[nb++] = (float **)&h->sc[k];
     for (; n < nb; n++) off[n] = gv_arena_reserve(&h->a_comm, c * mx * f);
-    off[n++] = gv_arena_reserve(&h->a_comm, mx * f);
-    off[n++] = gv_arena_reserve(&h->a_comm, mx * (size_t)h->S * f);
+    if (host) {
+        off[n++] = gv_arena_reserve(&h->a_comm, mx * f);
+        off[n++] = gv_arena_reserve(&h->a_comm, mx * (size_t)h->S * f);
+    }
     if (h->tie_n) off[n++] = gv_arena_reserve(&h->a_comm, h->tie_n * f);
     GV_TRY(gv_host_commit(h));
     for (int k = 0; k < nb; k++) *hb[k] = gv_arena_ptr(&h->a_comm, off[k]);
-    h->tmp = gv_arena_ptr(&h->a_comm, off[nb]);
-    h->gather = gv_arena_ptr(&h->a_comm, off[nb + 1]);
-    if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[nb + 2]);
+    if (host) {
+        h->tmp = gv_arena_ptr(&h->a_comm, off[nb]);
+        h->gather = gv_arena_ptr(&h->a_comm, off[nb + 1]);
+    }
+    if (h->tie_n) h->tie = gv_arena_ptr(&h->a_comm, off[n - 1]);
 
-    void **db[8];
-    size_t dsz[8], doff[8];
+    void **db[12];
+    size_t dsz[12], doff[12];
     int nd = 0;
-    for (int k = 0; h->dev_in && k < 4; k++) {
+    for (int k = 0; gv_link_dev(h, 0) && h->stage > 0 && k < 4; k++) {
         db[nd] = k < 2 ? &h->xr[k] : &h->ds[k - 2];
         dsz[nd++] = c * gv_dev_bytes(h, h->in_lay);
     }
-    for (int k = 0; h->dev_out && k < 4; k++) {
+    for (int k = 0; gv_link_dev(h, 1) && h->stage < h->pp - 1 && k < 4; k++) {
         db[nd] = k < 2 ? &h->ys[k] : &h->gr[k - 2];
         dsz[nd++] = c * gv_dev_bytes(h, h->out_lay);
+    }
+    for (int k = 0; !host && scratch && k < 2; k++) {
+        db[nd] = &h->sc[k];
+        dsz[nd++] = c * mx * h->esz;
+    }
+    if (!host) {
+        db[nd] = &h->gather;
+        dsz[nd++] = mx * (size_t)h->S * h->esz;
     }
     for (int k = 0; k < nd; k++) doff[k] = gv_arena_reserve(&h->a_dev, dsz[k]);
     if (nd) GV_TRY(gv_arena_commit(&h->a_dev));
@@ -593,8 +702,9 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
                               const gv_plan *plan, int seq, const char *where, const gv_hybrid_opts *opts) {
     *out = NULL;
     const char *w = where ? where : "plan";
-    int overlap;
+    int overlap, host_redist;
     GV_TRY(gv_hybrid_overlap_resolve(opts ? opts->overlap : 0, &overlap));
+    GV_TRY(gv_hybrid_host_redist_resolve(opts ? opts->host_redist : 0, &host_redist));
     int W = world ? gv_comm_size(world) : 1;
     if (W != plan->world)
         return gv_fail(GV_ERR_INVALID, "%s: plan is for %d ranks, the job has %d", w, plan->world, W);
@@ -604,6 +714,8 @@ gv_status gv_hybrid_init_opts(gv_hybrid **out, const gv_model_spec *spec, gv_bac
     h->spec = *spec;
     h->be = be;
     h->overlap = overlap;
+    h->host_redist = host_redist;
+    h->esz = host_redist ? sizeof(float) : gv_dtype_size(gv_backend_dtype(be));
     h->world = world;
     h->W = W;
     h->pp = plan->pp;
@@ -706,15 +818,15 @@ static int gv_first_phase(int phases) {
                                       : GV_PHASE_HEAD;
 }
 
-/* Where a micro-batch's stage input comes from and where its stage output goes: host F32 blocks in the
- * stage's input / output layouts, or device blocks in the compute dtype (in_dev / out_dev: a link without
- * a layout change, the first / last part's layout); forward: in = the previous stage's activation, out =
- * this stage's; backward: in = d(this stage's output), out = d(its input). sc: scratch of the chain between
- * parts. */
+/* Where a micro-batch's stage input comes from and where its stage output goes: blocks in the stage's
+ * input / output layouts (host F32 on the host path, else device blocks in the compute dtype), or, with
+ * in_dev / out_dev (a link without a layout change), device blocks in the first / last part's layout copied
+ * as they are; forward: in = the previous stage's activation, out = this stage's; backward: in = d(this
+ * stage's output), out = d(its input). sc: scratch of the chain between parts (the path's memory). */
 typedef struct {
     const void *in;
     void *out;
-    float *sc[2];
+    void *sc[2];
     int in_dev, out_dev;
 } gv_mb_io;
 
@@ -733,7 +845,7 @@ static gv_status gv_dev_copy(gv_hybrid *h, void *dst, const void *src, size_t by
 static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *tokens, const int32_t *targets,
                                float *loss_sum, const gv_mb_io *io) {
     size_t BT = (size_t)h->Bm * h->T;
-    const float *src = io->in;
+    const void *src = io->in;
     gv_layout src_lay = h->in_lay;
     int sc = 0; /* alternate so a part never overwrites its input */
     for (int e = 0; e < h->nex; e++) {
@@ -747,7 +859,7 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
                 GV_TRY(gv_dev_copy(h, in, (const char *)io->in + ch * gv_dev_bytes(h, p->lay),
                                    gv_dev_bytes(h, p->lay)));
             else if (in)
-                GV_TRY(gv_put(h, p, in, src + ch * gv_block(h, src_lay), src_lay));
+                GV_TRY(gv_put(h, p, in, gv_at(h, src, ch * gv_block(h, src_lay)), src_lay));
         }
         float loss = 0;
         double t0 = gv_ms();
@@ -764,10 +876,10 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
                                    gv_model_part_output_ch(p->m, last, slot, ch), gv_dev_bytes(h, p->lay)));
             continue;
         }
-        float *dst = e + 1 == h->nex ? io->out : io->sc[sc ^= 1];
+        void *dst = e + 1 == h->nex ? io->out : io->sc[sc ^= 1];
         for (int ch = 0; ch < h->nch; ch++)
-            GV_TRY(
-                gv_get(h, p, gv_model_part_output_ch(p->m, last, slot, ch), dst + ch * gv_block(h, p->lay)));
+            GV_TRY(gv_get(h, p, gv_model_part_output_ch(p->m, last, slot, ch),
+                          gv_at(h, dst, ch * gv_block(h, p->lay))));
         src = dst;
         src_lay = p->lay;
     }
@@ -777,7 +889,7 @@ static gv_status gv_forward_mb(gv_hybrid *h, int mb, int slot, const int32_t *to
 /* Backward of the micro-batch in `slot` (io: see gv_mb_io; io->in unused on the last stage, io->out on
  * stage 0). */
 static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss, const gv_mb_io *io) {
-    const float *src = io->in;
+    const void *src = io->in;
     gv_layout src_lay = h->out_lay;
     int sc = 0, sent = 0;
     for (int e = h->nex - 1; e >= 0; e--) {
@@ -789,7 +901,7 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss, const gv_mb
                 GV_TRY(gv_dev_copy(h, gv, (const char *)io->in + ch * gv_dev_bytes(h, p->lay),
                                    gv_dev_bytes(h, p->lay)));
             else
-                GV_TRY(gv_put(h, p, gv, src + ch * gv_block(h, src_lay), src_lay));
+                GV_TRY(gv_put(h, p, gv, gv_at(h, src, ch * gv_block(h, src_lay)), src_lay));
         }
         double t0 = gv_ms();
         GV_TRY(gv_model_part_backward(p->m, ph, slot, dloss));
@@ -802,20 +914,22 @@ static gv_status gv_backward_mb(gv_hybrid *h, int slot, float dloss, const gv_mb
             sent = 1;
             continue;
         }
-        float *dst = io->sc[sc ^= 1];
+        void *dst = io->sc[sc ^= 1];
         size_t blk = gv_block(h, p->lay);
         for (int ch = 0; ch < h->nch; ch++) /* a channel the phase does not read has a zero gradient */
             if (gv_model_part_input_ch(p->m, gv_first_phase(ph), slot, ch))
-                GV_TRY(gv_get(h, p, gv_model_part_grad_ch(p->m, ch), dst + ch * blk));
+                GV_TRY(gv_get(h, p, gv_model_part_grad_ch(p->m, ch), gv_at(h, dst, ch * blk)));
+            else if (h->host_redist)
+                memset(gv_at(h, dst, ch * blk), 0, blk * h->esz);
             else
-                memset(dst + ch * blk, 0, blk * sizeof *dst);
+                GV_TRY(gv_backend_memset0(h->be, gv_at(h, dst, ch * blk), blk * h->esz));
         src = dst;
         src_lay = p->lay;
     }
     double t0 = gv_ms();
     for (int ch = 0; h->stage > 0 && !sent && ch < h->nch; ch++)
-        GV_TRY(gv_redistribute(h, src + ch * gv_block(h, src_lay), src_lay,
-                               (float *)io->out + ch * gv_block(h, h->in_lay), h->in_lay));
+        GV_TRY(gv_move(h, gv_at(h, src, ch * gv_block(h, src_lay)), src_lay,
+                       gv_at(h, io->out, ch * gv_block(h, h->in_lay)), h->in_lay));
     h->times.redistribute_ms += gv_ms() - t0;
     return GV_OK;
 }
@@ -833,45 +947,64 @@ static gv_mb_io gv_io_bwd_blocking(gv_hybrid *h) {
 
 /* ---- pipeline schedules ----------------------------------------------------------------------------- */
 
-/* Blocking messages on the world, through host F32 staging (overlap off). */
+/* Blocking messages on the world (overlap off) of the blocks x, y, g, dx in layout y, k of them: host F32
+ * elements, or the device blocks' bytes once the compute stream is done with them (the communicator reads
+ * or writes the buffer). */
+static gv_status gv_blk_msg(gv_hybrid *h, gv_layout y, int k, size_t *n, gv_comm_dtype *dt) {
+    h->cnt.blocking += k;
+    if (h->host_redist) {
+        *n = h->nch * gv_block(h, y);
+        *dt = GV_COMM_F32;
+        h->cnt.host += k;
+        return GV_OK;
+    }
+    *n = h->nch * gv_dev_bytes(h, y);
+    *dt = GV_COMM_U8;
+    h->cnt.device += k;
+    return gv_backend_sync(h->be);
+}
 static gv_status gv_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    h->cnt.blocking++;
-    return gv_comm_recv(h->world, h->x, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
-                        GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->in_lay, 1, &n, &dt));
+    return gv_comm_recv(h->world, h->x, n, dt, h->wrank - h->S, GV_TAG_PIPE);
 }
 static gv_status gv_send_fwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    h->cnt.blocking++;
-    return gv_comm_send(h->world, h->y, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
-                        GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->out_lay, 1, &n, &dt));
+    return gv_comm_send(h->world, h->y, n, dt, h->wrank + h->S, GV_TAG_PIPE);
 }
 static gv_status gv_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    h->cnt.blocking++;
-    return gv_comm_recv(h->world, h->g, h->nch * gv_block(h, h->out_lay), GV_COMM_F32, h->wrank + h->S,
-                        GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->out_lay, 1, &n, &dt));
+    return gv_comm_recv(h->world, h->g, n, dt, h->wrank + h->S, GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    h->cnt.blocking++;
-    return gv_comm_send(h->world, h->dx, h->nch * gv_block(h, h->in_lay), GV_COMM_F32, h->wrank - h->S,
-                        GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->in_lay, 1, &n, &dt));
+    return gv_comm_send(h->world, h->dx, n, dt, h->wrank - h->S, GV_TAG_PIPE);
 }
 /* Megatron's paired exchanges: deadlock-free with blocking messages. */
 static gv_status gv_send_fwd_recv_bwd_(gv_hybrid *h) {
     if (h->stage == h->pp - 1) return GV_OK;
-    size_t n = h->nch * gv_block(h, h->out_lay);
-    h->cnt.blocking += 2;
-    return gv_comm_sendrecv(h->world, h->y, n, h->wrank + h->S, h->g, n, h->wrank + h->S, GV_COMM_F32,
-                            GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->out_lay, 2, &n, &dt));
+    return gv_comm_sendrecv(h->world, h->y, n, h->wrank + h->S, h->g, n, h->wrank + h->S, dt, GV_TAG_PIPE);
 }
 static gv_status gv_send_bwd_recv_fwd_(gv_hybrid *h) {
     if (h->stage == 0) return GV_OK;
-    size_t n = h->nch * gv_block(h, h->in_lay);
-    h->cnt.blocking += 2;
-    return gv_comm_sendrecv(h->world, h->dx, n, h->wrank - h->S, h->x, n, h->wrank - h->S, GV_COMM_F32,
-                            GV_TAG_PIPE);
+    size_t n;
+    gv_comm_dtype dt;
+    GV_TRY(gv_blk_msg(h, h->in_lay, 2, &n, &dt));
+    return gv_comm_sendrecv(h->world, h->dx, n, h->wrank - h->S, h->x, n, h->wrank - h->S, dt, GV_TAG_PIPE);
 }
 
 /* The pipeline messages, timed: waiting for a neighbour counts here (the bubble as this stage sees it). */
@@ -890,10 +1023,16 @@ GV_TIMED_P2P(gv_send_fwd_recv_bwd)
 GV_TIMED_P2P(gv_send_bwd_recv_fwd)
 #undef GV_TIMED_P2P
 
+/* Whether the messages of the link to the next (or previous) stage are device blocks: a link without a
+ * layout change, or any link off the host path. */
+static int gv_link_dev(const gv_hybrid *h, int next) {
+    return !h->host_redist || (next ? h->dev_out : h->dev_in);
+}
+
 /* Nonblocking messages (overlap on). A message of the link to the previous stage (x in, dx out) or to the
- * next (y out, g in): device bytes of the compute dtype on a link without a layout change, else host F32. */
+ * next (y out, g in), in the sender's layout: device bytes of the compute dtype, or host F32. */
 static void gv_link_msg(const gv_hybrid *h, int next, size_t *count, gv_comm_dtype *dt) {
-    int dev = next ? h->dev_out : h->dev_in;
+    int dev = gv_link_dev(h, next);
     gv_layout y = next ? h->out_lay : h->in_lay;
     *count = dev ? h->nch * gv_dev_bytes(h, y) : h->nch * gv_block(h, y); /* device: bytes, as they are */
     *dt = dev ? GV_COMM_U8 : GV_COMM_F32;
@@ -906,7 +1045,7 @@ static gv_status gv_msg_post(gv_hybrid *h, gv_msg *m, gv_comm *c, void *buf, int
     gv_comm_dtype dt;
     gv_link_msg(h, next, &n, &dt);
     void *ready = NULL;
-    int dev = next ? h->dev_out : h->dev_in;
+    int dev = gv_link_dev(h, next);
     if (dev) GV_TRY(gv_backend_event_record(h->be, &ready));
     int peer = gv_comm_rank(c) ^ 1;
     if (recv)
@@ -941,16 +1080,16 @@ static gv_status gv_msg_wait(gv_hybrid *h, gv_msg *m, int recv) {
 }
 
 static void *gv_buf_x(gv_hybrid *h, int k) {
-    return h->dev_in ? h->xr[k] : (void *)h->xh[k];
+    return gv_link_dev(h, 0) ? h->xr[k] : (void *)h->xh[k];
 }
 static void *gv_buf_dx(gv_hybrid *h, int k) {
-    return h->dev_in ? h->ds[k] : (void *)h->dxh[k];
+    return gv_link_dev(h, 0) ? h->ds[k] : (void *)h->dxh[k];
 }
 static void *gv_buf_y(gv_hybrid *h, int k) {
-    return h->dev_out ? h->ys[k] : (void *)h->yh[k];
+    return gv_link_dev(h, 1) ? h->ys[k] : (void *)h->yh[k];
 }
 static void *gv_buf_g(gv_hybrid *h, int k) {
-    return h->dev_out ? h->gr[k] : (void *)h->gh[k];
+    return gv_link_dev(h, 1) ? h->gr[k] : (void *)h->gh[k];
 }
 
 /* The receive of micro-batch i's activation (from the previous stage) / output gradient (from the next),

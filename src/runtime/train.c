@@ -304,7 +304,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     if (st == GV_OK && gv_dataset_vocab(t.data) > c->spec.vocab)
         st = gv_fail(GV_ERR_INVALID, "data %s has tokens up to %d but model %s has vocab %d",
                      gv_dataset_describe(t.data), gv_dataset_vocab(t.data) - 1, c->spec.name, c->spec.vocab);
-    gv_hybrid_opts ho = {c->overlap};
+    gv_hybrid_opts ho = {c->overlap, c->host_redist};
     if (st == GV_OK) st = gv_hybrid_init_opts(&t.model, &c->spec, be, c->comm, &plan, c->seq, "plan", &ho);
     gv_plan_free(&plan);
     int start = 0;
@@ -353,7 +353,7 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
     }
     /* Every rank's memory by category and time split, collected on the leader (ranks of one plan differ:
      * ZeRO pieces, vocab shards, pipeline stages). */
-    enum { NV = 15 };
+    enum { NV = 17 };
     double *mem = NULL;
     if (st == GV_OK) {
         mem = calloc((size_t)world * NV, sizeof *mem);
@@ -376,7 +376,9 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
                            (double)r->p2p.early,
                            (double)r->p2p.device,
                            (double)r->p2p.host,
-                           (double)r->p2p.blocking};
+                           (double)r->p2p.blocking,
+                           (double)r->p2p.redist_device,
+                           (double)r->p2p.redist_host};
         if (t.comm)
             st = gv_comm_allgather(t.comm, mine, mem, NV, GV_COMM_F64);
         else
@@ -396,11 +398,11 @@ gv_status gv_train_run(const gv_train_config *c, gv_train_result *r) {
                     "\"activations\": %.0f, \"workspace\": %.0f, \"comm\": %.0f, \"forward_ms\": %.3f, "
                     "\"backward_ms\": %.3f, \"redistribute_ms\": %.3f, \"p2p_ms\": %.3f, \"p2p_messages\": "
                     "{\"nonblocking\": %.0f, \"early\": %.0f, \"device\": %.0f, \"host\": %.0f, "
-                    "\"blocking\": %.0f}}",
+                    "\"blocking\": %.0f, \"redist_device\": %.0f, \"redist_host\": %.0f}}",
                     k ? ", " : "", k, mem[NV * k], mem[NV * k + 1], mem[NV * k + 2], mem[NV * k + 3],
                     mem[NV * k + 4], mem[NV * k + 5], mem[NV * k + 6], mem[NV * k + 7], mem[NV * k + 8],
                     mem[NV * k + 9], mem[NV * k + 10], mem[NV * k + 11], mem[NV * k + 12], mem[NV * k + 13],
-                    mem[NV * k + 14]);
+                    mem[NV * k + 14], mem[NV * k + 15], mem[NV * k + 16]);
         fprintf(t.metrics, "], \"measured_step_ms\": %.3f", r->median_step_ms);
         if (c->predicted) {
             /* Beside the measurement: the cost model's step time and each stage's memory by category. */

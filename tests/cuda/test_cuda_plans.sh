@@ -7,7 +7,11 @@
 # weights, the fp32 master sharded with the moments) on 2 and 4 ranks and in a layer-wise mix with tp; a
 # checkpoint saved under ZeRO-3 on 2 ranks resumed on 1 rank without ZeRO (its steps against the saving
 # run's); pp 2 under ZeRO-3 (the tied embedding's gradient exchange); pp 2 with overlap on (its messages
-# nonblocking device tensors on every rank, from the metrics' p2p_messages) and off (blocking); t5-tiny (also layer-wise, the bias
+# nonblocking device tensors on every rank, from the metrics' p2p_messages) and off (blocking); the
+# redistributions between layouts on the device (a layer-wise plan and a pp 2 cut that changes layout:
+# every block moved on the device, none through the host, from p2p_messages' redist counts) and the same
+# plans on the host path (GV_HOST_REDIST=1: every block through host F32), each against the 1-rank run;
+# t5-tiny (also layer-wise, the bias
 # tables' copies; under Ulysses; a pipeline cut at the encoder/decoder boundary; Megatron-SP with recompute),
 # bert-tiny (ZeRO, GPipe, Megatron-SP with recompute) and vit-tiny (ZeRO-2 x tp 2 x Megatron-SP, 1F1B with
 # recompute) against their own 1-rank runs. Also: --comm nccl on a shared
@@ -101,20 +105,34 @@ run() {
     fi
 }
 
-# messages NAME PATH: every rank's pipeline messages in run NAME's final record went PATH: device (all
-# nonblocking, device tensors: overlap on, no layout change at the cut) or blocking (overlap off).
+# messages NAME PATH: every rank's pipeline messages and block moves in run NAME's final record went PATH:
+# device (all messages nonblocking device blocks: overlap on), blocking (overlap off, device blocks), both
+# with nothing through host F32; redist-device (blocks moved between layouts, all on the device) or
+# redist-host (all through host F32: GV_HOST_REDIST=1).
 messages() {
     local name=$1 want=$2 bad
     wanted "$name" || return 0
     bad=$(grep -o '"p2p_messages": {[^}]*}' "$tmp/$name.jsonl" | sed 's/.*{//; s/[^0-9 ]//g' |
-        awk -v w="$want" '{nb = $1; dev = $3; host = $4; bl = $5;
-            ok = w == "device" ? nb > 0 && dev == nb && host == 0 && bl == 0 : nb == 0 && bl > 0;
+        awk -v w="$want" '{nb = $1; dev = $3; host = $4; bl = $5; rd = $6; rh = $7;
+            if (w == "device") ok = nb > 0 && dev == nb && host == 0 && bl == 0 && rh == 0;
+            else if (w == "blocking") ok = nb == 0 && bl > 0 && dev == bl && host == 0 && rh == 0;
+            else if (w == "redist-device") ok = rd > 0 && rh == 0 && host == 0;
+            else ok = rd == 0 && rh > 0;
             if (!ok) n++; r++} END {print (r ? n + 0 : "no records")}')
     if [ "$bad" = 0 ]; then
         echo "ok   $name: pipeline messages $want on every rank"
     else
         fail "$name: pipeline messages not $want ($bad): $(grep -o '"p2p_messages": {[^}]*}' "$tmp/$name.jsonl" | head -2)"
     fi
+}
+
+# paths NAME HOSTNAME: the device and host redistribution runs of one plan side by side (the same values are
+# expected, bf16 -> f32 -> bf16 being exact; shown, not failed, as kernels with atomics may differ run to
+# run).
+paths() {
+    wanted "$1" "$2" || return 0
+    [ -s "$tmp/$1.jsonl" ] && [ -s "$tmp/$2.jsonl" ] || return 0
+    echo "info $1: device vs host redistribution, worst relative loss difference $(worst_diff "$tmp/$2.jsonl" "$tmp/$1.jsonl")"
 }
 
 # the 1-rank reference
@@ -134,11 +152,26 @@ run pp2-1f1b-off 2 --pp 2 --schedule 1f1b --micro-batches 4 --overlap off
 messages pp2-1f1b-off blocking
 run pp2-gpipe 2 --pp 2 --schedule gpipe --micro-batches 4
 run mix2 2 --plan "$src/tests/cuda/plans/mix_w2.json"
+messages mix2 redist-device
+GV_HOST_REDIST=1 run mix2-host 2 --plan "$src/tests/cuda/plans/mix_w2.json"
+messages mix2-host redist-host
+paths mix2 mix2-host
 run dp2-mpi 2 --comm mpi
 run dp4 4
 run dp2-tp2 4 --tp 2 --vocab-tp 2
 run pp2-tp2-1f1b 4 --pp 2 --tp 2 --vocab-tp 2 --schedule 1f1b --micro-batches 4
 messages pp2-tp2-1f1b device
+# a cut that changes layout (tp 2 -> Ulysses 2) and parts of Megatron-SP, tp 2, Ulysses, dp x ZeRO-1 on the
+# stages: every message a device block, every redistribution on the device; then the host path
+run pp2-cut4 4 --plan "$src/tests/cuda/plans/pp2_cut_w4.json" --micro-batches 4
+messages pp2-cut4 device
+messages pp2-cut4 redist-device
+GV_HOST_REDIST=1 run pp2-cut4-host 4 --plan "$src/tests/cuda/plans/pp2_cut_w4.json" --micro-batches 4
+messages pp2-cut4-host redist-host
+paths pp2-cut4 pp2-cut4-host
+run pp2-cut4-off 4 --plan "$src/tests/cuda/plans/pp2_cut_w4.json" --micro-batches 4 --overlap off
+messages pp2-cut4-off blocking
+messages pp2-cut4-off redist-device
 run ulysses4 4 --tp 4 --sp ulysses
 
 # ZeRO: on cuda the bf16 weights beside the fp32 master, which is sharded with the moments
