@@ -323,13 +323,18 @@ static void bf_record(bf_ctx *b, double step, double mem) {
     b->rec[b->nrec++][1] = mem;
 }
 
+/* A plan's layer strategy from a search-space strategy. */
+static void bf_set(gv_layer_strategy *l, const gv_strategy *s) {
+    l->tp = gv_strategy_tsp(s);
+    l->sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
+    l->zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+    l->ckpt = s->ckpt;
+}
+
 static void bf_rec(bf_ctx *b, int i) {
     if (i == b->p->n_layer) {
         for (int v = 0; v < b->nvs; v++) {
-            const gv_strategy *s = &b->vs[v];
-            b->p->vocab.tp = gv_strategy_tsp(s);
-            b->p->vocab.sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
-            b->p->vocab.zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+            bf_set(&b->p->vocab, &b->vs[v]); /* (no recompute in the vocab space) */
             gv_plan_cost pc;
             if (gv_cost_plan(b->cm, b->p, 0, &pc) != GV_OK) continue;
             if (pc.mem_total[0] <= b->max_mem && pc.step_s < b->best) b->best = pc.step_s;
@@ -339,11 +344,7 @@ static void bf_rec(bf_ctx *b, int i) {
         return;
     }
     for (int a = 0; a < b->nls; a++) {
-        const gv_strategy *s = &b->ls[a];
-        b->p->layers[i].tp = gv_strategy_tsp(s);
-        b->p->layers[i].sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
-        b->p->layers[i].zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
-        b->p->layers[i].ckpt = s->ckpt;
+        bf_set(&b->p->layers[i], &b->ls[a]);
         bf_rec(b, i + 1);
     }
 }
@@ -453,11 +454,7 @@ static void check_optimality(void) {
 static void bf2_rec(bf_ctx *b, int i) {
     if (i < b->p->n_layer) {
         for (int a = 0; a < b->nls; a++) {
-            const gv_strategy *s = &b->ls[a];
-            b->p->layers[i].tp = gv_strategy_tsp(s);
-            b->p->layers[i].sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
-            b->p->layers[i].zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
-            b->p->layers[i].ckpt = s->ckpt;
+            bf_set(&b->p->layers[i], &b->ls[a]);
             bf2_rec(b, i + 1);
         }
         return;
@@ -466,10 +463,7 @@ static void bf2_rec(bf_ctx *b, int i) {
         b->p->stage_layers[0] = cut;
         b->p->stage_layers[1] = b->p->n_layer - cut;
         for (int v = 0; v < b->nvs; v++) {
-            const gv_strategy *s = &b->vs[v];
-            b->p->vocab.tp = gv_strategy_tsp(s);
-            b->p->vocab.sp = s->sp > 1 ? GV_SP_ULYSSES : (s->tp > 1 ? GV_SP_MEGATRON : GV_SP_NONE);
-            b->p->vocab.zero = gv_strategy_sdp(s) > 1 ? s->zero : 0;
+            bf_set(&b->p->vocab, &b->vs[v]); /* (no recompute in the vocab space) */
             gv_plan_cost pc;
             if (gv_cost_plan(b->cm, b->p, 0, &pc) != GV_OK) continue;
             double mem = pc.mem_total[0] > pc.mem_total[1] ? pc.mem_total[0] : pc.mem_total[1];
