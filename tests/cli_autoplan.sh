@@ -22,6 +22,15 @@ grep -qE "^measured vs predicted: step [0-9.]+ ms vs [0-9.]+ ms .*parameters [0-
 tail -1 "$tmp/m.jsonl" | grep -qE '"measured_step_ms": [0-9.]+, "predicted_step_ms": [0-9.]+, "predicted_mb_per_stage": \[\{"stage": 0, "parameters"' ||
     fail "final metrics record without the prediction"
 echo "first run: $(grep '^plan auto: pp' "$tmp/err")"
+# the cost model predicts the runtime's memory exactly: every measured / predicted pair of rank 0 agrees,
+# also on the host redistribution path (its staging is host memory of the same size, GV_HOST_REDIST=1)
+same_mem() {
+    grep "^measured vs predicted" "$1" | grep -oE "[a-z]+ [0-9.]+ / [0-9.]+" |
+        awk '$2 != $4 { bad = 1; print "  " $0 } END { exit bad }'
+}
+same_mem "$tmp/out" || fail "measured memory differs from the prediction"
+GV_HOST_REDIST=1 "$gv" "${run[@]}" >"$tmp/out3" 2>"$tmp/err3" || { fail "host-path run"; tail -5 "$tmp/err3"; }
+same_mem "$tmp/out3" || fail "measured memory differs from the prediction (GV_HOST_REDIST=1)"
 
 "$gv" "${run[@]}" >"$tmp/out2" 2>"$tmp/err2" || { fail "second run"; tail -5 "$tmp/err2"; }
 grep -q "plan auto: profiles of gpt2-tiny on 2 ranks from $tmp/prof" "$tmp/err2" || fail "second run did not reuse"

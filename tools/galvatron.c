@@ -419,8 +419,9 @@ static int gv_cmd_train(int argc, char **argv, int argc_all, char **argv_all) {
     if (autoplan) {
         gv_backend *pb;
         if (gv_backend_init(&pb, c.backend ? c.backend : "cpu", c.device) != GV_OK) gv_die_status();
-        gv_autoplan_opts ao = {profile_dir, memory_gib, c.global_batch, micro_set ? c.micro_batches : 0,
-                               c.seq,       cost_mode,  reprofile,      c.overlap};
+        gv_autoplan_opts ao = {profile_dir,  memory_gib, c.global_batch, micro_set ? c.micro_batches : 0,
+                               c.seq,        cost_mode,  reprofile,      c.overlap,
+                               c.host_redist};
         int lead = !gv_world || gv_comm_rank(gv_world) == 0;
         gv_status st =
             gv_autoplan_run(gv_world, pb, &c.spec, &ao, lead && !prog.quiet ? stderr : NULL, &ares);

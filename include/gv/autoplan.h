@@ -21,9 +21,10 @@ typedef struct {
     int micro_batches; /* 0: the search chooses */
     int seq;
     gv_cost_mode mode;
-    int reprofile; /* measure again even when the directory has the profiles */
-    int overlap;   /* the run's gv_hybrid_opts.overlap (memory of its ZeRO-3 slots; on an nccl world the
-                    * cost model's overlap_grad_sync) */
+    int reprofile;   /* measure again even when the directory has the profiles */
+    int overlap;     /* the run's gv_hybrid_opts.overlap (memory of its ZeRO-3 slots; on an nccl world the
+                      * cost model's overlap_grad_sync) */
+    int host_redist; /* the run's gv_hybrid_opts.host_redist (memory of its staging buffers) */
 } gv_autoplan_opts;
 
 typedef struct {

@@ -147,6 +147,7 @@ static gv_status gv_search_dir(const gv_model_spec *spec, gv_backend *be, const 
     gv_cost_opts_set_layers(&co, spec); /* with the layer types (t5: encoder, decoder) */
     co.mixed_precision = !fp32;
     GV_TRY(gv_hybrid_overlap_resolve(o->overlap, &co.overlap));
+    GV_TRY(gv_hybrid_host_redist_resolve(o->host_redist, &co.host_redist));
     /* collectives run beside compute on nccl's comm stream; mpi's progress only inside MPI calls */
     co.overlap_grad_sync = co.overlap && nccl;
     co.spec = spec; /* memory as the runtime allocates it */
