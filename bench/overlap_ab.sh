@@ -3,7 +3,8 @@
 # (kind nvidia-h200-x2). NOT RUN YET: written in a session without a GPU, so every number it prints is
 # still to be measured; nothing in docs/ quotes it.
 #
-# What it does, in one call (about 10 minutes):
+# What it does, in one call (about 10 minutes: the device tool's per-command limit; GV_OVERLAP_PARTS, a comma
+# list of ddp, zero1, zero2, zero3, 1f1b, gpipe, runs a subset, e.g. over two calls):
 #  0. builds build-cuda (bench/build_cuda.sh) and runs test_cuda_nccl (the nonblocking requests on device
 #     buffers, world size 1).
 #  1. GPT-2 124M, dp 2 through nccl, T=1024, B=16 per GPU, 30 steps, --overlap on / off / on / off (the same
@@ -13,8 +14,8 @@
 #  2. The same with ZeRO-1, ZeRO-2 and ZeRO-3 (--dp-type zero1 / zero2 / zero3; ZeRO-3 with overlap gathers
 #     the next layer into a second slot while the current one computes).
 #  3. Pipelines over the 2 GPUs (pp 2, 1F1B and GPipe, 8 micro-batches): with overlap the stage messages are
-#     nonblocking on streams of their own, device tensors in bf16 (no TP/SP change at the cut); without,
-#     blocking through host f32 staging. Same losses expected; the step times are the A/B.
+#     nonblocking on streams of their own; without, blocking (both send the device tensors in bf16; the
+#     host F32 path is GV_HOST_REDIST=1). Same losses expected; the step times are the A/B.
 # usage (GPU machine, repo root): bench/overlap_ab.sh [OUT_DIR]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-overlap}}
@@ -42,7 +43,10 @@ EOF
 
 g2=(--backend cuda --model gpt2-124m --seq 1024 --global-batch 32 --steps 30 --warmup 5 --eval-every 0
     --quiet -n 2 --comm nccl)
+parts=${GV_OVERLAP_PARTS:-ddp,zero1,zero2,zero3,1f1b,gpipe}
+on() { [[ ",$parts," == *",$1,"* ]]; }
 for dp in ddp zero1 zero2 zero3; do
+    on "$dp" || continue
     for run in on1 off1 on2 off2; do
         ov=${run%?}
         m="$out/$dp-$run.jsonl"
@@ -55,6 +59,7 @@ for dp in ddp zero1 zero2 zero3; do
     done
 done
 for sched in 1f1b gpipe; do
+    on "$sched" || continue
     for run in on1 off1 on2 off2; do
         ov=${run%?}
         m="$out/pp2-$sched-$run.jsonl"

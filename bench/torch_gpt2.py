@@ -5,6 +5,7 @@ padded to 50304), trained the fast way PyTorch users would: torch.compile, bf16 
 attention, fused AdamW. Prints one JSON line per batch size with the median step time over the timed steps.
 
 usage: python3 bench/torch_gpt2.py --batch 16 64 --seq 1024 --steps 50 [--layers 12 --hidden 768 --heads 12]
+       [--recompute]  (full activation recompute per block, torch.utils.checkpoint)
 
 Several GPUs (one process per GPU, started by torchrun, NCCL):
   --mode ddp   DistributedDataParallel: --batch is the batch per GPU, gradients all-reduced in bf16 buckets
@@ -22,6 +23,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 class Block(nn.Module):
@@ -60,11 +62,16 @@ class GPT(nn.Module):
             elif n.endswith("bias"):
                 nn.init.zeros_(p)
 
+    recompute = False
+
     def forward(self, idx, targets):
         B, T = idx.shape
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.h:
-            x = b(x)
+            if self.recompute:  # keep only each block's input; its activations are recomputed in backward
+                x = torch.utils.checkpoint.checkpoint(b, x, use_reentrant=False)
+            else:
+                x = b(x)
         logits = self.lm_head(self.ln_f(x))
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
 
@@ -81,6 +88,7 @@ def main():
     ap.add_argument("--vocab", type=int, default=50304)
     ap.add_argument("--mode", choices=["single", "ddp", "fsdp"], default="single")
     ap.add_argument("--no-compile", action="store_true", help="eager mode (large models compile slowly)")
+    ap.add_argument("--recompute", action="store_true", help="full activation recompute of every block")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -94,6 +102,7 @@ def main():
     for B in a.batch:
         torch.manual_seed(0)
         model = GPT(a.layers, a.hidden, a.heads, a.vocab, a.seq)
+        model.recompute = a.recompute
         n_params = sum(p.numel() for p in model.parameters())
         if a.mode == "fsdp":
             try:
@@ -137,6 +146,7 @@ def main():
         flops_per_token = 6 * n_params + 12 * a.layers * a.hidden * a.seq
         if rank == 0:
             print(json.dumps({"impl": "pytorch" if a.mode == "single" else "pytorch-" + a.mode, "gpus": world,
+                              "recompute": a.recompute,
                               "batch": B, "seq": a.seq, "ms_per_step": round(ms, 2), "tokens_per_s": round(tok_s),
                               "mfu": round(tok_s * flops_per_token / (989.4e12 * world), 4),
                               "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
