@@ -562,7 +562,7 @@ static void check_pipeline_gap(void) {
                 fits++;
             }
         }
-        if (st == GV_OK) gv_search_result_free(&r);
+        gv_search_result_free(&r);
         gv_plan_free(&p1);
         gv_plan_free(&p2);
         free(b2.rec);
@@ -574,6 +574,22 @@ static void check_pipeline_gap(void) {
            "gap "
            "%.2f%%\n",
            fits, tries, exact, 100 * worst);
+}
+
+/* Two searches that must agree: the same status, and when both found a plan, the same cost, stages and
+ * layers (1: compared). Frees both results. */
+static int same_result(gv_status sa, gv_search_result *a, gv_status sb, gv_search_result *b, int L) {
+    int compared = 0;
+    CHECK(sa == sb && a->found == b->found);
+    if (sa == GV_OK && sb == GV_OK && a->found && b->found) {
+        CHECK(a->cost.step_s == b->cost.step_s && a->plan.pp == b->plan.pp &&
+              !memcmp(a->plan.layers, b->plan.layers, sizeof(gv_layer_strategy) * L) &&
+              !memcmp(a->plan.stage_layers, b->plan.stage_layers, sizeof(int) * a->plan.pp));
+        compared = 1;
+    }
+    gv_search_result_free(a);
+    gv_search_result_free(b);
+    return compared;
 }
 
 /* The shared-DP shortcuts (group DP, transient caps) against every task solving its own DPs, on random
@@ -600,15 +616,7 @@ static void check_shortcuts(void) {
         gv_status sa = gv_search_run(&cm, &o, &a);
         o.no_shortcut = 1;
         gv_status sb = gv_search_run(&cm, &o, &b);
-        CHECK(sa == sb && a.found == b.found);
-        if (sa == GV_OK && sb == GV_OK && a.found && b.found) {
-            CHECK(a.cost.step_s == b.cost.step_s && a.plan.pp == b.plan.pp &&
-                  !memcmp(a.plan.layers, b.plan.layers, sizeof(gv_layer_strategy) * L) &&
-                  !memcmp(a.plan.stage_layers, b.plan.stage_layers, sizeof(int) * a.plan.pp));
-            compared++;
-        }
-        gv_search_result_free(&a);
-        gv_search_result_free(&b);
+        compared += same_result(sa, &a, sb, &b, L);
     }
     CHECK(compared >= 15);
     printf("shortcuts: %d random searches with pipelines give the same plan as without them\n", compared);
@@ -642,15 +650,7 @@ static void check_types_alike(void) {
         cm.o.n_layer = L;
         if (galv) cm.o.type_layers[0] = cm.o.type_layers[1] = L / 2;
         gv_status sb = gv_search_run(&cm, &o, &b);
-        CHECK(sa == sb && a.found == b.found);
-        if (sa == GV_OK && sb == GV_OK && a.found && b.found) {
-            CHECK(a.cost.step_s == b.cost.step_s && a.plan.pp == b.plan.pp &&
-                  !memcmp(a.plan.layers, b.plan.layers, sizeof(gv_layer_strategy) * L) &&
-                  !memcmp(a.plan.stage_layers, b.plan.stage_layers, sizeof(int) * a.plan.pp));
-            compared++;
-        }
-        gv_search_result_free(&a);
-        gv_search_result_free(&b);
+        compared += same_result(sa, &a, sb, &b, L);
     }
     CHECK(compared >= 10);
     printf("types alike: %d random searches with two identical layer types give the one-type plan\n",

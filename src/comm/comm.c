@@ -727,20 +727,47 @@ static gv_status gv_p2p_stage(gv_comm *c, const char *what, gv_comm_dtype dt, co
     return gv_p2p_scratch_get(c->world, want, q->conv ? 2 * bytes : bytes, &q->stage, &q->stage_bytes);
 }
 
-gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
-                        void *ready, gv_comm_req **req) {
-    GV_TRY(gv_p2p_check(c, "isend", dt, count, peer, tag, buf, req));
-    gv_comm_req *q;
-    GV_TRY(gv_req_new(c, &q));
+/* The common start of a nonblocking message: checks, the request, and whether buf is staged. *q is NULL
+ * for an empty message, whose request (*req) is then complete already. */
+static gv_status gv_p2p_begin(gv_comm *c, const char *what, const void *buf, size_t count, gv_comm_dtype dt,
+                              int peer, int tag, gv_comm_req **req, gv_comm_req **q, int *staged) {
+    *q = NULL;
+    GV_TRY(gv_p2p_check(c, what, dt, count, peer, tag, buf, req));
+    gv_comm_req *r;
+    GV_TRY(gv_req_new(c, &r));
     if (!count) {
-        *req = q;
+        *req = r;
         return GV_OK;
     }
-    size_t bytes = count * gv_comm_dtype_size(dt);
+    gv_status st = gv_p2p_stage(c, what, dt, buf, count * gv_comm_dtype_size(dt), r, staged);
+    if (st != GV_OK) {
+        gv_req_release(r);
+        return st;
+    }
+    *q = r;
+    return GV_OK;
+}
+
+/* The common end: the request is the caller's once the backend took the message, else released. */
+static gv_status gv_p2p_end(gv_comm_req *q, gv_status st, gv_comm_req **req) {
+    if (st != GV_OK) {
+        gv_req_release(q);
+        return st;
+    }
+    *req = q;
+    return GV_OK;
+}
+
+gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype dt, int peer, int tag,
+                        void *ready, gv_comm_req **req) {
+    gv_comm_req *q;
     int staged = 0;
-    gv_status st = gv_p2p_stage(c, "isend", dt, buf, bytes, q, &staged);
+    GV_TRY(gv_p2p_begin(c, "isend", buf, count, dt, peer, tag, req, &q, &staged));
+    if (!q) return GV_OK;
+    size_t bytes = count * gv_comm_dtype_size(dt);
+    gv_status st = GV_OK;
     const void *from = buf;
-    if (st == GV_OK && staged) { /* the message is copied now: buf is the caller's again on return */
+    if (staged) { /* the message is copied now: buf is the caller's again on return */
         char *t = q->stage;
         if (gv_mem_kind_of(buf) == GV_MEM_DEVICE) st = gv_mem_device_sync(); /* covers `ready` */
         if (st == GV_OK) st = gv_mem_copy(q->conv ? t + bytes : t, buf, bytes);
@@ -752,41 +779,24 @@ gv_status gv_comm_isend(gv_comm *c, const void *buf, size_t count, gv_comm_dtype
     }
     if (st == GV_OK)
         st = c->iface->isend(c, from, count, q->conv ? GV_COMM_F32 : dt, peer, tag, ready, &q->b);
-    if (st != GV_OK) {
-        gv_req_release(q);
-        return st;
-    }
-    *req = q;
-    return GV_OK;
+    return gv_p2p_end(q, st, req);
 }
 
 gv_status gv_comm_irecv(gv_comm *c, void *buf, size_t count, gv_comm_dtype dt, int peer, int tag, void *ready,
                         gv_comm_req **req) {
-    GV_TRY(gv_p2p_check(c, "irecv", dt, count, peer, tag, buf, req));
     gv_comm_req *q;
-    GV_TRY(gv_req_new(c, &q));
-    if (!count) {
-        *req = q;
-        return GV_OK;
-    }
-    size_t bytes = count * gv_comm_dtype_size(dt);
     int staged = 0;
-    gv_status st = gv_p2p_stage(c, "irecv", dt, buf, bytes, q, &staged);
+    GV_TRY(gv_p2p_begin(c, "irecv", buf, count, dt, peer, tag, req, &q, &staged));
+    if (!q) return GV_OK;
     void *into = buf;
-    if (st == GV_OK && staged) { /* lands in the scratch; the wait copies it to buf */
+    if (staged) { /* lands in the scratch; the wait copies it to buf */
         into = q->stage;
         q->dst = buf;
-        q->dst_bytes = bytes;
+        q->dst_bytes = count * gv_comm_dtype_size(dt);
         ready = NULL; /* buf is written on the host at the wait, after a device sync */
     }
-    if (st == GV_OK)
-        st = c->iface->irecv(c, into, count, q->conv ? GV_COMM_F32 : dt, peer, tag, ready, &q->b);
-    if (st != GV_OK) {
-        gv_req_release(q);
-        return st;
-    }
-    *req = q;
-    return GV_OK;
+    return gv_p2p_end(q, c->iface->irecv(c, into, count, q->conv ? GV_COMM_F32 : dt, peer, tag, ready, &q->b),
+                      req);
 }
 
 /* A staged receive after its message arrived: scratch -> the caller's buffer (bf16 rounded back). */
