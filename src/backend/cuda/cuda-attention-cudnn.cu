@@ -35,7 +35,8 @@ extern "C" {
 #if defined(GV_HAVE_CUDNN) && CUDNN_MAJOR >= 9
 
 #define DNN_MAX_PLANS 64
-#define DNN_MAX_DESC 128
+#define DNN_MAX_DESC 160
+#define DNN_MAX_ALT 7 /* engine configurations kept beside the first for timing at first use */
 
 /* Deprecated in late cuDNN 9 releases but required by the earlier ones (the handle of the graph / plan). */
 static const cudnnBackendAttributeName_t DNN_ATTR_OPGRAPH_HANDLE = (cudnnBackendAttributeName_t)800;
@@ -62,8 +63,11 @@ enum {
 
 struct dnn_plan {
     int bwd, B, T, H, KVH, D, causal;
-    cudnnBackendDescriptor_t plan;               /* NULL: cuDNN refused this shape */
-    int64_t ws;                                  /* workspace bytes of the plan */
+    cudnnBackendDescriptor_t plan;             /* NULL: cuDNN refused this shape */
+    int64_t ws;                                /* workspace bytes of the plan (of every alt until timed) */
+    cudnnBackendDescriptor_t alt[DNN_MAX_ALT]; /* other finalized plans, timed at the first execution */
+    int64_t alt_ws[DNN_MAX_ALT];
+    int nalt;
     cudnnBackendDescriptor_t desc[DNN_MAX_DESC]; /* everything the plan was built from, freed with it */
     int ndesc;
 };
@@ -352,7 +356,14 @@ static void build_backward(struct dnn_build *g, const struct dnn_shapes *s, int 
     pw(g, CUDNN_POINTWISE_IDENTITY, F, dqacc, NULL, NULL, dQ);
 }
 
-/* Operation graph -> heuristics -> the first engine configuration whose plan finalizes. */
+/* GV_CUDA_DNN_TUNE=0: the heuristics' first plan that finalizes, untimed. */
+static int dnn_tune_on(void) {
+    static int on = -1;
+    return gv_cuda_env_switch(&on, "GV_CUDA_DNN_TUNE", 1);
+}
+
+/* Operation graph -> heuristics (modes A and B) -> every engine configuration whose plan finalizes: the
+ * first is the plan, up to DNN_MAX_ALT more are kept for dnn_tune to time on the real buffers. */
 static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
     struct dnn_plan *p = g->p;
     cudnnBackendDescriptor_t graph = bd_new(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
@@ -360,58 +371,78 @@ static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
            "graph ops");
     bd_set(g, graph, DNN_ATTR_OPGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h, "graph handle");
     bd_fin(g, graph, "operation graph");
-    cudnnBackendDescriptor_t heur = bd_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristics");
-    const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    bd_set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph,
-           "heur graph");
-    bd_set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode, "heur mode");
-    bd_fin(g, heur, "heuristics");
-    if (g->err != CUDNN_STATUS_SUCCESS) return;
-    int64_t n = 0;
-    cudnnStatus_t s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL);
-    if (s != CUDNN_STATUS_SUCCESS || n <= 0) {
-        g->err = s != CUDNN_STATUS_SUCCESS ? s : CUDNN_STATUS_NOT_SUPPORTED;
-        g->what = "no engine configuration";
-        return;
-    }
-    if (n > 8) n = 8;
-    cudnnBackendDescriptor_t cfg[8];
-    for (int64_t i = 0; i < n; i++) cfg[i] = bd_new(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
-    if (g->err != CUDNN_STATUS_SUCCESS) return;
-    int64_t got = 0;
-    s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n, &got,
-                                 cfg);
-    if (s != CUDNN_STATUS_SUCCESS || got <= 0) {
-        g->err = s != CUDNN_STATUS_SUCCESS ? s : CUDNN_STATUS_NOT_SUPPORTED;
-        g->what = "engine configurations";
-        return;
-    }
-    for (int64_t i = 0; i < got; i++) {
-        cudnnBackendDescriptor_t plan = NULL;
-        if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) !=
-            CUDNN_STATUS_SUCCESS)
-            continue;
-        int64_t ws = 0, cnt = 0;
-        if (cudnnBackendSetAttribute(plan, DNN_ATTR_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h) ==
-                CUDNN_STATUS_SUCCESS &&
-            cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg[i]) == CUDNN_STATUS_SUCCESS &&
-            cudnnBackendFinalize(plan) == CUDNN_STATUS_SUCCESS &&
-            cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
-                                     &cnt, &ws) == CUDNN_STATUS_SUCCESS) {
-            p->plan = plan;
-            p->ws = ws;
-            return;
+    const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_B};
+    const int nmodes = dnn_tune_on() ? 2 : 1;
+    cudnnStatus_t first_err = CUDNN_STATUS_SUCCESS;
+    for (int mi = 0; mi < nmodes && g->err == CUDNN_STATUS_SUCCESS; mi++) {
+        cudnnBackendDescriptor_t heur = bd_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristics");
+        bd_set(g, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph,
+               "heur graph");
+        bd_set(g, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &modes[mi], "heur mode");
+        bd_fin(g, heur, "heuristics");
+        if (g->err != CUDNN_STATUS_SUCCESS) {
+            if (mi == 0) return;
+            g->err = CUDNN_STATUS_SUCCESS; /* mode B is optional */
+            break;
         }
-        cudnnBackendDestroyDescriptor(plan);
+        int64_t n = 0;
+        cudnnStatus_t s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n, NULL);
+        if (s != CUDNN_STATUS_SUCCESS || n <= 0) {
+            if (first_err == CUDNN_STATUS_SUCCESS)
+                first_err = s != CUDNN_STATUS_SUCCESS ? s : CUDNN_STATUS_NOT_SUPPORTED;
+            continue;
+        }
+        if (n > 8) n = 8;
+        cudnnBackendDescriptor_t cfg[8];
+        for (int64_t i = 0; i < n; i++)
+            cfg[i] = bd_new(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, "engine config");
+        if (g->err != CUDNN_STATUS_SUCCESS) return;
+        int64_t got = 0;
+        s = cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n,
+                                     &got, cfg);
+        if (s != CUDNN_STATUS_SUCCESS || got <= 0) {
+            if (first_err == CUDNN_STATUS_SUCCESS)
+                first_err = s != CUDNN_STATUS_SUCCESS ? s : CUDNN_STATUS_NOT_SUPPORTED;
+            continue;
+        }
+        for (int64_t i = 0; i < got; i++) {
+            if (p->plan && (!dnn_tune_on() || p->nalt == DNN_MAX_ALT)) return;
+            cudnnBackendDescriptor_t plan = NULL;
+            if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) !=
+                CUDNN_STATUS_SUCCESS)
+                continue;
+            int64_t ws = 0, cnt = 0;
+            if (cudnnBackendSetAttribute(plan, DNN_ATTR_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h) ==
+                    CUDNN_STATUS_SUCCESS &&
+                cudnnBackendSetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
+                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfg[i]) == CUDNN_STATUS_SUCCESS &&
+                cudnnBackendFinalize(plan) == CUDNN_STATUS_SUCCESS &&
+                cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+                                         &cnt, &ws) == CUDNN_STATUS_SUCCESS) {
+                if (!p->plan) {
+                    p->plan = plan;
+                    p->ws = ws;
+                } else {
+                    p->alt[p->nalt] = plan;
+                    p->alt_ws[p->nalt++] = ws;
+                    if (ws > p->ws) p->ws = ws; /* the first execution may run any of them */
+                }
+                continue;
+            }
+            cudnnBackendDestroyDescriptor(plan);
+        }
     }
-    g->err = CUDNN_STATUS_NOT_SUPPORTED;
-    g->what = "execution plan finalize (every engine configuration)";
+    if (p->plan) return;
+    g->err = first_err != CUDNN_STATUS_SUCCESS ? first_err : CUDNN_STATUS_NOT_SUPPORTED;
+    g->what = first_err != CUDNN_STATUS_SUCCESS ? "no engine configuration"
+                                                : "execution plan finalize (every engine configuration)";
 }
 
 static void plan_release(struct dnn_plan *p) {
     if (p->plan) cudnnBackendDestroyDescriptor(p->plan);
+    for (int i = 0; i < p->nalt; i++) cudnnBackendDestroyDescriptor(p->alt[i]);
+    p->nalt = 0;
     for (int i = p->ndesc - 1; i >= 0; i--) cudnnBackendDestroyDescriptor(p->desc[i]);
     p->plan = NULL;
     p->ndesc = 0;
@@ -485,6 +516,52 @@ static gv_status dnn_plan_get(gv_cuda_ctx *c, struct dnn_plan **plan, int bwd, i
     return GV_OK;
 }
 
+/* Runs plan once with the variant pack vp. */
+static cudnnStatus_t dnn_run(gv_cuda_ctx *c, cudnnBackendDescriptor_t plan, cudnnBackendDescriptor_t vp) {
+    return cudnnBackendExecute(c->dnn->h, plan, vp);
+}
+
+/* First execution of a shape with alternatives: each plan runs once to warm up, then three times under
+ * events; the fastest stays and runs once more (repeating is safe: the graphs write their outputs, they
+ * never accumulate). */
+static cudnnStatus_t dnn_tune(gv_cuda_ctx *c, struct dnn_plan *p, cudnnBackendDescriptor_t vp) {
+    cudnnBackendDescriptor_t all[DNN_MAX_ALT + 1];
+    int64_t ws[DNN_MAX_ALT + 1];
+    float ms[DNN_MAX_ALT + 1];
+    int n = 0, best = 0;
+    all[n] = p->plan, ws[n++] = p->ws;
+    for (int i = 0; i < p->nalt; i++) all[n] = p->alt[i], ws[n++] = p->alt_ws[i];
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
+        for (int i = 0; i < n; i++) {
+            ms[i] = INFINITY;
+            if (dnn_run(c, all[i], vp) != CUDNN_STATUS_SUCCESS) continue;
+            cudaEventRecord(e0, c->stream);
+            cudnnStatus_t r = CUDNN_STATUS_SUCCESS;
+            for (int k = 0; k < 3 && r == CUDNN_STATUS_SUCCESS; k++) r = dnn_run(c, all[i], vp);
+            cudaEventRecord(e1, c->stream);
+            if (r != CUDNN_STATUS_SUCCESS || cudaEventSynchronize(e1) != cudaSuccess ||
+                cudaEventElapsedTime(&ms[i], e0, e1) != cudaSuccess)
+                ms[i] = INFINITY;
+            if (ms[i] < ms[best]) best = i;
+        }
+    } else {
+        ms[0] = 0.0f;
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaGetLastError();
+    gv_debug("cuda: cuDNN attention %s B=%d T=%d H=%d D=%d: %d plans timed, #%d kept (%.3f ms, first %.3f)",
+             p->bwd ? "backward" : "forward", p->B, p->T, p->H, p->D, n, best, ms[best] / 3, ms[0] / 3);
+    for (int i = 0; i < n; i++)
+        if (i != best) cudnnBackendDestroyDescriptor(all[i]);
+    p->plan = all[best];
+    p->ws = ws[best];
+    p->nalt = 0;
+    /* the outputs are the kept plan's, as in every later step (the plans may round differently) */
+    return dnn_run(c, p->plan, vp);
+}
+
 static gv_status dnn_execute(gv_cuda_ctx *c, struct dnn_plan *p, int n, const int64_t *uids, void **ptrs,
                              void *ws) {
     cudnnBackendDescriptor_t vp = NULL;
@@ -496,7 +573,10 @@ static gv_status dnn_execute(gv_cuda_ctx *c, struct dnn_plan *p, int n, const in
     if (s == CUDNN_STATUS_SUCCESS)
         s = cudnnBackendSetAttribute(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
     if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendFinalize(vp);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnBackendExecute(c->dnn->h, p->plan, vp);
+    if (s == CUDNN_STATUS_SUCCESS && p->nalt > 0)
+        s = dnn_tune(c, p, vp);
+    else if (s == CUDNN_STATUS_SUCCESS)
+        s = dnn_run(c, p->plan, vp);
     if (vp) cudnnBackendDestroyDescriptor(vp);
     if (s != CUDNN_STATUS_SUCCESS) {
         char msg[256] = "";

@@ -190,12 +190,15 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
                               const bf16 *inp, const bf16 *w, const float *mean, const float *rstd, int N,
                               int C, int acc) {
     __shared__ float sh[NORM_WARP_NW][1024];
-    /* part_ds: each warp's column sums of dinp as written, [NORM_WARP_NW][C] of dynamic shared memory
-     * (registers are what limits the blocks per SM, so these sums live here) */
+    /* part_ds: each warp's column sums of dinp as written, [NORM_WARP_NW][NCH * 8][32] of dynamic shared
+     * memory (registers are what limits the blocks per SM, so these sums live here). Channel
+     * (lane + 32 j) * 8 + k sits at [j * 8 + k][lane]: a warp's 32 lanes hit 32 banks (channel order made
+     * every add an 8-way bank conflict). */
     extern __shared__ float shs[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *ds = shs + warp * (NCH * 256);
     if (part_ds) {
-        for (int c = lane; c < C; c += 32) shs[warp * C + c] = 0.0f;
+        for (int i = lane; i < NCH * 256; i += 32) ds[i] = 0.0f;
         __syncwarp();
     }
     float gw[NCH][8], gb[NCH][8];
@@ -259,7 +262,7 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
                 gv_store_bf<8>(gr + c, g[j]);
                 if (part_ds) /* the sums of the values as stored */
 #pragma unroll
-                    for (int k = 0; k < 8; k++) shs[warp * C + c + k] += gv_bf(gv_tobf(g[j][k]));
+                    for (int k = 0; k < 8; k++) ds[(j * 8 + k) * 32 + lane] += gv_bf(gv_tobf(g[j][k]));
             }
         }
     }
@@ -286,9 +289,10 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
     if (part_ds) {
         __syncthreads();
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            const int q = c >> 3, at = ((q >> 5) * 8 + (c & 7)) * 32 + (q & 31);
             float t = 0.0f;
 #pragma unroll
-            for (int i = 0; i < NORM_WARP_NW; i++) t += shs[i * C + c];
+            for (int i = 0; i < NORM_WARP_NW; i++) t += shs[i * (NCH * 256) + at];
             part_ds[(size_t)blockIdx.x * C + c] = t;
         }
     }
@@ -297,6 +301,14 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
 /* ---- launchers --------------------------------------------------------------------------------------- */
 
 template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm, size_t dyn_smem) {
+    /* asked once per kernel and scratch size (0 or the column sums'): a host call of microseconds, 25 times a
+     * GPT-2 step otherwise */
+    static int known[2] = {-1, -1};
+    const int ki = dyn_smem != 0;
+    if (known[ki] >= 0) {
+        *per_sm = known[ki];
+        return cudaSuccess;
+    }
     /* the column-sum scratch (up to 32 KB) on top of the 32 KB of static shared memory needs the opt-in */
     static bool opted;
     if (!opted) {
@@ -306,8 +318,10 @@ template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm,
         if (e != cudaSuccess) return e;
         opted = true;
     }
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, norm_backward_warp_kernel<NCH, RMS>,
-                                                         NORM_WARP_NW * 32, dyn_smem);
+    cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, norm_backward_warp_kernel<NCH, RMS>,
+                                                                  NORM_WARP_NW * 32, dyn_smem);
+    if (e == cudaSuccess) known[ki] = *per_sm;
+    return e;
 }
 
 static gv_status norm_check(const char *op, int N, int C) {
@@ -440,7 +454,7 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
     const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
-    const size_t ds_smem = dsum && nwarp ? (size_t)NORM_WARP_NW * C * sizeof(float) : 0;
+    const size_t ds_smem = dsum && nwarp ? (size_t)NORM_WARP_NW * nwarp * 256 * sizeof(float) : 0;
     if (nwarp) { /* narrow rows: a warp per row, as many blocks as are resident at once (no tail wave) */
         int per_sm = 0;
         cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm, ds_smem)
