@@ -698,13 +698,28 @@ static void t_vector_ops(size_t n, int off) {
     pfree(x), pfree(y), pfree(out);
 }
 
-static void t_crossentropy(int N, int V, int Vp, int inplace) {
-    printf("crossentropy N=%d V=%d Vp=%d%s\n", N, V, Vp, inplace ? " (in place)" : "");
+/* Targets in both halves of the row: odd rows move theirs to the lower half, and the last two rows get the
+ * columns either side of the split between the cluster kernel's two CTAs (ceil(Vp / 16) chunks of 8 in
+ * the first), where they are < V and the row is not ignored. */
+static void ce_spread_targets(int32_t *tg, int N, int V, int Vp, int ignore) {
+    const int split = (Vp / 8 + 1) / 2 * 8;
+    for (int i = 1; i < N; i += 2)
+        if (tg[i] != ignore) tg[i] -= V / 2;
+    if (N >= 4 && tg[N - 1] != ignore && split < V) tg[N - 1] = split;
+    if (N >= 4 && tg[N - 2] != ignore && split - 1 < V) tg[N - 2] = split - 1;
+}
+
+/* cl: GV_CUDA_CE_CLUSTER for the call (NULL: unset, the default kernel) */
+static void t_crossentropy(int N, int V, int Vp, int inplace, const char *cl) {
+    printf("crossentropy N=%d V=%d Vp=%d%s%s%s\n", N, V, Vp, inplace ? " (in place)" : "",
+           cl ? " GV_CUDA_CE_CLUSTER=" : "", cl ? cl : "");
+    if (cl) setenv("GV_CUDA_CE_CLUSTER", cl, 1);
     const int ignore = -100;
     size_t n = (size_t)N * Vp;
     float *hl = hrand(n, 6.0f), *hg = hrand(n, 0.01f);
     int32_t *tg = xmalloc(N * 4);
     for (int i = 0; i < N; i++) tg[i] = i % 5 == 3 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
+    ce_spread_targets(tg, N, V, Vp, ignore);
     tg[0] = V - 1;
     for (int i = 0; i < N; i++) /* make some targets the row max, some not */
         if (i % 3 == 1 && tg[i] != ignore) hl[(size_t)i * Vp + tg[i]] = 6.0f;
@@ -741,20 +756,25 @@ static void t_crossentropy(int N, int V, int Vp, int inplace) {
         cmp("dlogits accumulates", a, b, n, TOL_BF);
         free(a), free(b), free(first);
     }
+    unsetenv("GV_CUDA_CE_CLUSTER");
     free(hl), free(hg), free(tg);
     pfree(lg), pfree(t), pfree(loss), pfree(dl);
 }
 
 /* Loss and in-place gradient in one call vs the cpu's forward, then in-place backward. two_read: the
- * kernel that reads the row twice (GV_CUDA_CE_FB=2read) instead of keeping it in shared memory. */
-static void t_ce_fused(int N, int V, int Vp, int two_read) {
-    printf("crossentropy_forward_backward N=%d V=%d Vp=%d%s\n", N, V, Vp, two_read ? " (two reads)" : "");
+ * kernel that reads the row twice (GV_CUDA_CE_FB=2read) instead of keeping it in shared memory; cl:
+ * GV_CUDA_CE_CLUSTER for the call ("0": one block per row; NULL: unset, the 2-CTA cluster kernel). */
+static void t_ce_fused(int N, int V, int Vp, int two_read, const char *cl) {
+    printf("crossentropy_forward_backward N=%d V=%d Vp=%d%s%s%s\n", N, V, Vp, two_read ? " (two reads)" : "",
+           cl ? " GV_CUDA_CE_CLUSTER=" : "", cl ? cl : "");
     if (two_read) setenv("GV_CUDA_CE_FB", "2read", 1);
+    if (cl) setenv("GV_CUDA_CE_CLUSTER", cl, 1);
     const int ignore = -1;
     size_t n = (size_t)N * Vp;
     float *hl = hrand(n, 6.0f);
     int32_t *tg = xmalloc(N * 4);
     for (int i = 0; i < N; i++) tg[i] = i % 7 == 2 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
+    ce_spread_targets(tg, N, V, Vp, ignore);
     pair lg = mk(hl, n, GV_BF16), t = mk_i32(tg, N), loss = mk(NULL, N, GV_F32);
     float dloss = 0.5f / N;
     CHECK_OK(gv_crossentropy_forward_backward(cpu, loss.c, lg.c, t.c, dloss, N, V, Vp, ignore));
@@ -766,6 +786,7 @@ static void t_ce_fused(int N, int V, int Vp, int two_read) {
             if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = 0.0f;
     cmp("dlogits (in place)", a, b, n, TOL_BF);
     unsetenv("GV_CUDA_CE_FB");
+    unsetenv("GV_CUDA_CE_CLUSTER");
     free(a), free(b), free(hl), free(tg);
     pfree(lg), pfree(t), pfree(loss);
 }
@@ -1090,6 +1111,16 @@ static void bench_memory_ops(void) {
              gv_crossentropy_backward(gpu, dl, lg, tok, 1e-4f, NC, V, Vp, -100));
     BENCH_OP("crossentropy_backward (in place)", 3 * nl,
              gv_crossentropy_backward(gpu, lg, lg, tok, 0.0f, NC, V, Vp, -100));
+    /* loss + in-place gradient: the 2-CTA cluster kernel (512 and 256 threads), one block per row */
+    const char *ce_cl[3] = {NULL, "256", "0"};
+    const char *ce_label[3] = {"crossentropy_fwd_bwd (cluster)", "crossentropy_fwd_bwd (cluster, 256 thr)",
+                               "crossentropy_fwd_bwd (one block/row)"};
+    for (int k = 0; k < 3; k++) {
+        if (ce_cl[k]) setenv("GV_CUDA_CE_CLUSTER", ce_cl[k], 1);
+        BENCH_OP(ce_label[k], 2 * nl,
+                 gv_crossentropy_forward_backward(gpu, loss, lg, tok, 0.0f, NC, V, Vp, -100));
+        unsetenv("GV_CUDA_CE_CLUSTER");
+    }
     gv_backend_dealloc(gpu, lg), gv_backend_dealloc(gpu, dl), gv_backend_dealloc(gpu, loss);
     /* AdamW and the gradient norm over 124M parameters */
     float *master = alloc_on(gpu, P * 4), *m = alloc_on(gpu, P * 4), *v = alloc_on(gpu, P * 4);
@@ -1161,15 +1192,38 @@ static void run_tests(int big) {
     t_rope(2, 5, 3, 1, 8, 10000.0f, 3);
     if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
     t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
-    t_crossentropy(5, 11, 16, 0);
-    t_ce_fused(5, 11, 16, 0); /* Vp % 8 == 0: the one-pass kernel */
-    t_ce_fused(5, 11, 16, 1); /* the two-read kernel */
-    t_ce_fused(6, 13, 13, 0); /* the two-kernel route */
-    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0);
-    t_ce_fused(big ? 4096 : 64, 50257, 50304, 1);
-    t_crossentropy(3, 7, 7, 0);
-    t_crossentropy(big ? 64 : 4, 50257, 50304, 0);
-    t_crossentropy(big ? 16 : 3, 50257, 50304, 1);
+    t_crossentropy(5, 11, 16, 0, NULL);
+    t_ce_fused(5, 11, 16, 0, NULL); /* Vp % 8 == 0: the one-pass kernel, a row over a 2-CTA cluster */
+    t_ce_fused(5, 11, 16, 0, "0");  /* the one-pass kernel, one block per row */
+    t_ce_fused(5, 11, 16, 1, NULL); /* the two-read kernel */
+    t_ce_fused(6, 13, 13, 0, NULL); /* the two-kernel route */
+    /* the cluster kernel's splits: an odd number of chunks (5) with a partial last one, an even number (6)
+     * with a partial last one, a second CTA over padding only (V=3, Vp=16), one with no chunk (Vp=8) */
+    t_ce_fused(5, 37, 40, 0, NULL);
+    t_ce_fused(5, 37, 40, 0, "0");
+    t_ce_fused(6, 45, 48, 0, NULL);
+    t_ce_fused(4, 3, 16, 0, NULL);
+    t_ce_fused(4, 5, 8, 0, NULL);
+    t_crossentropy(5, 37, 40, 0, NULL);
+    t_crossentropy(5, 37, 40, 1, NULL);
+    t_crossentropy(6, 45, 48, 0, NULL);
+    t_crossentropy(6, 45, 48, 1, NULL);
+    t_crossentropy(4, 3, 16, 0, NULL);
+    t_crossentropy(4, 3, 16, 1, NULL);
+    t_crossentropy(4, 5, 8, 0, NULL);
+    t_crossentropy(4, 5, 8, 1, NULL);
+    t_crossentropy(5, 37, 40, 0, "0");
+    t_crossentropy(5, 37, 40, 1, "0");
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0, NULL);
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0, "0");
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0, "256");
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 1, NULL);
+    t_crossentropy(3, 7, 7, 0, NULL);
+    t_crossentropy(big ? 64 : 4, 50257, 50304, 0, NULL);
+    t_crossentropy(big ? 16 : 3, 50257, 50304, 1, NULL);
+    t_crossentropy(big ? 64 : 4, 50257, 50304, 0, "0");
+    t_crossentropy(big ? 16 : 3, 50257, 50304, 1, "0");
+    t_crossentropy(big ? 16 : 4, 50257, 50304, 1, "256");
     t_ce_shard(7, 13, 16, 26);
     t_ce_shard(5, 11, 11, 0);
     t_ce_shard(big ? 32 : 3, 25129, 25152, 25128);
