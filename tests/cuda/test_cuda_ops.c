@@ -12,7 +12,8 @@
  * GQA H=8, KVH=2, D=128).
  *
  * GV_CUDA_BENCH=1 also times attention (flash vs the naive fallback), the matmul and the cross-entropy at
- * training sizes and prints the results; GV_CUDA_BENCH=attn times only attention, own kernels vs cuDNN.
+ * training sizes and prints the results; GV_CUDA_BENCH=attn times only attention, own kernels vs cuDNN;
+ * GV_CUDA_BENCH=ce only the loss + gradient kernels (cluster, one block per row, two reads) at N=65536.
  * Attention runs through the own kernels (GV_CUDA_ATTN=own) and then through cuDNN (t_attention_dnn). */
 #include "gv/backend.h"
 #include "gv/rng.h"
@@ -1072,6 +1073,35 @@ static void bench_mlp_pair(int N, int C, int F, int iters) {
         printf("BENCH %-36s %8.3f ms %6.0f GB/s\n", label, ms_, (double)(bytes) / ms_ * 1e-6);               \
     } while (0)
 
+/* GV_CUDA_BENCH=ce: loss + in-place gradient at GPT-2's LM head (N rows of V=50257 in Vp=50304): the
+ * 2-CTA cluster kernel with 512 and 256 threads, the one-block-per-row kernel, the two-read kernel. Logits
+ * start at 0 (after the first call they are gradients of dloss = 0, also 0): the kernels' work does not
+ * depend on the values. */
+static void bench_ce(int N) {
+    const int V = 50257, Vp = 50304;
+    const size_t nl = (size_t)N * Vp * 2;
+    void *lg = alloc_on(gpu, nl);
+    float *loss = alloc_on(gpu, (size_t)N * 4);
+    int32_t *tok = alloc_on(gpu, (size_t)N * 4), *htok = xmalloc((size_t)N * 4);
+    for (int i = 0; i < N; i++) htok[i] = (int)(((long)i * 7919) % V);
+    CHECK_OK(gv_backend_upload(gpu, tok, htok, (size_t)N * 4));
+    CHECK_OK(gv_backend_memset0(gpu, lg, nl));
+    printf("crossentropy_forward_backward N=%d V=%d Vp=%d\n", N, V, Vp);
+    const char *cl[4] = {NULL, "256", "0", NULL}, *fb[4] = {NULL, NULL, NULL, "2read"};
+    const char *label[4] = {"ce_fwd_bwd (cluster, 512 thr)", "ce_fwd_bwd (cluster, 256 thr)",
+                            "ce_fwd_bwd (one block per row)", "ce_fwd_bwd (two reads)"};
+    for (int k = 0; k < 4; k++) {
+        if (cl[k]) setenv("GV_CUDA_CE_CLUSTER", cl[k], 1);
+        if (fb[k]) setenv("GV_CUDA_CE_FB", fb[k], 1);
+        BENCH_OP(label[k], 2 * nl,
+                 gv_crossentropy_forward_backward(gpu, loss, lg, tok, 0.0f, N, V, Vp, -100));
+        unsetenv("GV_CUDA_CE_CLUSTER");
+        unsetenv("GV_CUDA_CE_FB");
+    }
+    gv_backend_dealloc(gpu, lg), gv_backend_dealloc(gpu, loss), gv_backend_dealloc(gpu, tok);
+    free(htok);
+}
+
 static void bench_memory_ops(void) {
     const int N = 16384, C = 768, F = 3072, V = 50257, Vp = 50304, NC = 8192, BT = 16, T = 1024;
     const size_t P = 124000000; /* parameters for AdamW */
@@ -1111,16 +1141,6 @@ static void bench_memory_ops(void) {
              gv_crossentropy_backward(gpu, dl, lg, tok, 1e-4f, NC, V, Vp, -100));
     BENCH_OP("crossentropy_backward (in place)", 3 * nl,
              gv_crossentropy_backward(gpu, lg, lg, tok, 0.0f, NC, V, Vp, -100));
-    /* loss + in-place gradient: the 2-CTA cluster kernel (512 and 256 threads), one block per row */
-    const char *ce_cl[3] = {NULL, "256", "0"};
-    const char *ce_label[3] = {"crossentropy_fwd_bwd (cluster)", "crossentropy_fwd_bwd (cluster, 256 thr)",
-                               "crossentropy_fwd_bwd (one block/row)"};
-    for (int k = 0; k < 3; k++) {
-        if (ce_cl[k]) setenv("GV_CUDA_CE_CLUSTER", ce_cl[k], 1);
-        BENCH_OP(ce_label[k], 2 * nl,
-                 gv_crossentropy_forward_backward(gpu, loss, lg, tok, 0.0f, NC, V, Vp, -100));
-        unsetenv("GV_CUDA_CE_CLUSTER");
-    }
     gv_backend_dealloc(gpu, lg), gv_backend_dealloc(gpu, dl), gv_backend_dealloc(gpu, loss);
     /* AdamW and the gradient norm over 124M parameters */
     float *master = alloc_on(gpu, P * 4), *m = alloc_on(gpu, P * 4), *v = alloc_on(gpu, P * 4);
@@ -1224,6 +1244,7 @@ static void run_tests(int big) {
     t_crossentropy(big ? 64 : 4, 50257, 50304, 0, "0");
     t_crossentropy(big ? 16 : 3, 50257, 50304, 1, "0");
     t_crossentropy(big ? 16 : 4, 50257, 50304, 1, "256");
+    t_crossentropy(big ? 16 : 4, 50257, 50304, 0, "256");
     t_ce_shard(7, 13, 16, 26);
     t_ce_shard(5, 11, 11, 0);
     t_ce_shard(big ? 32 : 3, 25129, 25152, 25128);
@@ -1277,7 +1298,8 @@ int main(void) {
     /* GV_CUDA_SMALL=1: small shapes only (for compute-sanitizer runs) */
     const char *small = getenv("GV_CUDA_SMALL"), *bench = getenv("GV_CUDA_BENCH");
     const int big = !(small && small[0] == '1');
-    const int bench_only = bench && (bench[0] == '2' || !strcmp(bench, "ncu") || !strcmp(bench, "attn"));
+    const int bench_only =
+        bench && (bench[0] == '2' || !strcmp(bench, "ncu") || !strcmp(bench, "attn") || !strcmp(bench, "ce"));
     if (!bench_only) run_tests(big);
     /* GV_CUDA_BENCH=1: also time; 2: time only (the tests are skipped); ncu: one launch per kernel */
     if (bench && !strcmp(bench, "attn")) { /* GV_CUDA_BENCH=attn: attention only, own vs cuDNN */
@@ -1289,6 +1311,8 @@ int main(void) {
             bench_attention(8, 2048, 16, 4, 128, 0, 5, 0);
         }
         unsetenv("GV_CUDA_ATTN");
+    } else if (bench && !strcmp(bench, "ce")) { /* GV_CUDA_BENCH=ce: the loss + gradient kernels only */
+        bench_ce(65536);
     } else if (bench && !strcmp(bench, "ncu")) { /* one launch of each kernel per shape, for a profiler */
         bench_attention(16, 1024, 12, 12, 64, 0, 1, 0);
         bench_attention(8, 2048, 16, 4, 128, 0, 1, 0);
@@ -1305,6 +1329,7 @@ int main(void) {
         bench_mlp_pair(16384, 768, 3072, 10);
         bench_mlp_pair(65536, 768, 3072, 5);
         bench_memory_ops();
+        bench_ce(65536);
     }
     gv_backend_free(gpu);
     gv_backend_free(cpu);

@@ -373,6 +373,10 @@ static gv_status ce_cluster_launch(gv_cuda_ctx *c, const char *op, void *dlogits
                                    const int32_t *targets, float dloss, int N, int V, int Vp,
                                    int ignore_index, float *losses, size_t smem) {
     static bool attr_set[64];
+    if (c->device >= 64 || !attr_set[c->device]) /* four CTAs' shared memory needs the largest carveout */
+        GV_CUDA_TRY(cudaFuncSetAttribute(crossentropy_smem_kernel<MODE, true, T>,
+                                         cudaFuncAttributePreferredSharedMemoryCarveout,
+                                         (int)cudaSharedmemCarveoutMaxShared));
     GV_TRY(
         ce_smem_attr(c, attr_set, crossentropy_smem_kernel<MODE, true, T>, c->smem_optin / CE_CLUSTER_CTAS));
     cudaLaunchConfig_t cfg = {};
