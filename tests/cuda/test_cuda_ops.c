@@ -12,8 +12,7 @@
  * GQA H=8, KVH=2, D=128).
  *
  * GV_CUDA_BENCH=1 also times attention (flash vs the naive fallback), the matmul and the cross-entropy at
- * training sizes and prints the results; GV_CUDA_BENCH=attn times only attention, own kernels vs cuDNN;
- * GV_CUDA_BENCH=ce only the loss + gradient kernels (cluster, one block per row, two reads) at N=65536.
+ * training sizes and prints the results; GV_CUDA_BENCH=attn times only attention, own kernels vs cuDNN.
  * Attention runs through the own kernels (GV_CUDA_ATTN=own) and then through cuDNN (t_attention_dnn). */
 #include "gv/backend.h"
 #include "gv/rng.h"
@@ -699,28 +698,13 @@ static void t_vector_ops(size_t n, int off) {
     pfree(x), pfree(y), pfree(out);
 }
 
-/* Targets in both halves of the row: odd rows move theirs to the lower half, and the last two rows get the
- * columns either side of the split between the cluster kernel's two CTAs (ceil(Vp / 16) chunks of 8 in
- * the first), where they are < V and the row is not ignored. */
-static void ce_spread_targets(int32_t *tg, int N, int V, int Vp, int ignore) {
-    const int split = (Vp / 8 + 1) / 2 * 8;
-    for (int i = 1; i < N; i += 2)
-        if (tg[i] != ignore) tg[i] -= V / 2;
-    if (N >= 4 && tg[N - 1] != ignore && split < V) tg[N - 1] = split;
-    if (N >= 4 && tg[N - 2] != ignore && split - 1 < V) tg[N - 2] = split - 1;
-}
-
-/* cl: GV_CUDA_CE_CLUSTER for the call (NULL: unset, the default kernel) */
-static void t_crossentropy(int N, int V, int Vp, int inplace, const char *cl) {
-    printf("crossentropy N=%d V=%d Vp=%d%s%s%s\n", N, V, Vp, inplace ? " (in place)" : "",
-           cl ? " GV_CUDA_CE_CLUSTER=" : "", cl ? cl : "");
-    if (cl) setenv("GV_CUDA_CE_CLUSTER", cl, 1);
+static void t_crossentropy(int N, int V, int Vp, int inplace) {
+    printf("crossentropy N=%d V=%d Vp=%d%s\n", N, V, Vp, inplace ? " (in place)" : "");
     const int ignore = -100;
     size_t n = (size_t)N * Vp;
     float *hl = hrand(n, 6.0f), *hg = hrand(n, 0.01f);
     int32_t *tg = xmalloc(N * 4);
     for (int i = 0; i < N; i++) tg[i] = i % 5 == 3 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
-    ce_spread_targets(tg, N, V, Vp, ignore);
     tg[0] = V - 1;
     for (int i = 0; i < N; i++) /* make some targets the row max, some not */
         if (i % 3 == 1 && tg[i] != ignore) hl[(size_t)i * Vp + tg[i]] = 6.0f;
@@ -757,25 +741,20 @@ static void t_crossentropy(int N, int V, int Vp, int inplace, const char *cl) {
         cmp("dlogits accumulates", a, b, n, TOL_BF);
         free(a), free(b), free(first);
     }
-    unsetenv("GV_CUDA_CE_CLUSTER");
     free(hl), free(hg), free(tg);
     pfree(lg), pfree(t), pfree(loss), pfree(dl);
 }
 
 /* Loss and in-place gradient in one call vs the cpu's forward, then in-place backward. two_read: the
- * kernel that reads the row twice (GV_CUDA_CE_FB=2read) instead of keeping it in shared memory; cl:
- * GV_CUDA_CE_CLUSTER for the call ("0": one block per row; NULL: unset, the 2-CTA cluster kernel). */
-static void t_ce_fused(int N, int V, int Vp, int two_read, const char *cl) {
-    printf("crossentropy_forward_backward N=%d V=%d Vp=%d%s%s%s\n", N, V, Vp, two_read ? " (two reads)" : "",
-           cl ? " GV_CUDA_CE_CLUSTER=" : "", cl ? cl : "");
+ * kernel that reads the row twice (GV_CUDA_CE_FB=2read) instead of keeping it in shared memory. */
+static void t_ce_fused(int N, int V, int Vp, int two_read) {
+    printf("crossentropy_forward_backward N=%d V=%d Vp=%d%s\n", N, V, Vp, two_read ? " (two reads)" : "");
     if (two_read) setenv("GV_CUDA_CE_FB", "2read", 1);
-    if (cl) setenv("GV_CUDA_CE_CLUSTER", cl, 1);
     const int ignore = -1;
     size_t n = (size_t)N * Vp;
     float *hl = hrand(n, 6.0f);
     int32_t *tg = xmalloc(N * 4);
     for (int i = 0; i < N; i++) tg[i] = i % 7 == 2 ? ignore : (int)((runif() * 0.5f + 0.5f) * V) % V;
-    ce_spread_targets(tg, N, V, Vp, ignore);
     pair lg = mk(hl, n, GV_BF16), t = mk_i32(tg, N), loss = mk(NULL, N, GV_F32);
     float dloss = 0.5f / N;
     CHECK_OK(gv_crossentropy_forward_backward(cpu, loss.c, lg.c, t.c, dloss, N, V, Vp, ignore));
@@ -787,7 +766,6 @@ static void t_ce_fused(int N, int V, int Vp, int two_read, const char *cl) {
             if (tg[i] == ignore || j >= V) b[(size_t)i * Vp + j] = 0.0f;
     cmp("dlogits (in place)", a, b, n, TOL_BF);
     unsetenv("GV_CUDA_CE_FB");
-    unsetenv("GV_CUDA_CE_CLUSTER");
     free(a), free(b), free(hl), free(tg);
     pfree(lg), pfree(t), pfree(loss);
 }
@@ -1073,35 +1051,6 @@ static void bench_mlp_pair(int N, int C, int F, int iters) {
         printf("BENCH %-36s %8.3f ms %6.0f GB/s\n", label, ms_, (double)(bytes) / ms_ * 1e-6);               \
     } while (0)
 
-/* GV_CUDA_BENCH=ce: loss + in-place gradient at GPT-2's LM head (N rows of V=50257 in Vp=50304): the
- * 2-CTA cluster kernel with 512 and 256 threads, the one-block-per-row kernel, the two-read kernel. Logits
- * start at 0 (after the first call they are gradients of dloss = 0, also 0): the kernels' work does not
- * depend on the values. */
-static void bench_ce(int N) {
-    const int V = 50257, Vp = 50304;
-    const size_t nl = (size_t)N * Vp * 2;
-    void *lg = alloc_on(gpu, nl);
-    float *loss = alloc_on(gpu, (size_t)N * 4);
-    int32_t *tok = alloc_on(gpu, (size_t)N * 4), *htok = xmalloc((size_t)N * 4);
-    for (int i = 0; i < N; i++) htok[i] = (int)(((long)i * 7919) % V);
-    CHECK_OK(gv_backend_upload(gpu, tok, htok, (size_t)N * 4));
-    CHECK_OK(gv_backend_memset0(gpu, lg, nl));
-    printf("crossentropy_forward_backward N=%d V=%d Vp=%d\n", N, V, Vp);
-    const char *cl[4] = {NULL, "256", "0", NULL}, *fb[4] = {NULL, NULL, NULL, "2read"};
-    const char *label[4] = {"ce_fwd_bwd (cluster, 512 thr)", "ce_fwd_bwd (cluster, 256 thr)",
-                            "ce_fwd_bwd (one block per row)", "ce_fwd_bwd (two reads)"};
-    for (int k = 0; k < 4; k++) {
-        if (cl[k]) setenv("GV_CUDA_CE_CLUSTER", cl[k], 1);
-        if (fb[k]) setenv("GV_CUDA_CE_FB", fb[k], 1);
-        BENCH_OP(label[k], 2 * nl,
-                 gv_crossentropy_forward_backward(gpu, loss, lg, tok, 0.0f, N, V, Vp, -100));
-        unsetenv("GV_CUDA_CE_CLUSTER");
-        unsetenv("GV_CUDA_CE_FB");
-    }
-    gv_backend_dealloc(gpu, lg), gv_backend_dealloc(gpu, loss), gv_backend_dealloc(gpu, tok);
-    free(htok);
-}
-
 static void bench_memory_ops(void) {
     const int N = 16384, C = 768, F = 3072, V = 50257, Vp = 50304, NC = 8192, BT = 16, T = 1024;
     const size_t P = 124000000; /* parameters for AdamW */
@@ -1212,39 +1161,15 @@ static void run_tests(int big) {
     t_rope(2, 5, 3, 1, 8, 10000.0f, 3);
     if (big) t_rope(4, 256, 12, 12, 64, 10000.0f, 0);
     t_rope(2, 64, 8, 2, 128, 500000.0f, 100);
-    t_crossentropy(5, 11, 16, 0, NULL);
-    t_ce_fused(5, 11, 16, 0, NULL); /* Vp % 8 == 0: the one-pass kernel, a row over a 2-CTA cluster */
-    t_ce_fused(5, 11, 16, 0, "0");  /* the one-pass kernel, one block per row */
-    t_ce_fused(5, 11, 16, 1, NULL); /* the two-read kernel */
-    t_ce_fused(6, 13, 13, 0, NULL); /* the two-kernel route */
-    /* the cluster kernel's splits: an odd number of chunks (5) with a partial last one, an even number (6)
-     * with a partial last one, a second CTA over padding only (V=3, Vp=16), one with no chunk (Vp=8) */
-    t_ce_fused(5, 37, 40, 0, NULL);
-    t_ce_fused(5, 37, 40, 0, "0");
-    t_ce_fused(6, 45, 48, 0, NULL);
-    t_ce_fused(4, 3, 16, 0, NULL);
-    t_ce_fused(4, 5, 8, 0, NULL);
-    t_crossentropy(5, 37, 40, 0, NULL);
-    t_crossentropy(5, 37, 40, 1, NULL);
-    t_crossentropy(6, 45, 48, 0, NULL);
-    t_crossentropy(6, 45, 48, 1, NULL);
-    t_crossentropy(4, 3, 16, 0, NULL);
-    t_crossentropy(4, 3, 16, 1, NULL);
-    t_crossentropy(4, 5, 8, 0, NULL);
-    t_crossentropy(4, 5, 8, 1, NULL);
-    t_crossentropy(5, 37, 40, 0, "0");
-    t_crossentropy(5, 37, 40, 1, "0");
-    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0, NULL);
-    t_ce_fused(big ? 1024 : 64, 50257, 50304, 0, "0"); /* 1024 rows: still more CTAs than fit at once */
-    t_ce_fused(big ? 1024 : 64, 50257, 50304, 0, "256");
-    t_ce_fused(big ? 4096 : 64, 50257, 50304, 1, NULL);
-    t_crossentropy(3, 7, 7, 0, NULL);
-    t_crossentropy(big ? 64 : 4, 50257, 50304, 0, NULL);
-    t_crossentropy(big ? 16 : 3, 50257, 50304, 1, NULL);
-    t_crossentropy(big ? 64 : 4, 50257, 50304, 0, "0");
-    t_crossentropy(big ? 16 : 3, 50257, 50304, 1, "0");
-    t_crossentropy(big ? 16 : 4, 50257, 50304, 1, "256");
-    t_crossentropy(big ? 16 : 4, 50257, 50304, 0, "256");
+    t_crossentropy(5, 11, 16, 0);
+    t_ce_fused(5, 11, 16, 0); /* Vp % 8 == 0: the one-pass kernel */
+    t_ce_fused(5, 11, 16, 1); /* the two-read kernel */
+    t_ce_fused(6, 13, 13, 0); /* the two-kernel route */
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 0);
+    t_ce_fused(big ? 4096 : 64, 50257, 50304, 1);
+    t_crossentropy(3, 7, 7, 0);
+    t_crossentropy(big ? 64 : 4, 50257, 50304, 0);
+    t_crossentropy(big ? 16 : 3, 50257, 50304, 1);
     t_ce_shard(7, 13, 16, 26);
     t_ce_shard(5, 11, 11, 0);
     t_ce_shard(big ? 32 : 3, 25129, 25152, 25128);
@@ -1298,8 +1223,7 @@ int main(void) {
     /* GV_CUDA_SMALL=1: small shapes only (for compute-sanitizer runs) */
     const char *small = getenv("GV_CUDA_SMALL"), *bench = getenv("GV_CUDA_BENCH");
     const int big = !(small && small[0] == '1');
-    const int bench_only =
-        bench && (bench[0] == '2' || !strcmp(bench, "ncu") || !strcmp(bench, "attn") || !strcmp(bench, "ce"));
+    const int bench_only = bench && (bench[0] == '2' || !strcmp(bench, "ncu") || !strcmp(bench, "attn"));
     if (!bench_only) run_tests(big);
     /* GV_CUDA_BENCH=1: also time; 2: time only (the tests are skipped); ncu: one launch per kernel */
     if (bench && !strcmp(bench, "attn")) { /* GV_CUDA_BENCH=attn: attention only, own vs cuDNN */
@@ -1311,8 +1235,6 @@ int main(void) {
             bench_attention(8, 2048, 16, 4, 128, 0, 5, 0);
         }
         unsetenv("GV_CUDA_ATTN");
-    } else if (bench && !strcmp(bench, "ce")) { /* GV_CUDA_BENCH=ce: the loss + gradient kernels only */
-        bench_ce(65536);
     } else if (bench && !strcmp(bench, "ncu")) { /* one launch of each kernel per shape, for a profiler */
         bench_attention(16, 1024, 12, 12, 64, 0, 1, 0);
         bench_attention(8, 2048, 16, 4, 128, 0, 1, 0);
@@ -1329,7 +1251,6 @@ int main(void) {
         bench_mlp_pair(16384, 768, 3072, 10);
         bench_mlp_pair(65536, 768, 3072, 5);
         bench_memory_ops();
-        bench_ce(65536);
     }
     gv_backend_free(gpu);
     gv_backend_free(cpu);

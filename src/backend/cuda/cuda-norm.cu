@@ -180,23 +180,42 @@ __global__ void __launch_bounds__(NORM_BWD_THREADS)
 }
 
 /* Narrow rows (C <= 1024, C % 8 == 0): one warp per row, NW warps per block, no block barrier per row; a
- * lane owns chunks lane + 32 j (j < NCH) of 8 channels. The row is read again (from L1) for the dinp pass
- * instead of being kept in registers, so the dw / dbias partial sums stay resident with room for several
- * blocks per SM; the warps' partials are summed in shared memory once per block, in a fixed order. */
+ * lane owns chunks lane + 32 j (j < NCH) of 8 channels, and its dw / dbias partial sums stay in registers.
+ * The row's x, dout and accumulated dinp come through shared memory by cp.async, the next row's copy issued
+ * before the current row is worked on: a warp always has a row in flight (with its inputs read straight
+ * from global memory the kernel waited on one row's latency at a time, 2.3 TB/s). Each lane copies and
+ * reads only its own chunks, so no barrier orders them. The warps' partials are summed in shared memory
+ * once per block, in a fixed order. */
 #define NORM_WARP_NW 8
+/* dynamic shared memory of the kernel: two row slots [2][3][NCH][32] x 16 B per warp, then (column sums
+ * wanted) [NW][NCH * 8][32] floats */
+#define NORM_WARP_SLOTS(nch) ((size_t)NORM_WARP_NW * 2 * 3 * (nch)*32 * 16)
+#define NORM_WARP_DS(nch) ((size_t)NORM_WARP_NW * (nch)*256 * sizeof(float))
+
+__device__ __forceinline__ void gv_cp16(void *smem, const void *gmem) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
+}
+__device__ __forceinline__ void gv_cp_commit() {
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N> __device__ __forceinline__ void gv_cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 template <int NCH, bool RMS>
 __global__ void __launch_bounds__(NORM_WARP_NW * 32)
     norm_backward_warp_kernel(bf16 *dinp, float *part_dw, float *part_db, float *part_ds, const bf16 *dout,
                               const bf16 *inp, const bf16 *w, const float *mean, const float *rstd, int N,
                               int C, int acc) {
-    __shared__ float sh[NORM_WARP_NW][1024];
-    /* part_ds: each warp's column sums of dinp as written, [NORM_WARP_NW][NCH * 8][32] of dynamic shared
-     * memory (registers are what limits the blocks per SM, so these sums live here). Channel
-     * (lane + 32 j) * 8 + k sits at [j * 8 + k][lane]: a warp's 32 lanes hit 32 banks (channel order made
-     * every add an 8-way bank conflict). */
-    extern __shared__ float shs[];
+    extern __shared__ __align__(16) unsigned char nsm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float *ds = shs + warp * (NCH * 256);
+    /* this warp's slots: chunk j of tensor t (0 x, 1 dout, 2 dinp) of slot s at [(s*3 + t)*NCH + j][lane] */
+    uint4 *sl = (uint4 *)nsm + (size_t)warp * (2 * 3 * NCH * 32);
+    /* part_ds: each warp's column sums of dinp as written (registers are what limits the blocks per SM, so
+     * these sums live here). Channel (lane + 32 j) * 8 + k sits at [j * 8 + k][lane]: a warp's 32 lanes hit
+     * 32 banks (channel order made every add an 8-way bank conflict). */
+    float *ds = (float *)(nsm + NORM_WARP_SLOTS(NCH)) + warp * (NCH * 256);
     if (part_ds) {
         for (int i = lane; i < NCH * 256; i += 32) ds[i] = 0.0f;
         __syncwarp();
@@ -207,30 +226,46 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
 #pragma unroll
         for (int k = 0; k < 8; k++) gw[j][k] = gb[j][k] = 0.0f;
     const float invC = 1.0f / C;
-    for (int row = blockIdx.x * NORM_WARP_NW + warp; row < N; row += gridDim.x * NORM_WARP_NW) {
-        const float m = RMS ? 0.0f : mean[row], rs = rstd[row];
-        const bf16 *xr = inp + (size_t)row * C, *dr = dout + (size_t)row * C;
-        bf16 *gr = dinp ? dinp + (size_t)row * C : NULL;
-        float s1 = 0.0f, s2 = 0.0f;
-        /* the accumulated gradient is read with the inputs, not after the row sums: its latency overlaps */
-        float g[NCH][8];
+    const bool rd_g = dinp && acc;
+    const int stride = gridDim.x * NORM_WARP_NW;
+    float m_nx = 0.0f, rs_nx = 0.0f;
+    /* copies row r into slot s (nothing past N; the group is committed either way, so wait_group 1 always
+     * means "all but the newest") and reads its statistics */
+    auto fetch = [&](int r, int s) {
+        if (r < N) {
+            const size_t o = (size_t)r * C;
 #pragma unroll
-        for (int j = 0; j < NCH; j++) {
-            const int c = (lane + 32 * j) * 8;
-            if (c < C && gr && acc) {
-                gv_load_bf<8>(g[j], gr + c);
-            } else {
-#pragma unroll
-                for (int k = 0; k < 8; k++) g[j][k] = 0.0f;
+            for (int j = 0; j < NCH; j++) {
+                const int c = (lane + 32 * j) * 8;
+                if (c < C) {
+                    gv_cp16(&sl[((s * 3 + 0) * NCH + j) * 32 + lane], inp + o + c);
+                    gv_cp16(&sl[((s * 3 + 1) * NCH + j) * 32 + lane], dout + o + c);
+                    if (rd_g) gv_cp16(&sl[((s * 3 + 2) * NCH + j) * 32 + lane], dinp + o + c);
+                }
             }
+            m_nx = RMS ? 0.0f : mean[r];
+            rs_nx = rstd[r];
         }
+        gv_cp_commit();
+    };
+    int row = blockIdx.x * NORM_WARP_NW + warp;
+    fetch(row, 0);
+    for (int it = 0; row < N; it++, row += stride) {
+        const int s = it & 1;
+        const float m = m_nx, rs = rs_nx;
+        fetch(row + stride, s ^ 1);
+        gv_cp_wait<1>(); /* this row's copies have landed */
+        const bf16 *xs = (const bf16 *)&sl[(s * 3 + 0) * NCH * 32],
+                   *dsm = (const bf16 *)&sl[(s * 3 + 1) * NCH * 32],
+                   *gs = (const bf16 *)&sl[(s * 3 + 2) * NCH * 32];
+        float s1 = 0.0f, s2 = 0.0f;
 #pragma unroll
         for (int j = 0; j < NCH; j++) {
-            const int c = (lane + 32 * j) * 8;
+            const int c = (lane + 32 * j) * 8, at = (j * 32 + lane) * 8;
             if (c < C) {
                 float a[8], d[8], wv[8];
-                gv_load_bf<8>(a, xr + c);
-                gv_load_bf<8>(d, dr + c);
+                gv_load_bf<8>(a, xs + at);
+                gv_load_bf<8>(d, dsm + at);
                 if (w) gv_load_bf<8>(wv, w + c);
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
@@ -246,26 +281,36 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
         s1 = gv_warp_sum(s1);
         s2 = gv_warp_sum(s2);
         const float md = RMS ? 0.0f : s1 * invC, mdn = s2 * invC;
+        bf16 *gr = dinp + (size_t)row * C;
 #pragma unroll
         for (int j = 0; j < NCH; j++) {
-            const int c = (lane + 32 * j) * 8;
+            const int c = (lane + 32 * j) * 8, at = (j * 32 + lane) * 8;
             if (c < C) {
-                float a[8], d[8], wv[8];
-                gv_load_bf<8>(a, xr + c);
-                gv_load_bf<8>(d, dr + c);
+                float a[8], d[8], wv[8], g[8];
+                gv_load_bf<8>(a, xs + at);
+                gv_load_bf<8>(d, dsm + at);
                 if (w) gv_load_bf<8>(wv, w + c);
+                if (rd_g) {
+                    gv_load_bf<8>(g, gs + at);
+                } else {
+#pragma unroll
+                    for (int k = 0; k < 8; k++) g[k] = 0.0f;
+                }
 #pragma unroll
                 for (int k = 0; k < 8; k++) {
                     const float xh = (a[k] - m) * rs, dn = w ? d[k] * wv[k] : d[k];
-                    g[j][k] += (dn - md - xh * mdn) * rs;
+                    g[k] += (dn - md - xh * mdn) * rs;
                 }
-                gv_store_bf<8>(gr + c, g[j]);
+                gv_store_bf<8>(gr + c, g);
                 if (part_ds) /* the sums of the values as stored */
 #pragma unroll
-                    for (int k = 0; k < 8; k++) ds[(j * 8 + k) * 32 + lane] += gv_bf(gv_tobf(g[j][k]));
+                    for (int k = 0; k < 8; k++) ds[(j * 8 + k) * 32 + lane] += gv_bf(gv_tobf(g[k]));
             }
         }
     }
+    gv_cp_wait<0>();
+    __syncthreads(); /* the slots become the block's [NW][C] partial sums */
+    float(*sh)[NCH * 256] = (float(*)[NCH * 256]) nsm;
     float *parts[2] = {part_dw, part_db};
 #pragma unroll
     for (int p = 0; p < 2; p++) {
@@ -288,11 +333,12 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
     }
     if (part_ds) {
         __syncthreads();
+        const float *ds0 = (const float *)(nsm + NORM_WARP_SLOTS(NCH));
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
             const int q = c >> 3, at = ((q >> 5) * 8 + (c & 7)) * 32 + (q & 31);
             float t = 0.0f;
 #pragma unroll
-            for (int i = 0; i < NORM_WARP_NW; i++) t += shs[i * (NCH * 256) + at];
+            for (int i = 0; i < NORM_WARP_NW; i++) t += ds0[i * (NCH * 256) + at];
             part_ds[(size_t)blockIdx.x * C + c] = t;
         }
     }
@@ -301,20 +347,20 @@ __global__ void __launch_bounds__(NORM_WARP_NW * 32)
 /* ---- launchers --------------------------------------------------------------------------------------- */
 
 template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm, size_t dyn_smem) {
-    /* asked once per kernel and scratch size (0 or the column sums'): a host call of microseconds, 25 times a
-     * GPT-2 step otherwise */
+    /* asked once per kernel and scratch size (with or without the column sums): a host call of
+     * microseconds, 25 times a GPT-2 step otherwise */
     static int known[2] = {-1, -1};
-    const int ki = dyn_smem != 0;
+    const int ki = dyn_smem > NORM_WARP_SLOTS(NCH);
     if (known[ki] >= 0) {
         *per_sm = known[ki];
         return cudaSuccess;
     }
-    /* the column-sum scratch (up to 32 KB) on top of the 32 KB of static shared memory needs the opt-in */
+    /* the row slots and column sums (up to 128 KB) need the opt-in */
     static bool opted;
     if (!opted) {
         cudaError_t e = cudaFuncSetAttribute(norm_backward_warp_kernel<NCH, RMS>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             NORM_WARP_NW * 1024 * (int)sizeof(float));
+                                             (int)(NORM_WARP_SLOTS(NCH) + NORM_WARP_DS(NCH)));
         if (e != cudaSuccess) return e;
         opted = true;
     }
@@ -454,7 +500,7 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
     const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
-    const size_t ds_smem = dsum && nwarp ? (size_t)NORM_WARP_NW * nwarp * 256 * sizeof(float) : 0;
+    const size_t ds_smem = nwarp ? NORM_WARP_SLOTS(nwarp) + (dsum ? NORM_WARP_DS(nwarp) : 0) : 0;
     if (nwarp) { /* narrow rows: a warp per row, as many blocks as are resident at once (no tail wave) */
         int per_sm = 0;
         cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm, ds_smem)
