@@ -5,12 +5,14 @@
 # usage (on the GPU machine, from the repo root): bench/gpt2_cuda.sh [OUT_DIR]
 # Environment: GV_BENCH_STEPS (default 50) steps per run; GV_BENCH_ATTN: the GV_CUDA_ATTN values galvatron
 # runs with, e.g. "own cudnn" (default: one run with the built-in default); GV_BENCH_BIN: a folder with
-# already built galvatron (the build is then skipped); GV_BENCH_NO_TESTS=1 skips the CUDA tests.
+# already built galvatron (the build is then skipped); GV_BENCH_NO_TESTS=1 skips the CUDA tests; GV_BENCH_B:
+# the batch sizes (default "16 64").
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gv-bench}}
 mkdir -p "$out"
 steps=${GV_BENCH_STEPS:-50}
 impls=${GV_BENCH_ATTN:-default}
+batches=${GV_BENCH_B:-16 64}
 bin=${GV_BENCH_BIN:-build-cuda}
 [ -n "${GV_BENCH_BIN:-}" ] || source bench/build_cuda.sh
 if [ "${GV_BENCH_NO_TESTS:-0}" != 1 ]; then
@@ -31,7 +33,7 @@ run_peak() {
     return $rc
 }
 : >"$out/peaks.txt"
-for B in 16 64; do
+for B in $batches; do
     for impl in $impls; do
         attn=()
         [ "$impl" = default ] || attn=(GV_CUDA_ATTN="$impl")
@@ -40,9 +42,9 @@ for B in 16 64; do
             --metrics "$out/gv_${impl}_B$B.jsonl" 2>&1 | tail -3
     done
 done
-run_peak torch python3 bench/torch_gpt2.py --batch 16 64 --seq 1024 --steps "$steps" | tee "$out/torch.jsonl"
-python3 - "$out" $impls <<'PY'
-import json, sys, statistics
+run_peak torch python3 bench/torch_gpt2.py --batch $batches --seq 1024 --steps "$steps" | tee "$out/torch.jsonl"
+GV_BENCH_BATCHES="$batches" python3 - "$out" $impls <<'PY'
+import json, os, sys, statistics
 out = sys.argv[1]
 peaks = dict((l.split()[0], float(l.split()[2])) for l in open(out + "/peaks.txt") if len(l.split()) == 3)
 P, L, C, T = 124475904, 12, 768, 1024  # gpt2-124m parameters with wpe, tied, as counted by the torch script
@@ -50,7 +52,7 @@ fpt = 6 * P + 12 * L * C * T
 torch_rows = {r["batch"]: r for r in map(json.loads, open(out + "/torch.jsonl")) if r.get("impl") == "pytorch"}
 print("| B | impl | ms/step | tokens/s | MFU | peak GPU MiB (nvidia-smi) | allocator GiB | ratio vs PyTorch |")
 print("|---|---|---|---|---|---|---|---|")
-for B in (16, 64):
+for B in map(int, os.environ["GV_BENCH_BATCHES"].split()):
     t = torch_rows.get(B)
     for impl in sys.argv[2:]:
         try:

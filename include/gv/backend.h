@@ -98,6 +98,11 @@ gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const voi
                             int C, int OC);
 gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                              const void *inp, const void *w, int N, int C, int OC);
+/* out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC] + resid[N,OC]: a residual add in the product's epilogue (cuda;
+ * one bf16 rounding instead of two). out may not alias inp or resid. Elsewhere matmul_forward, then out +=
+ * resid, the same values as the unfused pair. */
+gv_status gv_matmul_forward_add(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
+                                const void *resid, int N, int C, int OC);
 
 /* Linear + GELU (the MLP's first layer): pre[N,OC] = inp @ w^T + bias (kept for backward) and
  * out[N,OC] = gelu(pre); the same values as gv_matmul_forward into pre then gv_gelu_forward (on cuda the

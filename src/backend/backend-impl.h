@@ -86,6 +86,9 @@ struct gv_backend_i {
     /* optional (NULL: a host backend, its work is complete when each call returns) */
     gv_status (*event_record)(gv_backend *, void **event);
     gv_status (*event_wait)(gv_backend *, void *event);
+    /* optional (NULL: gv_matmul_forward_add runs matmul_forward, then add_forward in place) */
+    gv_status (*matmul_forward_add)(gv_backend *, void *, const void *, const void *, const void *,
+                                    const void *, int, int, int);
 };
 
 struct gv_backend {

@@ -150,6 +150,14 @@ gv_status gv_matmul_forward(gv_backend *b, void *out, const void *inp, const voi
     return b->iface->matmul_forward(b, out, inp, w, bias, N, C, OC);
 }
 
+gv_status gv_matmul_forward_add(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
+                                const void *resid, int N, int C, int OC) {
+    if (b->iface->matmul_forward_add && gv_fused_on() && C > 0)
+        return b->iface->matmul_forward_add(b, out, inp, w, bias, resid, N, C, OC);
+    GV_TRY(b->iface->matmul_forward(b, out, inp, w, bias, N, C, OC));
+    return b->iface->add_forward(b, out, resid, out, (size_t)N * OC); /* resid + product, as x + y */
+}
+
 gv_status gv_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,
                              const void *inp, const void *w, int N, int C, int OC) {
     return b->iface->matmul_backward(b, dinp, dw, dbias, dout, inp, w, N, C, OC);

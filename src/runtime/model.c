@@ -1748,6 +1748,12 @@ static int gv_fuse_next_ln1(const gv_model *m, int l) {
     return !m->post && m->zero != 3 && l + 1 < m->nl && !m->ckpt[l + 1];
 }
 
+/* The row-parallel projections add the residual in the product's epilogue when nothing comes between them
+ * (no tp sum, all positions local): the norm after them reads one tensor instead of two and writes one. */
+static int gv_fuse_residual(const gv_model *m) {
+    return m->tp_size == 1 && m->Nl == m->N;
+}
+
 /* Forward of transformer layer l from its input res [Nl,C] to la[l].res2 [Nl,C].
  * Pre-LN (GPT-2, LLaMA, ViT): res1 = res + attn(ln1(res)); res2 = res1 + mlp(ln2(res1)).
  * Post-LN (BERT): ln1 = res + attn(res), res1 = LN1(ln1); ln2 = res1 + mlp(res1), res2 = LN2(ln2).
@@ -1783,15 +1789,27 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res, int ln1_r
         GV_TRY(gv_attention_forward(be, ACT(m, a->atty), F32ACT(m, a->stash), ACT(m, a->qkv_r), NULL, B, T,
                                     m->Hl, m->KVHl, m->D, m->causal));
     }
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w),
-                             ROWPAR_BIAS(m, x->proj_b), N, m->Hl * m->D, C));
-    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
-    if (m->post)
-        GV_TRY(gv_add_norm(m, ACT(m, a->ln1), ACT(m, a->res1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd),
-                           res, ACT(m, a->attproj), x->ln1_w, x->ln1_b));
-    else
-        GV_TRY(gv_add_norm(m, ACT(m, a->res1), ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd),
-                           res, ACT(m, a->attproj), x->ln2_w, x->ln2_b));
+    if (gv_fuse_residual(m)) { /* ln1 (post) / res1 (pre) = res + atty @ proj_w^T + proj_b, then the norm */
+        void *sum = m->post ? ACT(m, a->ln1) : ACT(m, a->res1);
+        GV_TRY(gv_matmul_forward_add(be, sum, ACT(m, a->atty), W(m, x->proj_w), W(m, x->proj_b), res, N,
+                                     m->Hl * m->D, C));
+        if (m->post)
+            GV_TRY(gv_norm_forward(m, ACT(m, a->res1), F32ACT(m, a->ln1_mean), F32ACT(m, a->ln1_rstd), sum,
+                                   x->ln1_w, x->ln1_b));
+        else
+            GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), sum,
+                                   x->ln2_w, x->ln2_b));
+    } else {
+        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w),
+                                 ROWPAR_BIAS(m, x->proj_b), N, m->Hl * m->D, C));
+        GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
+        if (m->post)
+            GV_TRY(gv_add_norm(m, ACT(m, a->ln1), ACT(m, a->res1), F32ACT(m, a->ln1_mean),
+                               F32ACT(m, a->ln1_rstd), res, ACT(m, a->attproj), x->ln1_w, x->ln1_b));
+        else
+            GV_TRY(gv_add_norm(m, ACT(m, a->res1), ACT(m, a->ln2), F32ACT(m, a->ln2_mean),
+                               F32ACT(m, a->ln2_rstd), res, ACT(m, a->attproj), x->ln2_w, x->ln2_b));
+    }
     GV_TRY(gv_tp_expand(m, gv_mlp_in(m, a), ACT(m, a->ln2f)));
     if (m->spec.act == GV_ACT_GELU) { /* the GELU in the matmul's epilogue (cuda) */
         GV_TRY(gv_matmul_gelu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), gv_mlp_in_full(m, a),
@@ -1800,6 +1818,20 @@ static gv_status gv_layer_forward(gv_model *m, int l, const void *res, int ln1_r
         GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), gv_mlp_in_full(m, a), W(m, x->fc_w), W(m, x->fc_b), N, C,
                                  m->F2l));
         GV_TRY(gv_act_forward(m, ACT(m, a->fch_act), ACT(m, a->fch)));
+    }
+    if (gv_fuse_residual(m)) { /* ln2 (post) / res2 (pre) = res1 + fch_act @ fcproj_w^T + fcproj_b */
+        void *sum = m->post ? ACT(m, a->ln2) : ACT(m, a->res2);
+        GV_TRY(gv_matmul_forward_add(be, sum, ACT(m, a->fch_act), W(m, x->fcproj_w), W(m, x->fcproj_b),
+                                     ACT(m, a->res1), N, m->Fl, C));
+        if (m->post) {
+            GV_TRY(gv_norm_forward(m, ACT(m, a->res2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), sum,
+                                   x->ln2_w, x->ln2_b));
+        } else if (gv_fuse_next_ln1(m, l)) {
+            const gv_layer_acts *an = &m->la[l + 1];
+            GV_TRY(gv_norm_forward(m, ACT(m, an->ln1), F32ACT(m, an->ln1_mean), F32ACT(m, an->ln1_rstd), sum,
+                                   m->li[l + 1].ln1_w, m->li[l + 1].ln1_b));
+        }
+        return GV_OK;
     }
     GV_TRY(gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w),
                              ROWPAR_BIAS(m, x->fcproj_b), N, m->Fl, C));

@@ -362,6 +362,23 @@ static void t_matmul(int N, int C, int OC, int use_bias) {
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(dout), pfree(dx), pfree(dw), pfree(db);
 }
 
+/* out = x @ w^T (+ bias) + resid in one product (the residual in cuBLASLt's C), against the cpu's matmul then
+ * add; resid is left as it was. */
+static void t_matmul_add(int N, int C, int OC, int use_bias) {
+    printf("matmul_forward_add N=%d C=%d OC=%d bias=%d\n", N, C, OC, use_bias);
+    float *hx = hrand((size_t)N * C, 1.0f), *hw = hrand((size_t)OC * C, 1.0f / sqrtf((float)C + 1));
+    float *hb = hrand(OC, 1.0f), *hr = hrand((size_t)N * OC, 2.0f);
+    pair x = mk(hx, (size_t)N * C, GV_BF16), w = mk(hw, (size_t)OC * C, GV_BF16), bias = mk(hb, OC, GV_BF16);
+    pair r = mk(hr, (size_t)N * OC, GV_BF16), out = mk(NULL, (size_t)N * OC, GV_BF16);
+    CHECK_OK(gv_matmul_forward_add(cpu, out.c, x.c, w.c, use_bias ? bias.c : NULL, r.c, N, C, OC));
+    CHECK_OK(gv_matmul_forward_add(gpu, out.g, x.g, w.g, use_bias ? bias.g : NULL, r.g, N, C, OC));
+    cmpp("out", out, TOL_BF);
+    float *rg = get_g(r), *rc = get_c(r);
+    cmp("resid unchanged", rg, rc, (size_t)N * OC, 0.0);
+    free(rg), free(rc), free(hx), free(hw), free(hb), free(hr);
+    pfree(x), pfree(w), pfree(bias), pfree(r), pfree(out);
+}
+
 /* The MLP pair: pre = x @ w1^T + b1, act = gelu(pre) (matmul_gelu_forward); backward of the second layer
  * through the GELU (matmul_backward_gelu) into dpre / db1 (its bias reduction) and dw2 / db2. dpre is
  * zeroed with memset0 first (the fused epilogue), then accumulated again (the unfused route). */
@@ -1155,6 +1172,10 @@ static void run_tests(int big) {
         t_matmul(256, 768, 3072, 0);
         t_matmul(1024, 3072, 768, 1);
     }
+    t_matmul_add(7, 13, 9, 1);
+    t_matmul_add(100, 36, 50, 0);
+    t_matmul_add(big ? 4096 : 256, 768, 768, 1);
+    if (big) t_matmul_add(1024, 3072, 768, 1);
     t_matmul_gelu(7, 13, 24, 9);
     t_matmul_gelu(64, 40, 96, 24);
     if (big) t_matmul_gelu(1024, 768, 3072, 768);

@@ -247,6 +247,8 @@ gv_status gv_cuda_rmsnorm_forward(gv_backend *b, void *out, float *rstd, const v
 gv_status gv_cuda_rmsnorm_backward(gv_backend *b, void *dinp, void *dw, const void *dout, const void *inp,
                                    const void *w, const float *rstd, int N, int C);
 /* cuda-matmul.cu */
+gv_status gv_cuda_matmul_forward_add(gv_backend *b, void *out, const void *inp, const void *w,
+                                     const void *bias, const void *resid, int N, int C, int OC);
 gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, const void *w, const void *bias,
                                  int N, int C, int OC);
 gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbias, const void *dout,

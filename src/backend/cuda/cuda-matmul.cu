@@ -127,6 +127,7 @@ struct gemm_epi {
     const void *vec; /* bias (BIAS, GELU_AUX) or bias gradient output (BGRADB, DGELU) */
     const void *aux; /* pre-activation [n][ldaux] (GELU_AUX writes it, DGELU reads it) */
     int ldaux;
+    const void *cin; /* C of D = AB + beta*C, laid out as D (NULL: D itself) */
 };
 
 /* Algorithm choice: cuBLASLt's heuristic proposes up to lt_candidates() algorithms; the first call of each
@@ -225,6 +226,7 @@ static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm
     if (ptr_align(D) < align) align = ptr_align(D);
     if (e.vec && ptr_align(e.vec) < align) align = ptr_align(e.vec);
     if (e.aux && ptr_align(e.aux) < align) align = ptr_align(e.aux);
+    if (e.cin && ptr_align(e.cin) < align) align = ptr_align(e.cin);
     const int epi = e.kind * 2 + (e.vec != NULL), beta1 = beta != 0.0f;
     *fused = 1;
 
@@ -305,7 +307,8 @@ static gv_status gemm_epi(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm
             hit = ce;
         }
         if (hit->found) {
-            cublasStatus_t ms = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, D, ld, D, ld,
+            const void *Cm = e.cin ? e.cin : D;
+            cublasStatus_t ms = cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Cm, ld, D, ld,
                                                &hit->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
             if (ms == CUBLAS_STATUS_SUCCESS) goto done;
             if (ms != CUBLAS_STATUS_NOT_SUPPORTED) {
@@ -320,6 +323,15 @@ fallback:
     if (e.kind != EPI_NONE && e.kind != EPI_BIAS) {
         *fused = 0; /* the caller does the epilogue's work itself */
         goto done;
+    }
+    if (e.cin && e.cin != D) { /* the simple kernel accumulates in place: D = C first */
+        cudaError_t ce = cudaMemcpy2DAsync(D, (size_t)ldd * sizeof(bf16), e.cin, (size_t)ldd * sizeof(bf16),
+                                           (size_t)m * sizeof(bf16), n, cudaMemcpyDeviceToDevice, c->stream);
+        if (ce != cudaSuccess) {
+            st = gv_fail(GV_ERR_BACKEND, "cuda: gemm fallback residual copy failed: %s",
+                         cudaGetErrorString(ce));
+            goto done;
+        }
     }
     {
         dim3 grid(gv_cdiv(m, FB_TILE), gv_cdiv(n, FB_TILE)), block(FB_TILE, FB_TILE);
@@ -341,7 +353,7 @@ done:
 /* D (m x n, ldd) = op(A) op(B) + beta*D (+ bias[m]), column-major, all bf16. */
 static gv_status gemm(gv_cuda_ctx *c, bf16 *D, const bf16 *A, const bf16 *Bm, const bf16 *bias, int m, int n,
                       int k, int ta, int tb, int lda, int ldb, int ldd, float beta) {
-    struct gemm_epi e = {bias ? EPI_BIAS : EPI_NONE, bias, NULL, 0};
+    struct gemm_epi e = {bias ? EPI_BIAS : EPI_NONE, bias, NULL, 0, NULL};
     int fused;
     return gemm_epi(c, D, A, Bm, e, m, n, k, ta, tb, lda, ldb, ldd, beta, &fused);
 }
@@ -367,6 +379,20 @@ gv_status gv_cuda_matmul_forward(gv_backend *b, void *out, const void *inp, cons
     }
     return gemm(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, (const bf16 *)bias, OC, N, C, 1, 0, C, C,
                 OC, 0.0f);
+}
+
+/* out = inp @ w^T + bias + resid: C = resid in the product (beta 1), so the residual add costs the epilogue a
+ * read instead of a pass of its own over three [N, OC] tensors. */
+gv_status gv_cuda_matmul_forward_add(gv_backend *b, void *out, const void *inp, const void *w,
+                                     const void *bias, const void *resid, int N, int C, int OC) {
+    GV_TRY(mm_check("matmul_forward_add", N, C, OC));
+    if (C == 0) return gv_fail(GV_ERR_INVALID, "matmul_forward_add: C = 0 (the front end adds instead)");
+    gv_cuda_ctx *c = gv_cuda(b);
+    if (N == 0 || OC == 0) return GV_OK;
+    struct gemm_epi e = {bias ? EPI_BIAS : EPI_NONE, bias, NULL, 0, resid};
+    int fused;
+    return gemm_epi(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, e, OC, N, C, 1, 0, C, C, OC, 1.0f,
+                    &fused);
 }
 
 static gv_status bias_backward(gv_cuda_ctx *c, bf16 *dbias, const bf16 *dout, int N, int OC) {
@@ -423,7 +449,7 @@ gv_status gv_cuda_matmul_backward(gv_backend *b, void *dinp, void *dw, void *dbi
             /* dw GEMM with the bias gradient in its epilogue (written to a scratch vector, then added) */
             bf16 *db;
             GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, (size_t)OC * es));
-            struct gemm_epi e = {EPI_BGRADB, db, NULL, 0};
+            struct gemm_epi e = {EPI_BGRADB, db, NULL, 0, NULL};
             int fused = 0;
             gv_status st = gemm_epi(c, (bf16 *)dw, (const bf16 *)inp, (const bf16 *)dout, e, C, OC, N, 0, 1,
                                     C, OC, C, 1.0f, &fused);
@@ -472,7 +498,7 @@ gv_status gv_cuda_matmul_gelu_forward(gv_backend *b, void *out, void *pre, const
     if (N == 0 || OC == 0) return GV_OK;
     if (C > 0 && env_flag("GV_CUDA_GELU_EPI", 1)) {
         /* pre (aux) = w^T.inp + bias, out = gelu(pre), in the epilogue; column-major pre is OC x N, ld OC */
-        struct gemm_epi e = {EPI_GELU_AUX, bias, pre, OC};
+        struct gemm_epi e = {EPI_GELU_AUX, bias, pre, OC, NULL};
         int fused = 0;
         GV_TRY(gemm_epi(c, (bf16 *)out, (const bf16 *)w, (const bf16 *)inp, e, OC, N, C, 1, 0, C, C, OC, 0.0f,
                         &fused));
@@ -511,7 +537,7 @@ gv_status gv_cuda_matmul_backward_gelu(gv_backend *b, void *dpre, void *dpre_bia
          * column-major C x N), mode 2 leaves it to the reduction kernels */
         bf16 *db = NULL;
         if (dpre_bias && dgelu == 1) GV_TRY(gv_cuda_tmp_alloc(c, (void **)&db, C * es));
-        struct gemm_epi e = {EPI_DGELU, db, pre, C};
+        struct gemm_epi e = {EPI_DGELU, db, pre, C, NULL};
         int fused = 0;
         gv_status st = gemm_epi(c, (bf16 *)dpre, (const bf16 *)w, (const bf16 *)dout, e, C, N, OC, 0, 0, C,
                                 OC, C, 0.0f, &fused);

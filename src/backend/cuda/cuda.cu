@@ -608,6 +608,10 @@ GV_OP(add_norm_forward, gv_cuda_add_norm_forward, 0, N, C, 0,
 GV_OP(matmul_forward, gv_cuda_matmul_forward, 0, N, C, OC,
       (gv_backend * b, void *out, const void *inp, const void *w, const void *bias, int N, int C, int OC),
       (b, out, inp, w, bias, N, C, OC))
+GV_OP(matmul_forward_add, gv_cuda_matmul_forward_add, 0, N, C, OC,
+      (gv_backend * b, void *out, const void *inp, const void *w, const void *bias, const void *resid, int N,
+       int C, int OC),
+      (b, out, inp, w, bias, resid, N, C, OC))
 GV_OP(matmul_backward, gv_cuda_matmul_backward, 1, N, C, OC,
       (gv_backend * b, void *dinp, void *dw, void *dbias, const void *dout, const void *inp, const void *w,
        int N, int C, int OC),
@@ -736,6 +740,7 @@ static const struct gv_backend_i gv_cuda_iface = {
     /* .layernorm_backward_sum = */ op_layernorm_backward_sum,
     /* .event_record = */ mem_event_record,
     /* .event_wait = */ mem_event_wait,
+    /* .matmul_forward_add = */ op_matmul_forward_add,
 };
 
 extern "C" int gv_backend_cuda_available(void) {
