@@ -192,15 +192,17 @@ __global__ void __launch_bounds__(NORM_BWD_THREADS)
 #define NORM_WARP_SLOTS(nch) ((size_t)NORM_WARP_NW * 2 * 3 * (nch)*32 * 16)
 #define NORM_WARP_DS(nch) ((size_t)NORM_WARP_NW * (nch)*256 * sizeof(float))
 
+/* The "memory" clobbers keep the compiler from moving the slot's shared-memory reads across the copies and
+ * the wait (volatile asm alone orders only against other volatile asm). */
 __device__ __forceinline__ void gv_cp16(void *smem, const void *gmem) {
     const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(a), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void gv_cp_commit() {
-    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 template <int N> __device__ __forceinline__ void gv_cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 template <int NCH, bool RMS>
