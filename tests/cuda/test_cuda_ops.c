@@ -265,6 +265,24 @@ static void t_norm(int rms, int N, int C, int use_w, int use_b) {
     else
         CHECK_OK(gv_layernorm_backward(gpu, dx.g, NULL, NULL, dout.g, x.g, wg, mean.g, rstd.g, N, C));
     cmpp("dinp over a deferred zero", dx, TOL_BF);
+    if (use_w ||
+        (!rms && use_b)) { /* weight gradients only (no dinp): the kernels skip the row's dinp pass */
+        pair dw2 = mk(NULL, C, GV_BF16), db2 = mk(NULL, C, GV_BF16);
+        for (int rep = 0; rep < 2; rep++) {
+            gv_backend *be = rep ? gpu : cpu;
+            void *dwp = use_w ? (rep ? dw2.g : dw2.c) : NULL, *dbp = rep ? db2.g : db2.c;
+            void *doutp = rep ? dout.g : dout.c, *xp = rep ? x.g : x.c,
+                 *wp = use_w ? (rep ? w.g : w.c) : NULL;
+            if (rms)
+                CHECK_OK(gv_rmsnorm_backward(be, NULL, dwp, doutp, xp, wp, rep ? rstd.g : rstd.c, N, C));
+            else
+                CHECK_OK(gv_layernorm_backward(be, NULL, dwp, use_b ? dbp : NULL, doutp, xp, wp,
+                                               rep ? mean.g : mean.c, rep ? rstd.g : rstd.c, N, C));
+        }
+        if (use_w) cmpp("dw (no dinp)", dw2, TOL_BF);
+        if (!rms && use_b) cmpp("dbias (no dinp)", db2, TOL_BF);
+        pfree(dw2), pfree(db2);
+    }
     free(f1), free(f2), free(f3), free(hm), free(hr), free(hx), free(hw), free(hb), free(hd);
     pfree(x), pfree(w), pfree(bias), pfree(out), pfree(mean), pfree(rstd), pfree(dout), pfree(dx), pfree(dw),
         pfree(db);
@@ -1158,7 +1176,11 @@ static void run_tests(int big) {
     t_norm(1, 5, 37, 1, 0);
     if (big) t_norm(1, 1024, 768, 1, 0);
     t_norm(1, 16, 4096, 0, 0);
+    /* many rows per warp (both cp.async slots in turn), C not a multiple of 256 */
+    t_norm(0, 20000, 40, 1, 1);
+    t_norm(1, 20000, 1000, 1, 0);
     t_norm_sum(1000, 768); /* the warp-per-row kernel, rows not a multiple of its warps */
+    t_norm_sum(20000, 640);
     t_norm_sum(big ? 8192 : 512, 1024);
     t_norm_sum(300, 2048); /* wider rows: the norm, then a separate reduction */
     t_add_norm(0, 5, 37);

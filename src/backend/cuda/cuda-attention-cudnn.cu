@@ -65,6 +65,7 @@ struct dnn_plan {
     int bwd, B, T, H, KVH, D, causal;
     cudnnBackendDescriptor_t plan;             /* NULL: cuDNN refused this shape */
     int64_t ws;                                /* workspace bytes of the plan (of every alt until timed) */
+    int64_t ws0;                               /* the first plan's, while alternatives are kept */
     cudnnBackendDescriptor_t alt[DNN_MAX_ALT]; /* other finalized plans, timed at the first execution */
     int64_t alt_ws[DNN_MAX_ALT];
     int nalt;
@@ -372,7 +373,9 @@ static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
     bd_set(g, graph, DNN_ATTR_OPGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &h, "graph handle");
     bd_fin(g, graph, "operation graph");
     const cudnnBackendHeurMode_t modes[2] = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_B};
-    const int nmodes = dnn_tune_on() ? 2 : 1;
+    /* before 9.6 the backward adds into the dQ accumulator, zeroed once per call: no repeated runs */
+    const int tune = dnn_tune_on() && !(p->bwd && cudnnGetVersion() < 90600);
+    const int nmodes = tune ? 2 : 1;
     cudnnStatus_t first_err = CUDNN_STATUS_SUCCESS;
     for (int mi = 0; mi < nmodes && g->err == CUDNN_STATUS_SUCCESS; mi++) {
         cudnnBackendDescriptor_t heur = bd_new(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, "heuristics");
@@ -407,7 +410,7 @@ static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
             continue;
         }
         for (int64_t i = 0; i < got; i++) {
-            if (p->plan && (!dnn_tune_on() || p->nalt == DNN_MAX_ALT)) return;
+            if (p->plan && (!tune || p->nalt == DNN_MAX_ALT)) return;
             cudnnBackendDescriptor_t plan = NULL;
             if (cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) !=
                 CUDNN_STATUS_SUCCESS)
@@ -422,7 +425,7 @@ static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
                                          &cnt, &ws) == CUDNN_STATUS_SUCCESS) {
                 if (!p->plan) {
                     p->plan = plan;
-                    p->ws = ws;
+                    p->ws = p->ws0 = ws;
                 } else {
                     p->alt[p->nalt] = plan;
                     p->alt_ws[p->nalt++] = ws;
@@ -439,10 +442,30 @@ static void build_plan(struct dnn_build *g, cudnnHandle_t h) {
                                                 : "execution plan finalize (every engine configuration)";
 }
 
-static void plan_release(struct dnn_plan *p) {
-    if (p->plan) cudnnBackendDestroyDescriptor(p->plan);
+/* Keeps the first plan only (its workspace): when the alternatives' largest workspace cannot be had. */
+static void dnn_drop_alts(struct dnn_plan *p) {
     for (int i = 0; i < p->nalt; i++) cudnnBackendDestroyDescriptor(p->alt[i]);
     p->nalt = 0;
+    p->ws = p->ws0;
+}
+
+/* A call's scratch: the workspace (p->ws rounded up to 256 bytes: *ws_b) and extra bytes after it; when the
+ * alternatives' largest workspace cannot be had, they are dropped and the first plan's is tried. */
+static gv_status dnn_ws_alloc(gv_cuda_ctx *c, struct dnn_plan *p, void **out, size_t extra, size_t *ws_b) {
+    *ws_b = ((size_t)p->ws + 255) / 256 * 256;
+    gv_status st = gv_cuda_tmp_alloc(c, out, *ws_b + extra);
+    if (st == GV_OK || p->nalt == 0) return st;
+    cudaGetLastError(); /* the failed allocation's error is handled here */
+    gv_warn("cuda: cuDNN attention: no %lld bytes of workspace to time %d plans; the first runs",
+            (long long)p->ws, p->nalt + 1);
+    dnn_drop_alts(p);
+    *ws_b = ((size_t)p->ws + 255) / 256 * 256;
+    return gv_cuda_tmp_alloc(c, out, *ws_b + extra);
+}
+
+static void plan_release(struct dnn_plan *p) {
+    if (p->plan) cudnnBackendDestroyDescriptor(p->plan);
+    dnn_drop_alts(p);
     for (int i = p->ndesc - 1; i >= 0; i--) cudnnBackendDestroyDescriptor(p->desc[i]);
     p->plan = NULL;
     p->ndesc = 0;
@@ -523,7 +546,8 @@ static cudnnStatus_t dnn_run(gv_cuda_ctx *c, cudnnBackendDescriptor_t plan, cudn
 
 /* First execution of a shape with alternatives: each plan runs once to warm up, then three times under
  * events; the fastest stays and runs once more (repeating is safe: the graphs write their outputs, they
- * never accumulate). */
+ * never accumulate; the backward before cuDNN 9.6 does, and keeps no alternatives). The choice depends on
+ * timing, so two runs may take different plans: GV_CUDA_DNN_TUNE=0 for reproducible ones. */
 static cudnnStatus_t dnn_tune(gv_cuda_ctx *c, struct dnn_plan *p, cudnnBackendDescriptor_t vp) {
     cudnnBackendDescriptor_t all[DNN_MAX_ALT + 1];
     int64_t ws[DNN_MAX_ALT + 1];
@@ -624,7 +648,8 @@ gv_status gv_cudnn_attention_forward(gv_cuda_ctx *c, int *done, bf16 *out, float
     GV_TRY(dnn_plan_get(c, &p, 0, B, T, H, KVH, D, causal));
     if (!p) return GV_OK;
     void *ws = NULL;
-    GV_TRY(gv_cuda_tmp_alloc(c, &ws, (size_t)p->ws));
+    size_t ws_b;
+    GV_TRY(dnn_ws_alloc(c, p, &ws, 0, &ws_b));
     float scale = 1.0f / sqrtf((float)D), neginf = dnn_neginf();
     const int64_t uids[] = {U_Q, U_KT, U_V, U_O, U_STATS, U_SCALE, U_NEGINF};
     void *ptrs[] = {(void *)qkv,
@@ -656,11 +681,11 @@ gv_status gv_cudnn_attention_backward(gv_cuda_ctx *c, int *done, bf16 *dqkv, con
     int claimed = 0;
     GV_TRY(gv_cuda_zero_claim(c, &claimed, dqkv, n * es, in, 4));
     /* scratch: workspace | Dsum [B*H*T] F32 | dQ accumulator [B*H*T*D] F32 | gradients [B*T*S] bf16 */
-    const size_t a = 256, ws_b = ((size_t)p->ws + a - 1) / a * a,
-                 ds_b = (rows * sizeof(float) + a - 1) / a * a;
+    const size_t a = 256, ds_b = (rows * sizeof(float) + a - 1) / a * a;
     const size_t dq_b = (rows * D * sizeof(float) + a - 1) / a * a, g_b = claimed ? 0 : n * es;
     char *tmp;
-    GV_TRY(gv_cuda_tmp_alloc(c, (void **)&tmp, ws_b + ds_b + dq_b + g_b));
+    size_t ws_b;
+    GV_TRY(dnn_ws_alloc(c, p, (void **)&tmp, ds_b + dq_b + g_b, &ws_b));
     float *dsum = (float *)(tmp + ws_b), *dqacc = (float *)(tmp + ws_b + ds_b);
     bf16 *g = claimed ? dqkv : (bf16 *)(tmp + ws_b + ds_b + dq_b);
     gv_status st = GV_OK;

@@ -357,14 +357,14 @@ template <int NCH, bool RMS> static cudaError_t norm_warp_occupancy(int *per_sm,
         *per_sm = known[ki];
         return cudaSuccess;
     }
-    /* the row slots and column sums (up to 128 KB) need the opt-in */
-    static bool opted;
-    if (!opted) {
+    /* the row slots and column sums (up to 128 KB) need the opt-in, asked for what this launch needs (the
+     * caller checked it against the device's limit) */
+    static size_t opted;
+    if (dyn_smem > opted) {
         cudaError_t e = cudaFuncSetAttribute(norm_backward_warp_kernel<NCH, RMS>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)(NORM_WARP_SLOTS(NCH) + NORM_WARP_DS(NCH)));
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn_smem);
         if (e != cudaSuccess) return e;
-        opted = true;
+        opted = dyn_smem;
     }
     cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(per_sm, norm_backward_warp_kernel<NCH, RMS>,
                                                                   NORM_WARP_NW * 32, dyn_smem);
@@ -501,8 +501,10 @@ static gv_status norm_backward(gv_backend *b, const char *op, void *dinp, void *
     /* ~1024 resident threads per SM; the partial sums are then reduced over G rows by 32 lanes per column */
     int G = c->num_sms * (1024 / threads_est > 0 ? 1024 / threads_est : 1);
     if (G > N) G = N;
-    const int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
-    const size_t ds_smem = nwarp ? NORM_WARP_SLOTS(nwarp) + (dsum ? NORM_WARP_DS(nwarp) : 0) : 0;
+    int nwarp = vec && C <= 1024 && norm_warp_on() ? (chunks + 31) / 32 : 0; /* chunks per lane */
+    size_t ds_smem = nwarp ? NORM_WARP_SLOTS(nwarp) + (dsum ? NORM_WARP_DS(nwarp) : 0) : 0;
+    if (ds_smem > c->smem_optin) /* (GPUs with ~99 KB a block at C > 768) the block kernel instead */
+        nwarp = 0, ds_smem = 0;
     if (nwarp) { /* narrow rows: a warp per row, as many blocks as are resident at once (no tail wave) */
         int per_sm = 0;
         cudaError_t oe = nwarp == 1   ? norm_warp_occupancy<1, RMS>(&per_sm, ds_smem)
