@@ -842,8 +842,9 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t o_gathered = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
     size_t o_partial = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
     /* The output projections are only added into the residual stream (backward never reads them): one
-     * [Nl,C] view serves every layer's attention and MLP projection. */
-    size_t o_proj = gv_arena_reserve(A, Nl * C * e);
+     * [Nl,C] view serves every layer's attention and MLP projection. At tp 1 they add the residual in their
+     * epilogue (gv_fuse_residual) and nothing writes it, except T5's layers. runtime-mem.c mirrors this. */
+    size_t o_proj = m->arch == GV_ARCH_T5 || m->tp_size > 1 ? gv_arena_reserve(A, Nl * C * e) : 0;
     m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
@@ -1749,9 +1750,10 @@ static int gv_fuse_next_ln1(const gv_model *m, int l) {
 }
 
 /* The row-parallel projections add the residual in the product's epilogue when nothing comes between them
- * (no tp sum, all positions local): the norm after them reads one tensor instead of two and writes one. */
+ * (no tp sum): the norm after them reads one tensor instead of two and writes one, and the projections'
+ * shared view is not reserved (gv_model_init). */
 static int gv_fuse_residual(const gv_model *m) {
-    return m->tp_size == 1 && m->Nl == m->N;
+    return m->tp_size == 1; /* (Megatron-SP, the only case with Nl < N, needs tp > 1) */
 }
 
 /* Forward of transformer layer l from its input res [Nl,C] to la[l].res2 [Nl,C].
