@@ -250,7 +250,7 @@ static void gv_rt_part_mem(const gv_cost_opts *o, const gv_model_spec *s, const 
         gv_rt_reserve(&aa, N * Cs * e);
         gv_rt_reserve(&aa, N * Cs * e);
     }
-    if (t5 || tp > 1) gv_rt_reserve(&aa, Nl * Cs * e); /* the projections' view (model.c: o_proj) */
+    if (tp > 1) gv_rt_reserve(&aa, Nl * Cs * e); /* the projections' view (model.c: o_proj) */
     size_t stash = sp > 1 ? gv_rt_stash(o, B, Tl * sp, Hs) : gv_rt_stash(o, B, Tl, Hl);
     if (t5)
         stash = sp > 1 ? gv_rt_stash_ext(o, B, Tl * sp, Hs, KVHs, D, QKVs)

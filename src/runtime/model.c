@@ -843,8 +843,8 @@ gv_status gv_model_init_dist(gv_model **out, const gv_model_spec *spec, gv_backe
     size_t o_partial = m->msp ? gv_arena_reserve(A, N * C * e) : 0;
     /* The output projections are only added into the residual stream (backward never reads them): one
      * [Nl,C] view serves every layer's attention and MLP projection. At tp 1 they add the residual in their
-     * epilogue (gv_fuse_residual) and nothing writes it, except T5's layers. runtime-mem.c mirrors this. */
-    size_t o_proj = m->arch == GV_ARCH_T5 || m->tp_size > 1 ? gv_arena_reserve(A, Nl * C * e) : 0;
+     * epilogue (gv_fuse_residual) and nothing writes it. runtime-mem.c mirrors this. */
+    size_t o_proj = m->tp_size > 1 ? gv_arena_reserve(A, Nl * C * e) : 0;
     m->la = calloc((size_t)m->nl + 1, sizeof *m->la);
     size_t stash = m->sp_size > 1 ? gv_attention_stash_bytes(b, B, m->Tf, m->Hs)
                                   : gv_attention_stash_bytes(b, B, T, m->Hl);
@@ -2254,10 +2254,20 @@ static size_t gv_t5_mlp_res(const gv_model *m, int j) {
  * residual. The last encoder block also applies the encoder's final norm (-> enc_out). Under Megatron-SP the
  * norms run on this rank's positions, their outputs are gathered (one shared [N,C] view) before the
  * column-parallel linears and the row-parallel sums are reduce-scattered, as in gv_layer_forward. */
+/* sum [Nl,C] = res + inp [N,K] @ w^T: a row-parallel projection without bias and the residual after it (tp 1:
+ * in the product's epilogue; else the partial product, its sum over tp, then the add). */
+static gv_status gv_t5_proj_add(gv_model *m, const gv_layer_acts *a, void *sum, const void *res,
+                                const void *inp, int wi, int K) {
+    if (gv_fuse_residual(m))
+        return gv_matmul_forward_add(m->be, sum, inp, W(m, wi), NULL, res, m->N, K, m->C);
+    GV_TRY(gv_matmul_forward(m->be, ACT(m, a->attproj_p), inp, W(m, wi), NULL, m->N, K, m->C));
+    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
+    return gv_add_forward(m->be, sum, res, ACT(m, a->attproj), (size_t)m->Nl * m->C);
+}
+
 static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
     gv_backend *be = m->be;
-    int l = m->l0 + j, N = m->N, Nl = m->Nl, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D,
-        dec = l >= m->Le;
+    int l = m->l0 + j, N = m->N, C = m->C, HD = m->Hl * m->D, KD = m->KVHl * m->D, dec = l >= m->Le;
     size_t e = m->esz;
     const gv_layer_idx *x = &m->li[j];
     const gv_layer_acts *a = &m->la[j];
@@ -2285,9 +2295,7 @@ static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
         GV_TRY(gv_attention_ext_forward(be, &sa, ACT(m, a->atty), F32ACT(m, a->stash), qkv, qkv + HD * e,
                                         qkv + (HD + KD) * e, bias));
     }
-    GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->atty), W(m, x->proj_w), NULL, N, HD, C));
-    GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj))); /* row-parallel: sum over tp */
-    GV_TRY(gv_add_forward(be, ACT(m, a->res1), res, ACT(m, a->attproj), (size_t)Nl * C));
+    GV_TRY(gv_t5_proj_add(m, a, ACT(m, a->res1), res, ACT(m, a->atty), x->proj_w, HD));
     if (x->lnc_w >= 0) {
         gv_attn_ext ca = gv_t5_attn(m, 1, 0);
         char *ckv = ACT(m, a->ckv); /* [N, 2KD]: k then v of the encoder output */
@@ -2312,9 +2320,7 @@ static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
             GV_TRY(gv_attention_ext_forward(be, &ca, ACT(m, a->catty), F32ACT(m, a->cstash), ACT(m, a->cq),
                                             ckv, ckv + KD * e, NULL));
         }
-        GV_TRY(gv_matmul_forward(be, ACT(m, a->attproj_p), ACT(m, a->catty), W(m, x->co_w), NULL, N, HD, C));
-        GV_TRY(gv_tp_combine(m, ACT(m, a->attproj_p), ACT(m, a->attproj)));
-        GV_TRY(gv_add_forward(be, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->attproj), (size_t)Nl * C));
+        GV_TRY(gv_t5_proj_add(m, a, ACT(m, a->resc), ACT(m, a->res1), ACT(m, a->catty), x->co_w, HD));
     }
     const void *mres = ACT(m, gv_t5_mlp_res(m, j));
     GV_TRY(gv_norm_forward(m, ACT(m, a->ln2), F32ACT(m, a->ln2_mean), F32ACT(m, a->ln2_rstd), mres, x->ln2_w,
@@ -2322,10 +2328,7 @@ static gv_status gv_t5_layer_forward(gv_model *m, int j, const void *res) {
     GV_TRY(gv_tp_expand(m, ACT(m, a->ln2), ACT(m, a->ln2f)));
     GV_TRY(gv_matmul_forward(be, ACT(m, a->fch), ACT(m, a->ln2f), W(m, x->fc_w), NULL, N, C, m->Fl));
     GV_TRY(gv_relu_forward(be, ACT(m, a->fch_act), ACT(m, a->fch), (size_t)N * m->Fl));
-    GV_TRY(
-        gv_matmul_forward(be, ACT(m, a->fcproj_p), ACT(m, a->fch_act), W(m, x->fcproj_w), NULL, N, m->Fl, C));
-    GV_TRY(gv_tp_combine(m, ACT(m, a->fcproj_p), ACT(m, a->fcproj)));
-    GV_TRY(gv_add_forward(be, ACT(m, a->res2), mres, ACT(m, a->fcproj), (size_t)Nl * C));
+    GV_TRY(gv_t5_proj_add(m, a, ACT(m, a->res2), mres, ACT(m, a->fch_act), x->fcproj_w, m->Fl));
     if (l == m->Le - 1)
         GV_TRY(gv_norm_forward(m, ACT(m, m->o_enc_out), NULL, F32ACT(m, m->o_encf_rstd), ACT(m, a->res2),
                                m->encf_w, -1));
