@@ -500,6 +500,21 @@ static int bf_filter_pp(const gv_strategy *v, int n, int pp, int B, int m, gv_st
     return k;
 }
 
+/* A random instance for the pipelined checks: layers that dominate the memory, so that a budget can call
+ * for a pipeline; own-mode costs at a random sequence length, mixed precision or not. */
+static gv_cost_model pipe_instance(gv_hw_profile *hw, gv_model_profile *mp, int W) {
+    random_profiles(hw, mp, W);
+    mp->lt[0].param_mb *= 4;
+    for (int i = 0; i <= GV_COST_LOGS; i++) mp->lt[0].act_mb[i] *= 3;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i <= GV_COST_LOGS; i++) mp->other_ms_mb[r][i] /= 10, mp->other_act_mb[r][i] /= 10;
+    gv_cost_model cm = {hw, mp, {0}};
+    gv_cost_opts_default(&cm.o, GV_COST_OWN, W, 64 * (1 + rnd() % 4), 256);
+    cm.o.mixed_precision = rnd() % 2;
+    cm.o.context_mb = 100;
+    return cm;
+}
+
 /* The pipelined search (up to pp = 2) against brute force over every pp 1 and pp 2 plan, on instances whose
  * optimum is a pipeline. For pp > 1 the own-mode search is not exact by construction: each stage's DP
  * minimises its own objective for a layer count, and the partition then minimises the pipeline formula
@@ -515,16 +530,7 @@ static void check_pipeline_gap(void) {
         int W = 2 << (rnd() % 2), B = 8, m = 2 << (rnd() % 2);
         gv_hw_profile hw;
         gv_model_profile mp;
-        random_profiles(&hw, &mp, W);
-        /* layers that dominate the memory, so that a budget can call for a pipeline */
-        mp.lt[0].param_mb *= 4;
-        for (int i = 0; i <= GV_COST_LOGS; i++) mp.lt[0].act_mb[i] *= 3;
-        for (int r = 0; r < 3; r++)
-            for (int i = 0; i <= GV_COST_LOGS; i++) mp.other_ms_mb[r][i] /= 10, mp.other_act_mb[r][i] /= 10;
-        gv_cost_model cm = {&hw, &mp, {0}};
-        gv_cost_opts_default(&cm.o, GV_COST_OWN, W, 64 * (1 + rnd() % 4), 256);
-        cm.o.mixed_precision = rnd() % 2;
-        cm.o.context_mb = 100;
+        gv_cost_model cm = pipe_instance(&hw, &mp, W);
         gv_search_opts o;
         gv_search_opts_default(&o, W, 1, 0);
         o.max_pp = 2;
@@ -609,15 +615,7 @@ static void check_pipeline4_gap(void) {
         int W = 4, B = 8, m = 4 << (rnd() % 2), L = 4 + (int)(rnd() % 2);
         gv_hw_profile hw;
         gv_model_profile mp;
-        random_profiles(&hw, &mp, W);
-        mp.lt[0].param_mb *= 4;
-        for (int i = 0; i <= GV_COST_LOGS; i++) mp.lt[0].act_mb[i] *= 3;
-        for (int r = 0; r < 3; r++)
-            for (int i = 0; i <= GV_COST_LOGS; i++) mp.other_ms_mb[r][i] /= 10, mp.other_act_mb[r][i] /= 10;
-        gv_cost_model cm = {&hw, &mp, {0}};
-        gv_cost_opts_default(&cm.o, GV_COST_OWN, W, 64 * (1 + rnd() % 4), 256);
-        cm.o.mixed_precision = rnd() % 2;
-        cm.o.context_mb = 100;
+        gv_cost_model cm = pipe_instance(&hw, &mp, W);
         gv_search_opts o;
         gv_search_opts_default(&o, W, 1, 0);
         o.max_pp = 4;
