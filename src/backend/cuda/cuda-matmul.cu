@@ -189,18 +189,17 @@ static int lt_autotune(gv_cuda_ctx *c, cublasLtMatmulDesc_t op, cublasLtMatrixLa
     }
     cudaEvent_t e0 = NULL, e1 = NULL;
     int best = 0;
-    float quick[LT_CANDIDATES_MAX];
+    float best_ms = INFINITY;
     /* Timing each candidate longer (top 4 again for ~20 ms each, in two interleaved rounds, for the speed at
      * the power cap) picked worse algorithms: 110.3 vs 107.8 ms/step at B=64 (H200, 2026-12-02). */
     if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) goto out;
     for (int i = 0; i < ncand; i++) {
-        quick[i] = INFINITY;
         if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
         if (cublasLtMatmul(c->lt, op, &alpha, A, la, Bm, lb, &beta, Dt, ld, Dt, ld, &cand[i].algo, c->lt_ws,
                            c->lt_ws_bytes, c->stream) != CUBLAS_STATUS_SUCCESS)
             continue; /* the warm-up */
-        quick[i] = lt_time(c, op, la, lb, ld, A, Bm, Dt, beta, &cand[i].algo, LT_TUNE_REPS, e0, e1);
-        if (quick[i] < quick[best]) best = i;
+        const float ms = lt_time(c, op, la, lb, ld, A, Bm, Dt, beta, &cand[i].algo, LT_TUNE_REPS, e0, e1);
+        if (ms < best_ms) best_ms = ms, best = i;
     }
 out:
     if (e0) cudaEventDestroy(e0);
